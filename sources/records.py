@@ -1,0 +1,452 @@
+"""Typed source records.
+
+Every source system answers in its own field names (SAP S/4HANA OData style, see
+DOMAIN.md). Connectors turn those JSON objects into the dataclasses below, so the rest of
+ordergraph works on plain, typed Python values and never on raw payloads.
+
+Each record class maps its attributes to the source's field names with ``api(...)``.
+``from_api`` parses one JSON object; ``to_api`` renders one (the simulator uses it, so the
+two sides cannot drift apart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import typing
+from functools import cache
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R", bound="Record")
+
+
+class RecordError(ValueError):
+    """A source answered with a record that does not fit its contract."""
+
+
+def api(name: str, default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING) -> Any:
+    """Declare a record attribute and the source field name it is read from."""
+    kwargs: dict[str, Any] = {"metadata": {"api": name}}
+    if default is not dataclasses.MISSING:
+        kwargs["default"] = default
+    if default_factory is not dataclasses.MISSING:
+        kwargs["default_factory"] = default_factory
+    return dataclasses.field(**kwargs)
+
+
+def parse_date(value: Any) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def parse_datetime(value: Any) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    text = str(value)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def format_datetime(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(slots=True)
+class Record:
+    """Base of all source records."""
+
+    SOURCE: ClassVar[str] = ""
+    ENTITY_SET: ClassVar[str] = ""
+    KEY: ClassVar[str] = ""  # attribute name of the primary key
+
+    @classmethod
+    def from_api(cls: type[R], data: dict[str, Any]) -> R:
+        """Parse one source JSON object; raise RecordError when it does not fit."""
+        if not isinstance(data, dict):
+            raise RecordError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+        kwargs: dict[str, Any] = {}
+        for name, field_name, kind, required in _fields(cls):
+            raw = data.get(field_name)
+            if raw is None:
+                if required:
+                    raise RecordError(f"{cls.__name__}: missing field {field_name!r}")
+                continue
+            try:
+                kwargs[name] = _convert(kind, raw)
+            except (TypeError, ValueError) as exc:
+                raise RecordError(f"{cls.__name__}.{field_name}: {exc}") from exc
+        return cls(**kwargs)
+
+    def to_api(self) -> dict[str, Any]:
+        """Render this record in the source's own field names."""
+        out: dict[str, Any] = {}
+        for name, field_name, kind, _required in _fields(type(self)):
+            out[field_name] = _render(kind, getattr(self, name))
+        return out
+
+    @property
+    def key(self) -> str:
+        return getattr(self, self.KEY)
+
+
+# --- generic conversion ---------------------------------------------------------------
+
+
+def _kind(tp: Any) -> Any:
+    """Reduce a type hint to what conversion needs: a base type or ('list', inner)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        return _kind(inner[0])
+    if origin is list:
+        return ("list", _kind(args[0]))
+    return tp
+
+
+@cache
+def _fields(cls: type) -> tuple[tuple[str, str, Any, bool], ...]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if "api" not in f.metadata:
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        out.append((f.name, f.metadata["api"], _kind(hints[f.name]), required))
+    return tuple(out)
+
+
+def _convert(kind: Any, raw: Any) -> Any:
+    if isinstance(kind, tuple):
+        if not isinstance(raw, list):
+            raise TypeError("expected a list")
+        return [_convert(kind[1], item) for item in raw]
+    if kind is dt.datetime:
+        return parse_datetime(raw)
+    if kind is dt.date:
+        return parse_date(raw)
+    if kind is float:
+        if isinstance(raw, bool):
+            raise TypeError("expected a number")
+        return float(raw)
+    if kind is int:
+        if isinstance(raw, bool):
+            raise TypeError("expected an integer")
+        return int(raw)
+    if kind is bool:
+        if not isinstance(raw, bool):
+            raise TypeError("expected a boolean")
+        return raw
+    if kind is str:
+        if isinstance(raw, (dict, list)):
+            raise TypeError("expected a string")
+        return str(raw)
+    if isinstance(kind, type) and issubclass(kind, Record):
+        return kind.from_api(raw)
+    return raw
+
+
+def _render(kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(kind, tuple):
+        return [_render(kind[1], item) for item in value]
+    if kind is dt.datetime:
+        return format_datetime(value)
+    if kind is dt.date:
+        return value.isoformat()
+    if isinstance(value, Record):
+        return value.to_api()
+    return value
+
+
+# --- ERP --------------------------------------------------------------------------------
+
+COMMERCIAL_PRIORITIES = ("STRATEGIC", "HIGH", "NORMAL", "LOW")
+
+
+@dataclasses.dataclass(slots=True)
+class Customer(Record):
+    """ERP business partner in the customer role, with its commercial priority."""
+
+    SOURCE: ClassVar[str] = "erp"
+    ENTITY_SET: ClassVar[str] = "A_Customer"
+    KEY: ClassVar[str] = "customer"
+
+    customer: str = api("Customer")
+    customer_name: str = api("CustomerName")
+    commercial_priority: str = api("CommercialPriority", "NORMAL")  # STRATEGIC/HIGH/NORMAL/LOW
+    country: str | None = api("Country", None)
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+
+
+@dataclasses.dataclass(slots=True)
+class SalesOrderItem(Record):
+    """Sales order item with its schedule-line promise."""
+
+    sales_order_item: str = api("SalesOrderItem")
+    material: str = api("Material")
+    requested_quantity: float = api("RequestedQuantity")
+    requested_quantity_unit: str = api("RequestedQuantityUnit", "PC")
+    net_amount: float = api("NetAmount", 0.0)
+    confirmed_delivery_date: dt.date | None = api("ConfirmedDeliveryDate", None)
+    confirmed_quantity: float | None = api("ConfirmedQuantity", None)
+
+
+@dataclasses.dataclass(slots=True)
+class SalesOrder(Record):
+    """ERP sales order header (A_SalesOrder) with its items.
+
+    Processing statuses use A / B / C = not yet / partially / completely processed.
+    ``confirmed_delivery_date`` is the delivery promise (latest confirmed schedule line).
+    """
+
+    SOURCE: ClassVar[str] = "erp"
+    ENTITY_SET: ClassVar[str] = "A_SalesOrder"
+    KEY: ClassVar[str] = "sales_order"
+
+    sales_order: str = api("SalesOrder")
+    sold_to_party: str = api("SoldToParty")
+    sales_order_date: dt.date = api("SalesOrderDate")
+    requested_delivery_date: dt.date = api("RequestedDeliveryDate")
+    sales_order_type: str = api("SalesOrderType", "OR")
+    purchase_order_by_customer: str | None = api("PurchaseOrderByCustomer", None)
+    confirmed_delivery_date: dt.date | None = api("ConfirmedDeliveryDate", None)
+    total_net_amount: float = api("TotalNetAmount", 0.0)
+    transaction_currency: str = api("TransactionCurrency", "EUR")
+    overall_sd_process_status: str = api("OverallSDProcessStatus", "A")
+    overall_delivery_status: str = api("OverallDeliveryStatus", "A")
+    total_credit_check_status: str = api("TotalCreditCheckStatus", "A")  # A ok, B blocked
+    total_block_status: str = api("TotalBlockStatus", "")
+    delivery_block_reason: str = api("DeliveryBlockReason", "")
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+    items: list[SalesOrderItem] = api("to_Item", default_factory=list)
+
+
+# --- MES --------------------------------------------------------------------------------
+
+PRODUCTION_ORDER_STATUSES = (
+    "CREATED",
+    "RELEASED",
+    "STARTED",
+    "PARTIALLY_CONFIRMED",
+    "CONFIRMED",
+    "DELIVERED",
+    "TECO",
+    "CLOSED",
+    "LOCKED",
+)
+
+
+@dataclasses.dataclass(slots=True)
+class ProductionOrder(Record):
+    """MES production (manufacturing) order, pegged to a sales order item."""
+
+    SOURCE: ClassVar[str] = "mes"
+    ENTITY_SET: ClassVar[str] = "A_ProductionOrder"
+    KEY: ClassVar[str] = "manufacturing_order"
+
+    manufacturing_order: str = api("ManufacturingOrder")
+    material: str = api("Material")
+    sales_order: str = api("SalesOrder")
+    sales_order_item: str = api("SalesOrderItem")
+    total_quantity: float = api("TotalQuantity")
+    work_center: str = api("WorkCenter")
+    scheduled_start_date: dt.datetime = api("MfgOrderScheduledStartDate")
+    scheduled_end_date: dt.datetime = api("MfgOrderScheduledEndDate")
+    status: str = api("OrderStatus", "CREATED")
+    production_plant: str = api("ProductionPlant", "1000")
+    production_unit: str = api("ProductionUnit", "PC")
+    actual_release_date: dt.datetime | None = api("MfgOrderActualReleaseDate", None)
+    actual_start_date: dt.datetime | None = api("MfgOrderActualStartDate", None)
+    actual_end_date: dt.datetime | None = api("MfgOrderActualEndDate", None)
+    confirmed_yield_qty: float = api("MfgOrderConfirmedYieldQty", 0.0)
+    confirmed_scrap_qty: float = api("MfgOrderConfirmedScrapQty", 0.0)
+    planned_scrap_qty: float = api("MfgOrderPlannedScrapQty", 0.0)
+    batch: str | None = api("Batch", None)
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+
+
+@dataclasses.dataclass(slots=True)
+class WorkCenter(Record):
+    """A work centre and its shop-floor state (UP / DOWN)."""
+
+    SOURCE: ClassVar[str] = "mes"
+    ENTITY_SET: ClassVar[str] = "A_WorkCenter"
+    KEY: ClassVar[str] = "work_center"
+
+    work_center: str = api("WorkCenter")
+    work_center_text: str = api("WorkCenterText", "")
+    plant: str = api("Plant", "1000")
+    state: str = api("State", "UP")
+    down_since: dt.datetime | None = api("DownSince", None)
+    expected_up_at: dt.datetime | None = api("ExpectedUpAt", None)
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+
+
+# --- WMS --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class ComponentAvailability(Record):
+    """Availability of one bill-of-material component for one production order."""
+
+    SOURCE: ClassVar[str] = "wms"
+    ENTITY_SET: ClassVar[str] = "A_ComponentAvailability"
+    KEY: ClassVar[str] = "reservation"
+
+    reservation: str = api("Reservation")  # "<ManufacturingOrder>-<item>"
+    manufacturing_order: str = api("ManufacturingOrder")
+    material: str = api("Material")
+    required_quantity: float = api("RequiredQuantity")
+    available_quantity: float = api("AvailableQuantity")
+    shortage_quantity: float = api("ShortageQuantity", 0.0)
+    base_unit: str = api("BaseUnit", "PC")
+    plant: str = api("Plant", "1000")
+    storage_location: str = api("StorageLocation", "0001")
+    inventory_stock_type: str = api("InventoryStockType", "01")
+    expected_receipt_date: dt.date | None = api("ExpectedReceiptDate", None)
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+
+
+@dataclasses.dataclass(slots=True)
+class OutboundDeliveryItem(Record):
+    delivery_document_item: str = api("DeliveryDocumentItem")
+    reference_sd_document: str = api("ReferenceSDDocument")
+    reference_sd_document_item: str = api("ReferenceSDDocumentItem")
+    material: str = api("Material")
+    actual_delivery_quantity: float = api("ActualDeliveryQuantity", 0.0)
+    batch: str | None = api("Batch", None)
+
+
+@dataclasses.dataclass(slots=True)
+class OutboundDelivery(Record):
+    """Outbound delivery (A_OutbDeliveryHeader); statuses A / B / C as in SAP."""
+
+    SOURCE: ClassVar[str] = "wms"
+    ENTITY_SET: ClassVar[str] = "A_OutbDeliveryHeader"
+    KEY: ClassVar[str] = "delivery_document"
+
+    delivery_document: str = api("DeliveryDocument")
+    sales_order: str = api("ReferenceSDDocument")
+    ship_to_party: str = api("ShipToParty")
+    delivery_date: dt.date = api("DeliveryDate")
+    shipping_point: str = api("ShippingPoint", "1000")
+    overall_picking_status: str = api("OverallPickingStatus", "A")
+    overall_packing_status: str = api("OverallPackingStatus", "A")
+    overall_goods_movement_status: str = api("OverallGoodsMovementStatus", "A")
+    actual_goods_movement_date: dt.datetime | None = api("ActualGoodsMovementDate", None)
+    bill_of_lading: str | None = api("BillOfLading", None)
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+    items: list[OutboundDeliveryItem] = api("to_DeliveryDocumentItem", default_factory=list)
+
+
+# --- QMS --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class UsageDecision(Record):
+    code: str = api("UsageDecisionCode")  # A accepted, R rejected
+    code_group: str = api("UsageDecisionCodeGroup", "01")
+    valuation: str = api("UsageDecisionValuation", "ACCEPTED")  # ACCEPTED / REJECTED
+    decided_at: dt.datetime | None = api("UsageDecisionDate", None)
+    quality_score: float | None = api("UsageDecisionQualityScore", None)
+
+
+@dataclasses.dataclass(slots=True)
+class InspectionLot(Record):
+    """QMS inspection lot; without a usage decision it holds the batch."""
+
+    SOURCE: ClassVar[str] = "qms"
+    ENTITY_SET: ClassVar[str] = "A_InspectionLot"
+    KEY: ClassVar[str] = "inspection_lot"
+
+    inspection_lot: str = api("InspectionLot")
+    material: str = api("Material")
+    batch: str = api("Batch")
+    manufacturing_order: str = api("ManufacturingOrder")
+    created_at: dt.datetime = api("InspectionLotCreatedOn")
+    plant: str = api("Plant", "1000")
+    inspection_lot_origin: str = api("InspectionLotOrigin", "04")  # 04 = goods receipt from production
+    has_usage_decision: bool = api("InspectionLotHasUsageDecision", False)
+    usage_decision: UsageDecision | None = api("to_UsageDecision", None)
+    planned_end_date: dt.datetime | None = api("InspLotPlannedEndDate", None)
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+
+
+# --- TMS --------------------------------------------------------------------------------
+
+AFTERSHIP_TAGS = (
+    "Pending",
+    "InfoReceived",
+    "InTransit",
+    "OutForDelivery",
+    "AttemptFail",
+    "Delivered",
+    "AvailableForPickup",
+    "Exception",
+    "Expired",
+)
+
+
+@dataclasses.dataclass(slots=True)
+class TrackingEvent(Record):
+    """One carrier scan: EDI 214 status code plus the AfterShip-style tag."""
+
+    code: str = api("StatusCode")  # EDI 214 AT7: X3, AF, X6, X1, D1, SD, ...
+    tag: str = api("Tag")
+    occurred_at: dt.datetime = api("OccurredAt")
+    location: str | None = api("Location", None)
+    description: str | None = api("Description", None)
+
+
+@dataclasses.dataclass(slots=True)
+class ProofOfDelivery(Record):
+    signed_by: str = api("SignedBy")
+    delivered_at: dt.datetime = api("DeliveredAt")
+    document: str | None = api("Document", None)
+
+
+@dataclasses.dataclass(slots=True)
+class Shipment(Record):
+    """Carrier shipment for one outbound delivery, with its tracking history."""
+
+    SOURCE: ClassVar[str] = "tms"
+    ENTITY_SET: ClassVar[str] = "Shipment"
+    KEY: ClassVar[str] = "tracking_number"
+
+    tracking_number: str = api("TrackingNumber")
+    carrier: str = api("Carrier")
+    delivery_document: str = api("DeliveryDocument")
+    tag: str = api("Tag", "Pending")
+    status_code: str | None = api("StatusCode", None)
+    bill_of_lading: str | None = api("BillOfLading", None)
+    picked_up_at: dt.datetime | None = api("PickedUpAt", None)
+    estimated_delivery_at: dt.datetime | None = api("EstimatedDeliveryAt", None)
+    eta_window_start: dt.datetime | None = api("EtaWindowStart", None)
+    eta_window_end: dt.datetime | None = api("EtaWindowEnd", None)
+    delivered_at: dt.datetime | None = api("DeliveredAt", None)
+    proof_of_delivery: ProofOfDelivery | None = api("ProofOfDelivery", None)
+    last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+    events: list[TrackingEvent] = api("TrackingEvents", default_factory=list)
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (
+    Customer,
+    SalesOrder,
+    ProductionOrder,
+    WorkCenter,
+    ComponentAvailability,
+    OutboundDelivery,
+    InspectionLot,
+    Shipment,
+)
