@@ -1,0 +1,95 @@
+"""The GraphiQL page served at ``/graphql`` to browsers.
+
+Assets come from the gateway itself (``gateway/static/vendor``, filled by
+``ordergraph assets``) so GraphiQL works on plant networks without internet. Without
+them the page falls back to a CDN and the gateway logs a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .examples import EXAMPLES
+
+log = logging.getLogger("ordergraph.graphiql")
+
+VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
+VENDOR_FILES = ("react.production.min.js", "react-dom.production.min.js", "graphiql.min.js", "graphiql.min.css")
+CDN = {
+    "react.production.min.js": "https://unpkg.com/react@18/umd/react.production.min.js",
+    "react-dom.production.min.js": "https://unpkg.com/react-dom@18/umd/react-dom.production.min.js",
+    "graphiql.min.js": "https://unpkg.com/graphiql@3/graphiql.min.js",
+    "graphiql.min.css": "https://unpkg.com/graphiql@3/graphiql.min.css",
+}
+
+
+def assets_present() -> bool:
+    return all((VENDOR_DIR / f).is_file() for f in VENDOR_FILES)
+
+
+def render_graphiql(default_id: str = "10000001") -> str:
+    """The GraphiQL page with the example tabs."""
+    if assets_present():
+        src = {f: f"/static/vendor/{f}" for f in VENDOR_FILES}
+    else:
+        log.warning("GraphiQL assets missing in %s: the page loads them from a CDN (run `ordergraph assets`)", VENDOR_DIR)
+        src = CDN
+    tabs = [
+        {"query": q, "variables": v.replace("10000001", default_id)} for q, v in EXAMPLES.values()
+    ]
+    return _PAGE.format(
+        css=src["graphiql.min.css"],
+        react=src["react.production.min.js"],
+        react_dom=src["react-dom.production.min.js"],
+        graphiql=src["graphiql.min.js"],
+        tabs=json.dumps(tabs),
+    )
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>ordergraph · GraphiQL</title>
+<link rel="stylesheet" href="{css}">
+<style>
+  body {{ margin: 0; height: 100vh; display: flex; flex-direction: column; font-family: system-ui, sans-serif; }}
+  #bar {{ padding: 6px 10px; background: #1f2937; color: #f9fafb; display: flex; gap: 8px; align-items: center; }}
+  #bar input {{ flex: 1; font-family: monospace; }}
+  #graphiql {{ flex: 1; }}
+</style>
+</head>
+<body>
+<div id="bar"><strong>ordergraph</strong><label for="token">Token</label>
+<input id="token" placeholder="Bearer token (sent on HTTP and in the WebSocket connection_init)">
+</div>
+<div id="graphiql">Loading GraphiQL…</div>
+<script src="{react}"></script>
+<script src="{react_dom}"></script>
+<script src="{graphiql}"></script>
+<script>
+  const tokenInput = document.getElementById('token');
+  tokenInput.value = localStorage.getItem('ordergraph-token') || '';
+  const headers = () => tokenInput.value ? {{ Authorization: 'Bearer ' + tokenInput.value.replace(/^Bearer\\s+/i, '') }} : {{}};
+  let root = null;
+  function render() {{
+    localStorage.setItem('ordergraph-token', tokenInput.value);
+    const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql';
+    const fetcher = GraphiQL.createFetcher({{
+      url: location.origin + '/graphql',
+      subscriptionUrl: wsUrl,
+      headers: headers(),
+      wsConnectionParams: headers(),
+    }});
+    const el = React.createElement(GraphiQL, {{ fetcher, defaultTabs: {tabs}, shouldPersistHeaders: false }});
+    if (!root) root = ReactDOM.createRoot(document.getElementById('graphiql'));
+    root.render(el);
+  }}
+  tokenInput.addEventListener('change', render);
+  render();
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,252 @@
+"""GraphQL over HTTP (POST and GET), as the GraphQL-over-HTTP spec says.
+
+The request pipeline, in named stages: read the request → parse (cached) → validate
+(cached) → coerce variables → execute. Request errors (bad JSON, parse, validation,
+variables) answer 400 with a clear message and never reach execution; a mutation over GET
+answers 405; an Accept header we cannot serve answers 406.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from cachetools import LRUCache
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_variable_values
+from starlette.requests import Request
+from starlette.responses import Response
+
+log = logging.getLogger("ordergraph.http")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+
+
+class RequestError(Exception):
+    """A request that cannot be executed; answered with ``status`` and ``message``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.errors: list[dict[str, Any]] | None = None
+
+
+def negotiate(accept: str | None) -> str:
+    """The media type to answer with, or RequestError(406)."""
+    if not accept:
+        return JSON
+    types = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    for t in types:
+        if t == GRAPHQL_RESPONSE:
+            return GRAPHQL_RESPONSE
+        if t in (JSON, "application/*", "*/*"):
+            return JSON
+    raise RequestError(406, f"Cannot answer with any of {accept!r}; accept {GRAPHQL_RESPONSE} or {JSON}.")
+
+
+def encode(payload: dict[str, Any], status: int, media_type: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=media_type, headers=headers)
+
+
+def error_payload(message: str, code: str = "BAD_REQUEST") -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+class DocumentCache:
+    """Parsed and validated documents by query text, so hot queries skip both steps."""
+
+    def __init__(self, schema: GraphQLSchema, maxsize: int = 1024) -> None:
+        self.schema = schema
+        self._docs: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize)
+
+    def get(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        hit = self._docs.get(query)
+        if hit is not None:
+            return hit
+        try:
+            doc: DocumentNode | None = parse(query)
+        except GraphQLError as exc:
+            entry: tuple[DocumentNode | None, list[GraphQLError]] = (None, [exc])
+        else:
+            errors = validate(self.schema, doc)
+            entry = (doc if not errors else None, list(errors))
+        self._docs[query] = entry
+        return entry
+
+
+def select_operation(doc: DocumentNode, name: str | None) -> OperationDefinitionNode:
+    ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
+    if name:
+        for op in ops:
+            if op.name and op.name.value == name:
+                return op
+        raise RequestError(400, f"Unknown operation named {name!r}.")
+    if len(ops) != 1:
+        raise RequestError(400, "Must provide operationName when the document has several operations.")
+    return ops[0]
+
+
+async def read_params(request: Request, max_body_bytes: int) -> dict[str, Any]:
+    """The GraphQL request parameters of a GET or POST, or RequestError."""
+    if request.method == "GET":
+        q = request.query_params
+        params: dict[str, Any] = {"query": q.get("query"), "operationName": q.get("operationName")}
+        if q.get("variables"):
+            try:
+                params["variables"] = orjson.loads(q["variables"])
+            except orjson.JSONDecodeError as exc:
+                raise RequestError(400, f"`variables` is not valid JSON: {exc}") from exc
+        if q.get("extensions"):
+            try:
+                params["extensions"] = orjson.loads(q["extensions"])
+            except orjson.JSONDecodeError as exc:
+                raise RequestError(400, f"`extensions` is not valid JSON: {exc}") from exc
+        return params
+
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (JSON, "application/graphql+json", GRAPHQL_RESPONSE):
+        raise RequestError(415, f"POST needs Content-Type: {JSON} (got {content_type or 'none'!r}).")
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_body_bytes:
+        raise RequestError(413, f"Request body over {max_body_bytes} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body_bytes:
+            raise RequestError(413, f"Request body over {max_body_bytes} bytes.")
+    try:
+        params = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"Malformed JSON body: {exc}") from exc
+    if not isinstance(params, dict):
+        raise RequestError(400, "The JSON body must be an object with a `query`.")
+    return params
+
+
+def check_params(params: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+    query = params.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestError(400, "Missing `query`: send a GraphQL document as a string.")
+    variables = params.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise RequestError(400, "`variables` must be a JSON object.")
+    op_name = params.get("operationName")
+    if op_name is not None and not isinstance(op_name, str):
+        raise RequestError(400, "`operationName` must be a string.")
+    return query, variables, op_name
+
+
+def format_error(err: GraphQLError) -> dict[str, Any]:
+    """Format a field error; unexpected exceptions are masked and logged."""
+    original = err.original_error
+    if original is not None and not isinstance(original, GraphQLError) and not hasattr(original, "extensions"):
+        log.error("resolver failed at %s", err.path, exc_info=original)
+        out: dict[str, Any] = {"message": "Internal error while resolving this field.", "extensions": {"code": "INTERNAL"}}
+        if err.path:
+            out["path"] = err.path
+        if err.locations:
+            out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
+        return out
+    return err.formatted
+
+
+class GraphQLHttp:
+    """Executes GraphQL requests against ``schema`` with a per-request context."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        context_factory: Callable[[Request], Any],
+        *,
+        max_body_bytes: int = 1_048_576,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.documents = DocumentCache(schema)
+        self.context_factory = context_factory
+        self.max_body_bytes = max_body_bytes
+        self.observe = observe
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        media_type = JSON
+        outcome = "ok"
+        try:
+            media_type = negotiate(request.headers.get("accept"))
+            params = await read_params(request, self.max_body_bytes)
+            result = await self.run(request, params)
+            payload: dict[str, Any] = {}
+            if result.errors:
+                payload["errors"] = [format_error(e) for e in result.errors]
+                outcome = "field_errors"
+            payload["data"] = result.data
+            return encode(payload, 200, media_type)
+        except RequestError as exc:
+            outcome = f"http_{exc.status}"
+            payload = {"errors": exc.errors} if exc.errors else error_payload(exc.message)
+            return encode(payload, exc.status, media_type, exc.headers)
+        finally:
+            if self.observe is not None:
+                self.observe(outcome, time.perf_counter() - started)
+
+    async def run(self, request: Request, params: dict[str, Any]) -> ExecutionResult:
+        query, variables, op_name = check_params(params)
+        doc, errors = self.documents.get(query)
+        if request.method == "GET" and doc is None and errors:
+            self._refuse_mutation_over_get(query, op_name)
+        if doc is None:
+            raise _request_errors(errors)
+        op = select_operation(doc, op_name)
+        if op.operation is not OperationType.QUERY:
+            if request.method == "GET":
+                raise RequestError(405, f"{op.operation.value} operations need POST.", {"Allow": "POST"})
+            if op.operation is OperationType.SUBSCRIPTION:
+                raise RequestError(
+                    400, "Subscriptions run over WebSocket (graphql-transport-ws) at /graphql or SSE at /graphql/stream."
+                )
+        coerced = get_variable_values(self.schema, op.variable_definitions or (), variables)
+        if isinstance(coerced, list):
+            raise _request_errors(coerced)
+        context = self.context_factory(request)
+        result = execute(self.schema, doc, context_value=context, variable_values=variables, operation_name=op_name)
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        return result
+
+
+    @staticmethod
+    def _refuse_mutation_over_get(query: str, op_name: str | None) -> None:
+        """GET never runs a mutation: say 405 even before validation would say 400."""
+        try:
+            doc = parse(query)
+        except GraphQLError:
+            return
+        try:
+            op = select_operation(doc, op_name)
+        except RequestError:
+            return
+        if op.operation is OperationType.MUTATION:
+            raise RequestError(405, "mutation operations need POST.", {"Allow": "POST"})
+
+
+def _request_errors(errors: list[GraphQLError]) -> RequestError:
+    message = "; ".join(e.message for e in errors) or "Invalid request."
+    exc = RequestError(400, message)
+    exc.errors = [{**e.formatted, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}} for e in errors]
+    return exc

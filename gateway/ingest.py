@@ -1,0 +1,240 @@
+"""The event path: ``POST /events`` → journal → invalidate → bus.
+
+1. ``accept``: size, JSON, signature, CloudEvents validation — all before anything is
+   stored; then one durable journal append. 202 means the events will not be lost.
+2. ``EventProcessor``: applies journaled events in order — out-of-order check by business
+   time, map to cache keys and orders, invalidate, mark processed, publish. Events whose
+   processing did not finish (crash, source down) are picked up again from the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from sources import Sources
+from sources.client import SourceError
+from sources.events import EventError, EventRegistry, SourceEvent, system_of_source
+from sources.signing import HEADER, SignatureError, verify
+
+from .bus import Bus, OrderChanged
+from .cache import RecordCache
+from .config import EventsConfig
+from .journal import Journal, JournalEvent, StoredEvent
+from .mapping import impact_of
+
+log = logging.getLogger("ordergraph.events")
+
+SINGLE = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+
+
+@dataclasses.dataclass(slots=True)
+class Rejection(Exception):
+    status: int
+    message: str
+
+
+@dataclasses.dataclass(slots=True)
+class Accepted:
+    accepted: int
+    duplicates: int
+    cursors: list[int]
+
+
+class EventIngress:
+    """Validates and durably journals incoming events."""
+
+    def __init__(self, config: EventsConfig, registry: EventRegistry, journal: Journal, clock: Callable[[], dt.datetime]):
+        self.config = config
+        self.registry = registry
+        self.journal = journal
+        self.clock = clock
+        self.wakeup: asyncio.Event = asyncio.Event()
+
+    async def accept(self, body: bytes, content_type: str, signature: str | None) -> Accepted:
+        """Accept a request body, or raise Rejection (nothing stored)."""
+        if len(body) > self.config.max_body_bytes:
+            raise Rejection(413, f"body over {self.config.max_body_bytes} bytes")
+        ctype = content_type.split(";")[0].strip().lower()
+        if ctype not in (SINGLE, BATCH, "application/json"):
+            raise Rejection(415, f"Content-Type must be {SINGLE} or {BATCH} (got {ctype or 'none'!r})")
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Rejection(400, f"malformed JSON: {exc}") from exc
+        if ctype == BATCH or (ctype == "application/json" and isinstance(decoded, list)):
+            if not isinstance(decoded, list):
+                raise Rejection(400, f"{BATCH} needs a JSON array of events")
+            raw_events = decoded
+        else:
+            if not isinstance(decoded, dict):
+                raise Rejection(400, f"{SINGLE} needs one JSON object")
+            raw_events = [decoded]
+        if not raw_events:
+            raise Rejection(400, "empty batch")
+        if len(raw_events) > self.config.max_batch:
+            raise Rejection(413, f"batch over {self.config.max_batch} events")
+        systems = {system_of_source(e["source"]) for e in raw_events if isinstance(e, dict) and isinstance(e.get("source"), str)}
+        if len(systems) != 1 or len([e for e in raw_events if isinstance(e, dict) and isinstance(e.get("source"), str)]) != len(raw_events):
+            raise Rejection(400, "every event needs a `source`, and one request carries events of one source system")
+        system = systems.pop()
+        secret = self.config.secrets.get(system or "")
+        if not system or secret is None:
+            raise Rejection(400, f"unknown source system {system!r} (known: {', '.join(sorted(self.config.secrets))})")
+        try:
+            verify(secret, body, signature, now=self.clock().timestamp(), tolerance=self.config.tolerance_seconds)
+        except SignatureError as exc:
+            raise Rejection(401, f"{HEADER}: {exc}") from exc
+        parsed: list[SourceEvent] = []
+        for raw in raw_events:
+            try:
+                parsed.append(self.registry.parse(raw, system=system))
+            except EventError as exc:
+                raise Rejection(400, str(exc)) from exc
+        now = self.clock()
+        results = await self.journal.append(
+            [
+                JournalEvent(
+                    source=e.system,
+                    event_id=e.id,
+                    type=e.type,
+                    subject=e.key,
+                    occurred_at=e.occurred_at,
+                    data=e.data,
+                    received_at=now,
+                )
+                for e in parsed
+            ]
+        )
+        self.wakeup.set()
+        return Accepted(
+            accepted=len(results),
+            duplicates=sum(1 for r in results if r.duplicate),
+            cursors=[r.seq for r in results],
+        )
+
+
+class EventProcessor:
+    """Applies journaled events, in journal order, exactly once each."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        registry: EventRegistry,
+        sources: Sources,
+        cache: RecordCache,
+        bus: Bus,
+        wakeup: asyncio.Event,
+        *,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.journal = journal
+        self.registry = registry
+        self.sources = sources
+        self.cache = cache
+        self.bus = bus
+        self.wakeup = wakeup
+        self.retry_seconds = retry_seconds
+        self.processed = 0
+        self.stale = 0
+        self.failures = 0
+        self.idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ordergraph-event-processor")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every journaled event is processed (tests, shutdown)."""
+        async with asyncio.timeout(timeout):
+            while await self.journal.unprocessed(limit=1):
+                self.wakeup.set()
+                await asyncio.sleep(0.01)
+
+    async def _run(self) -> None:
+        while True:
+            pending = await self.journal.unprocessed(limit=500)
+            if not pending:
+                self.idle.set()
+                self.wakeup.clear()
+                # Re-check after clearing, so a set() that raced with clear() is not lost.
+                if not await self.journal.unprocessed(limit=1):
+                    await self.wakeup.wait()
+                continue
+            self.idle.clear()
+            for stored in pending:
+                try:
+                    await self.apply(stored)
+                except SourceError as exc:
+                    self.failures += 1
+                    log.warning("event %s (seq %s) not applied yet: %s; retrying", stored.event_id, stored.seq, exc)
+                    await asyncio.sleep(self.retry_seconds)
+                    break
+                except Exception:
+                    self.failures += 1
+                    log.exception("event %s (seq %s) failed; retrying", stored.event_id, stored.seq)
+                    await asyncio.sleep(self.retry_seconds)
+                    break
+
+    def _reparse(self, stored: StoredEvent) -> SourceEvent:
+        ce: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": stored.event_id,
+            "source": stored.source,
+            "type": stored.type,
+            "time": stored.occurred_at.isoformat(),
+            "subject": stored.subject,
+        }
+        if stored.data is not None:
+            ce["data"] = stored.data
+        return self.registry.parse(ce)
+
+    async def apply(self, stored: StoredEvent) -> None:
+        event = self._reparse(stored)
+        impact = await impact_of(event, self.sources)
+        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, event.occurred_at)
+        customers = await self._customers(sorted(impact.orders))
+        orders = [(so, customers.get(so)) for so in sorted(impact.orders)]
+        if not fresh and not event.reversal:
+            # Older than what we already applied: keep it in history, change nothing.
+            await self.journal.mark_processed(stored.seq, orders, stale=True)
+            self.stale += 1
+            return
+        self.cache.invalidate(impact.keys)
+        await self.journal.mark_processed(stored.seq, orders)
+        self.processed += 1
+        changes = [
+            OrderChanged(
+                seq=stored.seq,
+                sales_order=so,
+                customer=cust,
+                source=event.system,
+                type=event.type,
+                occurred_at=event.occurred_at,
+                invalidated=tuple(sorted(impact.keys)),
+            )
+            for so, cust in orders
+        ]
+        if changes:
+            await self.bus.publish(changes)
+
+    async def _customers(self, orders: list[str]) -> dict[str, str]:
+        if not orders:
+            return {}
+        found = await self.sources.erp.sales_orders(orders)
+        return {so: rec.sold_to_party for so, rec in found.items()}

@@ -1,0 +1,47 @@
+"""Prometheus metrics of one gateway (own registry, so several gateways can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Upstream calls and request latency, exposed at ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.source_requests = Counter(
+            "ordergraph_source_requests_total",
+            "Calls made to source systems (upstream calls).",
+            ["source", "entity_set", "outcome"],
+            registry=self.registry,
+        )
+        self.source_latency = Histogram(
+            "ordergraph_source_request_duration_seconds",
+            "Latency of calls to source systems.",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "ordergraph_request_duration_seconds",
+            "Latency of GraphQL requests over HTTP.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def on_source_request(self, source: str, entity_set: str, seconds: float, outcome: str) -> None:
+        self.source_requests.labels(source, entity_set, outcome).inc()
+        self.source_latency.labels(source).observe(seconds)
+
+    def on_graphql_request(self, outcome: str, seconds: float) -> None:
+        self.request_latency.labels(outcome).observe(seconds)
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

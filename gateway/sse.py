@@ -1,0 +1,108 @@
+"""Subscriptions over plain HTTP: Server-Sent Events (graphql-sse "distinct connections").
+
+``GET /graphql/stream?query=...&variables=...`` or ``POST /graphql/stream`` with a JSON
+body, ``Accept: text/event-stream``. Each message is ``event: next`` with the GraphQL
+payload (``extensions.cursor`` included); errors come as one ``next`` with ``errors``
+followed by ``event: complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from graphql import OperationType
+from graphql.execution.values import get_variable_values
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from .graphql_http import DocumentCache, RequestError, check_params, read_params, select_operation
+from .subscriptions import Hub, Scope, SubscribeError
+
+
+class StreamSink:
+    """A bounded queue that coalesces per order once full, like the WebSocket queue."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: collections.OrderedDict[Any, dict[str, Any]] = collections.OrderedDict()
+        self.ready = asyncio.Event()
+        self._n = 0
+
+    def offer(self, sub_id: str, order: str, payload: dict[str, Any]) -> None:
+        if len(self.items) >= self.limit and order in self.items:
+            self.items[order] = payload
+        else:
+            self._n += 1
+            self.items[order if len(self.items) >= self.limit else (order, self._n)] = payload
+        self.ready.set()
+
+    async def messages(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            while self.items:
+                _key, payload = self.items.popitem(last=False)
+                yield payload
+
+
+def _event(kind: str, data: Any) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def stream_endpoint(
+    request: Request,
+    hub: Hub,
+    documents: DocumentCache,
+    authenticate: Callable[[Request], Awaitable[Scope]],
+    *,
+    max_body_bytes: int,
+    queue_size: int,
+    keepalive_seconds: float = 15.0,
+) -> Response:
+    """Serve one subscription as an SSE stream."""
+    try:
+        scope = await authenticate(request)
+    except PermissionError as exc:
+        return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=401)
+    try:
+        params = await read_params(request, max_body_bytes)
+        query, variables, op_name = check_params(params)
+        doc, errors = documents.get(query)
+        if doc is None:
+            return JSONResponse({"errors": [e.formatted for e in errors]}, status_code=400)
+        op = select_operation(doc, op_name)
+        if op.operation is not OperationType.SUBSCRIPTION:
+            raise RequestError(400, "/graphql/stream serves subscriptions; send queries to /graphql.")
+        coerced = get_variable_values(hub.schema, op.variable_definitions or (), variables)
+        if isinstance(coerced, list):
+            return JSONResponse({"errors": [e.formatted for e in coerced]}, status_code=400)
+    except RequestError as exc:
+        return JSONResponse({"errors": [{"message": exc.message}]}, status_code=exc.status, headers=exc.headers)
+
+    sink = StreamSink(queue_size)
+    try:
+        sub = await hub.subscribe("sse", sink, query, doc, op, op_name, variables, dict(getattr(coerced, "coerced", coerced)), scope)
+    except SubscribeError as exc:
+        return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=400)
+
+    async def body() -> AsyncIterator[bytes]:
+        messages = sink.messages()
+        try:
+            yield b": connected\n\n"
+            while True:
+                try:
+                    payload = await asyncio.wait_for(anext(messages), keepalive_seconds)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield _event("next", payload)
+        finally:
+            hub.unsubscribe(sub)
+
+    return StreamingResponse(
+        body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

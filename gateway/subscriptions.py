@@ -1,0 +1,366 @@
+"""The subscription hub: from ``OrderChanged`` on the bus to every interested subscriber.
+
+- Subscribers with the same document, variables (less ``after``) and scope form a group;
+  a group's selection is executed once per change and the result goes to all of them.
+- Groups are indexed by order and by customer, so a change costs work in proportion to the
+  subscribers of that order, not to all subscribers.
+- Resume: a subscriber that gives ``after`` first gets what it missed from the journal,
+  while live messages are buffered; then the buffer (less what was replayed) and live.
+- Each transport gives a ``Sink``; a slow client's sink coalesces pending updates per
+  order (never silently: ``extensions.coalesced`` counts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    execute,
+)
+
+from resolvers.context import Context
+from resolvers.subscription import OrderChange, decode_change_cursor, encode_change_cursor
+from resolvers.types import Order
+
+from .bus import OrderChanged
+from .graphql_http import format_error
+from .journal import Journal
+
+log = logging.getLogger("ordergraph.subscriptions")
+
+ORDER_UPDATED = "orderUpdated"
+ORDER_CHANGES = "orderChanges"
+
+
+class Sink(Protocol):
+    """Where a subscriber's messages go (a WebSocket connection, an SSE stream)."""
+
+    def offer(self, sub_id: str, order: str, payload: dict[str, Any]) -> None: ...
+
+
+class SubscribeError(Exception):
+    """A subscription that cannot start; the message is safe to show the client."""
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Scope:
+    """Who is subscribing: internal viewers see all orders; a customer only its own."""
+
+    customer: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"customer:{self.customer}" if self.customer else "internal"
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Subscriber:
+    id: str
+    sink: Sink
+    group: Group
+    replaying: bool = True
+    buffer: list[tuple[tuple[int, str], dict[str, Any], str]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Group:
+    key: tuple[Any, ...]
+    field: str
+    document: DocumentNode
+    operation_name: str | None
+    variables: dict[str, Any]
+    order: str | None  # orderUpdated(id)
+    customer: str | None  # orderChanges(customer) or the viewer's own customer
+    subscribers: dict[int, Subscriber] = dataclasses.field(default_factory=dict)
+
+
+def root_field(op: OperationDefinitionNode) -> tuple[str, dict[str, Any]]:
+    sels = op.selection_set.selections
+    if len(sels) != 1 or not hasattr(sels[0], "name"):
+        raise SubscribeError("A subscription selects exactly one root field.")
+    return sels[0].name.value, {}  # type: ignore[union-attr]
+
+
+class Hub:
+    """Fan-out of order changes to subscription groups."""
+
+    def __init__(self, schema: GraphQLSchema, context_factory: Callable[[], Context], journal: Journal) -> None:
+        self.schema = schema
+        self.context_factory = context_factory
+        self.journal = journal
+        self.groups: dict[tuple[Any, ...], Group] = {}
+        self.by_order: dict[str, set[Group]] = collections.defaultdict(set)
+        self.by_customer: dict[str, set[Group]] = collections.defaultdict(set)
+        self.all_orders: set[Group] = set()
+        self._queue: asyncio.Queue[list[OrderChanged]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.executions = 0  # group executions (shared resolutions)
+        self.deliveries = 0  # messages offered to sinks
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ordergraph-subscription-hub")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def on_changes(self, changes: list[OrderChanged]) -> None:
+        """Bus handler: queue for the fan-out task (keeps event order)."""
+        self._queue.put_nowait(changes)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(g.subscribers) for g in self.groups.values())
+
+    # --- subscribe / unsubscribe -------------------------------------------------------
+
+    async def subscribe(
+        self,
+        sub_id: str,
+        sink: Sink,
+        query: str,
+        document: DocumentNode,
+        op: OperationDefinitionNode,
+        operation_name: str | None,
+        variables: dict[str, Any],
+        coerced: dict[str, Any],
+        scope: Scope,
+    ) -> Subscriber:
+        """Start a subscription; replays from ``after`` before going live."""
+        field, _ = root_field(op)
+        args = _field_args(op, coerced)
+        after = args.get("after")
+        resume = decode_change_cursor(after) if after else None
+        if field == ORDER_UPDATED:
+            order = str(args["id"])
+            customer = scope.customer
+            if customer is not None and not await self._owns(customer, order):
+                order = f"\x00hidden:{order}"  # looks like an order that does not exist
+        elif field == ORDER_CHANGES:
+            order = None
+            customer = str(args["customer"]) if args.get("customer") is not None else None
+            if scope.customer is not None:
+                if customer is not None and customer != scope.customer:
+                    customer = f"\x00hidden:{customer}"
+                else:
+                    customer = scope.customer
+        else:
+            raise SubscribeError(f"Unknown subscription field {field!r}.")
+
+        shared_vars = {k: v for k, v in variables.items() if k != "after"}
+        key = (field, query, operation_name, _freeze(shared_vars), scope.key, order, customer)
+        group = self.groups.get(key)
+        if group is None:
+            group = Group(key, field, document, operation_name, shared_vars, order, customer)
+            self.groups[key] = group
+            if order is not None:
+                self.by_order[order].add(group)
+            elif customer is not None:
+                self.by_customer[customer].add(group)
+            else:
+                self.all_orders.add(group)
+        sub = Subscriber(sub_id, sink, group)
+        group.subscribers[id(sub)] = sub
+        try:
+            await self._replay(sub, resume, variables)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        group = sub.group
+        group.subscribers.pop(id(sub), None)
+        if not group.subscribers:
+            self.groups.pop(group.key, None)
+            if group.order is not None:
+                self.by_order[group.order].discard(group)
+                if not self.by_order[group.order]:
+                    del self.by_order[group.order]
+            elif group.customer is not None:
+                self.by_customer[group.customer].discard(group)
+                if not self.by_customer[group.customer]:
+                    del self.by_customer[group.customer]
+            else:
+                self.all_orders.discard(group)
+
+    async def _owns(self, customer: str, order: str) -> bool:
+        ctx = self.context_factory()
+        rec = await ctx.loaders.sales_order.load(order)
+        return rec is not None and rec.sold_to_party == customer
+
+    # --- replay --------------------------------------------------------------------
+
+    async def _replay(self, sub: Subscriber, resume: tuple[int, str] | None, variables: dict[str, Any]) -> None:
+        group = sub.group
+        last: tuple[int, str] | None = None
+        if group.field == ORDER_UPDATED and group.order is not None:
+            rows = await self._rows_after(resume or (0, ""), sales_order=group.order)
+            if resume is None or rows:
+                # Current state first, with the cursor of the latest change we know of.
+                if not rows:
+                    rows = await self._latest_row(group.order)
+                seq, so = (rows[-1].seq, rows[-1].sales_order) if rows else (0, group.order)
+                ctx = self.context_factory()
+                hidden = group.order.startswith("\x00")
+                rec = None if hidden else await ctx.loaders.sales_order.load(group.order)
+                payload = await self._execute(group, Order(record=rec) if rec else None, ctx, variables)
+                self._send(sub, so, payload, encode_change_cursor(seq, so))
+                last = (seq, so)
+        elif group.field == ORDER_CHANGES and resume is not None:
+            pos = resume
+            while True:
+                rows = await self._rows_after(pos, customer=group.customer)
+                if not rows:
+                    break
+                ctx = self.context_factory()
+                recs = await ctx.loaders.sales_order.load_many([r.sales_order for r in rows])
+                for r, rec in zip(rows, recs, strict=True):
+                    cursor = encode_change_cursor(r.seq, r.sales_order)
+                    root = OrderChange(
+                        cursor=cursor,
+                        order=Order(record=rec) if rec else None,
+                        sources=[r.source],
+                        event_type=r.type,
+                        occurred_at=r.occurred_at,
+                    )
+                    payload = await self._execute(group, root, ctx, variables)
+                    self._send(sub, r.sales_order, payload, cursor)
+                    pos = (r.seq, r.sales_order)
+                last = pos
+        # Go live: flush what arrived meanwhile, minus what the replay covered.
+        for key, payload, order in sub.buffer:
+            if last is None or key > last:
+                sub.sink.offer(sub.id, order, payload)
+        sub.buffer.clear()
+        sub.replaying = False
+
+    async def _rows_after(self, pos: tuple[int, str], *, sales_order: str | None = None, customer: str | None = None) -> list:
+        if sales_order is not None and sales_order.startswith("\x00"):
+            return []
+        if customer is not None and customer.startswith("\x00"):
+            return []
+        rows = await self.journal.changes_after(pos[0] - 1 if pos[0] > 0 else 0, sales_order=sales_order, customer=customer)
+        rows = sorted(rows, key=lambda r: (r.seq, r.sales_order))
+        return [r for r in rows if (r.seq, r.sales_order) > pos]
+
+    async def _latest_row(self, order: str) -> list:
+        rows: list = []
+        pos = (0, "")
+        while True:
+            batch = await self._rows_after(pos, sales_order=order)
+            if not batch:
+                return rows[-1:]
+            rows = batch
+            pos = (batch[-1].seq, batch[-1].sales_order)
+
+    # --- live fan-out ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            changes = await self._queue.get()
+            try:
+                await self.fan_out(changes)
+            except Exception:
+                log.exception("fan-out failed")
+
+    async def fan_out(self, changes: list[OrderChanged]) -> None:
+        """Execute each interested group once per change and offer the result."""
+        ctx = self.context_factory()
+        jobs = []
+        for ch in changes:
+            groups = set(self.by_order.get(ch.sales_order, ()))
+            if ch.customer is not None:
+                groups |= self.by_customer.get(ch.customer, set())
+            groups |= self.all_orders
+            if groups:
+                jobs.append((ch, groups))
+        if not jobs:
+            return
+        recs = await ctx.loaders.sales_order.load_many(sorted({ch.sales_order for ch, _ in jobs}))
+        by_so = {r.sales_order: r for r in recs if r is not None}
+
+        async def run(ch: OrderChanged, group: Group) -> None:
+            rec = by_so.get(ch.sales_order)
+            cursor = encode_change_cursor(ch.seq, ch.sales_order)
+            if group.field == ORDER_UPDATED:
+                root: Any = Order(record=rec) if rec else None
+            else:
+                root = OrderChange(
+                    cursor=cursor,
+                    order=Order(record=rec) if rec else None,
+                    sources=[ch.source],
+                    event_type=ch.type,
+                    occurred_at=ch.occurred_at,
+                )
+            payload = await self._execute(group, root, ctx, group.variables)
+            payload = {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor}}
+            key = (ch.seq, ch.sales_order)
+            for sub in list(group.subscribers.values()):
+                if sub.replaying:
+                    sub.buffer.append((key, payload, ch.sales_order))
+                else:
+                    sub.sink.offer(sub.id, ch.sales_order, payload)
+                    self.deliveries += 1
+
+        await asyncio.gather(*(run(ch, g) for ch, groups in jobs for g in groups))
+
+    async def _execute(self, group: Group, root: Any, ctx: Context, variables: dict[str, Any]) -> dict[str, Any]:
+        self.executions += 1
+        result = execute(
+            self.schema,
+            group.document,
+            root_value=root,
+            context_value=ctx,
+            variable_values=variables,
+            operation_name=group.operation_name,
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [format_error(e) for e in result.errors]
+        return payload
+
+    def _send(self, sub: Subscriber, order: str, payload: dict[str, Any], cursor: str) -> None:
+        payload = {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor}}
+        sub.sink.offer(sub.id, order, payload)
+        self.deliveries += 1
+
+
+def _field_args(op: OperationDefinitionNode, coerced: dict[str, Any]) -> dict[str, Any]:
+    """Arguments of the single root field, with variables substituted."""
+    from graphql import value_from_ast_untyped
+
+    field = op.selection_set.selections[0]
+    out: dict[str, Any] = {}
+    for arg in getattr(field, "arguments", ()) or ():
+        out[arg.name.value] = value_from_ast_untyped(arg.value, coerced)
+    return out
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+__all__ = ["GraphQLError", "Hub", "Scope", "SubscribeError", "Subscriber"]

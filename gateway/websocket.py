@@ -1,0 +1,296 @@
+"""graphql-transport-ws over Starlette WebSockets (the legacy ``graphql-ws`` is refused).
+
+Protocol rules enforced (close codes as the protocol defines them): 4400 invalid message,
+4401 subscribe before ``connection_ack``, 4408 no ``connection_init`` in time, 4409
+duplicate subscription id, 4429 a second ``connection_init``. Each connection has one
+bounded, coalescing outbound queue, so a slow client never holds up the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError, OperationType, execute
+from graphql.execution.values import get_variable_values
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from .graphql_http import DocumentCache, format_error
+from .subscriptions import Hub, Scope, SubscribeError, Subscriber
+
+log = logging.getLogger("ordergraph.ws")
+
+PROTOCOL = "graphql-transport-ws"
+SLOW_CLIENT_CLOSE = 4499  # our own code: the client fell too far behind; resume with its cursor
+
+
+class OutboundQueue:
+    """Pending messages of one connection.
+
+    Up to ``limit`` messages queue as they come. Past it, a new update of an order that
+    already has a pending message replaces it (the client gets the latest state and
+    ``extensions.coalesced``); past twice the limit the client is too slow and is closed
+    so it can resume from its last cursor without loss.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: collections.OrderedDict[tuple[str, str, int], dict[str, Any]] = collections.OrderedDict()
+        self.latest: dict[tuple[str, str], tuple[str, str, int]] = {}
+        self.ready = asyncio.Event()
+        self.overflowed = False
+        self.coalesced = 0
+        self._n = 0
+
+    def put(self, sub_id: str, order: str, message: dict[str, Any]) -> None:
+        pending = self.latest.get((sub_id, order))
+        if len(self.items) >= self.limit and pending is not None and pending in self.items:
+            old = self.items[pending]
+            count = old.get("payload", {}).get("extensions", {}).get("coalesced", 0) + 1
+            payload = message["payload"]
+            message = {**message, "payload": {**payload, "extensions": {**payload.get("extensions", {}), "coalesced": count}}}
+            self.items[pending] = message
+            self.coalesced += 1
+            return
+        if len(self.items) >= 2 * self.limit:
+            self.overflowed = True
+            self.ready.set()
+            return
+        self._n += 1
+        key = (sub_id, order, self._n)
+        self.items[key] = message
+        self.latest[(sub_id, order)] = key
+        self.ready.set()
+
+    def put_control(self, message: dict[str, Any]) -> None:
+        self._n += 1
+        self.items[("", "", self._n)] = message
+        self.ready.set()
+
+    def pop(self) -> dict[str, Any] | None:
+        if not self.items:
+            return None
+        key, message = self.items.popitem(last=False)
+        if self.latest.get(key[:2]) == key:
+            del self.latest[key[:2]]
+        return message
+
+
+class Connection:
+    """One graphql-transport-ws connection."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        hub: Hub,
+        documents: DocumentCache,
+        context_factory: Callable[[], Any],
+        *,
+        authenticate: Callable[[dict[str, Any]], Awaitable[Scope]] | None = None,
+        init_timeout: float = 10.0,
+        max_subscriptions: int = 100,
+        queue_size: int = 1000,
+    ) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.documents = documents
+        self.context_factory = context_factory
+        self.authenticate = authenticate
+        self.init_timeout = init_timeout
+        self.max_subscriptions = max_subscriptions
+        self.queue = OutboundQueue(queue_size)
+        self.scope: Scope | None = None
+        self.init_received = False
+        self.subscribers: dict[str, Subscriber | None] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.closed = False
+
+    # Sink
+    def offer(self, sub_id: str, order: str, payload: dict[str, Any]) -> None:
+        if sub_id in self.subscribers:
+            self.queue.put(sub_id, order, {"id": sub_id, "type": "next", "payload": payload})
+
+    async def run(self) -> None:
+        if PROTOCOL not in self.ws.scope.get("subprotocols", []):
+            await self.ws.close(code=4406, reason="Subprotocol not acceptable: use graphql-transport-ws")
+            return
+        await self.ws.accept(subprotocol=PROTOCOL)
+        writer = asyncio.create_task(self._writer())
+        init_timer = asyncio.create_task(self._init_timer())
+        try:
+            while not self.closed:
+                try:
+                    text = await self.ws.receive_text()
+                except (WebSocketDisconnect, RuntimeError, KeyError):
+                    break
+                await self._handle(text)
+        finally:
+            self.closed = True
+            init_timer.cancel()
+            writer.cancel()
+            for task in self.tasks.values():
+                task.cancel()
+            for sub in self.subscribers.values():
+                if sub is not None:
+                    self.hub.unsubscribe(sub)
+            self.subscribers.clear()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=code, reason=reason)
+
+    async def _init_timer(self) -> None:
+        await asyncio.sleep(self.init_timeout)
+        if self.scope is None:
+            await self.close(4408, "Connection initialisation timeout")
+
+    async def _writer(self) -> None:
+        while True:
+            await self.queue.ready.wait()
+            self.queue.ready.clear()
+            if self.queue.overflowed:
+                await self.close(SLOW_CLIENT_CLOSE, "Too slow: resume with the last cursor you received")
+                return
+            while (message := self.queue.pop()) is not None:
+                if self.closed:
+                    return
+                try:
+                    await self.ws.send_text(orjson.dumps(message).decode())
+                except Exception:
+                    self.closed = True
+                    return
+
+    async def _handle(self, text: str) -> None:
+        try:
+            msg = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            await self.close(4400, "Invalid message: not JSON")
+            return
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            await self.close(4400, "Invalid message: no type")
+            return
+        kind = msg["type"]
+        if kind == "connection_init":
+            await self._on_init(msg.get("payload"))
+        elif kind == "ping":
+            self.queue.put_control({"type": "pong"})
+        elif kind == "pong":
+            return
+        elif kind == "subscribe":
+            await self._on_subscribe(msg)
+        elif kind == "complete":
+            sub_id = msg.get("id")
+            if isinstance(sub_id, str):
+                self._stop(sub_id)
+        else:
+            await self.close(4400, f"Invalid message type {kind!r}")
+
+    async def _on_init(self, payload: Any) -> None:
+        if self.init_received:
+            await self.close(4429, "Too many initialisation requests")
+            return
+        self.init_received = True
+        if payload is not None and not isinstance(payload, dict):
+            await self.close(4400, "Invalid connection_init payload")
+            return
+        try:
+            scope = await self.authenticate(payload or {}) if self.authenticate else Scope()
+        except PermissionError as exc:
+            await self.close(4403, f"Forbidden: {exc}")
+            return
+        self.scope = scope
+        self.queue.put_control({"type": "connection_ack"})
+
+    async def _on_subscribe(self, msg: dict[str, Any]) -> None:
+        if self.scope is None:
+            await self.close(4401, "Unauthorized")
+            return
+        sub_id = msg.get("id")
+        payload = msg.get("payload")
+        if not isinstance(sub_id, str) or not sub_id or not isinstance(payload, dict):
+            await self.close(4400, "Invalid subscribe message")
+            return
+        if sub_id in self.subscribers:
+            await self.close(4409, f"Subscriber for {sub_id} already exists")
+            return
+        if len(self.subscribers) >= self.max_subscriptions:
+            self._error(sub_id, f"At most {self.max_subscriptions} subscriptions per connection.")
+            return
+        self.subscribers[sub_id] = None
+        self.tasks[sub_id] = asyncio.create_task(self._start(sub_id, payload))
+
+    def _error(self, sub_id: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        self.queue.put_control({"id": sub_id, "type": "error", "payload": errors or [{"message": message}]})
+
+    def _stop(self, sub_id: str) -> None:
+        task = self.tasks.pop(sub_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+        sub = self.subscribers.pop(sub_id, None)
+        if sub is not None:
+            self.hub.unsubscribe(sub)
+
+    async def _start(self, sub_id: str, payload: dict[str, Any]) -> None:
+        try:
+            query = payload.get("query")
+            variables = payload.get("variables") or {}
+            op_name = payload.get("operationName")
+            if not isinstance(query, str) or not isinstance(variables, dict):
+                self._fail(sub_id, "subscribe needs a `query` string and `variables` object")
+                return
+            doc, errors = self.documents.get(query)
+            if doc is None:
+                self._fail(sub_id, "", [e.formatted for e in errors])
+                return
+            from .graphql_http import RequestError, select_operation
+
+            try:
+                op = select_operation(doc, op_name)
+            except RequestError as exc:
+                self._fail(sub_id, exc.message)
+                return
+            coerced = get_variable_values(self.hub.schema, op.variable_definitions or (), variables)
+            if isinstance(coerced, list):
+                self._fail(sub_id, "", [e.formatted for e in coerced])
+                return
+            if op.operation is not OperationType.SUBSCRIPTION:
+                result = execute(self.hub.schema, doc, context_value=self.context_factory(), variable_values=variables, operation_name=op_name)
+                if not isinstance(result, ExecutionResult):
+                    result = await result
+                out: dict[str, Any] = {"data": result.data}
+                if result.errors:
+                    out["errors"] = [format_error(e) for e in result.errors]
+                self.queue.put_control({"id": sub_id, "type": "next", "payload": out})
+                self.queue.put_control({"id": sub_id, "type": "complete"})
+                self.subscribers.pop(sub_id, None)
+                return
+            assert self.scope is not None
+            sub = await self.hub.subscribe(sub_id, self, query, doc, op, op_name, variables, dict(getattr(coerced, 'coerced', coerced)), self.scope)
+            if sub_id in self.subscribers:
+                self.subscribers[sub_id] = sub
+            else:  # completed while starting
+                self.hub.unsubscribe(sub)
+        except (SubscribeError, GraphQLError) as exc:
+            self._fail(sub_id, str(exc) if isinstance(exc, SubscribeError) else exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("subscription %s failed to start", sub_id)
+            self._fail(sub_id, "Internal error while starting the subscription.")
+        finally:
+            self.tasks.pop(sub_id, None)
+
+    def _fail(self, sub_id: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        self.subscribers.pop(sub_id, None)
+        self._error(sub_id, message, errors)

@@ -1,0 +1,110 @@
+"""Domain enumerations of the order view.
+
+Plain ``enum.Enum`` classes whose values equal their names, so the GraphQL layer can wrap
+them unchanged (``strawberry.enum(ProductionStatus)``) and the wire value is the name.
+Members are declared in lifecycle order where there is one; the domain rules rely on it
+(``list(OrderStage)`` goes from RECEIVED to DELIVERED).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ProductionStatus(Enum):
+    """State of the production (MES) section of an order."""
+
+    NOT_REQUIRED = "NOT_REQUIRED"  # shipped from stock, no production order
+    NOT_RELEASED = "NOT_RELEASED"
+    RELEASED = "RELEASED"
+    IN_PROGRESS = "IN_PROGRESS"
+    INTERRUPTED = "INTERRUPTED"  # work centre down while the order is not complete
+    COMPLETED = "COMPLETED"
+
+
+class MaterialsStatus(Enum):
+    """Availability of the bill-of-material components (WMS)."""
+
+    NOT_REQUIRED = "NOT_REQUIRED"
+    AVAILABLE = "AVAILABLE"
+    SHORTAGE = "SHORTAGE"
+    CONSUMED = "CONSUMED"  # production started or completed
+
+
+class QualityStatus(Enum):
+    """State of the inspection lots (QMS)."""
+
+    NOT_REQUIRED = "NOT_REQUIRED"
+    NOT_STARTED = "NOT_STARTED"
+    IN_INSPECTION = "IN_INSPECTION"  # lot without usage decision: the batch is on hold
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+class LogisticsStatus(Enum):
+    """Warehouse (WMS) and carrier (TMS) state of the order's deliveries."""
+
+    NOT_CREATED = "NOT_CREATED"
+    OPEN = "OPEN"
+    PICKED = "PICKED"
+    PACKED = "PACKED"
+    GOODS_ISSUED = "GOODS_ISSUED"
+    IN_TRANSIT = "IN_TRANSIT"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    DELIVERY_FAILED = "DELIVERY_FAILED"
+    DELIVERED = "DELIVERED"
+    EXCEPTION = "EXCEPTION"
+
+
+class OrderStage(Enum):
+    """Where the order is in its lifecycle, in lifecycle order."""
+
+    RECEIVED = "RECEIVED"
+    AWAITING_MATERIAL = "AWAITING_MATERIAL"
+    PRODUCTION_RELEASED = "PRODUCTION_RELEASED"
+    IN_PRODUCTION = "IN_PRODUCTION"
+    IN_QUALITY_INSPECTION = "IN_QUALITY_INSPECTION"
+    QUALITY_REJECTED = "QUALITY_REJECTED"
+    READY_FOR_PICKING = "READY_FOR_PICKING"
+    PICKED = "PICKED"
+    PACKED = "PACKED"
+    GOODS_ISSUED = "GOODS_ISSUED"
+    IN_TRANSIT = "IN_TRANSIT"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    DELIVERED = "DELIVERED"
+
+
+class MilestoneKind(Enum):
+    """The milestones of an order, in lifecycle order."""
+
+    ORDER_CONFIRMED = "ORDER_CONFIRMED"
+    MATERIALS_AVAILABLE = "MATERIALS_AVAILABLE"
+    PRODUCTION_RELEASED = "PRODUCTION_RELEASED"
+    PRODUCTION_STARTED = "PRODUCTION_STARTED"
+    PRODUCTION_COMPLETED = "PRODUCTION_COMPLETED"
+    QUALITY_RELEASED = "QUALITY_RELEASED"
+    PICKED = "PICKED"
+    PACKED = "PACKED"
+    GOODS_ISSUED = "GOODS_ISSUED"
+    CARRIER_PICKED_UP = "CARRIER_PICKED_UP"
+    IN_TRANSIT = "IN_TRANSIT"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    DELIVERED = "DELIVERED"
+
+
+class MilestoneStatus(Enum):
+    """Whether a milestone happened, is due, is late, or does not apply."""
+
+    DONE = "DONE"
+    PENDING = "PENDING"
+    OVERDUE = "OVERDUE"  # planned or expected time passed without an actual
+    SKIPPED = "SKIPPED"  # not applicable, e.g. no production for a stock item
+
+
+class DeliveryRisk(Enum):
+    """Promise (confirmed delivery date) against prediction."""
+
+    ON_TRACK = "ON_TRACK"
+    AT_RISK = "AT_RISK"
+    LATE = "LATE"
+    DELIVERED = "DELIVERED"

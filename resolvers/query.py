@@ -1,0 +1,180 @@
+"""Root query fields: ``order``, ``orders``, ``customer``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import Info
+
+from sources.records import SalesOrder
+
+from . import enums, fetch, prediction, stage
+from .context import Context
+from .types import Customer, DeliveryRisk, Order, OrderStage
+
+CURSOR_PREFIX = "order:"
+SCAN_PAGE = 500  # page size when a derived filter (stage, risk) has to look at more orders
+
+
+def encode_cursor(sales_order: str) -> str:
+    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{sales_order}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    """The sales order number a cursor points at; a clear error for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    if not text.startswith(CURSOR_PREFIX) or len(text) == len(CURSOR_PREFIX):
+        raise GraphQLError(f"Invalid cursor {cursor!r}: use a cursor from a previous page.", extensions={"code": "BAD_USER_INPUT"})
+    return text[len(CURSOR_PREFIX) :]
+
+
+@strawberry.input(description="Filters on orders; all given filters must match.")
+class OrderFilter:
+    customer: strawberry.ID | None = None
+    stage: list[OrderStage] | None = None
+    delivery_risk: list[DeliveryRisk] | None = None
+    confirmed_before: dt.date | None = strawberry.field(
+        default=None, description="Confirmed delivery date strictly before this date."
+    )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class OrderEdge:
+    cursor: str
+    node: Order
+
+
+@strawberry.type(description="A page of orders.")
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo
+    count_fn: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    def nodes(self) -> list[Order]:
+        return [e.node for e in self.edges]
+
+    @strawberry.field(description="Number of orders matching the filter, over all pages.")
+    async def total_count(self) -> int:
+        return await self.count_fn()
+
+
+def _derived(f: OrderFilter) -> bool:
+    return bool(f.stage) or bool(f.delivery_risk)
+
+
+async def _matches(ctx: Context, orders: list[SalesOrder], f: OrderFilter) -> list[bool]:
+    """Apply the derived filters (stage, delivery risk) to a batch of orders."""
+    views = await asyncio.gather(*(fetch.order_view(ctx, so) for so in orders))
+    stages = {enums.OrderStage(s.value) for s in f.stage or []}
+    risks = {enums.DeliveryRisk(r.value) for r in f.delivery_risk or []}
+    out = []
+    for view in views:
+        ok = True
+        if stages:
+            ok = stage.stage(view) in stages
+        if ok and risks:
+            pred = prediction.predict(view, ctx.now)
+            ok = prediction.delivery_risk(view, pred, ctx.now) in risks
+        out.append(ok)
+    return out
+
+
+async def list_orders(ctx: Context, first: int, after: str | None, f: OrderFilter) -> OrderConnection:
+    """A page of orders: ERP-side filters pushed down, derived filters applied here."""
+    if first < 0:
+        raise GraphQLError("`first` must not be negative.", extensions={"code": "BAD_USER_INPUT"})
+    if first > ctx.max_first:
+        raise GraphQLError(
+            f"`first` is at most {ctx.max_first}; page with `after`.", extensions={"code": "BAD_USER_INPUT"}
+        )
+    skip = decode_cursor(after) if after else None
+    erp = ctx.sources.erp
+    filters = {"sold_to_party": f.customer, "confirmed_before": f.confirmed_before}
+
+    picked: list[SalesOrder] = []
+    has_next = False
+    source_count: int | None = None
+    if not _derived(f):
+        page = await erp.list_sales_orders(top=first + 1, skip_token=skip, **filters)
+        source_count = page.count
+        picked = page.records[:first]
+        has_next = len(page.records) > first
+    else:
+        token = skip
+        while True:
+            page = await erp.list_sales_orders(top=SCAN_PAGE, skip_token=token, **filters)
+            for so in page.records:
+                ctx.loaders.sales_order.prime(so.sales_order, so)
+            flags = await _matches(ctx, page.records, f)
+            for so, ok in zip(page.records, flags, strict=True):
+                if ok:
+                    if len(picked) == first:
+                        has_next = True
+                        break
+                    picked.append(so)
+            if has_next or not page.next_skip_token or not page.records:
+                break
+            token = page.records[-1].sales_order
+    for so in picked:
+        ctx.loaders.sales_order.prime(so.sales_order, so)
+
+    async def count() -> int:
+        if source_count is not None:
+            return source_count
+        total = 0
+        token: str | None = None
+        while True:
+            page = await erp.list_sales_orders(top=SCAN_PAGE, skip_token=token, **filters)
+            total += sum(await _matches(ctx, page.records, f))
+            if not page.next_skip_token or not page.records:
+                return total
+            token = page.records[-1].sales_order
+
+    edges = [OrderEdge(cursor=encode_cursor(so.sales_order), node=Order(record=so)) for so in picked]
+    return OrderConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=skip is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count_fn=count,
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One order by sales order number; null when it does not exist.")
+    async def order(self, info: Info, id: strawberry.ID) -> Order | None:
+        so = await info.context.loaders.sales_order.load(str(id))
+        return Order(record=so) if so else None
+
+    @strawberry.field(description="Orders in sales order number order, filtered and paged (Relay-style).")
+    async def orders(
+        self, info: Info, first: int = 50, after: str | None = None, filter: OrderFilter | None = None
+    ) -> OrderConnection:
+        return await list_orders(info.context, first, after, filter or OrderFilter())
+
+    @strawberry.field(description="One customer with its orders; null when it does not exist.")
+    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+        rec = await info.context.loaders.customer.load(str(id))
+        return Customer(record=rec) if rec else None

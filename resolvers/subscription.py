@@ -1,0 +1,138 @@
+"""Live updates: the ``Subscription`` root and ``Order.history``.
+
+The gateway's subscription hub (``gateway/subscriptions.py``) drives these fields: for
+each change it executes the subscriber's selection once, with the changed ``Order`` (or
+``OrderChange``) as the root value, and shares that result between all subscribers with
+the same selection and scope. The field functions below are what graphql-core calls to
+read that root value; the streams themselves come from the journal and the bus.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import AsyncGenerator
+from typing import Any, Protocol
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import Info
+
+from .types import Order
+
+
+class HistorySource(Protocol):
+    """What ``Order.history`` needs of the journal."""
+
+    async def history(self, sales_order: str, *, first: int = 50, after_seq: int | None = None) -> list[Any]: ...
+
+
+def encode_change_cursor(seq: int, sales_order: str) -> str:
+    """A resume cursor: the journal sequence and the order within it."""
+    return base64.urlsafe_b64encode(f"change:{seq}:{sales_order}".encode()).decode()
+
+
+def decode_change_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        kind, seq, so = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 2)
+        if kind != "change":
+            raise ValueError(kind)
+        return int(seq), so
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise GraphQLError(
+            f"Invalid cursor {cursor!r}: use the cursor of a message you received.", extensions={"code": "BAD_USER_INPUT"}
+        ) from exc
+
+
+@strawberry.type(description="One change to one order, as reported by a source system.")
+class OrderChange:
+    cursor: str = strawberry.field(description="Resume after this change with `after: cursor`.")
+    order: Order | None
+    sources: list[str] = strawberry.field(description="The source systems that reported the change.")
+    event_type: str = strawberry.field(description="The CloudEvents type, e.g. ...ProductionOrder.Released.v1.")
+    occurred_at: dt.datetime = strawberry.field(description="Business time of the change in its source.")
+
+
+@strawberry.type(description="One entry of an order's cross-system timeline (from the journal).")
+class HistoryEntry:
+    cursor: str
+    source: str
+    event_type: str
+    subject: str | None
+    occurred_at: dt.datetime
+    received_at: dt.datetime
+    stale: bool = strawberry.field(description="Arrived after a newer event on the same record: kept, not applied.")
+
+
+@strawberry.type
+class HistoryPage:
+    entries: list[HistoryEntry]
+    has_next_page: bool
+    end_cursor: str | None
+
+
+def _history_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"history:{seq}".encode()).decode()
+
+
+def _history_seq(cursor: str) -> int:
+    try:
+        kind, seq = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
+        if kind != "history":
+            raise ValueError(kind)
+        return int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise GraphQLError(f"Invalid cursor {cursor!r}.", extensions={"code": "BAD_USER_INPUT"}) from exc
+
+
+async def order_history(info: Info, sales_order: str, first: int, after: str | None) -> HistoryPage:
+    """An order's timeline, oldest first, paged by journal cursor."""
+    journal: HistorySource | None = getattr(info.context, "journal", None)
+    if journal is None:
+        return HistoryPage(entries=[], has_next_page=False, end_cursor=None)
+    first = max(0, min(first, info.context.max_first))
+    try:
+        rows = await journal.history(sales_order, first=first + 1, after_seq=_history_seq(after) if after else None)
+    except LookupError as exc:  # a cursor of another order, or pruned
+        raise GraphQLError(f"Unknown cursor {after!r} for this order.", extensions={"code": "BAD_USER_INPUT"}) from exc
+    entries = [
+        HistoryEntry(
+            cursor=_history_cursor(r.seq),
+            source=r.source,
+            event_type=r.type,
+            subject=r.subject,
+            occurred_at=r.occurred_at,
+            received_at=r.received_at,
+            stale=r.stale,
+        )
+        for r in rows[:first]
+    ]
+    return HistoryPage(entries=entries, has_next_page=len(rows) > first, end_cursor=entries[-1].cursor if entries else None)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The order, with your selection, each time any source changes it. "
+        "Each message carries `extensions.cursor`; reconnect with `after` to miss nothing."
+    )
+    async def order_updated(self, info: Info, id: strawberry.ID, after: str | None = None) -> AsyncGenerator[Order | None, None]:
+        raise _HUB_ONLY
+        yield None  # pragma: no cover - makes this an async generator
+
+    @strawberry.subscription(
+        description="Every change to one customer's orders (or all orders, for internal viewers), "
+        "resumable with `after`."
+    )
+    async def order_changes(
+        self, info: Info, customer: strawberry.ID | None = None, after: str | None = None
+    ) -> AsyncGenerator[OrderChange, None]:
+        raise _HUB_ONLY
+        yield  # pragma: no cover - makes this an async generator
+
+
+_HUB_ONLY = GraphQLError(
+    "Subscriptions are served by the gateway's transports: graphql-transport-ws at /graphql, "
+    "or Server-Sent Events at /graphql/stream."
+)

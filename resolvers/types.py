@@ -1,0 +1,698 @@
+"""The GraphQL types of the order graph.
+
+Types are thin: they hold source records and read attributes. Anything that needs another
+source goes through ``resolvers.fetch`` (and so through the request's loaders); anything
+derived is a pure function in ``stage.py`` / ``prediction.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from strawberry import Info
+
+from sources.records import (
+    ComponentAvailability as ComponentRecord,
+)
+from sources.records import (
+    Customer as CustomerRecord,
+)
+from sources.records import (
+    InspectionLot as InspectionLotRecord,
+)
+from sources.records import (
+    OutboundDelivery as DeliveryRecord,
+)
+from sources.records import (
+    ProductionOrder as ProductionOrderRecord,
+)
+from sources.records import (
+    SalesOrder,
+)
+from sources.records import (
+    Shipment as ShipmentRecord,
+)
+from sources.records import (
+    WorkCenter as WorkCenterRecord,
+)
+
+from . import enums, fetch, prediction, stage
+from .context import Context
+from .view import OrderView
+
+# The pure enums become GraphQL enums (strawberry only adds a definition to the class).
+ProductionStatus = strawberry.enum(enums.ProductionStatus, description="Sum-up of an order's production.")
+MaterialsStatus = strawberry.enum(enums.MaterialsStatus, description="Sum-up of component availability.")
+QualityStatus = strawberry.enum(enums.QualityStatus, description="Sum-up of an order's inspection lots.")
+LogisticsStatus = strawberry.enum(enums.LogisticsStatus, description="Sum-up of deliveries and shipments.")
+OrderStage = strawberry.enum(enums.OrderStage, description="How far an order has come.")
+MilestoneKind = strawberry.enum(enums.MilestoneKind)
+MilestoneStatus = strawberry.enum(enums.MilestoneStatus)
+DeliveryRisk = strawberry.enum(enums.DeliveryRisk, description="Predicted delivery against the promise.")
+
+
+@strawberry.enum(description="Commercial priority of a customer, inherited by its orders.")
+class CommercialPriority(Enum):
+    STRATEGIC = "STRATEGIC"
+    HIGH = "HIGH"
+    NORMAL = "NORMAL"
+    LOW = "LOW"
+
+
+@strawberry.enum(description="SAP processing status: A not yet, B partially, C completely processed.")
+class ProcessingStatus(Enum):
+    NOT_STARTED = "A"
+    PARTIAL = "B"
+    COMPLETE = "C"
+
+
+@strawberry.enum(description="Result of a usage decision.")
+class Valuation(Enum):
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+def _processing(code: str) -> ProcessingStatus:
+    try:
+        return ProcessingStatus(code)
+    except ValueError:
+        return ProcessingStatus.NOT_STARTED
+
+
+def _ctx(info: Info) -> Context:
+    return info.context
+
+
+# --- customers ----------------------------------------------------------------------
+
+
+@strawberry.type(description="A customer (ERP business partner).")
+class Customer:
+    record: strawberry.Private[CustomerRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.customer)
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.record.customer_name
+
+    @strawberry.field
+    def country(self) -> str | None:
+        return self.record.country
+
+    @strawberry.field(description="STRATEGIC / HIGH / NORMAL / LOW; orders inherit it.")
+    def commercial_priority(self) -> CommercialPriority:
+        return CommercialPriority(self.record.commercial_priority)
+
+    @strawberry.field(description="This customer's orders, in order number order.")
+    async def orders(
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        filter: Annotated[OrderFilter, strawberry.lazy("resolvers.query")] | None = None,  # noqa: F821
+    ) -> Annotated[OrderConnection, strawberry.lazy("resolvers.query")]:  # noqa: F821
+        from .query import OrderFilter, list_orders
+
+        f = filter or OrderFilter()
+        f.customer = strawberry.ID(self.record.customer)
+        return await list_orders(_ctx(info), first, after, f)
+
+
+# --- ERP: the order itself -------------------------------------------------------
+
+
+@strawberry.type(description="An amount in a currency.")
+class Money:
+    amount: float
+    currency: str
+
+
+@strawberry.type(description="A sales order item with its schedule-line promise.")
+class OrderItem:
+    item: strawberry.ID
+    material: str
+    quantity: float
+    unit: str
+    net_value: float
+    confirmed_delivery_date: dt.date | None
+    confirmed_quantity: float | None
+
+
+@strawberry.type(description="ERP processing and block statuses of the order.")
+class ErpStatus:
+    overall_process_status: ProcessingStatus
+    overall_delivery_status: ProcessingStatus
+    credit_blocked: bool
+    delivery_block_reason: str | None
+    last_changed_at: dt.datetime | None
+
+
+# --- MES ------------------------------------------------------------------------
+
+
+@strawberry.type(description="A work centre and its shop-floor state.")
+class WorkCenter:
+    record: strawberry.Private[WorkCenterRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.work_center)
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.record.work_center_text
+
+    @strawberry.field(description="UP or DOWN.")
+    def state(self) -> str:
+        return self.record.state
+
+    @strawberry.field
+    def down_since(self) -> dt.datetime | None:
+        return self.record.down_since
+
+    @strawberry.field
+    def expected_up_at(self) -> dt.datetime | None:
+        return self.record.expected_up_at
+
+
+@strawberry.type(description="A production (manufacturing) order pegged to an order item.")
+class ProductionOrder:
+    record: strawberry.Private[ProductionOrderRecord]
+
+    @strawberry.field(description="ManufacturingOrder number in the MES.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.manufacturing_order)
+
+    @strawberry.field
+    def material(self) -> str:
+        return self.record.material
+
+    @strawberry.field
+    def sales_order_item(self) -> str:
+        return self.record.sales_order_item
+
+    @strawberry.field(description="MES status: CREATED, RELEASED, STARTED, PARTIALLY_CONFIRMED, CONFIRMED, ...")
+    def status(self) -> str:
+        return self.record.status
+
+    @strawberry.field
+    def total_quantity(self) -> float:
+        return self.record.total_quantity
+
+    @strawberry.field
+    def confirmed_yield_quantity(self) -> float:
+        return self.record.confirmed_yield_qty
+
+    @strawberry.field
+    def confirmed_scrap_quantity(self) -> float:
+        return self.record.confirmed_scrap_qty
+
+    @strawberry.field
+    def planned_scrap_quantity(self) -> float:
+        return self.record.planned_scrap_qty
+
+    @strawberry.field
+    def unit(self) -> str:
+        return self.record.production_unit
+
+    @strawberry.field
+    def work_center_id(self) -> str:
+        return self.record.work_center
+
+    @strawberry.field(description="The work centre with its live state (one more MES read).")
+    async def work_center(self, info: Info) -> WorkCenter | None:
+        rec = await _ctx(info).loaders.work_center.load(self.record.work_center)
+        return WorkCenter(record=rec) if rec else None
+
+    @strawberry.field
+    def scheduled_start(self) -> dt.datetime:
+        return self.record.scheduled_start_date
+
+    @strawberry.field
+    def scheduled_end(self) -> dt.datetime:
+        return self.record.scheduled_end_date
+
+    @strawberry.field
+    def released_at(self) -> dt.datetime | None:
+        return self.record.actual_release_date
+
+    @strawberry.field
+    def started_at(self) -> dt.datetime | None:
+        return self.record.actual_start_date
+
+    @strawberry.field
+    def completed_at(self) -> dt.datetime | None:
+        return self.record.actual_end_date
+
+    @strawberry.field
+    def batch(self) -> str | None:
+        return self.record.batch
+
+
+@strawberry.type(description="Production of the order (MES).")
+class ProductionSection:
+    order: strawberry.Private[SalesOrder]
+
+    @strawberry.field(description="Sum-up of the order's production orders.")
+    async def status(self, info: Info) -> ProductionStatus:
+        ctx = _ctx(info)
+        pos = await fetch.production_orders(ctx, self.order.sales_order)
+        wcs = await fetch.work_centers(ctx, pos)
+        view = OrderView(sales_order=self.order, production_orders=pos, work_centers=wcs)
+        return stage.production_status(view, ctx.now)
+
+    @strawberry.field
+    async def orders(self, info: Info) -> list[ProductionOrder]:
+        pos = await fetch.production_orders(_ctx(info), self.order.sales_order)
+        return [ProductionOrder(record=p) for p in pos]
+
+
+# --- WMS ------------------------------------------------------------------------
+
+
+@strawberry.type(description="Availability of one bill-of-material component for one production order.")
+class ComponentAvailability:
+    record: strawberry.Private[ComponentRecord]
+
+    @strawberry.field
+    def production_order(self) -> str:
+        return self.record.manufacturing_order
+
+    @strawberry.field
+    def material(self) -> str:
+        return self.record.material
+
+    @strawberry.field
+    def required_quantity(self) -> float:
+        return self.record.required_quantity
+
+    @strawberry.field
+    def available_quantity(self) -> float:
+        return self.record.available_quantity
+
+    @strawberry.field
+    def shortage_quantity(self) -> float:
+        return self.record.shortage_quantity
+
+    @strawberry.field
+    def unit(self) -> str:
+        return self.record.base_unit
+
+    @strawberry.field
+    def storage_location(self) -> str:
+        return self.record.storage_location
+
+    @strawberry.field(description="When a short component is expected in.")
+    def expected_receipt_date(self) -> dt.date | None:
+        return self.record.expected_receipt_date
+
+
+@strawberry.type(description="Component availability for the order's production (WMS).")
+class MaterialsSection:
+    order: strawberry.Private[SalesOrder]
+
+    @strawberry.field
+    async def status(self, info: Info) -> MaterialsStatus:
+        ctx = _ctx(info)
+        pos, comps = await _gather(
+            fetch.production_orders(ctx, self.order.sales_order), fetch.components(ctx, self.order.sales_order)
+        )
+        return stage.materials_status(OrderView(sales_order=self.order, production_orders=pos, components=comps))
+
+    @strawberry.field
+    async def components(self, info: Info) -> list[ComponentAvailability]:
+        comps = await fetch.components(_ctx(info), self.order.sales_order)
+        return [ComponentAvailability(record=c) for c in comps]
+
+    @strawberry.field(description="Only the components that are short.")
+    async def shortages(self, info: Info) -> list[ComponentAvailability]:
+        comps = await fetch.components(_ctx(info), self.order.sales_order)
+        return [ComponentAvailability(record=c) for c in comps if c.shortage_quantity > 0]
+
+
+# --- QMS ------------------------------------------------------------------------
+
+
+@strawberry.type(description="A usage decision on an inspection lot.")
+class UsageDecision:
+    code: str
+    code_group: str
+    valuation: Valuation
+    decided_at: dt.datetime | None
+    quality_score: float | None
+
+
+@strawberry.type(description="An inspection lot; without a usage decision it holds the batch.")
+class InspectionLot:
+    record: strawberry.Private[InspectionLotRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.inspection_lot)
+
+    @strawberry.field
+    def material(self) -> str:
+        return self.record.material
+
+    @strawberry.field
+    def batch(self) -> str:
+        return self.record.batch
+
+    @strawberry.field
+    def production_order(self) -> str:
+        return self.record.manufacturing_order
+
+    @strawberry.field
+    def origin(self) -> str:
+        return self.record.inspection_lot_origin
+
+    @strawberry.field
+    def created_at(self) -> dt.datetime:
+        return self.record.created_at
+
+    @strawberry.field
+    def has_usage_decision(self) -> bool:
+        return self.record.has_usage_decision
+
+    @strawberry.field
+    def usage_decision(self) -> UsageDecision | None:
+        ud = self.record.usage_decision
+        if ud is None:
+            return None
+        return UsageDecision(
+            code=ud.code,
+            code_group=ud.code_group,
+            valuation=Valuation(ud.valuation) if ud.valuation in ("ACCEPTED", "REJECTED") else Valuation.REJECTED,
+            decided_at=ud.decided_at,
+            quality_score=ud.quality_score,
+        )
+
+
+@strawberry.type(description="Quality inspection of the order's batches (QMS).")
+class QualitySection:
+    order: strawberry.Private[SalesOrder]
+
+    @strawberry.field
+    async def status(self, info: Info) -> QualityStatus:
+        ctx = _ctx(info)
+        pos, lots = await _gather(
+            fetch.production_orders(ctx, self.order.sales_order), fetch.inspection_lots(ctx, self.order.sales_order)
+        )
+        return stage.quality_status(OrderView(sales_order=self.order, production_orders=pos, inspection_lots=lots))
+
+    @strawberry.field
+    async def inspection_lots(self, info: Info) -> list[InspectionLot]:
+        lots = await fetch.inspection_lots(_ctx(info), self.order.sales_order)
+        return [InspectionLot(record=lot) for lot in lots]
+
+
+# --- WMS deliveries + TMS --------------------------------------------------------
+
+
+@strawberry.type(description="One carrier scan (EDI 214 status code and AfterShip-style tag).")
+class TrackingEvent:
+    code: str
+    tag: str
+    occurred_at: dt.datetime
+    location: str | None
+    description: str | None
+
+
+@strawberry.type(description="Proof of delivery from the carrier.")
+class ProofOfDelivery:
+    signed_by: str
+    delivered_at: dt.datetime
+    document: str | None
+
+
+@strawberry.type(description="A carrier shipment with its tracking history (TMS).")
+class Shipment:
+    record: strawberry.Private[ShipmentRecord]
+
+    @strawberry.field
+    def tracking_number(self) -> str:
+        return self.record.tracking_number
+
+    @strawberry.field
+    def carrier(self) -> str:
+        return self.record.carrier
+
+    @strawberry.field(description="AfterShip-style tag: InTransit, OutForDelivery, Delivered, Exception, ...")
+    def status(self) -> str:
+        return self.record.tag
+
+    @strawberry.field(description="Latest EDI 214 shipment status code (X3, AF, X6, X1, D1, SD, ...).")
+    def status_code(self) -> str | None:
+        return self.record.status_code
+
+    @strawberry.field
+    def picked_up_at(self) -> dt.datetime | None:
+        return self.record.picked_up_at
+
+    @strawberry.field(description="The carrier's current ETA.")
+    def estimated_delivery_at(self) -> dt.datetime | None:
+        return self.record.estimated_delivery_at
+
+    @strawberry.field
+    def eta_window_start(self) -> dt.datetime | None:
+        return self.record.eta_window_start
+
+    @strawberry.field
+    def eta_window_end(self) -> dt.datetime | None:
+        return self.record.eta_window_end
+
+    @strawberry.field
+    def delivered_at(self) -> dt.datetime | None:
+        return self.record.delivered_at
+
+    @strawberry.field
+    def proof_of_delivery(self) -> ProofOfDelivery | None:
+        pod = self.record.proof_of_delivery
+        if pod is None:
+            return None
+        return ProofOfDelivery(signed_by=pod.signed_by, delivered_at=pod.delivered_at, document=pod.document)
+
+    @strawberry.field
+    def events(self) -> list[TrackingEvent]:
+        return [
+            TrackingEvent(code=e.code, tag=e.tag, occurred_at=e.occurred_at, location=e.location, description=e.description)
+            for e in self.record.events
+        ]
+
+
+@strawberry.type(description="An outbound delivery (WMS): picking, packing, goods issue.")
+class OutboundDelivery:
+    record: strawberry.Private[DeliveryRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.delivery_document)
+
+    @strawberry.field
+    def delivery_date(self) -> dt.date:
+        return self.record.delivery_date
+
+    @strawberry.field
+    def shipping_point(self) -> str:
+        return self.record.shipping_point
+
+    @strawberry.field
+    def picking_status(self) -> ProcessingStatus:
+        return _processing(self.record.overall_picking_status)
+
+    @strawberry.field
+    def packing_status(self) -> ProcessingStatus:
+        return _processing(self.record.overall_packing_status)
+
+    @strawberry.field
+    def goods_movement_status(self) -> ProcessingStatus:
+        return _processing(self.record.overall_goods_movement_status)
+
+    @strawberry.field(description="Goods issue time (ActualGoodsMovementDate).")
+    def goods_issued_at(self) -> dt.datetime | None:
+        return self.record.actual_goods_movement_date
+
+    @strawberry.field
+    def bill_of_lading(self) -> str | None:
+        return self.record.bill_of_lading
+
+    @strawberry.field
+    async def shipments(self, info: Info) -> list[Shipment]:
+        ships = await _ctx(info).loaders.shipments.load(self.record.delivery_document)
+        return [Shipment(record=s) for s in ships]
+
+
+@strawberry.type(description="Deliveries and carrier shipments of the order (WMS + TMS).")
+class LogisticsSection:
+    order: strawberry.Private[SalesOrder]
+
+    @strawberry.field
+    async def status(self, info: Info) -> LogisticsStatus:
+        ctx = _ctx(info)
+        dels, ships = await _gather(
+            fetch.deliveries(ctx, self.order.sales_order), fetch.shipments(ctx, self.order.sales_order)
+        )
+        return stage.logistics_status(OrderView(sales_order=self.order, deliveries=dels, shipments=ships))
+
+    @strawberry.field
+    async def deliveries(self, info: Info) -> list[OutboundDelivery]:
+        dels = await fetch.deliveries(_ctx(info), self.order.sales_order)
+        return [OutboundDelivery(record=d) for d in dels]
+
+    @strawberry.field
+    async def shipments(self, info: Info) -> list[Shipment]:
+        ships = await fetch.shipments(_ctx(info), self.order.sales_order)
+        return [Shipment(record=s) for s in ships]
+
+    @strawberry.field(description="The carrier's latest ETA, once shipped.")
+    async def eta(self, info: Info) -> dt.datetime | None:
+        ships = await fetch.shipments(_ctx(info), self.order.sales_order)
+        etas = [s.estimated_delivery_at for s in ships if s.estimated_delivery_at]
+        return max(etas) if etas else None
+
+
+# --- derived ---------------------------------------------------------------------
+
+
+@strawberry.type(description="One step of the order's lifecycle: planned, expected and actual.")
+class Milestone:
+    kind: MilestoneKind
+    status: MilestoneStatus
+    planned: dt.datetime | None
+    expected: dt.datetime | None
+    actual: dt.datetime | None
+    source: str
+
+
+# --- the order -------------------------------------------------------------------
+
+
+@strawberry.type(description="A customer order across ERP, MES, WMS, QMS and TMS.")
+class Order:
+    record: strawberry.Private[SalesOrder]
+
+    @strawberry.field(description="Sales order number (ERP).")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.sales_order)
+
+    @strawberry.field
+    def customer_id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.sold_to_party)
+
+    @strawberry.field
+    async def customer(self, info: Info) -> Customer | None:
+        rec = await _ctx(info).loaders.customer.load(self.record.sold_to_party)
+        return Customer(record=rec) if rec else None
+
+    @strawberry.field
+    def purchase_order_by_customer(self) -> str | None:
+        return self.record.purchase_order_by_customer
+
+    @strawberry.field
+    def order_date(self) -> dt.date:
+        return self.record.sales_order_date
+
+    @strawberry.field
+    def requested_delivery_date(self) -> dt.date:
+        return self.record.requested_delivery_date
+
+    @strawberry.field(description="The delivery promise (confirmed schedule line).")
+    def confirmed_delivery_date(self) -> dt.date | None:
+        return self.record.confirmed_delivery_date
+
+    @strawberry.field
+    def net_value(self) -> Money:
+        return Money(amount=self.record.total_net_amount, currency=self.record.transaction_currency)
+
+    @strawberry.field(description="Inherited from the customer.")
+    async def commercial_priority(self, info: Info) -> CommercialPriority:
+        rec = await _ctx(info).loaders.customer.load(self.record.sold_to_party)
+        return CommercialPriority(rec.commercial_priority if rec else "NORMAL")
+
+    @strawberry.field
+    def items(self) -> list[OrderItem]:
+        return [
+            OrderItem(
+                item=strawberry.ID(i.sales_order_item),
+                material=i.material,
+                quantity=i.requested_quantity,
+                unit=i.requested_quantity_unit,
+                net_value=i.net_amount,
+                confirmed_delivery_date=i.confirmed_delivery_date,
+                confirmed_quantity=i.confirmed_quantity,
+            )
+            for i in self.record.items
+        ]
+
+    @strawberry.field
+    def erp_status(self) -> ErpStatus:
+        r = self.record
+        return ErpStatus(
+            overall_process_status=_processing(r.overall_sd_process_status),
+            overall_delivery_status=_processing(r.overall_delivery_status),
+            credit_blocked=r.total_credit_check_status == "B",
+            delivery_block_reason=r.delivery_block_reason or None,
+            last_changed_at=r.last_change_date_time,
+        )
+
+    @strawberry.field
+    def production(self) -> ProductionSection:
+        return ProductionSection(order=self.record)
+
+    @strawberry.field
+    def materials(self) -> MaterialsSection:
+        return MaterialsSection(order=self.record)
+
+    @strawberry.field
+    def quality(self) -> QualitySection:
+        return QualitySection(order=self.record)
+
+    @strawberry.field
+    def logistics(self) -> LogisticsSection:
+        return LogisticsSection(order=self.record)
+
+    @strawberry.field(description="The order's cross-system timeline from the event journal, oldest first.")
+    async def history(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Annotated[HistoryPage, strawberry.lazy("resolvers.subscription")]:  # noqa: F821
+        from .subscription import order_history
+
+        return await order_history(info, self.record.sales_order, first, after)
+
+    @strawberry.field(description="How far the order has come (derived from all five systems).")
+    async def stage(self, info: Info) -> OrderStage:
+        return stage.stage(await fetch.order_view(_ctx(info), self.record))
+
+    @strawberry.field(description="Lifecycle milestones, each planned / expected / actual.")
+    async def milestones(self, info: Info) -> list[Milestone]:
+        ctx = _ctx(info)
+        view = await fetch.order_view(ctx, self.record)
+        return [
+            Milestone(kind=m.kind, status=m.status, planned=m.planned, expected=m.expected, actual=m.actual, source=m.source)
+            for m in stage.milestones(view, ctx.now)
+        ]
+
+    @strawberry.field(description="When the order is predicted to reach the customer.")
+    async def predicted_delivery_date(self, info: Info) -> dt.date | None:
+        ctx = _ctx(info)
+        view = await fetch.order_view(ctx, self.record)
+        return prediction.predict(view, ctx.now).predicted_delivery_date
+
+    @strawberry.field(description="Predicted delivery against the confirmed date.")
+    async def delivery_risk(self, info: Info) -> DeliveryRisk:
+        ctx = _ctx(info)
+        view = await fetch.order_view(ctx, self.record)
+        pred = prediction.predict(view, ctx.now)
+        return prediction.delivery_risk(view, pred, ctx.now)
+
+
+async def _gather(*aws):
+    import asyncio
+
+    return await asyncio.gather(*aws)

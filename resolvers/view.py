@@ -1,0 +1,329 @@
+"""The order view: every source record that belongs to one sales order.
+
+``OrderView`` is what the domain rules (``stage.py``, ``prediction.py``) compute over. The
+resolvers fill it from the DataLoaders; tests build it by hand. Besides the view itself this
+module holds the few facts that are read straight off a single record (is this production
+order started? is this lot rejected? when did the carrier deliver?), so every rule reads
+them the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sources.records import (
+    ComponentAvailability,
+    Customer,
+    InspectionLot,
+    OutboundDelivery,
+    ProductionOrder,
+    SalesOrder,
+    Shipment,
+    WorkCenter,
+)
+
+# Production order statuses (sources/records.py PRODUCTION_ORDER_STATUSES). CONFIRMED and
+# everything after it counts as production completed.
+COMPLETED_PRODUCTION_STATUSES = frozenset({"CONFIRMED", "DELIVERED", "TECO", "CLOSED", "LOCKED"})
+STARTED_PRODUCTION_STATUSES = COMPLETED_PRODUCTION_STATUSES | {"STARTED", "PARTIALLY_CONFIRMED"}
+RELEASED_PRODUCTION_STATUSES = STARTED_PRODUCTION_STATUSES | {"RELEASED"}
+
+# Only unrestricted stock (01) can be consumed; quality (02), blocked (07) and restricted
+# (08) stock is on the shelf but not usable, so it counts as short.
+USABLE_STOCK_TYPES = frozenset({"01", ""})
+
+# AfterShip tags that prove the carrier holds the goods (and hence that they left the plant).
+CARRIER_HAS_GOODS_TAGS = frozenset(
+    {"InTransit", "OutForDelivery", "AttemptFail", "Delivered", "AvailableForPickup"}
+)
+PICKUP_CODES = ("AF", "X3")  # EDI 214: departed pickup, arrived at pickup (in preference order)
+
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    """Midnight UTC of ``day``: how a date-only source field becomes a point in time."""
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+# --- facts about one record -------------------------------------------------------------
+
+
+def production_completed(order: ProductionOrder) -> bool:
+    """True once the production order is confirmed (or any later status)."""
+    return order.status in COMPLETED_PRODUCTION_STATUSES
+
+
+def production_started(order: ProductionOrder) -> bool:
+    """True once the production order has started (status or an actual start date)."""
+    return order.status in STARTED_PRODUCTION_STATUSES or order.actual_start_date is not None
+
+
+def production_released(order: ProductionOrder) -> bool:
+    """True once the production order is released to the shop floor."""
+    return (
+        order.status in RELEASED_PRODUCTION_STATUSES
+        or order.actual_release_date is not None
+        or order.actual_start_date is not None
+    )
+
+
+def scheduled_duration(order: ProductionOrder) -> dt.timedelta:
+    """Scheduled end minus scheduled start (never negative)."""
+    return max(order.scheduled_end_date - order.scheduled_start_date, dt.timedelta(0))
+
+
+def component_blocked(component: ComponentAvailability) -> bool:
+    """True when the component sits in stock that production cannot consume."""
+    return component.inventory_stock_type not in USABLE_STOCK_TYPES
+
+
+def component_short(component: ComponentAvailability) -> bool:
+    """True when the component cannot be fully staged for production today."""
+    return (
+        component.shortage_quantity > 0
+        or component.available_quantity < component.required_quantity
+        or component_blocked(component)
+    )
+
+
+def work_center_down(work_center: WorkCenter | None, now: dt.datetime) -> bool:
+    """True when the work centre reports DOWN and the downtime has begun."""
+    if work_center is None or work_center.state.upper() != "DOWN":
+        return False
+    # A DOWN record with down_since in the future is announced maintenance, not yet a stop.
+    return work_center.down_since is None or work_center.down_since <= now
+
+
+def lot_decided(lot: InspectionLot) -> bool:
+    """True when the inspection lot has a usage decision (the hold is lifted either way)."""
+    return lot.has_usage_decision or lot.usage_decision is not None
+
+
+def lot_rejected(lot: InspectionLot) -> bool:
+    """True when the lot's usage decision rejects the batch."""
+    decision = lot.usage_decision
+    if not lot_decided(lot) or decision is None:
+        return False
+    return decision.valuation.upper() == "REJECTED" or decision.code.upper() == "R"
+
+
+def first_event_at(
+    shipment: Shipment, *, codes: tuple[str, ...] = (), tags: tuple[str, ...] = ()
+) -> dt.datetime | None:
+    """Time of the earliest tracking event with one of ``codes`` (EDI 214) or ``tags``."""
+    times = [e.occurred_at for e in shipment.events if e.code in codes or e.tag in tags]
+    return min(times) if times else None
+
+
+def shipment_picked_up_at(shipment: Shipment) -> dt.datetime | None:
+    """When the carrier took the goods: PickedUpAt, else the AF scan, else the X3 scan."""
+    if shipment.picked_up_at is not None:
+        return shipment.picked_up_at
+    for code in PICKUP_CODES:
+        at = first_event_at(shipment, codes=(code,))
+        if at is not None:
+            return at
+    return None
+
+
+def shipment_delivered_at(shipment: Shipment) -> dt.datetime | None:
+    """When the carrier delivered: DeliveredAt, the proof of delivery, or the D1 scan."""
+    if shipment.delivered_at is not None:
+        return shipment.delivered_at
+    if shipment.proof_of_delivery is not None:
+        return shipment.proof_of_delivery.delivered_at
+    return first_event_at(shipment, codes=("D1",), tags=("Delivered",))
+
+
+def shipment_delivered(shipment: Shipment) -> bool:
+    """True when the carrier reports the shipment delivered (tag or any delivery time)."""
+    return shipment.tag == "Delivered" or shipment_delivered_at(shipment) is not None
+
+
+def shipment_eta(shipment: Shipment) -> dt.datetime | None:
+    """The carrier's current ETA (point estimate, else the end of its ETA window)."""
+    return shipment.estimated_delivery_at or shipment.eta_window_end
+
+
+def shipment_last_activity(shipment: Shipment) -> dt.datetime:
+    """Latest time anything happened to the shipment; orders re-shipments of one delivery."""
+    times = [e.occurred_at for e in shipment.events]
+    times += [t for t in (shipment.last_change_date_time, shipment.picked_up_at) if t]
+    return max(times, default=_EPOCH)
+
+
+# --- the view ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLeg:
+    """One outbound delivery and the carrier shipment currently carrying it.
+
+    Either side may be missing: a delivery not yet handed to a carrier has no shipment; a
+    shipment whose delivery record was not loaded has no delivery.
+    """
+
+    delivery: OutboundDelivery | None
+    shipment: Shipment | None
+
+    @property
+    def carrier_has_goods(self) -> bool:
+        """True once the carrier has picked the goods up (scan or tag)."""
+        s = self.shipment
+        return s is not None and (
+            s.tag in CARRIER_HAS_GOODS_TAGS
+            or shipment_picked_up_at(s) is not None
+            or shipment_delivered(s)
+        )
+
+    @property
+    def goods_issued(self) -> bool:
+        """True once goods left the plant: goods movement complete, or the carrier has them."""
+        posted = self.delivery is not None and self.delivery.overall_goods_movement_status == "C"
+        return posted or self.carrier_has_goods
+
+    @property
+    def delivered(self) -> bool:
+        """True when the carrier reports this leg delivered."""
+        return self.shipment is not None and shipment_delivered(self.shipment)
+
+    def covers(self, order: ProductionOrder) -> bool:
+        """True when this leg ships the sales order item the production order makes.
+
+        A leg without item data is assumed to ship the whole order.
+        """
+        if self.delivery is None or not self.delivery.items:
+            return True
+        return any(
+            item.reference_sd_document_item == order.sales_order_item
+            for item in self.delivery.items
+        )
+
+
+@dataclass(slots=True)
+class OrderView:
+    """Every source record of one sales order, joined across the five systems."""
+
+    sales_order: SalesOrder
+    customer: Customer | None = None
+    production_orders: list[ProductionOrder] = field(default_factory=list)
+    work_centers: dict[str, WorkCenter] = field(default_factory=dict)  # by WorkCenter id
+    components: list[ComponentAvailability] = field(default_factory=list)
+    inspection_lots: list[InspectionLot] = field(default_factory=list)
+    deliveries: list[OutboundDelivery] = field(default_factory=list)
+    shipments: list[Shipment] = field(default_factory=list)
+
+    @property
+    def promised_delivery_date(self) -> dt.date:
+        """The delivery promise: the header's confirmed date, else the requested date."""
+        so = self.sales_order
+        return so.confirmed_delivery_date or so.requested_delivery_date
+
+    @property
+    def from_stock(self) -> bool:
+        """True when nothing is produced for this order (shipped from stock)."""
+        return not self.production_orders
+
+    def work_center_for(self, order: ProductionOrder) -> WorkCenter | None:
+        """The work centre record the production order runs on, if loaded."""
+        return self.work_centers.get(order.work_center)
+
+    def components_for(self, order: ProductionOrder) -> list[ComponentAvailability]:
+        """Component availability rows of one production order."""
+        return [c for c in self.components if c.manufacturing_order == order.manufacturing_order]
+
+    def latest_lot(self, manufacturing_order: str) -> InspectionLot | None:
+        """The newest inspection lot of a production order; a re-inspection supersedes."""
+        lots = [
+            lot for lot in self.inspection_lots if lot.manufacturing_order == manufacturing_order
+        ]
+        return max(lots, key=lambda lot: (lot.created_at, lot.inspection_lot), default=None)
+
+    @property
+    def legs(self) -> list[DeliveryLeg]:
+        """Each delivery with its latest shipment, plus shipments of unloaded deliveries."""
+        by_delivery: dict[str, list[Shipment]] = {}
+        for s in self.shipments:
+            by_delivery.setdefault(s.delivery_document, []).append(s)
+
+        def latest(doc: str) -> Shipment | None:
+            return max(by_delivery.get(doc, []), key=shipment_last_activity, default=None)
+
+        legs = [DeliveryLeg(d, latest(d.delivery_document)) for d in self.deliveries]
+        known = {d.delivery_document for d in self.deliveries}
+        for doc in by_delivery:
+            if doc not in known:
+                legs.append(DeliveryLeg(None, latest(doc)))
+        return legs
+
+    @property
+    def active_production_orders(self) -> list[ProductionOrder]:
+        """The production orders still in play.
+
+        A technically completed (TECO/CLOSED) order whose batch was rejected is superseded
+        once a rework order exists for the same sales order item; until then it stays, so
+        the order shows as rejected.
+        """
+
+        def scrapped(order: ProductionOrder) -> bool:
+            lot = self.latest_lot(order.manufacturing_order)
+            return order.status in ("TECO", "CLOSED") and lot is not None and lot_rejected(lot)
+
+        remade = {o.sales_order_item for o in self.production_orders if not scrapped(o)}
+        return [
+            o for o in self.production_orders if not (scrapped(o) and o.sales_order_item in remade)
+        ]
+
+    @property
+    def all_items_in_deliveries(self) -> bool:
+        """True when every produced item has a delivery; False for a partial shipment."""
+        legs = self.legs
+        return all(
+            any(leg.covers(order) for leg in legs) for order in self.active_production_orders
+        )
+
+    @property
+    def latest_shipment(self) -> Shipment | None:
+        """The shipment with the most recent carrier activity, if any."""
+        return max(self.shipments, key=shipment_last_activity, default=None)
+
+    @property
+    def is_delivered(self) -> bool:
+        """True when every delivery of the order is delivered by its carrier."""
+        legs = self.legs
+        return bool(legs) and all(leg.delivered for leg in legs) and self.all_items_in_deliveries
+
+    @property
+    def delivered_at(self) -> dt.datetime | None:
+        """When the last delivery arrived (None until all are delivered)."""
+        if not self.is_delivered:
+            return None
+        times = []
+        for leg in self.legs:
+            assert leg.shipment is not None  # delivered legs have a shipment
+            at = shipment_delivered_at(leg.shipment)
+            # Tag "Delivered" without any time: the last carrier activity is the best bound.
+            times.append(at or shipment_last_activity(leg.shipment))
+        return max(times)
+
+    @property
+    def goods_issued_at(self) -> dt.datetime | None:
+        """When the last delivery was goods-issued (None until all are, or if unknown)."""
+        legs = self.legs
+        if (
+            not legs
+            or not all(leg.goods_issued for leg in legs)
+            or not self.all_items_in_deliveries
+        ):
+            return None
+        times = []
+        for leg in legs:
+            at = leg.delivery.actual_goods_movement_date if leg.delivery else None
+            if at is None and leg.shipment is not None:
+                # Goods movement not posted (or not loaded) but the carrier has the goods.
+                at = shipment_picked_up_at(leg.shipment)
+            if at is not None:
+                times.append(at)
+        return max(times, default=None)

@@ -1,0 +1,401 @@
+"""The simulated plant's HTTP server: five source systems on one aiohttp app.
+
+Serves the contract of ``sources/API.md``: ``GET /<system>/<EntitySet>`` with batch
+filters, ``changedSince``, ``confirmedBefore`` and paging; ``GET /<system>/openapi.json``;
+``/healthz``; and the simulator-only control API under ``/control``. Latency per system is
+simulated with ``asyncio.sleep`` so benchmarks see round trips that cost something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import math
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..records import format_datetime, parse_date, parse_datetime
+from .openapi import build_openapi
+from .world import SYSTEMS, Change, EntitySet, UnknownKey, World, find_entity_set
+
+DEFAULT_TOP = 100
+MAX_TOP = 1000
+MAX_VALUES = 1000
+# aiohttp refuses request lines over 8 KiB by default, but 1,000 keys of up to ~20
+# characters need ~21 KiB; pass these to any runner that serves ``create_app``.
+SERVER_LIMITS: dict[str, int] = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
+_PAGING_PARAMS = ("$top", "$skiptoken", "changedSince", "confirmedBefore")
+
+
+@dataclasses.dataclass(slots=True)
+class _ServerState:
+    world: World
+    requests: dict[str, int]
+    openapi: dict[str, bytes]
+
+
+_STATE = web.AppKey("ordergraph_simulator", _ServerState)
+
+
+class _BadRequest(Exception):
+    """A client error, answered as 400 with the contract's error shape."""
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json({"error": {"code": code, "message": message}}, status)
+
+
+def _bad_request(message: str) -> web.Response:
+    return _error(400, "BadRequest", message)
+
+
+def _not_found(message: str) -> web.Response:
+    return _error(404, "NotFound", message)
+
+
+def encode_skip_token(key: str) -> str:
+    """The ``nextSkipToken`` of a page that ended at ``key``: the key itself (API.md), so a
+    client can resume after any record it has seen, not only at page ends."""
+    return key
+
+
+def decode_skip_token(token: str) -> str:
+    """The last key seen; ValueError when the token cannot be a key."""
+    if not token or len(token) > 64 or "," in token or not token.isprintable():
+        raise ValueError(f"invalid $skiptoken {token!r}")
+    return token
+
+
+# --- data endpoints --------------------------------------------------------------------------
+
+
+def _parse_datetime_param(name: str, raw: str) -> dt.datetime:
+    # A '+' in an unencoded query string arrives as a space; put it back.
+    text = raw.strip().replace(" ", "+")
+    try:
+        value = parse_datetime(text)
+    except ValueError:
+        value = None
+    if value is None:
+        raise _BadRequest(f"{name} must be an ISO 8601 date-time, got {raw!r}")
+    return value
+
+
+def _parse_query(entity_set: EntitySet, query: Any) -> dict[str, Any]:
+    """Validate the query string; returns the arguments of ``Table.query``."""
+    filters: dict[str, set[str]] = {}
+    args: dict[str, Any] = {"changed_since": None, "confirmed_before": None, "after": None, "top": None}
+    for name, raw in query.items():
+        if name == "$top":
+            try:
+                top = int(raw)
+            except ValueError:
+                raise _BadRequest(f"$top must be an integer, got {raw!r}") from None
+            if not 1 <= top <= MAX_TOP:
+                raise _BadRequest(f"$top must be between 1 and {MAX_TOP}, got {top}")
+            args["top"] = top
+        elif name == "$skiptoken":
+            try:
+                args["after"] = decode_skip_token(raw)
+            except ValueError as exc:
+                raise _BadRequest(str(exc)) from None
+        elif name == "changedSince":
+            args["changed_since"] = _parse_datetime_param(name, raw)
+        elif name == "confirmedBefore":
+            if entity_set.name != "A_SalesOrder":
+                raise _BadRequest(f"confirmedBefore is only supported on A_SalesOrder, not {entity_set.name}")
+            try:
+                value = parse_date(raw.strip())
+            except ValueError:
+                value = None
+            if value is None:
+                raise _BadRequest(f"confirmedBefore must be an ISO 8601 date, got {raw!r}")
+            args["confirmed_before"] = value
+        elif name in entity_set.filter_fields:
+            values = {v.strip() for v in raw.split(",") if v.strip()}
+            if len(values) > MAX_VALUES:
+                raise _BadRequest(f"at most {MAX_VALUES} values per field, got {len(values)} for {name}")
+            # The same field twice is two conditions, combined with AND like all others.
+            filters[name] = filters[name] & values if name in filters else values
+        else:
+            allowed = ", ".join((*entity_set.filter_fields, *_PAGING_PARAMS))
+            raise _BadRequest(f"unknown field {name!r} for {entity_set.name}; allowed: {allowed}")
+    if args["top"] is None and not filters:
+        # Listings are paged by default; a look-up by field values returns every match.
+        args["top"] = DEFAULT_TOP
+    args["filters"] = filters
+    return args
+
+
+async def _read_entity_set(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    system = request.match_info["system"]
+    if system not in SYSTEMS:
+        return _not_found(f"unknown system {system!r}; expected one of {', '.join(SYSTEMS)}")
+    state.requests[system] += 1
+    response = _answer(state.world, system, request.match_info["entity_set"], request.rel_url.query)
+    # The answer reflects the plant when the request arrived; latency delays its return,
+    # so a slow read racing a change sees the old state, as it would against a real source.
+    latency = state.world.latency_ms.get(system, 0.0)
+    if latency > 0:
+        await asyncio.sleep(latency / 1000)
+    return response
+
+
+def _answer(world: World, system: str, name: str, query: Any) -> web.Response:
+    entity_set = find_entity_set(system, name)
+    if entity_set is None:
+        return _not_found(f"unknown entity set {name!r} in {system.upper()}")
+    try:
+        args = _parse_query(entity_set, query)
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    value, count, last = world.table(entity_set.name).query(**args)
+    token = encode_skip_token(last) if last is not None else None
+    return _json({"value": value, "count": count, "nextSkipToken": token})
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    system = request.match_info["system"]
+    if system not in SYSTEMS:
+        return _not_found(f"unknown system {system!r}")
+    body = state.openapi.get(system)
+    if body is None:
+        body = state.openapi[system] = orjson.dumps(build_openapi(system))
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    return _json({"status": "ok", "clock": format_datetime(world.now())})
+
+
+# --- control API -----------------------------------------------------------------------------
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _BadRequest("body must be JSON") from None
+    if not isinstance(data, dict):
+        raise _BadRequest("body must be a JSON object")
+    return data
+
+
+def _hours(body: dict[str, Any]) -> float:
+    hours = body.get("hours")
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not math.isfinite(hours):
+        raise _BadRequest('body must be {"hours": <positive number>}')
+    if not 0 < hours <= 24 * 366:
+        raise _BadRequest("hours must be greater than 0 and at most a year")
+    return float(hours)
+
+
+def _changes(changes: list[Change]) -> list[dict[str, Any]]:
+    return [c.to_json() for c in changes]
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return _json({"requests": dict(request.app[_STATE].requests)})
+
+
+async def _stats_reset(request: web.Request) -> web.Response:
+    requests = request.app[_STATE].requests
+    for system in requests:
+        requests[system] = 0
+    return _json({"requests": dict(requests)})
+
+
+async def _world_summary(request: web.Request) -> web.Response:
+    return _json(request.app[_STATE].world.summary())
+
+
+async def _latency(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    try:
+        body = await _body(request)
+        if not body:
+            raise _BadRequest('body must be {"<system>": <milliseconds>, ...}')
+        latency = world.set_latency(body)
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    return _json({"latencyMs": latency})
+
+
+async def _clock_advance(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    try:
+        hours = _hours(await _body(request))
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    changes = world.advance_clock(hours)
+    return _json({"clock": format_datetime(world.now()), "changeCount": len(changes), "changes": _changes(changes)})
+
+
+async def _work_center_down(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    work_center = request.match_info["work_center"]
+    if world.get("A_WorkCenter", work_center) is None:
+        return _not_found(f"unknown work centre {work_center!r}")
+    try:
+        hours = _hours(await _body(request))
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    changes = world.work_center_down(work_center, hours)
+    return _work_center_answer(world, work_center, changes)
+
+
+async def _work_center_up(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    work_center = request.match_info["work_center"]
+    try:
+        changes = world.work_center_up(work_center)
+    except UnknownKey:
+        return _not_found(f"unknown work centre {work_center!r}")
+    return _work_center_answer(world, work_center, changes)
+
+
+def _work_center_answer(world: World, work_center: str, changes: list[Change]) -> web.Response:
+    record = world.get("A_WorkCenter", work_center)
+    assert record is not None
+    return _json({"workCenter": record.to_api(), "changes": _changes(changes)})
+
+
+async def _order_advance(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order = request.match_info["sales_order"]
+    try:
+        before = world.state_of(sales_order)
+        changes = world.advance_order(sales_order)
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    return _json(
+        {
+            "salesOrder": sales_order,
+            "from": before,
+            "to": world.state_of(sales_order),
+            "changes": _changes(changes),
+        }
+    )
+
+
+# --- wiring ----------------------------------------------------------------------------------
+
+
+def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.Application:
+    """The aiohttp application serving ``world`` as the five source systems."""
+    world.set_latency(latency_ms if isinstance(latency_ms, (int, float)) else {**world.latency_ms, **latency_ms})
+    app = web.Application()
+    app[_STATE] = _ServerState(world=world, requests=dict.fromkeys(SYSTEMS, 0), openapi={})
+    # Control routes first: "/control/stats" would otherwise match "/{system}/{entity_set}".
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/control/stats", _stats)
+    app.router.add_post("/control/stats/reset", _stats_reset)
+    app.router.add_get("/control/world", _world_summary)
+    app.router.add_post("/control/latency", _latency)
+    app.router.add_post("/control/clock/advance", _clock_advance)
+    app.router.add_post("/control/work-centers/{work_center}/down", _work_center_down)
+    app.router.add_post("/control/work-centers/{work_center}/up", _work_center_up)
+    app.router.add_post("/control/orders/{sales_order}/advance", _order_advance)
+    app.router.add_get("/{system}/openapi.json", _openapi)
+    app.router.add_get("/{system}/{entity_set}", _read_entity_set)
+    return app
+
+
+@dataclasses.dataclass(slots=True)
+class Simulator:
+    """A running simulated plant: its world, its base URL, and how to stop it."""
+
+    world: World
+    url: str
+    app: web.Application
+    _runner: web.AppRunner
+
+    async def close(self) -> None:
+        """Stop serving and release the port."""
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> Simulator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def start_simulator(
+    host: str = "127.0.0.1",
+    port: int = 8100,
+    *,
+    orders: int = 2000,
+    customers: int = 50,
+    seed: int = 42,
+    latency_ms: dict[str, float] | float = 3.0,
+    start: dt.datetime | None = None,
+    prerender: bool = True,
+) -> Simulator:
+    """Generate a world and serve it; ``port=0`` picks a free port (see ``.url``).
+
+    ``prerender`` renders every record's JSON before serving, so the first requests of a
+    benchmark are not slower than the rest.
+    """
+
+    def build() -> World:
+        world = World.generate(orders, customers, seed, start)
+        if prerender:
+            world.prerender()
+        return world
+
+    # Generation is CPU work of about a second; keep the event loop responsive meanwhile.
+    world = await asyncio.to_thread(build)
+    app = create_app(world, latency_ms)
+    runner = web.AppRunner(app, access_log=None, **SERVER_LIMITS)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    return Simulator(world=world, url=f"http://{shown}:{bound_port}", app=app, _runner=runner)
+
+
+def run_simulator(
+    host: str = "127.0.0.1",
+    port: int = 8100,
+    orders: int = 2000,
+    seed: int = 42,
+    latency_ms: dict[str, float] | float = 3.0,
+    *,
+    customers: int = 50,
+) -> None:
+    """Serve a simulated plant until interrupted, printing its URL."""
+
+    async def serve() -> None:
+        simulator = await start_simulator(
+            host, port, orders=orders, customers=customers, seed=seed, latency_ms=latency_ms
+        )
+        print(f"ordergraph simulated plant at {simulator.url} ({orders} orders, seed {seed})", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await simulator.close()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass

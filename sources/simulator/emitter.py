@@ -1,0 +1,240 @@
+"""The plant's webhooks: every change in the world goes to the gateway as a signed CloudEvent.
+
+Like real sources, the plant is imperfect on purpose (rates are options): some events are
+sent twice, some swap places with the next one, and some are notification-only (keys
+without data, as SAP business events are). Delivery is at-least-once: a failed POST is
+retried with backoff until the gateway acknowledges it.
+
+``PlantDriver`` moves the plant on an accelerated clock and now and then breaks a machine,
+so the demo shows orders moving and exceptions appearing and clearing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from sources import erp, mes, qms, tms, wms
+from sources.events import EventType, cloud_event
+from sources.signing import HEADER, sign
+
+from .world import Change, World
+
+log = logging.getLogger("ordergraph.simulator.events")
+
+BATCH = "application/cloudevents-batch+json"
+EVENT_TYPES: dict[tuple[str, str], EventType] = {
+    (t.system, t.entity): t
+    for t in (*erp.EVENT_TYPES, *mes.EVENT_TYPES, *wms.EVENT_TYPES, *qms.EVENT_TYPES, *tms.EVENT_TYPES)
+}
+
+
+@dataclasses.dataclass(slots=True)
+class EmitterStats:
+    sent: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    notifications: int = 0
+    retries: int = 0
+    rejected: int = 0
+
+
+class EventEmitter:
+    """Turns world changes into signed CloudEvents POSTed to ``<gateway>/events``."""
+
+    def __init__(
+        self,
+        world: World,
+        gateway_url: str,
+        secrets: Mapping[str, str],
+        *,
+        source_prefix: str = "/plant/1000",
+        duplicate_rate: float = 0.05,
+        reorder_rate: float = 0.05,
+        notification_rate: float = 0.3,
+        seed: int = 7,
+        max_batch: int = 100,
+    ) -> None:
+        self.world = world
+        self.url = gateway_url.rstrip("/") + "/events"
+        self.secrets = dict(secrets)
+        self.source_prefix = source_prefix.rstrip("/")
+        self.duplicate_rate = duplicate_rate
+        self.reorder_rate = reorder_rate
+        self.notification_rate = notification_rate
+        self.rng = random.Random(seed)
+        self.max_batch = max_batch
+        self.stats = EmitterStats()
+        self._pending: list[dict[str, Any]] = []
+        self._held: dict[str, Any] | None = None  # an event held back to arrive out of order
+        self._ids = itertools.count(1)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Any = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._unsubscribe = self.world.subscribe(self.on_change)
+        self._task = asyncio.create_task(self._run(), name="plant-event-emitter")
+
+    async def close(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session:
+            await self._session.close()
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything emitted so far was acknowledged by the gateway."""
+        if self._held is not None:
+            self._pending.append(self._held)
+            self._held = None
+            self._wake.set()
+        async with asyncio.timeout(timeout):
+            while self._pending or not self._idle.is_set():
+                await asyncio.sleep(0.01)
+
+    # --- building events -----------------------------------------------------------
+
+    def event_for(self, change: Change, *, notification: bool = False) -> dict[str, Any]:
+        """The CloudEvent for one world change."""
+        entity, _, action = change.change_type.partition(".")
+        etype = EVENT_TYPES.get((change.system, entity))
+        if etype is None:
+            raise ValueError(f"no event type for {change.system} {entity}")
+        if action not in etype.actions:
+            action = "Changed" if "Changed" in etype.actions else sorted(etype.actions)[0]
+        data = {etype.key_field: change.key} if notification else change.record.to_api()
+        return cloud_event(
+            etype,
+            action,
+            id=f"{change.system}-{next(self._ids):09d}",
+            source=f"{self.source_prefix}/{change.system}",
+            time=change.occurred_at,
+            key=change.key,
+            data=data,
+        )
+
+    def on_change(self, change: Change) -> None:
+        """World listener: queue the change's event, with the configured imperfections."""
+        notification = self.rng.random() < self.notification_rate
+        try:
+            event = self.event_for(change, notification=notification)
+        except ValueError:
+            log.warning("no event type for change %s", change.change_type)
+            return
+        self.stats.notifications += notification
+        out = [event]
+        if self.rng.random() < self.duplicate_rate:
+            out.append(dict(event))
+            self.stats.duplicates += 1
+        if self._held is not None:
+            out.append(self._held)  # the held one arrives after a newer event
+            self._held = None
+        elif self.rng.random() < self.reorder_rate:
+            self._held = out.pop(0)
+            self.stats.reordered += 1
+        self._pending.extend(out)
+        self._idle.clear()
+        self._wake.set()
+
+    # --- sending -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            if not self._pending:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # One request per system: each is signed with its own system's secret.
+            system = self._pending[0]["source"].rsplit("/", 1)[-1]
+            batch = [e for e in self._pending if e["source"].endswith("/" + system)][: self.max_batch]
+            ok = await self._post(system, batch)
+            if ok:
+                ids = {id(e) for e in batch}
+                self._pending = [e for e in self._pending if id(e) not in ids]
+                self.stats.sent += len(batch)
+                backoff = 0.2
+            else:
+                self.stats.retries += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _post(self, system: str, batch: list[dict[str, Any]]) -> bool:
+        assert self._session is not None
+        body = orjson.dumps(batch)
+        headers = {"Content-Type": BATCH, HEADER: sign(self.secrets[system], body)}
+        try:
+            async with self._session.post(self.url, data=body, headers=headers) as resp:
+                if resp.status == 202:
+                    return True
+                text = await resp.text()
+                if 400 <= resp.status < 500 and resp.status not in (408, 429):
+                    # The gateway refuses these for good; retrying would not help.
+                    self.stats.rejected += len(batch)
+                    log.error("gateway refused %d %s events: %s %s", len(batch), system, resp.status, text[:200])
+                    return True
+                log.warning("gateway answered %s; will retry", resp.status)
+                return False
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("gateway unreachable (%s); will retry", exc)
+            return False
+
+
+class PlantDriver:
+    """Moves the plant forward on an accelerated clock, with the odd breakdown."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        speed: float = 600.0,
+        interval_seconds: float = 1.0,
+        breakdown_rate: float = 0.05,
+        seed: int = 11,
+    ) -> None:
+        self.world = world
+        self.speed = speed
+        self.interval = interval_seconds
+        self.breakdown_rate = breakdown_rate
+        self.rng = random.Random(seed)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="plant-driver")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                hours = self.speed * self.interval / 3600.0
+                if self.rng.random() < self.breakdown_rate:
+                    work_centers = sorted(self.world.tables["A_WorkCenter"].keys())
+                    wc = self.rng.choice(work_centers)
+                    self.world.work_center_down(wc, hours=self.rng.choice([2, 4, 8, 12]))
+                self.world.advance_clock(hours)
+            except Exception:
+                log.exception("plant step failed")

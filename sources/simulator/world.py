@@ -1,0 +1,1536 @@
+"""The simulated plant: a deterministic, seeded world of source records.
+
+``World.generate`` builds customers, sales orders, production orders, component
+availability, outbound deliveries, inspection lots and shipments as the typed records of
+``sources.records``, spread over the whole order lifecycle. Every order carries a
+schedule of lifecycle steps; generation creates the order at its order date and replays
+the steps that fall before the plant clock, so generated records and records changed
+later by ``advance_order`` / ``advance_clock`` come from the same code and cannot
+disagree.
+
+Each entity set is a ``Table`` with sorted keys and indexes on its filterable fields, so
+a batch read of 1,000 keys is a set union, not a scan. Mutations update the records,
+their ``LastChangeDateTime`` and the indexes, then tell subscribers with a ``Change``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import copy
+import dataclasses
+import datetime as dt
+import heapq
+import logging
+import math
+import operator
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from ..records import (
+    ComponentAvailability,
+    Customer,
+    InspectionLot,
+    OutboundDelivery,
+    OutboundDeliveryItem,
+    ProductionOrder,
+    ProofOfDelivery,
+    Record,
+    SalesOrder,
+    SalesOrderItem,
+    Shipment,
+    TrackingEvent,
+    UsageDecision,
+    WorkCenter,
+)
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
+
+# --- the entity-set table of sources/API.md ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntitySet:
+    """One entity set of one source system and its filterable fields (first = key)."""
+
+    system: str
+    name: str
+    record_type: type[Record]
+    filter_fields: tuple[str, ...]
+
+    @property
+    def key_field(self) -> str:
+        return self.filter_fields[0]
+
+
+ENTITY_SETS: tuple[EntitySet, ...] = (
+    EntitySet("erp", "A_Customer", Customer, ("Customer",)),
+    EntitySet("erp", "A_SalesOrder", SalesOrder, ("SalesOrder", "SoldToParty")),
+    EntitySet(
+        "mes", "A_ProductionOrder", ProductionOrder, ("ManufacturingOrder", "SalesOrder", "Batch", "WorkCenter")
+    ),
+    EntitySet("mes", "A_WorkCenter", WorkCenter, ("WorkCenter",)),
+    EntitySet(
+        "wms", "A_ComponentAvailability", ComponentAvailability, ("Reservation", "ManufacturingOrder", "Material")
+    ),
+    EntitySet(
+        "wms", "A_OutbDeliveryHeader", OutboundDelivery, ("DeliveryDocument", "ReferenceSDDocument", "BillOfLading")
+    ),
+    EntitySet("qms", "A_InspectionLot", InspectionLot, ("InspectionLot", "ManufacturingOrder", "Batch")),
+    EntitySet("tms", "Shipment", Shipment, ("TrackingNumber", "DeliveryDocument", "BillOfLading")),
+)
+
+
+def find_entity_set(system: str, name: str) -> EntitySet | None:
+    """The entity set ``name`` served under ``/<system>``, or None."""
+    for es in ENTITY_SETS:
+        if es.system == system and es.name == name:
+            return es
+    return None
+
+
+def api_attributes(record_type: type[Record]) -> dict[str, str]:
+    """Source field name -> attribute name for one record class."""
+    return {f.metadata["api"]: f.name for f in dataclasses.fields(record_type) if "api" in f.metadata}
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+RECEIVED = "RECEIVED"
+MATERIAL_SHORTAGE = "MATERIAL_SHORTAGE"
+RELEASED = "RELEASED"
+IN_PRODUCTION = "IN_PRODUCTION"
+PRODUCTION_COMPLETE = "PRODUCTION_COMPLETE"
+QUALITY_HOLD = "QUALITY_HOLD"
+QUALITY_REJECTED = "QUALITY_REJECTED"
+QUALITY_RELEASED = "QUALITY_RELEASED"
+PICKED = "PICKED"
+PACKED = "PACKED"
+GOODS_ISSUED = "GOODS_ISSUED"
+IN_TRANSIT = "IN_TRANSIT"
+OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+DELIVERED = "DELIVERED"
+
+LIFECYCLE_STATES = (
+    RECEIVED,
+    MATERIAL_SHORTAGE,
+    RELEASED,
+    IN_PRODUCTION,
+    PRODUCTION_COMPLETE,
+    QUALITY_HOLD,
+    QUALITY_REJECTED,
+    QUALITY_RELEASED,
+    PICKED,
+    PACKED,
+    GOODS_ISSUED,
+    IN_TRANSIT,
+    OUT_FOR_DELIVERY,
+    DELIVERED,
+)
+
+# Share of generated orders per state (percent); every state gets at least one order.
+_STATE_WEIGHTS = {
+    RECEIVED: 7,
+    MATERIAL_SHORTAGE: 7,
+    RELEASED: 8,
+    IN_PRODUCTION: 13,
+    PRODUCTION_COMPLETE: 2,
+    QUALITY_HOLD: 6,
+    QUALITY_REJECTED: 2,
+    QUALITY_RELEASED: 4,
+    PICKED: 4,
+    PACKED: 3,
+    GOODS_ISSUED: 4,
+    IN_TRANSIT: 10,
+    OUT_FOR_DELIVERY: 4,
+    DELIVERED: 26,
+}
+# States where a generated order may be running behind its promise.
+_LATE_ELIGIBLE = frozenset(
+    {MATERIAL_SHORTAGE, RELEASED, IN_PRODUCTION, QUALITY_HOLD, QUALITY_RELEASED, PICKED, PACKED, GOODS_ISSUED,
+     OUT_FOR_DELIVERY}
+)
+
+# The state an order is in after each step ("decide" depends on the usage decision).
+_STEP_STATE = {
+    "clear_shortage": RECEIVED,
+    "release": RELEASED,
+    "start": IN_PRODUCTION,
+    "partial": IN_PRODUCTION,
+    "confirm": PRODUCTION_COMPLETE,
+    "inspect": QUALITY_HOLD,
+    "rework": RELEASED,
+    "unblock": QUALITY_RELEASED,
+    "pick": PICKED,
+    "pack": PACKED,
+    "goods_issue": GOODS_ISSUED,
+    "pickup": IN_TRANSIT,
+    "delay": IN_TRANSIT,
+    "en_route": IN_TRANSIT,
+    "out_for_delivery": OUT_FOR_DELIVERY,
+    "attempt_fail": OUT_FOR_DELIVERY,
+    "deliver": DELIVERED,
+}
+_PRODUCTION_STEPS = frozenset({"start", "partial", "confirm"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """One record changed in one source system.
+
+    ``change_type`` is ``<Entity>.<Action>`` with the actions the connectors' event
+    types know (e.g. ``ProductionOrder.Released``); ``record`` is a snapshot taken right
+    after the change; ``sales_order`` is the order whose lifecycle caused it (None for
+    work centres).
+    """
+
+    system: str
+    entity_set: str
+    key: str
+    record: Record
+    change_type: str
+    occurred_at: dt.datetime
+    sales_order: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A small JSON summary (no record body) for control-API answers."""
+        return {
+            "system": self.system,
+            "entitySet": self.entity_set,
+            "key": self.key,
+            "changeType": self.change_type,
+            "occurredAt": _iso(self.occurred_at),
+            "salesOrder": self.sales_order,
+        }
+
+
+class UnknownKey(KeyError):
+    """A mutation named a record that does not exist."""
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+class Table:
+    """One entity set's records: sorted keys, field indexes, rendered-JSON cache."""
+
+    def __init__(self, entity_set: EntitySet) -> None:
+        self.entity_set = entity_set
+        attrs = api_attributes(entity_set.record_type)
+        index_attrs = [attrs[f] for f in entity_set.filter_fields[1:]]
+        # attrgetter with one name returns a bare value; always compare tuples.
+        getter = operator.attrgetter(*index_attrs) if index_attrs else None
+        self._index_values: Callable[[Record], tuple[Any, ...]] = (
+            (lambda r: ()) if getter is None
+            else (lambda r: (getter(r),)) if len(index_attrs) == 1
+            else getter  # type: ignore[assignment]
+        )
+        self._index: dict[str, dict[str, set[str]]] = {f: {} for f in entity_set.filter_fields[1:]}
+        self._records: dict[str, Record] = {}
+        self._keys: list[str] = []
+        self._indexed: dict[str, tuple[Any, ...]] = {}
+        self._rendered: dict[str, dict[str, Any]] = {}
+        self._bulk = False
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
+
+    def get(self, key: str) -> Record | None:
+        """The record with this key, or None."""
+        return self._records.get(key)
+
+    def keys(self) -> list[str]:
+        """All keys in sort order (do not mutate the list)."""
+        return self._keys
+
+    def records(self) -> Iterator[Record]:
+        """All records in key order."""
+        return (self._records[k] for k in self._keys)
+
+    def begin_bulk(self) -> None:
+        """Stop indexing on every put until ``end_bulk`` (generation touches records often)."""
+        self._bulk = True
+
+    def end_bulk(self) -> None:
+        """Sort the keys and build every index once."""
+        self._bulk = False
+        self._keys = sorted(self._records)
+        self._indexed.clear()
+        for index in self._index.values():
+            index.clear()
+        self._rendered.clear()
+        indexes = list(self._index.values())
+        for key, record in self._records.items():
+            values = self._index_values(record)
+            self._indexed[key] = values
+            for index, value in zip(indexes, values, strict=True):
+                if value is not None:
+                    index.setdefault(value, set()).add(key)
+
+    def put(self, record: Record) -> None:
+        """Insert or re-index a record after it changed."""
+        key = record.key
+        if self._bulk:
+            self._records[key] = record
+            return
+        if key not in self._records:
+            if not self._keys or key > self._keys[-1]:
+                self._keys.append(key)
+            else:
+                bisect.insort(self._keys, key)
+            self._records[key] = record
+        self._reindex(key, record)
+        self._rendered.pop(key, None)
+
+    def _reindex(self, key: str, record: Record) -> None:
+        new = self._index_values(record)
+        old = self._indexed.get(key)
+        if old == new:
+            return
+        previous = old if old is not None else (None,) * len(new)
+        for index, before, after in zip(self._index.values(), previous, new, strict=True):
+            if before == after:
+                continue
+            if before is not None:
+                bucket = index[before]
+                bucket.discard(key)
+                if not bucket:
+                    del index[before]
+            if after is not None:
+                index.setdefault(after, set()).add(key)
+        self._indexed[key] = new
+
+    def lookup(self, field: str, values: Iterable[str]) -> set[str]:
+        """Keys of the records whose ``field`` (a source field name) is one of ``values``."""
+        if field == self.entity_set.key_field:
+            return {v for v in values if v in self._records}
+        index = self._index[field]
+        out: set[str] = set()
+        for v in values:
+            bucket = index.get(v)
+            if bucket:
+                out |= bucket
+        return out
+
+    def render(self, key: str) -> dict[str, Any]:
+        """The record as source JSON; cached until the record changes."""
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            rendered = self._rendered[key] = self._records[key].to_api()
+        return rendered
+
+    def query(
+        self,
+        filters: Mapping[str, Iterable[str]],
+        *,
+        changed_since: dt.datetime | None = None,
+        confirmed_before: dt.date | None = None,
+        after: str | None = None,
+        top: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int, str | None]:
+        """One page of matches, sorted by key: (rendered records, total count, last key).
+
+        ``filters`` maps source field names to accepted values (AND across fields);
+        ``after`` is the last key of the previous page; the returned last key is None when
+        this is the last page.
+        """
+        keys: list[str]
+        if filters:
+            found: set[str] | None = None
+            for field, values in filters.items():
+                matched = self.lookup(field, values)
+                found = matched if found is None else found & matched
+            keys = sorted(found or ())
+        else:
+            keys = self._keys
+        if changed_since is not None or confirmed_before is not None:
+            keys = [k for k in keys if _matches(self._records[k], changed_since, confirmed_before)]
+        count = len(keys)
+        first = bisect.bisect_right(keys, after) if after is not None else 0
+        page = keys[first:] if top is None else keys[first : first + top]
+        last = page[-1] if page and first + len(page) < count else None
+        return [self.render(k) for k in page], count, last
+
+
+def _matches(record: Any, changed_since: dt.datetime | None, confirmed_before: dt.date | None) -> bool:
+    if changed_since is not None:
+        changed = record.last_change_date_time
+        if changed is None or changed < changed_since:
+            return False
+    if confirmed_before is not None:
+        confirmed = record.confirmed_delivery_date
+        if confirmed is None or confirmed >= confirmed_before:
+            return False
+    return True
+
+
+# --- catalogues ----------------------------------------------------------------------------
+
+WORK_CENTERS = (
+    ("WC-10", "Assembly line 1"),
+    ("WC-20", "CNC milling"),
+    ("WC-30", "Assembly line 2"),
+    ("WC-40", "Welding cell"),
+    ("WC-50", "Paint shop"),
+    ("WC-60", "CNC turning"),
+    ("WC-70", "Electrical assembly"),
+    ("WC-80", "Test bench"),
+)
+# Product family, base unit price (EUR), routing work centre.
+_FAMILIES = (
+    ("Hydraulic pump", 1800.0, "WC-10"),
+    ("Machined housing", 1200.0, "WC-20"),
+    ("Gearbox", 4200.0, "WC-30"),
+    ("Welded frame", 2600.0, "WC-40"),
+    ("Coated enclosure", 1500.0, "WC-50"),
+    ("Precision spindle", 6800.0, "WC-60"),
+    ("Control cabinet", 9500.0, "WC-70"),
+    ("Servo drive unit", 5200.0, "WC-80"),
+)
+_SIZES = (1.0, 1.6, 2.5, 4.0, 6.5)
+_RAW_MATERIALS = tuple(
+    (f"RM-{2001 + i}", ("PC", "KG", "M", "PC", "PC")[i % 5]) for i in range(60)
+)
+_CUSTOMER_NAMES = (
+    "Nordwind Maschinenbau", "Alpina Foods", "Rheintal Energie", "Baltic Shipyards", "Vista Packaging",
+    "Helvetia Pharma", "Danube Mining", "Iberia Motors", "Polaris Robotics", "Cascade Paper",
+    "Lumen Optics", "Aurora Textiles", "Solis Agritech", "Meridian Rail", "Tatra Steelworks",
+    "Fjord Aquaculture", "Provence Cosmetics", "Lombardia Plastics", "Elbe Logistics", "Carpathia Chemicals",
+    "Atlas Cranes", "Brabant Brewing", "Cerulean Water", "Delta Turbines", "Emerald Printing",
+    "Falcon Aerospace", "Granite Construction", "Harbor Cold Chain", "Ionic Batteries", "Juniper Medical",
+    "Kestrel Wind", "Lakeside Dairy", "Mosel Glassworks", "Nimbus Datacenters", "Orion Pipelines",
+    "Pioneer Tractors", "Quartz Semiconductors", "Redwood Furniture", "Saxon Tools", "Tundra HVAC",
+    "Umbria Ceramics", "Vortex Pumps", "Westfalen Metals", "Xenon Lighting", "Yellowstone Mills",
+    "Zenith Elevators", "Adriatic Ports", "Bavaria Bottling", "Corvus Defence", "Dolomiti Cable Cars",
+)
+_SUFFIXES = ("GmbH", "AG", "S.A.", "Ltd", "B.V.", "S.p.A.", "AB", "Sp. z o.o.", "Inc.", "SE")
+_CITIES = (
+    ("DE", "Hamburg"), ("DE", "Munich"), ("DE", "Cologne"), ("FR", "Lyon"), ("FR", "Toulouse"),
+    ("IT", "Milan"), ("IT", "Turin"), ("NL", "Rotterdam"), ("PL", "Wroclaw"), ("AT", "Linz"),
+    ("CH", "Basel"), ("CZ", "Brno"), ("SE", "Gothenburg"), ("ES", "Bilbao"), ("GB", "Birmingham"),
+    ("US", "Chicago"), ("BE", "Antwerp"), ("DK", "Aarhus"),
+)
+_CARRIERS = (("UPS", 3), ("DHL Freight", 3), ("DB Schenker", 2), ("Kuehne+Nagel", 1), ("DSV", 1))
+_PLANT_LOCATION = "Plant 1000, Stuttgart, DE"
+_SIGNERS = ("M. Keller", "A. Rossi", "J. Novak", "S. Larsen", "P. Dubois", "K. Weber", "L. Garcia", "T. Smith")
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hours(h: float) -> dt.timedelta:
+    return dt.timedelta(hours=h)
+
+
+def _trunc(value: dt.datetime) -> dt.datetime:
+    """Record times are whole seconds, as the JSON renders them."""
+    return value.replace(microsecond=0)
+
+
+# --- per-order bookkeeping -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class _Step:
+    name: str
+    due: dt.datetime
+
+
+@dataclasses.dataclass(slots=True)
+class _OrderTrack:
+    """The simulator's private view of one order: state, current documents, schedule."""
+
+    sales_order: str
+    customer: str
+    state: str
+    made_to_order: dict[str, str]  # sales order item -> current production order; others ship from stock
+    schedule: collections.deque[_Step]
+    lots: list[str] = dataclasses.field(default_factory=list)
+    delivery: str | None = None
+    shipment: str | None = None
+    rejects_pending: int = 0
+    shortfall: bool = False
+    exception_on_delay: bool = False
+    production_hours: float = 24.0
+    extra_transit_hours: float = 0.0
+    last_step_at: dt.datetime | None = None
+    steps_done: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class _Flags:
+    shortage: bool
+    reject: bool
+    block: str  # "", "credit" or "delivery"
+    carrier_delay: bool
+    attempt_fail: bool
+    shortfall: bool
+
+
+# --- the world -----------------------------------------------------------------------------
+
+Listener = Callable[[Change], None]
+
+
+class World:
+    """The simulated plant: records of five source systems, a clock and mutations."""
+
+    def __init__(self, *, seed: int = 42, start: dt.datetime | None = None) -> None:
+        if start is None:
+            start = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+        elif start.tzinfo is None:
+            start = start.replace(tzinfo=dt.UTC)
+        self.seed = seed
+        self.start = _trunc(start)
+        self.tables: dict[str, Table] = {es.name: Table(es) for es in ENTITY_SETS}
+        self.latency_ms: dict[str, float] = dict.fromkeys(SYSTEMS, 3.0)
+        self._offset = dt.timedelta(0)
+        self._speed = 1.0
+        self._wall0 = time.monotonic()
+        self._listeners: list[Listener] = []
+        self._tracks: dict[str, _OrderTrack] = {}
+        self._pending: list[Change] = []
+        self._generating = False
+        self._counters: dict[str, int] = {
+            "sales_order": 10000000,
+            "production_order": 1000000,
+            "delivery": 80000000,
+            "lot": 40000000000,
+            "batch": 0,
+            "stock_batch": 0,
+            "bill_of_lading": 0,
+            "tracking": 0,
+        }
+        self._customer_city: dict[str, str] = {}
+        # Reservations per production order, readable while tables are bulk-loading.
+        self._reservations: dict[str, list[str]] = {}
+        self._bom: dict[str, list[tuple[str, str, float]]] = {}
+        self._catalogue: list[tuple[str, float, str]] = []  # material, unit price, work centre
+
+    # --- generation ------------------------------------------------------------------
+
+    @classmethod
+    def generate(
+        cls, orders: int = 2000, customers: int = 50, seed: int = 42, start: dt.datetime | None = None
+    ) -> World:
+        """A new world with ``orders`` sales orders spread over the whole lifecycle.
+
+        Deterministic: the same arguments (and the same ``start``) give the same records.
+        ``start`` is the plant clock's origin, by default now (UTC) rounded down to the hour.
+        """
+        world = cls(seed=seed, start=start)
+        rng = random.Random(seed)
+        world._generating = True
+        for table in world.tables.values():
+            table.begin_bulk()
+        try:
+            world._build_catalogue(rng)
+            world._build_work_centers(rng)
+            customer_weights = world._build_customers(rng, customers)
+            world._build_orders(rng, orders, customer_weights)
+            world._take_work_centers_down(rng)
+        finally:
+            world._generating = False
+            world._pending.clear()
+            for table in world.tables.values():
+                table.end_bulk()
+        return world
+
+    def _build_catalogue(self, rng: random.Random) -> None:
+        n = 0
+        for _family, base_price, work_center in _FAMILIES:
+            for size in _SIZES:
+                n += 1
+                material = f"FG-{1000 + n}"
+                self._catalogue.append((material, round(base_price * size, 2), work_center))
+                components = rng.sample(_RAW_MATERIALS, rng.randint(2, 5))
+                self._bom[material] = [
+                    (rm, unit, float(rng.choice((1, 1, 2, 4, 6, 12))) if unit == "PC" else round(rng.uniform(0.5, 25), 1))
+                    for rm, unit in components
+                ]
+
+    def _build_work_centers(self, rng: random.Random) -> None:
+        for wc, text in WORK_CENTERS:
+            changed = self.start - _hours(rng.uniform(24, 24 * 30))
+            self.tables["A_WorkCenter"].put(
+                WorkCenter(work_center=wc, work_center_text=text, last_change_date_time=_trunc(changed))
+            )
+
+    def _build_customers(self, rng: random.Random, count: int) -> list[float]:
+        strategic = max(1, round(count * 0.06))
+        high = round(count * 0.18)
+        low = round(count * 0.16)
+        priorities = ["STRATEGIC"] * strategic + ["HIGH"] * high + ["LOW"] * low
+        priorities += ["NORMAL"] * max(0, count - len(priorities))
+        priorities = priorities[:count]
+        rng.shuffle(priorities)
+        order_weight = {"STRATEGIC": 4.0, "HIGH": 2.0, "NORMAL": 1.0, "LOW": 0.6}
+        weights = []
+        for i in range(count):
+            base = _CUSTOMER_NAMES[i % len(_CUSTOMER_NAMES)]
+            suffix = rng.choice(_SUFFIXES)
+            # Beyond the name list, number the names so customers stay distinct.
+            name = f"{base} {suffix}" if i < len(_CUSTOMER_NAMES) else f"{base} {i // len(_CUSTOMER_NAMES) + 1} {suffix}"
+            country, city = rng.choice(_CITIES)
+            key = str(17100001 + i)
+            self._customer_city[key] = f"{city}, {country}"
+            changed = self.start - _hours(rng.uniform(24 * 30, 24 * 400))
+            self.tables["A_Customer"].put(
+                Customer(
+                    customer=key,
+                    customer_name=name,
+                    commercial_priority=priorities[i],
+                    country=country,
+                    last_change_date_time=_trunc(changed),
+                )
+            )
+            weights.append(order_weight[priorities[i]] * rng.uniform(0.5, 1.5))
+        return weights
+
+    def _build_orders(self, rng: random.Random, count: int, customer_weights: list[float]) -> None:
+        customers = list(self._customer_city)
+        targets = _state_quota(count)
+        rng.shuffle(targets)
+        for target in targets:
+            customer = rng.choices(customers, customer_weights)[0]
+            self._generate_order(rng, target, customer)
+
+    def _take_work_centers_down(self, rng: random.Random) -> None:
+        for wc in sorted(rng.sample([w for w, _ in WORK_CENTERS], 2)):
+            record = self.tables["A_WorkCenter"].get(wc)
+            assert isinstance(record, WorkCenter)
+            record.state = "DOWN"
+            record.down_since = _trunc(self.start - _hours(rng.uniform(1, 6)))
+            record.expected_up_at = _trunc(self.start + _hours(rng.uniform(2, 12)))
+            self._touch(record, "WorkCenter.Down", record.down_since, None)
+
+    def _generate_order(self, rng: random.Random, target: str, customer: str) -> None:
+        flags = _Flags(
+            shortage=target == MATERIAL_SHORTAGE or (target != RECEIVED and rng.random() < 0.12),
+            reject=target == QUALITY_REJECTED or rng.random() < 0.04,
+            block=rng.choice(("credit", "delivery")) if rng.random() < 0.07 else "",
+            carrier_delay=rng.random() < (0.3 if target == IN_TRANSIT else 0.08),
+            attempt_fail=rng.random() < (0.2 if target == OUT_FOR_DELIVERY else 0.05),
+            shortfall=rng.random() < 0.08,
+        )
+        steps = _order_steps(flags)
+        production_hours = rng.uniform(8, 96)
+        transit_hours = rng.uniform(24, 96)
+        gaps = [_gap(name, rng, production_hours, transit_hours) for name, _extra in steps]
+        lead = rng.uniform(24, 35 * 24)  # order received -> release
+        if flags.shortage:
+            split = rng.uniform(0.5, 0.9)
+            gaps[0], gaps[1] = lead * split, lead * (1 - split) + rng.uniform(2, 24)
+        else:
+            gaps[0] = lead
+
+        def cumulate() -> list[float]:
+            out, total = [], 0.0
+            for g in gaps:
+                total += g
+                out.append(total)
+            return out
+
+        # The promise is planned on the nominal path; extra steps (rework, blocks, carrier
+        # delays, failed attempts) are what makes real orders late.
+        planned: dict[str, float] = {}
+        total = 0.0
+        for (name, extra), g in zip(steps, gaps, strict=True):
+            if not extra:
+                total += g
+                planned.setdefault(name, total)
+        confirmed_rel = planned["deliver"] + rng.uniform(0, 72)
+        names = [name for name, _ in steps]
+        if flags.carrier_delay:
+            # A carrier delay must push delivery past the end of the promised day.
+            times = cumulate()
+            needed = confirmed_rel + 24 + rng.uniform(12, 48) - times[-1]
+            if needed > 0:
+                gaps[names.index("delay")] += needed
+        times = cumulate()
+
+        states = _states_after(steps, flags)
+        eligible = [k for k, s in enumerate(states) if s == target] or [0]
+        k = rng.choice(eligible)
+        late = rng.random() < (0.15 if target in _LATE_ELIGIBLE else 0.1 if target == DELIVERED else 0.0)
+        lo = times[k - 1] if k > 0 else 0.0
+        if k < len(steps):
+            now_rel = lo + rng.uniform(0.02, 0.98) * (times[k] - lo)
+            if late:
+                now_rel = max(now_rel, confirmed_rel + 24 + rng.uniform(6, 144))
+                shift = now_rel + rng.uniform(2, 48) - times[k]
+                if shift > 0:
+                    gaps[k] += shift
+                    times = cumulate()
+        else:
+            if late:
+                j = rng.choice([i for i, n in enumerate(names) if n in ("start", "confirm", "en_route", "pick")])
+                shift = confirmed_rel + 24 + rng.uniform(6, 96) - times[-1]
+                if shift > 0:
+                    gaps[j] += shift
+                    times = cumulate()
+            now_rel = times[-1] + rng.uniform(1, 24 * 30)
+
+        ordered_at = _trunc(self.start - _hours(now_rel))
+        start_s = self.start.timestamp()
+        schedule = collections.deque(
+            _Step(name, dt.datetime.fromtimestamp(int(start_s + (t - now_rel) * 3600), dt.UTC))
+            for name, t in zip(names, times, strict=True)
+        )
+        confirmed = (self.start + _hours(confirmed_rel - now_rel)).date()
+        track = self._create_order(
+            rng,
+            customer=customer,
+            ordered_at=ordered_at,
+            confirmed=confirmed,
+            planned_start=self.start + _hours(planned["start"] - now_rel),
+            planned_end=self.start + _hours(planned["confirm"] - now_rel),
+            flags=flags,
+            schedule=schedule,
+        )
+        track.production_hours = production_hours
+        track.exception_on_delay = rng.random() < 0.4
+        if flags.carrier_delay:
+            track.extra_transit_hours = gaps[names.index("delay")]
+        if flags.attempt_fail:
+            track.extra_transit_hours += gaps[names.index("attempt_fail")]
+        while track.schedule and track.schedule[0].due <= self.start:
+            step = track.schedule.popleft()
+            self._apply(track, step.name, step.due, rng)
+
+    def _create_order(
+        self,
+        rng: random.Random,
+        *,
+        customer: str,
+        ordered_at: dt.datetime,
+        confirmed: dt.date,
+        planned_start: dt.datetime,
+        planned_end: dt.datetime,
+        flags: _Flags,
+        schedule: collections.deque[_Step],
+    ) -> _OrderTrack:
+        so_key = self._next("sales_order")
+        n_items = rng.choices((1, 2, 3, 4), (40, 30, 20, 10))[0]
+        cap = 250_000.0 / n_items
+        items: list[SalesOrderItem] = []
+        requested = confirmed
+        if rng.random() < 0.3:
+            earlier = confirmed - dt.timedelta(days=rng.randint(1, 10))
+            requested = max(ordered_at.date() + dt.timedelta(days=1), earlier)
+        for i, (material, price, _wc) in enumerate(rng.sample(self._catalogue, n_items)):
+            qty = float(max(1, min(rng.choice((1, 2, 3, 5, 8, 10, 12, 20, 25, 40, 50)), math.floor(cap / price))))
+            amount = round(qty * price * rng.uniform(0.85, 1.0), 2)
+            items.append(
+                SalesOrderItem(
+                    sales_order_item=str(10 * (i + 1)),
+                    material=material,
+                    requested_quantity=qty,
+                    net_amount=amount,
+                    confirmed_delivery_date=confirmed,
+                    confirmed_quantity=qty,
+                )
+            )
+        order = SalesOrder(
+            sales_order=so_key,
+            sold_to_party=customer,
+            sales_order_date=ordered_at.date(),
+            requested_delivery_date=min(requested, confirmed),
+            purchase_order_by_customer=f"PO-{customer[-3:]}-{rng.randint(10000, 99999)}",
+            confirmed_delivery_date=confirmed,
+            total_net_amount=round(sum(it.net_amount for it in items), 2),
+            total_credit_check_status="B" if flags.block == "credit" else "A",
+            total_block_status="B" if flags.block else "",
+            delivery_block_reason="01" if flags.block == "delivery" else "",
+            items=items,
+        )
+        self._touch(order, "SalesOrder.Created", ordered_at, so_key)
+        track = _OrderTrack(
+            sales_order=so_key,
+            customer=customer,
+            state=MATERIAL_SHORTAGE if flags.shortage else RECEIVED,
+            made_to_order={},
+            schedule=schedule,
+            rejects_pending=1 if flags.reject else 0,
+            shortfall=flags.shortfall,
+            last_step_at=ordered_at,
+        )
+        receipt = next((s.due for s in schedule if s.name == "clear_shortage"), None)
+        for i, item in enumerate(items):
+            # Most items are made to order; some ship from finished-goods stock.
+            if i > 0 and rng.random() < 0.15:
+                continue
+            po = self._create_production_order(
+                so_key, item, status="CREATED", at=ordered_at, start=planned_start, end=planned_end
+            )
+            track.made_to_order[item.sales_order_item] = po.manufacturing_order
+            self._create_components(rng, po, ordered_at, shortage_until=receipt if flags.shortage else None)
+        if flags.shortage and receipt is not None:
+            self._ensure_shortage(track, rng, receipt, ordered_at)
+        self._tracks[so_key] = track
+        return track
+
+    def _create_production_order(
+        self,
+        sales_order: str,
+        item: SalesOrderItem,
+        *,
+        status: str,
+        at: dt.datetime,
+        start: dt.datetime,
+        end: dt.datetime,
+    ) -> ProductionOrder:
+        work_center = next(wc for m, _p, wc in self._catalogue if m == item.material)
+        po = ProductionOrder(
+            manufacturing_order=self._next("production_order"),
+            material=item.material,
+            sales_order=sales_order,
+            sales_order_item=item.sales_order_item,
+            total_quantity=item.requested_quantity,
+            work_center=work_center,
+            scheduled_start_date=_trunc(start),
+            scheduled_end_date=_trunc(end),
+            status=status,
+            planned_scrap_qty=float(math.floor(item.requested_quantity * 0.02)),
+            actual_release_date=at if status == "RELEASED" else None,
+        )
+        self._touch(po, "ProductionOrder.Created", at, sales_order)
+        return po
+
+    def _create_components(
+        self, rng: random.Random, po: ProductionOrder, at: dt.datetime, *, shortage_until: dt.datetime | None
+    ) -> None:
+        for n, (material, unit, per_unit) in enumerate(self._bom[po.material], start=1):
+            required = round(per_unit * po.total_quantity, 3)
+            component = ComponentAvailability(
+                reservation=f"{po.manufacturing_order}-{n:02d}",
+                manufacturing_order=po.manufacturing_order,
+                material=material,
+                required_quantity=required,
+                available_quantity=required,
+                base_unit=unit,
+            )
+            if shortage_until is not None and rng.random() < 0.45:
+                _make_short(component, rng, shortage_until)
+            self._reservations.setdefault(po.manufacturing_order, []).append(component.reservation)
+            self._touch(component, "ComponentAvailability.Changed", at, po.sales_order)
+
+    def _ensure_shortage(
+        self, track: _OrderTrack, rng: random.Random, receipt: dt.datetime, at: dt.datetime
+    ) -> None:
+        """A shortage order has at least one short component."""
+        components = [c for po in track.made_to_order.values() for c in self._components(po)]
+        if any(c.shortage_quantity > 0 for c in components):
+            return
+        component = rng.choice(components)
+        _make_short(component, rng, receipt)
+        self._touch(component, "ComponentAvailability.ShortageRaised", at, track.sales_order)
+
+    # --- clock -------------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        """Plant time: start + manual offset + speed x wall time elapsed."""
+        elapsed = (time.monotonic() - self._wall0) * self._speed
+        return self.start + self._offset + dt.timedelta(seconds=elapsed)
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def set_speed(self, factor: float) -> None:
+        """Plant seconds per wall second from now on (0 stops the clock between advances)."""
+        if factor < 0 or not math.isfinite(factor):
+            raise ValueError("speed must be a finite number >= 0")
+        wall = time.monotonic()
+        self._offset += dt.timedelta(seconds=(wall - self._wall0) * self._speed)
+        self._wall0 = wall
+        self._speed = float(factor)
+
+    def set_latency(self, latency_ms: Mapping[str, float] | float) -> dict[str, float]:
+        """Set simulated response latency per system (ms); a number sets every system."""
+        updates = dict.fromkeys(SYSTEMS, latency_ms) if isinstance(latency_ms, (int, float)) else dict(latency_ms)
+        for system, ms in updates.items():
+            if system not in SYSTEMS:
+                raise ValueError(f"unknown system {system!r}; expected one of {', '.join(SYSTEMS)}")
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= 60_000:
+                raise ValueError(f"latency for {system} must be a number of milliseconds in 0..60000")
+        for system, ms in updates.items():
+            self.latency_ms[system] = float(ms)
+        return dict(self.latency_ms)
+
+    # --- listeners ---------------------------------------------------------------------
+
+    def subscribe(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(change)`` after every change; returns an unsubscribe function."""
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def _flush(self) -> list[Change]:
+        changes, self._pending = self._pending, []
+        for change in changes:
+            for listener in list(self._listeners):
+                try:
+                    listener(change)
+                except Exception:  # a faulty listener must not break the plant
+                    log.exception("world listener failed on %s %s", change.change_type, change.key)
+        return changes
+
+    # --- mutations ---------------------------------------------------------------------
+
+    def work_center_down(self, work_center: str, hours: float) -> list[Change]:
+        """Take a work centre down for ``hours``; production on it pauses until it is up."""
+        if not math.isfinite(hours) or hours <= 0:
+            raise ValueError("hours must be a positive number")
+        record = self._work_center(work_center)
+        now = _trunc(self.now())
+        if record.state != "DOWN":
+            record.state = "DOWN"
+            record.down_since = now
+        record.expected_up_at = _trunc(now + _hours(hours))
+        self._touch(record, "WorkCenter.Down", now, None)
+        return self._flush()
+
+    def work_center_up(self, work_center: str) -> list[Change]:
+        """Bring a work centre back up (no change when it is already up)."""
+        record = self._work_center(work_center)
+        if record.state != "DOWN":
+            return []
+        self._set_up(record, _trunc(self.now()))
+        return self._flush()
+
+    def advance_order(self, sales_order: str) -> list[Change]:
+        """Move one order one lifecycle step now (no change once it is delivered).
+
+        A control lever: it applies the step even when the order's work centre is down.
+        """
+        track = self._tracks.get(sales_order)
+        if track is None:
+            raise UnknownKey(sales_order)
+        if not track.schedule:
+            return []
+        step = track.schedule.popleft()
+        at = _trunc(self.now())
+        if track.last_step_at is not None and at < track.last_step_at:
+            at = track.last_step_at
+        self._apply(track, step.name, at)
+        return self._flush()
+
+    def advance_clock(self, hours: float) -> list[Change]:
+        """Move the plant clock forward and apply everything that fell due meanwhile."""
+        if not math.isfinite(hours) or hours <= 0:
+            raise ValueError("hours must be a positive number")
+        self._offset += _hours(hours)
+        return self.tick()
+
+    def tick(self) -> list[Change]:
+        """Apply everything due at the current plant time, in time order.
+
+        Work centres whose ``ExpectedUpAt`` passed come back up; orders whose next step
+        is due take it, unless production is on a work centre that is down then, in which
+        case the rest of their schedule slips until it is up again.
+        """
+        now = _trunc(self.now())
+        heap: list[tuple[dt.datetime, int, str]] = []
+        for record in self.tables["A_WorkCenter"].records():
+            assert isinstance(record, WorkCenter)
+            if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
+                heap.append((record.expected_up_at, 0, record.work_center))
+        for key, track in self._tracks.items():
+            if track.schedule and track.schedule[0].due <= now:
+                heap.append((track.schedule[0].due, 1, key))
+        heapq.heapify(heap)
+        while heap:
+            due, kind, key = heapq.heappop(heap)
+            if kind == 0:
+                record = self._work_center(key)
+                if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
+                    self._set_up(record, record.expected_up_at)
+                continue
+            track = self._tracks[key]
+            if not track.schedule or track.schedule[0].due != due:
+                continue
+            step = track.schedule[0]
+            blocked_until = self._blocked_until(track, step, now)
+            if blocked_until is not None:
+                delta = blocked_until - step.due
+                for s in track.schedule:
+                    s.due += delta
+                if step.due <= now:
+                    heapq.heappush(heap, (step.due, 1, key))
+                continue
+            track.schedule.popleft()
+            at = max(due, track.last_step_at) if track.last_step_at is not None else due
+            self._apply(track, step.name, at)
+            if track.schedule:
+                following = track.schedule[0]
+                following.due = max(following.due, at)
+                if following.due <= now:
+                    heapq.heappush(heap, (following.due, 1, key))
+        return self._flush()
+
+    def _blocked_until(self, track: _OrderTrack, step: _Step, now: dt.datetime) -> dt.datetime | None:
+        """When production of this step is held by a down work centre, until when."""
+        if step.name not in _PRODUCTION_STEPS:
+            return None
+        until: dt.datetime | None = None
+        for po_key in track.made_to_order.values():
+            po = self._production_order(po_key)
+            wc = self._work_center(po.work_center)
+            if wc.state != "DOWN" or wc.down_since is None or step.due < wc.down_since:
+                continue
+            # Unknown repair time: look again an hour after now.
+            up = wc.expected_up_at or now + _hours(1)
+            if up > step.due and (until is None or up > until):
+                until = up
+        return until
+
+    def _set_up(self, record: WorkCenter, at: dt.datetime) -> None:
+        record.state = "UP"
+        record.down_since = None
+        record.expected_up_at = None
+        self._touch(record, "WorkCenter.Up", at, None)
+
+    # --- lifecycle steps ---------------------------------------------------------------
+
+    def _apply(self, track: _OrderTrack, name: str, at: dt.datetime, rng: random.Random | None = None) -> None:
+        if rng is None:
+            # After generation each step draws from its own seeded generator, so an
+            # order's story does not depend on how its steps interleave with others'.
+            rng = random.Random(f"{self.seed}:{track.sales_order}:{track.steps_done}")
+        getattr(self, f"_step_{name}")(track, at, rng)
+        track.steps_done += 1
+        track.last_step_at = at
+
+    def _step_clear_shortage(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        for po in track.made_to_order.values():
+            for c in self._components(po):
+                if c.shortage_quantity > 0 or c.inventory_stock_type != "01":
+                    c.available_quantity = c.required_quantity
+                    c.shortage_quantity = 0.0
+                    c.expected_receipt_date = None
+                    c.inventory_stock_type = "01"
+                    self._touch(c, "ComponentAvailability.Received", at, track.sales_order)
+        track.state = RECEIVED
+
+    def _step_release(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        for po in self._current_orders(track):
+            po.status = "RELEASED"
+            po.actual_release_date = at
+            self._touch(po, "ProductionOrder.Released", at, track.sales_order)
+        track.state = RELEASED
+
+    def _step_start(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        for po in self._current_orders(track):
+            po.status = "STARTED"
+            po.actual_start_date = at
+            po.batch = "B" + self._next("batch", width=7)
+            self._touch(po, "ProductionOrder.Started", at, track.sales_order)
+        track.state = IN_PRODUCTION
+
+    def _step_partial(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        for po in self._current_orders(track):
+            po.status = "PARTIALLY_CONFIRMED"
+            po.confirmed_yield_qty = float(math.floor(po.total_quantity * rng.uniform(0.3, 0.7)))
+            self._touch(po, "ProductionOrder.PartiallyConfirmed", at, track.sales_order)
+        track.state = IN_PRODUCTION
+
+    def _step_confirm(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        for po in self._current_orders(track):
+            scrap = 0.0
+            if track.shortfall and po.total_quantity >= 5:
+                scrap = float(max(1, round(po.total_quantity * rng.uniform(0.05, 0.2))))
+            po.status = "CONFIRMED"
+            po.actual_end_date = at
+            po.confirmed_scrap_qty = scrap
+            po.confirmed_yield_qty = po.total_quantity - scrap
+            self._touch(po, "ProductionOrder.Confirmed", at, track.sales_order)
+        track.state = PRODUCTION_COMPLETE
+
+    def _step_inspect(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        track.lots = []
+        for po in self._current_orders(track):
+            lot = InspectionLot(
+                inspection_lot=self._next("lot"),
+                material=po.material,
+                batch=po.batch or "",
+                manufacturing_order=po.manufacturing_order,
+                created_at=at,
+                planned_end_date=at + _hours(24),
+            )
+            track.lots.append(lot.inspection_lot)
+            self._touch(lot, "InspectionLot.Created", at, track.sales_order)
+        track.state = QUALITY_HOLD
+
+    def _step_decide(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        reject = track.rejects_pending > 0
+        if reject:
+            track.rejects_pending -= 1
+        for lot_key in track.lots:
+            lot = self.tables["A_InspectionLot"].get(lot_key)
+            assert isinstance(lot, InspectionLot)
+            lot.has_usage_decision = True
+            lot.usage_decision = UsageDecision(
+                code="R" if reject else "A",
+                code_group="02" if reject else "01",
+                valuation="REJECTED" if reject else "ACCEPTED",
+                decided_at=at,
+                quality_score=round(rng.uniform(35, 70) if reject else rng.uniform(85, 100), 1),
+            )
+            self._touch(lot, "InspectionLot.UsageDecisionMade", at, track.sales_order)
+        if reject:
+            track.state = QUALITY_REJECTED
+            return
+        # Accepted: goods receipt of the batch to unrestricted stock completes the order.
+        for po in self._current_orders(track):
+            po.status = "DELIVERED"
+            self._touch(po, "ProductionOrder.Completed", at, track.sales_order)
+        track.state = QUALITY_RELEASED
+
+    def _step_rework(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        """A rejected batch is scrapped; a new production order remakes each item."""
+        order = self._sales_order(track.sales_order)
+        items = {it.sales_order_item: it for it in order.items}
+        start = self._due(track, "start") or at + _hours(8)
+        end = self._due(track, "confirm") or start + _hours(track.production_hours)
+        for item_key, po_key in list(track.made_to_order.items()):
+            old = self._production_order(po_key)
+            old.status = "TECO"
+            self._touch(old, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
+            po = self._create_production_order(
+                track.sales_order, items[item_key], status="RELEASED", at=at, start=start, end=end
+            )
+            self._touch(po, "ProductionOrder.Released", at, track.sales_order)
+            self._create_components(rng, po, at, shortage_until=None)
+            track.made_to_order[item_key] = po.manufacturing_order
+        track.lots = []
+        track.state = RELEASED
+
+    def _step_unblock(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        order = self._sales_order(track.sales_order)
+        credit = order.total_credit_check_status == "B"
+        change = "SalesOrder.CreditReleased" if credit else "SalesOrder.DeliveryUnblocked"
+        order.total_credit_check_status = "A"
+        order.delivery_block_reason = ""
+        order.total_block_status = ""
+        self._touch(order, change, at, track.sales_order)
+
+    def _step_pick(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        order = self._sales_order(track.sales_order)
+        goods_issue = self._due(track, "goods_issue") or at + _hours(24)
+        items = []
+        for n, item in enumerate(order.items, start=1):
+            po_key = track.made_to_order.get(item.sales_order_item)
+            if po_key is not None:
+                po = self._production_order(po_key)
+                batch, qty = po.batch, min(item.requested_quantity, po.confirmed_yield_qty)
+            else:
+                batch, qty = "S" + self._next("stock_batch", width=7), item.requested_quantity
+            items.append(
+                OutboundDeliveryItem(
+                    delivery_document_item=str(10 * n),
+                    reference_sd_document=order.sales_order,
+                    reference_sd_document_item=item.sales_order_item,
+                    material=item.material,
+                    actual_delivery_quantity=qty,
+                    batch=batch,
+                )
+            )
+        delivery = OutboundDelivery(
+            delivery_document=self._next("delivery"),
+            sales_order=order.sales_order,
+            ship_to_party=order.sold_to_party,
+            delivery_date=goods_issue.date(),
+            overall_picking_status="C",
+            items=items,
+        )
+        track.delivery = delivery.delivery_document
+        self._touch(delivery, "OutboundDelivery.Created", at, track.sales_order)
+        self._touch(delivery, "OutboundDelivery.Picked", at, track.sales_order)
+        order.overall_sd_process_status = "B"
+        self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+        track.state = PICKED
+
+    def _step_pack(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        delivery = self._delivery(track)
+        delivery.overall_packing_status = "C"
+        self._touch(delivery, "OutboundDelivery.Packed", at, track.sales_order)
+        track.state = PACKED
+
+    def _step_goods_issue(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        delivery = self._delivery(track)
+        delivery.overall_goods_movement_status = "C"
+        delivery.actual_goods_movement_date = at
+        delivery.bill_of_lading = "BOL" + self._next("bill_of_lading", width=7)
+        self._touch(delivery, "OutboundDelivery.GoodsIssued", at, track.sales_order)
+        order = self._sales_order(track.sales_order)
+        order.overall_delivery_status = "C"
+        self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+        for po in self._current_orders(track):
+            po.status = "TECO"
+            self._touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
+        carrier = rng.choices([c for c, _ in _CARRIERS], [w for _, w in _CARRIERS])[0]
+        # The carrier's first estimate knows nothing of delays still to come.
+        deliver = self._due(track, "deliver") or at + _hours(48)
+        eta = _trunc(deliver - _hours(track.extra_transit_hours) + _hours(rng.uniform(-3, 3)))
+        eta = max(eta, at + _hours(6))
+        shipment = Shipment(
+            tracking_number=self._tracking_number(carrier),
+            carrier=carrier,
+            delivery_document=delivery.delivery_document,
+            tag="InfoReceived",
+            bill_of_lading=delivery.bill_of_lading,
+        )
+        _set_eta(shipment, eta, 4)
+        track.shipment = shipment.tracking_number
+        self._touch(shipment, "Shipment.Created", at, track.sales_order)
+        track.state = GOODS_ISSUED
+
+    def _step_pickup(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        shipment = self._shipment(track)
+        arrived = max(at - dt.timedelta(minutes=rng.randint(10, 40)), track.last_step_at or at)
+        shipment.events.append(
+            TrackingEvent(code="X3", tag="InfoReceived", occurred_at=arrived, location=_PLANT_LOCATION,
+                          description="Arrived at pickup location")
+        )
+        shipment.events.append(
+            TrackingEvent(code="AF", tag="InTransit", occurred_at=at, location=_PLANT_LOCATION,
+                          description="Departed pickup location")
+        )
+        shipment.tag, shipment.status_code, shipment.picked_up_at = "InTransit", "AF", at
+        self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
+        track.state = IN_TRANSIT
+
+    def _step_delay(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        shipment = self._shipment(track)
+        deliver = self._due(track, "deliver") or at + _hours(48)
+        exception = track.exception_on_delay
+        reason = rng.choice(("Weather delay", "Missed linehaul connection", "Vehicle breakdown", "Customs hold"))
+        shipment.events.append(
+            TrackingEvent(code="SD", tag="Exception" if exception else "InTransit", occurred_at=at,
+                          location=self._hub(track), description=f"Shipment delayed: {reason}")
+        )
+        shipment.tag, shipment.status_code = ("Exception" if exception else "InTransit"), "SD"
+        _set_eta(shipment, _trunc(deliver + _hours(rng.uniform(-2, 2))), 6)
+        self._touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
+
+    def _step_en_route(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        shipment = self._shipment(track)
+        deliver = self._due(track, "deliver") or at + _hours(24)
+        shipment.events.append(
+            TrackingEvent(code="X6", tag="InTransit", occurred_at=at, location=self._hub(track),
+                          description="En route to delivery location")
+        )
+        delayed = any(e.code == "SD" for e in shipment.events)
+        shipment.tag, shipment.status_code = "InTransit", "X6"
+        # Before a delay the carrier cannot know about trouble still to come.
+        ahead = 0.0 if delayed else track.extra_transit_hours
+        eta = max(_trunc(deliver - _hours(ahead) + _hours(rng.uniform(-1, 1))), at + _hours(2))
+        revised = shipment.estimated_delivery_at is None or abs(eta - shipment.estimated_delivery_at) >= _hours(1)
+        if revised:
+            _set_eta(shipment, eta, 4)
+        self._touch(shipment, "Shipment.EtaRevised" if revised else "Shipment.StatusUpdated", at, track.sales_order)
+
+    def _step_out_for_delivery(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        shipment = self._shipment(track)
+        deliver = self._due(track, "deliver") or at + _hours(4)
+        shipment.events.append(
+            TrackingEvent(code="X1", tag="OutForDelivery", occurred_at=at, location=self._destination(track),
+                          description="Out for delivery")
+        )
+        shipment.tag, shipment.status_code = "OutForDelivery", "X1"
+        _set_eta(shipment, max(_trunc(deliver), at + _hours(1)), 2)
+        self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
+        track.state = OUT_FOR_DELIVERY
+
+    def _step_attempt_fail(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        shipment = self._shipment(track)
+        deliver = self._due(track, "deliver") or at + _hours(24)
+        shipment.events.append(
+            TrackingEvent(code="SD", tag="AttemptFail", occurred_at=at, location=self._destination(track),
+                          description="Delivery attempt failed: receiving dock closed")
+        )
+        shipment.tag, shipment.status_code = "AttemptFail", "SD"
+        _set_eta(shipment, max(_trunc(deliver), at + _hours(1)), 4)
+        self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
+
+    def _step_deliver(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        shipment = self._shipment(track)
+        shipment.events.append(
+            TrackingEvent(code="D1", tag="Delivered", occurred_at=at, location=self._destination(track),
+                          description="Delivered, unloaded")
+        )
+        shipment.tag, shipment.status_code, shipment.delivered_at = "Delivered", "D1", at
+        shipment.proof_of_delivery = ProofOfDelivery(
+            signed_by=rng.choice(_SIGNERS), delivered_at=at, document=f"POD-{shipment.tracking_number}.pdf"
+        )
+        self._touch(shipment, "Shipment.Delivered", at, track.sales_order)
+        order = self._sales_order(track.sales_order)
+        order.overall_sd_process_status = "C"
+        self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+        track.state = DELIVERED
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _touch(self, record: Record, change_type: str, at: dt.datetime, sales_order: str | None) -> None:
+        """Stamp a changed record, re-index it and queue its Change."""
+        record.last_change_date_time = at  # type: ignore[attr-defined]
+        table = self.tables[record.ENTITY_SET]
+        table.put(record)
+        if self._generating:
+            return
+        self._pending.append(
+            Change(
+                system=record.SOURCE,
+                entity_set=record.ENTITY_SET,
+                key=record.key,
+                record=copy.deepcopy(record),
+                change_type=change_type,
+                occurred_at=at,
+                sales_order=sales_order,
+            )
+        )
+
+    def _next(self, counter: str, width: int = 0) -> str:
+        self._counters[counter] += 1
+        value = self._counters[counter]
+        return f"{value:0{width}d}" if width else str(value)
+
+    def _tracking_number(self, carrier: str) -> str:
+        n = int(self._next("tracking"))
+        if carrier == "UPS":
+            return f"1Z4F7E2103{n:08d}"
+        if carrier == "DHL Freight":
+            return f"JJD{n + 10_000_000:014d}"
+        if carrier == "DB Schenker":
+            return f"SCHE{n:010d}"
+        if carrier == "Kuehne+Nagel":
+            return f"KN{n:010d}"
+        return f"DSV{n:09d}"
+
+    def _hub(self, track: _OrderTrack) -> str:
+        country = self._customer_city[track.customer].rsplit(", ", 1)[-1]
+        return f"Hub {country}" if country != "DE" else "Hub Kassel, DE"
+
+    def _destination(self, track: _OrderTrack) -> str:
+        return self._customer_city[track.customer]
+
+    def _due(self, track: _OrderTrack, name: str) -> dt.datetime | None:
+        """When the next step called ``name`` is scheduled, if it still is."""
+        return next((s.due for s in track.schedule if s.name == name), None)
+
+    def _components(self, po_key: str) -> list[ComponentAvailability]:
+        table = self.tables["A_ComponentAvailability"]
+        return [table.get(k) for k in self._reservations[po_key]]  # type: ignore[misc]
+
+    def _current_orders(self, track: _OrderTrack) -> list[ProductionOrder]:
+        return [self._production_order(k) for k in track.made_to_order.values()]
+
+    def _production_order(self, key: str) -> ProductionOrder:
+        record = self.tables["A_ProductionOrder"].get(key)
+        assert isinstance(record, ProductionOrder)
+        return record
+
+    def _sales_order(self, key: str) -> SalesOrder:
+        record = self.tables["A_SalesOrder"].get(key)
+        assert isinstance(record, SalesOrder)
+        return record
+
+    def _delivery(self, track: _OrderTrack) -> OutboundDelivery:
+        record = self.tables["A_OutbDeliveryHeader"].get(track.delivery or "")
+        assert isinstance(record, OutboundDelivery)
+        return record
+
+    def _shipment(self, track: _OrderTrack) -> Shipment:
+        record = self.tables["Shipment"].get(track.shipment or "")
+        assert isinstance(record, Shipment)
+        return record
+
+    def _work_center(self, key: str) -> WorkCenter:
+        record = self.tables["A_WorkCenter"].get(key)
+        if not isinstance(record, WorkCenter):
+            raise UnknownKey(key)
+        return record
+
+    # --- reading -----------------------------------------------------------------------
+
+    def prerender(self) -> None:
+        """Render every record's JSON once, so first reads cost what later reads cost."""
+        for table in self.tables.values():
+            for key in table.keys():
+                table.render(key)
+
+    def table(self, entity_set: str) -> Table:
+        """The table of one entity set (KeyError when unknown)."""
+        return self.tables[entity_set]
+
+    def get(self, entity_set: str, key: str) -> Record | None:
+        """One record by entity set and key, or None."""
+        return self.tables[entity_set].get(key)
+
+    @property
+    def sales_orders(self) -> list[str]:
+        """All sales order numbers in order."""
+        return list(self._tracks)
+
+    def state_of(self, sales_order: str) -> str:
+        """The lifecycle state of one order (one of LIFECYCLE_STATES)."""
+        track = self._tracks.get(sales_order)
+        if track is None:
+            raise UnknownKey(sales_order)
+        return track.state
+
+    def orders_in_state(self, state: str) -> list[str]:
+        """Sales orders currently in ``state``."""
+        return [k for k, t in self._tracks.items() if t.state == state]
+
+    def is_late(self, sales_order: str) -> bool:
+        """Open and already past its promise, or a carrier delay / ETA beyond the promise."""
+        track = self._tracks.get(sales_order)
+        if track is None:
+            raise UnknownKey(sales_order)
+        order = self._sales_order(sales_order)
+        promise = order.confirmed_delivery_date
+        if track.state == DELIVERED or promise is None:
+            return False
+        if promise < self.now().date():
+            return True
+        if track.shipment is None:
+            return False
+        shipment = self._shipment(track)
+        if shipment.status_code == "SD" or shipment.tag in ("Exception", "AttemptFail"):
+            return True
+        eta = shipment.estimated_delivery_at
+        return eta is not None and eta.date() > promise
+
+    def summary(self) -> dict[str, Any]:
+        """Orders per lifecycle state, late orders, work centres down, record counts, clock."""
+        states = dict.fromkeys(LIFECYCLE_STATES, 0)
+        for track in self._tracks.values():
+            states[track.state] += 1
+        down = [
+            r.work_center
+            for r in self.tables["A_WorkCenter"].records()
+            if isinstance(r, WorkCenter) and r.state == "DOWN"
+        ]
+        return {
+            "clock": _iso(self.now()),
+            "start": _iso(self.start),
+            "speed": self._speed,
+            "seed": self.seed,
+            "orders": len(self._tracks),
+            "states": states,
+            "late": sum(1 for k in self._tracks if self.is_late(k)),
+            "workCentersDown": down,
+            "records": {name: len(t) for name, t in self.tables.items()},
+            "latencyMs": dict(self.latency_ms),
+        }
+
+
+# --- planning helpers ----------------------------------------------------------------------
+
+
+def _state_quota(count: int) -> list[str]:
+    """Target states for ``count`` orders in proportion to _STATE_WEIGHTS.
+
+    Every state gets at least one order when there are enough orders, so even a small
+    world shows the whole lifecycle.
+    """
+    total = sum(_STATE_WEIGHTS.values())
+    quota = {s: int(count * w / total) for s, w in _STATE_WEIGHTS.items()}
+    if count >= len(quota):
+        quota = {s: max(1, n) for s, n in quota.items()}
+    while sum(quota.values()) > count:
+        quota[max(quota, key=lambda s: quota[s])] -= 1
+    quota[DELIVERED] += count - sum(quota.values())
+    return [s for s, n in quota.items() for _ in range(n)]
+
+
+def _order_steps(flags: _Flags) -> list[tuple[str, bool]]:
+    """The order's life as (step, extra); extra steps are not in the delivery promise."""
+    steps: list[tuple[str, bool]] = []
+    if flags.shortage:
+        steps.append(("clear_shortage", False))
+    production = [("start", False), ("partial", False), ("confirm", False), ("inspect", False), ("decide", False)]
+    steps += [("release", False), *production]
+    if flags.reject:
+        steps += [("rework", True), *[(n, True) for n, _ in production]]
+    if flags.block:
+        steps.append(("unblock", True))
+    steps += [("pick", False), ("pack", False), ("goods_issue", False), ("pickup", False)]
+    if flags.carrier_delay:
+        steps.append(("delay", True))
+    steps += [("en_route", False), ("out_for_delivery", False)]
+    if flags.attempt_fail:
+        steps.append(("attempt_fail", True))
+    steps.append(("deliver", False))
+    return steps
+
+
+def _states_after(steps: list[tuple[str, bool]], flags: _Flags) -> list[str]:
+    """The order's state after the first k steps, for k = 0..len(steps)."""
+    states = [MATERIAL_SHORTAGE if flags.shortage else RECEIVED]
+    rejects = 1 if flags.reject else 0
+    for name, _extra in steps:
+        if name == "decide":
+            states.append(QUALITY_REJECTED if rejects else QUALITY_RELEASED)
+            rejects = 0
+        else:
+            states.append(_STEP_STATE[name])
+    return states
+
+
+def _gap(name: str, rng: random.Random, production_hours: float, transit_hours: float) -> float:
+    """Hours from the previous step to this one."""
+    if name == "partial":
+        return production_hours * rng.uniform(0.3, 0.6)
+    if name == "confirm":
+        return production_hours * rng.uniform(0.4, 0.7)
+    if name == "en_route":
+        return transit_hours * rng.uniform(0.3, 0.6)
+    if name == "out_for_delivery":
+        return transit_hours * rng.uniform(0.4, 0.7)
+    lo, hi = {
+        "clear_shortage": (24, 240),
+        "release": (24, 240),
+        "start": (4, 48),
+        "inspect": (0.25, 2),
+        "decide": (4, 30),
+        "rework": (24, 72),
+        "unblock": (24, 96),
+        "pick": (4, 24),
+        "pack": (1, 6),
+        "goods_issue": (2, 12),
+        "pickup": (1, 8),
+        "delay": (24, 72),
+        "attempt_fail": (2, 8),
+        "deliver": (1, 8),
+    }[name]
+    return rng.uniform(lo, hi)
+
+
+def _make_short(component: ComponentAvailability, rng: random.Random, receipt: dt.datetime) -> None:
+    available = round(component.required_quantity * rng.uniform(0.0, 0.8), 3)
+    component.available_quantity = available
+    component.shortage_quantity = round(component.required_quantity - available, 3)
+    component.expected_receipt_date = receipt.date()
+    # Now and then the stock exists but is blocked, not missing.
+    component.inventory_stock_type = "07" if rng.random() < 0.15 else "01"
+
+
+def _set_eta(shipment: Shipment, eta: dt.datetime, window_hours: float) -> None:
+    shipment.estimated_delivery_at = eta
+    shipment.eta_window_start = eta - _hours(window_hours)
+    shipment.eta_window_end = eta + _hours(window_hours)

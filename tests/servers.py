@@ -1,0 +1,102 @@
+"""Real servers on loopback for tests: the simulated plant and the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import Config
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn on a free loopback port; yields its base URL."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_per_message_deflate=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(500):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_plant(**kwargs: Any) -> AsyncIterator[Any]:
+    """The simulated plant on a free port (small world by default)."""
+    from sources.simulator.app import start_simulator
+
+    kwargs.setdefault("orders", 300)
+    kwargs.setdefault("latency_ms", 0.0)
+    sim = await start_simulator("127.0.0.1", 0, **kwargs)
+    try:
+        yield sim
+    finally:
+        await sim.close()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    plant_url: str, *, journal_path: str = ":memory:", bus: Any = None, **gateway: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """The gateway under uvicorn against a plant; yields (base URL, app)."""
+    cfg = Config.for_plant(plant_url, **gateway)
+    cfg.events.journal_path = journal_path
+    app = create_app(cfg, bus=bus)
+    async with serve_asgi(app) as url:
+        yield url, app
+
+
+class GraphQLClient:
+    """A minimal GraphQL-over-HTTP client for tests."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.url = f"{base_url}/graphql"
+        self.session = session
+
+    async def post(self, query: str, variables: dict | None = None, **kwargs: Any) -> tuple[int, dict]:
+        body: dict[str, Any] = {"query": query}
+        if variables:
+            body["variables"] = variables
+        async with self.session.post(self.url, json=body, **kwargs) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def query(self, query: str, variables: dict | None = None) -> dict:
+        """Run a query that must succeed without errors; returns `data`."""
+        status, body = await self.post(query, variables)
+        assert status == 200, body
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+
+async def plant_stats(session: aiohttp.ClientSession, plant_url: str) -> dict[str, int]:
+    async with session.get(f"{plant_url}/control/stats") as resp:
+        return (await resp.json())["requests"]
+
+
+async def reset_plant_stats(session: aiohttp.ClientSession, plant_url: str) -> None:
+    async with session.post(f"{plant_url}/control/stats/reset") as resp:
+        assert resp.status == 200
