@@ -346,12 +346,14 @@ class Hub:
 
 def _field_args(op: OperationDefinitionNode, coerced: dict[str, Any]) -> dict[str, Any]:
     """Arguments of the single root field, with variables substituted."""
-    from graphql import value_from_ast_untyped
+    from graphql import Undefined, value_from_ast_untyped
 
     field = op.selection_set.selections[0]
     out: dict[str, Any] = {}
     for arg in getattr(field, "arguments", ()) or ():
-        out[arg.name.value] = value_from_ast_untyped(arg.value, coerced)
+        value = value_from_ast_untyped(arg.value, coerced)
+        if value is not Undefined and value is not None:
+            out[arg.name.value] = value
     return out
 
 

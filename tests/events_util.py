@@ -66,3 +66,17 @@ async def post_events(
         headers[HEADER] = signature
     async with http.post(f"{base_url}/events", data=body, headers=headers) as resp:
         return resp.status, await resp.json(content_type=None)
+
+
+async def send_changes(http: aiohttp.ClientSession, base_url: str, world: Any, changes: list[Any], **emitter: Any) -> int:
+    """Send world changes as the plant would (one signed request per system); returns events sent."""
+    from sources.simulator.emitter import EventEmitter
+
+    em = EventEmitter(world, base_url, DEV_SECRETS, duplicate_rate=0, reorder_rate=0, notification_rate=0, **emitter)
+    by_system: dict[str, list[dict[str, Any]]] = {}
+    for change in changes:
+        by_system.setdefault(change.system, []).append(em.event_for(change))
+    for events in by_system.values():
+        status, body = await post_events(http, base_url, events)
+        assert status == 202, body
+    return len(changes)

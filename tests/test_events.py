@@ -11,7 +11,7 @@ from gateway.config import DEV_SECRETS
 from sources.signing import sign
 from sources.simulator.emitter import EventEmitter
 
-from .events_util import BATCH, make_event, post_events
+from .events_util import BATCH, make_event, post_events, send_changes
 
 ORDER_VIEW = """query($id: ID!) { order(id: $id) {
   id stage
@@ -154,9 +154,8 @@ async def test_cache_race_read_before_invalidation_does_not_write_back(gql, http
     slow = asyncio.create_task(gql.query(q, {"id": so}))  # reads MES: old state, slowly
     await asyncio.sleep(0.15)
     changes = plant.world.advance_order(so)  # the plant changes meanwhile ...
-    events = [_emitter(plant, url).event_for(c) for c in changes]
     plant.world.set_latency({"mes": 0})
-    assert (await post_events(http, url, events))[0] == 202  # ... and says so
+    await send_changes(http, url, plant.world, changes)  # ... and says so
     await app.state.gateway.processor.drain()
     stale_answer = (await slow)["order"]["production"]["orders"]
     assert stale_answer == before  # the in-flight read saw the old state

@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import logging
 import random
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,9 @@ class EventEmitter:
         self._pending: list[dict[str, Any]] = []
         self._held: dict[str, Any] | None = None  # an event held back to arrive out of order
         self._ids = itertools.count(1)
+        # Event ids must stay unique across emitter restarts, or the gateway's dedupe
+        # (source + id) would swallow new events as duplicates.
+        self._run_id = uuid.uuid4().hex[:8]
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -123,7 +127,7 @@ class EventEmitter:
         return cloud_event(
             etype,
             action,
-            id=f"{change.system}-{next(self._ids):09d}",
+            id=f"{change.system}-{self._run_id}-{next(self._ids):09d}",
             source=f"{self.source_prefix}/{change.system}",
             time=change.occurred_at,
             key=change.key,
