@@ -132,6 +132,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from .app import create_app
 
+    from .graphiql import assets_present
+
+    if not assets_present() and not args.no_assets:
+        from .assets import AssetsError, fetch_assets
+
+        print("ordergraph demo: GraphiQL's assets are missing; fetching them once (ordergraph assets) ...", flush=True)
+        try:
+            fetch_assets()
+        except AssetsError as exc:
+            print(f"  could not fetch them ({exc}); GraphiQL will load them from a CDN instead.", flush=True)
+
     async def main() -> None:
         print(f"ordergraph demo: generating the simulated plant ({args.orders} orders, seed {args.seed}) ...", flush=True)
         sim = await start_simulator(
@@ -172,6 +183,19 @@ class _quiet_interrupt:
         return exc_type is KeyboardInterrupt
 
 
+def cmd_assets(args: argparse.Namespace) -> int:
+    from .assets import AssetsError, fetch_assets
+
+    print("fetching GraphiQL's browser assets from the npm registry (served by the gateway, no CDN):")
+    try:
+        files = fetch_assets()
+    except AssetsError as exc:
+        print(f"ordergraph assets: {exc}", file=sys.stderr)
+        return 1
+    print(f"done: {len(files)} files in {files[0].parent}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ordergraph",
@@ -186,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--orders", type=int, default=2000, help="sales orders in the plant (default 2000)")
     demo.add_argument("--seed", type=int, default=42, help="world seed (default 42)")
     demo.add_argument("--latency-ms", type=float, default=3.0, help="per-call latency of each source (default 3 ms)")
+    demo.add_argument("--no-assets", action="store_true", help="do not fetch GraphiQL's assets when missing")
     demo.add_argument("--journal", help="event journal file (default: a fresh temporary file)")
     _add_plant_event_options(demo)
     demo.set_defaults(func=cmd_demo)
@@ -205,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address (overrides the configuration)")
     serve.add_argument("--port", type=int, help="port (overrides the configuration)")
     serve.set_defaults(func=cmd_serve)
+
+    assets = sub.add_parser("assets", help="fetch GraphiQL's browser assets (npm) so GraphiQL works offline")
+    assets.set_defaults(func=cmd_assets)
 
     schema = sub.add_parser("schema", help="export or check schema.graphql, the published contract")
     schema.add_argument("action", choices=["export", "check", "print"], help="export writes, check fails when stale")

@@ -16,12 +16,19 @@ from .examples import EXAMPLES
 log = logging.getLogger("ordergraph.graphiql")
 
 VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
-VENDOR_FILES = ("react.production.min.js", "react-dom.production.min.js", "graphiql.min.js", "graphiql.min.css")
+VENDOR_FILES = (
+    "react.production.min.js",
+    "react-dom.production.min.js",
+    "graphiql.min.js",
+    "graphiql.min.css",
+    "graphql-ws.min.js",
+)
 CDN = {
     "react.production.min.js": "https://unpkg.com/react@18/umd/react.production.min.js",
     "react-dom.production.min.js": "https://unpkg.com/react-dom@18/umd/react-dom.production.min.js",
     "graphiql.min.js": "https://unpkg.com/graphiql@3/graphiql.min.js",
     "graphiql.min.css": "https://unpkg.com/graphiql@3/graphiql.min.css",
+    "graphql-ws.min.js": "https://unpkg.com/graphql-ws@5/umd/graphql-ws.min.js",
 }
 
 
@@ -44,6 +51,7 @@ def render_graphiql(default_id: str = "10000001") -> str:
         react=src["react.production.min.js"],
         react_dom=src["react-dom.production.min.js"],
         graphiql=src["graphiql.min.js"],
+        graphql_ws=src["graphql-ws.min.js"],
         tabs=json.dumps(tabs),
     )
 
@@ -69,6 +77,7 @@ _PAGE = """<!doctype html>
 <script src="{react}"></script>
 <script src="{react_dom}"></script>
 <script src="{graphiql}"></script>
+<script src="{graphql_ws}"></script>
 <script>
   const tokenInput = document.getElementById('token');
   tokenInput.value = localStorage.getItem('ordergraph-token') || '';
@@ -77,12 +86,9 @@ _PAGE = """<!doctype html>
   function render() {{
     localStorage.setItem('ordergraph-token', tokenInput.value);
     const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql';
-    const fetcher = GraphiQL.createFetcher({{
-      url: location.origin + '/graphql',
-      subscriptionUrl: wsUrl,
-      headers: headers(),
-      wsConnectionParams: headers(),
-    }});
+    // Subscriptions go over graphql-transport-ws; the token rides in connection_init.
+    const wsClient = graphqlWs.createClient({{ url: wsUrl, connectionParams: headers, lazy: true }});
+    const fetcher = GraphiQL.createFetcher({{ url: location.origin + '/graphql', headers: headers(), wsClient }});
     const el = React.createElement(GraphiQL, {{ fetcher, defaultTabs: {tabs}, shouldPersistHeaders: false }});
     if (!root) root = ReactDOM.createRoot(document.getElementById('graphiql'));
     root.render(el);
