@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -87,6 +88,19 @@ class Gateway:
         self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup)
         self.hub.start()
         self.processor.start()
+        self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
+
+    async def _prune_periodically(self, interval_seconds: float = 3600.0) -> None:
+        """Keep the journal within its retention (age and size), once an hour."""
+        while True:
+            try:
+                assert self.journal is not None
+                deleted = await self.journal.prune(self.clock())
+                if deleted:
+                    log.info("journal retention: pruned %d events", deleted)
+            except Exception:
+                log.exception("journal prune failed")
+            await asyncio.sleep(interval_seconds)
 
     def _on_bus(self, changes: list) -> None:
         # Changes published by any replica: drop their cache keys here too, then fan out.
@@ -97,6 +111,8 @@ class Gateway:
             self.hub.on_changes(changes)
 
     async def stop(self) -> None:
+        if getattr(self, "_prune_task", None) is not None:
+            self._prune_task.cancel()
         if self.processor is not None:
             await self.processor.stop()
         if self.hub is not None:
