@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from resolvers.loaders import SALES_ORDER
 from sources import Sources
 from sources.client import SourceError
 from sources.events import EventError, EventRegistry, SourceEvent, system_of_source
@@ -234,7 +235,17 @@ class EventProcessor:
             await self.bus.publish(changes)
 
     async def _customers(self, orders: list[str]) -> dict[str, str]:
-        if not orders:
-            return {}
-        found = await self.sources.erp.sales_orders(orders)
-        return {so: rec.sold_to_party for so, rec in found.items()}
+        """The customer of each order; the sold-to party of an order never changes, so a
+        cached sales order answers without a call."""
+        out: dict[str, str] = {}
+        missing = []
+        for so in orders:
+            rec = self.cache.get((SALES_ORDER, so))
+            if rec is not None:
+                out[so] = rec.sold_to_party
+            else:
+                missing.append(so)
+        if missing:
+            found = await self.sources.erp.sales_orders(missing)
+            out.update({so: rec.sold_to_party for so, rec in found.items()})
+        return out
