@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 WHERE_IS_MY_ORDER = """# Where is my order? One order across all five systems.
-query WhereIsMyOrder($id: ID!) {
+query WhereIsMyOrder($id: ID! = "10000001") {
   order(id: $id) {
     id
     customer { id name }
@@ -51,7 +51,7 @@ query LateOrders {
 """
 
 CUSTOMER_ORDERS = """# One customer's orders.
-query CustomerOrders($customer: ID!) {
+query CustomerOrders($customer: ID! = "17100001") {
   customer(id: $customer) {
     name
     commercialPriority
@@ -61,8 +61,8 @@ query CustomerOrders($customer: ID!) {
 """
 
 EXAMPLES: dict[str, tuple[str, str]] = {
-    "WhereIsMyOrder": (WHERE_IS_MY_ORDER, '{"id": "10000001"}'),
+    "WhereIsMyOrder": (WHERE_IS_MY_ORDER, '{"id": "10000001"}'),  # defaults in the document too
     "Dashboard": (DASHBOARD, "{}"),
     "LateOrders": (LATE_ORDERS, "{}"),
-    "CustomerOrders": (CUSTOMER_ORDERS, '{"customer": "C0001"}'),
+    "CustomerOrders": (CUSTOMER_ORDERS, '{"customer": "17100001"}'),
 }
