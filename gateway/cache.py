@@ -7,24 +7,47 @@ The race that matters: a read starts, an event invalidates the key, then the rea
 (now old) answer arrives. ``put`` refuses a write whose read began before the key's last
 invalidation: each read takes a ``ticket`` (a monotonic epoch) before it calls the
 source, and each invalidation stamps the key with a newer epoch.
+
+Each stored value keeps its fetch time (``Entry``), so answers can say how current they
+are. Beside the TTL cache, a bounded last-good store keeps the latest value of each key
+through invalidations and expiry: when a source fails, the loaders serve it, marked stale
+(stale-if-error).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Hashable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 _MISSING = object()
+
+
+class Entry(NamedTuple):
+    """A cached value and when its source answered it."""
+
+    value: Any
+    fetched_at: dt.datetime
 
 
 class RecordCache:
     """cachetools TTL cache with race-safe, event-driven invalidation."""
 
-    def __init__(self, maxsize: int = 200_000, ttl_seconds: float = 300.0, read_horizon_seconds: float = 600.0) -> None:
-        self._data: TTLCache[Hashable, Any] = TTLCache(maxsize=maxsize, ttl=ttl_seconds)
+    def __init__(
+        self,
+        maxsize: int = 200_000,
+        ttl_seconds: float = 300.0,
+        read_horizon_seconds: float = 600.0,
+        last_good_maxsize: int | None = None,
+    ) -> None:
+        self._data: TTLCache[Hashable, Entry] = TTLCache(maxsize=maxsize, ttl=ttl_seconds)
+        # Not the TTL cache: survives invalidation and expiry, bounded by LRU.
+        self._last_good: LRUCache[Hashable, Entry] = LRUCache(maxsize=last_good_maxsize or maxsize)
+        # Counts invalidations: reads shared in flight (single-flight) are keyed by it.
+        self.generation = 0
         # Epoch of each key's last invalidation. Kept longer than any read can take, so
         # a slow read still sees that it was overtaken.
         self._invalidated: TTLCache[Hashable, int] = TTLCache(maxsize=maxsize, ttl=read_horizon_seconds)
@@ -41,16 +64,21 @@ class RecordCache:
         return self._epoch
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        value = self._data.get(key, _MISSING)
-        if value is _MISSING:
+        entry = self._data.get(key, _MISSING)
+        if entry is _MISSING:
             self.misses += 1
             return default
         self.hits += 1
-        return value
+        return entry.value
 
     def get_many(self, keys: Iterable[Hashable]) -> tuple[dict[Hashable, Any], list[Hashable]]:
         """Split keys into (found values, missing keys)."""
-        found: dict[Hashable, Any] = {}
+        found, missing = self.get_entries(keys)
+        return {k: e.value for k, e in found.items()}, missing
+
+    def get_entries(self, keys: Iterable[Hashable]) -> tuple[dict[Hashable, Entry], list[Hashable]]:
+        """Split keys into (found entries with their fetch times, missing keys)."""
+        found: dict[Hashable, Entry] = {}
         missing: list[Hashable] = []
         data = self._data
         for k in keys:
@@ -63,18 +91,25 @@ class RecordCache:
         self.misses += len(missing)
         return found, missing
 
-    def put(self, key: Hashable, value: Any, ticket: int) -> bool:
+    def put(self, key: Hashable, value: Any, ticket: int, fetched_at: dt.datetime | None = None) -> bool:
         """Store ``value`` read under ``ticket``, unless the key was invalidated since."""
         if ticket <= self._floor or self._invalidated.get(key, 0) >= ticket:
             self.refused_writes += 1
             return False
-        self._data[key] = value
+        entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC))
+        self._data[key] = entry
+        self._last_good[key] = entry
         return True
+
+    def last_good(self, key: Hashable) -> Entry | None:
+        """The latest value stored under ``key``, even if since invalidated or expired."""
+        return self._last_good.get(key)
 
     def invalidate(self, keys: Iterable[Hashable]) -> int:
         """Drop keys and fence off reads that began before now. Returns keys dropped."""
         epoch = next(self._epochs)
         self._epoch = epoch
+        self.generation += 1
         dropped = 0
         for k in keys:
             self._invalidated[k] = epoch
@@ -84,6 +119,7 @@ class RecordCache:
 
     def invalidate_all(self) -> None:
         self._floor = self._epoch = next(self._epochs)
+        self.generation += 1
         self._data.clear()
 
     def keys(self) -> list[Hashable]:

@@ -3,24 +3,34 @@
 Each loader gathers the keys asked for in one tick of the event loop, serves what the
 shared cache holds, and fetches the rest from its source in one call. Within a request
 the DataLoader also memoises, so a record is fetched at most once per request.
+
+Faults: when a source fails, a loader serves the last good value of each key it could
+not fetch (stale-if-error, if the source's policy allows), and rejects the other keys with
+the ``SourceError``, which the GraphQL layer reports on each affected field. Either way it
+records how it served each key (``Served``: source, fetch time, stale), so resolvers can
+say how current their section is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Protocol
 
 from aiodataloader import DataLoader
 
 from sources import Sources
+from sources.client import SourceError
 
 
 class Cache(Protocol):
     """What loaders need of the shared record cache (``gateway.cache.RecordCache``)."""
 
     def ticket(self) -> int: ...
-    def get_many(self, keys: Sequence[Hashable]) -> tuple[dict[Hashable, Any], list[Hashable]]: ...
-    def put(self, key: Hashable, value: Any, ticket: int) -> bool: ...
+    def get_entries(self, keys: Sequence[Hashable]) -> tuple[dict[Hashable, Any], list[Hashable]]: ...
+    def put(self, key: Hashable, value: Any, ticket: int, fetched_at: dt.datetime | None = None) -> bool: ...
+    def last_good(self, key: Hashable) -> Any: ...
 
 
 Fetch = Callable[[list[str]], Awaitable[dict[str, Any]]]
@@ -47,22 +57,68 @@ SOURCE_OF_NAMESPACE = {
 }
 
 
-def cached_loader(cache: Cache, namespace: str, fetch: Fetch, default: Callable[[], Any]) -> DataLoader:
-    """A DataLoader whose batch function reads through the shared cache."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Served:
+    """How one (namespace, key) was served in this request."""
+
+    source: str  # the system that answered
+    fetched_at: dt.datetime  # when it answered (for a cached value: when it was fetched)
+    stale: bool = False  # the last good value, served because the source failed
+
+
+# Per-request record of how each (namespace, key) was served.
+ServedLog = dict[tuple[str, str], Served]
+
+
+def cached_loader(
+    cache: Cache,
+    namespace: str,
+    fetch: Fetch,
+    default: Callable[[], Any],
+    *,
+    clock: Callable[[], dt.datetime] | None = None,
+    served: ServedLog | None = None,
+    stale_if_error: Callable[[], bool] = lambda: False,
+) -> DataLoader:
+    """A DataLoader whose batch function reads through the shared cache.
+
+    ``clock`` (wall time, not the domain clock) stamps fetched values; ``served`` (if
+    given) learns how each key was served;
+    ``stale_if_error`` says whether a failed fetch may fall back on last good values.
+    """
+    source = SOURCE_OF_NAMESPACE.get(namespace, namespace.split(".", 1)[0])
+    log: ServedLog = served if served is not None else {}
 
     async def batch(keys: list[str]) -> list[Any]:
         cache_keys = [(namespace, k) for k in keys]
-        found, missing = cache.get_many(cache_keys)
+        entries, missing = cache.get_entries(cache_keys)
+        out: dict[tuple[str, str], Any] = {}
+        for ck, entry in entries.items():
+            out[ck] = entry.value
+            log[ck] = Served(source, entry.fetched_at)
         if missing:
             ticket = cache.ticket()
-            fetched = await fetch([k for _, k in missing])
-            for ck in missing:
-                value = fetched.get(ck[1])
-                if value is None:
-                    value = default()
-                found[ck] = value
-                cache.put(ck, value, ticket)
-        return [found[ck] for ck in cache_keys]
+            fetched_at = clock() if clock is not None else dt.datetime.now(dt.UTC)
+            try:
+                fetched = await fetch([k for _, k in missing])
+            except SourceError as exc:
+                fallback = stale_if_error()
+                for ck in missing:
+                    last = cache.last_good(ck) if fallback else None
+                    if last is None:
+                        out[ck] = exc  # rejects this key only; memoised for the request
+                    else:
+                        out[ck] = last.value
+                        log[ck] = Served(source, last.fetched_at, stale=True)
+            else:
+                for ck in missing:
+                    value = fetched.get(ck[1])
+                    if value is None:
+                        value = default()
+                    out[ck] = value
+                    log[ck] = Served(source, fetched_at)
+                    cache.put(ck, value, ticket, fetched_at)
+        return [out[ck] for ck in cache_keys]
 
     return DataLoader(batch)
 
@@ -75,17 +131,28 @@ class Loaders:
     """The DataLoaders of one request (or one subscription resolution)."""
 
     def __init__(self, sources: Sources, cache: Cache) -> None:
-        self.sales_order = cached_loader(cache, SALES_ORDER, sources.erp.sales_orders, _none)
-        self.customer = cached_loader(cache, CUSTOMER, sources.erp.customers, _none)
-        self.production_orders = cached_loader(
-            cache, PRODUCTION_ORDERS_BY_SALES_ORDER, sources.mes.production_orders_for_sales_orders, list
+        # How each key was served in this request: the resolvers' freshness marks.
+        self.served: ServedLog = {}
+
+        def loader(namespace: str, fetch: Fetch, default: Callable[[], Any]) -> DataLoader:
+            client = sources.client(SOURCE_OF_NAMESPACE[namespace])
+            return cached_loader(
+                cache,
+                namespace,
+                fetch,
+                default,
+                clock=client.resilience.clock,  # the gateway's clock, as source health uses
+                served=self.served,
+                stale_if_error=lambda: client.policy.stale_if_error,
+            )
+
+        self.sales_order = loader(SALES_ORDER, sources.erp.sales_orders, _none)
+        self.customer = loader(CUSTOMER, sources.erp.customers, _none)
+        self.production_orders = loader(
+            PRODUCTION_ORDERS_BY_SALES_ORDER, sources.mes.production_orders_for_sales_orders, list
         )
-        self.work_center = cached_loader(cache, WORK_CENTER, sources.mes.work_centers, _none)
-        self.components = cached_loader(
-            cache, COMPONENTS_BY_PRODUCTION_ORDER, sources.wms.components_for_production_orders, list
-        )
-        self.deliveries = cached_loader(cache, DELIVERIES_BY_SALES_ORDER, sources.wms.deliveries_for_sales_orders, list)
-        self.inspection_lots = cached_loader(
-            cache, LOTS_BY_PRODUCTION_ORDER, sources.qms.inspection_lots_for_production_orders, list
-        )
-        self.shipments = cached_loader(cache, SHIPMENTS_BY_DELIVERY, sources.tms.shipments_for_deliveries, list)
+        self.work_center = loader(WORK_CENTER, sources.mes.work_centers, _none)
+        self.components = loader(COMPONENTS_BY_PRODUCTION_ORDER, sources.wms.components_for_production_orders, list)
+        self.deliveries = loader(DELIVERIES_BY_SALES_ORDER, sources.wms.deliveries_for_sales_orders, list)
+        self.inspection_lots = loader(LOTS_BY_PRODUCTION_ORDER, sources.qms.inspection_lots_for_production_orders, list)
+        self.shipments = loader(SHIPMENTS_BY_DELIVERY, sources.tms.shipments_for_deliveries, list)

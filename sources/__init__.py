@@ -7,7 +7,8 @@ Nothing here knows GraphQL: connectors take keys and return typed records
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -15,10 +16,11 @@ from .client import RequestHook, SourceClient, SourceError
 from .erp import ErpConnector
 from .mes import MesConnector
 from .qms import QmsConnector
+from .resilience import Policy, SourceHealth, utc_now
 from .tms import TmsConnector
 from .wms import WmsConnector
 
-__all__ = ["SourceEndpoint", "SourceError", "Sources"]
+__all__ = ["Policy", "SourceEndpoint", "SourceError", "SourceHealth", "Sources"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -28,6 +30,7 @@ class SourceEndpoint:
     base_url: str
     timeout_seconds: float = 5.0
     batch_size: int = 500
+    policy: Policy | None = None  # budget, retries, breaker, bulkhead; None: defaults + timeout
 
 
 @dataclasses.dataclass(slots=True)
@@ -46,8 +49,15 @@ class Sources:
         session: aiohttp.ClientSession,
         endpoints: Mapping[str, SourceEndpoint],
         on_request: RequestHook | None = None,
+        *,
+        clock: Callable[[], dt.datetime] = utc_now,
+        generation: Callable[[], int] | None = None,
     ) -> Sources:
-        """Build the connectors over ``session`` (the caller owns its lifetime)."""
+        """Build the connectors over ``session`` (the caller owns its lifetime).
+
+        ``clock`` stamps the sources' health; ``generation`` (the cache's invalidation
+        count) keeps single-flight from sharing a read that began before an invalidation.
+        """
 
         def client(system: str) -> SourceClient:
             ep = endpoints[system]
@@ -58,6 +68,9 @@ class Sources:
                 timeout_seconds=ep.timeout_seconds,
                 batch_size=ep.batch_size,
                 on_request=on_request,
+                policy=ep.policy,
+                clock=clock,
+                generation=generation,
             )
 
         return cls(
@@ -70,6 +83,28 @@ class Sources:
 
     def clients(self) -> list[SourceClient]:
         return [self.erp.client, self.mes.client, self.wms.client, self.qms.client, self.tms.client]
+
+    def client(self, system: str) -> SourceClient:
+        """The client of one system ("erp", "mes", ...); KeyError for anything else."""
+        for c in self.clients():
+            if c.name == system:
+                return c
+        raise KeyError(system)
+
+    def health(self, now: dt.datetime | None = None) -> dict[str, SourceHealth]:
+        """Breaker state, last success, last error and last event of every source."""
+        return {c.name: c.resilience.health(now) for c in self.clients()}
+
+    def note_event(self, system: str, at: dt.datetime | None = None) -> None:
+        """Record that ``system`` sent an event (it is alive); unknown systems are ignored."""
+        for c in self.clients():
+            if c.name == system:
+                c.resilience.note_event(at)
+
+    async def aclose(self) -> None:
+        """Cancel the reads still in flight (the session is closed by its owner)."""
+        for c in self.clients():
+            await c.resilience.aclose()
 
 
 def event_registry():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -17,22 +18,11 @@ import aiohttp
 import orjson
 
 from .records import R, Record, RecordError
+from .resilience import Policy, Resilience, SourceError, utc_now
+
+__all__ = ["Page", "RequestHook", "SourceClient", "SourceError"]
 
 MAX_KEYS_PER_CALL = 1000
-
-
-class SourceError(Exception):
-    """A source system failed to answer usefully.
-
-    ``code`` is one of SOURCE_UNAVAILABLE, SOURCE_TIMEOUT, SOURCE_BAD_RESPONSE,
-    CIRCUIT_OPEN; the GraphQL layer turns it into a typed error.
-    """
-
-    def __init__(self, source: str, code: str, message: str) -> None:
-        super().__init__(f"{source.upper()}: {message}")
-        self.source = source
-        self.code = code
-        self.extensions = {"code": code, "source": source}
 
 
 @dataclasses.dataclass(slots=True)
@@ -60,16 +50,38 @@ class SourceClient:
         timeout_seconds: float = 5.0,
         batch_size: int = 500,
         on_request: RequestHook | None = None,
+        policy: Policy | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+        generation: Callable[[], int] | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.session = session
-        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self.policy = policy or Policy(timeout_seconds=timeout_seconds)
+        self.timeout = aiohttp.ClientTimeout(total=self.policy.timeout_seconds)
         self.batch_size = max(1, min(batch_size, MAX_KEYS_PER_CALL))
         self.on_request = on_request
+        # Budget, retries, breaker, bulkhead and single-flight (sources/resilience.py).
+        self.resilience = Resilience(name, self.policy, clock=clock, generation=generation)
 
-    async def get(self, entity_set: str, params: dict[str, str]) -> dict[str, Any]:
-        """One GET on an entity set; returns the decoded JSON body."""
+    async def get(
+        self, entity_set: str, params: dict[str, str], record_type: type[Record] | None = None
+    ) -> dict[str, Any]:
+        """One read of an entity set under the source's policy; the decoded JSON body.
+
+        With ``record_type``, ``value`` holds parsed records: parsing happens inside the
+        call, so a record that does not fit counts against the source like any bad answer,
+        and identical concurrent reads share the parsed result.
+        """
+        key = (entity_set, record_type.__name__ if record_type else None, tuple(sorted(params.items())))
+        return await self.resilience.call(
+            key, lambda: self._get_once(entity_set, params, record_type), what=entity_set
+        )
+
+    async def _get_once(
+        self, entity_set: str, params: dict[str, str], record_type: type[Record] | None
+    ) -> dict[str, Any]:
+        """One upstream GET, no retries; the resilience layer bounds its time."""
         url = f"{self.base_url}/{entity_set}"
         started = time.perf_counter()
         outcome = "ok"
@@ -82,7 +94,10 @@ class SourceClient:
                 if resp.status >= 400:
                     outcome = "error"
                     raise SourceError(
-                        self.name, "SOURCE_BAD_RESPONSE", f"{entity_set} refused the request: HTTP {resp.status} {body[:200]!r}"
+                        self.name,
+                        "SOURCE_BAD_RESPONSE",
+                        f"{entity_set} refused the request: HTTP {resp.status} {body[:200]!r}",
+                        client_fault=True,
                     )
             try:
                 data = orjson.loads(body)
@@ -92,10 +107,15 @@ class SourceClient:
             if not isinstance(data, dict) or not isinstance(data.get("value"), list):
                 outcome = "error"
                 raise SourceError(self.name, "SOURCE_BAD_RESPONSE", f"{entity_set} answered without a 'value' list")
+            if record_type is not None:
+                outcome = "error"
+                data["value"] = self._parse(record_type, data["value"])
+                outcome = "ok"
             return data
-        except TimeoutError as exc:
+        except (TimeoutError, asyncio.CancelledError):
+            # Cancelled is how the call's budget (resilience deadline) ends an attempt.
             outcome = "timeout"
-            raise SourceError(self.name, "SOURCE_TIMEOUT", f"{entity_set} did not answer within {self.timeout.total}s") from exc
+            raise
         except aiohttp.ClientError as exc:
             outcome = "error"
             raise SourceError(self.name, "SOURCE_UNAVAILABLE", f"{entity_set} unreachable: {exc}") from exc
@@ -121,8 +141,8 @@ class SourceClient:
         chunks = [unique[i : i + self.batch_size] for i in range(0, len(unique), self.batch_size)]
 
         async def one(chunk: list[str]) -> list[R]:
-            data = await self.get(record_type.ENTITY_SET, {field: ",".join(chunk)})
-            return self._parse(record_type, data["value"])
+            data = await self.get(record_type.ENTITY_SET, {field: ",".join(chunk)}, record_type)
+            return list(data["value"])
 
         if len(chunks) == 1:
             return await one(chunks[0])
@@ -137,8 +157,8 @@ class SourceClient:
         params["$top"] = str(top)
         if skip_token:
             params["$skiptoken"] = skip_token
-        data = await self.get(record_type.ENTITY_SET, params)
-        return Page(self._parse(record_type, data["value"]), int(data.get("count", 0)), data.get("nextSkipToken"))
+        data = await self.get(record_type.ENTITY_SET, params, record_type)
+        return Page(list(data["value"]), int(data.get("count", 0)), data.get("nextSkipToken"))
 
 
 def group_by(records: Iterable[Record], attr: str, keys: Iterable[str]) -> dict[str, list[Any]]:

@@ -4,6 +4,9 @@ Serves the contract of ``sources/API.md``: ``GET /<system>/<EntitySet>`` with ba
 filters, ``changedSince``, ``confirmedBefore`` and paging; ``GET /<system>/openapi.json``;
 ``/healthz``; and the simulator-only control API under ``/control``. Latency per system is
 simulated with ``asyncio.sleep`` so benchmarks see round trips that cost something.
+Faults (down, slow, hang, 500s, malformed JSON, missing fields, flapping) are injected per
+system through ``/control/faults`` (``faults.py``). With ``separate_ports=True`` each system
+also listens on its own port (``Simulator.system_urls``), so "down" refuses connections.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from ..records import format_datetime, parse_date, parse_datetime
+from .faults import FaultInjector, add_control_routes
 from .openapi import build_openapi
 from .world import SYSTEMS, Change, EntitySet, UnknownKey, World, find_entity_set
 
@@ -35,6 +39,7 @@ class _ServerState:
     world: World
     requests: dict[str, int]
     openapi: dict[str, bytes]
+    faults: FaultInjector = dataclasses.field(default_factory=FaultInjector)
 
 
 _STATE = web.AppKey("ordergraph_simulator", _ServerState)
@@ -143,13 +148,13 @@ async def _read_entity_set(request: web.Request) -> web.Response:
     if system not in SYSTEMS:
         return _not_found(f"unknown system {system!r}; expected one of {', '.join(SYSTEMS)}")
     state.requests[system] += 1
-    response = _answer(state.world, system, request.match_info["entity_set"], request.rel_url.query)
-    # The answer reflects the plant when the request arrived; latency delays its return,
-    # so a slow read racing a change sees the old state, as it would against a real source.
-    latency = state.world.latency_ms.get(system, 0.0)
-    if latency > 0:
-        await asyncio.sleep(latency / 1000)
-    return response
+    # The injector answers (after the system's latency), as sick as its fault says.
+    return await state.faults.serve(
+        request,
+        system,
+        lambda: _answer(state.world, system, request.match_info["entity_set"], request.rel_url.query),
+        state.world.latency_ms.get(system, 0.0),
+    )
 
 
 def _answer(world: World, system: str, name: str, query: Any) -> web.Response:
@@ -211,13 +216,15 @@ def _changes(changes: list[Change]) -> list[dict[str, Any]]:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    return _json({"requests": dict(request.app[_STATE].requests)})
+    state = request.app[_STATE]
+    return _json({"requests": dict(state.requests), "maxInFlight": dict(state.faults.max_in_flight)})
 
 
 async def _stats_reset(request: web.Request) -> web.Response:
     requests = request.app[_STATE].requests
     for system in requests:
         requests[system] = 0
+    request.app[_STATE].faults.reset_stats()
     return _json({"requests": dict(requests)})
 
 
@@ -314,9 +321,51 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/work-centers/{work_center}/down", _work_center_down)
     app.router.add_post("/control/work-centers/{work_center}/up", _work_center_up)
     app.router.add_post("/control/orders/{sales_order}/advance", _order_advance)
+    add_control_routes(app, app[_STATE].faults)
     app.router.add_get("/{system}/openapi.json", _openapi)
     app.router.add_get("/{system}/{entity_set}", _read_entity_set)
     return app
+
+
+def _system_app(state: _ServerState, system: str) -> web.Application:
+    """The data routes of one system only, over the shared plant state."""
+    app = web.Application()
+    app[_STATE] = state
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get(f"/{{system:{system}}}/openapi.json", _openapi)
+    app.router.add_get(f"/{{system:{system}}}/{{entity_set}}", _read_entity_set)
+    return app
+
+
+class _SystemListener:
+    """One system on its own port; closing it refuses connections, as a host that is down."""
+
+    def __init__(self, state: _ServerState, system: str, host: str, port: int) -> None:
+        self.state = state
+        self.system = system
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._lock = asyncio.Lock()  # opens and closes in the order asked
+
+    async def open(self) -> None:
+        async with self._lock:
+            if self._runner is not None:
+                return
+            # Short shutdown: going down drops the requests in flight too.
+            runner = web.AppRunner(
+                _system_app(self.state, self.system), access_log=None, shutdown_timeout=0.1, **SERVER_LIMITS
+            )
+            await runner.setup()
+            await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
+            self.port = runner.addresses[0][1]  # the port picked on first open; kept for reopening
+            self._runner = runner
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._runner is not None:
+                runner, self._runner = self._runner, None
+                await runner.cleanup()
 
 
 @dataclasses.dataclass(slots=True)
@@ -327,9 +376,20 @@ class Simulator:
     url: str
     app: web.Application
     _runner: web.AppRunner
+    # Each system's own base URL: the shared port's /<system>, or its own port.
+    system_urls: dict[str, str] = dataclasses.field(default_factory=dict)
+    _listeners: dict[str, _SystemListener] = dataclasses.field(default_factory=dict)
+
+    @property
+    def faults(self) -> FaultInjector:
+        """Fault injection (same as ``/control/faults``)."""
+        return self.app[_STATE].faults
 
     async def close(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving and release the ports (hung requests are released first)."""
+        await self.faults.close()
+        for listener in self._listeners.values():
+            await listener.close()
         await self._runner.cleanup()
 
     async def __aenter__(self) -> Simulator:
@@ -349,11 +409,15 @@ async def start_simulator(
     latency_ms: dict[str, float] | float = 3.0,
     start: dt.datetime | None = None,
     prerender: bool = True,
+    separate_ports: bool = False,
 ) -> Simulator:
     """Generate a world and serve it; ``port=0`` picks a free port (see ``.url``).
 
     ``prerender`` renders every record's JSON before serving, so the first requests of a
-    benchmark are not slower than the rest.
+    benchmark are not slower than the rest. ``separate_ports`` also serves each system on
+    its own port (``port + 1`` … ``port + 5`` in ERP, MES, WMS, QMS, TMS order, or free
+    ports when ``port`` is 0); ``.system_urls`` has their base URLs. The shared port keeps
+    serving every system and the control API.
     """
 
     def build() -> World:
@@ -371,7 +435,22 @@ async def start_simulator(
     await site.start()
     bound_host, bound_port = runner.addresses[0][:2]
     shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
-    return Simulator(world=world, url=f"http://{shown}:{bound_port}", app=app, _runner=runner)
+    url = f"http://{shown}:{bound_port}"
+    sim = Simulator(world=world, url=url, app=app, _runner=runner)
+    sim.system_urls = {s: f"{url}/{s}" for s in SYSTEMS}
+    if separate_ports:
+        state = app[_STATE]
+        for i, system in enumerate(SYSTEMS):
+            listener = _SystemListener(state, system, host, port + 1 + i if port else 0)
+            await listener.open()
+            sim._listeners[system] = listener
+            sim.system_urls[system] = f"http://{shown}:{listener.port}/{system}"
+
+        async def toggle(system: str, up: bool) -> None:
+            await (sim._listeners[system].open() if up else sim._listeners[system].close())
+
+        state.faults.set_listener = toggle
+    return sim
 
 
 def run_simulator(
