@@ -80,16 +80,27 @@ _PAGE = """<!doctype html>
 <script src="{graphql_ws}"></script>
 <script>
   const tokenInput = document.getElementById('token');
-  tokenInput.value = localStorage.getItem('ordergraph-token') || '';
+  // `ordergraph demo` prints a link with #token=...: take it, then drop it from the address bar.
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (fromLink) history.replaceState(null, '', location.pathname + location.search);
+  tokenInput.value = fromLink || localStorage.getItem('ordergraph-token') || '';
+  // /graphql?query=... opened in a browser: the query goes in the first tab (never run on load).
+  const linked = new URLSearchParams(location.search);
+  const tabs = linked.get('query')
+    ? [{{ query: linked.get('query'), variables: linked.get('variables') || '' }}, ...{tabs}]
+    : {tabs};
   const headers = () => tokenInput.value ? {{ Authorization: 'Bearer ' + tokenInput.value.replace(/^Bearer\\s+/i, '') }} : {{}};
   let root = null;
+  let wsClient = null;
   function render() {{
     localStorage.setItem('ordergraph-token', tokenInput.value);
     const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql';
     // Subscriptions go over graphql-transport-ws; the token rides in connection_init.
-    const wsClient = graphqlWs.createClient({{ url: wsUrl, connectionParams: headers, lazy: true }});
+    // A new token: close the old socket (it was authenticated with the old token).
+    if (wsClient) wsClient.dispose();
+    wsClient = graphqlWs.createClient({{ url: wsUrl, connectionParams: headers, lazy: true }});
     const fetcher = GraphiQL.createFetcher({{ url: location.origin + '/graphql', headers: headers(), wsClient }});
-    const el = React.createElement(GraphiQL, {{ fetcher, defaultTabs: {tabs}, shouldPersistHeaders: false }});
+    const el = React.createElement(GraphiQL, {{ fetcher, defaultTabs: tabs, shouldPersistHeaders: false }});
     if (!root) root = ReactDOM.createRoot(document.getElementById('graphiql'));
     root.render(el);
   }}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -29,6 +29,8 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from starlette.requests import Request
 from starlette.responses import Response
+
+from resolvers import policy
 
 log = logging.getLogger("ordergraph.http")
 
@@ -75,7 +77,12 @@ class DocumentCache:
         self.schema = schema
         self._docs: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize)
 
-    def get(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    def resolve_persisted(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Fill in a persisted operation's query (``gateway.limits.GuardedDocuments``)."""
+        return params
+
+    def get(self, query: str, viewer: Any = None, variables: Any = None) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        """The parsed, validated document (``viewer`` matters in ``GuardedDocuments``)."""
         hit = self._docs.get(query)
         if hit is not None:
             return hit
@@ -172,13 +179,17 @@ class GraphQLHttp:
     def __init__(
         self,
         schema: GraphQLSchema,
-        context_factory: Callable[[Request], Any],
+        context_factory: Callable[..., Any],
         *,
         max_body_bytes: int = 1_048_576,
         observe: Callable[[str, float], None] | None = None,
+        documents: DocumentCache | None = None,
+        admit: Callable[[Request], Awaitable[Any]] | None = None,
     ) -> None:
         self.schema = schema
-        self.documents = DocumentCache(schema)
+        self.documents = documents or DocumentCache(schema)
+        # The request stage before GraphQL (gateway.limits.Guard): CSRF, identity, rate limit.
+        self.admit = admit
         self.context_factory = context_factory
         self.max_body_bytes = max_body_bytes
         self.observe = observe
@@ -189,8 +200,9 @@ class GraphQLHttp:
         outcome = "ok"
         try:
             media_type = negotiate(request.headers.get("accept"))
+            viewer = await self.admit(request) if self.admit is not None else None
             params = await read_params(request, self.max_body_bytes)
-            result = await self.run(request, params)
+            result = await self.run(request, params, viewer)
             payload: dict[str, Any] = {}
             if result.errors:
                 payload["errors"] = [format_error(e) for e in result.errors]
@@ -205,9 +217,9 @@ class GraphQLHttp:
             if self.observe is not None:
                 self.observe(outcome, time.perf_counter() - started)
 
-    async def run(self, request: Request, params: dict[str, Any]) -> ExecutionResult:
-        query, variables, op_name = check_params(params)
-        doc, errors = self.documents.get(query)
+    async def run(self, request: Request, params: dict[str, Any], viewer: Any = None) -> ExecutionResult:
+        query, variables, op_name = check_params(self.documents.resolve_persisted(params))
+        doc, errors = self.documents.get(query, viewer, variables)
         if request.method == "GET" and doc is None and errors:
             self._refuse_mutation_over_get(query, op_name)
         if doc is None:
@@ -223,8 +235,15 @@ class GraphQLHttp:
         coerced = get_variable_values(self.schema, op.variable_definitions or (), variables)
         if isinstance(coerced, list):
             raise _request_errors(coerced)
-        context = self.context_factory(request)
-        result = execute(self.schema, doc, context_value=context, variable_values=variables, operation_name=op_name)
+        context = self.context_factory(request, viewer=viewer)
+        result = execute(
+            self.schema,
+            doc,
+            context_value=context,
+            variable_values=variables,
+            operation_name=op_name,
+            middleware=policy.middleware(context.viewer),
+        )
         if not isinstance(result, ExecutionResult):
             result = await result
         return result
@@ -248,5 +267,6 @@ class GraphQLHttp:
 def _request_errors(errors: list[GraphQLError]) -> RequestError:
     message = "; ".join(e.message for e in errors) or "Invalid request."
     exc = RequestError(400, message)
-    exc.errors = [{**e.formatted, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}} for e in errors]
+    # Limits and policy errors keep their own code (QUERY_TOO_DEEP, FORBIDDEN, ...).
+    exc.errors = [{**e.formatted, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED", **(e.extensions or {})}} for e in errors]
     return exc

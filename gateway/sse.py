@@ -3,13 +3,15 @@
 ``GET /graphql/stream?query=...&variables=...`` or ``POST /graphql/stream`` with a JSON
 body, ``Accept: text/event-stream``. Each message is ``event: next`` with the GraphQL
 payload (``extensions.cursor`` included); errors come as one ``next`` with ``errors``
-followed by ``event: complete``.
+followed by ``event: complete``. The bearer token goes in ``Authorization``; when it
+expires the stream ends with a ``next`` carrying a "token expired" error and ``complete``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,6 +20,8 @@ from graphql import OperationType
 from graphql.execution.values import get_variable_values
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from resolvers.policy import Viewer
 
 from .graphql_http import DocumentCache, RequestError, check_params, read_params, select_operation
 from .subscriptions import Hub, Scope, SubscribeError
@@ -57,7 +61,7 @@ async def stream_endpoint(
     request: Request,
     hub: Hub,
     documents: DocumentCache,
-    authenticate: Callable[[Request], Awaitable[Scope]],
+    authenticate: Callable[[Request], Awaitable[Viewer]],
     *,
     max_body_bytes: int,
     queue_size: int,
@@ -65,13 +69,11 @@ async def stream_endpoint(
 ) -> Response:
     """Serve one subscription as an SSE stream."""
     try:
-        scope = await authenticate(request)
-    except PermissionError as exc:
-        return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=401)
-    try:
+        viewer = await authenticate(request)  # CSRF, token, rate limit: RequestError
+        scope = Scope.of(viewer)
         params = await read_params(request, max_body_bytes)
-        query, variables, op_name = check_params(params)
-        doc, errors = documents.get(query)
+        query, variables, op_name = check_params(documents.resolve_persisted(params))
+        doc, errors = documents.get(query, viewer, variables)
         if doc is None:
             return JSONResponse({"errors": [e.formatted for e in errors]}, status_code=400)
         op = select_operation(doc, op_name)
@@ -81,7 +83,8 @@ async def stream_endpoint(
         if isinstance(coerced, list):
             return JSONResponse({"errors": [e.formatted for e in coerced]}, status_code=400)
     except RequestError as exc:
-        return JSONResponse({"errors": [{"message": exc.message}]}, status_code=exc.status, headers=exc.headers)
+        errors = exc.errors or [{"message": exc.message}]
+        return JSONResponse({"errors": errors}, status_code=exc.status, headers=exc.headers)
 
     sink = StreamSink(queue_size)
     try:
@@ -91,16 +94,31 @@ async def stream_endpoint(
 
     async def body() -> AsyncIterator[bytes]:
         messages = sink.messages()
+        pending: asyncio.Future[dict[str, Any]] | None = None
         try:
             yield b": connected\n\n"
             while True:
-                try:
-                    payload = await asyncio.wait_for(anext(messages), keepalive_seconds)
-                except TimeoutError:
+                wait = keepalive_seconds
+                if viewer.expires_at is not None:
+                    left = (viewer.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
+                    if left <= 0:
+                        expired = {"message": "Forbidden: token expired", "extensions": {"code": "TOKEN_EXPIRED"}}
+                        yield _event("next", {"errors": [expired]})
+                        yield _event("complete", None)
+                        return
+                    wait = min(wait, left)
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(messages))
+                # wait without cancelling the read: cancelling would end the generator
+                done, _ = await asyncio.wait({pending}, timeout=wait)
+                if not done:
                     yield b": keep-alive\n\n"
                     continue
+                payload, pending = pending.result(), None
                 yield _event("next", payload)
         finally:
+            if pending is not None:
+                pending.cancel()
             hub.unsubscribe(sub)
 
     return StreamingResponse(

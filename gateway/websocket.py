@@ -4,6 +4,11 @@ Protocol rules enforced (close codes as the protocol defines them): 4400 invalid
 4401 subscribe before ``connection_ack``, 4408 no ``connection_init`` in time, 4409
 duplicate subscription id, 4429 a second ``connection_init``. Each connection has one
 bounded, coalescing outbound queue, so a slow client never holds up the hub.
+
+Identity: the token rides in the ``connection_init`` payload; a refused token closes with
+4403, too many connections of one viewer with 4429, and when the token expires the
+connection closes with 4403 "Forbidden: token expired" (reconnect with a fresh token and
+the last cursor: nothing is lost).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,13 +26,25 @@ from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from graphql.execution.values import get_variable_values
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .graphql_http import DocumentCache, format_error
+from resolvers import policy
+from resolvers.policy import Viewer
+
+from .graphql_http import DocumentCache, RequestError, check_params, format_error
 from .subscriptions import Hub, Scope, SubscribeError, Subscriber
 
 log = logging.getLogger("ordergraph.ws")
 
 PROTOCOL = "graphql-transport-ws"
 SLOW_CLIENT_CLOSE = 4499  # our own code: the client fell too far behind; resume with its cursor
+
+
+class ConnectionRefused(Exception):
+    """``authenticate`` refuses the connection with this close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 class OutboundQueue:
@@ -89,9 +107,10 @@ class Connection:
         ws: WebSocket,
         hub: Hub,
         documents: DocumentCache,
-        context_factory: Callable[[], Any],
+        context_factory: Callable[..., Any],
         *,
-        authenticate: Callable[[dict[str, Any]], Awaitable[Scope]] | None = None,
+        authenticate: Callable[[dict[str, Any]], Awaitable[Viewer]] | None = None,
+        admit_operation: Callable[[Viewer], None] | None = None,
         init_timeout: float = 10.0,
         max_subscriptions: int = 100,
         queue_size: int = 1000,
@@ -101,6 +120,9 @@ class Connection:
         self.documents = documents
         self.context_factory = context_factory
         self.authenticate = authenticate
+        self.admit_operation = admit_operation  # per-viewer rate limit; raises RequestError
+        self.viewer: Viewer | None = None
+        self.expiry: asyncio.Task[None] | None = None
         self.init_timeout = init_timeout
         self.max_subscriptions = max_subscriptions
         self.queue = OutboundQueue(queue_size)
@@ -132,6 +154,8 @@ class Connection:
         finally:
             self.closed = True
             init_timer.cancel()
+            if self.expiry is not None:
+                self.expiry.cancel()
             writer.cancel()
             for task in self.tasks.values():
                 task.cancel()
@@ -205,12 +229,23 @@ class Connection:
             await self.close(4400, "Invalid connection_init payload")
             return
         try:
-            scope = await self.authenticate(payload or {}) if self.authenticate else Scope()
+            viewer = await self.authenticate(payload or {}) if self.authenticate else Viewer.system()
         except PermissionError as exc:
-            await self.close(4403, f"Forbidden: {exc}")
+            await self.close(4403, f"Forbidden: {exc}"[:120])  # a close reason is at most 123 bytes
             return
-        self.scope = scope
+        except ConnectionRefused as exc:
+            await self.close(exc.code, exc.reason[:120])
+            return
+        self.viewer = viewer
+        self.scope = Scope.of(viewer)
+        if viewer.expires_at is not None:
+            self.expiry = asyncio.create_task(self._expire(viewer.expires_at))
         self.queue.put_control({"type": "connection_ack"})
+
+    async def _expire(self, at: dt.datetime) -> None:
+        # Token expiry is wall-clock time, like the token's own `exp`.
+        await asyncio.sleep(max(0.0, (at - dt.datetime.now(dt.UTC)).total_seconds()))
+        await self.close(4403, "Forbidden: token expired")
 
     async def _on_subscribe(self, msg: dict[str, Any]) -> None:
         if self.scope is None:
@@ -227,6 +262,12 @@ class Connection:
         if len(self.subscribers) >= self.max_subscriptions:
             self._error(sub_id, f"At most {self.max_subscriptions} subscriptions per connection.")
             return
+        if self.admit_operation is not None and self.viewer is not None:
+            try:
+                self.admit_operation(self.viewer)
+            except RequestError as exc:
+                self._error(sub_id, exc.message, exc.errors)
+                return
         self.subscribers[sub_id] = None
         self.tasks[sub_id] = asyncio.create_task(self._start(sub_id, payload))
 
@@ -243,17 +284,16 @@ class Connection:
 
     async def _start(self, sub_id: str, payload: dict[str, Any]) -> None:
         try:
-            query = payload.get("query")
-            variables = payload.get("variables") or {}
-            op_name = payload.get("operationName")
-            if not isinstance(query, str) or not isinstance(variables, dict):
-                self._fail(sub_id, "subscribe needs a `query` string and `variables` object")
+            try:
+                query, variables, op_name = check_params(self.documents.resolve_persisted(payload))
+            except RequestError as exc:
+                self._fail(sub_id, exc.message, exc.errors)
                 return
-            doc, errors = self.documents.get(query)
+            doc, errors = self.documents.get(query, self.viewer, variables)
             if doc is None:
                 self._fail(sub_id, "", [e.formatted for e in errors])
                 return
-            from .graphql_http import RequestError, select_operation
+            from .graphql_http import select_operation
 
             try:
                 op = select_operation(doc, op_name)
@@ -265,7 +305,15 @@ class Connection:
                 self._fail(sub_id, "", [e.formatted for e in coerced])
                 return
             if op.operation is not OperationType.SUBSCRIPTION:
-                result = execute(self.hub.schema, doc, context_value=self.context_factory(), variable_values=variables, operation_name=op_name)
+                ctx = self.context_factory(viewer=self.viewer)
+                result = execute(
+                    self.hub.schema,
+                    doc,
+                    context_value=ctx,
+                    variable_values=variables,
+                    operation_name=op_name,
+                    middleware=policy.middleware(ctx.viewer),
+                )
                 if not isinstance(result, ExecutionResult):
                     result = await result
                 out: dict[str, Any] = {"data": result.data}

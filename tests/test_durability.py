@@ -45,7 +45,8 @@ async def test_sigkill_after_202_loses_nothing(plant, http, tmp_path):
     port = sock.getsockname()[1]
     sock.close()
     config = tmp_path / "ordergraph.toml"
-    lines = [f'[events]\njournal_path = "{journal_path}"\n']
+    # auth off in this test's gateway (explicit open mode): it is about the journal
+    lines = [f'[events]\njournal_path = "{journal_path}"\n', '[auth]\nmode = "open"\n']
     for system in ("erp", "mes", "wms", "qms", "tms"):
         lines.append(f'[sources.{system}]\nbase_url = "{plant.url}/{system}"\n')
     config.write_text("\n".join(lines))

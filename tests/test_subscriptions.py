@@ -149,7 +149,9 @@ async def test_sse_subscription(gql, http, plant, gateway):
     url, _app = gateway
     order = await _released_order(gql)
     params = {"query": ORDER_UPDATED, "variables": json.dumps({"id": order["id"]})}
-    async with http.get(f"{url}/graphql/stream", params=params, headers={"Accept": "text/event-stream"}) as resp:
+    # a GET is a browser "simple" request: CSRF prevention wants a preflight header (or a token)
+    headers = {"Accept": "text/event-stream", "Apollo-Require-Preflight": "true"}
+    async with http.get(f"{url}/graphql/stream", params=params, headers=headers) as resp:
         assert resp.status == 200
         assert resp.content_type == "text/event-stream"
 

@@ -1,0 +1,517 @@
+"""Hostile queries and hostile clients: the gateway's admission stage.
+
+Request stage (``Guard``), before any GraphQL work, in this order:
+1. CSRF prevention (as Apollo Router does by default): a browser "simple" request — a GET,
+   or a POST whose Content-Type is missing, ``application/x-www-form-urlencoded``,
+   ``multipart/form-data`` or ``text/plain`` — is refused unless it carries a header a
+   browser would not send cross-site without a CORS preflight: ``Apollo-Require-Preflight``,
+   ``X-Apollo-Operation-Name``, ``X-Ordergraph-CSRF`` or ``Authorization``. A JSON POST is
+   never simple. (POSTs other than JSON then get 415 anyway: we only speak JSON.) A browser
+   that opens ``/graphql`` or ``/graphql?query=...`` gets the GraphiQL page (the query in
+   the editor), which runs it with a proper POST.
+2. Identity: the bearer token → ``Viewer`` (401 with ``WWW-Authenticate`` when refused).
+3. Rate limit per viewer: a token bucket; 429 with ``Retry-After`` when empty.
+
+Document stage (``GuardedDocuments``, cached per query text and role):
+- persisted operations: with ``persisted_only`` a document must be on the safelist (the
+  sha256 of its text, Apollo's ``extensions.persistedQuery.sha256Hash`` format; the demo's
+  examples are always on it); a hash alone is resolved from the safelist;
+- tokens (graphql-core ``parse(max_tokens=...)``), depth, aliases and cost, each with a
+  clear error and its own ``extensions.code``; introspection fields do not count;
+- the policy rule of ``resolvers.policy`` for the viewer's role (internal fields, root
+  fields by role, introspection by role).
+
+Cost: each selected field costs 1; a field with a ``first`` argument multiplies the cost of
+its selection by ``first`` (capped by ``max_first``; a variable counts with the request's
+value, else its default, else ``max_first``), and the lists directly under it (``nodes``,
+``edges``, ``entries``) are that page; any other list multiplies by ``list_size``. It is
+computed per request (fragments memoised, so it stays linear in the document).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cachetools import LRUCache
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationRule,
+    VariableNode,
+    get_named_type,
+    is_composite_type,
+    parse,
+    specified_rules,
+    validate,
+)
+from starlette.requests import Request
+
+from resolvers import policy
+from resolvers.policy import Viewer
+
+from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
+from .config import LimitsConfig
+from .graphql_http import DocumentCache, RequestError
+
+log = logging.getLogger("ordergraph.limits")
+
+SIMPLE_CONTENT_TYPES = frozenset({"", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "x-ordergraph-csrf", "authorization")
+
+
+def _limit_error(message: str, code: str, node: Any = None) -> GraphQLError:
+    return GraphQLError(message, node, extensions={"code": code})
+
+
+# --- persisted operations ----------------------------------------------------------------
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Safelist:
+    """Persisted operations by sha256 of their text: the examples plus a manifest file."""
+
+    def __init__(self, documents: Iterable[str] = ()) -> None:
+        self.by_hash: dict[str, str] = {}
+        for doc in documents:
+            self.add(doc)
+
+    def add(self, document: str) -> str:
+        digest = sha256(document)
+        self.by_hash[digest] = document
+        return digest
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.by_hash
+
+    def __len__(self) -> int:
+        return len(self.by_hash)
+
+    @classmethod
+    def load(cls, manifest: str | Path | None) -> Safelist:
+        """The examples, plus an Apollo persisted-query manifest or a ``{hash: query}`` file."""
+        from .examples import EXAMPLES
+
+        safelist = cls(query for query, _vars in EXAMPLES.values())
+        if manifest:
+            data = json.loads(Path(manifest).read_text())
+            if isinstance(data, dict) and isinstance(data.get("operations"), list):
+                bodies = [op["body"] for op in data["operations"] if isinstance(op, dict) and isinstance(op.get("body"), str)]
+            elif isinstance(data, dict):
+                bodies = [v for v in data.values() if isinstance(v, str)]
+            else:
+                raise ValueError(f"{manifest}: not a persisted-query manifest")
+            for body in bodies:
+                safelist.add(body)
+        return safelist
+
+
+def persisted_hash(params: dict[str, Any]) -> str | None:
+    """``extensions.persistedQuery.sha256Hash`` of a request, if any."""
+    ext = params.get("extensions")
+    pq = ext.get("persistedQuery") if isinstance(ext, dict) else None
+    if not isinstance(pq, dict):
+        return None
+    digest = pq.get("sha256Hash")
+    if not isinstance(digest, str) or not digest:
+        raise RequestError(400, "`extensions.persistedQuery.sha256Hash` must be a hex string.")
+    return digest.lower()
+
+
+# --- measuring a document: depth, aliases, cost --------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class Measure:
+    depth: int = 0
+    cost: int = 0
+
+
+class _Measurer:
+    """Depth and cost of an operation, fragments memoised (no exponential blow-up)."""
+
+    def __init__(self, schema: GraphQLSchema, doc: DocumentNode, variables: dict[str, Any], list_size: int, max_first: int):
+        self.schema = schema
+        self.fragments = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
+        self.variables = variables
+        self.list_size = list_size
+        self.max_first = max_first
+        self.memo: dict[tuple[str, bool], Measure] = {}
+        self.visiting: set[str] = set()
+
+    def selection_set(self, sel_set: SelectionSetNode | None, parent: Any, in_page: bool) -> Measure:
+        out = Measure()
+        if sel_set is None:
+            return out
+        for sel in sel_set.selections:
+            if isinstance(sel, FieldNode):
+                m = self.field(sel, parent, in_page)
+                out.cost += m.cost
+                out.depth = max(out.depth, m.depth)
+            elif isinstance(sel, InlineFragmentNode):
+                t = self.schema.get_type(sel.type_condition.name.value) if sel.type_condition else parent
+                m = self.selection_set(sel.selection_set, t or parent, in_page)
+                out.cost += m.cost
+                out.depth = max(out.depth, m.depth)
+            elif isinstance(sel, FragmentSpreadNode):
+                m = self.fragment(sel.name.value, in_page)
+                out.cost += m.cost
+                out.depth = max(out.depth, m.depth)
+        return out
+
+    def fragment(self, name: str, in_page: bool) -> Measure:
+        key = (name, in_page)
+        if key in self.memo:
+            return self.memo[key]
+        frag = self.fragments.get(name)
+        if frag is None or name in self.visiting:  # unknown or cyclic: validation reports it
+            return Measure()
+        self.visiting.add(name)
+        try:
+            t = self.schema.get_type(frag.type_condition.name.value)
+            m = self.selection_set(frag.selection_set, t, in_page)
+        finally:
+            self.visiting.discard(name)
+        self.memo[key] = m
+        return m
+
+    def field(self, node: FieldNode, parent: Any, in_page: bool) -> Measure:
+        name = node.name.value
+        if name.startswith("__"):  # introspection is gated by role, not measured
+            return Measure()
+        fields = getattr(parent, "fields", None)
+        field_def = fields.get(name) if fields else None
+        if field_def is None:
+            return Measure(depth=1, cost=1)
+        named = get_named_type(field_def.type)
+        multiplier = 1
+        child_in_page = False
+        if "first" in field_def.args:
+            multiplier = self.first(node, field_def.args["first"])
+            child_in_page = True
+        elif _is_list(field_def.type):
+            multiplier = 1 if in_page else self.list_size
+        sub = self.selection_set(node.selection_set, named, child_in_page) if is_composite_type(named) else Measure()
+        return Measure(depth=1 + sub.depth, cost=1 + multiplier * sub.cost)
+
+    def first(self, node: FieldNode, arg_def: Any) -> int:
+        value: Any = None
+        for arg in node.arguments or ():
+            if arg.name.value != "first":
+                continue
+            if isinstance(arg.value, IntValueNode):
+                value = int(arg.value.value)
+            elif isinstance(arg.value, VariableNode):
+                value = self.variables.get(arg.value.name.value, self.max_first)
+            break
+        else:
+            value = arg_def.default_value if isinstance(arg_def.default_value, int) else self.max_first
+        if not isinstance(value, int):
+            value = self.max_first
+        return max(0, min(value, self.max_first))
+
+
+def _is_list(t: Any) -> bool:
+    if isinstance(t, GraphQLNonNull):
+        t = t.of_type
+    return isinstance(t, GraphQLList)
+
+
+def _variable_defaults(op: OperationDefinitionNode) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var in op.variable_definitions or ():
+        if isinstance(var.default_value, IntValueNode):
+            out[var.variable.name.value] = int(var.default_value.value)
+    return out
+
+
+def measure(
+    schema: GraphQLSchema,
+    doc: DocumentNode,
+    op: OperationDefinitionNode,
+    *,
+    list_size: int,
+    max_first: int,
+    variables: dict[str, Any] | None = None,
+) -> Measure:
+    """Depth and cost of one operation of ``doc`` (with the request's ``variables``)."""
+    root = {"query": schema.query_type, "subscription": schema.subscription_type, "mutation": schema.mutation_type}[
+        op.operation.value
+    ]
+    values = {**_variable_defaults(op), **{k: v for k, v in (variables or {}).items() if isinstance(v, int)}}
+    return _Measurer(schema, doc, values, list_size, max_first).selection_set(op.selection_set, root, False)
+
+
+def cost_error(m: Measure, limits: LimitsConfig, op: OperationDefinitionNode) -> GraphQLError | None:
+    if m.cost <= limits.max_cost:
+        return None
+    name = f"Operation {op.name.value!r}" if op.name else "The operation"
+    return _limit_error(
+        f"{name} costs {m.cost}; at most {limits.max_cost}. Ask for smaller pages (`first`) "
+        f"or fewer nested lists (each list counts {limits.list_size} items unless paged).",
+        "QUERY_TOO_COSTLY",
+        op,
+    )
+
+
+def limits_rule(limits: LimitsConfig, max_first: int) -> type[ValidationRule]:
+    """A validation rule for depth and aliases (cost needs the variables: ``GuardedDocuments``)."""
+
+    class LimitsRule(ValidationRule):
+        aliases = 0
+
+        def enter_field(self, node: FieldNode, *_args: Any) -> None:
+            if node.alias is not None:
+                self.aliases += 1
+                if self.aliases == limits.max_aliases + 1:
+                    self.report_error(
+                        _limit_error(f"Too many aliases: at most {limits.max_aliases} per document.", "TOO_MANY_ALIASES", node)
+                    )
+
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
+            m = measure(self.context.schema, self.context.document, node, list_size=limits.list_size, max_first=max_first)
+            name = f"Operation {node.name.value!r}" if node.name else "The operation"
+            if m.depth > limits.max_depth:
+                self.report_error(
+                    _limit_error(f"{name} is {m.depth} levels deep; at most {limits.max_depth}.", "QUERY_TOO_DEEP", node)
+                )
+
+    return LimitsRule
+
+
+class GuardedDocuments(DocumentCache):
+    """Parsed and validated documents with limits, persisted operations and policy."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        limits: LimitsConfig,
+        *,
+        max_first: int,
+        safelist: Safelist,
+        introspection_roles: Iterable[str],
+        maxsize: int = 1024,
+    ) -> None:
+        super().__init__(schema, maxsize)
+        self.limits = limits
+        self.safelist = safelist
+        self.introspection_roles = frozenset(introspection_roles)
+        self.exempt_roles = frozenset(limits.persisted_exempt_roles)
+        self.max_first = max_first
+        self._rules = [*specified_rules, limits_rule(limits, max_first)]
+        self._parsed: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize)
+        self._checked: LRUCache[tuple[str, str], tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize * 4)
+        self._policy_rules = {
+            role: policy.validation_rule(Viewer(role, customer="-" if role is policy.Role.CUSTOMER else None), introspection=role.value in self.introspection_roles)
+            for role in policy.Role
+        }
+
+    def resolve_persisted(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Fill in the query of a hash-only request; check a hash sent with its query."""
+        digest = persisted_hash(params)
+        if digest is None:
+            return params
+        query = params.get("query")
+        if isinstance(query, str) and query:
+            if sha256(query) != digest:
+                raise RequestError(400, "provided sha256Hash does not match the query")
+            return params
+        known = self.safelist.by_hash.get(digest)
+        if known is None:
+            exc = RequestError(400, "PersistedQueryNotFound")
+            exc.errors = [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]
+            raise exc
+        return {**params, "query": known}
+
+    def get(
+        self, query: str, viewer: Viewer | None = None, variables: dict[str, Any] | None = None
+    ) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        """The document of ``query`` for ``viewer`` and ``variables``, or the errors that refuse it."""
+        viewer = viewer or Viewer.system()
+        key = (query, viewer.policy_key)
+        entry = self._checked.get(key)
+        if entry is None:
+            entry = self._check(query, viewer)
+            self._checked[key] = entry
+        doc = entry[0]
+        if doc is None:
+            return entry
+        errors = self._cost_errors(doc, variables if isinstance(variables, dict) else {})
+        return (doc, []) if not errors else (None, errors)
+
+    def _cost_errors(self, doc: DocumentNode, variables: dict[str, Any]) -> list[GraphQLError]:
+        errors = []
+        for op in doc.definitions:
+            if isinstance(op, OperationDefinitionNode):
+                m = measure(self.schema, doc, op, list_size=self.limits.list_size, max_first=self.max_first, variables=variables)
+                if (err := cost_error(m, self.limits, op)) is not None:
+                    errors.append(err)
+        return errors
+
+    def _check(self, query: str, viewer: Viewer) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        if self.limits.persisted_only and viewer.role.value not in self.exempt_roles and sha256(query) not in self.safelist:
+            return None, [
+                _limit_error(
+                    "Only persisted operations are accepted here: send a safelisted document or its "
+                    "`extensions.persistedQuery.sha256Hash`.",
+                    "PERSISTED_QUERY_NOT_IN_LIST",
+                )
+            ]
+        doc, errors = self._parse_and_validate(query)
+        if doc is None:
+            return None, errors
+        policy_errors = validate(self.schema, doc, [self._policy_rules[viewer.role]])
+        return (doc, []) if not policy_errors else (None, list(policy_errors))
+
+    def _parse_and_validate(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        hit = self._parsed.get(query)
+        if hit is not None:
+            return hit
+        try:
+            doc: DocumentNode | None = parse(query, max_tokens=self.limits.max_tokens)
+        except GraphQLError as exc:
+            if "tokens" in exc.message:
+                exc = _limit_error(f"{exc.message} (at most {self.limits.max_tokens} tokens)", "TOO_MANY_TOKENS")
+            entry: tuple[DocumentNode | None, list[GraphQLError]] = (None, [exc])
+        else:
+            errors = validate(self.schema, doc, self._rules)
+            entry = (doc if not errors else None, list(errors))
+        self._parsed[query] = entry
+        return entry
+
+
+# --- rate limits ---------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket per viewer: ``rate`` tokens a second, up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Any = time.monotonic, maxsize: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self.clock = clock
+        self.buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize)
+        self.refused = 0
+
+    def take(self, key: str) -> float | None:
+        """Take one token; None when granted, else the seconds until the next one."""
+        if self.rate <= 0:
+            return None
+        now = self.clock()
+        tokens, last = self.buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self.buckets[key] = (tokens, now)
+            self.refused += 1
+            return (1.0 - tokens) / self.rate
+        self.buckets[key] = (tokens - 1.0, now)
+        return None
+
+
+def rate_key(viewer: Viewer) -> str | None:
+    """Whose budget: the token's subject. The open demo viewer (no token) is no identity,
+    so it has no budget of its own: no rate limit, no connection cap (demo, tests, bench)."""
+    if viewer == Viewer.open_demo():
+        return None
+    return f"sub:{viewer.subject}"
+
+
+# --- the request stage ---------------------------------------------------------------------
+
+
+def csrf_refusal(request: Request) -> str | None:
+    """Why a request looks like a cross-site "simple" request, or None when it does not."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and content_type not in SIMPLE_CONTENT_TYPES:
+        return None
+    if any(request.headers.get(h) for h in PREFLIGHT_HEADERS):
+        return None
+    return (
+        "This request could be a cross-site request forgery (a browser 'simple' request: "
+        f"{request.method} without a preflight header). Send the operation as POST with "
+        "Content-Type: application/json, or add the header `Apollo-Require-Preflight: true`."
+    )
+
+
+class Guard:
+    """CSRF → identity → rate limit, for HTTP requests and WebSocket connections."""
+
+    def __init__(self, auth: Authenticator, limits: LimitsConfig, *, csrf: bool = True) -> None:
+        self.auth = auth
+        self.limits = limits
+        self.csrf = csrf
+        self.rate = RateLimiter(limits.rate_per_second, limits.rate_burst)
+        self.connections: dict[str, int] = {}
+
+    async def admit(self, request: Request) -> Viewer:
+        """The viewer of an HTTP GraphQL request, or RequestError (400/401/429/503)."""
+        if self.csrf and (why := csrf_refusal(request)) is not None:
+            raise _coded(RequestError(400, why), "CSRF_PREVENTED")
+        viewer = await self.viewer(bearer_token(request.headers.get("authorization")))
+        self.take(viewer)
+        return viewer
+
+    async def viewer(self, token: str | None) -> Viewer:
+        """The viewer of a token, as a RequestError(401/503) when refused."""
+        try:
+            return await self.auth.viewer(token)
+        except AuthError as exc:
+            raise _coded(RequestError(401, f"Unauthorized: {exc.message}", {"WWW-Authenticate": exc.www_authenticate}), "UNAUTHENTICATED") from exc
+        except AuthUnavailable as exc:
+            raise _coded(RequestError(503, f"Cannot check tokens right now: {exc}", {"Retry-After": "5"}), "AUTH_UNAVAILABLE") from exc
+
+    def take(self, viewer: Viewer) -> None:
+        """Spend one request of the viewer's budget, or RequestError(429) with Retry-After."""
+        key = rate_key(viewer)
+        wait = self.rate.take(key) if key is not None else None
+        if wait is not None:
+            retry = max(1, math.ceil(wait))
+            raise _coded(
+                RequestError(429, f"Rate limit: at most {self.limits.rate_per_second:g} requests a second; retry in {retry} s.", {"Retry-After": str(retry)}),
+                "RATE_LIMITED",
+            )
+
+    def connect(self, viewer: Viewer) -> str | None:
+        """Count a WebSocket connection of ``viewer``: its slot ("" when uncounted), or None
+        when the viewer is over the cap."""
+        key = rate_key(viewer)
+        if key is None:
+            return ""
+        if self.connections.get(key, 0) >= self.limits.connections_per_viewer:
+            return None
+        self.connections[key] = self.connections.get(key, 0) + 1
+        return key
+
+    def disconnect(self, key: str) -> None:
+        if not key:
+            return
+        left = self.connections.get(key, 0) - 1
+        if left > 0:
+            self.connections[key] = left
+        else:
+            self.connections.pop(key, None)
+
+
+def _coded(exc: RequestError, code: str) -> RequestError:
+    exc.errors = [{"message": exc.message, "extensions": {"code": code}}]
+    return exc
