@@ -1,0 +1,782 @@
+"""The scale-out event journal on Redis, shared by every gateway replica.
+
+Same async interface as :class:`gateway.journal.Journal` (the SQLite default), so ingestion,
+the subscription hub and ``Order.history`` use either. What changes with several replicas:
+
+- **One seq space, one dedupe.** ``append`` runs one Lua script: per event, look up
+  ``source``+``id`` in the dedupe hash; if new, ``INCR`` the seq counter and ``XADD`` the
+  event to the events stream with entry id ``<seq>-0``. Scripts run atomically, so the same
+  event sent to replica A and then to B is journaled once.
+- **Processing hand-out.** The events stream has one consumer group; each replica is a
+  consumer (its replica id). :meth:`unprocessed` returns what *this* replica should process
+  now: its own pending entries (a retry), then entries other replicas took but left idle
+  longer than the lease (``XAUTOCLAIM``: a dead replica's events are taken over), then new
+  ones (``XREADGROUP >``). Reading its pending entries again renews this replica's lease.
+- **Exactly once.** :meth:`mark_processed_and_publish` is one script: if the event is
+  already recorded (another replica finished it first, e.g. after a lease ran out under a
+  slow source) it changes nothing and returns 0; otherwise it records the change rows,
+  ``XACK``\\s the entry and ``PUBLISH``\\es the bus message. Each event's effects are
+  recorded and published once, whichever replicas raced for it.
+- **Global, gap-free cursors.** Replicas process in parallel, so events finish out of seq
+  order. Change rows are therefore numbered by a *change position* taken in that same
+  script (``INCR``), and the bus message is published in it too: positions increase in
+  exactly the order clients receive messages, on every replica. The subscription cursor is
+  that position (``OrderChangeRow.seq`` / ``OrderChanged.seq``), so a client that resumes
+  on another replica with the last cursor it saw misses nothing. (With one SQLite journal
+  and one processor the event seq already has that property.) Event seqs remain the
+  cursors of ``append``, ``get``, ``history`` and ``unprocessed``.
+
+Durability: ``append`` returning (and so ``202 Accepted``) means Redis executed the script.
+That survives a Redis crash only if Redis runs with ``appendonly yes`` and
+``appendfsync always`` (every write fsynced before the reply). With the default
+``appendfsync everysec`` up to a second of accepted events can be lost; with persistence off
+(as the Redis started by ``.ci/run`` and on dev machines) a Redis restart loses everything.
+Replication to a Redis replica is asynchronous: a failover can lose acknowledged events
+unless clients also use ``WAITAOF``. :meth:`open` logs a warning when the server's settings
+do not give "202 = durable".
+
+Keys (all under ``prefix``): ``seq``, ``events`` (stream), ``dedupe`` (hash), ``done``
+(hash seq → processing record), ``pos`` and ``changes`` (hash position → change record),
+``chg:all`` / ``chg:so:<order>`` / ``chg:cust:<customer>`` (sorted sets, score = position),
+``hist:<order>`` (sorted set, score = business time), ``wm`` (hash), ``exc:*``. Scripts build
+some key names from the prefix, so this needs one Redis primary (not Redis Cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .bus import OrderChanged
+from .journal import (
+    Appended,
+    ExceptionTransition,
+    JournalEvent,
+    OrderChangeRow,
+    StoredEvent,
+    UnknownCursor,
+    _from_us,
+    _to_us,
+)
+from .redis_bus import CacheKey, bus_channel, encode_message_tail
+
+__all__ = ["RedisJournal", "default_replica_id"]
+
+log = logging.getLogger("ordergraph.journal")
+
+GROUP = "processors"
+# At most this many new or taken-over events per hand-out: what a replica takes it should
+# finish well within its lease, or another replica takes it over (harmless, but wasted).
+_HANDOUT = 100
+_PRUNE_SLICE = 1000
+_POOL_SIZE = 32
+_POOL_WAIT_SECONDS = 20.0
+
+# KEYS: seq counter, dedupe hash, events stream.
+# ARGV: per event: number of stream fields+values n, dedupe field, then n field/value items.
+_APPEND = """
+local out = {}
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local field = ARGV[i + 1]
+  local seq = redis.call('HGET', KEYS[2], field)
+  if seq then
+    out[#out + 1] = {tonumber(seq), 1}
+  else
+    seq = redis.call('INCR', KEYS[1])
+    redis.call('HSET', KEYS[2], field, seq)
+    redis.call('XADD', KEYS[3], seq .. '-0', unpack(ARGV, i + 2, i + 1 + n))
+    out[#out + 1] = {seq, 0}
+  end
+  i = i + 2 + n
+end
+return out
+"""
+
+# KEYS: events stream, done hash, position counter, changes hash, chg:all.
+# ARGV: seq, group, prefix, done record tail, change record, business time (µs), channel
+# ('' = do not publish), message tail, then (sales order, customer or '') pairs.
+# Returns the new change position, or 0 when the event was already recorded.
+_MARK = """
+local seq = ARGV[1]
+local entry = seq .. '-0'
+if redis.call('HEXISTS', KEYS[2], seq) == 1 then
+  redis.call('XACK', KEYS[1], ARGV[2], entry)
+  return 0
+end
+if #redis.call('XRANGE', KEYS[1], entry, entry) == 0 then
+  return redis.error_reply('UNKNOWN_SEQ no journaled event with seq ' .. seq)
+end
+local pos = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[2], seq, '{"pos":' .. pos .. ',' .. ARGV[4])
+redis.call('HSET', KEYS[4], pos, ARGV[5])
+local padded = string.format('%020d', tonumber(seq))
+for i = 9, #ARGV, 2 do
+  local so, cust = ARGV[i], ARGV[i + 1]
+  local member = pos .. '|' .. so
+  redis.call('ZADD', KEYS[5], pos, member)
+  redis.call('ZADD', ARGV[3] .. 'chg:so:' .. so, pos, member)
+  if cust ~= '' then
+    redis.call('ZADD', ARGV[3] .. 'chg:cust:' .. cust, pos, member)
+  end
+  redis.call('ZADD', ARGV[3] .. 'hist:' .. so, ARGV[6], padded)
+end
+redis.call('XACK', KEYS[1], ARGV[2], entry)
+if ARGV[7] ~= '' then
+  redis.call('PUBLISH', ARGV[7], '{"pos":' .. pos .. ',' .. ARGV[8])
+end
+return pos
+"""
+
+# KEYS: watermark hash. ARGV: field, business time (µs). 1 = fresh (or equal), 0 = stale.
+_WATERMARK = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local occurred = tonumber(ARGV[2])
+if current then
+  current = tonumber(current)
+  if occurred < current then return 0 end
+  if occurred == current then return 1 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: cursor counter, transitions stream, open zset (score = cursor), open payload hash.
+# ARGV: exception id, kind, action, payload, at (µs).
+_EXCEPTION = """
+local cursor = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], cursor .. '-0', 'id', ARGV[1], 'kind', ARGV[2], 'action', ARGV[3],
+  'payload', ARGV[4], 'at', ARGV[5])
+if ARGV[3] == 'RAISED' then
+  redis.call('ZADD', KEYS[3], cursor, ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
+return cursor
+"""
+
+
+def default_replica_id() -> str:
+    """``hostname-pid``: unique per running gateway process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _seq_of(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(slots=True, frozen=True)
+class _Done:
+    """What ``done`` holds per processed event."""
+
+    pos: int
+    stale: bool
+    orders: tuple[tuple[str, str | None], ...]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _Done:
+        d = orjson.loads(raw)
+        return cls(int(d["pos"]), bool(d["stale"]), tuple((so, c) for so, c in d["orders"]))
+
+
+class RedisJournal:
+    """The event journal on Redis Streams; see the module docstring for the layout.
+
+    Create with ``await RedisJournal.open(url, ...)``; release with ``await close()``.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        replica_id: str,
+        lease_seconds: float,
+        channel: str | None,
+        retention_days: float,
+        max_events: int,
+    ) -> None:
+        """Internal: use :meth:`RedisJournal.open`."""
+        self.prefix = prefix
+        self.replica_id = replica_id
+        self.lease_seconds = lease_seconds
+        self.channel = channel
+        self.retention_days = retention_days
+        self.max_events = max_events
+        self.taken_over = 0  # events this replica claimed from others after their lease
+        self._r = client
+        self._closed = False
+        self._k_seq = f"{prefix}seq"
+        self._k_events = f"{prefix}events"
+        self._k_dedupe = f"{prefix}dedupe"
+        self._k_done = f"{prefix}done"
+        self._k_pos = f"{prefix}pos"
+        self._k_changes = f"{prefix}changes"
+        self._k_all = f"{prefix}chg:all"
+        self._k_wm = f"{prefix}wm"
+        self._k_exc = (f"{prefix}exc:seq", f"{prefix}exc:log", f"{prefix}exc:open", f"{prefix}exc:payload")
+        self._append = client.register_script(_APPEND)
+        self._mark = client.register_script(_MARK)
+        self._watermark = client.register_script(_WATERMARK)
+        self._exception = client.register_script(_EXCEPTION)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        prefix: str = "ordergraph:",
+        replica_id: str | None = None,
+        lease_seconds: float = 30.0,
+        publish: bool = True,
+        retention_days: float = 30,
+        max_events: int = 1_000_000,
+    ) -> RedisJournal:
+        """Connect to Redis at ``url`` and join the processing group as ``replica_id``.
+
+        ``publish``: processed changes go out on the bus channel of ``prefix`` (what
+        :class:`gateway.redis_bus.RedisBus` listens to) from inside the recording script.
+        Raises ``redis.exceptions.ConnectionError`` if Redis is unreachable.
+        """
+        # Blocking pool: a burst of concurrent calls waits for a connection instead of failing
+        # (Redis runs one command at a time anyway, so more connections would not be faster).
+        client = redis.Redis.from_pool(
+            redis.BlockingConnectionPool.from_url(url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT_SECONDS)
+        )
+        try:
+            journal = cls(
+                client,
+                prefix=prefix,
+                replica_id=replica_id or default_replica_id(),
+                lease_seconds=lease_seconds,
+                channel=bus_channel(prefix) if publish else None,
+                retention_days=retention_days,
+                max_events=max_events,
+            )
+            await journal._create_group()
+            await journal._check_durability()
+        except BaseException:
+            await client.aclose()
+            raise
+        return journal
+
+    async def _check_durability(self) -> None:
+        try:
+            aof = await self._r.config_get("appendonly")
+            fsync = await self._r.config_get("appendfsync")
+        except ResponseError:  # CONFIG disabled (managed Redis): cannot tell
+            return
+        settings = {_str(k): _str(v) for k, v in {**aof, **fsync}.items()}
+        if settings.get("appendonly") != "yes" or settings.get("appendfsync") != "always":
+            log.warning(
+                "Redis runs with appendonly=%s appendfsync=%s: accepted events can be lost if "
+                "Redis crashes; use appendonly yes + appendfsync always for 202 = durable",
+                settings.get("appendonly"),
+                settings.get("appendfsync"),
+            )
+
+    async def close(self) -> None:
+        """Leave the group (only if nothing is pending here) and disconnect. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # A consumer with pending entries stays: after the lease, others take them over.
+            info = await self._r.xpending_range(
+                self._k_events, GROUP, min="-", max="+", count=1, consumername=self.replica_id
+            )
+            if not info:
+                await self._r.xgroup_delconsumer(self._k_events, GROUP, self.replica_id)
+        except Exception:  # closing must not fail because Redis went away
+            log.debug("redis journal: could not leave the group cleanly", exc_info=True)
+        finally:
+            await self._r.aclose()
+
+    async def __aenter__(self) -> RedisJournal:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("journal is closed")
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def append(self, events: list[JournalEvent]) -> list[Appended]:
+        """Journal ``events`` atomically (one script); dedupes by ``(source, event_id)``.
+
+        Validated before anything is written, so a bad event fails the whole call and
+        stores nothing. Durable on return as far as Redis persistence goes (module docs).
+        """
+        self._check_open()
+        if not events:
+            return []
+        args: list[Any] = []
+        for event in events:
+            fields: list[Any] = [
+                "src", event.source,
+                "id", event.event_id,
+                "type", event.type,
+                "occ", _to_us(event.occurred_at, "occurred_at"),
+                "rcv", _to_us(event.received_at, "received_at"),
+            ]  # fmt: skip
+            if event.subject is not None:
+                fields += ["subj", event.subject]
+            if event.data is not None:
+                fields += ["data", orjson.dumps(event.data)]
+            args += [len(fields), _dedupe_field(event.source, event.event_id), *fields]
+        result = await self._append(keys=[self._k_seq, self._k_dedupe, self._k_events], args=args)
+        return [Appended(seq=int(seq), duplicate=bool(dup)) for seq, dup in result]
+
+    async def mark_processed(
+        self, seq: int, orders: list[tuple[str, str | None]], *, stale: bool = False
+    ) -> None:
+        """Record that event ``seq`` was applied and which orders it affected; no publish.
+
+        A second call for the same seq changes nothing. Raises ``KeyError`` for an unknown seq.
+        """
+        await self._record(seq, orders, stale=stale, changes=None, invalidate=())
+
+    async def mark_processed_and_publish(
+        self,
+        seq: int,
+        orders: list[tuple[str, str | None]],
+        changes: Sequence[OrderChanged],
+        invalidate: Iterable[CacheKey] = (),
+    ) -> int:
+        """Record event ``seq`` as applied and publish ``changes`` + ``invalidate`` on the bus.
+
+        One atomic step: returns the change position (the changes' cursor; it replaces their
+        ``seq`` in the published message), or 0 if the event was already recorded -- then
+        nothing was published. Publishes only if the journal was opened with ``publish``.
+        """
+        return await self._record(seq, orders, stale=False, changes=changes, invalidate=invalidate)
+
+    async def _record(
+        self,
+        seq: int,
+        orders: list[tuple[str, str | None]],
+        *,
+        stale: bool,
+        changes: Sequence[OrderChanged] | None,
+        invalidate: Iterable[CacheKey],
+    ) -> int:
+        self._check_open()
+        stored = await self.get(seq)
+        if stored is None:
+            raise KeyError(f"no journaled event with seq {seq}")
+        by_order = dict(sorted(orders))
+        done_tail = orjson.dumps({"stale": stale, "orders": sorted(by_order.items())}).decode()[1:]
+        change = orjson.dumps(
+            {
+                "seq": seq,
+                "src": stored.source,
+                "type": stored.type,
+                "occ": _to_us(stored.occurred_at, "occurred_at"),
+                "stale": stale,
+                "orders": by_order,
+            }
+        )
+        invalidate = set(invalidate)
+        publish = self.channel is not None and changes is not None and bool(changes or invalidate)
+        args: list[Any] = [
+            seq,
+            GROUP,
+            self.prefix,
+            done_tail,
+            change,
+            _to_us(stored.occurred_at, "occurred_at"),
+            self.channel if publish else "",
+            encode_message_tail(changes or (), invalidate) if publish else "",
+        ]
+        for so, customer in by_order.items():
+            args += [so, customer or ""]
+        try:
+            pos = await self._mark(
+                keys=[self._k_events, self._k_done, self._k_pos, self._k_changes, self._k_all],
+                args=args,
+            )
+        except ResponseError as exc:
+            if "UNKNOWN_SEQ" in str(exc):  # pruned between get() and the script
+                raise KeyError(f"no journaled event with seq {seq}") from exc
+            raise
+        return int(pos)
+
+    async def unprocessed(self, limit: int = 1000) -> list[StoredEvent]:
+        """The events this replica should process now, oldest first (each handed to one replica).
+
+        Its own pending ones first (a retry; reading them renews its lease), then events
+        other replicas left idle longer than the lease (taken over), then new ones. Taking an
+        event makes it this replica's to process: call :meth:`mark_processed` (or
+        ``..._and_publish``) when done, or it is handed to another replica after the lease.
+        """
+        self._check_open()
+        if limit <= 0:
+            return []
+        try:
+            return await self._hand_out(limit)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Redis away: nothing to hand out now. The processor polls again, and whatever
+            # this replica had taken stays in its pending list (or goes to another replica).
+            log.warning("redis journal: cannot hand out events: %s", exc)
+            return []
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # The group is gone (a Redis restarted without persistence): join a new one.
+            log.warning("redis journal: processing group missing; creating it again")
+            await self._create_group()
+            return []
+
+    async def _create_group(self) -> None:
+        try:
+            await self._r.xgroup_create(self._k_events, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _hand_out(self, limit: int) -> list[StoredEvent]:
+        r, stream, me = self._r, self._k_events, self.replica_id
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        [[_, mine]] = await r.xreadgroup(GROUP, me, {stream: "0"}, count=limit) or [[stream, []]]
+        entries += mine
+        want = min(limit - len(entries), _HANDOUT)
+        start: bytes | str = "0-0"
+        lease_ms = int(self.lease_seconds * 1000)
+        for _ in range(10):  # XAUTOCLAIM scans a bounded slice of the group's pending list
+            if want <= 0:
+                break
+            # [next start, entries] (+ deleted ids on Redis 7)
+            answer = await r.xautoclaim(stream, GROUP, me, lease_ms, start_id=start, count=want)
+            start, claimed = answer[0], answer[1]
+            entries += claimed
+            self.taken_over += len(claimed)
+            want -= len(claimed)
+            if start in (b"0-0", "0-0"):
+                break
+        if want > 0:
+            fresh = await r.xreadgroup(GROUP, me, {stream: ">"}, count=want)
+            if fresh:
+                entries += fresh[0][1]
+        if not entries:
+            return []
+        entries.sort(key=lambda e: _seq_of(e[0]))
+        seqs = [_seq_of(entry_id) for entry_id, _ in entries]
+        done = await r.hmget(self._k_done, seqs)
+        out: list[StoredEvent] = []
+        settled: list[str] = []
+        for (_, fields), seq, record in zip(entries, seqs, done, strict=True):
+            if record is not None or not fields:  # already recorded elsewhere, or pruned
+                settled.append(f"{seq}-0")
+                continue
+            out.append(_stored_event(seq, fields, None))
+        if settled:
+            await r.xack(stream, GROUP, *settled)
+        return out
+
+    async def changes_after(
+        self,
+        after_seq: int,
+        *,
+        sales_order: str | None = None,
+        customer: str | None = None,
+        limit: int = 1000,
+        include_stale: bool = False,
+    ) -> list[OrderChangeRow]:
+        """(change, order) rows with position ``> after_seq``, in (position, sales_order) order.
+
+        Positions are the subscription cursors (module docstring). As in the SQLite journal,
+        one position's rows are never split, so the result may exceed ``limit`` by the rest
+        of its last position.
+        """
+        self._check_open()
+        if sales_order is not None:
+            key = f"{self.prefix}chg:so:{sales_order}"
+        elif customer is not None:
+            key = f"{self.prefix}chg:cust:{customer}"
+        else:
+            key = self._k_all
+        rows: list[OrderChangeRow] = []
+        after = after_seq
+        while len(rows) < limit:
+            want = limit - len(rows)
+            members = await self._r.zrangebyscore(key, f"({after}", "+inf", start=0, num=want)
+            if not members:
+                break
+            pairs = [_member(m) for m in members]
+            if len(members) == want:  # the last position may have more rows: take them all
+                last = pairs[-1][0]
+                tail = [_member(m) for m in await self._r.zrangebyscore(key, last, last)]
+                pairs = [p for p in pairs if p[0] != last] + tail
+            positions = sorted({pos for pos, _ in pairs})
+            raw = await self._r.hmget(self._k_changes, positions)
+            details = {pos: orjson.loads(d) for pos, d in zip(positions, raw, strict=True) if d is not None}
+            for pos, so in pairs:
+                d = details.get(pos)
+                if d is None:  # pruned meanwhile
+                    continue
+                cust = d["orders"].get(so)
+                if customer is not None and cust != customer:
+                    continue
+                if d["stale"] and not include_stale:
+                    continue
+                rows.append(
+                    OrderChangeRow(
+                        seq=pos,
+                        sales_order=so,
+                        customer=cust,
+                        source=d["src"],
+                        type=d["type"],
+                        occurred_at=_from_us(d["occ"]),
+                        stale=bool(d["stale"]),
+                    )
+                )
+            after = pairs[-1][0]
+        return rows
+
+    async def history(
+        self, sales_order: str, *, first: int = 50, after_seq: int | None = None
+    ) -> list[StoredEvent]:
+        """The order's timeline, oldest first by business time, ties by seq (stale included).
+
+        ``after_seq`` is the event seq of the previous page's last entry; raises
+        :class:`UnknownCursor` if it is not (or no longer) in this order's history.
+        """
+        self._check_open()
+        key = f"{self.prefix}hist:{sales_order}"
+        start = 0
+        if after_seq is not None:
+            rank = await self._r.zrank(key, f"{after_seq:020d}")
+            if rank is None:
+                raise UnknownCursor(f"seq {after_seq} is not in the history of sales order {sales_order!r}")
+            start = rank + 1
+        if first <= 0:
+            return []
+        members = await self._r.zrange(key, start, start + first - 1)
+        events = await self._get_many([int(m) for m in members])
+        return [e for e in events if e is not None]
+
+    async def get(self, seq: int) -> StoredEvent | None:
+        """The event with this seq, or None (never journaled, or pruned)."""
+        self._check_open()
+        [event] = await self._get_many([seq])
+        return event
+
+    async def _get_many(self, seqs: list[int]) -> list[StoredEvent | None]:
+        if not seqs:
+            return []
+        async with self._r.pipeline(transaction=False) as pipe:
+            for seq in seqs:
+                pipe.xrange(self._k_events, f"{seq}-0", f"{seq}-0")
+            pipe.hmget(self._k_done, seqs)
+            *found, done = await pipe.execute()
+        out: list[StoredEvent | None] = []
+        for seq, entries, record in zip(seqs, found, done, strict=True):
+            if not entries:
+                out.append(None)
+                continue
+            out.append(_stored_event(seq, entries[0][1], None if record is None else _Done.parse(record)))
+        return out
+
+    async def count(self) -> int:
+        """Number of events currently retained."""
+        self._check_open()
+        return int(await self._r.xlen(self._k_events))
+
+    async def backlog(self) -> int:
+        """Accepted events no replica has finished processing yet (all replicas together)."""
+        self._check_open()
+        async with self._r.pipeline(transaction=True) as pipe:
+            retained, processed = await pipe.xlen(self._k_events).hlen(self._k_done).execute()
+        return int(retained) - int(processed)
+
+    async def last_seq(self) -> int:
+        """The highest seq ever assigned (survives pruning); 0 for a new journal."""
+        self._check_open()
+        return int(await self._r.get(self._k_seq) or 0)
+
+    async def oldest_seq(self) -> int:
+        """The smallest retained seq, or ``last_seq() + 1`` when nothing is retained."""
+        self._check_open()
+        first = await self._r.xrange(self._k_events, "-", "+", count=1)
+        return _seq_of(first[0][0]) if first else await self.last_seq() + 1
+
+    # -- watermarks ------------------------------------------------------------------------
+
+    async def watermark(self, source: str, entity: str, key: str) -> datetime | None:
+        """The newest business time seen for one record of one source, or None."""
+        self._check_open()
+        value = await self._r.hget(self._k_wm, _watermark_field(source, entity, key))
+        return None if value is None else _from_us(int(value))
+
+    async def advance_watermark(self, source: str, entity: str, key: str, occurred_at: datetime) -> bool:
+        """Raise the record's watermark to ``occurred_at``; False if the event is stale.
+
+        Atomic across replicas (one script): of two replicas racing on one record, the
+        older event loses. An equal time is not stale (a replay applies again).
+        """
+        self._check_open()
+        occurred_us = _to_us(occurred_at, "occurred_at")
+        result = await self._watermark(
+            keys=[self._k_wm], args=[_watermark_field(source, entity, key), occurred_us]
+        )
+        return bool(result)
+
+    # -- exceptions ------------------------------------------------------------------------
+
+    async def record_exception_transition(
+        self,
+        exception_id: str,
+        kind: str,
+        action: Literal["RAISED", "CLEARED"],
+        payload: dict[str, Any],
+        at: datetime,
+    ) -> int:
+        """Append a RAISED/CLEARED step of an exception; returns its own monotonic cursor."""
+        self._check_open()
+        if action not in ("RAISED", "CLEARED"):
+            raise ValueError(f"action must be 'RAISED' or 'CLEARED', got {action!r}")
+        at_us = _to_us(at, "at")
+        return int(
+            await self._exception(
+                keys=list(self._k_exc), args=[exception_id, kind, action, orjson.dumps(payload), at_us]
+            )
+        )
+
+    async def exception_transitions_after(self, after: int, limit: int = 1000) -> list[ExceptionTransition]:
+        """Exception transitions with ``cursor > after``, oldest first."""
+        self._check_open()
+        entries = await self._r.xrange(self._k_exc[1], f"{after + 1}-0", "+", count=limit)
+        return [
+            ExceptionTransition(
+                cursor=_seq_of(entry_id),
+                exception_id=f[b"id"].decode(),
+                kind=f[b"kind"].decode(),
+                action=f[b"action"].decode(),  # type: ignore[arg-type]
+                payload=orjson.loads(f[b"payload"]),
+                at=_from_us(int(f[b"at"])),
+            )
+            for entry_id, f in entries
+        ]
+
+    async def open_exceptions(self) -> dict[str, dict[str, Any]]:
+        """Exceptions whose latest transition is RAISED: id -> latest payload, oldest first."""
+        self._check_open()
+        ids = await self._r.zrange(self._k_exc[2], 0, -1)
+        if not ids:
+            return {}
+        payloads = await self._r.hmget(self._k_exc[3], ids)
+        return {i.decode(): orjson.loads(p) for i, p in zip(ids, payloads, strict=True) if p is not None}
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def prune(self, now: datetime) -> int:
+        """Delete processed events received before ``now - retention_days``, then the oldest
+        processed ones beyond ``max_events``; returns how many were deleted.
+
+        Walks the stream oldest first in slices and stops at the first event it must keep
+        for its age once the excess is gone (receive times follow seqs up to clock skew
+        between replicas). Unprocessed events are never deleted.
+        """
+        self._check_open()
+        cutoff = _to_us(now - timedelta(days=self.retention_days), "now")
+        excess = await self.count() - self.max_events
+        deleted = 0
+        start = "-"
+        while True:
+            entries = await self._r.xrange(self._k_events, start, "+", count=_PRUNE_SLICE)
+            if not entries:
+                return deleted
+            seqs = [_seq_of(e) for e, _ in entries]
+            done = await self._r.hmget(self._k_done, seqs)
+            doomed: list[tuple[int, dict[bytes, bytes], _Done]] = []
+            stop = False
+            for seq, (_, fields), record in zip(seqs, entries, done, strict=True):
+                old = int(fields[b"rcv"]) < cutoff
+                if not old and excess - len(doomed) <= 0:
+                    stop = True
+                    break
+                if record is not None:
+                    doomed.append((seq, fields, _Done.parse(record)))
+            await self._delete(doomed)
+            deleted += len(doomed)
+            excess -= len(doomed)
+            if stop or len(entries) < _PRUNE_SLICE:
+                return deleted
+            start = f"({seqs[-1]}-0"
+            await asyncio.sleep(0)  # let appends interleave between slices
+
+    async def _delete(self, doomed: list[tuple[int, dict[bytes, bytes], _Done]]) -> None:
+        if not doomed:
+            return
+        async with self._r.pipeline(transaction=True) as pipe:
+            for seq, fields, done in doomed:
+                pipe.xdel(self._k_events, f"{seq}-0")
+                pipe.hdel(self._k_dedupe, _dedupe_field(fields[b"src"].decode(), fields[b"id"].decode()))
+                pipe.hdel(self._k_done, seq)
+                pipe.hdel(self._k_changes, done.pos)
+                for so, customer in done.orders:
+                    member = f"{done.pos}|{so}"
+                    pipe.zrem(self._k_all, member)
+                    pipe.zrem(f"{self.prefix}chg:so:{so}", member)
+                    if customer:
+                        pipe.zrem(f"{self.prefix}chg:cust:{customer}", member)
+                    pipe.zrem(f"{self.prefix}hist:{so}", f"{seq:020d}")
+            await pipe.execute()
+
+
+def _dedupe_field(source: str, event_id: str) -> str:
+    # Source names are system names (no newline), so the split point is unambiguous.
+    return f"{source}\n{event_id}"
+
+
+def _watermark_field(source: str, entity: str, key: str) -> str:
+    return f"{source}\n{entity}\n{key}"
+
+
+def _member(raw: bytes) -> tuple[int, str]:
+    pos, so = raw.decode().split("|", 1)
+    return int(pos), so
+
+
+def _stored_event(seq: int, f: dict[bytes, bytes], done: _Done | None) -> StoredEvent:
+    data = f.get(b"data")
+    return StoredEvent(
+        seq=seq,
+        source=f[b"src"].decode(),
+        event_id=f[b"id"].decode(),
+        type=f[b"type"].decode(),
+        subject=_text(f.get(b"subj")),
+        occurred_at=_from_us(int(f[b"occ"])),
+        received_at=_from_us(int(f[b"rcv"])),
+        data=None if data is None else orjson.loads(data),
+        processed=done is not None,
+        stale=done.stale if done else False,
+        orders=tuple(so for so, _ in done.orders) if done else (),
+    )
