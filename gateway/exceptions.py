@@ -1,0 +1,405 @@
+"""Live exception tracking: raise, update and clear exceptions as source events arrive.
+
+The ``ExceptionTracker`` (owned by the ``Gateway``) keeps the open exceptions in memory:
+
+1. On start it reloads the open set the journal remembers (and the recently cleared ones,
+   and the last transition cursor), then evaluates every order once: the ERP listing is
+   paged 500 at a time, each page's order views are batch-loaded through a fresh
+   ``Context`` and run through the pure rules (``resolvers/exceptions.py``). The result is
+   diffed against what the journal remembered, so a restart raises what appeared and
+   clears what went away while the gateway was down.
+2. Afterwards it re-evaluates only the orders named by the bus's ``OrderChanged`` (a burst
+   of events within ``debounce_seconds`` is one evaluation), plus every order now and then
+   (``sweep_seconds``: rules that depend on the clock alone, such as a missed ship date)
+   and when the set of stale sources (``stale_sources``, for DATA_STALE) changes.
+3. Each diff records RAISED / UPDATED / CLEARED transitions in the journal (each with its
+   own cursor, the resume cursor of ``exceptionsChanged``) and then hands them to the
+   subscription hub. UPDATED (severity, value at risk, days late or affected orders
+   changed) is journaled as a RAISED step whose payload says ``"action": "UPDATED"``:
+   the journal's open set keeps the latest payload either way.
+
+A single task does all of this, so transitions are recorded and pushed in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from resolvers.context import Context
+from resolvers.exception_types import load_orders
+from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect
+from resolvers.prediction import PredictionParams
+
+from .journal import ExceptionTransition
+
+log = logging.getLogger("ordergraph.exceptions")
+
+Publish = Callable[[list[Any]], None]  # journal ExceptionTransition rows, in cursor order
+
+
+class ExceptionTracker:
+    """The open set of exceptions, kept in step with source events."""
+
+    def __init__(
+        self,
+        context_factory: Callable[[], Context],
+        journal: Any,
+        *,
+        clock: Callable[[], dt.datetime],
+        publish: Publish | None = None,
+        stale_sources: Callable[[], Iterable[str]] | None = None,
+        params: ExceptionParams = ExceptionParams(),
+        prediction_params: PredictionParams = PredictionParams(),
+        chunk_size: int = 500,
+        sweep_seconds: float = 300.0,
+        poll_seconds: float = 5.0,
+        debounce_seconds: float = 0.1,
+        closed_limit: int = 5_000,
+        retry_seconds: float = 2.0,
+    ) -> None:
+        self.context_factory = context_factory
+        self.journal = journal
+        self.clock = clock
+        self.publish = publish
+        # DATA_STALE: which sources count as silent (issue 6's source health); none by default.
+        self._stale_provider = stale_sources
+        self.params = params
+        self.prediction_params = prediction_params
+        self.chunk_size = chunk_size
+        self.sweep_seconds = sweep_seconds
+        self.poll_seconds = poll_seconds
+        self.debounce_seconds = debounce_seconds
+        self.closed_limit = closed_limit
+        self.retry_seconds = retry_seconds
+        self.ready = asyncio.Event()  # the first evaluation of every order is done
+        self.evaluated = 0  # orders evaluated so far
+        self.transitions = 0  # transitions recorded so far
+        self._open: dict[str, ExceptionRecord] = {}
+        self._closed: collections.OrderedDict[str, ExceptionRecord] = collections.OrderedDict()
+        self._by_order: dict[str, set[str]] = {}
+        self._last_cursor = 0
+        self._stale: frozenset[str] = frozenset()
+        self._pending: set[str] = set()
+        self._full = False
+        self._busy = False
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- what resolvers read (resolvers.exceptions.ExceptionSource) ----------------------
+
+    def open_exceptions(self) -> list[ExceptionRecord]:
+        """Open exceptions, in no particular order."""
+        return list(self._open.values())
+
+    def closed_exceptions(self) -> list[ExceptionRecord]:
+        """Recently cleared exceptions (at most ``closed_limit``)."""
+        return list(self._closed.values())
+
+    def get(self, exception_id: str) -> ExceptionRecord | None:
+        """An open or recently cleared exception by id."""
+        return self._open.get(exception_id) or self._closed.get(exception_id)
+
+    def stale_sources(self) -> frozenset[str]:
+        """The stale source systems as of the latest evaluation."""
+        return self._stale
+
+    @property
+    def last_cursor(self) -> int:
+        """Cursor of the latest journaled transition. The open set is updated just before
+        its transitions are journaled, so resuming from this cursor may repeat a change the
+        open set already shows, never miss one."""
+        return self._last_cursor
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ordergraph-exception-tracker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def on_changes(self, changes: list[Any]) -> None:
+        """Bus handler: re-evaluate the orders these ``OrderChanged`` name (never blocks)."""
+        self._pending.update(ch.sales_order for ch in changes)
+        self._idle.clear()
+        self._wake.set()
+
+    def request_full(self) -> None:
+        """Re-evaluate every order soon (e.g. when source health changes)."""
+        self._full = True
+        self._idle.clear()
+        self._wake.set()
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait until the first evaluation is done and nothing is pending (tests, tools)."""
+        async with asyncio.timeout(timeout):
+            await self.ready.wait()
+            while self._pending or self._full or self._busy:
+                self._idle.clear()
+                await self._idle.wait()
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        await self._load_journal()
+        while True:
+            try:
+                self._stale = self._read_stale()
+                await self._evaluate_all()
+                break
+            except Exception:
+                log.exception("first exception evaluation failed; retrying in %.0f s", self.retry_seconds)
+                await asyncio.sleep(self.retry_seconds)
+        self.ready.set()
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_seconds if self.sweep_seconds > 0 else None
+        while True:
+            if not self._pending and not self._full:
+                self._idle.set()
+                waits = [self.poll_seconds] + ([next_sweep - loop.time()] if next_sweep else [])
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, min(waits)))
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            stale = self._read_stale()
+            if stale != self._stale:
+                log.info("stale sources now %s: evaluating every order", sorted(stale) or "none")
+                self._stale = stale
+                self._full = True
+            if next_sweep is not None and loop.time() >= next_sweep:
+                self._full = True
+                next_sweep = loop.time() + self.sweep_seconds
+            self._busy = True
+            try:
+                if self._full:
+                    self._full = False
+                    await self._evaluate_all()
+                elif self._pending:
+                    # Events come in bursts (one plant step changes many records): gather
+                    # a burst into one evaluation rather than one per event.
+                    await asyncio.sleep(self.debounce_seconds)
+                    batch, self._pending = self._pending, set()
+                    try:
+                        await self._evaluate(batch)
+                    except Exception:
+                        # A source failed: keep the orders for the next round.
+                        self._pending |= batch
+                        log.warning("exception re-evaluation of %d orders failed; retrying", len(batch), exc_info=True)
+                        await asyncio.sleep(self.retry_seconds)
+            except Exception:
+                log.exception("exception sweep failed")
+                await asyncio.sleep(self.retry_seconds)
+            finally:
+                self._busy = False
+
+    def _read_stale(self) -> frozenset[str]:
+        if self._stale_provider is None:
+            return frozenset()
+        try:
+            return frozenset(self._stale_provider())
+        except Exception:
+            log.exception("stale-sources provider failed")
+            return self._stale
+
+    async def _load_journal(self) -> None:
+        """The open set, recently cleared exceptions and the last cursor the journal knows."""
+        try:
+            cursor = 0
+            while True:
+                rows = await self.journal.exception_transitions_after(cursor, limit=1000)
+                if not rows:
+                    break
+                for row in rows:
+                    if row.action == "CLEARED":
+                        self._remember_closed(ExceptionRecord.from_payload(row.payload))
+                cursor = rows[-1].cursor
+            self._last_cursor = cursor
+            for payload in (await self.journal.open_exceptions()).values():
+                record = ExceptionRecord.from_payload(payload)
+                self._closed.pop(record.id, None)
+                self._open[record.id] = record
+                for so in record.affected:
+                    self._by_order.setdefault(so, set()).add(record.id)
+        except Exception:
+            log.exception("could not reload exceptions from the journal; starting empty")
+        if self._open:
+            log.info("exception tracker: %d exceptions open from the journal", len(self._open))
+
+    async def _evaluate_all(self) -> None:
+        """Every order, page by page; one diff at the end so each exception moves once."""
+        started = time.perf_counter()
+        level = logging.DEBUG if self.ready.is_set() else logging.INFO  # progress of the first one
+        found: dict[str, list[Detection]] = {}
+        token: str | None = None
+        total: int | None = None
+        while True:
+            ctx = self.context_factory()
+            page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
+            total = page.count if total is None else total
+            for so in page.records:
+                ctx.loaders.sales_order.prime(so.sales_order, so)
+            found.update(await self._detect(ctx, [so.sales_order for so in page.records]))
+            log.log(level, "exception tracker: evaluated %d/%d orders", len(found), total)
+            if not page.next_skip_token or not page.records:
+                break
+            token = page.records[-1].sales_order
+        # Orders the listing no longer shows lose their exceptions too.
+        await self._apply(set(found) | set(self._by_order), found)
+        log.log(
+            level,
+            "exception tracker: %d orders evaluated in %.1f s; %d exceptions open",
+            len(found),
+            time.perf_counter() - started,
+            len(self._open),
+        )
+
+    async def _evaluate(self, orders: set[str]) -> None:
+        ids = sorted(orders)
+        found: dict[str, list[Detection]] = {}
+        for i in range(0, len(ids), self.chunk_size):
+            found.update(await self._detect(self.context_factory(), ids[i : i + self.chunk_size]))
+        await self._apply(orders, found)
+
+    async def _detect(self, ctx: Context, sales_orders: list[str]) -> dict[str, list[Detection]]:
+        loaded = await load_orders(ctx, sales_orders)
+        self.evaluated += len(loaded)
+        return {
+            view.sales_order.sales_order: detect(
+                view,
+                customer,
+                ctx.now,
+                params=self.params,
+                prediction_params=self.prediction_params,
+                stale_sources=self._stale,
+            )
+            for view, customer in loaded
+        }
+
+    # --- diff and transitions ------------------------------------------------------------
+
+    async def _apply(self, orders: set[str], found: dict[str, list[Detection]]) -> None:
+        """Move the open set to ``found`` for ``orders``; journal and push what changed."""
+        now = self.clock()
+        before: dict[str, ExceptionRecord | None] = {}
+        work: dict[str, ExceptionRecord] = {}
+
+        def working(eid: str, detection: Detection | None = None) -> ExceptionRecord | None:
+            if eid not in work:
+                current = self._open.get(eid)
+                before.setdefault(eid, current)
+                if current is not None:
+                    work[eid] = current.copy()
+                elif detection is not None:
+                    work[eid] = ExceptionRecord(eid, detection.kind, detection.root, now)
+                else:
+                    return None
+            return work[eid]
+
+        for so in orders:
+            new = {d.id: d for d in found.get(so, [])}
+            for eid in self._by_order.get(so, set()) - new.keys():
+                record = working(eid)
+                if record is not None:
+                    record.affected.pop(so, None)
+            for eid, d in new.items():
+                record = working(eid, d)
+                assert record is not None
+                record.affected[so] = d
+            if new:
+                self._by_order[so] = set(new)
+            else:
+                self._by_order.pop(so, None)
+
+        steps: list[tuple[str, ExceptionRecord, ExceptionRecord | None]] = []
+        for eid, old in before.items():
+            record = work[eid]
+            if not record.affected:
+                if old is None:
+                    continue
+                del self._open[eid]
+                cleared = old.copy()
+                cleared.cleared_at = now
+                self._remember_closed(cleared)
+                steps.append(("CLEARED", cleared, old))
+                continue
+            self._open[eid] = record
+            self._closed.pop(eid, None)
+            if old is None:
+                steps.append(("RAISED", record, None))
+            elif _material(old) != _material(record):
+                steps.append(("UPDATED", record, old))
+        if steps:
+            await self._record(steps, now)
+
+    def _remember_closed(self, record: ExceptionRecord) -> None:
+        self._closed.pop(record.id, None)
+        self._closed[record.id] = record
+        while len(self._closed) > self.closed_limit:
+            self._closed.popitem(last=False)
+
+    async def _record(self, steps: list[tuple[str, ExceptionRecord, ExceptionRecord | None]], at: dt.datetime) -> None:
+        payloads: dict[str, dict[str, Any]] = {}
+
+        async def one(action: str, record: ExceptionRecord, old: ExceptionRecord | None) -> int | None:
+            payload = payloads[record.id] = record.to_payload()
+            payload["action"] = action
+            payload["previousSeverity"] = old.severity.value if old is not None else None
+            gone = [] if old is None else [so for so in old.affected if so not in record.affected]
+            if action == "CLEARED":
+                gone = list(record.affected)
+            payload["removed"] = [
+                {"salesOrder": so, "customer": old.affected[so].customer, "detection": old.affected[so].to_payload()}
+                for so in gone
+                if old is not None
+            ]
+            try:
+                return await self.journal.record_exception_transition(
+                    record.id, record.kind.value, "CLEARED" if action == "CLEARED" else "RAISED", payload, at
+                )
+            except Exception:
+                log.exception("could not journal %s of exception %s", action, record.id)
+                return None
+
+        # One journal write per step, all queued at once (group commit); ordered by cursor after.
+        steps_by_cursor = []
+        for step, cursor in zip(steps, await asyncio.gather(*(one(*step) for step in steps)), strict=True):
+            if cursor is not None:
+                steps_by_cursor.append((cursor, step))
+        steps_by_cursor.sort(key=lambda t: t[0])
+        rows = [
+            ExceptionTransition(
+                cursor=cursor,
+                exception_id=record.id,
+                kind=record.kind.value,
+                action="CLEARED" if action == "CLEARED" else "RAISED",
+                payload=payloads[record.id],
+                at=at,
+            )
+            for cursor, (action, record, _old) in steps_by_cursor
+        ]
+        if rows:
+            self._last_cursor = max(self._last_cursor, rows[-1].cursor)
+            self.transitions += len(rows)
+            counts = collections.Counter(r.payload["action"] for r in rows)
+            log.debug("exceptions: %s", ", ".join(f"{n} {a.lower()}" for a, n in sorted(counts.items())))
+            if self.publish is not None:
+                self.publish(rows)
+
+
+def _material(record: ExceptionRecord) -> tuple[Any, ...]:
+    """What makes an UPDATED transition: affected orders, severity, value, days late."""
+    return (frozenset(record.affected), record.severity, record.value_at_risk, record.days_late)

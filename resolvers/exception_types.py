@@ -1,0 +1,708 @@
+"""GraphQL surface of exceptions and impact analysis.
+
+Thin types over the pure records of ``exceptions.py`` and ``impact.py``. The open set and
+the transitions come from the gateway's exception tracker (``info.context.exceptions``,
+typed as ``exceptions.ExceptionSource``); ``Order.exceptions`` and ``impact`` compute live
+from order views loaded through the request's loaders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import Info
+
+from sources.records import Customer as CustomerRecord
+from sources.records import SalesOrder
+
+from . import enums, exceptions, fetch, impact
+from .context import Context
+from .prediction import PredictionParams
+from .types import CommercialPriority, Money, Order
+from .view import OrderView, production_completed, production_started
+
+Severity = strawberry.enum(enums.Severity, description="How badly an exception threatens delivery promises.")
+ExceptionKind = strawberry.enum(enums.ExceptionKind, description="What went wrong (DOMAIN.md exception kinds).")
+ExceptionAction = strawberry.enum(enums.ExceptionAction, description="A step in an exception's life.")
+
+BOARD_CURSOR = "exceptions:"
+TRANSITION_CURSOR = "transition:"
+
+
+def _bad_input(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+def _ctx(info: Info) -> Context:
+    return info.context
+
+
+def _tracker(ctx: Context) -> exceptions.ExceptionSource:
+    tracker = ctx.exceptions
+    if tracker is None:
+        raise GraphQLError("Exception tracking is not running in this gateway.", extensions={"code": "UNAVAILABLE"})
+    return tracker
+
+
+def text_for_viewer(ctx: Any, internal_text: str, customer_text: str) -> str:
+    """Which description a viewer sees: the one place that decides it.
+
+    Internal viewers (planners, customer service) get the internal text; customer viewers
+    (``resolvers.policy``) the customer-safe one.
+    """
+    viewer = getattr(ctx, "viewer", None)
+    return customer_text if viewer is not None and viewer.is_customer else internal_text
+
+
+def visible_to(ctx: Any, record: exceptions.ExceptionRecord) -> exceptions.ExceptionRecord | None:
+    """The exception as the viewer may see it: a customer sees only its own orders in it
+    (and the severity, days late and value at risk of those), or nothing if none is."""
+    viewer = getattr(ctx, "viewer", None)
+    if viewer is None or not viewer.is_customer:
+        return record
+    own = {so: d for so, d in record.affected.items() if d.customer == viewer.customer}
+    if not own:
+        return None
+    return dataclasses.replace(record, affected=own)
+
+
+def _money(amount: float, currency: str) -> Money:
+    return Money(amount=round(amount, 2), currency=currency)
+
+
+# --- loading orders --------------------------------------------------------------------------
+
+
+async def load_orders(ctx: Context, sales_orders: Iterable[str]) -> list[tuple[OrderView, CustomerRecord | None]]:
+    """Order views and customers of many orders at once (each source read batched).
+
+    Unknown sales orders are left out.
+    """
+    ids = sorted(set(sales_orders))
+    records = [so for so in await ctx.loaders.sales_order.load_many(ids) if so is not None]
+    views, customers = await asyncio.gather(
+        asyncio.gather(*(fetch.order_view(ctx, so) for so in records)),
+        ctx.loaders.customer.load_many(sorted({so.sold_to_party for so in records})),
+    )
+    by_id = {c.customer: c for c in customers if c is not None}
+    return [(view, by_id.get(view.sales_order.sold_to_party)) for view in views]
+
+
+# --- exceptions ------------------------------------------------------------------------------
+
+
+@strawberry.type(description="The record an exception comes from, in its source system.")
+class RootCause:
+    system: str = strawberry.field(description="erp, mes, wms, qms or tms.")
+    entity: str = strawberry.field(description="WorkCenter, InspectionLot, Material, Shipment, SalesOrder, ...")
+    key: str = strawberry.field(description="The record's key in that system, e.g. WC-20.")
+    label: str = strawberry.field(description="Plant words for it, e.g. the work centre's name or the batch.")
+
+
+@strawberry.type(description="One order an exception hits, with that order's severity and value at risk.")
+class AffectedOrder:
+    detection: strawberry.Private[exceptions.Detection]
+
+    @strawberry.field
+    def order_id(self) -> strawberry.ID:
+        return strawberry.ID(self.detection.sales_order)
+
+    @strawberry.field
+    async def order(self, info: Info) -> Order | None:
+        rec = await _ctx(info).loaders.sales_order.load(self.detection.sales_order)
+        return Order(record=rec) if rec else None
+
+    @strawberry.field
+    def customer_id(self) -> strawberry.ID:
+        return strawberry.ID(self.detection.customer)
+
+    @strawberry.field
+    def commercial_priority(self) -> CommercialPriority:
+        return CommercialPriority(self.detection.commercial_priority)
+
+    @strawberry.field(description="This order's severity.")
+    def severity(self) -> Severity:
+        return self.detection.severity
+
+    @strawberry.field(description="Working days past the promise (0 when on time).")
+    def days_late(self) -> int:
+        return self.detection.days_late
+
+    @strawberry.field(description="The order's net value while its promise is in jeopardy, else 0.")
+    def value_at_risk(self) -> Money:
+        return _money(self.detection.value_at_risk, self.detection.currency)
+
+    @strawberry.field
+    def net_value(self) -> Money:
+        return _money(self.detection.net_value, self.detection.currency)
+
+    @strawberry.field(description="The delivery promise (confirmed delivery date).")
+    def confirmed_delivery_date(self) -> dt.date:
+        return self.detection.promised_delivery_date
+
+    @strawberry.field
+    def predicted_delivery_date(self) -> dt.date:
+        return self.detection.predicted_delivery_date
+
+    @strawberry.field(description="What happens to this order, for the viewer (see customerDescription).")
+    def description(self, info: Info) -> str:
+        return text_for_viewer(info.context, self.detection.internal_text, self.detection.customer_text)
+
+    @strawberry.field(description="Customer-safe text: no internal records, priorities or values.")
+    def customer_description(self) -> str:
+        return self.detection.customer_text
+
+
+@strawberry.type(description="An exception: one root cause and every order it hits.")
+class OrderException:
+    record: strawberry.Private[exceptions.ExceptionRecord]
+
+    @strawberry.field(description="Stable id: <KIND>:<system>:<key>, e.g. MACHINE_DOWN:mes:WC-20.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.record.id)
+
+    @strawberry.field
+    def kind(self) -> ExceptionKind:
+        return self.record.kind
+
+    @strawberry.field(description="The most severe of the affected orders.")
+    def severity(self) -> Severity:
+        return self.record.severity
+
+    @strawberry.field
+    def root_cause(self) -> RootCause:
+        r = self.record.root
+        return RootCause(system=r.system, entity=r.entity, key=r.key, label=r.label)
+
+    @strawberry.field(description="When it was first raised.")
+    def detected_at(self) -> dt.datetime:
+        return self.record.detected_at
+
+    @strawberry.field
+    def cleared_at(self) -> dt.datetime | None:
+        return self.record.cleared_at
+
+    @strawberry.field(name="open")
+    def is_open(self) -> bool:
+        return self.record.open
+
+    @strawberry.field(description="The most working days late of the affected orders.")
+    def days_late(self) -> int:
+        return self.record.days_late
+
+    @strawberry.field(description="Sum of the affected orders' value at risk.")
+    def value_at_risk(self) -> Money:
+        return _money(self.record.value_at_risk, self.record.currency)
+
+    @strawberry.field(description="Sum of the affected orders' net value.")
+    def net_value(self) -> Money:
+        return _money(self.record.net_value, self.record.currency)
+
+    @strawberry.field
+    def affected_order_count(self) -> int:
+        return len(self.record.affected)
+
+    @strawberry.field(description="Each affected order with its own severity, days late and value at risk.")
+    def affected(self) -> list[AffectedOrder]:
+        return [AffectedOrder(detection=d) for d in self.record.orders()]
+
+    @strawberry.field(description="The affected orders, most severe first.")
+    async def affected_orders(self, info: Info) -> list[Order]:
+        ids = [d.sales_order for d in self.record.orders()]
+        recs = await _ctx(info).loaders.sales_order.load_many(ids)
+        return [Order(record=rec) for rec in recs if rec is not None]
+
+    @strawberry.field(description="What happened, for the viewer (see customerDescription).")
+    def description(self, info: Info) -> str:
+        return text_for_viewer(info.context, self.record.internal_text, self.record.customer_text)
+
+    @strawberry.field(description="Customer-safe text: no internal records, priorities or values.")
+    def customer_description(self) -> str:
+        return self.record.customer_text
+
+
+async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderException]:
+    """``Order.exceptions``: computed live from the order's view, each restricted to this order."""
+    view, customer = await asyncio.gather(
+        fetch.order_view(ctx, record), ctx.loaders.customer.load(record.sold_to_party)
+    )
+    tracker = ctx.exceptions
+    params = tracker.params if tracker else exceptions.ExceptionParams()
+    pp = tracker.prediction_params if tracker else PredictionParams()
+    stale = tracker.stale_sources() if tracker else frozenset()
+    out = []
+    for d in exceptions.detect(view, customer, ctx.now, params=params, prediction_params=pp, stale_sources=stale):
+        known = tracker.get(d.id) if tracker else None
+        detected_at = known.detected_at if known is not None and known.open else ctx.now
+        out.append(OrderException(record=exceptions.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})))
+    out.sort(key=lambda e: e.record.sort_key())
+    return out
+
+
+@strawberry.input(description="Which exceptions to list; all given filters must match.")
+class ExceptionFilter:
+    kinds: list[ExceptionKind] | None = None
+    min_severity: Severity | None = None
+    customer: strawberry.ID | None = strawberry.field(default=None, description="Hits an order of this customer.")
+    work_center: strawberry.ID | None = strawberry.field(
+        default=None, description="Rooted at this work centre, or hits an order with open production on it."
+    )
+    open_only: bool = strawberry.field(default=True, description="false adds recently cleared exceptions.")
+
+
+@strawberry.type
+class ExceptionEdge:
+    cursor: str
+    node: OrderException
+
+
+@strawberry.type(description="A page of exceptions, most severe first, then by value at risk.")
+class ExceptionConnection:
+    edges: list[ExceptionEdge]
+    page_info: Annotated[PageInfo, strawberry.lazy("resolvers.query")]  # noqa: F821
+    total_count: int = strawberry.field(description="Exceptions matching the filter, over all pages.")
+    total_value_at_risk: Money = strawberry.field(description="Their value at risk, over all pages.")
+    transition_cursor: str = strawberry.field(
+        description="Subscribe to exceptionsChanged with `after` set to this to get every change since this answer."
+    )
+
+    @strawberry.field
+    def nodes(self) -> list[OrderException]:
+        return [e.node for e in self.edges]
+
+
+def encode_board_cursor(record: exceptions.ExceptionRecord) -> str:
+    rank, value, eid = record.sort_key()
+    return base64.urlsafe_b64encode(f"{BOARD_CURSOR}{rank}:{value!r}:{eid}".encode()).decode()
+
+
+def decode_board_cursor(cursor: str) -> tuple[int, float, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if not text.startswith(BOARD_CURSOR):
+            raise ValueError(text)
+        rank, value, eid = text[len(BOARD_CURSOR) :].split(":", 2)
+        return int(rank), float(value), eid
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise _bad_input(f"Invalid cursor {cursor!r}: use a cursor from a previous page.") from exc
+
+
+def encode_transition_cursor(cursor: int) -> str:
+    """The resume cursor of an exception transition (``exceptionsChanged(after:)``)."""
+    return base64.urlsafe_b64encode(f"{TRANSITION_CURSOR}{cursor}".encode()).decode()
+
+
+def decode_transition_cursor(cursor: str) -> int:
+    """Inverse of :func:`encode_transition_cursor`; a clear error for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if not text.startswith(TRANSITION_CURSOR):
+            raise ValueError(text)
+        value = int(text[len(TRANSITION_CURSOR) :])
+        if value < 0:
+            raise ValueError(value)
+        return value
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise _bad_input(f"Invalid cursor {cursor!r}: use the cursor of a message you received.") from exc
+
+
+def matches(
+    record: exceptions.ExceptionRecord,
+    *,
+    kinds: set[enums.ExceptionKind] | None = None,
+    min_severity: enums.Severity | None = None,
+    customer: str | None = None,
+    work_center: str | None = None,
+) -> bool:
+    """The exception board's filters, shared by ``exceptions`` and ``exceptionsChanged``."""
+    if kinds and record.kind not in kinds:
+        return False
+    if min_severity is not None and record.severity.rank < min_severity.rank:
+        return False
+    if customer is not None and customer not in record.customers:
+        return False
+    return work_center is None or work_center in record.work_centers
+
+
+def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | None) -> ExceptionConnection:
+    """``Query.exceptions``: the tracker's open set (plus recently cleared), filtered and paged."""
+    if first < 0:
+        raise _bad_input("`first` must not be negative.")
+    if first > ctx.max_first:
+        raise _bad_input(f"`first` is at most {ctx.max_first}; page with `after`.")
+    start = decode_board_cursor(after) if after else None
+    tracker = _tracker(ctx)
+    cursor = tracker.last_cursor  # read first: the records below are at least this fresh
+    records = tracker.open_exceptions()
+    if not f.open_only:
+        records += tracker.closed_exceptions()
+    visible = [v for r in records if (v := visible_to(ctx, r)) is not None]
+    chosen = [
+        r
+        for r in visible
+        if matches(
+            r,
+            kinds={enums.ExceptionKind(k.value) for k in f.kinds or []},
+            min_severity=enums.Severity(f.min_severity.value) if f.min_severity else None,
+            customer=str(f.customer) if f.customer is not None else None,
+            work_center=str(f.work_center) if f.work_center is not None else None,
+        )
+    ]
+    chosen.sort(key=lambda r: r.sort_key())
+    rest = [r for r in chosen if start is None or r.sort_key() > start]
+    page = rest[:first]
+    from .query import PageInfo
+
+    edges = [ExceptionEdge(cursor=encode_board_cursor(r), node=OrderException(record=r)) for r in page]
+    currency = next((r.currency for r in chosen), "EUR")
+    return ExceptionConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rest) > first,
+            has_previous_page=start is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=len(chosen),
+        total_value_at_risk=_money(sum(r.value_at_risk for r in chosen), currency),
+        transition_cursor=encode_transition_cursor(cursor),
+    )
+
+
+def get_exception(ctx: Context, exception_id: str) -> OrderException | None:
+    """``Query.exception``: one open or recently cleared exception."""
+    record = _tracker(ctx).get(exception_id)
+    visible = visible_to(ctx, record) if record is not None else None
+    return OrderException(record=visible) if visible is not None else None
+
+
+@strawberry.type(description="An exception raised, updated or cleared; resume with `after: cursor`.")
+class ExceptionTransition:
+    cursor: str
+    action: ExceptionAction
+    at: dt.datetime = strawberry.field(description="When the gateway saw the change.")
+    exception: OrderException = strawberry.field(
+        description="The exception after the change (a cleared one keeps the orders it last hit)."
+    )
+    previous_severity: Severity | None = strawberry.field(description="Severity before an UPDATED or CLEARED.")
+    removed_order_ids: list[strawberry.ID] = strawberry.field(
+        description="Orders the exception stopped hitting in this step."
+    )
+
+
+def transition_message(
+    payload: dict[str, Any],
+    cursor: int,
+    at: dt.datetime,
+    *,
+    min_severity: enums.Severity | None,
+    customer: str | None,
+    viewer: Any = None,
+) -> ExceptionTransition | None:
+    """The ``exceptionsChanged`` root value of one journaled transition, or None when it
+    does not match the subscription (``payload`` as the tracker journals it).
+
+    A transition matches ``min_severity`` when the exception is at or above it now or was
+    before (so a subscriber sees it drop out), and ``customer`` when it hits or stopped
+    hitting one of that customer's orders. A customer viewer gets the exception restricted
+    to its own orders; one that stopped hitting them is CLEARED for that viewer.
+    """
+    record = exceptions.ExceptionRecord.from_payload(payload)
+    action = enums.ExceptionAction(payload.get("action", "RAISED"))
+    previous = enums.Severity(payload["previousSeverity"]) if payload.get("previousSeverity") else None
+    removed = payload.get("removed", [])
+    if customer is not None:
+        hit = customer in record.customers or any(r.get("customer") == customer for r in removed)
+        if not hit:
+            return None
+    if viewer is not None and viewer.is_customer:
+        own = {so: d for so, d in record.affected.items() if d.customer == viewer.customer}
+        if not own:
+            gone = {
+                r["salesOrder"]: exceptions.Detection.from_payload(record.kind, record.root, r["detection"])
+                for r in removed
+                if r.get("customer") == viewer.customer and "detection" in r
+            }
+            if not gone:
+                return None
+            own, action = gone, enums.ExceptionAction.CLEARED
+            record = dataclasses.replace(record, cleared_at=record.cleared_at or at)
+        record = dataclasses.replace(record, affected=own)
+        previous = None  # the aggregate's severity is about other customers' orders too
+        removed = [r for r in removed if r.get("customer") == viewer.customer]
+    if min_severity is not None:
+        now_ok = record.severity.rank >= min_severity.rank
+        before_ok = previous is not None and previous.rank >= min_severity.rank
+        if not (now_ok or before_ok):
+            return None
+    return ExceptionTransition(
+        cursor=encode_transition_cursor(cursor),
+        action=action,
+        at=at,
+        exception=OrderException(record=record),
+        previous_severity=previous,
+        removed_order_ids=[strawberry.ID(r["salesOrder"]) for r in removed],
+    )
+
+
+# --- impact analysis ---------------------------------------------------------------------------
+
+
+@strawberry.input(description="A work centre down for some hours from now.")
+class WorkCenterDownInput:
+    work_center: strawberry.ID
+    hours: float
+
+
+@strawberry.input(description="A batch put on quality hold now.")
+class BatchBlockedInput:
+    batch: str
+
+
+@strawberry.input(description="A quantity of a component missing until a date.")
+class MaterialShortInput:
+    material: str
+    quantity: float
+    until: dt.date
+
+
+@strawberry.input(description="A carrier shipment arriving some hours later than its ETA.")
+class ShipmentDelayedInput:
+    tracking_number: str
+    hours: float
+
+
+@strawberry.input(one_of=True, description="Exactly one what-if scenario.")
+class ImpactScenario:
+    work_center_down: WorkCenterDownInput | None = strawberry.UNSET
+    batch_blocked: BatchBlockedInput | None = strawberry.UNSET
+    material_short: MaterialShortInput | None = strawberry.UNSET
+    shipment_delayed: ShipmentDelayedInput | None = strawberry.UNSET
+
+
+@strawberry.type(description="How many orders end up at one severity.")
+class SeverityCount:
+    severity: Severity
+    orders: int
+
+
+@strawberry.type(description="One order the scenario touches: now and under the scenario.")
+class OrderImpact:
+    impact: strawberry.Private[impact.OrderImpact]
+
+    @strawberry.field
+    def order_id(self) -> strawberry.ID:
+        return strawberry.ID(self.impact.sales_order)
+
+    @strawberry.field
+    async def order(self, info: Info) -> Order | None:
+        rec = await _ctx(info).loaders.sales_order.load(self.impact.sales_order)
+        return Order(record=rec) if rec else None
+
+    @strawberry.field
+    def commercial_priority(self) -> CommercialPriority:
+        return CommercialPriority(self.impact.new.commercial_priority)
+
+    @strawberry.field(description="The delivery promise.")
+    def confirmed_delivery_date(self) -> dt.date:
+        return self.impact.new.promised
+
+    @strawberry.field
+    def current_predicted_delivery_date(self) -> dt.date:
+        return self.impact.current.predicted
+
+    @strawberry.field(description="Predicted delivery under the scenario.")
+    def predicted_delivery_date(self) -> dt.date:
+        return self.impact.new.predicted
+
+    @strawberry.field(description="Calendar days the predicted delivery moves.")
+    def delay_days(self) -> int:
+        return self.impact.delay_days
+
+    @strawberry.field
+    def current_days_late(self) -> int:
+        return self.impact.current.days_late
+
+    @strawberry.field(description="Working days past the promise under the scenario.")
+    def days_late(self) -> int:
+        return self.impact.new.days_late
+
+    @strawberry.field(description="Late under the scenario, on time now.")
+    def newly_late(self) -> bool:
+        return self.impact.newly_late
+
+    @strawberry.field
+    def current_severity(self) -> Severity:
+        return self.impact.current.severity
+
+    @strawberry.field(description="Severity under the scenario.")
+    def severity(self) -> Severity:
+        return self.impact.new.severity
+
+    @strawberry.field(description="Value at risk under the scenario.")
+    def value_at_risk(self) -> Money:
+        return _money(self.impact.new.value_at_risk, self.impact.new.currency)
+
+    @strawberry.field
+    def net_value(self) -> Money:
+        return _money(self.impact.new.net_value, self.impact.new.currency)
+
+
+@strawberry.type(description="Totals over the affected orders.")
+class ImpactTotals:
+    result: strawberry.Private[impact.ImpactResult]
+    currency: strawberry.Private[str]
+
+    @strawberry.field
+    def orders(self) -> int:
+        return len(self.result.orders)
+
+    @strawberry.field(description="Orders whose predicted delivery moves.")
+    def delayed_orders(self) -> int:
+        return self.result.delayed_orders
+
+    @strawberry.field(description="Orders predicted late under the scenario.")
+    def late_orders(self) -> int:
+        return self.result.late_orders
+
+    @strawberry.field(description="Orders the scenario makes late.")
+    def newly_late_orders(self) -> int:
+        return self.result.newly_late_orders
+
+    @strawberry.field
+    def max_days_late(self) -> int:
+        return self.result.max_days_late
+
+    @strawberry.field(description="Value at risk under the scenario.")
+    def value_at_risk(self) -> Money:
+        return _money(self.result.value_at_risk, self.currency)
+
+    @strawberry.field(description="Value at risk the scenario adds to what is at risk now.")
+    def added_value_at_risk(self) -> Money:
+        return _money(self.result.added_value_at_risk, self.currency)
+
+    @strawberry.field
+    def by_severity(self) -> list[SeverityCount]:
+        return [SeverityCount(severity=s, orders=n) for s, n in self.result.by_severity().items()]
+
+
+@strawberry.type(description="What a scenario would do to the delivery promises; nothing is changed.")
+class ImpactAnalysis:
+    scenario: str = strawberry.field(description="The scenario in words.")
+    evaluated_at: dt.datetime
+    orders: list[OrderImpact] = strawberry.field(
+        description="Affected orders: commercial priority first (STRATEGIC), then days late, then value at risk."
+    )
+    totals: ImpactTotals
+
+
+def to_scenario(s: ImpactScenario) -> impact.Scenario:
+    """The pure scenario for the input; BAD_USER_INPUT unless exactly one is given."""
+    given = [
+        (name, value)
+        for name, value in (
+            ("workCenterDown", s.work_center_down),
+            ("batchBlocked", s.batch_blocked),
+            ("materialShort", s.material_short),
+            ("shipmentDelayed", s.shipment_delayed),
+        )
+        if value is not None and value is not strawberry.UNSET
+    ]
+    if len(given) != 1:
+        raise _bad_input(
+            "ImpactScenario takes exactly one of workCenterDown, batchBlocked, materialShort, shipmentDelayed."
+        )
+    value = given[0][1]
+    match value:
+        case WorkCenterDownInput():
+            return impact.WorkCenterDown(str(value.work_center), value.hours)
+        case BatchBlockedInput():
+            return impact.BatchBlocked(value.batch)
+        case MaterialShortInput():
+            return impact.MaterialShort(value.material, value.quantity, value.until)
+        case ShipmentDelayedInput():
+            return impact.ShipmentDelayed(value.tracking_number, value.hours)
+    raise _bad_input("Unknown scenario.")  # pragma: no cover - the input type allows no other
+
+
+def describe(s: impact.Scenario) -> str:
+    match s:
+        case impact.WorkCenterDown():
+            return f"Work centre {s.work_center} down for {s.hours:g} h from now"
+        case impact.BatchBlocked():
+            return f"Batch {s.batch} blocked from now"
+        case impact.MaterialShort():
+            return f"{s.quantity:g} of {s.material} missing until {s.until.isoformat()}"
+        case impact.ShipmentDelayed():
+            return f"Shipment {s.tracking_number} {s.hours:g} h late"
+    return str(s)
+
+
+async def pegged_orders(ctx: Context, s: impact.Scenario) -> set[str]:
+    """The sales orders pegged to the scenario's record, from batched source look-ups."""
+    src = ctx.sources
+    match s:
+        case impact.WorkCenterDown():
+            found, pegged = await asyncio.gather(
+                src.mes.work_centers([s.work_center]), src.mes.production_orders_for_work_centers([s.work_center])
+            )
+            if s.work_center not in found:
+                raise _bad_input(f"Unknown work centre {s.work_center!r}.")
+            return {po.sales_order for po in pegged.get(s.work_center, []) if not production_completed(po)}
+        case impact.BatchBlocked():
+            made = (await src.mes.production_orders_for_batches([s.batch])).get(s.batch, [])
+            if not made:
+                raise _bad_input(f"No production order made batch {s.batch!r}.")
+            return {po.sales_order for po in made}
+        case impact.MaterialShort():
+            reservations = (await src.wms.components_for_materials([s.material])).get(s.material, [])
+            if not reservations:
+                raise _bad_input(f"No production order reserves material {s.material!r}.")
+            pos = await src.mes.production_orders(sorted({c.manufacturing_order for c in reservations}))
+            # Only production that has not started can still lose its components.
+            return {
+                po.sales_order
+                for po in pos.values()
+                if not production_started(po) and not production_completed(po)
+            }
+        case impact.ShipmentDelayed():
+            ship = (await src.tms.shipments([s.tracking_number])).get(s.tracking_number)
+            if ship is None:
+                raise _bad_input(f"Unknown tracking number {s.tracking_number!r}.")
+            doc = (await src.wms.deliveries([ship.delivery_document])).get(ship.delivery_document)
+            return {doc.sales_order} if doc is not None else set()
+    return set()
+
+
+async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnalysis:
+    """``Query.impact``: pegged orders → their views (batched) → the pure analysis."""
+    scenario = to_scenario(scenario_input)
+    try:
+        impact.validate(scenario)
+    except impact.ScenarioError as exc:
+        raise _bad_input(str(exc)) from exc
+    loaded = await load_orders(ctx, await pegged_orders(ctx, scenario))
+    tracker = ctx.exceptions
+    result = impact.analyse(
+        scenario,
+        [view for view, _ in loaded],
+        {view.sales_order.sold_to_party: customer for view, customer in loaded},
+        ctx.now,
+        params=tracker.params if tracker else exceptions.ExceptionParams(),
+        prediction_params=tracker.prediction_params if tracker else PredictionParams(),
+    )
+    currency = next((o.new.currency for o in result.orders), "EUR")
+    return ImpactAnalysis(
+        scenario=describe(scenario),
+        evaluated_at=ctx.now,
+        orders=[OrderImpact(impact=o) for o in result.orders],
+        totals=ImpactTotals(result=result, currency=currency),
+    )

@@ -1,0 +1,881 @@
+"""Exceptions: which orders break, why, and how badly. Pure rules over the order view.
+
+The model, in short (all times UTC, no I/O here):
+
+- **Facts per order** (``order_facts``), computed once from the prediction
+  (``prediction.py``): the promise (confirmed delivery date), the predicted date, the
+  slack between them in working days, days late (working days past the promise, at least
+  1 once late), the ship-by day (the outbound delivery's DeliveryDate, else the promise
+  minus the standard transit time) and whether the order ships within 48 h.
+- **Severity** (``severity``), in the spirit of a jeopardy score: predicted after the
+  promise → HIGH, and CRITICAL for a STRATEGIC customer or a large value at risk; 0–2
+  working days of slack → MEDIUM; otherwise LOW; one level up when the order is due to
+  ship within 48 h (capped at CRITICAL).
+- **Value at risk** of an order is its net value when its promise is in jeopardy
+  (predicted late, or within the MEDIUM slack); 0 while it has comfortable slack.
+- **Rules**: one small function per ``ExceptionKind`` (``RULES``) reads one order view and
+  returns findings: the kind, the root cause (a record in its source system: work centre,
+  inspection lot, material, tracking number, sales order, …) and an internal and a
+  customer-safe text. Delivered orders have no exceptions.
+- **Aggregation**: findings with the same kind and root cause are one exception, with the
+  stable id ``<KIND>:<system>:<key>`` (e.g. ``MACHINE_DOWN:mes:WC-20``). Its severity is
+  the maximum over the affected orders, its value at risk and net value the sums, its
+  days late the maximum.
+
+The customer text never names internal records, priorities or values; it may give the
+order's new expected delivery date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from sources.records import COMMERCIAL_PRIORITIES, Customer
+
+from .enums import ExceptionKind, Severity
+from .prediction import Prediction, PredictionParams, predict, working_days_between
+from .view import (
+    OrderView,
+    component_blocked,
+    component_short,
+    day_start,
+    lot_decided,
+    lot_rejected,
+    production_completed,
+    production_started,
+    shipment_delivered,
+    shipment_eta,
+    work_center_down,
+)
+
+_STOCK_TYPES = {"02": "quality inspection", "07": "blocked", "08": "restricted"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExceptionParams:
+    """Thresholds of the exception rules and of severity."""
+
+    large_value_at_risk: float = 100_000.0  # an order worth this much makes HIGH critical
+    medium_slack_working_days: int = 2  # slack up to this is MEDIUM
+    ships_soon_hours: float = 48  # due to ship within this: one level up
+    production_delay_tolerance_hours: float = 4  # expected end this far past schedule = delay
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RootCause:
+    """The record an exception comes from, in its source system."""
+
+    system: str  # erp / mes / wms / qms / tms
+    entity: str  # WorkCenter, InspectionLot, Material, Shipment, SalesOrder, ...
+    key: str
+    label: str = ""  # plant words for the record, e.g. "CNC milling", "batch B0000123"
+
+
+def exception_id(kind: ExceptionKind, root: RootCause) -> str:
+    """The stable id of an exception: ``<KIND>:<system>:<key>``."""
+    return f"{kind.value}:{root.system}:{root.key}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finding:
+    """What one rule found on one order."""
+
+    kind: ExceptionKind
+    root: RootCause
+    internal_text: str
+    customer_text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """What severity and value at risk are decided on, for one order."""
+
+    sales_order: str
+    customer: str
+    commercial_priority: str
+    net_value: float
+    currency: str
+    promised: dt.date
+    predicted: dt.date
+    late: bool
+    slack: int  # working days from predicted to promised; negative when late
+    days_late: int  # working days past the promise; at least 1 once late
+    ship_by: dt.date
+    shipped: bool
+    ships_soon: bool
+    severity: Severity
+    value_at_risk: float
+    work_centers: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Detection:
+    """One exception hitting one order, with that order's severity and value at risk."""
+
+    kind: ExceptionKind
+    root: RootCause
+    sales_order: str
+    customer: str
+    commercial_priority: str
+    severity: Severity
+    days_late: int
+    value_at_risk: float
+    net_value: float
+    currency: str
+    promised_delivery_date: dt.date
+    predicted_delivery_date: dt.date
+    work_centers: tuple[str, ...]
+    internal_text: str
+    customer_text: str
+
+    @property
+    def id(self) -> str:
+        """The id of the exception this detection belongs to."""
+        return exception_id(self.kind, self.root)
+
+    def to_payload(self) -> dict[str, Any]:
+        """JSON-ready form (journal payloads)."""
+        return {
+            "salesOrder": self.sales_order,
+            "customer": self.customer,
+            "commercialPriority": self.commercial_priority,
+            "severity": self.severity.value,
+            "daysLate": self.days_late,
+            "valueAtRisk": self.value_at_risk,
+            "netValue": self.net_value,
+            "currency": self.currency,
+            "promisedDeliveryDate": self.promised_delivery_date.isoformat(),
+            "predictedDeliveryDate": self.predicted_delivery_date.isoformat(),
+            "workCenters": list(self.work_centers),
+            "internalText": self.internal_text,
+            "customerText": self.customer_text,
+        }
+
+    @classmethod
+    def from_payload(cls, kind: ExceptionKind, root: RootCause, data: dict[str, Any]) -> Detection:
+        """Inverse of :meth:`to_payload`."""
+        return cls(
+            kind=kind,
+            root=root,
+            sales_order=data["salesOrder"],
+            customer=data["customer"],
+            commercial_priority=data["commercialPriority"],
+            severity=Severity(data["severity"]),
+            days_late=int(data["daysLate"]),
+            value_at_risk=float(data["valueAtRisk"]),
+            net_value=float(data["netValue"]),
+            currency=data["currency"],
+            promised_delivery_date=dt.date.fromisoformat(data["promisedDeliveryDate"]),
+            predicted_delivery_date=dt.date.fromisoformat(data["predictedDeliveryDate"]),
+            work_centers=tuple(data.get("workCenters", ())),
+            internal_text=data["internalText"],
+            customer_text=data["customerText"],
+        )
+
+
+# --- severity -----------------------------------------------------------------------------
+
+
+def severity(
+    *,
+    late: bool,
+    slack: int,
+    commercial_priority: str,
+    value: float,
+    ships_soon: bool,
+    params: ExceptionParams = ExceptionParams(),
+) -> Severity:
+    """Severity of one order's exception from its slack, priority, value and ship date."""
+    if late:
+        level = Severity.HIGH
+        if commercial_priority == "STRATEGIC" or value >= params.large_value_at_risk:
+            level = Severity.CRITICAL
+    elif slack <= params.medium_slack_working_days:
+        level = Severity.MEDIUM
+    else:
+        level = Severity.LOW
+    return level.raised() if ships_soon else level
+
+
+def shipped(view: OrderView) -> bool:
+    """True once every delivery left the plant and every item is in a delivery."""
+    legs = view.legs
+    return bool(legs) and all(leg.goods_issued for leg in legs) and view.all_items_in_deliveries
+
+
+def ship_by(view: OrderView, params: PredictionParams = PredictionParams()) -> dt.date:
+    """The planned ship day: the latest delivery's DeliveryDate, else promise − transit."""
+    dates = [d.delivery_date for d in view.deliveries]
+    return max(dates, default=view.promised_delivery_date - dt.timedelta(days=params.transit_days))
+
+
+def order_facts(
+    view: OrderView,
+    customer: Customer | None,
+    now: dt.datetime,
+    *,
+    params: ExceptionParams = ExceptionParams(),
+    prediction_params: PredictionParams = PredictionParams(),
+    prediction: Prediction | None = None,
+) -> OrderFacts:
+    """Promise, prediction, slack, severity and value at risk of one order."""
+    so = view.sales_order
+    p = prediction if prediction is not None else predict(view, now, prediction_params)
+    promised = view.promised_delivery_date
+    predicted = p.predicted_delivery_date
+    # An undelivered order past its promise is late whatever the prediction says.
+    late = predicted > promised or (now.date() > promised and not view.is_delivered)
+    slack = working_days_between(predicted, promised)
+    days_late = max(1, working_days_between(promised, max(predicted, now.date()))) if late else 0
+    priority = (customer.commercial_priority if customer else None) or "NORMAL"
+    is_shipped = shipped(view)
+    day = ship_by(view, prediction_params)
+    soon = (
+        not is_shipped
+        and now.date() <= day
+        and day_start(day) <= now + dt.timedelta(hours=params.ships_soon_hours)
+    )
+    in_jeopardy = late or slack <= params.medium_slack_working_days
+    value = so.total_net_amount if in_jeopardy and not view.is_delivered else 0.0
+    level = severity(
+        late=late,
+        slack=slack,
+        commercial_priority=priority,
+        value=value,
+        ships_soon=soon,
+        params=params,
+    )
+    work_centers = tuple(
+        sorted({po.work_center for po in view.active_production_orders if not production_completed(po)})
+    )
+    return OrderFacts(
+        sales_order=so.sales_order,
+        customer=so.sold_to_party,
+        commercial_priority=priority,
+        net_value=so.total_net_amount,
+        currency=so.transaction_currency,
+        promised=promised,
+        predicted=predicted,
+        late=late,
+        slack=slack,
+        days_late=days_late,
+        ship_by=day,
+        shipped=is_shipped,
+        ships_soon=soon,
+        severity=level,
+        value_at_risk=value,
+        work_centers=work_centers,
+    )
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuleInput:
+    """Everything a rule may read about one order."""
+
+    view: OrderView
+    facts: OrderFacts
+    now: dt.datetime
+    params: ExceptionParams = ExceptionParams()
+    prediction_params: PredictionParams = PredictionParams()
+    stale_sources: frozenset[str] = frozenset()
+
+
+Rule = Callable[[RuleInput], list[Finding]]
+
+
+def _at(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "unknown"
+
+
+def _qty(value: float) -> str:
+    return f"{value:g}"
+
+
+def _open_production(r: RuleInput) -> list:
+    """Active production orders not yet completed (none once the goods left)."""
+    if r.facts.shipped:
+        return []
+    return [po for po in r.view.active_production_orders if not production_completed(po)]
+
+
+def machine_down(r: RuleInput) -> list[Finding]:
+    """MACHINE_DOWN: unfinished production stands on a work centre that is down."""
+    out = []
+    for po in _open_production(r):
+        wc = r.view.work_center_for(po)
+        if wc is None or not work_center_down(wc, r.now):
+            continue
+        out.append(
+            Finding(
+                ExceptionKind.MACHINE_DOWN,
+                RootCause("mes", "WorkCenter", wc.work_center, wc.work_center_text),
+                f"Work centre {wc.work_center} ({wc.work_center_text or 'no name'}) is down since "
+                f"{_at(wc.down_since)}, expected up {_at(wc.expected_up_at)}; production order "
+                f"{po.manufacturing_order} ({po.status}) waits for it.",
+                "An equipment issue in our plant is holding up production of your order.",
+            )
+        )
+    return out
+
+
+def production_delay(r: RuleInput) -> list[Finding]:
+    """PRODUCTION_DELAY: a production order is expected to end well after its scheduled end.
+
+    The expected end is the prediction model's, for that production order alone (remaining
+    work, downtime, late components).
+    """
+    out = []
+    tolerance = dt.timedelta(hours=r.params.production_delay_tolerance_hours)
+    for po in _open_production(r):
+        alone = dataclasses.replace(r.view, production_orders=[po], deliveries=[], shipments=[])
+        end = predict(alone, r.now, r.prediction_params).production_end
+        if end is None or end <= po.scheduled_end_date + tolerance:
+            continue
+        wc = r.view.work_center_for(po)
+        hours = (end - po.scheduled_end_date).total_seconds() / 3600
+        out.append(
+            Finding(
+                ExceptionKind.PRODUCTION_DELAY,
+                RootCause("mes", "WorkCenter", po.work_center, wc.work_center_text if wc else ""),
+                f"Production order {po.manufacturing_order} on {po.work_center} is expected to finish "
+                f"{_at(end)}, {hours:.0f} h after its scheduled end {_at(po.scheduled_end_date)}.",
+                "Production of your order is running behind schedule.",
+            )
+        )
+    return out
+
+
+def yield_shortfall(r: RuleInput) -> list[Finding]:
+    """YIELD_SHORTFALL: a confirmed production order delivered less than it should."""
+    if r.facts.shipped:
+        return []
+    out = []
+    for po in r.view.active_production_orders:
+        target = po.total_quantity - po.planned_scrap_qty
+        if not production_completed(po) or po.total_quantity <= 0 or po.confirmed_yield_qty >= target:
+            continue
+        out.append(
+            Finding(
+                ExceptionKind.YIELD_SHORTFALL,
+                RootCause("mes", "ProductionOrder", po.manufacturing_order, po.material),
+                f"Production order {po.manufacturing_order} confirmed {_qty(po.confirmed_yield_qty)} of "
+                f"{_qty(target)} {po.production_unit} ({_qty(po.confirmed_scrap_qty)} scrapped); "
+                f"{_qty(target - po.confirmed_yield_qty)} {po.production_unit} are missing.",
+                "Part of your order has to be produced again.",
+            )
+        )
+    return out
+
+
+def _waiting_components(r: RuleInput):
+    """(production order, component) pairs of production that has not started yet."""
+    for po in _open_production(r):
+        if production_started(po):
+            continue  # components are consumed once production runs
+        for c in r.view.components_for(po):
+            yield po, c
+
+
+def material_shortage(r: RuleInput) -> list[Finding]:
+    """MATERIAL_SHORTAGE: a component of unstarted production is short (usable stock)."""
+    out = []
+    for po, c in _waiting_components(r):
+        if not component_short(c) or component_blocked(c):
+            continue
+        short = c.shortage_quantity or max(c.required_quantity - c.available_quantity, 0.0)
+        receipt = c.expected_receipt_date.isoformat() if c.expected_receipt_date else "not scheduled"
+        out.append(
+            Finding(
+                ExceptionKind.MATERIAL_SHORTAGE,
+                RootCause("wms", "Material", c.material),
+                f"Component {c.material}: {_qty(short)} {c.base_unit} short for production order "
+                f"{po.manufacturing_order}; receipt expected {receipt}.",
+                "A component for your order arrives later than planned.",
+            )
+        )
+    return out
+
+
+def stock_blocked(r: RuleInput) -> list[Finding]:
+    """STOCK_BLOCKED: a component of unstarted production sits in unusable stock."""
+    out = []
+    for po, c in _waiting_components(r):
+        if not component_blocked(c):
+            continue
+        kind = _STOCK_TYPES.get(c.inventory_stock_type, "unusable")
+        out.append(
+            Finding(
+                ExceptionKind.STOCK_BLOCKED,
+                RootCause("wms", "Material", c.material),
+                f"Component {c.material} for production order {po.manufacturing_order} is in {kind} "
+                f"stock (type {c.inventory_stock_type}) and cannot be consumed.",
+                "A component for your order is being checked before use.",
+            )
+        )
+    return out
+
+
+def _lots(r: RuleInput):
+    """(production order, latest lot) pairs while the goods are still in the plant."""
+    if r.facts.shipped:
+        return
+    for po in r.view.active_production_orders:
+        lot = r.view.latest_lot(po.manufacturing_order)
+        if lot is not None:
+            yield po, lot
+
+
+def quality_hold(r: RuleInput) -> list[Finding]:
+    """QUALITY_HOLD: an inspection lot without usage decision holds the batch."""
+    out = []
+    for po, lot in _lots(r):
+        if lot_decided(lot):
+            continue
+        out.append(
+            Finding(
+                ExceptionKind.QUALITY_HOLD,
+                RootCause("qms", "InspectionLot", lot.inspection_lot, f"batch {lot.batch}"),
+                f"Inspection lot {lot.inspection_lot} holds batch {lot.batch} of production order "
+                f"{po.manufacturing_order} since {_at(lot.created_at)}; no usage decision yet.",
+                "Your order is in quality inspection.",
+            )
+        )
+    return out
+
+
+def quality_rejected(r: RuleInput) -> list[Finding]:
+    """QUALITY_REJECTED: the latest lot rejected the batch and no rework replaced it yet."""
+    out = []
+    for po, lot in _lots(r):
+        if not lot_rejected(lot):
+            continue
+        code = lot.usage_decision.code if lot.usage_decision else "R"
+        out.append(
+            Finding(
+                ExceptionKind.QUALITY_REJECTED,
+                RootCause("qms", "InspectionLot", lot.inspection_lot, f"batch {lot.batch}"),
+                f"Inspection lot {lot.inspection_lot} rejected batch {lot.batch} of production order "
+                f"{po.manufacturing_order} (usage decision {code}); it must be made again.",
+                "Part of your order did not pass our quality inspection and is being made again.",
+            )
+        )
+    return out
+
+
+def _sales_order_root(r: RuleInput) -> RootCause:
+    return RootCause("erp", "SalesOrder", r.view.sales_order.sales_order)
+
+
+def credit_block(r: RuleInput) -> list[Finding]:
+    """CREDIT_BLOCK: the ERP credit check blocks the order."""
+    so = r.view.sales_order
+    if so.total_credit_check_status != "B" or r.facts.shipped:
+        return []
+    return [
+        Finding(
+            ExceptionKind.CREDIT_BLOCK,
+            _sales_order_root(r),
+            f"Sales order {so.sales_order} is blocked by the credit check (status B).",
+            "Your order is on hold pending a commercial clarification; your account manager will contact you.",
+        )
+    ]
+
+
+def delivery_block(r: RuleInput) -> list[Finding]:
+    """DELIVERY_BLOCK: the ERP order carries a delivery block."""
+    so = r.view.sales_order
+    if not so.delivery_block_reason or r.facts.shipped:
+        return []
+    return [
+        Finding(
+            ExceptionKind.DELIVERY_BLOCK,
+            _sales_order_root(r),
+            f"Sales order {so.sales_order} has delivery block {so.delivery_block_reason}.",
+            "Shipment of your order is on hold pending a clarification; your account manager will contact you.",
+        )
+    ]
+
+
+def dispatch_missed(r: RuleInput) -> list[Finding]:
+    """DISPATCH_MISSED: the ship-by day is over and the goods have not left the plant."""
+    f = r.facts
+    if f.shipped or r.now < day_start(f.ship_by + dt.timedelta(days=1)):
+        return []
+    pending = [d for d in r.view.deliveries if d.overall_goods_movement_status != "C"]
+    if pending:
+        doc = max(pending, key=lambda d: d.delivery_document)
+        root = RootCause("wms", "OutboundDelivery", doc.delivery_document)
+        text = f"Delivery {doc.delivery_document} was due to ship on {f.ship_by} and is not goods-issued."
+    else:
+        root = _sales_order_root(r)
+        text = f"Sales order {f.sales_order} was due to ship on {f.ship_by}; nothing has been goods-issued."
+    return [
+        Finding(ExceptionKind.DISPATCH_MISSED, root, text, "Your order did not leave our plant on the planned day.")
+    ]
+
+
+def _open_shipments(r: RuleInput):
+    for leg in r.view.legs:
+        if leg.shipment is not None and not shipment_delivered(leg.shipment):
+            yield leg.shipment
+
+
+def _shipment_root(shipment) -> RootCause:
+    return RootCause("tms", "Shipment", shipment.tracking_number, shipment.carrier)
+
+
+def _latest_description(shipment) -> str:
+    events = sorted(shipment.events, key=lambda e: e.occurred_at)
+    return (events[-1].description or events[-1].code) if events else shipment.tag
+
+
+def carrier_delay(r: RuleInput) -> list[Finding]:
+    """CARRIER_DELAY: the carrier's latest status is a delay (EDI 214 SD) or an exception."""
+    out = []
+    for s in _open_shipments(r):
+        delayed = s.tag == "Exception" or (s.status_code == "SD" and s.tag != "AttemptFail")
+        if not delayed:
+            continue
+        out.append(
+            Finding(
+                ExceptionKind.CARRIER_DELAY,
+                _shipment_root(s),
+                f"{s.carrier} shipment {s.tracking_number} reports a delay ({s.status_code or s.tag}: "
+                f"{_latest_description(s)}); ETA {_at(shipment_eta(s))}.",
+                "The carrier reports a delay in transit.",
+            )
+        )
+    return out
+
+
+def delivery_attempt_failed(r: RuleInput) -> list[Finding]:
+    """DELIVERY_ATTEMPT_FAILED: the carrier tried to deliver and could not."""
+    return [
+        Finding(
+            ExceptionKind.DELIVERY_ATTEMPT_FAILED,
+            _shipment_root(s),
+            f"{s.carrier} could not deliver shipment {s.tracking_number}: {_latest_description(s)}.",
+            "The carrier could not deliver your order and will try again.",
+        )
+        for s in _open_shipments(r)
+        if s.tag == "AttemptFail"
+    ]
+
+
+def eta_beyond_promise(r: RuleInput) -> list[Finding]:
+    """ETA_BEYOND_PROMISE: the carrier's ETA falls after the promised delivery date."""
+    promised = r.facts.promised
+    out = []
+    for s in _open_shipments(r):
+        eta = shipment_eta(s)
+        if eta is None or eta.date() <= promised:
+            continue
+        out.append(
+            Finding(
+                ExceptionKind.ETA_BEYOND_PROMISE,
+                _shipment_root(s),
+                f"{s.carrier} expects to deliver shipment {s.tracking_number} on {_at(eta)}, after the "
+                f"promised date {promised}.",
+                "The carrier now expects to deliver after the promised date.",
+            )
+        )
+    return out
+
+
+def sources_read(view: OrderView, is_shipped: bool) -> set[str]:
+    """The source systems the order's open part depends on."""
+    systems = {"erp"}
+    if not is_shipped:
+        if view.production_orders:
+            systems |= {"mes", "wms", "qms"}
+        systems.add("wms")  # picking and goods issue
+    if view.deliveries or view.shipments:
+        systems.add("tms")
+    return systems
+
+
+def data_stale(r: RuleInput) -> list[Finding]:
+    """DATA_STALE: a source the order depends on has been silent for too long."""
+    return [
+        Finding(
+            ExceptionKind.DATA_STALE,
+            RootCause(system, "SourceSystem", system, system.upper()),
+            f"{system.upper()} has sent no data for too long; what this order shows from it may be out of date.",
+            "Status information for your order may be delayed.",
+        )
+        for system in sorted(r.stale_sources & sources_read(r.view, r.facts.shipped))
+    ]
+
+
+RULES: dict[ExceptionKind, Rule] = {
+    ExceptionKind.PRODUCTION_DELAY: production_delay,
+    ExceptionKind.MACHINE_DOWN: machine_down,
+    ExceptionKind.YIELD_SHORTFALL: yield_shortfall,
+    ExceptionKind.MATERIAL_SHORTAGE: material_shortage,
+    ExceptionKind.STOCK_BLOCKED: stock_blocked,
+    ExceptionKind.QUALITY_HOLD: quality_hold,
+    ExceptionKind.QUALITY_REJECTED: quality_rejected,
+    ExceptionKind.CREDIT_BLOCK: credit_block,
+    ExceptionKind.DELIVERY_BLOCK: delivery_block,
+    ExceptionKind.DISPATCH_MISSED: dispatch_missed,
+    ExceptionKind.CARRIER_DELAY: carrier_delay,
+    ExceptionKind.DELIVERY_ATTEMPT_FAILED: delivery_attempt_failed,
+    ExceptionKind.ETA_BEYOND_PROMISE: eta_beyond_promise,
+    ExceptionKind.DATA_STALE: data_stale,
+}
+
+
+def customer_text(facts: OrderFacts, text: str) -> str:
+    """The customer-safe text of one order: the kind's text plus the new expected date."""
+    if facts.late:
+        return f"{text} We now expect to deliver on {facts.predicted.isoformat()}."
+    return text
+
+
+def detect(
+    view: OrderView,
+    customer: Customer | None,
+    now: dt.datetime,
+    *,
+    params: ExceptionParams = ExceptionParams(),
+    prediction_params: PredictionParams = PredictionParams(),
+    stale_sources: Iterable[str] = (),
+) -> list[Detection]:
+    """Every exception hitting one order, one detection per exception id."""
+    if view.is_delivered:
+        return []
+    facts = order_facts(view, customer, now, params=params, prediction_params=prediction_params)
+    r = RuleInput(view, facts, now, params, prediction_params, frozenset(stale_sources))
+    found: dict[str, Detection] = {}
+    for rule in RULES.values():
+        for finding in rule(r):
+            eid = exception_id(finding.kind, finding.root)
+            if eid in found:  # e.g. two items of one order on the same work centre
+                continue
+            found[eid] = Detection(
+                kind=finding.kind,
+                root=finding.root,
+                sales_order=facts.sales_order,
+                customer=facts.customer,
+                commercial_priority=facts.commercial_priority,
+                severity=facts.severity,
+                days_late=facts.days_late,
+                value_at_risk=facts.value_at_risk,
+                net_value=facts.net_value,
+                currency=facts.currency,
+                promised_delivery_date=facts.promised,
+                predicted_delivery_date=facts.predicted,
+                work_centers=facts.work_centers,
+                internal_text=finding.internal_text,
+                customer_text=customer_text(facts, finding.customer_text),
+            )
+    return list(found.values())
+
+
+# --- aggregation ----------------------------------------------------------------------------
+
+_HEADLINES: dict[ExceptionKind, str] = {
+    ExceptionKind.MACHINE_DOWN: "Work centre {key} ({label}) is down",
+    ExceptionKind.PRODUCTION_DELAY: "Production on work centre {key} ({label}) is behind schedule",
+    ExceptionKind.YIELD_SHORTFALL: "Production order {key} ({label}) fell short of its yield",
+    ExceptionKind.MATERIAL_SHORTAGE: "Component {key} is short",
+    ExceptionKind.STOCK_BLOCKED: "Component {key} is in unusable stock",
+    ExceptionKind.QUALITY_HOLD: "Inspection lot {key} holds {label}",
+    ExceptionKind.QUALITY_REJECTED: "Inspection lot {key} rejected {label}",
+    ExceptionKind.CREDIT_BLOCK: "Sales order {key} is credit-blocked",
+    ExceptionKind.DELIVERY_BLOCK: "Sales order {key} has a delivery block",
+    ExceptionKind.DISPATCH_MISSED: "{entity} {key} missed its ship date",
+    ExceptionKind.CARRIER_DELAY: "{label} shipment {key} is delayed",
+    ExceptionKind.DELIVERY_ATTEMPT_FAILED: "{label} could not deliver shipment {key}",
+    ExceptionKind.ETA_BEYOND_PROMISE: "{label} ETA for shipment {key} is after the promise",
+    ExceptionKind.DATA_STALE: "{label} has been silent for too long",
+}
+_CUSTOMER_TEXTS: dict[ExceptionKind, str] = {
+    ExceptionKind.MACHINE_DOWN: "An equipment issue in our plant is holding up production.",
+    ExceptionKind.PRODUCTION_DELAY: "Production is running behind schedule.",
+    ExceptionKind.YIELD_SHORTFALL: "Part of the quantity has to be produced again.",
+    ExceptionKind.MATERIAL_SHORTAGE: "A component arrives later than planned.",
+    ExceptionKind.STOCK_BLOCKED: "A component is being checked before use.",
+    ExceptionKind.QUALITY_HOLD: "Goods are in quality inspection.",
+    ExceptionKind.QUALITY_REJECTED: "Goods did not pass quality inspection and are being made again.",
+    ExceptionKind.CREDIT_BLOCK: "An order is on hold pending a commercial clarification.",
+    ExceptionKind.DELIVERY_BLOCK: "A shipment is on hold pending a clarification.",
+    ExceptionKind.DISPATCH_MISSED: "Goods did not leave our plant on the planned day.",
+    ExceptionKind.CARRIER_DELAY: "The carrier reports a delay in transit.",
+    ExceptionKind.DELIVERY_ATTEMPT_FAILED: "The carrier could not deliver and will try again.",
+    ExceptionKind.ETA_BEYOND_PROMISE: "The carrier expects to deliver after the promised date.",
+    ExceptionKind.DATA_STALE: "Status information may be delayed.",
+}
+_ENTITY_WORDS = {"OutboundDelivery": "Delivery", "SalesOrder": "Sales order"}
+
+
+@dataclasses.dataclass(slots=True)
+class ExceptionRecord:
+    """One exception: a kind and a root cause, with every order it hits.
+
+    ``detected_at`` is when it was first raised (kept while it stays open);
+    ``cleared_at`` is set once no order is affected any more.
+    """
+
+    id: str
+    kind: ExceptionKind
+    root: RootCause
+    detected_at: dt.datetime
+    affected: dict[str, Detection] = dataclasses.field(default_factory=dict)
+    cleared_at: dt.datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        """True until the exception is cleared."""
+        return self.cleared_at is None
+
+    @property
+    def severity(self) -> Severity:
+        """The most severe of its orders (LOW when none is left)."""
+        return max((d.severity for d in self.affected.values()), key=lambda s: s.rank, default=Severity.LOW)
+
+    @property
+    def value_at_risk(self) -> float:
+        """Sum of the affected orders' value at risk."""
+        return round(sum(d.value_at_risk for d in self.affected.values()), 2)
+
+    @property
+    def net_value(self) -> float:
+        """Sum of the affected orders' net value."""
+        return round(sum(d.net_value for d in self.affected.values()), 2)
+
+    @property
+    def days_late(self) -> int:
+        """The most working days late of its orders."""
+        return max((d.days_late for d in self.affected.values()), default=0)
+
+    @property
+    def currency(self) -> str:
+        """Currency of the amounts (the orders' transaction currency)."""
+        return next((d.currency for d in self.affected.values()), "EUR")
+
+    @property
+    def customers(self) -> set[str]:
+        """Customers of the affected orders."""
+        return {d.customer for d in self.affected.values()}
+
+    @property
+    def work_centers(self) -> set[str]:
+        """The root work centre (if any) and the work centres of the affected orders."""
+        out = {wc for d in self.affected.values() for wc in d.work_centers}
+        if self.root.entity == "WorkCenter":
+            out.add(self.root.key)
+        return out
+
+    def orders(self) -> list[Detection]:
+        """Affected orders, most severe first, then by value at risk, then number."""
+        return sorted(self.affected.values(), key=lambda d: (-d.severity.rank, -d.value_at_risk, d.sales_order))
+
+    @property
+    def internal_text(self) -> str:
+        """Internal one-line description: the root cause and how many orders it hits."""
+        r = self.root
+        headline = _HEADLINES[self.kind].format(
+            key=r.key, label=r.label or r.key, entity=_ENTITY_WORDS.get(r.entity, r.entity)
+        )
+        n = len(self.affected)
+        if not self.open:
+            return f"{headline} (cleared)."
+        return f"{headline}: {n} open order{'s' if n != 1 else ''} affected."
+
+    @property
+    def customer_text(self) -> str:
+        """Customer-safe description, free of internal records and values."""
+        return _CUSTOMER_TEXTS[self.kind]
+
+    def sort_key(self) -> tuple[int, float, str]:
+        """Board order: most severe first, then highest value at risk, then id."""
+        return (-self.severity.rank, -self.value_at_risk, self.id)
+
+    def copy(self) -> ExceptionRecord:
+        """A copy whose affected map can change independently."""
+        return dataclasses.replace(self, affected=dict(self.affected))
+
+    def to_payload(self) -> dict[str, Any]:
+        """JSON-ready form, as journaled with each transition."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "root": dataclasses.asdict(self.root),
+            "detectedAt": self.detected_at.isoformat(),
+            "clearedAt": self.cleared_at.isoformat() if self.cleared_at else None,
+            "severity": self.severity.value,
+            "valueAtRisk": self.value_at_risk,
+            "daysLate": self.days_late,
+            "affected": [d.to_payload() for d in self.orders()],
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> ExceptionRecord:
+        """Inverse of :meth:`to_payload`."""
+        kind = ExceptionKind(data["kind"])
+        root = RootCause(**data["root"])
+        cleared = data.get("clearedAt")
+        return cls(
+            id=data["id"],
+            kind=kind,
+            root=root,
+            detected_at=dt.datetime.fromisoformat(data["detectedAt"]),
+            affected={
+                d["salesOrder"]: Detection.from_payload(kind, root, d) for d in data.get("affected", ())
+            },
+            cleared_at=dt.datetime.fromisoformat(cleared) if cleared else None,
+        )
+
+
+def aggregate(detections: Iterable[Detection], detected_at: dt.datetime) -> dict[str, ExceptionRecord]:
+    """Group detections into exceptions by id."""
+    out: dict[str, ExceptionRecord] = {}
+    for d in detections:
+        record = out.get(d.id)
+        if record is None:
+            record = out[d.id] = ExceptionRecord(d.id, d.kind, d.root, detected_at)
+        record.affected[d.sales_order] = d
+    return out
+
+
+def priority_rank(commercial_priority: str) -> int:
+    """0 for STRATEGIC … 3 for LOW (unknown priorities rank as NORMAL)."""
+    try:
+        return COMMERCIAL_PRIORITIES.index(commercial_priority)
+    except ValueError:
+        return COMMERCIAL_PRIORITIES.index("NORMAL")
+
+
+class ExceptionSource(Protocol):
+    """What resolvers need of the gateway's exception tracker (``gateway/exceptions.py``)."""
+
+    params: ExceptionParams
+    prediction_params: PredictionParams
+
+    def open_exceptions(self) -> list[ExceptionRecord]:
+        """Open exceptions, in no particular order."""
+        ...
+
+    def closed_exceptions(self) -> list[ExceptionRecord]:
+        """Recently cleared exceptions (bounded), in no particular order."""
+        ...
+
+    def get(self, exception_id: str) -> ExceptionRecord | None:
+        """An open or recently cleared exception by id."""
+        ...
+
+    def stale_sources(self) -> frozenset[str]:
+        """Source systems currently considered stale (DATA_STALE)."""
+        ...
+
+    @property
+    def last_cursor(self) -> int:
+        """Cursor of the latest transition the open set reflects."""
+        ...
