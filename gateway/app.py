@@ -11,27 +11,33 @@ from pathlib import Path
 
 import aiohttp
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from resolvers.context import Context
+from resolvers.policy import Viewer
 from resolvers.schema import schema as strawberry_schema
-from sources import SourceEndpoint, Sources, event_registry
+from sources import Policy, SourceEndpoint, Sources, event_registry
 
+from .auth import Authenticator, token_from_init
 from .bus import Bus, LocalBus
 from .cache import RecordCache
-from .config import Config
+from .config import Config, SourceConfig
+from .exceptions import ExceptionTracker
 from .graphiql import render_graphiql
 from .graphql_http import GraphQLHttp
 from .ingest import EventIngress, EventProcessor, Rejection
 from .journal import Journal
+from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
-from .websocket import Connection
+from .websocket import Connection, ConnectionRefused
 
 log = logging.getLogger("ordergraph.gateway")
 
@@ -46,26 +52,49 @@ class Gateway:
     """Owns the HTTP session to the sources, the record cache and the metrics."""
 
     def __init__(
-        self, config: Config, *, clock: Callable[[], dt.datetime] = utc_now, bus: Bus | None = None
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], dt.datetime] = utc_now,
+        bus: Bus | None = None,
+        domain_clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.config = config
         self.bus: Bus = bus or LocalBus()
+        self._own_bus = bus is None  # scale-out replaces our own LocalBus with a RedisBus
         self.registry = event_registry()
         self.journal: Journal | None = None
         self.ingress: EventIngress | None = None
         self.processor: EventProcessor | None = None
         self.hub: Hub | None = None
+        self.exceptions: ExceptionTracker | None = None
         self.clock = clock
+        # "Now" of the domain rules (predictions, exceptions): the plant's time. The demo's
+        # simulated plant runs faster than the wall clock, which signatures and health use.
+        self.domain_clock = domain_clock or clock
         self.cache = RecordCache(maxsize=config.cache.maxsize, ttl_seconds=config.cache.ttl_seconds)
         self.metrics = Metrics()
         self.schema = strawberry_schema
         self.session: aiohttp.ClientSession | None = None
         self.sources: Sources | None = None
+        # Identity and limits: the request stage (auth → Viewer, limits) before execution.
+        self.auth = Authenticator(config.auth)
+        self.guard = Guard(self.auth, config.limits, csrf=config.auth.csrf_prevention)
+        self.safelist = Safelist.load(config.limits.persisted_queries or None)
+        documents = GuardedDocuments(
+            strawberry_schema._schema,
+            config.limits,
+            max_first=config.gateway.max_first,
+            safelist=self.safelist,
+            introspection_roles=config.auth.introspection_roles,
+        )
         self.http = GraphQLHttp(
             strawberry_schema._schema,
             self.context,
             max_body_bytes=config.gateway.max_body_bytes,
             observe=self.metrics.on_graphql_request,
+            documents=documents,
+            admit=self.guard.admit,
         )
 
     async def start(self) -> None:
@@ -73,21 +102,44 @@ class Gateway:
         limit = sum(s.max_connections for s in self.config.sources.values())
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300))
         endpoints = {
-            name: SourceEndpoint(base_url=s.base_url, timeout_seconds=s.timeout_seconds, batch_size=s.batch_size)
+            name: SourceEndpoint(
+                base_url=s.base_url, timeout_seconds=s.timeout_seconds, batch_size=s.batch_size, policy=source_policy(s)
+            )
             for name, s in self.config.sources.items()
         }
-        self.sources = Sources.connect(self.session, endpoints, on_request=self.metrics.on_source_request)
+        self.sources = Sources.connect(
+            self.session,
+            endpoints,
+            on_request=self.metrics.on_source_request,
+            clock=self.clock,
+            # Single-flight never shares a read that began before a cache invalidation.
+            generation=lambda: self.cache.generation,
+        )
         ev = self.config.events
-        if ev.journal_path != ":memory:":
-            Path(ev.journal_path).parent.mkdir(parents=True, exist_ok=True)
-        self.journal = await Journal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
+        scaleout = self.config.scaleout
+        if scaleout.redis_url:
+            await self._start_scaleout()
+        else:
+            if ev.journal_path != ":memory:":
+                Path(ev.journal_path).parent.mkdir(parents=True, exist_ok=True)
+            self.journal = await Journal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
         self.ingress = EventIngress(ev, self.registry, self.journal, self.clock)
         self.hub = Hub(self.schema._schema, self.context, self.journal)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
-        self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup)
+        poll = scaleout.poll_seconds if scaleout.redis_url else None  # other replicas' events
+        self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup, poll_seconds=poll)
         self.hub.start()
         self.processor.start()
+        # Exceptions: evaluated once for every order, then as events change orders.
+        self.exceptions = ExceptionTracker(
+            self.context,
+            self.journal,
+            clock=self.domain_clock,
+            publish=self.hub.exceptions.publish,
+            stale_sources=self.stale_sources,
+        )
+        self.exceptions.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
 
     async def _prune_periodically(self, interval_seconds: float = 3600.0) -> None:
@@ -102,6 +154,31 @@ class Gateway:
                 log.exception("journal prune failed")
             await asyncio.sleep(interval_seconds)
 
+    async def _start_scaleout(self) -> None:
+        """Several replicas as one: journal on Redis Streams, bus over Redis pub/sub."""
+        from .redis_bus import RedisBus, bus_channel
+        from .redis_journal import RedisJournal
+
+        sc, ev = self.config.scaleout, self.config.events
+        if self._own_bus:
+            self.bus = RedisBus(
+                sc.redis_url,
+                channel=bus_channel(sc.key_prefix),
+                invalidate=self.cache.invalidate,
+                on_gap=self.cache.invalidate_all,  # messages may be lost: trust no cached record
+            )
+        elif not isinstance(self.bus, RedisBus):
+            # The Redis journal publishes processed changes on the Redis channel itself.
+            raise ValueError("scaleout.redis_url is set: the bus must be a RedisBus")
+        self.journal = await RedisJournal.open(  # type: ignore[assignment]
+            sc.redis_url,
+            prefix=sc.key_prefix,
+            replica_id=sc.replica_id or None,
+            lease_seconds=sc.lease_seconds,
+            retention_days=ev.retention_days,
+            max_events=ev.max_events,
+        )
+
     def _on_bus(self, changes: list) -> None:
         # Changes published by any replica: drop their cache keys here too, then fan out.
         keys = {k for ch in changes for k in ch.invalidated}
@@ -109,10 +186,14 @@ class Gateway:
             self.cache.invalidate(keys)
         if self.hub is not None:
             self.hub.on_changes(changes)
+        if self.exceptions is not None:
+            self.exceptions.on_changes(changes)
 
     async def stop(self) -> None:
         if getattr(self, "_prune_task", None) is not None:
             self._prune_task.cancel()
+        if self.exceptions is not None:
+            await self.exceptions.stop()
         if self.processor is not None:
             await self.processor.stop()
         if self.hub is not None:
@@ -121,35 +202,116 @@ class Gateway:
         if self.journal is not None:
             await self.journal.close()
             self.journal = None
+        if self.sources is not None:
+            await self.sources.aclose()
         if self.session is not None:
             await self.session.close()
             self.session = None
+        await self.auth.close()
 
-    def context(self, request: Request | None = None) -> Context:
-        """A fresh per-request context: new loaders over the shared cache."""
+    def stale_sources(self) -> set[str]:
+        """Source systems that sent no event and answered no call for longer than their
+        ``stale_after_seconds`` (their orders carry DATA_STALE)."""
+        if self.sources is None:
+            return set()
+        now = self.clock()
+        return {name for name, h in self.sources.health(now).items() if h.stale}
+
+    def readiness(self) -> tuple[bool, dict]:
+        """(can serve, report): per source breaker state, last success, last error."""
+        ready = self.sources is not None and self.journal is not None
+        sources = {}
+        if self.sources is not None:
+            sources = {name: h.to_json() for name, h in self.sources.health(self.clock()).items()}
+        degraded = sorted(n for n, h in sources.items() if h["breakerState"] != "CLOSED" or h["stale"])
+        status = "unavailable" if not ready else "degraded" if degraded else "ready"
+        return ready, {"status": status, "degraded": degraded, "sources": sources}
+
+    def context(self, request: Request | None = None, *, viewer: Viewer | None = None) -> Context:
+        """A fresh per-request context for ``viewer``: new loaders over the shared cache."""
         assert self.sources is not None, "gateway not started"
         return Context.create(
-            self.sources, self.cache, self.clock(), max_first=self.config.gateway.max_first, journal=self.journal
+            self.sources,
+            self.cache,
+            self.domain_clock(),
+            max_first=self.config.gateway.max_first,
+            journal=self.journal,
+            exceptions=self.exceptions,
+            viewer=viewer,
         )
 
-    async def ws_scope(self, init_payload: dict) -> Scope:
-        return Scope()
+    async def ws_viewer(self, init_payload: dict) -> Viewer:
+        """The viewer of a WebSocket's ``connection_init``; PermissionError → close 4403."""
+        from .graphql_http import RequestError
 
-    async def http_scope(self, request: Request) -> Scope:
-        return Scope()
+        try:
+            return await self.guard.viewer(token_from_init(init_payload))
+        except RequestError as exc:
+            raise PermissionError(exc.message.removeprefix("Unauthorized: ")) from exc
+
+    async def http_viewer(self, request: Request) -> Viewer:
+        """The viewer of an HTTP request (CSRF, token, rate limit); RequestError when refused."""
+        return await self.guard.admit(request)
+
+    def scope_of(self, viewer: Viewer) -> Scope:
+        return Scope.of(viewer)
 
 
-def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utc_now, bus: Bus | None = None) -> Starlette:
-    """Build the gateway's ASGI app; ``app.state.gateway`` is its ``Gateway``."""
-    gateway = Gateway(config, clock=clock, bus=bus)
+def cors_middleware(origins: list[str]) -> list[Middleware]:
+    """CORS for the configured origins only (none configured: same origin only)."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", *(h.title() for h in PREFLIGHT_HEADERS)],
+            max_age=600,
+        )
+    ]
+
+
+def source_policy(s: SourceConfig) -> Policy:
+    """The resilience policy of one source, from its configuration."""
+    return Policy(
+        timeout_seconds=s.timeout_seconds,
+        retries=s.retries,
+        backoff_seconds=s.backoff_seconds,
+        retry_budget_ratio=s.retry_budget_ratio,
+        breaker_failures=s.breaker_failures,
+        breaker_failure_rate=s.breaker_failure_rate,
+        breaker_window=s.breaker_window,
+        breaker_cooldown_seconds=s.breaker_cooldown_seconds,
+        max_in_flight=s.max_in_flight,
+        stale_if_error=s.stale_if_error,
+        stale_after_seconds=s.stale_after_seconds,
+    )
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], dt.datetime] = utc_now,
+    bus: Bus | None = None,
+    domain_clock: Callable[[], dt.datetime] | None = None,
+) -> Starlette:
+    """Build the gateway's ASGI app; ``app.state.gateway`` is its ``Gateway``.
+
+    ``domain_clock``: the time domain rules run on (default ``clock``); the demo passes the
+    simulated plant's accelerated clock.
+    """
+    gateway = Gateway(config, clock=clock, bus=bus, domain_clock=domain_clock)
     subs = config.subscriptions
 
     async def graphql_endpoint(request: Request) -> Response:
+        # A browser opening /graphql (or /graphql?query=...) gets GraphiQL, which then runs
+        # the query with a JSON POST: a page load never executes anything (CSRF).
         if (
             request.method == "GET"
             and config.gateway.graphiql
-            and "query" not in request.query_params
             and "text/html" in request.headers.get("accept", "")
+            and not any(request.headers.get(h) for h in PREFLIGHT_HEADERS)
         ):
             return HTMLResponse(render_graphiql())
         return await gateway.http.handle(request)
@@ -178,17 +340,33 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utc_now, bu
 
     async def graphql_ws(websocket: WebSocket) -> None:
         assert gateway.hub is not None
+        slots: list[str] = []
+
+        async def authenticate(payload: dict) -> Viewer:
+            viewer = await gateway.ws_viewer(payload)
+            slot = gateway.guard.connect(viewer)
+            if slot is None:
+                cap = config.limits.connections_per_viewer
+                raise ConnectionRefused(4429, f"Too many connections: at most {cap} per viewer")
+            slots.append(slot)
+            return viewer
+
         conn = Connection(
             websocket,
             gateway.hub,
             gateway.http.documents,
             gateway.context,
-            authenticate=gateway.ws_scope,
+            authenticate=authenticate,
+            admit_operation=gateway.guard.take,
             init_timeout=subs.connection_init_timeout_seconds,
             max_subscriptions=subs.max_per_connection,
             queue_size=subs.queue_size,
         )
-        await conn.run()
+        try:
+            await conn.run()
+        finally:
+            for slot in slots:
+                gateway.guard.disconnect(slot)
 
     async def graphql_stream(request: Request) -> Response:
         assert gateway.hub is not None
@@ -196,14 +374,24 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utc_now, bu
             request,
             gateway.hub,
             gateway.http.documents,
-            gateway.http_scope,
+            gateway.http_viewer,
             max_body_bytes=config.gateway.max_body_bytes,
             queue_size=subs.queue_size,
             keepalive_seconds=subs.keepalive_seconds,
         )
 
+    async def page(request: Request) -> Response:
+        # The portal and the board are static pages over the public GraphQL API.
+        name = request.url.path.strip("/")
+        return FileResponse(STATIC_DIR / f"{name}.html", headers={"Cache-Control": "no-cache"})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        # 503 only when the gateway itself cannot serve; a sick source is a 200 "degraded".
+        ready, report = gateway.readiness()
+        return JSONResponse(report, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -220,11 +408,15 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = utc_now, bu
             WebSocketRoute("/graphql", graphql_ws),
             Route("/graphql/stream", graphql_stream, methods=["GET", "POST"]),
             Route("/events", events_endpoint, methods=["POST"]),
+            Route("/portal", page),
+            Route("/board", page),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
             Route("/metrics", gateway.metrics.endpoint),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         lifespan=lifespan,
+        middleware=cors_middleware(config.auth.cors_origins),
     )
     app.state.gateway = gateway
     return app

@@ -8,7 +8,9 @@ import difflib
 import logging
 import sys
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .config import Config, ConfigError, load_config
 
@@ -63,11 +65,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     host = args.host or cfg.gateway.host
     port = args.port or cfg.gateway.port
-    print(f"ordergraph gateway on http://{host}:{port}/graphql")
+    if args.persisted_only:
+        cfg.limits.persisted_only = True
+    print(f"ordergraph gateway on http://{host}:{port}/graphql (auth: {cfg.auth.mode})")
     for name, src in cfg.sources.items():
         print(f"  {name.upper()}: {src.base_url}")
-    asyncio.run(_serve(create_app(cfg), host, port))
+    _run(_serve(create_app(cfg), host, port))
     return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when installed (uvicorn[standard] brings it): asyncio's own loop spends
+    a large share of a request in Python-level task and callback bookkeeping (bench/README.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def cmd_bench(argv: list[str]) -> int:
+    """``ordergraph bench [--quick] ...``: the harness in ``bench/`` (a source checkout)."""
+    checkout = Path(__file__).resolve().parent.parent  # bench/ sits beside gateway/ in a checkout
+    if not (checkout / "bench" / "run.py").exists():
+        print("ordergraph bench needs a source checkout (bench/ is not installed): `python -m bench --help`", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(checkout))
+    from bench.run import main as bench_main
+
+    return bench_main(argv)
 
 
 def _plant_events(sim, gateway_url: str, secrets: dict[str, str], args: argparse.Namespace) -> list:
@@ -91,6 +118,35 @@ def _plant_events(sim, gateway_url: str, secrets: dict[str, str], args: argparse
     return started
 
 
+def _fault(text: str) -> tuple[str, Any]:
+    """argparse type of ``--fault``: SYSTEM=MODE[,rate=R][,factor=F][,period=S]."""
+    from sources.simulator.faults import FaultError, parse_fault_option
+
+    try:
+        return parse_fault_option(text)
+    except FaultError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_fault_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="SYSTEM=MODE",
+        help="make a source system sick: MODE is down, slow, hang, error, malformed, missing_fields or flap, "
+        "with optional ,rate=R ,factor=F ,period=S (e.g. mes=slow, tms=error,rate=0.5, wms=flap,period=2); "
+        "repeatable; change it live with POST/DELETE /control/faults",
+    )
+
+
+async def _apply_faults(sim, faults: list[tuple[str, Any]]) -> None:
+    for system, fault in faults:
+        await sim.faults.set(system, fault)
+        print(f"  fault injected: {system.upper()} {fault.mode}")
+
+
 def _add_plant_event_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, default=600.0, help="plant clock speed: plant seconds per real second (default 600; 0 = only the control API moves it)")
     p.add_argument("--breakdown-rate", type=float, default=0.05, help="chance per second that a work centre breaks down (default 0.05)")
@@ -107,9 +163,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     async def main() -> None:
         print(f"generating the plant: {args.orders} orders, seed {args.seed} ...", flush=True)
         sim = await start_simulator(
-            args.host, args.port, orders=args.orders, seed=args.seed, latency_ms=args.latency_ms
+            args.host,
+            args.port,
+            orders=args.orders,
+            seed=args.seed,
+            latency_ms=args.latency_ms,
+            separate_ports=args.separate_ports,
         )
         print(f"simulated plant on {sim.url} (ERP /erp, MES /mes, WMS /wms, QMS /qms, TMS /tms)")
+        if args.separate_ports:
+            print("  each system on its own port: " + ", ".join(f"{s.upper()} {u}" for s, u in sim.system_urls.items()))
+        await _apply_faults(sim, args.fault)
         print(f"  OpenAPI: {sim.url}/erp/openapi.json (and per system); control API: {sim.url}/control/world")
         running = []
         if args.gateway_url:
@@ -131,7 +195,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sources.simulator.app import start_simulator
 
     from .app import create_app
-
     from .graphiql import assets_present
 
     if not assets_present() and not args.no_assets:
@@ -146,21 +209,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def main() -> None:
         print(f"ordergraph demo: generating the simulated plant ({args.orders} orders, seed {args.seed}) ...", flush=True)
         sim = await start_simulator(
-            "127.0.0.1", args.plant_port, orders=args.orders, seed=args.seed, latency_ms=args.latency_ms
+            "127.0.0.1",
+            args.plant_port,
+            orders=args.orders,
+            seed=args.seed,
+            latency_ms=args.latency_ms,
+            # With faults, each system on its own port: "down" then refuses connections.
+            separate_ports=bool(args.fault),
         )
         cfg = Config.for_plant(sim.url, host=args.host, port=args.port)
+        for system, url in sim.system_urls.items():
+            cfg.sources[system].base_url = url
+        await _apply_faults(sim, args.fault)
         cfg.events.journal_path = args.journal or str(Path(tempfile.mkdtemp(prefix="ordergraph-demo-")) / "journal.sqlite")
-        app = create_app(cfg)
-        first = sorted(sim.world.sales_orders)[0] if hasattr(sim.world, "sales_orders") else "10000001"
+        _demo_auth(cfg, args)
+        # Predictions and exceptions run on the plant's (accelerated) clock.
+        app = create_app(cfg, domain_clock=sim.world.now)
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"  plant (ERP, MES, WMS, QMS, TMS): {sim.url}")
         print(f"  GraphiQL: {url}")
-        print("  first query to try:")
-        print(f"    curl -s {url} -H 'content-type: application/json' \\")
-        print(f"      -d '{{\"query\": \"{{ order(id: \\\"{first}\\\") {{ id stage deliveryRisk predictedDeliveryDate }} }}\"}}'")
+        _print_demo_tokens(cfg, sim.world, url)
         print(f"  journal: {cfg.events.journal_path}")
         print(f"  the plant runs at {args.speed:g}x and sends signed events to {url.rsplit('/', 1)[0]}/events;")
-        print("  in GraphiQL, subscribe to orderChanges to watch orders move.")
+        print("  in GraphiQL, subscribe to orderChanges to watch orders move, or exceptionsChanged to watch")
+        print("  machines break, lots go on hold, parts run short and trucks run late.")
         print("  Ctrl-C stops.", flush=True)
         running = _plant_events(sim, url.rsplit("/", 1)[0], cfg.events.secrets, args)
         try:
@@ -172,6 +244,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with _quiet_interrupt():
         asyncio.run(main())
+    return 0
+
+
+def _demo_auth(cfg: Config, args: argparse.Namespace) -> None:
+    """The demo runs with auth on (development HS256 secret) unless --open."""
+    from .auth import DEV_SECRET
+
+    cfg.auth.mode = "open" if args.open else "jwt"
+    cfg.auth.hs256_secret = DEV_SECRET
+    cfg.limits.persisted_only = args.persisted_only
+
+
+def _print_demo_tokens(cfg: Config, world: Any, url: str) -> None:
+    """Ready tokens for one customer and one internal role, and how to use them."""
+    from .auth import mint_token
+
+    a = cfg.auth
+    first = world.sales_orders[0]
+    customer = world.get("A_SalesOrder", first).sold_to_party
+    ttl = 12 * 3600
+    customer_token = mint_token(a.hs256_secret, role="customer", customer=customer, ttl_seconds=ttl, issuer=a.issuer, audience=a.audience)
+    internal_token = mint_token(a.hs256_secret, role="integrator", ttl_seconds=ttl, issuer=a.issuer, audience=a.audience)
+    if a.mode == "open":
+        print("  AUTH IS OFF (--open): requests without a token act as an integrator; tokens still work.")
+    else:
+        print("  auth is on: send `Authorization: Bearer <token>` (GraphiQL: paste it in the Token field)")
+    print(f"  integrator token (all orders, introspection, GraphiQL; valid 12 h):\n    {internal_token}")
+    print(f"  customer token ({customer}'s orders only, customer-safe fields; the MyOrders tab):\n    {customer_token}")
+    print(f"  GraphiQL as the integrator: {url}#token={internal_token}")
+    print("  more tokens: ordergraph token --role customer|service|planner|integrator [--customer ID] [--ttl S]")
+    print("  first query to try, as the customer:")
+    print(f"    TOKEN={customer_token}")
+    print(f"    curl -s {url} -H 'content-type: application/json' -H \"Authorization: Bearer $TOKEN\" \\")
+    print(f"      -d '{{\"query\": \"{{ order(id: \\\"{first}\\\") {{ id stage deliveryRisk predictedDeliveryDate }} }}\"}}'")
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a development HS256 token with the configured (or the demo's) secret."""
+    from .auth import DEV_SECRET, mint_token
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ordergraph: {exc}", file=sys.stderr)
+        return 2
+    secret = args.secret or cfg.auth.hs256_secret
+    if not secret:
+        secret = DEV_SECRET
+        print("ordergraph token: no auth.hs256_secret configured; using the demo's development secret", file=sys.stderr)
+    if args.role == "customer" and not args.customer:
+        print("ordergraph token: --role customer needs --customer ID", file=sys.stderr)
+        return 2
+    token = mint_token(
+        secret,
+        role=args.role,
+        customer=args.customer if args.role == "customer" else None,
+        subject=args.subject,
+        ttl_seconds=args.ttl,
+        issuer=cfg.auth.issuer,
+        audience=cfg.auth.audience,
+    )
+    print(token)
     return 0
 
 
@@ -211,8 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42, help="world seed (default 42)")
     demo.add_argument("--latency-ms", type=float, default=3.0, help="per-call latency of each source (default 3 ms)")
     demo.add_argument("--no-assets", action="store_true", help="do not fetch GraphiQL's assets when missing")
+    demo.add_argument("--open", action="store_true", help="no auth: requests without a token act as an integrator (demo only)")
+    demo.add_argument("--persisted-only", action="store_true", help="accept only safelisted (persisted) operations")
     demo.add_argument("--journal", help="event journal file (default: a fresh temporary file)")
     _add_plant_event_options(demo)
+    _add_fault_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     sim = sub.add_parser("simulate", help="run the simulated plant alone (five source APIs on one port)")
@@ -223,16 +360,35 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--latency-ms", type=float, default=3.0, help="per-call latency (default 3 ms)")
     sim.add_argument("--gateway-url", help="send the plant's events to this gateway (e.g. http://127.0.0.1:8000)")
     _add_plant_event_options(sim)
+    _add_fault_options(sim)
+    sim.add_argument(
+        "--separate-ports",
+        action="store_true",
+        help="also serve each system on its own port (port+1 … port+5), so a `down` fault refuses connections",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     serve = sub.add_parser("serve", help="run the gateway against the sources in a configuration file")
     serve.add_argument("--config", help="TOML configuration file (defaults point at a local simulated plant)")
     serve.add_argument("--host", help="address (overrides the configuration)")
     serve.add_argument("--port", type=int, help="port (overrides the configuration)")
+    serve.add_argument("--persisted-only", action="store_true", help="accept only safelisted (persisted) operations")
     serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="mint a development JWT (HS256) for a role")
+    token.add_argument("--role", required=True, choices=["customer", "service", "planner", "integrator"])
+    token.add_argument("--customer", help="the customer id (ERP business partner), for --role customer")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds the token is valid (default 3600)")
+    token.add_argument("--subject", help="the `sub` claim (default derived from the role)")
+    token.add_argument("--secret", help="HS256 secret (default: auth.hs256_secret, else the demo's)")
+    token.add_argument("--config", help="TOML configuration file (issuer, audience, secret)")
+    token.set_defaults(func=cmd_token)
 
     assets = sub.add_parser("assets", help="fetch GraphiQL's browser assets (npm) so GraphiQL works offline")
     assets.set_defaults(func=cmd_assets)
+
+    # Listed for --help only: main() hands `ordergraph bench ...` to the harness unparsed.
+    sub.add_parser("bench", help="benchmark against a Node peer (from a checkout; `ordergraph bench --help`)")
 
     schema = sub.add_parser("schema", help="export or check schema.graphql, the published contract")
     schema.add_argument("action", choices=["export", "check", "print"], help="export writes, check fails when stale")
@@ -244,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return cmd_bench(argv[1:])  # the harness parses its own options
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

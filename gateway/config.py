@@ -23,12 +23,22 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(slots=True)
 class SourceConfig:
-    """How to reach one source system."""
+    """How to reach one source system, and how to bound its faults (sources/resilience.py)."""
 
     base_url: str
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = 5.0  # budget of one call: waiting for a slot, retries, backoff
     max_connections: int = 50
     batch_size: int = 500  # keys per upstream call; the simulated plant takes up to 1,000
+    retries: int = 2  # reads only, jittered exponential backoff, within the budget
+    backoff_seconds: float = 0.05
+    retry_budget_ratio: float = 0.2  # retries at most this share of recent calls
+    breaker_failures: int = 5  # consecutive failures that open the circuit breaker
+    breaker_failure_rate: float = 0.5  # or this failure rate over breaker_window calls
+    breaker_window: int = 20
+    breaker_cooldown_seconds: float = 5.0  # open → one half-open probe
+    max_in_flight: int = 20  # bulkhead: calls in flight to this source
+    stale_if_error: bool = True  # serve the last good record, marked stale, when it fails
+    stale_after_seconds: float = 900.0  # no answered call and no event this long: stale
 
 
 @dataclasses.dataclass(slots=True)
@@ -72,11 +82,76 @@ class SubscriptionsConfig:
 
 
 @dataclasses.dataclass(slots=True)
+class ScaleoutConfig:
+    """Several gateway replicas behind a load balancer, sharing one Redis.
+
+    Empty ``redis_url``: the embedded default (SQLite journal, in-process bus). Set, e.g.
+    ``redis://127.0.0.1:6379/0``: journal on Redis Streams and bus over Redis pub/sub
+    (``gateway/redis_journal.py``, ``gateway/redis_bus.py``). Replicas that should act as one
+    share ``redis_url`` and ``key_prefix`` and each have their own ``replica_id``.
+    """
+
+    redis_url: str = ""
+    key_prefix: str = "ordergraph:"
+    replica_id: str = ""  # empty: hostname-pid
+    # An event a replica took but did not finish within this is taken over by another.
+    lease_seconds: float = 30.0
+    # How often an idle replica looks for other replicas' events and expired leases.
+    poll_seconds: float = 1.0
+
+
+@dataclasses.dataclass(slots=True)
+class AuthConfig:
+    """Who may ask (``gateway/auth.py``): JWT bearer tokens, roles, CORS and CSRF.
+
+    ``mode = "jwt"`` (the default) refuses requests without a valid token (401).
+    ``mode = "open"`` is an explicit demo mode: requests without a token act as an
+    integrator (logged loudly at start); a token, when sent, is still checked.
+    HS256 tokens need ``hs256_secret`` (development); RS256/ES256 tokens need
+    ``jwks_url`` (production; keys are cached and refetched on rotation).
+    """
+
+    mode: str = "jwt"
+    hs256_secret: str = ""
+    jwks_url: str = ""
+    jwks_ttl_seconds: float = 300.0  # refetch the key set this often
+    jwks_min_refetch_seconds: float = 30.0  # at most one refetch per interval for unknown key ids
+    issuer: str = "ordergraph"
+    audience: str = "ordergraph"
+    leeway_seconds: float = 30.0  # clock skew allowed on exp / nbf / iat
+    role_claim: str = "role"
+    customer_claim: str = "customer"
+    introspection_roles: list[str] = dataclasses.field(default_factory=lambda: ["integrator"])
+    cors_origins: list[str] = dataclasses.field(default_factory=list)  # empty: same origin only
+    csrf_prevention: bool = True
+
+
+@dataclasses.dataclass(slots=True)
+class LimitsConfig:
+    """Hostile-query limits (``gateway/limits.py``); ``gateway.max_first`` caps `first`."""
+
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 5000
+    max_cost: int = 50_000
+    list_size: int = 10  # assumed length of a list without `first`, for the cost
+    persisted_only: bool = False
+    persisted_queries: str = ""  # an Apollo persisted-query manifest (JSON) beside the examples
+    persisted_exempt_roles: list[str] = dataclasses.field(default_factory=lambda: ["integrator"])
+    rate_per_second: float = 50.0  # per viewer; 0 turns rate limiting off
+    rate_burst: int = 200
+    connections_per_viewer: int = 20  # WebSocket connections at once
+
+
+@dataclasses.dataclass(slots=True)
 class Config:
     gateway: GatewayConfig = dataclasses.field(default_factory=GatewayConfig)
     cache: CacheConfig = dataclasses.field(default_factory=CacheConfig)
     events: EventsConfig = dataclasses.field(default_factory=EventsConfig)
     subscriptions: SubscriptionsConfig = dataclasses.field(default_factory=SubscriptionsConfig)
+    scaleout: ScaleoutConfig = dataclasses.field(default_factory=ScaleoutConfig)
+    auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -88,10 +163,12 @@ class Config:
 
 
 DEFAULT_PLANT_URL = "http://127.0.0.1:8100"
-SECTIONS = ("gateway", "cache", "events", "subscriptions")
+SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits")
 
 
 def _coerce(value: str, target: Any) -> Any:
+    if isinstance(target, list):  # comma-separated, e.g. ORDERGRAPH_AUTH_CORS_ORIGINS
+        return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(target, bool):
         return value.lower() in ("1", "true", "yes", "on")
     if isinstance(target, int):
@@ -148,4 +225,6 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             cfg.events.secrets[parts[2]] = value
         elif parts[0] in SECTIONS and len(parts) >= 2:
             _apply(getattr(cfg, parts[0]), {"_".join(parts[1:]): value}, f"env {name}")
+    if cfg.auth.mode not in ("jwt", "open"):
+        raise ConfigError(f"auth.mode: {cfg.auth.mode!r} is not 'jwt' or 'open'")
     return cfg

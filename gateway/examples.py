@@ -60,9 +60,121 @@ query CustomerOrders($customer: ID! = "17100001") {
 }
 """
 
+EXCEPTIONS_BOARD = """# The exceptions board: what is broken, which orders it hits, what is at risk.
+# Most severe first, then by value at risk. Subscribe to exceptionsChanged with
+# `after: transitionCursor` to keep the board live without missing a change.
+query ExceptionsBoard($filter: ExceptionFilter = {minSeverity: HIGH}, $after: String) {
+  exceptions(first: 20, after: $after, filter: $filter) {
+    totalCount
+    totalValueAtRisk { amount currency }
+    transitionCursor
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id
+      kind
+      severity
+      description
+      customerDescription
+      rootCause { system entity key label }
+      detectedAt
+      daysLate
+      valueAtRisk { amount currency }
+      affectedOrderCount
+      affected {
+        order { id customer { name } }
+        commercialPriority
+        severity
+        confirmedDeliveryDate
+        predictedDeliveryDate
+        daysLate
+        valueAtRisk { amount }
+      }
+    }
+  }
+}
+"""
+
+IMPACT_WHAT_IF = """# What if work centre WC-20 is down for 8 hours? Nothing changes in the plant.
+# Other scenarios (exactly one per question):
+#   {batchBlocked: {batch: "B0000123"}}
+#   {materialShort: {material: "RM-2010", quantity: 50, until: "2030-01-31"}}
+#   {shipmentDelayed: {trackingNumber: "<a tracking number>", hours: 24}}
+query ImpactWhatIf($scenario: ImpactScenario! = {workCenterDown: {workCenter: "WC-20", hours: 8}}) {
+  impact(scenario: $scenario) {
+    scenario
+    totals {
+      orders
+      delayedOrders
+      newlyLateOrders
+      maxDaysLate
+      valueAtRisk { amount currency }
+      addedValueAtRisk { amount currency }
+      bySeverity { severity orders }
+    }
+    orders {
+      order { id customer { name } }
+      commercialPriority
+      confirmedDeliveryDate
+      currentPredictedDeliveryDate
+      predictedDeliveryDate
+      delayDays
+      daysLate
+      severity
+      valueAtRisk { amount currency }
+    }
+  }
+}
+"""
+
+EXCEPTIONS_LIVE = """# Exceptions as they are raised, updated and cleared: machines break, lots go on
+# hold, parts run short, trucks run late. Reconnect with `after` set to the last
+# `cursor` you saw to miss nothing.
+subscription ExceptionsLive($minSeverity: Severity = MEDIUM, $after: String) {
+  exceptionsChanged(minSeverity: $minSeverity, after: $after) {
+    cursor
+    action
+    at
+    previousSeverity
+    exception {
+      id
+      kind
+      severity
+      description
+      valueAtRisk { amount currency }
+      affectedOrders { id }
+    }
+  }
+}
+"""
+
+MY_ORDERS = """# The customer portal: my orders, customer-safe fields only (works with a customer token).
+query MyOrders($after: String) {
+  orders(first: 20, after: $after) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id
+      purchaseOrderByCustomer
+      confirmedDeliveryDate
+      predictedDeliveryDate
+      deliveryRisk
+      stage
+      items { material quantity unit confirmedDeliveryDate }
+      milestones { kind status expected actual }
+      logistics { eta shipments { trackingNumber carrier status } }
+      exceptions { kind severity description }
+    }
+  }
+}
+"""
+
 EXAMPLES: dict[str, tuple[str, str]] = {
     "WhereIsMyOrder": (WHERE_IS_MY_ORDER, '{"id": "10000001"}'),  # defaults in the document too
     "Dashboard": (DASHBOARD, "{}"),
     "LateOrders": (LATE_ORDERS, "{}"),
     "CustomerOrders": (CUSTOMER_ORDERS, '{"customer": "17100001"}'),
+    "ExceptionsBoard": (EXCEPTIONS_BOARD, '{"filter": {"minSeverity": "HIGH"}}'),
+    "ImpactWhatIf": (IMPACT_WHAT_IF, '{"scenario": {"workCenterDown": {"workCenter": "WC-20", "hours": 8}}}'),
+    "ExceptionsLive": (EXCEPTIONS_LIVE, '{"minSeverity": "MEDIUM"}'),
+    "MyOrders": (MY_ORDERS, "{}"),
 }

@@ -135,6 +135,7 @@ class EventProcessor:
         wakeup: asyncio.Event,
         *,
         retry_seconds: float = 1.0,
+        poll_seconds: float | None = None,
     ) -> None:
         self.journal = journal
         self.registry = registry
@@ -143,6 +144,9 @@ class EventProcessor:
         self.bus = bus
         self.wakeup = wakeup
         self.retry_seconds = retry_seconds
+        # Scale-out: other replicas' events (and a dead replica's lease) arrive without a
+        # local wakeup, so an idle processor looks again this often.
+        self.poll_seconds = poll_seconds
         self.processed = 0
         self.stale = 0
         self.failures = 0
@@ -169,13 +173,20 @@ class EventProcessor:
 
     async def _run(self) -> None:
         while True:
+            # Python 3.11's wait_for (used by redis-py) can swallow a cancel; honour it anyway.
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                raise asyncio.CancelledError
             pending = await self.journal.unprocessed(limit=500)
             if not pending:
                 self.idle.set()
                 self.wakeup.clear()
                 # Re-check after clearing, so a set() that raced with clear() is not lost.
                 if not await self.journal.unprocessed(limit=1):
-                    await self.wakeup.wait()
+                    try:
+                        async with asyncio.timeout(self.poll_seconds):
+                            await self.wakeup.wait()
+                    except TimeoutError:
+                        pass
                 continue
             self.idle.clear()
             for stored in pending:
@@ -207,6 +218,8 @@ class EventProcessor:
 
     async def apply(self, stored: StoredEvent) -> None:
         event = self._reparse(stored)
+        # The source spoke: it is alive (health, stale_sources), whatever its API says.
+        self.sources.note_event(event.system, stored.received_at)
         impact = await impact_of(event, self.sources)
         fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, event.occurred_at)
         customers = await self._customers(sorted(impact.orders))
@@ -217,8 +230,6 @@ class EventProcessor:
             self.stale += 1
             return
         self.cache.invalidate(impact.keys)
-        await self.journal.mark_processed(stored.seq, orders)
-        self.processed += 1
         changes = [
             OrderChanged(
                 seq=stored.seq,
@@ -231,6 +242,15 @@ class EventProcessor:
             )
             for so, cust in orders
         ]
+        record_and_publish = getattr(self.journal, "mark_processed_and_publish", None)
+        if record_and_publish is not None:
+            # Scale-out journal: records and publishes in one atomic step (ordered, gap-free
+            # cursors across replicas); 0 = another replica already recorded this event.
+            if await record_and_publish(stored.seq, orders, changes, impact.keys):
+                self.processed += 1
+            return
+        await self.journal.mark_processed(stored.seq, orders)
+        self.processed += 1
         if changes:
             await self.bus.publish(changes)
 

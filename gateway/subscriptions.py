@@ -28,7 +28,11 @@ from graphql import (
     execute,
 )
 
+from resolvers import policy
 from resolvers.context import Context
+from resolvers.enums import Severity
+from resolvers.exception_types import decode_transition_cursor, transition_message
+from resolvers.policy import Role, Viewer
 from resolvers.subscription import OrderChange, decode_change_cursor, encode_change_cursor
 from resolvers.types import Order
 
@@ -40,6 +44,7 @@ log = logging.getLogger("ordergraph.subscriptions")
 
 ORDER_UPDATED = "orderUpdated"
 ORDER_CHANGES = "orderChanges"
+EXCEPTIONS_CHANGED = "exceptionsChanged"
 
 
 class Sink(Protocol):
@@ -54,13 +59,29 @@ class SubscribeError(Exception):
 
 @dataclasses.dataclass(slots=True, frozen=True)
 class Scope:
-    """Who is subscribing: internal viewers see all orders; a customer only its own."""
+    """Who is subscribing: internal viewers see all orders; a customer only its own.
+
+    Subscribers share a group (one execution per change) only within one scope, and the
+    group's selection runs with the scope's viewer, so the policy layer applies as it
+    does to queries.
+    """
 
     customer: str | None = None
+    role: str = Role.SERVICE.value
+
+    @classmethod
+    def of(cls, viewer: Viewer) -> Scope:
+        return cls(customer=viewer.customer if viewer.is_customer else None, role=viewer.role.value)
 
     @property
     def key(self) -> str:
-        return f"customer:{self.customer}" if self.customer else "internal"
+        return f"customer:{self.customer}" if self.customer else f"internal:{self.role}"
+
+    @property
+    def viewer(self) -> Viewer:
+        if self.customer:
+            return Viewer(Role.CUSTOMER, customer=self.customer, subject="subscription-hub")
+        return Viewer(Role(self.role), subject="subscription-hub")
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -81,6 +102,7 @@ class Group:
     variables: dict[str, Any]
     order: str | None  # orderUpdated(id)
     customer: str | None  # orderChanges(customer) or the viewer's own customer
+    scope: Scope = dataclasses.field(default_factory=Scope)
     subscribers: dict[int, Subscriber] = dataclasses.field(default_factory=dict)
 
 
@@ -94,7 +116,7 @@ def root_field(op: OperationDefinitionNode) -> tuple[str, dict[str, Any]]:
 class Hub:
     """Fan-out of order changes to subscription groups."""
 
-    def __init__(self, schema: GraphQLSchema, context_factory: Callable[[], Context], journal: Journal) -> None:
+    def __init__(self, schema: GraphQLSchema, context_factory: Callable[..., Context], journal: Journal) -> None:
         self.schema = schema
         self.context_factory = context_factory
         self.journal = journal
@@ -106,13 +128,17 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.executions = 0  # group executions (shared resolutions)
         self.deliveries = 0  # messages offered to sinks
+        # exceptionsChanged: a second, small channel fed by the exception tracker
+        self.exceptions = ExceptionChannel(self)
 
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ordergraph-subscription-hub")
+        self.exceptions.start()
 
     async def stop(self) -> None:
+        await self.exceptions.stop()
         if self._task:
             self._task.cancel()
             try:
@@ -126,7 +152,7 @@ class Hub:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(g.subscribers) for g in self.groups.values())
+        return sum(len(g.subscribers) for g in self.groups.values()) + self.exceptions.subscriber_count
 
     # --- subscribe / unsubscribe -------------------------------------------------------
 
@@ -144,6 +170,10 @@ class Hub:
     ) -> Subscriber:
         """Start a subscription; replays from ``after`` before going live."""
         field, _ = root_field(op)
+        if field == EXCEPTIONS_CHANGED:
+            return await self.exceptions.subscribe(  # type: ignore[return-value]
+                sub_id, sink, query, document, op, operation_name, variables, coerced, scope
+            )
         args = _field_args(op, coerced)
         after = args.get("after")
         resume = decode_change_cursor(after) if after else None
@@ -167,7 +197,7 @@ class Hub:
         key = (field, query, operation_name, _freeze(shared_vars), scope.key, order, customer)
         group = self.groups.get(key)
         if group is None:
-            group = Group(key, field, document, operation_name, shared_vars, order, customer)
+            group = Group(key, field, document, operation_name, shared_vars, order, customer, scope)
             self.groups[key] = group
             if order is not None:
                 self.by_order[order].add(group)
@@ -185,6 +215,9 @@ class Hub:
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        if isinstance(sub, ExceptionSubscriber):
+            self.exceptions.unsubscribe(sub)
+            return
         group = sub.group
         group.subscribers.pop(id(sub), None)
         if not group.subscribers:
@@ -217,7 +250,7 @@ class Hub:
                 if not rows:
                     rows = await self._latest_row(group.order)
                 seq, so = (rows[-1].seq, rows[-1].sales_order) if rows else (0, group.order)
-                ctx = self.context_factory()
+                ctx = self.context_factory(viewer=group.scope.viewer)
                 hidden = group.order.startswith("\x00")
                 rec = None if hidden else await ctx.loaders.sales_order.load(group.order)
                 payload = await self._execute(group, Order(record=rec) if rec else None, ctx, variables)
@@ -229,7 +262,7 @@ class Hub:
                 rows = await self._rows_after(pos, customer=group.customer)
                 if not rows:
                     break
-                ctx = self.context_factory()
+                ctx = self.context_factory(viewer=group.scope.viewer)
                 recs = await ctx.loaders.sales_order.load_many([r.sales_order for r in rows])
                 for r, rec in zip(rows, recs, strict=True):
                     cursor = encode_change_cursor(r.seq, r.sales_order)
@@ -295,9 +328,16 @@ class Hub:
             return
         recs = await ctx.loaders.sales_order.load_many(sorted({ch.sales_order for ch, _ in jobs}))
         by_so = {r.sales_order: r for r in recs if r is not None}
+        scoped: dict[str, Context] = {}  # one context per scope: the policy layer's viewer
 
         async def run(ch: OrderChanged, group: Group) -> None:
             rec = by_so.get(ch.sales_order)
+            viewer = group.scope.viewer
+            if viewer.is_customer and (rec is None or not policy.can_see_order(viewer, rec)):
+                return  # routed by a stale customer: nothing of another customer's order leaves
+            gctx = scoped.get(group.scope.key)
+            if gctx is None:
+                gctx = scoped[group.scope.key] = self.context_factory(viewer=viewer)
             cursor = encode_change_cursor(ch.seq, ch.sales_order)
             if group.field == ORDER_UPDATED:
                 root: Any = Order(record=rec) if rec else None
@@ -309,7 +349,7 @@ class Hub:
                     event_type=ch.type,
                     occurred_at=ch.occurred_at,
                 )
-            payload = await self._execute(group, root, ctx, group.variables)
+            payload = await self._execute(group, root, gctx, group.variables)
             payload = {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor}}
             key = (ch.seq, ch.sales_order)
             for sub in list(group.subscribers.values()):
@@ -330,6 +370,7 @@ class Hub:
             context_value=ctx,
             variable_values=variables,
             operation_name=group.operation_name,
+            middleware=policy.middleware(ctx.viewer),
         )
         if not isinstance(result, ExecutionResult):
             result = await result
@@ -365,4 +406,170 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-__all__ = ["GraphQLError", "Hub", "Scope", "SubscribeError", "Subscriber"]
+# --- exceptionsChanged: the exception transition channel ------------------------------------
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class ExceptionGroup:
+    """Subscribers of exceptionsChanged with the same document, variables and scope."""
+
+    key: tuple[Any, ...]
+    document: DocumentNode
+    operation_name: str | None
+    variables: dict[str, Any]
+    min_severity: Severity | None
+    customer: str | None
+    scope: Scope
+    subscribers: dict[int, ExceptionSubscriber] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class ExceptionSubscriber:
+    id: str
+    sink: Sink
+    group: ExceptionGroup
+    replaying: bool = True
+    buffer: list[tuple[int, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+
+
+class ExceptionChannel:
+    """Fan-out of exception transitions (from the tracker) to exceptionsChanged groups.
+
+    Same guarantees as the order channel: one execution per transition and group, each
+    message carries ``extensions.cursor``, and a subscriber giving ``after`` first replays
+    the journal's transitions after it while live ones are buffered.
+    """
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.groups: dict[tuple[Any, ...], ExceptionGroup] = {}
+        self._queue: asyncio.Queue[list[Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(g.subscribers) for g in self.groups.values())
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ordergraph-exception-hub")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def publish(self, transitions: list[Any]) -> None:
+        """Tracker handler: journaled transitions, in cursor order (never blocks)."""
+        self._queue.put_nowait(transitions)
+
+    async def subscribe(
+        self,
+        sub_id: str,
+        sink: Sink,
+        query: str,
+        document: DocumentNode,
+        op: OperationDefinitionNode,
+        operation_name: str | None,
+        variables: dict[str, Any],
+        coerced: dict[str, Any],
+        scope: Scope,
+    ) -> ExceptionSubscriber:
+        """Start an exceptionsChanged subscription; replays from ``after`` before going live."""
+        args = _field_args(op, coerced)
+        after = decode_transition_cursor(str(args["after"])) if args.get("after") else None
+        raw = args.get("minSeverity")
+        min_severity = Severity(getattr(raw, "value", raw)) if raw is not None else None
+        customer = str(args["customer"]) if args.get("customer") is not None else None
+        if scope.customer is not None:
+            # A customer sees its own orders' exceptions only, whatever it asks for.
+            customer = scope.customer if customer in (None, scope.customer) else f"\x00hidden:{customer}"
+        shared_vars = {k: v for k, v in variables.items() if k != "after"}
+        key = (EXCEPTIONS_CHANGED, query, operation_name, _freeze(shared_vars), scope.key, customer)
+        group = self.groups.get(key)
+        if group is None:
+            group = ExceptionGroup(key, document, operation_name, shared_vars, min_severity, customer, scope)
+            self.groups[key] = group
+        sub = ExceptionSubscriber(sub_id, sink, group)
+        group.subscribers[id(sub)] = sub
+        try:
+            await self._replay(sub, after, variables)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
+        return sub
+
+    def unsubscribe(self, sub: ExceptionSubscriber) -> None:
+        group = sub.group
+        group.subscribers.pop(id(sub), None)
+        if not group.subscribers:
+            self.groups.pop(group.key, None)
+
+    async def _replay(self, sub: ExceptionSubscriber, after: int | None, variables: dict[str, Any]) -> None:
+        last = after
+        if after is not None:
+            while True:
+                rows = await self.hub.journal.exception_transitions_after(last, limit=500)
+                if not rows:
+                    break
+                ctx = self.hub.context_factory(viewer=sub.group.scope.viewer)
+                for row in rows:
+                    payload = await self._message(sub.group, row, ctx, variables)
+                    if payload is not None:
+                        sub.sink.offer(sub.id, row.exception_id, payload)
+                        self.hub.deliveries += 1
+                    last = row.cursor
+        # Go live: what arrived meanwhile, minus what the replay covered.
+        for cursor, exception_id, payload in sub.buffer:
+            if last is None or cursor > last:
+                sub.sink.offer(sub.id, exception_id, payload)
+        sub.buffer.clear()
+        sub.replaying = False
+
+    async def _run(self) -> None:
+        while True:
+            transitions = await self._queue.get()
+            try:
+                await self.fan_out(transitions)
+            except Exception:
+                log.exception("exception fan-out failed")
+
+    async def fan_out(self, transitions: list[Any]) -> None:
+        """Execute each matching group once per transition, in cursor order."""
+        contexts: dict[str, Context] = {}
+        for row in transitions:
+            for group in list(self.groups.values()):
+                ctx = contexts.get(group.scope.key)
+                if ctx is None:
+                    ctx = contexts[group.scope.key] = self.hub.context_factory(viewer=group.scope.viewer)
+                payload = await self._message(group, row, ctx, group.variables)
+                if payload is None:
+                    continue
+                for sub in list(group.subscribers.values()):
+                    if sub.replaying:
+                        sub.buffer.append((row.cursor, row.exception_id, payload))
+                    else:
+                        sub.sink.offer(sub.id, row.exception_id, payload)
+                        self.hub.deliveries += 1
+
+    async def _message(
+        self, group: ExceptionGroup, row: Any, ctx: Context, variables: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        viewer = group.scope.viewer
+        root = transition_message(
+            row.payload,
+            row.cursor,
+            row.at,
+            min_severity=group.min_severity,
+            customer=group.customer,
+            viewer=viewer if viewer.is_customer else None,
+        )
+        if root is None:
+            return None
+        payload = await self.hub._execute(group, root, ctx, variables)  # type: ignore[arg-type]
+        return {**payload, "extensions": {**payload.get("extensions", {}), "cursor": root.cursor}}
+
+
+__all__ = ["ExceptionChannel", "GraphQLError", "Hub", "Scope", "SubscribeError", "Subscriber"]

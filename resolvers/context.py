@@ -8,7 +8,9 @@ from typing import Any
 
 from sources import Sources
 
+from .exceptions import ExceptionSource
 from .loaders import Cache, Loaders
+from .policy import Viewer, scope_loaders
 
 
 @dataclasses.dataclass(slots=True)
@@ -21,9 +23,16 @@ class Context:
     now: dt.datetime
     max_first: int = 500
     journal: Any = None  # gateway.journal.Journal, for Order.history
+    # the gateway's exception tracker (open set, transitions), for exceptions and impact
+    exceptions: ExceptionSource | None = None
+    # who is asking (resolvers.policy); the default is the gateway itself, reading all
+    viewer: Viewer = dataclasses.field(default_factory=Viewer.system)
     # per-request memo of assembled order views, by sales order number
     views: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def create(cls, sources: Sources, cache: Cache, now: dt.datetime, **kwargs: Any) -> Context:
-        return cls(sources=sources, cache=cache, loaders=Loaders(sources, cache), now=now, **kwargs)
+        """A context whose loaders are scoped to ``viewer`` (see resolvers.policy)."""
+        viewer = kwargs.pop("viewer", None) or Viewer.system()
+        loaders = scope_loaders(Loaders(sources, cache), viewer)
+        return cls(sources=sources, cache=cache, loaders=loaders, now=now, viewer=viewer, **kwargs)

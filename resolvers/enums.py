@@ -108,3 +108,51 @@ class DeliveryRisk(Enum):
     AT_RISK = "AT_RISK"
     LATE = "LATE"
     DELIVERED = "DELIVERED"
+
+
+class ExceptionKind(Enum):
+    """What went wrong, by the system that reports it (DOMAIN.md, "Exceptions")."""
+
+    PRODUCTION_DELAY = "PRODUCTION_DELAY"
+    MACHINE_DOWN = "MACHINE_DOWN"
+    YIELD_SHORTFALL = "YIELD_SHORTFALL"
+    MATERIAL_SHORTAGE = "MATERIAL_SHORTAGE"
+    STOCK_BLOCKED = "STOCK_BLOCKED"
+    QUALITY_HOLD = "QUALITY_HOLD"
+    QUALITY_REJECTED = "QUALITY_REJECTED"
+    CREDIT_BLOCK = "CREDIT_BLOCK"
+    DELIVERY_BLOCK = "DELIVERY_BLOCK"
+    DISPATCH_MISSED = "DISPATCH_MISSED"
+    CARRIER_DELAY = "CARRIER_DELAY"
+    DELIVERY_ATTEMPT_FAILED = "DELIVERY_ATTEMPT_FAILED"
+    ETA_BEYOND_PROMISE = "ETA_BEYOND_PROMISE"
+    DATA_STALE = "DATA_STALE"
+
+
+class Severity(Enum):
+    """How badly an exception threatens delivery promises, least severe first."""
+
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+    @property
+    def rank(self) -> int:
+        """0 for LOW up to 3 for CRITICAL; compare severities with this."""
+        return _SEVERITY_ORDER.index(self)
+
+    def raised(self) -> Severity:
+        """One level up, capped at CRITICAL."""
+        return _SEVERITY_ORDER[min(self.rank + 1, len(_SEVERITY_ORDER) - 1)]
+
+
+_SEVERITY_ORDER = list(Severity)
+
+
+class ExceptionAction(Enum):
+    """One step in an exception's life."""
+
+    RAISED = "RAISED"
+    UPDATED = "UPDATED"  # still open; its severity, value at risk or affected orders changed
+    CLEARED = "CLEARED"

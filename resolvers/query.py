@@ -14,8 +14,19 @@ from strawberry import Info
 
 from sources.records import SalesOrder
 
-from . import enums, fetch, prediction, stage
+from . import enums, fetch, policy, prediction, stage
 from .context import Context
+from .exception_types import (
+    ExceptionConnection,
+    ExceptionFilter,
+    ImpactAnalysis,
+    ImpactScenario,
+    OrderException,
+    get_exception,
+    list_exceptions,
+    run_impact,
+)
+from .health import SourceStatus, source_statuses
 from .types import Customer, DeliveryRisk, Order, OrderStage
 
 CURSOR_PREFIX = "order:"
@@ -97,6 +108,14 @@ async def _matches(ctx: Context, orders: list[SalesOrder], f: OrderFilter) -> li
     return out
 
 
+def _empty_page(has_previous: bool) -> OrderConnection:
+    async def zero() -> int:
+        return 0
+
+    info = PageInfo(has_next_page=False, has_previous_page=has_previous, start_cursor=None, end_cursor=None)
+    return OrderConnection(edges=[], page_info=info, count_fn=zero)
+
+
 async def list_orders(ctx: Context, first: int, after: str | None, f: OrderFilter) -> OrderConnection:
     """A page of orders: ERP-side filters pushed down, derived filters applied here."""
     if first < 0:
@@ -107,7 +126,10 @@ async def list_orders(ctx: Context, first: int, after: str | None, f: OrderFilte
         )
     skip = decode_cursor(after) if after else None
     erp = ctx.sources.erp
-    filters = {"sold_to_party": f.customer, "confirmed_before": f.confirmed_before}
+    customer = policy.customer_filter(ctx.viewer, f.customer)
+    if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
+        return _empty_page(skip is not None)
+    filters = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
 
     picked: list[SalesOrder] = []
     has_next = False
@@ -178,3 +200,30 @@ class Query:
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
         rec = await info.context.loaders.customer.load(str(id))
         return Customer(record=rec) if rec else None
+
+    @strawberry.field(
+        description="Open exceptions (and, with openOnly: false, recently cleared ones), most severe first, "
+        "then by value at risk. Each names its root cause and every order it hits."
+    )
+    def exceptions(
+        self, info: Info, filter: ExceptionFilter | None = None, first: int = 50, after: str | None = None
+    ) -> ExceptionConnection:
+        return list_exceptions(info.context, filter or ExceptionFilter(), first, after)
+
+    @strawberry.field(description="One open or recently cleared exception by id, e.g. MACHINE_DOWN:mes:WC-20.")
+    def exception(self, info: Info, id: strawberry.ID) -> OrderException | None:
+        return get_exception(info.context, str(id))
+
+    @strawberry.field(
+        description="What-if: the orders a scenario would hit, their new predicted dates, days late, value at risk "
+        "and severity, ranked by commercial priority then days late. Changes nothing in the sources."
+    )
+    async def impact(self, info: Info, scenario: ImpactScenario) -> ImpactAnalysis:
+        return await run_impact(info.context, scenario)
+
+    @strawberry.field(
+        description="Internal roles only: each source system's health (breaker state, last success, last error, last event)."
+    )
+    def sources(self, info: Info) -> list[SourceStatus]:
+        """Internal roles only (to be gated by the auth layer): the same report as /readyz."""
+        return source_statuses(info)

@@ -19,6 +19,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 
+from .exception_types import ExceptionTransition, Severity
 from .types import Order
 
 
@@ -128,6 +129,21 @@ class Subscription:
     async def order_changes(
         self, info: Info, customer: strawberry.ID | None = None, after: str | None = None
     ) -> AsyncGenerator[OrderChange, None]:
+        raise _HUB_ONLY
+        yield  # pragma: no cover - makes this an async generator
+
+    @strawberry.subscription(
+        description="Exceptions raised, updated and cleared as source events arrive, at or above `minSeverity` "
+        "and hitting an order of `customer` if given. Each message carries `extensions.cursor`; resume with `after` "
+        "(or start from `exceptions { transitionCursor }`) to miss nothing."
+    )
+    async def exceptions_changed(
+        self,
+        info: Info,
+        min_severity: Severity | None = None,
+        customer: strawberry.ID | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[ExceptionTransition, None]:
         raise _HUB_ONLY
         yield  # pragma: no cover - makes this an async generator
 

@@ -40,7 +40,9 @@ from sources.records import (
 )
 
 from . import enums, fetch, prediction, stage
+from . import freshness as fresh
 from .context import Context
+from .freshness import Freshness
 from .view import OrderView
 
 # The pure enums become GraphQL enums (strawberry only adds a definition to the class).
@@ -84,6 +86,12 @@ def _processing(code: str) -> ProcessingStatus:
 
 def _ctx(info: Info) -> Context:
     return info.context
+
+
+FRESH_DOC = (
+    "How current this section is: one entry per source system that answered. A source that "
+    "failed has no entry; the fields it feeds are null with a typed error."
+)
 
 
 # --- customers ----------------------------------------------------------------------
@@ -260,7 +268,7 @@ class ProductionSection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field(description="Sum-up of the order's production orders.")
-    async def status(self, info: Info) -> ProductionStatus:
+    async def status(self, info: Info) -> ProductionStatus | None:
         ctx = _ctx(info)
         pos = await fetch.production_orders(ctx, self.order.sales_order)
         wcs = await fetch.work_centers(ctx, pos)
@@ -268,9 +276,13 @@ class ProductionSection:
         return stage.production_status(view, ctx.now)
 
     @strawberry.field
-    async def orders(self, info: Info) -> list[ProductionOrder]:
+    async def orders(self, info: Info) -> list[ProductionOrder] | None:
         pos = await fetch.production_orders(_ctx(info), self.order.sales_order)
         return [ProductionOrder(record=p) for p in pos]
+
+    @strawberry.field(description=FRESH_DOC)
+    async def freshness(self, info: Info) -> list[Freshness]:
+        return await fresh.of_production(_ctx(info), self.order)
 
 
 # --- WMS ------------------------------------------------------------------------
@@ -318,7 +330,7 @@ class MaterialsSection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field
-    async def status(self, info: Info) -> MaterialsStatus:
+    async def status(self, info: Info) -> MaterialsStatus | None:
         ctx = _ctx(info)
         pos, comps = await _gather(
             fetch.production_orders(ctx, self.order.sales_order), fetch.components(ctx, self.order.sales_order)
@@ -326,14 +338,18 @@ class MaterialsSection:
         return stage.materials_status(OrderView(sales_order=self.order, production_orders=pos, components=comps))
 
     @strawberry.field
-    async def components(self, info: Info) -> list[ComponentAvailability]:
+    async def components(self, info: Info) -> list[ComponentAvailability] | None:
         comps = await fetch.components(_ctx(info), self.order.sales_order)
         return [ComponentAvailability(record=c) for c in comps]
 
     @strawberry.field(description="Only the components that are short.")
-    async def shortages(self, info: Info) -> list[ComponentAvailability]:
+    async def shortages(self, info: Info) -> list[ComponentAvailability] | None:
         comps = await fetch.components(_ctx(info), self.order.sales_order)
         return [ComponentAvailability(record=c) for c in comps if c.shortage_quantity > 0]
+
+    @strawberry.field(description=FRESH_DOC)
+    async def freshness(self, info: Info) -> list[Freshness]:
+        return await fresh.of_materials(_ctx(info), self.order)
 
 
 # --- QMS ------------------------------------------------------------------------
@@ -399,7 +415,7 @@ class QualitySection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field
-    async def status(self, info: Info) -> QualityStatus:
+    async def status(self, info: Info) -> QualityStatus | None:
         ctx = _ctx(info)
         pos, lots = await _gather(
             fetch.production_orders(ctx, self.order.sales_order), fetch.inspection_lots(ctx, self.order.sales_order)
@@ -407,9 +423,13 @@ class QualitySection:
         return stage.quality_status(OrderView(sales_order=self.order, production_orders=pos, inspection_lots=lots))
 
     @strawberry.field
-    async def inspection_lots(self, info: Info) -> list[InspectionLot]:
+    async def inspection_lots(self, info: Info) -> list[InspectionLot] | None:
         lots = await fetch.inspection_lots(_ctx(info), self.order.sales_order)
         return [InspectionLot(record=lot) for lot in lots]
+
+    @strawberry.field(description=FRESH_DOC)
+    async def freshness(self, info: Info) -> list[Freshness]:
+        return await fresh.of_quality(_ctx(info), self.order)
 
 
 # --- WMS deliveries + TMS --------------------------------------------------------
@@ -523,7 +543,7 @@ class OutboundDelivery:
         return self.record.bill_of_lading
 
     @strawberry.field
-    async def shipments(self, info: Info) -> list[Shipment]:
+    async def shipments(self, info: Info) -> list[Shipment] | None:
         ships = await _ctx(info).loaders.shipments.load(self.record.delivery_document)
         return [Shipment(record=s) for s in ships]
 
@@ -533,7 +553,7 @@ class LogisticsSection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field
-    async def status(self, info: Info) -> LogisticsStatus:
+    async def status(self, info: Info) -> LogisticsStatus | None:
         ctx = _ctx(info)
         dels, ships = await _gather(
             fetch.deliveries(ctx, self.order.sales_order), fetch.shipments(ctx, self.order.sales_order)
@@ -541,12 +561,12 @@ class LogisticsSection:
         return stage.logistics_status(OrderView(sales_order=self.order, deliveries=dels, shipments=ships))
 
     @strawberry.field
-    async def deliveries(self, info: Info) -> list[OutboundDelivery]:
+    async def deliveries(self, info: Info) -> list[OutboundDelivery] | None:
         dels = await fetch.deliveries(_ctx(info), self.order.sales_order)
         return [OutboundDelivery(record=d) for d in dels]
 
     @strawberry.field
-    async def shipments(self, info: Info) -> list[Shipment]:
+    async def shipments(self, info: Info) -> list[Shipment] | None:
         ships = await fetch.shipments(_ctx(info), self.order.sales_order)
         return [Shipment(record=s) for s in ships]
 
@@ -555,6 +575,10 @@ class LogisticsSection:
         ships = await fetch.shipments(_ctx(info), self.order.sales_order)
         etas = [s.estimated_delivery_at for s in ships if s.estimated_delivery_at]
         return max(etas) if etas else None
+
+    @strawberry.field(description=FRESH_DOC)
+    async def freshness(self, info: Info) -> list[Freshness]:
+        return await fresh.of_logistics(_ctx(info), self.order)
 
 
 # --- derived ---------------------------------------------------------------------
@@ -611,7 +635,7 @@ class Order:
         return Money(amount=self.record.total_net_amount, currency=self.record.transaction_currency)
 
     @strawberry.field(description="Inherited from the customer.")
-    async def commercial_priority(self, info: Info) -> CommercialPriority:
+    async def commercial_priority(self, info: Info) -> CommercialPriority | None:
         rec = await _ctx(info).loaders.customer.load(self.record.sold_to_party)
         return CommercialPriority(rec.commercial_priority if rec else "NORMAL")
 
@@ -641,6 +665,10 @@ class Order:
             last_changed_at=r.last_change_date_time,
         )
 
+    @strawberry.field(description="How current the order's own (ERP) fields are.")
+    async def freshness(self, info: Info) -> list[Freshness]:
+        return await fresh.of_order(_ctx(info), self.record)
+
     @strawberry.field
     def production(self) -> ProductionSection:
         return ProductionSection(order=self.record)
@@ -666,11 +694,11 @@ class Order:
         return await order_history(info, self.record.sales_order, first, after)
 
     @strawberry.field(description="How far the order has come (derived from all five systems).")
-    async def stage(self, info: Info) -> OrderStage:
+    async def stage(self, info: Info) -> OrderStage | None:
         return stage.stage(await fetch.order_view(_ctx(info), self.record))
 
     @strawberry.field(description="Lifecycle milestones, each planned / expected / actual.")
-    async def milestones(self, info: Info) -> list[Milestone]:
+    async def milestones(self, info: Info) -> list[Milestone] | None:
         ctx = _ctx(info)
         view = await fetch.order_view(ctx, self.record)
         return [
@@ -685,11 +713,22 @@ class Order:
         return prediction.predict(view, ctx.now).predicted_delivery_date
 
     @strawberry.field(description="Predicted delivery against the confirmed date.")
-    async def delivery_risk(self, info: Info) -> DeliveryRisk:
+    async def delivery_risk(self, info: Info) -> DeliveryRisk | None:
         ctx = _ctx(info)
         view = await fetch.order_view(ctx, self.record)
         pred = prediction.predict(view, ctx.now)
         return prediction.delivery_risk(view, pred, ctx.now)
+
+    @strawberry.field(
+        description="Exceptions hitting this order, computed live from its records; each restricted to this "
+        "order (its severity, days late, value at risk). `exception(id)` lists every order one hits."
+    )
+    async def exceptions(
+        self, info: Info
+    ) -> list[Annotated[OrderException, strawberry.lazy("resolvers.exception_types")]] | None:  # noqa: F821
+        from .exception_types import order_exceptions
+
+        return await order_exceptions(_ctx(info), self.record)
 
 
 async def _gather(*aws):

@@ -15,6 +15,9 @@ async def plant():
 @pytest.fixture
 async def gateway(plant):
     async with running_gateway(plant.url) as (url, app):
+        # The exception tracker reads every order once at start; let it finish, so tests
+        # that count source calls see only their own.
+        await app.state.gateway.exceptions.settled(30)
         yield url, app
 
 

@@ -12,7 +12,7 @@ import aiohttp
 import uvicorn
 
 from gateway.app import create_app
-from gateway.config import Config
+from gateway.config import AuthConfig, Config, LimitsConfig
 
 
 def free_socket() -> socket.socket:
@@ -60,12 +60,39 @@ async def running_plant(**kwargs: Any) -> AsyncIterator[Any]:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    plant_url: str, *, journal_path: str = ":memory:", bus: Any = None, **gateway: Any
+    plant_url: str,
+    *,
+    journal_path: str = ":memory:",
+    bus: Any = None,
+    scaleout: dict[str, Any] | None = None,
+    auth: AuthConfig | None = None,
+    limits: LimitsConfig | None = None,
+    sources: dict[str, dict[str, Any]] | None = None,
+    clock: Any = None,
+    domain_clock: Any = None,
+    **gateway: Any,
 ) -> AsyncIterator[tuple[str, Any]]:
-    """The gateway under uvicorn against a plant; yields (base URL, app)."""
+    """The gateway under uvicorn against a plant; yields (base URL, app).
+
+    ``scaleout``: settings of the ``[scaleout]`` section (e.g. ``redis_url``, ``replica_id``).
+    ``auth``: tests run in the explicit open demo mode unless they pass one (the production
+    default is ``mode = "jwt"``; tests/test_auth.py uses real tokens). ``limits``: the
+    ``[limits]`` section. ``sources``: settings per source system (e.g. ``{"mes":
+    {"base_url": ..., "timeout_seconds": 0.3}}``). ``clock``: the gateway's clock.
+    ``domain_clock``: the clock of predictions and exceptions (e.g. the plant's).
+    """
     cfg = Config.for_plant(plant_url, **gateway)
     cfg.events.journal_path = journal_path
-    app = create_app(cfg, bus=bus)
+    cfg.auth = auth or AuthConfig(mode="open")
+    if limits is not None:
+        cfg.limits = limits
+    for key, value in (scaleout or {}).items():
+        setattr(cfg.scaleout, key, value)
+    for system, settings in (sources or {}).items():
+        for key, value in settings.items():
+            setattr(cfg.sources[system], key, value)
+    clocks = {"clock": clock} if clock is not None else {}
+    app = create_app(cfg, bus=bus, domain_clock=domain_clock, **clocks)
     async with serve_asgi(app) as url:
         yield url, app
 

@@ -5,8 +5,9 @@ sent twice, some swap places with the next one, and some are notification-only (
 without data, as SAP business events are). Delivery is at-least-once: a failed POST is
 retried with backoff until the gateway acknowledges it.
 
-``PlantDriver`` moves the plant on an accelerated clock and now and then breaks a machine,
-so the demo shows orders moving and exceptions appearing and clearing.
+``PlantDriver`` moves the plant on an accelerated clock and, now and then, breaks a machine,
+makes a component arrive late or delays a truck (lots go on hold in every order's own
+lifecycle), so the demo shows orders moving and exceptions appearing and clearing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import itertools
 import logging
 import random
@@ -203,7 +205,13 @@ class EventEmitter:
 
 
 class PlantDriver:
-    """Moves the plant forward on an accelerated clock, with the odd breakdown."""
+    """Moves the plant forward on an accelerated clock, with the odd disruption.
+
+    Per interval, each with its own chance: a work centre breaks down for 2–12 h, a
+    component of production that has not started goes short for 1–5 days, a truck on its
+    way is delayed by 6–48 h. Choices come from a seeded generator over sorted candidates,
+    so the same world, seed and steps give the same disruptions.
+    """
 
     def __init__(
         self,
@@ -212,12 +220,16 @@ class PlantDriver:
         speed: float = 600.0,
         interval_seconds: float = 1.0,
         breakdown_rate: float = 0.05,
+        shortage_rate: float = 0.03,
+        delay_rate: float = 0.03,
         seed: int = 11,
     ) -> None:
         self.world = world
         self.speed = speed
         self.interval = interval_seconds
         self.breakdown_rate = breakdown_rate
+        self.shortage_rate = shortage_rate
+        self.delay_rate = delay_rate
         self.rng = random.Random(seed)
         self._task: asyncio.Task[None] | None = None
 
@@ -234,11 +246,49 @@ class PlantDriver:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                hours = self.speed * self.interval / 3600.0
-                if self.rng.random() < self.breakdown_rate:
-                    work_centers = sorted(self.world.tables["A_WorkCenter"].keys())
-                    wc = self.rng.choice(work_centers)
-                    self.world.work_center_down(wc, hours=self.rng.choice([2, 4, 8, 12]))
-                self.world.advance_clock(hours)
+                self.step()
             except Exception:
                 log.exception("plant step failed")
+
+    def step(self) -> None:
+        """One interval: maybe a disruption or three, then the clock moves on."""
+        if self.rng.random() < self.breakdown_rate:
+            work_centers = sorted(self.world.tables["A_WorkCenter"].keys())
+            wc = self.rng.choice(work_centers)
+            self.world.work_center_down(wc, hours=self.rng.choice([2, 4, 8, 12]))
+        if self.rng.random() < self.shortage_rate:
+            self.short_component()
+        if self.rng.random() < self.delay_rate:
+            self.delay_truck()
+        self.world.advance_clock(self.speed * self.interval / 3600.0)
+
+    def short_component(self) -> bool:
+        """A component of not-yet-started production goes short; False if none can."""
+        world = self.world
+        waiting = sorted(set(world.orders_in_state("RECEIVED")) | set(world.orders_in_state("RELEASED")))
+        candidates = [
+            c
+            for so in waiting
+            for po in world.tables["A_ProductionOrder"].lookup("SalesOrder", [so])
+            for c in world.tables["A_ComponentAvailability"].lookup("ManufacturingOrder", [po])
+        ]
+        components = [world.get("A_ComponentAvailability", key) for key in sorted(candidates)]
+        usable = [c for c in components if c is not None and c.shortage_quantity == 0 and c.available_quantity > 0]
+        if not usable:
+            return False
+        component = self.rng.choice(usable)
+        quantity = round(component.available_quantity * self.rng.uniform(0.3, 1.0), 3)
+        until = (world.now() + dt.timedelta(days=self.rng.randint(1, 5))).date()
+        world.component_short(component.reservation, quantity, until)
+        return True
+
+    def delay_truck(self) -> bool:
+        """A truck on its way reports a delay; False if none is on the road."""
+        world = self.world
+        moving = sorted(world.orders_in_state("IN_TRANSIT"))
+        trucks = [t for so in moving if (t := world.shipment_of(so)) is not None]
+        if not trucks:
+            return False
+        reason = self.rng.choice(("Traffic congestion", "Weather delay", "Missed linehaul connection"))
+        world.shipment_delayed(self.rng.choice(trucks), self.rng.choice([6, 12, 24, 48]), reason)
+        return True

@@ -512,6 +512,8 @@ class World:
         self._customer_city: dict[str, str] = {}
         # Reservations per production order, readable while tables are bulk-loading.
         self._reservations: dict[str, list[str]] = {}
+        # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
+        self._receipts: dict[str, dt.datetime] = {}
         self._bom: dict[str, list[tuple[str, str, float]]] = {}
         self._catalogue: list[tuple[str, float, str]] = []  # material, unit price, work centre
 
@@ -911,6 +913,53 @@ class World:
         self._set_up(record, _trunc(self.now()))
         return self._flush()
 
+    def component_short(self, reservation: str, quantity: float, until: dt.date) -> list[Change]:
+        """A component goes short by ``quantity`` until ``until`` (a late supplier delivery).
+
+        The goods arrive at the start of ``until`` (they can be staged that day); production
+        of the order does not start before.
+        """
+        if not math.isfinite(quantity) or quantity <= 0:
+            raise ValueError("quantity must be a positive number")
+        component = self.tables["A_ComponentAvailability"].get(reservation)
+        if not isinstance(component, ComponentAvailability):
+            raise UnknownKey(reservation)
+        now = _trunc(self.now())
+        arrival = dt.datetime(until.year, until.month, until.day, tzinfo=dt.UTC)
+        if arrival <= now:
+            raise ValueError("until must be after today")
+        component.available_quantity = round(max(component.available_quantity - quantity, 0.0), 3)
+        component.shortage_quantity = round(component.required_quantity - component.available_quantity, 3)
+        component.expected_receipt_date = until
+        self._receipts[reservation] = arrival
+        po = self._production_order(component.manufacturing_order)
+        self._touch(component, "ComponentAvailability.ShortageRaised", now, po.sales_order)
+        return self._flush()
+
+    def shipment_delayed(self, tracking_number: str, hours: float, reason: str = "Traffic congestion") -> list[Change]:
+        """The carrier reports a delay: the ETA and the rest of the journey move ``hours`` later."""
+        if not math.isfinite(hours) or hours <= 0:
+            raise ValueError("hours must be a positive number")
+        shipment = self.tables["Shipment"].get(tracking_number)
+        if not isinstance(shipment, Shipment):
+            raise UnknownKey(tracking_number)
+        track = next((t for t in self._tracks.values() if t.shipment == tracking_number), None)
+        if track is None or track.state == DELIVERED:
+            raise ValueError(f"shipment {tracking_number} is not on its way")
+        now = _trunc(self.now())
+        for step in track.schedule:
+            step.due += _hours(hours)
+        # EDI 214 SD (shipment delayed); the AfterShip tag stays what it was.
+        shipment.events.append(
+            TrackingEvent(code="SD", tag=shipment.tag, occurred_at=now, location=self._hub(track),
+                          description=f"Shipment delayed: {reason}")
+        )
+        shipment.status_code = "SD"
+        eta = shipment.estimated_delivery_at or now
+        _set_eta(shipment, _trunc(max(eta, now) + _hours(hours)), 4)
+        self._touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
+        return self._flush()
+
     def advance_order(self, sales_order: str) -> list[Change]:
         """Move one order one lifecycle step now (no change once it is delivered).
 
@@ -944,6 +993,9 @@ class World:
         """
         now = _trunc(self.now())
         heap: list[tuple[dt.datetime, int, str]] = []
+        for reservation, arrival in self._receipts.items():
+            if arrival <= now:
+                heap.append((arrival, -1, reservation))  # goods first: a start due then may use them
         for record in self.tables["A_WorkCenter"].records():
             assert isinstance(record, WorkCenter)
             if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
@@ -954,6 +1006,9 @@ class World:
         heapq.heapify(heap)
         while heap:
             due, kind, key = heapq.heappop(heap)
+            if kind == -1:
+                self._receive(key, due)
+                continue
             if kind == 0:
                 record = self._work_center(key)
                 if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
@@ -986,6 +1041,12 @@ class World:
         if step.name not in _PRODUCTION_STEPS:
             return None
         until: dt.datetime | None = None
+        if step.name == "start":
+            for po_key in track.made_to_order.values():
+                for reservation in self._reservations.get(po_key, []):
+                    arrival = self._receipts.get(reservation)
+                    if arrival is not None and arrival > step.due and (until is None or arrival > until):
+                        until = arrival
         for po_key in track.made_to_order.values():
             po = self._production_order(po_key)
             wc = self._work_center(po.work_center)
@@ -996,6 +1057,17 @@ class World:
             if up > step.due and (until is None or up > until):
                 until = up
         return until
+
+    def _receive(self, reservation: str, at: dt.datetime) -> None:
+        """A late component arrives (see ``component_short``)."""
+        self._receipts.pop(reservation, None)
+        component = self.tables["A_ComponentAvailability"].get(reservation)
+        assert isinstance(component, ComponentAvailability)
+        component.available_quantity = component.required_quantity
+        component.shortage_quantity = 0.0
+        component.expected_receipt_date = None
+        po = self._production_order(component.manufacturing_order)
+        self._touch(component, "ComponentAvailability.Received", at, po.sales_order)
 
     def _set_up(self, record: WorkCenter, at: dt.datetime) -> None:
         record.state = "UP"
@@ -1384,6 +1456,13 @@ class World:
     def sales_orders(self) -> list[str]:
         """All sales order numbers in order."""
         return list(self._tracks)
+
+    def shipment_of(self, sales_order: str) -> str | None:
+        """Tracking number of the order's current shipment, if it has one."""
+        track = self._tracks.get(sales_order)
+        if track is None:
+            raise UnknownKey(sales_order)
+        return track.shipment
 
     def state_of(self, sales_order: str) -> str:
         """The lifecycle state of one order (one of LIFECYCLE_STATES)."""
