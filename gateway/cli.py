@@ -273,6 +273,9 @@ def _print_demo_tokens(cfg: Config, world: Any, url: str) -> None:
     print(f"  integrator token (all orders, introspection, GraphiQL; valid 12 h):\n    {internal_token}")
     print(f"  customer token ({customer}'s orders only, customer-safe fields; the MyOrders tab):\n    {customer_token}")
     print(f"  GraphiQL as the integrator: {url}#token={internal_token}")
+    base = url.rsplit("/", 1)[0]
+    print(f"  customer portal (sign in with the customer token): {base}/portal")
+    print(f"  exceptions board (sign in with the integrator token): {base}/board")
     print("  more tokens: ordergraph token --role customer|service|planner|integrator [--customer ID] [--ttl S]")
     print("  first query to try, as the customer:")
     print(f"    TOKEN={customer_token}")

@@ -1,0 +1,125 @@
+"""The customer portal and the exceptions board in a real browser, with real tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.auth import mint_token
+from gateway.config import AuthConfig
+
+from .browser import browser_page, require_browser, screenshot
+from .events_util import send_changes
+from .servers import running_gateway
+
+SECRET = "browser-test-secret-of-at-least-32-bytes"
+
+
+@pytest.fixture(autouse=True)
+def _needs_browser():
+    require_browser()
+
+
+@pytest.fixture
+async def secured(plant):
+    auth = AuthConfig(mode="jwt", hs256_secret=SECRET)
+    async with running_gateway(plant.url, auth=auth, domain_clock=plant.world.now) as (url, app):
+        await app.state.gateway.exceptions.ready.wait()
+        yield url, app
+
+
+def token(role: str, customer: str | None = None) -> str:
+    return mint_token(SECRET, role=role, customer=customer)
+
+
+async def _sign_in(page, url: str, path: str, tok: str) -> None:
+    await page.goto(f"{url}/{path}", wait_until="networkidle")
+    await page.fill("#token", tok)
+    await page.click("#signin")
+
+
+async def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
+    for _ in range(int(timeout / 0.1)):
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def _orders_by_customer(url: str, http) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    async with http.post(
+        f"{url}/graphql",
+        json={"query": "{ orders(first: 500) { nodes { id customerId stage } } }"},
+        headers={"Authorization": f"Bearer {token('service')}"},
+    ) as resp:
+        body = await resp.json()
+    for node in body["data"]["orders"]["nodes"]:
+        out.setdefault(node["customerId"], []).append(node["id"])
+    return out
+
+
+async def test_portal_shows_own_orders_and_updates_live(secured, plant, http):
+    url, _app = secured
+    by_customer = await _orders_by_customer(url, http)
+    # customer A: one with an order that can still move; B: any other customer
+    released = [
+        so for so in plant.world.orders_in_state("RELEASED") if any(so in ids for ids in by_customer.values())
+    ]
+    so = released[0]
+    a = next(c for c, ids in by_customer.items() if so in ids)
+    b = next(c for c in by_customer if c != a)
+    async with browser_page(url) as (page, blocked):
+        await _sign_in(page, url, "portal", token("customer", a))
+        await page.wait_for_selector(f'[data-order="{so}"]', timeout=15000)
+        shown = set(await page.eval_on_selector_all("[data-order]", "els => els.map(e => e.dataset.order)"))
+        assert shown == set(by_customer[a])
+        assert not shown & set(by_customer[b])
+        stage_before = await page.get_attribute(f'[data-order="{so}"] .stage', "data-stage")
+        await _wait(lambda: page.evaluate("() => document.getElementById('status').textContent === 'live'"), what="live status")
+        await screenshot(page, "portal")
+
+        # the plant moves A's order; the page follows without a reload
+        await page.evaluate("() => { window.__noReload = true; }")
+        for _ in range(3):
+            await send_changes(http, url, plant.world, plant.world.advance_order(so))
+
+        async def stage_changed():
+            stage = await page.get_attribute(f'[data-order="{so}"] .stage', "data-stage")
+            return stage if stage != stage_before else None
+
+        new_stage = await _wait(stage_changed, what="the order's new stage on the page")
+        assert new_stage != stage_before
+        assert await page.evaluate("() => window.__noReload === true")  # same document: no reload
+        shown = set(await page.eval_on_selector_all("[data-order]", "els => els.map(e => e.dataset.order)"))
+        assert not shown & set(by_customer[b])
+        await screenshot(page, "portal-live")
+        assert not blocked
+
+
+async def test_board_shows_machine_down_and_drops_it_when_up(secured, plant, http):
+    url, _app = secured
+    # a work centre that is up and has open production on it
+    pos = [p for p in plant.world.tables["A_ProductionOrder"].records() if p.status in ("RELEASED", "STARTED", "PARTIALLY_CONFIRMED")]
+    up = {w.work_center for w in plant.world.tables["A_WorkCenter"].records() if w.state == "UP"}
+    wc = next(p.work_center for p in pos if p.work_center in up)
+    exception_id = f"MACHINE_DOWN:mes:{wc}"
+    async with browser_page(url) as (page, blocked):
+        await _sign_in(page, url, "board", token("service"))
+        await page.wait_for_selector("tr.exception, td.empty", timeout=15000)
+        await _wait(lambda: page.evaluate("() => document.getElementById('status').textContent === 'live'"), what="live status")
+        assert await page.query_selector(f'tr[data-id="{exception_id}"]') is None
+
+        await send_changes(http, url, plant.world, plant.world.work_center_down(wc, 8))
+        await page.wait_for_selector(f'tr[data-id="{exception_id}"]', timeout=15000)
+        await page.click(f'tr[data-id="{exception_id}"]')
+        await page.wait_for_selector("#affected tbody tr", timeout=15000)
+        affected = set(await page.eval_on_selector_all("#affected tbody tr", "els => els.map(e => e.dataset.order)"))
+        assert affected
+        await screenshot(page, "board")
+
+        await send_changes(http, url, plant.world, plant.world.work_center_up(wc))
+        await page.wait_for_selector(f'tr[data-id="{exception_id}"]', state="detached", timeout=15000)
+        assert not blocked
