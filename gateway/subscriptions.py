@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -113,10 +114,50 @@ def root_field(op: OperationDefinitionNode) -> tuple[str, dict[str, Any]]:
     return sels[0].name.value, {}  # type: ignore[union-attr]
 
 
-class Hub:
+class FanOutWorker:
+    """One task draining a queue of batches into ``fan_out``, in arrival order.
+
+    Producers (the bus, the exception tracker) only enqueue, so they never wait on
+    subscribers; a failed batch is logged and the next one goes on.
+    """
+
+    task_name = "ordergraph-fan-out"
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[list[Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def enqueue(self, batch: list[Any]) -> None:
+        self._queue.put_nowait(batch)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.task_name)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._queue.get()
+            try:
+                await self.fan_out(batch)
+            except Exception:
+                log.exception("%s failed", self.task_name)
+
+    async def fan_out(self, batch: list[Any]) -> None:
+        raise NotImplementedError
+
+
+class Hub(FanOutWorker):
     """Fan-out of order changes to subscription groups."""
 
+    task_name = "ordergraph-subscription-hub"
+
     def __init__(self, schema: GraphQLSchema, context_factory: Callable[..., Context], journal: Journal) -> None:
+        super().__init__()
         self.schema = schema
         self.context_factory = context_factory
         self.journal = journal
@@ -124,8 +165,6 @@ class Hub:
         self.by_order: dict[str, set[Group]] = collections.defaultdict(set)
         self.by_customer: dict[str, set[Group]] = collections.defaultdict(set)
         self.all_orders: set[Group] = set()
-        self._queue: asyncio.Queue[list[OrderChanged]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
         self.executions = 0  # group executions (shared resolutions)
         self.deliveries = 0  # messages offered to sinks
         # exceptionsChanged: a second, small channel fed by the exception tracker
@@ -134,21 +173,16 @@ class Hub:
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ordergraph-subscription-hub")
+        super().start()
         self.exceptions.start()
 
     async def stop(self) -> None:
         await self.exceptions.stop()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await super().stop()
 
     def on_changes(self, changes: list[OrderChanged]) -> None:
         """Bus handler: queue for the fan-out task (keeps event order)."""
-        self._queue.put_nowait(changes)
+        self.enqueue(changes)
 
     @property
     def subscriber_count(self) -> int:
@@ -305,14 +339,6 @@ class Hub:
 
     # --- live fan-out ----------------------------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            changes = await self._queue.get()
-            try:
-                await self.fan_out(changes)
-            except Exception:
-                log.exception("fan-out failed")
-
     async def fan_out(self, changes: list[OrderChanged]) -> None:
         """Execute each interested group once per change and offer the result."""
         ctx = self.context_factory()
@@ -432,7 +458,7 @@ class ExceptionSubscriber:
     buffer: list[tuple[int, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
 
 
-class ExceptionChannel:
+class ExceptionChannel(FanOutWorker):
     """Fan-out of exception transitions (from the tracker) to exceptionsChanged groups.
 
     Same guarantees as the order channel: one execution per transition and group, each
@@ -440,30 +466,20 @@ class ExceptionChannel:
     the journal's transitions after it while live ones are buffered.
     """
 
+    task_name = "ordergraph-exception-hub"
+
     def __init__(self, hub: Hub) -> None:
+        super().__init__()
         self.hub = hub
         self.groups: dict[tuple[Any, ...], ExceptionGroup] = {}
-        self._queue: asyncio.Queue[list[Any]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def subscriber_count(self) -> int:
         return sum(len(g.subscribers) for g in self.groups.values())
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ordergraph-exception-hub")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
     def publish(self, transitions: list[Any]) -> None:
         """Tracker handler: journaled transitions, in cursor order (never blocks)."""
-        self._queue.put_nowait(transitions)
+        self.enqueue(transitions)
 
     async def subscribe(
         self,
@@ -527,14 +543,6 @@ class ExceptionChannel:
                 sub.sink.offer(sub.id, exception_id, payload)
         sub.buffer.clear()
         sub.replaying = False
-
-    async def _run(self) -> None:
-        while True:
-            transitions = await self._queue.get()
-            try:
-                await self.fan_out(transitions)
-            except Exception:
-                log.exception("exception fan-out failed")
 
     async def fan_out(self, transitions: list[Any]) -> None:
         """Execute each matching group once per transition, in cursor order."""
