@@ -29,6 +29,10 @@ class Context:
     viewer: Viewer = dataclasses.field(default_factory=Viewer.system)
     # per-request memo of assembled order views, by sales order number
     views: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # views assembled up front for a whole page (fetch.prefetch_views): derived fields read
+    # them synchronously instead of awaiting per order
+    ready: dict[str, Any] = dataclasses.field(default_factory=dict)
+    predictions: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def create(cls, sources: Sources, cache: Cache, now: dt.datetime, **kwargs: Any) -> Context:

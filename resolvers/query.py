@@ -116,7 +116,43 @@ def _empty_page(has_previous: bool) -> OrderConnection:
     return OrderConnection(edges=[], page_info=info, count_fn=zero)
 
 
-async def list_orders(ctx: Context, first: int, after: str | None, f: OrderFilter) -> OrderConnection:
+# Order fields that need every source's records: when a page selects any of them, the
+# page's views are assembled up front, level by level, for all its orders at once (the
+# sections alone stay lazy: each calls only its own sources).
+CROSS_SOURCE_FIELDS = frozenset({"stage", "milestones", "predictedDeliveryDate", "deliveryRisk", "exceptions"})
+
+
+def _selection_names(selections: list) -> set[str]:
+    names: set[str] = set()
+    for sel in selections:
+        name = getattr(sel, "name", None)
+        if name is None:  # a fragment: its own selections count
+            names |= _selection_names(getattr(sel, "selections", []) or [])
+        else:
+            names.add(name)
+    return names
+
+
+def _children(selections: list, name: str) -> list:
+    out = []
+    for sel in selections:
+        if getattr(sel, "name", None) == name:
+            out.extend(sel.selections or [])
+        elif getattr(sel, "name", None) is None:
+            out.extend(_children(getattr(sel, "selections", []) or [], name))
+    return out
+
+
+def needs_views(info: Info) -> bool:
+    """Does this connection's selection ask for an order field derived from all sources?"""
+    top = [s for field in info.selected_fields for s in (field.selections or [])]
+    node_fields = _children(top, "nodes") + _children(_children(top, "edges"), "node")
+    return bool(_selection_names(node_fields) & CROSS_SOURCE_FIELDS)
+
+
+async def list_orders(
+    ctx: Context, first: int, after: str | None, f: OrderFilter, *, prefetch: bool = False
+) -> OrderConnection:
     """A page of orders: ERP-side filters pushed down, derived filters applied here."""
     if first < 0:
         raise GraphQLError("`first` must not be negative.", extensions={"code": "BAD_USER_INPUT"})
@@ -157,6 +193,8 @@ async def list_orders(ctx: Context, first: int, after: str | None, f: OrderFilte
             token = page.records[-1].sales_order
     for so in picked:
         ctx.loaders.sales_order.prime(so.sales_order, so)
+    if prefetch:
+        await fetch.prefetch_views(ctx, picked)
 
     async def count() -> int:
         if source_count is not None:
@@ -194,7 +232,7 @@ class Query:
     async def orders(
         self, info: Info, first: int = 50, after: str | None = None, filter: OrderFilter | None = None
     ) -> OrderConnection:
-        return await list_orders(info.context, first, after, filter or OrderFilter())
+        return await list_orders(info.context, first, after, filter or OrderFilter(), prefetch=needs_views(info))
 
     @strawberry.field(description="One customer with its orders; null when it does not exist.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:

@@ -125,11 +125,11 @@ class Customer:
         after: str | None = None,
         filter: Annotated[OrderFilter, strawberry.lazy("resolvers.query")] | None = None,  # noqa: F821
     ) -> Annotated[OrderConnection, strawberry.lazy("resolvers.query")]:  # noqa: F821
-        from .query import OrderFilter, list_orders
+        from .query import OrderFilter, list_orders, needs_views
 
         f = filter or OrderFilter()
         f.customer = strawberry.ID(self.record.customer)
-        return await list_orders(_ctx(info), first, after, f)
+        return await list_orders(_ctx(info), first, after, f, prefetch=needs_views(info))
 
 
 # --- ERP: the order itself -------------------------------------------------------
@@ -268,8 +268,14 @@ class ProductionSection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field(description="Sum-up of the order's production orders.")
-    async def status(self, info: Info) -> ProductionStatus | None:
+    def status(self, info: Info) -> ProductionStatus | None:
         ctx = _ctx(info)
+        view = ctx.ready.get(self.order.sales_order)
+        if view is not None:  # prefetched with its page: no await
+            return stage.production_status(view, ctx.now)
+        return self._status(ctx)
+
+    async def _status(self, ctx: Context) -> ProductionStatus | None:
         pos = await fetch.production_orders(ctx, self.order.sales_order)
         wcs = await fetch.work_centers(ctx, pos)
         view = OrderView(sales_order=self.order, production_orders=pos, work_centers=wcs)
@@ -330,8 +336,14 @@ class MaterialsSection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field
-    async def status(self, info: Info) -> MaterialsStatus | None:
+    def status(self, info: Info) -> MaterialsStatus | None:
         ctx = _ctx(info)
+        view = ctx.ready.get(self.order.sales_order)
+        if view is not None:
+            return stage.materials_status(view)
+        return self._status(ctx)
+
+    async def _status(self, ctx: Context) -> MaterialsStatus | None:
         pos, comps = await _gather(
             fetch.production_orders(ctx, self.order.sales_order), fetch.components(ctx, self.order.sales_order)
         )
@@ -415,8 +427,14 @@ class QualitySection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field
-    async def status(self, info: Info) -> QualityStatus | None:
+    def status(self, info: Info) -> QualityStatus | None:
         ctx = _ctx(info)
+        view = ctx.ready.get(self.order.sales_order)
+        if view is not None:
+            return stage.quality_status(view)
+        return self._status(ctx)
+
+    async def _status(self, ctx: Context) -> QualityStatus | None:
         pos, lots = await _gather(
             fetch.production_orders(ctx, self.order.sales_order), fetch.inspection_lots(ctx, self.order.sales_order)
         )
@@ -553,8 +571,14 @@ class LogisticsSection:
     order: strawberry.Private[SalesOrder]
 
     @strawberry.field
-    async def status(self, info: Info) -> LogisticsStatus | None:
+    def status(self, info: Info) -> LogisticsStatus | None:
         ctx = _ctx(info)
+        view = ctx.ready.get(self.order.sales_order)
+        if view is not None:
+            return stage.logistics_status(view)
+        return self._status(ctx)
+
+    async def _status(self, ctx: Context) -> LogisticsStatus | None:
         dels, ships = await _gather(
             fetch.deliveries(ctx, self.order.sales_order), fetch.shipments(ctx, self.order.sales_order)
         )
@@ -571,10 +595,14 @@ class LogisticsSection:
         return [Shipment(record=s) for s in ships]
 
     @strawberry.field(description="The carrier's latest ETA, once shipped.")
-    async def eta(self, info: Info) -> dt.datetime | None:
-        ships = await fetch.shipments(_ctx(info), self.order.sales_order)
-        etas = [s.estimated_delivery_at for s in ships if s.estimated_delivery_at]
-        return max(etas) if etas else None
+    def eta(self, info: Info) -> dt.datetime | None:
+        view = _ctx(info).ready.get(self.order.sales_order)
+        if view is not None:
+            return _latest_eta(view.shipments)
+        return self._eta(_ctx(info))
+
+    async def _eta(self, ctx: Context) -> dt.datetime | None:
+        return _latest_eta(await fetch.shipments(ctx, self.order.sales_order))
 
     @strawberry.field(description=FRESH_DOC)
     async def freshness(self, info: Info) -> list[Freshness]:
@@ -694,30 +722,48 @@ class Order:
         return await order_history(info, self.record.sales_order, first, after)
 
     @strawberry.field(description="How far the order has come (derived from all five systems).")
-    async def stage(self, info: Info) -> OrderStage | None:
-        return stage.stage(await fetch.order_view(_ctx(info), self.record))
+    def stage(self, info: Info) -> OrderStage | None:
+        view = _ctx(info).ready.get(self.record.sales_order)
+        if view is not None:
+            return stage.stage(view)
+        return self._stage(_ctx(info))
+
+    async def _stage(self, ctx: Context) -> OrderStage | None:
+        return stage.stage(await fetch.order_view(ctx, self.record))
 
     @strawberry.field(description="Lifecycle milestones, each planned / expected / actual.")
-    async def milestones(self, info: Info) -> list[Milestone] | None:
+    def milestones(self, info: Info) -> list[Milestone] | None:
         ctx = _ctx(info)
-        view = await fetch.order_view(ctx, self.record)
-        return [
-            Milestone(kind=m.kind, status=m.status, planned=m.planned, expected=m.expected, actual=m.actual, source=m.source)
-            for m in stage.milestones(view, ctx.now)
-        ]
+        view = ctx.ready.get(self.record.sales_order)
+        if view is not None:
+            return _milestones(ctx, view)
+        return self._milestones(ctx)
+
+    async def _milestones(self, ctx: Context) -> list[Milestone] | None:
+        return _milestones(ctx, await fetch.order_view(ctx, self.record))
 
     @strawberry.field(description="When the order is predicted to reach the customer.")
-    async def predicted_delivery_date(self, info: Info) -> dt.date | None:
+    def predicted_delivery_date(self, info: Info) -> dt.date | None:
         ctx = _ctx(info)
-        view = await fetch.order_view(ctx, self.record)
-        return prediction.predict(view, ctx.now).predicted_delivery_date
+        view = ctx.ready.get(self.record.sales_order)
+        if view is not None:
+            return _predict(ctx, view).predicted_delivery_date
+        return self._predicted_delivery_date(ctx)
+
+    async def _predicted_delivery_date(self, ctx: Context) -> dt.date | None:
+        return _predict(ctx, await fetch.order_view(ctx, self.record)).predicted_delivery_date
 
     @strawberry.field(description="Predicted delivery against the confirmed date.")
-    async def delivery_risk(self, info: Info) -> DeliveryRisk | None:
+    def delivery_risk(self, info: Info) -> DeliveryRisk | None:
         ctx = _ctx(info)
+        view = ctx.ready.get(self.record.sales_order)
+        if view is not None:
+            return prediction.delivery_risk(view, _predict(ctx, view), ctx.now)
+        return self._delivery_risk(ctx)
+
+    async def _delivery_risk(self, ctx: Context) -> DeliveryRisk | None:
         view = await fetch.order_view(ctx, self.record)
-        pred = prediction.predict(view, ctx.now)
-        return prediction.delivery_risk(view, pred, ctx.now)
+        return prediction.delivery_risk(view, _predict(ctx, view), ctx.now)
 
     @strawberry.field(
         description="Exceptions hitting this order, computed live from its records; each restricted to this "
@@ -729,6 +775,27 @@ class Order:
         from .exception_types import order_exceptions
 
         return await order_exceptions(_ctx(info), self.record)
+
+
+def _predict(ctx: Context, view: OrderView) -> prediction.Prediction:
+    """One prediction per order and request, shared by the fields that need it."""
+    key = view.sales_order.sales_order
+    pred = ctx.predictions.get(key)
+    if pred is None:
+        pred = ctx.predictions[key] = prediction.predict(view, ctx.now)
+    return pred
+
+
+def _milestones(ctx: Context, view: OrderView) -> list[Milestone]:
+    return [
+        Milestone(kind=m.kind, status=m.status, planned=m.planned, expected=m.expected, actual=m.actual, source=m.source)
+        for m in stage.milestones(view, ctx.now, _predict(ctx, view))
+    ]
+
+
+def _latest_eta(ships: list) -> dt.datetime | None:
+    etas = [s.estimated_delivery_at for s in ships if s.estimated_delivery_at]
+    return max(etas) if etas else None
 
 
 async def _gather(*aws):
