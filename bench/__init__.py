@@ -1,0 +1,1 @@
+"""The ordergraph benchmark harness (``python -m bench``); see ``bench/README.md``."""

@@ -1,0 +1,206 @@
+"""The markdown table of a run, the targets it is checked against, and the README update."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
+README_START = "<!-- bench:results:start -->"
+README_END = "<!-- bench:results:end -->"
+
+
+def _n(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _calls(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "n/a"
+    parts = "/".join(str(entry[s]) for s in SYSTEMS)
+    return f"{parts} = **{entry['total']}**"
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(target, measured, status) for the issue's targets."""
+    out: list[tuple[str, str, str]] = []
+    rows = results.get("upstream_calls") or []
+    if rows:
+        over = [r for r in rows if r["ordergraph"]["total"] > r["ideal"]]
+        measured = "; ".join(
+            f"{f}: {'/'.join(str(r['ordergraph']['total']) for r in rows if r['fields'] == f)} calls for {'/'.join(str(r['orders']) for r in rows if r['fields'] == f)} orders (ideal {next(r['ideal'] for r in rows if r['fields'] == f)})"
+            for f in dict.fromkeys(r["fields"] for r in rows)
+        )
+        out.append(("upstream calls per level = 1 per source", measured, "met" if not over else f"not met ({len(over)} of {len(rows)} queries over the ideal)"))
+    for row in results.get("latency") or []:
+        if row["query"].startswith("50"):
+            r = row["ordergraph"]["p50_ratio"]
+            out.append(("50-order p50 ≤ 1.2 × critical path", f"{r} × ({row['ordergraph']['p50_ms']:.1f} ms vs {row['ideal_ms']:g} ms)", "met" if r <= 1.2 else "not met"))
+    for cache, goal, label in (("cold", 1.0, "uncached throughput ≥ peer"), ("warm", 5.0, "event-invalidated cache ≥ 5 × peer")):
+        ratios = [(r["workload"], r.get("ratio")) for r in results.get("throughput") or [] if r["cache"] == cache]
+        if ratios and all(x is not None for _, x in ratios):
+            worst = min(x for _, x in ratios)
+            out.append((label, ", ".join(f"{w} {x}×" for w, x in ratios), "met" if worst >= goal else "not met"))
+        elif ratios:
+            out.append((label, "n/a (no peer)", "n/a"))
+    fresh = results.get("freshness") or {}
+    if fresh.get("probes"):
+        out.append(
+            (
+                "never older than the last accepted event",
+                f"source change → fresh read p50 {fresh.get('p50_ms')} ms, max {fresh.get('max_ms')} ms; {fresh['never_fresh']} of {fresh['probes']} never fresh",
+                "see note",
+            )
+        )
+    subs = results.get("subscriptions") or []
+    if subs:
+        row = next((s for s in subs if s["subscribers"] == 1000), subs[0])
+        out.append(
+            (
+                "event-to-client p99 ≤ 100 ms at 1,000 subscribers",
+                f"{row['p99_ms']} ms at {row['subscribers']:,} subscribers",
+                ("met" if row["p99_ms"] <= 100 else "not met") + ("" if row["subscribers"] == 1000 else " (size differs)"),
+            )
+        )
+        bad = [s for s in subs if not s["equal"]]
+        out.append(("delivered = expected messages", ", ".join(f"{s['delivered']:,}/{s['expected']:,}" for s in subs), "met" if not bad else "not met"))
+    return out
+
+
+def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
+    """The run's results as markdown tables (with the profile summaries unless told not to)."""
+    meta = results.get("meta", {})
+    m = meta.get("machine", {})
+    settings = meta.get("settings", {})
+    lines = [
+        f"### ordergraph benchmark — {meta.get('date', '?')} ({meta.get('size', '?')} run)",
+        "",
+        f"- machine: `{m.get('uname', '?')}`; {m.get('nproc', '?')} cores; {int(m.get('memory_bytes', 0)) / 2**30:.1f} GiB; Python {m.get('python', '?')}; Node {m.get('node') or 'n/a'}; {m.get('wrk') or 'no wrk'}",
+        f"- load average at start / end: {meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')} (a shared machine: others' work shows here, ratios are measured side by side)",
+        f"- plant: {settings.get('orders', '?')} orders, {settings.get('latency_ms', '?')} ms per source call; load generator: {meta.get('load_generator', '?')}; peer: {meta.get('peer', '?')}; auth: {meta.get('auth', '?')}",
+        "",
+    ]
+    rows = results.get("upstream_calls") or []
+    if rows:
+        lines += [
+            "**1. Upstream calls per query** (cold cache; `orders(first: N)`; erp/mes/wms/qms/tms = total)",
+            "",
+            "| orders | fields | ideal | ordergraph | peer |",
+            "| ---: | --- | ---: | --- | --- |",
+        ]
+        for r in rows:
+            lines.append(f"| {r['orders']} | {r['fields']} | {r['ideal']} | {_calls(r.get('ordergraph'))} | {_calls(r.get('peer'))} |")
+        for name in ("ordergraph", "peer"):
+            if all(name in r for r in rows):
+                # Flat: never more calls than one per source and level, whatever the size.
+                over = [r for r in rows if r[name]["total"] > r["ideal"]]
+                verdict = "flat: never more than one call per source and level" if not over else (
+                    "NOT flat: " + ", ".join(f"{r['orders']} orders ({r['fields']}) {r[name]['total']} calls" for r in over)
+                )
+                lines.append(f"\n{name}: {verdict}.")
+        lines.append("")
+    rows = results.get("latency") or []
+    if rows:
+        ideal = rows[0]["ideal_ms"]
+        lines += [
+            f"**2. Latency vs the critical path** (concurrency 1, cold cache, rounds alternating; ideal = 3 levels × {settings.get('latency_ms', '?')} ms = {ideal:g} ms)",
+            "",
+            "| query | ordergraph p50 | p99 | p50 / ideal | p99 / ideal | peer p50 | p99 | p50 / ideal | p99 / ideal |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in rows:
+            og, pe = r.get("ordergraph", {}), r.get("peer", {})
+            lines.append(
+                f"| {r['query']} | {_n(og.get('p50_ms'))} ms | {_n(og.get('p99_ms'))} ms | {_n(og.get('p50_ratio'), 2)} | {_n(og.get('p99_ratio'), 2)} "
+                f"| {_n(pe.get('p50_ms'))} ms | {_n(pe.get('p99_ms'))} ms | {_n(pe.get('p50_ratio'), 2)} | {_n(pe.get('p99_ratio'), 2)} |"
+            )
+        lines.append("")
+    rows = results.get("throughput") or []
+    if rows:
+        lines += [
+            "**3. Throughput** (closed loop at a fixed number of connections c; ordergraph and the peer alternate in rounds; "
+            "p50/p99 are medians over the rounds; cpu = cores used by the server under test)",
+            "",
+            "| workload | cache | c | ordergraph req/s | p50 | p99 | cpu | peer req/s | p50 | p99 | cpu | ordergraph / peer |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in rows:
+            og, pe = r.get("ordergraph", {}), r.get("peer", {})
+            lines.append(
+                f"| {r['workload']} | {r['cache']} | {r['concurrency']} | {_n(og.get('requests_per_second'))} | {_n(og.get('p50_ms'))} ms | {_n(og.get('p99_ms'))} ms | {_n(og.get('server_cpu'), 2)} "
+                f"| {_n(pe.get('requests_per_second'))} | {_n(pe.get('p50_ms'))} ms | {_n(pe.get('p99_ms'))} ms | {_n(pe.get('server_cpu'), 2)} | **{_n(r.get('ratio'), 2)}×** |"
+            )
+        errors = sum(r.get(k, {}).get("errors", 0) for r in rows for k in ("ordergraph", "peer"))
+        lg = max((r.get(k, {}).get("loadgen_cpu", 0) for r in rows for k in ("ordergraph", "peer")), default=0)
+        plant = max((r.get(k, {}).get("plant_cpu", 0) for r in rows for k in ("ordergraph", "peer")), default=0)
+        lines.append(f"\nErrors (HTTP or GraphQL) over all runs: {errors}. Load generator used at most {lg:.2f} cores, the plant at most {plant:.2f}.")
+        fresh = results.get("freshness") or {}
+        drv = fresh.get("driver") or {}
+        if drv:
+            lines.append(
+                f"Warm runs: the plant sent {drv.get('events_sent', 0):,} signed events ({drv.get('changes_per_second', 0)} changes/s, "
+                f"{drv.get('duplicates', 0)} duplicates, {drv.get('reordered', 0)} reordered, {drv.get('notifications', 0)} notification-only)."
+            )
+        if fresh.get("probes"):
+            lines.append(
+                f"Freshness probe: {fresh['probes']} orders changed at the source during the warm runs; ordergraph served the new state "
+                f"p50 {fresh.get('p50_ms')} ms / p99 {fresh.get('p99_ms')} ms / max {fresh.get('max_ms')} ms after the change "
+                f"(emitter → 202 → invalidation); {fresh['never_fresh']} not within {fresh['timeout_s']:g} s."
+            )
+        lines.append("")
+    rows = results.get("subscriptions") or []
+    if rows:
+        lines += [
+            "**4. Subscriptions** (graphql-transport-ws, `orderChanges(customer)`, one subscription per connection; events injected as signed CloudEvents)",
+            "",
+            "| subscribers | client processes | connect | events (rate) | expected | delivered | equal | event→client p50 | p99 | max | memory / connection | gateway cpu |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['subscribers']:,} | {r['client_processes']} | {r['connect_seconds']} s | {r['events']} ({r['event_rate']:g}/s) | {r['expected']:,} | {r['delivered']:,} "
+                f"| {'yes' if r['equal'] else '**no**'} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['max_ms']} ms | {r['bytes_per_connection'] / 1024:.1f} KiB | {r['gateway_cpu']:.2f} |"
+            )
+        older = sum(r.get("older_changes", 0) for r in rows)
+        if older:
+            lines.append(f"\nNot counted: {older:,} messages about changes older than the injection (source events the gateway was still applying).")
+        lines.append("")
+    rows = results.get("ingestion") or []
+    if rows:
+        lines += [
+            "**5. Event ingestion** (signed CloudEvents accepted with 202: validated, HMAC-checked, journaled in SQLite with synchronous=FULL)",
+            "",
+            "| events per request | concurrent senders | events/s accepted | requests | refused | errors | gateway cpu |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in rows:
+            lines.append(f"| {r['batch']} | {r['concurrency']} | {_n(r['events_per_second'])} | {r['requests']:,} | {r['refused']} | {r['errors']} | {r['gateway_cpu']:.2f} |")
+        lines.append("")
+    tg = targets(results)
+    if tg:
+        lines += ["**Targets**", "", "| target | measured | status |", "| --- | --- | --- |"]
+        lines += [f"| {t} | {m_} | {s} |" for t, m_, s in tg]
+        lines.append("")
+    for label, summary in (results.get("profiles") or {}).items() if profiles else ():
+        lines += [f"**Profile: {label}** (py-spy, gateway process, unmeasured extra run)", "", summary]
+    for note in results.get("notes") or []:
+        lines.append(f"- {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_readme(path: Path, table: str) -> None:
+    """Replace the results block of ``path`` with ``table``."""
+    text = path.read_text()
+    block = f"{README_START}\n{table}{README_END}"
+    if README_START in text and README_END in text:
+        text = re.sub(re.escape(README_START) + r".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## Latest results\n\n" + block + "\n"
+    path.write_text(text)

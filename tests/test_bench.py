@@ -1,0 +1,94 @@
+"""Smoke test of the benchmark harness (``bench/``) at its tiny size.
+
+It runs the real harness — plant, gateway under uvicorn, the Node peer when node/npm are
+installed, load generators, WebSocket subscriber processes — and checks that the run
+produces every figure of every scenario. It asserts no timing: numbers live in bench/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HAVE_NODE = bool(shutil.which("node") and shutil.which("npm"))
+COUNTS = (1, 10, 50, 200)
+SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
+
+
+def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "bench", "--tiny", "--out", str(tmp_path), "--no-readme"]
+    if not HAVE_NODE:
+        argv.append("--no-peer")
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "[bench" in run.stdout  # progress output while it runs
+
+    [json_file] = tmp_path.glob("*.json")
+    [md_file] = tmp_path.glob("*.md")
+    results = json.loads(json_file.read_text())
+    servers = ["ordergraph", "peer"] if HAVE_NODE else ["ordergraph"]
+
+    meta = results["meta"]
+    assert meta["machine"]["nproc"] and meta["machine"]["uname"] and meta["date"]
+
+    # 1. upstream calls per query: every size x both field sets, per source, read from the plant
+    rows = results["upstream_calls"]
+    assert {(r["orders"], r["fields"]) for r in rows} == {(n, f) for n in COUNTS for f in ("ERP only", "every section")}
+    for r in rows:
+        for s in servers:
+            assert r[s]["orders_returned"] == r["orders"]
+            assert set(SYSTEMS) <= set(r[s]) and r[s]["total"] == sum(r[s][x] for x in SYSTEMS)
+            assert r[s]["erp"] >= 1
+            if r["fields"] == "ERP only":
+                assert r[s]["total"] == r[s]["erp"]  # no other source is called for ERP fields
+            elif r["orders"] > 1:
+                assert all(r[s][x] >= 1 for x in ("mes", "wms", "qms"))
+
+    # 2. latency p50/p99 against the critical path, as ratios
+    assert [r["query"] for r in results["latency"]] == ["one order, full view", "50-order page"]
+    for r in results["latency"]:
+        assert r["ideal_ms"] == 3 * 20.0
+        for s in servers:
+            assert r[s]["requests"] > 0 and r[s]["errors"] == 0
+            assert r[s]["p50_ms"] > 0 and r[s]["p99_ms"] >= r[s]["p50_ms"]
+            assert r[s]["p50_ratio"] > 0 and r[s]["p99_ratio"] > 0
+
+    # 3. throughput: three workloads, cold and warm, ordergraph / peer ratios
+    rows = results["throughput"]
+    assert {(r["workload"], r["cache"]) for r in rows} == {
+        (w, c) for w in ("where is my order", "dashboard page (50)", "customer's orders") for c in ("cold", "warm")
+    }
+    for r in rows:
+        for s in servers:
+            assert r[s]["errors"] == 0
+            assert "requests_per_second" in r[s] and "loadgen_cpu" in r[s] and "server_cpu" in r[s]
+        if HAVE_NODE:
+            assert "ratio" in r
+    driver = results["freshness"]["driver"]
+    assert driver["events_sent"] > 0 and driver["rejected"] == 0  # the plant's signed events were accepted
+
+    # 4. subscriptions: two sizes from separate processes; every expected message delivered
+    subs = results["subscriptions"]
+    assert len(subs) == 2
+    for r in subs:
+        assert r["connected"] == r["subscribers"] and r["failed_connections"] == 0
+        assert r["client_processes"] >= 2
+        assert r["events"] > 0 and r["expected"] > 0
+        assert r["delivered"] == r["expected"] and r["equal"]
+        assert r["errors"] == 0
+        assert r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"]
+        assert "bytes_per_connection" in r
+
+    # 5. ingestion: signed events accepted durably (202), single and batched
+    ing = results["ingestion"]
+    assert [r["batch"] for r in ing] == [1, 100]
+    for r in ing:
+        assert r["accepted"] > 0 and r["refused"] == 0 and r["errors"] == 0 and r["events_per_second"] > 0
+
+    table = md_file.read_text()
+    for heading in ("Upstream calls per query", "Latency vs the critical path", "Throughput", "Subscriptions", "Event ingestion", "Targets"):
+        assert heading in table
