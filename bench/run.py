@@ -194,7 +194,7 @@ class Bench:
         ]
         if mode == "cold":
             # Cold: entries expire after 1 µs, so every request reads its sources.
-            lines += ["[cache]", "ttl_seconds = 0.000001", ""]
+            lines += ["[cache]", "ttl_seconds = 0.000001", "response_ttl_seconds = 0", ""]
         for s in SYSTEMS:
             lines += [f"[sources.{s}]", f'base_url = "{self.plant.url}/{s}"', "max_connections = 100", ""]
         lines += self.extra_config_lines()

@@ -35,6 +35,7 @@ from .ingest import EventIngress, EventProcessor, Rejection
 from .journal import Journal
 from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
+from .response_cache import ResponseCache
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .websocket import Connection, ConnectionRefused
@@ -73,7 +74,13 @@ class Gateway:
         # simulated plant runs faster than the wall clock, which signatures and health use.
         self.domain_clock = domain_clock or clock
         self.cache = RecordCache(maxsize=config.cache.maxsize, ttl_seconds=config.cache.ttl_seconds)
+        self.responses = ResponseCache(
+            self.cache,
+            ttl_seconds=min(config.cache.response_ttl_seconds, config.cache.ttl_seconds),
+            maxsize=config.cache.response_maxsize,
+        )
         self.metrics = Metrics()
+        self.metrics.watch_response_cache(self.responses)
         self.schema = strawberry_schema
         self.session: aiohttp.ClientSession | None = None
         self.sources: Sources | None = None
@@ -95,6 +102,7 @@ class Gateway:
             observe=self.metrics.on_graphql_request,
             documents=documents,
             admit=self.guard.admit,
+            responses=self.responses,
         )
 
     async def start(self) -> None:
@@ -129,6 +137,7 @@ class Gateway:
         await self.bus.start()
         poll = scaleout.poll_seconds if scaleout.redis_url else None  # other replicas' events
         self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup, poll_seconds=poll)
+        self.ingress.before_ack = self.processor.invalidate_now
         self.hub.start()
         self.processor.start()
         # Exceptions: evaluated once for every order, then as events change orders.

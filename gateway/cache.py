@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple
 
 from cachetools import LRUCache, TTLCache
@@ -54,9 +54,12 @@ class RecordCache:
         self._epochs = itertools.count(1)
         self._epoch = 0
         self._floor = 0  # invalidate_all() moves it: older tickets may not write
+        self._namespace_floor: dict[str, int] = {}  # invalidate_namespace() moves these
         self.hits = 0
         self.misses = 0
         self.refused_writes = 0
+        # Told of every invalidation: the keys (``None`` = everything), after they dropped.
+        self.listeners: list[Callable[[list[Hashable] | None], None]] = []
 
     def ticket(self) -> int:
         """Take before reading a source; pass to ``put`` with the answer."""
@@ -93,7 +96,7 @@ class RecordCache:
 
     def put(self, key: Hashable, value: Any, ticket: int, fetched_at: dt.datetime | None = None) -> bool:
         """Store ``value`` read under ``ticket``, unless the key was invalidated since."""
-        if ticket <= self._floor or self._invalidated.get(key, 0) >= ticket:
+        if ticket <= self._floor or self._invalidated.get(key, 0) >= ticket or self._below_namespace_floor(key, ticket):
             self.refused_writes += 1
             return False
         entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC))
@@ -111,16 +114,43 @@ class RecordCache:
         self._epoch = epoch
         self.generation += 1
         dropped = 0
+        keys = list(keys)
         for k in keys:
             self._invalidated[k] = epoch
             if self._data.pop(k, _MISSING) is not _MISSING:
                 dropped += 1
+        for listener in self.listeners:
+            listener(keys)
         return dropped
 
     def invalidate_all(self) -> None:
         self._floor = self._epoch = next(self._epochs)
         self.generation += 1
         self._data.clear()
+        for listener in self.listeners:
+            listener(None)
+
+    def invalidate_namespace(self, namespace: str) -> int:
+        """Drop every key of ``namespace`` and fence off its reads that began before now
+        (an event whose exact keys could not be found, e.g. its source was down)."""
+        keys = [k for k in self._data.keys() if isinstance(k, tuple) and k and k[0] == namespace]
+        dropped = self.invalidate(keys)
+        self._namespace_floor[namespace] = self._epoch
+        for listener in self.listeners:  # answers built from keys since evicted, too
+            listener(None)
+        return dropped
+
+    def _below_namespace_floor(self, key: Hashable, ticket: int) -> bool:
+        floors = self._namespace_floor
+        return bool(floors) and isinstance(key, tuple) and bool(key) and ticket <= floors.get(key[0], 0)
+
+    def overtaken(self, keys: Iterable[Hashable], ticket: int) -> bool:
+        """Whether any of ``keys`` was invalidated after ``ticket`` was taken: an answer
+        computed from them since then may be older than the last accepted event."""
+        if ticket <= self._floor:
+            return True
+        invalidated = self._invalidated
+        return any(invalidated.get(k, 0) >= ticket or self._below_namespace_floor(k, ticket) for k in keys)
 
     def keys(self) -> list[Hashable]:
         return list(self._data.keys())

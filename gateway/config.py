@@ -45,6 +45,11 @@ class SourceConfig:
 class CacheConfig:
     maxsize: int = 200_000
     ttl_seconds: float = 300.0
+    # Whole responses (gateway/response_cache.py), dropped by the events that touch what
+    # they read; at most this long (and never longer than ttl_seconds), since section
+    # statuses and predictions also move with the clock. 0 turns the response cache off.
+    response_ttl_seconds: float = 5.0
+    response_maxsize: int = 10_000
 
 
 @dataclasses.dataclass(slots=True)

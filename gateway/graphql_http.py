@@ -8,10 +8,11 @@ answers 405; an Accept header we cannot serve answers 406.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from cachetools import LRUCache
@@ -31,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers import policy
+
+from .response_cache import ResponseCache
 
 log = logging.getLogger("ordergraph.http")
 
@@ -173,6 +176,16 @@ def format_error(err: GraphQLError) -> dict[str, Any]:
     return err.formatted
 
 
+class Prepared(NamedTuple):
+    """A request ready to execute: its document (parsed and validated), operation, variables."""
+
+    query: str
+    doc: DocumentNode
+    op: OperationDefinitionNode
+    variables: dict[str, Any]
+    op_name: str | None
+
+
 class GraphQLHttp:
     """Executes GraphQL requests against ``schema`` with a per-request context."""
 
@@ -185,6 +198,7 @@ class GraphQLHttp:
         observe: Callable[[str, float], None] | None = None,
         documents: DocumentCache | None = None,
         admit: Callable[[Request], Awaitable[Any]] | None = None,
+        responses: ResponseCache | None = None,
     ) -> None:
         self.schema = schema
         self.documents = documents or DocumentCache(schema)
@@ -193,6 +207,8 @@ class GraphQLHttp:
         self.context_factory = context_factory
         self.max_body_bytes = max_body_bytes
         self.observe = observe
+        # Whole responses, dropped by the events that touch what they read (optional).
+        self.responses = responses
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -202,12 +218,15 @@ class GraphQLHttp:
             media_type = negotiate(request.headers.get("accept"))
             viewer = await self.admit(request) if self.admit is not None else None
             params = await read_params(request, self.max_body_bytes)
-            result = await self.run(request, params, viewer)
-            payload: dict[str, Any] = {}
+            prepared = self.prepare(request, params, viewer)
+            responses = self.responses
+            if responses is not None and responses.enabled and responses.cacheable(prepared.query, prepared.doc):
+                body, outcome = await self._cached(request, prepared, viewer, responses)
+                return Response(body, status_code=200, media_type=media_type)
+            result = await self.execute(request, prepared, viewer)
+            payload = self.payload(result)
             if result.errors:
-                payload["errors"] = [format_error(e) for e in result.errors]
                 outcome = "field_errors"
-            payload["data"] = result.data
             return encode(payload, 200, media_type)
         except RequestError as exc:
             outcome = f"http_{exc.status}"
@@ -217,7 +236,47 @@ class GraphQLHttp:
             if self.observe is not None:
                 self.observe(outcome, time.perf_counter() - started)
 
-    async def run(self, request: Request, params: dict[str, Any], viewer: Any = None) -> ExecutionResult:
+    @staticmethod
+    def payload(result: ExecutionResult) -> dict[str, Any]:
+        payload: dict[str, Any] = {}
+        if result.errors:
+            payload["errors"] = [format_error(e) for e in result.errors]
+        payload["data"] = result.data
+        return payload
+
+    async def _cached(
+        self, request: Request, prepared: Prepared, viewer: Any, responses: ResponseCache
+    ) -> tuple[bytes, str]:
+        """The response body from the response cache, or computed (and stored when it may be)."""
+        scope = (viewer.role.value, viewer.customer) if viewer is not None else None
+        key = (prepared.query, prepared.op_name, orjson.dumps(prepared.variables, option=orjson.OPT_SORT_KEYS), scope)
+        body = responses.get(key)
+        if body is not None:
+            return body, "cached"
+        flight = responses.joinable(key)
+        if flight is not None:
+            body = await asyncio.shield(flight)
+            if body is not None:
+                responses.shared += 1
+                return body, "cached"
+        fut = responses.begin(key)
+        shared: bytes | None = None
+        try:
+            ticket = responses.ticket()
+            context = self.context_factory(request, viewer=viewer)
+            result = await self.execute(request, prepared, viewer, context)
+            body = orjson.dumps(self.payload(result))
+            if result.errors:
+                return body, "field_errors"
+            shared = body
+            if context.cacheable and not any(s.stale for s in context.loaders.served.values()):
+                responses.put(key, body, (*context.loaders.served, *context.deps), ticket)
+            return body, "ok"
+        finally:
+            responses.end(key, fut, shared)
+
+    def prepare(self, request: Request, params: dict[str, Any], viewer: Any = None) -> Prepared:
+        """Parse (cached), validate (cached), pick the operation, coerce variables; or RequestError."""
         query, variables, op_name = check_params(self.documents.resolve_persisted(params))
         doc, errors = self.documents.get(query, viewer, variables)
         if request.method == "GET" and doc is None and errors:
@@ -235,19 +294,22 @@ class GraphQLHttp:
         coerced = get_variable_values(self.schema, op.variable_definitions or (), variables)
         if isinstance(coerced, list):
             raise _request_errors(coerced)
-        context = self.context_factory(request, viewer=viewer)
+        return Prepared(query, doc, op, variables, op_name)
+
+    async def execute(self, request: Request, prepared: Prepared, viewer: Any = None, context: Any = None) -> ExecutionResult:
+        if context is None:
+            context = self.context_factory(request, viewer=viewer)
         result = execute(
             self.schema,
-            doc,
+            prepared.doc,
             context_value=context,
-            variable_values=variables,
-            operation_name=op_name,
+            variable_values=prepared.variables,
+            operation_name=prepared.op_name,
             middleware=policy.middleware(context.viewer),
         )
         if not isinstance(result, ExecutionResult):
             result = await result
         return result
-
 
     @staticmethod
     def _refuse_mutation_over_get(query: str, op_name: str | None) -> None:

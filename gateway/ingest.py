@@ -1,7 +1,11 @@
 """The event path: ``POST /events`` → journal → invalidate → bus.
 
 1. ``accept``: size, JSON, signature, CloudEvents validation — all before anything is
-   stored; then one durable journal append. 202 means the events will not be lost.
+   stored; then one durable journal append. 202 means the events will not be lost, and
+   that no read after it serves a cached record older than them: before answering,
+   ``EventProcessor.invalidate_now`` drops the cache keys the events name (finding the
+   ones they do not name with a look-up at the source; if that fails, the whole
+   namespace), so later reads go to the sources.
 2. ``EventProcessor``: applies journaled events in order — out-of-order check by business
    time, map to cache keys and orders, invalidate, mark processed, publish. Events whose
    processing did not finish (crash, source down) are picked up again from the journal.
@@ -13,7 +17,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -28,7 +32,7 @@ from .bus import Bus, OrderChanged
 from .cache import RecordCache
 from .config import EventsConfig
 from .journal import Journal, JournalEvent, StoredEvent
-from .mapping import impact_of
+from .mapping import NAMESPACE_OF_ENTITY, impact_of
 
 log = logging.getLogger("ordergraph.events")
 
@@ -58,6 +62,9 @@ class EventIngress:
         self.journal = journal
         self.clock = clock
         self.wakeup: asyncio.Event = asyncio.Event()
+        # Set by the gateway (EventProcessor.invalidate_now): runs on newly journaled events
+        # before the 202.
+        self.before_ack: Callable[[list[SourceEvent]], Awaitable[None]] | None = None
 
     async def accept(self, body: bytes, content_type: str, signature: str | None) -> Accepted:
         """Accept a request body, or raise Rejection (nothing stored)."""
@@ -115,6 +122,10 @@ class EventIngress:
             ]
         )
         self.wakeup.set()
+        if self.before_ack is not None:
+            new = [e for e, r in zip(parsed, results, strict=True) if not r.duplicate]
+            if new:
+                await self.before_ack(new)
         return Accepted(
             accepted=len(results),
             duplicates=sum(1 for r in results if r.duplicate),
@@ -202,6 +213,33 @@ class EventProcessor:
                     log.exception("event %s (seq %s) failed; retrying", stored.event_id, stored.seq)
                     await asyncio.sleep(self.retry_seconds)
                     break
+
+    async def invalidate_now(self, events: list[SourceEvent], budget_seconds: float = 1.0) -> None:
+        """Drop the cache keys ``events`` touch, now (before ``POST /events`` answers).
+
+        Keys an event names are dropped at once; the rest take one look-up at the source
+        (a notification-only production order names no sales order). Where a look-up
+        fails or takes longer than ``budget_seconds``, the entity's whole namespace goes:
+        the reads after the 202 must not serve a record older than the event. Processing
+        (history, orders, subscribers) follows asynchronously, as before."""
+
+        async def keys_of(event: SourceEvent) -> set[tuple[str, str]] | None:
+            try:
+                async with asyncio.timeout(budget_seconds):
+                    return (await impact_of(event, self.sources, orders=False)).keys
+            except (SourceError, TimeoutError) as exc:
+                log.warning("event %s: its cache keys are unknown (%s); dropping its namespace", event.id, exc)
+                return None
+
+        found = await asyncio.gather(*(keys_of(e) for e in events))
+        keys: set[tuple[str, str]] = set()
+        for event, ks in zip(events, found, strict=True):
+            if ks is not None:
+                keys |= ks
+            elif (namespace := NAMESPACE_OF_ENTITY.get(event.entity)) is not None:
+                self.cache.invalidate_namespace(namespace)
+        if keys:
+            self.cache.invalidate(keys)
 
     def _reparse(self, stored: StoredEvent) -> SourceEvent:
         ce: dict[str, Any] = {

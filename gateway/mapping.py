@@ -36,13 +36,30 @@ async def _sales_order_of_delivery(sources: Sources, dd: str) -> str | None:
     return d.sales_order if d else None
 
 
-async def impact_of(event: SourceEvent, sources: Sources) -> Impact:
-    """What ``event`` touches. Raises ``SourceError`` when a look-up fails (retry later)."""
+# The cache namespace each entity's events touch (when their exact keys cannot be found).
+NAMESPACE_OF_ENTITY = {
+    "SalesOrder": ns.SALES_ORDER,
+    "ProductionOrder": ns.PRODUCTION_ORDERS_BY_SALES_ORDER,
+    "WorkCenter": ns.WORK_CENTER,
+    "ComponentAvailability": ns.COMPONENTS_BY_PRODUCTION_ORDER,
+    "OutboundDelivery": ns.DELIVERIES_BY_SALES_ORDER,
+    "InspectionLot": ns.LOTS_BY_PRODUCTION_ORDER,
+    "Shipment": ns.SHIPMENTS_BY_DELIVERY,
+}
+
+
+async def impact_of(event: SourceEvent, sources: Sources, *, orders: bool = True) -> Impact:
+    """What ``event`` touches. Raises ``SourceError`` when a look-up fails (retry later).
+
+    ``orders=False``: the cache keys only, skipping the look-ups that only find orders
+    (what ``POST /events`` invalidates before it answers)."""
     out = Impact()
     refs = event.refs
     rec = event.record
     if event.entity == "SalesOrder":
         out.keys.add((ns.SALES_ORDER, event.key))
+        if event.action == "Created":  # a new order joins the listings
+            out.keys.add(ns.LISTING_KEY)
         out.orders.add(event.key)
     elif event.entity == "ProductionOrder":
         so = getattr(rec, "sales_order", None) or refs.get("SalesOrder")
@@ -52,8 +69,9 @@ async def impact_of(event: SourceEvent, sources: Sources) -> Impact:
             out.orders.add(so)
     elif event.entity == "WorkCenter":
         out.keys.add((ns.WORK_CENTER, event.key))
-        pos = (await sources.mes.production_orders_for_work_centers([event.key])).get(event.key, [])
-        out.orders.update(po.sales_order for po in pos if po.status not in FINISHED)
+        if orders:
+            pos = (await sources.mes.production_orders_for_work_centers([event.key])).get(event.key, [])
+            out.orders.update(po.sales_order for po in pos if po.status not in FINISHED)
     elif event.entity == "ComponentAvailability":
         mo = getattr(rec, "manufacturing_order", None) or refs.get("ManufacturingOrder")
         if not mo:
@@ -61,7 +79,7 @@ async def impact_of(event: SourceEvent, sources: Sources) -> Impact:
             mo = comp.manufacturing_order if comp else None
         if mo:
             out.keys.add((ns.COMPONENTS_BY_PRODUCTION_ORDER, mo))
-            so = await _sales_order_of_production_order(sources, mo)
+            so = await _sales_order_of_production_order(sources, mo) if orders else None
             if so:
                 out.orders.add(so)
     elif event.entity == "OutboundDelivery":
@@ -77,7 +95,7 @@ async def impact_of(event: SourceEvent, sources: Sources) -> Impact:
             mo = lot.manufacturing_order if lot else None
         if mo:
             out.keys.add((ns.LOTS_BY_PRODUCTION_ORDER, mo))
-            so = refs.get("SalesOrder") or await _sales_order_of_production_order(sources, mo)
+            so = refs.get("SalesOrder") or (await _sales_order_of_production_order(sources, mo) if orders else None)
             if so:
                 out.orders.add(so)
     elif event.entity == "Shipment":
@@ -87,7 +105,7 @@ async def impact_of(event: SourceEvent, sources: Sources) -> Impact:
             dd = ship.delivery_document if ship else None
         if dd:
             out.keys.add((ns.SHIPMENTS_BY_DELIVERY, dd))
-            so = refs.get("SalesOrder") or await _sales_order_of_delivery(sources, dd)
+            so = refs.get("SalesOrder") or (await _sales_order_of_delivery(sources, dd) if orders else None)
             if so:
                 out.orders.add(so)
     return out

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +38,34 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def watch_response_cache(self, responses: Any) -> None:
+        """Export the response cache's counters (``gateway.response_cache.ResponseCache``)."""
+
+        class Collector:
+            def collect(self) -> Any:
+                stats = responses.stats()
+                yield GaugeMetricFamily("ordergraph_response_cache_entries", "Responses cached.", value=stats["entries"])
+                yield GaugeMetricFamily("ordergraph_response_cache_bytes", "Bytes of responses cached.", value=stats["bytes"])
+                family = CounterMetricFamily(
+                    "ordergraph_response_cache_lookups",
+                    "Response cache look-ups: hit, miss, shared (waited for an identical request in flight).",
+                    labels=["outcome"],
+                )
+                for outcome in ("hits", "misses", "shared"):
+                    family.add_metric([outcome.rstrip("s") if outcome != "misses" else "miss"], stats[outcome])
+                yield family
+                yield CounterMetricFamily(
+                    "ordergraph_response_cache_invalidated", "Responses dropped because an event touched their records.",
+                    value=stats["invalidated"],
+                )
+                yield CounterMetricFamily(
+                    "ordergraph_response_cache_refused",
+                    "Responses not stored because a record they read was invalidated while they were computed.",
+                    value=stats["refused"],
+                )
+
+        self.registry.register(Collector())
 
     def on_source_request(self, source: str, entity_set: str, seconds: float, outcome: str) -> None:
         self.source_requests.labels(source, entity_set, outcome).inc()

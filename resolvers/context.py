@@ -33,6 +33,11 @@ class Context:
     # them synchronously instead of awaiting per order
     ready: dict[str, Any] = dataclasses.field(default_factory=dict)
     predictions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # For the response cache (gateway.response_cache): record-cache keys this answer
+    # depends on beyond what the loaders logged (a listing's records and membership), and
+    # whether it may be cached at all (not when it depends on derived, event-less state).
+    deps: set[Any] = dataclasses.field(default_factory=set)
+    cacheable: bool = True
 
     @classmethod
     def create(cls, sources: Sources, cache: Cache, now: dt.datetime, **kwargs: Any) -> Context:

@@ -44,6 +44,9 @@ COMPONENTS_BY_PRODUCTION_ORDER = "wms.components_by_production_order"
 DELIVERIES_BY_SALES_ORDER = "wms.deliveries_by_sales_order"
 LOTS_BY_PRODUCTION_ORDER = "qms.lots_by_production_order"
 SHIPMENTS_BY_DELIVERY = "tms.shipments_by_delivery"
+# Not a record: the membership of order listings (which sales orders exist). Answers built
+# from a listing depend on it; a new sales order invalidates it.
+LISTING_KEY = ("erp.listing", "sales_orders")
 
 SOURCE_OF_NAMESPACE = {
     SALES_ORDER: "erp",

@@ -27,6 +27,7 @@ from .exception_types import (
     run_impact,
 )
 from .health import SourceStatus, source_statuses
+from .loaders import LISTING_KEY, SALES_ORDER
 from .types import Customer, DeliveryRisk, Order, OrderStage
 
 CURSOR_PREFIX = "order:"
@@ -193,6 +194,13 @@ async def list_orders(
             token = page.records[-1].sales_order
     for so in picked:
         ctx.loaders.sales_order.prime(so.sales_order, so)
+    # The response cache: this page depends on its orders' records and on which orders
+    # exist; filters on derived or changeable values (stage, risk, dates) on anything.
+    if _derived(f) or f.confirmed_before is not None:
+        ctx.cacheable = False
+    else:
+        ctx.deps.add(LISTING_KEY)
+        ctx.deps.update((SALES_ORDER, so.sales_order) for so in picked)
     if prefetch:
         await fetch.prefetch_views(ctx, picked)
 

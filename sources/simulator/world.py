@@ -960,6 +960,15 @@ class World:
         self._touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
         return self._flush()
 
+    def place_order(self, customer: str, *, seed: int | None = None) -> list[Change]:
+        """A new order of ``customer`` arrives (state RECEIVED): a new sales order, its
+        production order and reservations, with keys after every existing one."""
+        if customer not in self._customer_city:
+            raise UnknownKey(customer)
+        rng = random.Random(seed if seed is not None else len(self._tracks))
+        self._generate_order(rng, RECEIVED, customer)
+        return self._flush()
+
     def advance_order(self, sales_order: str) -> list[Change]:
         """Move one order one lifecycle step now (no change once it is delivered).
 
