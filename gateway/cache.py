@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple
-
-from cachetools import LRUCache, TTLCache
 
 _MISSING = object()
 
@@ -34,7 +33,10 @@ class Entry(NamedTuple):
 
 
 class RecordCache:
-    """cachetools TTL cache with race-safe, event-driven invalidation."""
+    """A TTL cache with race-safe, event-driven invalidation.
+
+    Plain dicts with expiry stamps checked on read (reads dominate: a 50-order page reads
+    and stores hundreds of keys), bounded by evicting the oldest entries."""
 
     def __init__(
         self,
@@ -42,15 +44,21 @@ class RecordCache:
         ttl_seconds: float = 300.0,
         read_horizon_seconds: float = 600.0,
         last_good_maxsize: int | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._data: TTLCache[Hashable, Entry] = TTLCache(maxsize=maxsize, ttl=ttl_seconds)
-        # Not the TTL cache: survives invalidation and expiry, bounded by LRU.
-        self._last_good: LRUCache[Hashable, Entry] = LRUCache(maxsize=last_good_maxsize or maxsize)
+        self.maxsize = maxsize
+        self.ttl_seconds = ttl_seconds
+        self._timer = timer
+        self._data: dict[Hashable, tuple[Entry, float]] = {}  # key -> (entry, expires at)
+        # Not the TTL cache: survives invalidation and expiry, bounded (oldest out).
+        self._last_good: dict[Hashable, Entry] = {}
+        self._last_good_maxsize = last_good_maxsize or maxsize
         # Counts invalidations: reads shared in flight (single-flight) are keyed by it.
         self.generation = 0
-        # Epoch of each key's last invalidation. Kept longer than any read can take, so
-        # a slow read still sees that it was overtaken.
-        self._invalidated: TTLCache[Hashable, int] = TTLCache(maxsize=maxsize, ttl=read_horizon_seconds)
+        # Epoch of each key's last invalidation, oldest first. When it must shrink, the
+        # floor rises to the newest epoch forgotten, so a read older than a forgotten
+        # invalidation still cannot write (``read_horizon_seconds`` is kept for callers).
+        self._invalidated: dict[Hashable, int] = {}
         self._epochs = itertools.count(1)
         self._epoch = 0
         self._floor = 0  # invalidate_all() moves it: older tickets may not write
@@ -67,12 +75,12 @@ class RecordCache:
         return self._epoch
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        entry = self._data.get(key, _MISSING)
-        if entry is _MISSING:
+        stored = self._data.get(key)
+        if stored is None or stored[1] <= self._timer():
             self.misses += 1
             return default
         self.hits += 1
-        return entry.value
+        return stored[0].value
 
     def get_many(self, keys: Iterable[Hashable]) -> tuple[dict[Hashable, Any], list[Hashable]]:
         """Split keys into (found values, missing keys)."""
@@ -84,12 +92,16 @@ class RecordCache:
         found: dict[Hashable, Entry] = {}
         missing: list[Hashable] = []
         data = self._data
+        now = self._timer()
         for k in keys:
-            v = data.get(k, _MISSING)
-            if v is _MISSING:
+            stored = data.get(k)
+            if stored is None:
+                missing.append(k)
+            elif stored[1] <= now:
+                del data[k]
                 missing.append(k)
             else:
-                found[k] = v
+                found[k] = stored[0]
         self.hits += len(found)
         self.misses += len(missing)
         return found, missing
@@ -100,9 +112,23 @@ class RecordCache:
             self.refused_writes += 1
             return False
         entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC))
-        self._data[key] = entry
-        self._last_good[key] = entry
+        data = self._data
+        data.pop(key, None)  # re-inserted last: the oldest entries stay first
+        data[key] = (entry, self._timer() + self.ttl_seconds)
+        if len(data) > self.maxsize:
+            self._evict(data, self.maxsize)
+        last_good = self._last_good
+        last_good.pop(key, None)
+        last_good[key] = entry
+        if len(last_good) > self._last_good_maxsize:
+            self._evict(last_good, self._last_good_maxsize)
         return True
+
+    @staticmethod
+    def _evict(store: dict[Hashable, Any], maxsize: int) -> None:
+        """Drop the oldest entries, a tenth at a time (so eviction is rare)."""
+        for k in list(itertools.islice(iter(store), len(store) - int(maxsize * 0.9))):
+            del store[k]
 
     def last_good(self, key: Hashable) -> Entry | None:
         """The latest value stored under ``key``, even if since invalidated or expired."""
@@ -115,10 +141,17 @@ class RecordCache:
         self.generation += 1
         dropped = 0
         keys = list(keys)
+        invalidated = self._invalidated
         for k in keys:
-            self._invalidated[k] = epoch
+            invalidated.pop(k, None)  # newest last
+            invalidated[k] = epoch
             if self._data.pop(k, _MISSING) is not _MISSING:
                 dropped += 1
+        if len(invalidated) > self.maxsize:
+            forget = list(itertools.islice(iter(invalidated), len(invalidated) - int(self.maxsize * 0.9)))
+            self._floor = max(self._floor, invalidated[forget[-1]])
+            for k in forget:
+                del invalidated[k]
         for listener in self.listeners:
             listener(keys)
         return dropped
@@ -153,7 +186,8 @@ class RecordCache:
         return any(invalidated.get(k, 0) >= ticket or self._below_namespace_floor(k, ticket) for k in keys)
 
     def keys(self) -> list[Hashable]:
-        return list(self._data.keys())
+        now = self._timer()
+        return [k for k, (_e, expires) in self._data.items() if expires > now]
 
     def __len__(self) -> int:
         return len(self._data)

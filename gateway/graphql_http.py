@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers import policy
+from resolvers.execution import FastExecutor, is_awaitable
 
 from .response_cache import ResponseCache
 
@@ -306,6 +307,8 @@ class GraphQLHttp:
             variable_values=prepared.variables,
             operation_name=prepared.op_name,
             middleware=policy.middleware(context.viewer),
+            executor_class=FastExecutor,
+            is_awaitable=is_awaitable,
         )
         if not isinstance(result, ExecutionResult):
             result = await result

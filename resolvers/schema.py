@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
+from .execution import register_leaf_reads
 from .query import Query
 from .subscription import Subscription
 
@@ -25,6 +26,7 @@ def build_schema() -> strawberry.Schema:
         if isinstance(t, GraphQLInputObjectType) and getattr(definition, "is_one_of", False):
             t.is_one_of = True
     direct_resolvers(built)
+    register_leaf_reads(built._schema)
     return built
 
 
