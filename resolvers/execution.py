@@ -6,9 +6,11 @@ graphql-core builds a resolve-info object, looks at the arguments, checks for an
 awaitable and dispatches ``complete_value`` — more work than the read itself.
 ``FastExecutor`` resolves such a field with one plain call and the type's output
 coercion. It takes only fields that are known, at schema build, to be synchronous leaf
-reads without arguments and without ``info``; anything else, any ``None`` (for the null
-checks), any error, and every request with middleware (customer viewers) goes through
-graphql-core's own path, which then reports exactly as before.
+reads without arguments (a resolver that takes ``info`` gets one that carries only
+``context``, all this project's field resolvers read); anything else, any ``None`` (for
+the null checks), any error (an ``info`` attribute missing from the shim included), and
+every request with middleware (customer viewers) goes through graphql-core's own path,
+which then reports exactly as before.
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ from graphql import GraphQLLeafType, GraphQLNonNull, GraphQLObjectType, GraphQLS
 from graphql.execution.executor import Executor
 from strawberry.types.field import StrawberryField
 
-# (type name, field name) -> (getter(source), leaf type)
-LeafReads = dict[tuple[str, str], tuple[Callable[[Any], Any], GraphQLLeafType]]
+# (type name, field name) -> (getter(source, context), leaf type, nullable)
+LeafReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLLeafType, bool]]
+_NOT_FAST = object()
+
+
+class ContextOnly:
+    """What a fast leaf resolver gets as ``info``: the request's context, nothing else."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
 
 _leaf_reads: dict[int, LeafReads] = {}
 
@@ -43,27 +55,31 @@ def register_leaf_reads(schema: GraphQLSchema) -> int:
                 continue
             getter = _plain_getter(gfield)
             if getter is not None:
-                reads[(t.name, name)] = (getter, leaf)
+                reads[(t.name, name)] = (getter, leaf, not isinstance(gfield.type, GraphQLNonNull))
     _leaf_reads[id(schema)] = reads
     return len(reads)
 
 
-def _plain_getter(gfield: Any) -> Callable[[Any], Any] | None:
+def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
     definition = (gfield.extensions or {}).get("strawberry-definition")
     if not isinstance(definition, StrawberryField) or definition.extensions or definition.arguments:
         return None
     resolver = definition.base_resolver
     if resolver is None:  # a plain attribute
-        return operator.attrgetter(definition.python_name)
+        attr = operator.attrgetter(definition.python_name)
+        return lambda source, _context: attr(source)
     fn = resolver.wrapped_func
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or resolver.info_parameter is not None:
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return None
     if resolver.root_parameter is not None or resolver.self_parameter is None:
         return None
     reserved = {p.name for p in resolver.reserved_parameters.values() if p is not None}
     if set(resolver.signature.parameters) - reserved:
         return None
-    return fn
+    if resolver.info_parameter is None:
+        return lambda source, _context: fn(source)
+    name = resolver.info_parameter.name
+    return lambda source, context: fn(source, **{name: ContextOnly(context)})
 
 
 _AWAITABLE: dict[type, bool] = {}
@@ -80,7 +96,44 @@ def is_awaitable(value: Any) -> bool:
 
 
 class FastExecutor(Executor):
-    """graphql-core's executor, with plain leaf reads taken in one step."""
+    """graphql-core's executor, with plain leaf reads taken in one step, and objects
+    whose selected fields are all plain leaves completed in one loop."""
+
+    def _leaf(self, fast: tuple[Callable[[Any, Any], Any], GraphQLLeafType, bool], source: Any) -> Any:
+        """The completed value of one plain leaf, or ``_NOT_FAST`` for graphql-core's path."""
+        try:
+            value = fast[0](source, self.context_value)
+            if value is None:
+                return None if fast[2] else _NOT_FAST  # non-null: graphql-core reports it
+            if value.__class__ is types.CoroutineType:
+                value.close()  # not ready (e.g. a lone order's view): graphql-core awaits it
+                return _NOT_FAST
+            out = fast[1].coerce_output_value(value)
+            return _NOT_FAST if out is None or out is Undefined else out
+        except Exception:  # graphql-core's path reports it
+            return _NOT_FAST
+
+    def execute_fields(self, parent_type, source_value, path, grouped_field_set, position_context):  # type: ignore[no-untyped-def]
+        reads = _leaf_reads.get(id(self.schema))
+        if reads is not None and not self.middleware_manager:
+            type_name = parent_type.name
+            plan = []
+            for response_name, field_details_list in grouped_field_set.items():
+                node = field_details_list[0].node
+                fast = None if node.arguments else reads.get((type_name, node.name.value))
+                if fast is None:
+                    break
+                plan.append((response_name, fast))
+            else:
+                results = {}
+                for response_name, fast in plan:
+                    out = self._leaf(fast, source_value)
+                    if out is _NOT_FAST:
+                        break
+                    results[response_name] = out
+                else:
+                    return results
+        return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
 
     def execute_field(self, parent_type, source, field_details_list, path, position_context):  # type: ignore[no-untyped-def]
         if not self.middleware_manager:
@@ -89,12 +142,7 @@ class FastExecutor(Executor):
             if reads is not None and not node.arguments:
                 fast = reads.get((parent_type.name, node.name.value))
                 if fast is not None:
-                    try:
-                        value = fast[0](source)
-                        if value is not None:
-                            out = fast[1].coerce_output_value(value)
-                            if out is not None and out is not Undefined:
-                                return out
-                    except Exception:  # noqa: S110 - graphql-core's path reports it
-                        pass
+                    out = self._leaf(fast, source)
+                    if out is not _NOT_FAST:
+                        return out
         return super().execute_field(parent_type, source, field_details_list, path, position_context)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from sources.records import (
     ComponentAvailability,
@@ -214,6 +215,9 @@ class OrderView:
     inspection_lots: list[InspectionLot] = field(default_factory=list)
     deliveries: list[OutboundDelivery] = field(default_factory=list)
     shipments: list[Shipment] = field(default_factory=list)
+    # Derived joins, computed once per view (a page's rules ask for them hundreds of
+    # times). Views are never changed in place: ``dataclasses.replace`` starts a new memo.
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def promised_delivery_date(self) -> dt.date:
@@ -236,14 +240,25 @@ class OrderView:
 
     def latest_lot(self, manufacturing_order: str) -> InspectionLot | None:
         """The newest inspection lot of a production order; a re-inspection supersedes."""
-        lots = [
-            lot for lot in self.inspection_lots if lot.manufacturing_order == manufacturing_order
-        ]
-        return max(lots, key=lambda lot: (lot.created_at, lot.inspection_lot), default=None)
+        latest = self._memo.get("latest_lot")
+        if latest is None:
+            latest = {}
+            for lot in self.inspection_lots:
+                known = latest.get(lot.manufacturing_order)
+                if known is None or (lot.created_at, lot.inspection_lot) > (known.created_at, known.inspection_lot):
+                    latest[lot.manufacturing_order] = lot
+            self._memo["latest_lot"] = latest
+        return latest.get(manufacturing_order)
 
     @property
     def legs(self) -> list[DeliveryLeg]:
         """Each delivery with its latest shipment, plus shipments of unloaded deliveries."""
+        legs = self._memo.get("legs")
+        if legs is None:
+            legs = self._memo["legs"] = self._legs()
+        return legs
+
+    def _legs(self) -> list[DeliveryLeg]:
         by_delivery: dict[str, list[Shipment]] = {}
         for s in self.shipments:
             by_delivery.setdefault(s.delivery_document, []).append(s)
@@ -266,7 +281,12 @@ class OrderView:
         once a rework order exists for the same sales order item; until then it stays, so
         the order shows as rejected.
         """
+        active = self._memo.get("active")
+        if active is None:
+            active = self._memo["active"] = self._active_production_orders()
+        return active
 
+    def _active_production_orders(self) -> list[ProductionOrder]:
         def scrapped(order: ProductionOrder) -> bool:
             lot = self.latest_lot(order.manufacturing_order)
             return order.status in ("TECO", "CLOSED") and lot is not None and lot_rejected(lot)
