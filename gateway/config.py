@@ -59,6 +59,9 @@ class GatewayConfig:
     max_body_bytes: int = 1_048_576
     max_first: int = 500  # cap on `first` in connections
     graphiql: bool = True
+    # Move long-lived objects out of the garbage collector's full passes this often
+    # (gateway/app.py: Gateway._freeze_periodically); 0 = Python's default behaviour.
+    gc_freeze_seconds: float = 5.0
 
 
 DEV_SECRETS = {s: f"dev-secret-{s}" for s in SYSTEMS}

@@ -34,6 +34,7 @@ from typing import Any
 from resolvers.context import Context
 from resolvers.exception_types import load_orders
 from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect
+from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams
 
 from .journal import ExceptionTransition
@@ -248,7 +249,9 @@ class ExceptionTracker:
         total: int | None = None
         while True:
             ctx = self.context_factory()
+            ticket = ctx.cache.ticket()
             page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
+            remember_listing(ctx.cache, page.records, ticket)
             total = page.count if total is None else total
             for so in page.records:
                 ctx.loaders.sales_order.prime(so.sales_order, so)

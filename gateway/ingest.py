@@ -298,9 +298,11 @@ class EventProcessor:
         out: dict[str, str] = {}
         missing = []
         for so in orders:
-            rec = self.cache.get((SALES_ORDER, so))
-            if rec is not None:
-                out[so] = rec.sold_to_party
+            # The last good record too: the event at hand has just invalidated the cached
+            # one, and the sold-to party is the one field that cannot have changed.
+            entry = self.cache.last_good((SALES_ORDER, so))
+            if entry is not None and entry.value is not None:
+                out[so] = entry.value.sold_to_party
             else:
                 missing.append(so)
         if missing:

@@ -126,6 +126,14 @@ def cached_loader(
     return DataLoader(batch)
 
 
+def remember_listing(cache: Cache, records: Sequence[Any], ticket: int) -> None:
+    """Keep the sales orders a listing answered (read under ``ticket``) in the shared cache:
+    the next look-up of one of them, and the event path's customer of an order, then need
+    no call. The ticket fences a listing that raced an invalidation, as for any read."""
+    for rec in records:
+        cache.put((SALES_ORDER, rec.sales_order), rec, ticket)
+
+
 def _none() -> None:
     return None
 

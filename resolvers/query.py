@@ -27,7 +27,7 @@ from .exception_types import (
     run_impact,
 )
 from .health import SourceStatus, source_statuses
-from .loaders import LISTING_KEY, SALES_ORDER
+from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
 from .types import Customer, DeliveryRisk, Order, OrderStage
 
 CURSOR_PREFIX = "order:"
@@ -172,7 +172,9 @@ async def list_orders(
     has_next = False
     source_count: int | None = None
     if not _derived(f):
+        ticket = ctx.cache.ticket()
         page = await erp.list_sales_orders(top=first + 1, skip_token=skip, **filters)
+        remember_listing(ctx.cache, page.records, ticket)
         source_count = page.count
         picked = page.records[:first]
         has_next = len(page.records) > first

@@ -1,0 +1,28 @@
+"""Process-level behaviour of a running gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from .servers import running_gateway
+
+
+async def test_long_lived_objects_leave_the_collectors_full_passes(plant):
+    gc.unfreeze()
+    async with running_gateway(plant.url, gc_freeze_seconds=0.05) as (_url, app):
+        await app.state.gateway.exceptions.settled(30)
+        for _ in range(100):
+            if gc.get_freeze_count() > 0:
+                break
+            await asyncio.sleep(0.05)
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0  # a stopped gateway leaves the process as it found it
+
+
+async def test_freezing_can_be_turned_off(plant):
+    gc.unfreeze()
+    async with running_gateway(plant.url, gc_freeze_seconds=0) as (_url, app):
+        await app.state.gateway.exceptions.settled(30)
+        await asyncio.sleep(0.2)
+        assert gc.get_freeze_count() == 0
