@@ -119,6 +119,18 @@ async def serve(host: str, port: int, orders: int, seed: int, latency_ms: float)
         stats = await driver.stop() if driver else {}
         return web.json_response(stats)
 
+    async def advance_acked(request: web.Request) -> web.Response:
+        """Move one order one step and answer once the gateway acknowledged (202) every
+        event emitted so far: the freshness probe reads right after this."""
+        driver = state["driver"]
+        if driver is None:
+            return web.json_response({"error": "no driver running"}, status=409)
+        started = time.monotonic()
+        changes = world.advance_order(request.match_info["sales_order"])
+        await driver.emitter.flush(timeout=30)
+        return web.json_response({"changes": len(changes), "acked_after_ms": round((time.monotonic() - started) * 1000, 1)})
+
+    app.router.add_post("/bench/advance/{sales_order}", advance_acked)
     app.router.add_post("/bench/driver", start_driver)
     app.router.add_post("/bench/driver/stop", stop_driver)
     runner = web.AppRunner(app, access_log=None, **SERVER_LIMITS)

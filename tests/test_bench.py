@@ -70,6 +70,9 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
             assert "ratio" in r
     driver = results["freshness"]["driver"]
     assert driver["events_sent"] > 0 and driver["rejected"] == 0  # the plant's signed events were accepted
+    # Reads right after the gateway's 202 for a change's events never serve the old state.
+    fresh = results["freshness"]
+    assert fresh["stale_after_ack"] == 0 and fresh["never_fresh"] == 0, fresh
 
     # 4. subscriptions: two sizes from separate processes; every expected message delivered
     subs = results["subscriptions"]
