@@ -33,6 +33,8 @@ class Context:
     # them synchronously instead of awaiting per order
     ready: dict[str, Any] = dataclasses.field(default_factory=dict)
     predictions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # customers loaded up front for a page (fetch.prefetch_customers), by customer id
+    ready_customers: dict[str, Any] = dataclasses.field(default_factory=dict)
     # For the response cache (gateway.response_cache): record-cache keys this answer
     # depends on beyond what the loaders logged (a listing's records and membership), and
     # whether it may be cached at all (not when it depends on derived, event-less state).

@@ -144,15 +144,17 @@ def _children(selections: list, name: str) -> list:
     return out
 
 
-def needs_views(info: Info) -> bool:
-    """Does this connection's selection ask for an order field derived from all sources?"""
+def page_needs(info: Info) -> dict[str, bool]:
+    """What this connection's selection asks of every order: a field derived from all
+    sources (``views``), the customer (``customers``)."""
     top = [s for field in info.selected_fields for s in (field.selections or [])]
     node_fields = _children(top, "nodes") + _children(_children(top, "edges"), "node")
-    return bool(_selection_names(node_fields) & CROSS_SOURCE_FIELDS)
+    names = _selection_names(node_fields)
+    return {"views": bool(names & CROSS_SOURCE_FIELDS), "customers": "customer" in names}
 
 
 async def list_orders(
-    ctx: Context, first: int, after: str | None, f: OrderFilter, *, prefetch: bool = False
+    ctx: Context, first: int, after: str | None, f: OrderFilter, *, prefetch: dict[str, bool] | None = None
 ) -> OrderConnection:
     """A page of orders: ERP-side filters pushed down, derived filters applied here."""
     if first < 0:
@@ -204,7 +206,7 @@ async def list_orders(
         ctx.deps.add(LISTING_KEY)
         ctx.deps.update((SALES_ORDER, so.sales_order) for so in picked)
     if prefetch:
-        await fetch.prefetch_views(ctx, picked)
+        await fetch.prefetch_page(ctx, picked, **prefetch)
 
     async def count() -> int:
         if source_count is not None:
@@ -242,7 +244,7 @@ class Query:
     async def orders(
         self, info: Info, first: int = 50, after: str | None = None, filter: OrderFilter | None = None
     ) -> OrderConnection:
-        return await list_orders(info.context, first, after, filter or OrderFilter(), prefetch=needs_views(info))
+        return await list_orders(info.context, first, after, filter or OrderFilter(), prefetch=page_needs(info))
 
     @strawberry.field(description="One customer with its orders; null when it does not exist.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:

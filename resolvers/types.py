@@ -125,11 +125,11 @@ class Customer:
         after: str | None = None,
         filter: Annotated[OrderFilter, strawberry.lazy("resolvers.query")] | None = None,  # noqa: F821
     ) -> Annotated[OrderConnection, strawberry.lazy("resolvers.query")]:  # noqa: F821
-        from .query import OrderFilter, list_orders, needs_views
+        from .query import OrderFilter, list_orders, page_needs
 
         f = filter or OrderFilter()
         f.customer = strawberry.ID(self.record.customer)
-        return await list_orders(_ctx(info), first, after, f, prefetch=needs_views(info))
+        return await list_orders(_ctx(info), first, after, f, prefetch=page_needs(info))
 
 
 # --- ERP: the order itself -------------------------------------------------------
@@ -638,8 +638,16 @@ class Order:
         return strawberry.ID(self.record.sold_to_party)
 
     @strawberry.field
-    async def customer(self, info: Info) -> Customer | None:
-        rec = await _ctx(info).loaders.customer.load(self.record.sold_to_party)
+    def customer(self, info: Info) -> Customer | None:
+        ctx = _ctx(info)
+        ready = ctx.ready_customers
+        if self.record.sold_to_party in ready:  # prefetched with its page: no await
+            rec = ready[self.record.sold_to_party]
+            return Customer(record=rec) if rec else None
+        return self._customer(ctx)  # type: ignore[return-value]
+
+    async def _customer(self, ctx: Context) -> Customer | None:
+        rec = await ctx.loaders.customer.load(self.record.sold_to_party)
         return Customer(record=rec) if rec else None
 
     @strawberry.field
