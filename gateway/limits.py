@@ -321,6 +321,7 @@ class GuardedDocuments(DocumentCache):
         self._rules = [*specified_rules, limits_rule(limits, max_first)]
         self._parsed: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize)
         self._checked: LRUCache[tuple[str, str], tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize * 4)
+        self._costs: LRUCache[tuple[str, tuple[tuple[str, int], ...]], list[GraphQLError]] = LRUCache(maxsize * 4)
         self._policy_rules = {
             role: policy.validation_rule(Viewer(role, customer="-" if role is policy.Role.CUSTOMER else None), introspection=role.value in self.introspection_roles)
             for role in policy.Role
@@ -356,7 +357,12 @@ class GuardedDocuments(DocumentCache):
         doc = entry[0]
         if doc is None:
             return entry
-        errors = self._cost_errors(doc, variables if isinstance(variables, dict) else {})
+        variables = variables if isinstance(variables, dict) else {}
+        # The cost depends on the document and its integer variables only (page sizes).
+        cost_key = (query, tuple(sorted((k, v) for k, v in variables.items() if isinstance(v, int))))
+        errors = self._costs.get(cost_key)
+        if errors is None:
+            errors = self._costs[cost_key] = self._cost_errors(doc, variables)
         return (doc, []) if not errors else (None, errors)
 
     def _cost_errors(self, doc: DocumentNode, variables: dict[str, Any]) -> list[GraphQLError]:

@@ -237,8 +237,15 @@ async def list_orders(
 class Query:
     @strawberry.field(description="One order by sales order number; null when it does not exist.")
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
-        so = await info.context.loaders.sales_order.load(str(id))
-        return Order(record=so) if so else None
+        ctx = info.context
+        so = await ctx.loaders.sales_order.load(str(id))
+        if so is None:
+            return None
+        names = _selection_names([s for field in info.selected_fields for s in (field.selections or [])])
+        needs = {"views": bool(names & CROSS_SOURCE_FIELDS), "customers": "customer" in names}
+        if any(needs.values()):
+            await fetch.prefetch_page(ctx, [so], **needs)
+        return Order(record=so)
 
     @strawberry.field(description="Orders in sales order number order, filtered and paged (Relay-style).")
     async def orders(

@@ -8,8 +8,9 @@ derived is a pure function in ``stage.py`` / ``prediction.py``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import Info
@@ -234,8 +235,15 @@ class ProductionOrder:
         return self.record.work_center
 
     @strawberry.field(description="The work centre with its live state (one more MES read).")
-    async def work_center(self, info: Info) -> WorkCenter | None:
-        rec = await _ctx(info).loaders.work_center.load(self.record.work_center)
+    def work_center(self, info: Info) -> WorkCenter | None:
+        ctx = _ctx(info)
+        view = ctx.ready.get(self.record.sales_order)
+        if view is not None and self.record.work_center in view.work_centers:
+            return WorkCenter(record=view.work_centers[self.record.work_center])
+        return self._work_center(ctx)  # type: ignore[return-value]
+
+    async def _work_center(self, ctx: Context) -> WorkCenter | None:
+        rec = await ctx.loaders.work_center.load(self.record.work_center)
         return WorkCenter(record=rec) if rec else None
 
     @strawberry.field
@@ -282,9 +290,8 @@ class ProductionSection:
         return stage.production_status(view, ctx.now)
 
     @strawberry.field
-    async def orders(self, info: Info) -> list[ProductionOrder] | None:
-        pos = await fetch.production_orders(_ctx(info), self.order.sales_order)
-        return [ProductionOrder(record=p) for p in pos]
+    def orders(self, info: Info) -> list[ProductionOrder] | None:
+        return _from_view(_ctx(info), self.order, lambda v: v.production_orders, fetch.production_orders, ProductionOrder)
 
     @strawberry.field(description=FRESH_DOC)
     async def freshness(self, info: Info) -> list[Freshness]:
@@ -350,14 +357,15 @@ class MaterialsSection:
         return stage.materials_status(OrderView(sales_order=self.order, production_orders=pos, components=comps))
 
     @strawberry.field
-    async def components(self, info: Info) -> list[ComponentAvailability] | None:
-        comps = await fetch.components(_ctx(info), self.order.sales_order)
-        return [ComponentAvailability(record=c) for c in comps]
+    def components(self, info: Info) -> list[ComponentAvailability] | None:
+        return _from_view(_ctx(info), self.order, lambda v: v.components, fetch.components, ComponentAvailability)
 
     @strawberry.field(description="Only the components that are short.")
-    async def shortages(self, info: Info) -> list[ComponentAvailability] | None:
-        comps = await fetch.components(_ctx(info), self.order.sales_order)
-        return [ComponentAvailability(record=c) for c in comps if c.shortage_quantity > 0]
+    def shortages(self, info: Info) -> list[ComponentAvailability] | None:
+        return _from_view(
+            _ctx(info), self.order, lambda v: v.components, fetch.components, ComponentAvailability,
+            keep=lambda c: c.shortage_quantity > 0,
+        )
 
     @strawberry.field(description=FRESH_DOC)
     async def freshness(self, info: Info) -> list[Freshness]:
@@ -441,9 +449,8 @@ class QualitySection:
         return stage.quality_status(OrderView(sales_order=self.order, production_orders=pos, inspection_lots=lots))
 
     @strawberry.field
-    async def inspection_lots(self, info: Info) -> list[InspectionLot] | None:
-        lots = await fetch.inspection_lots(_ctx(info), self.order.sales_order)
-        return [InspectionLot(record=lot) for lot in lots]
+    def inspection_lots(self, info: Info) -> list[InspectionLot] | None:
+        return _from_view(_ctx(info), self.order, lambda v: v.inspection_lots, fetch.inspection_lots, InspectionLot)
 
     @strawberry.field(description=FRESH_DOC)
     async def freshness(self, info: Info) -> list[Freshness]:
@@ -585,14 +592,12 @@ class LogisticsSection:
         return stage.logistics_status(OrderView(sales_order=self.order, deliveries=dels, shipments=ships))
 
     @strawberry.field
-    async def deliveries(self, info: Info) -> list[OutboundDelivery] | None:
-        dels = await fetch.deliveries(_ctx(info), self.order.sales_order)
-        return [OutboundDelivery(record=d) for d in dels]
+    def deliveries(self, info: Info) -> list[OutboundDelivery] | None:
+        return _from_view(_ctx(info), self.order, lambda v: v.deliveries, fetch.deliveries, OutboundDelivery)
 
     @strawberry.field
-    async def shipments(self, info: Info) -> list[Shipment] | None:
-        ships = await fetch.shipments(_ctx(info), self.order.sales_order)
-        return [Shipment(record=s) for s in ships]
+    def shipments(self, info: Info) -> list[Shipment] | None:
+        return _from_view(_ctx(info), self.order, lambda v: v.shipments, fetch.shipments, Shipment)
 
     @strawberry.field(description="The carrier's latest ETA, once shipped.")
     def eta(self, info: Info) -> dt.datetime | None:
@@ -671,8 +676,15 @@ class Order:
         return Money(amount=self.record.total_net_amount, currency=self.record.transaction_currency)
 
     @strawberry.field(description="Inherited from the customer.")
-    async def commercial_priority(self, info: Info) -> CommercialPriority | None:
-        rec = await _ctx(info).loaders.customer.load(self.record.sold_to_party)
+    def commercial_priority(self, info: Info) -> CommercialPriority | None:
+        ctx = _ctx(info)
+        if self.record.sold_to_party in ctx.ready_customers:  # prefetched with its page
+            rec = ctx.ready_customers[self.record.sold_to_party]
+            return CommercialPriority(rec.commercial_priority if rec else "NORMAL")
+        return self._commercial_priority(ctx)  # type: ignore[return-value]
+
+    async def _commercial_priority(self, ctx: Context) -> CommercialPriority | None:
+        rec = await ctx.loaders.customer.load(self.record.sold_to_party)
         return CommercialPriority(rec.commercial_priority if rec else "NORMAL")
 
     @strawberry.field
@@ -804,6 +816,26 @@ def _milestones(ctx: Context, view: OrderView) -> list[Milestone]:
 def _latest_eta(ships: list) -> dt.datetime | None:
     etas = [s.estimated_delivery_at for s in ships if s.estimated_delivery_at]
     return max(etas) if etas else None
+
+
+def _from_view(
+    ctx: Context,
+    order: SalesOrder,
+    records: Callable[[OrderView], list[Any]],
+    fetch_records: Callable[[Context, str], Awaitable[list[Any]]],
+    wrap: Callable[..., Any],
+    keep: Callable[[Any], bool] | None = None,
+) -> Any:
+    """A section's records wrapped for GraphQL: from the view assembled with the page
+    when there is one (no await), else from the loaders (an awaitable)."""
+    view = ctx.ready.get(order.sales_order)
+    if view is not None:
+        return [wrap(record=r) for r in records(view) if keep is None or keep(r)]
+
+    async def load() -> list[Any]:
+        return [wrap(record=r) for r in await fetch_records(ctx, order.sales_order) if keep is None or keep(r)]
+
+    return load()
 
 
 async def _gather(*aws):
