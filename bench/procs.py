@@ -53,6 +53,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def children(pid: int) -> list[int]:
+    """The direct child processes of ``pid`` (a gateway's workers)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children."""
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children(pid))
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident set size of a process and its live children."""
+    return rss_bytes(pid) + sum(rss_bytes(c) for c in children(pid))
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a live process."""
     try:
@@ -113,10 +138,10 @@ class Proc:
         return self.popen.pid
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        return tree_cpu_seconds(self.pid)  # a gateway with --workers: its workers too
 
     def rss(self) -> int:
-        return rss_bytes(self.pid)
+        return tree_rss_bytes(self.pid)
 
     def alive(self) -> bool:
         return self.popen.poll() is None

@@ -87,6 +87,7 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
         f"- machine: `{m.get('uname', '?')}`; {m.get('nproc', '?')} cores; {int(m.get('memory_bytes', 0)) / 2**30:.1f} GiB; Python {m.get('python', '?')}; Node {m.get('node') or 'n/a'}; {m.get('wrk') or 'no wrk'}",
         f"- load average at start / end: {meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')} (a shared machine: others' work shows here, ratios are measured side by side)",
         f"- plant: {settings.get('orders', '?')} orders, {settings.get('latency_ms', '?')} ms per source call; load generator: {meta.get('load_generator', '?')}; peer: {meta.get('peer', '?')}; auth: {meta.get('auth', '?')}",
+        f"- ordergraph: {meta.get('ordergraph', 'one process')}",
         "",
     ]
     rows = results.get("upstream_calls") or []

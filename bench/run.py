@@ -124,6 +124,7 @@ class Bench:
             "notes": [],
         }
         self.use_wrk = have_wrk() and not args.no_wrk
+        self.redis_prefix = f"ordergraph-bench:{run_dir.name}:"
 
     # --- processes ----------------------------------------------------------------------
 
@@ -197,6 +198,9 @@ class Bench:
             lines += ["[cache]", "ttl_seconds = 0.000001", "response_ttl_seconds = 0", ""]
         for s in SYSTEMS:
             lines += [f"[sources.{s}]", f'base_url = "{self.plant.url}/{s}"', "max_connections = 100", ""]
+        if self.args.workers > 1:
+            # Several processes act as one through Redis: their own key prefix per gateway.
+            lines += ["[scaleout]", f'redis_url = "{self.args.redis_url}"', f'key_prefix = "{self.redis_prefix}{self.starts}:"', ""]
         lines += self.extra_config_lines()
         path = self.run_dir / f"gateway-{self.starts}-{mode}.toml"
         path.write_text("\n".join(lines))
@@ -266,7 +270,8 @@ class Bench:
         config = self.gateway_config(mode, port)
         self.gateway = spawn(
             f"gateway-{self.starts}-{mode}",
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
+            + (["--workers", str(self.args.workers)] if self.args.workers > 1 else []),
             f"http://127.0.0.1:{port}",
             self.log_dir,
             cwd=procs.SOURCE,
@@ -807,6 +812,7 @@ class Bench:
                 "machine": machine(),
                 "settings": dataclasses.asdict(self.size) | {"latency_ms": self.latency_ms},
                 "load_generator": "wrk (Lua script)" if self.use_wrk else "aiohttp workers (2 processes)",
+                "ordergraph": f"{self.args.workers} worker processes over Redis (scale-out)" if self.args.workers > 1 else "one process",
                 "scenarios": sorted(scenarios),
                 "gateway_source": str(procs.SOURCE),
                 "loadavg_start": procs.loadavg(),
@@ -850,6 +856,18 @@ class Bench:
         return self.results
 
 
+async def _delete_redis_keys(url: str, prefix: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="ordergraph benchmark against a Node peer, in one run.")
     size = p.add_mutually_exclusive_group()
@@ -862,6 +880,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated scenarios (default all: {','.join(SCENARIOS)})")
     p.add_argument("--profile", action="store_true", help="record py-spy profiles of the gateway under the dashboard load")
     p.add_argument("--no-readme", action="store_true", help="do not update bench/README.md with this run's table")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ordergraph gateway processes (`ordergraph serve --workers N`); more than one runs them as scale-out "
+        "replicas on the Redis at --redis-url",
+    )
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --workers > 1 (keys under a per-run prefix, deleted after)")
     p.add_argument("--gateway-src", type=Path, help="run the gateway and plant from another checkout (e.g. a `git worktree` of a commit) to compare")
     return p.parse_args(argv)
 
@@ -894,6 +920,8 @@ def main(argv: list[str] | None = None) -> int:
         results = runner(bench.run(scenarios))
     finally:
         bench.stop_all()
+        if args.workers > 1:
+            runner(_delete_redis_keys(args.redis_url, bench.redis_prefix))
     table = report.markdown(results)
     json_path = out_dir / f"{stamp}-{size.name}.json"
     md_path = out_dir / f"{stamp}-{size.name}.md"

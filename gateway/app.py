@@ -7,9 +7,11 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from starlette.applications import Starlette
@@ -38,6 +40,9 @@ from .journal import Journal
 from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
 from .response_cache import ResponseCache
+
+if TYPE_CHECKING:
+    from .redis_fence import InvalidationFence
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .websocket import Connection, ConnectionRefused
@@ -71,6 +76,8 @@ class Gateway:
         self.processor: EventProcessor | None = None
         self.hub: Hub | None = None
         self.exceptions: ExceptionTracker | None = None
+        # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
+        self.fence: InvalidationFence | None = None
         self.clock = clock
         # "Now" of the domain rules (predictions, exceptions): the plant's time. The demo's
         # simulated plant runs faster than the wall clock, which signatures and health use.
@@ -140,6 +147,8 @@ class Gateway:
         poll = scaleout.poll_seconds if scaleout.redis_url else None  # other replicas' events
         self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup, poll_seconds=poll)
         self.ingress.before_ack = self.processor.invalidate_now
+        self.processor.fence = self.fence
+        self.http.before_read = self.fence.sync if self.fence is not None else None
         self.hub.start()
         self.processor.start()
         # Exceptions: evaluated once for every order, then as events change orders.
@@ -197,6 +206,7 @@ class Gateway:
     async def _start_scaleout(self) -> None:
         """Several replicas as one: journal on Redis Streams, bus over Redis pub/sub."""
         from .redis_bus import RedisBus, bus_channel
+        from .redis_fence import InvalidationFence
         from .redis_journal import RedisJournal
 
         sc, ev = self.config.scaleout, self.config.events
@@ -210,6 +220,14 @@ class Gateway:
         elif not isinstance(self.bus, RedisBus):
             # The Redis journal publishes processed changes on the Redis channel itself.
             raise ValueError("scaleout.redis_url is set: the bus must be a RedisBus")
+        self.fence = InvalidationFence(
+            sc.redis_url,
+            prefix=sc.key_prefix,
+            invalidate=self.cache.invalidate,
+            invalidate_namespace=self.cache.invalidate_namespace,
+            invalidate_all=self.cache.invalidate_all,
+        )
+        await self.fence.start()
         self.journal = await RedisJournal.open(  # type: ignore[assignment]
             sc.redis_url,
             prefix=sc.key_prefix,
@@ -242,6 +260,8 @@ class Gateway:
         if self.hub is not None:
             await self.hub.stop()
         await self.bus.stop()
+        if self.fence is not None:
+            await self.fence.stop()
         if self.journal is not None:
             await self.journal.close()
             self.journal = None
@@ -429,7 +449,8 @@ def create_app(
         return FileResponse(STATIC_DIR / f"{name}.html", headers={"Cache-Control": "no-cache"})
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # The process: with `serve --workers N`, which worker answered.
+        return JSONResponse({"status": "ok", "pid": os.getpid()})
 
     async def readyz(request: Request) -> Response:
         # 503 only when the gateway itself cannot serve; a sick source is a 200 "degraded".

@@ -47,12 +47,80 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 1
 
 
-async def _serve(app, host: str, port: int) -> None:
+async def _serve(app, host: str, port: int, sock: Any = None) -> None:
     import uvicorn
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws_per_message_deflate=False)
     server = uvicorn.Server(config)
-    await server.serve()
+    await server.serve(sockets=[sock] if sock is not None else None)
+
+
+def _serve_workers(cfg: Any, host: str, port: int, workers: int) -> int:
+    """``workers`` gateway processes on one listening socket, sharing state through Redis.
+
+    The parent binds the socket and forks the workers (before any event loop exists);
+    each worker is a full scale-out replica (its own caches, one Redis journal, bus and
+    invalidation fence for all). SIGINT/SIGTERM stop them all; if one exits, the others
+    are stopped too, so a supervisor (systemd, Kubernetes) sees the failure."""
+    import multiprocessing
+    import os
+    import signal
+    import socket
+    from multiprocessing.connection import wait
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        print(f"ordergraph: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    ctx = multiprocessing.get_context("fork")
+    base_id = cfg.scaleout.replica_id
+    procs = [ctx.Process(target=_worker, args=(cfg, host, port, sock, base_id, i), name=f"ordergraph-worker-{i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+    print(f"  {workers} workers (pids {', '.join(str(p.pid) for p in procs)}), sharing Redis at {cfg.scaleout.redis_url}", flush=True)
+
+    asked: list[int] = []  # the signal that asked us to stop, if one did
+
+    def stop_all(signum: int = signal.SIGTERM, _frame: Any = None) -> None:
+        if _frame is not None:
+            asked.append(signum)
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    wait([p.sentinel for p in procs])  # the first one to exit
+    first = next((p for p in procs if not p.is_alive()), None)
+    first_code = first.exitcode if first is not None else 0
+    stop_all()
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()
+    # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM/-SIGINT is a clean
+    # stop when we asked for it (or were asked to stop).
+    if asked or first_code in (-signal.SIGTERM, -signal.SIGINT, 0):
+        return 0 if asked else 1  # a worker stopped on its own: say so to the supervisor
+    return abs(first_code or 1)
+
+
+def _worker(cfg: Any, host: str, port: int, sock: Any, base_id: str, index: int) -> None:
+    import signal
+
+    from .app import create_app
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # uvicorn installs its own handlers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if base_id:  # replicas need distinct ids; the default (hostname-pid) already is
+        cfg.scaleout.replica_id = f"{base_id}-w{index}"
+    _run(_serve(create_app(cfg), host, port, sock))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -67,9 +135,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or cfg.gateway.port
     if args.persisted_only:
         cfg.limits.persisted_only = True
-    print(f"ordergraph gateway on http://{host}:{port}/graphql (auth: {cfg.auth.mode})")
+    workers = args.workers if args.workers is not None else cfg.gateway.workers
+    if workers < 1:
+        print("ordergraph: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers > 1 and not cfg.scaleout.redis_url:
+        print(
+            "ordergraph: several workers share the journal, the event bus and cache invalidations through Redis: "
+            "set [scaleout] redis_url (or ORDERGRAPH_SCALEOUT_REDIS_URL), or run one worker",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"ordergraph gateway on http://{host}:{port}/graphql (auth: {cfg.auth.mode})", flush=True)
     for name, src in cfg.sources.items():
         print(f"  {name.upper()}: {src.base_url}")
+    if workers > 1:
+        return _serve_workers(cfg, host, port, workers)
     _run(_serve(create_app(cfg), host, port))
     return 0
 
@@ -376,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address (overrides the configuration)")
     serve.add_argument("--port", type=int, help="port (overrides the configuration)")
     serve.add_argument("--persisted-only", action="store_true", help="accept only safelisted (persisted) operations")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="gateway processes on one port (default [gateway] workers, 1); more than one needs [scaleout] redis_url",
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="mint a development JWT (HS256) for a role")

@@ -62,6 +62,9 @@ class GatewayConfig:
     # Move long-lived objects out of the garbage collector's full passes this often
     # (gateway/app.py: Gateway._freeze_periodically); 0 = Python's default behaviour.
     gc_freeze_seconds: float = 5.0
+    # Processes serving the same port (``ordergraph serve --workers``); more than one needs
+    # [scaleout] redis_url: they share state through Redis like replicas.
+    workers: int = 1
 
 
 DEV_SECRETS = {s: f"dev-secret-{s}" for s in SYSTEMS}

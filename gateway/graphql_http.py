@@ -210,6 +210,8 @@ class GraphQLHttp:
         self.observe = observe
         # Whole responses, dropped by the events that touch what they read (optional).
         self.responses = responses
+        # Scale-out: awaited before a query reads from the caches (gateway/redis_fence.py).
+        self.before_read: Callable[[], Awaitable[None]] | None = None
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -220,6 +222,8 @@ class GraphQLHttp:
             viewer = await self.admit(request) if self.admit is not None else None
             params = await read_params(request, self.max_body_bytes)
             prepared = self.prepare(request, params, viewer)
+            if self.before_read is not None:
+                await self.before_read()
             responses = self.responses
             if responses is not None and responses.enabled and responses.cacheable(prepared.query, prepared.doc):
                 body, outcome = await self._cached(request, prepared, viewer, responses)

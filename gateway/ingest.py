@@ -158,6 +158,8 @@ class EventProcessor:
         # Scale-out: other replicas' events (and a dead replica's lease) arrive without a
         # local wakeup, so an idle processor looks again this often.
         self.poll_seconds = poll_seconds
+        # Scale-out: tells every replica what to drop before the 202 (gateway/redis_fence.py).
+        self.fence: Any = None
         self.processed = 0
         self.stale = 0
         self.failures = 0
@@ -233,13 +235,22 @@ class EventProcessor:
 
         found = await asyncio.gather(*(keys_of(e) for e in events))
         keys: set[tuple[str, str]] = set()
+        namespaces: set[str] = set()
         for event, ks in zip(events, found, strict=True):
             if ks is not None:
                 keys |= ks
             elif (namespace := NAMESPACE_OF_ENTITY.get(event.entity)) is not None:
-                self.cache.invalidate_namespace(namespace)
+                namespaces.add(namespace)
+        for namespace in namespaces:
+            self.cache.invalidate_namespace(namespace)
         if keys:
             self.cache.invalidate(keys)
+        if self.fence is not None and (keys or namespaces):
+            # Every other replica too, before the 202 (each checks the fence before reading).
+            try:
+                await self.fence.publish(keys, namespaces)
+            except Exception:
+                log.exception("could not publish invalidations to the other replicas")
 
     def _reparse(self, stored: StoredEvent) -> SourceEvent:
         ce: dict[str, Any] = {

@@ -375,3 +375,69 @@ async def test_replica_dying_after_accept_is_taken_over(plant, http, prefix):
         history = (await GraphQLClient(url_b, http).query(HISTORY, {"id": so}))["order"]["history"]["entries"]
         assert len(history) == n
         await ws.close()
+
+
+# --- read-after-202 across replicas ----------------------------------------------------
+
+
+@pytest.mark.parametrize("notification", [False, True], ids=["data-event", "notification-only"])
+async def test_a_202_from_one_replica_makes_the_next_read_on_another_fresh(plant, http, prefix, notification):
+    """Replica A accepts; the very next read on replica B, which has the order cached (its
+    answer in the response cache too), shows the change. Neither processor runs, so the
+    bus carries nothing: only the invalidation fence can make B's read fresh."""
+    emitter = EventEmitter(plant.world, "", DEV_SECRETS, duplicate_rate=0, reorder_rate=0, notification_rate=0)
+    async with two_replicas(plant.url, prefix) as ((url_a, app_a), (url_b, app_b)):
+        gql_b = GraphQLClient(url_b, http)
+        so, _customer = await _released_order(gql_b)
+        before = (await gql_b.query(PRODUCTION, {"id": so}))["order"]
+        assert (await gql_b.query(PRODUCTION, {"id": so}))["order"] == before  # cached on B
+        for app in (app_a, app_b):
+            await app.state.gateway.processor.stop()
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for change in plant.world.advance_order(so):
+            batches.setdefault(change.system, []).append(emitter.event_for(change, notification=notification))
+        await _send(http, url_a, list(batches.values()))
+        after = (await gql_b.query(PRODUCTION, {"id": so}))["order"]
+        assert after != before
+        assert app_b.state.gateway.fence.applied >= app_a.state.gateway.fence.published > 0
+        for app in (app_a, app_b):
+            app.state.gateway.processor.start()
+
+
+async def test_fence_waits_for_a_late_message_and_drops_everything_when_it_never_comes(prefix):
+    dropped: dict[str, list[Any]] = {"keys": [], "namespaces": [], "all": []}
+    from gateway.redis_fence import InvalidationFence
+
+    def fence(wait: float) -> InvalidationFence:
+        return InvalidationFence(
+            REDIS_URL,
+            prefix=prefix,
+            invalidate=dropped["keys"].append,
+            invalidate_namespace=dropped["namespaces"].append,
+            invalidate_all=lambda: dropped["all"].append(True),
+            wait_seconds=wait,
+        )
+
+    a, b = fence(1.0), fence(0.2)
+    await a.start()
+    await b.start()
+    try:
+        seq = await a.publish({("erp.sales_order", "1")}, {"mes.production_orders_by_sales_order"})
+        await b.sync()  # returns only once the message is applied here
+        assert b.applied >= seq
+        assert ["erp.sales_order", "1"] in [list(k) for ks in dropped["keys"] for k in ks]
+        assert "mes.production_orders_by_sales_order" in dropped["namespaces"]
+        # A sequence advanced without a message (as if it were lost): B gives up waiting
+        # and drops all it caches rather than answer from it.
+        client = redis.from_url(REDIS_URL)
+        await client.incr(f"{prefix}fence:seq")
+        await client.aclose()
+        await b.sync()
+        assert dropped["all"] and b.timeouts == 1
+        # Many concurrent syncs share a few GETs.
+        gets = b.gets
+        await asyncio.gather(*(b.sync() for _ in range(50)))
+        assert b.gets - gets <= 3
+    finally:
+        await a.stop()
+        await b.stop()
