@@ -39,25 +39,33 @@ class ContextOnly:
         self.context = context
 
 _leaf_reads: dict[int, LeafReads] = {}
+# (type name, field name) -> (getter(source, context), object type, declared type)
+ObjectReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLObjectType, Any]]
+_object_reads: dict[int, ObjectReads] = {}
 
 
 def register_leaf_reads(schema: GraphQLSchema) -> int:
     """Find the fields ``FastExecutor`` may take; returns how many."""
     reads: LeafReads = {}
+    objects: ObjectReads = {}
     for t in schema.type_map.values():
         if not isinstance(t, GraphQLObjectType) or t.name.startswith("__"):
             continue
         for name, gfield in t.fields.items():
             if gfield.args:
                 continue
-            leaf = gfield.type.of_type if isinstance(gfield.type, GraphQLNonNull) else gfield.type
-            if not isinstance(leaf, GraphQLLeafType):
-                continue
-            getter = _plain_getter(gfield)
-            if getter is not None:
-                reads[(t.name, name)] = (getter, leaf, not isinstance(gfield.type, GraphQLNonNull))
+            named = gfield.type.of_type if isinstance(gfield.type, GraphQLNonNull) else gfield.type
+            if isinstance(named, GraphQLLeafType):
+                getter = _plain_getter(gfield)
+                if getter is not None:
+                    reads[(t.name, name)] = (getter, named, not isinstance(gfield.type, GraphQLNonNull))
+            elif isinstance(named, GraphQLObjectType) and named.is_type_of is None:
+                getter = _plain_getter(gfield)
+                if getter is not None:
+                    objects[(t.name, name)] = (getter, named, gfield.type)
     _leaf_reads[id(schema)] = reads
-    return len(reads)
+    _object_reads[id(schema)] = objects
+    return len(reads) + len(objects)
 
 
 def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
@@ -137,12 +145,49 @@ class FastExecutor(Executor):
 
     def execute_field(self, parent_type, source, field_details_list, path, position_context):  # type: ignore[no-untyped-def]
         if not self.middleware_manager:
-            reads = _leaf_reads.get(id(self.schema))
             node = field_details_list[0].node
-            if reads is not None and not node.arguments:
-                fast = reads.get((parent_type.name, node.name.value))
+            if not node.arguments:
+                key = (parent_type.name, node.name.value)
+                fast = _leaf_reads.get(id(self.schema), {}).get(key)
                 if fast is not None:
                     out = self._leaf(fast, source)
                     if out is not _NOT_FAST:
                         return out
+                else:
+                    obj = _object_reads.get(id(self.schema), {}).get(key)
+                    if obj is not None:
+                        out = self._object(obj, source, field_details_list, path, position_context)
+                        if out is not _NOT_FAST:
+                            return out
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
+
+    def _object(self, obj, source, field_details_list, path, position_context):  # type: ignore[no-untyped-def]
+        """A plain object read: its sub-selection executed directly (no resolve info, no
+        completion dispatch); errors below it are handled as graphql-core handles them."""
+        getter, object_type, declared = obj
+        try:
+            value = getter(source, self.context_value)
+        except Exception:
+            return _NOT_FAST
+        if value is None:
+            return None if not isinstance(declared, GraphQLNonNull) else _NOT_FAST
+        if value.__class__ is types.CoroutineType:
+            value.close()  # not ready: graphql-core awaits it
+            return _NOT_FAST
+        try:
+            grouped, _defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
+            result = self.execute_fields(object_type, value, path, grouped, None)  # as graphql-core does
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, declared, field_details_list, path)
+            return None
+        if self.is_awaitable(result):
+
+            async def await_result() -> Any:
+                try:
+                    return await result
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, declared, field_details_list, path)
+                    return None
+
+            return await_result()
+        return result

@@ -59,9 +59,30 @@ async def test_same_answers_as_graphql_core_on_the_real_schema(gateway, plant):
 
 
 @strawberry.type
+class Inner:
+    value: int
+
+    @strawberry.field
+    def missing(self) -> str:
+        return None  # type: ignore[return-value]
+
+
+@strawberry.type
 class Thing:
     name: str
     note: str | None = None
+
+    @strawberry.field
+    def inner(self) -> Inner:
+        return Inner(value=len(self.name))
+
+    @strawberry.field
+    def maybe_inner(self) -> Inner | None:
+        return Inner(value=1) if self.note else None
+
+    @strawberry.field
+    def broken_inner(self) -> Inner | None:
+        raise ValueError("no inner")
 
     @strawberry.field
     def broken(self) -> str:
@@ -96,6 +117,9 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
         "{ things { name missing } }",  # null for a non-null field: the parent goes null
         "{ things { name later } }",  # an awaitable
         "{ things { first: name, second: name, note } }",  # aliases, in order
+        "{ things { name inner { value } maybeInner { value } } }",  # plain objects
+        "{ things { name inner { value missing } } }",  # a null bubbles up through an object
+        "{ things { name maybeInner { missing } brokenInner { value } } }",  # ... and stops at a nullable one
     ):
         doc = parse(query)
         fast = await _run(schema, doc, None, {}, FastExecutor)
