@@ -9,6 +9,7 @@ Resolution levels: ERP (sales order) → MES + WMS (production orders, deliverie
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from sources.records import (
     ComponentAvailability,
@@ -91,6 +92,28 @@ async def _assemble(ctx: Context, so: SalesOrder) -> OrderView:
     )
 
 
+async def load_all(loader: Any, keys: list[str]) -> dict[str, Any]:
+    """Every key through the loader's batch function in one call, without a future per
+    key (a page asks for hundreds); the loader (an ``aiodataloader.DataLoader``; its cache
+    is read to skip keys this request already has) is primed with the answers, so any
+    later ``load`` in the request gets them. Raises the first per-key error (a source
+    fault)."""
+    unique = [k for k in dict.fromkeys(keys) if loader.get_cache_key(k) not in loader._cache]
+    out: dict[str, Any] = {}
+    if unique:
+        values = await loader.batch_load_fn(unique)
+        for key, value in zip(unique, values, strict=True):
+            loader.prime(key, value)  # an error too: the fields' own paths report it, no new call
+            out[key] = value
+        for value in values:
+            if isinstance(value, Exception):
+                raise value
+    for key in dict.fromkeys(keys):
+        if key not in out:  # already loaded in this request
+            out[key] = await loader.load(key)
+    return out
+
+
 async def prefetch_customers(ctx: Context, orders: list[SalesOrder]) -> None:
     """The customers of a page in one load, so ``Order.customer`` answers synchronously
     from ``ctx.ready_customers`` (the loader's own path reports a fault)."""
@@ -124,24 +147,24 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
         return
     keys = [so.sales_order for so in todo]
     try:
-        pos_l, dels_l = await asyncio.gather(
-            ctx.loaders.production_orders.load_many(keys), ctx.loaders.deliveries.load_many(keys)
+        pos_by, dels_by = await asyncio.gather(
+            load_all(ctx.loaders.production_orders, keys), load_all(ctx.loaders.deliveries, keys)
         )
+        pos_l = [pos_by[k] for k in keys]
+        dels_l = [dels_by[k] for k in keys]
         mos = [po.manufacturing_order for pos in pos_l for po in pos]
         wc_ids = sorted({po.work_center for pos in pos_l for po in pos})
         dds = [d.delivery_document for dels in dels_l for d in dels]
-        wcs, comps, lots, ships = await asyncio.gather(
-            ctx.loaders.work_center.load_many(wc_ids),
-            ctx.loaders.components.load_many(mos),
-            ctx.loaders.inspection_lots.load_many(mos),
-            ctx.loaders.shipments.load_many(dds),
+        wcs_by, comp_by, lot_by, ship_by = await asyncio.gather(
+            load_all(ctx.loaders.work_center, wc_ids),
+            load_all(ctx.loaders.components, mos),
+            load_all(ctx.loaders.inspection_lots, mos),
+            load_all(ctx.loaders.shipments, dds),
         )
     except Exception:  # SourceError and friends: the per-field paths report them
         return
+    wcs = list(wcs_by.values())
     wc_by = {w.work_center: w for w in wcs if w is not None}
-    comp_by = dict(zip(mos, comps, strict=True))
-    lot_by = dict(zip(mos, lots, strict=True))
-    ship_by = dict(zip(dds, ships, strict=True))
     for so, pos, dels in zip(todo, pos_l, dels_l, strict=True):
         ctx.ready[so.sales_order] = OrderView(
             sales_order=so,
