@@ -26,15 +26,14 @@ their cursor (from the journal) gets them back.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
 
 from .bus import Handler, OrderChanged
+from .redis_channel import RedisChannel
 
 log = logging.getLogger("ordergraph.bus")
 
@@ -73,13 +72,15 @@ def _with_seq(change: OrderChanged, seq: int) -> OrderChanged:
     return OrderChanged.from_json(d)
 
 
-class RedisBus:
+class RedisBus(RedisChannel):
     """The Bus protocol over one Redis pub/sub channel shared by all replicas.
 
     ``invalidate`` receives the cache keys of every message (also from other replicas);
     ``on_gap`` is called after the subscription connection was re-established, when
     messages may have been missed.
     """
+
+    role = "redis bus"
 
     def __init__(
         self,
@@ -90,16 +91,11 @@ class RedisBus:
         on_gap: Callable[[], Any] | None = None,
     ) -> None:
         """Nothing connects until :meth:`start`."""
-        self.url = url
-        self.channel = channel
+        super().__init__(url, channel)
         self.invalidate = invalidate
         self.on_gap = on_gap
-        self.received = 0  # messages delivered to this replica's handlers
-        self.gaps = 0  # reconnections of the subscription (messages possibly missed)
+        self.received_messages = 0  # messages delivered to this replica's handlers
         self._handlers: list[Handler] = []
-        self._client: redis.Redis | None = None
-        self._pubsub: Any = None
-        self._task: asyncio.Task[None] | None = None
 
     def subscribe(self, handler: Handler) -> None:
         """Call ``handler`` with the changes of every message on the channel."""
@@ -107,31 +103,8 @@ class RedisBus:
 
     async def start(self) -> None:
         """Connect and subscribe; returns once Redis confirmed the subscription."""
-        self._client = redis.from_url(self.url)
-        self._pubsub = self._client.pubsub()
-        await self._pubsub.subscribe(self.channel)
-        # Wait for the confirmation: a message published after start() returns is ours.
-        async with asyncio.timeout(10):
-            while True:
-                msg = await self._pubsub.get_message(timeout=1.0)
-                if msg is not None and msg["type"] == "subscribe":
-                    break
-        self._task = asyncio.create_task(self._listen(), name="ordergraph-redis-bus")
-
-    async def stop(self) -> None:
-        """Stop listening and close the connections. Idempotent."""
-        if self._task is not None:
-            # Cancel until done: Python 3.11's wait_for (inside redis-py) can swallow a cancel.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=0.5)
-            self._task = None
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-            self._pubsub = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._subscribe()
+        self._listen_in_background()
 
     async def publish(self, changes: list[OrderChanged]) -> None:
         """Send ``changes`` to every replica, this one included (no local short-cut)."""
@@ -142,37 +115,18 @@ class RedisBus:
         keys = {k for c in changes for k in c.invalidated}
         await self._client.publish(self.channel, "{" + encode_message_tail(changes, keys))
 
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
-        while True:
-            if (task := asyncio.current_task()) is not None and task.cancelling():
-                raise asyncio.CancelledError  # a cancel redis-py swallowed (see stop())
-            try:
-                msg = await self._pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis unreachable: keep trying, the replica stays up
-                log.warning("redis bus: %s; reconnecting", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if msg is None:
-                continue
-            if msg["type"] == "subscribe":
-                # A confirmation after the first one: redis-py reconnected and re-subscribed.
-                self.gaps += 1
-                log.warning("redis bus: subscription re-established; messages may have been missed")
-                if self.on_gap is not None:
-                    self.on_gap()
-                continue
-            if msg["type"] != "message":
-                continue
-            try:
-                changes, keys = decode_message(msg["data"])
-            except Exception:
-                log.exception("redis bus: undecodable message dropped")
-                continue
-            self.received += 1
-            self.deliver(changes, keys)
+    async def resubscribed(self) -> None:
+        if self.on_gap is not None:
+            self.on_gap()
+
+    def received(self, data: bytes | str) -> None:
+        try:
+            changes, keys = decode_message(data)
+        except Exception:
+            log.exception("redis bus: undecodable message dropped")
+            return
+        self.received_messages += 1
+        self.deliver(changes, keys)
 
     def deliver(self, changes: list[OrderChanged], keys: set[CacheKey]) -> None:
         """Hand one message to the local cache and handlers (one bad handler stops none)."""

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
+
+from .redis_channel import RedisChannel
 
 log = logging.getLogger("ordergraph.fence")
 
@@ -40,8 +41,10 @@ return seq
 """
 
 
-class InvalidationFence:
+class InvalidationFence(RedisChannel):
     """The shared invalidation sequence of the replicas with key prefix ``prefix``."""
+
+    role = "redis fence"
 
     def __init__(
         self,
@@ -53,9 +56,8 @@ class InvalidationFence:
         invalidate_all: Callable[[], Any],
         wait_seconds: float = 1.0,
     ) -> None:
-        self.url = url
+        super().__init__(url, f"{prefix}fence")
         self.seq_key = f"{prefix}fence:seq"
-        self.channel = f"{prefix}fence"
         self._invalidate = invalidate
         self._invalidate_namespace = invalidate_namespace
         self._invalidate_all = invalidate_all
@@ -65,41 +67,17 @@ class InvalidationFence:
         self.gets = 0  # GETs sent (shared by concurrent syncs)
         self.waits = 0  # syncs that had to wait for a message
         self.timeouts = 0  # ... and gave up: all caches dropped
-        self.gaps = 0
         self._advanced = asyncio.Event()
-        self._client: redis.Redis | None = None
-        self._pubsub: Any = None
-        self._task: asyncio.Task[None] | None = None
         self._script: Any = None
         self._next_get: asyncio.Future[int] | None = None  # the GET the next syncs share
         self._get_in_flight = False
 
     async def start(self) -> None:
-        self._client = redis.from_url(self.url)
-        self._script = self._client.register_script(_PUBLISH)
-        self._pubsub = self._client.pubsub()
-        await self._pubsub.subscribe(self.channel)
-        async with asyncio.timeout(10):
-            while True:
-                msg = await self._pubsub.get_message(timeout=1.0)
-                if msg is not None and msg["type"] == "subscribe":
-                    break
+        client = await self._subscribe()
+        self._script = client.register_script(_PUBLISH)
         # Nothing is cached yet: everything published so far is as good as applied.
-        self.applied = int(await self._client.get(self.seq_key) or 0)
-        self._task = asyncio.create_task(self._listen(), name="ordergraph-redis-fence")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            while not self._task.done():  # redis-py's wait_for can swallow a cancel (3.11)
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=0.5)
-            self._task = None
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-            self._pubsub = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        self.applied = int(await client.get(self.seq_key) or 0)
+        self._listen_in_background()
 
     # --- the accepting replica ----------------------------------------------------------
 
@@ -177,33 +155,17 @@ class InvalidationFence:
 
     # --- the listener -------------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
-        while True:
-            if (task := asyncio.current_task()) is not None and task.cancelling():
-                raise asyncio.CancelledError
-            try:
-                msg = await self._pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("redis fence: %s; reconnecting", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if msg is None:
-                continue
-            if msg["type"] == "subscribe":  # re-subscribed after a reconnection
-                self.gaps += 1
-                log.warning("redis fence: subscription re-established; dropping all cached data")
-                self._invalidate_all()
-                try:
-                    self.applied = max(self.applied, int(await self._client.get(self.seq_key) or 0))  # type: ignore[union-attr]
-                except Exception:  # the next sync waits, times out and drops again
-                    pass
-                self._advance()
-                continue
-            if msg["type"] == "message":
-                self.apply(msg["data"])
+    async def resubscribed(self) -> None:
+        log.warning("redis fence: dropping all cached data")
+        self._invalidate_all()
+        try:
+            self.applied = max(self.applied, int(await self._client.get(self.seq_key) or 0))  # type: ignore[union-attr]
+        except Exception:  # the next sync waits, times out and drops again
+            pass
+        self._advance()
+
+    def received(self, data: bytes | str) -> None:
+        self.apply(data)
 
     def apply(self, raw: bytes | str) -> None:
         """Apply one ``seq|payload`` message."""

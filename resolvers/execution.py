@@ -68,26 +68,38 @@ def register_leaf_reads(schema: GraphQLSchema) -> int:
     return len(reads) + len(objects)
 
 
-def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
-    definition = (gfield.extensions or {}).get("strawberry-definition")
-    if not isinstance(definition, StrawberryField) or definition.extensions or definition.arguments:
-        return None
-    resolver = definition.base_resolver
-    if resolver is None:  # a plain attribute
-        attr = operator.attrgetter(definition.python_name)
-        return lambda source, _context: attr(source)
-    fn = resolver.wrapped_func
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+def plain_method(field: StrawberryField) -> tuple[Callable[..., Any], str | None] | None:
+    """``(function, name of its info parameter or None)`` when ``field`` is a resolver
+    method that strawberry's per-field wrapper adds nothing to: no arguments to convert,
+    no field extensions or permissions, only ``self`` and perhaps ``info``."""
+    resolver = field.base_resolver
+    if resolver is None or field.extensions or field.arguments or field.is_subscription:
         return None
     if resolver.root_parameter is not None or resolver.self_parameter is None:
         return None
     reserved = {p.name for p in resolver.reserved_parameters.values() if p is not None}
     if set(resolver.signature.parameters) - reserved:
         return None
-    if resolver.info_parameter is None:
+    info = resolver.info_parameter
+    return resolver.wrapped_func, (info.name if info is not None else None)
+
+
+def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
+    definition = (gfield.extensions or {}).get("strawberry-definition")
+    if not isinstance(definition, StrawberryField) or definition.extensions or definition.arguments:
+        return None
+    if definition.base_resolver is None:  # a plain attribute
+        attr = operator.attrgetter(definition.python_name)
+        return lambda source, _context: attr(source)
+    method = plain_method(definition)
+    if method is None:
+        return None
+    fn, info_name = method
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return None
+    if info_name is None:
         return lambda source, _context: fn(source)
-    name = resolver.info_parameter.name
-    return lambda source, context: fn(source, **{name: ContextOnly(context)})
+    return lambda source, context: fn(source, **{info_name: ContextOnly(context)})
 
 
 _AWAITABLE: dict[type, bool] = {}

@@ -11,7 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
-from .execution import register_leaf_reads
+from .execution import plain_method, register_leaf_reads
 from .query import Query
 from .subscription import Subscription
 
@@ -31,23 +31,14 @@ def build_schema() -> strawberry.Schema:
 
 
 def _direct(field: StrawberryField) -> Callable[[Any, GraphQLResolveInfo], Any] | None:
-    """A plain call of ``field``'s resolver method, when strawberry's wrapper adds nothing:
-    no arguments to convert, no field extensions or permissions, only ``self`` and
-    perhaps ``info``."""
-    resolver = field.base_resolver
-    if resolver is None or field.extensions or field.arguments or field.is_subscription:
+    """A plain call of ``field``'s resolver method, when strawberry's wrapper adds nothing."""
+    method = plain_method(field)
+    if method is None:
         return None
-    if resolver.root_parameter is not None or resolver.self_parameter is None:
-        return None
-    reserved = {p.name for p in resolver.reserved_parameters.values() if p is not None}
-    if set(resolver.signature.parameters) - reserved:
-        return None
-    fn = resolver.wrapped_func
-    info_param = resolver.info_parameter
-    if info_param is None:
+    fn, info_name = method
+    if info_name is None:
         return lambda source, _info: fn(source)
-    name = info_param.name
-    return lambda source, info: fn(source, **{name: Info(_raw_info=info, _field=field)})
+    return lambda source, info: fn(source, **{info_name: Info(_raw_info=info, _field=field)})
 
 
 def direct_resolvers(built: strawberry.Schema) -> int:

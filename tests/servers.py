@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,9 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import AuthConfig, Config, LimitsConfig
+
+# Scale-out tests talk to a real Redis here (.ci/run starts one); without it they skip.
+REDIS_URL = os.environ.get("ORDERGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_socket() -> socket.socket:

@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.bus import OrderChanged
 from gateway.config import DEV_SECRETS
@@ -28,10 +25,9 @@ from gateway.redis_journal import RedisJournal
 from sources.simulator.emitter import EventEmitter
 
 from .events_util import post_events
-from .servers import GraphQLClient, running_gateway
+from .servers import REDIS_URL, GraphQLClient, running_gateway
 from .ws_client import WsClient
 
-REDIS_URL = os.environ.get("ORDERGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = datetime(2024, 5, 6, 8, 0, tzinfo=UTC)
 
 ORDER_UPDATED = "subscription($id: ID!) { orderUpdated(id: $id) { id production { orders { id status } } } }"
@@ -41,25 +37,6 @@ ORDER_CHANGES = (
 )
 PRODUCTION = "query($id: ID!) { order(id: $id) { production { orders { id status } } } }"
 HISTORY = "query($id: ID!) { order(id: $id) { history(first: 100) { entries { cursor eventType } } } }"
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    """A fresh key prefix on the test Redis; its keys are deleted afterwards."""
-    client = redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (RedisConnectionError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"scale-out tests need Redis at {REDIS_URL} (.ci/run starts one): {exc}")
-    p = f"ordergraph-test:{uuid.uuid4().hex[:12]}:"
-    try:
-        yield p
-    finally:
-        keys = [k async for k in client.scan_iter(match=f"{p}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 @contextlib.asynccontextmanager

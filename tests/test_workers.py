@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import aiohttp
-import pytest
-import redis.asyncio as redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bench.procs import free_port
 from gateway.config import SYSTEMS
 
 from .events_util import send_changes
-from .servers import running_plant
+from .servers import REDIS_URL, running_plant
 
-REDIS_URL = os.environ.get("ORDERGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = "query($id: ID!) { order(id: $id) { id production { orders { id status } } } }"
 
@@ -60,14 +54,7 @@ def test_several_workers_need_redis(tmp_path):
     assert "redis_url" in out.stderr
 
 
-async def test_workers_share_one_port_and_act_as_one(tmp_path):
-    client = redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (RedisConnectionError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"needs Redis at {REDIS_URL} (.ci/run starts one): {exc}")
-    prefix = f"ordergraph-test:{uuid.uuid4().hex[:12]}:"
+async def test_workers_share_one_port_and_act_as_one(tmp_path, prefix):
     port = free_port()
     async with running_plant() as plant, aiohttp.ClientSession() as http:
         config = _config(tmp_path, plant.url, port, prefix)
@@ -118,9 +105,5 @@ async def test_workers_share_one_port_and_act_as_one(tmp_path):
             except TimeoutError:
                 proc.kill()
                 out, _ = await proc.communicate()
-            keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
         assert proc.returncode == 0, out.decode()[-2000:]
         assert not _running(pids)  # no worker left behind
