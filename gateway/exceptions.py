@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
 from resolvers.context import Context
 from resolvers.exception_types import load_orders
 from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect
@@ -81,6 +83,7 @@ class ExceptionTracker:
         self.ready = asyncio.Event()  # the first evaluation of every order is done
         self.evaluated = 0  # orders evaluated so far
         self.transitions = 0  # transitions recorded so far
+        self.shared_steps = 0  # steps another replica had journaled already (scale-out)
         self._open: dict[str, ExceptionRecord] = {}
         self._closed: collections.OrderedDict[str, ExceptionRecord] = collections.OrderedDict()
         self._by_order: dict[str, set[str]] = {}
@@ -369,10 +372,20 @@ class ExceptionTracker:
                 for so in gone
                 if old is not None
             ]
+            fingerprint = "" if action == "CLEARED" else orjson.dumps(
+                [sorted(record.affected), record.severity.value, record.value_at_risk, record.days_late]
+            ).decode()
             try:
-                return await self.journal.record_exception_transition(
-                    record.id, record.kind.value, "CLEARED" if action == "CLEARED" else "RAISED", payload, at
+                cursor = await self.journal.record_exception_transition(
+                    record.id, record.kind.value, "CLEARED" if action == "CLEARED" else "RAISED", payload, at,
+                    fingerprint=fingerprint or "cleared",
                 )
+                if cursor < 0:
+                    # Another replica journaled this very step: push it here under its
+                    # cursor (this replica's subscribers get it once), journal nothing.
+                    self.shared_steps += 1
+                    return -cursor
+                return cursor
             except Exception:
                 log.exception("could not journal %s of exception %s", action, record.id)
                 return None

@@ -739,11 +739,13 @@ class Journal:
         action: Literal["RAISED", "CLEARED"],
         payload: dict[str, Any],
         at: datetime,
+        fingerprint: str = "",
     ) -> int:
         """Append a RAISED/CLEARED step of an exception; returns its cursor (durable on return).
 
         Cursors are their own monotonic sequence (table ``exception_transitions``), separate
-        from event seqs.
+        from event seqs. ``fingerprint`` matters only to journals shared by several
+        replicas (``RedisJournal``): one process is the only writer here.
         """
         if action not in ("RAISED", "CLEARED"):
             raise ValueError(f"action must be 'RAISED' or 'CLEARED', got {action!r}")

@@ -154,10 +154,26 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: cursor counter, transitions stream, open zset (score = cursor), open payload hash.
-# ARGV: exception id, kind, action, payload, at (µs).
+# KEYS: cursor counter, transitions stream, open zset (score = cursor), open payload hash,
+# state fingerprint hash, last cursor hash.
+# ARGV: exception id, kind, action, payload, at (µs), fingerprint of the state.
+# Several replicas evaluate the same orders: a step that leaves the shared state as it is
+# (RAISED with the fingerprint already recorded, CLEARED of an exception not open) is not
+# journaled again; the answer is then minus the cursor that recorded that state.
 _EXCEPTION = """
+if ARGV[6] ~= '' then
+  local open = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  if ARGV[3] == 'RAISED' and open and redis.call('HGET', KEYS[5], ARGV[1]) == ARGV[6] then
+    return -tonumber(open)
+  end
+  if ARGV[3] == 'CLEARED' and not open then
+    local last = redis.call('HGET', KEYS[6], ARGV[1])
+    if last then return -tonumber(last) end
+  end
+end
 local cursor = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[6])
+redis.call('HSET', KEYS[6], ARGV[1], cursor)
 redis.call('XADD', KEYS[2], cursor .. '-0', 'id', ARGV[1], 'kind', ARGV[2], 'action', ARGV[3],
   'payload', ARGV[4], 'at', ARGV[5])
 if ARGV[3] == 'RAISED' then
@@ -238,7 +254,14 @@ class RedisJournal:
         self._k_changes = f"{prefix}changes"
         self._k_all = f"{prefix}chg:all"
         self._k_wm = f"{prefix}wm"
-        self._k_exc = (f"{prefix}exc:seq", f"{prefix}exc:log", f"{prefix}exc:open", f"{prefix}exc:payload")
+        self._k_exc = (
+            f"{prefix}exc:seq",
+            f"{prefix}exc:log",
+            f"{prefix}exc:open",
+            f"{prefix}exc:payload",
+            f"{prefix}exc:fingerprint",
+            f"{prefix}exc:last",
+        )
         self._append = client.register_script(_APPEND)
         self._mark = client.register_script(_MARK)
         self._watermark = client.register_script(_WATERMARK)
@@ -657,15 +680,20 @@ class RedisJournal:
         action: Literal["RAISED", "CLEARED"],
         payload: dict[str, Any],
         at: datetime,
+        fingerprint: str = "",
     ) -> int:
-        """Append a RAISED/CLEARED step of an exception; returns its own monotonic cursor."""
+        """Append a RAISED/CLEARED step of an exception; returns its own monotonic cursor.
+
+        With a ``fingerprint`` of the state the step leads to, a step another replica
+        already recorded is not appended again: the answer is then ``-cursor`` of that
+        record (see ``_EXCEPTION``)."""
         self._check_open()
         if action not in ("RAISED", "CLEARED"):
             raise ValueError(f"action must be 'RAISED' or 'CLEARED', got {action!r}")
         at_us = _to_us(at, "at")
         return int(
             await self._exception(
-                keys=list(self._k_exc), args=[exception_id, kind, action, orjson.dumps(payload), at_us]
+                keys=list(self._k_exc), args=[exception_id, kind, action, orjson.dumps(payload), at_us, fingerprint]
             )
         )
 

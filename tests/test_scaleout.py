@@ -418,3 +418,36 @@ async def test_fence_waits_for_a_late_message_and_drops_everything_when_it_never
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_replicas_journal_each_exception_step_once(plant, http, prefix):
+    """Both replicas evaluate every order (at start and on each change); the shared journal
+    still holds each step of an exception once, and each replica pushes it to its own
+    subscribers."""
+    async with two_replicas(plant.url, prefix) as ((url_a, app_a), (_url_b, app_b)):
+        trackers = [app.state.gateway.exceptions for app in (app_a, app_b)]
+        for t in trackers:
+            await t.settled(60)
+        # A machine goes down: both replicas re-check its orders.
+        wc = next(w for w in ("WC-10", "WC-20", "WC-30", "WC-40") if plant.world.get("A_WorkCenter", w).state != "DOWN")
+        emitter = EventEmitter(plant.world, "", DEV_SECRETS, duplicate_rate=0, reorder_rate=0, notification_rate=0)
+        events = [emitter.event_for(c) for c in plant.world.work_center_down(wc, 8)]
+        status, body = await post_events(http, url_a, events)
+        assert status == 202, body
+
+        async def machine_down_seen() -> bool:
+            for t in trackers:
+                await t.settled(30)
+            rows = await app_a.state.gateway.journal.exception_transitions_after(0, limit=100_000)
+            return any(r.exception_id == f"MACHINE_DOWN:mes:{wc}" for r in rows)
+
+        await eventually(machine_down_seen, "the machine-down exception journaled")
+        rows = await app_a.state.gateway.journal.exception_transitions_after(0, limit=100_000)
+        assert rows
+        last: dict[str, tuple] = {}
+        for r in rows:
+            p = r.payload
+            state = (r.action, p.get("severity"), p.get("valueAtRisk"), p.get("daysLate"), tuple(sorted(a["salesOrder"] for a in p.get("affected", []))))
+            assert last.get(r.exception_id) != state, f"{r.exception_id} journaled twice: {state}"
+            last[r.exception_id] = state
+        assert sum(t.shared_steps for t in trackers) > 0  # the other replica's steps were not repeated
