@@ -304,7 +304,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await _apply_faults(sim, args.fault)
         cfg.events.journal_path = args.journal or str(Path(tempfile.mkdtemp(prefix="ordergraph-demo-")) / "journal.sqlite")
         _demo_auth(cfg, args)
-        # Predictions and exceptions run on the plant's (accelerated) clock.
+        # Predictions and exceptions run on the plant's (accelerated) clock; cached answers
+        # may lag that clock by at most one plant minute (source changes never lag).
+        if args.speed > 0:
+            cfg.cache.response_ttl_seconds = min(cfg.cache.response_ttl_seconds, 60.0 / args.speed)
         app = create_app(cfg, domain_clock=sim.world.now)
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"  plant (ERP, MES, WMS, QMS, TMS): {sim.url}")
