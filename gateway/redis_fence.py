@@ -68,6 +68,7 @@ class InvalidationFence(RedisChannel):
         self.waits = 0  # syncs that had to wait for a message
         self.timeouts = 0  # ... and gave up: all caches dropped
         self._advanced = asyncio.Event()
+        self._own: set[int] = set()  # sequences this replica published, echo not yet seen
         self._script: Any = None
         self._next_get: asyncio.Future[int] | None = None  # the GET the next syncs share
         self._get_in_flight = False
@@ -87,6 +88,8 @@ class InvalidationFence(RedisChannel):
         payload = orjson.dumps({"keys": sorted(list(k) for k in keys), "namespaces": sorted(namespaces)}).decode()
         seq = int(await self._script(keys=[self.seq_key, self.channel], args=[payload]))
         self.published += 1
+        if seq > self.applied:  # its echo is still to come: this replica dropped these already
+            self._own.add(seq)
         return seq
 
     # --- every replica, before reading from its caches ------------------------------------
@@ -185,10 +188,13 @@ class InvalidationFence(RedisChannel):
             self.gaps += 1
             log.warning("redis fence: invalidations %d..%d missed; dropping all cached data", self.applied + 1, seq - 1)
             self._invalidate_all()
-        if keys:
-            self._invalidate(keys)
-        for namespace in namespaces:
-            self._invalidate_namespace(namespace)
+        if seq in self._own:
+            self._own.discard(seq)  # published here, after dropping the same keys locally
+        else:
+            if keys:
+                self._invalidate(keys)
+            for namespace in namespaces:
+                self._invalidate_namespace(namespace)
         self.applied = max(self.applied, seq)
         self._advance()
 

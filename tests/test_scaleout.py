@@ -383,25 +383,27 @@ async def test_a_202_from_one_replica_makes_the_next_read_on_another_fresh(plant
 
 async def test_fence_waits_for_a_late_message_and_drops_everything_when_it_never_comes(prefix):
     dropped: dict[str, list[Any]] = {"keys": [], "namespaces": [], "all": []}
+    dropped_by_a: list[Any] = []
     from gateway.redis_fence import InvalidationFence
 
-    def fence(wait: float) -> InvalidationFence:
+    def fence(wait: float, keys: list[Any]) -> InvalidationFence:
         return InvalidationFence(
             REDIS_URL,
             prefix=prefix,
-            invalidate=dropped["keys"].append,
+            invalidate=keys.append,
             invalidate_namespace=dropped["namespaces"].append,
             invalidate_all=lambda: dropped["all"].append(True),
             wait_seconds=wait,
         )
 
-    a, b = fence(1.0), fence(0.2)
+    a, b = fence(1.0, dropped_by_a), fence(0.2, dropped["keys"])
     await a.start()
     await b.start()
     try:
         seq = await a.publish({("erp.sales_order", "1")}, {"mes.production_orders_by_sales_order"})
         await b.sync()  # returns only once the message is applied here
-        assert b.applied >= seq
+        await a.sync()
+        assert b.applied >= seq and a.applied >= seq
         assert ["erp.sales_order", "1"] in [list(k) for ks in dropped["keys"] for k in ks]
         assert "mes.production_orders_by_sales_order" in dropped["namespaces"]
         # A sequence advanced without a message (as if it were lost): B gives up waiting
