@@ -301,8 +301,35 @@ class Customer(Record):
 
 
 @dataclasses.dataclass(slots=True)
+class SalesOrderScheduleLine(Record):
+    """One schedule line of an item (A_SalesOrderScheduleLine): a quantity promised for a date.
+
+    The planning dates (product availability, loading, goods issue) are the schedule the
+    order was confirmed with; they do not move when the plant re-plans. The ERP splits
+    ``ProductAvailabilityDate`` into a date and a time; here it is one date-time.
+    """
+
+    schedule_line: str = api("ScheduleLine")
+    requested_delivery_date: dt.date = api("RequestedDeliveryDate")
+    order_quantity: float = api("ScheduleLineOrderQuantity")
+    order_quantity_unit: str = api("OrderQuantityUnit", "PC")
+    confirmed_delivery_date: dt.date | None = api("ConfirmedDeliveryDate", None)
+    confirmed_quantity: float = api("ConfdOrderQtyByMatlAvailCheck", 0.0)
+    delivered_quantity: float = api("DeliveredQtyInOrderQtyUnit", 0.0)
+    open_confirmed_quantity: float = api("OpenConfdDelivQtyInOrdQtyUnit", 0.0)
+    product_availability_date: dt.datetime | None = api("ProductAvailabilityDate", None)
+    loading_date: dt.date | None = api("LoadingDate", None)
+    goods_issue_date: dt.date | None = api("GoodsIssueDate", None)
+
+
+@dataclasses.dataclass(slots=True)
 class SalesOrderItem(Record):
-    """Sales order item with its schedule-line promise."""
+    """Sales order item with its schedule-line promise.
+
+    ``delivery_status``: A not delivered, B partially, C fully (or rejected). An item with
+    a ``rejection_reason`` (SalesDocumentRjcnReason) is cut: what was not delivered will
+    not be.
+    """
 
     sales_order_item: str = api("SalesOrderItem")
     material: str = api("Material")
@@ -311,6 +338,9 @@ class SalesOrderItem(Record):
     net_amount: float = api("NetAmount", 0.0)
     confirmed_delivery_date: dt.date | None = api("ConfirmedDeliveryDate", None)
     confirmed_quantity: float | None = api("ConfirmedQuantity", None)
+    delivery_status: str = api("DeliveryStatus", "A")
+    rejection_reason: str = api("SalesDocumentRjcnReason", "")
+    schedule_lines: list[SalesOrderScheduleLine] = api("to_ScheduleLine", default_factory=list)
 
 
 @dataclasses.dataclass(slots=True)
@@ -375,6 +405,9 @@ class ProductionOrder(Record):
     scheduled_start_date: dt.datetime = api("MfgOrderScheduledStartDate")
     scheduled_end_date: dt.datetime = api("MfgOrderScheduledEndDate")
     status: str = api("OrderStatus", "CREATED")
+    # Basic dates: the plan the order was created with; scheduled dates follow re-planning.
+    planned_start_date: dt.datetime | None = api("MfgOrderPlannedStartDate", None)
+    planned_end_date: dt.datetime | None = api("MfgOrderPlannedEndDate", None)
     production_plant: str = api("ProductionPlant", "1000")
     production_unit: str = api("ProductionUnit", "PC")
     actual_release_date: dt.datetime | None = api("MfgOrderActualReleaseDate", None)
@@ -431,11 +464,14 @@ class ComponentAvailability(Record):
 
 @dataclasses.dataclass(slots=True)
 class OutboundDeliveryItem(Record):
+    """One item of an outbound delivery (A_OutbDeliveryItem): what of which order item it ships."""
+
     delivery_document_item: str = api("DeliveryDocumentItem")
     reference_sd_document: str = api("ReferenceSDDocument")
     reference_sd_document_item: str = api("ReferenceSDDocumentItem")
     material: str = api("Material")
     actual_delivery_quantity: float = api("ActualDeliveryQuantity", 0.0)
+    delivery_quantity_unit: str = api("DeliveryQuantityUnit", "PC")
     batch: str | None = api("Batch", None)
 
 
@@ -456,6 +492,9 @@ class OutboundDelivery(Record):
     overall_packing_status: str = api("OverallPackingStatus", "A")
     overall_goods_movement_status: str = api("OverallGoodsMovementStatus", "A")
     actual_goods_movement_date: dt.datetime | None = api("ActualGoodsMovementDate", None)
+    # When the warehouse confirmed picking and packing (warehouse task confirmations).
+    actual_picking_date_time: dt.datetime | None = api("ActualPickingDateTime", None)
+    actual_packing_date_time: dt.datetime | None = api("ActualPackingDateTime", None)
     bill_of_lading: str | None = api("BillOfLading", None)
     last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
     items: list[OutboundDeliveryItem] = api("to_DeliveryDocumentItem", default_factory=list)
@@ -528,6 +567,19 @@ class ProofOfDelivery(Record):
 
 
 @dataclasses.dataclass(slots=True)
+class ShipmentItem(Record):
+    """What a shipment carries: one delivery item and its quantity, as handed to the carrier."""
+
+    delivery_document: str = api("DeliveryDocument")
+    delivery_document_item: str = api("DeliveryDocumentItem")
+    sales_order: str = api("ReferenceSDDocument")
+    sales_order_item: str = api("ReferenceSDDocumentItem")
+    material: str = api("Material")
+    quantity: float = api("Quantity")
+    quantity_unit: str = api("QuantityUnit", "PC")
+
+
+@dataclasses.dataclass(slots=True)
 class Shipment(Record):
     """Carrier shipment for one outbound delivery, with its tracking history."""
 
@@ -549,6 +601,7 @@ class Shipment(Record):
     proof_of_delivery: ProofOfDelivery | None = api("ProofOfDelivery", None)
     last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
     events: list[TrackingEvent] = api("TrackingEvents", default_factory=list)
+    items: list[ShipmentItem] = api("to_Item", default_factory=list)
 
 
 RECORD_TYPES: tuple[type[Record], ...] = (
