@@ -303,6 +303,29 @@ async def _order_advance(request: web.Request) -> web.Response:
     )
 
 
+async def _order_shortfall(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order = request.match_info["sales_order"]
+    try:
+        body = await _body(request)
+        quantity = body.get("quantity")
+        item, rest = body.get("item"), body.get("rest")
+        if isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
+            raise _BadRequest('body must be {"quantity": <number>, "item": "<item>", "rest": "reproduce"|"cancel"}')
+        if item is not None and not isinstance(item, str):
+            raise _BadRequest("item must be a sales order item number, e.g. \"10\"")
+        if rest is not None and not isinstance(rest, str):
+            raise _BadRequest('rest must be "reproduce" or "cancel"')
+        answer = world.plan_shortfall(sales_order, float(quantity), item=item, rest=rest)
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    return _json(answer)
+
+
 # --- wiring ----------------------------------------------------------------------------------
 
 
@@ -321,6 +344,7 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/work-centers/{work_center}/down", _work_center_down)
     app.router.add_post("/control/work-centers/{work_center}/up", _work_center_up)
     app.router.add_post("/control/orders/{sales_order}/advance", _order_advance)
+    app.router.add_post("/control/orders/{sales_order}/shortfall", _order_shortfall)
     add_control_routes(app, app[_STATE].faults)
     app.router.add_get("/{system}/openapi.json", _openapi)
     app.router.add_get("/{system}/{entity_set}", _read_entity_set)

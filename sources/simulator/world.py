@@ -40,7 +40,9 @@ from ..records import (
     Record,
     SalesOrder,
     SalesOrderItem,
+    SalesOrderScheduleLine,
     Shipment,
+    ShipmentItem,
     TrackingEvent,
     UsageDecision,
     WorkCenter,
@@ -442,20 +444,45 @@ def _trunc(value: dt.datetime) -> dt.datetime:
 class _Step:
     name: str
     due: dt.datetime
+    part: int = 0  # which part of the order (see _Part) the step moves
+
+
+@dataclasses.dataclass(slots=True)
+class _Part:
+    """One shipment's worth of an order: what it produces, its delivery and its shipment.
+
+    Part 0 is the order as confirmed. A split order plans a second part (later schedule
+    lines) that shares part 0's production; a short shipment opens a backorder part for the
+    rest, with its own production orders, or cuts the rest.
+    """
+
+    state: str
+    orders: list[str] = dataclasses.field(default_factory=list)  # production orders it makes
+    lots: list[str] = dataclasses.field(default_factory=list)
+    delivery: str | None = None
+    shipment: str | None = None
+    quantities: dict[str, float] | None = None  # item -> planned quantity; None = whatever is open
+
+
+_STATE_RANK = {s: i for i, s in enumerate(LIFECYCLE_STATES)}
 
 
 @dataclasses.dataclass(slots=True)
 class _OrderTrack:
-    """The simulator's private view of one order: state, current documents, schedule."""
+    """The simulator's private view of one order: state, current documents, schedule.
+
+    Step functions act on the part named by ``part`` (set before each step); ``state``,
+    ``lots``, ``delivery`` and ``shipment`` read and write that part. Read outside a step,
+    ``state`` is the order's: its least advanced unfinished part.
+    """
 
     sales_order: str
     customer: str
-    state: str
     made_to_order: dict[str, str]  # sales order item -> current production order; others ship from stock
     schedule: collections.deque[_Step]
-    lots: list[str] = dataclasses.field(default_factory=list)
-    delivery: str | None = None
-    shipment: str | None = None
+    parts: dict[int, _Part]
+    planned_parts: int = 1  # parts 0 .. planned_parts - 1 were planned at confirmation
+    part: int = 0
     rejects_pending: int = 0
     shortfall: bool = False
     exception_on_delay: bool = False
@@ -463,6 +490,50 @@ class _OrderTrack:
     extra_transit_hours: float = 0.0
     last_step_at: dt.datetime | None = None
     steps_done: int = 0
+    produced: dict[str, float] = dataclasses.field(default_factory=dict)  # item -> accepted yield
+    in_delivery: dict[str, float] = dataclasses.field(default_factory=dict)  # item -> quantity picked
+    shipped: dict[str, float] = dataclasses.field(default_factory=dict)  # item -> quantity goods-issued
+    forced_scrap: dict[str, float] = dataclasses.field(default_factory=dict)  # control lever
+    rest: str = ""  # what happens to a short-shipped rest: "reproduce", "cancel" or "" (chance)
+    backorder_pending: bool = False
+
+    @property
+    def state(self) -> str:
+        unfinished = [p.state for p in self.parts.values() if p.state != DELIVERED]
+        return min(unfinished, key=_STATE_RANK.__getitem__) if unfinished else DELIVERED
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self.parts[self.part].state = value
+        if self.part == 0 and _STATE_RANK[value] < _STATE_RANK[PICKED]:
+            # Planned parts share part 0's production until their own picking starts.
+            for n in range(1, self.planned_parts):
+                if _STATE_RANK[self.parts[n].state] < _STATE_RANK[PICKED]:
+                    self.parts[n].state = value
+
+    @property
+    def lots(self) -> list[str]:
+        return self.parts[self.part].lots
+
+    @lots.setter
+    def lots(self, value: list[str]) -> None:
+        self.parts[self.part].lots = value
+
+    @property
+    def delivery(self) -> str | None:
+        return self.parts[self.part].delivery
+
+    @delivery.setter
+    def delivery(self, value: str | None) -> None:
+        self.parts[self.part].delivery = value
+
+    @property
+    def shipment(self) -> str | None:
+        return self.parts[self.part].shipment
+
+    @shipment.setter
+    def shipment(self, value: str | None) -> None:
+        self.parts[self.part].shipment = value
 
 
 @dataclasses.dataclass(slots=True)
@@ -697,6 +768,8 @@ class World:
             planned_end=self.start + _hours(planned["confirm"] - now_rel),
             flags=flags,
             schedule=schedule,
+            # The schedule the order is confirmed with: its schedule lines keep it.
+            baseline={name: self.start + _hours(planned[name] - now_rel) for name in ("decide", "pack", "goods_issue")},
         )
         track.production_hours = production_hours
         track.exception_on_delay = rng.random() < 0.4
@@ -706,7 +779,7 @@ class World:
             track.extra_transit_hours += gaps[names.index("attempt_fail")]
         while track.schedule and track.schedule[0].due <= self.start:
             step = track.schedule.popleft()
-            self._apply(track, step.name, step.due, rng)
+            self._apply(track, step.name, step.due, rng, part=step.part)
 
     def _create_order(
         self,
@@ -719,6 +792,7 @@ class World:
         planned_end: dt.datetime,
         flags: _Flags,
         schedule: collections.deque[_Step],
+        baseline: dict[str, dt.datetime],
     ) -> _OrderTrack:
         so_key = self._next("sales_order")
         n_items = rng.choices((1, 2, 3, 4), (40, 30, 20, 10))[0]
@@ -741,13 +815,19 @@ class World:
                     confirmed_quantity=qty,
                 )
             )
+        # Its own generator: a split does not change the rest of the generated world.
+        plan = random.Random(f"{self.seed}:{so_key}:plan")
+        later = _split_lines(plan, items) if not flags.shortfall and plan.random() < 0.08 else {}
+        offset = dt.timedelta(days=plan.randint(3, 10)) if later else dt.timedelta(0)
+        for item in items:
+            _add_schedule_lines(item, later.get(item.sales_order_item, 0.0), requested, confirmed, offset, baseline)
         order = SalesOrder(
             sales_order=so_key,
             sold_to_party=customer,
             sales_order_date=ordered_at.date(),
             requested_delivery_date=min(requested, confirmed),
             purchase_order_by_customer=f"PO-{customer[-3:]}-{rng.randint(10000, 99999)}",
-            confirmed_delivery_date=confirmed,
+            confirmed_delivery_date=max(i.confirmed_delivery_date or confirmed for i in items),
             total_net_amount=round(sum(it.net_amount for it in items), 2),
             total_credit_check_status="B" if flags.block == "credit" else "A",
             total_block_status="B" if flags.block else "",
@@ -755,16 +835,27 @@ class World:
             items=items,
         )
         self._touch(order, "SalesOrder.Created", ordered_at, so_key)
+        state = MATERIAL_SHORTAGE if flags.shortage else RECEIVED
         track = _OrderTrack(
             sales_order=so_key,
             customer=customer,
-            state=MATERIAL_SHORTAGE if flags.shortage else RECEIVED,
             made_to_order={},
             schedule=schedule,
+            parts={0: _Part(state)},
             rejects_pending=1 if flags.reject else 0,
             shortfall=flags.shortfall,
             last_step_at=ordered_at,
         )
+        if later:
+            # The later schedule lines ship in a second delivery, their own dates after part 0's.
+            track.parts[0].quantities = {i.sales_order_item: i.requested_quantity - later.get(i.sales_order_item, 0.0)
+                                         for i in items}
+            track.parts[1] = _Part(state, quantities=dict(later))
+            track.planned_parts = 2
+            first = {}
+            for step in schedule:
+                first.setdefault(step.name, step.due)
+            self._schedule_steps(track, [_Step(name, first[name] + offset, 1) for name in _SHIPPING_STEPS])
         receipt = next((s.due for s in schedule if s.name == "clear_shortage"), None)
         for i, item in enumerate(items):
             # Most items are made to order; some ship from finished-goods stock.
@@ -774,6 +865,7 @@ class World:
                 so_key, item, status="CREATED", at=ordered_at, start=planned_start, end=planned_end
             )
             track.made_to_order[item.sales_order_item] = po.manufacturing_order
+            track.parts[0].orders.append(po.manufacturing_order)
             self._create_components(rng, po, ordered_at, shortage_until=receipt if flags.shortage else None)
         if flags.shortage and receipt is not None:
             self._ensure_shortage(track, rng, receipt, ordered_at)
@@ -789,19 +881,23 @@ class World:
         at: dt.datetime,
         start: dt.datetime,
         end: dt.datetime,
+        quantity: float | None = None,
     ) -> ProductionOrder:
         work_center = next(wc for m, _p, wc in self._catalogue if m == item.material)
+        quantity = item.requested_quantity if quantity is None else quantity
         po = ProductionOrder(
             manufacturing_order=self._next("production_order"),
             material=item.material,
             sales_order=sales_order,
             sales_order_item=item.sales_order_item,
-            total_quantity=item.requested_quantity,
+            total_quantity=quantity,
             work_center=work_center,
             scheduled_start_date=_trunc(start),
             scheduled_end_date=_trunc(end),
             status=status,
-            planned_scrap_qty=float(math.floor(item.requested_quantity * 0.02)),
+            planned_start_date=_trunc(start),
+            planned_end_date=_trunc(end),
+            planned_scrap_qty=float(math.floor(quantity * 0.02)),
             actual_release_date=at if status == "RELEASED" else None,
         )
         self._touch(po, "ProductionOrder.Created", at, sales_order)
@@ -943,12 +1039,15 @@ class World:
         shipment = self.tables["Shipment"].get(tracking_number)
         if not isinstance(shipment, Shipment):
             raise UnknownKey(tracking_number)
-        track = next((t for t in self._tracks.values() if t.shipment == tracking_number), None)
-        if track is None or track.state == DELIVERED:
+        track, part = next(
+            ((t, n) for t in self._tracks.values() for n, p in t.parts.items() if p.shipment == tracking_number),
+            (None, 0),
+        )
+        if track is None or track.parts[part].state == DELIVERED:
             raise ValueError(f"shipment {tracking_number} is not on its way")
         now = _trunc(self.now())
-        for step in track.schedule:
-            step.due += _hours(hours)
+        track.part = part
+        self._shift_part(track, part, _hours(hours))
         # EDI 214 SD (shipment delayed); the AfterShip tag stays what it was.
         shipment.events.append(
             TrackingEvent(code="SD", tag=shipment.tag, occurred_at=now, location=self._hub(track),
@@ -969,6 +1068,34 @@ class World:
         self._generate_order(rng, RECEIVED, customer)
         return self._flush()
 
+    def plan_shortfall(
+        self, sales_order: str, quantity: float, *, item: str | None = None, rest: str | None = None
+    ) -> dict[str, Any]:
+        """Make production of one item confirm ``quantity`` less than ordered (scrap), so the
+        plant ships short; ``rest`` says what then happens to the owed quantity: "reproduce"
+        (a new production order, shipped later) or "cancel" (the item is rejected), else
+        chance. A control lever: it changes no record until production confirms."""
+        track = self._tracks.get(sales_order)
+        if track is None:
+            raise UnknownKey(sales_order)
+        if rest not in (None, "reproduce", "cancel"):
+            raise ValueError('rest must be "reproduce" or "cancel"')
+        key = item
+        if key is None and track.parts[0].orders:  # by default the first item made to order
+            key = self._production_order(track.parts[0].orders[0]).sales_order_item
+        po_key = track.made_to_order.get(key or "")
+        if po_key is None or po_key not in track.parts[0].orders:
+            raise ValueError(f"item {key!r} of {sales_order} is not made to order")
+        po = self._production_order(po_key)
+        if po.status not in ("CREATED", "RELEASED", "STARTED", "PARTIALLY_CONFIRMED"):
+            raise ValueError(f"production of item {key} is already confirmed ({po.status})")
+        if not math.isfinite(quantity) or not 0 < quantity < po.total_quantity:
+            raise ValueError(f"quantity must be more than 0 and less than {po.total_quantity:g}")
+        track.forced_scrap[po.sales_order_item] = float(quantity)
+        track.rest = rest or ""
+        return {"salesOrder": sales_order, "item": po.sales_order_item, "productionOrder": po_key,
+                "shortBy": float(quantity), "rest": rest}
+
     def advance_order(self, sales_order: str) -> list[Change]:
         """Move one order one lifecycle step now (no change once it is delivered).
 
@@ -983,7 +1110,7 @@ class World:
         at = _trunc(self.now())
         if track.last_step_at is not None and at < track.last_step_at:
             at = track.last_step_at
-        self._apply(track, step.name, at)
+        self._apply(track, step.name, at, part=step.part)
         return self._flush()
 
     def advance_clock(self, hours: float) -> list[Change]:
@@ -1029,15 +1156,13 @@ class World:
             step = track.schedule[0]
             blocked_until = self._blocked_until(track, step, now)
             if blocked_until is not None:
-                delta = blocked_until - step.due
-                for s in track.schedule:
-                    s.due += delta
-                if step.due <= now:
-                    heapq.heappush(heap, (step.due, 1, key))
+                self._shift_part(track, step.part, blocked_until - step.due, production=True)
+                if track.schedule[0].due <= now:
+                    heapq.heappush(heap, (track.schedule[0].due, 1, key))
                 continue
             track.schedule.popleft()
             at = max(due, track.last_step_at) if track.last_step_at is not None else due
-            self._apply(track, step.name, at)
+            self._apply(track, step.name, at, part=step.part)
             if track.schedule:
                 following = track.schedule[0]
                 following.due = max(following.due, at)
@@ -1050,13 +1175,14 @@ class World:
         if step.name not in _PRODUCTION_STEPS:
             return None
         until: dt.datetime | None = None
+        orders = track.parts[step.part].orders
         if step.name == "start":
-            for po_key in track.made_to_order.values():
+            for po_key in orders:
                 for reservation in self._reservations.get(po_key, []):
                     arrival = self._receipts.get(reservation)
                     if arrival is not None and arrival > step.due and (until is None or arrival > until):
                         until = arrival
-        for po_key in track.made_to_order.values():
+        for po_key in orders:
             po = self._production_order(po_key)
             wc = self._work_center(po.work_center)
             if wc.state != "DOWN" or wc.down_since is None or step.due < wc.down_since:
@@ -1086,11 +1212,15 @@ class World:
 
     # --- lifecycle steps ---------------------------------------------------------------
 
-    def _apply(self, track: _OrderTrack, name: str, at: dt.datetime, rng: random.Random | None = None) -> None:
-        if rng is None:
+    def _apply(
+        self, track: _OrderTrack, name: str, at: dt.datetime, rng: random.Random | None = None, *, part: int = 0
+    ) -> None:
+        if rng is None or part > 0:
             # After generation each step draws from its own seeded generator, so an
-            # order's story does not depend on how its steps interleave with others'.
+            # order's story does not depend on how its steps interleave with others'
+            # (nor the generated world on an order's later parts).
             rng = random.Random(f"{self.seed}:{track.sales_order}:{track.steps_done}")
+        track.part = part
         getattr(self, f"_step_{name}")(track, at, rng)
         track.steps_done += 1
         track.last_step_at = at
@@ -1131,8 +1261,9 @@ class World:
     def _step_confirm(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             scrap = 0.0
-            if track.shortfall and po.total_quantity >= 5:
+            if track.shortfall and track.part == 0 and po.total_quantity >= 5:
                 scrap = float(max(1, round(po.total_quantity * rng.uniform(0.05, 0.2))))
+            scrap = min(track.forced_scrap.pop(po.sales_order_item, scrap), po.total_quantity)
             po.status = "CONFIRMED"
             po.actual_end_date = at
             po.confirmed_scrap_qty = scrap
@@ -1177,6 +1308,8 @@ class World:
         # Accepted: goods receipt of the batch to unrestricted stock completes the order.
         for po in self._current_orders(track):
             po.status = "DELIVERED"
+            item = po.sales_order_item
+            track.produced[item] = track.produced.get(item, 0.0) + po.confirmed_yield_qty
             self._touch(po, "ProductionOrder.Completed", at, track.sales_order)
         track.state = QUALITY_RELEASED
 
@@ -1186,16 +1319,19 @@ class World:
         items = {it.sales_order_item: it for it in order.items}
         start = self._due(track, "start") or at + _hours(8)
         end = self._due(track, "confirm") or start + _hours(track.production_hours)
-        for item_key, po_key in list(track.made_to_order.items()):
+        part = track.parts[track.part]
+        for n, po_key in enumerate(part.orders):
             old = self._production_order(po_key)
             old.status = "TECO"
             self._touch(old, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
+            item_key = old.sales_order_item
             po = self._create_production_order(
-                track.sales_order, items[item_key], status="RELEASED", at=at, start=start, end=end
+                track.sales_order, items[item_key], status="RELEASED", at=at, start=start, end=end,
+                quantity=old.total_quantity,
             )
             self._touch(po, "ProductionOrder.Released", at, track.sales_order)
             self._create_components(rng, po, at, shortage_until=None)
-            track.made_to_order[item_key] = po.manufacturing_order
+            track.made_to_order[item_key] = part.orders[n] = po.manufacturing_order
         track.lots = []
         track.state = RELEASED
 
@@ -1210,15 +1346,16 @@ class World:
 
     def _step_pick(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         order = self._sales_order(track.sales_order)
+        wanted = self._pick_quantities(track, order)
+        if not wanted or order.total_credit_check_status == "B" or order.delivery_block_reason:
+            # Nothing of this part is ready yet (or the order is on hold): look again in a day.
+            self._postpone(track, "pick", at + _hours(24))
+            return
         goods_issue = self._due(track, "goods_issue") or at + _hours(24)
         items = []
-        for n, item in enumerate(order.items, start=1):
+        for n, (item, qty) in enumerate(wanted, start=1):
             po_key = track.made_to_order.get(item.sales_order_item)
-            if po_key is not None:
-                po = self._production_order(po_key)
-                batch, qty = po.batch, min(item.requested_quantity, po.confirmed_yield_qty)
-            else:
-                batch, qty = "S" + self._next("stock_batch", width=7), item.requested_quantity
+            batch = self._production_order(po_key).batch if po_key is not None else "S" + self._next("stock_batch", width=7)
             items.append(
                 OutboundDeliveryItem(
                     delivery_document_item=str(10 * n),
@@ -1226,15 +1363,18 @@ class World:
                     reference_sd_document_item=item.sales_order_item,
                     material=item.material,
                     actual_delivery_quantity=qty,
+                    delivery_quantity_unit=item.requested_quantity_unit,
                     batch=batch,
                 )
             )
+            track.in_delivery[item.sales_order_item] = track.in_delivery.get(item.sales_order_item, 0.0) + qty
         delivery = OutboundDelivery(
             delivery_document=self._next("delivery"),
             sales_order=order.sales_order,
             ship_to_party=order.sold_to_party,
             delivery_date=goods_issue.date(),
             overall_picking_status="C",
+            actual_picking_date_time=at,
             items=items,
         )
         track.delivery = delivery.delivery_document
@@ -1244,9 +1384,28 @@ class World:
         self._touch(order, "SalesOrder.Changed", at, track.sales_order)
         track.state = PICKED
 
+    def _pick_quantities(self, track: _OrderTrack, order: SalesOrder) -> list[tuple[SalesOrderItem, float]]:
+        """What this part's delivery takes of each item: its planned lines (a backorder part:
+        whatever is open), no more than production has released and not yet shipped."""
+        planned = track.parts[track.part].quantities
+        out = []
+        for item in order.items:
+            key = item.sales_order_item
+            if item.rejection_reason:
+                continue
+            want = item.requested_quantity - track.in_delivery.get(key, 0.0)
+            if planned is not None:
+                want = min(want, planned.get(key, 0.0))
+            if key in track.made_to_order:
+                want = min(want, track.produced.get(key, 0.0) - track.in_delivery.get(key, 0.0))
+            if want > 0:
+                out.append((item, want))
+        return out
+
     def _step_pack(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         delivery = self._delivery(track)
         delivery.overall_packing_status = "C"
+        delivery.actual_packing_date_time = at
         self._touch(delivery, "OutboundDelivery.Packed", at, track.sales_order)
         track.state = PACKED
 
@@ -1256,12 +1415,16 @@ class World:
         delivery.actual_goods_movement_date = at
         delivery.bill_of_lading = "BOL" + self._next("bill_of_lading", width=7)
         self._touch(delivery, "OutboundDelivery.GoodsIssued", at, track.sales_order)
+        for line in delivery.items:
+            key = line.reference_sd_document_item
+            track.shipped[key] = track.shipped.get(key, 0.0) + line.actual_delivery_quantity
         order = self._sales_order(track.sales_order)
-        order.overall_delivery_status = "C"
+        self._post_delivered_quantities(track, order)
         self._touch(order, "SalesOrder.Changed", at, track.sales_order)
         for po in self._current_orders(track):
-            po.status = "TECO"
-            self._touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
+            if po.status != "TECO":
+                po.status = "TECO"
+                self._touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
         carrier = rng.choices([c for c, _ in _CARRIERS], [w for _, w in _CARRIERS])[0]
         # The carrier's first estimate knows nothing of delays still to come.
         deliver = self._due(track, "deliver") or at + _hours(48)
@@ -1273,11 +1436,118 @@ class World:
             delivery_document=delivery.delivery_document,
             tag="InfoReceived",
             bill_of_lading=delivery.bill_of_lading,
+            items=[
+                ShipmentItem(
+                    delivery_document=delivery.delivery_document,
+                    delivery_document_item=line.delivery_document_item,
+                    sales_order=line.reference_sd_document,
+                    sales_order_item=line.reference_sd_document_item,
+                    material=line.material,
+                    quantity=line.actual_delivery_quantity,
+                    quantity_unit=line.delivery_quantity_unit,
+                )
+                for line in delivery.items
+            ],
         )
         _set_eta(shipment, eta, 4)
         track.shipment = shipment.tracking_number
         self._touch(shipment, "Shipment.Created", at, track.sales_order)
         track.state = GOODS_ISSUED
+        if track.part >= track.planned_parts - 1 and not track.backorder_pending and self._open_items(track, order):
+            # Shipped short: the rest stays owed until it is made again or cut.
+            track.backorder_pending = True
+            n = max(track.parts) + 1
+            when = random.Random(f"{self.seed}:{track.sales_order}:backorder:{n}").uniform(2, 24)
+            self._schedule_steps(track, [_Step("backorder", at + _hours(when), n)])
+
+    def _step_backorder(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+        """The rest of a short shipment: made again and shipped later, or cut (item rejected)."""
+        track.backorder_pending = False
+        order = self._sales_order(track.sales_order)
+        owed = self._open_items(track, order)
+        if not owed:
+            return
+        if (track.rest or ("reproduce" if rng.random() < 0.7 else "cancel")) == "cancel":
+            for item, _qty in owed:
+                item.rejection_reason = REJECTION_REASON
+            self._post_delivered_quantities(track, order)
+            if track.state == DELIVERED:
+                order.overall_sd_process_status = "C"
+            self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+            return
+        n = track.part
+        part = track.parts[n] = _Part(RELEASED)
+        start = _trunc(at + _hours(rng.uniform(8, 48)))
+        for item, qty in owed:
+            if item.sales_order_item not in track.made_to_order:
+                continue  # from stock: picked with the rest
+            hours = max(2.0, track.production_hours * qty / item.requested_quantity)
+            po = self._create_production_order(
+                track.sales_order, item, status="RELEASED", at=at, start=start, end=start + _hours(hours), quantity=qty
+            )
+            self._touch(po, "ProductionOrder.Released", at, track.sales_order)
+            self._create_components(rng, po, at, shortage_until=None)
+            track.made_to_order[item.sales_order_item] = po.manufacturing_order
+            part.orders.append(po.manufacturing_order)
+        steps: list[_Step] = []
+        t = at
+        if part.orders:
+            t = max(self._production_order(k).scheduled_end_date for k in part.orders)
+            steps = [_Step("start", start, n), _Step("confirm", t, n)]
+        transit_hours = rng.uniform(24, 96)
+        for name in ("inspect", "decide", *_SHIPPING_STEPS) if part.orders else _SHIPPING_STEPS:
+            t = t + _hours(_gap(name, rng, track.production_hours, transit_hours))
+            steps.append(_Step(name, t, n))
+        self._schedule_steps(track, steps)
+
+    def _open_items(self, track: _OrderTrack, order: SalesOrder) -> list[tuple[SalesOrderItem, float]]:
+        """Items with quantity no delivery has taken yet (rejected items owe nothing)."""
+        out = []
+        for item in order.items:
+            rest = item.requested_quantity - track.in_delivery.get(item.sales_order_item, 0.0)
+            if rest > 0 and not item.rejection_reason:
+                out.append((item, rest))
+        return out
+
+    def _post_delivered_quantities(self, track: _OrderTrack, order: SalesOrder) -> None:
+        """The ERP side of goods issue: delivered and open quantities per schedule line,
+        delivery status per item (A / B / C, a rejected item counts as complete) and overall."""
+        for item in order.items:
+            shipped = track.shipped.get(item.sales_order_item, 0.0)
+            rest = shipped
+            for line in item.schedule_lines:
+                line.delivered_quantity = min(line.order_quantity, rest)
+                rest -= line.delivered_quantity
+                open_qty = max(line.confirmed_quantity - line.delivered_quantity, 0.0)
+                line.open_confirmed_quantity = 0.0 if item.rejection_reason else open_qty
+            if item.rejection_reason or shipped >= item.requested_quantity:
+                item.delivery_status = "C"
+            else:
+                item.delivery_status = "B" if shipped > 0 else "A"
+        statuses = {item.delivery_status for item in order.items}
+        order.overall_delivery_status = "C" if statuses == {"C"} else "A" if statuses == {"A"} else "B"
+
+    def _postpone(self, track: _OrderTrack, name: str, due: dt.datetime) -> None:
+        """Put a step that could not happen back in the schedule, with the part's rest after it."""
+        pending = [s.due for s in track.schedule if s.part == track.part]
+        if pending and min(pending) < due:
+            self._shift_part(track, track.part, due - min(pending))
+        self._schedule_steps(track, [_Step(name, due, track.part)])
+
+    def _shift_part(self, track: _OrderTrack, part: int, delta: dt.timedelta, *, production: bool = False) -> None:
+        """Move one part's remaining steps by ``delta``. Held production holds every planned
+        part that shares it."""
+        parts = set(range(track.planned_parts)) if production and part < track.planned_parts else {part}
+        for step in track.schedule:
+            if step.part in parts:
+                step.due += delta
+        track.schedule = collections.deque(sorted(track.schedule, key=operator.attrgetter("due")))
+
+    def _schedule_steps(self, track: _OrderTrack, steps: list[_Step]) -> None:
+        """Add steps to the order's schedule, which stays in time order."""
+        for step in steps:
+            step.due = _trunc(step.due)
+        track.schedule = collections.deque(sorted([*track.schedule, *steps], key=operator.attrgetter("due")))
 
     def _step_pickup(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._shipment(track)
@@ -1358,10 +1628,12 @@ class World:
             signed_by=rng.choice(_SIGNERS), delivered_at=at, document=f"POD-{shipment.tracking_number}.pdf"
         )
         self._touch(shipment, "Shipment.Delivered", at, track.sales_order)
-        order = self._sales_order(track.sales_order)
-        order.overall_sd_process_status = "C"
-        self._touch(order, "SalesOrder.Changed", at, track.sales_order)
         track.state = DELIVERED
+        if track.state == DELIVERED and not track.backorder_pending:
+            # The last part arrived and nothing is owed: the order is complete.
+            order = self._sales_order(track.sales_order)
+            order.overall_sd_process_status = "C"
+            self._touch(order, "SalesOrder.Changed", at, track.sales_order)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -1409,15 +1681,16 @@ class World:
         return self._customer_city[track.customer]
 
     def _due(self, track: _OrderTrack, name: str) -> dt.datetime | None:
-        """When the next step called ``name`` is scheduled, if it still is."""
-        return next((s.due for s in track.schedule if s.name == name), None)
+        """When the current part's next step called ``name`` is scheduled, if it still is."""
+        return next((s.due for s in track.schedule if s.name == name and s.part == track.part), None)
 
     def _components(self, po_key: str) -> list[ComponentAvailability]:
         table = self.tables["A_ComponentAvailability"]
         return [table.get(k) for k in self._reservations[po_key]]  # type: ignore[misc]
 
     def _current_orders(self, track: _OrderTrack) -> list[ProductionOrder]:
-        return [self._production_order(k) for k in track.made_to_order.values()]
+        """The production orders of the part the current step moves."""
+        return [self._production_order(k) for k in track.parts[track.part].orders]
 
     def _production_order(self, key: str) -> ProductionOrder:
         record = self.tables["A_ProductionOrder"].get(key)
@@ -1467,11 +1740,16 @@ class World:
         return list(self._tracks)
 
     def shipment_of(self, sales_order: str) -> str | None:
-        """Tracking number of the order's current shipment, if it has one."""
+        """Tracking number of the order's current shipment, if it has one: the least advanced
+        one still on its way, else the latest."""
         track = self._tracks.get(sales_order)
         if track is None:
             raise UnknownKey(sales_order)
-        return track.shipment
+        moving = [p for p in track.parts.values() if p.shipment is not None and p.state != DELIVERED]
+        if moving:
+            return min(moving, key=lambda p: _STATE_RANK[p.state]).shipment
+        shipped = [p.shipment for p in track.parts.values() if p.shipment is not None]
+        return shipped[-1] if shipped else None
 
     def state_of(self, sales_order: str) -> str:
         """The lifecycle state of one order (one of LIFECYCLE_STATES)."""
@@ -1495,13 +1773,36 @@ class World:
             return False
         if promise < self.now().date():
             return True
-        if track.shipment is None:
+        tracking = self.shipment_of(sales_order)
+        if tracking is None:
             return False
-        shipment = self._shipment(track)
+        shipment = self.tables["Shipment"].get(tracking)
+        assert isinstance(shipment, Shipment)
         if shipment.status_code == "SD" or shipment.tag in ("Exception", "AttemptFail"):
             return True
         eta = shipment.estimated_delivery_at
         return eta is not None and eta.date() > promise
+
+    def short_shipped(self) -> list[str]:
+        """Orders that shipped short and still owe quantity (a backorder)."""
+        out = []
+        for key, track in self._tracks.items():
+            if track.shipped and self._open_items(track, self._sales_order(key)):
+                out.append(key)
+        return out
+
+    def split_orders(self) -> list[str]:
+        """Orders planned to ship in two deliveries (schedule lines on two dates)."""
+        return [k for k, t in self._tracks.items() if t.planned_parts > 1]
+
+    def delivery_summary(self) -> dict[str, int]:
+        """Orders with a backorder open, with several deliveries, and with a cut (rejected) item."""
+        several = 0
+        cut = 0
+        for key, track in self._tracks.items():
+            several += sum(1 for p in track.parts.values() if p.delivery is not None) > 1
+            cut += any(i.rejection_reason for i in self._sales_order(key).items)
+        return {"backorders": len(self.short_shipped()), "severalDeliveries": several, "itemsCut": cut}
 
     def summary(self) -> dict[str, Any]:
         """Orders per lifecycle state, late orders, work centres down, record counts, clock."""
@@ -1521,6 +1822,7 @@ class World:
             "orders": len(self._tracks),
             "states": states,
             "late": sum(1 for k in self._tracks if self.is_late(k)),
+            "deliveries": self.delivery_summary(),
             "workCentersDown": down,
             "records": {name: len(t) for name, t in self.tables.items()},
             "latencyMs": dict(self.latency_ms),
@@ -1607,6 +1909,56 @@ def _gap(name: str, rng: random.Random, production_hours: float, transit_hours: 
         "deliver": (1, 8),
     }[name]
     return rng.uniform(lo, hi)
+
+
+# The steps that move one delivery from picking to the customer.
+_SHIPPING_STEPS = ("pick", "pack", "goods_issue", "pickup", "en_route", "out_for_delivery", "deliver")
+# SalesDocumentRjcnReason when the rest of a short shipment is cut ("delivery date too late").
+REJECTION_REASON = "01"
+
+
+def _split_lines(rng: random.Random, items: list[SalesOrderItem]) -> dict[str, float]:
+    """What a split order promises on later schedule lines: whole items, or part of one."""
+    if len(items) >= 2 and rng.random() < 0.6:
+        later = rng.sample(items[1:], rng.randint(1, len(items) - 1))
+        return {i.sales_order_item: i.requested_quantity for i in later}
+    splittable = [i for i in items if i.requested_quantity >= 2]
+    if not splittable:
+        return {}
+    item = rng.choice(splittable)
+    return {item.sales_order_item: float(max(1, math.floor(item.requested_quantity * rng.uniform(0.3, 0.6))))}
+
+
+def _add_schedule_lines(
+    item: SalesOrderItem,
+    later: float,
+    requested: dt.date,
+    confirmed: dt.date,
+    offset: dt.timedelta,
+    baseline: dict[str, dt.datetime],
+) -> None:
+    """The item's schedule lines as confirmed: what ships on the first date, and ``later``
+    on a second date ``offset`` after it. They keep the planning dates of confirmation."""
+    lines = []
+    for qty, shift in ((item.requested_quantity - later, dt.timedelta(0)), (later, offset)):
+        if qty <= 0:
+            continue
+        lines.append(
+            SalesOrderScheduleLine(
+                schedule_line=str(len(lines) + 1),
+                requested_delivery_date=requested + shift,
+                order_quantity=qty,
+                order_quantity_unit=item.requested_quantity_unit,
+                confirmed_delivery_date=confirmed + shift,
+                confirmed_quantity=qty,
+                open_confirmed_quantity=qty,
+                product_availability_date=_trunc(baseline["decide"]),
+                loading_date=(baseline["pack"] + shift).date(),
+                goods_issue_date=(baseline["goods_issue"] + shift).date(),
+            )
+        )
+    item.schedule_lines = lines
+    item.confirmed_delivery_date = max(line.confirmed_delivery_date or confirmed for line in lines)
 
 
 def _make_short(component: ComponentAvailability, rng: random.Random, receipt: dt.datetime) -> None:
