@@ -52,6 +52,7 @@ class LogisticsStatus(Enum):
     IN_TRANSIT = "IN_TRANSIT"
     OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
     DELIVERY_FAILED = "DELIVERY_FAILED"
+    PARTIALLY_DELIVERED = "PARTIALLY_DELIVERED"  # every delivery arrived, quantity still owed
     DELIVERED = "DELIVERED"
     EXCEPTION = "EXCEPTION"
 
@@ -71,6 +72,9 @@ class OrderStage(Enum):
     GOODS_ISSUED = "GOODS_ISSUED"
     IN_TRANSIT = "IN_TRANSIT"
     OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    # Goods left the plant but quantity is still owed (a short or split shipment): the rest
+    # is made again, waits for its own date, or is cut. Not complete.
+    PARTIALLY_DELIVERED = "PARTIALLY_DELIVERED"
     DELIVERED = "DELIVERED"
 
 
@@ -126,6 +130,7 @@ class ExceptionKind(Enum):
     CARRIER_DELAY = "CARRIER_DELAY"
     DELIVERY_ATTEMPT_FAILED = "DELIVERY_ATTEMPT_FAILED"
     ETA_BEYOND_PROMISE = "ETA_BEYOND_PROMISE"
+    BACKORDER = "BACKORDER"  # shipped short: quantity owed after goods issue
     DATA_STALE = "DATA_STALE"
 
 

@@ -36,7 +36,13 @@ from typing import Any, Protocol
 from sources.records import COMMERCIAL_PRIORITIES, Customer
 
 from .enums import ExceptionKind, Severity
-from .prediction import Prediction, PredictionParams, predict, working_days_between
+from .prediction import (
+    Prediction,
+    PredictionParams,
+    predict,
+    rest_taken_care_of,
+    working_days_between,
+)
 from .view import (
     OrderView,
     component_blocked,
@@ -44,6 +50,7 @@ from .view import (
     day_start,
     lot_decided,
     lot_rejected,
+    owed_quantity,
     production_completed,
     production_started,
     shipment_delivered,
@@ -87,6 +94,7 @@ class Finding:
     root: RootCause
     internal_text: str
     customer_text: str
+    value_at_risk: float | None = None  # what this finding puts at risk, if not the order's
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -360,6 +368,8 @@ def yield_shortfall(r: RuleInput) -> list[Finding]:
         target = po.total_quantity - po.planned_scrap_qty
         if not production_completed(po) or po.total_quantity <= 0 or po.confirmed_yield_qty >= target:
             continue
+        if rest_taken_care_of(r.view, po):
+            continue  # a new production order makes the rest, or the item was cut
         out.append(
             Finding(
                 ExceptionKind.YIELD_SHORTFALL,
@@ -508,6 +518,8 @@ def dispatch_missed(r: RuleInput) -> list[Finding]:
     if f.shipped or r.now < day_start(f.ship_by + dt.timedelta(days=1)):
         return []
     pending = [d for d in r.view.deliveries if d.overall_goods_movement_status != "C"]
+    if not pending and any(leg.goods_issued for leg in r.view.legs):
+        return []  # what shipped left; a rest that is owed is a BACKORDER
     if pending:
         doc = max(pending, key=lambda d: d.delivery_document)
         root = RootCause("wms", "OutboundDelivery", doc.delivery_document)
@@ -517,6 +529,42 @@ def dispatch_missed(r: RuleInput) -> list[Finding]:
         text = f"Sales order {f.sales_order} was due to ship on {f.ship_by}; nothing has been goods-issued."
     return [
         Finding(ExceptionKind.DISPATCH_MISSED, root, text, "Your order did not leave our plant on the planned day.")
+    ]
+
+
+def backorder(r: RuleInput) -> list[Finding]:
+    """BACKORDER: goods of the order left the plant short; quantity that was due is still
+    owed (until it ships or the item is cut). Its value at risk is the owed value."""
+    view = r.view
+    if not view.partially_shipped:
+        return []
+    items = {i.sales_order_item: i for i in view.sales_order.items}
+    owed = []
+    for q in view.item_quantities:
+        item = items.get(q.item)
+        qty = owed_quantity(item, q, r.now.date()) if item is not None else 0.0
+        if qty > 0:
+            price = q.open_value / q.open if q.open > 0 else 0.0
+            owed.append((q, qty, round(qty * price, 2)))
+    if not owed:
+        return []
+    so = view.sales_order
+    value = round(sum(v for _q, _qty, v in owed), 2)
+    lines = "; ".join(
+        f"item {q.item} ({q.material}): {_qty(qty)} of {_qty(q.ordered)} {q.unit} owed, "
+        f"{_qty(q.shipped)} shipped, {_qty(q.produced) if q.produced is not None else 'from stock'} produced"
+        for q, qty, _v in owed
+    )
+    text = f"Sales order {so.sales_order} shipped short: {lines}; owed value {value:,.2f} {so.transaction_currency}."
+    rest = ", ".join(f"{_qty(qty)} {q.unit} of {q.material}" for q, qty, _v in owed)
+    return [
+        Finding(
+            ExceptionKind.BACKORDER,
+            _sales_order_root(r),
+            text,
+            f"Part of your order has shipped; {rest} still to come.",
+            value_at_risk=value,
+        )
     ]
 
 
@@ -627,6 +675,7 @@ RULES: dict[ExceptionKind, Rule] = {
     ExceptionKind.CARRIER_DELAY: carrier_delay,
     ExceptionKind.DELIVERY_ATTEMPT_FAILED: delivery_attempt_failed,
     ExceptionKind.ETA_BEYOND_PROMISE: eta_beyond_promise,
+    ExceptionKind.BACKORDER: backorder,
     ExceptionKind.DATA_STALE: data_stale,
 }
 
@@ -666,7 +715,7 @@ def detect(
                 commercial_priority=facts.commercial_priority,
                 severity=facts.severity,
                 days_late=facts.days_late,
-                value_at_risk=facts.value_at_risk,
+                value_at_risk=facts.value_at_risk if finding.value_at_risk is None else finding.value_at_risk,
                 net_value=facts.net_value,
                 currency=facts.currency,
                 promised_delivery_date=facts.promised,
@@ -694,6 +743,7 @@ _HEADLINES: dict[ExceptionKind, str] = {
     ExceptionKind.CARRIER_DELAY: "{label} shipment {key} is delayed",
     ExceptionKind.DELIVERY_ATTEMPT_FAILED: "{label} could not deliver shipment {key}",
     ExceptionKind.ETA_BEYOND_PROMISE: "{label} ETA for shipment {key} is after the promise",
+    ExceptionKind.BACKORDER: "Sales order {key} shipped short",
     ExceptionKind.DATA_STALE: "{label} has been silent for too long",
 }
 _CUSTOMER_TEXTS: dict[ExceptionKind, str] = {
@@ -710,6 +760,7 @@ _CUSTOMER_TEXTS: dict[ExceptionKind, str] = {
     ExceptionKind.CARRIER_DELAY: "The carrier reports a delay in transit.",
     ExceptionKind.DELIVERY_ATTEMPT_FAILED: "The carrier could not deliver and will try again.",
     ExceptionKind.ETA_BEYOND_PROMISE: "The carrier expects to deliver after the promised date.",
+    ExceptionKind.BACKORDER: "Part of an order has shipped; the rest is still to come.",
     ExceptionKind.DATA_STALE: "Status information may be delayed.",
 }
 _ENTITY_WORDS = {"OutboundDelivery": "Delivery", "SalesOrder": "Sales order"}

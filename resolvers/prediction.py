@@ -17,7 +17,13 @@ A deterministic model over the current source records (all times UTC):
      max(now, lot created + ``quality_lead_hours``); no lot yet → production end +
      ``quality_lead_hours``; rejected lot → rework: one more scheduled duration +
      ``quality_lead_hours``.
-   - Goods issue = latest quality release (now for stock orders) + ``picking_hours``.
+   - Goods issue = latest quality release (now for stock orders) + ``picking_hours``, not
+     before the planned goods-issue day of a schedule line still waiting for its delivery
+     (the later lines of a split order ship on their own date).
+   Quantities: a short production order's missing quantity is made again (the shortfall
+   above) unless a later production order of the same item already makes it (then that
+   order's run counts) or the item was cut (rejected). After a short shipment the order
+   arrives when both the rest and the goods already on their way (carrier ETA) have.
 Delivery risk compares the predicted date with the promise (confirmed, else requested
 delivery date): LATE after it, AT_RISK within ``at_risk_slack_working_days`` working days
 (Mon–Fri), else ON_TRACK. Each prediction lists its drivers, e.g. ``work_center_down:WC-20``.
@@ -135,7 +141,18 @@ def predict(
         releases.append(_quality_release(view, order, end, now, params, drivers))
 
     goods_issue = max([now, *releases]) + dt.timedelta(hours=params.picking_hours)
+    line_day = _open_lines_ship_day(view)
+    if line_day is not None:
+        goods_issue = max(goods_issue, day_start(line_day))
     delivery = goods_issue + transit
+    on_the_way = [leg for leg in legs if leg.goods_issued]
+    if on_the_way:
+        # Part of the order already left: the whole arrives when the goods on their way do too.
+        drivers += [f"backorder:{q.item}" for q in view.item_quantities if q.open > 0 and q.shipped > 0]
+        carrier = _carrier_prediction(on_the_way, view.goods_issued_at, now, params)
+        if carrier is not None and carrier.delivery is not None and carrier.delivery > delivery:
+            delivery = carrier.delivery
+            drivers += list(carrier.drivers)
     return Prediction(
         predicted_delivery_date=delivery.date(),
         ready_to_ship_at=goods_issue,
@@ -218,7 +235,7 @@ def _production_run(
     if production_completed(order):
         end = order.actual_end_date or order.scheduled_end_date
         target = order.total_quantity - order.planned_scrap_qty
-        if order.total_quantity > 0 and order.confirmed_yield_qty < target:
+        if order.total_quantity > 0 and order.confirmed_yield_qty < target and not rest_taken_care_of(view, order):
             # The missing quantity has to be produced again, starting now at the earliest.
             shortfall = (target - order.confirmed_yield_qty) / order.total_quantity
             end = max(end, now) + duration * shortfall
@@ -264,6 +281,38 @@ def _production_run(
         start = up_at
         drivers.append(down_driver)
     return start, start + duration, receipt
+
+
+def rest_taken_care_of(view: OrderView, order: ProductionOrder) -> bool:
+    """True when what a short production order did not make needs no new plan: a later
+    production order of the same item makes it, or the item was cut (rejected)."""
+    item = next((i for i in view.sales_order.items if i.sales_order_item == order.sales_order_item), None)
+    if item is not None and item.rejection_reason:
+        return True
+    rank = (len(order.manufacturing_order), order.manufacturing_order)
+    scrapped = view.scrapped_production_orders
+    return any(
+        other.sales_order_item == order.sales_order_item
+        and (len(other.manufacturing_order), other.manufacturing_order) > rank
+        and other.manufacturing_order not in scrapped
+        for other in view.production_orders
+    )
+
+
+def _open_lines_ship_day(view: OrderView) -> dt.date | None:
+    """The latest planned goods-issue day of the schedule lines whose quantity no delivery
+    takes yet (lines fill in order, so an item's open quantity sits on its last lines)."""
+    days = []
+    open_items = {q.item: q.uncovered for q in view.item_quantities if q.uncovered > 0}
+    for item in view.sales_order.items:
+        rest = open_items.get(item.sales_order_item, 0.0)
+        for line in reversed(item.schedule_lines):
+            if rest <= 0:
+                break
+            if line.goods_issue_date is not None:
+                days.append(line.goods_issue_date)
+            rest -= line.order_quantity
+    return max(days, default=None)
 
 
 def _quality_release(

@@ -9,11 +9,16 @@ Pure functions over an ``OrderView``: no I/O, no GraphQL. Rules in short:
   least advanced item decides), with two regressions: a rejected lot puts the order back to
   QUALITY_REJECTED until goods are issued, and short components put an unstarted order to
   AWAITING_MATERIAL even if it was released. Goods that left the plant prove production
-  and quality done, so a goods-issued delivery outranks a lagging MES/QMS record.
+  and quality done, so a goods-issued delivery outranks a lagging MES/QMS record. Once
+  goods left the plant while quantity is still owed (a short or split shipment), the order
+  is PARTIALLY_DELIVERED until the rest has shipped or is cut (item rejected).
 - ``milestones`` lists every ``MilestoneKind`` with planned / expected / actual times.
   Over several production orders or deliveries a milestone is done when it is done for all
   of them, at the latest of their actual times. A later milestone being done makes earlier
-  ones done (scans get skipped; a carrier pickup proves picking happened).
+  ones done (scans get skipped; a carrier pickup proves picking happened). Planned times
+  come from one baseline, the schedule the order was confirmed with (each item's first
+  production order's basic dates, the schedule lines' planning dates, the promise);
+  expected times from the prediction; actual times from the records.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ _LOGISTICS_PROGRESS = [
     LogisticsStatus.GOODS_ISSUED,
     LogisticsStatus.IN_TRANSIT,
     LogisticsStatus.OUT_FOR_DELIVERY,
+    LogisticsStatus.PARTIALLY_DELIVERED,
     LogisticsStatus.DELIVERED,
 ]
 _LOGISTICS_STAGE = {
@@ -74,6 +80,7 @@ _LOGISTICS_STAGE = {
     LogisticsStatus.IN_TRANSIT: OrderStage.IN_TRANSIT,
     LogisticsStatus.OUT_FOR_DELIVERY: OrderStage.OUT_FOR_DELIVERY,
     LogisticsStatus.DELIVERY_FAILED: OrderStage.OUT_FOR_DELIVERY,  # an attempt was made
+    LogisticsStatus.PARTIALLY_DELIVERED: OrderStage.PARTIALLY_DELIVERED,
     LogisticsStatus.DELIVERED: OrderStage.DELIVERED,
 }
 
@@ -189,14 +196,18 @@ def _leg_status(leg: DeliveryLeg) -> LogisticsStatus:
 
 def logistics_status(view: OrderView) -> LogisticsStatus:
     """WMS/TMS state of the order's deliveries: EXCEPTION or DELIVERY_FAILED if any leg has
-    one, otherwise the least advanced delivery; NOT_CREATED without deliveries."""
+    one, otherwise the least advanced delivery (PARTIALLY_DELIVERED when every delivery
+    arrived but quantity is still owed); NOT_CREATED without deliveries."""
     statuses = [_leg_status(leg) for leg in view.legs]
     if not statuses:
         return LogisticsStatus.NOT_CREATED
     for problem in (LogisticsStatus.EXCEPTION, LogisticsStatus.DELIVERY_FAILED):
         if problem in statuses:
             return problem
-    return min(statuses, key=_LOGISTICS_PROGRESS.index)
+    least = min(statuses, key=_LOGISTICS_PROGRESS.index)
+    if least is LogisticsStatus.DELIVERED and view.open_quantity:
+        return LogisticsStatus.PARTIALLY_DELIVERED
+    return least
 
 
 # --- stage ------------------------------------------------------------------------------
@@ -233,7 +244,10 @@ def _item_stage(view: OrderView, order: ProductionOrder) -> OrderStage:
 
 
 def stage(view: OrderView) -> OrderStage:
-    """The furthest stage the order as a whole has reached (its least advanced item)."""
+    """The furthest stage the order as a whole has reached (its least advanced item);
+    PARTIALLY_DELIVERED while goods left the plant and quantity is still owed."""
+    if view.partially_shipped:
+        return OrderStage.PARTIALLY_DELIVERED
     leg_stages = [(leg, _leg_stage(leg)) for leg in view.legs]
     stages: list[OrderStage] = []
     for order in view.active_production_orders:
@@ -323,6 +337,21 @@ def _materials_available(
     return True, min(candidates, default=None)
 
 
+def _production_baseline(view: OrderView) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Planned production start and end as confirmed: over the items, the latest basic dates
+    of each item's first production order (a rework or the rest of a short shipment gets a
+    new order with its own dates; the promise was made on the first)."""
+    first: dict[str, ProductionOrder] = {}
+    for order in view.production_orders:
+        known = first.get(order.sales_order_item)
+        rank = (len(order.manufacturing_order), order.manufacturing_order)
+        if known is None or rank < (len(known.manufacturing_order), known.manufacturing_order):
+            first[order.sales_order_item] = order
+    starts = [o.planned_start_date or o.scheduled_start_date for o in first.values()]
+    ends = [o.planned_end_date or o.scheduled_end_date for o in first.values()]
+    return max(starts, default=None), max(ends, default=None)
+
+
 def _quality_released(view: OrderView, order: ProductionOrder) -> tuple[bool, dt.datetime | None]:
     lot = view.latest_lot(order.manufacturing_order)
     if lot is None or not lot_decided(lot) or lot_rejected(lot):
@@ -381,14 +410,16 @@ def milestones(
         )
     )
 
-    # Production milestones: planned from the latest-scheduled production order.
-    latest_start = max((o.scheduled_start_date for o in orders), default=None)
-    latest_end = max((o.scheduled_end_date for o in orders), default=None)
-    lot_plans = [
-        lot.planned_end_date
-        for o in orders
-        if (lot := view.latest_lot(o.manufacturing_order)) is not None and lot.planned_end_date
-    ]
+    # Production milestones, planned on the baseline: the latest item's first production
+    # order (its basic dates), and quality release when the schedule lines expect the goods
+    # available, never before planned production end.
+    latest_start, latest_end = _production_baseline(view)
+    lines = [line for item in so.items if not item.rejection_reason for line in item.schedule_lines]
+    quality_plan = max((ln.product_availability_date for ln in lines if ln.product_availability_date), default=None)
+    if quality_plan is None and latest_end is not None:
+        quality_plan = latest_end + dt.timedelta(hours=params.quality_lead_hours)
+    if quality_plan is not None and latest_end is not None:
+        quality_plan = max(quality_plan, latest_end)
     production_rows = [
         (
             MilestoneKind.MATERIALS_AVAILABLE,
@@ -422,7 +453,7 @@ def milestones(
             MilestoneKind.QUALITY_RELEASED,
             "qms",
             per_order(lambda o: _quality_released(view, o)),
-            max(lot_plans, default=None),
+            quality_plan,
             p.quality_release,
         ),
     ]
@@ -441,28 +472,37 @@ def milestones(
             )
         )
 
-    # Logistics milestones are planned on the ship-by day: the outbound delivery's
-    # DeliveryDate, which the WMS (and the simulator) fill with the planned goods-issue
-    # day; before a delivery exists, the promise minus the standard transit time.
+    # Logistics milestones are planned on the schedule lines' loading and goods-issue days;
+    # where the ERP gives none, on the ship-by day: the outbound delivery's DeliveryDate
+    # (the planned goods-issue day), before a delivery exists the promise minus the
+    # standard transit time.
     delivery_dates = [leg.delivery.delivery_date for leg in legs if leg.delivery is not None]
     ship_by = max(
         delivery_dates,
         default=view.promised_delivery_date - dt.timedelta(days=params.transit_days),
     )
+    ship_day = max((ln.goods_issue_date for ln in lines if ln.goods_issue_date), default=ship_by)
+    load_day = max((ln.loading_date for ln in lines if ln.loading_date), default=ship_day)
     promised = view.promised_delivery_date
     logistics_rows = [
         (
             MilestoneKind.PICKED,
             "wms",
-            per_leg(OrderStage.PICKED, lambda leg: None),
-            ship_by,
+            per_leg(
+                OrderStage.PICKED,
+                lambda leg: leg.delivery.actual_picking_date_time if leg.delivery else None,
+            ),
+            load_day,
             p.goods_issue,
         ),
         (
             MilestoneKind.PACKED,
             "wms",
-            per_leg(OrderStage.PACKED, lambda leg: None),
-            ship_by,
+            per_leg(
+                OrderStage.PACKED,
+                lambda leg: leg.delivery.actual_packing_date_time if leg.delivery else None,
+            ),
+            load_day,
             p.goods_issue,
         ),
         (
@@ -472,14 +512,14 @@ def milestones(
                 OrderStage.GOODS_ISSUED,
                 lambda leg: leg.delivery.actual_goods_movement_date if leg.delivery else None,
             ),
-            ship_by,
+            ship_day,
             p.goods_issue,
         ),
         (
             MilestoneKind.CARRIER_PICKED_UP,
             "tms",
             per_leg(OrderStage.IN_TRANSIT, shipment_time(shipment_picked_up_at)),
-            ship_by,
+            ship_day,
             p.goods_issue,
         ),
         (
@@ -493,7 +533,7 @@ def milestones(
                     )
                 ),
             ),
-            ship_by,
+            ship_day,
             p.goods_issue,
         ),
         (

@@ -20,6 +20,7 @@ from sources.records import (
     OutboundDelivery,
     ProductionOrder,
     SalesOrder,
+    SalesOrderItem,
     Shipment,
     WorkCenter,
 )
@@ -191,7 +192,9 @@ class DeliveryLeg:
         return self.shipment is not None and shipment_delivered(self.shipment)
 
     def covers(self, order: ProductionOrder) -> bool:
-        """True when this leg ships the sales order item the production order makes.
+        """True when this leg ships the sales order item the production order makes (the
+        production order's own batch, where the delivery names one: the rest of a short
+        shipment, made by a new production order, is not in the first delivery).
 
         A leg without item data is assumed to ship the whole order.
         """
@@ -199,8 +202,118 @@ class DeliveryLeg:
             return True
         return any(
             item.reference_sd_document_item == order.sales_order_item
+            and (item.batch is None or item.batch == order.batch)
             for item in self.delivery.items
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemQuantities:
+    """One sales order item's quantities across the systems, in the item's unit.
+
+    ``produced`` is None for an item shipped from stock. ``in_deliveries`` counts every
+    delivery, ``shipped`` those whose goods left the plant, ``delivered`` those the carrier
+    delivered. ``open`` is what is still owed (ordered minus shipped; 0 once the item is
+    rejected), ``uncovered`` what no delivery takes yet; ``open_value`` the open share of
+    the item's net value.
+    """
+
+    item: str
+    material: str
+    unit: str
+    ordered: float
+    confirmed: float | None
+    produced: float | None
+    in_deliveries: float
+    shipped: float
+    delivered: float
+    open: float
+    uncovered: float
+    open_value: float
+    rejection_reason: str
+
+
+def _item_quantities(view: OrderView) -> list[ItemQuantities]:
+    so = view.sales_order
+    own = so.sales_order
+    in_deliveries: dict[str, float] = {}
+    shipped: dict[str, float] = {}
+    delivered: dict[str, float] = {}
+    whole: list[DeliveryLeg] = []  # legs without item data: assumed to carry everything
+    for leg in view.legs:
+        if leg.delivery is None or not leg.delivery.items:
+            whole.append(leg)
+            continue
+        for line in leg.delivery.items:
+            if line.reference_sd_document != own:
+                continue  # one delivery can carry several orders
+            key = line.reference_sd_document_item
+            qty = line.actual_delivery_quantity
+            in_deliveries[key] = in_deliveries.get(key, 0.0) + qty
+            if leg.goods_issued:
+                shipped[key] = shipped.get(key, 0.0) + qty
+            if leg.delivered:
+                delivered[key] = delivered.get(key, 0.0) + qty
+    made = {}
+    scrapped = view.scrapped_production_orders
+    for po in view.production_orders:
+        if po.manufacturing_order not in scrapped:
+            made[po.sales_order_item] = made.get(po.sales_order_item, 0.0) + po.confirmed_yield_qty
+    out = []
+    for item in so.items:
+        key = item.sales_order_item
+        ordered = item.requested_quantity
+        lines = [line.confirmed_quantity for line in item.schedule_lines]
+        confirmed = sum(lines) if lines else item.confirmed_quantity
+        took = in_deliveries.get(key, 0.0)
+        left = shipped.get(key, 0.0)
+        arrived = delivered.get(key, 0.0)
+        if whole:
+            took = ordered
+            left = ordered if any(leg.goods_issued for leg in whole) else left
+            arrived = ordered if any(leg.delivered for leg in whole) else arrived
+        rejected = bool(item.rejection_reason)
+        open_qty = 0.0 if rejected else max(ordered - left, 0.0)
+        price = item.net_amount / ordered if ordered > 0 else 0.0
+        out.append(
+            ItemQuantities(
+                item=key,
+                material=item.material,
+                unit=item.requested_quantity_unit,
+                ordered=ordered,
+                confirmed=confirmed,
+                produced=made.get(key),
+                in_deliveries=took,
+                shipped=left,
+                delivered=arrived,
+                open=open_qty,
+                uncovered=0.0 if rejected else max(ordered - took, 0.0),
+                open_value=round(open_qty * price, 2),
+                rejection_reason=item.rejection_reason,
+            )
+        )
+    return out
+
+
+def owed_quantity(item: SalesOrderItem, quantities: ItemQuantities, today: dt.date) -> float:
+    """What of an item should have shipped and did not (a backorder): schedule lines that a
+    goods issue filled only in part, and lines due to ship by ``today`` that nothing
+    filled. A later line of a split order is not owed before its day; a cut item owes
+    nothing. Without schedule lines, everything still open."""
+    if item.rejection_reason or quantities.open <= 0:
+        return 0.0
+    if not item.schedule_lines:
+        return quantities.open
+    filled = quantities.shipped
+    owed = 0.0
+    for line in item.schedule_lines:
+        took = min(filled, line.order_quantity)
+        filled -= took
+        missing = line.order_quantity - took
+        due = line.goods_issue_date or line.confirmed_delivery_date or line.requested_delivery_date
+        if missing > 0 and (took > 0 or due <= today):
+            owed += missing
+    return min(owed, quantities.open)
 
 
 @dataclass(slots=True)
@@ -287,22 +400,59 @@ class OrderView:
         return active
 
     def _active_production_orders(self) -> list[ProductionOrder]:
-        def scrapped(order: ProductionOrder) -> bool:
-            lot = self.latest_lot(order.manufacturing_order)
-            return order.status in ("TECO", "CLOSED") and lot is not None and lot_rejected(lot)
-
-        remade = {o.sales_order_item for o in self.production_orders if not scrapped(o)}
+        scrapped = self.scrapped_production_orders
+        remade = {o.sales_order_item for o in self.production_orders if o.manufacturing_order not in scrapped}
         return [
-            o for o in self.production_orders if not (scrapped(o) and o.sales_order_item in remade)
+            o
+            for o in self.production_orders
+            if not (o.manufacturing_order in scrapped and o.sales_order_item in remade)
         ]
 
     @property
+    def scrapped_production_orders(self) -> frozenset[str]:
+        """Technically completed (TECO/CLOSED) production orders whose batch was rejected."""
+        scrapped = self._memo.get("scrapped")
+        if scrapped is None:
+            scrapped = self._memo["scrapped"] = frozenset(
+                o.manufacturing_order
+                for o in self.production_orders
+                if o.status in ("TECO", "CLOSED")
+                and (lot := self.latest_lot(o.manufacturing_order)) is not None
+                and lot_rejected(lot)
+            )
+        return scrapped
+
+    @property
+    def item_quantities(self) -> list[ItemQuantities]:
+        """Ordered, confirmed, produced, shipped, delivered and open quantity per item.
+
+        Empty when the sales order was read without items (nothing can be said by quantity).
+        """
+        quantities = self._memo.get("quantities")
+        if quantities is None:
+            quantities = self._memo["quantities"] = _item_quantities(self)
+        return quantities
+
+    @property
+    def open_quantity(self) -> bool:
+        """True while some item still owes quantity (not shipped, not rejected)."""
+        return any(q.open > 0 for q in self.item_quantities)
+
+    @property
+    def partially_shipped(self) -> bool:
+        """True when goods of the order left the plant but quantity is still owed: the ERP's
+        OverallDeliveryStatus B. A short shipment stays so until the rest ships or is cut."""
+        quantities = self.item_quantities
+        return any(q.shipped > 0 for q in quantities) and any(q.open > 0 for q in quantities)
+
+    @property
     def all_items_in_deliveries(self) -> bool:
-        """True when every produced item has a delivery; False for a partial shipment."""
+        """True when every produced item and every ordered quantity (rejected items aside)
+        is in a delivery; False for a partial or short shipment."""
         legs = self.legs
         return all(
             any(leg.covers(order) for leg in legs) for order in self.active_production_orders
-        )
+        ) and not any(q.uncovered > 0 for q in self.item_quantities)
 
     @property
     def latest_shipment(self) -> Shipment | None:

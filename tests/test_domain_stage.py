@@ -34,6 +34,7 @@ from sources.records import (
     OutboundDeliveryItem,
     ProductionOrder,
     SalesOrder,
+    SalesOrderItem,
     Shipment,
     TrackingEvent,
     UsageDecision,
@@ -60,6 +61,12 @@ def make_sales_order(
         requested_delivery_date=requested,
         confirmed_delivery_date=confirmed,
         **kw,
+    )
+
+
+def make_item(item: str = "10", quantity: float = 100, *, net: float = 10_000.0, **kw) -> SalesOrderItem:
+    return SalesOrderItem(
+        sales_order_item=item, material="FG-200", requested_quantity=quantity, net_amount=net, **kw
     )
 
 
@@ -159,8 +166,10 @@ def make_delivery(
     goods_movement: str = "A",
     goods_issued_at: dt.datetime | None = None,
     delivery_date: dt.date = dt.date(2024, 5, 24),
-    items: tuple[str, ...] = (),
+    items: tuple[str, ...] | dict[str, float] = (),
+    batch: str | None = None,
 ) -> OutboundDelivery:
+    quantities = items if isinstance(items, dict) else dict.fromkeys(items, 0.0)
     return OutboundDelivery(
         delivery_document=doc,
         sales_order="10000001",
@@ -176,8 +185,10 @@ def make_delivery(
                 reference_sd_document="10000001",
                 reference_sd_document_item=item,
                 material="FG-200",
+                actual_delivery_quantity=qty,
+                batch=batch,
             )
-            for n, item in enumerate(items, start=10)
+            for n, (item, qty) in enumerate(quantities.items(), start=10)
         ],
     )
 
@@ -505,6 +516,11 @@ STAGE_CASES: dict[OrderStage, Callable[[], OrderView]] = {
     ),
     OrderStage.OUT_FOR_DELIVERY: lambda: produced(
         deliveries=[shipped_delivery()], shipments=[make_shipment(tag="OutForDelivery")]
+    ),
+    OrderStage.PARTIALLY_DELIVERED: lambda: produced(
+        sales_order=make_sales_order(items=[make_item("10", 100)]),
+        deliveries=[shipped_delivery(items={"10": 90})],
+        shipments=[make_shipment(tag="Delivered", delivered_at=NOW)],
     ),
     OrderStage.DELIVERED: lambda: produced(
         deliveries=[shipped_delivery()],
