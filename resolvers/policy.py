@@ -84,6 +84,7 @@ INTERNAL_FIELDS: frozenset[tuple[str, str]] = frozenset(
         ("Order", "netValue"),
         ("Order", "commercialPriority"),
         ("OrderItem", "netValue"),
+        ("OrderItem", "openValue"),
         ("Customer", "commercialPriority"),
         ("ErpStatus", "creditBlocked"),
         ("ErpStatus", "deliveryBlockReason"),
@@ -108,6 +109,7 @@ INTERNAL_FIELDS: frozenset[tuple[str, str]] = frozenset(
         ("UsageDecision", "qualityScore"),
         # logistics: internal plant detail (delivery number and tracking stay visible)
         ("OutboundDelivery", "shippingPoint"),
+        ("DeliveryItem", "batch"),
         # journal: the source record a change was about
         ("HistoryEntry", "subject"),
         # exceptions: the root-cause record (its id embeds it), values over all customers

@@ -121,6 +121,17 @@ def _empty_page(has_previous: bool) -> OrderConnection:
 # page's views are assembled up front, level by level, for all its orders at once (the
 # sections alone stay lazy: each calls only its own sources).
 CROSS_SOURCE_FIELDS = frozenset({"stage", "milestones", "predictedDeliveryDate", "deliveryRisk", "exceptions"})
+# Item fields counted across MES and WMS (the rest of an item is ERP's own).
+ITEM_CROSS_SOURCE_FIELDS = frozenset(
+    {"producedQuantity", "shippedQuantity", "deliveredQuantity", "openQuantity", "openValue"}
+)
+
+
+def _needs_views(names: set[str], order_fields: list) -> bool:
+    """True when an order selection asks for anything derived from every source."""
+    if names & CROSS_SOURCE_FIELDS:
+        return True
+    return "items" in names and bool(_selection_names(_children(order_fields, "items")) & ITEM_CROSS_SOURCE_FIELDS)
 
 
 def _selection_names(selections: list) -> set[str]:
@@ -150,7 +161,7 @@ def page_needs(info: Info) -> dict[str, bool]:
     top = [s for field in info.selected_fields for s in (field.selections or [])]
     node_fields = _children(top, "nodes") + _children(_children(top, "edges"), "node")
     names = _selection_names(node_fields)
-    return {"views": bool(names & CROSS_SOURCE_FIELDS), "customers": "customer" in names}
+    return {"views": _needs_views(names, node_fields), "customers": "customer" in names}
 
 
 async def list_orders(
@@ -241,8 +252,9 @@ class Query:
         so = await ctx.loaders.sales_order.load(str(id))
         if so is None:
             return None
-        names = _selection_names([s for field in info.selected_fields for s in (field.selections or [])])
-        needs = {"views": bool(names & CROSS_SOURCE_FIELDS), "customers": "customer" in names}
+        selections = [s for field in info.selected_fields for s in (field.selections or [])]
+        names = _selection_names(selections)
+        needs = {"views": _needs_views(names, selections), "customers": "customer" in names}
         if any(needs.values()):
             await fetch.prefetch_page(ctx, [so], **needs)
         return Order(record=so)

@@ -34,6 +34,9 @@ from sources.records import (
     SalesOrder,
 )
 from sources.records import (
+    SalesOrderItem as SalesOrderItemRecord,
+)
+from sources.records import (
     Shipment as ShipmentRecord,
 )
 from sources.records import (
@@ -44,7 +47,7 @@ from . import enums, fetch, prediction, stage
 from . import freshness as fresh
 from .context import Context
 from .freshness import Freshness
-from .view import OrderView
+from .view import ItemQuantities, OrderView
 
 # The pure enums become GraphQL enums (strawberry only adds a definition to the class).
 ProductionStatus = strawberry.enum(enums.ProductionStatus, description="Sum-up of an order's production.")
@@ -142,15 +145,118 @@ class Money:
     currency: str
 
 
-@strawberry.type(description="A sales order item with its schedule-line promise.")
-class OrderItem:
-    item: strawberry.ID
-    material: str
-    quantity: float
-    unit: str
-    net_value: float
+@strawberry.type(description="One schedule line of an item: a quantity promised for a date (ERP).")
+class ScheduleLine:
+    line: str
+    requested_delivery_date: dt.date
     confirmed_delivery_date: dt.date | None
-    confirmed_quantity: float | None
+    quantity: float = strawberry.field(description="Ordered on this line.")
+    confirmed_quantity: float
+    delivered_quantity: float = strawberry.field(description="Delivered against this line, as the ERP books it.")
+    open_quantity: float = strawberry.field(description="Confirmed and not yet delivered.")
+    unit: str
+    goods_issue_date: dt.date | None = strawberry.field(description="Planned goods issue when the order was confirmed.")
+
+
+@strawberry.type(description="A sales order item: its promise, and how much of it was made, shipped and is still owed.")
+class OrderItem:
+    record: strawberry.Private[SalesOrderItemRecord]
+    order: strawberry.Private[SalesOrder]
+
+    @strawberry.field
+    def item(self) -> strawberry.ID:
+        return strawberry.ID(self.record.sales_order_item)
+
+    @strawberry.field
+    def material(self) -> str:
+        return self.record.material
+
+    @strawberry.field(description="Ordered quantity.")
+    def quantity(self) -> float:
+        return self.record.requested_quantity
+
+    @strawberry.field(description="Unit of every quantity of the item.")
+    def unit(self) -> str:
+        return self.record.requested_quantity_unit
+
+    @strawberry.field
+    def net_value(self) -> float:
+        return self.record.net_amount
+
+    @strawberry.field(description="The item's promise: its latest confirmed schedule line.")
+    def confirmed_delivery_date(self) -> dt.date | None:
+        return self.record.confirmed_delivery_date
+
+    @strawberry.field
+    def confirmed_quantity(self) -> float | None:
+        lines = self.record.schedule_lines
+        return sum(ln.confirmed_quantity for ln in lines) if lines else self.record.confirmed_quantity
+
+    @strawberry.field(description="ERP delivery status: A not delivered, B partially, C fully (or rejected).")
+    def delivery_status(self) -> ProcessingStatus:
+        return _processing(self.record.delivery_status)
+
+    @strawberry.field(description="Why the rest of the item will not ship (SalesDocumentRjcnReason); null if it will.")
+    def rejection_reason(self) -> str | None:
+        return self.record.rejection_reason or None
+
+    @strawberry.field(description="The item's schedule lines: quantities promised per date.")
+    def schedule_lines(self) -> list[ScheduleLine]:
+        unit = self.record.requested_quantity_unit
+        return [
+            ScheduleLine(
+                line=ln.schedule_line,
+                requested_delivery_date=ln.requested_delivery_date,
+                confirmed_delivery_date=ln.confirmed_delivery_date,
+                quantity=ln.order_quantity,
+                confirmed_quantity=ln.confirmed_quantity,
+                delivered_quantity=ln.delivered_quantity,
+                open_quantity=ln.open_confirmed_quantity,
+                unit=ln.order_quantity_unit or unit,
+                goods_issue_date=ln.goods_issue_date,
+            )
+            for ln in self.record.schedule_lines
+        ]
+
+    @strawberry.field(description="Confirmed yield of its production orders (rejected batches not counted); null from stock.")
+    def produced_quantity(self, info: Info) -> float | None:
+        return self._quantity(info, lambda q: q.produced)
+
+    @strawberry.field(description="In deliveries whose goods left the plant (goods issue).")
+    def shipped_quantity(self, info: Info) -> float | None:
+        return self._quantity(info, lambda q: q.shipped)
+
+    @strawberry.field(description="In deliveries the carrier delivered.")
+    def delivered_quantity(self, info: Info) -> float | None:
+        return self._quantity(info, lambda q: q.delivered)
+
+    @strawberry.field(description="Still owed: ordered minus shipped; 0 once the item is rejected.")
+    def open_quantity(self, info: Info) -> float | None:
+        return self._quantity(info, lambda q: q.open)
+
+    @strawberry.field(description="The open quantity's share of the item's net value.")
+    def open_value(self, info: Info) -> Money | None:
+        currency = self.order.transaction_currency
+        return self._quantity(info, lambda q: Money(amount=q.open_value, currency=currency))
+
+    def _quantity(self, info: Info, read: Callable[[ItemQuantities], Any]) -> Any:
+        """One of the item's cross-system quantities: from the view assembled with the page
+        (no await), else from the order's view (an awaitable)."""
+        ctx = _ctx(info)
+        key = self.record.sales_order_item
+        view = ctx.ready.get(self.order.sales_order)
+        if view is not None:
+            return _pick_quantity(view, key, read)
+
+        async def load() -> Any:
+            return _pick_quantity(await fetch.order_view(ctx, self.order), key, read)
+
+        return load()
+
+
+def _pick_quantity(view: OrderView, item: str, read: Callable[[ItemQuantities], Any]) -> Any:
+    q = next((q for q in view.item_quantities if q.item == item), None)
+    return read(q) if q is not None else None
 
 
 @strawberry.type(description="ERP processing and block statuses of the order.")
@@ -476,6 +582,17 @@ class ProofOfDelivery:
     document: str | None
 
 
+@strawberry.type(description="What a shipment carries: one delivery item and its quantity.")
+class ShipmentItem:
+    delivery: str
+    delivery_item: str
+    sales_order: str
+    sales_order_item: str
+    material: str
+    quantity: float
+    unit: str
+
+
 @strawberry.type(description="A carrier shipment with its tracking history (TMS).")
 class Shipment:
     record: strawberry.Private[ShipmentRecord]
@@ -530,6 +647,32 @@ class Shipment:
             for e in self.record.events
         ]
 
+    @strawberry.field(description="What the carrier took: delivery items and quantities.")
+    def items(self) -> list[ShipmentItem]:
+        return [
+            ShipmentItem(
+                delivery=i.delivery_document,
+                delivery_item=i.delivery_document_item,
+                sales_order=i.sales_order,
+                sales_order_item=i.sales_order_item,
+                material=i.material,
+                quantity=i.quantity,
+                unit=i.quantity_unit,
+            )
+            for i in self.record.items
+        ]
+
+
+@strawberry.type(description="One item of an outbound delivery: what it ships of which order item (WMS).")
+class DeliveryItem:
+    item: str
+    sales_order: str
+    sales_order_item: str
+    material: str
+    quantity: float = strawberry.field(description="ActualDeliveryQuantity.")
+    unit: str
+    batch: str | None
+
 
 @strawberry.type(description="An outbound delivery (WMS): picking, packing, goods issue.")
 class OutboundDelivery:
@@ -559,9 +702,32 @@ class OutboundDelivery:
     def goods_movement_status(self) -> ProcessingStatus:
         return _processing(self.record.overall_goods_movement_status)
 
+    @strawberry.field(description="When picking was confirmed.")
+    def picked_at(self) -> dt.datetime | None:
+        return self.record.actual_picking_date_time
+
+    @strawberry.field(description="When packing was confirmed.")
+    def packed_at(self) -> dt.datetime | None:
+        return self.record.actual_packing_date_time
+
     @strawberry.field(description="Goods issue time (ActualGoodsMovementDate).")
     def goods_issued_at(self) -> dt.datetime | None:
         return self.record.actual_goods_movement_date
+
+    @strawberry.field(description="What the delivery ships: order items and quantities.")
+    def items(self) -> list[DeliveryItem]:
+        return [
+            DeliveryItem(
+                item=i.delivery_document_item,
+                sales_order=i.reference_sd_document,
+                sales_order_item=i.reference_sd_document_item,
+                material=i.material,
+                quantity=i.actual_delivery_quantity,
+                unit=i.delivery_quantity_unit,
+                batch=i.batch,
+            )
+            for i in self.record.items
+        ]
 
     @strawberry.field
     def bill_of_lading(self) -> str | None:
@@ -689,18 +855,7 @@ class Order:
 
     @strawberry.field
     def items(self) -> list[OrderItem]:
-        return [
-            OrderItem(
-                item=strawberry.ID(i.sales_order_item),
-                material=i.material,
-                quantity=i.requested_quantity,
-                unit=i.requested_quantity_unit,
-                net_value=i.net_amount,
-                confirmed_delivery_date=i.confirmed_delivery_date,
-                confirmed_quantity=i.confirmed_quantity,
-            )
-            for i in self.record.items
-        ]
+        return [OrderItem(record=i, order=self.record) for i in self.record.items]
 
     @strawberry.field
     def erp_status(self) -> ErpStatus:

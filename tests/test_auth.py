@@ -211,6 +211,8 @@ async def test_internal_fields_refused_for_customers_with_a_clear_error(secured,
         ("netValue { amount }", "Order.netValue"),
         ("commercialPriority", "Order.commercialPriority"),
         ("items { netValue }", "OrderItem.netValue"),
+        ("items { openValue { amount } }", "OrderItem.openValue"),
+        ("logistics { deliveries { items { batch } } }", "DeliveryItem.batch"),
         ("production { orders { id } }", "ProductionOrder.id"),
         ("production { orders { batch } }", "ProductionOrder.batch"),
         ("quality { inspectionLots { id } }", "InspectionLot.id"),
@@ -223,7 +225,7 @@ async def test_internal_fields_refused_for_customers_with_a_clear_error(secured,
         assert err["extensions"]["code"] == "FORBIDDEN" and field in err["message"], err
     # the customer-safe part of the same order is served
     status, body = await post(
-        http, url, f'{{ order(id: "{orders[0]}") {{ id stage deliveryRisk items {{ material quantity }} production {{ orders {{ status }} }} }} }}', cust
+        http, url, f'{{ order(id: "{orders[0]}") {{ id stage deliveryRisk items {{ material quantity openQuantity shippedQuantity }} production {{ orders {{ status }} }} }} }}', cust
     )
     assert status == 200 and body["data"]["order"]["id"] == orders[0], body
     # internal roles see the internal fields
