@@ -32,7 +32,7 @@ from .bus import Bus, OrderChanged
 from .cache import RecordCache
 from .config import EventsConfig
 from .journal import Journal, JournalEvent, StoredEvent
-from .mapping import NAMESPACE_OF_ENTITY, impact_of
+from .mapping import NAMESPACE_OF_ENTITY, impact_of, last_change_of
 
 log = logging.getLogger("ordergraph.events")
 
@@ -270,6 +270,7 @@ class EventProcessor:
         # The source spoke: it is alive (health, stale_sources), whatever its API says.
         self.sources.note_event(event.system, stored.received_at)
         impact = await impact_of(event, self.sources)
+        await self._learn_last_change(event)
         fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, event.occurred_at)
         customers = await self._customers(sorted(impact.orders))
         orders = [(so, customers.get(so)) for so in sorted(impact.orders)]
@@ -302,6 +303,21 @@ class EventProcessor:
         self.processed += 1
         if changes:
             await self.bus.publish(changes)
+
+    async def _learn_last_change(self, event: SourceEvent) -> None:
+        """Before the first event of a record is judged: raise its watermark to the record's
+        own LastChangeDateTime at the source, so an event older than the record is stale
+        even when nothing of the record was seen or cached before. Best effort: if the
+        source cannot say now, the event is judged by the watermark alone."""
+        if await self.journal.watermark(event.system, event.entity, event.key) is not None:
+            return
+        try:
+            changed = await last_change_of(event, self.sources)
+        except SourceError as exc:
+            log.info("event %s: the record's last change is unknown (%s)", event.id, exc)
+            return
+        if changed is not None:
+            await self.journal.advance_watermark(event.system, event.entity, event.key, changed)
 
     async def _customers(self, orders: list[str]) -> dict[str, str]:
         """The customer of each order; the sold-to party of an order never changes, so a

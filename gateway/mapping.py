@@ -9,6 +9,7 @@ data older than itself.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from resolvers import loaders as ns
 from sources import Sources
@@ -109,3 +110,23 @@ async def impact_of(event: SourceEvent, sources: Sources, *, orders: bool = True
             if so:
                 out.orders.add(so)
     return out
+
+
+async def last_change_of(event: SourceEvent, sources: Sources) -> dt.datetime | None:
+    """The LastChangeDateTime of the record ``event`` names, read from its source now (None
+    when the source does not know it). Raises ``SourceError`` when the read fails."""
+    key = [event.key]
+    readers = {
+        "SalesOrder": sources.erp.sales_orders,
+        "ProductionOrder": sources.mes.production_orders,
+        "WorkCenter": sources.mes.work_centers,
+        "ComponentAvailability": sources.wms.components,
+        "OutboundDelivery": sources.wms.deliveries,
+        "InspectionLot": sources.qms.inspection_lots,
+        "Shipment": sources.tms.shipments,
+    }
+    read = readers.get(event.entity)
+    if read is None:
+        return None
+    record = (await read(key)).get(event.key)
+    return getattr(record, "last_change_date_time", None)
