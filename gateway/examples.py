@@ -11,6 +11,7 @@ query WhereIsMyOrder($id: ID! = "10000001") {
     predictedDeliveryDate
     deliveryRisk
     stage
+    items { item material quantity unit shippedQuantity openQuantity rejectionReason }
     milestones { kind status planned expected actual source }
     production { status orders { id status workCenter { id name state } totalQuantity confirmedYieldQuantity } }
     materials { status shortages { material shortageQuantity expectedReceiptDate } }
@@ -18,6 +19,7 @@ query WhereIsMyOrder($id: ID! = "10000001") {
     logistics {
       status
       eta
+      deliveries { id goodsIssuedAt items { salesOrderItem quantity unit } }
       shipments { trackingNumber carrier status estimatedDeliveryAt events { code tag occurredAt location } }
     }
   }
