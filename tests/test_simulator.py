@@ -325,6 +325,24 @@ async def test_order_advance_walks_the_whole_lifecycle(sim: Simulator, http: aio
     assert (await post(http, "/control/orders/99999999/advance"))[0] == 404
 
 
+async def test_shortfall_lever_refuses_what_cannot_happen(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    world = sim.world
+    released = sorted(world.orders_in_state("RELEASED"))[0]
+    delivered = sorted(world.orders_in_state("DELIVERED"))[0]
+    ordered = world.get("A_SalesOrder", released).items[0].requested_quantity
+    for so, body in (
+        (released, {}),
+        (released, {"quantity": "some"}),
+        (released, {"quantity": ordered}),  # not less than ordered
+        (released, {"quantity": 0.5, "rest": "later"}),
+        (released, {"quantity": 0.5, "item": "990"}),  # no such item made to order
+        (delivered, {"quantity": 0.5}),  # production already confirmed
+    ):
+        status, answer = await post(http, f"/control/orders/{so}/shortfall", body)
+        assert status == 400 and answer["error"]["message"], (so, body, answer)
+    assert (await post(http, "/control/orders/99999999/shortfall", {"quantity": 1}))[0] == 404
+
+
 async def test_latency_is_configurable_per_system(sim: Simulator, http: aiohttp.ClientSession) -> None:
     status, answer = await post(http, "/control/latency", {"erp": 60})
     assert status == 200 and answer["latencyMs"]["erp"] == 60 and answer["latencyMs"]["mes"] == 0
@@ -366,6 +384,14 @@ def test_lifecycle_spread_covers_every_state() -> None:
     lots = [lot for lot in world.table("A_InspectionLot").records() if isinstance(lot, InspectionLot)]
     assert any(not lot.has_usage_decision for lot in lots)
     assert any(lot.usage_decision and lot.usage_decision.code == "R" for lot in lots)
+    # Quantities: short shipments still owing, split orders with two promised dates, cut rests.
+    deliveries = summary["deliveries"]
+    assert deliveries["backorders"] > 0 and deliveries["severalDeliveries"] > 0 and deliveries["itemsCut"] > 0
+    assert any(o.overall_delivery_status == "B" for o in orders)
+    split = [world.get("A_SalesOrder", so) for so in world.split_orders()]
+    assert split and all(
+        len({ln.confirmed_delivery_date for i in o.items for ln in i.schedule_lines}) == 2 for o in split
+    )
 
 
 def test_every_cross_reference_is_consistent() -> None:
@@ -400,12 +426,37 @@ def _check_order_consistency(world: World, so: str) -> None:
             lot = world.get("A_InspectionLot", lot_key)
             assert isinstance(lot, InspectionLot) and lot.batch == po.batch and lot.material == po.material
             assert lot.has_usage_decision == (lot.usage_decision is not None)
+    picked: dict[str, float] = {}
+    shipped: dict[str, float] = {}
     for key in world.table("A_OutbDeliveryHeader").lookup("ReferenceSDDocument", [so]):
         delivery = world.get("A_OutbDeliveryHeader", key)
         assert isinstance(delivery, OutboundDelivery) and delivery.ship_to_party == order.sold_to_party
         assert all(i.reference_sd_document == so and i.reference_sd_document_item in items for i in delivery.items)
+        assert delivery.items and all(i.actual_delivery_quantity > 0 for i in delivery.items)
+        assert delivery.actual_picking_date_time is not None
+        assert (delivery.actual_packing_date_time is not None) == (delivery.overall_packing_status == "C")
+        for i in delivery.items:
+            picked[i.reference_sd_document_item] = picked.get(i.reference_sd_document_item, 0.0) + i.actual_delivery_quantity
+            if delivery.overall_goods_movement_status == "C":
+                shipped[i.reference_sd_document_item] = (
+                    shipped.get(i.reference_sd_document_item, 0.0) + i.actual_delivery_quantity
+                )
         for tracking in world.table("Shipment").lookup("DeliveryDocument", [key]):
             shipment = world.get("Shipment", tracking)
             assert isinstance(shipment, Shipment) and delivery.overall_goods_movement_status == "C"
             times = [e.occurred_at for e in shipment.events]
             assert times == sorted(times) and all(t <= now for t in times)
+            carried = {(i.delivery_document_item, i.quantity) for i in shipment.items}
+            assert carried == {(i.delivery_document_item, i.actual_delivery_quantity) for i in delivery.items}
+    # The ERP books what the warehouse shipped: per schedule line, per item, overall.
+    statuses = set()
+    for item in order.items:
+        assert picked.get(item.sales_order_item, 0.0) <= item.requested_quantity
+        assert sum(ln.order_quantity for ln in item.schedule_lines) == item.requested_quantity
+        assert sum(ln.delivered_quantity for ln in item.schedule_lines) == shipped.get(item.sales_order_item, 0.0)
+        left = shipped.get(item.sales_order_item, 0.0)
+        expected = "C" if item.rejection_reason or left >= item.requested_quantity else "B" if left else "A"
+        assert item.delivery_status == expected, (so, item.sales_order_item)
+        statuses.add(expected)
+    assert order.overall_delivery_status == ("C" if statuses == {"C"} else "A" if statuses == {"A"} else "B")
+    assert (order.overall_sd_process_status == "C") == (world.state_of(so) == "DELIVERED")
