@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import bisect
 import collections
-import copy
 import dataclasses
 import datetime as dt
+import functools
 import heapq
 import logging
 import math
@@ -496,11 +496,14 @@ class _OrderTrack:
     forced_scrap: dict[str, float] = dataclasses.field(default_factory=dict)  # control lever
     rest: str = ""  # what happens to a short-shipped rest: "reproduce", "cancel" or "" (chance)
     backorder_pending: bool = False
+    overall: str | None = None  # the order's state, kept while no part changes (read often)
 
     @property
     def state(self) -> str:
-        unfinished = [p.state for p in self.parts.values() if p.state != DELIVERED]
-        return min(unfinished, key=_STATE_RANK.__getitem__) if unfinished else DELIVERED
+        if self.overall is None:
+            unfinished = [p.state for p in self.parts.values() if p.state != DELIVERED]
+            self.overall = min(unfinished, key=_STATE_RANK.__getitem__) if unfinished else DELIVERED
+        return self.overall
 
     @state.setter
     def state(self, value: str) -> None:
@@ -510,6 +513,13 @@ class _OrderTrack:
             for n in range(1, self.planned_parts):
                 if _STATE_RANK[self.parts[n].state] < _STATE_RANK[PICKED]:
                     self.parts[n].state = value
+        self.overall = None
+
+    def add_part(self, n: int, part: _Part) -> _Part:
+        """A new part of the order (a planned later delivery, or a backorder's rest)."""
+        self.parts[n] = part
+        self.overall = None
+        return part
 
     @property
     def lots(self) -> list[str]:
@@ -850,7 +860,7 @@ class World:
             # The later schedule lines ship in a second delivery, their own dates after part 0's.
             track.parts[0].quantities = {i.sales_order_item: i.requested_quantity - later.get(i.sales_order_item, 0.0)
                                          for i in items}
-            track.parts[1] = _Part(state, quantities=dict(later))
+            track.add_part(1, _Part(state, quantities=dict(later)))
             track.planned_parts = 2
             first = {}
             for step in schedule:
@@ -1476,7 +1486,7 @@ class World:
             self._touch(order, "SalesOrder.Changed", at, track.sales_order)
             return
         n = track.part
-        part = track.parts[n] = _Part(RELEASED)
+        part = track.add_part(n, _Part(RELEASED))
         start = _trunc(at + _hours(rng.uniform(8, 48)))
         for item, qty in owed:
             if item.sales_order_item not in track.made_to_order:
@@ -1649,7 +1659,7 @@ class World:
                 system=record.SOURCE,
                 entity_set=record.ENTITY_SET,
                 key=record.key,
-                record=copy.deepcopy(record),
+                record=_snapshot(record),
                 change_type=change_type,
                 occurred_at=at,
                 sales_order=sales_order,
@@ -1784,10 +1794,16 @@ class World:
         return eta is not None and eta.date() > promise
 
     def short_shipped(self) -> list[str]:
-        """Orders that shipped short and still owe quantity (a backorder)."""
+        """Orders that shipped short and still owe quantity (a backorder): the last planned
+        delivery left, and the rest waits for a decision, is being made again or is on its
+        way to the warehouse."""
         out = []
         for key, track in self._tracks.items():
-            if track.shipped and self._open_items(track, self._sales_order(key)):
+            last = track.parts[track.planned_parts - 1]
+            if _STATE_RANK[last.state] < _STATE_RANK[GOODS_ISSUED]:
+                continue
+            if any(track.shipped.get(i.sales_order_item, 0.0) < i.requested_quantity and not i.rejection_reason
+                   for i in self._sales_order(key).items):
                 out.append(key)
         return out
 
@@ -1959,6 +1975,26 @@ def _add_schedule_lines(
         )
     item.schedule_lines = lines
     item.confirmed_delivery_date = max(line.confirmed_delivery_date or confirmed for line in lines)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _snapshot(record: Record) -> Record:
+    """A copy of a record that later changes cannot reach: nested records are copied,
+    scalars (str, numbers, dates: immutable) shared. Much cheaper than ``copy.deepcopy``,
+    which every change pays."""
+    out = object.__new__(record.__class__)
+    for name in _field_names(record.__class__):
+        value = getattr(record, name)
+        if value.__class__ is list:
+            value = [_snapshot(v) if isinstance(v, Record) else v for v in value]
+        elif isinstance(value, Record):
+            value = _snapshot(value)
+        setattr(out, name, value)
+    return out
 
 
 def _make_short(component: ComponentAvailability, rng: random.Random, receipt: dt.datetime) -> None:
