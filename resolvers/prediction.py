@@ -17,9 +17,9 @@ A deterministic model over the current source records (all times UTC):
      max(now, lot created + ``quality_lead_hours``); no lot yet → production end +
      ``quality_lead_hours``; rejected lot → rework: one more scheduled duration +
      ``quality_lead_hours``.
-   - Goods issue = latest quality release (now for stock orders) + ``picking_hours``, not
-     before the planned goods-issue day of a schedule line still waiting for its delivery
-     (the later lines of a split order ship on their own date).
+   - Goods issue = latest quality release (now for stock orders) + ``picking_hours``; the
+     later schedule lines of a split order (planned after its first shipping day) ship not
+     before their own planned goods-issue day.
    Quantities: a short production order's missing quantity is made again (the shortfall
    above) unless a later production order of the same item already makes it (then that
    order's run counts) or the item was cut (rejected). After a short shipment the order
@@ -300,16 +300,20 @@ def rest_taken_care_of(view: OrderView, order: ProductionOrder) -> bool:
 
 
 def _open_lines_ship_day(view: OrderView) -> dt.date | None:
-    """The latest planned goods-issue day of the schedule lines whose quantity no delivery
-    takes yet (lines fill in order, so an item's open quantity sits on its last lines)."""
+    """The latest planned goods-issue day of the later schedule lines (after the order's
+    first shipping day: a split) whose quantity no delivery takes yet. Lines fill in order,
+    so an item's open quantity sits on its last lines. The first day itself does not hold
+    an order back: a plant ahead of plan ships early."""
+    items = view.sales_order.items
+    first = min((ln.goods_issue_date for i in items for ln in i.schedule_lines if ln.goods_issue_date), default=None)
     days = []
     open_items = {q.item: q.uncovered for q in view.item_quantities if q.uncovered > 0}
-    for item in view.sales_order.items:
+    for item in items:
         rest = open_items.get(item.sales_order_item, 0.0)
         for line in reversed(item.schedule_lines):
             if rest <= 0:
                 break
-            if line.goods_issue_date is not None:
+            if line.goods_issue_date is not None and first is not None and line.goods_issue_date > first:
                 days.append(line.goods_issue_date)
             rest -= line.order_quantity
     return max(days, default=None)
