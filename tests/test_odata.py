@@ -242,6 +242,14 @@ async def test_small_batch_is_one_request_and_combines_with_a_filter(sap, sessio
     assert "(SalesOrder%20eq%20'4000001'%20or%20SalesOrder%20eq%20'4000002')%20and%20SalesOrderType%20eq%20'OR'" in sap.seen[0].url
 
 
+async def test_a_cap_on_keys_per_request_cuts_batches_too(sap, session):
+    c = client(sap, session, max_keys_per_request=50)
+    keys = [str(4000000 + n) for n in range(120)]
+    result = await c.fetch_by("A_SalesOrder", "SalesOrder", keys)
+    assert len(result.rows) == 120 and len(sap.seen) == 3
+    assert sorted(s.url.count("%20eq%20") for s in sap.seen) == [20, 50, 50]
+
+
 async def test_a_limit_too_small_for_one_key_is_a_clear_error(sap, session):
     c = client(sap, session, max_url_length=300)
     with pytest.raises(SourceError) as err:
