@@ -70,7 +70,7 @@ class Gateway:
         self.config = config
         self.bus: Bus = bus or LocalBus()
         self._own_bus = bus is None  # scale-out replaces our own LocalBus with a RedisBus
-        self.registry = event_registry()
+        self.registry = event_registry(config.events.limits())
         self.journal: Journal | None = None
         self.ingress: EventIngress | None = None
         self.processor: EventProcessor | None = None

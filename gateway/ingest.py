@@ -95,18 +95,19 @@ class EventIngress:
         system = systems.pop()
         secret = self.config.secrets.get(system or "")
         if not system or secret is None:
-            raise Rejection(400, f"unknown source system {system!r} (known: {', '.join(sorted(self.config.secrets))})")
+            shown = repr(system) if len(system or "") <= 40 else f"{system[:40]!r}…"
+            raise Rejection(400, f"unknown source system {shown} (known: {', '.join(sorted(self.config.secrets))})")
         try:
             verify(secret, body, signature, now=self.clock().timestamp(), tolerance=self.config.tolerance_seconds)
         except SignatureError as exc:
             raise Rejection(401, f"{HEADER}: {exc}") from exc
         parsed: list[SourceEvent] = []
+        now = self.clock()
         for raw in raw_events:
             try:
-                parsed.append(self.registry.parse(raw, system=system))
+                parsed.append(self.registry.parse(raw, system=system, now=now))
             except EventError as exc:
                 raise Rejection(400, str(exc)) from exc
-        now = self.clock()
         results = await self.journal.append(
             [
                 JournalEvent(
