@@ -140,12 +140,31 @@ class Gateway:
             if ev.journal_path != ":memory:":
                 Path(ev.journal_path).parent.mkdir(parents=True, exist_ok=True)
             self.journal = await Journal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
+        assert self.journal is not None
+        now = self.clock()
+        ceiling = now + dt.timedelta(seconds=ev.max_future_seconds)
+        if lowered := await self.journal.cap_watermarks(ceiling, now):
+            log.warning(
+                "%d records had a newest-seen business time after %s (events with a wrong clock, journaled before "
+                "`time` was checked); lowered to now so their real events apply again",
+                lowered,
+                ceiling.isoformat(timespec="seconds"),
+            )
         self.ingress = EventIngress(ev, self.registry, self.journal, self.clock)
         self.hub = Hub(self.schema._schema, self.context, self.journal)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
         poll = scaleout.poll_seconds if scaleout.redis_url else None  # other replicas' events
-        self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup, poll_seconds=poll)
+        self.processor = EventProcessor(
+            self.journal,
+            self.registry,
+            self.sources,
+            self.cache,
+            self.bus,
+            self.ingress.wakeup,
+            poll_seconds=poll,
+            max_future_seconds=ev.max_future_seconds,
+        )
         self.ingress.before_ack = self.processor.invalidate_now
         self.processor.fence = self.fence
         self.http.before_read = self.fence.sync if self.fence is not None else None

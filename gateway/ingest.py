@@ -148,6 +148,7 @@ class EventProcessor:
         *,
         retry_seconds: float = 1.0,
         poll_seconds: float | None = None,
+        max_future_seconds: float = 300.0,
     ) -> None:
         self.journal = journal
         self.registry = registry
@@ -156,6 +157,9 @@ class EventProcessor:
         self.bus = bus
         self.wakeup = wakeup
         self.retry_seconds = retry_seconds
+        # No event moves a record's "newest seen" mark further ahead of its arrival than
+        # the clock skew the door allows (events journaled before that check included).
+        self.max_future = dt.timedelta(seconds=max_future_seconds)
         # Scale-out: other replicas' events (and a dead replica's lease) arrive without a
         # local wakeup, so an idle processor looks again this often.
         self.poll_seconds = poll_seconds
@@ -271,7 +275,10 @@ class EventProcessor:
         # The source spoke: it is alive (health, stale_sources), whatever its API says.
         self.sources.note_event(event.system, stored.received_at)
         impact = await impact_of(event, self.sources)
-        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, event.occurred_at)
+        # A time beyond the skew (journaled before the door checked it) is not believed:
+        # the event counts as of its arrival.
+        mark = event.occurred_at if event.occurred_at <= stored.received_at + self.max_future else stored.received_at
+        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark)
         customers = await self._customers(sorted(impact.orders))
         orders = [(so, customers.get(so)) for so in sorted(impact.orders)]
         if not fresh and not event.reversal:

@@ -710,6 +710,23 @@ class Journal:
             raise
         return True
 
+    async def cap_watermarks(self, ceiling: datetime, to: datetime) -> int:
+        """Lower every watermark later than ``ceiling`` to ``to``; returns how many.
+
+        A watermark far in the future (an event with a wrong clock, journaled before the
+        door checked ``time``) would mark every real event of its record as stale."""
+        ceiling_us, to_us = _to_us(ceiling, "ceiling"), _to_us(to, "to")
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE watermarks SET occurred_at = ? WHERE occurred_at > ?", (to_us, ceiling_us)
+            ).rowcount
+
+        lowered = await self._write(op)
+        if lowered:
+            self._watermarks.clear()  # the table is the truth
+        return lowered
+
     async def _cached_watermark(self, key: _WatermarkKey) -> int | None:
         cache = self._watermarks
         if key in cache:

@@ -154,6 +154,21 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
+# KEYS: watermark hash. ARGV: ceiling (µs), new value (µs), then fields. Lowers each one
+# above the ceiling to the new value.
+_CAP_WATERMARKS = """
+local lowered = 0
+local ceiling = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current and tonumber(current) > ceiling then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[2])
+    lowered = lowered + 1
+  end
+end
+return lowered
+"""
+
 # KEYS: cursor counter, transitions stream, open zset (score = cursor), open payload hash,
 # state fingerprint hash, last cursor hash.
 # ARGV: exception id, kind, action, payload, at (µs), fingerprint of the state.
@@ -265,6 +280,7 @@ class RedisJournal:
         self._append = client.register_script(_APPEND)
         self._mark = client.register_script(_MARK)
         self._watermark = client.register_script(_WATERMARK)
+        self._cap_watermarks = client.register_script(_CAP_WATERMARKS)
         self._exception = client.register_script(_EXCEPTION)
 
     @classmethod
@@ -670,6 +686,18 @@ class RedisJournal:
             keys=[self._k_wm], args=[_watermark_field(source, entity, key), occurred_us]
         )
         return bool(result)
+
+    async def cap_watermarks(self, ceiling: datetime, to: datetime) -> int:
+        """Lower every watermark later than ``ceiling`` to ``to``; returns how many (see
+        :meth:`gateway.journal.Journal.cap_watermarks`). Each one is checked and set in one
+        script, so a replica advancing a mark meanwhile is never undone."""
+        self._check_open()
+        ceiling_us, to_us = _to_us(ceiling, "ceiling"), _to_us(to, "to")
+        lowered = 0
+        async for field, value in self._r.hscan_iter(self._k_wm, count=1000):
+            if int(value) > ceiling_us:
+                lowered += int(await self._cap_watermarks(keys=[self._k_wm], args=[ceiling_us, to_us, field]))
+        return lowered
 
     # -- exceptions ------------------------------------------------------------------------
 
