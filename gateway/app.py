@@ -50,6 +50,7 @@ from .websocket import Connection, ConnectionRefused
 log = logging.getLogger("ordergraph.gateway")
 
 STATIC_DIR = Path(__file__).parent / "static"
+LOCAL_POLL_SECONDS = 2.0
 
 
 def utc_now() -> dt.datetime:
@@ -154,7 +155,9 @@ class Gateway:
         self.hub = Hub(self.schema._schema, self.context, self.journal)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
-        poll = scaleout.poll_seconds if scaleout.redis_url else None  # other replicas' events
+        # Scale-out: other replicas' events. SQLite: events replayed by `ordergraph events
+        # replay` from another process, which cannot wake this one.
+        poll = scaleout.poll_seconds if scaleout.redis_url else LOCAL_POLL_SECONDS
         self.processor = EventProcessor(
             self.journal,
             self.registry,
@@ -164,7 +167,9 @@ class Gateway:
             self.ingress.wakeup,
             poll_seconds=poll,
             max_future_seconds=ev.max_future_seconds,
+            park_after=ev.park_after_failures,
         )
+        self.metrics.watch_parked_events(self.journal.parked_count)
         self.ingress.before_ack = self.processor.invalidate_now
         self.processor.fence = self.fence
         self.http.before_read = self.fence.sync if self.fence is not None else None

@@ -1,4 +1,4 @@
-"""The ``ordergraph`` command: demo, simulate, serve, schema."""
+"""The ``ordergraph`` command: demo, simulate, serve, token, events, schema."""
 
 from __future__ import annotations
 
@@ -396,6 +396,146 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _journal_for_cli(args: argparse.Namespace) -> tuple[str, str, str]:
+    """Which journal ``ordergraph events`` works on: ``--journal FILE``, else the configured
+    one (``[scaleout] redis_url`` → Redis, else ``[events] journal_path``), as (kind, where,
+    key prefix). Raises ConfigError with a one-line reason; never names a file that is not
+    there (opening it would create an empty journal)."""
+    if args.journal:
+        if not Path(args.journal).is_file():
+            raise ConfigError(f"no journal file at {args.journal}")
+        return "sqlite", args.journal, ""
+    cfg = load_config(args.config)
+    if cfg.scaleout.redis_url:
+        return "redis", cfg.scaleout.redis_url, cfg.scaleout.key_prefix
+    if not Path(cfg.events.journal_path).is_file():
+        raise ConfigError(
+            f"no journal file at {cfg.events.journal_path} ([events] journal_path): run this where the gateway "
+            "runs, or name the file with --journal"
+        )
+    return "sqlite", cfg.events.journal_path, ""
+
+
+async def _open_journal_for_cli(kind: str, where: str, prefix: str) -> Any:
+    from .journal import Journal
+
+    if kind == "sqlite":
+        return await Journal.open(where)
+    from redis.exceptions import RedisError
+
+    from .redis_journal import RedisJournal
+
+    # The CLI reads and hands events back; it joins no processing and publishes nothing.
+    logging.getLogger("ordergraph.journal").setLevel(logging.ERROR)
+    try:
+        return await RedisJournal.open(where, prefix=prefix, replica_id="ordergraph-cli", publish=False)
+    except (RedisError, OSError) as exc:
+        raise ConfigError(f"cannot reach the journal on Redis at {where}: {exc}") from exc
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """``ordergraph events parked|replay``: the dead letters of a journal."""
+    import json
+    import sqlite3
+
+    async def main() -> int:
+        journal = await _open_journal_for_cli(*_journal_for_cli(args))
+        try:
+            if args.action == "parked":
+                return await _events_parked(journal, args, json)
+            return await _events_replay(journal, args)
+        finally:
+            await journal.close()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        print(f"ordergraph events: {exc}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, RuntimeError) as exc:
+        print(f"ordergraph events: cannot use the journal: {exc}", file=sys.stderr)
+        return 2
+
+
+def _short(text: str | None, width: int) -> str:
+    text = "" if text is None else text.replace("\n", " ")
+    return text if len(text) <= width else f"{text[: width - 1]}…"
+
+
+async def _events_parked(journal: Any, args: argparse.Namespace, json: Any) -> int:
+    parked = await journal.parked(limit=args.limit)
+    total = await journal.parked_count()
+    if args.json:
+        for p in parked:
+            e = p.event
+            print(
+                json.dumps(
+                    {
+                        "seq": e.seq, "eventId": e.event_id, "source": e.source, "type": e.type,
+                        "subject": e.subject, "occurredAt": e.occurred_at.isoformat(),
+                        "receivedAt": e.received_at.isoformat(), "parkedAt": p.parked_at.isoformat(),
+                        "attempts": p.attempts, "reason": p.reason,
+                    }  # fmt: skip
+                )
+            )
+        return 0
+    if not parked:
+        print("no parked events")
+        return 0
+    print(f"{'SEQ':>8}  {'PARKED AT (UTC)':19}  {'SOURCE':6}  {'TYPE':34}  {'KEY':14}  {'TRIES':>5}  REASON")
+    for p in parked:
+        e = p.event
+        kind = e.type.rsplit(".", 3)[-3] + "." + e.type.rsplit(".", 3)[-2] if e.type.count(".") >= 3 else e.type
+        print(
+            f"{e.seq:>8}  {p.parked_at:%Y-%m-%d %H:%M:%S}  {e.source:6}  {_short(kind, 34):34}  "
+            f"{_short(e.subject, 14):14}  {p.attempts:>5}  {_short(p.reason, 200)}"
+        )
+    more = f" (the first {len(parked)} shown; --limit N for more)" if total > len(parked) else ""
+    print(f"{total} parked event{'s' if total != 1 else ''}{more}.")
+    print("Once the cause is fixed: ordergraph events replay SEQ [SEQ ...] | --all")
+    return 0
+
+
+async def _events_replay(journal: Any, args: argparse.Namespace) -> int:
+    if args.all == bool(args.seqs):
+        print("ordergraph events replay: give SEQ numbers or --all (not both)", file=sys.stderr)
+        return 2
+    released = await journal.unpark(None if args.all else args.seqs)
+    missing = [] if args.all else [s for s in args.seqs if s not in released]
+    for seq in missing:
+        print(f"seq {seq} is not parked (see `ordergraph events parked`)", file=sys.stderr)
+    if not released:
+        print("nothing to replay")
+        return 1 if missing else 0
+    print(f"handed {len(released)} event{'s' if len(released) != 1 else ''} back to the event processor", flush=True)
+    # The gateway's processor takes them within a few seconds; report what became of them.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait
+    waiting = set(released)
+    applied: list[int] = []
+    parked_again: dict[int, str] = {}
+    while waiting and loop.time() < deadline:
+        await asyncio.sleep(0.5)
+        again = {p.event.seq: p.reason for p in await journal.parked(limit=100_000) if p.event.seq in waiting}
+        for seq in list(waiting):
+            if seq in again:
+                parked_again[seq] = again[seq]
+                waiting.discard(seq)
+            elif (event := await journal.get(seq)) is None or event.processed:
+                applied.append(seq)
+                waiting.discard(seq)
+    if applied:
+        print(f"applied: {len(applied)}" + (f" ({', '.join(map(str, sorted(applied)[:20]))})" if len(applied) <= 20 else ""))
+    for seq, reason in sorted(parked_again.items()):
+        print(f"seq {seq} parked again: {reason}")
+    if waiting:
+        print(
+            f"not processed within {args.wait:g} s: {len(waiting)} (a running gateway takes them within seconds; "
+            "a stopped one when it starts)"
+        )
+    return 1 if parked_again or missing else 0
+
+
 class _quiet_interrupt:
     def __enter__(self) -> None:
         return None
@@ -475,6 +615,25 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--secret", help="HS256 secret (default: auth.hs256_secret, else the demo's)")
     token.add_argument("--config", help="TOML configuration file (issuer, audience, secret)")
     token.set_defaults(func=cmd_token)
+
+    events = sub.add_parser(
+        "events",
+        help="list and replay events parked as dead letters",
+        description="Events whose processing failed for good are parked in the journal (kept, out of the way). "
+        "List them, fix the cause (a source's data, a key format, a source's refusal), then replay them. "
+        "Safe while the gateway runs: on SQLite the file is shared (WAL), on Redis every replica sees the change.",
+    )
+    events.add_argument("action", choices=["parked", "replay"], help="parked lists; replay hands events back")
+    events.add_argument("seqs", nargs="*", type=int, metavar="SEQ", help="replay: the events' sequence numbers")
+    events.add_argument("--all", action="store_true", help="replay: every parked event")
+    events.add_argument("--journal", help="the SQLite journal file (default: the configured journal)")
+    events.add_argument("--config", help="TOML configuration file (journal_path, or [scaleout] redis_url)")
+    events.add_argument("--limit", type=int, default=100, help="parked: list at most this many (default 100)")
+    events.add_argument("--json", action="store_true", help="parked: one JSON object per line")
+    events.add_argument(
+        "--wait", type=float, default=10.0, help="replay: seconds to wait and report what became of them (default 10)"
+    )
+    events.set_defaults(func=cmd_events)
 
     assets = sub.add_parser("assets", help="fetch GraphiQL's browser assets (npm) so GraphiQL works offline")
     assets.set_defaults(func=cmd_assets)
