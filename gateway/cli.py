@@ -55,28 +55,18 @@ async def _serve(app, host: str, port: int, sock: Any = None) -> None:
     await server.serve(sockets=[sock] if sock is not None else None)
 
 
-def _serve_workers(cfg: Any, host: str, port: int, workers: int) -> int:
+def _serve_workers(cfg: Any, host: str, port: int, workers: int, sock: Any) -> int:
     """``workers`` gateway processes on one listening socket, sharing state through Redis.
 
-    The parent binds the socket and forks the workers (before any event loop exists);
+    The parent has bound the socket (``sock``) and forks the workers (before any event loop exists);
     each worker is a full scale-out replica (its own caches, one Redis journal, bus and
     invalidation fence for all). SIGINT/SIGTERM stop them all; if one exits, the others
     are stopped too, so a supervisor (systemd, Kubernetes) sees the failure."""
     import multiprocessing
     import os
     import signal
-    import socket
     from multiprocessing.connection import wait
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        print(f"ordergraph: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-        return 1
-    sock.listen(2048)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("fork")
     base_id = cfg.scaleout.replica_id
@@ -109,6 +99,40 @@ def _serve_workers(cfg: Any, host: str, port: int, workers: int) -> int:
     if asked or first_code in (-signal.SIGTERM, -signal.SIGINT, 0):
         return 0 if asked else 1  # a worker stopped on its own: say so to the supervisor
     return abs(first_code or 1)
+
+
+def listening_socket(host: str, port: int) -> Any:
+    """A socket bound and listening on ``host:port``; OSError (e.g. the port is taken) is
+    raised here, before anything is printed or started, so it can be one clear line."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise OSError if ``host:port`` cannot be listened on now (the demo's plant binds it
+    itself a moment later)."""
+    listening_socket(host, port).close()
+
+
+def auth_problem(cfg: Config) -> str | None:
+    """Why the gateway would refuse every request, or None: jwt mode without any key."""
+    a = cfg.auth
+    if a.mode == "jwt" and not a.hs256_secret and not a.jwks_url:
+        return (
+            "auth.mode = jwt needs a key to check tokens: set auth.jwks_url (production) or auth.hs256_secret "
+            "(e.g. ORDERGRAPH_AUTH_HS256_SECRET), or auth.mode = \"open\" for a demo without auth"
+        )
+    return None
 
 
 def _worker(cfg: Any, host: str, port: int, sock: Any, base_id: str, index: int) -> None:
@@ -146,13 +170,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if (problem := auth_problem(cfg)) is not None:
+        print(f"ordergraph: {problem}", file=sys.stderr)
+        return 2
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        print(f"ordergraph: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    _print_serve_banner(cfg, host, port)
+    if workers > 1:
+        return _serve_workers(cfg, host, port, workers, sock)
+    with _quiet_interrupt():
+        _run(_serve(create_app(cfg), host, port, sock))
+    return 0
+
+
+def _print_serve_banner(cfg: Config, host: str, port: int) -> None:
     print(f"ordergraph gateway on http://{host}:{port}/graphql (auth: {cfg.auth.mode})", flush=True)
     for name, src in cfg.sources.items():
         print(f"  {name.upper()}: {src.base_url}")
-    if workers > 1:
-        return _serve_workers(cfg, host, port, workers)
-    _run(_serve(create_app(cfg), host, port))
-    return 0
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -241,6 +278,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from .config import DEV_SECRETS
 
+    ports = [args.port] + ([args.port + 1 + i for i in range(5)] if args.separate_ports else [])
+    for port in ports:
+        try:
+            _check_port_free(args.host, port)
+        except OSError as exc:
+            print(f"ordergraph simulate: cannot listen on {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+
     async def main() -> None:
         print(f"generating the plant: {args.orders} orders, seed {args.seed} ...", flush=True)
         sim = await start_simulator(
@@ -273,10 +318,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sources.simulator.app import start_simulator
-
     from .app import create_app
     from .graphiql import assets_present
+
+    # Every port first, so a taken one is one line before anything starts or prints.
+    plant_ports = [args.plant_port] + ([args.plant_port + 1 + i for i in range(5)] if args.fault else [])
+    try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"ordergraph demo: cannot listen on {args.host}:{args.port} (--port): {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for plant_port in plant_ports:
+        try:
+            _check_port_free("127.0.0.1", plant_port)
+        except OSError as exc:
+            sock.close()
+            print(
+                f"ordergraph demo: the simulated plant cannot listen on 127.0.0.1:{plant_port} (--plant-port): "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
 
     if not assets_present() and not args.no_assets:
         from .assets import AssetsError, fetch_assets
@@ -289,7 +351,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         print(f"ordergraph demo: generating the simulated plant ({args.orders} orders, seed {args.seed}) ...", flush=True)
-        sim = await start_simulator(
+        sim = await _plant_or_exit(
             "127.0.0.1",
             args.plant_port,
             orders=args.orders,
@@ -320,7 +382,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("  Ctrl-C stops.", flush=True)
         running = _plant_events(sim, url.rsplit("/", 1)[0], cfg.events.secrets, args)
         try:
-            await _serve(app, args.host, args.port)
+            await _serve(app, args.host, args.port, sock)
         finally:
             for r in running:
                 await r.close()
@@ -329,6 +391,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _quiet_interrupt():
         asyncio.run(main())
     return 0
+
+
+async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:
+    """``start_simulator``; a port taken meanwhile is one line and exit status 1."""
+    from sources.simulator.app import start_simulator
+
+    try:
+        return await start_simulator(*args, **kwargs)
+    except OSError as exc:
+        print(f"ordergraph demo: the simulated plant cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _demo_auth(cfg: Config, args: argparse.Namespace) -> None:
@@ -392,8 +465,39 @@ def cmd_token(args: argparse.Namespace) -> int:
         issuer=cfg.auth.issuer,
         audience=cfg.auth.audience,
     )
+    if args.role == "customer" and (doubt := _customer_doubt(cfg, args.customer)) is not None:
+        print(f"ordergraph token: warning: {doubt}; the token will see no orders", file=sys.stderr)
     print(token)
     return 0
+
+
+def _customer_doubt(cfg: Config, customer: str) -> str | None:
+    """Why ``customer`` is probably not a customer: its shape, else ERP's answer. None when
+    it is one, or when ERP cannot be asked (a token can be minted offline)."""
+    from sources.keys import KeyFormats
+
+    if (problem := KeyFormats(cfg.events.key_formats).problem("Customer", customer)) is not None:
+        return problem
+    erp = cfg.sources.get("erp")
+    if erp is None:
+        return None
+
+    async def ask() -> bool | None:
+        import aiohttp
+
+        from sources.client import SourceClient, SourceError
+        from sources.erp import ErpConnector
+
+        async with aiohttp.ClientSession() as session:
+            connector = ErpConnector(SourceClient("erp", erp.base_url, session, timeout_seconds=3.0))
+            try:
+                return customer in await connector.customers([customer])
+            except SourceError:
+                return None
+
+    if asyncio.run(ask()) is False:
+        return f"ERP at {erp.base_url} knows no customer {customer!r}"
+    return None
 
 
 def _journal_for_cli(args: argparse.Namespace) -> tuple[str, str, str]:
