@@ -142,7 +142,7 @@ class Gateway:
                 Path(ev.journal_path).parent.mkdir(parents=True, exist_ok=True)
             self.journal = await Journal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
         assert self.journal is not None
-        now = self.clock()
+        now = self.domain_clock()  # the plant's time, which business times follow
         ceiling = now + dt.timedelta(seconds=ev.max_future_seconds)
         if lowered := await self.journal.cap_watermarks(ceiling, now):
             log.warning(
@@ -151,7 +151,7 @@ class Gateway:
                 lowered,
                 ceiling.isoformat(timespec="seconds"),
             )
-        self.ingress = EventIngress(ev, self.registry, self.journal, self.clock)
+        self.ingress = EventIngress(ev, self.registry, self.journal, self.clock, plant_clock=self.domain_clock)
         self.hub = Hub(self.schema._schema, self.context, self.journal)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
@@ -167,6 +167,7 @@ class Gateway:
             self.ingress.wakeup,
             poll_seconds=poll,
             max_future_seconds=ev.max_future_seconds,
+            plant_clock=self.domain_clock,
             park_after=ev.park_after_failures,
         )
         self.metrics.watch_parked_events(self.journal.parked_count)

@@ -57,11 +57,20 @@ class Accepted:
 class EventIngress:
     """Validates and durably journals incoming events."""
 
-    def __init__(self, config: EventsConfig, registry: EventRegistry, journal: Journal, clock: Callable[[], dt.datetime]):
+    def __init__(
+        self,
+        config: EventsConfig,
+        registry: EventRegistry,
+        journal: Journal,
+        clock: Callable[[], dt.datetime],
+        plant_clock: Callable[[], dt.datetime] | None = None,
+    ):
         self.config = config
         self.registry = registry
         self.journal = journal
-        self.clock = clock
+        self.clock = clock  # signatures and receive times: the wall clock
+        # Business times are checked against the plant's "now" (the demo's plant runs ahead).
+        self.plant_clock = plant_clock or clock
         self.wakeup: asyncio.Event = asyncio.Event()
         # Set by the gateway (EventProcessor.invalidate_now): runs on newly journaled events
         # before the 202.
@@ -103,12 +112,13 @@ class EventIngress:
         except SignatureError as exc:
             raise Rejection(401, f"{HEADER}: {exc}") from exc
         parsed: list[SourceEvent] = []
-        now = self.clock()
+        plant_now = self.plant_clock()
         for raw in raw_events:
             try:
-                parsed.append(self.registry.parse(raw, system=system, now=now))
+                parsed.append(self.registry.parse(raw, system=system, now=plant_now))
             except EventError as exc:
                 raise Rejection(400, str(exc)) from exc
+        now = self.clock()
         results = await self.journal.append(
             [
                 JournalEvent(
@@ -150,6 +160,7 @@ class EventProcessor:
         retry_seconds: float = 1.0,
         poll_seconds: float | None = None,
         max_future_seconds: float = 300.0,
+        plant_clock: Callable[[], dt.datetime] | None = None,
         park_after: int = 5,
         max_retry_seconds: float = 10.0,
     ) -> None:
@@ -163,6 +174,7 @@ class EventProcessor:
         # No event moves a record's "newest seen" mark further ahead of its arrival than
         # the clock skew the door allows (events journaled before that check included).
         self.max_future = dt.timedelta(seconds=max_future_seconds)
+        self.plant_clock = plant_clock or (lambda: dt.datetime.now(dt.UTC))
         # Scale-out: other replicas' events (and a dead replica's lease) arrive without a
         # local wakeup, so an idle processor looks again this often.
         self.poll_seconds = poll_seconds
@@ -362,8 +374,9 @@ class EventProcessor:
         self.sources.note_event(event.system, stored.received_at)
         impact = await impact_of(event, self.sources)
         # A time beyond the skew (journaled before the door checked it) is not believed:
-        # the event counts as of its arrival.
-        mark = event.occurred_at if event.occurred_at <= stored.received_at + self.max_future else stored.received_at
+        # the event counts as of now.
+        now = self.plant_clock()
+        mark = event.occurred_at if event.occurred_at <= now + self.max_future else now
         fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark)
         customers = await self._customers(sorted(impact.orders))
         orders = [(so, customers.get(so)) for so in sorted(impact.orders)]
