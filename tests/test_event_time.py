@@ -39,7 +39,7 @@ async def test_an_event_journaled_with_a_far_future_time_does_not_silence_its_re
     gw.ingress.wakeup.set()
     await gw.processor.drain()
     mark = await gw.journal.watermark("mes", "WorkCenter", "WC-20")
-    assert mark is not None and mark <= now + SKEW  # not believed: it counts as of its arrival
+    assert mark is not None and mark <= now + SKEW  # not believed: it counts as of now
     # The plant's real event, a moment later, applies: it is not stale.
     real = make_event("mes", "WorkCenter", "Down", "WC-20", time=now + dt.timedelta(seconds=1))
     status, body = await post_events(http, url, real)
