@@ -50,6 +50,7 @@ from .websocket import Connection, ConnectionRefused
 log = logging.getLogger("ordergraph.gateway")
 
 STATIC_DIR = Path(__file__).parent / "static"
+LOCAL_POLL_SECONDS = 2.0
 
 
 def utc_now() -> dt.datetime:
@@ -70,7 +71,7 @@ class Gateway:
         self.config = config
         self.bus: Bus = bus or LocalBus()
         self._own_bus = bus is None  # scale-out replaces our own LocalBus with a RedisBus
-        self.registry = event_registry()
+        self.registry = event_registry(config.events.limits())
         self.journal: Journal | None = None
         self.ingress: EventIngress | None = None
         self.processor: EventProcessor | None = None
@@ -140,12 +141,36 @@ class Gateway:
             if ev.journal_path != ":memory:":
                 Path(ev.journal_path).parent.mkdir(parents=True, exist_ok=True)
             self.journal = await Journal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
-        self.ingress = EventIngress(ev, self.registry, self.journal, self.clock)
+        assert self.journal is not None
+        now = self.domain_clock()  # the plant's time, which business times follow
+        ceiling = now + dt.timedelta(seconds=ev.max_future_seconds)
+        if lowered := await self.journal.cap_watermarks(ceiling, now):
+            log.warning(
+                "%d records had a newest-seen business time after %s (events with a wrong clock, journaled before "
+                "`time` was checked); lowered to now so their real events apply again",
+                lowered,
+                ceiling.isoformat(timespec="seconds"),
+            )
+        self.ingress = EventIngress(ev, self.registry, self.journal, self.clock, plant_clock=self.domain_clock)
         self.hub = Hub(self.schema._schema, self.context, self.journal)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
-        poll = scaleout.poll_seconds if scaleout.redis_url else None  # other replicas' events
-        self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup, poll_seconds=poll)
+        # Scale-out: other replicas' events. SQLite: events replayed by `ordergraph events
+        # replay` from another process, which cannot wake this one.
+        poll = scaleout.poll_seconds if scaleout.redis_url else LOCAL_POLL_SECONDS
+        self.processor = EventProcessor(
+            self.journal,
+            self.registry,
+            self.sources,
+            self.cache,
+            self.bus,
+            self.ingress.wakeup,
+            poll_seconds=poll,
+            max_future_seconds=ev.max_future_seconds,
+            plant_clock=self.domain_clock,
+            park_after=ev.park_after_failures,
+        )
+        self.metrics.watch_parked_events(self.journal.parked_count)
         self.ingress.before_ack = self.processor.invalidate_now
         self.processor.fence = self.fence
         self.http.before_read = self.fence.sync if self.fence is not None else None

@@ -14,6 +14,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sources.events import EventLimits
+from sources.keys import KeyFormats, check_patterns
+
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 
 
@@ -78,10 +81,35 @@ class EventsConfig:
     secrets: dict[str, str] = dataclasses.field(default_factory=lambda: dict(DEV_SECRETS))
     max_body_bytes: int = 1_048_576
     max_batch: int = 1000
-    tolerance_seconds: float = 300.0
+    tolerance_seconds: float = 300.0  # age of a request's signature timestamp
+    # Door checks of each event (sources/events.py EventLimits): 400 when one fails.
+    max_id_length: int = 256
+    max_source_length: int = 256
+    max_subject_length: int = 256
+    max_data_depth: int = 32  # JSON nesting of `data`
+    max_future_seconds: float = 300.0  # `time` at most this far ahead of the gateway's clock
+    max_age_days: float = 365.0  # `time` at most this far back; 0 = no bound
+    # Record key patterns per field (full match), replacing the SAP-shaped defaults of
+    # sources/keys.py, e.g. {SalesOrder = "[0-9]{10}"}. Set in the TOML file only.
+    key_formats: dict[str, str] = dataclasses.field(default_factory=dict)
+    # An event whose processing failed this many times in a row is parked as a dead letter
+    # (one a source refuses outright, with a 4xx, is parked at once); `ordergraph events`.
+    park_after_failures: int = 5
     journal_path: str = "var/journal.sqlite"
     retention_days: float = 30.0
     max_events: int = 5_000_000
+
+    def limits(self) -> EventLimits:
+        """The door checks of ``POST /events`` these settings describe."""
+        return EventLimits(
+            max_id_length=self.max_id_length,
+            max_source_length=self.max_source_length,
+            max_subject_length=self.max_subject_length,
+            max_data_depth=self.max_data_depth,
+            max_future_seconds=self.max_future_seconds,
+            max_age_days=self.max_age_days,
+            key_formats=KeyFormats(self.key_formats),
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -178,6 +206,8 @@ SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "
 
 
 def _coerce(value: str, target: Any) -> Any:
+    if isinstance(target, dict):
+        raise ValueError("a table: set it in the TOML file")
     if isinstance(target, list):  # comma-separated, e.g. ORDERGRAPH_AUTH_CORS_ORIGINS
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(target, bool):
@@ -238,4 +268,21 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             _apply(getattr(cfg, parts[0]), {"_".join(parts[1:]): value}, f"env {name}")
     if cfg.auth.mode not in ("jwt", "open"):
         raise ConfigError(f"auth.mode: {cfg.auth.mode!r} is not 'jwt' or 'open'")
+    check_events(cfg.events)
     return cfg
+
+
+def check_events(ev: EventsConfig) -> None:
+    """Raise ConfigError for ``[events]`` settings the door checks cannot work with."""
+    if not isinstance(ev.key_formats, dict):
+        raise ConfigError("events.key_formats: expected a table of field = pattern")
+    if (problem := check_patterns(ev.key_formats)) is not None:
+        raise ConfigError(f"events.key_formats.{problem}")
+    for name in ("max_id_length", "max_source_length", "max_subject_length", "max_data_depth", "park_after_failures"):
+        if not isinstance(getattr(ev, name), int) or getattr(ev, name) < 1:
+            raise ConfigError(f"events.{name}: must be a whole number of at least 1")
+    # orjson stores `data` up to 254 levels deep; past that the journal write would fail.
+    if ev.max_data_depth > 200:
+        raise ConfigError("events.max_data_depth: at most 200 (the journal stores no deeper)")
+    if ev.max_future_seconds < 0 or ev.max_age_days < 0:
+        raise ConfigError("events.max_future_seconds and events.max_age_days: must not be negative")

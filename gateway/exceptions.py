@@ -38,6 +38,7 @@ from resolvers.exception_types import load_orders
 from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams
+from sources.client import SourceError
 
 from .journal import ExceptionTransition
 
@@ -159,14 +160,28 @@ class ExceptionTracker:
 
     async def _run(self) -> None:
         await self._load_journal()
+        waiting_for: str | None = None
+        self._reevaluation_failing = False
         while True:
             try:
                 self._stale = self._read_stale()
                 await self._evaluate_all()
                 break
+            except SourceError as exc:
+                # Expected while a source is down: say so once per source, not every round
+                # (the source's own down/up lines come from sources/resilience.py).
+                if exc.source != waiting_for:
+                    log.warning(
+                        "first exception evaluation waits for %s (%s); retrying every %g s",
+                        exc.source.upper(), exc.detail, self.retry_seconds,
+                    )  # fmt: skip
+                    waiting_for = exc.source
+                await asyncio.sleep(self.retry_seconds)
             except Exception:
                 log.exception("first exception evaluation failed; retrying in %.0f s", self.retry_seconds)
                 await asyncio.sleep(self.retry_seconds)
+        if waiting_for is not None:
+            log.info("first exception evaluation done: the sources answer again")
         self.ready.set()
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_seconds if self.sweep_seconds > 0 else None
@@ -199,11 +214,25 @@ class ExceptionTracker:
                     batch, self._pending = self._pending, set()
                     try:
                         await self._evaluate(batch)
-                    except Exception:
-                        # A source failed: keep the orders for the next round.
+                    except Exception as exc:
+                        # A source failed: keep the orders for the next round. Said once
+                        # until it works again; a traceback only for the unexpected.
                         self._pending |= batch
-                        log.warning("exception re-evaluation of %d orders failed; retrying", len(batch), exc_info=True)
+                        if not self._reevaluation_failing:
+                            log.warning(
+                                "exception re-evaluation of %d orders failed (%s); retrying until it works",
+                                len(batch), exc if isinstance(exc, SourceError) else type(exc).__name__,
+                                exc_info=not isinstance(exc, SourceError),
+                            )  # fmt: skip
+                            self._reevaluation_failing = True
                         await asyncio.sleep(self.retry_seconds)
+                    else:
+                        if self._reevaluation_failing:
+                            log.info("exception re-evaluation works again")
+                            self._reevaluation_failing = False
+            except SourceError as exc:
+                log.warning("exception sweep could not finish (%s); retrying", exc)
+                await asyncio.sleep(self.retry_seconds)
             except Exception:
                 log.exception("exception sweep failed")
                 await asyncio.sleep(self.retry_seconds)
