@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from resolvers.calendars import FactoryCalendar
 from resolvers.enums import DeliveryRisk
 from resolvers.prediction import (
     Prediction,
@@ -328,7 +329,8 @@ def _risk(
 ) -> DeliveryRisk:
     view = make_view(sales_order=make_sales_order(confirmed=confirmed, requested=requested))
     prediction = Prediction(predicted_delivery_date=predicted, ready_to_ship_at=None)
-    return delivery_risk(view, prediction, NOW, PredictionParams(**params))
+    mon_to_fri = FactoryCalendar(working_days=(0, 1, 2, 3, 4))  # slack counts the ship-to's working days
+    return delivery_risk(view, prediction, NOW, PredictionParams(delivery=mon_to_fri, **params))
 
 
 @pytest.mark.parametrize(
