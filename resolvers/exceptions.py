@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from sources.records import COMMERCIAL_PRIORITIES, Customer
 
 from .enums import ExceptionKind, Severity
-from .prediction import Prediction, PredictionParams, predict
+from .prediction import Prediction, PredictionParams, predict, scheduled_work
 from .view import (
     OrderView,
     component_blocked,
@@ -748,6 +748,60 @@ def detect(
                 held=facts.held,
             )
     return list(found.values())
+
+
+def next_due(
+    view: OrderView,
+    now: dt.datetime,
+    *,
+    params: ExceptionParams = ExceptionParams(),
+    prediction_params: PredictionParams = PredictionParams(),
+) -> dt.datetime | None:
+    """The next instant after ``now`` at which the order's exceptions may change with the
+    clock alone (no source event): a scheduled start or a production delay's threshold
+    passing, a work centre's expected repair, a component's receipt day, a lot's quality
+    lead time, a carrier's ETA or the end of its window, the ship-by day (and 48 h before
+    it), the promised day. None when nothing is due (delivered, or nothing time-driven).
+
+    Re-evaluating then finds what became true; evaluating a little early only finds the
+    next due time (the prediction's own slow drift is left to the periodic sweep).
+    """
+    if view.is_delivered:
+        return None
+    plant = prediction_params.plant
+    ship_to = prediction_params.ship_to(view.customer)
+    tolerance = dt.timedelta(hours=params.production_delay_tolerance_hours)
+    lead = dt.timedelta(hours=prediction_params.quality_lead_hours)
+    is_shipped = shipped(view)
+    candidates: list[dt.datetime | None] = [ship_to.day_end(view.promised_delivery_date)]
+    if not is_shipped:
+        day = ship_by(view, prediction_params)
+        candidates += [plant.day_end(day), plant.day_start(day) - dt.timedelta(hours=params.ships_soon_hours)]
+        for po in view.active_production_orders:
+            lot = view.latest_lot(po.manufacturing_order)
+            if lot is not None and not lot_decided(lot):
+                candidates.append(plant.add_working_time(lot.created_at, lead))
+            if production_completed(po):
+                continue
+            work = scheduled_work(po, plant)
+            if production_started(po):
+                done = po.confirmed_yield_qty / po.total_quantity if po.total_quantity > 0 else 0.0
+                left = work * (1 - min(max(done, 0.0), 1.0))
+            else:
+                left = work
+                candidates.append(po.scheduled_start_date)
+                candidates += [plant.day_start(c.expected_receipt_date) for c in view.components_for(po) if c.expected_receipt_date]
+            # From then on the expected end passes the scheduled end by more than the tolerance.
+            candidates.append(plant.subtract_working_time(po.scheduled_end_date + tolerance, left))
+            wc = view.work_center_for(po)
+            if wc is not None and wc.state.upper() == "DOWN":
+                candidates += [wc.down_since, wc.expected_up_at]
+    for leg in view.legs:
+        s = leg.shipment
+        if s is not None and not shipment_delivered(s):
+            candidates += [shipment_eta(s), shipment_due_by(s)]
+    future = [c for c in candidates if c is not None and c > now]
+    return min(future, default=None)
 
 
 # --- aggregation ----------------------------------------------------------------------------
