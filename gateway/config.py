@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from resolvers.calendars import CalendarError, FactoryCalendar, parse_shift, parse_weekdays
+from sources.calendars import CalendarError, FactoryCalendar, parse_shift, parse_weekdays
 
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from resolvers.calendars import ROUND_THE_CLOCK, FactoryCalendar
 from resolvers.enums import DeliveryRisk
 from resolvers.view import (
     DeliveryLeg,
@@ -55,6 +54,7 @@ from resolvers.view import (
     shipment_eta,
     work_center_down,
 )
+from sources.calendars import ROUND_THE_CLOCK, FactoryCalendar
 from sources.records import Customer, ProductionOrder
 
 _DELAYING_TAGS = {"AttemptFail": "delivery_attempt_failed", "Exception": "carrier_exception"}

@@ -25,7 +25,6 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from resolvers.calendars import FactoryCalendar
 from resolvers.enums import (
     LogisticsStatus,
     MaterialsStatus,
@@ -52,6 +51,7 @@ from resolvers.view import (
     shipment_picked_up_at,
     work_center_down,
 )
+from sources.calendars import FactoryCalendar
 from sources.records import InspectionLot, OutboundDelivery, ProductionOrder
 
 _STAGES = list(OrderStage)

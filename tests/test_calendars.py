@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from resolvers.calendars import (
+from sources.calendars import (
     ROUND_THE_CLOCK,
     CalendarError,
     FactoryCalendar,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from resolvers.calendars import FactoryCalendar
 from resolvers.enums import DeliveryRisk, ExceptionKind, MilestoneKind, MilestoneStatus, Severity
 from resolvers.exceptions import (
     AWAITING_RELEASE_TEXT,
@@ -19,6 +18,7 @@ from resolvers.exceptions import (
 )
 from resolvers.prediction import PredictionParams, delivery_risk, predict
 from resolvers.stage import milestones
+from sources.calendars import FactoryCalendar
 from sources.records import Customer, Shipment
 
 from .test_calendars import STUTTGART

@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 
-from resolvers.calendars import FactoryCalendar
 from resolvers.enums import DeliveryRisk
 from resolvers.prediction import (
     Prediction,
@@ -15,6 +14,7 @@ from resolvers.prediction import (
     predict,
     working_days_between,
 )
+from sources.calendars import FactoryCalendar
 
 from .test_domain_stage import (
     DAY,

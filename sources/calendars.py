@@ -1,5 +1,8 @@
 """Working calendars: when a plant works and when a ship-to receives goods.
 
+Master data as an ERP keeps it (SAP's factory calendar), so both the simulated plant and
+the domain rules (``resolvers/prediction.py``) read it from here.
+
 A ``FactoryCalendar`` is what SAP calls a factory calendar, plus its time zone: the working
 weekdays, the shifts of a working day (local times) and the public holidays of a country
 and region (the ``holidays`` package). Lead times of production, quality and picking count
