@@ -732,8 +732,8 @@ class World:
             customer=customer,
             ordered_at=ordered_at,
             confirmed=confirmed,
-            planned_start=at(planned["start"]),
-            planned_end=at(planned["confirm"]),
+            planned_start=self._place("start", at(planned["start"]), customer, forward=True),
+            planned_end=self._place("confirm", at(planned["confirm"]), customer, forward=True),
             flags=flags,
             schedule=schedule,
         )
