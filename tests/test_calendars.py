@@ -144,3 +144,59 @@ def test_parsing_settings() -> None:
             parse_shift(bad)
     with pytest.raises(CalendarError):
         parse_weekdays(["Funday"])
+
+
+# --- the gateway's [calendar] settings -----------------------------------------------------------
+
+
+def test_calendar_settings_from_toml_and_environment(tmp_path) -> None:
+    from gateway.config import load_config
+
+    path = tmp_path / "ordergraph.toml"
+    path.write_text(
+        '[calendar]\ncountry = "US"\nregion = "IL"\ntime_zone = "America/Chicago"\n'
+        'working_days = ["MON", "TUE", "WED", "THU", "FRI", "SAT"]\nshifts = ["22:00-06:00"]\n'
+        'receiving_hours = ["07:00-15:30"]\n'
+    )
+    cfg = load_config(path, env={"ORDERGRAPH_CALENDAR_DELIVERY_DAYS": "MON,WED,FRI"})
+    plant = cfg.calendar.plant_calendar()
+    assert (plant.country, plant.subdivision, plant.time_zone) == ("US", "IL", "America/Chicago")
+    assert plant.working_days == (0, 1, 2, 3, 4, 5) and plant.shifts == ((1320, 1800),)
+    assert plant.is_holiday(dt.date(2026, 7, 3))  # Independence Day observed
+    receiving = cfg.calendar.delivery_calendar()
+    assert receiving.working_days == (0, 2, 4) and receiving.shifts == ((420, 930),)
+    assert load_config(None, env={}).calendar.plant_calendar() == STUTTGART  # the defaults
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('time_zone = "Europe/Stutgart"', "unknown time zone"),
+        ('country = "XY"', "public holidays"),
+        ('region = "ZZ"', "subdivision"),
+        ('shifts = ["6-14"]', "HH:MM-HH:MM"),
+        ('working_days = ["MON", "Funday"]', "working day"),
+        ("working_days = []", "at least one working day"),
+        ("shifts = 8", "calendar"),
+    ],
+)
+def test_bad_calendar_settings_are_a_clear_config_error(tmp_path, toml: str, message: str) -> None:
+    from gateway.config import ConfigError, load_config
+
+    path = tmp_path / "ordergraph.toml"
+    path.write_text(f"[calendar]\n{toml}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, env={})
+
+
+def test_serve_refuses_a_bad_calendar_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "ordergraph.toml"
+    path.write_text('[calendar]\ntime_zone = "Mars/Olympus"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "Mars/Olympus" in done.stderr and "Traceback" not in done.stderr
