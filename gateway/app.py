@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 
 from resolvers.context import Context
 from resolvers.policy import Viewer
+from resolvers.prediction import PredictionParams
 from resolvers.schema import schema as strawberry_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
 
@@ -83,6 +84,11 @@ class Gateway:
         # "Now" of the domain rules (predictions, exceptions): the plant's time. The demo's
         # simulated plant runs faster than the wall clock, which signatures and health use.
         self.domain_clock = domain_clock or clock
+        # The prediction model on the configured calendars (plant's factory calendar,
+        # ship-tos' delivery calendar): every query, subscription and the tracker use it.
+        self.prediction_params = PredictionParams(
+            plant=config.calendar.plant_calendar(), delivery=config.calendar.delivery_calendar()
+        )
         self.cache = RecordCache(maxsize=config.cache.maxsize, ttl_seconds=config.cache.ttl_seconds)
         self.responses = ResponseCache(
             self.cache,
@@ -183,6 +189,7 @@ class Gateway:
             clock=self.domain_clock,
             publish=self.hub.exceptions.publish,
             stale_sources=self.stale_sources,
+            prediction_params=self.prediction_params,
         )
         self.exceptions.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
@@ -326,6 +333,7 @@ class Gateway:
             journal=self.journal,
             exceptions=self.exceptions,
             viewer=viewer,
+            prediction_params=self.prediction_params,
         )
 
     async def ws_viewer(self, init_payload: dict) -> Viewer:

@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sources.calendars import CalendarError, FactoryCalendar, parse_shift, parse_weekdays
 from sources.events import EventLimits
 from sources.keys import KeyFormats, check_patterns
 
@@ -182,6 +183,50 @@ class LimitsConfig:
     connections_per_viewer: int = 20  # WebSocket connections at once
 
 
+_WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI"]
+
+
+@dataclasses.dataclass(slots=True)
+class CalendarConfig:
+    """The plant's factory calendar and the delivery calendar of its ship-tos.
+
+    Production, quality and picking lead times count working time on the plant's calendar:
+    ``working_days``, ``shifts`` (local times; ``22:00-06:00`` runs past midnight) and the
+    public holidays of ``country`` and ``region`` (the ``holidays`` package's codes, e.g.
+    DE / BW), in ``time_zone``. Transit, slack and days late count the working days of each
+    ship-to: ``delivery_days`` and ``receiving_hours`` there, with the public holidays of the
+    customer's country and region, in its time zone (the plant's for a customer without a
+    country). The defaults are the simulated plant's: Stuttgart, two shifts, Mon–Fri.
+    """
+
+    country: str = "DE"
+    region: str = "BW"  # empty: the country's nationwide holidays only
+    time_zone: str = "Europe/Berlin"
+    working_days: list[str] = dataclasses.field(default_factory=lambda: list(_WEEKDAYS))
+    shifts: list[str] = dataclasses.field(default_factory=lambda: ["06:00-14:00", "14:00-22:00"])
+    delivery_days: list[str] = dataclasses.field(default_factory=lambda: list(_WEEKDAYS))
+    receiving_hours: list[str] = dataclasses.field(default_factory=lambda: ["08:00-17:00"])
+
+    def plant_calendar(self) -> FactoryCalendar:
+        """The plant's factory calendar; ``CalendarError`` when a setting cannot work."""
+        return FactoryCalendar.build(
+            time_zone=self.time_zone,
+            country=self.country.upper() or None,
+            subdivision=self.region or None,
+            working_days=parse_weekdays(self.working_days),
+            shifts=tuple(parse_shift(s) for s in self.shifts),
+        )
+
+    def delivery_calendar(self) -> FactoryCalendar:
+        """Receiving days and hours of a ship-to, in the plant's zone until placed at one
+        (``FactoryCalendar.for_place``)."""
+        return FactoryCalendar.build(
+            time_zone=self.time_zone,
+            working_days=parse_weekdays(self.delivery_days),
+            shifts=tuple(parse_shift(s) for s in self.receiving_hours),
+        )
+
+
 @dataclasses.dataclass(slots=True)
 class Config:
     gateway: GatewayConfig = dataclasses.field(default_factory=GatewayConfig)
@@ -191,6 +236,7 @@ class Config:
     scaleout: ScaleoutConfig = dataclasses.field(default_factory=ScaleoutConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    calendar: CalendarConfig = dataclasses.field(default_factory=CalendarConfig)
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -202,7 +248,7 @@ class Config:
 
 
 DEFAULT_PLANT_URL = "http://127.0.0.1:8100"
-SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits")
+SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits", "calendar")
 
 
 def _coerce(value: str, target: Any) -> Any:
@@ -268,6 +314,11 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             _apply(getattr(cfg, parts[0]), {"_".join(parts[1:]): value}, f"env {name}")
     if cfg.auth.mode not in ("jwt", "open"):
         raise ConfigError(f"auth.mode: {cfg.auth.mode!r} is not 'jwt' or 'open'")
+    try:
+        cfg.calendar.plant_calendar()
+        cfg.calendar.delivery_calendar()
+    except (CalendarError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"calendar: {exc}") from exc
     check_events(cfg.events)
     return cfg
 

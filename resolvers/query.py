@@ -104,8 +104,8 @@ async def _matches(ctx: Context, orders: list[SalesOrder], f: OrderFilter) -> li
         if stages:
             ok = stage.stage(view) in stages
         if ok and risks:
-            pred = prediction.predict(view, ctx.now)
-            ok = prediction.delivery_risk(view, pred, ctx.now) in risks
+            pred = prediction.predict(view, ctx.now, ctx.prediction_params)
+            ok = prediction.delivery_risk(view, pred, ctx.now, ctx.prediction_params) in risks
         out.append(ok)
     return out
 
