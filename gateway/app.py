@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 
 from resolvers.context import Context
 from resolvers.policy import Viewer
+from resolvers.prediction import PredictionParams
 from resolvers.schema import schema as strawberry_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
 
@@ -50,6 +51,7 @@ from .websocket import Connection, ConnectionRefused
 log = logging.getLogger("ordergraph.gateway")
 
 STATIC_DIR = Path(__file__).parent / "static"
+LOCAL_POLL_SECONDS = 2.0
 
 
 def utc_now() -> dt.datetime:
@@ -70,7 +72,7 @@ class Gateway:
         self.config = config
         self.bus: Bus = bus or LocalBus()
         self._own_bus = bus is None  # scale-out replaces our own LocalBus with a RedisBus
-        self.registry = event_registry()
+        self.registry = event_registry(config.events.limits())
         self.journal: Journal | None = None
         self.ingress: EventIngress | None = None
         self.processor: EventProcessor | None = None
@@ -82,6 +84,11 @@ class Gateway:
         # "Now" of the domain rules (predictions, exceptions): the plant's time. The demo's
         # simulated plant runs faster than the wall clock, which signatures and health use.
         self.domain_clock = domain_clock or clock
+        # The prediction model on the configured calendars (plant's factory calendar,
+        # ship-tos' delivery calendar): every query, subscription and the tracker use it.
+        self.prediction_params = PredictionParams(
+            plant=config.calendar.plant_calendar(), delivery=config.calendar.delivery_calendar()
+        )
         self.cache = RecordCache(maxsize=config.cache.maxsize, ttl_seconds=config.cache.ttl_seconds)
         self.responses = ResponseCache(
             self.cache,
@@ -140,12 +147,36 @@ class Gateway:
             if ev.journal_path != ":memory:":
                 Path(ev.journal_path).parent.mkdir(parents=True, exist_ok=True)
             self.journal = await Journal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
-        self.ingress = EventIngress(ev, self.registry, self.journal, self.clock)
+        assert self.journal is not None
+        now = self.domain_clock()  # the plant's time, which business times follow
+        ceiling = now + dt.timedelta(seconds=ev.max_future_seconds)
+        if lowered := await self.journal.cap_watermarks(ceiling, now):
+            log.warning(
+                "%d records had a newest-seen business time after %s (events with a wrong clock, journaled before "
+                "`time` was checked); lowered to now so their real events apply again",
+                lowered,
+                ceiling.isoformat(timespec="seconds"),
+            )
+        self.ingress = EventIngress(ev, self.registry, self.journal, self.clock, plant_clock=self.domain_clock)
         self.hub = Hub(self.schema._schema, self.context, self.journal)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
-        poll = scaleout.poll_seconds if scaleout.redis_url else None  # other replicas' events
-        self.processor = EventProcessor(self.journal, self.registry, self.sources, self.cache, self.bus, self.ingress.wakeup, poll_seconds=poll)
+        # Scale-out: other replicas' events. SQLite: events replayed by `ordergraph events
+        # replay` from another process, which cannot wake this one.
+        poll = scaleout.poll_seconds if scaleout.redis_url else LOCAL_POLL_SECONDS
+        self.processor = EventProcessor(
+            self.journal,
+            self.registry,
+            self.sources,
+            self.cache,
+            self.bus,
+            self.ingress.wakeup,
+            poll_seconds=poll,
+            max_future_seconds=ev.max_future_seconds,
+            plant_clock=self.domain_clock,
+            park_after=ev.park_after_failures,
+        )
+        self.metrics.watch_parked_events(self.journal.parked_count)
         self.ingress.before_ack = self.processor.invalidate_now
         self.processor.fence = self.fence
         self.http.before_read = self.fence.sync if self.fence is not None else None
@@ -158,6 +189,7 @@ class Gateway:
             clock=self.domain_clock,
             publish=self.hub.exceptions.publish,
             stale_sources=self.stale_sources,
+            prediction_params=self.prediction_params,
         )
         self.exceptions.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
@@ -301,6 +333,7 @@ class Gateway:
             journal=self.journal,
             exceptions=self.exceptions,
             viewer=viewer,
+            prediction_params=self.prediction_params,
         )
 
     async def ws_viewer(self, init_payload: dict) -> Viewer:

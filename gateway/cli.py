@@ -1,4 +1,4 @@
-"""The ``ordergraph`` command: demo, simulate, serve, schema."""
+"""The ``ordergraph`` command: demo, simulate, serve, token, events, schema."""
 
 from __future__ import annotations
 
@@ -55,28 +55,18 @@ async def _serve(app, host: str, port: int, sock: Any = None) -> None:
     await server.serve(sockets=[sock] if sock is not None else None)
 
 
-def _serve_workers(cfg: Any, host: str, port: int, workers: int) -> int:
+def _serve_workers(cfg: Any, host: str, port: int, workers: int, sock: Any) -> int:
     """``workers`` gateway processes on one listening socket, sharing state through Redis.
 
-    The parent binds the socket and forks the workers (before any event loop exists);
+    The parent has bound the socket (``sock``) and forks the workers (before any event loop exists);
     each worker is a full scale-out replica (its own caches, one Redis journal, bus and
     invalidation fence for all). SIGINT/SIGTERM stop them all; if one exits, the others
     are stopped too, so a supervisor (systemd, Kubernetes) sees the failure."""
     import multiprocessing
     import os
     import signal
-    import socket
     from multiprocessing.connection import wait
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        print(f"ordergraph: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-        return 1
-    sock.listen(2048)
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("fork")
     base_id = cfg.scaleout.replica_id
@@ -109,6 +99,40 @@ def _serve_workers(cfg: Any, host: str, port: int, workers: int) -> int:
     if asked or first_code in (-signal.SIGTERM, -signal.SIGINT, 0):
         return 0 if asked else 1  # a worker stopped on its own: say so to the supervisor
     return abs(first_code or 1)
+
+
+def listening_socket(host: str, port: int) -> Any:
+    """A socket bound and listening on ``host:port``; OSError (e.g. the port is taken) is
+    raised here, before anything is printed or started, so it can be one clear line."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise OSError if ``host:port`` cannot be listened on now (the demo's plant binds it
+    itself a moment later)."""
+    listening_socket(host, port).close()
+
+
+def auth_problem(cfg: Config) -> str | None:
+    """Why the gateway would refuse every request, or None: jwt mode without any key."""
+    a = cfg.auth
+    if a.mode == "jwt" and not a.hs256_secret and not a.jwks_url:
+        return (
+            "auth.mode = jwt needs a key to check tokens: set auth.jwks_url (production) or auth.hs256_secret "
+            "(e.g. ORDERGRAPH_AUTH_HS256_SECRET), or auth.mode = \"open\" for a demo without auth"
+        )
+    return None
 
 
 def _worker(cfg: Any, host: str, port: int, sock: Any, base_id: str, index: int) -> None:
@@ -146,13 +170,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if (problem := auth_problem(cfg)) is not None:
+        print(f"ordergraph: {problem}", file=sys.stderr)
+        return 2
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        print(f"ordergraph: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    _print_serve_banner(cfg, host, port)
+    if workers > 1:
+        return _serve_workers(cfg, host, port, workers, sock)
+    with _quiet_interrupt():
+        _run(_serve(create_app(cfg), host, port, sock))
+    return 0
+
+
+def _print_serve_banner(cfg: Config, host: str, port: int) -> None:
     print(f"ordergraph gateway on http://{host}:{port}/graphql (auth: {cfg.auth.mode})", flush=True)
     for name, src in cfg.sources.items():
         print(f"  {name.upper()}: {src.base_url}")
-    if workers > 1:
-        return _serve_workers(cfg, host, port, workers)
-    _run(_serve(create_app(cfg), host, port))
-    return 0
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -241,6 +278,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from .config import DEV_SECRETS
 
+    ports = [args.port] + ([args.port + 1 + i for i in range(5)] if args.separate_ports else [])
+    for port in ports:
+        try:
+            _check_port_free(args.host, port)
+        except OSError as exc:
+            print(f"ordergraph simulate: cannot listen on {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+
     async def main() -> None:
         print(f"generating the plant: {args.orders} orders, seed {args.seed} ...", flush=True)
         sim = await start_simulator(
@@ -273,10 +318,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sources.simulator.app import start_simulator
-
     from .app import create_app
     from .graphiql import assets_present
+
+    # Every port first, so a taken one is one line before anything starts or prints.
+    plant_ports = [args.plant_port] + ([args.plant_port + 1 + i for i in range(5)] if args.fault else [])
+    try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"ordergraph demo: cannot listen on {args.host}:{args.port} (--port): {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for plant_port in plant_ports:
+        try:
+            _check_port_free("127.0.0.1", plant_port)
+        except OSError as exc:
+            sock.close()
+            print(
+                f"ordergraph demo: the simulated plant cannot listen on 127.0.0.1:{plant_port} (--plant-port): "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
 
     if not assets_present() and not args.no_assets:
         from .assets import AssetsError, fetch_assets
@@ -289,7 +351,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         print(f"ordergraph demo: generating the simulated plant ({args.orders} orders, seed {args.seed}) ...", flush=True)
-        sim = await start_simulator(
+        sim = await _plant_or_exit(
             "127.0.0.1",
             args.plant_port,
             orders=args.orders,
@@ -320,7 +382,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("  Ctrl-C stops.", flush=True)
         running = _plant_events(sim, url.rsplit("/", 1)[0], cfg.events.secrets, args)
         try:
-            await _serve(app, args.host, args.port)
+            await _serve(app, args.host, args.port, sock)
         finally:
             for r in running:
                 await r.close()
@@ -329,6 +391,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _quiet_interrupt():
         asyncio.run(main())
     return 0
+
+
+async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:
+    """``start_simulator``; a port taken meanwhile is one line and exit status 1."""
+    from sources.simulator.app import start_simulator
+
+    try:
+        return await start_simulator(*args, **kwargs)
+    except OSError as exc:
+        print(f"ordergraph demo: the simulated plant cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _demo_auth(cfg: Config, args: argparse.Namespace) -> None:
@@ -392,8 +465,179 @@ def cmd_token(args: argparse.Namespace) -> int:
         issuer=cfg.auth.issuer,
         audience=cfg.auth.audience,
     )
+    if args.role == "customer" and (doubt := _customer_doubt(cfg, args.customer)) is not None:
+        print(f"ordergraph token: warning: {doubt}; the token will see no orders", file=sys.stderr)
     print(token)
     return 0
+
+
+def _customer_doubt(cfg: Config, customer: str) -> str | None:
+    """Why ``customer`` is probably not a customer: its shape, else ERP's answer. None when
+    it is one, or when ERP cannot be asked (a token can be minted offline)."""
+    from sources.keys import KeyFormats
+
+    if (problem := KeyFormats(cfg.events.key_formats).problem("Customer", customer)) is not None:
+        return problem
+    erp = cfg.sources.get("erp")
+    if erp is None:
+        return None
+
+    async def ask() -> bool | None:
+        import aiohttp
+
+        from sources.client import SourceClient, SourceError
+        from sources.erp import ErpConnector
+
+        async with aiohttp.ClientSession() as session:
+            connector = ErpConnector(SourceClient("erp", erp.base_url, session, timeout_seconds=3.0))
+            try:
+                return customer in await connector.customers([customer])
+            except SourceError:
+                return None
+
+    if asyncio.run(ask()) is False:
+        return f"ERP at {erp.base_url} knows no customer {customer!r}"
+    return None
+
+
+def _journal_for_cli(args: argparse.Namespace) -> tuple[str, str, str]:
+    """Which journal ``ordergraph events`` works on: ``--journal FILE``, else the configured
+    one (``[scaleout] redis_url`` → Redis, else ``[events] journal_path``), as (kind, where,
+    key prefix). Raises ConfigError with a one-line reason; never names a file that is not
+    there (opening it would create an empty journal)."""
+    if args.journal:
+        if not Path(args.journal).is_file():
+            raise ConfigError(f"no journal file at {args.journal}")
+        return "sqlite", args.journal, ""
+    cfg = load_config(args.config)
+    if cfg.scaleout.redis_url:
+        return "redis", cfg.scaleout.redis_url, cfg.scaleout.key_prefix
+    if not Path(cfg.events.journal_path).is_file():
+        raise ConfigError(
+            f"no journal file at {cfg.events.journal_path} ([events] journal_path): run this where the gateway "
+            "runs, or name the file with --journal"
+        )
+    return "sqlite", cfg.events.journal_path, ""
+
+
+async def _open_journal_for_cli(kind: str, where: str, prefix: str) -> Any:
+    from .journal import Journal
+
+    if kind == "sqlite":
+        return await Journal.open(where)
+    from redis.exceptions import RedisError
+
+    from .redis_journal import RedisJournal
+
+    # The CLI reads and hands events back; it joins no processing and publishes nothing.
+    logging.getLogger("ordergraph.journal").setLevel(logging.ERROR)
+    try:
+        return await RedisJournal.open(where, prefix=prefix, replica_id="ordergraph-cli", publish=False)
+    except (RedisError, OSError) as exc:
+        raise ConfigError(f"cannot reach the journal on Redis at {where}: {exc}") from exc
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """``ordergraph events parked|replay``: the dead letters of a journal."""
+    import json
+    import sqlite3
+
+    async def main() -> int:
+        journal = await _open_journal_for_cli(*_journal_for_cli(args))
+        try:
+            if args.action == "parked":
+                return await _events_parked(journal, args, json)
+            return await _events_replay(journal, args)
+        finally:
+            await journal.close()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        print(f"ordergraph events: {exc}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, RuntimeError) as exc:
+        print(f"ordergraph events: cannot use the journal: {exc}", file=sys.stderr)
+        return 2
+
+
+def _short(text: str | None, width: int) -> str:
+    text = "" if text is None else text.replace("\n", " ")
+    return text if len(text) <= width else f"{text[: width - 1]}…"
+
+
+async def _events_parked(journal: Any, args: argparse.Namespace, json: Any) -> int:
+    parked = await journal.parked(limit=args.limit)
+    total = await journal.parked_count()
+    if args.json:
+        for p in parked:
+            e = p.event
+            print(
+                json.dumps(
+                    {
+                        "seq": e.seq, "eventId": e.event_id, "source": e.source, "type": e.type,
+                        "subject": e.subject, "occurredAt": e.occurred_at.isoformat(),
+                        "receivedAt": e.received_at.isoformat(), "parkedAt": p.parked_at.isoformat(),
+                        "attempts": p.attempts, "reason": p.reason,
+                    }  # fmt: skip
+                )
+            )
+        return 0
+    if not parked:
+        print("no parked events")
+        return 0
+    print(f"{'SEQ':>8}  {'PARKED AT (UTC)':19}  {'SOURCE':6}  {'TYPE':34}  {'KEY':14}  {'TRIES':>5}  REASON")
+    for p in parked:
+        e = p.event
+        kind = e.type.rsplit(".", 3)[-3] + "." + e.type.rsplit(".", 3)[-2] if e.type.count(".") >= 3 else e.type
+        print(
+            f"{e.seq:>8}  {p.parked_at:%Y-%m-%d %H:%M:%S}  {e.source:6}  {_short(kind, 34):34}  "
+            f"{_short(e.subject, 14):14}  {p.attempts:>5}  {_short(p.reason, 200)}"
+        )
+    more = f" (the first {len(parked)} shown; --limit N for more)" if total > len(parked) else ""
+    print(f"{total} parked event{'s' if total != 1 else ''}{more}.")
+    print("Once the cause is fixed: ordergraph events replay SEQ [SEQ ...] | --all")
+    return 0
+
+
+async def _events_replay(journal: Any, args: argparse.Namespace) -> int:
+    if args.all == bool(args.seqs):
+        print("ordergraph events replay: give SEQ numbers or --all (not both)", file=sys.stderr)
+        return 2
+    released = await journal.unpark(None if args.all else args.seqs)
+    missing = [] if args.all else [s for s in args.seqs if s not in released]
+    for seq in missing:
+        print(f"seq {seq} is not parked (see `ordergraph events parked`)", file=sys.stderr)
+    if not released:
+        print("nothing to replay")
+        return 1 if missing else 0
+    print(f"handed {len(released)} event{'s' if len(released) != 1 else ''} back to the event processor", flush=True)
+    # The gateway's processor takes them within a few seconds; report what became of them.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.wait
+    waiting = set(released)
+    applied: list[int] = []
+    parked_again: dict[int, str] = {}
+    while waiting and loop.time() < deadline:
+        await asyncio.sleep(0.5)
+        again = {p.event.seq: p.reason for p in await journal.parked(limit=100_000) if p.event.seq in waiting}
+        for seq in list(waiting):
+            if seq in again:
+                parked_again[seq] = again[seq]
+                waiting.discard(seq)
+            elif (event := await journal.get(seq)) is None or event.processed:
+                applied.append(seq)
+                waiting.discard(seq)
+    if applied:
+        print(f"applied: {len(applied)}" + (f" ({', '.join(map(str, sorted(applied)[:20]))})" if len(applied) <= 20 else ""))
+    for seq, reason in sorted(parked_again.items()):
+        print(f"seq {seq} parked again: {reason}")
+    if waiting:
+        print(
+            f"not processed within {args.wait:g} s: {len(waiting)} (a running gateway takes them within seconds; "
+            "a stopped one when it starts)"
+        )
+    return 1 if parked_again or missing else 0
 
 
 class _quiet_interrupt:
@@ -475,6 +719,25 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--secret", help="HS256 secret (default: auth.hs256_secret, else the demo's)")
     token.add_argument("--config", help="TOML configuration file (issuer, audience, secret)")
     token.set_defaults(func=cmd_token)
+
+    events = sub.add_parser(
+        "events",
+        help="list and replay events parked as dead letters",
+        description="Events whose processing failed for good are parked in the journal (kept, out of the way). "
+        "List them, fix the cause (a source's data, a key format, a source's refusal), then replay them. "
+        "Safe while the gateway runs: on SQLite the file is shared (WAL), on Redis every replica sees the change.",
+    )
+    events.add_argument("action", choices=["parked", "replay"], help="parked lists; replay hands events back")
+    events.add_argument("seqs", nargs="*", type=int, metavar="SEQ", help="replay: the events' sequence numbers")
+    events.add_argument("--all", action="store_true", help="replay: every parked event")
+    events.add_argument("--journal", help="the SQLite journal file (default: the configured journal)")
+    events.add_argument("--config", help="TOML configuration file (journal_path, or [scaleout] redis_url)")
+    events.add_argument("--limit", type=int, default=100, help="parked: list at most this many (default 100)")
+    events.add_argument("--json", action="store_true", help="parked: one JSON object per line")
+    events.add_argument(
+        "--wait", type=float, default=10.0, help="replay: seconds to wait and report what became of them (default 10)"
+    )
+    events.set_defaults(func=cmd_events)
 
     assets = sub.add_parser("assets", help="fetch GraphiQL's browser assets (npm) so GraphiQL works offline")
     assets.set_defaults(func=cmd_assets)

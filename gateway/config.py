@@ -14,6 +14,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sources.calendars import CalendarError, FactoryCalendar, parse_shift, parse_weekdays
+from sources.events import EventLimits
+from sources.keys import KeyFormats, check_patterns
+
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 
 
@@ -78,10 +82,35 @@ class EventsConfig:
     secrets: dict[str, str] = dataclasses.field(default_factory=lambda: dict(DEV_SECRETS))
     max_body_bytes: int = 1_048_576
     max_batch: int = 1000
-    tolerance_seconds: float = 300.0
+    tolerance_seconds: float = 300.0  # age of a request's signature timestamp
+    # Door checks of each event (sources/events.py EventLimits): 400 when one fails.
+    max_id_length: int = 256
+    max_source_length: int = 256
+    max_subject_length: int = 256
+    max_data_depth: int = 32  # JSON nesting of `data`
+    max_future_seconds: float = 300.0  # `time` at most this far ahead of the gateway's clock
+    max_age_days: float = 365.0  # `time` at most this far back; 0 = no bound
+    # Record key patterns per field (full match), replacing the SAP-shaped defaults of
+    # sources/keys.py, e.g. {SalesOrder = "[0-9]{10}"}. Set in the TOML file only.
+    key_formats: dict[str, str] = dataclasses.field(default_factory=dict)
+    # An event whose processing failed this many times in a row is parked as a dead letter
+    # (one a source refuses outright, with a 4xx, is parked at once); `ordergraph events`.
+    park_after_failures: int = 5
     journal_path: str = "var/journal.sqlite"
     retention_days: float = 30.0
     max_events: int = 5_000_000
+
+    def limits(self) -> EventLimits:
+        """The door checks of ``POST /events`` these settings describe."""
+        return EventLimits(
+            max_id_length=self.max_id_length,
+            max_source_length=self.max_source_length,
+            max_subject_length=self.max_subject_length,
+            max_data_depth=self.max_data_depth,
+            max_future_seconds=self.max_future_seconds,
+            max_age_days=self.max_age_days,
+            key_formats=KeyFormats(self.key_formats),
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -154,6 +183,50 @@ class LimitsConfig:
     connections_per_viewer: int = 20  # WebSocket connections at once
 
 
+_WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI"]
+
+
+@dataclasses.dataclass(slots=True)
+class CalendarConfig:
+    """The plant's factory calendar and the delivery calendar of its ship-tos.
+
+    Production, quality and picking lead times count working time on the plant's calendar:
+    ``working_days``, ``shifts`` (local times; ``22:00-06:00`` runs past midnight) and the
+    public holidays of ``country`` and ``region`` (the ``holidays`` package's codes, e.g.
+    DE / BW), in ``time_zone``. Transit, slack and days late count the working days of each
+    ship-to: ``delivery_days`` and ``receiving_hours`` there, with the public holidays of the
+    customer's country and region, in its time zone (the plant's for a customer without a
+    country). The defaults are the simulated plant's: Stuttgart, two shifts, Mon–Fri.
+    """
+
+    country: str = "DE"
+    region: str = "BW"  # empty: the country's nationwide holidays only
+    time_zone: str = "Europe/Berlin"
+    working_days: list[str] = dataclasses.field(default_factory=lambda: list(_WEEKDAYS))
+    shifts: list[str] = dataclasses.field(default_factory=lambda: ["06:00-14:00", "14:00-22:00"])
+    delivery_days: list[str] = dataclasses.field(default_factory=lambda: list(_WEEKDAYS))
+    receiving_hours: list[str] = dataclasses.field(default_factory=lambda: ["08:00-17:00"])
+
+    def plant_calendar(self) -> FactoryCalendar:
+        """The plant's factory calendar; ``CalendarError`` when a setting cannot work."""
+        return FactoryCalendar.build(
+            time_zone=self.time_zone,
+            country=self.country.upper() or None,
+            subdivision=self.region or None,
+            working_days=parse_weekdays(self.working_days),
+            shifts=tuple(parse_shift(s) for s in self.shifts),
+        )
+
+    def delivery_calendar(self) -> FactoryCalendar:
+        """Receiving days and hours of a ship-to, in the plant's zone until placed at one
+        (``FactoryCalendar.for_place``)."""
+        return FactoryCalendar.build(
+            time_zone=self.time_zone,
+            working_days=parse_weekdays(self.delivery_days),
+            shifts=tuple(parse_shift(s) for s in self.receiving_hours),
+        )
+
+
 @dataclasses.dataclass(slots=True)
 class Config:
     gateway: GatewayConfig = dataclasses.field(default_factory=GatewayConfig)
@@ -163,6 +236,7 @@ class Config:
     scaleout: ScaleoutConfig = dataclasses.field(default_factory=ScaleoutConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    calendar: CalendarConfig = dataclasses.field(default_factory=CalendarConfig)
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -174,10 +248,12 @@ class Config:
 
 
 DEFAULT_PLANT_URL = "http://127.0.0.1:8100"
-SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits")
+SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits", "calendar")
 
 
 def _coerce(value: str, target: Any) -> Any:
+    if isinstance(target, dict):
+        raise ValueError("a table: set it in the TOML file")
     if isinstance(target, list):  # comma-separated, e.g. ORDERGRAPH_AUTH_CORS_ORIGINS
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(target, bool):
@@ -238,4 +314,26 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             _apply(getattr(cfg, parts[0]), {"_".join(parts[1:]): value}, f"env {name}")
     if cfg.auth.mode not in ("jwt", "open"):
         raise ConfigError(f"auth.mode: {cfg.auth.mode!r} is not 'jwt' or 'open'")
+    try:
+        cfg.calendar.plant_calendar()
+        cfg.calendar.delivery_calendar()
+    except (CalendarError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"calendar: {exc}") from exc
+    check_events(cfg.events)
     return cfg
+
+
+def check_events(ev: EventsConfig) -> None:
+    """Raise ConfigError for ``[events]`` settings the door checks cannot work with."""
+    if not isinstance(ev.key_formats, dict):
+        raise ConfigError("events.key_formats: expected a table of field = pattern")
+    if (problem := check_patterns(ev.key_formats)) is not None:
+        raise ConfigError(f"events.key_formats.{problem}")
+    for name in ("max_id_length", "max_source_length", "max_subject_length", "max_data_depth", "park_after_failures"):
+        if not isinstance(getattr(ev, name), int) or getattr(ev, name) < 1:
+            raise ConfigError(f"events.{name}: must be a whole number of at least 1")
+    # orjson stores `data` up to 254 levels deep; past that the journal write would fail.
+    if ev.max_data_depth > 200:
+        raise ConfigError("events.max_data_depth: at most 200 (the journal stores no deeper)")
+    if ev.max_future_seconds < 0 or ev.max_age_days < 0:
+        raise ConfigError("events.max_future_seconds and events.max_age_days: must not be negative")

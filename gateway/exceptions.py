@@ -9,9 +9,14 @@ The ``ExceptionTracker`` (owned by the ``Gateway``) keeps the open exceptions in
    diffed against what the journal remembered, so a restart raises what appeared and
    clears what went away while the gateway was down.
 2. Afterwards it re-evaluates only the orders named by the bus's ``OrderChanged`` (a burst
-   of events within ``debounce_seconds`` is one evaluation), plus every order now and then
-   (``sweep_seconds``: rules that depend on the clock alone, such as a missed ship date)
-   and when the set of stale sources (``stale_sources``, for DATA_STALE) changes.
+   of events within ``debounce_seconds`` is one evaluation), each order again at its next
+   due time (``resolvers.exceptions.next_due``: a scheduled start, an ETA or a ship-by day
+   passing — what changes with the clock alone), every order now and then
+   (``sweep_seconds``: a backstop, and the prediction's slow drift) and when the set of
+   stale sources (``stale_sources``, for DATA_STALE) changes. Due times are on the domain
+   clock, which the demo runs accelerated and which may jump: the timers are one heap,
+   checked against that clock every ``timer_seconds``, so a due order is evaluated within
+   about that much wall time of falling due, however far the clock moved.
 3. Each diff records RAISED / UPDATED / CLEARED transitions in the journal (each with its
    own cursor, the resume cursor of ``exceptionsChanged``) and then hands them to the
    subscription hub. UPDATED (severity, value at risk, days late or affected orders
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -35,9 +41,10 @@ import orjson
 
 from resolvers.context import Context
 from resolvers.exception_types import load_orders
-from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect
+from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams
+from sources.client import SourceError
 
 from .journal import ExceptionTransition
 
@@ -65,6 +72,7 @@ class ExceptionTracker:
         debounce_seconds: float = 0.1,
         closed_limit: int = 5_000,
         retry_seconds: float = 2.0,
+        timer_seconds: float = 0.5,
     ) -> None:
         self.context_factory = context_factory
         self.journal = journal
@@ -80,6 +88,7 @@ class ExceptionTracker:
         self.debounce_seconds = debounce_seconds
         self.closed_limit = closed_limit
         self.retry_seconds = retry_seconds
+        self.timer_seconds = timer_seconds
         self.ready = asyncio.Event()  # the first evaluation of every order is done
         self.evaluated = 0  # orders evaluated so far
         self.transitions = 0  # transitions recorded so far
@@ -90,6 +99,12 @@ class ExceptionTracker:
         self._last_cursor = 0
         self._stale: frozenset[str] = frozenset()
         self._pending: set[str] = set()
+        # Next due time per order (domain clock) and a heap of them; an entry whose time is
+        # no longer the order's is stale and skipped.
+        self._due: dict[str, dt.datetime] = {}
+        self._timers: list[tuple[dt.datetime, str]] = []
+        self.timer_wakeups = 0  # orders re-evaluated because their due time came
+        self.full_evaluations = 0  # evaluations of every order (start, sweeps, stale sources)
         self._full = False
         self._busy = False
         self._wake = asyncio.Event()
@@ -159,25 +174,43 @@ class ExceptionTracker:
 
     async def _run(self) -> None:
         await self._load_journal()
+        waiting_for: str | None = None
+        self._reevaluation_failing = False
         while True:
             try:
                 self._stale = self._read_stale()
                 await self._evaluate_all()
                 break
+            except SourceError as exc:
+                # Expected while a source is down: say so once per source, not every round
+                # (the source's own down/up lines come from sources/resilience.py).
+                if exc.source != waiting_for:
+                    log.warning(
+                        "first exception evaluation waits for %s (%s); retrying every %g s",
+                        exc.source.upper(), exc.detail, self.retry_seconds,
+                    )  # fmt: skip
+                    waiting_for = exc.source
+                await asyncio.sleep(self.retry_seconds)
             except Exception:
                 log.exception("first exception evaluation failed; retrying in %.0f s", self.retry_seconds)
                 await asyncio.sleep(self.retry_seconds)
+        if waiting_for is not None:
+            log.info("first exception evaluation done: the sources answer again")
         self.ready.set()
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_seconds if self.sweep_seconds > 0 else None
         while True:
+            self._take_due()
             if not self._pending and not self._full:
                 self._idle.set()
                 waits = [self.poll_seconds] + ([next_sweep - loop.time()] if next_sweep else [])
+                if self._timers:
+                    waits.append(self.timer_seconds)
                 try:
                     await asyncio.wait_for(self._wake.wait(), max(0.0, min(waits)))
                 except TimeoutError:
                     pass
+                self._take_due()
             self._wake.clear()
             stale = self._read_stale()
             if stale != self._stale:
@@ -199,16 +232,59 @@ class ExceptionTracker:
                     batch, self._pending = self._pending, set()
                     try:
                         await self._evaluate(batch)
-                    except Exception:
-                        # A source failed: keep the orders for the next round.
+                    except Exception as exc:
+                        # A source failed: keep the orders for the next round. Said once
+                        # until it works again; a traceback only for the unexpected.
                         self._pending |= batch
-                        log.warning("exception re-evaluation of %d orders failed; retrying", len(batch), exc_info=True)
+                        if not self._reevaluation_failing:
+                            log.warning(
+                                "exception re-evaluation of %d orders failed (%s); retrying until it works",
+                                len(batch), exc if isinstance(exc, SourceError) else type(exc).__name__,
+                                exc_info=not isinstance(exc, SourceError),
+                            )  # fmt: skip
+                            self._reevaluation_failing = True
                         await asyncio.sleep(self.retry_seconds)
+                    else:
+                        if self._reevaluation_failing:
+                            log.info("exception re-evaluation works again")
+                            self._reevaluation_failing = False
+            except SourceError as exc:
+                log.warning("exception sweep could not finish (%s); retrying", exc)
+                await asyncio.sleep(self.retry_seconds)
             except Exception:
                 log.exception("exception sweep failed")
                 await asyncio.sleep(self.retry_seconds)
             finally:
                 self._busy = False
+
+    def _take_due(self) -> None:
+        """Orders whose due time has come (on the domain clock) join the pending ones."""
+        if not self._timers:
+            return
+        now = self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            due, so = heapq.heappop(self._timers)
+            if self._due.get(so) == due:
+                del self._due[so]
+                self._pending.add(so)
+                self.timer_wakeups += 1
+                self._idle.clear()
+
+    def _set_due(self, sales_order: str, due: dt.datetime | None) -> None:
+        if due is None:
+            self._due.pop(sales_order, None)
+            return
+        if self._due.get(sales_order) == due:
+            return
+        self._due[sales_order] = due
+        heapq.heappush(self._timers, (due, sales_order))
+        if len(self._timers) > 4 * len(self._due) + 1000:  # drop stale entries now and then
+            self._timers = [(d, so) for so, d in self._due.items()]
+            heapq.heapify(self._timers)
+
+    def next_due_time(self, sales_order: str) -> dt.datetime | None:
+        """When the order is next re-evaluated by its timer (domain clock), if at all."""
+        return self._due.get(sales_order)
 
     def _read_stale(self) -> frozenset[str]:
         if self._stale_provider is None:
@@ -245,6 +321,7 @@ class ExceptionTracker:
 
     async def _evaluate_all(self) -> None:
         """Every order, page by page; one diff at the end so each exception moves once."""
+        self.full_evaluations += 1
         started = time.perf_counter()
         level = logging.DEBUG if self.ready.is_set() else logging.INFO  # progress of the first one
         found: dict[str, list[Detection]] = {}
@@ -283,8 +360,10 @@ class ExceptionTracker:
     async def _detect(self, ctx: Context, sales_orders: list[str]) -> dict[str, list[Detection]]:
         loaded = await load_orders(ctx, sales_orders)
         self.evaluated += len(loaded)
-        return {
-            view.sales_order.sales_order: detect(
+        found = {}
+        for view, customer in loaded:
+            so = view.sales_order.sales_order
+            found[so] = detect(
                 view,
                 customer,
                 ctx.now,
@@ -292,8 +371,8 @@ class ExceptionTracker:
                 prediction_params=self.prediction_params,
                 stale_sources=self._stale,
             )
-            for view, customer in loaded
-        }
+            self._set_due(so, next_due(view, ctx.now, params=self.params, prediction_params=self.prediction_params))
+        return found
 
     # --- diff and transitions ------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from resolvers.loaders import SALES_ORDER
 from sources import Sources
 from sources.client import SourceError
 from sources.events import EventError, EventRegistry, SourceEvent, system_of_source
+from sources.resilience import CIRCUIT_OPEN, BreakerState
 from sources.signing import HEADER, SignatureError, verify
 
 from .bus import Bus, OrderChanged
@@ -56,11 +57,20 @@ class Accepted:
 class EventIngress:
     """Validates and durably journals incoming events."""
 
-    def __init__(self, config: EventsConfig, registry: EventRegistry, journal: Journal, clock: Callable[[], dt.datetime]):
+    def __init__(
+        self,
+        config: EventsConfig,
+        registry: EventRegistry,
+        journal: Journal,
+        clock: Callable[[], dt.datetime],
+        plant_clock: Callable[[], dt.datetime] | None = None,
+    ):
         self.config = config
         self.registry = registry
         self.journal = journal
-        self.clock = clock
+        self.clock = clock  # signatures and receive times: the wall clock
+        # Business times are checked against the plant's "now" (the demo's plant runs ahead).
+        self.plant_clock = plant_clock or clock
         self.wakeup: asyncio.Event = asyncio.Event()
         # Set by the gateway (EventProcessor.invalidate_now): runs on newly journaled events
         # before the 202.
@@ -95,15 +105,17 @@ class EventIngress:
         system = systems.pop()
         secret = self.config.secrets.get(system or "")
         if not system or secret is None:
-            raise Rejection(400, f"unknown source system {system!r} (known: {', '.join(sorted(self.config.secrets))})")
+            shown = repr(system) if len(system or "") <= 40 else f"{system[:40]!r}…"
+            raise Rejection(400, f"unknown source system {shown} (known: {', '.join(sorted(self.config.secrets))})")
         try:
             verify(secret, body, signature, now=self.clock().timestamp(), tolerance=self.config.tolerance_seconds)
         except SignatureError as exc:
             raise Rejection(401, f"{HEADER}: {exc}") from exc
         parsed: list[SourceEvent] = []
+        plant_now = self.plant_clock()
         for raw in raw_events:
             try:
-                parsed.append(self.registry.parse(raw, system=system))
+                parsed.append(self.registry.parse(raw, system=system, now=plant_now))
             except EventError as exc:
                 raise Rejection(400, str(exc)) from exc
         now = self.clock()
@@ -147,6 +159,10 @@ class EventProcessor:
         *,
         retry_seconds: float = 1.0,
         poll_seconds: float | None = None,
+        max_future_seconds: float = 300.0,
+        plant_clock: Callable[[], dt.datetime] | None = None,
+        park_after: int = 5,
+        max_retry_seconds: float = 10.0,
     ) -> None:
         self.journal = journal
         self.registry = registry
@@ -155,14 +171,26 @@ class EventProcessor:
         self.bus = bus
         self.wakeup = wakeup
         self.retry_seconds = retry_seconds
+        # No event moves a record's "newest seen" mark further ahead of its arrival than
+        # the clock skew the door allows (events journaled before that check included).
+        self.max_future = dt.timedelta(seconds=max_future_seconds)
+        self.plant_clock = plant_clock or (lambda: dt.datetime.now(dt.UTC))
         # Scale-out: other replicas' events (and a dead replica's lease) arrive without a
         # local wakeup, so an idle processor looks again this often.
         self.poll_seconds = poll_seconds
         # Scale-out: tells every replica what to drop before the 202 (gateway/redis_fence.py).
         self.fence: Any = None
+        self.park_after = max(1, park_after)
+        self.max_retry_seconds = max_retry_seconds
         self.processed = 0
         self.stale = 0
         self.failures = 0
+        self.parked = 0  # events this processor parked as dead letters
+        # Failed attempts per event, and its strikes: failures in a row that were not waits
+        # for a source or store that was down. In memory: after a restart they start at 0.
+        self._attempts: dict[int, int] = {}
+        self._strikes: dict[int, int] = {}
+        self._journal_down = False
         self.idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -189,7 +217,17 @@ class EventProcessor:
             # Python 3.11's wait_for (used by redis-py) can swallow a cancel; honour it anyway.
             if (task := asyncio.current_task()) is not None and task.cancelling():
                 raise asyncio.CancelledError
-            pending = await self.journal.unprocessed(limit=500)
+            try:
+                pending = await self.journal.unprocessed(limit=500)
+            except Exception as exc:  # the journal's store is away: wait for it
+                if not self._journal_down:
+                    log.warning("event processor: the journal does not answer (%s); waiting for it", _why(exc))
+                    self._journal_down = True
+                await asyncio.sleep(self.retry_seconds)
+                continue
+            if self._journal_down:
+                log.info("event processor: the journal answers again")
+                self._journal_down = False
             if not pending:
                 self.idle.set()
                 self.wakeup.clear()
@@ -205,16 +243,81 @@ class EventProcessor:
             for stored in pending:
                 try:
                     await self.apply(stored)
-                except SourceError as exc:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
                     self.failures += 1
-                    log.warning("event %s (seq %s) not applied yet: %s; retrying", stored.event_id, stored.seq, exc)
-                    await asyncio.sleep(self.retry_seconds)
+                    if await self._failed(stored, exc):
+                        continue  # parked: on to the next event at once
+                    await asyncio.sleep(self._backoff(stored.seq))
                     break
-                except Exception:
-                    self.failures += 1
-                    log.exception("event %s (seq %s) failed; retrying", stored.event_id, stored.seq)
-                    await asyncio.sleep(self.retry_seconds)
-                    break
+                else:
+                    if (failed := self._attempts.pop(stored.seq, None)) is not None:
+                        self._strikes.pop(stored.seq, None)
+                        log.info("event %s (seq %s) applied after %d failed attempts", stored.event_id, stored.seq, failed)
+
+    async def _failed(self, stored: StoredEvent, exc: Exception) -> bool:
+        """Decide what a failed attempt means for ``stored``; True when it was parked.
+
+        Permanent (parked at once): the source refused the request for this event (HTTP
+        4xx), or the event no longer parses (e.g. its key fails the configured format).
+        Waiting (no strike): the source is down for everyone (its breaker is open) or the
+        journal's store is unreachable -- not this event's fault; it also ends a run of
+        strikes, which may have been that outage beginning. Anything else is a strike, and
+        ``park_after`` strikes in a row park the event."""
+        attempts = self._attempts[stored.seq] = self._attempts.get(stored.seq, 0) + 1
+        label = f"event {stored.event_id} (seq {stored.seq})"
+        if isinstance(exc, SourceError) and exc.client_fault:
+            return await self._park(stored, f"{_why(exc)} (refused: will not pass on retry)", attempts)
+        if isinstance(exc, EventError):
+            return await self._park(stored, f"no longer acceptable: {_why(exc)}", attempts)
+        if self._waiting(exc):
+            if self._strikes.pop(stored.seq, None) is not None or attempts == 1:
+                log.warning("%s waits until its source answers again: %s", label, _why(exc))
+            return False
+        strikes = self._strikes[stored.seq] = self._strikes.get(stored.seq, 0) + 1
+        if strikes >= self.park_after:
+            return await self._park(stored, f"failed {strikes} times in a row; last: {_why(exc)}", attempts)
+        if isinstance(exc, SourceError):
+            log.warning("%s not applied (%d of %d): %s; retrying", label, strikes, self.park_after, _why(exc))
+        else:
+            log.warning("%s failed (%d of %d); retrying", label, strikes, self.park_after, exc_info=strikes == 1)
+        return False
+
+    def _waiting(self, exc: Exception) -> bool:
+        if isinstance(exc, SourceError):
+            if exc.code == CIRCUIT_OPEN:
+                return True
+            health = self.sources.health().get(exc.source)
+            return health is not None and health.breaker_state is not BreakerState.CLOSED
+        return _is_store_outage(exc)
+
+    async def _park(self, stored: StoredEvent, reason: str, attempts: int) -> bool:
+        try:
+            parked = await self.journal.park(stored.seq, reason, attempts=attempts, at=dt.datetime.now(dt.UTC))
+        except Exception as exc:
+            log.warning("event %s (seq %s) could not be parked (%s); retrying", stored.event_id, stored.seq, exc)
+            return False
+        self._attempts.pop(stored.seq, None)
+        self._strikes.pop(stored.seq, None)
+        if parked:
+            self.parked += 1
+            log.error(
+                "event %s (seq %s, %s %s) parked as a dead letter: %s. Fix the cause, then "
+                "`ordergraph events replay %s`",
+                stored.event_id,
+                stored.seq,
+                stored.source,
+                stored.type,
+                reason,
+                stored.seq,
+            )
+        return True
+
+    def _backoff(self, seq: int) -> float:
+        # Doubling per failure of the same event, so a failing event costs the sources little.
+        failures = self._attempts.get(seq, 1)
+        return min(self.retry_seconds * 2 ** (failures - 1), self.max_retry_seconds)
 
     async def invalidate_now(self, events: list[SourceEvent], budget_seconds: float = 1.0) -> None:
         """Drop the cache keys ``events`` touch, now (before ``POST /events`` answers).
@@ -270,8 +373,12 @@ class EventProcessor:
         # The source spoke: it is alive (health, stale_sources), whatever its API says.
         self.sources.note_event(event.system, stored.received_at)
         impact = await impact_of(event, self.sources)
-        await self._learn_last_change(event)
-        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, event.occurred_at)
+        now = self.plant_clock()
+        await self._learn_last_change(event, now)
+        # A time beyond the skew (journaled before the door checked it) is not believed:
+        # the event counts as of now.
+        mark = event.occurred_at if event.occurred_at <= now + self.max_future else now
+        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark)
         customers = await self._customers(sorted(impact.orders))
         orders = [(so, customers.get(so)) for so in sorted(impact.orders)]
         if not fresh and not event.reversal:
@@ -304,11 +411,12 @@ class EventProcessor:
         if changes:
             await self.bus.publish(changes)
 
-    async def _learn_last_change(self, event: SourceEvent) -> None:
+    async def _learn_last_change(self, event: SourceEvent, now: dt.datetime) -> None:
         """Before the first event of a record is judged: raise its watermark to the record's
         own LastChangeDateTime at the source, so an event older than the record is stale
         even when nothing of the record was seen or cached before. Best effort: if the
-        source cannot say now, the event is judged by the watermark alone."""
+        source cannot say now, the event is judged by the watermark alone. Like an event's
+        time, a last change beyond the clock skew counts as of ``now`` (the plant's clock)."""
         if await self.journal.watermark(event.system, event.entity, event.key) is not None:
             return
         try:
@@ -317,7 +425,8 @@ class EventProcessor:
             log.info("event %s: the record's last change is unknown (%s)", event.id, exc)
             return
         if changed is not None:
-            await self.journal.advance_watermark(event.system, event.entity, event.key, changed)
+            mark = changed if changed <= now + self.max_future else now
+            await self.journal.advance_watermark(event.system, event.entity, event.key, mark)
 
     async def _customers(self, orders: list[str]) -> dict[str, str]:
         """The customer of each order; the sold-to party of an order never changes, so a
@@ -336,3 +445,18 @@ class EventProcessor:
             found = await self.sources.erp.sales_orders(missing)
             out.update({so: rec.sold_to_party for so, rec in found.items()})
         return out
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else f"{text[:300]}…"
+
+
+def _is_store_outage(exc: Exception) -> bool:
+    """The journal's store (SQLite file, Redis) failed, not the event: retry without counting."""
+    import sqlite3
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (OSError, sqlite3.OperationalError, RedisConnectionError, RedisTimeoutError))

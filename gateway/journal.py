@@ -33,6 +33,7 @@ import orjson
 
 __all__ = [
     "Appended",
+    "ParkedEvent",
     "ExceptionTransition",
     "Journal",
     "JournalEvent",
@@ -45,7 +46,8 @@ T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
 _WatermarkKey = tuple[str, str, str]
 
-_SCHEMA_VERSION = 1
+# 2: dead letters (parked events).
+_SCHEMA_VERSION = 2
 # Enough to amortise one fsync over a burst, small enough that one transaction stays short.
 _MAX_OPS_PER_COMMIT = 512
 # Prune deletes in slices so appends keep flowing between them.
@@ -84,6 +86,15 @@ CREATE TABLE IF NOT EXISTS order_changes (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS order_changes_by_order ON order_changes (sales_order, seq);
 CREATE INDEX IF NOT EXISTS order_changes_by_customer ON order_changes (customer, seq);
+
+-- Dead letters: events whose processing failed for good, kept (never pruned) until they
+-- are replayed. A parked event is not handed to the processor.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq       INTEGER PRIMARY KEY,
+    reason    TEXT    NOT NULL,
+    attempts  INTEGER NOT NULL,
+    parked_at INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS watermarks (
     source      TEXT    NOT NULL,
@@ -160,6 +171,16 @@ class StoredEvent:
     processed: bool
     stale: bool
     orders: tuple[str, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class ParkedEvent:
+    """A dead letter: a journaled event whose processing failed for good, and why."""
+
+    event: StoredEvent
+    reason: str
+    attempts: int  # processing attempts before it was parked
+    parked_at: datetime
 
 
 @dataclass(slots=True, frozen=True)
@@ -314,6 +335,34 @@ def _mark_processed_op(
         " ON CONFLICT (seq, sales_order) DO UPDATE SET customer = excluded.customer",
         [(seq, sales_order, customer) for sales_order, customer in orders],
     )
+
+
+def _park_op(seq: int, reason: str, attempts: int, at_us: int, conn: sqlite3.Connection) -> bool:
+    # A processed event is done: nothing to park (another path finished it meanwhile).
+    row = conn.execute("SELECT processed FROM events WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        raise KeyError(f"no journaled event with seq {seq}")
+    if row[0]:
+        return False
+    conn.execute(
+        "INSERT INTO dead_letters (seq, reason, attempts, parked_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (seq) DO UPDATE SET reason = excluded.reason, attempts = excluded.attempts,"
+        " parked_at = excluded.parked_at",
+        (seq, reason, attempts, at_us),
+    )
+    return True
+
+
+def _unpark_op(seqs: list[int] | None, conn: sqlite3.Connection) -> list[int]:
+    if seqs is None:
+        released = [seq for (seq,) in conn.execute("SELECT seq FROM dead_letters ORDER BY seq")]
+        conn.execute("DELETE FROM dead_letters")
+        return released
+    released = []
+    for seq in seqs:
+        if conn.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,)).rowcount:
+            released.append(seq)
+    return released
 
 
 def _read_watermark_op(key: _WatermarkKey, conn: sqlite3.Connection) -> int | None:
@@ -537,17 +586,55 @@ class Journal:
         await self._write(partial(_mark_processed_op, seq, list(orders), stale))
 
     async def unprocessed(self, limit: int = 1000) -> list[StoredEvent]:
-        """Accepted events whose processing never finished (e.g. crash after append), oldest first."""
+        """Accepted events whose processing never finished (e.g. crash after append), oldest
+        first; parked events (dead letters) are not among them."""
 
         def read(conn: sqlite3.Connection) -> list[StoredEvent]:
             rows = conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.processed = 0"
+                " AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = e.seq)"
                 " ORDER BY e.seq LIMIT ?",
                 (limit,),
             ).fetchall()
             return [_stored_event(row) for row in rows]
 
         return await self._read(read)
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def park(self, seq: int, reason: str, *, attempts: int, at: datetime) -> bool:
+        """Park event ``seq`` as a dead letter: kept, not processed until replayed.
+
+        Returns False when the event was processed meanwhile (nothing to park). Raises
+        ``KeyError`` for an unknown seq. Durable on return."""
+        return await self._write(partial(_park_op, seq, reason, attempts, _to_us(at, "at")))
+
+    async def parked(self, *, limit: int = 1000, after_seq: int = 0) -> list[ParkedEvent]:
+        """Parked events with ``seq > after_seq``, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[ParkedEvent]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS}, d.reason, d.attempts, d.parked_at"
+                " FROM dead_letters d JOIN events e ON e.seq = d.seq WHERE d.seq > ? ORDER BY d.seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+            return [
+                ParkedEvent(event=_stored_event(row[:11]), reason=row[11], attempts=row[12], parked_at=_from_us(row[13]))
+                for row in rows
+            ]
+
+        return await self._read(read)
+
+    async def parked_count(self) -> int:
+        """How many events are parked."""
+        return await self._read(lambda conn: int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]))
+
+    async def unpark(self, seqs: list[int] | None = None) -> list[int]:
+        """Hand parked events back to the processor (``None``: every one); returns the seqs
+        that were parked. The processor takes them in seq order, like any unprocessed event;
+        another process on the same file (``ordergraph events replay``) may call this while
+        the gateway runs: its processor looks for such work every few seconds."""
+        return await self._write(partial(_unpark_op, None if seqs is None else list(seqs)))
 
     async def changes_after(
         self,
@@ -709,6 +796,23 @@ class Journal:
             self._watermarks.pop(key_, None)  # the table is the truth: reload it next time
             raise
         return True
+
+    async def cap_watermarks(self, ceiling: datetime, to: datetime) -> int:
+        """Lower every watermark later than ``ceiling`` to ``to``; returns how many.
+
+        A watermark far in the future (an event with a wrong clock, journaled before the
+        door checked ``time``) would mark every real event of its record as stale."""
+        ceiling_us, to_us = _to_us(ceiling, "ceiling"), _to_us(to, "to")
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE watermarks SET occurred_at = ? WHERE occurred_at > ?", (to_us, ceiling_us)
+            ).rowcount
+
+        lowered = await self._write(op)
+        if lowered:
+            self._watermarks.clear()  # the table is the truth
+        return lowered
 
     async def _cached_watermark(self, key: _WatermarkKey) -> int | None:
         cache = self._watermarks

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
+
+log = logging.getLogger("ordergraph.metrics")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -38,6 +42,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.parked_events = Gauge(
+            "ordergraph_parked_events",
+            "Events parked as dead letters (processing failed for good); `ordergraph events parked` lists them.",
+            registry=self.registry,
+        )
+        # Read before each scrape: values only the journal knows (another process may change them).
+        self._before_scrape: list[Callable[[], Awaitable[None]]] = []
+
+    def watch_parked_events(self, count: Callable[[], Awaitable[int]]) -> None:
+        """Export the journal's number of parked events (read at every scrape)."""
+
+        async def refresh() -> None:
+            self.parked_events.set(await count())
+
+        self._before_scrape.append(refresh)
 
     def watch_response_cache(self, responses: Any) -> None:
         """Export the response cache's counters (``gateway.response_cache.ResponseCache``)."""
@@ -75,4 +94,9 @@ class Metrics:
         self.request_latency.labels(outcome).observe(seconds)
 
     async def endpoint(self, request: Request) -> Response:
+        for refresh in self._before_scrape:
+            try:
+                await refresh()
+            except Exception as exc:  # the journal is away: serve the other metrics anyway
+                log.warning("metrics: could not refresh a journal gauge (%s)", exc)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -17,6 +17,9 @@ the subscription hub and ``Order.history`` use either. What changes with several
   slow source) it changes nothing and returns 0; otherwise it records the change rows,
   ``XACK``\\s the entry and ``PUBLISH``\\es the bus message. Each event's effects are
   recorded and published once, whichever replicas raced for it.
+- **Dead letters.** An event whose processing failed for good is parked: recorded in
+  ``parked`` and acknowledged, so no replica is handed it again. Replaying moves it to the
+  ``replay`` set, which replicas take from first, each event under a lease as above.
 - **Global, gap-free cursors.** Replicas process in parallel, so events finish out of seq
   order. Change rows are therefore numbered by a *change position* taken in that same
   script (``INCR``), and the bus message is published in it too: positions increase in
@@ -38,7 +41,9 @@ do not give "202 = durable".
 Keys (all under ``prefix``): ``seq``, ``events`` (stream), ``dedupe`` (hash), ``done``
 (hash seq → processing record), ``pos`` and ``changes`` (hash position → change record),
 ``chg:all`` / ``chg:so:<order>`` / ``chg:cust:<customer>`` (sorted sets, score = position),
-``hist:<order>`` (sorted set, score = business time), ``wm`` (hash), ``exc:*``. Scripts build
+``hist:<order>`` (sorted set, score = business time), ``wm`` (hash), ``exc:*``, ``parked``
+(hash seq → dead-letter record; a parked event leaves the group's pending list), ``replay``
+(sorted set of replayed seqs) and ``replay:claims`` (hash seq → replica|lease end). Scripts build
 some key names from the prefix, so this needs one Redis primary (not Redis Cluster).
 """
 
@@ -65,6 +70,7 @@ from .journal import (
     ExceptionTransition,
     JournalEvent,
     OrderChangeRow,
+    ParkedEvent,
     StoredEvent,
     UnknownCursor,
     _from_us,
@@ -106,13 +112,16 @@ end
 return out
 """
 
-# KEYS: events stream, done hash, position counter, changes hash, chg:all.
+# KEYS: events stream, done hash, position counter, changes hash, chg:all, replay zset,
+# replay claims hash.
 # ARGV: seq, group, prefix, done record tail, change record, business time (µs), channel
 # ('' = do not publish), message tail, then (sales order, customer or '') pairs.
 # Returns the new change position, or 0 when the event was already recorded.
 _MARK = """
 local seq = ARGV[1]
 local entry = seq .. '-0'
+redis.call('ZREM', KEYS[6], seq)
+redis.call('HDEL', KEYS[7], seq)
 if redis.call('HEXISTS', KEYS[2], seq) == 1 then
   redis.call('XACK', KEYS[1], ARGV[2], entry)
   return 0
@@ -152,6 +161,73 @@ if current then
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
+"""
+
+# KEYS: events stream, done hash, parked hash, replay zset, replay claims hash.
+# ARGV: seq, group, parked record. 1 = parked; 0 = already processed (nothing to park).
+# The entry leaves the group's pending list, so no replica is handed it again.
+_PARK = """
+local seq = ARGV[1]
+if redis.call('HEXISTS', KEYS[2], seq) == 1 then return 0 end
+if #redis.call('XRANGE', KEYS[1], seq .. '-0', seq .. '-0') == 0 then
+  return redis.error_reply('UNKNOWN_SEQ no journaled event with seq ' .. seq)
+end
+redis.call('HSET', KEYS[3], seq, ARGV[3])
+redis.call('XACK', KEYS[1], ARGV[2], seq .. '-0')
+redis.call('ZREM', KEYS[4], seq)
+redis.call('HDEL', KEYS[5], seq)
+return 1
+"""
+
+# KEYS: parked hash, replay zset. ARGV: seqs. Moves each parked one to the replay set.
+_UNPARK = """
+local out = {}
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[i]), ARGV[i])
+    out[#out + 1] = tonumber(ARGV[i])
+  end
+end
+return out
+"""
+
+# KEYS: replay zset, replay claims hash. ARGV: replica id, lease (ms), most to take.
+# Replayed events left the stream's pending list when they were parked, so they are
+# handed out from here, under the same kind of lease: a replica takes those nobody holds,
+# those it holds already (renewing its lease) and those whose holder's lease ran out.
+_CLAIM_REPLAY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, seq in ipairs(redis.call('ZRANGE', KEYS[1], 0, 999)) do
+  if #out >= tonumber(ARGV[3]) then break end
+  local claim = redis.call('HGET', KEYS[2], seq)
+  local take = true
+  if claim then
+    local sep = string.find(claim, '|', 1, true)
+    take = string.sub(claim, 1, sep - 1) == ARGV[1] or tonumber(string.sub(claim, sep + 1)) < now
+  end
+  if take then
+    redis.call('HSET', KEYS[2], seq, ARGV[1] .. '|' .. (now + tonumber(ARGV[2])))
+    out[#out + 1] = tonumber(seq)
+  end
+end
+return out
+"""
+
+# KEYS: watermark hash. ARGV: ceiling (µs), new value (µs), then fields. Lowers each one
+# above the ceiling to the new value.
+_CAP_WATERMARKS = """
+local lowered = 0
+local ceiling = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current and tonumber(current) > ceiling then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[2])
+    lowered = lowered + 1
+  end
+end
+return lowered
 """
 
 # KEYS: cursor counter, transitions stream, open zset (score = cursor), open payload hash,
@@ -254,6 +330,9 @@ class RedisJournal:
         self._k_changes = f"{prefix}changes"
         self._k_all = f"{prefix}chg:all"
         self._k_wm = f"{prefix}wm"
+        self._k_parked = f"{prefix}parked"
+        self._k_replay = f"{prefix}replay"
+        self._k_replay_claims = f"{prefix}replay:claims"
         self._k_exc = (
             f"{prefix}exc:seq",
             f"{prefix}exc:log",
@@ -265,6 +344,10 @@ class RedisJournal:
         self._append = client.register_script(_APPEND)
         self._mark = client.register_script(_MARK)
         self._watermark = client.register_script(_WATERMARK)
+        self._cap_watermarks = client.register_script(_CAP_WATERMARKS)
+        self._park = client.register_script(_PARK)
+        self._unpark = client.register_script(_UNPARK)
+        self._claim_replay = client.register_script(_CLAIM_REPLAY)
         self._exception = client.register_script(_EXCEPTION)
 
     @classmethod
@@ -442,7 +525,15 @@ class RedisJournal:
             args += [so, customer or ""]
         try:
             pos = await self._mark(
-                keys=[self._k_events, self._k_done, self._k_pos, self._k_changes, self._k_all],
+                keys=[
+                    self._k_events,
+                    self._k_done,
+                    self._k_pos,
+                    self._k_changes,
+                    self._k_all,
+                    self._k_replay,
+                    self._k_replay_claims,
+                ],
                 args=args,
             )
         except ResponseError as exc:
@@ -485,6 +576,10 @@ class RedisJournal:
                 raise
 
     async def _hand_out(self, limit: int) -> list[StoredEvent]:
+        replayed = await self._replayed(min(limit, _HANDOUT))
+        if replayed:
+            # Older seqs than anything new: processed first, like the SQLite journal does.
+            return replayed
         r, stream, me = self._r, self._k_events, self.replica_id
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         [[_, mine]] = await r.xreadgroup(GROUP, me, {stream: "0"}, count=limit) or [[stream, []]]
@@ -522,6 +617,76 @@ class RedisJournal:
         if settled:
             await r.xack(stream, GROUP, *settled)
         return out
+
+    async def _replayed(self, limit: int) -> list[StoredEvent]:
+        seqs = await self._claim_replay(
+            keys=[self._k_replay, self._k_replay_claims],
+            args=[self.replica_id, int(self.lease_seconds * 1000), limit],
+        )
+        if not seqs:
+            return []
+        events = await self._get_many([int(s) for s in seqs])
+        out = []
+        for seq, event in zip(seqs, events, strict=True):
+            if event is None or event.processed:  # pruned, or finished elsewhere: settle it
+                await self._r.zrem(self._k_replay, seq)
+                await self._r.hdel(self._k_replay_claims, seq)
+            else:
+                out.append(event)
+        return out
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def park(self, seq: int, reason: str, *, attempts: int, at: datetime) -> bool:
+        """Park event ``seq`` as a dead letter (kept; handed to no replica until replayed).
+
+        False when the event was processed meanwhile. Raises ``KeyError`` for an unknown seq."""
+        self._check_open()
+        record = orjson.dumps({"reason": reason, "attempts": attempts, "at": _to_us(at, "at")})
+        try:
+            result = await self._park(
+                keys=[self._k_events, self._k_done, self._k_parked, self._k_replay, self._k_replay_claims],
+                args=[seq, GROUP, record],
+            )
+        except ResponseError as exc:
+            if "UNKNOWN_SEQ" in str(exc):
+                raise KeyError(f"no journaled event with seq {seq}") from exc
+            raise
+        return bool(result)
+
+    async def parked(self, *, limit: int = 1000, after_seq: int = 0) -> list[ParkedEvent]:
+        """Parked events with ``seq > after_seq``, oldest first."""
+        self._check_open()
+        records = {int(k): orjson.loads(v) for k, v in (await self._r.hgetall(self._k_parked)).items()}
+        seqs = sorted(s for s in records if s > after_seq)[:limit]
+        events = await self._get_many(seqs)
+        return [
+            ParkedEvent(
+                event=event,
+                reason=records[seq]["reason"],
+                attempts=int(records[seq]["attempts"]),
+                parked_at=_from_us(int(records[seq]["at"])),
+            )
+            for seq, event in zip(seqs, events, strict=True)
+            if event is not None
+        ]
+
+    async def parked_count(self) -> int:
+        """How many events are parked (all replicas together)."""
+        self._check_open()
+        return int(await self._r.hlen(self._k_parked))
+
+    async def unpark(self, seqs: list[int] | None = None) -> list[int]:
+        """Hand parked events back for processing (``None``: every one); returns the seqs
+        that were parked. Any replica takes them, under a lease, before newer events."""
+        self._check_open()
+        if seqs is None:
+            seqs = sorted(int(k) for k in await self._r.hkeys(self._k_parked))
+        released: list[int] = []
+        for i in range(0, len(seqs), 1000):
+            chunk = seqs[i : i + 1000]
+            released += [int(s) for s in await self._unpark(keys=[self._k_parked, self._k_replay], args=chunk)]
+        return released
 
     async def changes_after(
         self,
@@ -636,8 +801,10 @@ class RedisJournal:
         """Accepted events no replica has finished processing yet (all replicas together)."""
         self._check_open()
         async with self._r.pipeline(transaction=True) as pipe:
-            retained, processed = await pipe.xlen(self._k_events).hlen(self._k_done).execute()
-        return int(retained) - int(processed)
+            retained, processed, parked = await (
+                pipe.xlen(self._k_events).hlen(self._k_done).hlen(self._k_parked).execute()
+            )
+        return int(retained) - int(processed) - int(parked)
 
     async def last_seq(self) -> int:
         """The highest seq ever assigned (survives pruning); 0 for a new journal."""
@@ -670,6 +837,18 @@ class RedisJournal:
             keys=[self._k_wm], args=[_watermark_field(source, entity, key), occurred_us]
         )
         return bool(result)
+
+    async def cap_watermarks(self, ceiling: datetime, to: datetime) -> int:
+        """Lower every watermark later than ``ceiling`` to ``to``; returns how many (see
+        :meth:`gateway.journal.Journal.cap_watermarks`). Each one is checked and set in one
+        script, so a replica advancing a mark meanwhile is never undone."""
+        self._check_open()
+        ceiling_us, to_us = _to_us(ceiling, "ceiling"), _to_us(to, "to")
+        lowered = 0
+        async for field, value in self._r.hscan_iter(self._k_wm, count=1000):
+            if int(value) > ceiling_us:
+                lowered += int(await self._cap_watermarks(keys=[self._k_wm], args=[ceiling_us, to_us, field]))
+        return lowered
 
     # -- exceptions ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from sources import Sources
 from .exceptions import ExceptionSource
 from .loaders import Cache, Loaders
 from .policy import Viewer, scope_loaders
+from .prediction import PredictionParams
 
 
 @dataclasses.dataclass(slots=True)
@@ -27,6 +28,8 @@ class Context:
     exceptions: ExceptionSource | None = None
     # who is asking (resolvers.policy); the default is the gateway itself, reading all
     viewer: Viewer = dataclasses.field(default_factory=Viewer.system)
+    # the prediction model's lead times and calendars (the gateway's [calendar] settings)
+    prediction_params: PredictionParams = dataclasses.field(default_factory=PredictionParams)
     # per-request memo of assembled order views, by sales order number
     views: dict[str, Any] = dataclasses.field(default_factory=dict)
     # views assembled up front for a whole page (fetch.prefetch_views): derived fields read

@@ -102,6 +102,7 @@ class MilestoneStatus(Enum):
     DONE = "DONE"
     PENDING = "PENDING"
     OVERDUE = "OVERDUE"  # planned or expected time passed without an actual
+    ON_HOLD = "ON_HOLD"  # held by a credit or delivery block until the order is released
     SKIPPED = "SKIPPED"  # not applicable, e.g. no production for a stock item
 
 
@@ -126,10 +127,14 @@ class ExceptionKind(Enum):
     QUALITY_REJECTED = "QUALITY_REJECTED"
     CREDIT_BLOCK = "CREDIT_BLOCK"
     DELIVERY_BLOCK = "DELIVERY_BLOCK"
+    # What a customer sees of a credit or a delivery block: the order awaits release (a
+    # customer is never told about its credit status).
+    AWAITING_RELEASE = "AWAITING_RELEASE"
     DISPATCH_MISSED = "DISPATCH_MISSED"
     CARRIER_DELAY = "CARRIER_DELAY"
     DELIVERY_ATTEMPT_FAILED = "DELIVERY_ATTEMPT_FAILED"
     ETA_BEYOND_PROMISE = "ETA_BEYOND_PROMISE"
+    SHIPMENT_OVERDUE = "SHIPMENT_OVERDUE"  # the carrier's ETA passed and it is not delivered
     BACKORDER = "BACKORDER"  # shipped short: quantity owed after goods issue
     DATA_STALE = "DATA_STALE"
 

@@ -25,7 +25,6 @@ from sources.records import SalesOrder
 
 from . import enums, exceptions, fetch, impact
 from .context import Context
-from .prediction import PredictionParams
 from .types import CommercialPriority, Money, Order
 from .view import OrderView, production_completed, production_started
 
@@ -50,6 +49,17 @@ def _tracker(ctx: Context) -> exceptions.ExceptionSource:
     if tracker is None:
         raise GraphQLError("Exception tracking is not running in this gateway.", extensions={"code": "UNAVAILABLE"})
     return tracker
+
+
+def _is_customer(ctx: Any) -> bool:
+    viewer = getattr(ctx, "viewer", None)
+    return viewer is not None and viewer.is_customer
+
+
+def kind_for_viewer(ctx: Any, kind: enums.ExceptionKind) -> enums.ExceptionKind:
+    """The kind a viewer sees: customers see both blocks as AWAITING_RELEASE (never their
+    credit status)."""
+    return exceptions.customer_kind(kind) if _is_customer(ctx) else kind
 
 
 def text_for_viewer(ctx: Any, internal_text: str, customer_text: str) -> str:
@@ -148,9 +158,9 @@ class AffectedOrder:
     def confirmed_delivery_date(self) -> dt.date:
         return self.detection.promised_delivery_date
 
-    @strawberry.field
-    def predicted_delivery_date(self) -> dt.date:
-        return self.detection.predicted_delivery_date
+    @strawberry.field(description="null while a block holds the order (no date is known until it is released).")
+    def predicted_delivery_date(self) -> dt.date | None:
+        return None if self.detection.held else self.detection.predicted_delivery_date
 
     @strawberry.field(description="What happens to this order, for the viewer (see customerDescription).")
     def description(self, info: Info) -> str:
@@ -164,14 +174,16 @@ class AffectedOrder:
 @strawberry.type(description="An exception: one root cause and every order it hits.")
 class OrderException:
     record: strawberry.Private[exceptions.ExceptionRecord]
+    # Read as one order's exception (Order.exceptions): its texts are that order's own.
+    for_order: strawberry.Private[bool] = False
 
     @strawberry.field(description="Stable id: <KIND>:<system>:<key>, e.g. MACHINE_DOWN:mes:WC-20.")
     def id(self) -> strawberry.ID:
         return strawberry.ID(self.record.id)
 
-    @strawberry.field
-    def kind(self) -> ExceptionKind:
-        return self.record.kind
+    @strawberry.field(description="Customers see CREDIT_BLOCK and DELIVERY_BLOCK as AWAITING_RELEASE.")
+    def kind(self, info: Info) -> ExceptionKind:
+        return kind_for_viewer(info.context, self.record.kind)
 
     @strawberry.field(description="The most severe of the affected orders.")
     def severity(self) -> Severity:
@@ -222,11 +234,22 @@ class OrderException:
 
     @strawberry.field(description="What happened, for the viewer (see customerDescription).")
     def description(self, info: Info) -> str:
+        if self.for_order:
+            d = self._detection()
+            return text_for_viewer(info.context, d.internal_text, d.customer_text)
         return text_for_viewer(info.context, self.record.internal_text, self.record.customer_text)
 
-    @strawberry.field(description="Customer-safe text: no internal records, priorities or values.")
+    @strawberry.field(
+        description="Customer-safe text: no internal records, priorities or values. Under "
+        "Order.exceptions, the order's own text, with its new expected delivery date when late."
+    )
     def customer_description(self) -> str:
+        if self.for_order:
+            return self._detection().customer_text
         return self.record.customer_text
+
+    def _detection(self) -> exceptions.Detection:
+        return next(iter(self.record.affected.values()))
 
 
 async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderException]:
@@ -236,13 +259,14 @@ async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderExcept
     )
     tracker = ctx.exceptions
     params = tracker.params if tracker else exceptions.ExceptionParams()
-    pp = tracker.prediction_params if tracker else PredictionParams()
+    pp = ctx.prediction_params
     stale = tracker.stale_sources() if tracker else frozenset()
     out = []
     for d in exceptions.detect(view, customer, ctx.now, params=params, prediction_params=pp, stale_sources=stale):
         known = tracker.get(d.id) if tracker else None
         detected_at = known.detected_at if known is not None and known.open else ctx.now
-        out.append(OrderException(record=exceptions.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})))
+        record = exceptions.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})
+        out.append(OrderException(record=record, for_order=True))
     out.sort(key=lambda e: e.record.sort_key())
     return out
 
@@ -332,6 +356,19 @@ def matches(
     return work_center is None or work_center in record.work_centers
 
 
+def _filter_kinds(ctx: Context, kinds: list[Any] | None) -> set[enums.ExceptionKind] | None:
+    """The rule kinds a kinds filter selects, as the viewer names kinds: AWAITING_RELEASE
+    is both blocks; a customer naming a block kind gets what AWAITING_RELEASE gets (the
+    answer must not tell the two apart)."""
+    if not kinds:
+        return None
+    out: set[enums.ExceptionKind] = set()
+    for k in kinds:
+        kind = enums.ExceptionKind(k.value)
+        out |= exceptions.kinds_matching(kind_for_viewer(ctx, kind))
+    return out
+
+
 def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | None) -> ExceptionConnection:
     """``Query.exceptions``: the tracker's open set (plus recently cleared), filtered and paged."""
     if first < 0:
@@ -350,7 +387,7 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
         for r in visible
         if matches(
             r,
-            kinds={enums.ExceptionKind(k.value) for k in f.kinds or []},
+            kinds=_filter_kinds(ctx, f.kinds),
             min_severity=enums.Severity(f.min_severity.value) if f.min_severity else None,
             customer=str(f.customer) if f.customer is not None else None,
             work_center=str(f.work_center) if f.work_center is not None else None,
@@ -515,13 +552,13 @@ class OrderImpact:
     def confirmed_delivery_date(self) -> dt.date:
         return self.impact.new.promised
 
-    @strawberry.field
-    def current_predicted_delivery_date(self) -> dt.date:
-        return self.impact.current.predicted
+    @strawberry.field(description="null while a block holds the order.")
+    def current_predicted_delivery_date(self) -> dt.date | None:
+        return None if self.impact.current.held else self.impact.current.predicted
 
-    @strawberry.field(description="Predicted delivery under the scenario.")
-    def predicted_delivery_date(self) -> dt.date:
-        return self.impact.new.predicted
+    @strawberry.field(description="Predicted delivery under the scenario; null while a block holds the order.")
+    def predicted_delivery_date(self) -> dt.date | None:
+        return None if self.impact.new.held else self.impact.new.predicted
 
     @strawberry.field(description="Calendar days the predicted delivery moves.")
     def delay_days(self) -> int:
@@ -697,7 +734,7 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         {view.sales_order.sold_to_party: customer for view, customer in loaded},
         ctx.now,
         params=tracker.params if tracker else exceptions.ExceptionParams(),
-        prediction_params=tracker.prediction_params if tracker else PredictionParams(),
+        prediction_params=ctx.prediction_params,
     )
     currency = next((o.new.currency for o in result.orders), "EUR")
     return ImpactAnalysis(

@@ -1,12 +1,14 @@
 """Exceptions: which orders break, why, and how badly. Pure rules over the order view.
 
-The model, in short (all times UTC, no I/O here):
+The model, in short (no I/O here):
 
 - **Facts per order** (``order_facts``), computed once from the prediction
   (``prediction.py``): the promise (confirmed delivery date), the predicted date, the
-  slack between them in working days, days late (working days past the promise, at least
-  1 once late), the ship-by day (the outbound delivery's DeliveryDate, else the promise
-  minus the standard transit time) and whether the order ships within 48 h.
+  slack between them in working days of the ship-to's delivery calendar, days late
+  (working days past the promise, at least 1 once late), the ship-by day (the outbound
+  delivery's DeliveryDate, a plant date; else the promise minus the standard transit
+  time), whether the order ships within 48 h and whether a block holds it (held orders
+  are in jeopardy: at least MEDIUM, their value at risk).
 - **Severity** (``severity``), in the spirit of a jeopardy score: predicted after the
   promise → HIGH, and CRITICAL for a STRATEGIC customer or a large value at risk; 0–2
   working days of slack → MEDIUM; otherwise LOW; one level up when the order is due to
@@ -22,8 +24,9 @@ The model, in short (all times UTC, no I/O here):
   the maximum over the affected orders, its value at risk and net value the sums, its
   days late the maximum.
 
-The customer text never names internal records, priorities or values; it may give the
-order's new expected delivery date.
+The customer text never names internal records, priorities, values or credit status (a
+credit and a delivery block read alike: the order awaits release, ``customer_kind``); it
+may give the order's new expected delivery date.
 """
 
 from __future__ import annotations
@@ -36,24 +39,18 @@ from typing import Any, Protocol
 from sources.records import COMMERCIAL_PRIORITIES, Customer
 
 from .enums import ExceptionKind, Severity
-from .prediction import (
-    Prediction,
-    PredictionParams,
-    predict,
-    rest_taken_care_of,
-    working_days_between,
-)
+from .prediction import Prediction, PredictionParams, predict, rest_taken_care_of, scheduled_work
 from .view import (
     OrderView,
     component_blocked,
     component_short,
-    day_start,
     lot_decided,
     lot_rejected,
     owed_quantity,
     production_completed,
     production_started,
     shipment_delivered,
+    shipment_due_by,
     shipment_eta,
     work_center_down,
 )
@@ -117,6 +114,7 @@ class OrderFacts:
     severity: Severity
     value_at_risk: float
     work_centers: tuple[str, ...]
+    held: bool = False  # a credit or delivery block holds it: the predicted date is the earliest
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,6 +136,7 @@ class Detection:
     work_centers: tuple[str, ...]
     internal_text: str
     customer_text: str
+    held: bool = False  # a block holds the order: the predicted date is only the earliest
 
     @property
     def id(self) -> str:
@@ -160,6 +159,7 @@ class Detection:
             "workCenters": list(self.work_centers),
             "internalText": self.internal_text,
             "customerText": self.customer_text,
+            "held": self.held,
         }
 
     @classmethod
@@ -181,6 +181,7 @@ class Detection:
             work_centers=tuple(data.get("workCenters", ())),
             internal_text=data["internalText"],
             customer_text=data["customerText"],
+            held=bool(data.get("held", False)),
         )
 
 
@@ -215,9 +216,17 @@ def shipped(view: OrderView) -> bool:
 
 
 def ship_by(view: OrderView, params: PredictionParams = PredictionParams()) -> dt.date:
-    """The planned ship day: the latest delivery's DeliveryDate, else promise − transit."""
+    """The planned ship day (a plant date): the latest delivery's DeliveryDate, else the
+    plant's working day that leaves the transit's working days of the ship-to before the
+    promise."""
     dates = [d.delivery_date for d in view.deliveries]
-    return max(dates, default=view.promised_delivery_date - dt.timedelta(days=params.transit_days))
+    if dates:
+        return max(dates)
+    ship_to = params.ship_to(view.customer)
+    day = view.promised_delivery_date
+    for _ in range(params.transit_days):
+        day = ship_to.previous_working_day(day - dt.timedelta(days=1))
+    return params.plant.previous_working_day(day)
 
 
 def order_facts(
@@ -232,25 +241,32 @@ def order_facts(
     """Promise, prediction, slack, severity and value at risk of one order."""
     so = view.sales_order
     p = prediction if prediction is not None else predict(view, now, prediction_params)
+    # Promise and prediction are the ship-to's dates, counted on its delivery calendar; the
+    # ship-by day is the plant's.
+    ship_to = prediction_params.ship_to(view.customer if view.customer is not None else customer)
+    plant = prediction_params.plant
     promised = view.promised_delivery_date
     predicted = p.predicted_delivery_date
+    today = ship_to.local_date(now)
     # An undelivered order past its promise is late whatever the prediction says.
-    late = predicted > promised or (now.date() > promised and not view.is_delivered)
-    slack = working_days_between(predicted, promised)
-    days_late = max(1, working_days_between(promised, max(predicted, now.date()))) if late else 0
+    late = predicted > promised or (today > promised and not view.is_delivered)
+    slack = ship_to.working_days_between(predicted, promised)
+    days_late = max(1, ship_to.working_days_between(promised, max(predicted, today))) if late else 0
+    held = bool(p.held_by)
     priority = (customer.commercial_priority if customer else None) or "NORMAL"
     is_shipped = shipped(view)
     day = ship_by(view, prediction_params)
     soon = (
         not is_shipped
-        and now.date() <= day
-        and day_start(day) <= now + dt.timedelta(hours=params.ships_soon_hours)
+        and plant.local_date(now) <= day
+        and plant.day_start(day) <= now + dt.timedelta(hours=params.ships_soon_hours)
     )
-    in_jeopardy = late or slack <= params.medium_slack_working_days
+    in_jeopardy = late or held or slack <= params.medium_slack_working_days
     value = so.total_net_amount if in_jeopardy and not view.is_delivered else 0.0
     level = severity(
         late=late,
-        slack=slack,
+        # Held: whatever slack the earliest date leaves is not known to hold.
+        slack=min(slack, params.medium_slack_working_days) if held else slack,
         commercial_priority=priority,
         value=value,
         ships_soon=soon,
@@ -276,6 +292,7 @@ def order_facts(
         severity=level,
         value_at_risk=value,
         work_centers=work_centers,
+        held=held,
     )
 
 
@@ -298,6 +315,7 @@ Rule = Callable[[RuleInput], list[Finding]]
 
 
 def _at(value: dt.datetime | None) -> str:
+    # Internal texts give instants in UTC, the one zone every reader can convert from.
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "unknown"
 
 
@@ -478,6 +496,10 @@ def quality_rejected(r: RuleInput) -> list[Finding]:
     return out
 
 
+# One wording for both blocks: a customer must not learn its credit status from the text.
+AWAITING_RELEASE_TEXT = "Your order is on hold awaiting release; your account manager will contact you."
+
+
 def _sales_order_root(r: RuleInput) -> RootCause:
     return RootCause("erp", "SalesOrder", r.view.sales_order.sales_order)
 
@@ -491,8 +513,8 @@ def credit_block(r: RuleInput) -> list[Finding]:
         Finding(
             ExceptionKind.CREDIT_BLOCK,
             _sales_order_root(r),
-            f"Sales order {so.sales_order} is blocked by the credit check (status B).",
-            "Your order is on hold pending a commercial clarification; your account manager will contact you.",
+            f"Sales order {so.sales_order} is blocked by the credit check (status B); it is held until released.",
+            AWAITING_RELEASE_TEXT,
         )
     ]
 
@@ -506,8 +528,8 @@ def delivery_block(r: RuleInput) -> list[Finding]:
         Finding(
             ExceptionKind.DELIVERY_BLOCK,
             _sales_order_root(r),
-            f"Sales order {so.sales_order} has delivery block {so.delivery_block_reason}.",
-            "Shipment of your order is on hold pending a clarification; your account manager will contact you.",
+            f"Sales order {so.sales_order} has delivery block {so.delivery_block_reason}; it is held until released.",
+            AWAITING_RELEASE_TEXT,
         )
     ]
 
@@ -515,7 +537,7 @@ def delivery_block(r: RuleInput) -> list[Finding]:
 def dispatch_missed(r: RuleInput) -> list[Finding]:
     """DISPATCH_MISSED: the ship-by day is over and the goods have not left the plant."""
     f = r.facts
-    if f.shipped or r.now < day_start(f.ship_by + dt.timedelta(days=1)):
+    if f.shipped or r.now < r.prediction_params.plant.day_end(f.ship_by):
         return []
     pending = [d for d in r.view.deliveries if d.overall_goods_movement_status != "C"]
     if not pending and any(leg.goods_issued for leg in r.view.legs):
@@ -619,10 +641,11 @@ def delivery_attempt_failed(r: RuleInput) -> list[Finding]:
 def eta_beyond_promise(r: RuleInput) -> list[Finding]:
     """ETA_BEYOND_PROMISE: the carrier's ETA falls after the promised delivery date."""
     promised = r.facts.promised
+    ship_to = r.prediction_params.ship_to(r.view.customer)
     out = []
     for s in _open_shipments(r):
         eta = shipment_eta(s)
-        if eta is None or eta.date() <= promised:
+        if eta is None or ship_to.local_date(eta) <= promised:
             continue
         out.append(
             Finding(
@@ -631,6 +654,28 @@ def eta_beyond_promise(r: RuleInput) -> list[Finding]:
                 f"{s.carrier} expects to deliver shipment {s.tracking_number} on {_at(eta)}, after the "
                 f"promised date {promised}.",
                 "The carrier now expects to deliver after the promised date.",
+            )
+        )
+    return out
+
+
+def shipment_overdue(r: RuleInput) -> list[Finding]:
+    """SHIPMENT_OVERDUE: goods left the plant, the carrier's ETA passed, not delivered."""
+    out = []
+    for leg in r.view.legs:
+        s = leg.shipment
+        if s is None or shipment_delivered(s) or not leg.goods_issued:
+            continue
+        due = shipment_due_by(s)
+        if due is None or r.now <= due:
+            continue
+        out.append(
+            Finding(
+                ExceptionKind.SHIPMENT_OVERDUE,
+                _shipment_root(s),
+                f"{s.carrier} shipment {s.tracking_number} was due by {_at(due)} and is not delivered "
+                f"(last status {s.status_code or s.tag}: {_latest_description(s)}).",
+                "Your delivery is taking longer than the carrier expected; we are following up with the carrier.",
             )
         )
     return out
@@ -675,14 +720,34 @@ RULES: dict[ExceptionKind, Rule] = {
     ExceptionKind.CARRIER_DELAY: carrier_delay,
     ExceptionKind.DELIVERY_ATTEMPT_FAILED: delivery_attempt_failed,
     ExceptionKind.ETA_BEYOND_PROMISE: eta_beyond_promise,
+    ExceptionKind.SHIPMENT_OVERDUE: shipment_overdue,
     ExceptionKind.BACKORDER: backorder,
     ExceptionKind.DATA_STALE: data_stale,
 }
 
+# The kind a customer sees: blocks read as one kind, so credit status never shows.
+_CUSTOMER_KINDS = {
+    ExceptionKind.CREDIT_BLOCK: ExceptionKind.AWAITING_RELEASE,
+    ExceptionKind.DELIVERY_BLOCK: ExceptionKind.AWAITING_RELEASE,
+}
+
+
+def customer_kind(kind: ExceptionKind) -> ExceptionKind:
+    """The customer-safe kind: AWAITING_RELEASE for a credit or a delivery block."""
+    return _CUSTOMER_KINDS.get(kind, kind)
+
+
+def kinds_matching(kind: ExceptionKind) -> frozenset[ExceptionKind]:
+    """The rule kinds a filter on ``kind`` selects (AWAITING_RELEASE: both blocks)."""
+    if kind is ExceptionKind.AWAITING_RELEASE:
+        return frozenset(_CUSTOMER_KINDS)
+    return frozenset({kind})
+
 
 def customer_text(facts: OrderFacts, text: str) -> str:
-    """The customer-safe text of one order: the kind's text plus the new expected date."""
-    if facts.late:
+    """The customer-safe text of one order: the kind's text plus the new expected date
+    (none while a block holds it: there is no date to give until it is released)."""
+    if facts.late and not facts.held:
         return f"{text} We now expect to deliver on {facts.predicted.isoformat()}."
     return text
 
@@ -723,8 +788,63 @@ def detect(
                 work_centers=facts.work_centers,
                 internal_text=finding.internal_text,
                 customer_text=customer_text(facts, finding.customer_text),
+                held=facts.held,
             )
     return list(found.values())
+
+
+def next_due(
+    view: OrderView,
+    now: dt.datetime,
+    *,
+    params: ExceptionParams = ExceptionParams(),
+    prediction_params: PredictionParams = PredictionParams(),
+) -> dt.datetime | None:
+    """The next instant after ``now`` at which the order's exceptions may change with the
+    clock alone (no source event): a scheduled start or a production delay's threshold
+    passing, a work centre's expected repair, a component's receipt day, a lot's quality
+    lead time, a carrier's ETA or the end of its window, the ship-by day (and 48 h before
+    it), the promised day. None when nothing is due (delivered, or nothing time-driven).
+
+    Re-evaluating then finds what became true; evaluating a little early only finds the
+    next due time (the prediction's own slow drift is left to the periodic sweep).
+    """
+    if view.is_delivered:
+        return None
+    plant = prediction_params.plant
+    ship_to = prediction_params.ship_to(view.customer)
+    tolerance = dt.timedelta(hours=params.production_delay_tolerance_hours)
+    lead = dt.timedelta(hours=prediction_params.quality_lead_hours)
+    is_shipped = shipped(view)
+    candidates: list[dt.datetime | None] = [ship_to.day_end(view.promised_delivery_date)]
+    if not is_shipped:
+        day = ship_by(view, prediction_params)
+        candidates += [plant.day_end(day), plant.day_start(day) - dt.timedelta(hours=params.ships_soon_hours)]
+        for po in view.active_production_orders:
+            lot = view.latest_lot(po.manufacturing_order)
+            if lot is not None and not lot_decided(lot):
+                candidates.append(plant.add_working_time(lot.created_at, lead))
+            if production_completed(po):
+                continue
+            work = scheduled_work(po, plant)
+            if production_started(po):
+                done = po.confirmed_yield_qty / po.total_quantity if po.total_quantity > 0 else 0.0
+                left = work * (1 - min(max(done, 0.0), 1.0))
+            else:
+                left = work
+                candidates.append(po.scheduled_start_date)
+                candidates += [plant.day_start(c.expected_receipt_date) for c in view.components_for(po) if c.expected_receipt_date]
+            # From then on the expected end passes the scheduled end by more than the tolerance.
+            candidates.append(plant.subtract_working_time(po.scheduled_end_date + tolerance, left))
+            wc = view.work_center_for(po)
+            if wc is not None and wc.state.upper() == "DOWN":
+                candidates += [wc.down_since, wc.expected_up_at]
+    for leg in view.legs:
+        s = leg.shipment
+        if s is not None and not shipment_delivered(s):
+            candidates += [shipment_eta(s), shipment_due_by(s)]
+    future = [c for c in candidates if c is not None and c > now]
+    return min(future, default=None)
 
 
 # --- aggregation ----------------------------------------------------------------------------
@@ -739,10 +859,12 @@ _HEADLINES: dict[ExceptionKind, str] = {
     ExceptionKind.QUALITY_REJECTED: "Inspection lot {key} rejected {label}",
     ExceptionKind.CREDIT_BLOCK: "Sales order {key} is credit-blocked",
     ExceptionKind.DELIVERY_BLOCK: "Sales order {key} has a delivery block",
+    ExceptionKind.AWAITING_RELEASE: "Sales order {key} awaits release",
     ExceptionKind.DISPATCH_MISSED: "{entity} {key} missed its ship date",
     ExceptionKind.CARRIER_DELAY: "{label} shipment {key} is delayed",
     ExceptionKind.DELIVERY_ATTEMPT_FAILED: "{label} could not deliver shipment {key}",
     ExceptionKind.ETA_BEYOND_PROMISE: "{label} ETA for shipment {key} is after the promise",
+    ExceptionKind.SHIPMENT_OVERDUE: "{label} shipment {key} is past its ETA",
     ExceptionKind.BACKORDER: "Sales order {key} shipped short",
     ExceptionKind.DATA_STALE: "{label} has been silent for too long",
 }
@@ -754,12 +876,14 @@ _CUSTOMER_TEXTS: dict[ExceptionKind, str] = {
     ExceptionKind.STOCK_BLOCKED: "A component is being checked before use.",
     ExceptionKind.QUALITY_HOLD: "Goods are in quality inspection.",
     ExceptionKind.QUALITY_REJECTED: "Goods did not pass quality inspection and are being made again.",
-    ExceptionKind.CREDIT_BLOCK: "An order is on hold pending a commercial clarification.",
-    ExceptionKind.DELIVERY_BLOCK: "A shipment is on hold pending a clarification.",
+    ExceptionKind.CREDIT_BLOCK: "An order is on hold awaiting release.",
+    ExceptionKind.DELIVERY_BLOCK: "An order is on hold awaiting release.",
+    ExceptionKind.AWAITING_RELEASE: "An order is on hold awaiting release.",
     ExceptionKind.DISPATCH_MISSED: "Goods did not leave our plant on the planned day.",
     ExceptionKind.CARRIER_DELAY: "The carrier reports a delay in transit.",
     ExceptionKind.DELIVERY_ATTEMPT_FAILED: "The carrier could not deliver and will try again.",
     ExceptionKind.ETA_BEYOND_PROMISE: "The carrier expects to deliver after the promised date.",
+    ExceptionKind.SHIPMENT_OVERDUE: "A delivery is taking longer than the carrier expected.",
     ExceptionKind.BACKORDER: "Part of an order has shipped; the rest is still to come.",
     ExceptionKind.DATA_STALE: "Status information may be delayed.",
 }

@@ -13,6 +13,7 @@ from typing import Any
 
 from sources.records import (
     ComponentAvailability,
+    Customer,
     InspectionLot,
     OutboundDelivery,
     ProductionOrder,
@@ -70,9 +71,20 @@ async def order_view(ctx: Context, so: SalesOrder) -> OrderView:
     return await pending
 
 
+async def ship_to(ctx: Context, so: SalesOrder) -> Customer | None:
+    """The order's ship-to (its customer), whose delivery calendar dates its delivery; None
+    when it cannot be read (the prediction then falls back to the default calendar)."""
+    try:
+        return await ctx.loaders.customer.load(so.sold_to_party)
+    except Exception:  # SourceError and friends: Order.customer reports them itself
+        return None
+
+
 async def _assemble(ctx: Context, so: SalesOrder) -> OrderView:
-    pos, dels = await asyncio.gather(
-        ctx.loaders.production_orders.load(so.sales_order), ctx.loaders.deliveries.load(so.sales_order)
+    pos, dels, customer = await asyncio.gather(
+        ctx.loaders.production_orders.load(so.sales_order),
+        ctx.loaders.deliveries.load(so.sales_order),
+        ship_to(ctx, so),
     )
     mos = [po.manufacturing_order for po in pos]
     wcs, comps, lots, ships = await asyncio.gather(
@@ -83,6 +95,7 @@ async def _assemble(ctx: Context, so: SalesOrder) -> OrderView:
     )
     return OrderView(
         sales_order=so,
+        customer=customer,
         production_orders=pos,
         work_centers=wcs,
         components=_flatten(comps),
@@ -146,9 +159,12 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
     if not todo:
         return
     keys = [so.sales_order for so in todo]
+    customer_ids = sorted({so.sold_to_party for so in todo})
     try:
-        pos_by, dels_by = await asyncio.gather(
-            load_all(ctx.loaders.production_orders, keys), load_all(ctx.loaders.deliveries, keys)
+        pos_by, dels_by, ship_tos = await asyncio.gather(
+            load_all(ctx.loaders.production_orders, keys),
+            load_all(ctx.loaders.deliveries, keys),
+            ctx.loaders.customer.load_many(customer_ids),
         )
         pos_l = [pos_by[k] for k in keys]
         dels_l = [dels_by[k] for k in keys]
@@ -165,9 +181,11 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
         return
     wcs = list(wcs_by.values())
     wc_by = {w.work_center: w for w in wcs if w is not None}
+    customers = dict(zip(customer_ids, ship_tos, strict=True))
     for so, pos, dels in zip(todo, pos_l, dels_l, strict=True):
         ctx.ready[so.sales_order] = OrderView(
             sales_order=so,
+            customer=customers.get(so.sold_to_party),
             production_orders=pos,
             work_centers={po.work_center: wc_by[po.work_center] for po in pos if po.work_center in wc_by},
             components=[c for po in pos for c in comp_by[po.manufacturing_order]],

@@ -28,6 +28,7 @@ from .exception_types import (
 )
 from .health import SourceStatus, source_statuses
 from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
+from .parked import ParkedEvent, parked_events
 from .types import Customer, DeliveryRisk, Order, OrderStage
 
 CURSOR_PREFIX = "order:"
@@ -103,8 +104,8 @@ async def _matches(ctx: Context, orders: list[SalesOrder], f: OrderFilter) -> li
         if stages:
             ok = stage.stage(view) in stages
         if ok and risks:
-            pred = prediction.predict(view, ctx.now)
-            ok = prediction.delivery_risk(view, pred, ctx.now) in risks
+            pred = prediction.predict(view, ctx.now, ctx.prediction_params)
+            ok = prediction.delivery_risk(view, pred, ctx.now, ctx.prediction_params) in risks
         out.append(ok)
     return out
 
@@ -296,3 +297,10 @@ class Query:
     def sources(self, info: Info) -> list[SourceStatus]:
         """Internal roles only (to be gated by the auth layer): the same report as /readyz."""
         return source_statuses(info)
+
+    @strawberry.field(
+        description="Internal roles only: events parked as dead letters (their processing failed for good), oldest "
+        "first. Replay them with `ordergraph events replay SEQ` once the cause is fixed."
+    )
+    async def parked_events(self, info: Info, first: int = 50) -> list[ParkedEvent]:
+        return await parked_events(info, first)

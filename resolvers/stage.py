@@ -18,7 +18,11 @@ Pure functions over an ``OrderView``: no I/O, no GraphQL. Rules in short:
   ones done (scans get skipped; a carrier pickup proves picking happened). Planned times
   come from one baseline, the schedule the order was confirmed with (each item's first
   production order's basic dates, the schedule lines' planning dates, the promise);
-  expected times from the prediction; actual times from the records.
+  expected times from the prediction; actual times from the records. While a credit or
+  delivery block holds the order (the rest of a partial delivery included), the logistics
+  milestones not yet done are ON_HOLD, with no expected time. Date-only plans start at
+  local midnight: the plant's for the loading, goods-issue and ship-by days, the ship-to's
+  for the promised delivery day.
 """
 
 from __future__ import annotations
@@ -36,12 +40,12 @@ from resolvers.enums import (
     ProductionStatus,
     QualityStatus,
 )
+from resolvers.exceptions import ship_by as planned_ship_day
 from resolvers.prediction import Prediction, PredictionParams, predict
 from resolvers.view import (
     DeliveryLeg,
     OrderView,
     component_short,
-    day_start,
     first_event_at,
     lot_decided,
     lot_rejected,
@@ -53,6 +57,7 @@ from resolvers.view import (
     shipment_picked_up_at,
     work_center_down,
 )
+from sources.calendars import FactoryCalendar
 from sources.records import InspectionLot, OutboundDelivery, ProductionOrder
 
 _STAGES = list(OrderStage)
@@ -279,9 +284,9 @@ def stage(view: OrderView) -> OrderStage:
 class Milestone:
     """One lifecycle milestone of an order.
 
-    ``planned`` comes from the source records (date-only plans at 00:00 UTC of that day,
-    overdue only once the day is over), ``expected`` from the prediction (only while not
-    done), ``actual`` from the records or tracking events (None if done but not timed).
+    ``planned`` comes from the source records (date-only plans at local midnight of that
+    day, overdue only once the day is over), ``expected`` from the prediction (only while
+    not done), ``actual`` from the records or tracking events (None if done but not timed).
     """
 
     kind: MilestoneKind
@@ -302,6 +307,7 @@ class _Row:
     planned: dt.datetime | None = None
     deadline: dt.datetime | None = None  # when a not-done milestone becomes overdue
     expected: dt.datetime | None = None
+    held: bool = False  # a block holds it until the order is released
 
 
 def _all_done(items: Iterable[tuple[bool, dt.datetime | None]]) -> tuple[bool, dt.datetime | None]:
@@ -316,10 +322,12 @@ def _planned_at(at: dt.datetime | None) -> tuple[dt.datetime | None, dt.datetime
     return at, at
 
 
-def _planned_day(day: dt.date | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+def _planned_day(
+    day: dt.date | None, calendar: FactoryCalendar
+) -> tuple[dt.datetime | None, dt.datetime | None]:
     if day is None:
         return None, None
-    return day_start(day), day_start(day + dt.timedelta(days=1))
+    return calendar.day_start(day), calendar.day_end(day)
 
 
 def _materials_available(
@@ -406,7 +414,7 @@ def milestones(
             MilestoneKind.ORDER_CONFIRMED,
             "erp",
             done=confirmed is not None,
-            actual=day_start(so.sales_order_date) if confirmed is not None else None,
+            actual=params.plant.day_start(so.sales_order_date) if confirmed is not None else None,
         )
     )
 
@@ -477,13 +485,11 @@ def milestones(
     # (the planned goods-issue day), before a delivery exists the promise minus the
     # standard transit time.
     delivery_dates = [leg.delivery.delivery_date for leg in legs if leg.delivery is not None]
-    ship_by = max(
-        delivery_dates,
-        default=view.promised_delivery_date - dt.timedelta(days=params.transit_days),
-    )
+    ship_by = max(delivery_dates, default=None) or planned_ship_day(view, params)
     ship_day = max((ln.goods_issue_date for ln in lines if ln.goods_issue_date), default=ship_by)
     load_day = max((ln.loading_date for ln in lines if ln.loading_date), default=ship_day)
     promised = view.promised_delivery_date
+    ship_to = params.ship_to(view.customer)
     logistics_rows = [
         (
             MilestoneKind.PICKED,
@@ -555,7 +561,8 @@ def milestones(
         ),
     ]
     for kind, source, (done, actual), day, expected in logistics_rows:
-        planned, deadline = _planned_day(day)
+        on_promise = kind in (MilestoneKind.OUT_FOR_DELIVERY, MilestoneKind.DELIVERED)
+        planned, deadline = _planned_day(day, ship_to if on_promise else params.plant)
         rows.append(
             _Row(
                 kind,
@@ -564,7 +571,8 @@ def milestones(
                 actual=actual,
                 planned=planned,
                 deadline=deadline,
-                expected=expected,
+                expected=None if p.held_by else expected,
+                held=bool(p.held_by),
             )
         )
 
@@ -585,6 +593,8 @@ def _milestone(row: _Row, now: dt.datetime) -> Milestone:
         return Milestone(row.kind, MilestoneStatus.SKIPPED, None, None, None, row.source)
     if row.done:
         return Milestone(row.kind, MilestoneStatus.DONE, row.planned, None, row.actual, row.source)
+    if row.held:
+        return Milestone(row.kind, MilestoneStatus.ON_HOLD, row.planned, None, None, row.source)
     late = (row.deadline is not None and row.deadline < now) or (
         row.expected is not None and row.expected < now
     )

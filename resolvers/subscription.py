@@ -46,24 +46,49 @@ def decode_change_cursor(cursor: str) -> tuple[int, str]:
         ) from exc
 
 
+# Sales order event actions that name a block: a customer reads them as a plain change, so
+# the timeline never tells a customer about its credit status.
+_BLOCK_ACTIONS = ("CreditBlocked", "CreditReleased", "DeliveryBlocked", "DeliveryUnblocked")
+
+
+def event_type_for_viewer(ctx: Any, event_type: str) -> str:
+    """The CloudEvents type as the viewer may read it (blocks are "Changed" for customers)."""
+    viewer = getattr(ctx, "viewer", None)
+    if viewer is None or not viewer.is_customer:
+        return event_type
+    for action in _BLOCK_ACTIONS:
+        marker = f".SalesOrder.{action}."
+        if marker in event_type:
+            return event_type.replace(marker, ".SalesOrder.Changed.")
+    return event_type
+
+
 @strawberry.type(description="One change to one order, as reported by a source system.")
 class OrderChange:
     cursor: str = strawberry.field(description="Resume after this change with `after: cursor`.")
     order: Order | None
     sources: list[str] = strawberry.field(description="The source systems that reported the change.")
-    event_type: str = strawberry.field(description="The CloudEvents type, e.g. ...ProductionOrder.Released.v1.")
+    event_type: strawberry.Private[str]
     occurred_at: dt.datetime = strawberry.field(description="Business time of the change in its source.")
+
+    @strawberry.field(name="eventType", description="The CloudEvents type, e.g. ...ProductionOrder.Released.v1.")
+    def event_type_for_viewer(self, info: Info) -> str:
+        return event_type_for_viewer(info.context, self.event_type)
 
 
 @strawberry.type(description="One entry of an order's cross-system timeline (from the journal).")
 class HistoryEntry:
     cursor: str
     source: str
-    event_type: str
+    event_type: strawberry.Private[str]
     subject: str | None
     occurred_at: dt.datetime
     received_at: dt.datetime
     stale: bool = strawberry.field(description="Arrived after a newer event on the same record: kept, not applied.")
+
+    @strawberry.field(name="eventType")
+    def event_type_for_viewer(self, info: Info) -> str:
+        return event_type_for_viewer(info.context, self.event_type)
 
 
 @strawberry.type

@@ -117,6 +117,14 @@ class Customer:
     def country(self) -> str | None:
         return self.record.country
 
+    @strawberry.field(description="Region of the ship-to address (ISO 3166-2 subdivision, e.g. BY).")
+    def region(self) -> str | None:
+        return self.record.region
+
+    @strawberry.field(description="Time zone of the ship-to address (IANA); its delivery dates are local dates there.")
+    def time_zone(self) -> str | None:
+        return self.record.time_zone
+
     @strawberry.field(description="STRATEGIC / HIGH / NORMAL / LOW; orders inherit it.")
     def commercial_priority(self) -> CommercialPriority:
         return CommercialPriority(self.record.commercial_priority)
@@ -439,7 +447,7 @@ class ComponentAvailability:
     def storage_location(self) -> str:
         return self.record.storage_location
 
-    @strawberry.field(description="When a short component is expected in.")
+    @strawberry.field(description="When a short component is expected in (the plant's local date).")
     def expected_receipt_date(self) -> dt.date | None:
         return self.record.expected_receipt_date
 
@@ -682,7 +690,7 @@ class OutboundDelivery:
     def id(self) -> strawberry.ID:
         return strawberry.ID(self.record.delivery_document)
 
-    @strawberry.field
+    @strawberry.field(description="The planned goods-issue day (DeliveryDate; the plant's local date).")
     def delivery_date(self) -> dt.date:
         return self.record.delivery_date
 
@@ -825,15 +833,15 @@ class Order:
     def purchase_order_by_customer(self) -> str | None:
         return self.record.purchase_order_by_customer
 
-    @strawberry.field
+    @strawberry.field(description="When the order was entered (the plant's local date).")
     def order_date(self) -> dt.date:
         return self.record.sales_order_date
 
-    @strawberry.field
+    @strawberry.field(description="The delivery date the customer asked for (the ship-to's local date).")
     def requested_delivery_date(self) -> dt.date:
         return self.record.requested_delivery_date
 
-    @strawberry.field(description="The delivery promise (confirmed schedule line).")
+    @strawberry.field(description="The delivery promise (confirmed schedule line; the ship-to's local date).")
     def confirmed_delivery_date(self) -> dt.date | None:
         return self.record.confirmed_delivery_date
 
@@ -917,28 +925,31 @@ class Order:
     async def _milestones(self, ctx: Context) -> list[Milestone] | None:
         return _milestones(ctx, await fetch.order_view(ctx, self.record))
 
-    @strawberry.field(description="When the order is predicted to reach the customer.")
+    @strawberry.field(
+        description="When the order is predicted to reach the customer (the ship-to's local date). "
+        "null while a block holds the order: no date is known until it is released."
+    )
     def predicted_delivery_date(self, info: Info) -> dt.date | None:
         ctx = _ctx(info)
         view = ctx.ready.get(self.record.sales_order)
         if view is not None:
-            return _predict(ctx, view).predicted_delivery_date
+            return _predicted_date(_predict(ctx, view))
         return self._predicted_delivery_date(ctx)
 
     async def _predicted_delivery_date(self, ctx: Context) -> dt.date | None:
-        return _predict(ctx, await fetch.order_view(ctx, self.record)).predicted_delivery_date
+        return _predicted_date(_predict(ctx, await fetch.order_view(ctx, self.record)))
 
     @strawberry.field(description="Predicted delivery against the confirmed date.")
     def delivery_risk(self, info: Info) -> DeliveryRisk | None:
         ctx = _ctx(info)
         view = ctx.ready.get(self.record.sales_order)
         if view is not None:
-            return prediction.delivery_risk(view, _predict(ctx, view), ctx.now)
+            return prediction.delivery_risk(view, _predict(ctx, view), ctx.now, ctx.prediction_params)
         return self._delivery_risk(ctx)
 
     async def _delivery_risk(self, ctx: Context) -> DeliveryRisk | None:
         view = await fetch.order_view(ctx, self.record)
-        return prediction.delivery_risk(view, _predict(ctx, view), ctx.now)
+        return prediction.delivery_risk(view, _predict(ctx, view), ctx.now, ctx.prediction_params)
 
     @strawberry.field(
         description="Exceptions hitting this order, computed live from its records; each restricted to this "
@@ -952,19 +963,24 @@ class Order:
         return await order_exceptions(_ctx(info), self.record)
 
 
+def _predicted_date(pred: prediction.Prediction) -> dt.date | None:
+    # A held order's date is only the earliest possible: say "not known" rather than a date.
+    return None if pred.held_by else pred.predicted_delivery_date
+
+
 def _predict(ctx: Context, view: OrderView) -> prediction.Prediction:
     """One prediction per order and request, shared by the fields that need it."""
     key = view.sales_order.sales_order
     pred = ctx.predictions.get(key)
     if pred is None:
-        pred = ctx.predictions[key] = prediction.predict(view, ctx.now)
+        pred = ctx.predictions[key] = prediction.predict(view, ctx.now, ctx.prediction_params)
     return pred
 
 
 def _milestones(ctx: Context, view: OrderView) -> list[Milestone]:
     return [
         Milestone(kind=m.kind, status=m.status, planned=m.planned, expected=m.expected, actual=m.actual, source=m.source)
-        for m in stage.milestones(view, ctx.now, _predict(ctx, view))
+        for m in stage.milestones(view, ctx.now, _predict(ctx, view), ctx.prediction_params)
     ]
 
 

@@ -149,6 +149,12 @@ def shipment_eta(shipment: Shipment) -> dt.datetime | None:
     return shipment.estimated_delivery_at or shipment.eta_window_end
 
 
+def shipment_due_by(shipment: Shipment) -> dt.datetime | None:
+    """The latest the carrier said it would deliver: the end of its ETA window, else its
+    ETA. Undelivered after this, the shipment is overdue."""
+    return shipment.eta_window_end or shipment.estimated_delivery_at
+
+
 def shipment_last_activity(shipment: Shipment) -> dt.datetime:
     """Latest time anything happened to the shipment; orders re-shipments of one delivery."""
     times = [e.occurred_at for e in shipment.events]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -107,9 +108,12 @@ class Sources:
             await c.resilience.aclose()
 
 
-def event_registry():
-    """Every event type the five systems send (see ``sources.events``)."""
+def event_registry(limits: Any = None):
+    """Every event type the five systems send (see ``sources.events``), checked against
+    ``limits`` (an ``EventLimits``; the defaults when None)."""
     from . import erp, mes, qms, tms, wms
     from .events import EventRegistry
 
-    return EventRegistry([*erp.EVENT_TYPES, *mes.EVENT_TYPES, *wms.EVENT_TYPES, *qms.EVENT_TYPES, *tms.EVENT_TYPES])
+    return EventRegistry(
+        [*erp.EVENT_TYPES, *mes.EVENT_TYPES, *wms.EVENT_TYPES, *qms.EVENT_TYPES, *tms.EVENT_TYPES], limits
+    )

@@ -297,6 +297,10 @@ class Customer(Record):
     customer_name: str = api("CustomerName")
     commercial_priority: str = api("CommercialPriority", "NORMAL")  # STRATEGIC/HIGH/NORMAL/LOW
     country: str | None = api("Country", None)
+    # The ship-to's address: region (ISO 3166-2 subdivision, e.g. BY) and time zone (IANA),
+    # which its delivery calendar (receiving days, public holidays) and local dates follow.
+    region: str | None = api("Region", None)
+    time_zone: str | None = api("AddressTimeZone", None)
     last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
 
 

@@ -33,12 +33,15 @@ import collections
 import dataclasses
 import datetime as dt
 import enum
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger("ordergraph.sources")
 
 # The codes of SourceError (sources/client.py); the GraphQL layer shows them as is.
 SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"
@@ -322,6 +325,8 @@ class Resilience:
         self._last_detail = "n/a"
         self.last_error_code: str | None = None
         self.last_event_at: dt.datetime | None = None
+        # Down = the breaker opened; said once when it goes down and once when it answers.
+        self.down = False
 
     async def call(self, key: Hashable, attempt: Callable[[], Awaitable[T]], *, what: str, read: bool = True) -> T:
         """Run ``attempt`` under the policy; raises SourceError on failure.
@@ -400,6 +405,9 @@ class Resilience:
                 raise
             self.breaker.success(probe)
             self.last_success_at = self.clock()
+            if self.down:
+                self.down = False
+                log.info("%s answers again", self.source.upper())
             return result
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
@@ -429,6 +437,12 @@ class Resilience:
             return
         self.failures += 1
         self.breaker.failure(probe)
+        if not self.down and self.breaker.state is BreakerState.OPEN:
+            self.down = True
+            log.warning(
+                "%s is down: %s; its calls fail fast, probing every %g s",
+                self.source.upper(), exc.detail, self.policy.breaker_cooldown_seconds,
+            )  # fmt: skip
 
     def _may_retry(self, exc: SourceError, tries: int, remaining: float) -> bool:
         # Only transient faults: a malformed answer will be malformed again, and a

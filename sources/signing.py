@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 HEADER = "X-Ordergraph-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
+# ASCII digits only (str.isdigit also takes "²"), and few enough to be a time: a 400-digit
+# number cannot be compared with the clock. The MAC: SHA-256 in lower-case hex.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_MAC = re.compile(r"[0-9a-f]{64}")
 
 
 class SignatureError(ValueError):
@@ -37,8 +42,12 @@ def verify(
         k, sep, v = item.strip().partition("=")
         if sep:
             parts[k] = v
-    if "t" not in parts or "v1" not in parts or not parts["t"].isdigit():
+    if "t" not in parts or "v1" not in parts:
         raise SignatureError(f"malformed {HEADER} header: expected t=<unix seconds>,v1=<hex>")
+    if not _TIMESTAMP.fullmatch(parts["t"]):
+        raise SignatureError(f"malformed {HEADER} header: t must be Unix seconds (at most 12 digits)")
+    if not _MAC.fullmatch(parts["v1"]):
+        raise SignatureError(f"malformed {HEADER} header: v1 must be 64 lower-case hex digits (HMAC-SHA256)")
     t = int(parts["t"])
     current = time.time() if now is None else now
     if abs(current - t) > tolerance:

@@ -72,6 +72,7 @@ async def running_gateway(
     auth: AuthConfig | None = None,
     limits: LimitsConfig | None = None,
     sources: dict[str, dict[str, Any]] | None = None,
+    events: dict[str, Any] | None = None,
     clock: Any = None,
     domain_clock: Any = None,
     **gateway: Any,
@@ -82,7 +83,8 @@ async def running_gateway(
     ``auth``: tests run in the explicit open demo mode unless they pass one (the production
     default is ``mode = "jwt"``; tests/test_auth.py uses real tokens). ``limits``: the
     ``[limits]`` section. ``sources``: settings per source system (e.g. ``{"mes":
-    {"base_url": ..., "timeout_seconds": 0.3}}``). ``clock``: the gateway's clock.
+    {"base_url": ..., "timeout_seconds": 0.3}}``). ``events``: settings of the ``[events]``
+    section (e.g. ``park_after_failures``). ``clock``: the gateway's clock.
     ``domain_clock``: the clock of predictions and exceptions (e.g. the plant's).
     """
     cfg = Config.for_plant(plant_url, **gateway)
@@ -92,6 +94,8 @@ async def running_gateway(
         cfg.limits = limits
     for key, value in (scaleout or {}).items():
         setattr(cfg.scaleout, key, value)
+    for key, value in (events or {}).items():
+        setattr(cfg.events, key, value)
     for system, settings in (sources or {}).items():
         for key, value in settings.items():
             setattr(cfg.sources[system], key, value)

@@ -123,3 +123,27 @@ async def test_board_shows_machine_down_and_drops_it_when_up(secured, plant, htt
         await send_changes(http, url, plant.world, plant.world.work_center_up(wc))
         await page.wait_for_selector(f'tr[data-id="{exception_id}"]', state="detached", timeout=15000)
         assert not blocked
+
+
+async def test_portal_gives_the_orders_new_date_and_a_neutral_hold(secured, plant, http):
+    url, _app = secured
+    q = "{ orders(first: 300) { nodes { id customerId deliveryRisk predictedDeliveryDate exceptions { kind } } } }"
+    async with http.post(f"{url}/graphql", json={"query": q}, headers={"Authorization": f"Bearer {token('service')}"}) as resp:
+        nodes = (await resp.json())["data"]["orders"]["nodes"]
+    late = next(o for o in nodes if o["deliveryRisk"] == "LATE" and o["predictedDeliveryDate"] and o["exceptions"])
+    held = next(o for o in nodes if {"CREDIT_BLOCK", "DELIVERY_BLOCK"} & {x["kind"] for x in o["exceptions"]})
+    async with browser_page(url) as (page, blocked):
+        await _sign_in(page, url, "portal", token("customer", late["customerId"]))
+        card = f'[data-order="{late["id"]}"]'
+        await page.wait_for_selector(f"{card} .exceptions li", timeout=15000)
+        texts = await page.eval_on_selector_all(f"{card} .exceptions li", "els => els.map(e => e.textContent)")
+        assert all(f"We now expect to deliver on {late['predictedDeliveryDate']}." in t for t in texts), texts
+
+        await _sign_in(page, url, "portal", token("customer", held["customerId"]))
+        card = f'[data-order="{held["id"]}"]'
+        await page.wait_for_selector(f"{card} .exceptions li", timeout=15000)
+        assert await page.text_content(f"{card} .predicted") == "on hold, awaiting release"
+        assert await page.query_selector(f"{card} .step.ON_HOLD") is not None
+        assert "credit" not in (await page.text_content("main")).lower()
+        await screenshot(page, "portal-hold")
+        assert not blocked

@@ -97,8 +97,11 @@ const ordergraph = (() => {
 
   function fmtDate(value) {
     if (!value) return "—";
-    const d = new Date(value.length === 10 ? value + "T00:00:00Z" : value);
-    return d.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+    const opts = { year: "numeric", month: "short", day: "numeric" };
+    // A Date is a calendar day (the ship-to's or the plant's): show it as it is, not
+    // moved into the browser's zone. A DateTime is an instant: the browser's local day.
+    if (value.length === 10) return new Date(value + "T00:00:00Z").toLocaleDateString(undefined, { ...opts, timeZone: "UTC" });
+    return new Date(value).toLocaleDateString(undefined, opts);
   }
 
   function fmtTime(value) {

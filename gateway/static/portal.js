@@ -37,6 +37,13 @@ function tracking(shipments) {
   });
 }
 
+function predicted(order) {
+  // No predicted date while the order is held: say so rather than show a date.
+  if (order.predictedDeliveryDate) return "predicted " + fmtDate(order.predictedDeliveryDate);
+  const held = (order.milestones || []).some((m) => m.status === "ON_HOLD");
+  return held ? "on hold, awaiting release" : "predicted —";
+}
+
 function render(order) {
   const card = el("section", { class: "card", "data-order": order.id },
     el("div", { class: "row" },
@@ -45,10 +52,11 @@ function render(order) {
       el("span", { class: "badge stage", "data-stage": order.stage }, words(order.stage)),
       el("span", { class: "badge risk-" + order.deliveryRisk }, words(order.deliveryRisk)),
       el("span", { class: "muted" }, "promised " + fmtDate(order.confirmedDeliveryDate)),
-      el("span", { class: "muted" }, "predicted " + fmtDate(order.predictedDeliveryDate))),
+      el("span", { class: "muted predicted" }, predicted(order))),
     el("div", { class: "timeline" }, (order.milestones || []).map(milestoneStep)),
+    // customerDescription under Order.exceptions is this order's own text (with its new date).
     order.exceptions && order.exceptions.length
-      ? el("ul", { class: "exceptions" }, order.exceptions.map((x) => el("li", {}, x.customerDescription)))
+      ? el("ul", { class: "exceptions" }, order.exceptions.map((x) => el("li", { "data-kind": x.kind }, x.customerDescription)))
       : null,
     tracking(order.logistics && order.logistics.shipments));
   return card;

@@ -30,7 +30,7 @@ from sources import erp, mes, qms, tms, wms
 from sources.events import EventType, cloud_event
 from sources.signing import HEADER, sign
 
-from .world import Change, World
+from .world import PLANT_CALENDAR, Change, World
 
 log = logging.getLogger("ordergraph.simulator.events")
 
@@ -278,7 +278,7 @@ class PlantDriver:
             return False
         component = self.rng.choice(usable)
         quantity = round(component.available_quantity * self.rng.uniform(0.3, 1.0), 3)
-        until = (world.now() + dt.timedelta(days=self.rng.randint(1, 5))).date()
+        until = PLANT_CALENDAR.local_date(world.now() + dt.timedelta(days=self.rng.randint(1, 5)))
         world.component_short(component.reservation, quantity, until)
         return True
 

@@ -8,6 +8,13 @@ the steps that fall before the plant clock, so generated records and records cha
 later by ``advance_order`` / ``advance_clock`` come from the same code and cannot
 disagree.
 
+The plant works on its factory calendar (``PLANT_CALENDAR``: Stuttgart, two shifts Mon–Fri,
+Baden-Württemberg's holidays): production, quality and warehouse steps happen in its
+shifts and their gaps count its working time; carriers drive at any time and deliver in
+the ship-to's receiving hours on its working days; promises are confirmed for a working
+day of the ship-to, and dates are local dates (the plant's, or the ship-to's for delivery
+dates).
+
 Each entity set is a ``Table`` with sorted keys and indexes on its filterable fields, so
 a batch read of 1,000 keys is a set union, not a scan. Mutations update the records,
 their ``LastChangeDateTime`` and the indexes, then tell subscribers with a ``Change``.
@@ -29,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ..calendars import FactoryCalendar
 from ..records import (
     ComponentAvailability,
     Customer,
@@ -413,12 +421,37 @@ _CUSTOMER_NAMES = (
     "Zenith Elevators", "Adriatic Ports", "Bavaria Bottling", "Corvus Defence", "Dolomiti Cable Cars",
 )
 _SUFFIXES = ("GmbH", "AG", "S.A.", "Ltd", "B.V.", "S.p.A.", "AB", "Sp. z o.o.", "Inc.", "SE")
+# Country, city, region (ISO 3166-2 subdivision as the holidays package knows it), time zone.
 _CITIES = (
-    ("DE", "Hamburg"), ("DE", "Munich"), ("DE", "Cologne"), ("FR", "Lyon"), ("FR", "Toulouse"),
-    ("IT", "Milan"), ("IT", "Turin"), ("NL", "Rotterdam"), ("PL", "Wroclaw"), ("AT", "Linz"),
-    ("CH", "Basel"), ("CZ", "Brno"), ("SE", "Gothenburg"), ("ES", "Bilbao"), ("GB", "Birmingham"),
-    ("US", "Chicago"), ("BE", "Antwerp"), ("DK", "Aarhus"),
+    ("DE", "Hamburg", "HH", "Europe/Berlin"), ("DE", "Munich", "BY", "Europe/Berlin"),
+    ("DE", "Cologne", "NW", "Europe/Berlin"), ("FR", "Lyon", None, "Europe/Paris"),
+    ("FR", "Toulouse", None, "Europe/Paris"), ("IT", "Milan", "MI", "Europe/Rome"),
+    ("IT", "Turin", "TO", "Europe/Rome"), ("NL", "Rotterdam", None, "Europe/Amsterdam"),
+    ("PL", "Wroclaw", "02", "Europe/Warsaw"), ("AT", "Linz", "4", "Europe/Vienna"),
+    ("CH", "Basel", "BS", "Europe/Zurich"), ("CZ", "Brno", None, "Europe/Prague"),
+    ("SE", "Gothenburg", None, "Europe/Stockholm"), ("ES", "Bilbao", "PV", "Europe/Madrid"),
+    ("GB", "Birmingham", "ENG", "Europe/London"), ("US", "Chicago", "IL", "America/Chicago"),
+    ("BE", "Antwerp", None, "Europe/Brussels"), ("DK", "Aarhus", None, "Europe/Copenhagen"),
 )
+# The plant's factory calendar (the gateway's [calendar] defaults say the same) and the
+# receiving days and hours of its customers, placed at each customer's address.
+PLANT_CALENDAR = FactoryCalendar(
+    time_zone="Europe/Berlin",
+    country="DE",
+    subdivision="BW",
+    working_days=(0, 1, 2, 3, 4),
+    shifts=((6 * 60, 14 * 60), (14 * 60, 22 * 60)),
+)
+RECEIVING_CALENDAR = FactoryCalendar(time_zone="Europe/Berlin", working_days=(0, 1, 2, 3, 4), shifts=((8 * 60, 17 * 60),))
+# How the gap before each step is measured and where the step may happen. Gaps before
+# these steps are elapsed time (a supplier, the planning queue, a credit desk, a truck);
+# every other gap counts the plant's working time. Transit steps happen at any time,
+# delivery steps in the ship-to's receiving hours, all others in the plant's shifts.
+_ELAPSED_GAPS = frozenset(
+    {"clear_shortage", "release", "unblock", "delay", "en_route", "out_for_delivery", "attempt_fail", "deliver"}
+)
+_TRANSIT_STEPS = frozenset({"delay", "en_route"})
+_DELIVERY_STEPS = frozenset({"out_for_delivery", "attempt_fail", "deliver"})
 _CARRIERS = (("UPS", 3), ("DHL Freight", 3), ("DB Schenker", 2), ("Kuehne+Nagel", 1), ("DSV", 1))
 _PLANT_LOCATION = "Plant 1000, Stuttgart, DE"
 _SIGNERS = ("M. Keller", "A. Rossi", "J. Novak", "S. Larsen", "P. Dubois", "K. Weber", "L. Garcia", "T. Smith")
@@ -591,6 +624,7 @@ class World:
             "tracking": 0,
         }
         self._customer_city: dict[str, str] = {}
+        self._receiving: dict[str, FactoryCalendar] = {}  # per customer: its receiving calendar
         # Reservations per production order, readable while tables are bulk-loading.
         self._reservations: dict[str, list[str]] = {}
         # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
@@ -662,9 +696,10 @@ class World:
             suffix = rng.choice(_SUFFIXES)
             # Beyond the name list, number the names so customers stay distinct.
             name = f"{base} {suffix}" if i < len(_CUSTOMER_NAMES) else f"{base} {i // len(_CUSTOMER_NAMES) + 1} {suffix}"
-            country, city = rng.choice(_CITIES)
+            country, city, region, zone = rng.choice(_CITIES)
             key = str(17100001 + i)
             self._customer_city[key] = f"{city}, {country}"
+            self._receiving[key] = RECEIVING_CALENDAR.for_place(country, region, zone)
             changed = self.start - _hours(rng.uniform(24 * 30, 24 * 400))
             self.tables["A_Customer"].put(
                 Customer(
@@ -672,6 +707,8 @@ class World:
                     customer_name=name,
                     commercial_priority=priorities[i],
                     country=country,
+                    region=region,
+                    time_zone=zone,
                     last_change_date_time=_trunc(changed),
                 )
             )
@@ -730,7 +767,8 @@ class World:
             if not extra:
                 total += g
                 planned.setdefault(name, total)
-        confirmed_rel = planned["deliver"] + rng.uniform(0, 72)
+        # Planners confirm with some safety time over the plan: two to six days.
+        confirmed_rel = planned["deliver"] + rng.uniform(48, 144)
         names = [name for name, _ in steps]
         if flags.carrier_delay:
             # A carrier delay must push delivery past the end of the promised day.
@@ -743,7 +781,8 @@ class World:
         states = _states_after(steps, flags)
         eligible = [k for k, s in enumerate(states) if s == target] or [0]
         k = rng.choice(eligible)
-        late = rng.random() < (0.15 if target in _LATE_ELIGIBLE else 0.1 if target == DELIVERED else 0.0)
+        # A healthy plant: few orders run late without a disruption to show for it.
+        late = rng.random() < (0.06 if target in _LATE_ELIGIBLE else 0.05 if target == DELIVERED else 0.0)
         lo = times[k - 1] if k > 0 else 0.0
         if k < len(steps):
             now_rel = lo + rng.uniform(0.02, 0.98) * (times[k] - lo)
@@ -762,20 +801,20 @@ class World:
                     times = cumulate()
             now_rel = times[-1] + rng.uniform(1, 24 * 30)
 
-        ordered_at = _trunc(self.start - _hours(now_rel))
-        start_s = self.start.timestamp()
-        schedule = collections.deque(
-            _Step(name, dt.datetime.fromtimestamp(int(start_s + (t - now_rel) * 3600), dt.UTC))
-            for name, t in zip(names, times, strict=True)
-        )
-        confirmed = (self.start + _hours(confirmed_rel - now_rel)).date()
+        # Relative hours become instants on the calendars, with now_rel at the plant clock.
+        dues, at = self._lay_out(names, times, now_rel, customer)
+        ordered_at = _trunc(at(0.0))
+        schedule = collections.deque(_Step(name, _trunc(due)) for name, due in zip(names, dues, strict=True))
+        # Promised for a working day of the ship-to, when its receiving hours allow.
+        receiving = self._receiving[customer]
+        confirmed = receiving.local_date(receiving.next_working_time(at(confirmed_rel)))
         track = self._create_order(
             rng,
             customer=customer,
             ordered_at=ordered_at,
             confirmed=confirmed,
-            planned_start=self.start + _hours(planned["start"] - now_rel),
-            planned_end=self.start + _hours(planned["confirm"] - now_rel),
+            planned_start=self._place("start", at(planned["start"]), customer, forward=True),
+            planned_end=self._place("confirm", at(planned["confirm"]), customer, forward=True),
             flags=flags,
             schedule=schedule,
             # The schedule the order is confirmed with: its schedule lines keep it.
@@ -790,6 +829,62 @@ class World:
         while track.schedule and track.schedule[0].due <= self.start:
             step = track.schedule.popleft()
             self._apply(track, step.name, step.due, rng, part=step.part)
+
+    def _lay_out(
+        self, names: list[str], times: list[float], now_rel: float, customer: str
+    ) -> tuple[list[dt.datetime], Callable[[float], dt.datetime]]:
+        """Instants of an order's steps at relative hours ``times`` (``now_rel`` is the plant
+        clock's start), each gap measured and each step placed on its calendar; and the
+        instant of any relative position. Walks out from now both ways, so the order is in
+        the same state at the start whatever the calendars stretch."""
+        n = len(names)
+        k = bisect.bisect_right(times, now_rel)  # steps at or before now
+        dues: list[dt.datetime] = [self.start] * n
+        t, pos = self.start, now_rel
+        for i in range(k, n):
+            t = self._place(names[i], self._measure(names[i], t, times[i] - pos), customer, forward=True)
+            dues[i], pos = t, times[i]
+        t, pos = self.start, now_rel
+        for i in range(k - 1, -1, -1):
+            gap = names[i + 1] if i + 1 < n else None  # the gap after step i is its successor's
+            t = self._place(names[i], self._measure(gap, t, times[i] - pos), customer, forward=False)
+            dues[i], pos = t, times[i]
+
+        def at(x: float) -> dt.datetime:
+            exact = bisect.bisect_left(times, x)
+            if exact < n and times[exact] == x:
+                return dues[exact]
+            j = bisect.bisect_right(times, x)  # x lies in the gap before step j
+            gap = names[j] if j < n else None
+            if x >= now_rel:
+                base, pos = (dues[j - 1], times[j - 1]) if j > 0 and times[j - 1] >= now_rel else (self.start, now_rel)
+            else:
+                base, pos = (dues[j], times[j]) if j < n and times[j] <= now_rel else (self.start, now_rel)
+            return self._measure(gap, base, x - pos)
+
+        return dues, at
+
+    @staticmethod
+    def _measure(step: str | None, at: dt.datetime, hours: float) -> dt.datetime:
+        """``hours`` from ``at`` (negative: before) as the gap before ``step`` counts them."""
+        if step is None or step in _ELAPSED_GAPS:
+            return at + _hours(hours)
+        return PLANT_CALENDAR.add_working_time(at, _hours(hours))
+
+    def _step_calendar(self, step: str, customer: str) -> FactoryCalendar | None:
+        """Where a step may happen: the plant's shifts, the ship-to's hours, or any time."""
+        if step in _TRANSIT_STEPS:
+            return None
+        if step in _DELIVERY_STEPS:
+            return self._receiving[customer]
+        return PLANT_CALENDAR
+
+    def _place(self, step: str, at: dt.datetime, customer: str, *, forward: bool) -> dt.datetime:
+        """``at`` moved into the step's working time: the next such instant, or the last."""
+        calendar = self._step_calendar(step, customer)
+        if calendar is None:
+            return at
+        return calendar.next_working_time(at) if forward else calendar.subtract_working_time(at, dt.timedelta(0))
 
     def _create_order(
         self,
@@ -809,9 +904,11 @@ class World:
         cap = 250_000.0 / n_items
         items: list[SalesOrderItem] = []
         requested = confirmed
+        receiving = self._receiving[customer]
         if rng.random() < 0.3:
             earlier = confirmed - dt.timedelta(days=rng.randint(1, 10))
-            requested = max(ordered_at.date() + dt.timedelta(days=1), earlier)
+            ordered_on = PLANT_CALENDAR.local_date(ordered_at)
+            requested = receiving.next_working_day(max(ordered_on + dt.timedelta(days=1), earlier))
         for i, (material, price, _wc) in enumerate(rng.sample(self._catalogue, n_items)):
             qty = float(max(1, min(rng.choice((1, 2, 3, 5, 8, 10, 12, 20, 25, 40, 50)), math.floor(cap / price))))
             amount = round(qty * price * rng.uniform(0.85, 1.0), 2)
@@ -834,7 +931,7 @@ class World:
         order = SalesOrder(
             sales_order=so_key,
             sold_to_party=customer,
-            sales_order_date=ordered_at.date(),
+            sales_order_date=PLANT_CALENDAR.local_date(ordered_at),
             requested_delivery_date=min(requested, confirmed),
             purchase_order_by_customer=f"PO-{customer[-3:]}-{rng.randint(10000, 99999)}",
             confirmed_delivery_date=max(i.confirmed_delivery_date or confirmed for i in items),
@@ -1031,8 +1128,9 @@ class World:
         if not isinstance(component, ComponentAvailability):
             raise UnknownKey(reservation)
         now = _trunc(self.now())
-        arrival = dt.datetime(until.year, until.month, until.day, tzinfo=dt.UTC)
-        if arrival <= now:
+        # The goods come in with the first shift of that (plant) day.
+        arrival = PLANT_CALENDAR.next_working_time(PLANT_CALENDAR.day_start(until))
+        if PLANT_CALENDAR.day_start(until) <= now:
             raise ValueError("until must be after today")
         component.available_quantity = round(max(component.available_quantity - quantity, 0.0), 3)
         component.shortage_quantity = round(component.required_quantity - component.available_quantity, 3)
@@ -1065,7 +1163,7 @@ class World:
         )
         shipment.status_code = "SD"
         eta = shipment.estimated_delivery_at or now
-        _set_eta(shipment, _trunc(max(eta, now) + _hours(hours)), 4)
+        _set_eta(shipment, self._receiving_time(track, max(eta, now) + _hours(hours)), 4)
         self._touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
         return self._flush()
 
@@ -1164,7 +1262,10 @@ class World:
             if not track.schedule or track.schedule[0].due != due:
                 continue
             step = track.schedule[0]
-            blocked_until = self._blocked_until(track, step, now)
+            # Held by a down machine or a late part, then into the step's working time.
+            held = self._blocked_until(track, step, now) or step.due
+            placed = self._place(step.name, held, track.customer, forward=True)
+            blocked_until = placed if placed > step.due else None
             if blocked_until is not None:
                 self._shift_part(track, step.part, blocked_until - step.due, production=True)
                 if track.schedule[0].due <= now:
@@ -1382,7 +1483,7 @@ class World:
             delivery_document=self._next("delivery"),
             sales_order=order.sales_order,
             ship_to_party=order.sold_to_party,
-            delivery_date=goods_issue.date(),
+            delivery_date=PLANT_CALENDAR.local_date(goods_issue),
             overall_picking_status="C",
             actual_picking_date_time=at,
             items=items,
@@ -1438,8 +1539,8 @@ class World:
         carrier = rng.choices([c for c, _ in _CARRIERS], [w for _, w in _CARRIERS])[0]
         # The carrier's first estimate knows nothing of delays still to come.
         deliver = self._due(track, "deliver") or at + _hours(48)
-        eta = _trunc(deliver - _hours(track.extra_transit_hours) + _hours(rng.uniform(-3, 3)))
-        eta = max(eta, at + _hours(6))
+        eta = deliver - _hours(track.extra_transit_hours) + _hours(rng.uniform(-3, 3))
+        eta = self._receiving_time(track, max(eta, at + _hours(6)))
         shipment = Shipment(
             tracking_number=self._tracking_number(carrier),
             carrier=carrier,
@@ -1584,7 +1685,7 @@ class World:
                           location=self._hub(track), description=f"Shipment delayed: {reason}")
         )
         shipment.tag, shipment.status_code = ("Exception" if exception else "InTransit"), "SD"
-        _set_eta(shipment, _trunc(deliver + _hours(rng.uniform(-2, 2))), 6)
+        _set_eta(shipment, self._receiving_time(track, deliver + _hours(rng.uniform(-2, 2))), 6)
         self._touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
 
     def _step_en_route(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
@@ -1598,7 +1699,7 @@ class World:
         shipment.tag, shipment.status_code = "InTransit", "X6"
         # Before a delay the carrier cannot know about trouble still to come.
         ahead = 0.0 if delayed else track.extra_transit_hours
-        eta = max(_trunc(deliver - _hours(ahead) + _hours(rng.uniform(-1, 1))), at + _hours(2))
+        eta = self._receiving_time(track, max(deliver - _hours(ahead) + _hours(rng.uniform(-1, 1)), at + _hours(2)))
         revised = shipment.estimated_delivery_at is None or abs(eta - shipment.estimated_delivery_at) >= _hours(1)
         if revised:
             _set_eta(shipment, eta, 4)
@@ -1612,7 +1713,7 @@ class World:
                           description="Out for delivery")
         )
         shipment.tag, shipment.status_code = "OutForDelivery", "X1"
-        _set_eta(shipment, max(_trunc(deliver), at + _hours(1)), 2)
+        _set_eta(shipment, self._receiving_time(track, max(deliver, at + _hours(1))), 2)
         self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
         track.state = OUT_FOR_DELIVERY
 
@@ -1624,7 +1725,7 @@ class World:
                           description="Delivery attempt failed: receiving dock closed")
         )
         shipment.tag, shipment.status_code = "AttemptFail", "SD"
-        _set_eta(shipment, max(_trunc(deliver), at + _hours(1)), 4)
+        _set_eta(shipment, self._receiving_time(track, max(deliver, at + _hours(1))), 4)
         self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
 
     def _step_deliver(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
@@ -1682,6 +1783,10 @@ class World:
         if carrier == "Kuehne+Nagel":
             return f"KN{n:010d}"
         return f"DSV{n:09d}"
+
+    def _receiving_time(self, track: _OrderTrack, at: dt.datetime) -> dt.datetime:
+        """A carrier's estimate: within the ship-to's receiving hours, on a working day."""
+        return _trunc(self._receiving[track.customer].next_working_time(at))
 
     def _hub(self, track: _OrderTrack) -> str:
         country = self._customer_city[track.customer].rsplit(", ", 1)[-1]
@@ -1781,7 +1886,8 @@ class World:
         promise = order.confirmed_delivery_date
         if track.state == DELIVERED or promise is None:
             return False
-        if promise < self.now().date():
+        receiving = self._receiving[track.customer]
+        if promise < receiving.local_date(self.now()):
             return True
         tracking = self.shipment_of(sales_order)
         if tracking is None:
@@ -1791,7 +1897,7 @@ class World:
         if shipment.status_code == "SD" or shipment.tag in ("Exception", "AttemptFail"):
             return True
         eta = shipment.estimated_delivery_at
-        return eta is not None and eta.date() > promise
+        return eta is not None and receiving.local_date(eta) > promise
 
     def short_shipped(self) -> list[str]:
         """Orders that shipped short and still owe quantity (a backorder): the last planned
@@ -2001,7 +2107,7 @@ def _make_short(component: ComponentAvailability, rng: random.Random, receipt: d
     available = round(component.required_quantity * rng.uniform(0.0, 0.8), 3)
     component.available_quantity = available
     component.shortage_quantity = round(component.required_quantity - available, 3)
-    component.expected_receipt_date = receipt.date()
+    component.expected_receipt_date = PLANT_CALENDAR.local_date(receipt)
     # Now and then the stock exists but is blocked, not missing.
     component.inventory_stock_type = "07" if rng.random() < 0.15 else "01"
 

@@ -1,0 +1,357 @@
+"""Working calendars: when a plant works and when a ship-to receives goods.
+
+Master data as an ERP keeps it (SAP's factory calendar), so both the simulated plant and
+the domain rules (``resolvers/prediction.py``) read it from here.
+
+A ``FactoryCalendar`` is what SAP calls a factory calendar, plus its time zone: the working
+weekdays, the shifts of a working day (local times) and the public holidays of a country
+and region (the ``holidays`` package). Lead times of production, quality and picking count
+working time on the plant's calendar; transit, slack and days late count working days on
+the ship-to's delivery calendar (its receiving days and hours), and a calendar date means
+the local date in that calendar's zone.
+
+Pure and deterministic: no I/O (the holiday tables are computed, per year, and memoised).
+The default calendar never stops: every day a working day, round the clock, UTC, no
+holidays (the model's arithmetic without any calendar).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+
+_DAY = dt.timedelta(days=1)
+_ZERO = dt.timedelta(0)
+# A calendar with no working time at all would make every search run forever: give up
+# after this many days (a calendar with working days and shifts finds time within a week
+# or two, whatever its holidays).
+_SEARCH_DAYS = 3660
+
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+
+# Time zones of countries that have one; for the others a ship-to needs its own
+# (``Customer.time_zone``), else the delivery calendar's default zone applies.
+COUNTRY_TIME_ZONES: dict[str, str] = {
+    "AT": "Europe/Vienna", "BE": "Europe/Brussels", "BG": "Europe/Sofia", "CH": "Europe/Zurich",
+    "CN": "Asia/Shanghai", "CZ": "Europe/Prague", "DE": "Europe/Berlin", "DK": "Europe/Copenhagen",
+    "EE": "Europe/Tallinn", "ES": "Europe/Madrid", "FI": "Europe/Helsinki", "FR": "Europe/Paris",
+    "GB": "Europe/London", "GR": "Europe/Athens", "HR": "Europe/Zagreb", "HU": "Europe/Budapest",
+    "IE": "Europe/Dublin", "IN": "Asia/Kolkata", "IT": "Europe/Rome", "JP": "Asia/Tokyo",
+    "KR": "Asia/Seoul", "LT": "Europe/Vilnius", "LU": "Europe/Luxembourg", "LV": "Europe/Riga",
+    "NL": "Europe/Amsterdam", "NO": "Europe/Oslo", "PL": "Europe/Warsaw", "PT": "Europe/Lisbon",
+    "RO": "Europe/Bucharest", "RS": "Europe/Belgrade", "SE": "Europe/Stockholm", "SG": "Asia/Singapore",
+    "SI": "Europe/Ljubljana", "SK": "Europe/Bratislava", "TR": "Europe/Istanbul",
+}  # fmt: skip
+
+
+class CalendarError(ValueError):
+    """A calendar setting that cannot work (unknown zone, country, region, no working time)."""
+
+
+def parse_shift(text: str) -> tuple[int, int]:
+    """``"06:00-14:00"`` → minutes after local midnight ``(360, 840)``.
+
+    A shift that ends at or before its start runs past midnight (``"22:00-06:00"`` →
+    ``(1320, 1800)``); it belongs to the day it starts on.
+    """
+    try:
+        start_text, end_text = (part.strip() for part in text.split("-"))
+        start, end = _minutes(start_text), _minutes(end_text)
+    except ValueError:
+        raise CalendarError(f"shift {text!r}: expected HH:MM-HH:MM, e.g. 06:00-14:00") from None
+    if end <= start:
+        end += 24 * 60
+    return start, end
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = text.split(":")
+    h, m = int(hours), int(minutes)
+    if not (0 <= h <= 24 and 0 <= m < 60) or (h == 24 and m):
+        raise ValueError(text)
+    return h * 60 + m
+
+
+def parse_weekdays(names: list[str] | tuple[str, ...]) -> tuple[int, ...]:
+    """``["MON", "TUE", ...]`` → weekday numbers (Monday = 0), sorted, without repeats."""
+    out = set()
+    for name in names:
+        key = str(name).strip().upper()[:3]
+        if key not in WEEKDAYS:
+            raise CalendarError(f"working day {name!r}: expected one of {', '.join(WEEKDAYS)}")
+        out.add(WEEKDAYS.index(key))
+    if not out:
+        raise CalendarError("a calendar needs at least one working day")
+    return tuple(sorted(out))
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CalendarError(f"unknown time zone {name!r} (IANA names, e.g. Europe/Berlin)") from None
+
+
+@functools.lru_cache(maxsize=512)
+def _holidays(country: str, subdivision: str | None, year: int) -> frozenset[dt.date]:
+    try:
+        return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year))
+    except NotImplementedError as exc:
+        raise CalendarError(f"public holidays: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FactoryCalendar:
+    """Working days, shifts and public holidays of one place, in its time zone.
+
+    ``shifts`` are ``(start, end)`` minutes after local midnight of a working day; an end
+    beyond 1440 runs into the next day. ``country`` (ISO 3166-1 alpha-2) and
+    ``subdivision`` (the region code of the ``holidays`` package, e.g. ``BW`` for
+    Baden-Württemberg) select the public holidays; no country means none.
+    """
+
+    time_zone: str = "UTC"
+    country: str | None = None
+    subdivision: str | None = None
+    working_days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    shifts: tuple[tuple[int, int], ...] = ((0, 24 * 60),)
+
+    def validate(self) -> FactoryCalendar:
+        """Raise ``CalendarError`` unless the calendar can work; returns itself."""
+        _zone(self.time_zone)
+        if self.country:
+            _holidays(self.country, self.subdivision, 2000)
+        if not self.working_days or any(not 0 <= d <= 6 for d in self.working_days):
+            raise CalendarError("working days must be weekday numbers 0 (Monday) to 6 (Sunday)")
+        if not self.shifts:
+            raise CalendarError("a calendar needs at least one shift")
+        for start, end in self.shifts:
+            if not (0 <= start < 24 * 60 and start < end <= start + 24 * 60):
+                raise CalendarError(f"shift {start}-{end}: minutes out of range")
+        return self
+
+    @classmethod
+    def build(cls, **kw: Any) -> FactoryCalendar:
+        """A validated calendar (``CalendarError`` when a setting cannot work)."""
+        return cls(**kw).validate()
+
+    # --- days -------------------------------------------------------------------------
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The calendar's time zone."""
+        return _zone(self.time_zone)
+
+    def local_date(self, at: dt.datetime) -> dt.date:
+        """The calendar date of an instant in this calendar's zone."""
+        return at.astimezone(self.zone).date()
+
+    def day_start(self, day: dt.date) -> dt.datetime:
+        """Local midnight of ``day`` as an aware instant (UTC)."""
+        return dt.datetime(day.year, day.month, day.day, tzinfo=self.zone).astimezone(dt.UTC)
+
+    def day_end(self, day: dt.date) -> dt.datetime:
+        """The end of ``day`` (the next local midnight) as an aware instant (UTC)."""
+        return self.day_start(day + _DAY)
+
+    def is_holiday(self, day: dt.date) -> bool:
+        """True on a public holiday of the calendar's country and region."""
+        return bool(self.country) and day in _holidays(self.country, self.subdivision, day.year)  # type: ignore[arg-type]
+
+    def is_working_day(self, day: dt.date) -> bool:
+        """True on a working weekday that is not a public holiday."""
+        return day.weekday() in self.working_days and not self.is_holiday(day)
+
+    def next_working_day(self, day: dt.date) -> dt.date:
+        """``day`` if it is a working day, else the first working day after it."""
+        for _ in range(_SEARCH_DAYS):
+            if self.is_working_day(day):
+                return day
+            day += _DAY
+        raise CalendarError("the calendar has no working day")
+
+    def previous_working_day(self, day: dt.date) -> dt.date:
+        """``day`` if it is a working day, else the last working day before it."""
+        for _ in range(_SEARCH_DAYS):
+            if self.is_working_day(day):
+                return day
+            day -= _DAY
+        raise CalendarError("the calendar has no working day")
+
+    def add_working_days(self, day: dt.date, n: int) -> dt.date:
+        """The ``n``-th working day after ``day`` (``n`` ≥ 1), or the working day on or after
+        ``day`` for ``n`` = 0. Friday + 1 is Monday (a holiday Monday: Tuesday)."""
+        if n <= 0:
+            return self.next_working_day(day)
+        for _ in range(n):
+            day = self.next_working_day(day + _DAY)
+        return day
+
+    def working_days_between(self, a: dt.date, b: dt.date) -> int:
+        """Working days after ``a`` up to and including ``b``; negative if ``b`` < ``a``.
+
+        Friday → Monday is 1, Monday → Monday is 0, Monday → Friday is 4 (Mon–Fri, no holidays).
+        """
+        if b < a:
+            return -self.working_days_between(b, a)
+        days = (b - a).days
+        if days > 60:  # whole weeks at once, then the rest day by day
+            weeks = days // 7 - 1
+            full = weeks * len(self.working_days)
+            full -= sum(
+                1 for h in self._holidays_between(a + _DAY, a + weeks * 7 * _DAY)
+                if h.weekday() in self.working_days
+            )
+            return full + self.working_days_between(a + weeks * 7 * _DAY, b)
+        return sum(1 for i in range(1, days + 1) if self.is_working_day(a + i * _DAY))
+
+    def _holidays_between(self, first: dt.date, last: dt.date) -> list[dt.date]:
+        if not self.country:
+            return []
+        out = []
+        for year in range(first.year, last.year + 1):
+            out += [h for h in _holidays(self.country, self.subdivision, year) if first <= h <= last]
+        return out
+
+    # --- working time -----------------------------------------------------------------
+
+    def shifts_on(self, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+        """The working intervals that start on ``day`` (UTC instants); none off work."""
+        return _shifts_on(self, day)
+
+    def _intervals_from(self, at: dt.datetime):
+        """Working intervals ending after ``at``, in time order (a night shift of the day
+        before included)."""
+        day = self.local_date(at) - _DAY
+        for _ in range(_SEARCH_DAYS):
+            for start, end in self.shifts_on(day):
+                if end > at:
+                    yield start, end
+            day += _DAY
+        raise CalendarError("the calendar has no working time")
+
+    def _intervals_before(self, at: dt.datetime):
+        """Working intervals starting before ``at``, latest first."""
+        day = self.local_date(at) + _DAY
+        for _ in range(_SEARCH_DAYS):
+            for start, end in reversed(self.shifts_on(day)):
+                if start < at:
+                    yield start, end
+            day -= _DAY
+        raise CalendarError("the calendar has no working time")
+
+    def is_working_time(self, at: dt.datetime) -> bool:
+        """True while a shift runs."""
+        start, _end = next(self._intervals_from(at))
+        return start <= at
+
+    def next_working_time(self, at: dt.datetime) -> dt.datetime:
+        """``at`` during a shift, else the start of the next shift."""
+        start, _end = next(self._intervals_from(at))
+        return max(start, at)
+
+    def add_working_time(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
+        """The instant ``duration`` of working time after ``at`` (shifts only).
+
+        A zero duration gives the next working instant; a negative one counts back
+        (``subtract_working_time``).
+        """
+        if duration < _ZERO:
+            return self.subtract_working_time(at, -duration)
+        left = duration
+        for start, end in self._intervals_from(at):
+            begin = max(start, at)
+            if begin + left <= end:
+                return begin + left
+            left -= end - begin
+        raise AssertionError("unreachable")  # pragma: no cover - _intervals_from raises
+
+    def subtract_working_time(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
+        """The instant ``duration`` of working time before ``at``; zero gives the last
+        working instant at or before ``at`` (the end of the last shift when off work)."""
+        left = duration
+        for start, end in self._intervals_before(at):
+            finish = min(end, at)
+            if finish - left >= start:
+                return finish - left
+            left -= finish - start
+        raise AssertionError("unreachable")  # pragma: no cover - _intervals_before raises
+
+    def working_time_between(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
+        """Working time from ``a`` to ``b``; negative if ``b`` < ``a``."""
+        if b < a:
+            return -self.working_time_between(b, a)
+        total = _ZERO
+        for start, end in self._intervals_from(a):
+            if start >= b:
+                break
+            total += min(end, b) - max(start, a)
+        return total
+
+    def within_working_hours(self, day: dt.date, at: dt.datetime) -> dt.datetime:
+        """``at`` moved into the shifts of ``day`` (a working day): the first shift's start
+        if earlier, the last shift's end if later; unchanged when it falls between them."""
+        shifts = self.shifts_on(day)
+        if not shifts:
+            return at
+        return min(max(at, shifts[0][0]), shifts[-1][1])
+
+    # --- ship-to calendars ------------------------------------------------------------
+
+    def for_place(
+        self, country: str | None, region: str | None = None, time_zone: str | None = None
+    ) -> FactoryCalendar:
+        """This calendar's working days and hours at another place: its country's and
+        region's holidays and its time zone (given, else the country's, else this one's).
+
+        Anything unknown falls back (an unknown region to the country's holidays, an
+        unknown country to none), so a source's odd master data never stops a prediction.
+        """
+        if not country:
+            return self
+        return _for_place(self, country.upper(), region or None, time_zone or None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shifts_on(calendar: FactoryCalendar, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+    if not calendar.is_working_day(day):
+        return ()
+    zone = calendar.zone
+    midnight = dt.datetime(day.year, day.month, day.day)
+    out = []
+    for start, end in calendar.shifts:
+        # Local wall times, converted one by one: a shift on a DST change day is an hour
+        # shorter or longer, as it is on the shop floor.
+        s = (midnight + dt.timedelta(minutes=start)).replace(tzinfo=zone).astimezone(dt.UTC)
+        e = (midnight + dt.timedelta(minutes=end)).replace(tzinfo=zone).astimezone(dt.UTC)
+        if e > s:
+            out.append((s, e))
+    out.sort()
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _for_place(
+    base: FactoryCalendar, country: str, region: str | None, time_zone: str | None
+) -> FactoryCalendar:
+    zone = time_zone or COUNTRY_TIME_ZONES.get(country) or base.time_zone
+    try:
+        _zone(zone)
+    except CalendarError:
+        zone = COUNTRY_TIME_ZONES.get(country) or base.time_zone
+    for subdivision in (region, None):
+        try:
+            _holidays(country, subdivision, 2000)
+        except CalendarError:
+            continue
+        return dataclasses.replace(base, time_zone=zone, country=country, subdivision=subdivision)
+    return dataclasses.replace(base, time_zone=zone, country=None, subdivision=None)
+
+
+ROUND_THE_CLOCK = FactoryCalendar()
