@@ -26,9 +26,11 @@ CHANGES = """
 subscription { exceptionsChanged(minSeverity: LOW) {
   action exception { id kind affectedOrders { id } } } }
 """
-ORDERS = """query($after: String) { orders(first: 200, after: $after) { pageInfo { hasNextPage endCursor }
+ORDERS = """query($after: String) { orders(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
   nodes { id confirmedDeliveryDate predictedDeliveryDate deliveryRisk stage
           customer { country region timeZone }
+          items { confirmedDeliveryDate
+                  scheduleLines { requestedDeliveryDate confirmedDeliveryDate goodsIssueDate } }
           milestones { kind status expected }
           logistics { eta deliveries { deliveryDate } shipments { trackingNumber status estimatedDeliveryAt } }
           exceptions { kind customerDescription } } } }"""
@@ -146,11 +148,21 @@ async def test_promises_predictions_and_plans_fall_on_working_days(frozen) -> No
     now = plant.world.now()
     orders = await all_orders(GraphQLClient(url, http))
     open_ = [o for o in orders if o["deliveryRisk"] != "DELIVERED"]
+    split = 0
     for o in orders:
         cal = ship_to(o)
         assert cal.is_working_day(day(o["confirmedDeliveryDate"])), o
         for d in o["logistics"]["deliveries"]:
             assert PLANT.is_working_day(day(d["deliveryDate"])), o  # the plant ships on its working days
+        for item in o["items"]:
+            assert cal.is_working_day(day(item["confirmedDeliveryDate"])), o
+            lines = item["scheduleLines"]
+            for line in lines:  # delivery dates are the ship-to's working days, goods issue the plant's
+                assert cal.is_working_day(day(line["requestedDeliveryDate"])), o
+                assert cal.is_working_day(day(line["confirmedDeliveryDate"])), o
+                assert PLANT.is_working_day(day(line["goodsIssueDate"])), o
+            split += len({line["goodsIssueDate"] for line in lines}) > 1
+    assert split > 0  # split orders (a later schedule line) are among them
     for o in open_:
         predicted = day(o["predictedDeliveryDate"])
         if predicted is not None:

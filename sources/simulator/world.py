@@ -817,8 +817,11 @@ class World:
             planned_end=self._place("confirm", at(planned["confirm"]), customer, forward=True),
             flags=flags,
             schedule=schedule,
-            # The schedule the order is confirmed with: its schedule lines keep it.
-            baseline={name: self.start + _hours(planned[name] - now_rel) for name in ("decide", "pack", "goods_issue")},
+            # The schedule the order is confirmed with (on the calendars): its schedule lines keep it.
+            baseline={
+                name: self._place(name, at(planned[name]), customer, forward=True)
+                for name in ("decide", "pack", "goods_issue")
+            },
         )
         track.production_hours = production_hours
         track.exception_on_delay = rng.random() < 0.4
@@ -879,6 +882,11 @@ class World:
             return self._receiving[customer]
         return PLANT_CALENDAR
 
+    def _after(self, step: str, at: dt.datetime, hours: float, customer: str) -> dt.datetime:
+        """When ``step`` happens ``hours`` after ``at``: the gap measured as the step counts
+        it, then placed in the step's working time."""
+        return self._place(step, self._measure(step, at, hours), customer, forward=True)
+
     def _place(self, step: str, at: dt.datetime, customer: str, *, forward: bool) -> dt.datetime:
         """``at`` moved into the step's working time: the next such instant, or the last."""
         calendar = self._step_calendar(step, customer)
@@ -925,9 +933,16 @@ class World:
         # Its own generator: a split does not change the rest of the generated world.
         plan = random.Random(f"{self.seed}:{so_key}:plan")
         later = _split_lines(plan, items) if not flags.shortfall and plan.random() < 0.08 else {}
-        offset = dt.timedelta(days=plan.randint(3, 10)) if later else dt.timedelta(0)
+        offset = dt.timedelta(0)
+        if later:
+            # The later lines ship some plant working days after the first: a whole number
+            # of days, so the plan's times of day (in shifts) stay as they were.
+            issue_day = PLANT_CALENDAR.local_date(baseline["goods_issue"])
+            offset = PLANT_CALENDAR.add_working_days(issue_day, plan.randint(3, 8)) - issue_day
         for item in items:
-            _add_schedule_lines(item, later.get(item.sales_order_item, 0.0), requested, confirmed, offset, baseline)
+            _add_schedule_lines(
+                item, later.get(item.sales_order_item, 0.0), requested, confirmed, offset, baseline, receiving
+            )
         order = SalesOrder(
             sales_order=so_key,
             sold_to_party=customer,
@@ -959,10 +974,17 @@ class World:
                                          for i in items}
             track.add_part(1, _Part(state, quantities=dict(later)))
             track.planned_parts = 2
-            first = {}
+            first: dict[str, dt.datetime] = {}
             for step in schedule:
                 first.setdefault(step.name, step.due)
-            self._schedule_steps(track, [_Step(name, first[name] + offset, 1) for name in _SHIPPING_STEPS])
+            later_steps: list[_Step] = []
+            for name in _SHIPPING_STEPS:
+                # Each step in its working time (plant shifts, the ship-to's hours), in order.
+                due = first[name] + offset
+                if later_steps:
+                    due = max(due, later_steps[-1].due)
+                later_steps.append(_Step(name, self._place(name, due, customer, forward=True), 1))
+            self._schedule_steps(track, later_steps)
         receipt = next((s.due for s in schedule if s.name == "clear_shortage"), None)
         for i, item in enumerate(items):
             # Most items are made to order; some ship from finished-goods stock.
@@ -1263,11 +1285,12 @@ class World:
                 continue
             step = track.schedule[0]
             # Held by a down machine or a late part, then into the step's working time.
-            held = self._blocked_until(track, step, now) or step.due
-            placed = self._place(step.name, held, track.customer, forward=True)
-            blocked_until = placed if placed > step.due else None
-            if blocked_until is not None:
-                self._shift_part(track, step.part, blocked_until - step.due, production=True)
+            held = self._blocked_until(track, step, now)
+            placed = self._place(step.name, held or step.due, track.customer, forward=True)
+            if placed > step.due:
+                # Held production holds every part that shares it; a step waiting for its
+                # shift moves only its own part.
+                self._shift_part(track, step.part, placed - step.due, production=held is not None)
                 if track.schedule[0].due <= now:
                     heapq.heappush(heap, (track.schedule[0].due, 1, key))
                 continue
@@ -1569,7 +1592,8 @@ class World:
             track.backorder_pending = True
             n = max(track.parts) + 1
             when = random.Random(f"{self.seed}:{track.sales_order}:backorder:{n}").uniform(2, 24)
-            self._schedule_steps(track, [_Step("backorder", at + _hours(when), n)])
+            # Planners decide in the plant's working hours.
+            self._schedule_steps(track, [_Step("backorder", self._after("backorder", at, when, track.customer), n)])
 
     def _step_backorder(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         """The rest of a short shipment: made again and shipped later, or cut (item rejected)."""
@@ -1588,13 +1612,15 @@ class World:
             return
         n = track.part
         part = track.add_part(n, _Part(RELEASED))
-        start = _trunc(at + _hours(rng.uniform(8, 48)))
+        # On the factory calendar: the run starts in a shift, and its hours are working hours.
+        start = _trunc(self._after("start", at, rng.uniform(8, 48), track.customer))
         for item, qty in owed:
             if item.sales_order_item not in track.made_to_order:
                 continue  # from stock: picked with the rest
             hours = max(2.0, track.production_hours * qty / item.requested_quantity)
+            end = PLANT_CALENDAR.add_working_time(start, _hours(hours))
             po = self._create_production_order(
-                track.sales_order, item, status="RELEASED", at=at, start=start, end=start + _hours(hours), quantity=qty
+                track.sales_order, item, status="RELEASED", at=at, start=start, end=end, quantity=qty
             )
             self._touch(po, "ProductionOrder.Released", at, track.sales_order)
             self._create_components(rng, po, at, shortage_until=None)
@@ -1607,7 +1633,7 @@ class World:
             steps = [_Step("start", start, n), _Step("confirm", t, n)]
         transit_hours = rng.uniform(24, 96)
         for name in ("inspect", "decide", *_SHIPPING_STEPS) if part.orders else _SHIPPING_STEPS:
-            t = t + _hours(_gap(name, rng, track.production_hours, transit_hours))
+            t = self._after(name, t, _gap(name, rng, track.production_hours, transit_hours), track.customer)
             steps.append(_Step(name, t, n))
         self._schedule_steps(track, steps)
 
@@ -2058,25 +2084,31 @@ def _add_schedule_lines(
     confirmed: dt.date,
     offset: dt.timedelta,
     baseline: dict[str, dt.datetime],
+    receiving: FactoryCalendar,
 ) -> None:
     """The item's schedule lines as confirmed: what ships on the first date, and ``later``
-    on a second date ``offset`` after it. They keep the planning dates of confirmation."""
+    on a second date, ``offset`` (whole days to a plant working day) after it. They keep
+    the planning dates of confirmation: loading and goods-issue days are the plant's
+    working days (its local dates), delivery dates working days of the ship-to."""
+    issue_day = PLANT_CALENDAR.local_date(baseline["goods_issue"])
+    load_day = PLANT_CALENDAR.local_date(baseline["pack"])
     lines = []
     for qty, shift in ((item.requested_quantity - later, dt.timedelta(0)), (later, offset)):
         if qty <= 0:
             continue
+        issue = issue_day + shift
         lines.append(
             SalesOrderScheduleLine(
                 schedule_line=str(len(lines) + 1),
-                requested_delivery_date=requested + shift,
+                requested_delivery_date=receiving.next_working_day(requested + shift),
                 order_quantity=qty,
                 order_quantity_unit=item.requested_quantity_unit,
-                confirmed_delivery_date=confirmed + shift,
+                confirmed_delivery_date=receiving.next_working_day(confirmed + shift),
                 confirmed_quantity=qty,
                 open_confirmed_quantity=qty,
                 product_availability_date=_trunc(baseline["decide"]),
-                loading_date=(baseline["pack"] + shift).date(),
-                goods_issue_date=(baseline["goods_issue"] + shift).date(),
+                loading_date=min(PLANT_CALENDAR.next_working_day(load_day + shift), issue),
+                goods_issue_date=issue,
             )
         )
     item.schedule_lines = lines
