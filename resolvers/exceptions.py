@@ -39,7 +39,14 @@ from typing import Any, Protocol
 from sources.records import COMMERCIAL_PRIORITIES, Customer
 
 from .enums import ExceptionKind, Severity
-from .prediction import Prediction, PredictionParams, predict, rest_taken_care_of, scheduled_work
+from .prediction import (
+    Prediction,
+    PredictionParams,
+    open_lines_ship_day,
+    predict,
+    rest_taken_care_of,
+    scheduled_work,
+)
 from .view import (
     OrderView,
     component_blocked,
@@ -216,12 +223,14 @@ def shipped(view: OrderView) -> bool:
 
 
 def ship_by(view: OrderView, params: PredictionParams = PredictionParams()) -> dt.date:
-    """The planned ship day (a plant date): the latest delivery's DeliveryDate, else the
-    plant's working day that leaves the transit's working days of the ship-to before the
-    promise."""
+    """The planned ship day (a plant date): the latest delivery's DeliveryDate (or, once
+    part of a split order is in a delivery, the planned goods-issue day of its later
+    schedule lines still in none), else the plant's working day that leaves the transit's
+    working days of the ship-to before the promise."""
     dates = [d.delivery_date for d in view.deliveries]
     if dates:
-        return max(dates)
+        later = open_lines_ship_day(view)
+        return max(dates) if later is None else max(*dates, later)
     ship_to = params.ship_to(view.customer)
     day = view.promised_delivery_date
     for _ in range(params.transit_days):
@@ -561,10 +570,11 @@ def backorder(r: RuleInput) -> list[Finding]:
     if not view.partially_shipped:
         return []
     items = {i.sales_order_item: i for i in view.sales_order.items}
+    today = r.prediction_params.plant.local_date(r.now)  # schedule lines' days are the plant's
     owed = []
     for q in view.item_quantities:
         item = items.get(q.item)
-        qty = owed_quantity(item, q, r.now.date()) if item is not None else 0.0
+        qty = owed_quantity(item, q, today) if item is not None else 0.0
         if qty > 0:
             price = q.open_value / q.open if q.open > 0 else 0.0
             owed.append((q, qty, round(qty * price, 2)))
@@ -804,7 +814,9 @@ def next_due(
     clock alone (no source event): a scheduled start or a production delay's threshold
     passing, a work centre's expected repair, a component's receipt day, a lot's quality
     lead time, a carrier's ETA or the end of its window, the ship-by day (and 48 h before
-    it), the promised day. None when nothing is due (delivered, or nothing time-driven).
+    it), the promised day, the goods-issue day of a partly shipped order's schedule lines
+    (a line nothing filled is owed once it is over). None when nothing is due (delivered,
+    or nothing time-driven).
 
     Re-evaluating then finds what became true; evaluating a little early only finds the
     next due time (the prediction's own slow drift is left to the periodic sweep).
@@ -839,6 +851,16 @@ def next_due(
             wc = view.work_center_for(po)
             if wc is not None and wc.state.upper() == "DOWN":
                 candidates += [wc.down_since, wc.expected_up_at]
+    if view.partially_shipped:
+        # A schedule line nothing filled becomes owed (BACKORDER) once its goods-issue day is over.
+        for item in view.sales_order.items:
+            if item.rejection_reason:
+                continue
+            for line in item.schedule_lines:
+                if line.goods_issue_date is not None:
+                    candidates.append(plant.day_end(line.goods_issue_date))
+                else:
+                    candidates.append(plant.day_start(line.confirmed_delivery_date or line.requested_delivery_date))
     for leg in view.legs:
         s = leg.shipment
         if s is not None and not shipment_delivered(s):

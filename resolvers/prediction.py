@@ -203,7 +203,7 @@ def predict(
     goods_issue = plant.add_working_time(
         max([now, *releases]), dt.timedelta(hours=params.picking_hours)
     )
-    line_day = _open_lines_ship_day(view)
+    line_day = open_lines_ship_day(view)
     if line_day is not None:
         # A split's later schedule line: picked and issued from its own day's first shift.
         goods_issue = max(goods_issue, plant.next_working_time(plant.day_start(line_day)))
@@ -417,7 +417,7 @@ def rest_taken_care_of(view: OrderView, order: ProductionOrder) -> bool:
     )
 
 
-def _open_lines_ship_day(view: OrderView) -> dt.date | None:
+def open_lines_ship_day(view: OrderView) -> dt.date | None:
     """The latest planned goods-issue day of the later schedule lines (after the order's
     first shipping day: a split) whose quantity no delivery takes yet. Lines fill in order,
     so an item's open quantity sits on its last lines. The first day itself does not hold

@@ -303,9 +303,11 @@ def _item_quantities(view: OrderView) -> list[ItemQuantities]:
 
 def owed_quantity(item: SalesOrderItem, quantities: ItemQuantities, today: dt.date) -> float:
     """What of an item should have shipped and did not (a backorder): schedule lines that a
-    goods issue filled only in part, and lines due to ship by ``today`` that nothing
-    filled. A later line of a split order is not owed before its day; a cut item owes
-    nothing. Without schedule lines, everything still open."""
+    goods issue filled only in part, and lines that nothing filled whose goods-issue day is
+    over by ``today`` (the plant's local date; the day itself still counts as on time, as
+    for a missed dispatch) or, for a line without one, whose delivery day has come. A later
+    line of a split order is not owed before then; a cut item owes nothing. Without
+    schedule lines, everything still open."""
     if item.rejection_reason or quantities.open <= 0:
         return 0.0
     if not item.schedule_lines:
@@ -316,8 +318,11 @@ def owed_quantity(item: SalesOrderItem, quantities: ItemQuantities, today: dt.da
         took = min(filled, line.order_quantity)
         filled -= took
         missing = line.order_quantity - took
-        due = line.goods_issue_date or line.confirmed_delivery_date or line.requested_delivery_date
-        if missing > 0 and (took > 0 or due <= today):
+        if line.goods_issue_date is not None:
+            overdue = line.goods_issue_date < today
+        else:
+            overdue = (line.confirmed_delivery_date or line.requested_delivery_date) <= today
+        if missing > 0 and (took > 0 or overdue):
             owed += missing
     return min(owed, quantities.open)
 

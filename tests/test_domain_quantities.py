@@ -14,11 +14,12 @@ from resolvers.enums import (
     MilestoneStatus,
     OrderStage,
 )
-from resolvers.exceptions import detect
-from resolvers.prediction import delivery_risk, predict
+from resolvers.exceptions import detect, next_due
+from resolvers.prediction import PredictionParams, delivery_risk, predict
 from resolvers.stage import logistics_status, milestones, stage
 from resolvers.view import OrderView, owed_quantity
 from sources.records import SalesOrderScheduleLine
+from sources.simulator.world import PLANT_CALENDAR, RECEIVING_CALENDAR
 
 from .test_domain_stage import (
     DAY,
@@ -193,9 +194,11 @@ def test_owed_quantity_counts_short_lines_and_overdue_ones() -> None:
     [item] = view.sales_order.items
     [q] = view.item_quantities
     assert owed_quantity(item, q, NOW.date()) == 1
-    assert owed_quantity(item, q, dt.date(2024, 5, 20)) == 5
+    # The second line's goods-issue day (the 20th) may still ship it; once over, it is owed.
+    assert owed_quantity(item, q, dt.date(2024, 5, 20)) == 1
+    assert owed_quantity(item, q, dt.date(2024, 5, 21)) == 5
     cut = dataclasses.replace(item, rejection_reason="01")
-    assert owed_quantity(cut, q, dt.date(2024, 5, 20)) == 0
+    assert owed_quantity(cut, q, dt.date(2024, 5, 21)) == 0
 
 
 # --- milestones: one baseline ---------------------------------------------------------------
@@ -251,3 +254,22 @@ def test_quality_release_is_planned_before_any_inspection_lot_exists() -> None:
     ms = {m.kind: m for m in milestones(view, NOW)}
     assert view.inspection_lots == []
     assert ms[MilestoneKind.QUALITY_RELEASED].planned == NOW + DAY + 8 * HOUR + 24 * HOUR  # end + QA lead
+
+
+# --- quantities on working calendars, with carrier revisions and blocks ---------------------
+
+STUTTGART = PredictionParams(plant=PLANT_CALENDAR, delivery=RECEIVING_CALENDAR)
+
+
+def test_a_later_line_passing_its_day_is_due_for_the_exception_timers() -> None:
+    view = split_order()
+    at = NOW
+    for _ in range(20):
+        at = next_due(view, at, prediction_params=STUTTGART)
+        assert at is not None
+        if ExceptionKind.BACKORDER in {d.kind for d in detect(view, None, at, prediction_params=STUTTGART)}:
+            break
+    # Raised the moment the line's goods-issue day (the plant's) is over, not at a sweep.
+    assert at == PLANT_CALENDAR.day_end(dt.date(2024, 5, 20))
+    before = {d.kind for d in detect(view, None, at - dt.timedelta(seconds=1), prediction_params=STUTTGART)}
+    assert ExceptionKind.BACKORDER not in before
