@@ -425,7 +425,7 @@ def milestones(
     lines = [line for item in so.items if not item.rejection_reason for line in item.schedule_lines]
     quality_plan = max((ln.product_availability_date for ln in lines if ln.product_availability_date), default=None)
     if quality_plan is None and latest_end is not None:
-        quality_plan = latest_end + dt.timedelta(hours=params.quality_lead_hours)
+        quality_plan = params.plant.add_working_time(latest_end, dt.timedelta(hours=params.quality_lead_hours))
     if quality_plan is not None and latest_end is not None:
         quality_plan = max(quality_plan, latest_end)
     production_rows = [

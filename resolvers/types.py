@@ -156,14 +156,16 @@ class Money:
 @strawberry.type(description="One schedule line of an item: a quantity promised for a date (ERP).")
 class ScheduleLine:
     line: str
-    requested_delivery_date: dt.date
-    confirmed_delivery_date: dt.date | None
+    requested_delivery_date: dt.date = strawberry.field(description="The ship-to's local date.")
+    confirmed_delivery_date: dt.date | None = strawberry.field(description="The ship-to's local date.")
     quantity: float = strawberry.field(description="Ordered on this line.")
     confirmed_quantity: float
     delivered_quantity: float = strawberry.field(description="Delivered against this line, as the ERP books it.")
     open_quantity: float = strawberry.field(description="Confirmed and not yet delivered.")
     unit: str
-    goods_issue_date: dt.date | None = strawberry.field(description="Planned goods issue when the order was confirmed.")
+    goods_issue_date: dt.date | None = strawberry.field(
+        description="Planned goods issue when the order was confirmed (the plant's local date)."
+    )
 
 
 @strawberry.type(description="A sales order item: its promise, and how much of it was made, shipped and is still owed.")
@@ -191,7 +193,7 @@ class OrderItem:
     def net_value(self) -> float:
         return self.record.net_amount
 
-    @strawberry.field(description="The item's promise: its latest confirmed schedule line.")
+    @strawberry.field(description="The item's promise: its latest confirmed schedule line (the ship-to's local date).")
     def confirmed_delivery_date(self) -> dt.date | None:
         return self.record.confirmed_delivery_date
 

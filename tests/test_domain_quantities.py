@@ -261,6 +261,10 @@ def test_quality_release_is_planned_before_any_inspection_lot_exists() -> None:
 STUTTGART = PredictionParams(plant=PLANT_CALENDAR, delivery=RECEIVING_CALENDAR)
 
 
+def berlin(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=PLANT_CALENDAR.zone).astimezone(dt.UTC)
+
+
 def test_a_later_line_passing_its_day_is_due_for_the_exception_timers() -> None:
     view = split_order()
     at = NOW
@@ -273,3 +277,12 @@ def test_a_later_line_passing_its_day_is_due_for_the_exception_timers() -> None:
     assert at == PLANT_CALENDAR.day_end(dt.date(2024, 5, 20))
     before = {d.kind for d in detect(view, None, at - dt.timedelta(seconds=1), prediction_params=STUTTGART)}
     assert ExceptionKind.BACKORDER not in before
+
+
+def test_quality_release_is_planned_a_lead_time_of_working_hours_after_production() -> None:
+    end = berlin("2024-05-24T20:00")  # Friday, two hours before the last shift ends
+    po = make_production_order("1000001", "RELEASED", start=end - 8 * HOUR, hours=8,
+                               planned_start_date=end - 8 * HOUR, planned_end_date=end)
+    ms = {m.kind: m for m in milestones(make_view(orders=[po]), NOW, params=STUTTGART)}
+    # 24 working hours: 2 on Friday, 16 on Monday, 6 on Tuesday.
+    assert ms[MilestoneKind.QUALITY_RELEASED].planned == berlin("2024-05-28T12:00")
