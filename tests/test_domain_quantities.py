@@ -25,6 +25,7 @@ from .test_domain_stage import (
     DAY,
     HOUR,
     NOW,
+    make_event,
     make_item,
     make_lot,
     make_production_order,
@@ -263,6 +264,81 @@ STUTTGART = PredictionParams(plant=PLANT_CALENDAR, delivery=RECEIVING_CALENDAR)
 
 def berlin(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=PLANT_CALENDAR.zone).astimezone(dt.UTC)
+
+
+def test_a_split_line_ships_from_the_first_shift_of_its_working_day() -> None:
+    # The second line's goods-issue day, Monday 20 May 2024, is Whit Monday in Stuttgart:
+    # the plant ships it with the first shift of the next working day.
+    pred = predict(split_order(), NOW, STUTTGART)
+    assert pred.goods_issue == berlin("2024-05-21T06:00")
+    assert RECEIVING_CALENDAR.is_working_day(pred.predicted_delivery_date)
+
+
+def test_the_rest_of_a_short_shipment_is_made_again_in_the_plants_working_time() -> None:
+    friday_night = berlin("2024-05-17T22:30")  # after the last shift, before Whitsun
+    pred = predict(short_shipped(), friday_night, STUTTGART)
+    # 8 of 50 missing from an 8 h run: 1.28 working hours, from Tuesday's first shift.
+    assert pred.production_end == berlin("2024-05-21T07:16:48")
+    assert "yield_shortfall:1000001" in pred.drivers
+
+
+def _with_shipment(view: OrderView, shipment) -> OrderView:
+    return dataclasses.replace(view, shipments=[shipment])
+
+
+def _remade() -> OrderView:
+    remake = make_production_order("1000002", "RELEASED", start=NOW + DAY, hours=6, total=8)
+    return short_shipped(rest=[remake])
+
+
+def test_after_a_short_shipment_a_revised_eta_of_what_left_is_taken_as_given() -> None:
+    revised = berlin("2024-05-29T10:00")  # after the rest could arrive
+    ship = make_shipment("80000001", "Exception", make_event("SD", "Exception", NOW - 2 * HOUR), eta=revised)
+    view = _with_shipment(_remade(), ship)
+    rest_alone = predict(_with_shipment(_remade(), make_shipment(tag="InTransit", eta=NOW + DAY)), NOW, STUTTGART)
+    assert rest_alone.delivery is not None and rest_alone.delivery < revised
+    pred = predict(view, NOW, STUTTGART)
+    # The whole arrives when the goods on their way do: the carrier's revised ETA, unpadded.
+    assert pred.delivery == revised
+    assert "carrier_exception:1Z999" in pred.drivers and "backorder:10" in pred.drivers
+
+
+def test_after_a_short_shipment_an_overdue_truck_never_pulls_the_date_into_the_past() -> None:
+    ship = make_shipment("80000001", "InTransit", eta=NOW - 5 * HOUR)
+    ship.eta_window_start, ship.eta_window_end = NOW - 9 * HOUR, NOW - HOUR
+    view = _with_shipment(_remade(), ship)
+    pred = predict(view, NOW, STUTTGART)
+    rest = predict(_with_shipment(_remade(), make_shipment(tag="InTransit", eta=NOW + DAY)), NOW, STUTTGART)
+    assert pred.delivery == rest.delivery and pred.delivery is not None and pred.delivery > NOW
+    found = {d.kind for d in detect(view, None, NOW, prediction_params=STUTTGART)}
+    assert {ExceptionKind.SHIPMENT_OVERDUE, ExceptionKind.BACKORDER} <= found
+
+
+def test_a_block_holds_the_rest_of_a_partial_delivery() -> None:
+    base = short_shipped()
+    view = dataclasses.replace(base, sales_order=dataclasses.replace(base.sales_order, total_credit_check_status="B"))
+    pred = predict(view, NOW, STUTTGART)
+    assert pred.held_by == ("credit_block",)
+    assert delivery_risk(view, pred, NOW, STUTTGART) is not DeliveryRisk.ON_TRACK
+    ms = {m.kind: m for m in milestones(view, NOW, pred, STUTTGART)}
+    for kind in (MilestoneKind.GOODS_ISSUED, MilestoneKind.DELIVERED):
+        assert ms[kind].status is MilestoneStatus.ON_HOLD and ms[kind].expected is None
+    found = {d.kind: d for d in detect(view, None, NOW, prediction_params=STUTTGART)}
+    assert ExceptionKind.CREDIT_BLOCK in found and found[ExceptionKind.BACKORDER].held
+
+
+def test_backorder_customer_text_is_the_orders_own_with_the_new_date_once_late() -> None:
+    late = short_shipped()
+    late = dataclasses.replace(late, sales_order=dataclasses.replace(late.sales_order, confirmed_delivery_date=NOW.date()))
+    found = {d.kind: d for d in detect(late, None, NOW, prediction_params=STUTTGART)}
+    backorder = found[ExceptionKind.BACKORDER]
+    predicted = predict(late, NOW, STUTTGART).predicted_delivery_date
+    assert backorder.customer_text == (
+        f"Part of your order has shipped; 8 PC of FG-200 still to come. We now expect to deliver on {predicted.isoformat()}."
+    )
+    held = dataclasses.replace(late, sales_order=dataclasses.replace(late.sales_order, delivery_block_reason="01"))
+    text = {d.kind: d for d in detect(held, None, NOW, prediction_params=STUTTGART)}[ExceptionKind.BACKORDER].customer_text
+    assert "We now expect" not in text  # no date while a block holds the rest
 
 
 def test_a_later_line_passing_its_day_is_due_for_the_exception_timers() -> None:
