@@ -271,6 +271,7 @@ class Gateway:
             await self.session.close()
             self.session = None
         await self.auth.close()
+        self.http.documents.close()
 
     def stale_sources(self) -> set[str]:
         """Source systems that sent no event and answered no call for longer than their

@@ -143,7 +143,18 @@ class LimitsConfig:
 
     max_depth: int = 12
     max_aliases: int = 30
-    max_tokens: int = 5000
+    max_tokens: int = 3000
+    # The document's shape, checked on the parsed document before validation
+    # (gateway/shape.py): validation's work grows faster than the document.
+    max_fields: int = 500  # field nodes written in the document
+    max_selections: int = 200  # fields one selection set asks for, its fragments' included
+    max_merge_checks: int = 2000  # comparisons of same-named fields validation would make
+    max_fragments: int = 100
+    # Seconds of CPU per second a viewer may spend on documents not seen before (parsing
+    # and validating them, in one worker thread); cached documents cost nothing. Past it:
+    # 429 until the budget refills. 0 turns the budget off.
+    document_seconds_per_second: float = 0.05
+    document_seconds_burst: float = 0.5
     max_cost: int = 50_000
     list_size: int = 10  # assumed length of a list without `first`, for the cost
     persisted_only: bool = False

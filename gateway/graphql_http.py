@@ -85,7 +85,10 @@ class DocumentCache:
         """Fill in a persisted operation's query (``gateway.limits.GuardedDocuments``)."""
         return params
 
-    def get(self, query: str, viewer: Any = None, variables: Any = None) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    def close(self) -> None:
+        """Release what the cache holds beyond memory (``GuardedDocuments``: its worker)."""
+
+    async def get(self, query: str, viewer: Any = None, variables: Any = None) -> tuple[DocumentNode | None, list[GraphQLError]]:
         """The parsed, validated document (``viewer`` matters in ``GuardedDocuments``)."""
         hit = self._docs.get(query)
         if hit is not None:
@@ -221,7 +224,7 @@ class GraphQLHttp:
             media_type = negotiate(request.headers.get("accept"))
             viewer = await self.admit(request) if self.admit is not None else None
             params = await read_params(request, self.max_body_bytes)
-            prepared = self.prepare(request, params, viewer)
+            prepared = await self.prepare(request, params, viewer)
             if self.before_read is not None:
                 await self.before_read()
             responses = self.responses
@@ -280,12 +283,12 @@ class GraphQLHttp:
         finally:
             responses.end(key, fut, shared)
 
-    def prepare(self, request: Request, params: dict[str, Any], viewer: Any = None) -> Prepared:
+    async def prepare(self, request: Request, params: dict[str, Any], viewer: Any = None) -> Prepared:
         """Parse (cached), validate (cached), pick the operation, coerce variables; or RequestError."""
         query, variables, op_name = check_params(self.documents.resolve_persisted(params))
-        doc, errors = self.documents.get(query, viewer, variables)
+        doc, errors = await self.documents.get(query, viewer, variables)
         if request.method == "GET" and doc is None and errors:
-            self._refuse_mutation_over_get(query, op_name)
+            self._refuse_mutation_over_get(query, op_name, getattr(getattr(self.documents, "limits", None), "max_tokens", None))
         if doc is None:
             raise _request_errors(errors)
         op = select_operation(doc, op_name)
@@ -319,10 +322,12 @@ class GraphQLHttp:
         return result
 
     @staticmethod
-    def _refuse_mutation_over_get(query: str, op_name: str | None) -> None:
+    def _refuse_mutation_over_get(query: str, op_name: str | None, max_tokens: int | None) -> None:
         """GET never runs a mutation: say 405 even before validation would say 400."""
+        if "mutation" not in query:
+            return
         try:
-            doc = parse(query)
+            doc = parse(query, max_tokens=max_tokens)
         except GraphQLError:
             return
         try:

@@ -73,7 +73,7 @@ async def stream_endpoint(
         scope = Scope.of(viewer)
         params = await read_params(request, max_body_bytes)
         query, variables, op_name = check_params(documents.resolve_persisted(params))
-        doc, errors = documents.get(query, viewer, variables)
+        doc, errors = await documents.get(query, viewer, variables)
         if doc is None:
             return JSONResponse({"errors": [e.formatted for e in errors]}, status_code=400)
         op = select_operation(doc, op_name)

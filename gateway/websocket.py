@@ -289,7 +289,11 @@ class Connection:
             except RequestError as exc:
                 self._fail(sub_id, exc.message, exc.errors)
                 return
-            doc, errors = self.documents.get(query, self.viewer, variables)
+            try:
+                doc, errors = await self.documents.get(query, self.viewer, variables)
+            except RequestError as exc:  # the viewer's document budget, a full worker
+                self._fail(sub_id, exc.message, exc.errors)
+                return
             if doc is None:
                 self._fail(sub_id, "", [e.formatted for e in errors])
                 return

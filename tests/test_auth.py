@@ -61,7 +61,10 @@ def auth_config(**kw: Any) -> AuthConfig:
 
 @pytest.fixture
 async def secured(plant):
-    async with running_gateway(plant.url, auth=auth_config()) as (url, app):
+    # The enumeration probes send a hundred new documents at once: no document budget here
+    # (tests/test_documents.py tests it).
+    limits = LimitsConfig(document_seconds_per_second=0)
+    async with running_gateway(plant.url, auth=auth_config(), limits=limits) as (url, app):
         yield url, app
 
 
