@@ -104,6 +104,7 @@ class Gateway:
             safelist=self.safelist,
             introspection_roles=config.auth.introspection_roles,
         )
+        self.metrics.watch_documents(documents)
         self.http = GraphQLHttp(
             strawberry_schema._schema,
             self.context,

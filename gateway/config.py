@@ -153,8 +153,8 @@ class LimitsConfig:
     # Seconds of CPU per second a viewer may spend on documents not seen before (parsing
     # and validating them, in one worker thread); cached documents cost nothing. Past it:
     # 429 until the budget refills. 0 turns the budget off.
-    document_seconds_per_second: float = 0.05
-    document_seconds_burst: float = 0.5
+    document_seconds_per_second: float = 0.01
+    document_seconds_burst: float = 0.1
     max_cost: int = 50_000
     list_size: int = 10  # assumed length of a list without `first`, for the cost
     persisted_only: bool = False
