@@ -426,6 +426,7 @@ def create_app(
             init_timeout=subs.connection_init_timeout_seconds,
             max_subscriptions=subs.max_per_connection,
             queue_size=subs.queue_size,
+            max_message_bytes=config.gateway.max_body_bytes,
         )
         try:
             await conn.run()
@@ -443,6 +444,9 @@ def create_app(
             max_body_bytes=config.gateway.max_body_bytes,
             queue_size=subs.queue_size,
             keepalive_seconds=subs.keepalive_seconds,
+            connect=gateway.guard.connect,
+            disconnect=gateway.guard.disconnect,
+            max_connections=config.limits.connections_per_viewer,
         )
 
     async def page(request: Request) -> Response:

@@ -56,7 +56,8 @@ class CacheConfig:
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = 1_048_576  # HTTP bodies and WebSocket messages alike
+    max_header_bytes: int = 32_768  # a request's line and headers: 431 beyond (gateway/server.py)
     max_first: int = 500  # cap on `first` in connections
     graphiql: bool = True
     # Move long-lived objects out of the garbage collector's full passes this often
@@ -162,7 +163,7 @@ class LimitsConfig:
     persisted_exempt_roles: list[str] = dataclasses.field(default_factory=lambda: ["integrator"])
     rate_per_second: float = 50.0  # per viewer; 0 turns rate limiting off
     rate_burst: int = 200
-    connections_per_viewer: int = 20  # WebSocket connections at once
+    connections_per_viewer: int = 20  # live connections at once: WebSockets and SSE streams together
 
 
 @dataclasses.dataclass(slots=True)

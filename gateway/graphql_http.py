@@ -116,6 +116,18 @@ def select_operation(doc: DocumentNode, name: str | None) -> OperationDefinition
     return ops[0]
 
 
+def check_declared(op: OperationDefinitionNode, variables: dict[str, Any]) -> None:
+    """RequestError(400) for variables ``op`` does not declare: kept with a subscription for
+    its whole life, padding there pinned memory for nothing."""
+    declared = {v.variable.name.value for v in op.variable_definitions or ()}
+    extra = sorted(k for k in variables if k not in declared)
+    if extra:
+        names = ", ".join(f"${k}" for k in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        exc = RequestError(400, f"The operation does not declare {names}: send only the variables it declares.")
+        exc.errors = [{"message": exc.message, "extensions": {"code": "UNDECLARED_VARIABLES"}}]
+        raise exc
+
+
 async def read_params(request: Request, max_body_bytes: int) -> dict[str, Any]:
     """The GraphQL request parameters of a GET or POST, or RequestError."""
     if request.method == "GET":
@@ -299,6 +311,7 @@ class GraphQLHttp:
                 raise RequestError(
                     400, "Subscriptions run over WebSocket (graphql-transport-ws) at /graphql or SSE at /graphql/stream."
                 )
+        check_declared(op, variables)
         coerced = get_variable_values(self.schema, op.variable_definitions or (), variables)
         if isinstance(coerced, list):
             raise _request_errors(coerced)

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -110,7 +111,19 @@ def bad_tokens() -> dict[str, str]:
         "customer without customer": jwt.encode(
             {"sub": "x", "role": "customer", "iss": "ordergraph", "aud": "ordergraph", "exp": 2_000_000_000}, SECRET, algorithm="HS256"
         ),
+        # validly signed, with time claims no clock can hold (were a 500 / a dropped socket)
+        "exp in year 33658": _signed(exp=10**12),
+        "exp infinite": _signed(exp=float("inf")),
+        # time claims as strings: PyJWT compares int(claim), so they passed and never expired
+        "exp as a string": _signed(exp=str(int(time.time()) + 600)),
+        "nbf as a string": _signed(nbf=str(int(time.time()))),
+        "iat as a string": _signed(iat=str(int(time.time()))),
     }
+
+
+def _signed(**claims: Any) -> str:
+    base = {"sub": "x", "role": "integrator", "iss": "ordergraph", "aud": "ordergraph", "exp": int(time.time()) + 600}
+    return jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
 
 
 async def test_no_token_is_401_and_valid_token_passes(secured, http):
