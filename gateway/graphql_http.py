@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from resolvers import policy
 from resolvers.execution import FastExecutor, is_awaitable
+from sources.resilience import request_budget
 
 from .response_cache import ResponseCache
 
@@ -320,18 +321,19 @@ class GraphQLHttp:
     async def execute(self, request: Request, prepared: Prepared, viewer: Any = None, context: Any = None) -> ExecutionResult:
         if context is None:
             context = self.context_factory(request, viewer=viewer)
-        result = execute(
-            self.schema,
-            prepared.doc,
-            context_value=context,
-            variable_values=prepared.variables,
-            operation_name=prepared.op_name,
-            middleware=policy.middleware(context.viewer),
-            executor_class=FastExecutor,
-            is_awaitable=is_awaitable,
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
+        with request_budget():  # each source's time budget holds for the whole request
+            result = execute(
+                self.schema,
+                prepared.doc,
+                context_value=context,
+                variable_values=prepared.variables,
+                operation_name=prepared.op_name,
+                middleware=policy.middleware(context.viewer),
+                executor_class=FastExecutor,
+                is_awaitable=is_awaitable,
+            )
+            if not isinstance(result, ExecutionResult):
+                result = await result
         return result
 
     @staticmethod

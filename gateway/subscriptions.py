@@ -36,6 +36,7 @@ from resolvers.exception_types import decode_transition_cursor, transition_messa
 from resolvers.policy import Role, Viewer
 from resolvers.subscription import OrderChange, decode_change_cursor, encode_change_cursor
 from resolvers.types import Order
+from sources.resilience import request_budget
 
 from .bus import OrderChanged
 from .graphql_http import format_error
@@ -211,14 +212,17 @@ class Hub(FanOutWorker):
         args = _field_args(op, coerced)
         after = args.get("after")
         resume = decode_change_cursor(after) if after else None
+        checks = self.context_factory(viewer=scope.viewer)
         if field == ORDER_UPDATED:
-            order = str(args["id"])
+            order = checks.check_key("SalesOrder", str(args["id"]), "id")
             customer = scope.customer
-            if customer is not None and not await self._owns(customer, order):
+            if customer is not None and not await self._owns(checks, order):
                 order = f"\x00hidden:{order}"  # looks like an order that does not exist
         elif field == ORDER_CHANGES:
             order = None
             customer = str(args["customer"]) if args.get("customer") is not None else None
+            if customer is not None:
+                checks.check_key("Customer", customer, "customer")
             if scope.customer is not None:
                 if customer is not None and customer != scope.customer:
                     customer = f"\x00hidden:{customer}"
@@ -242,7 +246,8 @@ class Hub(FanOutWorker):
         sub = Subscriber(sub_id, sink, group)
         group.subscribers[id(sub)] = sub
         try:
-            await self._replay(sub, resume, variables)
+            with request_budget():  # the replay is one request to each source
+                await self._replay(sub, resume, variables)
         except BaseException:
             self.unsubscribe(sub)
             raise
@@ -267,10 +272,12 @@ class Hub(FanOutWorker):
             else:
                 self.all_orders.discard(group)
 
-    async def _owns(self, customer: str, order: str) -> bool:
-        ctx = self.context_factory()
-        rec = await ctx.loaders.sales_order.load(order)
-        return rec is not None and rec.sold_to_party == customer
+    @staticmethod
+    async def _owns(ctx: Context, order: str) -> bool:
+        """Whether the customer viewer of ``ctx`` may see ``order``: decided from its own
+        order numbers before any read of the order (resolvers.policy.scope_loaders)."""
+        with request_budget():
+            return await ctx.loaders.sales_order.load(order) is not None
 
     # --- replay --------------------------------------------------------------------
 
@@ -341,6 +348,10 @@ class Hub(FanOutWorker):
 
     async def fan_out(self, changes: list[OrderChanged]) -> None:
         """Execute each interested group once per change and offer the result."""
+        with request_budget():  # a hung source holds up a batch of changes one budget long
+            await self._fan_out(changes)
+
+    async def _fan_out(self, changes: list[OrderChanged]) -> None:
         ctx = self.context_factory()
         jobs = []
         for ch in changes:
@@ -499,6 +510,8 @@ class ExceptionChannel(FanOutWorker):
         raw = args.get("minSeverity")
         min_severity = Severity(getattr(raw, "value", raw)) if raw is not None else None
         customer = str(args["customer"]) if args.get("customer") is not None else None
+        if customer is not None:
+            self.hub.context_factory(viewer=scope.viewer).check_key("Customer", customer, "customer")
         if scope.customer is not None:
             # A customer sees its own orders' exceptions only, whatever it asks for.
             customer = scope.customer if customer in (None, scope.customer) else f"\x00hidden:{customer}"
@@ -511,7 +524,8 @@ class ExceptionChannel(FanOutWorker):
         sub = ExceptionSubscriber(sub_id, sink, group)
         group.subscribers[id(sub)] = sub
         try:
-            await self._replay(sub, after, variables)
+            with request_budget():
+                await self._replay(sub, after, variables)
         except BaseException:
             self.unsubscribe(sub)
             raise
@@ -546,6 +560,10 @@ class ExceptionChannel(FanOutWorker):
 
     async def fan_out(self, transitions: list[Any]) -> None:
         """Execute each matching group once per transition, in cursor order."""
+        with request_budget():
+            await self._fan_out(transitions)
+
+    async def _fan_out(self, transitions: list[Any]) -> None:
         contexts: dict[str, Context] = {}
         for row in transitions:
             for group in list(self.groups.values()):

@@ -31,6 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from resolvers import policy
 from resolvers.policy import Viewer
 from sources import SourceError
+from sources.resilience import request_budget
 
 from .graphql_http import DocumentCache, RequestError, check_declared, check_params, format_error
 from .subscriptions import Hub, Scope, SubscribeError, Subscriber
@@ -335,16 +336,17 @@ class Connection:
                 return
             if op.operation is not OperationType.SUBSCRIPTION:
                 ctx = self.context_factory(viewer=self.viewer)
-                result = execute(
-                    self.hub.schema,
-                    doc,
-                    context_value=ctx,
-                    variable_values=variables,
-                    operation_name=op_name,
-                    middleware=policy.middleware(ctx.viewer),
-                )
-                if not isinstance(result, ExecutionResult):
-                    result = await result
+                with request_budget():  # each source's time budget holds for the whole operation
+                    result = execute(
+                        self.hub.schema,
+                        doc,
+                        context_value=ctx,
+                        variable_values=variables,
+                        operation_name=op_name,
+                        middleware=policy.middleware(ctx.viewer),
+                    )
+                    if not isinstance(result, ExecutionResult):
+                        result = await result
                 out: dict[str, Any] = {"data": result.data}
                 if result.errors:
                     out["errors"] = [format_error(e) for e in result.errors]

@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from graphql import GraphQLError
+
 from sources import Sources
 
 from .exceptions import ExceptionSource
@@ -40,6 +42,15 @@ class Context:
     # whether it may be cached at all (not when it depends on derived, event-less state).
     deps: set[Any] = dataclasses.field(default_factory=set)
     cacheable: bool = True
+
+    def check_key(self, field: str, value: str, argument: str) -> str:
+        """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else
+        BAD_USER_INPUT: a key travels in comma-separated batch filters, so ``A,B`` as one
+        customer number would read two customers' orders."""
+        problem = self.sources.key_formats.problem(field, value)
+        if problem is not None:
+            raise GraphQLError(f"`{argument}`: {problem}.", extensions={"code": "BAD_USER_INPUT"})
+        return value
 
     @classmethod
     def create(cls, sources: Sources, cache: Cache, now: dt.datetime, **kwargs: Any) -> Context:

@@ -689,6 +689,14 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         impact.validate(scenario)
     except impact.ScenarioError as exc:
         raise _bad_input(str(exc)) from exc
+    for field, argument, attr in (
+        ("WorkCenter", "workCenterDown.workCenter", "work_center"),
+        ("Batch", "batchBlocked.batch", "batch"),
+        ("Material", "materialShort.material", "material"),
+        ("TrackingNumber", "shipmentDelayed.trackingNumber", "tracking_number"),
+    ):
+        if isinstance(value := getattr(scenario, attr, None), str):
+            ctx.check_key(field, value, argument)
     loaded = await load_orders(ctx, await pegged_orders(ctx, scenario))
     tracker = ctx.exceptions
     result = impact.analyse(

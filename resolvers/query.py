@@ -165,6 +165,8 @@ async def list_orders(
         )
     skip = decode_cursor(after) if after else None
     erp = ctx.sources.erp
+    if f.customer is not None:
+        ctx.check_key("Customer", str(f.customer), "filter.customer")
     customer = policy.customer_filter(ctx.viewer, f.customer)
     if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
         return _empty_page(skip is not None)
@@ -238,7 +240,7 @@ class Query:
     @strawberry.field(description="One order by sales order number; null when it does not exist.")
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         ctx = info.context
-        so = await ctx.loaders.sales_order.load(str(id))
+        so = await ctx.loaders.sales_order.load(ctx.check_key("SalesOrder", str(id), "id"))
         if so is None:
             return None
         names = _selection_names([s for field in info.selected_fields for s in (field.selections or [])])
@@ -255,7 +257,7 @@ class Query:
 
     @strawberry.field(description="One customer with its orders; null when it does not exist.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
-        rec = await info.context.loaders.customer.load(str(id))
+        rec = await info.context.loaders.customer.load(info.context.check_key("Customer", str(id), "id"))
         return Customer(record=rec) if rec else None
 
     @strawberry.field(

@@ -485,7 +485,9 @@ async def test_impact_of_other_scenarios(frozen) -> None:
     [
         ({"workCenterDown": {"workCenter": "WC-99", "hours": 8}}, "Unknown work centre"),
         ({"workCenterDown": {"workCenter": "WC-10", "hours": 0}}, "hours must be greater than 0"),
-        ({"batchBlocked": {"batch": "NO-SUCH-BATCH"}}, "No production order made batch"),
+        ({"batchBlocked": {"batch": "NO-BATCH"}}, "No production order made batch"),
+        # a batch number no system could hold (SAP's CHARG: 10 characters) never reaches one
+        ({"batchBlocked": {"batch": "NO-SUCH-BATCH,B2"}}, "is not a valid key"),
         ({"materialShort": {"material": "RM-0000", "quantity": 5, "until": "2030-01-01"}}, "No production order reserves"),
         ({"materialShort": {"material": "RM-2001", "quantity": -1, "until": "2030-01-01"}}, "quantity must be greater than 0"),
         ({"shipmentDelayed": {"trackingNumber": "NOPE", "hours": 4}}, "Unknown tracking number"),

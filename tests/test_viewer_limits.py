@@ -164,3 +164,39 @@ async def test_sse_streams_share_the_websocket_cap_per_viewer(plant, http):
         assert resp.status == 200
         resp.close()
 
+
+
+async def test_ids_are_checked_against_the_key_format_before_any_source_call(secured, http, plant):
+    url, app = secured
+    status, body = await _post(http, url, "{ orders(first: 50) { nodes { id customerId } } }", bearer())
+    customers = sorted({n["customerId"] for n in body["data"]["orders"]["nodes"]})
+    a, b = customers[:2]
+    gateway = app.state.gateway
+    await gateway.exceptions.settled(30)
+    erp_calls = gateway.sources.erp.client.resilience
+    for query, argument in (
+        (f'{{ orders(first: 50, filter: {{ customer: "{a},{b}" }}) {{ nodes {{ id customerId }} }} }}', "filter.customer"),
+        ('{ order(id: "10000001,10000002") { id } }', "id"),
+        (f'{{ customer(id: "{a},{b}") {{ id }} }}', "id"),
+        ('{ impact(scenario: { workCenterDown: { workCenter: "WC-10,WC-20", hours: 4 } }) { totals { orders } } }', "workCenterDown.workCenter"),
+    ):
+        calls = erp_calls.calls
+        status, body = await _post(http, url, query, bearer("planner"))
+        assert status == 200, body
+        err = body["errors"][0]
+        assert err["extensions"]["code"] == "BAD_USER_INPUT" and f"`{argument}`" in err["message"], err
+        assert "not a valid key" in err["message"]
+        assert erp_calls.calls == calls  # nothing reached the ERP
+    # the connectors never send such a key, whoever asks
+    found = await gateway.sources.erp.sales_orders(["10000001,10000002"])
+    assert found == {}
+    ws = await WsClient.open(url, init=bearer())
+    await ws.subscribe("k", 'subscription { orderUpdated(id: "1,2") { id } }')
+    msg = await ws.recv()
+    assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT", msg
+    await ws.close()
+
+
+async def _post(http: Any, url: str, query: str, headers: dict[str, str]) -> tuple[int, dict]:
+    async with http.post(f"{url}/graphql", json={"query": query}, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
