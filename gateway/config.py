@@ -59,6 +59,11 @@ class GatewayConfig:
     max_body_bytes: int = 1_048_576  # HTTP bodies and WebSocket messages alike
     max_header_bytes: int = 32_768  # a request's line and headers: 431 beyond (gateway/server.py)
     max_first: int = 500  # cap on `first` in connections
+    # The key cursors are sealed with (resolvers/cursors.py). Empty: a random key kept
+    # beside the journal (<journal>.cursor-key), or in Redis for replicas ([scaleout]), so
+    # every replica shares it and a restart keeps it. Set it (ORDERGRAPH_GATEWAY_CURSOR_SECRET)
+    # when replicas share no journal, or to rotate it (rotating ends every client's cursors).
+    cursor_secret: str = ""
     graphiql: bool = True
     # Move long-lived objects out of the garbage collector's full passes this often
     # (gateway/app.py: Gateway._freeze_periodically); 0 = Python's default behaviour.

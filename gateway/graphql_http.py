@@ -179,9 +179,25 @@ def check_params(params: dict[str, Any]) -> tuple[str, dict[str, Any], str | Non
     return query, variables, op_name
 
 
-def format_error(err: GraphQLError) -> dict[str, Any]:
-    """Format a field error; unexpected exceptions are masked and logged."""
+# What a customer reads for a source fault: the code stays, the detail (hosts, entity
+# sets, the source's own words) goes to internal viewers, /readyz and the log.
+CUSTOMER_SOURCE_MESSAGES = {
+    "SOURCE_UNAVAILABLE": "This part of the order is temporarily unavailable. Please try again shortly.",
+    "CIRCUIT_OPEN": "This part of the order is temporarily unavailable. Please try again shortly.",
+    "SOURCE_TIMEOUT": "This part of the order took too long to load. Please try again shortly.",
+    "SOURCE_BAD_RESPONSE": "This part of the order cannot be shown right now. Please try again later.",
+}
+_masked_logged: dict[tuple[str, str], float] = {}
+
+
+def format_error(err: GraphQLError, viewer: Any = None) -> dict[str, Any]:
+    """Format a field error; unexpected exceptions are masked and logged; a source fault is
+    told to a customer ``viewer`` in customer-safe words."""
     original = err.original_error
+    code = (getattr(original, "extensions", None) or {}).get("code") if original is not None else None
+    if viewer is not None and viewer.is_customer and code in CUSTOMER_SOURCE_MESSAGES:
+        _log_masked(original)
+        return {**err.formatted, "message": CUSTOMER_SOURCE_MESSAGES[code]}
     if original is not None and not isinstance(original, GraphQLError) and not hasattr(original, "extensions"):
         log.error("resolver failed at %s", err.path, exc_info=original)
         out: dict[str, Any] = {"message": "Internal error while resolving this field.", "extensions": {"code": "INTERNAL"}}
@@ -191,6 +207,17 @@ def format_error(err: GraphQLError) -> dict[str, Any]:
             out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
         return out
     return err.formatted
+
+
+def _log_masked(original: Any) -> None:
+    """Log the detail a customer was not shown, at most once a minute per source and text."""
+    key = (str(getattr(original, "source", "")), str(original))
+    now = time.monotonic()
+    if now - _masked_logged.get(key, -60.0) >= 60.0:
+        if len(_masked_logged) > 1000:
+            _masked_logged.clear()
+        _masked_logged[key] = now
+        log.warning("a customer was shown %s for: %s", getattr(original, "code", "a source fault"), original)
 
 
 class Prepared(NamedTuple):
@@ -245,7 +272,7 @@ class GraphQLHttp:
                 body, outcome = await self._cached(request, prepared, viewer, responses)
                 return Response(body, status_code=200, media_type=media_type)
             result = await self.execute(request, prepared, viewer)
-            payload = self.payload(result)
+            payload = self.payload(result, viewer)
             if result.errors:
                 outcome = "field_errors"
             return encode(payload, 200, media_type)
@@ -258,10 +285,10 @@ class GraphQLHttp:
                 self.observe(outcome, time.perf_counter() - started)
 
     @staticmethod
-    def payload(result: ExecutionResult) -> dict[str, Any]:
+    def payload(result: ExecutionResult, viewer: Any = None) -> dict[str, Any]:
         payload: dict[str, Any] = {}
         if result.errors:
-            payload["errors"] = [format_error(e) for e in result.errors]
+            payload["errors"] = [format_error(e, viewer) for e in result.errors]
         payload["data"] = result.data
         return payload
 
@@ -286,7 +313,7 @@ class GraphQLHttp:
             ticket = responses.ticket()
             context = self.context_factory(request, viewer=viewer)
             result = await self.execute(request, prepared, viewer, context)
-            body = orjson.dumps(self.payload(result))
+            body = orjson.dumps(self.payload(result, viewer))
             if result.errors:
                 return body, "field_errors"
             shared = body

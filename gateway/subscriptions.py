@@ -31,6 +31,7 @@ from graphql import (
 
 from resolvers import policy
 from resolvers.context import Context
+from resolvers.cursors import Cursors, process_cursors
 from resolvers.enums import Severity
 from resolvers.exception_types import decode_transition_cursor, transition_message
 from resolvers.policy import Role, Viewer
@@ -157,11 +158,14 @@ class Hub(FanOutWorker):
 
     task_name = "ordergraph-subscription-hub"
 
-    def __init__(self, schema: GraphQLSchema, context_factory: Callable[..., Context], journal: Journal) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, context_factory: Callable[..., Context], journal: Journal, cursors: Cursors | None = None
+    ) -> None:
         super().__init__()
         self.schema = schema
         self.context_factory = context_factory
         self.journal = journal
+        self.cursors = cursors or process_cursors()  # the gateway's key: resume anywhere
         self.groups: dict[tuple[Any, ...], Group] = {}
         self.by_order: dict[str, set[Group]] = collections.defaultdict(set)
         self.by_customer: dict[str, set[Group]] = collections.defaultdict(set)
@@ -211,7 +215,7 @@ class Hub(FanOutWorker):
             )
         args = _field_args(op, coerced)
         after = args.get("after")
-        resume = decode_change_cursor(after) if after else None
+        resume = decode_change_cursor(self.cursors, after) if after else None
         checks = self.context_factory(viewer=scope.viewer)
         if field == ORDER_UPDATED:
             order = checks.check_key("SalesOrder", str(args["id"]), "id")
@@ -295,7 +299,7 @@ class Hub(FanOutWorker):
                 hidden = group.order.startswith("\x00")
                 rec = None if hidden else await ctx.loaders.sales_order.load(group.order)
                 payload = await self._execute(group, Order(record=rec) if rec else None, ctx, variables)
-                self._send(sub, so, payload, encode_change_cursor(seq, so))
+                self._send(sub, so, payload, encode_change_cursor(self.cursors, seq, so))
                 last = (seq, so)
         elif group.field == ORDER_CHANGES and resume is not None:
             pos = resume
@@ -306,7 +310,7 @@ class Hub(FanOutWorker):
                 ctx = self.context_factory(viewer=group.scope.viewer)
                 recs = await ctx.loaders.sales_order.load_many([r.sales_order for r in rows])
                 for r, rec in zip(rows, recs, strict=True):
-                    cursor = encode_change_cursor(r.seq, r.sales_order)
+                    cursor = encode_change_cursor(self.cursors, r.seq, r.sales_order)
                     root = OrderChange(
                         cursor=cursor,
                         order=Order(record=rec) if rec else None,
@@ -375,7 +379,7 @@ class Hub(FanOutWorker):
             gctx = scoped.get(group.scope.key)
             if gctx is None:
                 gctx = scoped[group.scope.key] = self.context_factory(viewer=viewer)
-            cursor = encode_change_cursor(ch.seq, ch.sales_order)
+            cursor = encode_change_cursor(self.cursors, ch.seq, ch.sales_order)
             if group.field == ORDER_UPDATED:
                 root: Any = Order(record=rec) if rec else None
             else:
@@ -413,7 +417,7 @@ class Hub(FanOutWorker):
             result = await result
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
-            payload["errors"] = [format_error(e) for e in result.errors]
+            payload["errors"] = [format_error(e, ctx.viewer) for e in result.errors]
         return payload
 
     def _send(self, sub: Subscriber, order: str, payload: dict[str, Any], cursor: str) -> None:
@@ -506,7 +510,7 @@ class ExceptionChannel(FanOutWorker):
     ) -> ExceptionSubscriber:
         """Start an exceptionsChanged subscription; replays from ``after`` before going live."""
         args = _field_args(op, coerced)
-        after = decode_transition_cursor(str(args["after"])) if args.get("after") else None
+        after = decode_transition_cursor(self.hub.cursors, str(args["after"])) if args.get("after") else None
         raw = args.get("minSeverity")
         min_severity = Severity(getattr(raw, "value", raw)) if raw is not None else None
         customer = str(args["customer"]) if args.get("customer") is not None else None
@@ -591,6 +595,7 @@ class ExceptionChannel(FanOutWorker):
             min_severity=group.min_severity,
             customer=group.customer,
             viewer=viewer if viewer.is_customer else None,
+            cursors=self.hub.cursors,
         )
         if root is None:
             return None

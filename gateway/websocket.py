@@ -349,7 +349,7 @@ class Connection:
                         result = await result
                 out: dict[str, Any] = {"data": result.data}
                 if result.errors:
-                    out["errors"] = [format_error(e) for e in result.errors]
+                    out["errors"] = [format_error(e, self.viewer) for e in result.errors]
                 self.queue.put_control({"id": sub_id, "type": "next", "payload": out})
                 self.queue.put_control({"id": sub_id, "type": "complete"})
                 self.subscribers.pop(sub_id, None)

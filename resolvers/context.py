@@ -10,6 +10,7 @@ from graphql import GraphQLError
 
 from sources import Sources
 
+from .cursors import Cursors, process_cursors
 from .exceptions import ExceptionSource
 from .loaders import Cache, Loaders
 from .policy import Viewer, scope_loaders
@@ -29,6 +30,8 @@ class Context:
     exceptions: ExceptionSource | None = None
     # who is asking (resolvers.policy); the default is the gateway itself, reading all
     viewer: Viewer = dataclasses.field(default_factory=Viewer.system)
+    # seals and opens the cursors this request gives out and takes (resolvers.cursors)
+    cursors: Cursors = dataclasses.field(default_factory=process_cursors)
     # per-request memo of assembled order views, by sales order number
     views: dict[str, Any] = dataclasses.field(default_factory=dict)
     # views assembled up front for a whole page (fetch.prefetch_views): derived fields read
@@ -56,5 +59,7 @@ class Context:
     def create(cls, sources: Sources, cache: Cache, now: dt.datetime, **kwargs: Any) -> Context:
         """A context whose loaders are scoped to ``viewer`` (see resolvers.policy)."""
         viewer = kwargs.pop("viewer", None) or Viewer.system()
+        if kwargs.get("cursors") is None:
+            kwargs.pop("cursors", None)
         loaders = scope_loaders(Loaders(sources, cache), viewer)
         return cls(sources=sources, cache=cache, loaders=loaders, now=now, viewer=viewer, **kwargs)

@@ -311,13 +311,14 @@ async def test_subscriber_sees_raise_and_clear_and_resumes_with_cursor(frozen) -
     # Reconnect with the cursor of the first message: everything after it, in order.
     from resolvers.exception_types import decode_transition_cursor
 
-    after = decode_transition_cursor(resume_from)
+    cursors = app.state.gateway.cursors  # cursors are sealed with the gateway's key
+    after = decode_transition_cursor(cursors, resume_from)
     expected = [t.cursor for t in await journal.exception_transitions_after(after)]
     back = await WsClient.open(url)
     await back.subscribe("x", CHANGES, {"min": "LOW", "after": resume_from})
     replayed = [await back.next("x", timeout=10) for _ in expected]
-    cursors = [decode_transition_cursor(m["extensions"]["cursor"]) for m in replayed]
-    assert cursors == expected and cursors == sorted(cursors) and after < cursors[0]
+    positions = [decode_transition_cursor(cursors, m["extensions"]["cursor"]) for m in replayed]
+    assert positions == expected and positions == sorted(positions) and after < positions[0]
     ids = [(m["data"]["exceptionsChanged"]["exception"]["id"], m["data"]["exceptionsChanged"]["action"]) for m in replayed]
     assert (target, "CLEARED") in ids
     assert await back.nothing()
