@@ -388,6 +388,12 @@ class Resilience:
         try:
             if deadline <= loop.time():
                 raise SourceError(self.source, SOURCE_TIMEOUT, f"{what}: this request's {seconds:g}s budget for this source is spent")
+            if deadline - loop.time() >= seconds:
+                # The request's whole budget is left: the call's own budget bounds it, and
+                # the call records its outcome (health, breaker) before this request moves on.
+                if not read:
+                    return await self._run(attempt, what, retry=False)
+                return await self.flights.do(key, lambda: self._run(attempt, what, retry=True))
             try:
                 # The shared flight goes on for the others; only this request stops waiting.
                 async with asyncio.timeout_at(deadline):
