@@ -1,18 +1,16 @@
 """A hostile viewer for the "under attack" scenario: ``python -m bench.attack``.
 
 It sends, at a fixed rate (open loop: it does not wait for answers), documents made to be
-expensive for the document stage, each one new (so no cache can answer it):
+expensive for the document stage, each one new (a random tag per process in aliases and
+string arguments, so no cache and no shared validation can answer it):
 
-1. issue 12's document: 350 aliased copies of ``orders(first: 500) { nodes { id } }``,
-   with fresh alias names every time (it took seconds of validation before the shape
-   checks; now it is over the token and field limits);
+1. issue 12's document: 350 aliased copies of ``orders(first: 500) { nodes { id } }`` (it
+   took seconds of validation before the shape checks; now it is over the token limit);
 2. the most a document may be under the default limits: 25 aliased listings of ~18
-   fields each, with a fresh ``first`` every time (a new normal form, so validation runs
-   every time) and one unknown field at the end, so all of it is validated and then
+   fields each, with one unknown field at the end, so all of it is validated and then
    refused, and nothing executes (execution is the rate and cost limits' business);
 3. the same fields selected repeatedly in one selection set (the overlapping-fields
-   rule's quadratic case), as often as the limits let it, fresh each time, and refused
-   after validation like 2.
+   rule's quadratic case), as often as the limits let it, refused after validation like 2.
 
 Prints one JSON line: requests sent, answers by HTTP status, transport errors.
 """
@@ -24,6 +22,7 @@ import asyncio
 import collections
 import itertools
 import json
+import secrets
 import sys
 import time
 from typing import Any
@@ -37,18 +36,24 @@ ORDER_FIELDS = (
 )
 
 
-def documents() -> Any:
-    """An endless stream of new hostile documents (see the module docstring)."""
+def documents(salt: str | None = None) -> Any:
+    """An endless stream of new hostile documents (see the module docstring); ``salt``
+    (random by default) makes every process's documents new to the gateway, text and
+    normal form alike."""
+    salt = salt or secrets.token_hex(4)
     for n in itertools.count():
         kind = n % 3
+        tag = f"{salt}{n}"  # in a string argument: part of the document's normal form
         if kind == 0:
-            yield "{" + " ".join(f"x{n}_{i}: orders(first: 500) {{ nodes {{ id }} }}" for i in range(350)) + "}"
+            yield "{" + " ".join(f"x{tag}_{i}: orders(first: 500) {{ nodes {{ id }} }}" for i in range(350)) + "}"
         elif kind == 1:
-            listings = " ".join(f"l{i}: orders(first: {1 + (n + i) % 400}) {{ nodes {{ {ORDER_FIELDS} }} }}" for i in range(25))
-            yield "{" + listings + " nope" + str(n) + " }"
+            listings = " ".join(
+                f'l{i}: orders(first: {1 + (n + i) % 400}, after: "{tag}") {{ nodes {{ {ORDER_FIELDS} }} }}' for i in range(25)
+            )
+            yield "{" + listings + " nope }"
         else:
             inner = f"customer {{ name orders(first: {1 + n % 300}) {{ nodes {{ id stage }} }} }}"
-            yield "{ orders(first: 5) { nodes { " + " ".join([inner] * 10) + " } } nope" + str(n) + " }"
+            yield f'{{ orders(first: 5, after: "{tag}") {{ nodes {{ ' + " ".join([inner] * 10) + " } } nope }"
 
 
 async def attack(url: str, token: str, rate: float, duration: float, max_in_flight: int) -> dict[str, Any]:
