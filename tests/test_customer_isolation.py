@@ -138,7 +138,8 @@ async def _safe_words(http: Any, url: str, plant: Any, mine: str, orders: list[s
         q = "query ($id: ID!) { order(id: $id) { id production { status } } }"
         customer = await post(http, url, q, bearer("customer", mine), {"id": orders[0]})
         [err] = customer["errors"]
-        assert err["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+        # (the exception tracker's own reads may open the MES breaker first: the same words)
+        assert err["extensions"]["code"] in ("SOURCE_UNAVAILABLE", "CIRCUIT_OPEN"), err
         assert err["message"] == "This part of the order is temporarily unavailable. Please try again shortly."
         text = str(customer)
         assert "A_ProductionOrder" not in text and "HTTP" not in text and "127.0.0.1" not in text
