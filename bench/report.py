@@ -73,6 +73,16 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
         bad = [s for s in subs if not s["equal"]]
         out.append(("delivered = expected messages", ", ".join(f"{s['delivered']:,}/{s['expected']:,}" for s in subs), "met" if not bad else "not met"))
+    attack = results.get("attack") or []
+    if attack:
+        worst = max(r["p99_ratio"] for r in attack)
+        out.append(
+            (
+                "under attack: normal p99 ≤ 2 × unloaded",
+                ", ".join(f"{r['workload']} {r['p99_ratio']}×" for r in attack),
+                "met" if worst <= 2.0 else "not met",
+            )
+        )
     return out
 
 
@@ -190,6 +200,26 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
         ]
         for r in rows:
             lines.append(f"| {r['batch']} | {r['concurrency']} | {_n(r['events_per_second'])} | {r['requests']:,} | {r['refused']} | {r['errors']} | {r['gateway_cpu']:.2f} |")
+        lines.append("")
+    rows = results.get("attack") or []
+    if rows:
+        lines += [
+            "**6. Under attack** (warm caches; one hostile customer token sends new, expensive documents at its rate limit, "
+            "50/s, while the normal workloads run anonymously; rounds alternate unloaded and attacked; p50/p99 are medians over the rounds)",
+            "",
+            "| workload | c | unloaded req/s | p50 | p99 | attacked req/s | p50 | p99 | p50 ratio | p99 ratio | document worker cpu | hostile requests: answers |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in rows:
+            u, a, h = r["unloaded"], r["attacked"], r["hostile"]
+            answers = ", ".join(f"{n:,} × {k}" for k, n in sorted(h["statuses"].items())) + (f", {h['errors']} failed" if h["errors"] else "")
+            lines.append(
+                f"| {r['workload']} | {r['concurrency']} | {_n(u['requests_per_second'])} | {_n(u['p50_ms'])} ms | {_n(u['p99_ms'])} ms "
+                f"| {_n(a['requests_per_second'])} | {_n(a['p50_ms'])} ms | {_n(a['p99_ms'])} ms | **{r['p50_ratio']}×** | **{r['p99_ratio']}×** "
+                f"| {_n(r.get('document_worker_cpu'), 3)} | {h['sent']:,} sent: {answers} |"
+            )
+        errors = sum(r[k]["errors"] for r in rows for k in ("unloaded", "attacked"))
+        lines.append(f"\nErrors of the normal workloads (HTTP or GraphQL): {errors}.")
         lines.append("")
     tg = targets(results)
     if tg:

@@ -15,7 +15,9 @@ reported as a ratio, because shared machines are noisy):
    the plant sends events at a set rate;
 4. subscriptions: N real WebSocket subscribers from separate processes, events injected at
    a set rate: event-to-client latency, memory per connection, delivered vs expected;
-5. event ingestion: signed events per second accepted durably (HTTP 202).
+5. event ingestion: signed events per second accepted durably (HTTP 202);
+6. under attack: a hostile viewer sends new, expensive documents at its rate limit while
+   the normal workloads run; their p50 and p99 as ratios to the same workloads unloaded.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 PEER_DIR = BENCH_DIR / "peer"
 DEFAULT_OUT = BENCH_DIR / "results"
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
-SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion")
+SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion", "attack")
 LEVELS = 3  # resolution levels of the full view and of a page: ERP → MES+WMS → MES+WMS+QMS+TMS
 # Upstream calls the batched ideal makes: one per source and resolution level.
 IDEAL_CALLS = {"erp": {"erp": 1}, "all": {"erp": 2, "mes": 2, "wms": 2, "qms": 1, "tms": 1}}
 SUBSCRIBERS_PER_PROCESS = 2500
+ATTACK_SECRET = "bench-attack-hs256-secret-not-for-production"  # the hostile viewer's tokens
+ATTACK_RATE = 50.0  # the hostile viewer's requests per second: the default per-viewer rate limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +125,7 @@ class Bench:
             "freshness": {},
             "subscriptions": [],
             "ingestion": [],
+            "attack": [],
             "notes": [],
         }
         self.use_wrk = have_wrk() and not args.no_wrk
@@ -196,12 +201,15 @@ class Bench:
         if mode == "cold":
             # Cold: entries expire after 1 µs, so every request reads its sources.
             lines += ["[cache]", "ttl_seconds = 0.000001", "response_ttl_seconds = 0", ""]
+        # Under attack: the normal load stays anonymous (open mode: no per-viewer limits),
+        # the hostile viewer has a token, so its rate limit and document budget hold.
+        overrides = self.ATTACK_OVERRIDES if mode == "attack" else self.OVERRIDES
         for s in SYSTEMS:
             lines += [f"[sources.{s}]", f'base_url = "{self.plant.url}/{s}"', "max_connections = 100", ""]
         if self.args.workers > 1:
             # Several processes act as one through Redis: their own key prefix per gateway.
             lines += ["[scaleout]", f'redis_url = "{self.args.redis_url}"', f'key_prefix = "{self.redis_prefix}{self.starts}:"', ""]
-        lines += self.extra_config_lines()
+        lines += self.extra_config_lines(overrides)
         path = self.run_dir / f"gateway-{self.starts}-{mode}.toml"
         path.write_text("\n".join(lines))
         return path
@@ -215,7 +223,13 @@ class Bench:
         ("limits", "connections_per_viewer", "1000000"),
     )
 
-    def extra_config_lines(self) -> list[str]:
+    ATTACK_OVERRIDES: tuple[tuple[str, str, str], ...] = (
+        ("auth", "mode", '"open"'),
+        ("auth", "hs256_secret", f'"{ATTACK_SECRET}"'),
+        ("limits", "max_cost", "1000000000"),
+    )
+
+    def extra_config_lines(self, overrides: tuple[tuple[str, str, str], ...]) -> list[str]:
         """Overrides for settings the gateway's configuration has (asked of its own source tree)."""
         probe = (
             "import dataclasses, json\n"
@@ -228,14 +242,14 @@ class Bench:
         fields = json.loads(out.stdout or "{}") if out.returncode == 0 else {}
         lines: list[str] = []
         applied: list[str] = []
-        for section in dict.fromkeys(sec for sec, _, _ in self.OVERRIDES):
-            chosen = [(k, v) for sec, k, v in self.OVERRIDES if sec == section and k in fields.get(section, [])]
+        for section in dict.fromkeys(sec for sec, _, _ in overrides):
+            chosen = [(k, v) for sec, k, v in overrides if sec == section and k in fields.get(section, [])]
             if chosen:
                 lines += [f"[{section}]", *(f"{k} = {v}" for k, v in chosen), ""]
                 applied += [f"{section}.{k} = {v}" for k, v in chosen]
         if "auth" in fields:
             self.auth_note = "open mode ([auth] mode = \"open\")"
-        self.results["meta"]["config_overrides"] = applied
+        self.results["meta"].setdefault("config_overrides", applied)
         return lines
 
     async def mint_token(self, config: Path) -> None:
@@ -404,7 +418,7 @@ class Bench:
     # --- 1. upstream calls ----------------------------------------------------------------------
 
     async def upstream_calls(self) -> None:
-        say("1/5 upstream calls per query (cold cache; plant /control/stats read between queries)")
+        say("1/6 upstream calls per query (cold cache; plant /control/stats read between queries)")
         for shape, query in (("erp", Q.ERP_LIST), ("all", Q.FULL_LIST)):
             for n in self.size.counts:
                 row: dict[str, Any] = {"orders": n, "fields": "ERP only" if shape == "erp" else "every section", "ideal": sum(IDEAL_CALLS[shape].values())}
@@ -475,7 +489,7 @@ class Bench:
 
     async def latency(self) -> None:
         ideal = LEVELS * self.latency_ms
-        say(f"2/5 latency at concurrency 1 vs the critical path ({LEVELS} levels x {self.latency_ms:g} ms = {ideal:g} ms)")
+        say(f"2/6 latency at concurrency 1 vs the critical path ({LEVELS} levels x {self.latency_ms:g} ms = {ideal:g} ms)")
         pages = max(1, len(self.hot) // 50)
         where = {name: [Q.body(Q.WHERE_IS_MY_ORDER, {"id": so}) for so in self.hot] for name, _ in self.servers()}
         page = {
@@ -493,7 +507,7 @@ class Bench:
     # --- 3. throughput ---------------------------------------------------------------------------
 
     async def throughput(self, mode: str) -> None:
-        say(f"3/5 throughput, {mode} cache" + (f", plant sending events at {self.size.event_rate:g} changes/s" if mode == "warm" else ""))
+        say(f"3/6 throughput, {mode} cache" + (f", plant sending events at {self.size.event_rate:g} changes/s" if mode == "warm" else ""))
         loads = {name: await self.workloads(name, proc) for name, proc in self.servers()}
 
         async def fill(name: str, proc: Proc, bodies: list[bytes]) -> None:
@@ -658,7 +672,7 @@ class Bench:
     async def subscriptions(self, n: int) -> None:
         assert self.gateway is not None
         rate, seconds = self.size.sub_event_rate, self.size.sub_seconds
-        say(f"4/5 subscriptions: {n} WebSocket subscribers, events at {rate:g}/s for {seconds:g} s")
+        say(f"4/6 subscriptions: {n} WebSocket subscribers, events at {rate:g}/s for {seconds:g} s")
         customers = self.customers[: max(1, min(len(self.customers), n))]
         per_customer = {c: 0 for c in customers}
         for i in range(n):
@@ -786,7 +800,7 @@ class Bench:
 
     async def ingestion(self) -> None:
         assert self.gateway is not None
-        say(f"5/5 event ingestion: signed events accepted durably (202), {self.size.ingest_seconds:g} s per mode")
+        say(f"5/6 event ingestion: signed events accepted durably (202), {self.size.ingest_seconds:g} s per mode")
         for batch, concurrency in ((1, 16), (100, 4)):
             meter = CpuMeter({"gateway": self.gateway})
             p = await asyncio.create_subprocess_exec(
@@ -800,6 +814,88 @@ class Bench:
             out["gateway_cpu"] = meter.read()["gateway"]
             self.results["ingestion"].append(out)
             say(f"   batches of {batch:>3}, {concurrency:>2} senders: {out['events_per_second']:8.1f} events/s accepted ({out['requests']} requests, {out['refused']} refused, {out['errors']} errors)")
+
+    async def metric(self, name: str) -> float | None:
+        """One sample of the gateway's ``/metrics`` (None when it has no such metric)."""
+        assert self.http is not None and self.gateway is not None
+        async with self.http.get(self.gateway.url + "/metrics") as resp:
+            text = await resp.text()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    # --- 6. under attack ------------------------------------------------------------------------------
+
+    async def under_attack(self) -> None:
+        """The normal workloads unloaded and while a hostile viewer sends new, expensive
+        documents at its rate limit; rounds alternate (unloaded, attacked, attacked,
+        unloaded, ...), so a burst of someone else's work hits both."""
+        assert self.gateway is not None
+        from gateway.auth import mint_token
+
+        token = mint_token(ATTACK_SECRET, role="customer", customer=self.customers[0], subject="bench-hostile", ttl_seconds=3600)
+        say(f"6/6 under attack: a hostile customer token sends new expensive documents at {ATTACK_RATE:g}/s while the normal workloads run")
+        loads = await self.workloads("ordergraph", self.gateway)
+        slice_s = self.size.throughput_seconds / self.size.rounds
+        for workload in ("where is my order", "dashboard page (50)"):
+            bodies = loads[workload]
+            c = self.size.concurrency // 2 if workload == "where is my order" else max(1, self.size.concurrency // 4)
+            for i in range(0, len(bodies), 16):  # warm: every body once, so the caches hold them
+                await asyncio.gather(*(self.gql("ordergraph", self.gateway, b) for b in bodies[i : i + 16]))
+            if self.size.warmup_seconds:
+                await self.load("ordergraph", self.gateway, bodies, connections=c, seconds=self.size.warmup_seconds)
+            runs: dict[str, list[dict[str, Any]]] = {"unloaded": [], "attacked": []}
+            hostile: list[dict[str, Any]] = []
+            for r in range(self.size.rounds):
+                for label in ("unloaded", "attacked") if r % 2 == 0 else ("attacked", "unloaded"):
+                    if label == "unloaded":
+                        runs[label].append(await self.load("ordergraph", self.gateway, bodies, connections=c, seconds=slice_s))
+                        continue
+                    attacker = await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "bench.attack", "--url", self.gateway.url + "/graphql", "--token", token,
+                        "--rate", str(ATTACK_RATE), "--duration", str(slice_s + 1.0),
+                        stdout=asyncio.subprocess.PIPE, cwd=str(BENCH_DIR.parent), env=child_env(),
+                    )
+                    await asyncio.sleep(0.5)  # the attack is under way before the measurement starts
+                    worker0 = await self.metric("ordergraph_document_worker_seconds_total")
+                    runs[label].append(await self.load("ordergraph", self.gateway, bodies, connections=c, seconds=slice_s))
+                    worker1 = await self.metric("ordergraph_document_worker_seconds_total")
+                    runs[label][-1]["document_worker_cpu"] = (
+                        round((worker1 - worker0) / runs[label][-1]["duration_s"], 3) if worker0 is not None and worker1 is not None else None
+                    )
+                    out, _ = await attacker.communicate()
+                    hostile.append(json.loads(out.decode().strip().splitlines()[-1]))
+
+            def med(xs: list[dict[str, Any]], key: str) -> float:
+                return sorted(x[key] for x in xs)[len(xs) // 2]
+
+            row: dict[str, Any] = {"workload": workload, "concurrency": c}
+            for label, xs in runs.items():
+                row[label] = {
+                    "requests": sum(x["requests"] for x in xs),
+                    "requests_per_second": round(sum(x["requests"] for x in xs) / max(sum(x["duration_s"] for x in xs), 1e-9), 1),
+                    "errors": sum(x["errors"] for x in xs),
+                    "p50_ms": med(xs, "p50_ms"),
+                    "p99_ms": med(xs, "p99_ms"),
+                    "max_ms": max(x["max_ms"] for x in xs),
+                    "server_cpu": round(sum(x["server_cpu"] for x in xs) / len(xs), 3),
+                }
+            statuses: dict[str, int] = {}
+            for h in hostile:
+                for k, v in h["statuses"].items():
+                    statuses[k] = statuses.get(k, 0) + v
+            row["hostile"] = {"sent": sum(h["sent"] for h in hostile), "statuses": statuses, "errors": sum(h["errors"] for h in hostile)}
+            shares = [x["document_worker_cpu"] for x in runs["attacked"] if x.get("document_worker_cpu") is not None]
+            row["document_worker_cpu"] = round(sum(shares) / len(shares), 3) if shares else None
+            u, a = row["unloaded"], row["attacked"]
+            row["p50_ratio"] = round(a["p50_ms"] / max(u["p50_ms"], 1e-9), 2)
+            row["p99_ratio"] = round(a["p99_ms"] / max(u["p99_ms"], 1e-9), 2)
+            self.results["attack"].append(row)
+            say(
+                f"   {workload:<20} c={c:<3} unloaded p50 {u['p50_ms']:.1f} ms p99 {u['p99_ms']:.1f} ms; attacked p50 {a['p50_ms']:.1f} ms "
+                f"p99 {a['p99_ms']:.1f} ms ({row['p50_ratio']}x / {row['p99_ratio']}x); hostile sent {row['hostile']['sent']}: {statuses}"
+            )
 
     # --- the run ----------------------------------------------------------------------------------
 
@@ -849,6 +945,10 @@ class Bench:
                             await self.subscriptions(n)
                     if "ingestion" in scenarios:
                         await self.ingestion()
+                if "attack" in scenarios:
+                    self.stop_gateway()
+                    await self.start_gateway("attack")
+                    await self.under_attack()
                 meta["auth"] = self.auth_note
                 meta["loadavg_end"] = procs.loadavg()
         finally:

@@ -24,12 +24,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from resolvers.context import Context
+from resolvers.cursors import KEY_BYTES, Cursors, derive_key
 from resolvers.policy import Viewer
 from resolvers.prediction import PredictionParams
 from resolvers.schema import schema as strawberry_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
+from sources.keys import KeyFormats
 
-from .auth import Authenticator, token_from_init
+from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token_from_init
 from .bus import Bus, LocalBus
 from .cache import RecordCache
 from .config import Config, SourceConfig
@@ -80,6 +82,7 @@ class Gateway:
         self.exceptions: ExceptionTracker | None = None
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
+        self.cursors: Cursors | None = None  # set at start: the key may live in Redis
         self.clock = clock
         # "Now" of the domain rules (predictions, exceptions): the plant's time. The demo's
         # simulated plant runs faster than the wall clock, which signatures and health use.
@@ -111,6 +114,7 @@ class Gateway:
             safelist=self.safelist,
             introspection_roles=config.auth.introspection_roles,
         )
+        self.metrics.watch_documents(documents)
         self.http = GraphQLHttp(
             strawberry_schema._schema,
             self.context,
@@ -138,6 +142,8 @@ class Gateway:
             clock=self.clock,
             # Single-flight never shares a read that began before a cache invalidation.
             generation=lambda: self.cache.generation,
+            # The keys /events accepts are the keys the connectors may send ([events] key_formats).
+            key_formats=KeyFormats(self.config.events.key_formats),
         )
         ev = self.config.events
         scaleout = self.config.scaleout
@@ -158,7 +164,8 @@ class Gateway:
                 ceiling.isoformat(timespec="seconds"),
             )
         self.ingress = EventIngress(ev, self.registry, self.journal, self.clock, plant_clock=self.domain_clock)
-        self.hub = Hub(self.schema._schema, self.context, self.journal)
+        self.cursors = Cursors(await self._cursor_key())
+        self.hub = Hub(self.schema._schema, self.context, self.journal, self.cursors)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
         # Scale-out: other replicas' events. SQLite: events replayed by `ordergraph events
@@ -198,6 +205,27 @@ class Gateway:
             if self.config.gateway.gc_freeze_seconds > 0
             else None
         )
+
+    async def _cursor_key(self) -> bytes:
+        """The key cursors are sealed with: every replica's, across restarts (see
+        ``[gateway] cursor_secret``)."""
+        if self.config.gateway.cursor_secret:
+            return derive_key(self.config.gateway.cursor_secret)
+        sc = self.config.scaleout
+        if sc.redis_url:
+            import redis.asyncio as redis
+
+            client = redis.from_url(sc.redis_url)
+            try:
+                name = f"{sc.key_prefix}cursor-key"
+                await client.set(name, os.urandom(KEY_BYTES).hex(), nx=True)  # the first replica's wins
+                return bytes.fromhex((await client.get(name)).decode())
+            finally:
+                await client.aclose()
+        path = self.config.events.journal_path
+        if path == ":memory:":
+            return os.urandom(KEY_BYTES)  # cursors live as long as the journal
+        return await asyncio.to_thread(_key_file, Path(path).with_suffix(".cursor-key"))
 
     async def _freeze_periodically(self) -> None:
         """Keep long-lived objects out of the cyclic garbage collector's full passes.
@@ -303,6 +331,7 @@ class Gateway:
             await self.session.close()
             self.session = None
         await self.auth.close()
+        self.http.documents.close()
 
     def stale_sources(self) -> set[str]:
         """Source systems that sent no event and answered no call for longer than their
@@ -334,6 +363,7 @@ class Gateway:
             exceptions=self.exceptions,
             viewer=viewer,
             prediction_params=self.prediction_params,
+            cursors=self.cursors,
         )
 
     async def ws_viewer(self, init_payload: dict) -> Viewer:
@@ -349,8 +379,32 @@ class Gateway:
         """The viewer of an HTTP request (CSRF, token, rate limit); RequestError when refused."""
         return await self.guard.admit(request)
 
+    async def internal_viewer(self, request: Request) -> bool:
+        """Whether the request carries the token of an internal role (in open mode, no token
+        acts as an integrator, as everywhere)."""
+        try:
+            viewer = await self.auth.viewer(bearer_token(request.headers.get("authorization")))
+        except (AuthError, AuthUnavailable):
+            return False
+        return not viewer.is_customer
+
     def scope_of(self, viewer: Viewer) -> Scope:
         return Scope.of(viewer)
+
+
+def _key_file(path: Path) -> bytes:
+    """The cursor key kept in ``path`` (created, readable by the owner only, if missing)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = bytes.fromhex(path.read_text().strip())
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"{path}: not a cursor key ({KEY_BYTES} bytes in hex); delete it to make a new one") from None
+        return key
+    key = os.urandom(KEY_BYTES)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    return key
 
 
 def cors_middleware(origins: list[str]) -> list[Middleware]:
@@ -457,6 +511,7 @@ def create_app(
             init_timeout=subs.connection_init_timeout_seconds,
             max_subscriptions=subs.max_per_connection,
             queue_size=subs.queue_size,
+            max_message_bytes=config.gateway.max_body_bytes,
         )
         try:
             await conn.run()
@@ -474,6 +529,9 @@ def create_app(
             max_body_bytes=config.gateway.max_body_bytes,
             queue_size=subs.queue_size,
             keepalive_seconds=subs.keepalive_seconds,
+            connect=gateway.guard.connect,
+            disconnect=gateway.guard.disconnect,
+            max_connections=config.limits.connections_per_viewer,
         )
 
     async def page(request: Request) -> Response:
@@ -487,7 +545,11 @@ def create_app(
 
     async def readyz(request: Request) -> Response:
         # 503 only when the gateway itself cannot serve; a sick source is a 200 "degraded".
+        # The source report (hosts, errors) is for internal viewers; anyone else (a load
+        # balancer's probe, a customer) gets the status alone.
         ready, report = gateway.readiness()
+        if not await gateway.internal_viewer(request):
+            report = {"status": report["status"]}
         return JSONResponse(report, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager

@@ -216,7 +216,7 @@ class Authenticator:
             raise AuthError(f"algorithm {alg!r} is not accepted")
         cfg = self.config
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],  # exactly the one we chose the key for
@@ -235,6 +235,10 @@ class Authenticator:
             raise AuthError("bad token signature") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
+        except (OverflowError, ValueError, TypeError) as exc:  # e.g. `exp: Infinity` (JSON allows it)
+            raise AuthError("invalid token: a time claim is not a number of seconds") from exc
+        check_time_claims(claims)
+        return claims
 
     def viewer_from_claims(self, claims: dict[str, Any]) -> Viewer:
         """Map verified claims to a viewer: a known role, and a customer for customers."""
@@ -252,9 +256,32 @@ class Authenticator:
         exp = claims.get("exp")
         # valid until exp plus the clock-skew leeway, exactly as long as decode() accepts it
         expires = (
-            dt.datetime.fromtimestamp(exp + self.config.leeway_seconds, dt.UTC) if isinstance(exp, int | float) else None
+            dt.datetime.fromtimestamp(min(exp + self.config.leeway_seconds, MAX_TIME), dt.UTC)
+            if isinstance(exp, int | float)
+            else None
         )
         return Viewer(role=role, customer=customer, subject=str(claims.get("sub")), expires_at=expires)
+
+
+# The time claims a token may carry, and the range a time claim must lie in: from the
+# epoch to the end of year 9999 (Python's datetime ends there; `exp: 10**12` is year 33658).
+TIME_CLAIMS = ("exp", "nbf", "iat")
+MAX_TIME = 253_402_300_799
+
+
+def check_time_claims(claims: dict[str, Any]) -> None:
+    """Refuse time claims that are not numbers of seconds within ``[0, MAX_TIME]``.
+
+    PyJWT compares ``int(claim)``, so it takes ``"exp": "1700000000"`` (RFC 7519 says a
+    NumericDate is a JSON number); a string ``exp`` then looked like no expiry at all."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AuthError(f"invalid token: `{name}` must be a number of seconds since the epoch")
+        if not (0 <= value <= MAX_TIME):
+            raise AuthError(f"invalid token: `{name}` is out of range (a time between 1970 and 9999)")
 
 
 def bearer_token(value: str | None) -> str | None:

@@ -50,7 +50,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 async def _serve(app, host: str, port: int, sock: Any = None) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws_per_message_deflate=False)
+    from .server import server_settings
+
+    # the server's own limits: request heads, WebSocket messages (gateway/server.py)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", **server_settings(app.state.gateway.config))
     server = uvicorn.Server(config)
     await server.serve(sockets=[sock] if sock is not None else None)
 

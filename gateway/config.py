@@ -60,8 +60,14 @@ class CacheConfig:
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = 1_048_576  # HTTP bodies and WebSocket messages alike
+    max_header_bytes: int = 32_768  # a request's line and headers: 431 beyond (gateway/server.py)
     max_first: int = 500  # cap on `first` in connections
+    # The key cursors are sealed with (resolvers/cursors.py). Empty: a random key kept
+    # beside the journal (<journal>.cursor-key), or in Redis for replicas ([scaleout]), so
+    # every replica shares it and a restart keeps it. Set it (ORDERGRAPH_GATEWAY_CURSOR_SECRET)
+    # when replicas share no journal, or to rotate it (rotating ends every client's cursors).
+    cursor_secret: str = ""
     graphiql: bool = True
     # Move long-lived objects out of the garbage collector's full passes this often
     # (gateway/app.py: Gateway._freeze_periodically); 0 = Python's default behaviour.
@@ -172,7 +178,18 @@ class LimitsConfig:
 
     max_depth: int = 12
     max_aliases: int = 30
-    max_tokens: int = 5000
+    max_tokens: int = 3000
+    # The document's shape, checked on the parsed document before validation
+    # (gateway/shape.py): validation's work grows faster than the document.
+    max_fields: int = 500  # field nodes written in the document
+    max_selections: int = 200  # fields one selection set asks for, its fragments' included
+    max_merge_checks: int = 2000  # comparisons of same-named fields validation would make
+    max_fragments: int = 100
+    # Seconds of CPU per second a viewer may spend on documents not seen before (parsing
+    # and validating them, in one worker thread); cached documents cost nothing. Past it:
+    # 429 until the budget refills. 0 turns the budget off.
+    document_seconds_per_second: float = 0.01
+    document_seconds_burst: float = 0.1
     max_cost: int = 50_000
     list_size: int = 10  # assumed length of a list without `first`, for the cost
     persisted_only: bool = False
@@ -180,7 +197,7 @@ class LimitsConfig:
     persisted_exempt_roles: list[str] = dataclasses.field(default_factory=lambda: ["integrator"])
     rate_per_second: float = 50.0  # per viewer; 0 turns rate limiting off
     rate_burst: int = 200
-    connections_per_viewer: int = 20  # WebSocket connections at once
+    connections_per_viewer: int = 20  # live connections at once: WebSockets and SSE streams together
 
 
 _WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI"]

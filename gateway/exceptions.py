@@ -451,6 +451,15 @@ class ExceptionTracker:
                 for so in gone
                 if old is not None
             ]
+            # The orders this step hit anew or changed as their customer sees them: a
+            # customer is told of a step only when one of its own orders is among these
+            # (or removed), not when other customers' orders come and go.
+            payload["changed"] = [
+                {"salesOrder": so, "customer": d.customer}
+                for so, d in record.affected.items()
+                if action != "CLEARED"
+                and (old is None or so not in old.affected or _customer_view(old.affected[so]) != _customer_view(d))
+            ]
             fingerprint = "" if action == "CLEARED" else orjson.dumps(
                 [sorted(record.affected), record.severity.value, record.value_at_risk, record.days_late]
             ).decode()
@@ -493,6 +502,11 @@ class ExceptionTracker:
             log.debug("exceptions: %s", ", ".join(f"{n} {a.lower()}" for a, n in sorted(counts.items())))
             if self.publish is not None:
                 self.publish(rows)
+
+
+def _customer_view(d: Detection) -> tuple[Any, ...]:
+    """What a customer sees of one order's detection (not values, priorities or root causes)."""
+    return (d.severity, d.days_late, d.promised_delivery_date, d.predicted_delivery_date, d.customer_text)
 
 
 def _material(record: ExceptionRecord) -> tuple[Any, ...]:

@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from resolvers import policy
 from resolvers.execution import FastExecutor, is_awaitable
+from sources.resilience import request_budget
 
 from .response_cache import ResponseCache
 
@@ -85,7 +86,10 @@ class DocumentCache:
         """Fill in a persisted operation's query (``gateway.limits.GuardedDocuments``)."""
         return params
 
-    def get(self, query: str, viewer: Any = None, variables: Any = None) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    def close(self) -> None:
+        """Release what the cache holds beyond memory (``GuardedDocuments``: its worker)."""
+
+    async def get(self, query: str, viewer: Any = None, variables: Any = None) -> tuple[DocumentNode | None, list[GraphQLError]]:
         """The parsed, validated document (``viewer`` matters in ``GuardedDocuments``)."""
         hit = self._docs.get(query)
         if hit is not None:
@@ -111,6 +115,18 @@ def select_operation(doc: DocumentNode, name: str | None) -> OperationDefinition
     if len(ops) != 1:
         raise RequestError(400, "Must provide operationName when the document has several operations.")
     return ops[0]
+
+
+def check_declared(op: OperationDefinitionNode, variables: dict[str, Any]) -> None:
+    """RequestError(400) for variables ``op`` does not declare: kept with a subscription for
+    its whole life, padding there pinned memory for nothing."""
+    declared = {v.variable.name.value for v in op.variable_definitions or ()}
+    extra = sorted(k for k in variables if k not in declared)
+    if extra:
+        names = ", ".join(f"${k}" for k in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        exc = RequestError(400, f"The operation does not declare {names}: send only the variables it declares.")
+        exc.errors = [{"message": exc.message, "extensions": {"code": "UNDECLARED_VARIABLES"}}]
+        raise exc
 
 
 async def read_params(request: Request, max_body_bytes: int) -> dict[str, Any]:
@@ -163,9 +179,25 @@ def check_params(params: dict[str, Any]) -> tuple[str, dict[str, Any], str | Non
     return query, variables, op_name
 
 
-def format_error(err: GraphQLError) -> dict[str, Any]:
-    """Format a field error; unexpected exceptions are masked and logged."""
+# What a customer reads for a source fault: the code stays, the detail (hosts, entity
+# sets, the source's own words) goes to internal viewers, /readyz and the log.
+CUSTOMER_SOURCE_MESSAGES = {
+    "SOURCE_UNAVAILABLE": "This part of the order is temporarily unavailable. Please try again shortly.",
+    "CIRCUIT_OPEN": "This part of the order is temporarily unavailable. Please try again shortly.",
+    "SOURCE_TIMEOUT": "This part of the order took too long to load. Please try again shortly.",
+    "SOURCE_BAD_RESPONSE": "This part of the order cannot be shown right now. Please try again later.",
+}
+_masked_logged: dict[tuple[str, str], float] = {}
+
+
+def format_error(err: GraphQLError, viewer: Any = None) -> dict[str, Any]:
+    """Format a field error; unexpected exceptions are masked and logged; a source fault is
+    told to a customer ``viewer`` in customer-safe words."""
     original = err.original_error
+    code = (getattr(original, "extensions", None) or {}).get("code") if original is not None else None
+    if viewer is not None and viewer.is_customer and code in CUSTOMER_SOURCE_MESSAGES:
+        _log_masked(original)
+        return {**err.formatted, "message": CUSTOMER_SOURCE_MESSAGES[code]}
     if original is not None and not isinstance(original, GraphQLError) and not hasattr(original, "extensions"):
         log.error("resolver failed at %s", err.path, exc_info=original)
         out: dict[str, Any] = {"message": "Internal error while resolving this field.", "extensions": {"code": "INTERNAL"}}
@@ -175,6 +207,17 @@ def format_error(err: GraphQLError) -> dict[str, Any]:
             out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
         return out
     return err.formatted
+
+
+def _log_masked(original: Any) -> None:
+    """Log the detail a customer was not shown, at most once a minute per source and text."""
+    key = (str(getattr(original, "source", "")), str(original))
+    now = time.monotonic()
+    if now - _masked_logged.get(key, -60.0) >= 60.0:
+        if len(_masked_logged) > 1000:
+            _masked_logged.clear()
+        _masked_logged[key] = now
+        log.warning("a customer was shown %s for: %s", getattr(original, "code", "a source fault"), original)
 
 
 class Prepared(NamedTuple):
@@ -221,7 +264,7 @@ class GraphQLHttp:
             media_type = negotiate(request.headers.get("accept"))
             viewer = await self.admit(request) if self.admit is not None else None
             params = await read_params(request, self.max_body_bytes)
-            prepared = self.prepare(request, params, viewer)
+            prepared = await self.prepare(request, params, viewer)
             if self.before_read is not None:
                 await self.before_read()
             responses = self.responses
@@ -229,7 +272,7 @@ class GraphQLHttp:
                 body, outcome = await self._cached(request, prepared, viewer, responses)
                 return Response(body, status_code=200, media_type=media_type)
             result = await self.execute(request, prepared, viewer)
-            payload = self.payload(result)
+            payload = self.payload(result, viewer)
             if result.errors:
                 outcome = "field_errors"
             return encode(payload, 200, media_type)
@@ -242,10 +285,10 @@ class GraphQLHttp:
                 self.observe(outcome, time.perf_counter() - started)
 
     @staticmethod
-    def payload(result: ExecutionResult) -> dict[str, Any]:
+    def payload(result: ExecutionResult, viewer: Any = None) -> dict[str, Any]:
         payload: dict[str, Any] = {}
         if result.errors:
-            payload["errors"] = [format_error(e) for e in result.errors]
+            payload["errors"] = [format_error(e, viewer) for e in result.errors]
         payload["data"] = result.data
         return payload
 
@@ -270,7 +313,7 @@ class GraphQLHttp:
             ticket = responses.ticket()
             context = self.context_factory(request, viewer=viewer)
             result = await self.execute(request, prepared, viewer, context)
-            body = orjson.dumps(self.payload(result))
+            body = orjson.dumps(self.payload(result, viewer))
             if result.errors:
                 return body, "field_errors"
             shared = body
@@ -280,12 +323,12 @@ class GraphQLHttp:
         finally:
             responses.end(key, fut, shared)
 
-    def prepare(self, request: Request, params: dict[str, Any], viewer: Any = None) -> Prepared:
+    async def prepare(self, request: Request, params: dict[str, Any], viewer: Any = None) -> Prepared:
         """Parse (cached), validate (cached), pick the operation, coerce variables; or RequestError."""
         query, variables, op_name = check_params(self.documents.resolve_persisted(params))
-        doc, errors = self.documents.get(query, viewer, variables)
+        doc, errors = await self.documents.get(query, viewer, variables)
         if request.method == "GET" and doc is None and errors:
-            self._refuse_mutation_over_get(query, op_name)
+            self._refuse_mutation_over_get(query, op_name, getattr(getattr(self.documents, "limits", None), "max_tokens", None))
         if doc is None:
             raise _request_errors(errors)
         op = select_operation(doc, op_name)
@@ -296,6 +339,7 @@ class GraphQLHttp:
                 raise RequestError(
                     400, "Subscriptions run over WebSocket (graphql-transport-ws) at /graphql or SSE at /graphql/stream."
                 )
+        check_declared(op, variables)
         coerced = get_variable_values(self.schema, op.variable_definitions or (), variables)
         if isinstance(coerced, list):
             raise _request_errors(coerced)
@@ -304,25 +348,28 @@ class GraphQLHttp:
     async def execute(self, request: Request, prepared: Prepared, viewer: Any = None, context: Any = None) -> ExecutionResult:
         if context is None:
             context = self.context_factory(request, viewer=viewer)
-        result = execute(
-            self.schema,
-            prepared.doc,
-            context_value=context,
-            variable_values=prepared.variables,
-            operation_name=prepared.op_name,
-            middleware=policy.middleware(context.viewer),
-            executor_class=FastExecutor,
-            is_awaitable=is_awaitable,
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
+        with request_budget():  # each source's time budget holds for the whole request
+            result = execute(
+                self.schema,
+                prepared.doc,
+                context_value=context,
+                variable_values=prepared.variables,
+                operation_name=prepared.op_name,
+                middleware=policy.middleware(context.viewer),
+                executor_class=FastExecutor,
+                is_awaitable=is_awaitable,
+            )
+            if not isinstance(result, ExecutionResult):
+                result = await result
         return result
 
     @staticmethod
-    def _refuse_mutation_over_get(query: str, op_name: str | None) -> None:
+    def _refuse_mutation_over_get(query: str, op_name: str | None, max_tokens: int | None) -> None:
         """GET never runs a mutation: say 405 even before validation would say 400."""
+        if "mutation" not in query:
+            return
         try:
-            doc = parse(query)
+            doc = parse(query, max_tokens=max_tokens)
         except GraphQLError:
             return
         try:

@@ -12,12 +12,18 @@ Request stage (``Guard``), before any GraphQL work, in this order:
 2. Identity: the bearer token → ``Viewer`` (401 with ``WWW-Authenticate`` when refused).
 3. Rate limit per viewer: a token bucket; 429 with ``Retry-After`` when empty.
 
-Document stage (``GuardedDocuments``, cached per query text and role):
+Document stage (``GuardedDocuments``, cached per query text and role; a new document is
+parsed and checked in one worker thread, within its viewer's document budget):
 - persisted operations: with ``persisted_only`` a document must be on the safelist (the
   sha256 of its text, Apollo's ``extensions.persistedQuery.sha256Hash`` format; the demo's
   examples are always on it); a hash alone is resolved from the safelist;
-- tokens (graphql-core ``parse(max_tokens=...)``), depth, aliases and cost, each with a
-  clear error and its own ``extensions.code``; introspection fields do not count;
+- tokens (graphql-core ``parse(max_tokens=...)``);
+- the document's shape, in one linear walk before any validation rule (``gateway/shape.py``):
+  fields, fields per selection set, aliases, repeated fields (the overlapping-fields rule's
+  comparisons), fragments; documents that differ only in whitespace, comments or alias
+  names share one validation;
+- validation, with depth and cost, each with a clear error and its own ``extensions.code``;
+  introspection fields do not count;
 - the policy rule of ``resolvers.policy`` for the viewer's role (internal fields, root
   fields by role, introspection by role).
 
@@ -30,6 +36,8 @@ computed per request (fragments memoised, so it stays linear in the document).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -70,6 +78,7 @@ from resolvers.policy import Viewer
 from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
 from .config import LimitsConfig
 from .graphql_http import DocumentCache, RequestError
+from .shape import Shape, measure_shape
 
 log = logging.getLogger("ordergraph.limits")
 
@@ -275,19 +284,10 @@ def cost_error(m: Measure, limits: LimitsConfig, op: OperationDefinitionNode) ->
 
 
 def limits_rule(limits: LimitsConfig, max_first: int) -> type[ValidationRule]:
-    """A validation rule for depth and aliases (cost needs the variables: ``GuardedDocuments``)."""
+    """A validation rule for depth (aliases and the document's shape are checked before
+    validation: ``shape_errors``; cost needs the variables: ``GuardedDocuments``)."""
 
     class LimitsRule(ValidationRule):
-        aliases = 0
-
-        def enter_field(self, node: FieldNode, *_args: Any) -> None:
-            if node.alias is not None:
-                self.aliases += 1
-                if self.aliases == limits.max_aliases + 1:
-                    self.report_error(
-                        _limit_error(f"Too many aliases: at most {limits.max_aliases} per document.", "TOO_MANY_ALIASES", node)
-                    )
-
         def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
             m = measure(self.context.schema, self.context.document, node, list_size=limits.list_size, max_first=max_first)
             name = f"Operation {node.name.value!r}" if node.name else "The operation"
@@ -299,8 +299,86 @@ def limits_rule(limits: LimitsConfig, max_first: int) -> type[ValidationRule]:
     return LimitsRule
 
 
+def shape_errors(shape: Shape, limits: LimitsConfig) -> list[GraphQLError]:
+    """The limits a document's shape breaks (checked on the parsed document, before any
+    validation rule runs: each is cheap to check, and each bounds validation's work)."""
+    errors = []
+    if shape.fields > limits.max_fields:
+        errors.append(
+            _limit_error(f"The document selects {shape.fields} fields; at most {limits.max_fields}.", "TOO_MANY_FIELDS")
+        )
+    if shape.width > limits.max_selections:
+        errors.append(
+            _limit_error(
+                f"`{shape.width_at}` asks for {shape.width} fields in one selection set (fragments included); "
+                f"at most {limits.max_selections}.",
+                "TOO_MANY_SELECTIONS",
+            )
+        )
+    if shape.aliases > limits.max_aliases:
+        errors.append(_limit_error(f"Too many aliases: at most {limits.max_aliases} per document.", "TOO_MANY_ALIASES"))
+    if shape.merge_checks > limits.max_merge_checks:
+        errors.append(
+            _limit_error(
+                f"`{shape.repeated}` is selected {shape.repeats} times in one selection set (fragments included): "
+                f"checking that the repeated fields merge would take {shape.merge_checks} comparisons; at most "
+                f"{limits.max_merge_checks}. Select each field once per selection set.",
+                "QUERY_TOO_REPETITIVE",
+            )
+        )
+    if shape.fragments > limits.max_fragments:
+        errors.append(
+            _limit_error(f"The document defines {shape.fragments} fragments; at most {limits.max_fragments}.", "TOO_MANY_FRAGMENTS")
+        )
+    return errors
+
+
+class DocumentBudget:
+    """Seconds of document work per viewer: a token bucket of ``rate`` seconds a second,
+    up to ``burst``. A viewer may start new work while its bucket is positive; the work's
+    measured CPU time is then taken, so one document can overdraw it once."""
+
+    def __init__(self, rate: float, burst: float, *, clock: Any = time.monotonic, maxsize: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = max(burst, 0.0)
+        self.clock = clock
+        self.buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize)
+        self.refused = 0
+
+    def _level(self, key: str) -> tuple[float, float]:
+        now = self.clock()
+        level, last = self.buckets.get(key, (self.burst, now))
+        return min(self.burst, level + (now - last) * self.rate), now
+
+    def wait(self, key: str) -> float | None:
+        """None when ``key`` may start new document work, else the seconds until it may."""
+        if self.rate <= 0:
+            return None
+        level, _ = self._level(key)
+        if level > 0:
+            return None
+        self.refused += 1
+        return -level / self.rate + 0.001
+
+    def charge(self, key: str, seconds: float) -> None:
+        """Take ``seconds`` of work from ``key``'s bucket."""
+        if self.rate <= 0:
+            return
+        level, now = self._level(key)
+        self.buckets[key] = (level - seconds, now)
+
+
 class GuardedDocuments(DocumentCache):
-    """Parsed and validated documents with limits, persisted operations and policy."""
+    """Parsed and validated documents with limits, persisted operations and policy.
+
+    A document seen before (same text, same role) is answered from memory on the event
+    loop. A new one is parsed, measured (``shape_errors``) and validated in one worker
+    thread, charged to its viewer's ``DocumentBudget``: with every step bounded by the
+    limits and the worker's share of the CPU bounded by the budgets, no viewer can hold
+    the event loop (the worker yields the interpreter to the loop every few milliseconds).
+    Documents that differ only in whitespace, comments or alias names share one
+    validation (``Shape.key``).
+    """
 
     def __init__(
         self,
@@ -311,6 +389,7 @@ class GuardedDocuments(DocumentCache):
         safelist: Safelist,
         introspection_roles: Iterable[str],
         maxsize: int = 1024,
+        max_waiting: int = 64,
     ) -> None:
         super().__init__(schema, maxsize)
         self.limits = limits
@@ -318,14 +397,33 @@ class GuardedDocuments(DocumentCache):
         self.introspection_roles = frozenset(introspection_roles)
         self.exempt_roles = frozenset(limits.persisted_exempt_roles)
         self.max_first = max_first
+        self.budget = DocumentBudget(limits.document_seconds_per_second, limits.document_seconds_burst)
+        self.max_waiting = max_waiting  # new documents queued for the worker at once
         self._rules = [*specified_rules, limits_rule(limits, max_first)]
-        self._parsed: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize)
+        # On the event loop: answers by (text, role); refused documents apart, so a stream
+        # of junk cannot push the documents in use out of the cache.
         self._checked: LRUCache[tuple[str, str], tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize * 4)
+        self._refused: LRUCache[tuple[str, str], tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(256)
         self._costs: LRUCache[tuple[str, tuple[tuple[str, int], ...]], list[GraphQLError]] = LRUCache(maxsize * 4)
+        self._pending: dict[tuple[str, str], asyncio.Future[tuple[DocumentNode | None, list[GraphQLError]]]] = {}
+        # In the worker thread only: parses by text, and the verdicts of valid documents by
+        # normal form (and role, for the policy rule).
+        self._parsed: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError], str]] = LRUCache(maxsize)
+        self._valid: LRUCache[tuple[str, str], bool] = LRUCache(maxsize * 4)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._viewer_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.worker_seconds = 0.0  # CPU the worker spent on new documents
+        self.validations = 0  # documents graphql-core validated (the rest: cache or refused first)
         self._policy_rules = {
             role: policy.validation_rule(Viewer(role, customer="-" if role is policy.Role.CUSTOMER else None), introspection=role.value in self.introspection_roles)
             for role in policy.Role
         }
+
+    def close(self) -> None:
+        """Stop the worker thread (the gateway's shutdown)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def resolve_persisted(self, params: dict[str, Any]) -> dict[str, Any]:
         """Fill in the query of a hash-only request; check a hash sent with its query."""
@@ -344,16 +442,17 @@ class GuardedDocuments(DocumentCache):
             raise exc
         return {**params, "query": known}
 
-    def get(
+    async def get(
         self, query: str, viewer: Viewer | None = None, variables: dict[str, Any] | None = None
     ) -> tuple[DocumentNode | None, list[GraphQLError]]:
-        """The document of ``query`` for ``viewer`` and ``variables``, or the errors that refuse it."""
+        """The document of ``query`` for ``viewer`` and ``variables``, or the errors that
+        refuse it; RequestError(429/503) when the viewer's document budget is spent or the
+        worker is full."""
         viewer = viewer or Viewer.system()
         key = (query, viewer.policy_key)
-        entry = self._checked.get(key)
+        entry = self._checked.get(key) or self._refused.get(key)
         if entry is None:
-            entry = self._check(query, viewer)
-            self._checked[key] = entry
+            entry = await self._check_new(key, viewer)
         doc = entry[0]
         if doc is None:
             return entry
@@ -365,6 +464,73 @@ class GuardedDocuments(DocumentCache):
             errors = self._costs[cost_key] = self._cost_errors(doc, variables)
         return (doc, []) if not errors else (None, errors)
 
+    async def _check_new(self, key: tuple[str, str], viewer: Viewer) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        pending = self._pending.get(key)
+        if pending is not None:  # the same new document from several requests: one check
+            return await asyncio.shield(pending)
+        who = rate_key(viewer)
+        if who is None:
+            return await self._start_check(key, viewer, None)
+        # One new document per viewer at a time, so the budget is charged before the next
+        # one is admitted (concurrent requests would all find it unspent).
+        lock, waiting = self._viewer_locks.get(who, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._viewer_locks[who] = (lock, waiting + 1)
+        try:
+            async with lock:
+                entry = self._checked.get(key) or self._refused.get(key)  # checked meanwhile
+                if entry is not None:
+                    return entry
+                if (wait := self.budget.wait(who)) is not None:
+                    retry = max(1, math.ceil(wait))
+                    raise _coded(
+                        RequestError(
+                            429,
+                            f"Document budget spent: new documents may take at most "
+                            f"{self.limits.document_seconds_per_second:g} s of parsing and validation a second; "
+                            f"retry in {retry} s, or reuse documents (they are cached).",
+                            {"Retry-After": str(retry)},
+                        ),
+                        "DOCUMENT_BUDGET_EXCEEDED",
+                    )
+                return await self._start_check(key, viewer, who)
+        finally:
+            lock, waiting = self._viewer_locks[who]
+            if waiting <= 1:
+                del self._viewer_locks[who]
+            else:
+                self._viewer_locks[who] = (lock, waiting - 1)
+
+    async def _start_check(
+        self, key: tuple[str, str], viewer: Viewer, who: str | None
+    ) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if len(self._pending) >= self.max_waiting:
+            raise _coded(RequestError(503, "Too many new documents at once; retry shortly.", {"Retry-After": "1"}), "BUSY")
+        # A task of its own: a requester that goes away does not cancel the check others joined.
+        task = asyncio.ensure_future(self._run_check(key, viewer.role, who))
+        self._pending[key] = task
+        return await asyncio.shield(task)
+
+    async def _run_check(
+        self, key: tuple[str, str], role: policy.Role, who: str | None
+    ) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        try:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ordergraph-documents")
+            loop = asyncio.get_running_loop()
+            entry, seconds = await loop.run_in_executor(self._executor, self._timed_check, key[0], role)
+            self.worker_seconds += seconds
+            if who is not None:
+                self.budget.charge(who, seconds)
+            (self._checked if entry[0] is not None else self._refused)[key] = entry
+            return entry
+        finally:
+            self._pending.pop(key, None)
+
     def _cost_errors(self, doc: DocumentNode, variables: dict[str, Any]) -> list[GraphQLError]:
         errors = []
         for op in doc.definitions:
@@ -374,8 +540,15 @@ class GuardedDocuments(DocumentCache):
                     errors.append(err)
         return errors
 
-    def _check(self, query: str, viewer: Viewer) -> tuple[DocumentNode | None, list[GraphQLError]]:
-        if self.limits.persisted_only and viewer.role.value not in self.exempt_roles and sha256(query) not in self.safelist:
+    # --- in the worker thread ------------------------------------------------------------
+
+    def _timed_check(self, query: str, role: policy.Role) -> tuple[tuple[DocumentNode | None, list[GraphQLError]], float]:
+        started = time.thread_time()
+        entry = self._check(query, role)
+        return entry, time.thread_time() - started
+
+    def _check(self, query: str, role: policy.Role) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        if self.limits.persisted_only and role.value not in self.exempt_roles and sha256(query) not in self.safelist:
             return None, [
                 _limit_error(
                     "Only persisted operations are accepted here: send a safelisted document or its "
@@ -383,25 +556,42 @@ class GuardedDocuments(DocumentCache):
                     "PERSISTED_QUERY_NOT_IN_LIST",
                 )
             ]
-        doc, errors = self._parse_and_validate(query)
+        doc, errors, normal = self._parse_and_validate(query)
         if doc is None:
             return None, errors
-        policy_errors = validate(self.schema, doc, [self._policy_rules[viewer.role]])
-        return (doc, []) if not policy_errors else (None, list(policy_errors))
+        if (normal, role.value) in self._valid:
+            return doc, []
+        policy_errors = validate(self.schema, doc, [self._policy_rules[role]])
+        if policy_errors:
+            return None, list(policy_errors)
+        self._valid[(normal, role.value)] = True
+        return doc, []
 
-    def _parse_and_validate(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    def _parse_and_validate(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError], str]:
         hit = self._parsed.get(query)
         if hit is not None:
             return hit
+        entry: tuple[DocumentNode | None, list[GraphQLError], str]
         try:
-            doc: DocumentNode | None = parse(query, max_tokens=self.limits.max_tokens)
+            doc = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLError as exc:
             if "tokens" in exc.message:
                 exc = _limit_error(f"{exc.message} (at most {self.limits.max_tokens} tokens)", "TOO_MANY_TOKENS")
-            entry: tuple[DocumentNode | None, list[GraphQLError]] = (None, [exc])
+            entry = (None, [exc], "")
         else:
-            errors = validate(self.schema, doc, self._rules)
-            entry = (doc if not errors else None, list(errors))
+            shape = measure_shape(doc)
+            errors = shape_errors(shape, self.limits)
+            if not errors and (shape.key, "") not in self._valid:
+                self.validations += 1
+                try:
+                    errors = list(validate(self.schema, doc, self._rules))
+                except RecursionError:
+                    errors = [_limit_error("The document is nested too deeply to validate.", "QUERY_TOO_DEEP")]
+                if not errors:
+                    # Only a passing verdict is shared by the normal form: an error's
+                    # locations and names belong to the text it was found in.
+                    self._valid[(shape.key, "")] = True
+            entry = (doc if not errors else None, errors, shape.key)
         self._parsed[query] = entry
         return entry
 

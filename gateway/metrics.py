@@ -86,6 +86,27 @@ class Metrics:
 
         self.registry.register(Collector())
 
+    def watch_documents(self, documents: Any) -> None:
+        """Export the document stage's work (``gateway.limits.GuardedDocuments``)."""
+
+        class Collector:
+            def collect(self) -> Any:
+                yield CounterMetricFamily(
+                    "ordergraph_document_worker_seconds",
+                    "CPU seconds spent parsing and validating new documents (in the document worker thread).",
+                    value=documents.worker_seconds,
+                )
+                yield CounterMetricFamily(
+                    "ordergraph_document_validations", "Documents graphql-core validated (new normal forms).", value=documents.validations
+                )
+                yield CounterMetricFamily(
+                    "ordergraph_document_budget_refused",
+                    "New documents refused because their viewer's document budget was spent (429).",
+                    value=documents.budget.refused,
+                )
+
+        self.registry.register(Collector())
+
     def on_source_request(self, source: str, entity_set: str, seconds: float, outcome: str) -> None:
         self.source_requests.labels(source, entity_set, outcome).inc()
         self.source_latency.labels(source).observe(seconds)

@@ -16,14 +16,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
-from graphql import OperationType
+from graphql import GraphQLError, OperationType
 from graphql.execution.values import get_variable_values
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from resolvers.policy import Viewer
+from sources import SourceError
 
-from .graphql_http import DocumentCache, RequestError, check_params, read_params, select_operation
+from .graphql_http import (
+    DocumentCache,
+    RequestError,
+    check_declared,
+    check_params,
+    read_params,
+    select_operation,
+)
 from .subscriptions import Hub, Scope, SubscribeError
 
 
@@ -66,19 +74,63 @@ async def stream_endpoint(
     max_body_bytes: int,
     queue_size: int,
     keepalive_seconds: float = 15.0,
+    connect: Callable[[Viewer], str | None] | None = None,
+    disconnect: Callable[[str], None] | None = None,
+    max_connections: int = 0,
 ) -> Response:
-    """Serve one subscription as an SSE stream."""
+    """Serve one subscription as an SSE stream.
+
+    ``connect``/``disconnect`` count the viewer's live connections (the same cap as its
+    WebSockets, ``gateway.limits.Guard``): over it, 429."""
+    slot: str | None = None
+    streaming = False
     try:
         viewer = await authenticate(request)  # CSRF, token, rate limit: RequestError
+        if connect is not None:
+            slot = connect(viewer)
+            if slot is None:
+                raise _coded(
+                    RequestError(429, f"Too many connections: at most {max_connections} streams and WebSockets per viewer."),
+                    "TOO_MANY_CONNECTIONS",
+                )
+        response = await _open_stream(request, viewer, hub, documents, max_body_bytes, queue_size, keepalive_seconds, slot, disconnect)
+        streaming = isinstance(response, StreamingResponse)  # the stream releases the slot when it ends
+        return response
+    except RequestError as exc:
+        errors = exc.errors or [{"message": exc.message}]
+        return JSONResponse({"errors": errors}, status_code=exc.status, headers=exc.headers)
+    finally:
+        if not streaming and slot and disconnect is not None:
+            disconnect(slot)  # refused or failed before the stream began
+
+
+def _coded(exc: RequestError, code: str) -> RequestError:
+    exc.errors = [{"message": exc.message, "extensions": {"code": code}}]
+    return exc
+
+
+async def _open_stream(
+    request: Request,
+    viewer: Viewer,
+    hub: Hub,
+    documents: DocumentCache,
+    max_body_bytes: int,
+    queue_size: int,
+    keepalive_seconds: float,
+    slot: str | None,
+    disconnect: Callable[[str], None] | None,
+) -> Response:
+    try:
         scope = Scope.of(viewer)
         params = await read_params(request, max_body_bytes)
         query, variables, op_name = check_params(documents.resolve_persisted(params))
-        doc, errors = documents.get(query, viewer, variables)
+        doc, errors = await documents.get(query, viewer, variables)
         if doc is None:
             return JSONResponse({"errors": [e.formatted for e in errors]}, status_code=400)
         op = select_operation(doc, op_name)
         if op.operation is not OperationType.SUBSCRIPTION:
             raise RequestError(400, "/graphql/stream serves subscriptions; send queries to /graphql.")
+        check_declared(op, variables)
         coerced = get_variable_values(hub.schema, op.variable_definitions or (), variables)
         if isinstance(coerced, list):
             return JSONResponse({"errors": [e.formatted for e in coerced]}, status_code=400)
@@ -90,7 +142,15 @@ async def stream_endpoint(
     try:
         sub = await hub.subscribe("sse", sink, query, doc, op, op_name, variables, dict(getattr(coerced, "coerced", coerced)), scope)
     except SubscribeError as exc:
-        return JSONResponse({"errors": [{"message": str(exc)}]}, status_code=400)
+        return JSONResponse({"errors": [{"message": str(exc), "extensions": {"code": "BAD_REQUEST"}}]}, status_code=400)
+    except SourceError as exc:  # the replay or the ownership check could not read its source
+        return JSONResponse(
+            {"errors": [{"message": f"Cannot start the subscription: {exc.code.replace('_', ' ').lower()} ({exc.source}); retry shortly.", "extensions": {"code": exc.code, "source": exc.source}}]},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    except GraphQLError as exc:  # a bad argument, e.g. an `after` cursor we never gave out
+        return JSONResponse({"errors": [{**exc.formatted, "extensions": {"code": "BAD_USER_INPUT", **(exc.extensions or {})}}]}, status_code=400)
 
     async def body() -> AsyncIterator[bytes]:
         messages = sink.messages()
@@ -120,6 +180,8 @@ async def stream_endpoint(
             if pending is not None:
                 pending.cancel()
             hub.unsubscribe(sub)
+            if slot and disconnect is not None:
+                disconnect(slot)
 
     return StreamingResponse(
         body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -31,11 +31,13 @@ from graphql import (
 
 from resolvers import policy
 from resolvers.context import Context
+from resolvers.cursors import Cursors, process_cursors
 from resolvers.enums import Severity
 from resolvers.exception_types import decode_transition_cursor, transition_message
 from resolvers.policy import Role, Viewer
 from resolvers.subscription import OrderChange, decode_change_cursor, encode_change_cursor
 from resolvers.types import Order
+from sources.resilience import request_budget
 
 from .bus import OrderChanged
 from .graphql_http import format_error
@@ -156,11 +158,14 @@ class Hub(FanOutWorker):
 
     task_name = "ordergraph-subscription-hub"
 
-    def __init__(self, schema: GraphQLSchema, context_factory: Callable[..., Context], journal: Journal) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, context_factory: Callable[..., Context], journal: Journal, cursors: Cursors | None = None
+    ) -> None:
         super().__init__()
         self.schema = schema
         self.context_factory = context_factory
         self.journal = journal
+        self.cursors = cursors or process_cursors()  # the gateway's key: resume anywhere
         self.groups: dict[tuple[Any, ...], Group] = {}
         self.by_order: dict[str, set[Group]] = collections.defaultdict(set)
         self.by_customer: dict[str, set[Group]] = collections.defaultdict(set)
@@ -210,15 +215,18 @@ class Hub(FanOutWorker):
             )
         args = _field_args(op, coerced)
         after = args.get("after")
-        resume = decode_change_cursor(after) if after else None
+        resume = decode_change_cursor(self.cursors, after) if after else None
+        checks = self.context_factory(viewer=scope.viewer)
         if field == ORDER_UPDATED:
-            order = str(args["id"])
+            order = checks.check_key("SalesOrder", str(args["id"]), "id")
             customer = scope.customer
-            if customer is not None and not await self._owns(customer, order):
+            if customer is not None and not await self._owns(checks, order):
                 order = f"\x00hidden:{order}"  # looks like an order that does not exist
         elif field == ORDER_CHANGES:
             order = None
             customer = str(args["customer"]) if args.get("customer") is not None else None
+            if customer is not None:
+                checks.check_key("Customer", customer, "customer")
             if scope.customer is not None:
                 if customer is not None and customer != scope.customer:
                     customer = f"\x00hidden:{customer}"
@@ -242,7 +250,8 @@ class Hub(FanOutWorker):
         sub = Subscriber(sub_id, sink, group)
         group.subscribers[id(sub)] = sub
         try:
-            await self._replay(sub, resume, variables)
+            with request_budget():  # the replay is one request to each source
+                await self._replay(sub, resume, variables)
         except BaseException:
             self.unsubscribe(sub)
             raise
@@ -267,10 +276,12 @@ class Hub(FanOutWorker):
             else:
                 self.all_orders.discard(group)
 
-    async def _owns(self, customer: str, order: str) -> bool:
-        ctx = self.context_factory()
-        rec = await ctx.loaders.sales_order.load(order)
-        return rec is not None and rec.sold_to_party == customer
+    @staticmethod
+    async def _owns(ctx: Context, order: str) -> bool:
+        """Whether the customer viewer of ``ctx`` may see ``order``: decided from its own
+        order numbers before any read of the order (resolvers.policy.scope_loaders)."""
+        with request_budget():
+            return await ctx.loaders.sales_order.load(order) is not None
 
     # --- replay --------------------------------------------------------------------
 
@@ -288,7 +299,7 @@ class Hub(FanOutWorker):
                 hidden = group.order.startswith("\x00")
                 rec = None if hidden else await ctx.loaders.sales_order.load(group.order)
                 payload = await self._execute(group, Order(record=rec) if rec else None, ctx, variables)
-                self._send(sub, so, payload, encode_change_cursor(seq, so))
+                self._send(sub, so, payload, encode_change_cursor(self.cursors, seq, so))
                 last = (seq, so)
         elif group.field == ORDER_CHANGES and resume is not None:
             pos = resume
@@ -299,7 +310,7 @@ class Hub(FanOutWorker):
                 ctx = self.context_factory(viewer=group.scope.viewer)
                 recs = await ctx.loaders.sales_order.load_many([r.sales_order for r in rows])
                 for r, rec in zip(rows, recs, strict=True):
-                    cursor = encode_change_cursor(r.seq, r.sales_order)
+                    cursor = encode_change_cursor(self.cursors, r.seq, r.sales_order)
                     root = OrderChange(
                         cursor=cursor,
                         order=Order(record=rec) if rec else None,
@@ -341,6 +352,10 @@ class Hub(FanOutWorker):
 
     async def fan_out(self, changes: list[OrderChanged]) -> None:
         """Execute each interested group once per change and offer the result."""
+        with request_budget():  # a hung source holds up a batch of changes one budget long
+            await self._fan_out(changes)
+
+    async def _fan_out(self, changes: list[OrderChanged]) -> None:
         ctx = self.context_factory()
         jobs = []
         for ch in changes:
@@ -364,7 +379,7 @@ class Hub(FanOutWorker):
             gctx = scoped.get(group.scope.key)
             if gctx is None:
                 gctx = scoped[group.scope.key] = self.context_factory(viewer=viewer)
-            cursor = encode_change_cursor(ch.seq, ch.sales_order)
+            cursor = encode_change_cursor(self.cursors, ch.seq, ch.sales_order)
             if group.field == ORDER_UPDATED:
                 root: Any = Order(record=rec) if rec else None
             else:
@@ -402,7 +417,7 @@ class Hub(FanOutWorker):
             result = await result
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
-            payload["errors"] = [format_error(e) for e in result.errors]
+            payload["errors"] = [format_error(e, ctx.viewer) for e in result.errors]
         return payload
 
     def _send(self, sub: Subscriber, order: str, payload: dict[str, Any], cursor: str) -> None:
@@ -495,10 +510,12 @@ class ExceptionChannel(FanOutWorker):
     ) -> ExceptionSubscriber:
         """Start an exceptionsChanged subscription; replays from ``after`` before going live."""
         args = _field_args(op, coerced)
-        after = decode_transition_cursor(str(args["after"])) if args.get("after") else None
+        after = decode_transition_cursor(self.hub.cursors, str(args["after"])) if args.get("after") else None
         raw = args.get("minSeverity")
         min_severity = Severity(getattr(raw, "value", raw)) if raw is not None else None
         customer = str(args["customer"]) if args.get("customer") is not None else None
+        if customer is not None:
+            self.hub.context_factory(viewer=scope.viewer).check_key("Customer", customer, "customer")
         if scope.customer is not None:
             # A customer sees its own orders' exceptions only, whatever it asks for.
             customer = scope.customer if customer in (None, scope.customer) else f"\x00hidden:{customer}"
@@ -511,7 +528,8 @@ class ExceptionChannel(FanOutWorker):
         sub = ExceptionSubscriber(sub_id, sink, group)
         group.subscribers[id(sub)] = sub
         try:
-            await self._replay(sub, after, variables)
+            with request_budget():
+                await self._replay(sub, after, variables)
         except BaseException:
             self.unsubscribe(sub)
             raise
@@ -546,6 +564,10 @@ class ExceptionChannel(FanOutWorker):
 
     async def fan_out(self, transitions: list[Any]) -> None:
         """Execute each matching group once per transition, in cursor order."""
+        with request_budget():
+            await self._fan_out(transitions)
+
+    async def _fan_out(self, transitions: list[Any]) -> None:
         contexts: dict[str, Context] = {}
         for row in transitions:
             for group in list(self.groups.values()):
@@ -573,6 +595,7 @@ class ExceptionChannel(FanOutWorker):
             min_severity=group.min_severity,
             customer=group.customer,
             viewer=viewer if viewer.is_customer else None,
+            cursors=self.hub.cursors,
         )
         if root is None:
             return None

@@ -1,8 +1,10 @@
 """graphql-transport-ws over Starlette WebSockets (the legacy ``graphql-ws`` is refused).
 
-Protocol rules enforced (close codes as the protocol defines them): 4400 invalid message,
-4401 subscribe before ``connection_ack``, 4408 no ``connection_init`` in time, 4409
-duplicate subscription id, 4429 a second ``connection_init``. Each connection has one
+Protocol rules enforced (close codes as the protocol defines them): 4400 invalid message
+(not JSON, no type, a binary frame), 4401 subscribe before ``connection_ack``, 4408 no
+``connection_init`` in time, 4409 duplicate subscription id, 4429 a second
+``connection_init``; 1009 a message over ``max_message_bytes``, 1011 a message we failed
+to handle (never a dropped connection without a close frame). Each connection has one
 bounded, coalescing outbound queue, so a slow client never holds up the hub.
 
 Identity: the token rides in the ``connection_init`` payload; a refused token closes with
@@ -28,8 +30,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from resolvers import policy
 from resolvers.policy import Viewer
+from sources import SourceError
+from sources.resilience import request_budget
 
-from .graphql_http import DocumentCache, RequestError, check_params, format_error
+from .graphql_http import DocumentCache, RequestError, check_declared, check_params, format_error
 from .subscriptions import Hub, Scope, SubscribeError, Subscriber
 
 log = logging.getLogger("ordergraph.ws")
@@ -114,6 +118,7 @@ class Connection:
         init_timeout: float = 10.0,
         max_subscriptions: int = 100,
         queue_size: int = 1000,
+        max_message_bytes: int = 1_048_576,
     ) -> None:
         self.ws = ws
         self.hub = hub
@@ -125,6 +130,10 @@ class Connection:
         self.expiry: asyncio.Task[None] | None = None
         self.init_timeout = init_timeout
         self.max_subscriptions = max_subscriptions
+        # The same limit as an HTTP body ([gateway] max_body_bytes); the server's own frame
+        # limit (uvicorn ws_max_size, set from it by `ordergraph serve`) stops bigger ones
+        # before they are read whole.
+        self.max_message_bytes = max_message_bytes
         self.queue = OutboundQueue(queue_size)
         self.scope: Scope | None = None
         self.init_received = False
@@ -147,10 +156,26 @@ class Connection:
         try:
             while not self.closed:
                 try:
-                    text = await self.ws.receive_text()
-                except (WebSocketDisconnect, RuntimeError, KeyError):
+                    message = await self.ws.receive()
+                except (WebSocketDisconnect, RuntimeError):
                     break
-                await self._handle(text)
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is None:  # a binary frame: graphql-transport-ws speaks JSON text only
+                    await self.close(4400, "Invalid message: binary frames are not part of graphql-transport-ws")
+                    break
+                limit = self.max_message_bytes
+                if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+                    await self.close(1009, f"Message too big: at most {self.max_message_bytes} bytes")
+                    break
+                try:
+                    await self._handle(text)
+                except Exception:
+                    # Never drop a connection silently: say it was our fault, with a close code.
+                    log.exception("graphql-transport-ws message failed")
+                    await self.close(1011, "Internal error")
+                    break
         finally:
             self.closed = True
             init_timer.cancel()
@@ -289,7 +314,11 @@ class Connection:
             except RequestError as exc:
                 self._fail(sub_id, exc.message, exc.errors)
                 return
-            doc, errors = self.documents.get(query, self.viewer, variables)
+            try:
+                doc, errors = await self.documents.get(query, self.viewer, variables)
+            except RequestError as exc:  # the viewer's document budget, a full worker
+                self._fail(sub_id, exc.message, exc.errors)
+                return
             if doc is None:
                 self._fail(sub_id, "", [e.formatted for e in errors])
                 return
@@ -297,8 +326,9 @@ class Connection:
 
             try:
                 op = select_operation(doc, op_name)
+                check_declared(op, variables)
             except RequestError as exc:
-                self._fail(sub_id, exc.message)
+                self._fail(sub_id, exc.message, exc.errors)
                 return
             coerced = get_variable_values(self.hub.schema, op.variable_definitions or (), variables)
             if isinstance(coerced, list):
@@ -306,19 +336,20 @@ class Connection:
                 return
             if op.operation is not OperationType.SUBSCRIPTION:
                 ctx = self.context_factory(viewer=self.viewer)
-                result = execute(
-                    self.hub.schema,
-                    doc,
-                    context_value=ctx,
-                    variable_values=variables,
-                    operation_name=op_name,
-                    middleware=policy.middleware(ctx.viewer),
-                )
-                if not isinstance(result, ExecutionResult):
-                    result = await result
+                with request_budget():  # each source's time budget holds for the whole operation
+                    result = execute(
+                        self.hub.schema,
+                        doc,
+                        context_value=ctx,
+                        variable_values=variables,
+                        operation_name=op_name,
+                        middleware=policy.middleware(ctx.viewer),
+                    )
+                    if not isinstance(result, ExecutionResult):
+                        result = await result
                 out: dict[str, Any] = {"data": result.data}
                 if result.errors:
-                    out["errors"] = [format_error(e) for e in result.errors]
+                    out["errors"] = [format_error(e, self.viewer) for e in result.errors]
                 self.queue.put_control({"id": sub_id, "type": "next", "payload": out})
                 self.queue.put_control({"id": sub_id, "type": "complete"})
                 self.subscribers.pop(sub_id, None)
@@ -330,7 +361,12 @@ class Connection:
             else:  # completed while starting
                 self.hub.unsubscribe(sub)
         except (SubscribeError, GraphQLError) as exc:
-            self._fail(sub_id, str(exc) if isinstance(exc, SubscribeError) else exc.message)
+            if isinstance(exc, GraphQLError):
+                self._fail(sub_id, exc.message, [{**exc.formatted, "extensions": {"code": "BAD_USER_INPUT", **(exc.extensions or {})}}])
+            else:
+                self._fail(sub_id, str(exc))
+        except SourceError as exc:  # the replay or the ownership check could not read its source
+            self._fail(sub_id, "", [{"message": f"Cannot start the subscription: {exc.code.replace('_', ' ').lower()} ({exc.source}); retry shortly.", "extensions": {"code": exc.code, "source": exc.source}}])
         except asyncio.CancelledError:
             raise
         except Exception:

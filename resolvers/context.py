@@ -6,8 +6,11 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from graphql import GraphQLError
+
 from sources import Sources
 
+from .cursors import Cursors, process_cursors
 from .exceptions import ExceptionSource
 from .loaders import Cache, Loaders
 from .policy import Viewer, scope_loaders
@@ -30,6 +33,8 @@ class Context:
     viewer: Viewer = dataclasses.field(default_factory=Viewer.system)
     # the prediction model's lead times and calendars (the gateway's [calendar] settings)
     prediction_params: PredictionParams = dataclasses.field(default_factory=PredictionParams)
+    # seals and opens the cursors this request gives out and takes (resolvers.cursors)
+    cursors: Cursors = dataclasses.field(default_factory=process_cursors)
     # per-request memo of assembled order views, by sales order number
     views: dict[str, Any] = dataclasses.field(default_factory=dict)
     # views assembled up front for a whole page (fetch.prefetch_views): derived fields read
@@ -44,9 +49,20 @@ class Context:
     deps: set[Any] = dataclasses.field(default_factory=set)
     cacheable: bool = True
 
+    def check_key(self, field: str, value: str, argument: str) -> str:
+        """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else
+        BAD_USER_INPUT: a key travels in comma-separated batch filters, so ``A,B`` as one
+        customer number would read two customers' orders."""
+        problem = self.sources.key_formats.problem(field, value)
+        if problem is not None:
+            raise GraphQLError(f"`{argument}`: {problem}.", extensions={"code": "BAD_USER_INPUT"})
+        return value
+
     @classmethod
     def create(cls, sources: Sources, cache: Cache, now: dt.datetime, **kwargs: Any) -> Context:
         """A context whose loaders are scoped to ``viewer`` (see resolvers.policy)."""
         viewer = kwargs.pop("viewer", None) or Viewer.system()
+        if kwargs.get("cursors") is None:
+            kwargs.pop("cursors", None)
         loaders = scope_loaders(Loaders(sources, cache), viewer)
         return cls(sources=sources, cache=cache, loaders=loaders, now=now, viewer=viewer, **kwargs)

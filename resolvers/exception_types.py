@@ -9,8 +9,6 @@ from order views loaded through the request's loaders.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
@@ -25,6 +23,7 @@ from sources.records import SalesOrder
 
 from . import enums, exceptions, fetch, impact
 from .context import Context
+from .cursors import Cursors, process_cursors
 from .types import CommercialPriority, Money, Order
 from .view import OrderView, production_completed, production_started
 
@@ -32,8 +31,8 @@ Severity = strawberry.enum(enums.Severity, description="How badly an exception t
 ExceptionKind = strawberry.enum(enums.ExceptionKind, description="What went wrong (DOMAIN.md exception kinds).")
 ExceptionAction = strawberry.enum(enums.ExceptionAction, description="A step in an exception's life.")
 
-BOARD_CURSOR = "exceptions:"
-TRANSITION_CURSOR = "transition:"
+BOARD_CURSOR = "exceptions"  # cursor kinds (resolvers.cursors)
+TRANSITION_CURSOR = "transition"
 
 
 def _bad_input(message: str) -> GraphQLError:
@@ -303,39 +302,35 @@ class ExceptionConnection:
         return [e.node for e in self.edges]
 
 
-def encode_board_cursor(record: exceptions.ExceptionRecord) -> str:
+def encode_board_cursor(cursors: Cursors, record: exceptions.ExceptionRecord) -> str:
     rank, value, eid = record.sort_key()
-    return base64.urlsafe_b64encode(f"{BOARD_CURSOR}{rank}:{value!r}:{eid}".encode()).decode()
+    return cursors.seal(BOARD_CURSOR, f"{rank}:{value!r}:{eid}")
 
 
-def decode_board_cursor(cursor: str) -> tuple[int, float, str]:
+def decode_board_cursor(cursors: Cursors, cursor: str) -> tuple[int, float, str]:
+    text = cursors.open(BOARD_CURSOR, cursor, "use a cursor from a previous page")
     try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        if not text.startswith(BOARD_CURSOR):
-            raise ValueError(text)
-        rank, value, eid = text[len(BOARD_CURSOR) :].split(":", 2)
+        rank, value, eid = text.split(":", 2)
         return int(rank), float(value), eid
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise _bad_input(f"Invalid cursor {cursor!r}: use a cursor from a previous page.") from exc
+    except ValueError as exc:  # sealed by us, so never; but say so clearly
+        raise _bad_input("Invalid cursor: use a cursor from a previous page.") from exc
 
 
-def encode_transition_cursor(cursor: int) -> str:
+def encode_transition_cursor(cursors: Cursors, cursor: int) -> str:
     """The resume cursor of an exception transition (``exceptionsChanged(after:)``)."""
-    return base64.urlsafe_b64encode(f"{TRANSITION_CURSOR}{cursor}".encode()).decode()
+    return cursors.seal(TRANSITION_CURSOR, str(cursor))
 
 
-def decode_transition_cursor(cursor: str) -> int:
+def decode_transition_cursor(cursors: Cursors, cursor: str) -> int:
     """Inverse of :func:`encode_transition_cursor`; a clear error for anything else."""
+    text = cursors.open(TRANSITION_CURSOR, cursor, "use the cursor of a message you received")
     try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        if not text.startswith(TRANSITION_CURSOR):
-            raise ValueError(text)
-        value = int(text[len(TRANSITION_CURSOR) :])
+        value = int(text)
         if value < 0:
             raise ValueError(value)
         return value
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise _bad_input(f"Invalid cursor {cursor!r}: use the cursor of a message you received.") from exc
+    except ValueError as exc:
+        raise _bad_input("Invalid cursor: use the cursor of a message you received.") from exc
 
 
 def matches(
@@ -375,7 +370,7 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
         raise _bad_input("`first` must not be negative.")
     if first > ctx.max_first:
         raise _bad_input(f"`first` is at most {ctx.max_first}; page with `after`.")
-    start = decode_board_cursor(after) if after else None
+    start = decode_board_cursor(ctx.cursors, after) if after else None
     tracker = _tracker(ctx)
     cursor = tracker.last_cursor  # read first: the records below are at least this fresh
     records = tracker.open_exceptions()
@@ -398,7 +393,7 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
     page = rest[:first]
     from .query import PageInfo
 
-    edges = [ExceptionEdge(cursor=encode_board_cursor(r), node=OrderException(record=r)) for r in page]
+    edges = [ExceptionEdge(cursor=encode_board_cursor(ctx.cursors, r), node=OrderException(record=r)) for r in page]
     currency = next((r.currency for r in chosen), "EUR")
     return ExceptionConnection(
         edges=edges,
@@ -410,7 +405,7 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
         ),
         total_count=len(chosen),
         total_value_at_risk=_money(sum(r.value_at_risk for r in chosen), currency),
-        transition_cursor=encode_transition_cursor(cursor),
+        transition_cursor=encode_transition_cursor(ctx.cursors, cursor),
     )
 
 
@@ -443,6 +438,7 @@ def transition_message(
     min_severity: enums.Severity | None,
     customer: str | None,
     viewer: Any = None,
+    cursors: Cursors | None = None,
 ) -> ExceptionTransition | None:
     """The ``exceptionsChanged`` root value of one journaled transition, or None when it
     does not match the subscription (``payload`` as the tracker journals it).
@@ -450,7 +446,8 @@ def transition_message(
     A transition matches ``min_severity`` when the exception is at or above it now or was
     before (so a subscriber sees it drop out), and ``customer`` when it hits or stopped
     hitting one of that customer's orders. A customer viewer gets the exception restricted
-    to its own orders; one that stopped hitting them is CLEARED for that viewer.
+    to its own orders; one that stopped hitting them is CLEARED for that viewer, and an
+    UPDATED step that changed none of them (``payload["changed"]``) is not sent at all.
     """
     record = exceptions.ExceptionRecord.from_payload(payload)
     action = enums.ExceptionAction(payload.get("action", "RAISED"))
@@ -462,6 +459,13 @@ def transition_message(
             return None
     if viewer is not None and viewer.is_customer:
         own = {so: d for so, d in record.affected.items() if d.customer == viewer.customer}
+        if own and action is enums.ExceptionAction.UPDATED and "changed" in payload:
+            # Only other customers' orders came, went or changed: nothing this viewer sees.
+            mine = viewer.customer
+            if not any(c.get("customer") == mine for c in payload["changed"]) and not any(
+                r.get("customer") == mine for r in removed
+            ):
+                return None
         if not own:
             gone = {
                 r["salesOrder"]: exceptions.Detection.from_payload(record.kind, record.root, r["detection"])
@@ -481,7 +485,7 @@ def transition_message(
         if not (now_ok or before_ok):
             return None
     return ExceptionTransition(
-        cursor=encode_transition_cursor(cursor),
+        cursor=encode_transition_cursor(cursors or process_cursors(), cursor),
         action=action,
         at=at,
         exception=OrderException(record=record),
@@ -726,6 +730,14 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         impact.validate(scenario)
     except impact.ScenarioError as exc:
         raise _bad_input(str(exc)) from exc
+    for field, argument, attr in (
+        ("WorkCenter", "workCenterDown.workCenter", "work_center"),
+        ("Batch", "batchBlocked.batch", "batch"),
+        ("Material", "materialShort.material", "material"),
+        ("TrackingNumber", "shipmentDelayed.trackingNumber", "tracking_number"),
+    ):
+        if isinstance(value := getattr(scenario, attr, None), str):
+            ctx.check_key(field, value, argument)
     loaded = await load_orders(ctx, await pegged_orders(ctx, scenario))
     tracker = ctx.exceptions
     result = impact.analyse(

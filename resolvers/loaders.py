@@ -13,9 +13,10 @@ say how current their section is.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Any, Protocol
 
 from aiodataloader import DataLoader
@@ -31,6 +32,7 @@ class Cache(Protocol):
     def get_entries(self, keys: Sequence[Hashable]) -> tuple[dict[Hashable, Any], list[Hashable]]: ...
     def put(self, key: Hashable, value: Any, ticket: int, fetched_at: dt.datetime | None = None) -> bool: ...
     def last_good(self, key: Hashable) -> Any: ...
+    def overtaken(self, keys: Iterable[Hashable], ticket: int) -> bool: ...
 
 
 Fetch = Callable[[list[str]], Awaitable[dict[str, Any]]]
@@ -47,9 +49,13 @@ SHIPMENTS_BY_DELIVERY = "tms.shipments_by_delivery"
 # Not a record: the membership of order listings (which sales orders exist). Answers built
 # from a listing depend on it; a new sales order invalidates it.
 LISTING_KEY = ("erp.listing", "sales_orders")
+# The sales order numbers of one customer, by customer: what a customer viewer may read,
+# decided before any per-order read. Good while LISTING_KEY stands (owned_orders_loader).
+ORDERS_OF_CUSTOMER = "erp.orders_of_customer"
 
 SOURCE_OF_NAMESPACE = {
     SALES_ORDER: "erp",
+    ORDERS_OF_CUSTOMER: "erp",
     CUSTOMER: "erp",
     PRODUCTION_ORDERS_BY_SALES_ORDER: "mes",
     WORK_CENTER: "mes",
@@ -126,6 +132,56 @@ def cached_loader(
     return DataLoader(batch)
 
 
+def owned_orders_loader(
+    cache: Cache,
+    erp: Any,
+    *,
+    clock: Callable[[], dt.datetime],
+    served: ServedLog,
+    stale_if_error: Callable[[], bool],
+) -> DataLoader:
+    """A DataLoader of each customer's sales order numbers (a frozenset), through the cache.
+
+    A new sales order (the listing key invalidated) may belong to any customer, so a
+    cached answer is good only while the listing key was not invalidated since its read
+    began: each entry keeps its read's ticket. Answers depend on the listing key (the
+    response cache drops them with it)."""
+
+    async def batch(customers: list[str]) -> list[Any]:
+        keys = [(ORDERS_OF_CUSTOMER, c) for c in customers]
+        entries, missing = cache.get_entries(keys)
+        out: dict[tuple[str, str], Any] = {}
+        served[LISTING_KEY] = Served("erp", clock())
+        for key, entry in entries.items():
+            ticket, numbers = entry.value
+            if cache.overtaken([LISTING_KEY], ticket):
+                missing.append(key)
+                continue
+            out[key] = numbers
+            served[key] = Served("erp", entry.fetched_at)
+        if missing:
+            ticket = cache.ticket()
+            fetched_at = clock()
+            answers = await asyncio.gather(*(erp.sales_orders_of_customer(k[1]) for k in missing), return_exceptions=True)
+            for key, answer in zip(missing, answers, strict=True):
+                if isinstance(answer, SourceError):
+                    last = cache.last_good(key) if stale_if_error() else None
+                    if last is None:
+                        out[key] = answer
+                    else:
+                        out[key] = last.value[1]
+                        served[key] = Served("erp", last.fetched_at, stale=True)
+                    continue
+                if isinstance(answer, BaseException):
+                    raise answer
+                out[key] = answer
+                served[key] = Served("erp", fetched_at)
+                cache.put(key, (ticket, answer), ticket, fetched_at)
+        return [out[k] for k in keys]
+
+    return DataLoader(batch)
+
+
 def remember_listing(cache: Cache, records: Sequence[Any], ticket: int) -> None:
     """Keep the sales orders a listing answered (read under ``ticket``) in the shared cache:
     the next look-up of one of them, and the event path's customer of an order, then need
@@ -158,6 +214,14 @@ class Loaders:
             )
 
         self.sales_order = loader(SALES_ORDER, sources.erp.sales_orders, _none)
+        erp = sources.client("erp")
+        self.orders_of_customer = owned_orders_loader(
+            cache,
+            sources.erp,
+            clock=erp.resilience.clock,
+            served=self.served,
+            stale_if_error=lambda: erp.policy.stale_if_error,
+        )
         self.customer = loader(CUSTOMER, sources.erp.customers, _none)
         self.production_orders = loader(
             PRODUCTION_ORDERS_BY_SALES_ORDER, sources.mes.production_orders_for_sales_orders, list

@@ -10,10 +10,12 @@ the resolvers):
   (``INTERNAL_FIELDS`` and ``INTERNAL_PATTERNS``) are refused for customers with a clear
   ``FORBIDDEN`` error. Introspection is refused unless the viewer's role allows it.
 - **Row level, data** (``scope_loaders``, ``customer_filter``): a customer viewer's
-  ``sales_order`` and ``customer`` loaders return ``None`` for records of another customer,
-  exactly as for a record that does not exist, after the same single ERP read; list filters
-  are pinned to the viewer's customer. Another customer's order therefore takes the same
-  path, the same source calls and gives the same answer as a missing one.
+  ``sales_order`` and ``customer`` loaders decide ownership from the key, before any read
+  of the record (the customer's own order numbers come from one cached listing per
+  customer), and return ``None`` for a key it does not own, exactly as for a key that names
+  nothing; list filters are pinned to the viewer's customer. Another customer's order
+  therefore takes the same path, the same (no) reads and gives the same answer as a
+  missing one: no timing tells them apart.
 - **Row level, last line** (``middleware``): while executing for a customer, every value of
   an owned type (``OWNERS``) that belongs to someone else is dropped (``None`` / left out of
   lists), and customer-safe fields replace internal ones (``CUSTOMER_SUBSTITUTES``). If the
@@ -23,12 +25,13 @@ the resolvers):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import fnmatch
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -330,19 +333,26 @@ def can_see_order(viewer: Viewer, record: Any) -> bool:
 class ScopedLoader:
     """A DataLoader seen through a viewer: records it may not see come back as ``None``.
 
-    The inner load happens either way, so a hidden record costs exactly what a missing
-    one costs: one (batched, cached) read of the same source.
+    ``owns(key)`` decides from the key alone, before any read of the record: a key the
+    viewer does not own is answered ``None`` with no source or cache read of it, exactly
+    like a key that names nothing (both take that path, so their timings do not differ).
+    ``visible(record)`` checks the record read for an owned key once more.
     """
 
-    def __init__(self, inner: Any, visible: Callable[[Any], bool]) -> None:
+    def __init__(self, inner: Any, visible: Callable[[Any], bool], owns: Callable[[Any], Awaitable[bool]] | None = None) -> None:
         self.inner = inner
         self.visible = visible
+        self.owns = owns
 
     async def load(self, key: Any) -> Any:
+        if self.owns is not None and not await self.owns(key):
+            return None
         value = await self.inner.load(key)
         return value if value is not None and self.visible(value) else None
 
     async def load_many(self, keys: Iterable[Any]) -> list[Any]:
+        if self.owns is not None:
+            return list(await asyncio.gather(*(self.load(k) for k in keys)))
         values = await self.inner.load_many(keys)
         return [v if v is not None and self.visible(v) else None for v in values]
 
@@ -359,11 +369,22 @@ class ScopedLoader:
 
 
 def scope_loaders(loaders: Any, viewer: Viewer) -> Any:
-    """Scope a request's loaders to ``viewer`` (no-op for internal viewers)."""
+    """Scope a request's loaders to ``viewer`` (no-op for internal viewers).
+
+    A customer owns the sales orders its own listing names (``loaders.orders_of_customer``:
+    one cached listing per customer, not a read per order) and its own customer record."""
     if viewer.is_customer:
         customer = viewer.customer
-        loaders.sales_order = ScopedLoader(loaders.sales_order, lambda r: r.sold_to_party == customer)
-        loaders.customer = ScopedLoader(loaders.customer, lambda r: r.customer == customer)
+        owned = loaders.orders_of_customer
+
+        async def owns_order(key: Any) -> bool:
+            return str(key) in await owned.load(customer)
+
+        async def owns_customer(key: Any) -> bool:
+            return str(key) == customer
+
+        loaders.sales_order = ScopedLoader(loaders.sales_order, lambda r: r.sold_to_party == customer, owns_order)
+        loaders.customer = ScopedLoader(loaders.customer, lambda r: r.customer == customer, owns_customer)
     return loaders
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +14,7 @@ from sources.records import SalesOrder
 
 from . import enums, fetch, policy, prediction, stage
 from .context import Context
+from .cursors import Cursors
 from .exception_types import (
     ExceptionConnection,
     ExceptionFilter,
@@ -31,23 +30,17 @@ from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
 from .parked import ParkedEvent, parked_events
 from .types import Customer, DeliveryRisk, Order, OrderStage
 
-CURSOR_PREFIX = "order:"
+ORDER_CURSOR = "order"
 SCAN_PAGE = 500  # page size when a derived filter (stage, risk) has to look at more orders
 
 
-def encode_cursor(sales_order: str) -> str:
-    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{sales_order}".encode()).decode()
+def encode_cursor(cursors: Cursors, sales_order: str) -> str:
+    return cursors.seal(ORDER_CURSOR, sales_order)
 
 
-def decode_cursor(cursor: str) -> str:
+def decode_cursor(cursors: Cursors, cursor: str) -> str:
     """The sales order number a cursor points at; a clear error for anything else."""
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    if not text.startswith(CURSOR_PREFIX) or len(text) == len(CURSOR_PREFIX):
-        raise GraphQLError(f"Invalid cursor {cursor!r}: use a cursor from a previous page.", extensions={"code": "BAD_USER_INPUT"})
-    return text[len(CURSOR_PREFIX) :]
+    return cursors.open(ORDER_CURSOR, cursor, "use a cursor from a previous page")
 
 
 @strawberry.input(description="Filters on orders; all given filters must match.")
@@ -175,8 +168,10 @@ async def list_orders(
         raise GraphQLError(
             f"`first` is at most {ctx.max_first}; page with `after`.", extensions={"code": "BAD_USER_INPUT"}
         )
-    skip = decode_cursor(after) if after else None
+    skip = decode_cursor(ctx.cursors, after) if after else None
     erp = ctx.sources.erp
+    if f.customer is not None:
+        ctx.check_key("Customer", str(f.customer), "filter.customer")
     customer = policy.customer_filter(ctx.viewer, f.customer)
     if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
         return _empty_page(skip is not None)
@@ -232,7 +227,7 @@ async def list_orders(
                 return total
             token = page.records[-1].sales_order
 
-    edges = [OrderEdge(cursor=encode_cursor(so.sales_order), node=Order(record=so)) for so in picked]
+    edges = [OrderEdge(cursor=encode_cursor(ctx.cursors, so.sales_order), node=Order(record=so)) for so in picked]
     return OrderConnection(
         edges=edges,
         page_info=PageInfo(
@@ -250,7 +245,7 @@ class Query:
     @strawberry.field(description="One order by sales order number; null when it does not exist.")
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         ctx = info.context
-        so = await ctx.loaders.sales_order.load(str(id))
+        so = await ctx.loaders.sales_order.load(ctx.check_key("SalesOrder", str(id), "id"))
         if so is None:
             return None
         selections = [s for field in info.selected_fields for s in (field.selections or [])]
@@ -268,7 +263,7 @@ class Query:
 
     @strawberry.field(description="One customer with its orders; null when it does not exist.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
-        rec = await info.context.loaders.customer.load(str(id))
+        rec = await info.context.loaders.customer.load(info.context.check_key("Customer", str(id), "id"))
         return Customer(record=rec) if rec else None
 
     @strawberry.field(

@@ -13,15 +13,16 @@ from typing import Any
 
 import aiohttp
 
-from .client import RequestHook, SourceClient, SourceError
+from .client import InvalidKey, RequestHook, SourceClient, SourceError
 from .erp import ErpConnector
+from .keys import KeyFormats
 from .mes import MesConnector
 from .qms import QmsConnector
 from .resilience import Policy, SourceHealth, utc_now
 from .tms import TmsConnector
 from .wms import WmsConnector
 
-__all__ = ["Policy", "SourceEndpoint", "SourceError", "SourceHealth", "Sources"]
+__all__ = ["InvalidKey", "Policy", "SourceEndpoint", "SourceError", "SourceHealth", "Sources"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -53,11 +54,13 @@ class Sources:
         *,
         clock: Callable[[], dt.datetime] = utc_now,
         generation: Callable[[], int] | None = None,
+        key_formats: KeyFormats | None = None,
     ) -> Sources:
         """Build the connectors over ``session`` (the caller owns its lifetime).
 
         ``clock`` stamps the sources' health; ``generation`` (the cache's invalidation
-        count) keeps single-flight from sharing a read that began before an invalidation.
+        count) keeps single-flight from sharing a read that began before an invalidation;
+        ``key_formats`` (default: SAP's shapes) decides which keys may be sent at all.
         """
 
         def client(system: str) -> SourceClient:
@@ -72,6 +75,7 @@ class Sources:
                 policy=ep.policy,
                 clock=clock,
                 generation=generation,
+                key_formats=key_formats,
             )
 
         return cls(
@@ -81,6 +85,11 @@ class Sources:
             qms=QmsConnector(client("qms")),
             tms=TmsConnector(client("tms")),
         )
+
+    @property
+    def key_formats(self) -> KeyFormats:
+        """The key shapes the connectors send (one set for all five)."""
+        return self.erp.client.key_formats
 
     def clients(self) -> list[SourceClient]:
         return [self.erp.client, self.mes.client, self.wms.client, self.qms.client, self.tms.client]

@@ -17,10 +17,18 @@ from typing import Any
 import aiohttp
 import orjson
 
+from .keys import KeyFormats
 from .records import R, Record, RecordError
 from .resilience import Policy, Resilience, SourceError, utc_now
 
-__all__ = ["Page", "RequestHook", "SourceClient", "SourceError"]
+__all__ = ["InvalidKey", "Page", "RequestHook", "SourceClient", "SourceError"]
+
+
+class InvalidKey(ValueError):
+    """A key that cannot name a record of the source (``sources/keys.py``): never sent.
+
+    Keys travel inside URLs and comma-separated batch filters, so ``A,B`` as one customer
+    number read two customers' orders."""
 
 MAX_KEYS_PER_CALL = 1000
 
@@ -53,8 +61,10 @@ class SourceClient:
         policy: Policy | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         generation: Callable[[], int] | None = None,
+        key_formats: KeyFormats | None = None,
     ) -> None:
         self.name = name
+        self.key_formats = key_formats or KeyFormats()
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.policy = policy or Policy(timeout_seconds=timeout_seconds)
@@ -129,13 +139,20 @@ class SourceClient:
         except RecordError as exc:
             raise SourceError(self.name, "SOURCE_BAD_RESPONSE", str(exc)) from exc
 
+    def check_key(self, field: str, value: str) -> None:
+        """InvalidKey unless ``value`` can be a ``field`` key of this source."""
+        problem = self.key_formats.problem(field, value)
+        if problem is not None:
+            raise InvalidKey(problem)
+
     async def fetch_by(self, record_type: type[R], field: str, values: Sequence[str]) -> list[R]:
         """Every record whose ``field`` is one of ``values``, in as few calls as allowed.
 
         Values are sent in chunks of ``batch_size``; chunks run concurrently, so a large
         batch costs one round trip of latency.
         """
-        unique = list(dict.fromkeys(values))
+        # A value that cannot be a key names no record: it is left out, never sent.
+        unique = [v for v in dict.fromkeys(values) if self.key_formats.problem(field, v) is None]
         if not unique:
             return []
         chunks = [unique[i : i + self.batch_size] for i in range(0, len(unique), self.batch_size)]

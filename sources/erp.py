@@ -35,15 +35,29 @@ class ErpConnector:
         confirmed_before: dt.date | None = None,
         changed_since: dt.datetime | None = None,
     ) -> Page:
-        """One page of sales orders in number order, filtered at the source."""
+        """One page of sales orders in number order, filtered at the source; InvalidKey for a
+        customer that cannot be a key (``A,B`` would read two customers' orders)."""
         filters: dict[str, str] = {}
         if sold_to_party:
+            self.client.check_key("Customer", sold_to_party)
             filters["SoldToParty"] = sold_to_party
         if confirmed_before:
             filters["confirmedBefore"] = confirmed_before.isoformat()
         if changed_since:
             filters["changedSince"] = changed_since.isoformat()
         return await self.client.list(SalesOrder, top=top, skip_token=skip_token, filters=filters)
+
+
+    async def sales_orders_of_customer(self, customer: str, *, page_size: int = 1000) -> frozenset[str]:
+        """The numbers of every sales order of ``customer`` (a paged listing)."""
+        numbers: set[str] = set()
+        token: str | None = None
+        while True:
+            page = await self.list_sales_orders(top=page_size, skip_token=token, sold_to_party=customer)
+            numbers.update(so.sales_order for so in page.records)
+            if not page.next_skip_token or not page.records:
+                return frozenset(numbers)
+            token = page.next_skip_token
 
 
 EVENT_TYPES = [

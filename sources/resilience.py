@@ -24,19 +24,26 @@ bulkhead
 
 ``Resilience`` also keeps the source's health: breaker state, last success, last error
 and last event, which ``/readyz`` and the ``sources`` query report.
+
+Within one request (``request_budget()``, entered by the gateway around each execution)
+the budget holds per source across all the request's calls to it (``RequestBudget``): the
+time the request waits on a source, summed over its calls, is at most that source's
+budget. Two reads of a hung WMS one after the other used to cost twice the budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import enum
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -70,6 +77,47 @@ class SourceError(Exception):
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class RequestBudget:
+    """One request's time budget per source: the time it spends waiting on that source,
+    summed over its calls (overlapping calls count once), may not exceed the source's
+    ``timeout_seconds``. The clock of a source runs only while a call to it is in flight,
+    so a slow MES does not spend the ERP's budget."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, list[float]] = {}  # source -> [seconds left, calls in flight, busy since]
+
+    def begin(self, source: str, budget_seconds: float, now: float) -> float:
+        """A call to ``source`` starts: its deadline (loop time)."""
+        state = self._sources.get(source)
+        if state is None:
+            state = self._sources[source] = [budget_seconds, 0.0, now]
+        if state[1] == 0:
+            state[2] = now
+        state[1] += 1
+        return state[2] + state[0]
+
+    def end(self, source: str, now: float) -> None:
+        """A call to ``source`` ended (answered, failed or gave up)."""
+        state = self._sources[source]
+        state[1] -= 1
+        if state[1] == 0:
+            state[0] = max(0.0, state[0] - (now - state[2]))
+
+
+_REQUEST_BUDGET: contextvars.ContextVar[RequestBudget | None] = contextvars.ContextVar("ordergraph_request_budget", default=None)
+
+
+@contextlib.contextmanager
+def request_budget() -> Iterator[RequestBudget]:
+    """Make the calls inside (and the tasks they start) share one budget per source."""
+    budget = RequestBudget()
+    token = _REQUEST_BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _REQUEST_BUDGET.reset(token)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -334,9 +382,33 @@ class Resilience:
         ``key`` identifies identical reads for single-flight; ``what`` names the call in
         error messages; only reads (``read=True``) are retried or shared.
         """
-        if not read:
-            return await self._run(attempt, what, retry=False)
-        return await self.flights.do(key, lambda: self._run(attempt, what, retry=True))
+        budget = _REQUEST_BUDGET.get()
+        if budget is None:
+            if not read:
+                return await self._run(attempt, what, retry=False)
+            return await self.flights.do(key, lambda: self._run(attempt, what, retry=True))
+        loop = asyncio.get_running_loop()
+        seconds = self.policy.timeout_seconds
+        deadline = budget.begin(self.source, seconds, loop.time())
+        try:
+            if deadline <= loop.time():
+                raise SourceError(self.source, SOURCE_TIMEOUT, f"{what}: this request's {seconds:g}s budget for this source is spent")
+            if deadline - loop.time() >= seconds:
+                # The request's whole budget is left: the call's own budget bounds it, and
+                # the call records its outcome (health, breaker) before this request moves on.
+                if not read:
+                    return await self._run(attempt, what, retry=False)
+                return await self.flights.do(key, lambda: self._run(attempt, what, retry=True))
+            try:
+                # The shared flight goes on for the others; only this request stops waiting.
+                async with asyncio.timeout_at(deadline):
+                    if not read:
+                        return await self._run(attempt, what, retry=False)
+                    return await self.flights.do(key, lambda: self._run(attempt, what, retry=True))
+            except TimeoutError as exc:
+                raise SourceError(self.source, SOURCE_TIMEOUT, f"{what}: no answer within {seconds:g}s") from exc
+        finally:
+            budget.end(self.source, loop.time())
 
     def note_event(self, at: dt.datetime | None = None) -> None:
         """The source sent an event: it is alive, whatever its API says."""

@@ -14,6 +14,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import AuthConfig, Config, LimitsConfig
+from gateway.server import server_settings
 
 # Scale-out tests talk to a real Redis here (.ci/run starts one); without it they skip.
 REDIS_URL = os.environ.get("ORDERGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -31,7 +32,10 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
     """Run an ASGI app under uvicorn on a free loopback port; yields its base URL."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_per_message_deflate=False)
+    gateway = getattr(app.state, "gateway", None)
+    # the gateway's server limits (request heads, WebSocket messages), as `ordergraph serve` sets them
+    settings = server_settings(gateway.config) if gateway is not None else {"ws_per_message_deflate": False}
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **settings)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):

@@ -92,6 +92,19 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
     for r in ing:
         assert r["accepted"] > 0 and r["refused"] == 0 and r["errors"] == 0 and r["events_per_second"] > 0
 
+    # 6. under attack: the normal workloads unloaded and attacked, the hostile viewer refused
+    rows = results["attack"]
+    assert [r["workload"] for r in rows] == ["where is my order", "dashboard page (50)"]
+    for r in rows:
+        for label in ("unloaded", "attacked"):
+            assert r[label]["requests"] > 0 and r[label]["errors"] == 0
+            assert r[label]["p99_ms"] >= r[label]["p50_ms"] > 0
+        assert r["p50_ratio"] > 0 and r["p99_ratio"] > 0
+        hostile = r["hostile"]
+        assert hostile["sent"] > 0 and hostile["errors"] == 0
+        # every hostile document was refused (a limit: 400; its rate limit or budget: 429)
+        assert set(hostile["statuses"]) <= {"400", "429"} and sum(hostile["statuses"].values()) == hostile["sent"]
+
     table = md_file.read_text()
-    for heading in ("Upstream calls per query", "Latency vs the critical path", "Throughput", "Subscriptions", "Event ingestion", "Targets"):
+    for heading in ("Upstream calls per query", "Latency vs the critical path", "Throughput", "Subscriptions", "Event ingestion", "Under attack", "Targets"):
         assert heading in table

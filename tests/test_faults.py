@@ -252,6 +252,26 @@ async def test_a_hanging_source_costs_one_budget_and_one_call() -> None:
         await s.heal()
 
 
+async def test_the_budget_holds_per_request_across_sequential_reads() -> None:
+    # One order's full view reads the WMS twice, one read after the other: its deliveries
+    # (with the production orders), then the components of those production orders. With
+    # the WMS hung, the second read gets what is left of the request's WMS budget (nothing)
+    # instead of a budget of its own, and never reaches the WMS: one budget, not two.
+    async with stack() as s:
+        so = s.order_in()
+        await s.ask(PROBE["mes"], so)  # the production orders are known: components will be read
+        await reset_plant_stats(s.http, s.plant.url)
+        await s.fault({"wms": {"mode": "hang"}})
+        body = await s.ask(ORDER, so)
+        wms = {p: e for p, e in paths(body).items() if e.get("source") == "wms"}
+        assert {"order.logistics.deliveries", "order.materials.components"} <= set(wms), paths(body)
+        assert {e["code"] for e in wms.values()} == {"SOURCE_TIMEOUT"}
+        messages = " ".join(e["message"] for e in body["errors"] if e["extensions"].get("source") == "wms")
+        assert "budget for this source is spent" in messages, messages
+        assert (await s.stats())["requests"]["wms"] == 1
+        await s.heal()
+
+
 # --- circuit breaker ---------------------------------------------------------------------
 
 
