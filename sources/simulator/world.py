@@ -597,7 +597,9 @@ Listener = Callable[[Change], None]
 class World:
     """The simulated plant: records of five source systems, a clock and mutations."""
 
-    def __init__(self, *, seed: int = 42, start: dt.datetime | None = None) -> None:
+    def __init__(self, *, seed: int = 42, start: dt.datetime | None = None, speed: float = 1.0) -> None:
+        if not math.isfinite(speed) or speed < 0:
+            raise ValueError("speed must be a finite number >= 0")
         if start is None:
             start = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
         elif start.tzinfo is None:
@@ -607,7 +609,7 @@ class World:
         self.tables: dict[str, Table] = {es.name: Table(es) for es in ENTITY_SETS}
         self.latency_ms: dict[str, float] = dict.fromkeys(SYSTEMS, 3.0)
         self._offset = dt.timedelta(0)
-        self._speed = 1.0
+        self._speed = float(speed)
         self._wall0 = time.monotonic()
         self._listeners: list[Listener] = []
         self._tracks: dict[str, _OrderTrack] = {}
@@ -636,14 +638,22 @@ class World:
 
     @classmethod
     def generate(
-        cls, orders: int = 2000, customers: int = 50, seed: int = 42, start: dt.datetime | None = None
+        cls,
+        orders: int = 2000,
+        customers: int = 50,
+        seed: int = 42,
+        start: dt.datetime | None = None,
+        *,
+        speed: float = 1.0,
     ) -> World:
         """A new world with ``orders`` sales orders spread over the whole lifecycle.
 
         Deterministic: the same arguments (and the same ``start``) give the same records.
-        ``start`` is the plant clock's origin, by default now (UTC) rounded down to the hour.
+        ``start`` is the plant clock's origin, by default now (UTC) rounded down to the hour;
+        ``speed`` is plant seconds per wall second (0: the clock moves only by
+        ``advance_clock``, so plant time does not depend on how long generation took).
         """
-        world = cls(seed=seed, start=start)
+        world = cls(seed=seed, start=start, speed=speed)
         rng = random.Random(seed)
         world._generating = True
         for table in world.tables.values():
