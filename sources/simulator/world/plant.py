@@ -32,7 +32,6 @@ import logging
 import math
 import operator
 import random
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,6 +54,7 @@ from ...records import (
     UsageDecision,
     WorkCenter,
 )
+from .clock import PlantClock, hours_span, iso_utc, whole_seconds
 from .tables import ENTITY_SETS, SYSTEMS, Table
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class Change:
             "entitySet": self.entity_set,
             "key": self.key,
             "changeType": self.change_type,
-            "occurredAt": _iso(self.occurred_at),
+            "occurredAt": iso_utc(self.occurred_at),
             "salesOrder": self.sales_order,
         }
 
@@ -247,19 +247,6 @@ _DELIVERY_STEPS = frozenset({"out_for_delivery", "attempt_fail", "deliver"})
 _CARRIERS = (("UPS", 3), ("DHL Freight", 3), ("DB Schenker", 2), ("Kuehne+Nagel", 1), ("DSV", 1))
 _PLANT_LOCATION = "Plant 1000, Stuttgart, DE"
 _SIGNERS = ("M. Keller", "A. Rossi", "J. Novak", "S. Larsen", "P. Dubois", "K. Weber", "L. Garcia", "T. Smith")
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _hours(h: float) -> dt.timedelta:
-    return dt.timedelta(hours=h)
-
-
-def _trunc(value: dt.datetime) -> dt.datetime:
-    """Record times are whole seconds, as the JSON renders them."""
-    return value.replace(microsecond=0)
 
 
 # --- per-order bookkeeping -----------------------------------------------------------------
@@ -390,19 +377,11 @@ class World:
     """The simulated plant: records of five source systems, a clock and mutations."""
 
     def __init__(self, *, seed: int = 42, start: dt.datetime | None = None, speed: float = 1.0) -> None:
-        if not math.isfinite(speed) or speed < 0:
-            raise ValueError("speed must be a finite number >= 0")
-        if start is None:
-            start = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
-        elif start.tzinfo is None:
-            start = start.replace(tzinfo=dt.UTC)
         self.seed = seed
-        self.start = _trunc(start)
+        self._clock = PlantClock(start, speed)
+        self.start = self._clock.start
         self.tables: dict[str, Table] = {es.name: Table(es) for es in ENTITY_SETS}
         self.latency_ms: dict[str, float] = dict.fromkeys(SYSTEMS, 3.0)
-        self._offset = dt.timedelta(0)
-        self._speed = float(speed)
-        self._wall0 = time.monotonic()
         self._listeners: list[Listener] = []
         self._tracks: dict[str, _OrderTrack] = {}
         self._pending: list[Change] = []
@@ -478,9 +457,9 @@ class World:
 
     def _build_work_centers(self, rng: random.Random) -> None:
         for wc, text in WORK_CENTERS:
-            changed = self.start - _hours(rng.uniform(24, 24 * 30))
+            changed = self.start - hours_span(rng.uniform(24, 24 * 30))
             self.tables["A_WorkCenter"].put(
-                WorkCenter(work_center=wc, work_center_text=text, last_change_date_time=_trunc(changed))
+                WorkCenter(work_center=wc, work_center_text=text, last_change_date_time=whole_seconds(changed))
             )
 
     def _build_customers(self, rng: random.Random, count: int) -> list[float]:
@@ -502,7 +481,7 @@ class World:
             key = str(17100001 + i)
             self._customer_city[key] = f"{city}, {country}"
             self._receiving[key] = RECEIVING_CALENDAR.for_place(country, region, zone)
-            changed = self.start - _hours(rng.uniform(24 * 30, 24 * 400))
+            changed = self.start - hours_span(rng.uniform(24 * 30, 24 * 400))
             self.tables["A_Customer"].put(
                 Customer(
                     customer=key,
@@ -511,7 +490,7 @@ class World:
                     country=country,
                     region=region,
                     time_zone=zone,
-                    last_change_date_time=_trunc(changed),
+                    last_change_date_time=whole_seconds(changed),
                 )
             )
             weights.append(order_weight[priorities[i]] * rng.uniform(0.5, 1.5))
@@ -530,8 +509,8 @@ class World:
             record = self.tables["A_WorkCenter"].get(wc)
             assert isinstance(record, WorkCenter)
             record.state = "DOWN"
-            record.down_since = _trunc(self.start - _hours(rng.uniform(1, 6)))
-            record.expected_up_at = _trunc(self.start + _hours(rng.uniform(2, 12)))
+            record.down_since = whole_seconds(self.start - hours_span(rng.uniform(1, 6)))
+            record.expected_up_at = whole_seconds(self.start + hours_span(rng.uniform(2, 12)))
             self._touch(record, "WorkCenter.Down", record.down_since, None)
 
     def _generate_order(self, rng: random.Random, target: str, customer: str) -> None:
@@ -605,8 +584,8 @@ class World:
 
         # Relative hours become instants on the calendars, with now_rel at the plant clock.
         dues, at = self._lay_out(names, times, now_rel, customer)
-        ordered_at = _trunc(at(0.0))
-        schedule = collections.deque(_Step(name, _trunc(due)) for name, due in zip(names, dues, strict=True))
+        ordered_at = whole_seconds(at(0.0))
+        schedule = collections.deque(_Step(name, whole_seconds(due)) for name, due in zip(names, dues, strict=True))
         # Promised for a working day of the ship-to, when its receiving hours allow.
         receiving = self._receiving[customer]
         confirmed = receiving.local_date(receiving.next_working_time(at(confirmed_rel)))
@@ -673,8 +652,8 @@ class World:
     def _measure(step: str | None, at: dt.datetime, hours: float) -> dt.datetime:
         """``hours`` from ``at`` (negative: before) as the gap before ``step`` counts them."""
         if step is None or step in _ELAPSED_GAPS:
-            return at + _hours(hours)
-        return PLANT_CALENDAR.add_working_time(at, _hours(hours))
+            return at + hours_span(hours)
+        return PLANT_CALENDAR.add_working_time(at, hours_span(hours))
 
     def _step_calendar(self, step: str, customer: str) -> FactoryCalendar | None:
         """Where a step may happen: the plant's shifts, the ship-to's hours, or any time."""
@@ -823,11 +802,11 @@ class World:
             sales_order_item=item.sales_order_item,
             total_quantity=quantity,
             work_center=work_center,
-            scheduled_start_date=_trunc(start),
-            scheduled_end_date=_trunc(end),
+            scheduled_start_date=whole_seconds(start),
+            scheduled_end_date=whole_seconds(end),
             status=status,
-            planned_start_date=_trunc(start),
-            planned_end_date=_trunc(end),
+            planned_start_date=whole_seconds(start),
+            planned_end_date=whole_seconds(end),
             planned_scrap_qty=float(math.floor(quantity * 0.02)),
             actual_release_date=at if status == "RELEASED" else None,
         )
@@ -866,22 +845,17 @@ class World:
     # --- clock -------------------------------------------------------------------------
 
     def now(self) -> dt.datetime:
-        """Plant time: start + manual offset + speed x wall time elapsed."""
-        elapsed = (time.monotonic() - self._wall0) * self._speed
-        return self.start + self._offset + dt.timedelta(seconds=elapsed)
+        """Plant time: start + hours advanced + speed x wall time elapsed."""
+        return self._clock.now()
 
     @property
     def speed(self) -> float:
-        return self._speed
+        """Plant seconds per wall second."""
+        return self._clock.speed
 
     def set_speed(self, factor: float) -> None:
         """Plant seconds per wall second from now on (0 stops the clock between advances)."""
-        if factor < 0 or not math.isfinite(factor):
-            raise ValueError("speed must be a finite number >= 0")
-        wall = time.monotonic()
-        self._offset += dt.timedelta(seconds=(wall - self._wall0) * self._speed)
-        self._wall0 = wall
-        self._speed = float(factor)
+        self._clock.set_speed(factor)
 
     def set_latency(self, latency_ms: Mapping[str, float] | float) -> dict[str, float]:
         """Set simulated response latency per system (ms); a number sets every system."""
@@ -924,11 +898,11 @@ class World:
         if not math.isfinite(hours) or hours <= 0:
             raise ValueError("hours must be a positive number")
         record = self._work_center(work_center)
-        now = _trunc(self.now())
+        now = whole_seconds(self.now())
         if record.state != "DOWN":
             record.state = "DOWN"
             record.down_since = now
-        record.expected_up_at = _trunc(now + _hours(hours))
+        record.expected_up_at = whole_seconds(now + hours_span(hours))
         self._touch(record, "WorkCenter.Down", now, None)
         return self._flush()
 
@@ -937,7 +911,7 @@ class World:
         record = self._work_center(work_center)
         if record.state != "DOWN":
             return []
-        self._set_up(record, _trunc(self.now()))
+        self._set_up(record, whole_seconds(self.now()))
         return self._flush()
 
     def component_short(self, reservation: str, quantity: float, until: dt.date) -> list[Change]:
@@ -951,7 +925,7 @@ class World:
         component = self.tables["A_ComponentAvailability"].get(reservation)
         if not isinstance(component, ComponentAvailability):
             raise UnknownKey(reservation)
-        now = _trunc(self.now())
+        now = whole_seconds(self.now())
         # The goods come in with the first shift of that (plant) day.
         arrival = PLANT_CALENDAR.next_working_time(PLANT_CALENDAR.day_start(until))
         if PLANT_CALENDAR.day_start(until) <= now:
@@ -977,9 +951,9 @@ class World:
         )
         if track is None or track.parts[part].state == DELIVERED:
             raise ValueError(f"shipment {tracking_number} is not on its way")
-        now = _trunc(self.now())
+        now = whole_seconds(self.now())
         track.part = part
-        self._shift_part(track, part, _hours(hours))
+        self._shift_part(track, part, hours_span(hours))
         # EDI 214 SD (shipment delayed); the AfterShip tag stays what it was.
         shipment.events.append(
             TrackingEvent(code="SD", tag=shipment.tag, occurred_at=now, location=self._hub(track),
@@ -987,7 +961,7 @@ class World:
         )
         shipment.status_code = "SD"
         eta = shipment.estimated_delivery_at or now
-        _set_eta(shipment, self._receiving_time(track, max(eta, now) + _hours(hours)), 4)
+        _set_eta(shipment, self._receiving_time(track, max(eta, now) + hours_span(hours)), 4)
         self._touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
         return self._flush()
 
@@ -1039,7 +1013,7 @@ class World:
         if not track.schedule:
             return []
         step = track.schedule.popleft()
-        at = _trunc(self.now())
+        at = whole_seconds(self.now())
         if track.last_step_at is not None and at < track.last_step_at:
             at = track.last_step_at
         self._apply(track, step.name, at, part=step.part)
@@ -1047,9 +1021,7 @@ class World:
 
     def advance_clock(self, hours: float) -> list[Change]:
         """Move the plant clock forward and apply everything that fell due meanwhile."""
-        if not math.isfinite(hours) or hours <= 0:
-            raise ValueError("hours must be a positive number")
-        self._offset += _hours(hours)
+        self._clock.advance(hours)
         return self.tick()
 
     def tick(self) -> list[Change]:
@@ -1059,7 +1031,7 @@ class World:
         is due take it, unless production is on a work centre that is down then, in which
         case the rest of their schedule slips until it is up again.
         """
-        now = _trunc(self.now())
+        now = whole_seconds(self.now())
         heap: list[tuple[dt.datetime, int, str]] = []
         for reservation, arrival in self._receipts.items():
             if arrival <= now:
@@ -1124,7 +1096,7 @@ class World:
             if wc.state != "DOWN" or wc.down_since is None or step.due < wc.down_since:
                 continue
             # Unknown repair time: look again an hour after now.
-            up = wc.expected_up_at or now + _hours(1)
+            up = wc.expected_up_at or now + hours_span(1)
             if up > step.due and (until is None or up > until):
                 until = up
         return until
@@ -1216,7 +1188,7 @@ class World:
                 batch=po.batch or "",
                 manufacturing_order=po.manufacturing_order,
                 created_at=at,
-                planned_end_date=at + _hours(24),
+                planned_end_date=at + hours_span(24),
             )
             track.lots.append(lot.inspection_lot)
             self._touch(lot, "InspectionLot.Created", at, track.sales_order)
@@ -1253,8 +1225,8 @@ class World:
         """A rejected batch is scrapped; a new production order remakes each item."""
         order = self._sales_order(track.sales_order)
         items = {it.sales_order_item: it for it in order.items}
-        start = self._due(track, "start") or at + _hours(8)
-        end = self._due(track, "confirm") or start + _hours(track.production_hours)
+        start = self._due(track, "start") or at + hours_span(8)
+        end = self._due(track, "confirm") or start + hours_span(track.production_hours)
         part = track.parts[track.part]
         for n, po_key in enumerate(part.orders):
             old = self._production_order(po_key)
@@ -1285,9 +1257,9 @@ class World:
         wanted = self._pick_quantities(track, order)
         if not wanted or order.total_credit_check_status == "B" or order.delivery_block_reason:
             # Nothing of this part is ready yet (or the order is on hold): look again in a day.
-            self._postpone(track, "pick", at + _hours(24))
+            self._postpone(track, "pick", at + hours_span(24))
             return
-        goods_issue = self._due(track, "goods_issue") or at + _hours(24)
+        goods_issue = self._due(track, "goods_issue") or at + hours_span(24)
         items = []
         for n, (item, qty) in enumerate(wanted, start=1):
             po_key = track.made_to_order.get(item.sales_order_item)
@@ -1363,9 +1335,9 @@ class World:
                 self._touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
         carrier = rng.choices([c for c, _ in _CARRIERS], [w for _, w in _CARRIERS])[0]
         # The carrier's first estimate knows nothing of delays still to come.
-        deliver = self._due(track, "deliver") or at + _hours(48)
-        eta = deliver - _hours(track.extra_transit_hours) + _hours(rng.uniform(-3, 3))
-        eta = self._receiving_time(track, max(eta, at + _hours(6)))
+        deliver = self._due(track, "deliver") or at + hours_span(48)
+        eta = deliver - hours_span(track.extra_transit_hours) + hours_span(rng.uniform(-3, 3))
+        eta = self._receiving_time(track, max(eta, at + hours_span(6)))
         shipment = Shipment(
             tracking_number=self._tracking_number(carrier),
             carrier=carrier,
@@ -1415,12 +1387,12 @@ class World:
         n = track.part
         part = track.add_part(n, _Part(RELEASED))
         # On the factory calendar: the run starts in a shift, and its hours are working hours.
-        start = _trunc(self._after("start", at, rng.uniform(8, 48), track.customer))
+        start = whole_seconds(self._after("start", at, rng.uniform(8, 48), track.customer))
         for item, qty in owed:
             if item.sales_order_item not in track.made_to_order:
                 continue  # from stock: picked with the rest
             hours = max(2.0, track.production_hours * qty / item.requested_quantity)
-            end = PLANT_CALENDAR.add_working_time(start, _hours(hours))
+            end = PLANT_CALENDAR.add_working_time(start, hours_span(hours))
             po = self._create_production_order(
                 track.sales_order, item, status="RELEASED", at=at, start=start, end=end, quantity=qty
             )
@@ -1485,7 +1457,7 @@ class World:
     def _schedule_steps(self, track: _OrderTrack, steps: list[_Step]) -> None:
         """Add steps to the order's schedule, which stays in time order."""
         for step in steps:
-            step.due = _trunc(step.due)
+            step.due = whole_seconds(step.due)
         track.schedule = collections.deque(sorted([*track.schedule, *steps], key=operator.attrgetter("due")))
 
     def _step_pickup(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
@@ -1505,7 +1477,7 @@ class World:
 
     def _step_delay(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._shipment(track)
-        deliver = self._due(track, "deliver") or at + _hours(48)
+        deliver = self._due(track, "deliver") or at + hours_span(48)
         exception = track.exception_on_delay
         reason = rng.choice(("Weather delay", "Missed linehaul connection", "Vehicle breakdown", "Customs hold"))
         shipment.events.append(
@@ -1513,12 +1485,12 @@ class World:
                           location=self._hub(track), description=f"Shipment delayed: {reason}")
         )
         shipment.tag, shipment.status_code = ("Exception" if exception else "InTransit"), "SD"
-        _set_eta(shipment, self._receiving_time(track, deliver + _hours(rng.uniform(-2, 2))), 6)
+        _set_eta(shipment, self._receiving_time(track, deliver + hours_span(rng.uniform(-2, 2))), 6)
         self._touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
 
     def _step_en_route(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._shipment(track)
-        deliver = self._due(track, "deliver") or at + _hours(24)
+        deliver = self._due(track, "deliver") or at + hours_span(24)
         shipment.events.append(
             TrackingEvent(code="X6", tag="InTransit", occurred_at=at, location=self._hub(track),
                           description="En route to delivery location")
@@ -1527,33 +1499,33 @@ class World:
         shipment.tag, shipment.status_code = "InTransit", "X6"
         # Before a delay the carrier cannot know about trouble still to come.
         ahead = 0.0 if delayed else track.extra_transit_hours
-        eta = self._receiving_time(track, max(deliver - _hours(ahead) + _hours(rng.uniform(-1, 1)), at + _hours(2)))
-        revised = shipment.estimated_delivery_at is None or abs(eta - shipment.estimated_delivery_at) >= _hours(1)
+        eta = self._receiving_time(track, max(deliver - hours_span(ahead) + hours_span(rng.uniform(-1, 1)), at + hours_span(2)))
+        revised = shipment.estimated_delivery_at is None or abs(eta - shipment.estimated_delivery_at) >= hours_span(1)
         if revised:
             _set_eta(shipment, eta, 4)
         self._touch(shipment, "Shipment.EtaRevised" if revised else "Shipment.StatusUpdated", at, track.sales_order)
 
     def _step_out_for_delivery(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._shipment(track)
-        deliver = self._due(track, "deliver") or at + _hours(4)
+        deliver = self._due(track, "deliver") or at + hours_span(4)
         shipment.events.append(
             TrackingEvent(code="X1", tag="OutForDelivery", occurred_at=at, location=self._destination(track),
                           description="Out for delivery")
         )
         shipment.tag, shipment.status_code = "OutForDelivery", "X1"
-        _set_eta(shipment, self._receiving_time(track, max(deliver, at + _hours(1))), 2)
+        _set_eta(shipment, self._receiving_time(track, max(deliver, at + hours_span(1))), 2)
         self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
         track.state = OUT_FOR_DELIVERY
 
     def _step_attempt_fail(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._shipment(track)
-        deliver = self._due(track, "deliver") or at + _hours(24)
+        deliver = self._due(track, "deliver") or at + hours_span(24)
         shipment.events.append(
             TrackingEvent(code="SD", tag="AttemptFail", occurred_at=at, location=self._destination(track),
                           description="Delivery attempt failed: receiving dock closed")
         )
         shipment.tag, shipment.status_code = "AttemptFail", "SD"
-        _set_eta(shipment, self._receiving_time(track, max(deliver, at + _hours(1))), 4)
+        _set_eta(shipment, self._receiving_time(track, max(deliver, at + hours_span(1))), 4)
         self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
 
     def _step_deliver(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
@@ -1614,7 +1586,7 @@ class World:
 
     def _receiving_time(self, track: _OrderTrack, at: dt.datetime) -> dt.datetime:
         """A carrier's estimate: within the ship-to's receiving hours, on a working day."""
-        return _trunc(self._receiving[track.customer].next_working_time(at))
+        return whole_seconds(self._receiving[track.customer].next_working_time(at))
 
     def _hub(self, track: _OrderTrack) -> str:
         country = self._customer_city[track.customer].rsplit(", ", 1)[-1]
@@ -1765,9 +1737,9 @@ class World:
             if isinstance(r, WorkCenter) and r.state == "DOWN"
         ]
         return {
-            "clock": _iso(self.now()),
-            "start": _iso(self.start),
-            "speed": self._speed,
+            "clock": iso_utc(self.now()),
+            "start": iso_utc(self.start),
+            "speed": self._clock.speed,
             "seed": self.seed,
             "orders": len(self._tracks),
             "states": states,
@@ -1908,7 +1880,7 @@ def _add_schedule_lines(
                 confirmed_delivery_date=receiving.next_working_day(confirmed + shift),
                 confirmed_quantity=qty,
                 open_confirmed_quantity=qty,
-                product_availability_date=_trunc(baseline["decide"]),
+                product_availability_date=whole_seconds(baseline["decide"]),
                 loading_date=min(PLANT_CALENDAR.next_working_day(load_day + shift), issue),
                 goods_issue_date=issue,
             )
@@ -1948,5 +1920,5 @@ def _make_short(component: ComponentAvailability, rng: random.Random, receipt: d
 
 def _set_eta(shipment: Shipment, eta: dt.datetime, window_hours: float) -> None:
     shipment.estimated_delivery_at = eta
-    shipment.eta_window_start = eta - _hours(window_hours)
-    shipment.eta_window_end = eta + _hours(window_hours)
+    shipment.eta_window_start = eta - hours_span(window_hours)
+    shipment.eta_window_end = eta + hours_span(window_hours)
