@@ -10,10 +10,9 @@ from .plant import (
     RECEIVING_CALENDAR,
     REJECTION_REASON,
     WORK_CENTERS,
-    Change,
-    UnknownKey,
     World,
 )
+from .store import Change, UnknownKey
 from .tables import ENTITY_SETS, SYSTEMS, EntitySet, Table, api_attributes, find_entity_set
 
 __all__ = [

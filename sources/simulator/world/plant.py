@@ -26,7 +26,6 @@ import bisect
 import collections
 import dataclasses
 import datetime as dt
-import functools
 import heapq
 import logging
 import math
@@ -55,7 +54,9 @@ from ...records import (
     WorkCenter,
 )
 from .clock import PlantClock, hours_span, iso_utc, whole_seconds
-from .tables import ENTITY_SETS, SYSTEMS, Table
+from .numbers import NumberRanges
+from .store import Change, Listener, RecordStore, UnknownKey
+from .tables import SYSTEMS, Table
 
 log = logging.getLogger(__name__)
 
@@ -137,40 +138,6 @@ _STEP_STATE = {
     "deliver": DELIVERED,
 }
 _PRODUCTION_STEPS = frozenset({"start", "partial", "confirm"})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Change:
-    """One record changed in one source system.
-
-    ``change_type`` is ``<Entity>.<Action>`` with the actions the connectors' event
-    types know (e.g. ``ProductionOrder.Released``); ``record`` is a snapshot taken right
-    after the change; ``sales_order`` is the order whose lifecycle caused it (None for
-    work centres).
-    """
-
-    system: str
-    entity_set: str
-    key: str
-    record: Record
-    change_type: str
-    occurred_at: dt.datetime
-    sales_order: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """A small JSON summary (no record body) for control-API answers."""
-        return {
-            "system": self.system,
-            "entitySet": self.entity_set,
-            "key": self.key,
-            "changeType": self.change_type,
-            "occurredAt": iso_utc(self.occurred_at),
-            "salesOrder": self.sales_order,
-        }
-
-
-class UnknownKey(KeyError):
-    """A mutation named a record that does not exist."""
 
 
 # --- catalogues ----------------------------------------------------------------------------
@@ -370,8 +337,6 @@ class _Flags:
 
 # --- the world -----------------------------------------------------------------------------
 
-Listener = Callable[[Change], None]
-
 
 class World:
     """The simulated plant: records of five source systems, a clock and mutations."""
@@ -380,26 +345,13 @@ class World:
         self.seed = seed
         self._clock = PlantClock(start, speed)
         self.start = self._clock.start
-        self.tables: dict[str, Table] = {es.name: Table(es) for es in ENTITY_SETS}
+        self._store = RecordStore()
+        self.tables = self._store.tables
+        self._numbers = NumberRanges()
         self.latency_ms: dict[str, float] = dict.fromkeys(SYSTEMS, 3.0)
-        self._listeners: list[Listener] = []
         self._tracks: dict[str, _OrderTrack] = {}
-        self._pending: list[Change] = []
-        self._generating = False
-        self._counters: dict[str, int] = {
-            "sales_order": 10000000,
-            "production_order": 1000000,
-            "delivery": 80000000,
-            "lot": 40000000000,
-            "batch": 0,
-            "stock_batch": 0,
-            "bill_of_lading": 0,
-            "tracking": 0,
-        }
         self._customer_city: dict[str, str] = {}
         self._receiving: dict[str, FactoryCalendar] = {}  # per customer: its receiving calendar
-        # Reservations per production order, readable while tables are bulk-loading.
-        self._reservations: dict[str, list[str]] = {}
         # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
         self._receipts: dict[str, dt.datetime] = {}
         self._bom: dict[str, list[tuple[str, str, float]]] = {}
@@ -426,20 +378,12 @@ class World:
         """
         world = cls(seed=seed, start=start, speed=speed)
         rng = random.Random(seed)
-        world._generating = True
-        for table in world.tables.values():
-            table.begin_bulk()
-        try:
+        with world._store.loading():
             world._build_catalogue(rng)
             world._build_work_centers(rng)
             customer_weights = world._build_customers(rng, customers)
             world._build_orders(rng, orders, customer_weights)
             world._take_work_centers_down(rng)
-        finally:
-            world._generating = False
-            world._pending.clear()
-            for table in world.tables.values():
-                table.end_bulk()
         return world
 
     def _build_catalogue(self, rng: random.Random) -> None:
@@ -511,7 +455,7 @@ class World:
             record.state = "DOWN"
             record.down_since = whole_seconds(self.start - hours_span(rng.uniform(1, 6)))
             record.expected_up_at = whole_seconds(self.start + hours_span(rng.uniform(2, 12)))
-            self._touch(record, "WorkCenter.Down", record.down_since, None)
+            self._store.touch(record, "WorkCenter.Down", record.down_since, None)
 
     def _generate_order(self, rng: random.Random, target: str, customer: str) -> None:
         flags = _Flags(
@@ -688,7 +632,7 @@ class World:
         schedule: collections.deque[_Step],
         baseline: dict[str, dt.datetime],
     ) -> _OrderTrack:
-        so_key = self._next("sales_order")
+        so_key = self._numbers.next("sales_order")
         n_items = rng.choices((1, 2, 3, 4), (40, 30, 20, 10))[0]
         cap = 250_000.0 / n_items
         items: list[SalesOrderItem] = []
@@ -737,7 +681,7 @@ class World:
             delivery_block_reason="01" if flags.block == "delivery" else "",
             items=items,
         )
-        self._touch(order, "SalesOrder.Created", ordered_at, so_key)
+        self._store.touch(order, "SalesOrder.Created", ordered_at, so_key)
         state = MATERIAL_SHORTAGE if flags.shortage else RECEIVED
         track = _OrderTrack(
             sales_order=so_key,
@@ -796,7 +740,7 @@ class World:
         work_center = next(wc for m, _p, wc in self._catalogue if m == item.material)
         quantity = item.requested_quantity if quantity is None else quantity
         po = ProductionOrder(
-            manufacturing_order=self._next("production_order"),
+            manufacturing_order=self._numbers.next("production_order"),
             material=item.material,
             sales_order=sales_order,
             sales_order_item=item.sales_order_item,
@@ -810,7 +754,7 @@ class World:
             planned_scrap_qty=float(math.floor(quantity * 0.02)),
             actual_release_date=at if status == "RELEASED" else None,
         )
-        self._touch(po, "ProductionOrder.Created", at, sales_order)
+        self._store.touch(po, "ProductionOrder.Created", at, sales_order)
         return po
 
     def _create_components(
@@ -828,19 +772,19 @@ class World:
             )
             if shortage_until is not None and rng.random() < 0.45:
                 _make_short(component, rng, shortage_until)
-            self._reservations.setdefault(po.manufacturing_order, []).append(component.reservation)
-            self._touch(component, "ComponentAvailability.Changed", at, po.sales_order)
+            self._store.reservations.setdefault(po.manufacturing_order, []).append(component.reservation)
+            self._store.touch(component, "ComponentAvailability.Changed", at, po.sales_order)
 
     def _ensure_shortage(
         self, track: _OrderTrack, rng: random.Random, receipt: dt.datetime, at: dt.datetime
     ) -> None:
         """A shortage order has at least one short component."""
-        components = [c for po in track.made_to_order.values() for c in self._components(po)]
+        components = [c for po in track.made_to_order.values() for c in self._store.components(po)]
         if any(c.shortage_quantity > 0 for c in components):
             return
         component = rng.choice(components)
         _make_short(component, rng, receipt)
-        self._touch(component, "ComponentAvailability.ShortageRaised", at, track.sales_order)
+        self._store.touch(component, "ComponentAvailability.ShortageRaised", at, track.sales_order)
 
     # --- clock -------------------------------------------------------------------------
 
@@ -873,23 +817,7 @@ class World:
 
     def subscribe(self, callback: Listener) -> Callable[[], None]:
         """Call ``callback(change)`` after every change; returns an unsubscribe function."""
-        self._listeners.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-        return unsubscribe
-
-    def _flush(self) -> list[Change]:
-        changes, self._pending = self._pending, []
-        for change in changes:
-            for listener in list(self._listeners):
-                try:
-                    listener(change)
-                except Exception:  # a faulty listener must not break the plant
-                    log.exception("world listener failed on %s %s", change.change_type, change.key)
-        return changes
+        return self._store.subscribe(callback)
 
     # --- mutations ---------------------------------------------------------------------
 
@@ -897,22 +825,22 @@ class World:
         """Take a work centre down for ``hours``; production on it pauses until it is up."""
         if not math.isfinite(hours) or hours <= 0:
             raise ValueError("hours must be a positive number")
-        record = self._work_center(work_center)
+        record = self._store.work_center(work_center)
         now = whole_seconds(self.now())
         if record.state != "DOWN":
             record.state = "DOWN"
             record.down_since = now
         record.expected_up_at = whole_seconds(now + hours_span(hours))
-        self._touch(record, "WorkCenter.Down", now, None)
-        return self._flush()
+        self._store.touch(record, "WorkCenter.Down", now, None)
+        return self._store.flush()
 
     def work_center_up(self, work_center: str) -> list[Change]:
         """Bring a work centre back up (no change when it is already up)."""
-        record = self._work_center(work_center)
+        record = self._store.work_center(work_center)
         if record.state != "DOWN":
             return []
         self._set_up(record, whole_seconds(self.now()))
-        return self._flush()
+        return self._store.flush()
 
     def component_short(self, reservation: str, quantity: float, until: dt.date) -> list[Change]:
         """A component goes short by ``quantity`` until ``until`` (a late supplier delivery).
@@ -934,9 +862,9 @@ class World:
         component.shortage_quantity = round(component.required_quantity - component.available_quantity, 3)
         component.expected_receipt_date = until
         self._receipts[reservation] = arrival
-        po = self._production_order(component.manufacturing_order)
-        self._touch(component, "ComponentAvailability.ShortageRaised", now, po.sales_order)
-        return self._flush()
+        po = self._store.production_order(component.manufacturing_order)
+        self._store.touch(component, "ComponentAvailability.ShortageRaised", now, po.sales_order)
+        return self._store.flush()
 
     def shipment_delayed(self, tracking_number: str, hours: float, reason: str = "Traffic congestion") -> list[Change]:
         """The carrier reports a delay: the ETA and the rest of the journey move ``hours`` later."""
@@ -962,8 +890,8 @@ class World:
         shipment.status_code = "SD"
         eta = shipment.estimated_delivery_at or now
         _set_eta(shipment, self._receiving_time(track, max(eta, now) + hours_span(hours)), 4)
-        self._touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
-        return self._flush()
+        self._store.touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
+        return self._store.flush()
 
     def place_order(self, customer: str, *, seed: int | None = None) -> list[Change]:
         """A new order of ``customer`` arrives (state RECEIVED): a new sales order, its
@@ -972,7 +900,7 @@ class World:
             raise UnknownKey(customer)
         rng = random.Random(seed if seed is not None else len(self._tracks))
         self._generate_order(rng, RECEIVED, customer)
-        return self._flush()
+        return self._store.flush()
 
     def plan_shortfall(
         self, sales_order: str, quantity: float, *, item: str | None = None, rest: str | None = None
@@ -988,11 +916,11 @@ class World:
             raise ValueError('rest must be "reproduce" or "cancel"')
         key = item
         if key is None and track.parts[0].orders:  # by default the first item made to order
-            key = self._production_order(track.parts[0].orders[0]).sales_order_item
+            key = self._store.production_order(track.parts[0].orders[0]).sales_order_item
         po_key = track.made_to_order.get(key or "")
         if po_key is None or po_key not in track.parts[0].orders:
             raise ValueError(f"item {key!r} of {sales_order} is not made to order")
-        po = self._production_order(po_key)
+        po = self._store.production_order(po_key)
         if po.status not in ("CREATED", "RELEASED", "STARTED", "PARTIALLY_CONFIRMED"):
             raise ValueError(f"production of item {key} is already confirmed ({po.status})")
         if not math.isfinite(quantity) or not 0 < quantity < po.total_quantity:
@@ -1017,7 +945,7 @@ class World:
         if track.last_step_at is not None and at < track.last_step_at:
             at = track.last_step_at
         self._apply(track, step.name, at, part=step.part)
-        return self._flush()
+        return self._store.flush()
 
     def advance_clock(self, hours: float) -> list[Change]:
         """Move the plant clock forward and apply everything that fell due meanwhile."""
@@ -1050,7 +978,7 @@ class World:
                 self._receive(key, due)
                 continue
             if kind == 0:
-                record = self._work_center(key)
+                record = self._store.work_center(key)
                 if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
                     self._set_up(record, record.expected_up_at)
                 continue
@@ -1076,7 +1004,7 @@ class World:
                 following.due = max(following.due, at)
                 if following.due <= now:
                     heapq.heappush(heap, (following.due, 1, key))
-        return self._flush()
+        return self._store.flush()
 
     def _blocked_until(self, track: _OrderTrack, step: _Step, now: dt.datetime) -> dt.datetime | None:
         """When production of this step is held by a down work centre, until when."""
@@ -1086,13 +1014,13 @@ class World:
         orders = track.parts[step.part].orders
         if step.name == "start":
             for po_key in orders:
-                for reservation in self._reservations.get(po_key, []):
+                for reservation in self._store.reservations.get(po_key, []):
                     arrival = self._receipts.get(reservation)
                     if arrival is not None and arrival > step.due and (until is None or arrival > until):
                         until = arrival
         for po_key in orders:
-            po = self._production_order(po_key)
-            wc = self._work_center(po.work_center)
+            po = self._store.production_order(po_key)
+            wc = self._store.work_center(po.work_center)
             if wc.state != "DOWN" or wc.down_since is None or step.due < wc.down_since:
                 continue
             # Unknown repair time: look again an hour after now.
@@ -1109,14 +1037,14 @@ class World:
         component.available_quantity = component.required_quantity
         component.shortage_quantity = 0.0
         component.expected_receipt_date = None
-        po = self._production_order(component.manufacturing_order)
-        self._touch(component, "ComponentAvailability.Received", at, po.sales_order)
+        po = self._store.production_order(component.manufacturing_order)
+        self._store.touch(component, "ComponentAvailability.Received", at, po.sales_order)
 
     def _set_up(self, record: WorkCenter, at: dt.datetime) -> None:
         record.state = "UP"
         record.down_since = None
         record.expected_up_at = None
-        self._touch(record, "WorkCenter.Up", at, None)
+        self._store.touch(record, "WorkCenter.Up", at, None)
 
     # --- lifecycle steps ---------------------------------------------------------------
 
@@ -1135,35 +1063,35 @@ class World:
 
     def _step_clear_shortage(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in track.made_to_order.values():
-            for c in self._components(po):
+            for c in self._store.components(po):
                 if c.shortage_quantity > 0 or c.inventory_stock_type != "01":
                     c.available_quantity = c.required_quantity
                     c.shortage_quantity = 0.0
                     c.expected_receipt_date = None
                     c.inventory_stock_type = "01"
-                    self._touch(c, "ComponentAvailability.Received", at, track.sales_order)
+                    self._store.touch(c, "ComponentAvailability.Received", at, track.sales_order)
         track.state = RECEIVED
 
     def _step_release(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             po.status = "RELEASED"
             po.actual_release_date = at
-            self._touch(po, "ProductionOrder.Released", at, track.sales_order)
+            self._store.touch(po, "ProductionOrder.Released", at, track.sales_order)
         track.state = RELEASED
 
     def _step_start(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             po.status = "STARTED"
             po.actual_start_date = at
-            po.batch = "B" + self._next("batch", width=7)
-            self._touch(po, "ProductionOrder.Started", at, track.sales_order)
+            po.batch = "B" + self._numbers.next("batch", width=7)
+            self._store.touch(po, "ProductionOrder.Started", at, track.sales_order)
         track.state = IN_PRODUCTION
 
     def _step_partial(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             po.status = "PARTIALLY_CONFIRMED"
             po.confirmed_yield_qty = float(math.floor(po.total_quantity * rng.uniform(0.3, 0.7)))
-            self._touch(po, "ProductionOrder.PartiallyConfirmed", at, track.sales_order)
+            self._store.touch(po, "ProductionOrder.PartiallyConfirmed", at, track.sales_order)
         track.state = IN_PRODUCTION
 
     def _step_confirm(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
@@ -1176,14 +1104,14 @@ class World:
             po.actual_end_date = at
             po.confirmed_scrap_qty = scrap
             po.confirmed_yield_qty = po.total_quantity - scrap
-            self._touch(po, "ProductionOrder.Confirmed", at, track.sales_order)
+            self._store.touch(po, "ProductionOrder.Confirmed", at, track.sales_order)
         track.state = PRODUCTION_COMPLETE
 
     def _step_inspect(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         track.lots = []
         for po in self._current_orders(track):
             lot = InspectionLot(
-                inspection_lot=self._next("lot"),
+                inspection_lot=self._numbers.next("lot"),
                 material=po.material,
                 batch=po.batch or "",
                 manufacturing_order=po.manufacturing_order,
@@ -1191,7 +1119,7 @@ class World:
                 planned_end_date=at + hours_span(24),
             )
             track.lots.append(lot.inspection_lot)
-            self._touch(lot, "InspectionLot.Created", at, track.sales_order)
+            self._store.touch(lot, "InspectionLot.Created", at, track.sales_order)
         track.state = QUALITY_HOLD
 
     def _step_decide(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
@@ -1209,7 +1137,7 @@ class World:
                 decided_at=at,
                 quality_score=round(rng.uniform(35, 70) if reject else rng.uniform(85, 100), 1),
             )
-            self._touch(lot, "InspectionLot.UsageDecisionMade", at, track.sales_order)
+            self._store.touch(lot, "InspectionLot.UsageDecisionMade", at, track.sales_order)
         if reject:
             track.state = QUALITY_REJECTED
             return
@@ -1218,42 +1146,42 @@ class World:
             po.status = "DELIVERED"
             item = po.sales_order_item
             track.produced[item] = track.produced.get(item, 0.0) + po.confirmed_yield_qty
-            self._touch(po, "ProductionOrder.Completed", at, track.sales_order)
+            self._store.touch(po, "ProductionOrder.Completed", at, track.sales_order)
         track.state = QUALITY_RELEASED
 
     def _step_rework(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         """A rejected batch is scrapped; a new production order remakes each item."""
-        order = self._sales_order(track.sales_order)
+        order = self._store.sales_order(track.sales_order)
         items = {it.sales_order_item: it for it in order.items}
         start = self._due(track, "start") or at + hours_span(8)
         end = self._due(track, "confirm") or start + hours_span(track.production_hours)
         part = track.parts[track.part]
         for n, po_key in enumerate(part.orders):
-            old = self._production_order(po_key)
+            old = self._store.production_order(po_key)
             old.status = "TECO"
-            self._touch(old, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
+            self._store.touch(old, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
             item_key = old.sales_order_item
             po = self._create_production_order(
                 track.sales_order, items[item_key], status="RELEASED", at=at, start=start, end=end,
                 quantity=old.total_quantity,
             )
-            self._touch(po, "ProductionOrder.Released", at, track.sales_order)
+            self._store.touch(po, "ProductionOrder.Released", at, track.sales_order)
             self._create_components(rng, po, at, shortage_until=None)
             track.made_to_order[item_key] = part.orders[n] = po.manufacturing_order
         track.lots = []
         track.state = RELEASED
 
     def _step_unblock(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        order = self._sales_order(track.sales_order)
+        order = self._store.sales_order(track.sales_order)
         credit = order.total_credit_check_status == "B"
         change = "SalesOrder.CreditReleased" if credit else "SalesOrder.DeliveryUnblocked"
         order.total_credit_check_status = "A"
         order.delivery_block_reason = ""
         order.total_block_status = ""
-        self._touch(order, change, at, track.sales_order)
+        self._store.touch(order, change, at, track.sales_order)
 
     def _step_pick(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        order = self._sales_order(track.sales_order)
+        order = self._store.sales_order(track.sales_order)
         wanted = self._pick_quantities(track, order)
         if not wanted or order.total_credit_check_status == "B" or order.delivery_block_reason:
             # Nothing of this part is ready yet (or the order is on hold): look again in a day.
@@ -1263,7 +1191,7 @@ class World:
         items = []
         for n, (item, qty) in enumerate(wanted, start=1):
             po_key = track.made_to_order.get(item.sales_order_item)
-            batch = self._production_order(po_key).batch if po_key is not None else "S" + self._next("stock_batch", width=7)
+            batch = self._store.production_order(po_key).batch if po_key is not None else "S" + self._numbers.next("stock_batch", width=7)
             items.append(
                 OutboundDeliveryItem(
                     delivery_document_item=str(10 * n),
@@ -1277,7 +1205,7 @@ class World:
             )
             track.in_delivery[item.sales_order_item] = track.in_delivery.get(item.sales_order_item, 0.0) + qty
         delivery = OutboundDelivery(
-            delivery_document=self._next("delivery"),
+            delivery_document=self._numbers.next("delivery"),
             sales_order=order.sales_order,
             ship_to_party=order.sold_to_party,
             delivery_date=PLANT_CALENDAR.local_date(goods_issue),
@@ -1286,10 +1214,10 @@ class World:
             items=items,
         )
         track.delivery = delivery.delivery_document
-        self._touch(delivery, "OutboundDelivery.Created", at, track.sales_order)
-        self._touch(delivery, "OutboundDelivery.Picked", at, track.sales_order)
+        self._store.touch(delivery, "OutboundDelivery.Created", at, track.sales_order)
+        self._store.touch(delivery, "OutboundDelivery.Picked", at, track.sales_order)
         order.overall_sd_process_status = "B"
-        self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+        self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
         track.state = PICKED
 
     def _pick_quantities(self, track: _OrderTrack, order: SalesOrder) -> list[tuple[SalesOrderItem, float]]:
@@ -1311,35 +1239,35 @@ class World:
         return out
 
     def _step_pack(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        delivery = self._delivery(track)
+        delivery = self._store.delivery(track.delivery)
         delivery.overall_packing_status = "C"
         delivery.actual_packing_date_time = at
-        self._touch(delivery, "OutboundDelivery.Packed", at, track.sales_order)
+        self._store.touch(delivery, "OutboundDelivery.Packed", at, track.sales_order)
         track.state = PACKED
 
     def _step_goods_issue(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        delivery = self._delivery(track)
+        delivery = self._store.delivery(track.delivery)
         delivery.overall_goods_movement_status = "C"
         delivery.actual_goods_movement_date = at
-        delivery.bill_of_lading = "BOL" + self._next("bill_of_lading", width=7)
-        self._touch(delivery, "OutboundDelivery.GoodsIssued", at, track.sales_order)
+        delivery.bill_of_lading = "BOL" + self._numbers.next("bill_of_lading", width=7)
+        self._store.touch(delivery, "OutboundDelivery.GoodsIssued", at, track.sales_order)
         for line in delivery.items:
             key = line.reference_sd_document_item
             track.shipped[key] = track.shipped.get(key, 0.0) + line.actual_delivery_quantity
-        order = self._sales_order(track.sales_order)
+        order = self._store.sales_order(track.sales_order)
         self._post_delivered_quantities(track, order)
-        self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+        self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
         for po in self._current_orders(track):
             if po.status != "TECO":
                 po.status = "TECO"
-                self._touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
+                self._store.touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
         carrier = rng.choices([c for c, _ in _CARRIERS], [w for _, w in _CARRIERS])[0]
         # The carrier's first estimate knows nothing of delays still to come.
         deliver = self._due(track, "deliver") or at + hours_span(48)
         eta = deliver - hours_span(track.extra_transit_hours) + hours_span(rng.uniform(-3, 3))
         eta = self._receiving_time(track, max(eta, at + hours_span(6)))
         shipment = Shipment(
-            tracking_number=self._tracking_number(carrier),
+            tracking_number=self._numbers.tracking_number(carrier),
             carrier=carrier,
             delivery_document=delivery.delivery_document,
             tag="InfoReceived",
@@ -1359,7 +1287,7 @@ class World:
         )
         _set_eta(shipment, eta, 4)
         track.shipment = shipment.tracking_number
-        self._touch(shipment, "Shipment.Created", at, track.sales_order)
+        self._store.touch(shipment, "Shipment.Created", at, track.sales_order)
         track.state = GOODS_ISSUED
         if track.part >= track.planned_parts - 1 and not track.backorder_pending and self._open_items(track, order):
             # Shipped short: the rest stays owed until it is made again or cut.
@@ -1372,7 +1300,7 @@ class World:
     def _step_backorder(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         """The rest of a short shipment: made again and shipped later, or cut (item rejected)."""
         track.backorder_pending = False
-        order = self._sales_order(track.sales_order)
+        order = self._store.sales_order(track.sales_order)
         owed = self._open_items(track, order)
         if not owed:
             return
@@ -1382,7 +1310,7 @@ class World:
             self._post_delivered_quantities(track, order)
             if track.state == DELIVERED:
                 order.overall_sd_process_status = "C"
-            self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+            self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
             return
         n = track.part
         part = track.add_part(n, _Part(RELEASED))
@@ -1396,14 +1324,14 @@ class World:
             po = self._create_production_order(
                 track.sales_order, item, status="RELEASED", at=at, start=start, end=end, quantity=qty
             )
-            self._touch(po, "ProductionOrder.Released", at, track.sales_order)
+            self._store.touch(po, "ProductionOrder.Released", at, track.sales_order)
             self._create_components(rng, po, at, shortage_until=None)
             track.made_to_order[item.sales_order_item] = po.manufacturing_order
             part.orders.append(po.manufacturing_order)
         steps: list[_Step] = []
         t = at
         if part.orders:
-            t = max(self._production_order(k).scheduled_end_date for k in part.orders)
+            t = max(self._store.production_order(k).scheduled_end_date for k in part.orders)
             steps = [_Step("start", start, n), _Step("confirm", t, n)]
         transit_hours = rng.uniform(24, 96)
         for name in ("inspect", "decide", *_SHIPPING_STEPS) if part.orders else _SHIPPING_STEPS:
@@ -1461,7 +1389,7 @@ class World:
         track.schedule = collections.deque(sorted([*track.schedule, *steps], key=operator.attrgetter("due")))
 
     def _step_pickup(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._shipment(track)
+        shipment = self._store.shipment(track.shipment)
         arrived = max(at - dt.timedelta(minutes=rng.randint(10, 40)), track.last_step_at or at)
         shipment.events.append(
             TrackingEvent(code="X3", tag="InfoReceived", occurred_at=arrived, location=_PLANT_LOCATION,
@@ -1472,11 +1400,11 @@ class World:
                           description="Departed pickup location")
         )
         shipment.tag, shipment.status_code, shipment.picked_up_at = "InTransit", "AF", at
-        self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
+        self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
         track.state = IN_TRANSIT
 
     def _step_delay(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._shipment(track)
+        shipment = self._store.shipment(track.shipment)
         deliver = self._due(track, "deliver") or at + hours_span(48)
         exception = track.exception_on_delay
         reason = rng.choice(("Weather delay", "Missed linehaul connection", "Vehicle breakdown", "Customs hold"))
@@ -1486,10 +1414,10 @@ class World:
         )
         shipment.tag, shipment.status_code = ("Exception" if exception else "InTransit"), "SD"
         _set_eta(shipment, self._receiving_time(track, deliver + hours_span(rng.uniform(-2, 2))), 6)
-        self._touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
+        self._store.touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
 
     def _step_en_route(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._shipment(track)
+        shipment = self._store.shipment(track.shipment)
         deliver = self._due(track, "deliver") or at + hours_span(24)
         shipment.events.append(
             TrackingEvent(code="X6", tag="InTransit", occurred_at=at, location=self._hub(track),
@@ -1503,10 +1431,10 @@ class World:
         revised = shipment.estimated_delivery_at is None or abs(eta - shipment.estimated_delivery_at) >= hours_span(1)
         if revised:
             _set_eta(shipment, eta, 4)
-        self._touch(shipment, "Shipment.EtaRevised" if revised else "Shipment.StatusUpdated", at, track.sales_order)
+        self._store.touch(shipment, "Shipment.EtaRevised" if revised else "Shipment.StatusUpdated", at, track.sales_order)
 
     def _step_out_for_delivery(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._shipment(track)
+        shipment = self._store.shipment(track.shipment)
         deliver = self._due(track, "deliver") or at + hours_span(4)
         shipment.events.append(
             TrackingEvent(code="X1", tag="OutForDelivery", occurred_at=at, location=self._destination(track),
@@ -1514,11 +1442,11 @@ class World:
         )
         shipment.tag, shipment.status_code = "OutForDelivery", "X1"
         _set_eta(shipment, self._receiving_time(track, max(deliver, at + hours_span(1))), 2)
-        self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
+        self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
         track.state = OUT_FOR_DELIVERY
 
     def _step_attempt_fail(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._shipment(track)
+        shipment = self._store.shipment(track.shipment)
         deliver = self._due(track, "deliver") or at + hours_span(24)
         shipment.events.append(
             TrackingEvent(code="SD", tag="AttemptFail", occurred_at=at, location=self._destination(track),
@@ -1526,10 +1454,10 @@ class World:
         )
         shipment.tag, shipment.status_code = "AttemptFail", "SD"
         _set_eta(shipment, self._receiving_time(track, max(deliver, at + hours_span(1))), 4)
-        self._touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
+        self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
 
     def _step_deliver(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._shipment(track)
+        shipment = self._store.shipment(track.shipment)
         shipment.events.append(
             TrackingEvent(code="D1", tag="Delivered", occurred_at=at, location=self._destination(track),
                           description="Delivered, unloaded")
@@ -1538,51 +1466,15 @@ class World:
         shipment.proof_of_delivery = ProofOfDelivery(
             signed_by=rng.choice(_SIGNERS), delivered_at=at, document=f"POD-{shipment.tracking_number}.pdf"
         )
-        self._touch(shipment, "Shipment.Delivered", at, track.sales_order)
+        self._store.touch(shipment, "Shipment.Delivered", at, track.sales_order)
         track.state = DELIVERED
         if track.state == DELIVERED and not track.backorder_pending:
             # The last part arrived and nothing is owed: the order is complete.
-            order = self._sales_order(track.sales_order)
+            order = self._store.sales_order(track.sales_order)
             order.overall_sd_process_status = "C"
-            self._touch(order, "SalesOrder.Changed", at, track.sales_order)
+            self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
 
     # --- helpers -----------------------------------------------------------------------
-
-    def _touch(self, record: Record, change_type: str, at: dt.datetime, sales_order: str | None) -> None:
-        """Stamp a changed record, re-index it and queue its Change."""
-        record.last_change_date_time = at  # type: ignore[attr-defined]
-        table = self.tables[record.ENTITY_SET]
-        table.put(record)
-        if self._generating:
-            return
-        self._pending.append(
-            Change(
-                system=record.SOURCE,
-                entity_set=record.ENTITY_SET,
-                key=record.key,
-                record=_snapshot(record),
-                change_type=change_type,
-                occurred_at=at,
-                sales_order=sales_order,
-            )
-        )
-
-    def _next(self, counter: str, width: int = 0) -> str:
-        self._counters[counter] += 1
-        value = self._counters[counter]
-        return f"{value:0{width}d}" if width else str(value)
-
-    def _tracking_number(self, carrier: str) -> str:
-        n = int(self._next("tracking"))
-        if carrier == "UPS":
-            return f"1Z4F7E2103{n:08d}"
-        if carrier == "DHL Freight":
-            return f"JJD{n + 10_000_000:014d}"
-        if carrier == "DB Schenker":
-            return f"SCHE{n:010d}"
-        if carrier == "Kuehne+Nagel":
-            return f"KN{n:010d}"
-        return f"DSV{n:09d}"
 
     def _receiving_time(self, track: _OrderTrack, at: dt.datetime) -> dt.datetime:
         """A carrier's estimate: within the ship-to's receiving hours, on a working day."""
@@ -1599,39 +1491,9 @@ class World:
         """When the current part's next step called ``name`` is scheduled, if it still is."""
         return next((s.due for s in track.schedule if s.name == name and s.part == track.part), None)
 
-    def _components(self, po_key: str) -> list[ComponentAvailability]:
-        table = self.tables["A_ComponentAvailability"]
-        return [table.get(k) for k in self._reservations[po_key]]  # type: ignore[misc]
-
     def _current_orders(self, track: _OrderTrack) -> list[ProductionOrder]:
         """The production orders of the part the current step moves."""
-        return [self._production_order(k) for k in track.parts[track.part].orders]
-
-    def _production_order(self, key: str) -> ProductionOrder:
-        record = self.tables["A_ProductionOrder"].get(key)
-        assert isinstance(record, ProductionOrder)
-        return record
-
-    def _sales_order(self, key: str) -> SalesOrder:
-        record = self.tables["A_SalesOrder"].get(key)
-        assert isinstance(record, SalesOrder)
-        return record
-
-    def _delivery(self, track: _OrderTrack) -> OutboundDelivery:
-        record = self.tables["A_OutbDeliveryHeader"].get(track.delivery or "")
-        assert isinstance(record, OutboundDelivery)
-        return record
-
-    def _shipment(self, track: _OrderTrack) -> Shipment:
-        record = self.tables["Shipment"].get(track.shipment or "")
-        assert isinstance(record, Shipment)
-        return record
-
-    def _work_center(self, key: str) -> WorkCenter:
-        record = self.tables["A_WorkCenter"].get(key)
-        if not isinstance(record, WorkCenter):
-            raise UnknownKey(key)
-        return record
+        return [self._store.production_order(k) for k in track.parts[track.part].orders]
 
     # --- reading -----------------------------------------------------------------------
 
@@ -1682,7 +1544,7 @@ class World:
         track = self._tracks.get(sales_order)
         if track is None:
             raise UnknownKey(sales_order)
-        order = self._sales_order(sales_order)
+        order = self._store.sales_order(sales_order)
         promise = order.confirmed_delivery_date
         if track.state == DELIVERED or promise is None:
             return False
@@ -1709,7 +1571,7 @@ class World:
             if _STATE_RANK[last.state] < _STATE_RANK[GOODS_ISSUED]:
                 continue
             if any(track.shipped.get(i.sales_order_item, 0.0) < i.requested_quantity and not i.rejection_reason
-                   for i in self._sales_order(key).items):
+                   for i in self._store.sales_order(key).items):
                 out.append(key)
         return out
 
@@ -1723,7 +1585,7 @@ class World:
         cut = 0
         for key, track in self._tracks.items():
             several += sum(1 for p in track.parts.values() if p.delivery is not None) > 1
-            cut += any(i.rejection_reason for i in self._sales_order(key).items)
+            cut += any(i.rejection_reason for i in self._store.sales_order(key).items)
         return {"backorders": len(self.short_shipped()), "severalDeliveries": several, "itemsCut": cut}
 
     def summary(self) -> dict[str, Any]:
@@ -1887,26 +1749,6 @@ def _add_schedule_lines(
         )
     item.schedule_lines = lines
     item.confirmed_delivery_date = max(line.confirmed_delivery_date or confirmed for line in lines)
-
-
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
-def _snapshot(record: Record) -> Record:
-    """A copy of a record that later changes cannot reach: nested records are copied,
-    scalars (str, numbers, dates: immutable) shared. Much cheaper than ``copy.deepcopy``,
-    which every change pays."""
-    out = object.__new__(record.__class__)
-    for name in _field_names(record.__class__):
-        value = getattr(record, name)
-        if value.__class__ is list:
-            value = [_snapshot(v) if isinstance(v, Record) else v for v in value]
-        elif isinstance(value, Record):
-            value = _snapshot(value)
-        setattr(out, name, value)
-    return out
 
 
 def _make_short(component: ComponentAvailability, rng: random.Random, receipt: dt.datetime) -> None:
