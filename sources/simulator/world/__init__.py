@@ -4,16 +4,11 @@
 the tests use; it owns the records and the clock and hands each concern to its module.
 """
 
-from .plant import (
-    LIFECYCLE_STATES,
-    PLANT_CALENDAR,
-    RECEIVING_CALENDAR,
-    REJECTION_REASON,
-    WORK_CENTERS,
-    World,
-)
+from .master_data import WORK_CENTERS
+from .plant import LIFECYCLE_STATES, REJECTION_REASON, World
 from .store import Change, UnknownKey
 from .tables import ENTITY_SETS, SYSTEMS, EntitySet, Table, api_attributes, find_entity_set
+from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR
 
 __all__ = [
     "ENTITY_SETS",

@@ -22,7 +22,6 @@ their ``LastChangeDateTime`` and the indexes, then tell subscribers with a ``Cha
 
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 import datetime as dt
@@ -54,9 +53,22 @@ from ...records import (
     WorkCenter,
 )
 from .clock import PlantClock, hours_span, iso_utc, whole_seconds
+from .master_data import (
+    CITIES,
+    CUSTOMER_NAMES,
+    FAMILIES,
+    RAW_MATERIALS,
+    SIZES,
+    SUFFIXES,
+    WORK_CENTERS,
+    MasterData,
+    Product,
+    ShipTo,
+)
 from .numbers import NumberRanges
 from .store import Change, Listener, RecordStore, UnknownKey
 from .tables import SYSTEMS, Table
+from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR, WorkingTime
 
 log = logging.getLogger(__name__)
 
@@ -142,75 +154,6 @@ _PRODUCTION_STEPS = frozenset({"start", "partial", "confirm"})
 
 # --- catalogues ----------------------------------------------------------------------------
 
-WORK_CENTERS = (
-    ("WC-10", "Assembly line 1"),
-    ("WC-20", "CNC milling"),
-    ("WC-30", "Assembly line 2"),
-    ("WC-40", "Welding cell"),
-    ("WC-50", "Paint shop"),
-    ("WC-60", "CNC turning"),
-    ("WC-70", "Electrical assembly"),
-    ("WC-80", "Test bench"),
-)
-# Product family, base unit price (EUR), routing work centre.
-_FAMILIES = (
-    ("Hydraulic pump", 1800.0, "WC-10"),
-    ("Machined housing", 1200.0, "WC-20"),
-    ("Gearbox", 4200.0, "WC-30"),
-    ("Welded frame", 2600.0, "WC-40"),
-    ("Coated enclosure", 1500.0, "WC-50"),
-    ("Precision spindle", 6800.0, "WC-60"),
-    ("Control cabinet", 9500.0, "WC-70"),
-    ("Servo drive unit", 5200.0, "WC-80"),
-)
-_SIZES = (1.0, 1.6, 2.5, 4.0, 6.5)
-_RAW_MATERIALS = tuple(
-    (f"RM-{2001 + i}", ("PC", "KG", "M", "PC", "PC")[i % 5]) for i in range(60)
-)
-_CUSTOMER_NAMES = (
-    "Nordwind Maschinenbau", "Alpina Foods", "Rheintal Energie", "Baltic Shipyards", "Vista Packaging",
-    "Helvetia Pharma", "Danube Mining", "Iberia Motors", "Polaris Robotics", "Cascade Paper",
-    "Lumen Optics", "Aurora Textiles", "Solis Agritech", "Meridian Rail", "Tatra Steelworks",
-    "Fjord Aquaculture", "Provence Cosmetics", "Lombardia Plastics", "Elbe Logistics", "Carpathia Chemicals",
-    "Atlas Cranes", "Brabant Brewing", "Cerulean Water", "Delta Turbines", "Emerald Printing",
-    "Falcon Aerospace", "Granite Construction", "Harbor Cold Chain", "Ionic Batteries", "Juniper Medical",
-    "Kestrel Wind", "Lakeside Dairy", "Mosel Glassworks", "Nimbus Datacenters", "Orion Pipelines",
-    "Pioneer Tractors", "Quartz Semiconductors", "Redwood Furniture", "Saxon Tools", "Tundra HVAC",
-    "Umbria Ceramics", "Vortex Pumps", "Westfalen Metals", "Xenon Lighting", "Yellowstone Mills",
-    "Zenith Elevators", "Adriatic Ports", "Bavaria Bottling", "Corvus Defence", "Dolomiti Cable Cars",
-)
-_SUFFIXES = ("GmbH", "AG", "S.A.", "Ltd", "B.V.", "S.p.A.", "AB", "Sp. z o.o.", "Inc.", "SE")
-# Country, city, region (ISO 3166-2 subdivision as the holidays package knows it), time zone.
-_CITIES = (
-    ("DE", "Hamburg", "HH", "Europe/Berlin"), ("DE", "Munich", "BY", "Europe/Berlin"),
-    ("DE", "Cologne", "NW", "Europe/Berlin"), ("FR", "Lyon", None, "Europe/Paris"),
-    ("FR", "Toulouse", None, "Europe/Paris"), ("IT", "Milan", "MI", "Europe/Rome"),
-    ("IT", "Turin", "TO", "Europe/Rome"), ("NL", "Rotterdam", None, "Europe/Amsterdam"),
-    ("PL", "Wroclaw", "02", "Europe/Warsaw"), ("AT", "Linz", "4", "Europe/Vienna"),
-    ("CH", "Basel", "BS", "Europe/Zurich"), ("CZ", "Brno", None, "Europe/Prague"),
-    ("SE", "Gothenburg", None, "Europe/Stockholm"), ("ES", "Bilbao", "PV", "Europe/Madrid"),
-    ("GB", "Birmingham", "ENG", "Europe/London"), ("US", "Chicago", "IL", "America/Chicago"),
-    ("BE", "Antwerp", None, "Europe/Brussels"), ("DK", "Aarhus", None, "Europe/Copenhagen"),
-)
-# The plant's factory calendar (the gateway's [calendar] defaults say the same) and the
-# receiving days and hours of its customers, placed at each customer's address.
-PLANT_CALENDAR = FactoryCalendar(
-    time_zone="Europe/Berlin",
-    country="DE",
-    subdivision="BW",
-    working_days=(0, 1, 2, 3, 4),
-    shifts=((6 * 60, 14 * 60), (14 * 60, 22 * 60)),
-)
-RECEIVING_CALENDAR = FactoryCalendar(time_zone="Europe/Berlin", working_days=(0, 1, 2, 3, 4), shifts=((8 * 60, 17 * 60),))
-# How the gap before each step is measured and where the step may happen. Gaps before
-# these steps are elapsed time (a supplier, the planning queue, a credit desk, a truck);
-# every other gap counts the plant's working time. Transit steps happen at any time,
-# delivery steps in the ship-to's receiving hours, all others in the plant's shifts.
-_ELAPSED_GAPS = frozenset(
-    {"clear_shortage", "release", "unblock", "delay", "en_route", "out_for_delivery", "attempt_fail", "deliver"}
-)
-_TRANSIT_STEPS = frozenset({"delay", "en_route"})
-_DELIVERY_STEPS = frozenset({"out_for_delivery", "attempt_fail", "deliver"})
 _CARRIERS = (("UPS", 3), ("DHL Freight", 3), ("DB Schenker", 2), ("Kuehne+Nagel", 1), ("DSV", 1))
 _PLANT_LOCATION = "Plant 1000, Stuttgart, DE"
 _SIGNERS = ("M. Keller", "A. Rossi", "J. Novak", "S. Larsen", "P. Dubois", "K. Weber", "L. Garcia", "T. Smith")
@@ -350,12 +293,10 @@ class World:
         self._numbers = NumberRanges()
         self.latency_ms: dict[str, float] = dict.fromkeys(SYSTEMS, 3.0)
         self._tracks: dict[str, _OrderTrack] = {}
-        self._customer_city: dict[str, str] = {}
-        self._receiving: dict[str, FactoryCalendar] = {}  # per customer: its receiving calendar
+        self._master = MasterData()
+        self._times = WorkingTime(self.start, self._master.ship_tos)
         # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
         self._receipts: dict[str, dt.datetime] = {}
-        self._bom: dict[str, list[tuple[str, str, float]]] = {}
-        self._catalogue: list[tuple[str, float, str]] = []  # material, unit price, work centre
 
     # --- generation ------------------------------------------------------------------
 
@@ -388,16 +329,16 @@ class World:
 
     def _build_catalogue(self, rng: random.Random) -> None:
         n = 0
-        for _family, base_price, work_center in _FAMILIES:
-            for size in _SIZES:
+        for _family, base_price, work_center in FAMILIES:
+            for size in SIZES:
                 n += 1
                 material = f"FG-{1000 + n}"
-                self._catalogue.append((material, round(base_price * size, 2), work_center))
-                components = rng.sample(_RAW_MATERIALS, rng.randint(2, 5))
-                self._bom[material] = [
+                components = rng.sample(RAW_MATERIALS, rng.randint(2, 5))
+                bom = tuple(
                     (rm, unit, float(rng.choice((1, 1, 2, 4, 6, 12))) if unit == "PC" else round(rng.uniform(0.5, 25), 1))
                     for rm, unit in components
-                ]
+                )
+                self._master.add_product(Product(material, round(base_price * size, 2), work_center, bom))
 
     def _build_work_centers(self, rng: random.Random) -> None:
         for wc, text in WORK_CENTERS:
@@ -417,14 +358,13 @@ class World:
         order_weight = {"STRATEGIC": 4.0, "HIGH": 2.0, "NORMAL": 1.0, "LOW": 0.6}
         weights = []
         for i in range(count):
-            base = _CUSTOMER_NAMES[i % len(_CUSTOMER_NAMES)]
-            suffix = rng.choice(_SUFFIXES)
+            base = CUSTOMER_NAMES[i % len(CUSTOMER_NAMES)]
+            suffix = rng.choice(SUFFIXES)
             # Beyond the name list, number the names so customers stay distinct.
-            name = f"{base} {suffix}" if i < len(_CUSTOMER_NAMES) else f"{base} {i // len(_CUSTOMER_NAMES) + 1} {suffix}"
-            country, city, region, zone = rng.choice(_CITIES)
+            name = f"{base} {suffix}" if i < len(CUSTOMER_NAMES) else f"{base} {i // len(CUSTOMER_NAMES) + 1} {suffix}"
+            country, city, region, zone = rng.choice(CITIES)
             key = str(17100001 + i)
-            self._customer_city[key] = f"{city}, {country}"
-            self._receiving[key] = RECEIVING_CALENDAR.for_place(country, region, zone)
+            self._master.ship_tos[key] = ShipTo(f"{city}, {country}", RECEIVING_CALENDAR.for_place(country, region, zone))
             changed = self.start - hours_span(rng.uniform(24 * 30, 24 * 400))
             self.tables["A_Customer"].put(
                 Customer(
@@ -441,7 +381,7 @@ class World:
         return weights
 
     def _build_orders(self, rng: random.Random, count: int, customer_weights: list[float]) -> None:
-        customers = list(self._customer_city)
+        customers = list(self._master.ship_tos)
         targets = _state_quota(count)
         rng.shuffle(targets)
         for target in targets:
@@ -527,24 +467,24 @@ class World:
             now_rel = times[-1] + rng.uniform(1, 24 * 30)
 
         # Relative hours become instants on the calendars, with now_rel at the plant clock.
-        dues, at = self._lay_out(names, times, now_rel, customer)
+        dues, at = self._times.lay_out(names, times, now_rel, customer)
         ordered_at = whole_seconds(at(0.0))
         schedule = collections.deque(_Step(name, whole_seconds(due)) for name, due in zip(names, dues, strict=True))
         # Promised for a working day of the ship-to, when its receiving hours allow.
-        receiving = self._receiving[customer]
+        receiving = self._master.ship_tos[customer].receiving
         confirmed = receiving.local_date(receiving.next_working_time(at(confirmed_rel)))
         track = self._create_order(
             rng,
             customer=customer,
             ordered_at=ordered_at,
             confirmed=confirmed,
-            planned_start=self._place("start", at(planned["start"]), customer, forward=True),
-            planned_end=self._place("confirm", at(planned["confirm"]), customer, forward=True),
+            planned_start=self._times.place("start", at(planned["start"]), customer, forward=True),
+            planned_end=self._times.place("confirm", at(planned["confirm"]), customer, forward=True),
             flags=flags,
             schedule=schedule,
             # The schedule the order is confirmed with (on the calendars): its schedule lines keep it.
             baseline={
-                name: self._place(name, at(planned[name]), customer, forward=True)
+                name: self._times.place(name, at(planned[name]), customer, forward=True)
                 for name in ("decide", "pack", "goods_issue")
             },
         )
@@ -557,67 +497,6 @@ class World:
         while track.schedule and track.schedule[0].due <= self.start:
             step = track.schedule.popleft()
             self._apply(track, step.name, step.due, rng, part=step.part)
-
-    def _lay_out(
-        self, names: list[str], times: list[float], now_rel: float, customer: str
-    ) -> tuple[list[dt.datetime], Callable[[float], dt.datetime]]:
-        """Instants of an order's steps at relative hours ``times`` (``now_rel`` is the plant
-        clock's start), each gap measured and each step placed on its calendar; and the
-        instant of any relative position. Walks out from now both ways, so the order is in
-        the same state at the start whatever the calendars stretch."""
-        n = len(names)
-        k = bisect.bisect_right(times, now_rel)  # steps at or before now
-        dues: list[dt.datetime] = [self.start] * n
-        t, pos = self.start, now_rel
-        for i in range(k, n):
-            t = self._place(names[i], self._measure(names[i], t, times[i] - pos), customer, forward=True)
-            dues[i], pos = t, times[i]
-        t, pos = self.start, now_rel
-        for i in range(k - 1, -1, -1):
-            gap = names[i + 1] if i + 1 < n else None  # the gap after step i is its successor's
-            t = self._place(names[i], self._measure(gap, t, times[i] - pos), customer, forward=False)
-            dues[i], pos = t, times[i]
-
-        def at(x: float) -> dt.datetime:
-            exact = bisect.bisect_left(times, x)
-            if exact < n and times[exact] == x:
-                return dues[exact]
-            j = bisect.bisect_right(times, x)  # x lies in the gap before step j
-            gap = names[j] if j < n else None
-            if x >= now_rel:
-                base, pos = (dues[j - 1], times[j - 1]) if j > 0 and times[j - 1] >= now_rel else (self.start, now_rel)
-            else:
-                base, pos = (dues[j], times[j]) if j < n and times[j] <= now_rel else (self.start, now_rel)
-            return self._measure(gap, base, x - pos)
-
-        return dues, at
-
-    @staticmethod
-    def _measure(step: str | None, at: dt.datetime, hours: float) -> dt.datetime:
-        """``hours`` from ``at`` (negative: before) as the gap before ``step`` counts them."""
-        if step is None or step in _ELAPSED_GAPS:
-            return at + hours_span(hours)
-        return PLANT_CALENDAR.add_working_time(at, hours_span(hours))
-
-    def _step_calendar(self, step: str, customer: str) -> FactoryCalendar | None:
-        """Where a step may happen: the plant's shifts, the ship-to's hours, or any time."""
-        if step in _TRANSIT_STEPS:
-            return None
-        if step in _DELIVERY_STEPS:
-            return self._receiving[customer]
-        return PLANT_CALENDAR
-
-    def _after(self, step: str, at: dt.datetime, hours: float, customer: str) -> dt.datetime:
-        """When ``step`` happens ``hours`` after ``at``: the gap measured as the step counts
-        it, then placed in the step's working time."""
-        return self._place(step, self._measure(step, at, hours), customer, forward=True)
-
-    def _place(self, step: str, at: dt.datetime, customer: str, *, forward: bool) -> dt.datetime:
-        """``at`` moved into the step's working time: the next such instant, or the last."""
-        calendar = self._step_calendar(step, customer)
-        if calendar is None:
-            return at
-        return calendar.next_working_time(at) if forward else calendar.subtract_working_time(at, dt.timedelta(0))
 
     def _create_order(
         self,
@@ -637,18 +516,18 @@ class World:
         cap = 250_000.0 / n_items
         items: list[SalesOrderItem] = []
         requested = confirmed
-        receiving = self._receiving[customer]
+        receiving = self._master.ship_tos[customer].receiving
         if rng.random() < 0.3:
             earlier = confirmed - dt.timedelta(days=rng.randint(1, 10))
             ordered_on = PLANT_CALENDAR.local_date(ordered_at)
             requested = receiving.next_working_day(max(ordered_on + dt.timedelta(days=1), earlier))
-        for i, (material, price, _wc) in enumerate(rng.sample(self._catalogue, n_items)):
-            qty = float(max(1, min(rng.choice((1, 2, 3, 5, 8, 10, 12, 20, 25, 40, 50)), math.floor(cap / price))))
-            amount = round(qty * price * rng.uniform(0.85, 1.0), 2)
+        for i, product in enumerate(rng.sample(self._master.catalogue, n_items)):
+            qty = float(max(1, min(rng.choice((1, 2, 3, 5, 8, 10, 12, 20, 25, 40, 50)), math.floor(cap / product.unit_price))))
+            amount = round(qty * product.unit_price * rng.uniform(0.85, 1.0), 2)
             items.append(
                 SalesOrderItem(
                     sales_order_item=str(10 * (i + 1)),
-                    material=material,
+                    material=product.material,
                     requested_quantity=qty,
                     net_amount=amount,
                     confirmed_delivery_date=confirmed,
@@ -708,7 +587,7 @@ class World:
                 due = first[name] + offset
                 if later_steps:
                     due = max(due, later_steps[-1].due)
-                later_steps.append(_Step(name, self._place(name, due, customer, forward=True), 1))
+                later_steps.append(_Step(name, self._times.place(name, due, customer, forward=True), 1))
             self._schedule_steps(track, later_steps)
         receipt = next((s.due for s in schedule if s.name == "clear_shortage"), None)
         for i, item in enumerate(items):
@@ -737,7 +616,7 @@ class World:
         end: dt.datetime,
         quantity: float | None = None,
     ) -> ProductionOrder:
-        work_center = next(wc for m, _p, wc in self._catalogue if m == item.material)
+        work_center = self._master.product(item.material).work_center
         quantity = item.requested_quantity if quantity is None else quantity
         po = ProductionOrder(
             manufacturing_order=self._numbers.next("production_order"),
@@ -760,7 +639,7 @@ class World:
     def _create_components(
         self, rng: random.Random, po: ProductionOrder, at: dt.datetime, *, shortage_until: dt.datetime | None
     ) -> None:
-        for n, (material, unit, per_unit) in enumerate(self._bom[po.material], start=1):
+        for n, (material, unit, per_unit) in enumerate(self._master.product(po.material).bom, start=1):
             required = round(per_unit * po.total_quantity, 3)
             component = ComponentAvailability(
                 reservation=f"{po.manufacturing_order}-{n:02d}",
@@ -884,19 +763,19 @@ class World:
         self._shift_part(track, part, hours_span(hours))
         # EDI 214 SD (shipment delayed); the AfterShip tag stays what it was.
         shipment.events.append(
-            TrackingEvent(code="SD", tag=shipment.tag, occurred_at=now, location=self._hub(track),
+            TrackingEvent(code="SD", tag=shipment.tag, occurred_at=now, location=self._master.ship_tos[track.customer].hub,
                           description=f"Shipment delayed: {reason}")
         )
         shipment.status_code = "SD"
         eta = shipment.estimated_delivery_at or now
-        _set_eta(shipment, self._receiving_time(track, max(eta, now) + hours_span(hours)), 4)
+        _set_eta(shipment, self._times.receiving_time(track.customer, max(eta, now) + hours_span(hours)), 4)
         self._store.touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
         return self._store.flush()
 
     def place_order(self, customer: str, *, seed: int | None = None) -> list[Change]:
         """A new order of ``customer`` arrives (state RECEIVED): a new sales order, its
         production order and reservations, with keys after every existing one."""
-        if customer not in self._customer_city:
+        if customer not in self._master.ship_tos:
             raise UnknownKey(customer)
         rng = random.Random(seed if seed is not None else len(self._tracks))
         self._generate_order(rng, RECEIVED, customer)
@@ -988,7 +867,7 @@ class World:
             step = track.schedule[0]
             # Held by a down machine or a late part, then into the step's working time.
             held = self._blocked_until(track, step, now)
-            placed = self._place(step.name, held or step.due, track.customer, forward=True)
+            placed = self._times.place(step.name, held or step.due, track.customer, forward=True)
             if placed > step.due:
                 # Held production holds every part that shares it; a step waiting for its
                 # shift moves only its own part.
@@ -1265,7 +1144,7 @@ class World:
         # The carrier's first estimate knows nothing of delays still to come.
         deliver = self._due(track, "deliver") or at + hours_span(48)
         eta = deliver - hours_span(track.extra_transit_hours) + hours_span(rng.uniform(-3, 3))
-        eta = self._receiving_time(track, max(eta, at + hours_span(6)))
+        eta = self._times.receiving_time(track.customer, max(eta, at + hours_span(6)))
         shipment = Shipment(
             tracking_number=self._numbers.tracking_number(carrier),
             carrier=carrier,
@@ -1295,7 +1174,7 @@ class World:
             n = max(track.parts) + 1
             when = random.Random(f"{self.seed}:{track.sales_order}:backorder:{n}").uniform(2, 24)
             # Planners decide in the plant's working hours.
-            self._schedule_steps(track, [_Step("backorder", self._after("backorder", at, when, track.customer), n)])
+            self._schedule_steps(track, [_Step("backorder", self._times.after("backorder", at, when, track.customer), n)])
 
     def _step_backorder(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         """The rest of a short shipment: made again and shipped later, or cut (item rejected)."""
@@ -1315,7 +1194,7 @@ class World:
         n = track.part
         part = track.add_part(n, _Part(RELEASED))
         # On the factory calendar: the run starts in a shift, and its hours are working hours.
-        start = whole_seconds(self._after("start", at, rng.uniform(8, 48), track.customer))
+        start = whole_seconds(self._times.after("start", at, rng.uniform(8, 48), track.customer))
         for item, qty in owed:
             if item.sales_order_item not in track.made_to_order:
                 continue  # from stock: picked with the rest
@@ -1335,7 +1214,7 @@ class World:
             steps = [_Step("start", start, n), _Step("confirm", t, n)]
         transit_hours = rng.uniform(24, 96)
         for name in ("inspect", "decide", *_SHIPPING_STEPS) if part.orders else _SHIPPING_STEPS:
-            t = self._after(name, t, _gap(name, rng, track.production_hours, transit_hours), track.customer)
+            t = self._times.after(name, t, _gap(name, rng, track.production_hours, transit_hours), track.customer)
             steps.append(_Step(name, t, n))
         self._schedule_steps(track, steps)
 
@@ -1410,24 +1289,24 @@ class World:
         reason = rng.choice(("Weather delay", "Missed linehaul connection", "Vehicle breakdown", "Customs hold"))
         shipment.events.append(
             TrackingEvent(code="SD", tag="Exception" if exception else "InTransit", occurred_at=at,
-                          location=self._hub(track), description=f"Shipment delayed: {reason}")
+                          location=self._master.ship_tos[track.customer].hub, description=f"Shipment delayed: {reason}")
         )
         shipment.tag, shipment.status_code = ("Exception" if exception else "InTransit"), "SD"
-        _set_eta(shipment, self._receiving_time(track, deliver + hours_span(rng.uniform(-2, 2))), 6)
+        _set_eta(shipment, self._times.receiving_time(track.customer, deliver + hours_span(rng.uniform(-2, 2))), 6)
         self._store.touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
 
     def _step_en_route(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
         deliver = self._due(track, "deliver") or at + hours_span(24)
         shipment.events.append(
-            TrackingEvent(code="X6", tag="InTransit", occurred_at=at, location=self._hub(track),
+            TrackingEvent(code="X6", tag="InTransit", occurred_at=at, location=self._master.ship_tos[track.customer].hub,
                           description="En route to delivery location")
         )
         delayed = any(e.code == "SD" for e in shipment.events)
         shipment.tag, shipment.status_code = "InTransit", "X6"
         # Before a delay the carrier cannot know about trouble still to come.
         ahead = 0.0 if delayed else track.extra_transit_hours
-        eta = self._receiving_time(track, max(deliver - hours_span(ahead) + hours_span(rng.uniform(-1, 1)), at + hours_span(2)))
+        eta = self._times.receiving_time(track.customer, max(deliver - hours_span(ahead) + hours_span(rng.uniform(-1, 1)), at + hours_span(2)))
         revised = shipment.estimated_delivery_at is None or abs(eta - shipment.estimated_delivery_at) >= hours_span(1)
         if revised:
             _set_eta(shipment, eta, 4)
@@ -1437,11 +1316,11 @@ class World:
         shipment = self._store.shipment(track.shipment)
         deliver = self._due(track, "deliver") or at + hours_span(4)
         shipment.events.append(
-            TrackingEvent(code="X1", tag="OutForDelivery", occurred_at=at, location=self._destination(track),
+            TrackingEvent(code="X1", tag="OutForDelivery", occurred_at=at, location=self._master.ship_tos[track.customer].place,
                           description="Out for delivery")
         )
         shipment.tag, shipment.status_code = "OutForDelivery", "X1"
-        _set_eta(shipment, self._receiving_time(track, max(deliver, at + hours_span(1))), 2)
+        _set_eta(shipment, self._times.receiving_time(track.customer, max(deliver, at + hours_span(1))), 2)
         self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
         track.state = OUT_FOR_DELIVERY
 
@@ -1449,17 +1328,17 @@ class World:
         shipment = self._store.shipment(track.shipment)
         deliver = self._due(track, "deliver") or at + hours_span(24)
         shipment.events.append(
-            TrackingEvent(code="SD", tag="AttemptFail", occurred_at=at, location=self._destination(track),
+            TrackingEvent(code="SD", tag="AttemptFail", occurred_at=at, location=self._master.ship_tos[track.customer].place,
                           description="Delivery attempt failed: receiving dock closed")
         )
         shipment.tag, shipment.status_code = "AttemptFail", "SD"
-        _set_eta(shipment, self._receiving_time(track, max(deliver, at + hours_span(1))), 4)
+        _set_eta(shipment, self._times.receiving_time(track.customer, max(deliver, at + hours_span(1))), 4)
         self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
 
     def _step_deliver(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
         shipment.events.append(
-            TrackingEvent(code="D1", tag="Delivered", occurred_at=at, location=self._destination(track),
+            TrackingEvent(code="D1", tag="Delivered", occurred_at=at, location=self._master.ship_tos[track.customer].place,
                           description="Delivered, unloaded")
         )
         shipment.tag, shipment.status_code, shipment.delivered_at = "Delivered", "D1", at
@@ -1475,17 +1354,6 @@ class World:
             self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
 
     # --- helpers -----------------------------------------------------------------------
-
-    def _receiving_time(self, track: _OrderTrack, at: dt.datetime) -> dt.datetime:
-        """A carrier's estimate: within the ship-to's receiving hours, on a working day."""
-        return whole_seconds(self._receiving[track.customer].next_working_time(at))
-
-    def _hub(self, track: _OrderTrack) -> str:
-        country = self._customer_city[track.customer].rsplit(", ", 1)[-1]
-        return f"Hub {country}" if country != "DE" else "Hub Kassel, DE"
-
-    def _destination(self, track: _OrderTrack) -> str:
-        return self._customer_city[track.customer]
 
     def _due(self, track: _OrderTrack, name: str) -> dt.datetime | None:
         """When the current part's next step called ``name`` is scheduled, if it still is."""
@@ -1548,7 +1416,7 @@ class World:
         promise = order.confirmed_delivery_date
         if track.state == DELIVERED or promise is None:
             return False
-        receiving = self._receiving[track.customer]
+        receiving = self._master.ship_tos[track.customer].receiving
         if promise < receiving.local_date(self.now()):
             return True
         tracking = self.shipment_of(sales_order)
