@@ -5,7 +5,9 @@ the tests use; it owns the records and the clock and hands each concern to its m
 """
 
 from .master_data import WORK_CENTERS
-from .plant import LIFECYCLE_STATES, REJECTION_REASON, World
+from .orders import LIFECYCLE_STATES
+from .plant import World
+from .quantities import REJECTION_REASON
 from .store import Change, UnknownKey
 from .tables import ENTITY_SETS, SYSTEMS, EntitySet, Table, api_attributes, find_entity_set
 from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR

@@ -23,17 +23,14 @@ their ``LastChangeDateTime`` and the indexes, then tell subscribers with a ``Cha
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
 import heapq
 import logging
 import math
-import operator
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ...calendars import FactoryCalendar
 from ...records import (
     ComponentAvailability,
     Customer,
@@ -45,7 +42,6 @@ from ...records import (
     Record,
     SalesOrder,
     SalesOrderItem,
-    SalesOrderScheduleLine,
     Shipment,
     ShipmentItem,
     TrackingEvent,
@@ -66,6 +62,44 @@ from .master_data import (
     ShipTo,
 )
 from .numbers import NumberRanges
+from .orders import (
+    DELIVERED,
+    GOODS_ISSUED,
+    IN_PRODUCTION,
+    IN_TRANSIT,
+    LIFECYCLE_STATES,
+    MATERIAL_SHORTAGE,
+    OUT_FOR_DELIVERY,
+    PACKED,
+    PICKED,
+    PRODUCTION_COMPLETE,
+    QUALITY_HOLD,
+    QUALITY_REJECTED,
+    QUALITY_RELEASED,
+    RECEIVED,
+    RELEASED,
+    STATE_RANK,
+    OrderTrack,
+    Part,
+    Step,
+)
+from .planning import (
+    LATE_ELIGIBLE,
+    SHIPPING_STEPS,
+    Flags,
+    gap,
+    order_steps,
+    state_quota,
+    states_after,
+)
+from .quantities import (
+    REJECTION_REASON,
+    add_schedule_lines,
+    open_items,
+    pick_quantities,
+    post_delivered_quantities,
+    split_lines,
+)
 from .store import Change, Listener, RecordStore, UnknownKey
 from .tables import SYSTEMS, Table
 from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR, WorkingTime
@@ -74,81 +108,6 @@ log = logging.getLogger(__name__)
 
 # --- lifecycle -----------------------------------------------------------------------------
 
-RECEIVED = "RECEIVED"
-MATERIAL_SHORTAGE = "MATERIAL_SHORTAGE"
-RELEASED = "RELEASED"
-IN_PRODUCTION = "IN_PRODUCTION"
-PRODUCTION_COMPLETE = "PRODUCTION_COMPLETE"
-QUALITY_HOLD = "QUALITY_HOLD"
-QUALITY_REJECTED = "QUALITY_REJECTED"
-QUALITY_RELEASED = "QUALITY_RELEASED"
-PICKED = "PICKED"
-PACKED = "PACKED"
-GOODS_ISSUED = "GOODS_ISSUED"
-IN_TRANSIT = "IN_TRANSIT"
-OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
-DELIVERED = "DELIVERED"
-
-LIFECYCLE_STATES = (
-    RECEIVED,
-    MATERIAL_SHORTAGE,
-    RELEASED,
-    IN_PRODUCTION,
-    PRODUCTION_COMPLETE,
-    QUALITY_HOLD,
-    QUALITY_REJECTED,
-    QUALITY_RELEASED,
-    PICKED,
-    PACKED,
-    GOODS_ISSUED,
-    IN_TRANSIT,
-    OUT_FOR_DELIVERY,
-    DELIVERED,
-)
-
-# Share of generated orders per state (percent); every state gets at least one order.
-_STATE_WEIGHTS = {
-    RECEIVED: 7,
-    MATERIAL_SHORTAGE: 7,
-    RELEASED: 8,
-    IN_PRODUCTION: 13,
-    PRODUCTION_COMPLETE: 2,
-    QUALITY_HOLD: 6,
-    QUALITY_REJECTED: 2,
-    QUALITY_RELEASED: 4,
-    PICKED: 4,
-    PACKED: 3,
-    GOODS_ISSUED: 4,
-    IN_TRANSIT: 10,
-    OUT_FOR_DELIVERY: 4,
-    DELIVERED: 26,
-}
-# States where a generated order may be running behind its promise.
-_LATE_ELIGIBLE = frozenset(
-    {MATERIAL_SHORTAGE, RELEASED, IN_PRODUCTION, QUALITY_HOLD, QUALITY_RELEASED, PICKED, PACKED, GOODS_ISSUED,
-     OUT_FOR_DELIVERY}
-)
-
-# The state an order is in after each step ("decide" depends on the usage decision).
-_STEP_STATE = {
-    "clear_shortage": RECEIVED,
-    "release": RELEASED,
-    "start": IN_PRODUCTION,
-    "partial": IN_PRODUCTION,
-    "confirm": PRODUCTION_COMPLETE,
-    "inspect": QUALITY_HOLD,
-    "rework": RELEASED,
-    "unblock": QUALITY_RELEASED,
-    "pick": PICKED,
-    "pack": PACKED,
-    "goods_issue": GOODS_ISSUED,
-    "pickup": IN_TRANSIT,
-    "delay": IN_TRANSIT,
-    "en_route": IN_TRANSIT,
-    "out_for_delivery": OUT_FOR_DELIVERY,
-    "attempt_fail": OUT_FOR_DELIVERY,
-    "deliver": DELIVERED,
-}
 _PRODUCTION_STEPS = frozenset({"start", "partial", "confirm"})
 
 
@@ -157,125 +116,6 @@ _PRODUCTION_STEPS = frozenset({"start", "partial", "confirm"})
 _CARRIERS = (("UPS", 3), ("DHL Freight", 3), ("DB Schenker", 2), ("Kuehne+Nagel", 1), ("DSV", 1))
 _PLANT_LOCATION = "Plant 1000, Stuttgart, DE"
 _SIGNERS = ("M. Keller", "A. Rossi", "J. Novak", "S. Larsen", "P. Dubois", "K. Weber", "L. Garcia", "T. Smith")
-
-
-# --- per-order bookkeeping -----------------------------------------------------------------
-
-
-@dataclasses.dataclass(slots=True)
-class _Step:
-    name: str
-    due: dt.datetime
-    part: int = 0  # which part of the order (see _Part) the step moves
-
-
-@dataclasses.dataclass(slots=True)
-class _Part:
-    """One shipment's worth of an order: what it produces, its delivery and its shipment.
-
-    Part 0 is the order as confirmed. A split order plans a second part (later schedule
-    lines) that shares part 0's production; a short shipment opens a backorder part for the
-    rest, with its own production orders, or cuts the rest.
-    """
-
-    state: str
-    orders: list[str] = dataclasses.field(default_factory=list)  # production orders it makes
-    lots: list[str] = dataclasses.field(default_factory=list)
-    delivery: str | None = None
-    shipment: str | None = None
-    quantities: dict[str, float] | None = None  # item -> planned quantity; None = whatever is open
-
-
-_STATE_RANK = {s: i for i, s in enumerate(LIFECYCLE_STATES)}
-
-
-@dataclasses.dataclass(slots=True)
-class _OrderTrack:
-    """The simulator's private view of one order: state, current documents, schedule.
-
-    Step functions act on the part named by ``part`` (set before each step); ``state``,
-    ``lots``, ``delivery`` and ``shipment`` read and write that part. Read outside a step,
-    ``state`` is the order's: its least advanced unfinished part.
-    """
-
-    sales_order: str
-    customer: str
-    made_to_order: dict[str, str]  # sales order item -> current production order; others ship from stock
-    schedule: collections.deque[_Step]
-    parts: dict[int, _Part]
-    planned_parts: int = 1  # parts 0 .. planned_parts - 1 were planned at confirmation
-    part: int = 0
-    rejects_pending: int = 0
-    shortfall: bool = False
-    exception_on_delay: bool = False
-    production_hours: float = 24.0
-    extra_transit_hours: float = 0.0
-    last_step_at: dt.datetime | None = None
-    steps_done: int = 0
-    produced: dict[str, float] = dataclasses.field(default_factory=dict)  # item -> accepted yield
-    in_delivery: dict[str, float] = dataclasses.field(default_factory=dict)  # item -> quantity picked
-    shipped: dict[str, float] = dataclasses.field(default_factory=dict)  # item -> quantity goods-issued
-    forced_scrap: dict[str, float] = dataclasses.field(default_factory=dict)  # control lever
-    rest: str = ""  # what happens to a short-shipped rest: "reproduce", "cancel" or "" (chance)
-    backorder_pending: bool = False
-    overall: str | None = None  # the order's state, kept while no part changes (read often)
-
-    @property
-    def state(self) -> str:
-        if self.overall is None:
-            unfinished = [p.state for p in self.parts.values() if p.state != DELIVERED]
-            self.overall = min(unfinished, key=_STATE_RANK.__getitem__) if unfinished else DELIVERED
-        return self.overall
-
-    @state.setter
-    def state(self, value: str) -> None:
-        self.parts[self.part].state = value
-        if self.part == 0 and _STATE_RANK[value] < _STATE_RANK[PICKED]:
-            # Planned parts share part 0's production until their own picking starts.
-            for n in range(1, self.planned_parts):
-                if _STATE_RANK[self.parts[n].state] < _STATE_RANK[PICKED]:
-                    self.parts[n].state = value
-        self.overall = None
-
-    def add_part(self, n: int, part: _Part) -> _Part:
-        """A new part of the order (a planned later delivery, or a backorder's rest)."""
-        self.parts[n] = part
-        self.overall = None
-        return part
-
-    @property
-    def lots(self) -> list[str]:
-        return self.parts[self.part].lots
-
-    @lots.setter
-    def lots(self, value: list[str]) -> None:
-        self.parts[self.part].lots = value
-
-    @property
-    def delivery(self) -> str | None:
-        return self.parts[self.part].delivery
-
-    @delivery.setter
-    def delivery(self, value: str | None) -> None:
-        self.parts[self.part].delivery = value
-
-    @property
-    def shipment(self) -> str | None:
-        return self.parts[self.part].shipment
-
-    @shipment.setter
-    def shipment(self, value: str | None) -> None:
-        self.parts[self.part].shipment = value
-
-
-@dataclasses.dataclass(slots=True)
-class _Flags:
-    shortage: bool
-    reject: bool
-    block: str  # "", "credit" or "delivery"
-    carrier_delay: bool
-    attempt_fail: bool
-    shortfall: bool
 
 
 # --- the world -----------------------------------------------------------------------------
@@ -292,7 +132,7 @@ class World:
         self.tables = self._store.tables
         self._numbers = NumberRanges()
         self.latency_ms: dict[str, float] = dict.fromkeys(SYSTEMS, 3.0)
-        self._tracks: dict[str, _OrderTrack] = {}
+        self._tracks: dict[str, OrderTrack] = {}
         self._master = MasterData()
         self._times = WorkingTime(self.start, self._master.ship_tos)
         # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
@@ -382,7 +222,7 @@ class World:
 
     def _build_orders(self, rng: random.Random, count: int, customer_weights: list[float]) -> None:
         customers = list(self._master.ship_tos)
-        targets = _state_quota(count)
+        targets = state_quota(count)
         rng.shuffle(targets)
         for target in targets:
             customer = rng.choices(customers, customer_weights)[0]
@@ -398,7 +238,7 @@ class World:
             self._store.touch(record, "WorkCenter.Down", record.down_since, None)
 
     def _generate_order(self, rng: random.Random, target: str, customer: str) -> None:
-        flags = _Flags(
+        flags = Flags(
             shortage=target == MATERIAL_SHORTAGE or (target != RECEIVED and rng.random() < 0.12),
             reject=target == QUALITY_REJECTED or rng.random() < 0.04,
             block=rng.choice(("credit", "delivery")) if rng.random() < 0.07 else "",
@@ -406,10 +246,10 @@ class World:
             attempt_fail=rng.random() < (0.2 if target == OUT_FOR_DELIVERY else 0.05),
             shortfall=rng.random() < 0.08,
         )
-        steps = _order_steps(flags)
+        steps = order_steps(flags)
         production_hours = rng.uniform(8, 96)
         transit_hours = rng.uniform(24, 96)
-        gaps = [_gap(name, rng, production_hours, transit_hours) for name, _extra in steps]
+        gaps = [gap(name, rng, production_hours, transit_hours) for name, _extra in steps]
         lead = rng.uniform(24, 35 * 24)  # order received -> release
         if flags.shortage:
             split = rng.uniform(0.5, 0.9)
@@ -443,11 +283,11 @@ class World:
                 gaps[names.index("delay")] += needed
         times = cumulate()
 
-        states = _states_after(steps, flags)
+        states = states_after(steps, flags)
         eligible = [k for k, s in enumerate(states) if s == target] or [0]
         k = rng.choice(eligible)
         # A healthy plant: few orders run late without a disruption to show for it.
-        late = rng.random() < (0.06 if target in _LATE_ELIGIBLE else 0.05 if target == DELIVERED else 0.0)
+        late = rng.random() < (0.06 if target in LATE_ELIGIBLE else 0.05 if target == DELIVERED else 0.0)
         lo = times[k - 1] if k > 0 else 0.0
         if k < len(steps):
             now_rel = lo + rng.uniform(0.02, 0.98) * (times[k] - lo)
@@ -469,7 +309,7 @@ class World:
         # Relative hours become instants on the calendars, with now_rel at the plant clock.
         dues, at = self._times.lay_out(names, times, now_rel, customer)
         ordered_at = whole_seconds(at(0.0))
-        schedule = collections.deque(_Step(name, whole_seconds(due)) for name, due in zip(names, dues, strict=True))
+        schedule = collections.deque(Step(name, whole_seconds(due)) for name, due in zip(names, dues, strict=True))
         # Promised for a working day of the ship-to, when its receiving hours allow.
         receiving = self._master.ship_tos[customer].receiving
         confirmed = receiving.local_date(receiving.next_working_time(at(confirmed_rel)))
@@ -507,10 +347,10 @@ class World:
         confirmed: dt.date,
         planned_start: dt.datetime,
         planned_end: dt.datetime,
-        flags: _Flags,
-        schedule: collections.deque[_Step],
+        flags: Flags,
+        schedule: collections.deque[Step],
         baseline: dict[str, dt.datetime],
-    ) -> _OrderTrack:
+    ) -> OrderTrack:
         so_key = self._numbers.next("sales_order")
         n_items = rng.choices((1, 2, 3, 4), (40, 30, 20, 10))[0]
         cap = 250_000.0 / n_items
@@ -536,7 +376,7 @@ class World:
             )
         # Its own generator: a split does not change the rest of the generated world.
         plan = random.Random(f"{self.seed}:{so_key}:plan")
-        later = _split_lines(plan, items) if not flags.shortfall and plan.random() < 0.08 else {}
+        later = split_lines(plan, items) if not flags.shortfall and plan.random() < 0.08 else {}
         offset = dt.timedelta(0)
         if later:
             # The later lines ship some plant working days after the first: a whole number
@@ -544,7 +384,7 @@ class World:
             issue_day = PLANT_CALENDAR.local_date(baseline["goods_issue"])
             offset = PLANT_CALENDAR.add_working_days(issue_day, plan.randint(3, 8)) - issue_day
         for item in items:
-            _add_schedule_lines(
+            add_schedule_lines(
                 item, later.get(item.sales_order_item, 0.0), requested, confirmed, offset, baseline, receiving
             )
         order = SalesOrder(
@@ -562,12 +402,12 @@ class World:
         )
         self._store.touch(order, "SalesOrder.Created", ordered_at, so_key)
         state = MATERIAL_SHORTAGE if flags.shortage else RECEIVED
-        track = _OrderTrack(
+        track = OrderTrack(
             sales_order=so_key,
             customer=customer,
             made_to_order={},
             schedule=schedule,
-            parts={0: _Part(state)},
+            parts={0: Part(state)},
             rejects_pending=1 if flags.reject else 0,
             shortfall=flags.shortfall,
             last_step_at=ordered_at,
@@ -576,19 +416,19 @@ class World:
             # The later schedule lines ship in a second delivery, their own dates after part 0's.
             track.parts[0].quantities = {i.sales_order_item: i.requested_quantity - later.get(i.sales_order_item, 0.0)
                                          for i in items}
-            track.add_part(1, _Part(state, quantities=dict(later)))
+            track.add_part(1, Part(state, quantities=dict(later)))
             track.planned_parts = 2
             first: dict[str, dt.datetime] = {}
             for step in schedule:
                 first.setdefault(step.name, step.due)
-            later_steps: list[_Step] = []
-            for name in _SHIPPING_STEPS:
+            later_steps: list[Step] = []
+            for name in SHIPPING_STEPS:
                 # Each step in its working time (plant shifts, the ship-to's hours), in order.
                 due = first[name] + offset
                 if later_steps:
                     due = max(due, later_steps[-1].due)
-                later_steps.append(_Step(name, self._times.place(name, due, customer, forward=True), 1))
-            self._schedule_steps(track, later_steps)
+                later_steps.append(Step(name, self._times.place(name, due, customer, forward=True), 1))
+            track.add_steps(later_steps)
         receipt = next((s.due for s in schedule if s.name == "clear_shortage"), None)
         for i, item in enumerate(items):
             # Most items are made to order; some ship from finished-goods stock.
@@ -655,7 +495,7 @@ class World:
             self._store.touch(component, "ComponentAvailability.Changed", at, po.sales_order)
 
     def _ensure_shortage(
-        self, track: _OrderTrack, rng: random.Random, receipt: dt.datetime, at: dt.datetime
+        self, track: OrderTrack, rng: random.Random, receipt: dt.datetime, at: dt.datetime
     ) -> None:
         """A shortage order has at least one short component."""
         components = [c for po in track.made_to_order.values() for c in self._store.components(po)]
@@ -760,7 +600,7 @@ class World:
             raise ValueError(f"shipment {tracking_number} is not on its way")
         now = whole_seconds(self.now())
         track.part = part
-        self._shift_part(track, part, hours_span(hours))
+        track.shift(part, hours_span(hours))
         # EDI 214 SD (shipment delayed); the AfterShip tag stays what it was.
         shipment.events.append(
             TrackingEvent(code="SD", tag=shipment.tag, occurred_at=now, location=self._master.ship_tos[track.customer].hub,
@@ -871,7 +711,7 @@ class World:
             if placed > step.due:
                 # Held production holds every part that shares it; a step waiting for its
                 # shift moves only its own part.
-                self._shift_part(track, step.part, placed - step.due, production=held is not None)
+                track.shift(step.part, placed - step.due, production=held is not None)
                 if track.schedule[0].due <= now:
                     heapq.heappush(heap, (track.schedule[0].due, 1, key))
                 continue
@@ -885,7 +725,7 @@ class World:
                     heapq.heappush(heap, (following.due, 1, key))
         return self._store.flush()
 
-    def _blocked_until(self, track: _OrderTrack, step: _Step, now: dt.datetime) -> dt.datetime | None:
+    def _blocked_until(self, track: OrderTrack, step: Step, now: dt.datetime) -> dt.datetime | None:
         """When production of this step is held by a down work centre, until when."""
         if step.name not in _PRODUCTION_STEPS:
             return None
@@ -928,7 +768,7 @@ class World:
     # --- lifecycle steps ---------------------------------------------------------------
 
     def _apply(
-        self, track: _OrderTrack, name: str, at: dt.datetime, rng: random.Random | None = None, *, part: int = 0
+        self, track: OrderTrack, name: str, at: dt.datetime, rng: random.Random | None = None, *, part: int = 0
     ) -> None:
         if rng is None or part > 0:
             # After generation each step draws from its own seeded generator, so an
@@ -940,7 +780,7 @@ class World:
         track.steps_done += 1
         track.last_step_at = at
 
-    def _step_clear_shortage(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_clear_shortage(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in track.made_to_order.values():
             for c in self._store.components(po):
                 if c.shortage_quantity > 0 or c.inventory_stock_type != "01":
@@ -951,14 +791,14 @@ class World:
                     self._store.touch(c, "ComponentAvailability.Received", at, track.sales_order)
         track.state = RECEIVED
 
-    def _step_release(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_release(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             po.status = "RELEASED"
             po.actual_release_date = at
             self._store.touch(po, "ProductionOrder.Released", at, track.sales_order)
         track.state = RELEASED
 
-    def _step_start(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_start(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             po.status = "STARTED"
             po.actual_start_date = at
@@ -966,14 +806,14 @@ class World:
             self._store.touch(po, "ProductionOrder.Started", at, track.sales_order)
         track.state = IN_PRODUCTION
 
-    def _step_partial(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_partial(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             po.status = "PARTIALLY_CONFIRMED"
             po.confirmed_yield_qty = float(math.floor(po.total_quantity * rng.uniform(0.3, 0.7)))
             self._store.touch(po, "ProductionOrder.PartiallyConfirmed", at, track.sales_order)
         track.state = IN_PRODUCTION
 
-    def _step_confirm(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_confirm(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         for po in self._current_orders(track):
             scrap = 0.0
             if track.shortfall and track.part == 0 and po.total_quantity >= 5:
@@ -986,7 +826,7 @@ class World:
             self._store.touch(po, "ProductionOrder.Confirmed", at, track.sales_order)
         track.state = PRODUCTION_COMPLETE
 
-    def _step_inspect(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_inspect(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         track.lots = []
         for po in self._current_orders(track):
             lot = InspectionLot(
@@ -1001,7 +841,7 @@ class World:
             self._store.touch(lot, "InspectionLot.Created", at, track.sales_order)
         track.state = QUALITY_HOLD
 
-    def _step_decide(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_decide(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         reject = track.rejects_pending > 0
         if reject:
             track.rejects_pending -= 1
@@ -1028,12 +868,12 @@ class World:
             self._store.touch(po, "ProductionOrder.Completed", at, track.sales_order)
         track.state = QUALITY_RELEASED
 
-    def _step_rework(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_rework(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         """A rejected batch is scrapped; a new production order remakes each item."""
         order = self._store.sales_order(track.sales_order)
         items = {it.sales_order_item: it for it in order.items}
-        start = self._due(track, "start") or at + hours_span(8)
-        end = self._due(track, "confirm") or start + hours_span(track.production_hours)
+        start = track.due_of("start") or at + hours_span(8)
+        end = track.due_of("confirm") or start + hours_span(track.production_hours)
         part = track.parts[track.part]
         for n, po_key in enumerate(part.orders):
             old = self._store.production_order(po_key)
@@ -1050,7 +890,7 @@ class World:
         track.lots = []
         track.state = RELEASED
 
-    def _step_unblock(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_unblock(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         order = self._store.sales_order(track.sales_order)
         credit = order.total_credit_check_status == "B"
         change = "SalesOrder.CreditReleased" if credit else "SalesOrder.DeliveryUnblocked"
@@ -1059,14 +899,14 @@ class World:
         order.total_block_status = ""
         self._store.touch(order, change, at, track.sales_order)
 
-    def _step_pick(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_pick(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         order = self._store.sales_order(track.sales_order)
-        wanted = self._pick_quantities(track, order)
+        wanted = pick_quantities(track, order)
         if not wanted or order.total_credit_check_status == "B" or order.delivery_block_reason:
             # Nothing of this part is ready yet (or the order is on hold): look again in a day.
-            self._postpone(track, "pick", at + hours_span(24))
+            track.postpone("pick", at + hours_span(24))
             return
-        goods_issue = self._due(track, "goods_issue") or at + hours_span(24)
+        goods_issue = track.due_of("goods_issue") or at + hours_span(24)
         items = []
         for n, (item, qty) in enumerate(wanted, start=1):
             po_key = track.made_to_order.get(item.sales_order_item)
@@ -1099,32 +939,14 @@ class World:
         self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
         track.state = PICKED
 
-    def _pick_quantities(self, track: _OrderTrack, order: SalesOrder) -> list[tuple[SalesOrderItem, float]]:
-        """What this part's delivery takes of each item: its planned lines (a backorder part:
-        whatever is open), no more than production has released and not yet shipped."""
-        planned = track.parts[track.part].quantities
-        out = []
-        for item in order.items:
-            key = item.sales_order_item
-            if item.rejection_reason:
-                continue
-            want = item.requested_quantity - track.in_delivery.get(key, 0.0)
-            if planned is not None:
-                want = min(want, planned.get(key, 0.0))
-            if key in track.made_to_order:
-                want = min(want, track.produced.get(key, 0.0) - track.in_delivery.get(key, 0.0))
-            if want > 0:
-                out.append((item, want))
-        return out
-
-    def _step_pack(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_pack(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         delivery = self._store.delivery(track.delivery)
         delivery.overall_packing_status = "C"
         delivery.actual_packing_date_time = at
         self._store.touch(delivery, "OutboundDelivery.Packed", at, track.sales_order)
         track.state = PACKED
 
-    def _step_goods_issue(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_goods_issue(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         delivery = self._store.delivery(track.delivery)
         delivery.overall_goods_movement_status = "C"
         delivery.actual_goods_movement_date = at
@@ -1134,7 +956,7 @@ class World:
             key = line.reference_sd_document_item
             track.shipped[key] = track.shipped.get(key, 0.0) + line.actual_delivery_quantity
         order = self._store.sales_order(track.sales_order)
-        self._post_delivered_quantities(track, order)
+        post_delivered_quantities(track, order)
         self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
         for po in self._current_orders(track):
             if po.status != "TECO":
@@ -1142,7 +964,7 @@ class World:
                 self._store.touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
         carrier = rng.choices([c for c, _ in _CARRIERS], [w for _, w in _CARRIERS])[0]
         # The carrier's first estimate knows nothing of delays still to come.
-        deliver = self._due(track, "deliver") or at + hours_span(48)
+        deliver = track.due_of("deliver") or at + hours_span(48)
         eta = deliver - hours_span(track.extra_transit_hours) + hours_span(rng.uniform(-3, 3))
         eta = self._times.receiving_time(track.customer, max(eta, at + hours_span(6)))
         shipment = Shipment(
@@ -1168,31 +990,31 @@ class World:
         track.shipment = shipment.tracking_number
         self._store.touch(shipment, "Shipment.Created", at, track.sales_order)
         track.state = GOODS_ISSUED
-        if track.part >= track.planned_parts - 1 and not track.backorder_pending and self._open_items(track, order):
+        if track.part >= track.planned_parts - 1 and not track.backorder_pending and open_items(track, order):
             # Shipped short: the rest stays owed until it is made again or cut.
             track.backorder_pending = True
             n = max(track.parts) + 1
             when = random.Random(f"{self.seed}:{track.sales_order}:backorder:{n}").uniform(2, 24)
             # Planners decide in the plant's working hours.
-            self._schedule_steps(track, [_Step("backorder", self._times.after("backorder", at, when, track.customer), n)])
+            track.add_steps([Step("backorder", self._times.after("backorder", at, when, track.customer), n)])
 
-    def _step_backorder(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_backorder(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         """The rest of a short shipment: made again and shipped later, or cut (item rejected)."""
         track.backorder_pending = False
         order = self._store.sales_order(track.sales_order)
-        owed = self._open_items(track, order)
+        owed = open_items(track, order)
         if not owed:
             return
         if (track.rest or ("reproduce" if rng.random() < 0.7 else "cancel")) == "cancel":
             for item, _qty in owed:
                 item.rejection_reason = REJECTION_REASON
-            self._post_delivered_quantities(track, order)
+            post_delivered_quantities(track, order)
             if track.state == DELIVERED:
                 order.overall_sd_process_status = "C"
             self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
             return
         n = track.part
-        part = track.add_part(n, _Part(RELEASED))
+        part = track.add_part(n, Part(RELEASED))
         # On the factory calendar: the run starts in a shift, and its hours are working hours.
         start = whole_seconds(self._times.after("start", at, rng.uniform(8, 48), track.customer))
         for item, qty in owed:
@@ -1207,67 +1029,18 @@ class World:
             self._create_components(rng, po, at, shortage_until=None)
             track.made_to_order[item.sales_order_item] = po.manufacturing_order
             part.orders.append(po.manufacturing_order)
-        steps: list[_Step] = []
+        steps: list[Step] = []
         t = at
         if part.orders:
             t = max(self._store.production_order(k).scheduled_end_date for k in part.orders)
-            steps = [_Step("start", start, n), _Step("confirm", t, n)]
+            steps = [Step("start", start, n), Step("confirm", t, n)]
         transit_hours = rng.uniform(24, 96)
-        for name in ("inspect", "decide", *_SHIPPING_STEPS) if part.orders else _SHIPPING_STEPS:
-            t = self._times.after(name, t, _gap(name, rng, track.production_hours, transit_hours), track.customer)
-            steps.append(_Step(name, t, n))
-        self._schedule_steps(track, steps)
+        for name in ("inspect", "decide", *SHIPPING_STEPS) if part.orders else SHIPPING_STEPS:
+            t = self._times.after(name, t, gap(name, rng, track.production_hours, transit_hours), track.customer)
+            steps.append(Step(name, t, n))
+        track.add_steps(steps)
 
-    def _open_items(self, track: _OrderTrack, order: SalesOrder) -> list[tuple[SalesOrderItem, float]]:
-        """Items with quantity no delivery has taken yet (rejected items owe nothing)."""
-        out = []
-        for item in order.items:
-            rest = item.requested_quantity - track.in_delivery.get(item.sales_order_item, 0.0)
-            if rest > 0 and not item.rejection_reason:
-                out.append((item, rest))
-        return out
-
-    def _post_delivered_quantities(self, track: _OrderTrack, order: SalesOrder) -> None:
-        """The ERP side of goods issue: delivered and open quantities per schedule line,
-        delivery status per item (A / B / C, a rejected item counts as complete) and overall."""
-        for item in order.items:
-            shipped = track.shipped.get(item.sales_order_item, 0.0)
-            rest = shipped
-            for line in item.schedule_lines:
-                line.delivered_quantity = min(line.order_quantity, rest)
-                rest -= line.delivered_quantity
-                open_qty = max(line.confirmed_quantity - line.delivered_quantity, 0.0)
-                line.open_confirmed_quantity = 0.0 if item.rejection_reason else open_qty
-            if item.rejection_reason or shipped >= item.requested_quantity:
-                item.delivery_status = "C"
-            else:
-                item.delivery_status = "B" if shipped > 0 else "A"
-        statuses = {item.delivery_status for item in order.items}
-        order.overall_delivery_status = "C" if statuses == {"C"} else "A" if statuses == {"A"} else "B"
-
-    def _postpone(self, track: _OrderTrack, name: str, due: dt.datetime) -> None:
-        """Put a step that could not happen back in the schedule, with the part's rest after it."""
-        pending = [s.due for s in track.schedule if s.part == track.part]
-        if pending and min(pending) < due:
-            self._shift_part(track, track.part, due - min(pending))
-        self._schedule_steps(track, [_Step(name, due, track.part)])
-
-    def _shift_part(self, track: _OrderTrack, part: int, delta: dt.timedelta, *, production: bool = False) -> None:
-        """Move one part's remaining steps by ``delta``. Held production holds every planned
-        part that shares it."""
-        parts = set(range(track.planned_parts)) if production and part < track.planned_parts else {part}
-        for step in track.schedule:
-            if step.part in parts:
-                step.due += delta
-        track.schedule = collections.deque(sorted(track.schedule, key=operator.attrgetter("due")))
-
-    def _schedule_steps(self, track: _OrderTrack, steps: list[_Step]) -> None:
-        """Add steps to the order's schedule, which stays in time order."""
-        for step in steps:
-            step.due = whole_seconds(step.due)
-        track.schedule = collections.deque(sorted([*track.schedule, *steps], key=operator.attrgetter("due")))
-
-    def _step_pickup(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_pickup(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
         arrived = max(at - dt.timedelta(minutes=rng.randint(10, 40)), track.last_step_at or at)
         shipment.events.append(
@@ -1282,9 +1055,9 @@ class World:
         self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
         track.state = IN_TRANSIT
 
-    def _step_delay(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_delay(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
-        deliver = self._due(track, "deliver") or at + hours_span(48)
+        deliver = track.due_of("deliver") or at + hours_span(48)
         exception = track.exception_on_delay
         reason = rng.choice(("Weather delay", "Missed linehaul connection", "Vehicle breakdown", "Customs hold"))
         shipment.events.append(
@@ -1295,9 +1068,9 @@ class World:
         _set_eta(shipment, self._times.receiving_time(track.customer, deliver + hours_span(rng.uniform(-2, 2))), 6)
         self._store.touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
 
-    def _step_en_route(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_en_route(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
-        deliver = self._due(track, "deliver") or at + hours_span(24)
+        deliver = track.due_of("deliver") or at + hours_span(24)
         shipment.events.append(
             TrackingEvent(code="X6", tag="InTransit", occurred_at=at, location=self._master.ship_tos[track.customer].hub,
                           description="En route to delivery location")
@@ -1312,9 +1085,9 @@ class World:
             _set_eta(shipment, eta, 4)
         self._store.touch(shipment, "Shipment.EtaRevised" if revised else "Shipment.StatusUpdated", at, track.sales_order)
 
-    def _step_out_for_delivery(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_out_for_delivery(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
-        deliver = self._due(track, "deliver") or at + hours_span(4)
+        deliver = track.due_of("deliver") or at + hours_span(4)
         shipment.events.append(
             TrackingEvent(code="X1", tag="OutForDelivery", occurred_at=at, location=self._master.ship_tos[track.customer].place,
                           description="Out for delivery")
@@ -1324,9 +1097,9 @@ class World:
         self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
         track.state = OUT_FOR_DELIVERY
 
-    def _step_attempt_fail(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_attempt_fail(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
-        deliver = self._due(track, "deliver") or at + hours_span(24)
+        deliver = track.due_of("deliver") or at + hours_span(24)
         shipment.events.append(
             TrackingEvent(code="SD", tag="AttemptFail", occurred_at=at, location=self._master.ship_tos[track.customer].place,
                           description="Delivery attempt failed: receiving dock closed")
@@ -1335,7 +1108,7 @@ class World:
         _set_eta(shipment, self._times.receiving_time(track.customer, max(deliver, at + hours_span(1))), 4)
         self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
 
-    def _step_deliver(self, track: _OrderTrack, at: dt.datetime, rng: random.Random) -> None:
+    def _step_deliver(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
         shipment = self._store.shipment(track.shipment)
         shipment.events.append(
             TrackingEvent(code="D1", tag="Delivered", occurred_at=at, location=self._master.ship_tos[track.customer].place,
@@ -1355,11 +1128,7 @@ class World:
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _due(self, track: _OrderTrack, name: str) -> dt.datetime | None:
-        """When the current part's next step called ``name`` is scheduled, if it still is."""
-        return next((s.due for s in track.schedule if s.name == name and s.part == track.part), None)
-
-    def _current_orders(self, track: _OrderTrack) -> list[ProductionOrder]:
+    def _current_orders(self, track: OrderTrack) -> list[ProductionOrder]:
         """The production orders of the part the current step moves."""
         return [self._store.production_order(k) for k in track.parts[track.part].orders]
 
@@ -1392,7 +1161,7 @@ class World:
             raise UnknownKey(sales_order)
         moving = [p for p in track.parts.values() if p.shipment is not None and p.state != DELIVERED]
         if moving:
-            return min(moving, key=lambda p: _STATE_RANK[p.state]).shipment
+            return min(moving, key=lambda p: STATE_RANK[p.state]).shipment
         shipped = [p.shipment for p in track.parts.values() if p.shipment is not None]
         return shipped[-1] if shipped else None
 
@@ -1436,7 +1205,7 @@ class World:
         out = []
         for key, track in self._tracks.items():
             last = track.parts[track.planned_parts - 1]
-            if _STATE_RANK[last.state] < _STATE_RANK[GOODS_ISSUED]:
+            if STATE_RANK[last.state] < STATE_RANK[GOODS_ISSUED]:
                 continue
             if any(track.shipped.get(i.sales_order_item, 0.0) < i.requested_quantity and not i.rejection_reason
                    for i in self._store.sales_order(key).items):
@@ -1479,144 +1248,6 @@ class World:
             "records": {name: len(t) for name, t in self.tables.items()},
             "latencyMs": dict(self.latency_ms),
         }
-
-
-# --- planning helpers ----------------------------------------------------------------------
-
-
-def _state_quota(count: int) -> list[str]:
-    """Target states for ``count`` orders in proportion to _STATE_WEIGHTS.
-
-    Every state gets at least one order when there are enough orders, so even a small
-    world shows the whole lifecycle.
-    """
-    total = sum(_STATE_WEIGHTS.values())
-    quota = {s: int(count * w / total) for s, w in _STATE_WEIGHTS.items()}
-    if count >= len(quota):
-        quota = {s: max(1, n) for s, n in quota.items()}
-    while sum(quota.values()) > count:
-        quota[max(quota, key=lambda s: quota[s])] -= 1
-    quota[DELIVERED] += count - sum(quota.values())
-    return [s for s, n in quota.items() for _ in range(n)]
-
-
-def _order_steps(flags: _Flags) -> list[tuple[str, bool]]:
-    """The order's life as (step, extra); extra steps are not in the delivery promise."""
-    steps: list[tuple[str, bool]] = []
-    if flags.shortage:
-        steps.append(("clear_shortage", False))
-    production = [("start", False), ("partial", False), ("confirm", False), ("inspect", False), ("decide", False)]
-    steps += [("release", False), *production]
-    if flags.reject:
-        steps += [("rework", True), *[(n, True) for n, _ in production]]
-    if flags.block:
-        steps.append(("unblock", True))
-    steps += [("pick", False), ("pack", False), ("goods_issue", False), ("pickup", False)]
-    if flags.carrier_delay:
-        steps.append(("delay", True))
-    steps += [("en_route", False), ("out_for_delivery", False)]
-    if flags.attempt_fail:
-        steps.append(("attempt_fail", True))
-    steps.append(("deliver", False))
-    return steps
-
-
-def _states_after(steps: list[tuple[str, bool]], flags: _Flags) -> list[str]:
-    """The order's state after the first k steps, for k = 0..len(steps)."""
-    states = [MATERIAL_SHORTAGE if flags.shortage else RECEIVED]
-    rejects = 1 if flags.reject else 0
-    for name, _extra in steps:
-        if name == "decide":
-            states.append(QUALITY_REJECTED if rejects else QUALITY_RELEASED)
-            rejects = 0
-        else:
-            states.append(_STEP_STATE[name])
-    return states
-
-
-def _gap(name: str, rng: random.Random, production_hours: float, transit_hours: float) -> float:
-    """Hours from the previous step to this one."""
-    if name == "partial":
-        return production_hours * rng.uniform(0.3, 0.6)
-    if name == "confirm":
-        return production_hours * rng.uniform(0.4, 0.7)
-    if name == "en_route":
-        return transit_hours * rng.uniform(0.3, 0.6)
-    if name == "out_for_delivery":
-        return transit_hours * rng.uniform(0.4, 0.7)
-    lo, hi = {
-        "clear_shortage": (24, 240),
-        "release": (24, 240),
-        "start": (4, 48),
-        "inspect": (0.25, 2),
-        "decide": (4, 30),
-        "rework": (24, 72),
-        "unblock": (24, 96),
-        "pick": (4, 24),
-        "pack": (1, 6),
-        "goods_issue": (2, 12),
-        "pickup": (1, 8),
-        "delay": (24, 72),
-        "attempt_fail": (2, 8),
-        "deliver": (1, 8),
-    }[name]
-    return rng.uniform(lo, hi)
-
-
-# The steps that move one delivery from picking to the customer.
-_SHIPPING_STEPS = ("pick", "pack", "goods_issue", "pickup", "en_route", "out_for_delivery", "deliver")
-# SalesDocumentRjcnReason when the rest of a short shipment is cut ("delivery date too late").
-REJECTION_REASON = "01"
-
-
-def _split_lines(rng: random.Random, items: list[SalesOrderItem]) -> dict[str, float]:
-    """What a split order promises on later schedule lines: whole items, or part of one."""
-    if len(items) >= 2 and rng.random() < 0.6:
-        later = rng.sample(items[1:], rng.randint(1, len(items) - 1))
-        return {i.sales_order_item: i.requested_quantity for i in later}
-    splittable = [i for i in items if i.requested_quantity >= 2]
-    if not splittable:
-        return {}
-    item = rng.choice(splittable)
-    return {item.sales_order_item: float(max(1, math.floor(item.requested_quantity * rng.uniform(0.3, 0.6))))}
-
-
-def _add_schedule_lines(
-    item: SalesOrderItem,
-    later: float,
-    requested: dt.date,
-    confirmed: dt.date,
-    offset: dt.timedelta,
-    baseline: dict[str, dt.datetime],
-    receiving: FactoryCalendar,
-) -> None:
-    """The item's schedule lines as confirmed: what ships on the first date, and ``later``
-    on a second date, ``offset`` (whole days to a plant working day) after it. They keep
-    the planning dates of confirmation: loading and goods-issue days are the plant's
-    working days (its local dates), delivery dates working days of the ship-to."""
-    issue_day = PLANT_CALENDAR.local_date(baseline["goods_issue"])
-    load_day = PLANT_CALENDAR.local_date(baseline["pack"])
-    lines = []
-    for qty, shift in ((item.requested_quantity - later, dt.timedelta(0)), (later, offset)):
-        if qty <= 0:
-            continue
-        issue = issue_day + shift
-        lines.append(
-            SalesOrderScheduleLine(
-                schedule_line=str(len(lines) + 1),
-                requested_delivery_date=receiving.next_working_day(requested + shift),
-                order_quantity=qty,
-                order_quantity_unit=item.requested_quantity_unit,
-                confirmed_delivery_date=receiving.next_working_day(confirmed + shift),
-                confirmed_quantity=qty,
-                open_confirmed_quantity=qty,
-                product_availability_date=whole_seconds(baseline["decide"]),
-                loading_date=min(PLANT_CALENDAR.next_working_day(load_day + shift), issue),
-                goods_issue_date=issue,
-            )
-        )
-    item.schedule_lines = lines
-    item.confirmed_delivery_date = max(line.confirmed_delivery_date or confirmed for line in lines)
 
 
 def _make_short(component: ComponentAvailability, rng: random.Random, receipt: dt.datetime) -> None:
