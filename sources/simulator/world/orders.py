@@ -11,6 +11,8 @@ import collections
 import dataclasses
 import datetime as dt
 import operator
+import random
+from collections.abc import Callable
 
 from .clock import whole_seconds
 
@@ -182,3 +184,7 @@ class OrderTrack:
         if pending and min(pending) < due:
             self.shift(self.part, due - min(pending))
         self.add_steps([Step(name, due, self.part)])
+
+
+# A lifecycle step: moves the track's current part at an instant, drawing from a generator.
+StepAction = Callable[[OrderTrack, dt.datetime, random.Random], None]

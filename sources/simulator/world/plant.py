@@ -34,21 +34,15 @@ from typing import Any
 from ...records import (
     ComponentAvailability,
     Customer,
-    InspectionLot,
-    OutboundDelivery,
-    OutboundDeliveryItem,
-    ProductionOrder,
-    ProofOfDelivery,
     Record,
     SalesOrder,
     SalesOrderItem,
     Shipment,
-    ShipmentItem,
     TrackingEvent,
-    UsageDecision,
     WorkCenter,
 )
 from .clock import PlantClock, hours_span, iso_utc, whole_seconds
+from .lifecycle import Lifecycle
 from .master_data import (
     CITIES,
     CUSTOMER_NAMES,
@@ -65,19 +59,12 @@ from .numbers import NumberRanges
 from .orders import (
     DELIVERED,
     GOODS_ISSUED,
-    IN_PRODUCTION,
     IN_TRANSIT,
     LIFECYCLE_STATES,
     MATERIAL_SHORTAGE,
     OUT_FOR_DELIVERY,
-    PACKED,
-    PICKED,
-    PRODUCTION_COMPLETE,
-    QUALITY_HOLD,
     QUALITY_REJECTED,
-    QUALITY_RELEASED,
     RECEIVED,
-    RELEASED,
     STATE_RANK,
     OrderTrack,
     Part,
@@ -92,14 +79,12 @@ from .planning import (
     state_quota,
     states_after,
 )
+from .production import PRODUCTION_STEPS, Production, make_short
 from .quantities import (
-    REJECTION_REASON,
     add_schedule_lines,
-    open_items,
-    pick_quantities,
-    post_delivered_quantities,
     split_lines,
 )
+from .shipping import Shipping, set_eta
 from .store import Change, Listener, RecordStore, UnknownKey
 from .tables import SYSTEMS, Table
 from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR, WorkingTime
@@ -108,15 +93,9 @@ log = logging.getLogger(__name__)
 
 # --- lifecycle -----------------------------------------------------------------------------
 
-_PRODUCTION_STEPS = frozenset({"start", "partial", "confirm"})
 
 
 # --- catalogues ----------------------------------------------------------------------------
-
-_CARRIERS = (("UPS", 3), ("DHL Freight", 3), ("DB Schenker", 2), ("Kuehne+Nagel", 1), ("DSV", 1))
-_PLANT_LOCATION = "Plant 1000, Stuttgart, DE"
-_SIGNERS = ("M. Keller", "A. Rossi", "J. Novak", "S. Larsen", "P. Dubois", "K. Weber", "L. Garcia", "T. Smith")
-
 
 # --- the world -----------------------------------------------------------------------------
 
@@ -135,6 +114,9 @@ class World:
         self._tracks: dict[str, OrderTrack] = {}
         self._master = MasterData()
         self._times = WorkingTime(self.start, self._master.ship_tos)
+        self._production = Production(self._store, self._numbers, self._master)
+        self._shipping = Shipping(self._store, self._numbers, self._master, self._times, seed)
+        self._lifecycle = Lifecycle(self._store, self._times, self._production, self._shipping, seed)
         # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
         self._receipts: dict[str, dt.datetime] = {}
 
@@ -336,7 +318,7 @@ class World:
             track.extra_transit_hours += gaps[names.index("attempt_fail")]
         while track.schedule and track.schedule[0].due <= self.start:
             step = track.schedule.popleft()
-            self._apply(track, step.name, step.due, rng, part=step.part)
+            self._lifecycle.apply(track, step.name, step.due, rng, part=step.part)
 
     def _create_order(
         self,
@@ -434,65 +416,16 @@ class World:
             # Most items are made to order; some ship from finished-goods stock.
             if i > 0 and rng.random() < 0.15:
                 continue
-            po = self._create_production_order(
+            po = self._production.create_production_order(
                 so_key, item, status="CREATED", at=ordered_at, start=planned_start, end=planned_end
             )
             track.made_to_order[item.sales_order_item] = po.manufacturing_order
             track.parts[0].orders.append(po.manufacturing_order)
-            self._create_components(rng, po, ordered_at, shortage_until=receipt if flags.shortage else None)
+            self._production.create_components(rng, po, ordered_at, shortage_until=receipt if flags.shortage else None)
         if flags.shortage and receipt is not None:
             self._ensure_shortage(track, rng, receipt, ordered_at)
         self._tracks[so_key] = track
         return track
-
-    def _create_production_order(
-        self,
-        sales_order: str,
-        item: SalesOrderItem,
-        *,
-        status: str,
-        at: dt.datetime,
-        start: dt.datetime,
-        end: dt.datetime,
-        quantity: float | None = None,
-    ) -> ProductionOrder:
-        work_center = self._master.product(item.material).work_center
-        quantity = item.requested_quantity if quantity is None else quantity
-        po = ProductionOrder(
-            manufacturing_order=self._numbers.next("production_order"),
-            material=item.material,
-            sales_order=sales_order,
-            sales_order_item=item.sales_order_item,
-            total_quantity=quantity,
-            work_center=work_center,
-            scheduled_start_date=whole_seconds(start),
-            scheduled_end_date=whole_seconds(end),
-            status=status,
-            planned_start_date=whole_seconds(start),
-            planned_end_date=whole_seconds(end),
-            planned_scrap_qty=float(math.floor(quantity * 0.02)),
-            actual_release_date=at if status == "RELEASED" else None,
-        )
-        self._store.touch(po, "ProductionOrder.Created", at, sales_order)
-        return po
-
-    def _create_components(
-        self, rng: random.Random, po: ProductionOrder, at: dt.datetime, *, shortage_until: dt.datetime | None
-    ) -> None:
-        for n, (material, unit, per_unit) in enumerate(self._master.product(po.material).bom, start=1):
-            required = round(per_unit * po.total_quantity, 3)
-            component = ComponentAvailability(
-                reservation=f"{po.manufacturing_order}-{n:02d}",
-                manufacturing_order=po.manufacturing_order,
-                material=material,
-                required_quantity=required,
-                available_quantity=required,
-                base_unit=unit,
-            )
-            if shortage_until is not None and rng.random() < 0.45:
-                _make_short(component, rng, shortage_until)
-            self._store.reservations.setdefault(po.manufacturing_order, []).append(component.reservation)
-            self._store.touch(component, "ComponentAvailability.Changed", at, po.sales_order)
 
     def _ensure_shortage(
         self, track: OrderTrack, rng: random.Random, receipt: dt.datetime, at: dt.datetime
@@ -502,7 +435,7 @@ class World:
         if any(c.shortage_quantity > 0 for c in components):
             return
         component = rng.choice(components)
-        _make_short(component, rng, receipt)
+        make_short(component, rng, receipt)
         self._store.touch(component, "ComponentAvailability.ShortageRaised", at, track.sales_order)
 
     # --- clock -------------------------------------------------------------------------
@@ -608,7 +541,7 @@ class World:
         )
         shipment.status_code = "SD"
         eta = shipment.estimated_delivery_at or now
-        _set_eta(shipment, self._times.receiving_time(track.customer, max(eta, now) + hours_span(hours)), 4)
+        set_eta(shipment, self._times.receiving_time(track.customer, max(eta, now) + hours_span(hours)), 4)
         self._store.touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
         return self._store.flush()
 
@@ -663,7 +596,7 @@ class World:
         at = whole_seconds(self.now())
         if track.last_step_at is not None and at < track.last_step_at:
             at = track.last_step_at
-        self._apply(track, step.name, at, part=step.part)
+        self._lifecycle.apply(track, step.name, at, part=step.part)
         return self._store.flush()
 
     def advance_clock(self, hours: float) -> list[Change]:
@@ -717,7 +650,7 @@ class World:
                 continue
             track.schedule.popleft()
             at = max(due, track.last_step_at) if track.last_step_at is not None else due
-            self._apply(track, step.name, at, part=step.part)
+            self._lifecycle.apply(track, step.name, at, part=step.part)
             if track.schedule:
                 following = track.schedule[0]
                 following.due = max(following.due, at)
@@ -727,7 +660,7 @@ class World:
 
     def _blocked_until(self, track: OrderTrack, step: Step, now: dt.datetime) -> dt.datetime | None:
         """When production of this step is held by a down work centre, until when."""
-        if step.name not in _PRODUCTION_STEPS:
+        if step.name not in PRODUCTION_STEPS:
             return None
         until: dt.datetime | None = None
         orders = track.parts[step.part].orders
@@ -764,373 +697,6 @@ class World:
         record.down_since = None
         record.expected_up_at = None
         self._store.touch(record, "WorkCenter.Up", at, None)
-
-    # --- lifecycle steps ---------------------------------------------------------------
-
-    def _apply(
-        self, track: OrderTrack, name: str, at: dt.datetime, rng: random.Random | None = None, *, part: int = 0
-    ) -> None:
-        if rng is None or part > 0:
-            # After generation each step draws from its own seeded generator, so an
-            # order's story does not depend on how its steps interleave with others'
-            # (nor the generated world on an order's later parts).
-            rng = random.Random(f"{self.seed}:{track.sales_order}:{track.steps_done}")
-        track.part = part
-        getattr(self, f"_step_{name}")(track, at, rng)
-        track.steps_done += 1
-        track.last_step_at = at
-
-    def _step_clear_shortage(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        for po in track.made_to_order.values():
-            for c in self._store.components(po):
-                if c.shortage_quantity > 0 or c.inventory_stock_type != "01":
-                    c.available_quantity = c.required_quantity
-                    c.shortage_quantity = 0.0
-                    c.expected_receipt_date = None
-                    c.inventory_stock_type = "01"
-                    self._store.touch(c, "ComponentAvailability.Received", at, track.sales_order)
-        track.state = RECEIVED
-
-    def _step_release(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        for po in self._current_orders(track):
-            po.status = "RELEASED"
-            po.actual_release_date = at
-            self._store.touch(po, "ProductionOrder.Released", at, track.sales_order)
-        track.state = RELEASED
-
-    def _step_start(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        for po in self._current_orders(track):
-            po.status = "STARTED"
-            po.actual_start_date = at
-            po.batch = "B" + self._numbers.next("batch", width=7)
-            self._store.touch(po, "ProductionOrder.Started", at, track.sales_order)
-        track.state = IN_PRODUCTION
-
-    def _step_partial(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        for po in self._current_orders(track):
-            po.status = "PARTIALLY_CONFIRMED"
-            po.confirmed_yield_qty = float(math.floor(po.total_quantity * rng.uniform(0.3, 0.7)))
-            self._store.touch(po, "ProductionOrder.PartiallyConfirmed", at, track.sales_order)
-        track.state = IN_PRODUCTION
-
-    def _step_confirm(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        for po in self._current_orders(track):
-            scrap = 0.0
-            if track.shortfall and track.part == 0 and po.total_quantity >= 5:
-                scrap = float(max(1, round(po.total_quantity * rng.uniform(0.05, 0.2))))
-            scrap = min(track.forced_scrap.pop(po.sales_order_item, scrap), po.total_quantity)
-            po.status = "CONFIRMED"
-            po.actual_end_date = at
-            po.confirmed_scrap_qty = scrap
-            po.confirmed_yield_qty = po.total_quantity - scrap
-            self._store.touch(po, "ProductionOrder.Confirmed", at, track.sales_order)
-        track.state = PRODUCTION_COMPLETE
-
-    def _step_inspect(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        track.lots = []
-        for po in self._current_orders(track):
-            lot = InspectionLot(
-                inspection_lot=self._numbers.next("lot"),
-                material=po.material,
-                batch=po.batch or "",
-                manufacturing_order=po.manufacturing_order,
-                created_at=at,
-                planned_end_date=at + hours_span(24),
-            )
-            track.lots.append(lot.inspection_lot)
-            self._store.touch(lot, "InspectionLot.Created", at, track.sales_order)
-        track.state = QUALITY_HOLD
-
-    def _step_decide(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        reject = track.rejects_pending > 0
-        if reject:
-            track.rejects_pending -= 1
-        for lot_key in track.lots:
-            lot = self.tables["A_InspectionLot"].get(lot_key)
-            assert isinstance(lot, InspectionLot)
-            lot.has_usage_decision = True
-            lot.usage_decision = UsageDecision(
-                code="R" if reject else "A",
-                code_group="02" if reject else "01",
-                valuation="REJECTED" if reject else "ACCEPTED",
-                decided_at=at,
-                quality_score=round(rng.uniform(35, 70) if reject else rng.uniform(85, 100), 1),
-            )
-            self._store.touch(lot, "InspectionLot.UsageDecisionMade", at, track.sales_order)
-        if reject:
-            track.state = QUALITY_REJECTED
-            return
-        # Accepted: goods receipt of the batch to unrestricted stock completes the order.
-        for po in self._current_orders(track):
-            po.status = "DELIVERED"
-            item = po.sales_order_item
-            track.produced[item] = track.produced.get(item, 0.0) + po.confirmed_yield_qty
-            self._store.touch(po, "ProductionOrder.Completed", at, track.sales_order)
-        track.state = QUALITY_RELEASED
-
-    def _step_rework(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        """A rejected batch is scrapped; a new production order remakes each item."""
-        order = self._store.sales_order(track.sales_order)
-        items = {it.sales_order_item: it for it in order.items}
-        start = track.due_of("start") or at + hours_span(8)
-        end = track.due_of("confirm") or start + hours_span(track.production_hours)
-        part = track.parts[track.part]
-        for n, po_key in enumerate(part.orders):
-            old = self._store.production_order(po_key)
-            old.status = "TECO"
-            self._store.touch(old, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
-            item_key = old.sales_order_item
-            po = self._create_production_order(
-                track.sales_order, items[item_key], status="RELEASED", at=at, start=start, end=end,
-                quantity=old.total_quantity,
-            )
-            self._store.touch(po, "ProductionOrder.Released", at, track.sales_order)
-            self._create_components(rng, po, at, shortage_until=None)
-            track.made_to_order[item_key] = part.orders[n] = po.manufacturing_order
-        track.lots = []
-        track.state = RELEASED
-
-    def _step_unblock(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        order = self._store.sales_order(track.sales_order)
-        credit = order.total_credit_check_status == "B"
-        change = "SalesOrder.CreditReleased" if credit else "SalesOrder.DeliveryUnblocked"
-        order.total_credit_check_status = "A"
-        order.delivery_block_reason = ""
-        order.total_block_status = ""
-        self._store.touch(order, change, at, track.sales_order)
-
-    def _step_pick(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        order = self._store.sales_order(track.sales_order)
-        wanted = pick_quantities(track, order)
-        if not wanted or order.total_credit_check_status == "B" or order.delivery_block_reason:
-            # Nothing of this part is ready yet (or the order is on hold): look again in a day.
-            track.postpone("pick", at + hours_span(24))
-            return
-        goods_issue = track.due_of("goods_issue") or at + hours_span(24)
-        items = []
-        for n, (item, qty) in enumerate(wanted, start=1):
-            po_key = track.made_to_order.get(item.sales_order_item)
-            batch = self._store.production_order(po_key).batch if po_key is not None else "S" + self._numbers.next("stock_batch", width=7)
-            items.append(
-                OutboundDeliveryItem(
-                    delivery_document_item=str(10 * n),
-                    reference_sd_document=order.sales_order,
-                    reference_sd_document_item=item.sales_order_item,
-                    material=item.material,
-                    actual_delivery_quantity=qty,
-                    delivery_quantity_unit=item.requested_quantity_unit,
-                    batch=batch,
-                )
-            )
-            track.in_delivery[item.sales_order_item] = track.in_delivery.get(item.sales_order_item, 0.0) + qty
-        delivery = OutboundDelivery(
-            delivery_document=self._numbers.next("delivery"),
-            sales_order=order.sales_order,
-            ship_to_party=order.sold_to_party,
-            delivery_date=PLANT_CALENDAR.local_date(goods_issue),
-            overall_picking_status="C",
-            actual_picking_date_time=at,
-            items=items,
-        )
-        track.delivery = delivery.delivery_document
-        self._store.touch(delivery, "OutboundDelivery.Created", at, track.sales_order)
-        self._store.touch(delivery, "OutboundDelivery.Picked", at, track.sales_order)
-        order.overall_sd_process_status = "B"
-        self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
-        track.state = PICKED
-
-    def _step_pack(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        delivery = self._store.delivery(track.delivery)
-        delivery.overall_packing_status = "C"
-        delivery.actual_packing_date_time = at
-        self._store.touch(delivery, "OutboundDelivery.Packed", at, track.sales_order)
-        track.state = PACKED
-
-    def _step_goods_issue(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        delivery = self._store.delivery(track.delivery)
-        delivery.overall_goods_movement_status = "C"
-        delivery.actual_goods_movement_date = at
-        delivery.bill_of_lading = "BOL" + self._numbers.next("bill_of_lading", width=7)
-        self._store.touch(delivery, "OutboundDelivery.GoodsIssued", at, track.sales_order)
-        for line in delivery.items:
-            key = line.reference_sd_document_item
-            track.shipped[key] = track.shipped.get(key, 0.0) + line.actual_delivery_quantity
-        order = self._store.sales_order(track.sales_order)
-        post_delivered_quantities(track, order)
-        self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
-        for po in self._current_orders(track):
-            if po.status != "TECO":
-                po.status = "TECO"
-                self._store.touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
-        carrier = rng.choices([c for c, _ in _CARRIERS], [w for _, w in _CARRIERS])[0]
-        # The carrier's first estimate knows nothing of delays still to come.
-        deliver = track.due_of("deliver") or at + hours_span(48)
-        eta = deliver - hours_span(track.extra_transit_hours) + hours_span(rng.uniform(-3, 3))
-        eta = self._times.receiving_time(track.customer, max(eta, at + hours_span(6)))
-        shipment = Shipment(
-            tracking_number=self._numbers.tracking_number(carrier),
-            carrier=carrier,
-            delivery_document=delivery.delivery_document,
-            tag="InfoReceived",
-            bill_of_lading=delivery.bill_of_lading,
-            items=[
-                ShipmentItem(
-                    delivery_document=delivery.delivery_document,
-                    delivery_document_item=line.delivery_document_item,
-                    sales_order=line.reference_sd_document,
-                    sales_order_item=line.reference_sd_document_item,
-                    material=line.material,
-                    quantity=line.actual_delivery_quantity,
-                    quantity_unit=line.delivery_quantity_unit,
-                )
-                for line in delivery.items
-            ],
-        )
-        _set_eta(shipment, eta, 4)
-        track.shipment = shipment.tracking_number
-        self._store.touch(shipment, "Shipment.Created", at, track.sales_order)
-        track.state = GOODS_ISSUED
-        if track.part >= track.planned_parts - 1 and not track.backorder_pending and open_items(track, order):
-            # Shipped short: the rest stays owed until it is made again or cut.
-            track.backorder_pending = True
-            n = max(track.parts) + 1
-            when = random.Random(f"{self.seed}:{track.sales_order}:backorder:{n}").uniform(2, 24)
-            # Planners decide in the plant's working hours.
-            track.add_steps([Step("backorder", self._times.after("backorder", at, when, track.customer), n)])
-
-    def _step_backorder(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        """The rest of a short shipment: made again and shipped later, or cut (item rejected)."""
-        track.backorder_pending = False
-        order = self._store.sales_order(track.sales_order)
-        owed = open_items(track, order)
-        if not owed:
-            return
-        if (track.rest or ("reproduce" if rng.random() < 0.7 else "cancel")) == "cancel":
-            for item, _qty in owed:
-                item.rejection_reason = REJECTION_REASON
-            post_delivered_quantities(track, order)
-            if track.state == DELIVERED:
-                order.overall_sd_process_status = "C"
-            self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
-            return
-        n = track.part
-        part = track.add_part(n, Part(RELEASED))
-        # On the factory calendar: the run starts in a shift, and its hours are working hours.
-        start = whole_seconds(self._times.after("start", at, rng.uniform(8, 48), track.customer))
-        for item, qty in owed:
-            if item.sales_order_item not in track.made_to_order:
-                continue  # from stock: picked with the rest
-            hours = max(2.0, track.production_hours * qty / item.requested_quantity)
-            end = PLANT_CALENDAR.add_working_time(start, hours_span(hours))
-            po = self._create_production_order(
-                track.sales_order, item, status="RELEASED", at=at, start=start, end=end, quantity=qty
-            )
-            self._store.touch(po, "ProductionOrder.Released", at, track.sales_order)
-            self._create_components(rng, po, at, shortage_until=None)
-            track.made_to_order[item.sales_order_item] = po.manufacturing_order
-            part.orders.append(po.manufacturing_order)
-        steps: list[Step] = []
-        t = at
-        if part.orders:
-            t = max(self._store.production_order(k).scheduled_end_date for k in part.orders)
-            steps = [Step("start", start, n), Step("confirm", t, n)]
-        transit_hours = rng.uniform(24, 96)
-        for name in ("inspect", "decide", *SHIPPING_STEPS) if part.orders else SHIPPING_STEPS:
-            t = self._times.after(name, t, gap(name, rng, track.production_hours, transit_hours), track.customer)
-            steps.append(Step(name, t, n))
-        track.add_steps(steps)
-
-    def _step_pickup(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._store.shipment(track.shipment)
-        arrived = max(at - dt.timedelta(minutes=rng.randint(10, 40)), track.last_step_at or at)
-        shipment.events.append(
-            TrackingEvent(code="X3", tag="InfoReceived", occurred_at=arrived, location=_PLANT_LOCATION,
-                          description="Arrived at pickup location")
-        )
-        shipment.events.append(
-            TrackingEvent(code="AF", tag="InTransit", occurred_at=at, location=_PLANT_LOCATION,
-                          description="Departed pickup location")
-        )
-        shipment.tag, shipment.status_code, shipment.picked_up_at = "InTransit", "AF", at
-        self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
-        track.state = IN_TRANSIT
-
-    def _step_delay(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._store.shipment(track.shipment)
-        deliver = track.due_of("deliver") or at + hours_span(48)
-        exception = track.exception_on_delay
-        reason = rng.choice(("Weather delay", "Missed linehaul connection", "Vehicle breakdown", "Customs hold"))
-        shipment.events.append(
-            TrackingEvent(code="SD", tag="Exception" if exception else "InTransit", occurred_at=at,
-                          location=self._master.ship_tos[track.customer].hub, description=f"Shipment delayed: {reason}")
-        )
-        shipment.tag, shipment.status_code = ("Exception" if exception else "InTransit"), "SD"
-        _set_eta(shipment, self._times.receiving_time(track.customer, deliver + hours_span(rng.uniform(-2, 2))), 6)
-        self._store.touch(shipment, "Shipment.Exception" if exception else "Shipment.EtaRevised", at, track.sales_order)
-
-    def _step_en_route(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._store.shipment(track.shipment)
-        deliver = track.due_of("deliver") or at + hours_span(24)
-        shipment.events.append(
-            TrackingEvent(code="X6", tag="InTransit", occurred_at=at, location=self._master.ship_tos[track.customer].hub,
-                          description="En route to delivery location")
-        )
-        delayed = any(e.code == "SD" for e in shipment.events)
-        shipment.tag, shipment.status_code = "InTransit", "X6"
-        # Before a delay the carrier cannot know about trouble still to come.
-        ahead = 0.0 if delayed else track.extra_transit_hours
-        eta = self._times.receiving_time(track.customer, max(deliver - hours_span(ahead) + hours_span(rng.uniform(-1, 1)), at + hours_span(2)))
-        revised = shipment.estimated_delivery_at is None or abs(eta - shipment.estimated_delivery_at) >= hours_span(1)
-        if revised:
-            _set_eta(shipment, eta, 4)
-        self._store.touch(shipment, "Shipment.EtaRevised" if revised else "Shipment.StatusUpdated", at, track.sales_order)
-
-    def _step_out_for_delivery(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._store.shipment(track.shipment)
-        deliver = track.due_of("deliver") or at + hours_span(4)
-        shipment.events.append(
-            TrackingEvent(code="X1", tag="OutForDelivery", occurred_at=at, location=self._master.ship_tos[track.customer].place,
-                          description="Out for delivery")
-        )
-        shipment.tag, shipment.status_code = "OutForDelivery", "X1"
-        _set_eta(shipment, self._times.receiving_time(track.customer, max(deliver, at + hours_span(1))), 2)
-        self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
-        track.state = OUT_FOR_DELIVERY
-
-    def _step_attempt_fail(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._store.shipment(track.shipment)
-        deliver = track.due_of("deliver") or at + hours_span(24)
-        shipment.events.append(
-            TrackingEvent(code="SD", tag="AttemptFail", occurred_at=at, location=self._master.ship_tos[track.customer].place,
-                          description="Delivery attempt failed: receiving dock closed")
-        )
-        shipment.tag, shipment.status_code = "AttemptFail", "SD"
-        _set_eta(shipment, self._times.receiving_time(track.customer, max(deliver, at + hours_span(1))), 4)
-        self._store.touch(shipment, "Shipment.StatusUpdated", at, track.sales_order)
-
-    def _step_deliver(self, track: OrderTrack, at: dt.datetime, rng: random.Random) -> None:
-        shipment = self._store.shipment(track.shipment)
-        shipment.events.append(
-            TrackingEvent(code="D1", tag="Delivered", occurred_at=at, location=self._master.ship_tos[track.customer].place,
-                          description="Delivered, unloaded")
-        )
-        shipment.tag, shipment.status_code, shipment.delivered_at = "Delivered", "D1", at
-        shipment.proof_of_delivery = ProofOfDelivery(
-            signed_by=rng.choice(_SIGNERS), delivered_at=at, document=f"POD-{shipment.tracking_number}.pdf"
-        )
-        self._store.touch(shipment, "Shipment.Delivered", at, track.sales_order)
-        track.state = DELIVERED
-        if track.state == DELIVERED and not track.backorder_pending:
-            # The last part arrived and nothing is owed: the order is complete.
-            order = self._store.sales_order(track.sales_order)
-            order.overall_sd_process_status = "C"
-            self._store.touch(order, "SalesOrder.Changed", at, track.sales_order)
-
-    # --- helpers -----------------------------------------------------------------------
-
-    def _current_orders(self, track: OrderTrack) -> list[ProductionOrder]:
-        """The production orders of the part the current step moves."""
-        return [self._store.production_order(k) for k in track.parts[track.part].orders]
 
     # --- reading -----------------------------------------------------------------------
 
@@ -1248,18 +814,3 @@ class World:
             "records": {name: len(t) for name, t in self.tables.items()},
             "latencyMs": dict(self.latency_ms),
         }
-
-
-def _make_short(component: ComponentAvailability, rng: random.Random, receipt: dt.datetime) -> None:
-    available = round(component.required_quantity * rng.uniform(0.0, 0.8), 3)
-    component.available_quantity = available
-    component.shortage_quantity = round(component.required_quantity - available, 3)
-    component.expected_receipt_date = PLANT_CALENDAR.local_date(receipt)
-    # Now and then the stock exists but is blocked, not missing.
-    component.inventory_stock_type = "07" if rng.random() < 0.15 else "01"
-
-
-def _set_eta(shipment: Shipment, eta: dt.datetime, window_hours: float) -> None:
-    shipment.estimated_delivery_at = eta
-    shipment.eta_window_start = eta - hours_span(window_hours)
-    shipment.eta_window_end = eta + hours_span(window_hours)

@@ -46,7 +46,7 @@ def add_schedule_lines(
     working days (its local dates), delivery dates working days of the ship-to."""
     issue_day = PLANT_CALENDAR.local_date(baseline["goods_issue"])
     load_day = PLANT_CALENDAR.local_date(baseline["pack"])
-    lines = []
+    lines: list[SalesOrderScheduleLine] = []
     for qty, shift in ((item.requested_quantity - later, dt.timedelta(0)), (later, offset)):
         if qty <= 0:
             continue
