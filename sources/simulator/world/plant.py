@@ -32,16 +32,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...records import (
-    ComponentAvailability,
     Customer,
     Record,
     SalesOrder,
     SalesOrderItem,
     Shipment,
-    TrackingEvent,
     WorkCenter,
 )
 from .clock import PlantClock, hours_span, iso_utc, whole_seconds
+from .disruptions import Disruptions
 from .lifecycle import Lifecycle
 from .master_data import (
     CITIES,
@@ -79,12 +78,12 @@ from .planning import (
     state_quota,
     states_after,
 )
-from .production import PRODUCTION_STEPS, Production, make_short
+from .production import Production, make_short
 from .quantities import (
     add_schedule_lines,
     split_lines,
 )
-from .shipping import Shipping, set_eta
+from .shipping import Shipping
 from .store import Change, Listener, RecordStore, UnknownKey
 from .tables import SYSTEMS, Table
 from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR, WorkingTime
@@ -117,8 +116,7 @@ class World:
         self._production = Production(self._store, self._numbers, self._master)
         self._shipping = Shipping(self._store, self._numbers, self._master, self._times, seed)
         self._lifecycle = Lifecycle(self._store, self._times, self._production, self._shipping, seed)
-        # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
-        self._receipts: dict[str, dt.datetime] = {}
+        self._disruptions = Disruptions(self._store, self._clock, self._times, self._master.ship_tos, self._tracks)
 
     # --- generation ------------------------------------------------------------------
 
@@ -475,74 +473,22 @@ class World:
 
     def work_center_down(self, work_center: str, hours: float) -> list[Change]:
         """Take a work centre down for ``hours``; production on it pauses until it is up."""
-        if not math.isfinite(hours) or hours <= 0:
-            raise ValueError("hours must be a positive number")
-        record = self._store.work_center(work_center)
-        now = whole_seconds(self.now())
-        if record.state != "DOWN":
-            record.state = "DOWN"
-            record.down_since = now
-        record.expected_up_at = whole_seconds(now + hours_span(hours))
-        self._store.touch(record, "WorkCenter.Down", now, None)
+        self._disruptions.work_center_down(work_center, hours)
         return self._store.flush()
 
     def work_center_up(self, work_center: str) -> list[Change]:
         """Bring a work centre back up (no change when it is already up)."""
-        record = self._store.work_center(work_center)
-        if record.state != "DOWN":
-            return []
-        self._set_up(record, whole_seconds(self.now()))
+        self._disruptions.work_center_up(work_center)
         return self._store.flush()
 
     def component_short(self, reservation: str, quantity: float, until: dt.date) -> list[Change]:
-        """A component goes short by ``quantity`` until ``until`` (a late supplier delivery).
-
-        The goods arrive at the start of ``until`` (they can be staged that day); production
-        of the order does not start before.
-        """
-        if not math.isfinite(quantity) or quantity <= 0:
-            raise ValueError("quantity must be a positive number")
-        component = self.tables["A_ComponentAvailability"].get(reservation)
-        if not isinstance(component, ComponentAvailability):
-            raise UnknownKey(reservation)
-        now = whole_seconds(self.now())
-        # The goods come in with the first shift of that (plant) day.
-        arrival = PLANT_CALENDAR.next_working_time(PLANT_CALENDAR.day_start(until))
-        if PLANT_CALENDAR.day_start(until) <= now:
-            raise ValueError("until must be after today")
-        component.available_quantity = round(max(component.available_quantity - quantity, 0.0), 3)
-        component.shortage_quantity = round(component.required_quantity - component.available_quantity, 3)
-        component.expected_receipt_date = until
-        self._receipts[reservation] = arrival
-        po = self._store.production_order(component.manufacturing_order)
-        self._store.touch(component, "ComponentAvailability.ShortageRaised", now, po.sales_order)
+        """A component goes short by ``quantity`` until ``until`` (see ``Disruptions``)."""
+        self._disruptions.component_short(reservation, quantity, until)
         return self._store.flush()
 
     def shipment_delayed(self, tracking_number: str, hours: float, reason: str = "Traffic congestion") -> list[Change]:
         """The carrier reports a delay: the ETA and the rest of the journey move ``hours`` later."""
-        if not math.isfinite(hours) or hours <= 0:
-            raise ValueError("hours must be a positive number")
-        shipment = self.tables["Shipment"].get(tracking_number)
-        if not isinstance(shipment, Shipment):
-            raise UnknownKey(tracking_number)
-        track, part = next(
-            ((t, n) for t in self._tracks.values() for n, p in t.parts.items() if p.shipment == tracking_number),
-            (None, 0),
-        )
-        if track is None or track.parts[part].state == DELIVERED:
-            raise ValueError(f"shipment {tracking_number} is not on its way")
-        now = whole_seconds(self.now())
-        track.part = part
-        track.shift(part, hours_span(hours))
-        # EDI 214 SD (shipment delayed); the AfterShip tag stays what it was.
-        shipment.events.append(
-            TrackingEvent(code="SD", tag=shipment.tag, occurred_at=now, location=self._master.ship_tos[track.customer].hub,
-                          description=f"Shipment delayed: {reason}")
-        )
-        shipment.status_code = "SD"
-        eta = shipment.estimated_delivery_at or now
-        set_eta(shipment, self._times.receiving_time(track.customer, max(eta, now) + hours_span(hours)), 4)
-        self._store.touch(shipment, "Shipment.EtaRevised", now, track.sales_order)
+        self._disruptions.shipment_delayed(tracking_number, hours, reason)
         return self._store.flush()
 
     def place_order(self, customer: str, *, seed: int | None = None) -> list[Change]:
@@ -557,30 +503,9 @@ class World:
     def plan_shortfall(
         self, sales_order: str, quantity: float, *, item: str | None = None, rest: str | None = None
     ) -> dict[str, Any]:
-        """Make production of one item confirm ``quantity`` less than ordered (scrap), so the
-        plant ships short; ``rest`` says what then happens to the owed quantity: "reproduce"
-        (a new production order, shipped later) or "cancel" (the item is rejected), else
-        chance. A control lever: it changes no record until production confirms."""
-        track = self._tracks.get(sales_order)
-        if track is None:
-            raise UnknownKey(sales_order)
-        if rest not in (None, "reproduce", "cancel"):
-            raise ValueError('rest must be "reproduce" or "cancel"')
-        key = item
-        if key is None and track.parts[0].orders:  # by default the first item made to order
-            key = self._store.production_order(track.parts[0].orders[0]).sales_order_item
-        po_key = track.made_to_order.get(key or "")
-        if po_key is None or po_key not in track.parts[0].orders:
-            raise ValueError(f"item {key!r} of {sales_order} is not made to order")
-        po = self._store.production_order(po_key)
-        if po.status not in ("CREATED", "RELEASED", "STARTED", "PARTIALLY_CONFIRMED"):
-            raise ValueError(f"production of item {key} is already confirmed ({po.status})")
-        if not math.isfinite(quantity) or not 0 < quantity < po.total_quantity:
-            raise ValueError(f"quantity must be more than 0 and less than {po.total_quantity:g}")
-        track.forced_scrap[po.sales_order_item] = float(quantity)
-        track.rest = rest or ""
-        return {"salesOrder": sales_order, "item": po.sales_order_item, "productionOrder": po_key,
-                "shortBy": float(quantity), "rest": rest}
+        """Make production of one item confirm ``quantity`` less than ordered, so the plant
+        ships short (see ``Disruptions``); changes no record until production confirms."""
+        return self._disruptions.plan_shortfall(sales_order, quantity, item=item, rest=rest)
 
     def advance_order(self, sales_order: str) -> list[Change]:
         """Move one order one lifecycle step now (no change once it is delivered).
@@ -613,7 +538,7 @@ class World:
         """
         now = whole_seconds(self.now())
         heap: list[tuple[dt.datetime, int, str]] = []
-        for reservation, arrival in self._receipts.items():
+        for reservation, arrival in self._disruptions.receipts.items():
             if arrival <= now:
                 heap.append((arrival, -1, reservation))  # goods first: a start due then may use them
         for record in self.tables["A_WorkCenter"].records():
@@ -627,19 +552,19 @@ class World:
         while heap:
             due, kind, key = heapq.heappop(heap)
             if kind == -1:
-                self._receive(key, due)
+                self._disruptions.receive(key, due)
                 continue
             if kind == 0:
                 record = self._store.work_center(key)
                 if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
-                    self._set_up(record, record.expected_up_at)
+                    self._disruptions.set_up(record, record.expected_up_at)
                 continue
             track = self._tracks[key]
             if not track.schedule or track.schedule[0].due != due:
                 continue
             step = track.schedule[0]
             # Held by a down machine or a late part, then into the step's working time.
-            held = self._blocked_until(track, step, now)
+            held = self._disruptions.held_until(track, step, now)
             placed = self._times.place(step.name, held or step.due, track.customer, forward=True)
             if placed > step.due:
                 # Held production holds every part that shares it; a step waiting for its
@@ -657,46 +582,6 @@ class World:
                 if following.due <= now:
                     heapq.heappush(heap, (following.due, 1, key))
         return self._store.flush()
-
-    def _blocked_until(self, track: OrderTrack, step: Step, now: dt.datetime) -> dt.datetime | None:
-        """When production of this step is held by a down work centre, until when."""
-        if step.name not in PRODUCTION_STEPS:
-            return None
-        until: dt.datetime | None = None
-        orders = track.parts[step.part].orders
-        if step.name == "start":
-            for po_key in orders:
-                for reservation in self._store.reservations.get(po_key, []):
-                    arrival = self._receipts.get(reservation)
-                    if arrival is not None and arrival > step.due and (until is None or arrival > until):
-                        until = arrival
-        for po_key in orders:
-            po = self._store.production_order(po_key)
-            wc = self._store.work_center(po.work_center)
-            if wc.state != "DOWN" or wc.down_since is None or step.due < wc.down_since:
-                continue
-            # Unknown repair time: look again an hour after now.
-            up = wc.expected_up_at or now + hours_span(1)
-            if up > step.due and (until is None or up > until):
-                until = up
-        return until
-
-    def _receive(self, reservation: str, at: dt.datetime) -> None:
-        """A late component arrives (see ``component_short``)."""
-        self._receipts.pop(reservation, None)
-        component = self.tables["A_ComponentAvailability"].get(reservation)
-        assert isinstance(component, ComponentAvailability)
-        component.available_quantity = component.required_quantity
-        component.shortage_quantity = 0.0
-        component.expected_receipt_date = None
-        po = self._store.production_order(component.manufacturing_order)
-        self._store.touch(component, "ComponentAvailability.Received", at, po.sales_order)
-
-    def _set_up(self, record: WorkCenter, at: dt.datetime) -> None:
-        record.state = "UP"
-        record.down_since = None
-        record.expected_up_at = None
-        self._store.touch(record, "WorkCenter.Up", at, None)
 
     # --- reading -----------------------------------------------------------------------
 
