@@ -22,71 +22,39 @@ their ``LastChangeDateTime`` and the indexes, then tell subscribers with a ``Cha
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import heapq
 import logging
-import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...records import (
-    Customer,
     Record,
-    SalesOrder,
-    SalesOrderItem,
     Shipment,
     WorkCenter,
 )
-from .clock import PlantClock, hours_span, iso_utc, whole_seconds
+from .clock import PlantClock, iso_utc, whole_seconds
 from .disruptions import Disruptions
+from .generation import Generation
 from .lifecycle import Lifecycle
 from .master_data import (
-    CITIES,
-    CUSTOMER_NAMES,
-    FAMILIES,
-    RAW_MATERIALS,
-    SIZES,
-    SUFFIXES,
-    WORK_CENTERS,
     MasterData,
-    Product,
-    ShipTo,
 )
 from .numbers import NumberRanges
 from .orders import (
     DELIVERED,
     GOODS_ISSUED,
-    IN_TRANSIT,
     LIFECYCLE_STATES,
-    MATERIAL_SHORTAGE,
-    OUT_FOR_DELIVERY,
-    QUALITY_REJECTED,
     RECEIVED,
     STATE_RANK,
     OrderTrack,
-    Part,
-    Step,
 )
-from .planning import (
-    LATE_ELIGIBLE,
-    SHIPPING_STEPS,
-    Flags,
-    gap,
-    order_steps,
-    state_quota,
-    states_after,
-)
-from .production import Production, make_short
-from .quantities import (
-    add_schedule_lines,
-    split_lines,
-)
+from .production import Production
 from .shipping import Shipping
 from .store import Change, Listener, RecordStore, UnknownKey
 from .tables import SYSTEMS, Table
-from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR, WorkingTime
+from .working_time import WorkingTime
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +84,9 @@ class World:
         self._production = Production(self._store, self._numbers, self._master)
         self._shipping = Shipping(self._store, self._numbers, self._master, self._times, seed)
         self._lifecycle = Lifecycle(self._store, self._times, self._production, self._shipping, seed)
+        self._generation = Generation(
+            self._store, self._numbers, self._master, self._times, self._production, self._lifecycle, self._tracks, seed
+        )
         self._disruptions = Disruptions(self._store, self._clock, self._times, self._master.ship_tos, self._tracks)
 
     # --- generation ------------------------------------------------------------------
@@ -138,303 +109,8 @@ class World:
         ``advance_clock``, so plant time does not depend on how long generation took).
         """
         world = cls(seed=seed, start=start, speed=speed)
-        rng = random.Random(seed)
-        with world._store.loading():
-            world._build_catalogue(rng)
-            world._build_work_centers(rng)
-            customer_weights = world._build_customers(rng, customers)
-            world._build_orders(rng, orders, customer_weights)
-            world._take_work_centers_down(rng)
+        world._generation.populate(orders, customers)
         return world
-
-    def _build_catalogue(self, rng: random.Random) -> None:
-        n = 0
-        for _family, base_price, work_center in FAMILIES:
-            for size in SIZES:
-                n += 1
-                material = f"FG-{1000 + n}"
-                components = rng.sample(RAW_MATERIALS, rng.randint(2, 5))
-                bom = tuple(
-                    (rm, unit, float(rng.choice((1, 1, 2, 4, 6, 12))) if unit == "PC" else round(rng.uniform(0.5, 25), 1))
-                    for rm, unit in components
-                )
-                self._master.add_product(Product(material, round(base_price * size, 2), work_center, bom))
-
-    def _build_work_centers(self, rng: random.Random) -> None:
-        for wc, text in WORK_CENTERS:
-            changed = self.start - hours_span(rng.uniform(24, 24 * 30))
-            self.tables["A_WorkCenter"].put(
-                WorkCenter(work_center=wc, work_center_text=text, last_change_date_time=whole_seconds(changed))
-            )
-
-    def _build_customers(self, rng: random.Random, count: int) -> list[float]:
-        strategic = max(1, round(count * 0.06))
-        high = round(count * 0.18)
-        low = round(count * 0.16)
-        priorities = ["STRATEGIC"] * strategic + ["HIGH"] * high + ["LOW"] * low
-        priorities += ["NORMAL"] * max(0, count - len(priorities))
-        priorities = priorities[:count]
-        rng.shuffle(priorities)
-        order_weight = {"STRATEGIC": 4.0, "HIGH": 2.0, "NORMAL": 1.0, "LOW": 0.6}
-        weights = []
-        for i in range(count):
-            base = CUSTOMER_NAMES[i % len(CUSTOMER_NAMES)]
-            suffix = rng.choice(SUFFIXES)
-            # Beyond the name list, number the names so customers stay distinct.
-            name = f"{base} {suffix}" if i < len(CUSTOMER_NAMES) else f"{base} {i // len(CUSTOMER_NAMES) + 1} {suffix}"
-            country, city, region, zone = rng.choice(CITIES)
-            key = str(17100001 + i)
-            self._master.ship_tos[key] = ShipTo(f"{city}, {country}", RECEIVING_CALENDAR.for_place(country, region, zone))
-            changed = self.start - hours_span(rng.uniform(24 * 30, 24 * 400))
-            self.tables["A_Customer"].put(
-                Customer(
-                    customer=key,
-                    customer_name=name,
-                    commercial_priority=priorities[i],
-                    country=country,
-                    region=region,
-                    time_zone=zone,
-                    last_change_date_time=whole_seconds(changed),
-                )
-            )
-            weights.append(order_weight[priorities[i]] * rng.uniform(0.5, 1.5))
-        return weights
-
-    def _build_orders(self, rng: random.Random, count: int, customer_weights: list[float]) -> None:
-        customers = list(self._master.ship_tos)
-        targets = state_quota(count)
-        rng.shuffle(targets)
-        for target in targets:
-            customer = rng.choices(customers, customer_weights)[0]
-            self._generate_order(rng, target, customer)
-
-    def _take_work_centers_down(self, rng: random.Random) -> None:
-        for wc in sorted(rng.sample([w for w, _ in WORK_CENTERS], 2)):
-            record = self.tables["A_WorkCenter"].get(wc)
-            assert isinstance(record, WorkCenter)
-            record.state = "DOWN"
-            record.down_since = whole_seconds(self.start - hours_span(rng.uniform(1, 6)))
-            record.expected_up_at = whole_seconds(self.start + hours_span(rng.uniform(2, 12)))
-            self._store.touch(record, "WorkCenter.Down", record.down_since, None)
-
-    def _generate_order(self, rng: random.Random, target: str, customer: str) -> None:
-        flags = Flags(
-            shortage=target == MATERIAL_SHORTAGE or (target != RECEIVED and rng.random() < 0.12),
-            reject=target == QUALITY_REJECTED or rng.random() < 0.04,
-            block=rng.choice(("credit", "delivery")) if rng.random() < 0.07 else "",
-            carrier_delay=rng.random() < (0.3 if target == IN_TRANSIT else 0.08),
-            attempt_fail=rng.random() < (0.2 if target == OUT_FOR_DELIVERY else 0.05),
-            shortfall=rng.random() < 0.08,
-        )
-        steps = order_steps(flags)
-        production_hours = rng.uniform(8, 96)
-        transit_hours = rng.uniform(24, 96)
-        gaps = [gap(name, rng, production_hours, transit_hours) for name, _extra in steps]
-        lead = rng.uniform(24, 35 * 24)  # order received -> release
-        if flags.shortage:
-            split = rng.uniform(0.5, 0.9)
-            gaps[0], gaps[1] = lead * split, lead * (1 - split) + rng.uniform(2, 24)
-        else:
-            gaps[0] = lead
-
-        def cumulate() -> list[float]:
-            out, total = [], 0.0
-            for g in gaps:
-                total += g
-                out.append(total)
-            return out
-
-        # The promise is planned on the nominal path; extra steps (rework, blocks, carrier
-        # delays, failed attempts) are what makes real orders late.
-        planned: dict[str, float] = {}
-        total = 0.0
-        for (name, extra), g in zip(steps, gaps, strict=True):
-            if not extra:
-                total += g
-                planned.setdefault(name, total)
-        # Planners confirm with some safety time over the plan: two to six days.
-        confirmed_rel = planned["deliver"] + rng.uniform(48, 144)
-        names = [name for name, _ in steps]
-        if flags.carrier_delay:
-            # A carrier delay must push delivery past the end of the promised day.
-            times = cumulate()
-            needed = confirmed_rel + 24 + rng.uniform(12, 48) - times[-1]
-            if needed > 0:
-                gaps[names.index("delay")] += needed
-        times = cumulate()
-
-        states = states_after(steps, flags)
-        eligible = [k for k, s in enumerate(states) if s == target] or [0]
-        k = rng.choice(eligible)
-        # A healthy plant: few orders run late without a disruption to show for it.
-        late = rng.random() < (0.06 if target in LATE_ELIGIBLE else 0.05 if target == DELIVERED else 0.0)
-        lo = times[k - 1] if k > 0 else 0.0
-        if k < len(steps):
-            now_rel = lo + rng.uniform(0.02, 0.98) * (times[k] - lo)
-            if late:
-                now_rel = max(now_rel, confirmed_rel + 24 + rng.uniform(6, 144))
-                shift = now_rel + rng.uniform(2, 48) - times[k]
-                if shift > 0:
-                    gaps[k] += shift
-                    times = cumulate()
-        else:
-            if late:
-                j = rng.choice([i for i, n in enumerate(names) if n in ("start", "confirm", "en_route", "pick")])
-                shift = confirmed_rel + 24 + rng.uniform(6, 96) - times[-1]
-                if shift > 0:
-                    gaps[j] += shift
-                    times = cumulate()
-            now_rel = times[-1] + rng.uniform(1, 24 * 30)
-
-        # Relative hours become instants on the calendars, with now_rel at the plant clock.
-        dues, at = self._times.lay_out(names, times, now_rel, customer)
-        ordered_at = whole_seconds(at(0.0))
-        schedule = collections.deque(Step(name, whole_seconds(due)) for name, due in zip(names, dues, strict=True))
-        # Promised for a working day of the ship-to, when its receiving hours allow.
-        receiving = self._master.ship_tos[customer].receiving
-        confirmed = receiving.local_date(receiving.next_working_time(at(confirmed_rel)))
-        track = self._create_order(
-            rng,
-            customer=customer,
-            ordered_at=ordered_at,
-            confirmed=confirmed,
-            planned_start=self._times.place("start", at(planned["start"]), customer, forward=True),
-            planned_end=self._times.place("confirm", at(planned["confirm"]), customer, forward=True),
-            flags=flags,
-            schedule=schedule,
-            # The schedule the order is confirmed with (on the calendars): its schedule lines keep it.
-            baseline={
-                name: self._times.place(name, at(planned[name]), customer, forward=True)
-                for name in ("decide", "pack", "goods_issue")
-            },
-        )
-        track.production_hours = production_hours
-        track.exception_on_delay = rng.random() < 0.4
-        if flags.carrier_delay:
-            track.extra_transit_hours = gaps[names.index("delay")]
-        if flags.attempt_fail:
-            track.extra_transit_hours += gaps[names.index("attempt_fail")]
-        while track.schedule and track.schedule[0].due <= self.start:
-            step = track.schedule.popleft()
-            self._lifecycle.apply(track, step.name, step.due, rng, part=step.part)
-
-    def _create_order(
-        self,
-        rng: random.Random,
-        *,
-        customer: str,
-        ordered_at: dt.datetime,
-        confirmed: dt.date,
-        planned_start: dt.datetime,
-        planned_end: dt.datetime,
-        flags: Flags,
-        schedule: collections.deque[Step],
-        baseline: dict[str, dt.datetime],
-    ) -> OrderTrack:
-        so_key = self._numbers.next("sales_order")
-        n_items = rng.choices((1, 2, 3, 4), (40, 30, 20, 10))[0]
-        cap = 250_000.0 / n_items
-        items: list[SalesOrderItem] = []
-        requested = confirmed
-        receiving = self._master.ship_tos[customer].receiving
-        if rng.random() < 0.3:
-            earlier = confirmed - dt.timedelta(days=rng.randint(1, 10))
-            ordered_on = PLANT_CALENDAR.local_date(ordered_at)
-            requested = receiving.next_working_day(max(ordered_on + dt.timedelta(days=1), earlier))
-        for i, product in enumerate(rng.sample(self._master.catalogue, n_items)):
-            qty = float(max(1, min(rng.choice((1, 2, 3, 5, 8, 10, 12, 20, 25, 40, 50)), math.floor(cap / product.unit_price))))
-            amount = round(qty * product.unit_price * rng.uniform(0.85, 1.0), 2)
-            items.append(
-                SalesOrderItem(
-                    sales_order_item=str(10 * (i + 1)),
-                    material=product.material,
-                    requested_quantity=qty,
-                    net_amount=amount,
-                    confirmed_delivery_date=confirmed,
-                    confirmed_quantity=qty,
-                )
-            )
-        # Its own generator: a split does not change the rest of the generated world.
-        plan = random.Random(f"{self.seed}:{so_key}:plan")
-        later = split_lines(plan, items) if not flags.shortfall and plan.random() < 0.08 else {}
-        offset = dt.timedelta(0)
-        if later:
-            # The later lines ship some plant working days after the first: a whole number
-            # of days, so the plan's times of day (in shifts) stay as they were.
-            issue_day = PLANT_CALENDAR.local_date(baseline["goods_issue"])
-            offset = PLANT_CALENDAR.add_working_days(issue_day, plan.randint(3, 8)) - issue_day
-        for item in items:
-            add_schedule_lines(
-                item, later.get(item.sales_order_item, 0.0), requested, confirmed, offset, baseline, receiving
-            )
-        order = SalesOrder(
-            sales_order=so_key,
-            sold_to_party=customer,
-            sales_order_date=PLANT_CALENDAR.local_date(ordered_at),
-            requested_delivery_date=min(requested, confirmed),
-            purchase_order_by_customer=f"PO-{customer[-3:]}-{rng.randint(10000, 99999)}",
-            confirmed_delivery_date=max(i.confirmed_delivery_date or confirmed for i in items),
-            total_net_amount=round(sum(it.net_amount for it in items), 2),
-            total_credit_check_status="B" if flags.block == "credit" else "A",
-            total_block_status="B" if flags.block else "",
-            delivery_block_reason="01" if flags.block == "delivery" else "",
-            items=items,
-        )
-        self._store.touch(order, "SalesOrder.Created", ordered_at, so_key)
-        state = MATERIAL_SHORTAGE if flags.shortage else RECEIVED
-        track = OrderTrack(
-            sales_order=so_key,
-            customer=customer,
-            made_to_order={},
-            schedule=schedule,
-            parts={0: Part(state)},
-            rejects_pending=1 if flags.reject else 0,
-            shortfall=flags.shortfall,
-            last_step_at=ordered_at,
-        )
-        if later:
-            # The later schedule lines ship in a second delivery, their own dates after part 0's.
-            track.parts[0].quantities = {i.sales_order_item: i.requested_quantity - later.get(i.sales_order_item, 0.0)
-                                         for i in items}
-            track.add_part(1, Part(state, quantities=dict(later)))
-            track.planned_parts = 2
-            first: dict[str, dt.datetime] = {}
-            for step in schedule:
-                first.setdefault(step.name, step.due)
-            later_steps: list[Step] = []
-            for name in SHIPPING_STEPS:
-                # Each step in its working time (plant shifts, the ship-to's hours), in order.
-                due = first[name] + offset
-                if later_steps:
-                    due = max(due, later_steps[-1].due)
-                later_steps.append(Step(name, self._times.place(name, due, customer, forward=True), 1))
-            track.add_steps(later_steps)
-        receipt = next((s.due for s in schedule if s.name == "clear_shortage"), None)
-        for i, item in enumerate(items):
-            # Most items are made to order; some ship from finished-goods stock.
-            if i > 0 and rng.random() < 0.15:
-                continue
-            po = self._production.create_production_order(
-                so_key, item, status="CREATED", at=ordered_at, start=planned_start, end=planned_end
-            )
-            track.made_to_order[item.sales_order_item] = po.manufacturing_order
-            track.parts[0].orders.append(po.manufacturing_order)
-            self._production.create_components(rng, po, ordered_at, shortage_until=receipt if flags.shortage else None)
-        if flags.shortage and receipt is not None:
-            self._ensure_shortage(track, rng, receipt, ordered_at)
-        self._tracks[so_key] = track
-        return track
-
-    def _ensure_shortage(
-        self, track: OrderTrack, rng: random.Random, receipt: dt.datetime, at: dt.datetime
-    ) -> None:
-        """A shortage order has at least one short component."""
-        components = [c for po in track.made_to_order.values() for c in self._store.components(po)]
-        if any(c.shortage_quantity > 0 for c in components):
-            return
-        component = rng.choice(components)
-        make_short(component, rng, receipt)
-        self._store.touch(component, "ComponentAvailability.ShortageRaised", at, track.sales_order)
 
     # --- clock -------------------------------------------------------------------------
 
@@ -497,7 +173,7 @@ class World:
         if customer not in self._master.ship_tos:
             raise UnknownKey(customer)
         rng = random.Random(seed if seed is not None else len(self._tracks))
-        self._generate_order(rng, RECEIVED, customer)
+        self._generation.new_order(rng, RECEIVED, customer)
         return self._store.flush()
 
     def plan_shortfall(
