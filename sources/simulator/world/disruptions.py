@@ -15,7 +15,7 @@ from typing import Any
 from ...records import ComponentAvailability, Shipment, TrackingEvent, WorkCenter
 from .clock import PlantClock, hours_span, whole_seconds
 from .master_data import ShipTo
-from .orders import DELIVERED, OrderTrack, Step
+from .orders import DELIVERED, OrderTrack, Step, track_of
 from .production import PRODUCTION_STEPS
 from .shipping import set_eta
 from .store import RecordStore, UnknownKey
@@ -39,7 +39,7 @@ class Disruptions:
         self._ship_tos = ship_tos
         self._tracks = tracks
         # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
-        self.receipts: dict[str, dt.datetime] = {}
+        self._receipts: dict[str, dt.datetime] = {}
 
     def work_center_down(self, work_center: str, hours: float) -> None:
         """Take a work centre down for ``hours``; production on it pauses until it is up."""
@@ -58,10 +58,24 @@ class Disruptions:
         record = self._store.work_center(work_center)
         if record.state != "DOWN":
             return
-        self.set_up(record, whole_seconds(self._clock.now()))
+        self._set_up(record, whole_seconds(self._clock.now()))
 
-    def set_up(self, record: WorkCenter, at: dt.datetime) -> None:
-        """The work centre is back up at ``at``."""
+    def repairs_due(self, now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+        """Work centres down whose expected repair time has come: (work centre, up at)."""
+        due = []
+        for record in self._store.tables["A_WorkCenter"].records():
+            assert isinstance(record, WorkCenter)
+            if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
+                due.append((record.work_center, record.expected_up_at))
+        return due
+
+    def repair_if_due(self, work_center: str, now: dt.datetime) -> None:
+        """The work centre is back up at its expected time, if it is still down and that has come."""
+        record = self._store.work_center(work_center)
+        if record.state == "DOWN" and record.expected_up_at is not None and record.expected_up_at <= now:
+            self._set_up(record, record.expected_up_at)
+
+    def _set_up(self, record: WorkCenter, at: dt.datetime) -> None:
         record.state = "UP"
         record.down_since = None
         record.expected_up_at = None
@@ -86,13 +100,17 @@ class Disruptions:
         component.available_quantity = round(max(component.available_quantity - quantity, 0.0), 3)
         component.shortage_quantity = round(component.required_quantity - component.available_quantity, 3)
         component.expected_receipt_date = until
-        self.receipts[reservation] = arrival
+        self._receipts[reservation] = arrival
         po = self._store.production_order(component.manufacturing_order)
         self._store.touch(component, "ComponentAvailability.ShortageRaised", now, po.sales_order)
 
+    def receipts_due(self, now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+        """Late goods whose arrival has come: (reservation, arrival)."""
+        return [(reservation, arrival) for reservation, arrival in self._receipts.items() if arrival <= now]
+
     def receive(self, reservation: str, at: dt.datetime) -> None:
         """A late component arrives (see ``component_short``)."""
-        self.receipts.pop(reservation, None)
+        self._receipts.pop(reservation, None)
         component = self._store.get("A_ComponentAvailability", reservation)
         assert isinstance(component, ComponentAvailability)
         component.available_quantity = component.required_quantity
@@ -134,9 +152,7 @@ class Disruptions:
         plant ships short; ``rest`` says what then happens to the owed quantity: "reproduce"
         (a new production order, shipped later) or "cancel" (the item is rejected), else
         chance. A control lever: it changes no record until production confirms."""
-        track = self._tracks.get(sales_order)
-        if track is None:
-            raise UnknownKey(sales_order)
+        track = track_of(self._tracks, sales_order)
         if rest not in (None, "reproduce", "cancel"):
             raise ValueError('rest must be "reproduce" or "cancel"')
         key = item
@@ -165,7 +181,7 @@ class Disruptions:
         if step.name == "start":
             for po_key in orders:
                 for reservation in self._store.reservations.get(po_key, []):
-                    arrival = self.receipts.get(reservation)
+                    arrival = self._receipts.get(reservation)
                     if arrival is not None and arrival > step.due and (until is None or arrival > until):
                         until = arrival
         for po_key in orders:

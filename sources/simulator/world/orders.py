@@ -12,9 +12,10 @@ import dataclasses
 import datetime as dt
 import operator
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .clock import whole_seconds
+from .store import UnknownKey
 
 RECEIVED = "RECEIVED"
 MATERIAL_SHORTAGE = "MATERIAL_SHORTAGE"
@@ -188,3 +189,11 @@ class OrderTrack:
 
 # A lifecycle step: moves the track's current part at an instant, drawing from a generator.
 StepAction = Callable[[OrderTrack, dt.datetime, random.Random], None]
+
+
+def track_of(tracks: Mapping[str, OrderTrack], sales_order: str) -> OrderTrack:
+    """The track of ``sales_order``; UnknownKey when the plant has no such order."""
+    track = tracks.get(sales_order)
+    if track is None:
+        raise UnknownKey(sales_order)
+    return track
