@@ -33,25 +33,13 @@ from .master_data import (
 )
 from .numbers import NumberRanges
 from .orders import (
-    DELIVERED,
-    IN_TRANSIT,
     MATERIAL_SHORTAGE,
-    OUT_FOR_DELIVERY,
-    QUALITY_REJECTED,
     RECEIVED,
     OrderTrack,
     Part,
     Step,
 )
-from .planning import (
-    LATE_ELIGIBLE,
-    SHIPPING_STEPS,
-    Flags,
-    gap,
-    order_steps,
-    state_quota,
-    states_after,
-)
+from .planning import SHIPPING_STEPS, Flags, plan_order, state_quota
 from .production import Production, make_short
 from .quantities import add_schedule_lines, split_lines
 from .store import RecordStore
@@ -168,102 +156,32 @@ class Generation:
         """A new order of ``customer``, now in state ``target``: its plan (flags, steps and
         their instants around the plant clock), its documents at its order date, and the
         steps that fall before the plant clock's start taken."""
-        flags = Flags(
-            shortage=target == MATERIAL_SHORTAGE or (target != RECEIVED and rng.random() < 0.12),
-            reject=target == QUALITY_REJECTED or rng.random() < 0.04,
-            block=rng.choice(("credit", "delivery")) if rng.random() < 0.07 else "",
-            carrier_delay=rng.random() < (0.3 if target == IN_TRANSIT else 0.08),
-            attempt_fail=rng.random() < (0.2 if target == OUT_FOR_DELIVERY else 0.05),
-            shortfall=rng.random() < 0.08,
-        )
-        steps = order_steps(flags)
-        production_hours = rng.uniform(8, 96)
-        transit_hours = rng.uniform(24, 96)
-        gaps = [gap(name, rng, production_hours, transit_hours) for name, _extra in steps]
-        lead = rng.uniform(24, 35 * 24)  # order received -> release
-        if flags.shortage:
-            split = rng.uniform(0.5, 0.9)
-            gaps[0], gaps[1] = lead * split, lead * (1 - split) + rng.uniform(2, 24)
-        else:
-            gaps[0] = lead
-
-        def cumulate() -> list[float]:
-            out, total = [], 0.0
-            for g in gaps:
-                total += g
-                out.append(total)
-            return out
-
-        # The promise is planned on the nominal path; extra steps (rework, blocks, carrier
-        # delays, failed attempts) are what makes real orders late.
-        planned: dict[str, float] = {}
-        total = 0.0
-        for (name, extra), g in zip(steps, gaps, strict=True):
-            if not extra:
-                total += g
-                planned.setdefault(name, total)
-        # Planners confirm with some safety time over the plan: two to six days.
-        confirmed_rel = planned["deliver"] + rng.uniform(48, 144)
-        names = [name for name, _ in steps]
-        if flags.carrier_delay:
-            # A carrier delay must push delivery past the end of the promised day.
-            times = cumulate()
-            needed = confirmed_rel + 24 + rng.uniform(12, 48) - times[-1]
-            if needed > 0:
-                gaps[names.index("delay")] += needed
-        times = cumulate()
-
-        states = states_after(steps, flags)
-        eligible = [k for k, s in enumerate(states) if s == target] or [0]
-        k = rng.choice(eligible)
-        # A healthy plant: few orders run late without a disruption to show for it.
-        late = rng.random() < (0.06 if target in LATE_ELIGIBLE else 0.05 if target == DELIVERED else 0.0)
-        lo = times[k - 1] if k > 0 else 0.0
-        if k < len(steps):
-            now_rel = lo + rng.uniform(0.02, 0.98) * (times[k] - lo)
-            if late:
-                now_rel = max(now_rel, confirmed_rel + 24 + rng.uniform(6, 144))
-                shift = now_rel + rng.uniform(2, 48) - times[k]
-                if shift > 0:
-                    gaps[k] += shift
-                    times = cumulate()
-        else:
-            if late:
-                j = rng.choice([i for i, n in enumerate(names) if n in ("start", "confirm", "en_route", "pick")])
-                shift = confirmed_rel + 24 + rng.uniform(6, 96) - times[-1]
-                if shift > 0:
-                    gaps[j] += shift
-                    times = cumulate()
-            now_rel = times[-1] + rng.uniform(1, 24 * 30)
-
+        plan = plan_order(rng, target)
         # Relative hours become instants on the calendars, with now_rel at the plant clock.
-        dues, at = self._times.lay_out(names, times, now_rel, customer)
+        dues, at = self._times.lay_out(plan.names, plan.times, plan.now_rel, customer)
         ordered_at = whole_seconds(at(0.0))
-        schedule = collections.deque(Step(name, whole_seconds(due)) for name, due in zip(names, dues, strict=True))
+        schedule = collections.deque(Step(name, whole_seconds(due)) for name, due in zip(plan.names, dues, strict=True))
         # Promised for a working day of the ship-to, when its receiving hours allow.
         receiving = self._master.ship_tos[customer].receiving
-        confirmed = receiving.local_date(receiving.next_working_time(at(confirmed_rel)))
+        confirmed = receiving.local_date(receiving.next_working_time(at(plan.confirmed_rel)))
         track = self._create_order(
             rng,
             customer=customer,
             ordered_at=ordered_at,
             confirmed=confirmed,
-            planned_start=self._times.place("start", at(planned["start"]), customer, forward=True),
-            planned_end=self._times.place("confirm", at(planned["confirm"]), customer, forward=True),
-            flags=flags,
+            planned_start=self._times.place("start", at(plan.planned["start"]), customer, forward=True),
+            planned_end=self._times.place("confirm", at(plan.planned["confirm"]), customer, forward=True),
+            flags=plan.flags,
             schedule=schedule,
             # The schedule the order is confirmed with (on the calendars): its schedule lines keep it.
             baseline={
-                name: self._times.place(name, at(planned[name]), customer, forward=True)
+                name: self._times.place(name, at(plan.planned[name]), customer, forward=True)
                 for name in ("decide", "pack", "goods_issue")
             },
         )
-        track.production_hours = production_hours
+        track.production_hours = plan.production_hours
         track.exception_on_delay = rng.random() < 0.4
-        if flags.carrier_delay:
-            track.extra_transit_hours = gaps[names.index("delay")]
-        if flags.attempt_fail:
-            track.extra_transit_hours += gaps[names.index("attempt_fail")]
+        track.extra_transit_hours = plan.extra_transit_hours
         while track.schedule and track.schedule[0].due <= self._start:
             step = track.schedule.popleft()
             self._lifecycle.apply(track, step.name, step.due, rng, part=step.part)

@@ -160,3 +160,104 @@ def gap(name: str, rng: random.Random, production_hours: float, transit_hours: f
         "deliver": (1, 8),
     }[name]
     return rng.uniform(lo, hi)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OrderPlan:
+    """One order's life in hours from its order date: what will go wrong, its steps and
+    when each is due, the promise, and where the plant clock's start falls in it."""
+
+    flags: Flags
+    names: list[str]  # the steps, in order
+    times: list[float]  # hours from the order date to each step
+    gaps: list[float]  # hours before each step
+    planned: dict[str, float]  # each step's time on the nominal path (no extra steps)
+    confirmed_rel: float  # the promise
+    now_rel: float  # the plant clock's start
+    production_hours: float
+
+    @property
+    def extra_transit_hours(self) -> float:
+        """The hours a carrier delay and a failed attempt add to the journey."""
+        extra = 0.0
+        if self.flags.carrier_delay:
+            extra = self.gaps[self.names.index("delay")]
+        if self.flags.attempt_fail:
+            extra += self.gaps[self.names.index("attempt_fail")]
+        return extra
+
+
+def plan_order(rng: random.Random, target: str) -> OrderPlan:
+    """An order's plan such that it is in state ``target`` at the plant clock's start: the
+    flags drawn (``target`` forces those it needs), the gaps between steps, the promise
+    with safety time over the nominal path, and now placed in the step range where the
+    order is in ``target``; now and then an order that runs late without a disruption.
+    """
+    flags = Flags(
+        shortage=target == MATERIAL_SHORTAGE or (target != RECEIVED and rng.random() < 0.12),
+        reject=target == QUALITY_REJECTED or rng.random() < 0.04,
+        block=rng.choice(("credit", "delivery")) if rng.random() < 0.07 else "",
+        carrier_delay=rng.random() < (0.3 if target == IN_TRANSIT else 0.08),
+        attempt_fail=rng.random() < (0.2 if target == OUT_FOR_DELIVERY else 0.05),
+        shortfall=rng.random() < 0.08,
+    )
+    steps = order_steps(flags)
+    production_hours = rng.uniform(8, 96)
+    transit_hours = rng.uniform(24, 96)
+    gaps = [gap(name, rng, production_hours, transit_hours) for name, _extra in steps]
+    lead = rng.uniform(24, 35 * 24)  # order received -> release
+    if flags.shortage:
+        split = rng.uniform(0.5, 0.9)
+        gaps[0], gaps[1] = lead * split, lead * (1 - split) + rng.uniform(2, 24)
+    else:
+        gaps[0] = lead
+
+    def cumulate() -> list[float]:
+        out, total = [], 0.0
+        for g in gaps:
+            total += g
+            out.append(total)
+        return out
+
+    # The promise is planned on the nominal path; extra steps (rework, blocks, carrier
+    # delays, failed attempts) are what makes real orders late.
+    planned: dict[str, float] = {}
+    total = 0.0
+    for (name, extra), g in zip(steps, gaps, strict=True):
+        if not extra:
+            total += g
+            planned.setdefault(name, total)
+    # Planners confirm with some safety time over the plan: two to six days.
+    confirmed_rel = planned["deliver"] + rng.uniform(48, 144)
+    names = [name for name, _ in steps]
+    if flags.carrier_delay:
+        # A carrier delay must push delivery past the end of the promised day.
+        times = cumulate()
+        needed = confirmed_rel + 24 + rng.uniform(12, 48) - times[-1]
+        if needed > 0:
+            gaps[names.index("delay")] += needed
+    times = cumulate()
+
+    states = states_after(steps, flags)
+    eligible = [k for k, s in enumerate(states) if s == target] or [0]
+    k = rng.choice(eligible)
+    # A healthy plant: few orders run late without a disruption to show for it.
+    late = rng.random() < (0.06 if target in LATE_ELIGIBLE else 0.05 if target == DELIVERED else 0.0)
+    lo = times[k - 1] if k > 0 else 0.0
+    if k < len(steps):
+        now_rel = lo + rng.uniform(0.02, 0.98) * (times[k] - lo)
+        if late:
+            now_rel = max(now_rel, confirmed_rel + 24 + rng.uniform(6, 144))
+            shift = now_rel + rng.uniform(2, 48) - times[k]
+            if shift > 0:
+                gaps[k] += shift
+                times = cumulate()
+    else:
+        if late:
+            j = rng.choice([i for i, n in enumerate(names) if n in ("start", "confirm", "en_route", "pick")])
+            shift = confirmed_rel + 24 + rng.uniform(6, 96) - times[-1]
+            if shift > 0:
+                gaps[j] += shift
+                times = cumulate()
+        now_rel = times[-1] + rng.uniform(1, 24 * 30)
+    return OrderPlan(flags, names, times, gaps, planned, confirmed_rel, now_rel, production_hours)
