@@ -409,6 +409,39 @@ def test_same_seed_tells_the_same_story_in_any_process() -> None:
     assert other.stdout.strip() == here
 
 
+# The world's modules in layers: each may import only from earlier layers.
+_WORLD_LAYERS = (
+    {"tables", "clock", "numbers", "master_data"},
+    {"store", "working_time"},
+    {"orders"},
+    {"planning", "quantities"},
+    {"production"},
+    {"shipping"},
+    {"lifecycle", "disruptions"},
+    {"generation", "scheduler", "reports"},
+    {"plant"},
+)
+
+
+def test_world_modules_import_only_downwards() -> None:
+    """The concerns of the world depend on each other one way: no module reaches up (no
+    cycle), and only World's module knows them all."""
+    import ast
+
+    import sources.simulator.world as package
+
+    folder = Path(package.__file__).parent
+    layer_of = {name: i for i, layer in enumerate(_WORLD_LAYERS) for name in layer}
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    assert modules == set(layer_of), "every module of the world has a layer"
+    for name in modules:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+        assert imported <= modules, (name, imported - modules)
+        upward = {m for m in imported if layer_of[m] >= layer_of[name]}
+        assert not upward, f"{name} imports {sorted(upward)} from its own layer or above"
+
+
 def test_lifecycle_spread_covers_every_state() -> None:
     world = World.generate(orders=ORDERS, seed=42, start=START)
     summary = world.summary()

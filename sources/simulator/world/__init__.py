@@ -1,7 +1,22 @@
 """The simulated plant's world: a deterministic, seeded world of source records.
 
-``World`` (in ``plant``) is the one object the servers, the event emitter, the bench and
-the tests use; it owns the records and the clock and hands each concern to its module.
+``World`` (``plant.py``) is the one object the servers, the event emitter, the bench and
+the tests use; it wires the world's concerns together, one module each (see ``plant.py``
+for the list). Who imports whom, from the bottom up (a module imports only from lines
+above its own; ``tests/test_simulator.py`` checks it):
+
+    tables, clock, numbers, master_data
+    store: tables, clock           working_time: clock, master_data
+    orders: store                  planning: orders        quantities: orders, working_time
+    production: store, numbers, master_data, orders, working_time
+    shipping: as production, and quantities
+    lifecycle: production, shipping, planning, quantities
+    disruptions: production, shipping, orders, store, clock, working_time
+    generation: lifecycle, production, planning, quantities, ...
+    scheduler: lifecycle, disruptions        reports: store, clock, orders
+    plant: World, the only module that knows them all
+
+The names below are what the rest of the code imports from here.
 """
 
 from .master_data import WORK_CENTERS
