@@ -29,8 +29,6 @@ from ...records import (
 
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 
-# The entity-set table of sources/API.md.
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EntitySet:
@@ -43,9 +41,11 @@ class EntitySet:
 
     @property
     def key_field(self) -> str:
+        """The source field that is the records' key."""
         return self.filter_fields[0]
 
 
+# The entity-set table of sources/API.md.
 ENTITY_SETS: tuple[EntitySet, ...] = (
     EntitySet("erp", "A_Customer", Customer, ("Customer",)),
     EntitySet("erp", "A_SalesOrder", SalesOrder, ("SalesOrder", "SoldToParty")),
