@@ -101,6 +101,10 @@ class Gateway:
         self.metrics = Metrics()
         self.metrics.watch_response_cache(self.responses)
         self.schema = strawberry_schema
+        if config.federation.enabled:  # an Apollo Federation v2 subgraph (resolvers/federation.py)
+            from resolvers.federation import subgraph_schema
+
+            self.schema = subgraph_schema()
         self.session: aiohttp.ClientSession | None = None
         self.sources: Sources | None = None
         # Identity and limits: the request stage (auth → Viewer, limits) before execution.
@@ -108,7 +112,7 @@ class Gateway:
         self.guard = Guard(self.auth, config.limits, csrf=config.auth.csrf_prevention)
         self.safelist = Safelist.load(config.limits.persisted_queries or None)
         documents = GuardedDocuments(
-            strawberry_schema._schema,
+            self.schema._schema,
             config.limits,
             max_first=config.gateway.max_first,
             safelist=self.safelist,
@@ -116,7 +120,7 @@ class Gateway:
         )
         self.metrics.watch_documents(documents)
         self.http = GraphQLHttp(
-            strawberry_schema._schema,
+            self.schema._schema,
             self.context,
             max_body_bytes=config.gateway.max_body_bytes,
             observe=self.metrics.on_graphql_request,

@@ -15,6 +15,7 @@ from typing import Any
 from .config import Config, ConfigError, load_config
 
 SCHEMA_FILE = Path("schema.graphql")
+SUBGRAPH_FILE = Path("subgraph.graphql")  # the Apollo Federation v2 subgraph SDL (--federation)
 
 
 def _schema_sdl() -> str:
@@ -23,9 +24,16 @@ def _schema_sdl() -> str:
     return schema_sdl()
 
 
+def _subgraph_sdl() -> str:
+    from resolvers.federation import subgraph_sdl
+
+    return subgraph_sdl()
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    sdl = _schema_sdl()
+    federation = getattr(args, "federation", False)
+    path = Path(args.file or (SUBGRAPH_FILE if federation else SCHEMA_FILE))
+    sdl = _subgraph_sdl() if federation else _schema_sdl()
     if args.action == "export":
         path.write_text(sdl)
         print(f"wrote {path} ({len(sdl.splitlines())} lines)")
@@ -33,9 +41,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if args.action == "print":
         sys.stdout.write(sdl)
         return 0
-    # check
+    # check: schema.graphql, and the federation subgraph's SDL beside it (both are published)
+    checks = [(path, sdl, "--federation " if federation else "")]
+    if not federation and not args.file:
+        checks.append((SUBGRAPH_FILE, _subgraph_sdl(), "--federation "))
+    return max(_check_file(p, text, flag) for p, text, flag in checks)
+
+
+def _check_file(path: Path, sdl: str, flag: str) -> int:
+    """0 when ``path`` holds ``sdl``; else 1 with a diff on stderr."""
+    command = f"ordergraph schema export {flag}".strip()
     if not path.exists():
-        print(f"{path} is missing: run `ordergraph schema export`", file=sys.stderr)
+        print(f"{path} is missing: run `{command}`", file=sys.stderr)
         return 1
     current = path.read_text()
     if current == sdl:
@@ -43,7 +60,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         return 0
     diff = difflib.unified_diff(current.splitlines(), sdl.splitlines(), str(path), "generated from code", lineterm="")
     print("\n".join(list(diff)[:80]), file=sys.stderr)
-    print(f"{path} is out of date: run `ordergraph schema export`", file=sys.stderr)
+    print(f"{path} is out of date: run `{command}`", file=sys.stderr)
     return 1
 
 
@@ -750,7 +767,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="export or check schema.graphql, the published contract")
     schema.add_argument("action", choices=["export", "check", "print"], help="export writes, check fails when stale")
-    schema.add_argument("--file", default=str(SCHEMA_FILE), help="schema file (default schema.graphql)")
+    schema.add_argument("--file", default=None, help="schema file (default schema.graphql, or subgraph.graphql with --federation)")
+    schema.add_argument(
+        "--federation",
+        action="store_true",
+        help="the Apollo Federation v2 subgraph SDL (subgraph.graphql); check without it checks both files",
+    )
     schema.set_defaults(func=cmd_schema)
     return parser
 

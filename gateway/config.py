@@ -245,6 +245,28 @@ class CalendarConfig:
 
 
 @dataclasses.dataclass(slots=True)
+class FederationConfig:
+    """Serve /graphql as an Apollo Federation v2 subgraph (resolvers/federation.py): the
+    same schema plus ``_service`` and ``_entities`` for a router. Off: the plain schema of
+    ``schema.graphql``, for clients that query the gateway directly."""
+
+    enabled: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class TelemetryConfig:
+    """OpenTelemetry traces (gateway/telemetry.py) and the log format. Off by default; the
+    standard ``OTEL_*`` variables (OTEL_TRACES_EXPORTER=otlp, OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER…) turn it on and configure it too."""
+
+    traces: bool = False
+    otlp_endpoint: str = ""  # e.g. http://collector:4318 (OTLP over HTTP); empty: OTEL_* or the SDK default
+    service_name: str = "ordergraph"
+    sample_ratio: float = 1.0  # of root traces; a caller's sampled flag in traceparent is followed
+    json_logs: bool = False  # one JSON object per log line, with trace_id and span_id
+
+
+@dataclasses.dataclass(slots=True)
 class Config:
     gateway: GatewayConfig = dataclasses.field(default_factory=GatewayConfig)
     cache: CacheConfig = dataclasses.field(default_factory=CacheConfig)
@@ -254,6 +276,8 @@ class Config:
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     calendar: CalendarConfig = dataclasses.field(default_factory=CalendarConfig)
+    federation: FederationConfig = dataclasses.field(default_factory=FederationConfig)
+    telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -266,6 +290,7 @@ class Config:
 
 DEFAULT_PLANT_URL = "http://127.0.0.1:8100"
 SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits", "calendar")
+SECTIONS += ("federation", "telemetry")  # issue 18: subgraph, OpenTelemetry
 
 
 def _coerce(value: str, target: Any) -> Any:

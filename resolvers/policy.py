@@ -75,6 +75,10 @@ ROOT_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
     ("Query", "impact"): frozenset({Role.PLANNER, Role.INTEGRATOR}),  # what-if: planning tool
     ("Query", "sources"): INTERNAL_ROLES,  # source health: internal operations
     ("Query", "parkedEvents"): INTERNAL_ROLES,  # dead letters: internal operations
+    # federation subgraph ([federation] enabled): entities by key through the scoped loaders
+    # (resolvers/federation.py); the SDL is schema knowledge, like introspection
+    ("Query", "_entities"): ALL_ROLES,
+    ("Query", "_service"): frozenset({Role.INTEGRATOR}),
     ("Subscription", "orderUpdated"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "orderChanges"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "exceptionsChanged"): ALL_ROLES,  # hub Scope(customer)

@@ -16,9 +16,10 @@ from .query import Query
 from .subscription import Subscription
 
 
-def build_schema() -> strawberry.Schema:
-    """Build the ordergraph schema (``schema.graphql`` is printed from this)."""
-    built = strawberry.Schema(query=Query, subscription=Subscription, config=StrawberryConfig(auto_camel_case=True))
+def build_schema(schema_class: Callable[..., strawberry.Schema] = strawberry.Schema, query: type = Query) -> strawberry.Schema:
+    """Build the ordergraph schema (``schema.graphql`` is printed from this). ``schema_class``
+    and ``query``: the federation subgraph's (resolvers/federation.py) builds on the same."""
+    built = schema_class(query=query, subscription=Subscription, config=StrawberryConfig(auto_camel_case=True))
     # strawberry checks @oneOf inputs only while executing (a field error); telling
     # graphql-core makes validation refuse a bad literal or variable up front (a 400).
     for t in built._schema.type_map.values():

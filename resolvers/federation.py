@@ -1,0 +1,157 @@
+"""ordergraph as an Apollo Federation v2 subgraph: the same Query and Subscription, plus
+``_service { sdl }`` and ``_entities`` for a router.
+
+Entities: ``Order @key(fields: "id")`` (sales order number) and ``Customer @key(fields:
+"id")`` (ERP business partner). The keys are attached to the types only while this schema
+is built and its SDL printed, so ``schema.graphql`` (the plain schema clients generate
+from) stays exactly what it was.
+
+``_entities`` resolves in batch: all representations of one type go to their (viewer
+scoped) loader in the same tick, one source call for N keys, and a selection of fields
+derived from every source (``stage``, ``deliveryRisk``, …) prefetches the views of all
+the orders level by level, as ``orders`` does. A customer's representation of another
+customer's order, or of a number that does not exist, resolves to ``null`` (the scoped
+loader decides from the key, before any read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.federation.schema import FederationAny
+from strawberry.federation.schema_directives import Key
+from strawberry.types.info import Info
+
+from . import fetch, policy
+from .query import Query, _needs_views, _selection_names
+from .types import Customer, Order
+
+FEDERATION_VERSION = "2.3"
+# GraphQL type name → (python type, key field). One place to add an entity.
+ENTITIES: dict[str, tuple[type, str]] = {"Order": (Order, "id"), "Customer": (Customer, "id")}
+
+
+@contextlib.contextmanager
+def entity_keys() -> Iterator[None]:
+    """``@key`` on the entity types for the time of the block (schema build and print)."""
+    saved = []
+    for cls, key in ENTITIES.values():
+        definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
+        saved.append((definition, definition.directives))
+        definition.directives = [*definition.directives, Key(fields=key)]  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for definition, directives in saved:
+            definition.directives = directives
+
+
+def _bad(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+async def resolve_entities(info: Info, representations: list[Any]) -> list[Any]:
+    """The entities the router asks for, in its order: null for what this viewer may not
+    see or what does not exist, an error for a malformed representation."""
+    ctx = info.context
+    out: list[Any] = [None] * len(representations)
+    orders: list[tuple[int, str]] = []
+    customers: list[tuple[int, str]] = []
+    for i, rep in enumerate(representations):
+        if not isinstance(rep, dict):
+            out[i] = _bad("a representation is an object with __typename and the key fields")
+            continue
+        typename = rep.get("__typename")
+        if typename not in ENTITIES:
+            out[i] = _bad(f"`{typename}` is not an entity of this subgraph (entities: {', '.join(ENTITIES)})")
+            continue
+        key = rep.get(ENTITIES[typename][1])
+        if not isinstance(key, str | int) or isinstance(key, bool):
+            out[i] = _bad(f"a {typename} representation needs its key `id`")
+            continue
+        try:
+            key = ctx.check_key("SalesOrder" if typename == "Order" else "Customer", str(key), "representations.id")
+        except GraphQLError as exc:
+            out[i] = exc
+            continue
+        (orders if typename == "Order" else customers).append((i, key))
+    # One load per key, all in this tick: the DataLoaders make one call per source.
+    loaded = await asyncio.gather(
+        asyncio.gather(*(ctx.loaders.sales_order.load(k) for _, k in orders), return_exceptions=True),
+        asyncio.gather(*(ctx.loaders.customer.load(k) for _, k in customers), return_exceptions=True),
+    )
+    found = []
+    for (i, _), rec in zip(orders, loaded[0], strict=True):
+        if isinstance(rec, BaseException):
+            out[i] = rec
+        elif rec is not None and policy.can_see_order(ctx.viewer, rec):
+            out[i] = Order(record=rec)
+            found.append(rec)
+    for (i, _), rec in zip(customers, loaded[1], strict=True):
+        if isinstance(rec, BaseException):
+            out[i] = rec
+        elif rec is not None:
+            value = Customer(record=rec)
+            out[i] = value if policy.can_see(ctx.viewer, "Customer", value) else None
+    if found:
+        selections = [s for field in info.selected_fields for s in (field.selections or [])]
+        names = _selection_names(selections)
+        needs = {"views": _needs_views(names, selections), "customers": "customer" in names}
+        if any(needs.values()):
+            await fetch.prefetch_page(ctx, found, **needs)
+    return out
+
+
+@strawberry.type(name="_Service")
+class Service:
+    sdl: str
+
+
+@strawberry.type(name="Query", description=Query.__strawberry_definition__.description)  # type: ignore[attr-defined]
+class SubgraphQuery(Query):
+    # The SDL printed while the entity keys were attached (strawberry's own _service
+    # prints the schema at request time, when they are gone).
+    @strawberry.field(name="_service")
+    def service(self) -> Service:
+        return Service(sdl=subgraph_sdl())
+
+
+def build_subgraph_schema() -> strawberry.Schema:
+    """The subgraph schema: ordergraph's Query and Subscription with the federation fields."""
+    from strawberry.federation import Schema as FederationSchema
+
+    from .schema import build_schema
+
+    class SubgraphSchema(FederationSchema):
+        def entities_resolver(self, info: Info, representations: list[FederationAny]) -> list[FederationAny]:
+            return resolve_entities(info, representations)  # type: ignore[return-value]
+
+    with entity_keys():
+        built = build_schema(
+            lambda **kw: SubgraphSchema(**kw, federation_version=FEDERATION_VERSION), query=SubgraphQuery
+        )
+        sdl = built.as_str().rstrip() + "\n"
+    _SDL[0] = sdl
+    return built
+
+
+_SDL: list[str] = [""]
+_SCHEMA: list[strawberry.Schema] = []
+
+
+def subgraph_schema() -> strawberry.Schema:
+    """The subgraph schema, built once per process (on first use)."""
+    if not _SCHEMA:
+        _SCHEMA.append(build_subgraph_schema())
+    return _SCHEMA[0]
+
+
+def subgraph_sdl() -> str:
+    """The subgraph SDL (``_service { sdl }``, ``subgraph.graphql``)."""
+    subgraph_schema()
+    return _SDL[0]
