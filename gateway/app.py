@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .redis_fence import InvalidationFence
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
+from .telemetry import EventTimeline, Telemetry
 from .websocket import Connection, ConnectionRefused
 
 log = logging.getLogger("ordergraph.gateway")
@@ -100,6 +101,10 @@ class Gateway:
         )
         self.metrics = Metrics()
         self.metrics.watch_response_cache(self.responses)
+        # Observability (gateway/telemetry.py): traces off unless [telemetry] or OTEL_* say so.
+        self.telemetry = Telemetry(config.telemetry)
+        self.timeline = EventTimeline()
+        self.metrics.watch_record_cache(self.cache)
         self.schema = strawberry_schema
         if config.federation.enabled:  # an Apollo Federation v2 subgraph (resolvers/federation.py)
             from resolvers.federation import subgraph_schema
@@ -131,6 +136,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Open the pooled HTTP session and the connectors."""
+        self.telemetry.start()
         limit = sum(s.max_connections for s in self.config.sources.values())
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300))
         endpoints = {
@@ -188,6 +194,11 @@ class Gateway:
             park_after=ev.park_after_failures,
         )
         self.metrics.watch_parked_events(self.journal.parked_count)
+        # Event path: backlog, spans across its tasks, event-to-push lag; live subscriptions.
+        self.metrics.watch_event_backlog(self.journal.backlog)
+        self.ingress.timeline = self.processor.timeline = self.hub.timeline = self.timeline
+        self.hub.on_lag = self.metrics.on_push_lag
+        self.metrics.watch_subscriptions(self.hub)
         self.ingress.before_ack = self.processor.invalidate_now
         self.processor.fence = self.fence
         self.http.before_read = self.fence.sync if self.fence is not None else None
@@ -336,6 +347,7 @@ class Gateway:
             self.session = None
         await self.auth.close()
         self.http.documents.close()
+        self.telemetry.stop()
 
     def stale_sources(self) -> set[str]:
         """Source systems that sent no event and answered no call for longer than their
@@ -483,7 +495,10 @@ def create_app(
                 return JSONResponse({"error": f"body over {limit} bytes"}, status_code=413)
         try:
             accepted = await gateway.ingress.accept(
-                bytes(body), request.headers.get("content-type", ""), request.headers.get("x-ordergraph-signature")
+                bytes(body),
+                request.headers.get("content-type", ""),
+                request.headers.get("x-ordergraph-signature"),
+                trace_headers=request.headers,  # traceparent of the request (events may carry their own)
             )
         except Rejection as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status)

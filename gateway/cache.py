@@ -16,6 +16,7 @@ through invalidations and expiry: when a source fails, the loaders serve it, mar
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import time
@@ -65,6 +66,7 @@ class RecordCache:
         self._namespace_floor: dict[str, int] = {}  # invalidate_namespace() moves these
         self.hits = 0
         self.misses = 0
+        self._lookups: collections.Counter[tuple[str, str]] = collections.Counter()
         self.refused_writes = 0
         # Told of every invalidation: the keys (``None`` = everything), after they dropped.
         self.listeners: list[Callable[[list[Hashable] | None], None]] = []
@@ -104,7 +106,20 @@ class RecordCache:
                 found[k] = stored[0]
         self.hits += len(found)
         self.misses += len(missing)
+        if found or missing:  # one loader batch: one namespace (for /metrics)
+            first = next(iter(found)) if found else missing[0]
+            namespace = first[0] if isinstance(first, tuple) and first and isinstance(first[0], str) else "other"
+            lookups = self._lookups
+            lookups[(namespace, "hit")] += len(found)
+            lookups[(namespace, "miss")] += len(missing)
         return found, missing
+
+    def lookups_by_namespace(self) -> dict[tuple[str, str], int]:
+        """Look-ups through ``get_entries`` by (namespace, "hit" | "miss") since start."""
+        return dict(self._lookups)
+
+    def size(self) -> int:
+        return len(self._data)
 
     def put(self, key: Hashable, value: Any, ticket: int, fetched_at: dt.datetime | None = None) -> bool:
         """Store ``value`` read under ``ticket``, unless the key was invalidated since."""

@@ -193,6 +193,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if (problem := auth_problem(cfg)) is not None:
         print(f"ordergraph: {problem}", file=sys.stderr)
         return 2
+    from .telemetry import telemetry_problem, use_json_logs  # [telemetry]: traces, JSON logs
+
+    if (problem := telemetry_problem(cfg.telemetry)) is not None:
+        print(f"ordergraph: {problem}", file=sys.stderr)
+        return 2
+    if cfg.telemetry.json_logs:
+        use_json_logs()
     try:
         sock = listening_socket(host, port)
     except OSError as exc:

@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from resolvers import policy
 from resolvers.execution import FastExecutor, is_awaitable
+from sources import tracing
 from sources.resilience import request_budget
 
 from .response_cache import ResponseCache
@@ -260,11 +261,15 @@ class GraphQLHttp:
         started = time.perf_counter()
         media_type = JSON
         outcome = "ok"
+        traced = tracing.Operation.start("graphql.request", request.headers) if tracing.enabled() else None
         try:
             media_type = negotiate(request.headers.get("accept"))
             viewer = await self.admit(request) if self.admit is not None else None
             params = await read_params(request, self.max_body_bytes)
             prepared = await self.prepare(request, params, viewer)
+            if traced is not None:
+                traced.span.update_name(f"{prepared.op.operation.value} {operation_name(prepared)}".strip())
+                traced.span.set_attributes(operation_attributes(prepared, viewer))
             if self.before_read is not None:
                 await self.before_read()
             responses = self.responses
@@ -283,6 +288,8 @@ class GraphQLHttp:
         finally:
             if self.observe is not None:
                 self.observe(outcome, time.perf_counter() - started)
+            if traced is not None:
+                traced.end(**{"ordergraph.outcome": outcome})
 
     @staticmethod
     def payload(result: ExecutionResult, viewer: Any = None) -> dict[str, Any]:
@@ -348,7 +355,7 @@ class GraphQLHttp:
     async def execute(self, request: Request, prepared: Prepared, viewer: Any = None, context: Any = None) -> ExecutionResult:
         if context is None:
             context = self.context_factory(request, viewer=viewer)
-        with request_budget():  # each source's time budget holds for the whole request
+        with request_budget(), tracing.span("graphql.execute"):  # each source's time budget holds for the whole request
             result = execute(
                 self.schema,
                 prepared.doc,
@@ -361,6 +368,8 @@ class GraphQLHttp:
             )
             if not isinstance(result, ExecutionResult):
                 result = await result
+            if result.errors:
+                tracing.set_attributes(errors=len(result.errors))
         return result
 
     @staticmethod
@@ -378,6 +387,20 @@ class GraphQLHttp:
             return
         if op.operation is OperationType.MUTATION:
             raise RequestError(405, "mutation operations need POST.", {"Allow": "POST"})
+
+
+def operation_name(prepared: Prepared) -> str:
+    return prepared.op.name.value if prepared.op.name is not None else (prepared.op_name or "")
+
+
+def operation_attributes(prepared: Prepared, viewer: Any) -> dict[str, Any]:
+    """Span attributes of a GraphQL operation (OpenTelemetry's GraphQL conventions)."""
+    role = getattr(getattr(viewer, "role", None), "value", None)
+    return {
+        "graphql.operation.type": prepared.op.operation.value,
+        "graphql.operation.name": operation_name(prepared),
+        "ordergraph.viewer.role": role or "",
+    }
 
 
 def _request_errors(errors: list[GraphQLError]) -> RequestError:

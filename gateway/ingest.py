@@ -17,13 +17,14 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from resolvers.loaders import SALES_ORDER
-from sources import Sources
+from sources import Sources, tracing
 from sources.client import SourceError
 from sources.events import EventError, EventRegistry, SourceEvent, system_of_source
 from sources.resilience import CIRCUIT_OPEN, BreakerState
@@ -34,6 +35,9 @@ from .cache import RecordCache
 from .config import EventsConfig
 from .journal import Journal, JournalEvent, StoredEvent
 from .mapping import NAMESPACE_OF_ENTITY, impact_of, last_change_of
+
+if TYPE_CHECKING:
+    from .telemetry import EventTimeline
 
 log = logging.getLogger("ordergraph.events")
 
@@ -75,8 +79,12 @@ class EventIngress:
         # Set by the gateway (EventProcessor.invalidate_now): runs on newly journaled events
         # before the 202.
         self.before_ack: Callable[[list[SourceEvent]], Awaitable[None]] | None = None
+        # Set by the gateway: seq → ingest trace context and accept time (gateway/telemetry.py).
+        self.timeline: EventTimeline | None = None
 
-    async def accept(self, body: bytes, content_type: str, signature: str | None) -> Accepted:
+    async def accept(
+        self, body: bytes, content_type: str, signature: str | None, trace_headers: Mapping[str, str] | None = None
+    ) -> Accepted:
         """Accept a request body, or raise Rejection (nothing stored)."""
         if len(body) > self.config.max_body_bytes:
             raise Rejection(413, f"body over {self.config.max_body_bytes} bytes")
@@ -118,6 +126,63 @@ class EventIngress:
                 parsed.append(self.registry.parse(raw, system=system, now=plant_now))
             except EventError as exc:
                 raise Rejection(400, str(exc)) from exc
+        if tracing.enabled():
+            return await self._traced_store(raw_events, parsed, trace_headers)
+        return await self._store(parsed, self._on_journaled)
+
+    def _on_journaled(self, results: list[Any]) -> None:
+        if self.timeline is not None:
+            for r in results:
+                if not r.duplicate:
+                    self.timeline.accepted(r.seq, None)
+
+    async def _traced_store(
+        self, raw_events: list[Any], parsed: list[SourceEvent], trace_headers: Mapping[str, str] | None
+    ) -> Accepted:
+        """``_store`` with a span per event: ``event.ingest`` (parent: the event's CloudEvents
+        ``traceparent``, else the request's) and its child ``event.journal``."""
+        tracer = tracing.tracer()
+        assert tracer is not None
+        request_parent = tracing.extract(trace_headers)
+        ingest, journal = [], []
+        for raw, e in zip(raw_events, parsed, strict=True):
+            carried = {k: raw[k] for k in ("traceparent", "tracestate") if isinstance(raw.get(k), str)}
+            parent = tracing.extract(carried) if carried else request_parent
+            attributes = {
+                "cloudevents.event_id": e.id,
+                "cloudevents.event_source": raw.get("source", ""),
+                "cloudevents.event_type": e.type,
+                "cloudevents.event_subject": e.key,
+                "ordergraph.event.traceparent_carried": bool(carried),
+            }
+            span = tracer.start_span("event.ingest", context=parent, kind=SpanKind.CONSUMER, attributes=attributes)
+            ingest.append(span)
+            journal.append(tracer.start_span("event.journal", context=tracing.in_span(span)))
+
+        def journaled(results: list[Any]) -> None:
+            for span, child, r in zip(ingest, journal, results, strict=True):
+                child.set_attributes({"ordergraph.event.seq": r.seq, "ordergraph.event.duplicate": r.duplicate})
+                child.end()
+                span.set_attribute("ordergraph.event.duplicate", r.duplicate)
+                if not r.duplicate and self.timeline is not None:
+                    self.timeline.accepted(r.seq, tracing.in_span(span))
+
+        try:
+            return await self._store(parsed, journaled)
+        except Exception as exc:
+            for span in ingest:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        finally:
+            for child in journal:
+                if child.is_recording():
+                    child.end()
+            for span in ingest:
+                span.end()
+
+    async def _store(self, parsed: list[SourceEvent], journaled: Callable[[list[Any]], None]) -> Accepted:
+        """Journal ``parsed`` (durable: the ack's promise) and acknowledge."""
         now = self.clock()
         results = await self.journal.append(
             [
@@ -133,6 +198,7 @@ class EventIngress:
                 for e in parsed
             ]
         )
+        journaled(results)
         self.wakeup.set()
         if self.before_ack is not None:
             new = [e for e, r in zip(parsed, results, strict=True) if not r.duplicate]
@@ -180,6 +246,7 @@ class EventProcessor:
         self.poll_seconds = poll_seconds
         # Scale-out: tells every replica what to drop before the 202 (gateway/redis_fence.py).
         self.fence: Any = None
+        self.timeline: EventTimeline | None = None  # set by the gateway (gateway/telemetry.py)
         self.park_after = max(1, park_after)
         self.max_retry_seconds = max_retry_seconds
         self.processed = 0
@@ -369,6 +436,24 @@ class EventProcessor:
         return self.registry.parse(ce)
 
     async def apply(self, stored: StoredEvent) -> None:
+        """Apply one journaled event (in an ``event.apply`` span when tracing is on, under
+        the event's ingest span when this process accepted it)."""
+        if not tracing.enabled():
+            return await self._apply(stored)
+        timeline = self.timeline
+        parent = timeline.applying(stored.seq) if timeline is not None else None
+        attributes = {
+            "ordergraph.event.seq": stored.seq,
+            "cloudevents.event_id": stored.event_id,
+            "cloudevents.event_type": stored.type,
+            "cloudevents.event_subject": stored.subject or "",
+        }
+        with tracing.span("event.apply", attributes, parent=parent) as span:
+            if timeline is not None and span is not None:
+                timeline.applied(stored.seq, tracing.in_span(span))
+            await self._apply(stored)
+
+    async def _apply(self, stored: StoredEvent) -> None:
         event = self._reparse(stored)
         # The source spoke: it is alive (health, stale_sources), whatever its API says.
         self.sources.note_event(event.system, stored.received_at)

@@ -629,6 +629,17 @@ class Journal:
         """How many events are parked."""
         return await self._read(lambda conn: int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]))
 
+    async def backlog(self) -> int:
+        """Accepted events not processed yet (parked ones excluded): the event backlog."""
+        return await self._read(
+            lambda conn: int(
+                conn.execute(
+                    "SELECT count(*) FROM events e WHERE e.processed = 0"
+                    " AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = e.seq)"
+                ).fetchone()[0]
+            )
+        )
+
     async def unpark(self, seqs: list[int] | None = None) -> list[int]:
         """Hand parked events back to the processor (``None``: every one); returns the seqs
         that were parked. The processor takes them in seq order, like any unprocessed event;

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -74,6 +75,7 @@ from starlette.requests import Request
 
 from resolvers import policy
 from resolvers.policy import Viewer
+from sources import tracing
 
 from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
 from .config import LimitsConfig
@@ -522,7 +524,9 @@ class GuardedDocuments(DocumentCache):
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ordergraph-documents")
             loop = asyncio.get_running_loop()
-            entry, seconds = await loop.run_in_executor(self._executor, self._timed_check, key[0], role)
+            # The caller's trace context goes along, so parse and validate spans join its trace.
+            traced = contextvars.copy_context().run if tracing.enabled() else _call
+            entry, seconds = await loop.run_in_executor(self._executor, traced, self._timed_check, key[0], role)
             self.worker_seconds += seconds
             if who is not None:
                 self.budget.charge(who, seconds)
@@ -573,7 +577,8 @@ class GuardedDocuments(DocumentCache):
             return hit
         entry: tuple[DocumentNode | None, list[GraphQLError], str]
         try:
-            doc = parse(query, max_tokens=self.limits.max_tokens)
+            with tracing.span("graphql.parse"):
+                doc = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLError as exc:
             if "tokens" in exc.message:
                 exc = _limit_error(f"{exc.message} (at most {self.limits.max_tokens} tokens)", "TOO_MANY_TOKENS")
@@ -584,7 +589,8 @@ class GuardedDocuments(DocumentCache):
             if not errors and (shape.key, "") not in self._valid:
                 self.validations += 1
                 try:
-                    errors = list(validate(self.schema, doc, self._rules))
+                    with tracing.span("graphql.validate"):
+                        errors = list(validate(self.schema, doc, self._rules))
                 except RecursionError:
                     errors = [_limit_error("The document is nested too deeply to validate.", "QUERY_TOO_DEEP")]
                 if not errors:
@@ -594,6 +600,10 @@ class GuardedDocuments(DocumentCache):
             entry = (doc if not errors else None, errors, shape.key)
         self._parsed[query] = entry
         return entry
+
+
+def _call(fn: Any, *args: Any) -> Any:
+    return fn(*args)
 
 
 # --- rate limits ---------------------------------------------------------------------------

@@ -47,6 +47,17 @@ class Metrics:
             "Events parked as dead letters (processing failed for good); `ordergraph events parked` lists them.",
             registry=self.registry,
         )
+        self.event_backlog = Gauge(
+            "ordergraph_event_backlog",
+            "Accepted events not processed yet (journaled, waiting for the processor; parked ones excluded).",
+            registry=self.registry,
+        )
+        self.push_lag = Histogram(
+            "ordergraph_event_push_lag_seconds",
+            "From an event's acceptance (202) to its changes being offered to every subscriber it concerns.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         # Read before each scrape: values only the journal knows (another process may change them).
         self._before_scrape: list[Callable[[], Awaitable[None]]] = []
 
@@ -57,6 +68,52 @@ class Metrics:
             self.parked_events.set(await count())
 
         self._before_scrape.append(refresh)
+
+    def watch_event_backlog(self, backlog: Callable[[], Awaitable[int]]) -> None:
+        """Export the journal's backlog of unprocessed events (read at every scrape)."""
+
+        async def refresh() -> None:
+            self.event_backlog.set(await backlog())
+
+        self._before_scrape.append(refresh)
+
+    def on_push_lag(self, seconds: float) -> None:
+        self.push_lag.observe(seconds)
+
+    def watch_record_cache(self, cache: Any) -> None:
+        """Export the record cache's look-ups by source namespace (``gateway.cache.RecordCache``)."""
+
+        class Collector:
+            def collect(self) -> Any:
+                family = CounterMetricFamily(
+                    "ordergraph_record_cache_lookups",
+                    "Record cache look-ups by namespace (e.g. erp.sales_order): hit or miss (then read from the source).",
+                    labels=["namespace", "outcome"],
+                )
+                for (namespace, outcome), n in sorted(cache.lookups_by_namespace().items()):
+                    family.add_metric([namespace, outcome], n)
+                yield family
+                yield GaugeMetricFamily("ordergraph_record_cache_entries", "Records cached.", value=cache.size())
+
+        self.registry.register(Collector())
+
+    def watch_subscriptions(self, hub: Any, connections: Callable[[], int] | None = None) -> None:
+        """Export live subscriptions (``gateway.subscriptions.Hub``)."""
+
+        class Collector:
+            def collect(self) -> Any:
+                yield GaugeMetricFamily(
+                    "ordergraph_subscriptions",
+                    "Live subscriptions (orderUpdated, orderChanges, exceptionsChanged) over WebSocket and SSE.",
+                    value=hub.subscriber_count,
+                )
+                yield GaugeMetricFamily(
+                    "ordergraph_subscription_groups",
+                    "Distinct subscriptions (same selection and scope are resolved once per event).",
+                    value=len(hub.groups),
+                )
+
+        self.registry.register(Collector())
 
     def watch_response_cache(self, responses: Any) -> None:
         """Export the response cache's counters (``gateway.response_cache.ResponseCache``)."""

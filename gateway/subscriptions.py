@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graphql import (
     DocumentNode,
@@ -37,11 +37,15 @@ from resolvers.exception_types import decode_transition_cursor, transition_messa
 from resolvers.policy import Role, Viewer
 from resolvers.subscription import OrderChange, decode_change_cursor, encode_change_cursor
 from resolvers.types import Order
+from sources import tracing
 from sources.resilience import request_budget
 
 from .bus import OrderChanged
 from .graphql_http import format_error
 from .journal import Journal
+
+if TYPE_CHECKING:
+    from .telemetry import EventTimeline
 
 log = logging.getLogger("ordergraph.subscriptions")
 
@@ -170,6 +174,10 @@ class Hub(FanOutWorker):
         self.by_order: dict[str, set[Group]] = collections.defaultdict(set)
         self.by_customer: dict[str, set[Group]] = collections.defaultdict(set)
         self.all_orders: set[Group] = set()
+        # Set by the gateway: event trace contexts and accept times (gateway/telemetry.py),
+        # and the event-to-push lag metric (seconds from accepted to offered to subscribers).
+        self.timeline: EventTimeline | None = None
+        self.on_lag: Callable[[float], None] | None = None
         self.executions = 0  # group executions (shared resolutions)
         self.deliveries = 0  # messages offered to sinks
         # exceptionsChanged: a second, small channel fed by the exception tracker
@@ -352,8 +360,16 @@ class Hub(FanOutWorker):
 
     async def fan_out(self, changes: list[OrderChanged]) -> None:
         """Execute each interested group once per change and offer the result."""
-        with request_budget():  # a hung source holds up a batch of changes one budget long
-            await self._fan_out(changes)
+        timeline = self.timeline
+        parent = timeline.fanning_out(changes[0].seq) if timeline is not None and changes and tracing.enabled() else None
+        delivered = self.deliveries
+        with request_budget(), tracing.span("event.fanout", {"ordergraph.changes": len(changes)}, parent=parent):
+            await self._fan_out(changes)  # a hung source holds up a batch of changes one budget long
+            tracing.set_attributes(deliveries=self.deliveries - delivered)
+        if timeline is not None and self.on_lag is not None and self.deliveries > delivered:
+            for seq in sorted({ch.seq for ch in changes}):
+                if (lag := timeline.lag(seq)) is not None:
+                    self.on_lag(lag)
 
     async def _fan_out(self, changes: list[OrderChanged]) -> None:
         ctx = self.context_factory()
@@ -365,6 +381,9 @@ class Hub(FanOutWorker):
             groups |= self.all_orders
             if groups:
                 jobs.append((ch, groups))
+        if tracing.enabled():
+            groups_hit = {g for _, gs in jobs for g in gs}
+            tracing.set_attributes(groups=len(groups_hit), subscribers=sum(len(g.subscribers) for g in groups_hit))
         if not jobs:
             return
         recs = await ctx.loaders.sales_order.load_many(sorted({ch.sales_order for ch, _ in jobs}))

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from resolvers import policy
 from resolvers.policy import Viewer
-from sources import SourceError
+from sources import SourceError, tracing
 from sources.resilience import request_budget
 
 from .graphql_http import DocumentCache, RequestError, check_declared, check_params, format_error
@@ -308,6 +308,15 @@ class Connection:
             self.hub.unsubscribe(sub)
 
     async def _start(self, sub_id: str, payload: dict[str, Any]) -> None:
+        # One span per operation on the socket, continuing the trace of the handshake's traceparent.
+        traced = tracing.Operation.start("graphql.subscribe", self.ws.headers) if tracing.enabled() else None
+        try:
+            await self._start_operation(sub_id, payload)
+        finally:
+            if traced is not None:
+                traced.end()
+
+    async def _start_operation(self, sub_id: str, payload: dict[str, Any]) -> None:
         try:
             try:
                 query, variables, op_name = check_params(self.documents.resolve_persisted(payload))
@@ -334,9 +343,10 @@ class Connection:
             if isinstance(coerced, list):
                 self._fail(sub_id, "", [e.formatted for e in coerced])
                 return
+            tracing.set_attributes(**{"graphql.operation": op.operation.value, "graphql.operation_name": op_name or ""})
             if op.operation is not OperationType.SUBSCRIPTION:
                 ctx = self.context_factory(viewer=self.viewer)
-                with request_budget():  # each source's time budget holds for the whole operation
+                with request_budget(), tracing.span("graphql.execute"):  # each source's time budget holds for the whole operation
                     result = execute(
                         self.hub.schema,
                         doc,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from aiodataloader import DataLoader
 
-from sources import Sources
+from sources import Sources, tracing
 from sources.client import SourceError
 
 
@@ -99,8 +99,15 @@ def cached_loader(
     log: ServedLog = served if served is not None else {}
 
     async def batch(keys: list[str]) -> list[Any]:
+        if not tracing.enabled():
+            return await read(keys)
+        with tracing.span(f"source.load {namespace}", {"ordergraph.source.system": source, "ordergraph.load.keys": len(keys)}):
+            return await read(keys)
+
+    async def read(keys: list[str]) -> list[Any]:
         cache_keys = [(namespace, k) for k in keys]
         entries, missing = cache.get_entries(cache_keys)
+        tracing.set_attributes(**{"cache.hits": len(entries), "cache.misses": len(missing), "cache.hit": not missing})
         out: dict[tuple[str, str], Any] = {}
         for ck, entry in entries.items():
             out[ck] = entry.value

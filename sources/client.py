@@ -16,7 +16,9 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry.trace import SpanKind
 
+from . import tracing
 from .keys import KeyFormats
 from .records import R, Record, RecordError
 from .resilience import Policy, Resilience, SourceError, utc_now
@@ -84,9 +86,46 @@ class SourceClient:
         and identical concurrent reads share the parsed result.
         """
         key = (entity_set, record_type.__name__ if record_type else None, tuple(sorted(params.items())))
-        return await self.resilience.call(
-            key, lambda: self._get_once(entity_set, params, record_type), what=entity_set
-        )
+        if not tracing.enabled():
+            return await self.resilience.call(
+                key, lambda: self._get_once(entity_set, params, record_type), what=entity_set
+            )
+        return await self._traced_get(key, entity_set, params, record_type)
+
+    async def _traced_get(
+        self, key: Any, entity_set: str, params: dict[str, str], record_type: type[Record] | None
+    ) -> dict[str, Any]:
+        """``get`` in a ``source.call`` span: batch size, attempts, retries, breaker state."""
+        keys = next((v.count(",") + 1 for k, v in params.items() if not k.startswith("$")), 0)
+        attributes = {
+            "ordergraph.source.system": self.name,
+            "ordergraph.source.entity_set": entity_set,
+            "ordergraph.source.batch_size": keys or int(params.get("$top", 0)),
+            "ordergraph.source.breaker_state": self.resilience.breaker.state.name,
+        }
+        attempts = 0
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            return await self._get_once(entity_set, params, record_type)
+
+        with tracing.span(f"source.call {self.name} {entity_set}", attributes, kind=SpanKind.CLIENT) as span:
+            try:
+                return await self.resilience.call(key, attempt, what=entity_set)
+            except SourceError as exc:
+                if span is not None:
+                    span.set_attribute("ordergraph.source.error", exc.code)
+                raise
+            finally:
+                if span is not None:
+                    # attempts 0: an identical read already in flight answered (single-flight)
+                    span.set_attributes({
+                        "ordergraph.source.attempts": attempts,
+                        "ordergraph.source.retries": max(0, attempts - 1),
+                        "ordergraph.source.shared": attempts == 0,
+                        "ordergraph.source.breaker_state_after": self.resilience.breaker.state.name,
+                    })
 
     async def _get_once(
         self, entity_set: str, params: dict[str, str], record_type: type[Record] | None
@@ -96,7 +135,8 @@ class SourceClient:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            async with self.session.get(url, params=params, timeout=self.timeout) as resp:
+            headers = tracing.inject({}) if tracing.enabled() else None  # traceparent to the source
+            async with self.session.get(url, params=params, timeout=self.timeout, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status >= 500:
                     outcome = "error"
