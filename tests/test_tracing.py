@@ -173,9 +173,8 @@ async def test_the_span_tree_of_an_event(plant, http):
         await ws.next("1")
         changes = plant.world.advance_order(so)
         assert changes
-        from sources.simulator.emitter import EventEmitter
-
         from gateway.config import DEV_SECRETS
+        from sources.simulator.emitter import EventEmitter
 
         em = EventEmitter(plant.world, url, DEV_SECRETS, duplicate_rate=0, reorder_rate=0, notification_rate=0)
         event = em.event_for(changes[0])
