@@ -190,6 +190,22 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
         if older:
             lines.append(f"\nNot counted: {older:,} messages about changes older than the injection (source events the gateway was still applying).")
         lines.append("")
+    rows = results.get("tracing") or []
+    if rows:
+        lines += [
+            "**7. Tracing overhead** (two gateways side by side, identical but for `[telemetry] traces`; traced: every "
+            "request sampled and exported over OTLP/HTTP to a sink; rounds alternating)",
+            "",
+            "| workload | cache | c | off req/s | p99 | on req/s | p99 | on / off | OTLP exports |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in rows:
+            off, on = r["off"], r["on"]
+            lines.append(
+                f"| {r['workload']} | {r['cache']} | {r['concurrency']} | {_n(off['requests_per_second'])} | {_n(off['p99_ms'])} ms "
+                f"| {_n(on['requests_per_second'])} | {_n(on['p99_ms'])} ms | **{_n(r['ratio'], 3)}** | {r['exports']} |"
+            )
+        lines.append("")
     rows = results.get("ingestion") or []
     if rows:
         lines += [

@@ -17,7 +17,8 @@ reported as a ratio, because shared machines are noisy):
    a set rate: event-to-client latency, memory per connection, delivered vs expected;
 5. event ingestion: signed events per second accepted durably (HTTP 202);
 6. under attack: a hostile viewer sends new, expensive documents at its rate limit while
-   the normal workloads run; their p50 and p99 as ratios to the same workloads unloaded.
+   the normal workloads run; their p50 and p99 as ratios to the same workloads unloaded;
+7. tracing: throughput with OpenTelemetry tracing on (OTLP/HTTP export) as a ratio to off.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PEER_DIR = BENCH_DIR / "peer"
 DEFAULT_OUT = BENCH_DIR / "results"
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
-SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion", "attack")
+SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion", "attack", "tracing")
 LEVELS = 3  # resolution levels of the full view and of a page: ERP → MES+WMS → MES+WMS+QMS+TMS
 # Upstream calls the batched ideal makes: one per source and resolution level.
 IDEAL_CALLS = {"erp": {"erp": 1}, "all": {"erp": 2, "mes": 2, "wms": 2, "qms": 1, "tms": 1}}
@@ -128,6 +129,7 @@ class Bench:
             "attack": [],
             "notes": [],
         }
+        self.otlp_sink_url = ""  # bench/tracing.py's OTLP sink, for the traced gateway's config
         self.use_wrk = have_wrk() and not args.no_wrk
         self.redis_prefix = f"ordergraph-bench:{run_dir.name}:"
 
@@ -198,7 +200,7 @@ class Bench:
             f'journal_path = "{journal}"',
             "",
         ]
-        if mode == "cold":
+        if mode.startswith("cold"):
             # Cold: entries expire after 1 µs, so every request reads its sources.
             lines += ["[cache]", "ttl_seconds = 0.000001", "response_ttl_seconds = 0", ""]
         # Under attack: the normal load stays anonymous (open mode: no per-viewer limits),
@@ -209,6 +211,8 @@ class Bench:
         if self.args.workers > 1:
             # Several processes act as one through Redis: their own key prefix per gateway.
             lines += ["[scaleout]", f'redis_url = "{self.args.redis_url}"', f'key_prefix = "{self.redis_prefix}{self.starts}:"', ""]
+        if mode.endswith("-traced"):  # bench/tracing.py: every request traced, exported over OTLP/HTTP
+            lines += ["[telemetry]", "traces = true", f'otlp_endpoint = "{self.otlp_sink_url}"', ""]
         lines += self.extra_config_lines(overrides)
         path = self.run_dir / f"gateway-{self.starts}-{mode}.toml"
         path.write_text("\n".join(lines))
@@ -949,6 +953,11 @@ class Bench:
                     self.stop_gateway()
                     await self.start_gateway("attack")
                     await self.under_attack()
+                if "tracing" in scenarios:
+                    from .tracing import tracing_overhead
+
+                    self.stop_gateway()
+                    await tracing_overhead(self)
                 meta["auth"] = self.auth_note
                 meta["loadavg_end"] = procs.loadavg()
         finally:

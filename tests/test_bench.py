@@ -105,6 +105,16 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
         # every hostile document was refused (a limit: 400; its rate limit or budget: 429)
         assert set(hostile["statuses"]) <= {"400", "429"} and sum(hostile["statuses"].values()) == hostile["sent"]
 
+    # 7. tracing overhead: cold and warm, both workloads, tracing on as a ratio to off
+    rows = results["tracing"]
+    assert {(r["workload"], r["cache"]) for r in rows} == {
+        (w, c) for w in ("where is my order", "dashboard page (50)") for c in ("cold", "warm")
+    }
+    for r in rows:
+        for label in ("off", "on"):
+            assert r[label]["requests"] > 0 and r[label]["errors"] == 0
+        assert r["ratio"] == round(r["on"]["requests_per_second"] / r["off"]["requests_per_second"], 3)
+
     table = md_file.read_text()
-    for heading in ("Upstream calls per query", "Latency vs the critical path", "Throughput", "Subscriptions", "Event ingestion", "Under attack", "Targets"):
+    for heading in ("Upstream calls per query", "Latency vs the critical path", "Throughput", "Subscriptions", "Event ingestion", "Under attack", "Tracing overhead", "Targets"):
         assert heading in table
