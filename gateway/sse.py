@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from resolvers.policy import Viewer
-from sources import SourceError
+from sources import SourceError, tracing
 
 from .graphql_http import (
     DocumentCache,
@@ -93,7 +93,8 @@ async def stream_endpoint(
                     RequestError(429, f"Too many connections: at most {max_connections} streams and WebSockets per viewer."),
                     "TOO_MANY_CONNECTIONS",
                 )
-        response = await _open_stream(request, viewer, hub, documents, max_body_bytes, queue_size, keepalive_seconds, slot, disconnect)
+        with tracing.operation("graphql.subscribe", request.headers):  # the start: document, replay (off: no-op)
+            response = await _open_stream(request, viewer, hub, documents, max_body_bytes, queue_size, keepalive_seconds, slot, disconnect)
         streaming = isinstance(response, StreamingResponse)  # the stream releases the slot when it ends
         return response
     except RequestError as exc:

@@ -32,7 +32,9 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import aiohttp
 import orjson
 import yarl
+from opentelemetry.trace import SpanKind
 
+from .. import tracing
 from ..resilience import (
     SOURCE_BAD_RESPONSE,
     SOURCE_UNAVAILABLE,
@@ -207,7 +209,8 @@ class ODataClient:
         sent: dict[str, str] = {}
         if self.auth is not None:
             sent = await self.auth.headers(self.session, self.name)
-        async with self.session.get(yarl.URL(url, encoded=True), headers={**self.headers, **sent}, timeout=self.timeout) as resp:
+        trace = tracing.inject({}) if tracing.enabled() else {}  # traceparent to the source
+        async with self.session.get(yarl.URL(url, encoded=True), headers={**self.headers, **sent, **trace}, timeout=self.timeout) as resp:
             body = await resp.read()
             return resp.status, body, {k.lower(): v for k, v in resp.headers.items()}, sent
 
@@ -241,7 +244,9 @@ class ODataClient:
         """One request of a collection URL (e.g. a ``__next`` link)."""
         if len(url) > self.max_url_length:
             raise SourceError(self.name, SOURCE_BAD_RESPONSE, f"{what}: URL of {len(url)} characters over the {self.max_url_length} limit", client_fault=True)
-        _status, data, messages = await self._call(url, what)
+        attributes = {"ordergraph.source.system": self.name, "ordergraph.source.entity_set": what, "ordergraph.source.profile": "odata"}
+        with tracing.span(f"source.call {self.name} {what}", attributes, kind=SpanKind.CLIENT):
+            _status, data, messages = await self._call(url, what)
         if data is None:
             raise ODataError(self.name, SOURCE_BAD_RESPONSE, f"{what} not found (HTTP 404)", status=404, client_fault=True)
         return self._page(data, url, what, messages)
