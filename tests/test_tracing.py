@@ -291,3 +291,30 @@ def test_json_logs_carry_trace_and_span_ids():
     assert out["trace_id"] == f"{span.get_span_context().trace_id:032x}"
     assert out["span_id"] == f"{span.get_span_context().span_id:016x}"
     assert "trace_id" not in json.loads(JsonFormatter().format(record))  # outside a span: none
+
+
+async def test_a_websocket_operation_continues_the_handshakes_trace(plant, http):
+    exporter = InMemorySpanExporter()
+    async with traced_gateway(plant.url, exporter=exporter) as (url, app):
+        data = await (await http.post(f"{url}/graphql", json={"query": "{ orders(first: 1) { nodes { id } } }"})).json()
+        so = data["data"]["orders"]["nodes"][0]["id"]
+        app.state.gateway.cache.invalidate_all()
+        exporter.clear()
+        ws_url = url.replace("http://", "ws://") + "/graphql"
+        async with http.ws_connect(ws_url, protocols=["graphql-transport-ws"], headers={"traceparent": TRACEPARENT}) as ws:
+            await ws.send_json({"type": "connection_init", "payload": {}})
+            assert (await ws.receive_json())["type"] == "connection_ack"
+            query = "subscription($id: ID!) { orderUpdated(id: $id) { id quality { status } } }"
+            await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"id": so}}})
+            first = await ws.receive_json(timeout=10)
+            assert first["payload"]["data"]["orderUpdated"]["id"] == so
+        for _ in range(100):
+            if any(s.name == "graphql.subscribe" for s in exporter.get_finished_spans()):
+                break
+            await asyncio.sleep(0.02)
+        spans = list(exporter.get_finished_spans())
+    [op] = [s for s in spans if s.name == "graphql.subscribe"]
+    assert f"{op.context.trace_id:032x}" == TRACE_ID and f"{op.parent.span_id:016x}" == CALLER_SPAN
+    assert op.attributes["ordergraph.graphql.operation"] == "subscription"
+    calls = [s for s in descendants(spans, op) if s.name.startswith("source.call")]
+    assert {"erp", "qms"} <= {s.attributes["ordergraph.source.system"] for s in calls}
