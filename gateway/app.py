@@ -347,7 +347,7 @@ class Gateway:
             self.session = None
         await self.auth.close()
         self.http.documents.close()
-        self.telemetry.stop()
+        await self.telemetry.stop()
 
     def stale_sources(self) -> set[str]:
         """Source systems that sent no event and answered no call for longer than their

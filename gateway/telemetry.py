@@ -10,6 +10,7 @@ attributes, sampler, headers, timeouts). Spans are described in ``sources/tracin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -103,12 +104,14 @@ class Telemetry:
             log.info("tracing on: OTLP/HTTP to %s", getattr(exporter, "_endpoint", endpoint or "the OTEL_* endpoint"))
         tracing.enable(self.provider.get_tracer("ordergraph"))
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.provider is None:
             return
         tracing.disable()
-        self.provider.shutdown()  # flushes what the batch processor holds
-        self.provider = None
+        provider, self.provider = self.provider, None
+        # Flushes what the batch processor holds; in a thread, so an unreachable collector
+        # (the exporter's timeout) does not stall the event loop while the gateway stops.
+        await asyncio.to_thread(provider.shutdown)
 
 
 class EventTimeline:

@@ -59,6 +59,11 @@ async def resolve_entities(info: Info, representations: list[Any]) -> list[Any]:
     """The entities the router asks for, in its order: null for what this viewer may not
     see or what does not exist, an error for a malformed representation."""
     ctx = info.context
+    if len(representations) > ctx.max_first:  # as `orders(first:)`: one request reads at most this many
+        raise GraphQLError(
+            f"at most {ctx.max_first} representations per request ([gateway] max_first); got {len(representations)}",
+            extensions={"code": "BAD_USER_INPUT"},
+        )
     out: list[Any] = [None] * len(representations)
     orders: list[tuple[int, str]] = []
     customers: list[tuple[int, str]] = []

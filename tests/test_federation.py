@@ -93,6 +93,15 @@ async def test_entities_bad_representations_are_field_errors_not_500(fed, http):
     assert {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}
 
 
+async def test_entities_are_capped_like_a_page(fed, http):
+    url, app = fed
+    cap = app.state.gateway.config.gateway.max_first
+    reps = [{"__typename": "Order", "id": str(10000001 + i)} for i in range(cap + 1)]
+    body = await post(http, url, ENTITIES % "id", {"r": reps})
+    assert body["data"] is None or body["data"].get("_entities") is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and str(cap) in body["errors"][0]["message"]
+
+
 async def _entity_calls(http: Any, url: str, app: Any, plant_url: str, ids: list[str]) -> dict[str, int]:
     app.state.gateway.cache.invalidate_all()
     await reset_plant_stats(http, plant_url)
