@@ -260,8 +260,15 @@ async def test_role_restricted_root_fields():
     for type_name, field in policy.INTERNAL_FIELDS | set(policy.CUSTOMER_SUBSTITUTES):
         t = SCHEMA.get_type(type_name)
         assert t is not None and (field == "*" or field in t.fields), f"resolvers/policy.py names {type_name}.{field}"
+    # the federation subgraph's schema ([federation] enabled) adds _entities and _service
+    from resolvers.federation import subgraph_schema
+
+    subgraph = subgraph_schema()._schema
+    for root, field in policy.schema_root_fields(subgraph):
+        assert (root, field) in policy.ROOT_ACCESS, f"declare {root}.{field} in resolvers/policy.py ROOT_ACCESS"
     for root, field in policy.ROOT_ACCESS:
-        assert field in SCHEMA.get_type(root).fields, f"resolvers/policy.py ROOT_ACCESS names {root}.{field}"
+        named = field in SCHEMA.get_type(root).fields or field in subgraph.get_type(root).fields
+        assert named, f"resolvers/policy.py ROOT_ACCESS names {root}.{field}"
 
 
 # --- row level: the enumeration test ---------------------------------------------------------
