@@ -11,10 +11,15 @@ OS process, the simulated plant (``bench.plant``), the gateway (``ordergraph ser
    (first publish → the last of their events durable in the gateway's journal, read from
    its SQLite file).
 2. **Latency** — ``--subscribers`` WebSocket clients subscribe to ``orderChanges`` of the
-   plant's customers; then, for ``--seconds``, ``--rate`` DDATA messages per second take a
-   work centre down or bring it up (each change reaches every open order on it). Latency
-   is the subscriber's clock at arrival minus the change's ``occurredAt``: the Sparkplug
-   timestamp (milliseconds) the message was stamped with as it went out.
+   plant's customers (round-robin). Then, each for ``--seconds``, evenly spread:
+   ``--rate`` DDATA messages per second, each a good-parts count of one open production
+   order (one order changes: the figure to hold against the goal); the same rate of signed
+   CloudEvents to ``POST /events`` for the same orders (the pushed-event path, as the
+   reference of this run); and ``--state-rate`` DDATA messages per second taking a work
+   centre down or up (every open order on it changes: a fan-out of a hundred or more orders
+   per message). Latency is the subscriber's clock at arrival minus the change's
+   ``occurredAt``: the timestamp (milliseconds) the message was stamped with as it went out.
+   Before each part the gateway has processed everything journaled so far.
 
 It prints the figures and writes them as JSON to ``--out`` (default
 ``bench/results/mqtt-<date>.json``). Goal: p99 ≤ 100 ms at 1,000 subscribers.
@@ -41,6 +46,7 @@ import aiomqtt
 
 from sources.sparkplug import DataType, Metric, Payload, encode_payload
 
+from .ingest import sales_order_event, signed_request
 from .loadgen import percentile
 from .procs import ROOT, child_env, free_port, spawn
 
@@ -87,6 +93,22 @@ def journal_count(path: Path, like: str) -> int:
         return db.execute("SELECT count(*) FROM events WHERE event_id LIKE ?", (like,)).fetchone()[0]
 
 
+def unprocessed(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        return db.execute("SELECT count(*) FROM events WHERE processed = 0").fetchone()[0]
+
+
+async def settle(path: Path, timeout: float = 600.0) -> float:
+    """Wait until the gateway has processed every journaled event; returns the seconds waited."""
+    t0 = time.monotonic()
+    while await asyncio.to_thread(unprocessed, path):
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"the gateway still has unprocessed events after {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # the last changes' pushes
+    return time.monotonic() - t0
+
+
 async def wait_count(path: Path, like: str, want: int, timeout: float = 300.0) -> float:
     """Monotonic time at which the journal holds ``want`` events like ``like``."""
     deadline = time.monotonic() + timeout
@@ -97,7 +119,7 @@ async def wait_count(path: Path, like: str, want: int, timeout: float = 300.0) -
     raise RuntimeError(f"the journal did not reach {want} events like {like!r} in {timeout:.0f} s")
 
 
-async def plant_data(http: aiohttp.ClientSession, plant: str) -> tuple[dict[str, str], dict[str, str], list[tuple[str, str]]]:
+async def plant_data(http: aiohttp.ClientSession, plant: str) -> tuple[dict[str, str], dict[str, str], list[tuple[str, str, str]]]:
     """(an open production order per work centre, customer of each sales order, open
     production orders with their work centre: one per customer first)."""
 
@@ -118,7 +140,7 @@ async def plant_data(http: aiohttp.ClientSession, plant: str) -> tuple[dict[str,
     for po in await every("/mes/A_ProductionOrder"):
         if po.get("OrderStatus", "") not in ("CONFIRMED", "DELIVERED", "TECO", "CLOSED"):
             orders.setdefault(po["WorkCenter"], po["ManufacturingOrder"])
-            first.setdefault(customers.get(po["SalesOrder"], ""), (po["WorkCenter"], po["ManufacturingOrder"]))
+            first.setdefault(customers.get(po["SalesOrder"], ""), (po["WorkCenter"], po["ManufacturingOrder"], po["SalesOrder"]))
     return orders, customers, list(first.values())
 
 
@@ -147,7 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         gateway = spawn("gateway", [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)], gw_url, work, cwd=ROOT)
         await gateway.wait_ready()
         await asyncio.sleep(3.0)  # the exception tracker's first pass over every order
-        async with aiohttp.ClientSession() as http, aiomqtt.Client(host, port, identifier=f"{group}-edge", max_inflight_messages=200) as client:
+        async with aiohttp.ClientSession() as http, aiomqtt.Client(host, port, identifier=f"{group}-edge", max_inflight_messages=100) as client:
             po_of, customer_of, targets = await plant_data(http, plant_url)
             edge = Edge(client, group)
             await edge.births(po_of)
@@ -163,7 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(n):
                 body = edge.payload([Metric(None, 3, DataType.UInt64, i + 1)])
                 window.append(client.publish(edge.topic("DDATA", wc), body, qos=1))
-                if len(window) >= 200:
+                if len(window) >= 100:
                     await asyncio.gather(*window)
                     window = []
             await asyncio.gather(*window)
@@ -177,13 +199,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             say(f"   {result['ingestion']['journaled_per_second']} messages/s to the journal "
                 f"(publisher: {result['ingestion']['published_per_second']} messages/s)")
-            await asyncio.sleep(5.0)  # let the processor work through the counts
+            # Before measuring latency, the processor works through the counts (each looks
+            # up its sales order and pushes): the figure of processing, not of ingestion.
+            processed_s = await settle(journal)
+            result["ingestion"]["processed_per_second"] = round(n / (time.monotonic() - t0), 1)
+            say(f"   all {n} processed {processed_s:.1f} s after the last was journaled")
 
             # 2. latency at N subscribers: counts (one order per message), then machine state
             # (every open order on the work centre per message)
             customers = sorted(set(customer_of.values()))
             result["latency"] = await latency(args, edge, gw_url, work, customers, "counts", targets)
-            await asyncio.sleep(5.0)
+            await settle(journal)
+            # The same orders' changes as signed CloudEvents to POST /events, same rate: the
+            # reference the MQTT path is compared with in this run.
+            result["latency_pushed_events"] = await latency(args, edge, gw_url, work, customers, "events", targets, http)
+            await settle(journal)
             result["latency_machine_state"] = await latency(args, edge, gw_url, work, customers, "state", targets)
     finally:
         if gateway is not None:
@@ -195,14 +225,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def latency(
     args: argparse.Namespace, edge: Edge, gw_url: str, work: Path, customers: list[str], kind: str,
-    targets: list[tuple[str, str]],
+    targets: list[tuple[str, str, str]], http: aiohttp.ClientSession | None = None,
 ) -> dict[str, Any]:
     n = args.subscribers
     per_process = 500
     procs_n = max(1, -(-n // per_process))
     ws_url = gw_url.replace("http://", "ws://") + "/graphql"
-    what = "good-parts counts of one order" if kind == "counts" else "work-centre state changes (all its open orders)"
-    rate = args.rate if kind == "counts" else args.state_rate
+    what = {
+        "counts": "MQTT good-parts counts of one order",
+        "events": "signed CloudEvents (POST /events) of one order",
+        "state": "MQTT work-centre state changes (all its open orders)",
+    }[kind]
+    rate = args.state_rate if kind == "state" else args.rate
     say(f"latency ({kind}): {n} subscribers in {procs_n} processes, {rate:g} {what} per second for {args.seconds:g} s")
     clients = []
     for i in range(procs_n):
@@ -246,8 +280,16 @@ async def latency(
         # Evenly spread; each message stamped with the wall clock as it goes out.
         await asyncio.sleep(max(0.0, t0 + k / rate - time.monotonic()))
         at = dt.datetime.now(dt.UTC)
+        if kind == "events":
+            so = targets[k % len(targets)][2]
+            body, headers = signed_request([sales_order_event(so, f"bench-mqtt-ref-{k}", at)])
+            async with http.post(gw_url + "/events", data=body, headers=headers) as resp:
+                await resp.read()
+            k += 1
+            sent += 1
+            continue
         if kind == "counts":
-            wc, mo = targets[k % len(targets)]
+            wc, mo, _so = targets[k % len(targets)]
             metrics = [Metric(None, 2, DataType.String, mo, timestamp=at), Metric(None, 3, DataType.UInt64, 1000 + k, timestamp=at)]
         else:
             wc = WORK_CENTERS[k % len(WORK_CENTERS)]
@@ -274,14 +316,14 @@ async def latency(
         "rate_per_second": rate,
         "subscribers": n,
         "connected": connected,
-        "mqtt_messages": sent,
+        "messages": sent,
         "delivered": len(latencies),
         "errors": sum((c["result"] or {}).get("errors", 0) for c in clients),
         "p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 99), 1) if latencies else None,
         "max_ms": round(latencies[-1], 1) if latencies else None,
     }
-    say(f"   {row['delivered']} pushes from {sent} MQTT messages; MQTT message -> subscriber p50 {row['p50_ms']} ms, "
+    say(f"   {row['delivered']} pushes from {sent} messages; message -> subscriber p50 {row['p50_ms']} ms, "
         f"p99 {row['p99_ms']} ms (goal p99 ≤ 100 ms)")
     return row
 
@@ -292,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     p.add_argument("--messages", type=int, default=None, help="ingestion messages (default 5000; --quick 500)")
     p.add_argument("--subscribers", type=int, default=None, help="WebSocket subscribers (default 1000; --quick 100)")
-    p.add_argument("--rate", type=float, default=20.0, help="count messages per second in the latency part (default 20)")
+    p.add_argument("--rate", type=float, default=10.0, help="count messages (and reference events) per second (default 10)")
     p.add_argument("--state-rate", type=float, default=1.0, help="work-centre state changes per second (default 1)")
     p.add_argument("--seconds", type=float, default=None, help="length of the latency part (default 20 s; --quick 5)")
     p.add_argument("--orders", type=int, default=1000, help="sales orders in the plant (default 1000)")
