@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import sqlite3
 import sys
 import tempfile
@@ -341,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-ms", type=float, default=3.0, help="per-call latency of each source (default 3 ms)")
     p.add_argument("--out", type=Path, default=None, help="JSON result file (default bench/results/mqtt-<time>.json)")
     args = p.parse_args(argv)
+    logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt's note per queued publish
     args.messages = args.messages or (500 if args.quick else 5000)
     args.subscribers = args.subscribers or (100 if args.quick else 1000)
     args.seconds = args.seconds or (5.0 if args.quick else 20.0)

@@ -361,8 +361,19 @@ class Gateway:
         if self.sources is not None:
             sources = {name: h.to_json() for name, h in self.sources.health(self.clock()).items()}
         degraded = sorted(n for n, h in sources.items() if h["breakerState"] != "CLOSED" or h["stale"])
+        report: dict = {"sources": sources}
+        if self.mqtt is not None:
+            # The shop floor over MQTT: a lost broker or stale work centres degrade the answers.
+            report["mqtt"] = {
+                "connected": self.mqtt.connected.is_set(),
+                "staleWorkCenters": sorted(self.shop_floor_stale),
+                "received": self.mqtt.stats.received,
+                "rebirthsRequested": self.mqtt.stats.rebirths_requested,
+            }
+            if not self.mqtt.connected.is_set() or self.shop_floor_stale:
+                degraded.append("mqtt")
         status = "unavailable" if not ready else "degraded" if degraded else "ready"
-        return ready, {"status": status, "degraded": degraded, "sources": sources}
+        return ready, {"status": status, "degraded": degraded, **report}
 
     def context(self, request: Request | None = None, *, viewer: Viewer | None = None) -> Context:
         """A fresh per-request context for ``viewer``: new loaders over the shared cache."""

@@ -258,7 +258,8 @@ async def not_(aw: Any) -> bool:
 async def test_ddeath_and_ndeath(broker, plant, group):
     world = plant.world
     edge = Edge(group, world)
-    async with mqtt_gateway(plant.url, world, url=broker, group=group) as (_url, gw), publisher() as pub:
+    async with mqtt_gateway(plant.url, world, url=broker, group=group) as (url, gw), publisher() as pub, \
+            aiohttp.ClientSession() as http:
         await born(pub, edge, "WC-20")
         await pub.publish(*edge.device("DBIRTH", "WC-30", state("RUNNING")), qos=1)
         await until(lambda: gw.mqtt.stats.births == 3)
@@ -276,6 +277,10 @@ async def test_ddeath_and_ndeath(broker, plant, group):
         await gw.processor.drain()
         assert {e.subject for e in notices} >= {"WC-20", "WC-30"}
         assert all(e.data == {"WorkCenter": e.subject} for e in notices)  # notifications: re-read the MES
+        async with http.get(f"{url}/readyz") as resp:  # operators see it too
+            report = await resp.json()
+        assert report["status"] == "degraded" and "mqtt" in report["degraded"]
+        assert {"WC-20", "WC-30"} <= set(report["mqtt"]["staleWorkCenters"]) and report["mqtt"]["connected"]
 
 
 async def test_duplicates_are_applied_once(broker, plant, group):
