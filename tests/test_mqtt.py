@@ -459,3 +459,121 @@ def test_mqtt_settings_are_checked(tmp_path):
     path.write_text('[mqtt]\nprofile = "modbus"\n')
     with pytest.raises(ConfigError, match="mqtt.profile"):
         load_config(path, env={})
+
+
+# --- TLS and credentials -------------------------------------------------------------------
+
+
+def _tls_files(tmp: Any) -> tuple[str, str, str]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (PEM paths: ca, cert, key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ordergraph test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(1).not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (tmp / "ca.pem", tmp / "server.pem", tmp / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return tuple(str(p) for p in paths)  # type: ignore[return-value]
+
+
+def _start_tls_mosquitto(tmp: Any) -> tuple[Any, int, str] | str:
+    """Our own Mosquitto: TLS on a free port, one user (ordergraph / s3cret); the process,
+    its port and the CA file, or why it cannot run."""
+    import getpass
+    import shutil
+    import subprocess
+
+    from .servers import free_socket
+
+    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    passwd = shutil.which("mosquitto_passwd")
+    if not mosquitto or not passwd:
+        return "the TLS test starts its own Mosquitto: mosquitto and mosquitto_passwd are not installed"
+    ca, cert, key = _tls_files(tmp)
+    users = tmp / "passwd"
+    subprocess.run([passwd, "-c", "-b", str(users), "ordergraph", "s3cret"], check=True, capture_output=True)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+        f"allow_anonymous false\npassword_file {users}\npersistence false\n"
+        # Run as root, Mosquitto would switch to its own user, who cannot read our temp dir.
+        f"user {getpass.getuser()}\n"
+    )
+    proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port, ca
+
+
+@pytest.fixture
+async def tls_broker(tmp_path):
+    started = _start_tls_mosquitto(tmp_path)
+    if isinstance(started, str):
+        pytest.skip(started)
+    proc, port, ca = started
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                _r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.skip("our own Mosquitto (TLS) did not start")
+        yield port, ca
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 5)
+
+
+async def test_tls_and_credentials(tls_broker, plant, group):
+    port, ca = tls_broker
+    world = plant.world
+    edge = Edge(group, world)
+    url = f"mqtts://127.0.0.1:{port}"
+    async with mqtt_gateway(plant.url, world, url=url, group=group, tls_ca_file=ca, username="ordergraph",
+                            password="s3cret") as (_url, gw):
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=ca)
+        async with aiomqtt.Client("127.0.0.1", port, username="ordergraph", password="s3cret", tls_context=ctx) as pub:
+            await born(pub, edge)
+            await pub.publish(*edge.device("DDATA", "WC-20", Metric(None, 10, DataType.String, "DOWN")), qos=1)
+            await until(lambda: has_down(gw), what="a state over TLS journaled")
+
+    # A wrong password is refused by the broker: the consumer keeps trying, never connected.
+    cfg = Config.for_plant(plant.url)
+    cfg.events.journal_path = ":memory:"
+    cfg.auth = AuthConfig(mode="open")
+    cfg.mqtt = MqttConfig(url=url, group=group, tls_ca_file=ca, username="ordergraph", password="wrong",
+                          reconnect_min_seconds=0.1)
+    app = create_app(cfg, domain_clock=world.now)
+    async with serve_asgi(app):
+        gw = app.state.gateway
+        await asyncio.sleep(1.0)
+        assert not gw.mqtt.connected.is_set() and gw.mqtt.stats.connects == 0

@@ -23,8 +23,9 @@ import datetime as dt
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
@@ -59,8 +60,11 @@ class SparkplugEdge:
         qos: int = 1,
     ) -> None:
         parts = urlsplit(url)
+        self.tls = parts.scheme in ("mqtts", "ssl")
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 1883
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
         self.world = world
         self.group = group
         self.edge_node = edge_node
@@ -165,8 +169,11 @@ class SparkplugEdge:
             self._bd_seq = (self._bd_seq + 1) % 256 if self.stats.connects else self._bd_seq
             will = aiomqtt.Will(self.topic("NDEATH"), self._ndeath(), qos=self.qos)
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, will=will, clean_session=True,
-                                          keepalive=15, timeout=10.0) as client:
+                async with aiomqtt.Client(
+                    self.host, self.port, identifier=self.client_id, will=will, clean_session=True, keepalive=15,
+                    timeout=10.0, username=self.username, password=self.password,
+                    tls_context=ssl.create_default_context() if self.tls else None,
+                ) as client:
                     self._client = client
                     self.stats.connects += 1
                     await client.subscribe(self.topic("NCMD"), qos=self.qos)
