@@ -45,7 +45,9 @@ class Freshness:
     )
     stale: bool = strawberry.field(
         description="Served from the last good answer because the source failed, or fetched longer ago than "
-        "the source's staleness threshold."
+        "the source's staleness threshold; for MES in the production section also while the shop floor's "
+        "MQTT picture of a work centre the order runs on is lost (a death or a missed message, until it is "
+        "born again)."
     )
 
 
