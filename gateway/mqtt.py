@@ -232,6 +232,8 @@ class ShopFloorConsumer:
                 log.warning("mqtt: %s: %s; reconnecting in %.1f s", where, exc, delay)
             except ssl.SSLError as exc:
                 log.error("mqtt: TLS to %s failed: %s; retrying in %.1f s", where, exc, delay)
+            except Exception:  # whatever it was, the consumer lives on and reconnects
+                log.exception("mqtt: consumer failed; reconnecting to %s in %.1f s", where, delay)
             finally:
                 self._client = None
                 self.connected.clear()
@@ -248,7 +250,13 @@ class ShopFloorConsumer:
             for message in batch:
                 payload = message.payload
                 body = payload if isinstance(payload, bytes) else str(payload or "").encode()
-                events += await self.handle(str(message.topic), body)
+                try:
+                    events += await self.handle(str(message.topic), body)
+                except aiomqtt.MqttError:
+                    raise
+                except Exception as exc:  # one message must not stop the consumer
+                    log.exception("mqtt: message on %s failed", message.topic)
+                    self._bad(str(message.topic), exc)
             await self._journal(events)
 
     async def _journal(self, events: list[SourceEvent]) -> None:

@@ -273,9 +273,14 @@ async def test_ddeath_and_ndeath(broker, plant, group):
         await pub.publish(*edge.ndeath(), qos=1)
         await until(lambda: "WC-20" in gw.shop_floor_stale)
         assert gw.mqtt.stats.deaths == 2
-        notices = [e for e in await journal(gw) if e.event_id.startswith("spb-session:")]
-        await gw.processor.drain()
-        assert {e.subject for e in notices} >= {"WC-20", "WC-30"}
+        async def notices() -> list[Any]:
+            return [e for e in await journal(gw) if e.event_id.startswith("spb-session:")]
+
+        async def noticed() -> bool:
+            return {e.subject for e in await notices()} >= {"WC-20", "WC-30"}
+
+        await until(noticed, what="stale notices of WC-20 and WC-30 journaled")
+        notices = await notices()
         assert all(e.data == {"WorkCenter": e.subject} for e in notices)  # notifications: re-read the MES
         async with http.get(f"{url}/readyz") as resp:  # operators see it too
             report = await resp.json()
@@ -292,6 +297,8 @@ async def test_duplicates_are_applied_once(broker, plant, group):
         await pub.publish(*down, qos=1)
         await pub.publish(*down, qos=1)  # a QoS 1 redelivery
         await until(lambda: gw.mqtt.stats.received == 4)
+        await until(lambda: has_down(gw))
+        await asyncio.sleep(0.2)  # a second copy, were it taken, would be journaled by now
         assert gw.mqtt.stats.duplicates == 1 and gw.mqtt.stats.gaps == 0
         downs = [e for e in await journal(gw) if "WorkCenter.Down" in e.type]
         assert len(downs) == 1
@@ -367,6 +374,10 @@ async def test_reconnect_after_the_connection_drops_and_after_a_restart(broker, 
             await born(pub, edge, value="DOWN")
             await until(lambda: "WC-20" not in gw.shop_floor_stale)
 
+            async def live_noticed() -> bool:  # the stale and the live notice, journaled
+                return len([e for e in await journal(gw) if e.event_id.startswith("spb-session:") and e.subject == "WC-20"]) >= 2
+
+            await until(live_noticed, what="WC-20's live notice journaled")
             # A restarted consumer knows no session: the next DATA asks for a rebirth.
             seen = len(await states_of(gw, "WC-20"))
             await gw.mqtt.stop()
@@ -402,6 +413,7 @@ async def test_bad_payloads_are_refused_and_change_nothing(broker, plant, group)
             aiohttp.ClientSession() as http:
         await born(pub, edge)
         await until(lambda: gw.mqtt.stats.births == 2)
+        await until(lambda: states_after(gw, "WC-20", 0), what="the birth's state journaled")
         before = await gw.journal.last_seq()
         await pub.publish(f"spBv1.0/{group}/DDATA/{edge.edge}/WC-20", b"\xff\xfe not protobuf", qos=1)
         await pub.publish(f"spBv1.0/{group}/XDATA/{edge.edge}", b"", qos=1)  # no such message type
@@ -432,6 +444,8 @@ async def test_json_profile(broker, plant):
         await pub.publish(f"{prefix}/1000/WC-20/state", b"{not json", qos=1)
         await pub.publish(f"{prefix}/1000/WC-20/colour", b"{}", qos=1)
         await until(lambda: gw.mqtt.stats.received == 4)
+        await until(lambda: has_down(gw))
+        await asyncio.sleep(0.2)
         assert gw.mqtt.stats.bad == 2
         downs = [e for e in await journal(gw) if "WorkCenter.Down" in e.type]
         assert len(downs) == 1 and downs[0].event_id == "json:1000:WC-20:state:m-1"
@@ -577,3 +591,13 @@ async def test_tls_and_credentials(tls_broker, plant, group):
         gw = app.state.gateway
         await asyncio.sleep(1.0)
         assert not gw.mqtt.connected.is_set() and gw.mqtt.stats.connects == 0
+
+
+def test_demo_mqtt_without_a_broker_is_one_line(capsys):
+    from gateway.cli import main
+
+    assert main(["demo", "--mqtt", "mqtt://127.0.0.1:1", "--port", "0", "--plant-port", "0", "--no-assets"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no MQTT broker answers on 127.0.0.1:1" in err[0]
+    assert main(["demo", "--mqtt", "http://broker", "--port", "0", "--plant-port", "0", "--no-assets"]) == 1
+    assert "mqtt.url" in capsys.readouterr().err
