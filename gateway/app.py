@@ -34,7 +34,7 @@ from sources.keys import KeyFormats
 from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token_from_init
 from .bus import Bus, LocalBus
 from .cache import RecordCache
-from .carriers import aftership_endpoint, edi214_endpoint
+from .carriers import aftership_endpoint, edi214_endpoint, warn_if_development
 from .config import Config, SourceConfig
 from .exceptions import ExceptionTracker
 from .graphiql import render_graphiql
@@ -205,6 +205,7 @@ class Gateway:
             prediction_params=self.prediction_params,
         )
         self.exceptions.start()
+        warn_if_development(self.config)
         if self.config.mqtt.url:
             self.mqtt = ShopFloorConsumer(
                 self.config.mqtt, self.ingress, self.registry, self.shop_floor_stale, plant_clock=self.domain_clock

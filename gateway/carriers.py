@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 import zoneinfo
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,14 +36,29 @@ from sources.events import EventError, SourceEvent
 from sources.signing import SignatureError
 
 from .auth import bearer_token
+from .config import CarriersConfig
 from .ingest import Rejection
 
 if TYPE_CHECKING:
     from .app import Gateway
 
+log = logging.getLogger("ordergraph.carriers")
+
 EDI_TYPES = ("text/plain", "application/edi-x12", "application/x12", "text/x12", "application/octet-stream", "")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def warn_if_development(config: Any) -> None:
+    """Log loudly when a carrier endpoint is on with its development secret."""
+    defaults = CarriersConfig()
+    c = config.carriers
+    for name, value, default in (
+        ("aftership_secret", c.aftership_secret, defaults.aftership_secret),
+        ("edi214_token", c.edi214_token, defaults.edi214_token),
+    ):
+        if value and value == default:
+            log.warning("[carriers] %s is the development default: set your own (or empty, to turn it off)", name)
 
 
 def _error(status: int, message: str, **where: object) -> JSONResponse:
