@@ -34,6 +34,7 @@ from sources.keys import KeyFormats
 from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token_from_init
 from .bus import Bus, LocalBus
 from .cache import RecordCache
+from .carriers import aftership_endpoint, edi214_endpoint, warn_if_development
 from .config import Config, SourceConfig
 from .exceptions import ExceptionTracker
 from .graphiql import render_graphiql
@@ -42,6 +43,7 @@ from .ingest import EventIngress, EventProcessor, Rejection
 from .journal import Journal
 from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
+from .mqtt import ShopFloorConsumer, WorkCenterStaleness
 from .response_cache import ResponseCache
 
 if TYPE_CHECKING:
@@ -84,6 +86,10 @@ class Gateway:
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
+        # The shop floor over MQTT ([mqtt]; gateway/mqtt.py) and the work centres whose
+        # shop-floor picture it lost (a death or a seq gap), shown as STALE in freshness.
+        self.mqtt: ShopFloorConsumer | None = None
+        self.shop_floor_stale = WorkCenterStaleness()
         self.clock = clock
         # "Now" of the domain rules (predictions, exceptions): the plant's time. The demo's
         # simulated plant runs faster than the wall clock, which signatures and health use.
@@ -214,6 +220,12 @@ class Gateway:
             prediction_params=self.prediction_params,
         )
         self.exceptions.start()
+        warn_if_development(self.config)
+        if self.config.mqtt.url:
+            self.mqtt = ShopFloorConsumer(
+                self.config.mqtt, self.ingress, self.registry, self.shop_floor_stale, plant_clock=self.domain_clock
+            )
+            self.mqtt.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
         self._gc_task = (
             asyncio.create_task(self._freeze_periodically(), name="ordergraph-gc-freeze")
@@ -328,6 +340,8 @@ class Gateway:
         if getattr(self, "_gc_task", None) is not None:
             self._gc_task.cancel()
             gc.unfreeze()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
         if self.exceptions is not None:
             await self.exceptions.stop()
         if self.processor is not None:
@@ -364,8 +378,19 @@ class Gateway:
         if self.sources is not None:
             sources = {name: h.to_json() for name, h in self.sources.health(self.clock()).items()}
         degraded = sorted(n for n, h in sources.items() if h["breakerState"] != "CLOSED" or h["stale"])
+        report: dict = {"sources": sources}
+        if self.mqtt is not None:
+            # The shop floor over MQTT: a lost broker or stale work centres degrade the answers.
+            report["mqtt"] = {
+                "connected": self.mqtt.connected.is_set(),
+                "staleWorkCenters": sorted(self.shop_floor_stale),
+                "received": self.mqtt.stats.received,
+                "rebirthsRequested": self.mqtt.stats.rebirths_requested,
+            }
+            if not self.mqtt.connected.is_set() or self.shop_floor_stale:
+                degraded.append("mqtt")
         status = "unavailable" if not ready else "degraded" if degraded else "ready"
-        return ready, {"status": status, "degraded": degraded, "sources": sources}
+        return ready, {"status": status, "degraded": degraded, **report}
 
     def context(self, request: Request | None = None, *, viewer: Viewer | None = None) -> Context:
         """A fresh per-request context for ``viewer``: new loaders over the shared cache."""
@@ -380,6 +405,7 @@ class Gateway:
             viewer=viewer,
             prediction_params=self.prediction_params,
             cursors=self.cursors,
+            stale_work_centers=self.shop_floor_stale,
         )
 
     async def ws_viewer(self, init_payload: dict) -> Viewer:
@@ -586,6 +612,8 @@ def create_app(
             WebSocketRoute("/graphql", graphql_ws),
             Route("/graphql/stream", graphql_stream, methods=["GET", "POST"]),
             Route("/events", events_endpoint, methods=["POST"]),
+            Route("/carriers/aftership", aftership_endpoint(gateway), methods=["POST"]),
+            Route("/carriers/edi214", edi214_endpoint(gateway), methods=["POST"]),
             Route("/portal", page),
             Route("/board", page),
             Route("/healthz", healthz),

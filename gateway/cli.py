@@ -243,9 +243,11 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 def _plant_events(sim, gateway_url: str, secrets: dict[str, str], args: argparse.Namespace) -> list:
-    """Start the plant's webhooks (and its accelerated clock when --speed > 0)."""
+    """Start the plant's webhooks (and its accelerated clock when --speed > 0); with
+    ``--mqtt``, its shop floor (work-centre state) goes over Sparkplug B instead."""
     from sources.simulator.emitter import EventEmitter, PlantDriver
 
+    mqtt_url = getattr(args, "mqtt", None)
     emitter = EventEmitter(
         sim.world,
         gateway_url,
@@ -253,9 +255,16 @@ def _plant_events(sim, gateway_url: str, secrets: dict[str, str], args: argparse
         duplicate_rate=args.duplicate_rate,
         reorder_rate=args.reorder_rate,
         notification_rate=args.notification_rate,
+        exclude_entity_sets=frozenset({"A_WorkCenter"}) if mqtt_url else frozenset(),
     )
     emitter.start()
-    started = [emitter]
+    started: list = [emitter]
+    if mqtt_url:
+        from sources.simulator.sparkplug_edge import SparkplugEdge
+
+        edge = SparkplugEdge(sim.world, mqtt_url, group=args.mqtt_group)
+        edge.start()
+        started.append(edge)
     if args.speed > 0:
         driver = PlantDriver(sim.world, speed=args.speed, breakdown_rate=args.breakdown_rate)
         driver.start()
@@ -367,6 +376,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
             return 1
 
+    if args.mqtt and (problem := _broker_problem(args.mqtt, args.mqtt_group)):
+        sock.close()
+        print(f"ordergraph demo: --mqtt {args.mqtt}: {problem}", file=sys.stderr)
+        return 1
+
     if not assets_present() and not args.no_assets:
         from .assets import AssetsError, fetch_assets
 
@@ -393,6 +407,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await _apply_faults(sim, args.fault)
         cfg.events.journal_path = args.journal or str(Path(tempfile.mkdtemp(prefix="ordergraph-demo-")) / "journal.sqlite")
         _demo_auth(cfg, args)
+        if args.mqtt:
+            cfg.mqtt.url, cfg.mqtt.group = args.mqtt, args.mqtt_group
         # Predictions and exceptions run on the plant's (accelerated) clock; cached answers
         # may lag that clock by at most one plant minute (source changes never lag).
         if args.speed > 0:
@@ -406,6 +422,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  the plant runs at {args.speed:g}x and sends signed events to {url.rsplit('/', 1)[0]}/events;")
         print("  in GraphiQL, subscribe to orderChanges to watch orders move, or exceptionsChanged to watch")
         print("  machines break, lots go on hold, parts run short and trucks run late.")
+        if args.mqtt:
+            print(f"  shop floor over MQTT: the plant publishes Sparkplug B (spBv1.0/{args.mqtt_group}/...) to")
+            print(f"  {args.mqtt}; the gateway consumes it. Watch it: mosquitto_sub -h <broker> -t 'spBv1.0/{args.mqtt_group}/#' -v")
         print("  Ctrl-C stops.", flush=True)
         running = _plant_events(sim, url.rsplit("/", 1)[0], cfg.events.secrets, args)
         try:
@@ -418,6 +437,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _quiet_interrupt():
         asyncio.run(main())
     return 0
+
+
+def _broker_problem(url: str, group: str) -> str | None:
+    """Why the demo cannot use the MQTT broker at ``url``, or None."""
+    import socket
+
+    from .config import ConfigError, MqttConfig, check_mqtt
+    from .mqtt import broker_address
+
+    mq = MqttConfig(url=url, group=group)
+    try:
+        check_mqtt(mq)
+    except ConfigError as exc:
+        return str(exc)
+    a = broker_address(mq)
+    try:
+        socket.create_connection((a.host, a.port), timeout=3).close()
+    except OSError as exc:
+        return f"no MQTT broker answers on {a.host}:{a.port} ({exc.strerror or exc}); start one, e.g. `mosquitto -p {a.port}`"
+    return None
 
 
 async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:
@@ -706,6 +745,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--open", action="store_true", help="no auth: requests without a token act as an integrator (demo only)")
     demo.add_argument("--persisted-only", action="store_true", help="accept only safelisted (persisted) operations")
     demo.add_argument("--journal", help="event journal file (default: a fresh temporary file)")
+    demo.add_argument(
+        "--mqtt",
+        nargs="?",
+        const="mqtt://127.0.0.1:1883",
+        metavar="URL",
+        help="the plant's work centres report over MQTT Sparkplug B to this broker (default mqtt://127.0.0.1:1883) "
+        "and the gateway consumes it, instead of signed events",
+    )
+    demo.add_argument("--mqtt-group", default="Plant1000", help="Sparkplug group id of the demo plant (default Plant1000)")
     _add_plant_event_options(demo)
     _add_fault_options(demo)
     demo.set_defaults(func=cmd_demo)

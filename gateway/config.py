@@ -200,6 +200,50 @@ class LimitsConfig:
     connections_per_viewer: int = 20  # live connections at once: WebSockets and SSE streams together
 
 
+@dataclasses.dataclass(slots=True)
+class MqttConfig:
+    """The shop floor over MQTT (``gateway/mqtt.py``): Sparkplug B or the plain-JSON profile.
+
+    Empty ``url``: no MQTT consumer. ``mqtt://host:1883`` or ``mqtts://host:8883`` (TLS,
+    verified against the system's CAs or ``tls_ca_file``). Each mapped message becomes the
+    same change as a pushed MES event (journaled, deduplicated, invalidating, pushed).
+    """
+
+    url: str = ""
+    username: str = ""
+    password: str = ""  # ORDERGRAPH_MQTT_PASSWORD rather than the file
+    tls_ca_file: str = ""  # PEM bundle of the broker's CA (mqtts://); empty: the system's CAs
+    tls_cert_file: str = ""  # client certificate (mutual TLS), with tls_key_file
+    tls_key_file: str = ""
+    tls_insecure: bool = False  # skip the broker's host name check (test brokers only)
+    profile: str = "sparkplug"  # sparkplug | json
+    group: str = ""  # Sparkplug group id to follow; empty: every group (spBv1.0/+/...)
+    json_prefix: str = "shopfloor"  # json profile: <prefix>/<plant>/<work centre>/<kind>
+    client_id: str = ""  # empty: ordergraph-<host>-<pid>
+    qos: int = 1
+    keepalive_seconds: int = 30
+    reconnect_min_seconds: float = 0.5  # first wait after a lost connection; doubles
+    reconnect_max_seconds: float = 30.0
+    rebirth_interval_seconds: float = 5.0  # at most one rebirth request per edge node this often
+
+
+@dataclasses.dataclass(slots=True)
+class CarriersConfig:
+    """Carrier tracking messages (``gateway/carriers.py``).
+
+    ``POST /carriers/aftership``: AfterShip webhooks, verified with ``aftership_secret``
+    (AfterShip's webhook secret; header ``aftership-hmac-sha256``). ``POST /carriers/edi214``:
+    EDI 214 text with ``Authorization: Bearer <edi214_token>``. An empty secret or token
+    turns its endpoint off (404). The defaults are for development only.
+    """
+
+    aftership_secret: str = "dev-secret-aftership"
+    edi214_token: str = "dev-secret-edi214"
+    # Times without a zone (EDI 214 AT7 without a time code, date-only AfterShip
+    # estimates) are read in this zone; empty: the plant's ([calendar] time_zone).
+    time_zone: str = ""
+
+
 _WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI"]
 
 
@@ -278,6 +322,8 @@ class Config:
     calendar: CalendarConfig = dataclasses.field(default_factory=CalendarConfig)
     federation: FederationConfig = dataclasses.field(default_factory=FederationConfig)
     telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)
+    mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
+    carriers: CarriersConfig = dataclasses.field(default_factory=CarriersConfig)
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -290,7 +336,8 @@ class Config:
 
 DEFAULT_PLANT_URL = "http://127.0.0.1:8100"
 SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits", "calendar")
-SECTIONS += ("federation", "telemetry")  # issue 18: subgraph, OpenTelemetry
+SECTIONS += ("federation", "telemetry")  # subgraph, OpenTelemetry
+SECTIONS += ("mqtt", "carriers")  # shop floor over MQTT, carrier tracking messages
 
 
 def _coerce(value: str, target: Any) -> Any:
@@ -362,6 +409,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     except (CalendarError, TypeError, AttributeError) as exc:
         raise ConfigError(f"calendar: {exc}") from exc
     check_events(cfg.events)
+    check_mqtt(cfg.mqtt)
     return cfg
 
 
@@ -379,3 +427,27 @@ def check_events(ev: EventsConfig) -> None:
         raise ConfigError("events.max_data_depth: at most 200 (the journal stores no deeper)")
     if ev.max_future_seconds < 0 or ev.max_age_days < 0:
         raise ConfigError("events.max_future_seconds and events.max_age_days: must not be negative")
+
+
+def check_mqtt(mq: MqttConfig) -> None:
+    """Raise ConfigError for ``[mqtt]`` settings the consumer cannot work with."""
+    from urllib.parse import urlsplit
+
+    if mq.profile not in ("sparkplug", "json"):
+        raise ConfigError(f"mqtt.profile: {mq.profile!r} is not 'sparkplug' or 'json'")
+    if mq.url:
+        try:
+            parts = urlsplit(mq.url)
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        except ValueError as exc:
+            raise ConfigError(f"mqtt.url: {exc}") from None
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ConfigError(f"mqtt.url: {mq.url!r} is not mqtt://host[:port] or mqtts://host[:port]")
+    if mq.qos not in (0, 1, 2):
+        raise ConfigError("mqtt.qos: must be 0, 1 or 2")
+    if mq.group and any(c in mq.group for c in "+#/"):
+        raise ConfigError(f"mqtt.group: {mq.group!r} must not contain + # or /")
+    if not mq.json_prefix or any(c in mq.json_prefix for c in "+#"):
+        raise ConfigError(f"mqtt.json_prefix: {mq.json_prefix!r} must be a topic prefix without + or #")
+    if mq.reconnect_min_seconds <= 0 or mq.reconnect_max_seconds < mq.reconnect_min_seconds:
+        raise ConfigError("mqtt.reconnect_min_seconds must be > 0 and at most reconnect_max_seconds")

@@ -130,6 +130,22 @@ class EventIngress:
             return await self._traced_store(raw_events, parsed, trace_headers)
         return await self._store(parsed, self._on_journaled)
 
+    def check_window(self, event: SourceEvent) -> None:
+        """Raise Rejection(400) when ``event``'s business time lies outside the accepted
+        window around the plant's now (for doors that parse events themselves)."""
+        try:
+            self.registry.check_time(event.id, event.occurred_at, self.plant_clock())
+        except EventError as exc:
+            raise Rejection(400, str(exc)) from exc
+
+    async def accept_parsed(self, parsed: list[SourceEvent]) -> Accepted:
+        """Journal events another door already parsed and checked (``POST /events`` after
+        its checks, the MQTT consumer, the carrier endpoints): one durable append, then the
+        invalidation before the ack, as for every event."""
+        if not parsed:
+            return Accepted(accepted=0, duplicates=0, cursors=[])
+        return await self._store(parsed, self._on_journaled)
+
     def _on_journaled(self, results: list[Any]) -> None:
         if self.timeline is not None:
             for r in results:

@@ -48,6 +48,9 @@ class Context:
     # whether it may be cached at all (not when it depends on derived, event-less state).
     deps: set[Any] = dataclasses.field(default_factory=set)
     cacheable: bool = True
+    # Work centres whose shop-floor data is unreliable (MQTT: a death or a seq gap), by id;
+    # the production section's freshness says STALE for orders on them (gateway/mqtt.py).
+    stale_work_centers: Any = dataclasses.field(default_factory=dict)
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else

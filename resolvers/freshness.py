@@ -28,6 +28,7 @@ from .loaders import (
     SALES_ORDER,
     SHIPMENTS_BY_DELIVERY,
     SOURCE_OF_NAMESPACE,
+    WORK_CENTER,
 )
 
 T = TypeVar("T")
@@ -44,7 +45,9 @@ class Freshness:
     )
     stale: bool = strawberry.field(
         description="Served from the last good answer because the source failed, or fetched longer ago than "
-        "the source's staleness threshold."
+        "the source's staleness threshold; for MES in the production section also while the shop floor's "
+        "MQTT picture of a work centre the order runs on is lost (a death or a missed message, until it is "
+        "born again)."
     )
 
 
@@ -98,7 +101,16 @@ async def of_order(ctx: Context, so: SalesOrder) -> list[Freshness]:
 
 async def of_production(ctx: Context, so: SalesOrder) -> list[Freshness]:
     pos = await _ok(fetch.production_orders(ctx, so.sales_order))
-    return freshness(ctx, [Part(PRODUCTION_ORDERS_BY_SALES_ORDER, [so.sales_order], pos)] if pos is not None else [])
+    out = freshness(ctx, [Part(PRODUCTION_ORDERS_BY_SALES_ORDER, [so.sales_order], pos)] if pos is not None else [])
+    if pos:
+        # The shop floor's picture of a work centre these orders run on was lost (MQTT death
+        # or seq gap): MES data about them is not to be trusted until the next birth. The
+        # answer depends on the work centres (their stale notices invalidate these keys).
+        wcs = {po.work_center for po in pos}
+        ctx.deps.update((WORK_CENTER, wc) for wc in wcs)
+        if any(wc in ctx.stale_work_centers for wc in wcs):
+            out = [dataclasses.replace(f, stale=True) if f.source == "mes" else f for f in out]
+    return out
 
 
 async def _by_production_order(ctx: Context, so: SalesOrder, namespace: str, load: Any) -> list[Freshness]:

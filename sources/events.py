@@ -239,6 +239,10 @@ class EventRegistry:
         )
 
 
+    def check_time(self, event_id: str, occurred_at: dt.datetime, now: dt.datetime) -> None:
+        """Raise EventError when ``occurred_at`` lies outside the accepted window around ``now``."""
+        self._check_window(event_id, occurred_at, now)
+
     def _check_window(self, event_id: str, occurred_at: dt.datetime, now: dt.datetime) -> None:
         limits = self.limits
         ahead = (occurred_at - now).total_seconds()

@@ -66,6 +66,7 @@ class EventEmitter:
         notification_rate: float = 0.3,
         seed: int = 7,
         max_batch: int = 100,
+        exclude_entity_sets: frozenset[str] = frozenset(),
     ) -> None:
         self.world = world
         self.url = gateway_url.rstrip("/") + "/events"
@@ -76,6 +77,8 @@ class EventEmitter:
         self.notification_rate = notification_rate
         self.rng = random.Random(seed)
         self.max_batch = max_batch
+        # Changes reported another way (the shop floor over MQTT: A_WorkCenter) are not POSTed.
+        self.exclude_entity_sets = exclude_entity_sets
         self.stats = EmitterStats()
         self._pending: list[dict[str, Any]] = []
         self._held: dict[str, Any] | None = None  # an event held back to arrive out of order
@@ -138,6 +141,8 @@ class EventEmitter:
 
     def on_change(self, change: Change) -> None:
         """World listener: queue the change's event, with the configured imperfections."""
+        if change.entity_set in self.exclude_entity_sets:
+            return
         notification = self.rng.random() < self.notification_rate
         try:
             event = self.event_for(change, notification=notification)

@@ -280,6 +280,8 @@ class ShopFloorMapper:
         self, entity: str, action: str, key: str, at: dt.datetime, source: str, event_id: str, data: dict[str, Any]
     ) -> SourceEvent:
         ce = cloud_event(_TYPES[entity], action, id=event_id, source=source, time=at, key=key, data=data)
+        # Sparkplug times are milliseconds: keep them (two changes in one second stay ordered).
+        ce["time"] = at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return self.registry.parse(ce, system="mes")
 
 
