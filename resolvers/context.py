@@ -48,6 +48,8 @@ class Context:
     # whether it may be cached at all (not when it depends on derived, event-less state).
     deps: set[Any] = dataclasses.field(default_factory=set)
     cacheable: bool = True
+    # the gateway's notice engine (gateway/notices.py): endpoints and notices of customers
+    notices: Any = None
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else
