@@ -270,6 +270,8 @@ class NoticeEngine:
         now = self.wall_clock()
         await self.outbox.release_due(now)
         due = [t for t in await self.outbox.due(now, limit=100) if t[0].id not in self._in_flight]
+        # Claimed before any await: a concurrent round must not send the same delivery.
+        self._in_flight.update(t[0].id for t in due)
         if due:
             await asyncio.gather(*(self._attempt(*t) for t in due))
         counts = await self.outbox.counts()
@@ -279,7 +281,6 @@ class NoticeEngine:
         return len(due)
 
     async def _attempt(self, delivery: Any, notice: Notice, endpoint: Endpoint | None) -> None:
-        self._in_flight.add(delivery.id)
         try:
             try:
                 if endpoint is None:

@@ -199,3 +199,224 @@ async def test_a_late_truck_tells_the_customer_the_new_date_in_working_days(env)
     ship_to = RECEIVING_CALENDAR.for_place(c.country, c.region, c.time_zone)
     assert ship_to.working_days_between(promised, predicted) >= 1
     await until(lambda: so in [r.payload["data"].get("orderId") for r in hook.received])
+
+
+# --- customers manage their own endpoints, and read their own notices ------------------------
+
+
+async def test_a_customer_cannot_register_for_or_read_another_customer(env) -> None:
+    plant, url, app, http, sink, hook = env
+    world = plant.world
+    customers = sorted({customer_of(world, so) for so in world.sales_orders})
+    a, b = customers[0], customers[1]
+    alice, bob = As(url, http, token("customer", a)), As(url, http, token("customer", b))
+    service = As(url, http, token("service"))
+    mine = await register(alice, "EMAIL", "orders@alice.example")
+    theirs = await register(service, "EMAIL", "orders@bob.example", customerId=b)
+    assert theirs["endpoint"]["customerId"] == b
+
+    # Registering for another customer: FORBIDDEN, nothing stored.
+    body = await alice.post(REGISTER, {"input": {"channel": "EMAIL", "target": "x@evil.example", "customerId": b}})
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert [e["target"] for e in (await bob.data(ENDPOINTS))["notificationEndpoints"]] == ["orders@bob.example"]
+    # Reading another's endpoints or notices: FORBIDDEN; without customerId: one's own only.
+    for query in (ENDPOINTS, NOTICES):
+        body = await alice.post(query, {"customer": b})
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+    assert [e["id"] for e in (await alice.data(ENDPOINTS))["notificationEndpoints"]] == [mine["endpoint"]["id"]]
+    # Another's endpoint cannot be changed or removed: it answers like one that does not exist.
+    for mutation in (
+        'mutation { removeNotificationEndpoint(id: "%s") }',
+        'mutation { setNotificationPreferences(id: "%s", kinds: [DELIVERED]) { id } }',
+    ):
+        body = await alice.post(mutation % theirs["endpoint"]["id"])
+        assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert len((await bob.data(ENDPOINTS))["notificationEndpoints"]) == 1
+
+    # Notices: bob's order changes; alice sees none of it, bob and the service see it.
+    gw = app.state.gateway
+    so_b = next(so for so in world.sales_orders if customer_of(world, so) == b)
+    await gw.notices.outbox.record(
+        [_decision(so_b, b)], time.time(), 0.0, lambda old, new: old + new
+    )
+    assert (await alice.data(NOTICES))["notices"] == []
+    assert [n["orderId"] for n in (await bob.data(NOTICES))["notices"]] == [so_b]
+    assert [n["customerId"] for n in (await service.data(NOTICES, {"customer": b}))["notices"]] == [b]
+
+    # Bad input: a clear 4xx-style error, nothing stored.
+    for target, channel in (("ftp://x.example/hook", "WEBHOOK"), ("not-an-address", "EMAIL")):
+        body = await alice.post(REGISTER, {"input": {"channel": channel, "target": target}})
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert len((await alice.data(ENDPOINTS))["notificationEndpoints"]) == 1
+
+
+def _decision(so: str, customer: str, kind: str = "SHIPPED"):
+    from gateway.outbox import Decision
+
+    return Decision(so, customer, {"shipped": True}, [{"kind": kind, "tracking": [["UPS", "1Z1"]]}], {"language": "en"})
+
+
+# --- the engine on its own: debounce, retries, dead letters, replay, the internal rule --------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _notices_config(**kw: Any):
+    from gateway.config import NoticesConfig
+
+    base = {"allow_http_webhooks": True, "backoff_seconds": 0.01, "max_backoff_seconds": 0.02, "max_attempts": 3}
+    return NoticesConfig(**{**base, **kw})
+
+
+async def test_debounce_one_notice_per_customer_and_order_per_window(tmp_path) -> None:
+    from gateway.notices import NoticeEngine
+    from gateway.outbox import Outbox
+
+    from .test_notice_rules import order
+
+    sink = await SmtpSink().start()
+    outbox = await Outbox.open(str(tmp_path / "notices.sqlite"))
+    clock = Clock()
+    engine = NoticeEngine(
+        _notices_config(smtp_host="127.0.0.1", smtp_port=sink.port, debounce_seconds=600), outbox, wall_clock=clock
+    )
+    await engine.start()
+    try:
+        await outbox.add_endpoint("C-100", "email", "orders@c100.example", now=clock())
+        from .test_domain_stage import NOW
+
+        early = NOW.date()  # a promise for today: production is done, but picking and transit take days
+
+        def facts_view(predicted_promise: dt.date, shipped: float | None = None, delivered: bool = False):
+            return order(shipped_qty=shipped, delivered=delivered, confirmed=predicted_promise, requested=predicted_promise)
+
+        # Baseline: promised far ahead, nothing said.
+        await engine.observe([(facts_view(dt.date(2024, 6, 28)), None)], NOW)
+        # Promise moved early (the ERP re-confirmed): late now; then shipped; then delivered,
+        # all within one window.
+        decided = 0
+        decided += await engine.observe([(facts_view(early), None)], NOW)
+        await engine.dispatch_once()
+        decided += await engine.observe([(facts_view(early, shipped=100), None)], NOW)
+        decided += await engine.observe([(facts_view(early, shipped=100, delivered=True), None)], NOW)
+        await engine.dispatch_once()
+        assert decided >= 3  # delayed, shipped, delivered (and the date the carrier's ETA gives)
+        # The first went at once; the other two wait for the window, folded into one.
+        assert len(sink.messages) == 1 and "new expected delivery date" in sink.messages[0].subject
+        rows = await outbox.notices("C-100")
+        assert [n.status for n, _ in rows] == ["waiting", "released"] and rows[0][0].decisions >= 2
+        assert rows[0][0].kinds == ["SHIPPED", "DELIVERED"]  # delivered makes the date moot
+        clock.now += 601
+        await engine.dispatch_once()
+        await until(lambda: len(sink.messages) == 2)
+        second = sink.messages[1]
+        assert "delivered" in second.subject and "1Z42" in second.body("plain") and "left our plant" in second.body("plain")
+        assert second.message_id != sink.messages[0].message_id
+    finally:
+        await engine.stop()
+        await outbox.close()
+        await sink.close()
+
+
+async def test_retries_then_dead_letter_then_replay_from_the_cli(tmp_path) -> None:
+    from gateway.notices import NoticeEngine
+    from gateway.outbox import Outbox
+
+    path = str(tmp_path / "notices.sqlite")
+    outbox = await Outbox.open(path)
+    engine = NoticeEngine(_notices_config(debounce_seconds=0), outbox)
+    async with webhook_receiver() as hook:
+        await engine.start()
+        try:
+            e = await outbox.add_endpoint("C-1", "webhook", hook.url, now=time.time())
+            hook.secret = e.secret
+            hook.fail = 100  # the receiver is broken
+            [nid] = await outbox.record([_decision("0000000001", "C-1")], time.time(), 0.0, lambda o, n: o + n)
+            engine.wake()
+            await until(lambda: engine.metrics.dead.labels("webhook")._value.get() == 1)
+            [(delivery, notice)] = await outbox.dead()
+            assert notice.id == nid and delivery.attempts == 3 and "HTTP 503" in delivery.last_error
+            assert len(hook.received) == 0
+
+            # The operator lists and replays it, from another process, while the gateway runs.
+            listed = await _cli("notices", "dead", "--outbox", path, "--json")
+            assert f'"notice": "{nid}"' in listed and '"attempts": 3' in listed
+            hook.fail = 0
+            replayed = await _cli("notices", "replay", str(delivery.id), "--outbox", path)
+            assert "1 deliveries handed back" in replayed
+            await until(lambda: hook.ids() == [nid])
+            assert hook.received[0].payload["data"]["items"][0]["kind"] == "SHIPPED"
+            assert await outbox.dead() == []
+            counts = await outbox.counts()
+            assert counts["sent"] == 1 and counts["dead"] == 0
+        finally:
+            await engine.stop()
+            await outbox.close()
+
+
+async def _cli(*args: str) -> str:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_critical_exception_unacknowledged_is_told_internally_once(tmp_path) -> None:
+    from gateway.notices import NoticeEngine
+    from gateway.outbox import Outbox
+    from resolvers.enums import ExceptionKind, Severity
+    from resolvers.exceptions import Detection, ExceptionRecord, RootCause
+
+    def record(eid_root: str, severity: Severity) -> ExceptionRecord:
+        root = RootCause("mes", "WorkCenter", eid_root, "Press line")
+        d = Detection(
+            ExceptionKind.MACHINE_DOWN, root, "0000000001", "C-1", "STRATEGIC", severity, 3, 1000.0, 1000.0, "EUR",
+            dt.date(2024, 5, 24), dt.date(2024, 5, 29), (eid_root,), "WC down", "Your order is delayed",
+        )  # fmt: skip
+        r = ExceptionRecord(d.id, d.kind, root, dt.datetime(2024, 5, 15, tzinfo=dt.UTC))
+        r.affected[d.sales_order] = d
+        return r
+
+    class OpenExceptions:  # what the tracker answers: its open set
+        def __init__(self) -> None:
+            self.records = [record("WC-10", Severity.CRITICAL), record("WC-20", Severity.CRITICAL), record("WC-30", Severity.HIGH)]
+
+        def open_exceptions(self) -> list[ExceptionRecord]:
+            return self.records
+
+    sink = await SmtpSink().start()
+    outbox = await Outbox.open(str(tmp_path / "n.sqlite"))
+    clock = Clock()
+    acknowledged = {"MACHINE_DOWN:mes:WC-20"}
+    engine = NoticeEngine(
+        _notices_config(smtp_host="127.0.0.1", smtp_port=sink.port, critical_unacknowledged_minutes=10,
+                        internal_emails=["planning@plant.example"]),  # fmt: skip
+        outbox, exceptions=OpenExceptions(), is_acknowledged=lambda eid: eid in acknowledged, wall_clock=clock,
+    )  # fmt: skip
+    await engine.start()
+    try:
+        assert await engine.check_critical() == 0  # seen now
+        clock.now += 9 * 60
+        assert await engine.check_critical() == 0  # not yet ten minutes
+        clock.now += 61
+        assert await engine.check_critical() == 1  # WC-10 only: WC-20 is acknowledged, WC-30 not critical
+        clock.now += 3600
+        assert await engine.check_critical() == 0  # told once
+        await engine.dispatch_once()
+        await until(lambda: len(sink.messages) == 1)
+        mail = sink.messages[0]
+        assert mail.rcpt_tos == ("planning@plant.example",) and "MACHINE_DOWN:mes:WC-10" in mail.subject
+    finally:
+        await engine.stop()
+        await outbox.close()
+        await sink.close()
