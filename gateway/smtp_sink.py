@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import email
 import email.policy
+import logging
 import time
 from email.message import EmailMessage
 from typing import Any
@@ -74,6 +75,8 @@ class SmtpSink:
         return "250 OK"
 
     async def start(self) -> SmtpSink:
+        # aiosmtpd logs every SMTP command at INFO: one sink line per message is enough.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: SMTP(self, hostname="ordergraph-sink", enable_SMTPUTF8=True, decode_data=False),
