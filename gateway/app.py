@@ -223,11 +223,16 @@ class Gateway:
         nc = self.config.notices
         if not nc.enabled:
             return
-        if self.config.scaleout.redis_url:
-            log.warning("notices are off: [scaleout] replicas share no notices outbox yet, and each would send them")
-            return
-        path = outbox_path(nc.outbox_path, self.config.events.journal_path)
-        outbox = await Outbox.open(path)
+        sc = self.config.scaleout
+        outbox: Any
+        if sc.redis_url:
+            # Replicas share one outbox: each notice decided, released and sent once.
+            from .redis_outbox import RedisOutbox
+
+            lease = max(30.0, 3 * nc.timeout_seconds)
+            outbox = await RedisOutbox.open(sc.redis_url, prefix=f"{sc.key_prefix}notices:", lease_seconds=lease)
+        else:
+            outbox = await Outbox.open(outbox_path(nc.outbox_path, self.config.events.journal_path))
         self.notices = NoticeEngine(
             nc,
             outbox,

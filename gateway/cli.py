@@ -710,20 +710,34 @@ def cmd_notices(args: argparse.Namespace) -> int:
     from .notices import outbox_path
     from .outbox import Outbox
 
+    redis_url = prefix = ""
     try:
         if args.outbox:
             path = args.outbox
         else:
             cfg = load_config(args.config)
             path = outbox_path(cfg.notices.outbox_path, cfg.events.journal_path)
-        if path == ":memory:" or not Path(path).is_file():
+            redis_url, prefix = cfg.scaleout.redis_url, f"{cfg.scaleout.key_prefix}notices:"
+        if not redis_url and (path == ":memory:" or not Path(path).is_file()):
             raise ConfigError(f"no notices outbox at {path}: run this where the gateway runs, or name it with --outbox")
     except ConfigError as exc:
         print(f"ordergraph notices: {exc}", file=sys.stderr)
         return 2
 
+    async def open_outbox() -> Any:
+        if not redis_url:
+            return await Outbox.open(path)
+        from redis.exceptions import RedisError
+
+        from .redis_outbox import RedisOutbox
+
+        try:
+            return await RedisOutbox.open(redis_url, prefix=prefix)
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"cannot reach the notices outbox on Redis at {redis_url}: {exc}") from exc
+
     async def main() -> int:
-        outbox = await Outbox.open(path)
+        outbox = await open_outbox()
         try:
             if args.action == "dead":
                 dead = await outbox.dead(limit=args.limit)
@@ -750,6 +764,9 @@ def cmd_notices(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(main())
+    except ConfigError as exc:
+        print(f"ordergraph notices: {exc}", file=sys.stderr)
+        return 2
     except sqlite3.Error as exc:
         print(f"ordergraph notices: cannot use the outbox: {exc}", file=sys.stderr)
         return 2
@@ -865,7 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
     notices.add_argument("ids", nargs="*", type=int, metavar="ID", help="replay: the deliveries' ids")
     notices.add_argument("--all", action="store_true", help="replay: every dead delivery")
     notices.add_argument("--outbox", help="the outbox file (default: [notices] outbox_path, else beside the journal)")
-    notices.add_argument("--config", help="TOML configuration file")
+    notices.add_argument("--config", help="TOML configuration file ([scaleout] redis_url: the outbox on Redis)")
     notices.add_argument("--limit", type=int, default=100, help="dead: list at most this many (default 100)")
     notices.add_argument("--json", action="store_true", help="dead: one JSON object per line")
     notices.set_defaults(func=cmd_notices)

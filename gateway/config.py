@@ -255,7 +255,7 @@ class NoticesConfig:
 
     enabled: bool = True
     # SQLite outbox; empty: beside the journal (<journal>.notices.sqlite), in memory when
-    # the journal is. Notices are not yet shared across replicas: with [scaleout] they are off.
+    # the journal is. With [scaleout] redis_url the outbox is on that Redis, shared.
     outbox_path: str = ""
     date_move_working_days: int = 1  # a predicted date past the promise (or a further move) by this much
     delayed: bool = True

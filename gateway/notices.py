@@ -51,7 +51,7 @@ from resolvers.notice_rules import (
 from resolvers.prediction import PredictionParams
 
 from .notice_channels import DeliveryError, send_email, send_webhook
-from .outbox import INTERNAL, Decision, Endpoint, Notice, Outbox
+from .outbox import INTERNAL, Decision, Endpoint, Notice
 
 log = logging.getLogger("ordergraph.notices")
 
@@ -84,7 +84,7 @@ class NoticeEngine:
     def __init__(
         self,
         config: Any,  # gateway.config.NoticesConfig
-        outbox: Outbox,
+        outbox: Any,  # gateway.outbox.Outbox, or gateway.redis_outbox.RedisOutbox with [scaleout]
         *,
         prediction_params: PredictionParams = PredictionParams(),
         registry: CollectorRegistry | None = None,
@@ -193,7 +193,7 @@ class NoticeEngine:
                 "promised": facts.promised.isoformat(),
                 "predicted": facts.predicted.isoformat() if facts.predicted else None,
             }
-            decisions.append(Decision(facts.sales_order, facts.customer, state.to_json(), items, context))
+            decisions.append(Decision(facts.sales_order, facts.customer, state.to_json(), items, context, expected=known))
         if decisions:
             await self.outbox.record(decisions, self.wall_clock(), self.config.debounce_seconds, merge)
         if items_decided:

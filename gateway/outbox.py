@@ -152,6 +152,10 @@ class Decision:
     state: dict[str, Any]
     items: list[dict[str, Any]]
     context: dict[str, Any]
+    # The state this decision was made against (None: the order had none). A shared
+    # outbox (gateway/redis_outbox.py) applies a decision only if the state is still
+    # this one, so replicas deciding on the same event decide once.
+    expected: dict[str, Any] | None = None
 
 
 Merge = Callable[[list[dict[str, Any]], list[dict[str, Any]]], list[dict[str, Any]]]
