@@ -241,6 +241,8 @@ class NoticeMutation:
         engine = _engine(info)
         customer = _customer(info, input.customer_id)
         target = _check_target(input.channel, input.target, engine.config.allow_http_webhooks)
+        if input.channel is NotificationChannel.EMAIL and not engine.config.smtp_host:
+            raise _bad("this gateway sends no email ([notices] smtp_host is not set); register a webhook.")
         existing = await engine.outbox.endpoints(customer)
         if len(existing) >= MAX_ENDPOINTS_PER_CUSTOMER:
             raise _bad(f"at most {MAX_ENDPOINTS_PER_CUSTOMER} endpoints per customer; remove one first.")

@@ -168,6 +168,11 @@ async def test_shipped_and_delivered_reach_email_and_verified_webhook(env) -> No
     body = await me.data(NOTICES, {"order": so})
     assert [n["items"][-1]["kind"] for n in body["notices"]][:2] == ["DELIVERED", "SHIPPED"]
     assert all(d["status"] == "sent" for n in body["notices"] for d in n["deliveries"])
+    async with http.get(f"{url}/metrics") as resp:
+        metrics = await resp.text()
+    sent = [line for line in metrics.splitlines() if line.startswith('ordergraph_notices_sent_total{channel="webhook"}')]
+    assert sent and float(sent[0].split()[-1]) == len(hook.received)
+    assert "ordergraph_notices_retrying 0.0" in metrics and "ordergraph_notices_dead_letters 0.0" in metrics
 
 
 async def test_a_late_truck_tells_the_customer_the_new_date_in_working_days(env) -> None:
@@ -420,3 +425,36 @@ async def test_critical_exception_unacknowledged_is_told_internally_once(tmp_pat
         await engine.stop()
         await outbox.close()
         await sink.close()
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("[notices]\nmax_attempts = 0\n", "notices.max_attempts"),
+        ("[notices]\ndebounce_seconds = -1\n", "notices.debounce_seconds"),
+        ("[notices]\ninternal_webhook_url = \"ftp://x\"\n", "notices.internal_webhook_url"),
+        ("[notices]\nsmtp_hots = \"x\"\n", "unknown setting 'smtp_hots'"),
+    ],
+)
+def test_bad_notices_settings_are_one_line_errors(tmp_path, toml, message) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "notices", "dead", "--config", str(config)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_email_endpoints_need_an_smtp_server(plant, http) -> None:
+    async with running_gateway(plant.url, notices={"smtp_host": ""}) as (url, _app):
+        client = GraphQLClient(url, http)
+        status, body = await client.post(REGISTER, {"input": {"channel": "EMAIL", "target": "a@b.example", "customerId": "17100001"}})
+        assert status == 200 and body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "smtp_host" in body["errors"][0]["message"]
+        status, body = await client.post(REGISTER, {"input": {"channel": "WEBHOOK", "target": "http://127.0.0.1:9/h", "customerId": "17100001"}})
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"  # https only by default
+        assert "https" in body["errors"][0]["message"]
