@@ -1,10 +1,12 @@
 """GraphQL for proactive notices: customers' endpoints and preferences, notices sent.
 
 A customer viewer manages and reads its own only: ``customerId`` may be left out (its
-own) or name itself; naming another customer is FORBIDDEN, whether that customer exists
-or not. Internal roles name the customer (``customerId``) and may read every notice.
-The policy layer's guard (``resolvers/policy.py`` OWNERS) drops any other customer's
-value as a last line.
+own) or name itself. As everywhere in the policy layer, another customer's data reads
+like data that does not exist: its endpoints and notices are an empty list, its endpoint
+ids change nothing (``false`` / ``null``), whether that customer exists or not; to
+register for another customer is refused (BAD_USER_INPUT: nothing is stored). Internal
+roles name the customer (``customerId``) and may read every notice. The policy layer's
+guard (``resolvers/policy.py`` OWNERS) drops any other customer's value as a last line.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from graphql import GraphQLError
 from strawberry import Info
 
 from . import notice_rules
-from .policy import forbidden
+from .policy import NO_MATCH, customer_filter
 
 MAX_ENDPOINTS_PER_CUSTOMER = 20
 MAX_TARGET_LENGTH = 500
@@ -122,13 +124,13 @@ def _engine(info: Info) -> Any:
     return ctx.notices
 
 
-def _customer(info: Info, requested: Any) -> str:
-    """The customer acted for: a customer's own; another is FORBIDDEN."""
+def _customer(info: Info, requested: Any) -> str | None:
+    """The customer acted for: a customer viewer's own; None when a customer names
+    another (the caller answers as for a customer with nothing)."""
     viewer = info.context.viewer
     if viewer.is_customer:
-        if requested is not None and str(requested) != viewer.customer:
-            raise forbidden("A customer manages and reads its own notices only.")
-        return viewer.customer
+        pinned = customer_filter(viewer, None if requested is None else str(requested))
+        return None if pinned is NO_MATCH else str(pinned)
     if requested is None or not str(requested).strip():
         raise GraphQLError("`customerId` is required for internal roles.", extensions={"code": "BAD_USER_INPUT"})
     return info.context.check_key("Customer", str(requested), "customerId")
@@ -214,6 +216,8 @@ class NoticeQuery:
     async def notification_endpoints(self, info: Info, customer_id: strawberry.ID | None = None) -> list[NotificationEndpoint]:
         engine = _engine(info)
         customer = _customer(info, customer_id)
+        if customer is None:
+            return []
         return [endpoint_type(e) for e in await engine.outbox.endpoints(customer)]
 
     @strawberry.field(
@@ -226,6 +230,8 @@ class NoticeQuery:
         engine = _engine(info)
         viewer = info.context.viewer
         customer = _customer(info, customer_id) if viewer.is_customer or customer_id is not None else None
+        if customer is None and viewer.is_customer:
+            return []
         first = max(1, min(first, 500))
         rows = await engine.outbox.notices(customer, subject=str(order_id) if order_id else None, limit=first)
         return [notice_type(n, ds) for n, ds in rows]
@@ -240,6 +246,8 @@ class NoticeMutation:
     async def register_notification_endpoint(self, info: Info, input: NotificationEndpointInput) -> EndpointRegistration:
         engine = _engine(info)
         customer = _customer(info, input.customer_id)
+        if customer is None:
+            raise _bad("`customerId`: a customer registers endpoints for itself only (leave customerId out).")
         target = _check_target(input.channel, input.target, engine.config.allow_http_webhooks)
         if input.channel is NotificationChannel.EMAIL and not engine.config.smtp_host:
             raise _bad("this gateway sends no email ([notices] smtp_host is not set); register a webhook.")
@@ -258,32 +266,34 @@ class NoticeMutation:
         )
         return EndpointRegistration(endpoint=endpoint_type(e), signing_secret=e.secret or None)
 
-    @strawberry.mutation(description="Change which notices an endpoint gets, and its language.")
+    @strawberry.mutation(description="Change which notices an endpoint gets, and its language; null when there is no such endpoint.")
     async def set_notification_preferences(
         self, info: Info, id: strawberry.ID, kinds: list[NoticeKind] | None = None, language: NoticeLanguage | None = None
-    ) -> NotificationEndpoint:
+    ) -> NotificationEndpoint | None:
         engine = _engine(info)
         e = await _own_endpoint(info, engine, str(id))
+        if e is None:
+            return None
         await engine.outbox.update_endpoint(
             e.id,
             kinds=None if kinds is None else [k.value for k in kinds if k.value in notice_rules.CUSTOMER_KINDS],
             language=language.value if language else False,
         )
         updated = await engine.outbox.endpoint(e.id)
-        return endpoint_type(updated)
+        return endpoint_type(updated) if updated is not None else None
 
-    @strawberry.mutation(description="Remove an endpoint; its undelivered notices are dropped.")
+    @strawberry.mutation(description="Remove an endpoint (its undelivered notices are dropped); false when there is none.")
     async def remove_notification_endpoint(self, info: Info, id: strawberry.ID) -> bool:
         engine = _engine(info)
         e = await _own_endpoint(info, engine, str(id))
-        return await engine.outbox.remove_endpoint(e.id)
+        return e is not None and await engine.outbox.remove_endpoint(e.id)
 
 
 async def _own_endpoint(info: Info, engine: Any, endpoint_id: str) -> Any:
-    """The endpoint, if the viewer may change it: another customer's answers like a
-    missing one (NOT_FOUND), so ids cannot be probed."""
+    """The endpoint, if the viewer may change it; None otherwise: another customer's
+    answers like a missing one, so ids cannot be probed."""
     e = await engine.outbox.endpoint(endpoint_id)
     viewer = info.context.viewer
-    if e is None or (viewer.is_customer and e.customer != viewer.customer) or (e.customer == "" and viewer.is_customer):
-        raise GraphQLError(f"No notification endpoint {endpoint_id!r}.", extensions={"code": "NOT_FOUND"})
+    if e is None or (viewer.is_customer and e.customer != viewer.customer):
+        return None
     return e

@@ -35,7 +35,7 @@ query Notices($customer: ID, $order: ID) {
     deliveries { channel target status attempts lastError }
   }
 }"""
-ENDPOINTS = "query E($customer: ID) { notificationEndpoints(customerId: $customer) { id customerId target } }"
+ENDPOINTS = "query E($customer: ID) { notificationEndpoints(customerId: $customer) { id customerId target kinds } }"
 
 
 def token(role: str, customer: str | None = None) -> str:
@@ -220,23 +220,24 @@ async def test_a_customer_cannot_register_for_or_read_another_customer(env) -> N
     theirs = await register(service, "EMAIL", "orders@bob.example", customerId=b)
     assert theirs["endpoint"]["customerId"] == b
 
-    # Registering for another customer: FORBIDDEN, nothing stored.
+    # Registering for another customer: refused, nothing stored.
     body = await alice.post(REGISTER, {"input": {"channel": "EMAIL", "target": "x@evil.example", "customerId": b}})
-    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and body["data"] is None
     assert [e["target"] for e in (await bob.data(ENDPOINTS))["notificationEndpoints"]] == ["orders@bob.example"]
-    # Reading another's endpoints or notices: FORBIDDEN; without customerId: one's own only.
-    for query in (ENDPOINTS, NOTICES):
-        body = await alice.post(query, {"customer": b})
-        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+    # Reading another's endpoints or notices: nothing, as for a customer that does not
+    # exist; without customerId: one's own only.
+    for customer in (b, "99999999"):
+        data = await alice.data(ENDPOINTS, {"customer": customer})
+        assert data["notificationEndpoints"] == []
     assert [e["id"] for e in (await alice.data(ENDPOINTS))["notificationEndpoints"]] == [mine["endpoint"]["id"]]
     # Another's endpoint cannot be changed or removed: it answers like one that does not exist.
-    for mutation in (
-        'mutation { removeNotificationEndpoint(id: "%s") }',
-        'mutation { setNotificationPreferences(id: "%s", kinds: [DELIVERED]) { id } }',
-    ):
-        body = await alice.post(mutation % theirs["endpoint"]["id"])
-        assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
-    assert len((await bob.data(ENDPOINTS))["notificationEndpoints"]) == 1
+    remove = 'mutation { removeNotificationEndpoint(id: "%s") }'
+    prefs = 'mutation { setNotificationPreferences(id: "%s", kinds: [DELIVERED]) { id kinds } }'
+    for endpoint_id in (theirs["endpoint"]["id"], "ep_nothing"):
+        assert (await alice.data(remove % endpoint_id))["removeNotificationEndpoint"] is False
+        assert (await alice.data(prefs % endpoint_id))["setNotificationPreferences"] is None
+    assert [e["kinds"] for e in (await bob.data(ENDPOINTS))["notificationEndpoints"]] == [[]]
+    assert (await alice.data(prefs % mine["endpoint"]["id"]))["setNotificationPreferences"]["kinds"] == ["DELIVERED"]
 
     # Notices: bob's order changes; alice sees none of it, bob and the service see it.
     gw = app.state.gateway
@@ -245,6 +246,8 @@ async def test_a_customer_cannot_register_for_or_read_another_customer(env) -> N
         [_decision(so_b, b)], time.time(), 0.0, lambda old, new: old + new
     )
     assert (await alice.data(NOTICES))["notices"] == []
+    assert (await alice.data(NOTICES, {"customer": b}))["notices"] == []
+    assert (await alice.data(NOTICES, {"order": so_b}))["notices"] == []
     assert [n["orderId"] for n in (await bob.data(NOTICES))["notices"]] == [so_b]
     assert [n["customerId"] for n in (await service.data(NOTICES, {"customer": b}))["notices"]] == [b]
 
