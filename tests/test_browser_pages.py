@@ -180,12 +180,13 @@ async def test_portal_manages_own_notification_endpoints_and_notices_page_lists_
                 assert sorted(e.channel for e in stored) == ["email", "webhook"]
                 # Only delivered notices by email: untick the other kinds one by one.
                 email_row = "#notifications .endpoint:has-text('orders@portal-test.example')"
+                left = ["DELIVERY_DELAYED", "BACK_ON_TRACK", "SHIPPED", "DELIVERED"]
                 for kind in ("DELIVERY_DELAYED", "BACK_ON_TRACK", "SHIPPED"):
                     await page.uncheck(f"{email_row} input[value={kind}]")
+                    left.remove(kind)
+                    # Saved, and the card drawn again from what was saved, before the next click.
+                    await _wait(lambda: _has_kinds(engine, a, tuple(left)), what=f"kinds {left} saved")
                     await page.wait_for_selector(f"{email_row} input[value={kind}]:not(:checked)")
-                await _wait(
-                    lambda: _kinds_of(engine, a, "email"), what="the email endpoint's kinds saved"
-                )
                 assert await _kinds_of(engine, a, "email") == ("DELIVERED",)
                 await page.click("#notifications .endpoint:has-text('127.0.0.1:9') button:text('Remove')")
                 await page.wait_for_selector("#notifications .message:has-text('Removed')")
@@ -216,6 +217,10 @@ async def _kinds_of(engine, customer: str, channel: str):
         if e.channel == channel and e.kinds:
             return e.kinds
     return None
+
+
+async def _has_kinds(engine, customer: str, kinds: tuple) -> bool:
+    return await _kinds_of(engine, customer, "email") == kinds
 
 
 async def _async_true(value):
