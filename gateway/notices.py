@@ -56,6 +56,7 @@ from .outbox import INTERNAL, Decision, Endpoint, Notice
 log = logging.getLogger("ordergraph.notices")
 
 IsAcknowledged = Callable[[str], bool]
+SENDS_AT_ONCE = 16
 
 
 def nothing_acknowledged(exception_id: str) -> bool:
@@ -113,6 +114,9 @@ class NoticeEngine:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[int] = set()
+        # Sends at once, whatever the backlog: a plant's mail relay or a customer's
+        # receiver is not flooded after an outage.
+        self._sending = asyncio.Semaphore(SENDS_AT_ONCE)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -285,7 +289,8 @@ class NoticeEngine:
             try:
                 if endpoint is None:
                     raise DeliveryError("endpoint removed")
-                await self._send(notice, endpoint)
+                async with self._sending:
+                    await self._send(notice, endpoint)
             except DeliveryError as exc:
                 await self._failed(delivery, str(exc))
             except Exception as exc:  # a bug in rendering or sending: retried, then parked

@@ -151,11 +151,28 @@ def _check_target(channel: NotificationChannel, target: str, allow_http: bool) -
             raise _bad(f"`target`: a webhook needs an {' or '.join(schemes)} URL with a host.")
         if parts.username or parts.password:
             raise _bad("`target`: no credentials in the URL.")
+        if not allow_http and _private_address(parts.hostname):
+            raise _bad("`target`: not a public address (the plant's own network needs [notices] allow_http_webhooks).")
     else:
         local, _, domain = target.partition("@")
         if not local or "." not in domain or any(c in target for c in " <>,;\r\n\"'"):
             raise _bad("`target`: an email address like orders@example.com.")
     return target
+
+
+def _private_address(host: str) -> bool:
+    """An IP literal of loopback, private or link-local networks, or ``localhost``: a
+    customer's webhook must not make the gateway call into the plant's own network.
+    (Host names are resolved only when sending; they are not checked here.)"""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_unspecified
 
 
 def endpoint_type(e: Any) -> NotificationEndpoint:

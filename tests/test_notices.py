@@ -251,6 +251,12 @@ async def test_a_customer_cannot_register_for_or_read_another_customer(env) -> N
     assert [n["orderId"] for n in (await bob.data(NOTICES))["notices"]] == [so_b]
     assert [n["customerId"] for n in (await service.data(NOTICES, {"customer": b}))["notices"]] == [b]
 
+    # The internal page's feed is for internal roles only.
+    async with http.get(f"{url}/notices/feed", headers=alice.headers) as resp:
+        assert resp.status == 403
+    async with http.get(f"{url}/notices/feed", headers=service.headers) as resp:
+        assert resp.status == 200 and so_b in [n["subject"] for n in (await resp.json())["notices"]]
+
     # Bad input: a clear 4xx-style error, nothing stored.
     for target, channel in (("ftp://x.example/hook", "WEBHOOK"), ("not-an-address", "EMAIL")):
         body = await alice.post(REGISTER, {"input": {"channel": channel, "target": target}})
@@ -461,3 +467,6 @@ async def test_email_endpoints_need_an_smtp_server(plant, http) -> None:
         status, body = await client.post(REGISTER, {"input": {"channel": "WEBHOOK", "target": "http://127.0.0.1:9/h", "customerId": "17100001"}})
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"  # https only by default
         assert "https" in body["errors"][0]["message"]
+        for target in ("https://127.0.0.1/h", "https://10.1.2.3/h", "https://[::1]/h", "https://localhost/h"):
+            status, body = await client.post(REGISTER, {"input": {"channel": "WEBHOOK", "target": target, "customerId": "17100001"}})
+            assert "not a public address" in body["errors"][0]["message"], target
