@@ -232,7 +232,6 @@ def email_message(notice: Notice, endpoint: Endpoint, *, sender: str, portal_url
     domain = sender.rsplit("@", 1)[-1].strip("> ") or "ordergraph.invalid"
     msg["Message-ID"] = f"<{notice.id}@{domain}>"
     msg["X-Ordergraph-Notice"] = notice.id
-    msg["Content-Language"] = language
     footer = _WORDS[language]["footer"] if notice.customer else ""
     msg.set_content("\n\n".join([*paragraphs, footer]).strip() + "\n")
     body = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
@@ -243,6 +242,7 @@ def email_message(notice: Notice, endpoint: Endpoint, *, sender: str, portal_url
         f"<body>{body}</body></html>",
         subtype="html",
     )
+    msg["Content-Language"] = language  # after the bodies: setting content drops Content-* headers
     return msg
 
 

@@ -152,7 +152,7 @@ async def test_shipped_and_delivered_reach_email_and_verified_webhook(env) -> No
     assert mail.rcpt_tos == ("orders@customer.example",)
     assert mail.message_id == f"<{shipped.webhook_id}@plant.example>"  # one idempotency key per notice
     assert "versandt" in mail.subject and tracking in mail.body("plain") and tracking in mail.body("html")
-    assert "hat unser Werk verlassen" in mail.body("plain")
+    assert "hat unser Werk verlassen" in mail.body("plain") and mail.message["Content-Language"] == "de"
 
     # On to the customer's door: one DELIVERED notice once the records say delivered.
     for _ in range(6):
