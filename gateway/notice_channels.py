@@ -53,12 +53,14 @@ _WORDS: dict[str, dict[str, str]] = {
         "subject": "Your order {order}: {what}",
         "greeting": "Dear {name},",
         "order": "order {order}",
+        "order_of": "order {order}",
         "reference": " (your reference {po})",
         DELIVERY_DELAYED: "We now expect to deliver your {order_words} on {predicted}, later than the {promised} we confirmed. We are sorry for the delay and will tell you when this changes.",
         DELIVERY_DELAYED + ":again": "The expected delivery of your {order_words} has moved from {previous} to {predicted} (confirmed: {promised}).",
         BACK_ON_TRACK: "Good news: your {order_words} is back on schedule. We expect to deliver it by the confirmed date, {promised}.",
         SHIPPED: "Your {order_words} has left our plant.",
         "tracking": "Track it with {carrier}: {number}",
+        "tracking_done": "Delivered by {carrier}, tracking number {number}",
         DELIVERED: "Your {order_words} has been delivered in full{when}.",
         "delivered_when": " on {date}",
         "subject_" + DELIVERY_DELAYED: "new expected delivery date",
@@ -73,13 +75,15 @@ _WORDS: dict[str, dict[str, str]] = {
         "subject": "Ihr Auftrag {order}: {what}",
         "greeting": "Sehr geehrte Damen und Herren von {name},",
         "order": "Auftrag {order}",
+        "order_of": "Auftrags {order}",  # genitive: die Lieferung Ihres Auftrags …
         "reference": " (Ihre Bestellnummer {po})",
-        DELIVERY_DELAYED: "Wir erwarten die Lieferung Ihres {order_words} nun am {predicted}, später als der bestätigte {promised}. Wir bitten die Verzögerung zu entschuldigen und melden uns, sobald sich etwas ändert.",
-        DELIVERY_DELAYED + ":again": "Der erwartete Liefertermin Ihres {order_words} hat sich vom {previous} auf den {predicted} verschoben (bestätigt: {promised}).",
+        DELIVERY_DELAYED: "Wir erwarten die Lieferung Ihres {order_of} nun am {predicted}, später als der bestätigte {promised}. Wir bitten die Verzögerung zu entschuldigen und melden uns, sobald sich etwas ändert.",
+        DELIVERY_DELAYED + ":again": "Der erwartete Liefertermin Ihres {order_of} hat sich vom {previous} auf den {predicted} verschoben (bestätigt: {promised}).",
         BACK_ON_TRACK: "Gute Nachricht: Ihr {order_words} liegt wieder im Plan. Wir erwarten die Lieferung zum bestätigten Termin, {promised}.",
         SHIPPED: "Ihr {order_words} hat unser Werk verlassen.",
         "tracking": "Sendungsverfolgung bei {carrier}: {number}",
-        DELIVERED: "Ihr {order_words} wurde vollständig zugestellt{when}.",
+        "tracking_done": "Zugestellt von {carrier}, Sendungsnummer {number}",
+        DELIVERED: "Ihr {order_words} wurde{when} vollständig zugestellt.",
         "delivered_when": " am {date}",
         "subject_" + DELIVERY_DELAYED: "neuer voraussichtlicher Liefertermin",
         "subject_" + BACK_ON_TRACK: "wieder im Plan",
@@ -114,12 +118,15 @@ def render(notice: Notice, language: str, *, portal_url: str = "") -> tuple[str,
     w = _WORDS.get(language, _WORDS["en"])
     order = notice.subject
     po = notice.context.get("purchaseOrder")
-    order_words = w["order"].format(order=order) + (w["reference"].format(po=po) if po else "")
+    reference = w["reference"].format(po=po) if po else ""
+    order_words = w["order"].format(order=order) + reference
+    order_of = w["order_of"].format(order=order) + reference
     paragraphs = [w["greeting"].format(name=notice.context.get("customerName") or notice.customer)]
     for item in notice.items:
         kind = item["kind"]
         fields = {
             "order_words": order_words,
+            "order_of": order_of,
             "predicted": format_date(item.get("predicted"), language),
             "promised": format_date(item.get("promised"), language),
             "previous": format_date(item.get("previous"), language),
@@ -137,7 +144,8 @@ def render(notice: Notice, language: str, *, portal_url: str = "") -> tuple[str,
                 text = w[DELIVERED].format(
                     when=w["delivered_when"].format(date=format_date(when, language)) if when else "", **fields
                 )
-            lines = [w["tracking"].format(carrier=carrier, number=number) for carrier, number in item.get("tracking") or []]
+            line = w["tracking"] if kind == SHIPPED else w["tracking_done"]
+            lines = [line.format(carrier=carrier, number=number) for carrier, number in item.get("tracking") or []]
             paragraphs.append("\n".join([text, *lines]))
     if portal_url:
         paragraphs.append(w["portal"].format(url=portal_url))
