@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from starlette.applications import Starlette
@@ -44,6 +44,8 @@ from .journal import Journal
 from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
 from .mqtt import ShopFloorConsumer, WorkCenterStaleness
+from .notices import NoticeEngine, nothing_acknowledged, outbox_path
+from .outbox import Outbox
 from .response_cache import ResponseCache
 
 if TYPE_CHECKING:
@@ -83,6 +85,11 @@ class Gateway:
         self.processor: EventProcessor | None = None
         self.hub: Hub | None = None
         self.exceptions: ExceptionTracker | None = None
+        # Proactive notices (gateway/notices.py); None when [notices] is off.
+        self.notices: NoticeEngine | None = None
+        # Whether an exception is acknowledged, for the internal notice rule (the exception
+        # workflow's store answers; until then nothing is acknowledged).
+        self.is_acknowledged: Callable[[str], bool] = nothing_acknowledged
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
@@ -210,6 +217,7 @@ class Gateway:
         self.http.before_read = self.fence.sync if self.fence is not None else None
         self.hub.start()
         self.processor.start()
+        await self._start_notices()
         # Exceptions: evaluated once for every order, then as events change orders.
         self.exceptions = ExceptionTracker(
             self.context,
@@ -218,6 +226,7 @@ class Gateway:
             publish=self.hub.exceptions.publish,
             stale_sources=self.stale_sources,
             prediction_params=self.prediction_params,
+            observe=self.notices.observe if self.notices is not None else None,
         )
         self.exceptions.start()
         warn_if_development(self.config)
@@ -226,11 +235,37 @@ class Gateway:
                 self.config.mqtt, self.ingress, self.registry, self.shop_floor_stale, plant_clock=self.domain_clock
             )
             self.mqtt.start()
+        if self.notices is not None:
+            self.notices.exceptions = self.exceptions
+            await self.notices.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
         self._gc_task = (
             asyncio.create_task(self._freeze_periodically(), name="ordergraph-gc-freeze")
             if self.config.gateway.gc_freeze_seconds > 0
             else None
+        )
+
+    async def _start_notices(self) -> None:
+        """The notices outbox and engine, unless ``[notices] enabled = false``."""
+        nc = self.config.notices
+        if not nc.enabled:
+            return
+        sc = self.config.scaleout
+        outbox: Any
+        if sc.redis_url:
+            # Replicas share one outbox: each notice decided, released and sent once.
+            from .redis_outbox import RedisOutbox
+
+            lease = max(30.0, 3 * nc.timeout_seconds)
+            outbox = await RedisOutbox.open(sc.redis_url, prefix=f"{sc.key_prefix}notices:", lease_seconds=lease)
+        else:
+            outbox = await Outbox.open(outbox_path(nc.outbox_path, self.config.events.journal_path))
+        self.notices = NoticeEngine(
+            nc,
+            outbox,
+            prediction_params=self.prediction_params,
+            registry=self.metrics.registry,
+            is_acknowledged=lambda eid: self.is_acknowledged(eid),
         )
 
     async def _cursor_key(self) -> bytes:
@@ -344,6 +379,10 @@ class Gateway:
             await self.mqtt.stop()
         if self.exceptions is not None:
             await self.exceptions.stop()
+        if self.notices is not None:
+            await self.notices.stop()
+            await self.notices.outbox.close()
+            self.notices = None
         if self.processor is not None:
             await self.processor.stop()
         if self.hub is not None:
@@ -406,6 +445,7 @@ class Gateway:
             prediction_params=self.prediction_params,
             cursors=self.cursors,
             stale_work_centers=self.shop_floor_stale,
+            notices=self.notices,
         )
 
     async def ws_viewer(self, init_payload: dict) -> Viewer:
@@ -487,11 +527,13 @@ def create_app(
     clock: Callable[[], dt.datetime] = utc_now,
     bus: Bus | None = None,
     domain_clock: Callable[[], dt.datetime] | None = None,
+    mailbox: Any = None,
 ) -> Starlette:
     """Build the gateway's ASGI app; ``app.state.gateway`` is its ``Gateway``.
 
     ``domain_clock``: the time domain rules run on (default ``clock``); the demo passes the
-    simulated plant's accelerated clock.
+    simulated plant's accelerated clock. ``mailbox``: the demo's SMTP sink
+    (``gateway/smtp_sink.py``), listed on ``/notices``.
     """
     gateway = Gateway(config, clock=clock, bus=bus, domain_clock=domain_clock)
     subs = config.subscriptions
@@ -597,6 +639,14 @@ def create_app(
             report = {"status": report["status"]}
         return JSONResponse(report, status_code=200 if ready else 503)
 
+    async def notices_feed(request: Request) -> Response:
+        # Internal: every notice decided, its deliveries, and the demo's mailbox.
+        from .notice_pages import feed
+
+        if not await gateway.internal_viewer(request):
+            return JSONResponse({"error": "an internal role's token is needed"}, status_code=403)
+        return JSONResponse(await feed(gateway, mailbox, limit=request.query_params.get("limit", "200")))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
@@ -616,6 +666,8 @@ def create_app(
             Route("/carriers/edi214", edi214_endpoint(gateway), methods=["POST"]),
             Route("/portal", page),
             Route("/board", page),
+            Route("/notices", page),
+            Route("/notices/feed", notices_feed),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", gateway.metrics.endpoint),

@@ -409,16 +409,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _demo_auth(cfg, args)
         if args.mqtt:
             cfg.mqtt.url, cfg.mqtt.group = args.mqtt, args.mqtt_group
+        mailbox = await _demo_notices(cfg, sim.world, args)
         # Predictions and exceptions run on the plant's (accelerated) clock; cached answers
         # may lag that clock by at most one plant minute (source changes never lag).
         if args.speed > 0:
             cfg.cache.response_ttl_seconds = min(cfg.cache.response_ttl_seconds, 60.0 / args.speed)
-        app = create_app(cfg, domain_clock=sim.world.now)
+        app = create_app(cfg, domain_clock=sim.world.now, mailbox=mailbox)
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"  plant (ERP, MES, WMS, QMS, TMS): {sim.url}")
         print(f"  GraphiQL: {url}")
         _print_demo_tokens(cfg, sim.world, url)
         print(f"  journal: {cfg.events.journal_path}")
+        if mailbox is not None:
+            print(f"  proactive notices: every customer's email goes to a local SMTP server on 127.0.0.1:{mailbox.port};")
+            print(f"    {url.rsplit('/', 1)[0]}/notices lists the notices decided and the mail received (integrator token)")
         print(f"  the plant runs at {args.speed:g}x and sends signed events to {url.rsplit('/', 1)[0]}/events;")
         print("  in GraphiQL, subscribe to orderChanges to watch orders move, or exceptionsChanged to watch")
         print("  machines break, lots go on hold, parts run short and trucks run late.")
@@ -433,6 +437,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             for r in running:
                 await r.close()
             await sim.close()
+            if mailbox is not None:
+                await mailbox.close()
 
     with _quiet_interrupt():
         asyncio.run(main())
@@ -457,6 +463,49 @@ def _broker_problem(url: str, group: str) -> str | None:
     except OSError as exc:
         return f"no MQTT broker answers on {a.host}:{a.port} ({exc.strerror or exc}); start one, e.g. `mosquitto -p {a.port}`"
     return None
+
+
+async def _demo_notices(cfg: Config, world: Any, args: argparse.Namespace) -> Any:
+    """The demo's proactive notices: a local SMTP sink, every simulated customer's email
+    address registered, and a short debounce window so notices flow within minutes."""
+    import time
+
+    from .outbox import Outbox
+    from .smtp_sink import SmtpSink
+
+    if args.no_notices:
+        cfg.notices.enabled = False
+        return None
+    try:
+        sink = await SmtpSink("127.0.0.1", args.smtp_port).start()
+    except OSError as exc:
+        print(f"ordergraph demo: the local SMTP server cannot listen on 127.0.0.1:{args.smtp_port} (--smtp-port): "
+              f"{exc.strerror or exc}", file=sys.stderr)  # fmt: skip
+        raise SystemExit(1) from None
+    n = cfg.notices
+    n.smtp_host, n.smtp_port = "127.0.0.1", sink.port
+    n.debounce_seconds = args.notice_window
+    n.critical_unacknowledged_minutes = args.critical_minutes
+    n.allow_http_webhooks = True
+    n.backoff_seconds = 1.0
+    n.max_backoff_seconds = 30.0
+    n.email_from = "Plant customer service <service@plant.example>"
+    n.internal_emails = ["planning@plant.example"]
+    n.portal_url = f"http://{args.host}:{args.port}/portal"
+    n.outbox_path = str(Path(cfg.events.journal_path).with_name("notices.sqlite"))
+    outbox = await Outbox.open(n.outbox_path)
+    try:
+        known = {e.customer for e in await outbox.endpoints(None)}
+        for customer in world.tables["A_Customer"].records():
+            if customer.customer in known:
+                continue
+            slug = "".join(c for c in customer.customer_name.lower().replace(" ", "-") if c.isalnum() or c == "-")
+            await outbox.add_endpoint(
+                customer.customer, "email", f"orders@{slug or customer.customer}.example", created_by="demo", now=time.time()
+            )
+    finally:
+        await outbox.close()
+    return sink
 
 
 async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:
@@ -714,6 +763,78 @@ class _quiet_interrupt:
         return exc_type is KeyboardInterrupt
 
 
+def cmd_notices(args: argparse.Namespace) -> int:
+    """``ordergraph notices dead|replay``: notice deliveries that failed every attempt."""
+    import datetime as dt
+    import json
+    import sqlite3
+    import time
+
+    from .notices import outbox_path
+    from .outbox import Outbox
+
+    redis_url = prefix = ""
+    try:
+        if args.outbox:
+            path = args.outbox
+        else:
+            cfg = load_config(args.config)
+            path = outbox_path(cfg.notices.outbox_path, cfg.events.journal_path)
+            redis_url, prefix = cfg.scaleout.redis_url, f"{cfg.scaleout.key_prefix}notices:"
+        if not redis_url and (path == ":memory:" or not Path(path).is_file()):
+            raise ConfigError(f"no notices outbox at {path}: run this where the gateway runs, or name it with --outbox")
+    except ConfigError as exc:
+        print(f"ordergraph notices: {exc}", file=sys.stderr)
+        return 2
+
+    async def open_outbox() -> Any:
+        if not redis_url:
+            return await Outbox.open(path)
+        from redis.exceptions import RedisError
+
+        from .redis_outbox import RedisOutbox
+
+        try:
+            return await RedisOutbox.open(redis_url, prefix=prefix)
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"cannot reach the notices outbox on Redis at {redis_url}: {exc}") from exc
+
+    async def main() -> int:
+        outbox = await open_outbox()
+        try:
+            if args.action == "dead":
+                dead = await outbox.dead(limit=args.limit)
+                for d, n in dead:
+                    if args.json:
+                        print(json.dumps({"delivery": d.id, "notice": n.id, "customer": n.customer, "order": n.subject,
+                                          "kinds": n.kinds, "channel": d.channel, "target": d.target,
+                                          "attempts": d.attempts, "lastError": d.last_error}))  # fmt: skip
+                    else:
+                        when = dt.datetime.fromtimestamp(n.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+                        print(f"{d.id:>6}  {when}  {n.subject:<12} {','.join(n.kinds):<28} {d.channel:<7} "
+                              f"{_short(d.target, 40):<40} {d.attempts} tries: {_short(d.last_error, 60)}")  # fmt: skip
+                if not dead and not args.json:
+                    print("no dead notice deliveries")
+                return 0
+            if not args.ids and not args.all:
+                print("ordergraph notices replay: name delivery ids (from `ordergraph notices dead`) or --all", file=sys.stderr)
+                return 2
+            count = await outbox.replay(None if args.all else args.ids, time.time())
+            print(f"{count} deliveries handed back; the gateway sends them within a second")
+            return 0
+        finally:
+            await outbox.close()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        print(f"ordergraph notices: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"ordergraph notices: cannot use the outbox: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_assets(args: argparse.Namespace) -> int:
     from .assets import AssetsError, fetch_assets
 
@@ -754,6 +875,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and the gateway consumes it, instead of signed events",
     )
     demo.add_argument("--mqtt-group", default="Plant1000", help="Sparkplug group id of the demo plant (default Plant1000)")
+    demo.add_argument("--no-notices", action="store_true", help="no proactive notices (and no local SMTP server)")
+    demo.add_argument("--smtp-port", type=int, default=0, help="port of the demo's local SMTP server (default: any free)")
+    demo.add_argument(
+        "--notice-window", type=float, default=60.0, help="notices: one per customer and order per this many seconds (default 60)"
+    )
+    demo.add_argument(
+        "--critical-minutes", type=float, default=2.0, help="notices: tell planning of a CRITICAL exception unacknowledged this long (default 2)"
+    )
     _add_plant_event_options(demo)
     _add_fault_options(demo)
     demo.set_defaults(func=cmd_demo)
@@ -813,6 +942,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=10.0, help="replay: seconds to wait and report what became of them (default 10)"
     )
     events.set_defaults(func=cmd_events)
+
+    notices = sub.add_parser(
+        "notices",
+        help="list and replay notice deliveries that failed every attempt",
+        description="A notice delivery (webhook or email) that failed [notices] max_attempts times is a dead letter. "
+        "List them, fix the cause (the receiver, the SMTP server, the address), then replay them. Safe while the "
+        "gateway runs (the outbox is SQLite in WAL mode).",
+    )
+    notices.add_argument("action", choices=["dead", "replay"], help="dead lists; replay sends again")
+    notices.add_argument("ids", nargs="*", type=int, metavar="ID", help="replay: the deliveries' ids")
+    notices.add_argument("--all", action="store_true", help="replay: every dead delivery")
+    notices.add_argument("--outbox", help="the outbox file (default: [notices] outbox_path, else beside the journal)")
+    notices.add_argument("--config", help="TOML configuration file ([scaleout] redis_url: the outbox on Redis)")
+    notices.add_argument("--limit", type=int, default=100, help="dead: list at most this many (default 100)")
+    notices.add_argument("--json", action="store_true", help="dead: one JSON object per line")
+    notices.set_defaults(func=cmd_notices)
 
     assets = sub.add_parser("assets", help="fetch GraphiQL's browser assets (npm) so GraphiQL works offline")
     assets.set_defaults(func=cmd_assets)

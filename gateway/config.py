@@ -311,6 +311,42 @@ class TelemetryConfig:
 
 
 @dataclasses.dataclass(slots=True)
+class NoticesConfig:
+    """Proactive notices (``gateway/notices.py``): rules, channels, delivery.
+
+    Customers register their own webhook and email endpoints (GraphQL
+    ``registerNotificationEndpoint``); the internal ones are set here. Working days count
+    on each ship-to's delivery calendar (``[calendar]``). Wall-clock seconds throughout.
+    """
+
+    enabled: bool = True
+    # SQLite outbox; empty: beside the journal (<journal>.notices.sqlite), in memory when
+    # the journal is. With [scaleout] redis_url the outbox is on that Redis, shared.
+    outbox_path: str = ""
+    date_move_working_days: int = 1  # a predicted date past the promise (or a further move) by this much
+    delayed: bool = True
+    shipped: bool = True
+    delivered: bool = True
+    critical_unacknowledged_minutes: float = 30.0  # internal: 0 turns the rule off
+    debounce_seconds: float = 900.0  # one notice per customer per order per window
+    max_attempts: int = 8  # then the delivery is a dead letter (`ordergraph notices dead|replay`)
+    backoff_seconds: float = 5.0  # first retry; doubles per attempt, with full jitter
+    max_backoff_seconds: float = 3600.0
+    timeout_seconds: float = 10.0  # one webhook call or SMTP session
+    allow_http_webhooks: bool = False  # https only, unless set (demo, tests, a plant's own network)
+    smtp_host: str = ""  # empty: no email
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    email_from: str = "ordergraph <notices@ordergraph.invalid>"
+    internal_webhook_url: str = ""
+    internal_webhook_secret: str = ""  # whsec_… (Standard Webhooks); empty: generated and logged once
+    internal_emails: list[str] = dataclasses.field(default_factory=list)
+    portal_url: str = ""  # linked from emails when set
+
+
+@dataclasses.dataclass(slots=True)
 class Config:
     gateway: GatewayConfig = dataclasses.field(default_factory=GatewayConfig)
     cache: CacheConfig = dataclasses.field(default_factory=CacheConfig)
@@ -324,6 +360,7 @@ class Config:
     telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
     carriers: CarriersConfig = dataclasses.field(default_factory=CarriersConfig)
+    notices: NoticesConfig = dataclasses.field(default_factory=NoticesConfig)
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -338,6 +375,7 @@ DEFAULT_PLANT_URL = "http://127.0.0.1:8100"
 SECTIONS = ("gateway", "cache", "events", "subscriptions", "scaleout", "auth", "limits", "calendar")
 SECTIONS += ("federation", "telemetry")  # subgraph, OpenTelemetry
 SECTIONS += ("mqtt", "carriers")  # shop floor over MQTT, carrier tracking messages
+SECTIONS += ("notices",)  # proactive notices
 
 
 def _coerce(value: str, target: Any) -> Any:
@@ -410,7 +448,22 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"calendar: {exc}") from exc
     check_events(cfg.events)
     check_mqtt(cfg.mqtt)
+    check_notices(cfg.notices)
     return cfg
+
+
+def check_notices(n: NoticesConfig) -> None:
+    """Raise ConfigError for ``[notices]`` settings delivery cannot work with."""
+    for name in ("date_move_working_days", "max_attempts", "smtp_port"):
+        if not isinstance(getattr(n, name), int) or getattr(n, name) < 1:
+            raise ConfigError(f"notices.{name}: must be a whole number of at least 1")
+    for name in ("debounce_seconds", "backoff_seconds", "max_backoff_seconds", "critical_unacknowledged_minutes"):
+        if getattr(n, name) < 0:
+            raise ConfigError(f"notices.{name}: must not be negative")
+    if n.timeout_seconds <= 0:
+        raise ConfigError("notices.timeout_seconds: must be positive")
+    if n.internal_webhook_url and not n.internal_webhook_url.startswith(("http://", "https://")):
+        raise ConfigError("notices.internal_webhook_url: must be an http(s) URL")
 
 
 def check_events(ev: EventsConfig) -> None:

@@ -34,7 +34,7 @@ import datetime as dt
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -73,8 +73,12 @@ class ExceptionTracker:
         closed_limit: int = 5_000,
         retry_seconds: float = 2.0,
         timer_seconds: float = 0.5,
+        observe: Callable[[list[Any], dt.datetime], Awaitable[Any]] | None = None,
     ) -> None:
         self.context_factory = context_factory
+        # Sees every (view, customer) pair evaluated, with the evaluation's time: the
+        # proactive notices decide there (gateway/notices.py). Its failure is logged only.
+        self.observe = observe
         self.journal = journal
         self.clock = clock
         self.publish = publish
@@ -372,6 +376,11 @@ class ExceptionTracker:
                 stale_sources=self._stale,
             )
             self._set_due(so, next_due(view, ctx.now, params=self.params, prediction_params=self.prediction_params))
+        if self.observe is not None:
+            try:
+                await self.observe(loaded, ctx.now)
+            except Exception:
+                log.exception("notices: deciding for %d orders failed (they are decided again at their next evaluation)", len(loaded))
         return found
 
     # --- diff and transitions ------------------------------------------------------------

@@ -51,6 +51,8 @@ class Context:
     # Work centres whose shop-floor data is unreliable (MQTT: a death or a seq gap), by id;
     # the production section's freshness says STALE for orders on them (gateway/mqtt.py).
     stale_work_centers: Any = dataclasses.field(default_factory=dict)
+    # the gateway's notice engine (gateway/notices.py): endpoints and notices of customers
+    notices: Any = None
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else

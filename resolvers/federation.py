@@ -28,7 +28,9 @@ from strawberry.federation.schema_directives import Key
 from strawberry.types.info import Info
 
 from . import fetch, policy
-from .query import Query, _needs_views, _selection_names
+from .query import Query as BaseQuery
+from .query import _needs_views, _selection_names
+from .schema import Query  # the root fields of every module (resolvers/schema.py)
 from .types import Customer, Order
 
 FEDERATION_VERSION = "2.3"
@@ -117,7 +119,7 @@ class Service:
     sdl: str
 
 
-@strawberry.type(name="Query", description=Query.__strawberry_definition__.description)  # type: ignore[attr-defined]
+@strawberry.type(name="Query", description=BaseQuery.__strawberry_definition__.description)  # type: ignore[attr-defined]
 class SubgraphQuery(Query):
     # The SDL printed while the entity keys were attached (strawberry's own _service
     # prints the schema at request time, when they are gone).

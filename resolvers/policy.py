@@ -82,6 +82,12 @@ ROOT_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
     ("Subscription", "orderUpdated"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "orderChanges"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "exceptionsChanged"): ALL_ROLES,  # hub Scope(customer)
+    # proactive notices (resolvers/notice_types.py): a customer's own only
+    ("Query", "notificationEndpoints"): ALL_ROLES,
+    ("Query", "notices"): ALL_ROLES,
+    ("Mutation", "registerNotificationEndpoint"): ALL_ROLES,
+    ("Mutation", "setNotificationPreferences"): ALL_ROLES,
+    ("Mutation", "removeNotificationEndpoint"): ALL_ROLES,
 }
 
 # Fields refused for customer viewers: commercial data, internal root causes and the
@@ -184,6 +190,8 @@ OWNERS: dict[str, Callable[[Any], str | frozenset[str] | None]] = {
     "OrderException": _exception_owners,
     "AffectedOrder": _affected_owner,
     "ExceptionTransition": _transition_owners,
+    "Notice": lambda value: str(getattr(value, "customer_id", "")),
+    "NotificationEndpoint": lambda value: str(getattr(value, "customer_id", "")),
 }
 
 

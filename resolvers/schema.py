@@ -8,18 +8,26 @@ from typing import Any
 import strawberry
 from graphql import GraphQLInputObjectType, GraphQLObjectType, GraphQLResolveInfo
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
 from .execution import plain_method, register_leaf_reads
-from .query import Query
+from .notice_types import NoticeMutation, NoticeQuery
+from .query import Query as BaseQuery
 from .subscription import Subscription
+
+# The root types, each merged from the modules that contribute fields to it.
+Query = merge_types("Query", (BaseQuery, NoticeQuery))
+Mutation = merge_types("Mutation", (NoticeMutation,))
 
 
 def build_schema(schema_class: Callable[..., strawberry.Schema] = strawberry.Schema, query: type = Query) -> strawberry.Schema:
     """Build the ordergraph schema (``schema.graphql`` is printed from this). ``schema_class``
     and ``query``: the federation subgraph's (resolvers/federation.py) builds on the same."""
-    built = schema_class(query=query, subscription=Subscription, config=StrawberryConfig(auto_camel_case=True))
+    built = schema_class(
+        query=query, mutation=Mutation, subscription=Subscription, config=StrawberryConfig(auto_camel_case=True)
+    )
     # strawberry checks @oneOf inputs only while executing (a field error); telling
     # graphql-core makes validation refuse a bad literal or variable up front (a 400).
     for t in built._schema.type_map.values():

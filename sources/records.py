@@ -302,6 +302,8 @@ class Customer(Record):
     region: str | None = api("Region", None)
     time_zone: str | None = api("AddressTimeZone", None)
     last_change_date_time: dt.datetime | None = api("LastChangeDateTime", None)
+    # Correspondence language (ISO 639-1, e.g. DE, EN): the language of proactive notices.
+    language: str | None = api("Language", None)
 
 
 @dataclasses.dataclass(slots=True)

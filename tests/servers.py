@@ -79,6 +79,8 @@ async def running_gateway(
     events: dict[str, Any] | None = None,
     clock: Any = None,
     domain_clock: Any = None,
+    notices: dict[str, Any] | None = None,
+    mailbox: Any = None,
     **gateway: Any,
 ) -> AsyncIterator[tuple[str, Any]]:
     """The gateway under uvicorn against a plant; yields (base URL, app).
@@ -90,6 +92,7 @@ async def running_gateway(
     {"base_url": ..., "timeout_seconds": 0.3}}``). ``events``: settings of the ``[events]``
     section (e.g. ``park_after_failures``). ``clock``: the gateway's clock.
     ``domain_clock``: the clock of predictions and exceptions (e.g. the plant's).
+    ``notices``: settings of the ``[notices]`` section; ``mailbox``: an SMTP sink for /notices.
     """
     cfg = Config.for_plant(plant_url, **gateway)
     cfg.events.journal_path = journal_path
@@ -103,8 +106,10 @@ async def running_gateway(
     for system, settings in (sources or {}).items():
         for key, value in settings.items():
             setattr(cfg.sources[system], key, value)
+    for key, value in (notices or {}).items():
+        setattr(cfg.notices, key, value)
     clocks = {"clock": clock} if clock is not None else {}
-    app = create_app(cfg, bus=bus, domain_clock=domain_clock, **clocks)
+    app = create_app(cfg, bus=bus, domain_clock=domain_clock, mailbox=mailbox, **clocks)
     async with serve_asgi(app) as url:
         yield url, app
 

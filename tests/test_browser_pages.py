@@ -147,3 +147,81 @@ async def test_portal_gives_the_orders_new_date_and_a_neutral_hold(secured, plan
         assert "credit" not in (await page.text_content("main")).lower()
         await screenshot(page, "portal-hold")
         assert not blocked
+
+
+async def test_portal_manages_own_notification_endpoints_and_notices_page_lists_them(plant, http):
+    """A customer adds an email endpoint and a webhook in the portal, narrows what one gets,
+    removes one; the internal /notices page lists notices and the demo's mailbox."""
+    from gateway.outbox import Decision
+    from gateway.smtp_sink import SmtpSink
+
+    sink = await SmtpSink().start()
+    auth = AuthConfig(mode="jwt", hs256_secret=SECRET)
+    notices = {"smtp_host": "127.0.0.1", "smtp_port": sink.port, "debounce_seconds": 0.0, "allow_http_webhooks": True}
+    try:
+        async with running_gateway(
+            plant.url, auth=auth, domain_clock=plant.world.now, notices=notices, mailbox=sink
+        ) as (url, app):
+            by_customer = await _orders_by_customer(url, http)
+            a = sorted(by_customer)[0]
+            engine = app.state.gateway.notices
+            async with browser_page(url) as (page, blocked):
+                await _sign_in(page, url, "portal", token("customer", a))
+                await page.wait_for_selector("#notifications .row select")
+                await page.select_option("#notifications select >> nth=0", "EMAIL")
+                await page.fill("#notifications input[placeholder]", "orders@portal-test.example")
+                await page.click("#notifications button:text('Add')")
+                await page.wait_for_selector("#notifications .endpoint:has-text('orders@portal-test.example')")
+                await page.select_option("#notifications select >> nth=0", "WEBHOOK")
+                await page.fill("#notifications input[placeholder]", "http://127.0.0.1:9/hook")
+                await page.click("#notifications button:text('Add')")
+                await page.wait_for_selector("#notifications .message:has-text('whsec_')")
+                stored = await engine.outbox.endpoints(a)
+                assert sorted(e.channel for e in stored) == ["email", "webhook"]
+                # Only delivered notices by email: untick the other kinds one by one.
+                email_row = "#notifications .endpoint:has-text('orders@portal-test.example')"
+                left = ["DELIVERY_DELAYED", "BACK_ON_TRACK", "SHIPPED", "DELIVERED"]
+                for kind in ("DELIVERY_DELAYED", "BACK_ON_TRACK", "SHIPPED"):
+                    await page.uncheck(f"{email_row} input[value={kind}]")
+                    left.remove(kind)
+                    # Saved, and the card drawn again from what was saved, before the next click.
+                    await _wait(lambda: _has_kinds(engine, a, tuple(left)), what=f"kinds {left} saved")
+                    await page.wait_for_selector(f"{email_row} input[value={kind}]:not(:checked)")
+                assert await _kinds_of(engine, a, "email") == ("DELIVERED",)
+                await page.click("#notifications .endpoint:has-text('127.0.0.1:9') button:text('Remove')")
+                await page.wait_for_selector("#notifications .message:has-text('Removed')")
+                assert [e.channel for e in await engine.outbox.endpoints(a)] == ["email"]
+
+                # A DELIVERED notice goes to the email; the internal page shows it and the mail.
+                so = by_customer[a][0]
+                import time
+
+                await engine.outbox.record(
+                    [Decision(so, a, {"delivered": True}, [{"kind": "DELIVERED", "tracking": [["UPS", "1ZPORTAL"]]}], {"language": "de"})],
+                    time.time(), 0.0, lambda old, new: old + new,
+                )  # fmt: skip
+                engine.wake()
+                await _wait(lambda: _async_true(len(sink.messages) == 1), what="the email")
+                await _sign_in(page, url, "notices", token("integrator"))
+                await page.wait_for_selector(f"#rows tr:has-text('{so}')")
+                await page.wait_for_selector("#mail details:has-text('orders@portal-test.example')")
+                assert "1ZPORTAL" in sink.messages[0].body("plain")
+                await screenshot(page, "notices")
+                assert not blocked
+    finally:
+        await sink.close()
+
+
+async def _kinds_of(engine, customer: str, channel: str):
+    for e in await engine.outbox.endpoints(customer):
+        if e.channel == channel and e.kinds:
+            return e.kinds
+    return None
+
+
+async def _has_kinds(engine, customer: str, kinds: tuple) -> bool:
+    return await _kinds_of(engine, customer, "email") == kinds
+
+
+async def _async_true(value):
+    return value

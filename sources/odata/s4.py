@@ -24,6 +24,7 @@ Covered fields (SAP name → record attribute):
 ``A_Customer`` / ``A_BusinessPartner`` (API_BUSINESS_PARTNER) → ``Customer``
     Customer, CustomerName (CustomerFullName, BusinessPartnerFullName as fall-backs),
     Country of the first ``to_BusinessPartnerAddress``, LastChangeDate + LastChangeTime;
+    Language (else the partner's CorrespondenceLanguage) for the language of notices;
     commercial priority from ``CustomerClassification`` (a mapping the plant sets; it is
     not a standard SAP field).
 ``A_ProductionOrder_2`` (API_PRODUCTION_ORDER_2_SRV) → ``ProductionOrder``
@@ -357,6 +358,7 @@ def customer_from_s4(
         commercial_priority=priority,
         country=country,
         last_change_date_time=changed,
+        language=r.text("Language") or (bp.text("CorrespondenceLanguage") if bp else None) or None,
     )
 
 

@@ -129,6 +129,8 @@ class Generation:
                     region=region,
                     time_zone=zone,
                     last_change_date_time=whole_seconds(changed),
+                    # Correspondence language from the country (no draw: the world stays as it was).
+                    language="DE" if country in ("DE", "AT", "CH") else "EN",
                 )
             )
             weights.append(order_weight[priorities[i]] * rng.uniform(0.5, 1.5))
