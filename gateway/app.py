@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .websocket import Connection, ConnectionRefused
+from .workflow import WorkflowChannel, WorkflowService
 
 log = logging.getLogger("ordergraph.gateway")
 
@@ -80,6 +81,7 @@ class Gateway:
         self.processor: EventProcessor | None = None
         self.hub: Hub | None = None
         self.exceptions: ExceptionTracker | None = None
+        self.workflow: WorkflowService | None = None  # workflow on exceptions (gateway/workflow.py)
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
@@ -166,6 +168,7 @@ class Gateway:
         self.ingress = EventIngress(ev, self.registry, self.journal, self.clock, plant_clock=self.domain_clock)
         self.cursors = Cursors(await self._cursor_key())
         self.hub = Hub(self.schema._schema, self.context, self.journal, self.cursors)
+        await self._start_workflow()
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
         # Scale-out: other replicas' events. SQLite: events replayed by `ordergraph events
@@ -297,6 +300,29 @@ class Gateway:
             max_events=ev.max_events,
         )
 
+    async def _start_workflow(self) -> None:
+        """Workflow on exceptions: SQLite beside the journal, or the replicas' Redis."""
+        from .workflow_store import (
+            RedisWorkflowStore,
+            SQLiteWorkflowStore,
+            WorkflowStore,
+            sqlite_path,
+        )
+
+        assert self.hub is not None
+        sc = self.config.scaleout
+        store: WorkflowStore
+        if sc.redis_url:
+            store = await RedisWorkflowStore.open(sc.redis_url, prefix=sc.key_prefix)
+        else:
+            store = await SQLiteWorkflowStore.open(sqlite_path(self.config.events.journal_path))
+        self.workflow = WorkflowService(
+            store, clock=self.clock, redis_url=sc.redis_url or None, poll_seconds=sc.poll_seconds if sc.redis_url else LOCAL_POLL_SECONDS
+        )
+        self.hub.workflow = WorkflowChannel(self.hub)
+        self.workflow.channel = self.hub.workflow
+        await self.workflow.start()
+
     def _on_bus(self, changes: list) -> None:
         # Changes published by any replica: drop their cache keys here too, then fan out.
         keys = {k for ch in changes for k in ch.invalidated}
@@ -319,6 +345,9 @@ class Gateway:
             await self.processor.stop()
         if self.hub is not None:
             await self.hub.stop()
+        if self.workflow is not None:
+            await self.workflow.stop()
+            self.workflow = None
         await self.bus.stop()
         if self.fence is not None:
             await self.fence.stop()
@@ -362,6 +391,7 @@ class Gateway:
             journal=self.journal,
             exceptions=self.exceptions,
             viewer=viewer,
+            workflow=self.workflow,
             prediction_params=self.prediction_params,
             cursors=self.cursors,
         )

@@ -48,6 +48,10 @@ class Context:
     # whether it may be cached at all (not when it depends on derived, event-less state).
     deps: set[Any] = dataclasses.field(default_factory=set)
     cacheable: bool = True
+    # Workflow on exceptions (resolvers.workflow.WorkflowSource, the gateway's service) and
+    # this request's snapshot of it (resolvers.workflow_types.workflow_view), read once.
+    workflow: Any = None
+    workflow_view: Any = None
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else

@@ -21,7 +21,7 @@ from strawberry import Info
 from sources.records import Customer as CustomerRecord
 from sources.records import SalesOrder
 
-from . import enums, exceptions, fetch, impact
+from . import enums, exceptions, fetch, impact, workflow
 from .context import Context
 from .cursors import Cursors, process_cursors
 from .types import CommercialPriority, Money, Order
@@ -30,6 +30,7 @@ from .view import OrderView, production_completed, production_started
 Severity = strawberry.enum(enums.Severity, description="How badly an exception threatens delivery promises.")
 ExceptionKind = strawberry.enum(enums.ExceptionKind, description="What went wrong (DOMAIN.md exception kinds).")
 ExceptionAction = strawberry.enum(enums.ExceptionAction, description="A step in an exception's life.")
+WorkflowStatus = strawberry.enum(workflow.WorkflowStatus, description="Where an exception stands with the people handling it.")
 
 BOARD_CURSOR = "exceptions"  # cursor kinds (resolvers.cursors)
 TRANSITION_CURSOR = "transition"
@@ -250,6 +251,14 @@ class OrderException:
     def _detection(self) -> exceptions.Detection:
         return next(iter(self.record.affected.values()))
 
+    @strawberry.field(description="Internal roles: acknowledgement, owner, snooze, resolution and audit trail.")
+    async def workflow(
+        self, info: Info
+    ) -> Annotated[ExceptionWorkflowType, strawberry.lazy("resolvers.workflow_types")]:  # noqa: F821
+        from .workflow_types import exception_workflow
+
+        return await exception_workflow(info, self.record.id)
+
 
 async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderException]:
     """``Order.exceptions``: computed live from the order's view, each restricted to this order."""
@@ -261,7 +270,12 @@ async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderExcept
     pp = ctx.prediction_params
     stale = tracker.stale_sources() if tracker else frozenset()
     out = []
+    from .workflow_types import workflow_view
+
+    wf = await workflow_view(ctx)
     for d in exceptions.detect(view, customer, ctx.now, params=params, prediction_params=pp, stale_sources=stale):
+        if wf is not None and d.sales_order in wf.escalated:
+            d = workflow.escalate_detection(d)
         known = tracker.get(d.id) if tracker else None
         detected_at = known.detected_at if known is not None and known.open else ctx.now
         record = exceptions.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})
@@ -279,6 +293,16 @@ class ExceptionFilter:
         default=None, description="Rooted at this work centre, or hits an order with open production on it."
     )
     open_only: bool = strawberry.field(default=True, description="false adds recently cleared exceptions.")
+    # Workflow filters (internal roles; resolvers/workflow.py)
+    status: list[WorkflowStatus] | None = strawberry.field(
+        default=None, description="Internal roles: in one of these workflow states (NEW, ACKNOWLEDGED, SNOOZED, RESOLVED)."
+    )
+    mine: bool | None = strawberry.field(
+        default=None, description="Internal roles: true = assigned to you (a person named as your token's subject)."
+    )
+    unassigned: bool | None = strawberry.field(
+        default=None, description="Internal roles: true = nobody owns it; false = someone does."
+    )
 
 
 @strawberry.type
@@ -364,6 +388,23 @@ def _filter_kinds(ctx: Context, kinds: list[Any] | None) -> set[enums.ExceptionK
     return out
 
 
+def _workflow_filter(ctx: Context, f: ExceptionFilter) -> Any:
+    """The filter's workflow part as a predicate on exception ids, or None when not asked."""
+    if f.status is None and f.mine is None and f.unassigned is None:
+        return None
+    if _is_customer(ctx):
+        raise GraphQLError("Workflow filters (status, mine, unassigned) are for internal roles.", extensions={"code": "FORBIDDEN"})
+    view = ctx.workflow_view
+    if view is None:
+        raise GraphQLError("The workflow store is not running in this gateway.", extensions={"code": "UNAVAILABLE"})
+    statuses = {workflow.WorkflowStatus(s.value) for s in f.status} if f.status else None
+    me = workflow.Assignee(workflow.AssigneeKind.PERSON, ctx.viewer.subject) if f.mine else None
+    unassigned = f.unassigned
+    if f.mine is False:  # "not mine": anything but me
+        return lambda eid: view.matches(eid, statuses=statuses, unassigned=unassigned) and view.state(eid).assignee != workflow.Assignee(workflow.AssigneeKind.PERSON, ctx.viewer.subject)
+    return lambda eid: view.matches(eid, statuses=statuses, assignee=me, unassigned=unassigned)
+
+
 def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | None) -> ExceptionConnection:
     """``Query.exceptions``: the tracker's open set (plus recently cleared), filtered and paged."""
     if first < 0:
@@ -377,6 +418,9 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
     if not f.open_only:
         records += tracker.closed_exceptions()
     visible = [v for r in records if (v := visible_to(ctx, r)) is not None]
+    wf = _workflow_filter(ctx, f)
+    if ctx.workflow_view is not None:  # escalated orders count one severity higher (internal viewers)
+        visible = [workflow.escalate_record(r, ctx.workflow_view.escalated) for r in visible]
     chosen = [
         r
         for r in visible
@@ -387,6 +431,7 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
             customer=str(f.customer) if f.customer is not None else None,
             work_center=str(f.work_center) if f.work_center is not None else None,
         )
+        and (wf is None or wf(r.id))
     ]
     chosen.sort(key=lambda r: r.sort_key())
     rest = [r for r in chosen if start is None or r.sort_key() > start]
@@ -412,6 +457,8 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
 def get_exception(ctx: Context, exception_id: str) -> OrderException | None:
     """``Query.exception``: one open or recently cleared exception."""
     record = _tracker(ctx).get(exception_id)
+    if record is not None and ctx.workflow_view is not None:
+        record = workflow.escalate_record(record, ctx.workflow_view.escalated)
     visible = visible_to(ctx, record) if record is not None else None
     return OrderException(record=visible) if visible is not None else None
 
@@ -748,6 +795,11 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         params=tracker.params if tracker else exceptions.ExceptionParams(),
         prediction_params=ctx.prediction_params,
     )
+    from .workflow_types import escalated_impact, workflow_view
+
+    wf = await workflow_view(ctx)
+    if wf is not None:  # escalated orders: one severity higher, ranked first
+        result = escalated_impact(result, wf.escalated)
     currency = next((o.new.currency for o in result.orders), "EUR")
     return ImpactAnalysis(
         scenario=describe(scenario),

@@ -14,11 +14,12 @@ from strawberry.types.info import Info
 from .execution import plain_method, register_leaf_reads
 from .query import Query
 from .subscription import Subscription
+from .workflow_types import Mutation
 
 
 def build_schema() -> strawberry.Schema:
     """Build the ordergraph schema (``schema.graphql`` is printed from this)."""
-    built = strawberry.Schema(query=Query, subscription=Subscription, config=StrawberryConfig(auto_camel_case=True))
+    built = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, config=StrawberryConfig(auto_camel_case=True))
     # strawberry checks @oneOf inputs only while executing (a field error); telling
     # graphql-core makes validation refuse a bad literal or variable up front (a 400).
     for t in built._schema.type_map.values():
