@@ -610,6 +610,8 @@ class ExceptionChannel(FanOutWorker):
             customer=group.customer,
             viewer=viewer if viewer.is_customer else None,
             cursors=self.hub.cursors,
+            # escalated orders (gateway/workflow.py), as exceptions shows them to internal viewers
+            escalated=ctx.workflow.escalated_now() if ctx.workflow is not None and not viewer.is_customer else frozenset(),
         )
         if root is None:
             return None

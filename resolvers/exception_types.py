@@ -486,6 +486,7 @@ def transition_message(
     customer: str | None,
     viewer: Any = None,
     cursors: Cursors | None = None,
+    escalated: frozenset[str] = frozenset(),
 ) -> ExceptionTransition | None:
     """The ``exceptionsChanged`` root value of one journaled transition, or None when it
     does not match the subscription (``payload`` as the tracker journals it).
@@ -495,8 +496,11 @@ def transition_message(
     hitting one of that customer's orders. A customer viewer gets the exception restricted
     to its own orders; one that stopped hitting them is CLEARED for that viewer, and an
     UPDATED step that changed none of them (``payload["changed"]``) is not sent at all.
+    ``escalated``: the orders escalated now (internal viewers see them one severity higher).
     """
     record = exceptions.ExceptionRecord.from_payload(payload)
+    if escalated and (viewer is None or not viewer.is_customer):  # internal viewers: escalations count
+        record = workflow.escalate_record(record, escalated)
     action = enums.ExceptionAction(payload.get("action", "RAISED"))
     previous = enums.Severity(payload["previousSeverity"]) if payload.get("previousSeverity") else None
     removed = payload.get("removed", [])
@@ -687,7 +691,8 @@ class ImpactAnalysis:
     scenario: str = strawberry.field(description="The scenario in words.")
     evaluated_at: dt.datetime
     orders: list[OrderImpact] = strawberry.field(
-        description="Affected orders: commercial priority first (STRATEGIC), then days late, then value at risk."
+        description="Affected orders: escalated orders first (escalateOrder), then commercial priority "
+        "(STRATEGIC first), then days late, then value at risk."
     )
     totals: ImpactTotals
 

@@ -355,3 +355,45 @@ async def test_escalated_order_ranks_first_in_impact(plant, http) -> None:
         assert [o["orderId"] for o in after[1:]] == [o["orderId"] for o in before[:-1]]
         await c.data(WITHDRAW, {"o": last["orderId"], "m": "i-2"})
         assert (await c.data(IMPACT, {"wc": wc}))["impact"]["orders"] == before
+
+
+async def test_two_replicas_on_redis_share_workflow_and_push_each_others_changes(plant, http, prefix) -> None:
+    from .servers import REDIS_URL
+
+    def scaleout(replica: str) -> dict[str, Any]:
+        # A long poll: what B pushes of A's action comes by Redis pub/sub, not by polling.
+        return {"redis_url": REDIS_URL, "key_prefix": prefix, "replica_id": replica, "poll_seconds": 30.0}
+
+    async with (
+        running_gateway(plant.url, scaleout=scaleout("a")) as (url_a, app_a),
+        running_gateway(plant.url, scaleout=scaleout("b")) as (url_b, app_b),
+    ):
+        await app_a.state.gateway.exceptions.settled(60)
+        await app_b.state.gateway.exceptions.settled(60)
+        a, b = Client(http, url_a), Client(http, url_b)
+        nodes = await some_exceptions(b)
+        eid = nodes[0]["id"]
+        ws = await WsClient.open(url_b)
+        try:
+            await ws.subscribe("w", "subscription { exceptionWorkflowChanged { entry { seq action exceptionId } workflow { status } } }")
+            await asyncio.sleep(0.2)
+            # Both replicas acknowledge at once: one wins, the other is told who did.
+            results = await asyncio.gather(a.post(ACK, {"id": eid, "m": "x-a"}), b.post(ACK, {"id": eid, "m": "x-b"}))
+            ok = [body for _s, body in results if not body.get("errors")]
+            refused = [body for _s, body in results if body.get("errors")]
+            assert len(ok) == 1 and len(refused) == 1
+            assert refused[0]["errors"][0]["extensions"]["code"] == "CONFLICT"
+            msg = await ws.recv(10)
+            change = msg["payload"]["data"]["exceptionWorkflowChanged"]
+            assert change == {"entry": {"seq": ok[0]["data"]["acknowledgeException"]["entry"]["seq"], "action": "ACKNOWLEDGED", "exceptionId": eid}, "workflow": {"status": "ACKNOWLEDGED"}}
+            # Acting on A, reading on B: the same state, and B's subscriber hears of it.
+            await a.data(ASSIGN, {"id": eid, "m": "x-c", "a": {"team": "Planning"}})
+            msg = await ws.recv(10)
+            assert msg["payload"]["data"]["exceptionWorkflowChanged"]["entry"]["action"] == "ASSIGNED"
+            node = next(n for n in (await b.data(BOARD))["exceptions"]["nodes"] if n["id"] == eid)
+            assert node["workflow"]["assignee"] == {"kind": "TEAM", "name": "Planning"}
+            # A retry of A's action sent to B replays it.
+            assert (await b.data(ASSIGN, {"id": eid, "m": "x-c", "a": {"team": "Planning"}}))["assignException"]["replayed"]
+            assert await ws.nothing(0.3)
+        finally:
+            await ws.close()

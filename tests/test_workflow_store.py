@@ -156,3 +156,42 @@ def test_rules_refuse_what_no_one_could_mean() -> None:
         cmd(WorkflowAction.ACKNOWLEDGED, "a", "has space")
     with pytest.raises(WorkflowRefused, match="2000"):
         cmd(WorkflowAction.COMMENTED, "a", "c", text="x" * 2001)
+
+
+def test_escalation_raises_an_orders_severity_for_internal_viewers_only() -> None:
+    from resolvers.enums import ExceptionKind, Severity
+    from resolvers.exception_types import transition_message
+    from resolvers.exceptions import Detection, ExceptionRecord, RootCause
+    from resolvers.policy import Role, Viewer
+    from resolvers.workflow import escalate_record
+
+    root = RootCause("mes", "WorkCenter", "WC-20", "CNC milling")
+
+    def detection(so: str, customer: str, severity: Severity) -> Detection:
+        day = dt.date(2026, 12, 10)
+        return Detection(
+            ExceptionKind.MACHINE_DOWN, root, so, customer, "NORMAL", severity, 0, 0.0, 1000.0, "EUR",
+            day, day, ("WC-20",), "internal", "customer text",
+        )  # fmt: skip
+
+    record = ExceptionRecord(
+        "MACHINE_DOWN:mes:WC-20",
+        ExceptionKind.MACHINE_DOWN,
+        root,
+        NOW,
+        {"1": detection("1", "C1", Severity.MEDIUM), "2": detection("2", "C2", Severity.LOW)},
+    )
+    assert escalate_record(record, frozenset({"9"})) is record
+    up = escalate_record(record, frozenset({"2"}))
+    assert up.affected["2"].severity is Severity.MEDIUM and up.affected["1"].severity is Severity.MEDIUM
+    assert escalate_record(record, frozenset({"1"})).severity is Severity.HIGH
+    crit = ExceptionRecord(record.id, record.kind, root, NOW, {"1": detection("1", "C1", Severity.CRITICAL)})
+    assert escalate_record(crit, frozenset({"1"})).severity is Severity.CRITICAL  # capped
+
+    payload = {**record.to_payload(), "action": "UPDATED", "changed": [{"salesOrder": "1", "customer": "C1"}]}
+    internal = transition_message(payload, 5, NOW, min_severity=Severity.HIGH, customer=None, escalated=frozenset({"1"}))
+    assert internal is not None and internal.exception.record.severity is Severity.HIGH
+    assert transition_message(payload, 5, NOW, min_severity=Severity.HIGH, customer=None) is None
+    customer = Viewer(Role.CUSTOMER, customer="C1")
+    seen = transition_message(payload, 5, NOW, min_severity=None, customer="C1", viewer=customer, escalated=frozenset({"1"}))
+    assert seen is not None and seen.exception.record.severity is Severity.MEDIUM
