@@ -64,6 +64,7 @@ class WorkflowService:
         self.channel: WorkflowChannel | None = None  # set by the gateway (the hub's)
         self.listeners: list[Callable[[AuditEntry], Any]] = []  # other modules' hooks, per entry
         self.pushed = 0  # entries pushed to subscribers
+        self.state_reads = 0  # full reads of every exception's state (one per request that needs it)
         self._seen = 0  # the store's audit sequence pushed so far
         self._escalations: dict[str, Escalation] = {}
         self._pump_lock = asyncio.Lock()
@@ -114,6 +115,7 @@ class WorkflowService:
         return w is not None and w.acknowledged
 
     async def states(self) -> dict[str, ExceptionWorkflow]:
+        self.state_reads += 1
         return await self.store.states()
 
     async def escalations(self) -> dict[str, Escalation]:

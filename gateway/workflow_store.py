@@ -295,7 +295,11 @@ class RedisWorkflowStore:
                     try:
                         decision = decide(cmd, workflow, escalation)
                     except WorkflowRefused:
-                        await pipe.unwatch()
+                        # Refused on what we read: only if nobody wrote since (an empty
+                        # MULTI/EXEC fails like any other when a watched key changed),
+                        # e.g. a retry of the same id whose first try just committed.
+                        pipe.multi()
+                        await pipe.execute()
                         raise
                     result = result_json(decision, seq)
                     entry = orjson.dumps(result["entry"])

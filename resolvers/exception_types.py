@@ -388,21 +388,31 @@ def _filter_kinds(ctx: Context, kinds: list[Any] | None) -> set[enums.ExceptionK
     return out
 
 
+def _ready_view(ctx: Context) -> workflow.WorkflowView | None:
+    """The request's workflow snapshot, once read (resolvers.workflow_types.workflow_view)."""
+    view = ctx.workflow_view
+    return view if isinstance(view, workflow.WorkflowView) else None
+
+
 def _workflow_filter(ctx: Context, f: ExceptionFilter) -> Any:
     """The filter's workflow part as a predicate on exception ids, or None when not asked."""
     if f.status is None and f.mine is None and f.unassigned is None:
         return None
     if _is_customer(ctx):
         raise GraphQLError("Workflow filters (status, mine, unassigned) are for internal roles.", extensions={"code": "FORBIDDEN"})
-    view = ctx.workflow_view
+    view = _ready_view(ctx)
     if view is None:
         raise GraphQLError("The workflow store is not running in this gateway.", extensions={"code": "UNAVAILABLE"})
     statuses = {workflow.WorkflowStatus(s.value) for s in f.status} if f.status else None
-    me = workflow.Assignee(workflow.AssigneeKind.PERSON, ctx.viewer.subject) if f.mine else None
-    unassigned = f.unassigned
-    if f.mine is False:  # "not mine": anything but me
-        return lambda eid: view.matches(eid, statuses=statuses, unassigned=unassigned) and view.state(eid).assignee != workflow.Assignee(workflow.AssigneeKind.PERSON, ctx.viewer.subject)
-    return lambda eid: view.matches(eid, statuses=statuses, assignee=me, unassigned=unassigned)
+    me = workflow.Assignee(workflow.AssigneeKind.PERSON, ctx.viewer.subject)
+    mine = f.mine
+
+    def keep(exception_id: str) -> bool:
+        if not view.matches(exception_id, statuses=statuses, unassigned=f.unassigned):
+            return False
+        return mine is None or (view.state(exception_id).assignee == me) == mine
+
+    return keep
 
 
 def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | None) -> ExceptionConnection:
@@ -419,8 +429,8 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
         records += tracker.closed_exceptions()
     visible = [v for r in records if (v := visible_to(ctx, r)) is not None]
     wf = _workflow_filter(ctx, f)
-    if ctx.workflow_view is not None:  # escalated orders count one severity higher (internal viewers)
-        visible = [workflow.escalate_record(r, ctx.workflow_view.escalated) for r in visible]
+    if (view := _ready_view(ctx)) is not None:  # escalated orders count one severity higher (internal viewers)
+        visible = [workflow.escalate_record(r, view.escalated) for r in visible]
     chosen = [
         r
         for r in visible
@@ -457,8 +467,8 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
 def get_exception(ctx: Context, exception_id: str) -> OrderException | None:
     """``Query.exception``: one open or recently cleared exception."""
     record = _tracker(ctx).get(exception_id)
-    if record is not None and ctx.workflow_view is not None:
-        record = workflow.escalate_record(record, ctx.workflow_view.escalated)
+    if record is not None and (view := _ready_view(ctx)) is not None:
+        record = workflow.escalate_record(record, view.escalated)
     visible = visible_to(ctx, record) if record is not None else None
     return OrderException(record=visible) if visible is not None else None
 

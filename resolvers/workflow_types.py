@@ -10,6 +10,7 @@ result (``replayed: true``) and writes nothing; the same id with another input i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from typing import Any
@@ -47,10 +48,20 @@ async def workflow_view(ctx: Any) -> rules.WorkflowView | None:
     service = getattr(ctx, "workflow", None)
     if service is None or (viewer is not None and viewer.is_customer):
         return None
-    if ctx.workflow_view is None:
-        states, escalations = await service.states(), await service.escalations()
-        ctx.workflow_view = rules.WorkflowView.of(service.now(), states, escalations)
-    return ctx.workflow_view
+    pending = ctx.workflow_view
+    if isinstance(pending, rules.WorkflowView):
+        return pending
+    if pending is None:
+        # One read for the whole request, however many fields ask at once (a page of
+        # orders each resolving Order.exceptions): they all await this one future.
+        async def load() -> rules.WorkflowView:
+            states, escalations = await asyncio.gather(service.states(), service.escalations())
+            return rules.WorkflowView.of(service.now(), states, escalations)
+
+        pending = ctx.workflow_view = asyncio.ensure_future(load())
+    view = await pending
+    ctx.workflow_view = view
+    return view
 
 
 @strawberry.type(description="Who owns an exception: a person (a token's subject) or a team.")

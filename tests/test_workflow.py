@@ -397,3 +397,20 @@ async def test_two_replicas_on_redis_share_workflow_and_push_each_others_changes
             assert await ws.nothing(0.3)
         finally:
             await ws.close()
+
+
+async def test_a_page_of_orders_reads_the_workflow_state_once(plant, http) -> None:
+    async with running_gateway(plant.url) as (url, app):
+        service = app.state.gateway.workflow
+        await app.state.gateway.exceptions.settled(60)
+        c = Client(http, url)
+        node = (await some_exceptions(c))[0]
+        order = node["affected"][0]["orderId"]
+        await c.data(ESCALATE, {"o": order, "m": "p-1", "r": "key account", "x": iso(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))})
+        before = service.state_reads
+        data = await c.data("{ orders(first: 200) { nodes { id exceptions { id severity workflow { status } } } } }")
+        assert service.state_reads == before + 1
+        page = {n["id"]: n for n in data["orders"]["nodes"]}
+        if order in page:  # the escalated order's own exceptions are raised there too
+            mine = {e["id"]: e["severity"] for e in page[order]["exceptions"]}
+            assert mine[node["id"]] == SEVERITIES[min(SEVERITIES.index(node["affected"][0]["severity"]) + 1, 3)]
