@@ -27,7 +27,18 @@ WorkflowAction = strawberry.enum(rules.WorkflowAction, description="One step of 
 AssigneeKind = strawberry.enum(rules.AssigneeKind, description="A person or a team.")
 
 
+# Refusals of the rules are the caller's to fix: BAD_USER_INPUT (as Apollo and generic
+# clients know it), with the precise reason beside it.
+_CALLER_REASONS = frozenset({"NOT_FOUND", "CONFLICT", "IDEMPOTENCY_CONFLICT"})
+
+
 def _error(message: str, code: str) -> GraphQLError:
+    """``extensions.code`` BAD_USER_INPUT with ``extensions.reason`` NOT_FOUND (no such
+    exception or order), CONFLICT (the state does not allow it, e.g. acknowledged already)
+    or IDEMPOTENCY_CONFLICT (a clientMutationId reused for other input); FORBIDDEN and
+    UNAVAILABLE as they are."""
+    if code in _CALLER_REASONS:
+        return GraphQLError(message, extensions={"code": "BAD_USER_INPUT", "reason": code})
     return GraphQLError(message, extensions={"code": code})
 
 

@@ -251,6 +251,8 @@ document.getElementById("signin").addEventListener("click", () => {
   ordergraph.setToken(document.getElementById("token").value);
   load();
 });
+// Ages move and snoozes run out with the clock alone: refresh the tab once a minute.
+setInterval(() => { if (subscription) scheduleReload(0); }, 60000);
 if (ordergraph.token()) {
   document.getElementById("token").value = ordergraph.token();
   load();
