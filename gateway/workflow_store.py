@@ -7,11 +7,12 @@ client mutation ids already answered. Two implementations of one protocol:
   file act one after the other; WAL + ``synchronous=FULL``: a committed action survives a
   crash.
 - ``RedisWorkflowStore`` (several replicas, ``[scaleout] redis_url``): the same data under
-  ``<key_prefix>workflow:``. A command WATCHes the store's sequence and its idempotency key,
-  reads, decides in Python (``resolvers.workflow.decide``) and writes everything in one
-  MULTI/EXEC; when another replica wrote in between, EXEC fails and the command is decided
-  again on the new state (optimistic locking). Every write bumps the sequence, so no two
-  commands ever decide on the same state. The EXEC also publishes on
+  ``<key_prefix>workflow:``. A command reads its idempotency key and its target's state in
+  one MULTI, is decided in Python (``resolvers.workflow.decide``), and is stored by one Lua
+  script that first checks the target's state is still the one it was decided on
+  (compare-and-set) and the id still unanswered; otherwise it is decided again on the new
+  state. Only commands on the same exception (or order) contend, and within one replica
+  those wait their turn on a lock. The script also publishes on
   ``<key_prefix>workflow:changed`` so every replica pushes the change to its subscribers.
 
 Why Redis and not PostgreSQL for the shared store: the data is a handful of small
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +51,7 @@ from resolvers.workflow import (
 
 T = TypeVar("T")
 
-MAX_ATTEMPTS = 50  # optimistic retries of one command under contention (Redis)
+MAX_ATTEMPTS = 100  # optimistic retries of one command when other replicas act on the same target (Redis)
 
 
 def _conflict(cmd: Command) -> WorkflowRefused:
@@ -234,6 +236,28 @@ class SQLiteWorkflowStore:
 # --- Redis -----------------------------------------------------------------------------------
 
 
+# One action, atomically: store it only if the target's state is still what the command
+# was decided on (compare-and-set on the raw value) and its client mutation id is still
+# unanswered; then number it (INCR), append it to the log, the target's trail and each
+# order's history, write the state and the result under the id, and wake every replica.
+# Returns the new seq; 0 when the state changed (decide again); -1 when the id was answered.
+_ACT = """
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if not current then current = '' end
+if current ~= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local seq = redis.call('INCR', KEYS[1])
+local entry = '{"seq":' .. seq .. ',' .. string.sub(ARGV[4], 10)
+redis.call('RPUSH', KEYS[4], entry)
+redis.call('RPUSH', KEYS[5], entry)
+for i = 7, #KEYS do redis.call('RPUSH', KEYS[i], entry) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SET', KEYS[3], '{"fingerprint":"' .. ARGV[5] .. '","result":{"entry":' .. entry .. ',' .. ARGV[6] .. '}}')
+redis.call('PUBLISH', KEYS[6], seq)
+return seq
+"""
+
+
 class RedisWorkflowStore:
     """The shared store of several replicas: hashes and lists under ``<prefix>workflow:``."""
 
@@ -249,6 +273,8 @@ class RedisWorkflowStore:
         self._state = f"{self.base}state"
         self._escalation = f"{self.base}escalation"
         self._log = f"{self.base}log"  # every entry, index seq-1
+        self._script = self._client.register_script(_ACT)
+        self._locks: dict[str, list] = {}  # target -> [lock, commands holding or waiting]
 
     @classmethod
     async def open(cls, url: str, *, prefix: str) -> RedisWorkflowStore:
@@ -269,57 +295,54 @@ class RedisWorkflowStore:
         return f"{self.base}order:{sales_order}"
 
     async def act(self, cmd: Command) -> Outcome:
-        from redis.exceptions import WatchError
+        # Commands on one target through this replica go one at a time (no point racing
+        # ourselves); the script's compare-and-set settles races with other replicas.
+        slot = self._locks.setdefault(cmd.target, [asyncio.Lock(), 0])
+        slot[1] += 1  # commands holding or waiting for it; the lock goes when none is left
+        try:
+            async with slot[0]:
+                return await self._act(cmd)
+        finally:
+            slot[1] -= 1
+            if slot[1] == 0:
+                del self._locks[cmd.target]
 
+    async def _act(self, cmd: Command) -> Outcome:
         idem = self._idem(cmd.idempotency_key())
-        async with self._client.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_ATTEMPTS):
-                try:
-                    # Every write bumps seq: watching it makes the read-decide-write one step.
-                    await pipe.watch(self._seq, idem)
-                    stored = await pipe.get(idem)
-                    if stored is not None:
-                        await pipe.unwatch()
-                        kept = orjson.loads(stored)
-                        if kept["fingerprint"] != cmd.fingerprint():
-                            raise _conflict(cmd)
-                        return Outcome.from_json(kept["result"], replayed=True)
-                    seq = int(await pipe.get(self._seq) or 0) + 1
-                    workflow = escalation = None
-                    if cmd.exception_id is not None:
-                        raw = await pipe.hget(self._state, cmd.exception_id)
-                        workflow = ExceptionWorkflow.from_json(orjson.loads(raw)) if raw else None
-                    if cmd.sales_order is not None:
-                        raw = await pipe.hget(self._escalation, cmd.sales_order)
-                        escalation = Escalation.from_json(orjson.loads(raw)) if raw else None
-                    try:
-                        decision = decide(cmd, workflow, escalation)
-                    except WorkflowRefused:
-                        # Refused on what we read: only if nobody wrote since (an empty
-                        # MULTI/EXEC fails like any other when a watched key changed),
-                        # e.g. a retry of the same id whose first try just committed.
-                        pipe.multi()
-                        await pipe.execute()
-                        raise
-                    result = result_json(decision, seq)
-                    entry = orjson.dumps(result["entry"])
-                    pipe.multi()
-                    pipe.set(self._seq, seq)
-                    pipe.rpush(self._log, entry)
-                    pipe.rpush(self._trail_key(cmd.target), entry)
-                    for so in decision.entry.sales_orders:
-                        pipe.rpush(self._order_key(so), entry)
-                    if decision.workflow is not None:
-                        pipe.hset(self._state, cmd.exception_id, orjson.dumps(result["workflow"]))
-                    if decision.escalation is not None:
-                        pipe.hset(self._escalation, cmd.sales_order, orjson.dumps(result["escalation"]))
-                    pipe.set(idem, orjson.dumps({"fingerprint": cmd.fingerprint(), "result": result}))
-                    pipe.publish(self.channel, str(seq))
-                    await pipe.execute()
-                    return Outcome.from_json(result, replayed=False)
-                except WatchError:
-                    self.conflicts += 1
-                    continue
+        on_order = cmd.exception_id is None
+        table, field = (self._escalation, cmd.sales_order) if on_order else (self._state, cmd.exception_id)
+        assert field is not None
+        for attempt in range(MAX_ATTEMPTS):
+            # One snapshot: the idempotency key and the target's state, read together.
+            async with self._client.pipeline(transaction=True) as pipe:
+                stored, raw = await pipe.get(idem).hget(table, field).execute()
+            if stored is not None:
+                kept = orjson.loads(stored)
+                if kept["fingerprint"] != cmd.fingerprint():
+                    raise _conflict(cmd)
+                return Outcome.from_json(kept["result"], replayed=True)
+            current = orjson.loads(raw) if raw else None
+            decision = decide(
+                cmd,
+                None if on_order else (ExceptionWorkflow.from_json(current) if current else None),
+                (Escalation.from_json(current) if current else None) if on_order else None,
+            )  # a refusal stands: it was decided on one consistent snapshot
+            result = result_json(decision, 0)
+            entry = orjson.dumps(result["entry"])
+            assert entry.startswith(b'{"seq":0,')
+            rest = b'"workflow":' + orjson.dumps(result["workflow"]) + b',"escalation":' + orjson.dumps(result["escalation"])
+            new_value = orjson.dumps(result["escalation"] if on_order else result["workflow"])
+            keys = [self._seq, table, idem, self._log, self._trail_key(cmd.target), self.channel]
+            keys += [self._order_key(so) for so in decision.entry.sales_orders]
+            seq = int(await self._script(keys=keys, args=[field, raw or b"", new_value, entry, cmd.fingerprint(), rest]))
+            if seq > 0:
+                return Outcome.from_json(result_json(decision, seq), replayed=False)
+            if seq < 0:
+                continue  # the same id was answered meanwhile: replay it
+            # Another replica changed the target since our read: decide again, after a
+            # short random pause so that two replicas do not collide in step.
+            self.conflicts += 1
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise WorkflowRefused("The workflow store is too busy; try again.", "UNAVAILABLE")
 
     async def state(self, exception_id: str) -> ExceptionWorkflow | None:

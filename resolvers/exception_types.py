@@ -252,12 +252,14 @@ class OrderException:
         return next(iter(self.record.affected.values()))
 
     @strawberry.field(description="Internal roles: acknowledgement, owner, snooze, resolution and audit trail.")
-    async def workflow(
+    def workflow(
         self, info: Info
     ) -> Annotated[ExceptionWorkflowType, strawberry.lazy("resolvers.workflow_types")]:  # noqa: F821
         from .workflow_types import exception_workflow
 
-        return await exception_workflow(info, self.record.id)
+        # Synchronous when the request's snapshot is read already (a board page: no
+        # awaitable per row), else an awaitable that reads it.
+        return exception_workflow(info, self.record.id)
 
 
 async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderException]:

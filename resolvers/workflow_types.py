@@ -465,13 +465,21 @@ class Mutation:
 # --- reading workflow on orders and exceptions --------------------------------------------------
 
 
-async def exception_workflow(info: Info, exception_id: str) -> ExceptionWorkflowType:
-    """``OrderException.workflow``: the state (NEW when nobody acted on it yet)."""
-    view = await workflow_view(info.context)
-    if view is None:
-        _service(info)  # the clear error
-        raise AssertionError  # pragma: no cover
-    return ExceptionWorkflowType(state=view.state(exception_id), now=view.now)
+def exception_workflow(info: Info, exception_id: str) -> Any:
+    """``OrderException.workflow``: the state (NEW when nobody acted on it yet); the value
+    itself when the request's snapshot is read, else an awaitable of it."""
+    view = info.context.workflow_view
+    if isinstance(view, rules.WorkflowView):
+        return ExceptionWorkflowType(state=view.state(exception_id), now=view.now)
+
+    async def later() -> ExceptionWorkflowType:
+        loaded = await workflow_view(info.context)
+        if loaded is None:
+            _service(info)  # the clear error (customer, or no workflow service)
+            raise AssertionError  # pragma: no cover
+        return ExceptionWorkflowType(state=loaded.state(exception_id), now=loaded.now)
+
+    return later()
 
 
 async def order_workflow_history(info: Info, sales_order: str) -> list[WorkflowEntry]:
