@@ -202,6 +202,14 @@ class OrderException:
     def cleared_at(self) -> dt.datetime | None:
         return self.record.cleared_at
 
+    @strawberry.field(
+        description="How long it has been open (until clearedAt once cleared), in seconds on the clock detectedAt "
+        "is on: the plant's, which the demo runs faster than the wall clock."
+    )
+    def age_seconds(self, info: Info) -> int:
+        end = self.record.cleared_at or info.context.now
+        return max(0, int((end - self.record.detected_at).total_seconds()))
+
     @strawberry.field(name="open")
     def is_open(self) -> bool:
         return self.record.open

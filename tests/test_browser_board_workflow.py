@@ -46,6 +46,7 @@ async def test_board_acknowledges_takes_snoozes_and_resolves_an_exception(plant,
             row = f'tr[data-id="{eid}"]'
             assert await page.text_content(f"{row} td.ack") == "not yet"
             assert await page.text_content(f"{row} td.owner") == "—"
+            assert (await page.text_content(f"{row} td.age")).endswith(("min", "d"))
 
             await page.click(row)
             await page.click("#do-ack")

@@ -414,3 +414,22 @@ async def test_a_page_of_orders_reads_the_workflow_state_once(plant, http) -> No
         if order in page:  # the escalated order's own exceptions are raised there too
             mine = {e["id"]: e["severity"] for e in page[order]["exceptions"]}
             assert mine[node["id"]] == SEVERITIES[min(SEVERITIES.index(node["affected"][0]["severity"]) + 1, 3)]
+
+
+async def test_age_is_on_the_plants_clock(plant, http) -> None:
+    offset = [dt.timedelta(0)]
+
+    def plant_clock() -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + offset[0]
+
+    async with running_gateway(plant.url, domain_clock=plant_clock) as (url, app):
+        await app.state.gateway.exceptions.settled(60)
+        c = Client(http, url)
+        query = "{ exceptions(first: 5) { nodes { id detectedAt ageSeconds } } }"
+        first = {n["id"]: n for n in (await c.data(query))["exceptions"]["nodes"]}
+        offset[0] = dt.timedelta(hours=3)  # the plant's clock runs ahead (as in the demo)
+        later = {n["id"]: n for n in (await c.data(query))["exceptions"]["nodes"]}
+        same = [i for i in first if i in later and later[i]["detectedAt"] == first[i]["detectedAt"]]
+        assert same
+        for i in same:
+            assert later[i]["ageSeconds"] - first[i]["ageSeconds"] >= 3 * 3600

@@ -6,7 +6,7 @@
 
 const WORKFLOW = `workflow { status acknowledged acknowledgedBy acknowledgedAt assignee { kind name }
   snoozed snoozedUntil resolved resolvedBy resolution commentCount }`;
-const FIELDS = `id kind severity description detectedAt daysLate affectedOrderCount open
+const FIELDS = `id kind severity description detectedAt ageSeconds daysLate affectedOrderCount open
   valueAtRisk { amount currency } rootCause { system entity key label } ${WORKFLOW}`;
 const OPEN = `query BoardOpen($filter: ExceptionFilter) { exceptions(filter: $filter, first: 500) {
   transitionCursor totalCount totalValueAtRisk { amount currency } nodes { ${FIELDS} } } }`;
@@ -70,10 +70,11 @@ function clientMutationId() {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-function age(since) {
-  const ms = Date.now() - new Date(since).getTime();
-  if (!(ms >= 0)) return "—";
-  const min = Math.floor(ms / 60000);
+// The age on the plant's clock (the server's ageSeconds: the demo's plant runs faster than
+// this browser's clock, so detectedAt alone would read as the future).
+function age(seconds) {
+  if (!(seconds >= 0)) return "—";
+  const min = Math.floor(seconds / 60);
   if (min < 60) return `${min} min`;
   const h = Math.floor(min / 60);
   if (h < 48) return `${h} h ${min % 60} min`;
@@ -109,7 +110,7 @@ function renderRows() {
       el("td", {}, money(x.valueAtRisk)),
       el("td", { class: "owner" }, owner(x.workflow)),
       el("td", { class: "ack" }, ackCell(x.workflow)),
-      el("td", { title: fmtTime(x.detectedAt) }, age(x.detectedAt))))
+      el("td", { class: "age", title: "raised " + fmtTime(x.detectedAt) }, age(x.ageSeconds))))
     : [el("tr", {}, el("td", { colspan: "10", class: "empty" }, tab === "active" ? "No open exceptions." : "Nothing here."))]));
   const total = list.reduce((s, x) => s + x.valueAtRisk.amount, 0);
   totalsEl.textContent = `${list.length} shown · ${money({ amount: total, currency: list[0] ? list[0].valueAtRisk.currency : "EUR" })} at risk`;
@@ -121,6 +122,7 @@ async function act(name, variables) {
     const body = await ordergraph.query(ACTIONS[name], Object.assign({ id: selected, m: clientMutationId() }, variables));
     if (body.errors) throw new Error(body.errors.map((e) => e.message).join("; "));
     if (msg) { msg.className = "muted"; msg.textContent = "done"; }
+    for (const input of detail.querySelectorAll("input[id]")) input.value = "";
     scheduleReload(0);
   } catch (err) {
     if (msg) { msg.className = "error"; msg.textContent = err.message; }
@@ -163,8 +165,13 @@ async function showDetail(id, refresh = false) {
   try {
     const body = await ordergraph.query(DETAIL, { id });
     const x = body.data.exception;
+    if (selected !== id) return; // another row was opened meanwhile
     if (!x) { detail.replaceChildren(el("div", { class: "muted" }, "This exception is no longer known.")); return; }
     const w = x.workflow;
+    // A refresh (someone acted, a push, the minute's reload) must not eat what is being typed.
+    const typed = {};
+    for (const input of detail.querySelectorAll("input[id], select[id]")) typed[input.id] = input.value;
+    const focused = document.activeElement && detail.contains(document.activeElement) ? document.activeElement.id : null;
     detail.replaceChildren(
       el("div", { class: "row" }, el("span", { class: "title" }, words(x.kind)), el("span", { class: "muted" }, x.description)),
       el("div", { class: "wf", id: "workflow" },
@@ -188,6 +195,11 @@ async function showDetail(id, refresh = false) {
       el("ol", { class: "trail", id: "trail" }, w.trail.length
         ? w.trail.map((e) => el("li", { "data-action": e.action }, `${fmtTime(e.at)} · ${e.actor} · ${e.summary}`))
         : [el("li", { class: "muted" }, "nobody has acted on it yet")]));
+    for (const [key, value] of Object.entries(typed)) {
+      const input = document.getElementById(key);
+      if (input) input.value = value;
+    }
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   } catch (err) {
     detail.replaceChildren(el("div", { class: "error" }, err.message));
   }
