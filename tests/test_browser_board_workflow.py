@@ -4,6 +4,7 @@ Chromium), with real tokens, against the gateway under uvicorn and the simulated
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 
@@ -77,7 +78,18 @@ async def test_board_acknowledges_takes_snoozes_and_resolves_an_exception(plant,
             assert (await page.text_content(f"{row} td.ack")).startswith("snoozed until")
             await screenshot(page, "board-workflow")
 
+            # Escalate the first affected order for 24 h: the exception counts one level higher.
             await page.click(row)
+            await page.wait_for_selector("#affected tbody tr .do-escalate")
+            order = await page.eval_on_selector("#affected tbody tr", "e => e.dataset.order")
+            await page.fill("#escalate-reason", "line stop at the customer")
+            await page.click(f'#affected tr[data-order="{order}"] .do-escalate')
+            await page.wait_for_selector(f'#affected tr[data-order="{order}"] .do-withdraw', timeout=15000)
+            escalation = (await gateway.workflow.escalations())[order]
+            assert escalation.reason == "line stop at the customer" and escalation.escalated_by == "dana"
+            assert dt.timedelta(hours=23) < escalation.expires_at - escalation.escalated_at <= dt.timedelta(hours=24)
+            await screenshot(page, "board-workflow-detail")
+
             await page.fill("#resolve-reason", "spindle replaced")
             await page.click("#do-resolve")
             await page.wait_for_selector("#do-reopen", timeout=15000)

@@ -16,7 +16,8 @@ const WORKFLOW_CHANGES = `subscription BoardWorkflow { exceptionWorkflowChanged 
 const DETAIL = `query BoardDetail($id: ID!) { exception(id: $id) { id kind description severity
   ${WORKFLOW.replace("commentCount }", "commentCount trail { seq action actor at summary } }")}
   affected { orderId customerId commercialPriority severity daysLate valueAtRisk { amount currency }
-    order { confirmedDeliveryDate predictedDeliveryDate deliveryRisk stage customer { name } } } } }`;
+    order { confirmedDeliveryDate predictedDeliveryDate deliveryRisk stage customer { name }
+      escalation { active reason expiresAt escalatedBy } } } } }`;
 const RESULT = `clientMutationId replayed entry { seq action } workflow { status }`;
 const ACTIONS = {
   acknowledge: `mutation BoardAck($id: ID!, $m: String!) { acknowledgeException(exceptionId: $id, clientMutationId: $m) { ${RESULT} } }`,
@@ -25,6 +26,8 @@ const ACTIONS = {
   snooze: `mutation BoardSnooze($id: ID!, $m: String!, $u: DateTime!) { snoozeException(exceptionId: $id, clientMutationId: $m, until: $u) { ${RESULT} } }`,
   resolve: `mutation BoardResolve($id: ID!, $m: String!, $r: String!) { resolveException(exceptionId: $id, clientMutationId: $m, reason: $r) { ${RESULT} } }`,
   reopen: `mutation BoardReopen($id: ID!, $m: String!) { reopenException(exceptionId: $id, clientMutationId: $m) { ${RESULT} } }`,
+  escalate: `mutation BoardEscalate($o: ID!, $m: String!, $r: String!, $x: DateTime!) { escalateOrder(orderId: $o, clientMutationId: $m, reason: $r, expiresAt: $x) { replayed escalation { active } } }`,
+  withdraw: `mutation BoardWithdraw($o: ID!, $m: String!) { withdrawEscalation(orderId: $o, clientMutationId: $m) { replayed escalation { active } } }`,
 };
 const TABS = {
   active: { status: ["NEW", "ACKNOWLEDGED"] },
@@ -119,7 +122,8 @@ function renderRows() {
 async function act(name, variables) {
   const msg = document.getElementById("action-message");
   try {
-    const body = await ordergraph.query(ACTIONS[name], Object.assign({ id: selected, m: clientMutationId() }, variables));
+    const base = name === "escalate" || name === "withdraw" ? { m: clientMutationId() } : { id: selected, m: clientMutationId() };
+    const body = await ordergraph.query(ACTIONS[name], Object.assign(base, variables));
     if (body.errors) throw new Error(body.errors.map((e) => e.message).join("; "));
     if (msg) { msg.className = "muted"; msg.textContent = "done"; }
     for (const input of detail.querySelectorAll("input[id]")) input.value = "";
@@ -157,6 +161,25 @@ function actionBar(x) {
   return el("div", { class: "actions" }, buttons, el("span", { id: "action-message", class: "muted" }));
 }
 
+// An order's escalation (planners): active until its expiry, with a way to end it; or a
+// way to start one with the reason typed above it and a length.
+function escalationCell(a) {
+  const e = a.order && a.order.escalation;
+  if (e && e.active) {
+    return [el("span", { title: `${e.reason} (by ${e.escalatedBy})` }, `until ${fmtTime(e.expiresAt)}`), " ",
+      el("button", { class: "do-withdraw", onclick: (ev) => { ev.stopPropagation(); act("withdraw", { o: a.orderId }); } }, "Withdraw")];
+  }
+  return el("button", {
+    class: "do-escalate",
+    onclick: (ev) => {
+      ev.stopPropagation();
+      const reason = document.getElementById("escalate-reason").value;
+      const hours = Number(document.getElementById("escalate-for").value);
+      act("escalate", { o: a.orderId, r: reason, x: new Date(Date.now() + hours * 3600000).toISOString() });
+    },
+  }, "Escalate");
+}
+
 async function showDetail(id, refresh = false) {
   selected = id;
   renderRows();
@@ -176,11 +199,15 @@ async function showDetail(id, refresh = false) {
       el("div", { class: "row" }, el("span", { class: "title" }, words(x.kind)), el("span", { class: "muted" }, x.description)),
       el("div", { class: "wf", id: "workflow" },
         el("b", { id: "wf-status" }, words(w.status)), " · owner: ", el("span", { id: "wf-owner" }, owner(w)),
-        " · acknowledged: ", ackCell(w),
-        w.resolved ? ` · resolution: ${w.resolution}` : ""),
+        " · acknowledged: ", w.acknowledged ? `${w.acknowledgedBy}, ${fmtTime(w.acknowledgedAt)}` : "not yet",
+        w.snoozed ? ` · snoozed until ${fmtTime(w.snoozedUntil)}` : "",
+        w.resolved ? ` · resolved by ${w.resolvedBy}: ${w.resolution}` : ""),
       actionBar(x),
+      el("div", { class: "actions" }, el("span", { class: "muted" }, "Escalate an order below:"),
+        el("input", { id: "escalate-reason", placeholder: "reason (e.g. key account line stop)", size: "30" }),
+        el("select", { id: "escalate-for" }, ["24", "4", "72"].map((h) => el("option", { value: h }, `${h} h`)))),
       el("table", { id: "affected" },
-        el("thead", {}, el("tr", {}, ["Order", "Customer", "Priority", "Severity", "Promised", "Predicted", "Days late", "Value at risk", "Stage"].map((h) => el("th", {}, h)))),
+        el("thead", {}, el("tr", {}, ["Order", "Customer", "Priority", "Severity", "Promised", "Predicted", "Days late", "Value at risk", "Stage", "Escalation"].map((h) => el("th", {}, h)))),
         el("tbody", {}, x.affected.map((a) => el("tr", { "data-order": a.orderId },
           el("td", {}, a.orderId),
           el("td", {}, a.order && a.order.customer ? a.order.customer.name : a.customerId),
@@ -190,7 +217,8 @@ async function showDetail(id, refresh = false) {
           el("td", {}, fmtDate(a.order && a.order.predictedDeliveryDate)),
           el("td", {}, a.daysLate),
           el("td", {}, money(a.valueAtRisk)),
-          el("td", {}, a.order ? words(a.order.stage) : "—"))))),
+          el("td", {}, a.order ? words(a.order.stage) : "—"),
+          el("td", { class: "escalation" }, escalationCell(a)))))),
       el("div", { class: "muted" }, "Trail"),
       el("ol", { class: "trail", id: "trail" }, w.trail.length
         ? w.trail.map((e) => el("li", { "data-action": e.action }, `${fmtTime(e.at)} · ${e.actor} · ${e.summary}`))
