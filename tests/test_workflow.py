@@ -433,3 +433,49 @@ async def test_age_is_on_the_plants_clock(plant, http) -> None:
         assert same
         for i in same:
             assert later[i]["ageSeconds"] - first[i]["ageSeconds"] >= 3 * 3600
+
+
+async def test_workflow_changes_also_stream_over_sse(plant, http) -> None:
+    import json
+
+    async with running_gateway(plant.url) as (url, app):
+        await app.state.gateway.exceptions.settled(60)
+        c = Client(http, url)
+        eid = (await some_exceptions(c))[0]["id"]
+        body = {"query": "subscription($id: ID) { exceptionWorkflowChanged(exceptionId: $id) { entry { action text } } }", "variables": {"id": eid}}
+        async with http.post(f"{url}/graphql/stream", json=body, headers={"Accept": "text/event-stream"}) as resp:
+            assert resp.status == 200 and resp.content_type == "text/event-stream"
+            await asyncio.sleep(0.2)
+            await c.data(COMMENT, {"id": eid, "m": "sse-1", "t": "over SSE"})
+            data = None
+            while True:
+                line = (await asyncio.wait_for(resp.content.readline(), 10)).decode().rstrip("\n")
+                if line.startswith("data: "):
+                    data = json.loads(line[6:])
+                elif line == "" and data is not None:
+                    break
+        assert data["data"]["exceptionWorkflowChanged"]["entry"] == {"action": "COMMENTED", "text": "over SSE"}
+
+
+async def test_read_api_for_other_modules(plant, http) -> None:
+    """What e.g. notices read: state, is_acknowledged, escalated orders, and a hook per entry."""
+    async with running_gateway(plant.url) as (url, app):
+        service = app.state.gateway.workflow
+        await app.state.gateway.exceptions.settled(60)
+        heard: list[Any] = []
+        service.listeners.append(heard.append)
+        c = Client(http, url)
+        node = (await some_exceptions(c))[0]
+        eid, order = node["id"], node["affected"][0]["orderId"]
+        assert await service.state(eid) is None and not await service.is_acknowledged(eid)
+        await c.data(ACK, {"id": eid, "m": "api-1"})
+        assert await service.is_acknowledged(eid)
+        state = await service.state(eid)
+        assert state is not None and state.acknowledged_by == "open-demo" and state.acknowledged_at is not None
+        await c.data(ESCALATE, {"o": order, "m": "api-2", "r": "key account", "x": iso(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))})
+        assert await service.escalated_orders() == frozenset({order})
+        assert service.escalated_now() == frozenset({order})
+        assert [(e.action.value, e.exception_id) for e in heard] == [("ACKNOWLEDGED", eid), ("ESCALATED", None)]
+        await c.data(RESOLVE, {"id": eid, "m": "api-3", "r": "done"})
+        await c.data(REOPEN, {"id": eid, "m": "api-4"})
+        assert not await service.is_acknowledged(eid)  # reopened: it needs acknowledging again
