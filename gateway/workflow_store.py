@@ -372,9 +372,12 @@ class RedisWorkflowStore:
 
 
 def sqlite_path(journal_path: str) -> str:
-    """The workflow file beside the journal: ``var/journal.sqlite`` → ``var/workflow.sqlite``
-    (``:memory:`` stays in memory, for tests)."""
+    """The workflow file beside the journal: ``var/journal.sqlite`` → ``var/workflow.sqlite``;
+    a journal named otherwise keeps its name in it (``var/plant-a.sqlite`` →
+    ``var/plant-a.workflow.sqlite``), so two gateways' journals in one folder never share one.
+    ``:memory:`` stays in memory (tests)."""
     if journal_path == ":memory:":
         return ":memory:"
     p = Path(journal_path)
-    return str(p.with_name("workflow" + (p.suffix or ".sqlite")))
+    suffix = p.suffix or ".sqlite"
+    return str(p.with_name("workflow" + suffix if p.stem == "journal" else f"{p.stem}.workflow{suffix}"))

@@ -131,6 +131,8 @@ async def test_escalation_expires_and_is_withdrawn(pair) -> None:
 async def test_sqlite_state_is_on_disk(tmp_path) -> None:
     path = sqlite_path(str(tmp_path / "journal.sqlite"))
     assert path == str(tmp_path / "workflow.sqlite")
+    assert sqlite_path(str(tmp_path / "plant-a.sqlite")) == str(tmp_path / "plant-a.workflow.sqlite")
+    assert sqlite_path(":memory:") == ":memory:"
     store = await SQLiteWorkflowStore.open(path)
     await store.act(cmd(WorkflowAction.ACKNOWLEDGED, "alice", "a-1"))
     await store.close()
