@@ -319,7 +319,7 @@ class Gateway:
         self.workflow = WorkflowService(
             store, clock=self.clock, redis_url=sc.redis_url or None, poll_seconds=sc.poll_seconds if sc.redis_url else LOCAL_POLL_SECONDS
         )
-        self.hub.workflow = WorkflowChannel(self.hub)
+        self.hub.workflow = WorkflowChannel(self.hub, self.workflow)
         self.workflow.channel = self.hub.workflow
         await self.workflow.start()
 

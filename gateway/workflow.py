@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from graphql import DocumentNode, OperationDefinitionNode
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 
 from resolvers.context import Context
 from resolvers.workflow import (
@@ -45,6 +45,7 @@ from .workflow_store import WorkflowStore
 log = logging.getLogger("ordergraph.workflow")
 
 WORKFLOW_CHANGED = "exceptionWorkflowChanged"
+WORKFLOW_CURSOR = "workflow"  # cursor kind (resolvers.cursors): an audit entry's seq
 
 
 class WorkflowService:
@@ -214,18 +215,23 @@ class WorkflowSubscriber:
     id: str
     sink: Sink
     group: WorkflowGroup
+    replaying: bool = False
+    buffer: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
 
 
 class WorkflowChannel(FanOutWorker):
     """Fan-out of audit entries to ``exceptionWorkflowChanged`` groups (internal viewers
     only: the policy layer refuses the field to customers). One execution per entry and
-    group; each message carries ``extensions.seq``."""
+    group; each message carries ``extensions.cursor`` (and ``seq``): a subscriber that
+    reconnects with ``after`` first gets the entries it missed from the store, while live
+    ones wait in a buffer, then goes live."""
 
     task_name = "ordergraph-workflow-hub"
 
-    def __init__(self, hub: Any) -> None:
+    def __init__(self, hub: Any, service: WorkflowService) -> None:
         super().__init__()
         self.hub = hub
+        self.service = service
         self.groups: dict[tuple[Any, ...], WorkflowGroup] = {}
 
     @property
@@ -252,14 +258,57 @@ class WorkflowChannel(FanOutWorker):
         sales_order = str(args["orderId"]) if args.get("orderId") is not None else None
         if sales_order is not None:
             self.hub.context_factory(viewer=scope.viewer).check_key("SalesOrder", sales_order, "orderId")
-        key = (WORKFLOW_CHANGED, query, operation_name, _freeze(variables), scope.key)
+        after = self._after(args.get("after"))
+        shared_vars = {k: v for k, v in variables.items() if k != "after"}
+        key = (WORKFLOW_CHANGED, query, operation_name, _freeze(shared_vars), scope.key)
         group = self.groups.get(key)
         if group is None:
-            group = WorkflowGroup(key, document, operation_name, dict(variables), exception_id, sales_order, scope)
+            group = WorkflowGroup(key, document, operation_name, shared_vars, exception_id, sales_order, scope)
             self.groups[key] = group
-        sub = WorkflowSubscriber(sub_id, sink, group)
+        sub = WorkflowSubscriber(sub_id, sink, group, replaying=after is not None)
         group.subscribers[id(sub)] = sub
+        if after is not None:
+            try:
+                with request_budget():
+                    await self._replay(sub, after)
+            except BaseException:
+                self.unsubscribe(sub)
+                raise
         return sub
+
+    def _after(self, raw: Any) -> int | None:
+        if raw is None:
+            return None
+        text = self.hub.cursors.open(WORKFLOW_CURSOR, str(raw), "use the cursor of a message you received")
+        try:
+            return max(0, int(text))
+        except ValueError as exc:  # sealed by us, so never; but say so clearly
+            raise GraphQLError("Invalid cursor: use the cursor of a message you received.", extensions={"code": "BAD_USER_INPUT"}) from exc
+
+    async def _replay(self, sub: WorkflowSubscriber, after: int) -> None:
+        """What the subscriber missed after ``after``, from the store; then the buffer."""
+        last = after
+        ctx = self.hub.context_factory(viewer=sub.group.scope.viewer)
+        while True:
+            entries = await self.service.store.entries_after(last)
+            if not entries:
+                break
+            for entry in entries:
+                if _matches(sub.group, entry):
+                    sub.sink.offer(sub.id, f"workflow:{entry.seq}", await self._payload(sub.group, entry, ctx))
+                    self.hub.deliveries += 1
+                last = entry.seq
+        for seq, payload in sub.buffer:
+            if seq > last:
+                sub.sink.offer(sub.id, f"workflow:{seq}", payload)
+                self.hub.deliveries += 1
+        sub.buffer.clear()
+        sub.replaying = False
+
+    async def _payload(self, group: WorkflowGroup, entry: AuditEntry, ctx: Context) -> dict[str, Any]:
+        payload = await self.hub._execute(group, WorkflowChange(entry_record=entry), ctx, group.variables)
+        cursor = self.hub.cursors.seal(WORKFLOW_CURSOR, str(entry.seq))
+        return {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor, "seq": entry.seq}}
 
     def unsubscribe(self, sub: WorkflowSubscriber) -> None:
         group = sub.group
@@ -272,16 +321,23 @@ class WorkflowChannel(FanOutWorker):
             contexts: dict[str, Context] = {}
             for entry in entries:
                 for group in list(self.groups.values()):
-                    if group.exception_id is not None and entry.exception_id != group.exception_id:
-                        continue
-                    if group.sales_order is not None and group.sales_order not in entry.sales_orders:
+                    if not _matches(group, entry):
                         continue
                     ctx = contexts.get(group.scope.key)
                     if ctx is None:
                         ctx = contexts[group.scope.key] = self.hub.context_factory(viewer=group.scope.viewer)
-                    payload = await self.hub._execute(group, WorkflowChange(entry_record=entry), ctx, group.variables)
-                    payload = {**payload, "extensions": {**payload.get("extensions", {}), "seq": entry.seq}}
+                    payload = await self._payload(group, entry, ctx)
                     for sub in list(group.subscribers.values()):
+                        if sub.replaying:
+                            sub.buffer.append((entry.seq, payload))
+                            continue
                         # a key of its own: a slow client's sink coalesces by key, and no entry may be lost
                         sub.sink.offer(sub.id, f"workflow:{entry.seq}", payload)
                         self.hub.deliveries += 1
+
+
+def _matches(group: WorkflowGroup, entry: AuditEntry) -> bool:
+    """Whether an entry concerns the group's exception or order (all, without either)."""
+    if group.exception_id is not None and entry.exception_id != group.exception_id:
+        return False
+    return group.sales_order is None or group.sales_order in entry.sales_orders

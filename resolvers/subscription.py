@@ -172,10 +172,15 @@ class Subscription:
 
     @strawberry.subscription(
         description="Internal roles: each workflow action (acknowledge, assign, comment, snooze, resolve, reopen, "
-        "escalate, withdraw) as it happens on any replica, for one exception or one order if given."
+        "escalate, withdraw) as it happens on any replica, for one exception or one order if given. Each message "
+        "carries `extensions.cursor`; reconnect with `after` to get what you missed."
     )
     async def exception_workflow_changed(
-        self, info: Info, exception_id: strawberry.ID | None = None, order_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        exception_id: strawberry.ID | None = None,
+        order_id: strawberry.ID | None = None,
+        after: str | None = None,
     ) -> AsyncGenerator[Annotated[WorkflowChange, strawberry.lazy("resolvers.workflow_types")], None]:  # noqa: F821
         raise _HUB_ONLY
         yield  # pragma: no cover - makes this an async generator

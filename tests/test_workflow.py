@@ -479,3 +479,39 @@ async def test_read_api_for_other_modules(plant, http) -> None:
         await c.data(RESOLVE, {"id": eid, "m": "api-3", "r": "done"})
         await c.data(REOPEN, {"id": eid, "m": "api-4"})
         assert not await service.is_acknowledged(eid)  # reopened: it needs acknowledging again
+
+
+async def test_a_subscriber_resumes_with_its_cursor_and_misses_nothing(plant, http) -> None:
+    sub = "subscription($after: String) { exceptionWorkflowChanged(after: $after) { entry { seq action text } } }"
+    async with running_gateway(plant.url) as (url, app):
+        await app.state.gateway.exceptions.settled(60)
+        c = Client(http, url)
+        eid = (await some_exceptions(c))[0]["id"]
+        ws = await WsClient.open(url)
+        await ws.subscribe("w", sub)
+        await asyncio.sleep(0.2)
+        await c.data(COMMENT, {"id": eid, "m": "r-1", "t": "one"})
+        first = await ws.next("w", timeout=10)
+        cursor = first["extensions"]["cursor"]
+        assert first["data"]["exceptionWorkflowChanged"]["entry"]["text"] == "one"
+        await ws.close()
+
+        # Offline: two more actions.
+        await c.data(COMMENT, {"id": eid, "m": "r-2", "t": "two"})
+        await c.data(COMMENT, {"id": eid, "m": "r-3", "t": "three"})
+
+        ws = await WsClient.open(url)
+        try:
+            await ws.subscribe("w", sub, {"after": cursor})
+            missed = [(await ws.next("w", timeout=10))["data"]["exceptionWorkflowChanged"]["entry"]["text"] for _ in range(2)]
+            assert missed == ["two", "three"]
+            await c.data(COMMENT, {"id": eid, "m": "r-4", "t": "four"})
+            live = await ws.next("w", timeout=10)
+            assert live["data"]["exceptionWorkflowChanged"]["entry"]["text"] == "four"
+            assert await ws.nothing(0.3)
+            # A cursor that is not one of ours: a clear error.
+            await ws.subscribe("bad", sub, {"after": "not-a-cursor"})
+            msg = await ws.recv(10)
+            assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT", msg
+        finally:
+            await ws.close()

@@ -12,7 +12,7 @@ const OPEN = `query BoardOpen($filter: ExceptionFilter) { exceptions(filter: $fi
   transitionCursor totalCount totalValueAtRisk { amount currency } nodes { ${FIELDS} } } }`;
 const CHANGES = `subscription BoardChanges($after: String) { exceptionsChanged(after: $after) {
   cursor action exception { ${FIELDS} } } }`;
-const WORKFLOW_CHANGES = `subscription BoardWorkflow { exceptionWorkflowChanged { entry { seq action actor exceptionId } } }`;
+const WORKFLOW_CHANGES = `subscription BoardWorkflow($after: String) { exceptionWorkflowChanged(after: $after) { entry { seq action actor exceptionId } } }`;
 const DETAIL = `query BoardDetail($id: ID!) { exception(id: $id) { id kind description severity
   ${WORKFLOW.replace("commentCount }", "commentCount trail { seq action actor at summary } }")}
   affected { orderId customerId commercialPriority severity daysLate valueAtRisk { amount currency }
