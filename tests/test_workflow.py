@@ -252,7 +252,7 @@ async def test_subscribers_see_workflow_changes_live(secured, http) -> None:
             {"id": eid},
         )
         await ws.subscribe("all", "subscription { exceptionWorkflowChanged { entry { action exceptionId orderIds } escalation { active } } }")
-        await asyncio.sleep(0.2)  # subscribed before acting (no resume for this field)
+        await asyncio.sleep(0.2)  # subscribed (no `after`: live from now) before acting
         await alice.data(ACK, {"id": eid, "m": "live-1", "c": "on it"})
         got = {}
         for _ in range(2):
