@@ -101,7 +101,11 @@ class WorkflowService:
     async def act(self, cmd: Command) -> Outcome:
         outcome = await self.store.act(cmd)
         if not outcome.replayed:
-            await self.pump()  # push it (and anything before it) now, in order
+            try:
+                await self.pump()  # push it (and anything before it) now, in order
+            except Exception as exc:  # stored all the same: the loop pushes it once it can
+                log.warning("workflow push after %s failed (%s); retrying in the background", outcome.entry.action.value, exc)
+                self._wake.set()
         return outcome
 
     # --- reading (resolvers.workflow.WorkflowSource, and the read API) -------------------
