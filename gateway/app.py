@@ -9,7 +9,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .telemetry import EventTimeline, Telemetry
 from .websocket import Connection, ConnectionRefused
+from .workflow import WorkflowChannel, WorkflowService
 
 log = logging.getLogger("ordergraph.gateway")
 
@@ -89,7 +90,8 @@ class Gateway:
         self.notices: NoticeEngine | None = None
         # Whether an exception is acknowledged, for the internal notice rule (the exception
         # workflow's store answers; until then nothing is acknowledged).
-        self.is_acknowledged: Callable[[str], bool] = nothing_acknowledged
+        self.is_acknowledged: Callable[[str], bool | Awaitable[bool]] = nothing_acknowledged
+        self.workflow: WorkflowService | None = None  # workflow on exceptions (gateway/workflow.py)
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
@@ -189,6 +191,7 @@ class Gateway:
         self.ingress = EventIngress(ev, self.registry, self.journal, self.clock, plant_clock=self.domain_clock)
         self.cursors = Cursors(await self._cursor_key())
         self.hub = Hub(self.schema._schema, self.context, self.journal, self.cursors)
+        await self._start_workflow()
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
         # Scale-out: other replicas' events. SQLite: events replayed by `ordergraph events
@@ -359,6 +362,37 @@ class Gateway:
             max_events=ev.max_events,
         )
 
+    async def _start_workflow(self) -> None:
+        """Workflow on exceptions: SQLite beside the journal, or the replicas' Redis."""
+        from .workflow_store import (
+            RedisWorkflowStore,
+            SQLiteWorkflowStore,
+            WorkflowStore,
+            sqlite_path,
+        )
+
+        assert self.hub is not None
+        sc = self.config.scaleout
+        store: WorkflowStore
+        if sc.redis_url:
+            store = await RedisWorkflowStore.open(sc.redis_url, prefix=sc.key_prefix)
+        else:
+            store = await SQLiteWorkflowStore.open(sqlite_path(self.config.events.journal_path))
+        self.workflow = WorkflowService(
+            store, clock=self.clock, redis_url=sc.redis_url or None, poll_seconds=sc.poll_seconds if sc.redis_url else LOCAL_POLL_SECONDS
+        )
+        self.hub.workflow = WorkflowChannel(self.hub, self.workflow)
+        self.workflow.channel = self.hub.workflow
+        await self.workflow.start()
+        self.is_acknowledged = self._attended
+
+    async def _attended(self, exception_id: str) -> bool:
+        """For the internal notice rule: someone has acted on the exception — acknowledged it,
+        snoozed it (while the snooze lasts) or resolved it — so nobody needs reminding."""
+        assert self.workflow is not None
+        w = await self.workflow.state(exception_id)
+        return w is not None and (w.acknowledged or w.resolved or w.snoozed(self.workflow.now()))
+
     def _on_bus(self, changes: list) -> None:
         # Changes published by any replica: drop their cache keys here too, then fan out.
         keys = {k for ch in changes for k in ch.invalidated}
@@ -387,6 +421,9 @@ class Gateway:
             await self.processor.stop()
         if self.hub is not None:
             await self.hub.stop()
+        if self.workflow is not None:
+            await self.workflow.stop()
+            self.workflow = None
         await self.bus.stop()
         if self.fence is not None:
             await self.fence.stop()
@@ -442,6 +479,7 @@ class Gateway:
             journal=self.journal,
             exceptions=self.exceptions,
             viewer=viewer,
+            workflow=self.workflow,
             prediction_params=self.prediction_params,
             cursors=self.cursors,
             stale_work_centers=self.shop_floor_stale,

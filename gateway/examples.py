@@ -170,6 +170,20 @@ query MyOrders($after: String) {
 }
 """
 
+WORK_AN_EXCEPTION = """# Work an exception (internal roles): acknowledge it, then see its workflow and trail.
+# Send a new clientMutationId for each new action; the same one again replays the first
+# result (replayed: true). Also: assignException, commentOnException, snoozeException,
+# resolveException, reopenException, escalateOrder, withdrawEscalation.
+mutation WorkAnException($id: ID! = "MACHINE_DOWN:mes:WC-20", $clientMutationId: String! = "graphiql-1") {
+  acknowledgeException(exceptionId: $id, clientMutationId: $clientMutationId, comment: "on it") {
+    replayed
+    entry { seq action actor at summary }
+    workflow { status acknowledgedBy assignee { kind name } snoozedUntil trail { seq action actor at summary } }
+    exception { id severity description }
+  }
+}
+"""
+
 EXAMPLES: dict[str, tuple[str, str]] = {
     "WhereIsMyOrder": (WHERE_IS_MY_ORDER, '{"id": "10000001"}'),  # defaults in the document too
     "Dashboard": (DASHBOARD, "{}"),
@@ -179,4 +193,5 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "ImpactWhatIf": (IMPACT_WHAT_IF, '{"scenario": {"workCenterDown": {"workCenter": "WC-20", "hours": 8}}}'),
     "ExceptionsLive": (EXCEPTIONS_LIVE, '{"minSeverity": "MEDIUM"}'),
     "MyOrders": (MY_ORDERS, "{}"),
+    "WorkAnException": (WORK_AN_EXCEPTION, '{"id": "MACHINE_DOWN:mes:WC-20", "clientMutationId": "graphiql-1"}'),
 }

@@ -30,10 +30,11 @@ attempts), ``…_dead_total``; gauges ``ordergraph_notices_retrying``, ``…_dea
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -55,7 +56,7 @@ from .outbox import INTERNAL, Decision, Endpoint, Notice
 
 log = logging.getLogger("ordergraph.notices")
 
-IsAcknowledged = Callable[[str], bool]
+IsAcknowledged = Callable[[str], bool | Awaitable[bool]]
 SENDS_AT_ONCE = 16
 
 
@@ -219,7 +220,10 @@ class NoticeEngine:
         unacked = set()
         for eid in records:
             try:
-                if not self.is_acknowledged(eid):
+                acknowledged = self.is_acknowledged(eid)
+                if inspect.isawaitable(acknowledged):  # the workflow store answers asynchronously
+                    acknowledged = await acknowledged
+                if not acknowledged:
                     unacked.add(eid)
             except Exception:
                 log.exception("acknowledgement look-up failed for %s; counting it unacknowledged", eid)

@@ -45,7 +45,8 @@ from .cache import RecordCache
 # Fields whose answer can change without an event naming a record the response read: the
 # exception tracker's state, the journal, what-ifs, source health, and how current a
 # section is (its ``stale`` mark turns with the clock and with a source's silence).
-UNCACHEABLE_FIELDS = frozenset({"exceptions", "exception", "impact", "sources", "history", "freshness"})
+# ... and the workflow on exceptions (people act on it, no source event says so).
+UNCACHEABLE_FIELDS = frozenset({"exceptions", "exception", "impact", "sources", "history", "freshness", "workflow", "workflowHistory", "escalation"})
 
 
 class _Stored(NamedTuple):

@@ -182,14 +182,20 @@ class Hub(FanOutWorker):
         self.deliveries = 0  # messages offered to sinks
         # exceptionsChanged: a second, small channel fed by the exception tracker
         self.exceptions = ExceptionChannel(self)
+        # exceptionWorkflowChanged: gateway/workflow.py's WorkflowChannel, set by the gateway
+        self.workflow: Any = None
 
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         super().start()
         self.exceptions.start()
+        if self.workflow is not None:
+            self.workflow.start()
 
     async def stop(self) -> None:
+        if self.workflow is not None:
+            await self.workflow.stop()
         await self.exceptions.stop()
         await super().stop()
 
@@ -199,7 +205,8 @@ class Hub(FanOutWorker):
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(g.subscribers) for g in self.groups.values()) + self.exceptions.subscriber_count
+        workflow = self.workflow.subscriber_count if self.workflow is not None else 0
+        return sum(len(g.subscribers) for g in self.groups.values()) + self.exceptions.subscriber_count + workflow
 
     # --- subscribe / unsubscribe -------------------------------------------------------
 
@@ -217,6 +224,10 @@ class Hub(FanOutWorker):
     ) -> Subscriber:
         """Start a subscription; replays from ``after`` before going live."""
         field, _ = root_field(op)
+        if field == "exceptionWorkflowChanged" and self.workflow is not None:  # gateway/workflow.py
+            return await self.workflow.subscribe(  # type: ignore[no-any-return]
+                sub_id, sink, query, document, op, operation_name, variables, coerced, scope
+            )
         if field == EXCEPTIONS_CHANGED:
             return await self.exceptions.subscribe(  # type: ignore[return-value]
                 sub_id, sink, query, document, op, operation_name, variables, coerced, scope
@@ -268,6 +279,9 @@ class Hub(FanOutWorker):
     def unsubscribe(self, sub: Subscriber) -> None:
         if isinstance(sub, ExceptionSubscriber):
             self.exceptions.unsubscribe(sub)
+            return
+        if self.workflow is not None and not isinstance(sub, Subscriber):  # a workflow subscriber
+            self.workflow.unsubscribe(sub)
             return
         group = sub.group
         group.subscribers.pop(id(sub), None)
@@ -615,6 +629,8 @@ class ExceptionChannel(FanOutWorker):
             customer=group.customer,
             viewer=viewer if viewer.is_customer else None,
             cursors=self.hub.cursors,
+            # escalated orders (gateway/workflow.py), as exceptions shows them to internal viewers
+            escalated=ctx.workflow.escalated_now() if ctx.workflow is not None and not viewer.is_customer else frozenset(),
         )
         if root is None:
             return None

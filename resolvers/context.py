@@ -53,6 +53,10 @@ class Context:
     stale_work_centers: Any = dataclasses.field(default_factory=dict)
     # the gateway's notice engine (gateway/notices.py): endpoints and notices of customers
     notices: Any = None
+    # Workflow on exceptions (resolvers.workflow.WorkflowSource, the gateway's service) and
+    # this request's snapshot of it (resolvers.workflow_types.workflow_view), read once.
+    workflow: Any = None
+    workflow_view: Any = None
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else

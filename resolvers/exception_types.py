@@ -21,7 +21,7 @@ from strawberry import Info
 from sources.records import Customer as CustomerRecord
 from sources.records import SalesOrder
 
-from . import enums, exceptions, fetch, impact
+from . import enums, exceptions, fetch, impact, workflow
 from .context import Context
 from .cursors import Cursors, process_cursors
 from .types import CommercialPriority, Money, Order
@@ -30,6 +30,7 @@ from .view import OrderView, production_completed, production_started
 Severity = strawberry.enum(enums.Severity, description="How badly an exception threatens delivery promises.")
 ExceptionKind = strawberry.enum(enums.ExceptionKind, description="What went wrong (DOMAIN.md exception kinds).")
 ExceptionAction = strawberry.enum(enums.ExceptionAction, description="A step in an exception's life.")
+WorkflowStatus = strawberry.enum(workflow.WorkflowStatus, description="Where an exception stands with the people handling it.")
 
 BOARD_CURSOR = "exceptions"  # cursor kinds (resolvers.cursors)
 TRANSITION_CURSOR = "transition"
@@ -201,6 +202,14 @@ class OrderException:
     def cleared_at(self) -> dt.datetime | None:
         return self.record.cleared_at
 
+    @strawberry.field(
+        description="How long it has been open (until clearedAt once cleared), in seconds on the clock detectedAt "
+        "is on: the plant's, which the demo runs faster than the wall clock."
+    )
+    def age_seconds(self, info: Info) -> int:
+        end = self.record.cleared_at or info.context.now
+        return max(0, int((end - self.record.detected_at).total_seconds()))
+
     @strawberry.field(name="open")
     def is_open(self) -> bool:
         return self.record.open
@@ -250,6 +259,16 @@ class OrderException:
     def _detection(self) -> exceptions.Detection:
         return next(iter(self.record.affected.values()))
 
+    @strawberry.field(description="Internal roles: acknowledgement, owner, snooze, resolution and audit trail.")
+    def workflow(
+        self, info: Info
+    ) -> Annotated[ExceptionWorkflowType, strawberry.lazy("resolvers.workflow_types")]:  # noqa: F821
+        from .workflow_types import exception_workflow
+
+        # Synchronous when the request's snapshot is read already (a board page: no
+        # awaitable per row), else an awaitable that reads it.
+        return exception_workflow(info, self.record.id)
+
 
 async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderException]:
     """``Order.exceptions``: computed live from the order's view, each restricted to this order."""
@@ -261,7 +280,12 @@ async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderExcept
     pp = ctx.prediction_params
     stale = tracker.stale_sources() if tracker else frozenset()
     out = []
+    from .workflow_types import workflow_view
+
+    wf = await workflow_view(ctx)
     for d in exceptions.detect(view, customer, ctx.now, params=params, prediction_params=pp, stale_sources=stale):
+        if wf is not None and d.sales_order in wf.escalated:
+            d = workflow.escalate_detection(d)
         known = tracker.get(d.id) if tracker else None
         detected_at = known.detected_at if known is not None and known.open else ctx.now
         record = exceptions.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})
@@ -279,6 +303,16 @@ class ExceptionFilter:
         default=None, description="Rooted at this work centre, or hits an order with open production on it."
     )
     open_only: bool = strawberry.field(default=True, description="false adds recently cleared exceptions.")
+    # Workflow filters (internal roles; resolvers/workflow.py)
+    status: list[WorkflowStatus] | None = strawberry.field(
+        default=None, description="Internal roles: in one of these workflow states (NEW, ACKNOWLEDGED, SNOOZED, RESOLVED)."
+    )
+    mine: bool | None = strawberry.field(
+        default=None, description="Internal roles: true = assigned to you (a person named as your token's subject)."
+    )
+    unassigned: bool | None = strawberry.field(
+        default=None, description="Internal roles: true = nobody owns it; false = someone does."
+    )
 
 
 @strawberry.type
@@ -364,6 +398,33 @@ def _filter_kinds(ctx: Context, kinds: list[Any] | None) -> set[enums.ExceptionK
     return out
 
 
+def _ready_view(ctx: Context) -> workflow.WorkflowView | None:
+    """The request's workflow snapshot, once read (resolvers.workflow_types.workflow_view)."""
+    view = ctx.workflow_view
+    return view if isinstance(view, workflow.WorkflowView) else None
+
+
+def _workflow_filter(ctx: Context, f: ExceptionFilter) -> Any:
+    """The filter's workflow part as a predicate on exception ids, or None when not asked."""
+    if f.status is None and f.mine is None and f.unassigned is None:
+        return None
+    if _is_customer(ctx):
+        raise GraphQLError("Workflow filters (status, mine, unassigned) are for internal roles.", extensions={"code": "FORBIDDEN"})
+    view = _ready_view(ctx)
+    if view is None:
+        raise GraphQLError("The workflow store is not running in this gateway.", extensions={"code": "UNAVAILABLE"})
+    statuses = {workflow.WorkflowStatus(s.value) for s in f.status} if f.status else None
+    me = workflow.Assignee(workflow.AssigneeKind.PERSON, ctx.viewer.subject)
+    mine = f.mine
+
+    def keep(exception_id: str) -> bool:
+        if not view.matches(exception_id, statuses=statuses, unassigned=f.unassigned):
+            return False
+        return mine is None or (view.state(exception_id).assignee == me) == mine
+
+    return keep
+
+
 def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | None) -> ExceptionConnection:
     """``Query.exceptions``: the tracker's open set (plus recently cleared), filtered and paged."""
     if first < 0:
@@ -377,6 +438,9 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
     if not f.open_only:
         records += tracker.closed_exceptions()
     visible = [v for r in records if (v := visible_to(ctx, r)) is not None]
+    wf = _workflow_filter(ctx, f)
+    if (view := _ready_view(ctx)) is not None:  # escalated orders count one severity higher (internal viewers)
+        visible = [workflow.escalate_record(r, view.escalated) for r in visible]
     chosen = [
         r
         for r in visible
@@ -387,6 +451,7 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
             customer=str(f.customer) if f.customer is not None else None,
             work_center=str(f.work_center) if f.work_center is not None else None,
         )
+        and (wf is None or wf(r.id))
     ]
     chosen.sort(key=lambda r: r.sort_key())
     rest = [r for r in chosen if start is None or r.sort_key() > start]
@@ -412,6 +477,8 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
 def get_exception(ctx: Context, exception_id: str) -> OrderException | None:
     """``Query.exception``: one open or recently cleared exception."""
     record = _tracker(ctx).get(exception_id)
+    if record is not None and (view := _ready_view(ctx)) is not None:
+        record = workflow.escalate_record(record, view.escalated)
     visible = visible_to(ctx, record) if record is not None else None
     return OrderException(record=visible) if visible is not None else None
 
@@ -439,6 +506,7 @@ def transition_message(
     customer: str | None,
     viewer: Any = None,
     cursors: Cursors | None = None,
+    escalated: frozenset[str] = frozenset(),
 ) -> ExceptionTransition | None:
     """The ``exceptionsChanged`` root value of one journaled transition, or None when it
     does not match the subscription (``payload`` as the tracker journals it).
@@ -448,8 +516,11 @@ def transition_message(
     hitting one of that customer's orders. A customer viewer gets the exception restricted
     to its own orders; one that stopped hitting them is CLEARED for that viewer, and an
     UPDATED step that changed none of them (``payload["changed"]``) is not sent at all.
+    ``escalated``: the orders escalated now (internal viewers see them one severity higher).
     """
     record = exceptions.ExceptionRecord.from_payload(payload)
+    if escalated and (viewer is None or not viewer.is_customer):  # internal viewers: escalations count
+        record = workflow.escalate_record(record, escalated)
     action = enums.ExceptionAction(payload.get("action", "RAISED"))
     previous = enums.Severity(payload["previousSeverity"]) if payload.get("previousSeverity") else None
     removed = payload.get("removed", [])
@@ -640,7 +711,8 @@ class ImpactAnalysis:
     scenario: str = strawberry.field(description="The scenario in words.")
     evaluated_at: dt.datetime
     orders: list[OrderImpact] = strawberry.field(
-        description="Affected orders: commercial priority first (STRATEGIC), then days late, then value at risk."
+        description="Affected orders: escalated orders first (escalateOrder), then commercial priority "
+        "(STRATEGIC first), then days late, then value at risk."
     )
     totals: ImpactTotals
 
@@ -748,6 +820,11 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         params=tracker.params if tracker else exceptions.ExceptionParams(),
         prediction_params=ctx.prediction_params,
     )
+    from .workflow_types import escalated_impact, workflow_view
+
+    wf = await workflow_view(ctx)
+    if wf is not None:  # escalated orders: one severity higher, ranked first
+        result = escalated_impact(result, wf.escalated)
     currency = next((o.new.currency for o in result.orders), "EUR")
     return ImpactAnalysis(
         scenario=describe(scenario),

@@ -88,6 +88,16 @@ ROOT_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
     ("Mutation", "registerNotificationEndpoint"): ALL_ROLES,
     ("Mutation", "setNotificationPreferences"): ALL_ROLES,
     ("Mutation", "removeNotificationEndpoint"): ALL_ROLES,
+    # workflow on exceptions (resolvers/workflow_types.py): people acting, internal only
+    ("Mutation", "acknowledgeException"): INTERNAL_ROLES,
+    ("Mutation", "assignException"): INTERNAL_ROLES,
+    ("Mutation", "commentOnException"): INTERNAL_ROLES,
+    ("Mutation", "snoozeException"): INTERNAL_ROLES,
+    ("Mutation", "resolveException"): INTERNAL_ROLES,
+    ("Mutation", "reopenException"): INTERNAL_ROLES,
+    ("Mutation", "escalateOrder"): INTERNAL_ROLES,
+    ("Mutation", "withdrawEscalation"): INTERNAL_ROLES,
+    ("Subscription", "exceptionWorkflowChanged"): INTERNAL_ROLES,
 }
 
 # Fields refused for customer viewers: commercial data, internal root causes and the
@@ -136,6 +146,16 @@ INTERNAL_FIELDS: frozenset[tuple[str, str]] = frozenset(
         ("OrderImpact", "*"),
         ("SeverityCount", "*"),
         ("SourceStatus", "*"),
+        # workflow on exceptions: who handles what, escalations (commercial priority)
+        ("OrderException", "workflow"),
+        ("Order", "workflowHistory"),
+        ("Order", "escalation"),
+        ("ExceptionWorkflow", "*"),
+        ("WorkflowEntry", "*"),
+        ("Escalation", "*"),
+        ("WorkflowChange", "*"),
+        ("ExceptionWorkflowPayload", "*"),
+        ("EscalationPayload", "*"),
     }
 )
 

@@ -29,6 +29,7 @@ from .health import SourceStatus, source_statuses
 from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
 from .parked import ParkedEvent, parked_events
 from .types import Customer, DeliveryRisk, Order, OrderStage
+from .workflow_types import workflow_view
 
 ORDER_CURSOR = "order"
 SCAN_PAGE = 500  # page size when a derived filter (stage, risk) has to look at more orders
@@ -270,13 +271,15 @@ class Query:
         description="Open exceptions (and, with openOnly: false, recently cleared ones), most severe first, "
         "then by value at risk. Each names its root cause and every order it hits."
     )
-    def exceptions(
+    async def exceptions(
         self, info: Info, filter: ExceptionFilter | None = None, first: int = 50, after: str | None = None
     ) -> ExceptionConnection:
+        await workflow_view(info.context)  # escalations and workflow filters (internal viewers)
         return list_exceptions(info.context, filter or ExceptionFilter(), first, after)
 
     @strawberry.field(description="One open or recently cleared exception by id, e.g. MACHINE_DOWN:mes:WC-20.")
-    def exception(self, info: Info, id: strawberry.ID) -> OrderException | None:
+    async def exception(self, info: Info, id: strawberry.ID) -> OrderException | None:
+        await workflow_view(info.context)
         return get_exception(info.context, str(id))
 
     @strawberry.field(

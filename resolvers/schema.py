@@ -16,10 +16,11 @@ from .execution import plain_method, register_leaf_reads
 from .notice_types import NoticeMutation, NoticeQuery
 from .query import Query as BaseQuery
 from .subscription import Subscription
+from .workflow_types import Mutation as WorkflowMutation
 
 # The root types, each merged from the modules that contribute fields to it.
 Query = merge_types("Query", (BaseQuery, NoticeQuery))
-Mutation = merge_types("Mutation", (NoticeMutation,))
+Mutation = merge_types("Mutation", (WorkflowMutation, NoticeMutation))
 
 
 def build_schema(schema_class: Callable[..., strawberry.Schema] = strawberry.Schema, query: type = Query) -> strawberry.Schema:

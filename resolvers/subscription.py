@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import strawberry
 from graphql import GraphQLError
@@ -167,6 +167,21 @@ class Subscription:
         customer: strawberry.ID | None = None,
         after: str | None = None,
     ) -> AsyncGenerator[ExceptionTransition, None]:
+        raise _HUB_ONLY
+        yield  # pragma: no cover - makes this an async generator
+
+    @strawberry.subscription(
+        description="Internal roles: each workflow action (acknowledge, assign, comment, snooze, resolve, reopen, "
+        "escalate, withdraw) as it happens on any replica, for one exception or one order if given. Each message "
+        "carries `extensions.cursor`; reconnect with `after` to get what you missed."
+    )
+    async def exception_workflow_changed(
+        self,
+        info: Info,
+        exception_id: strawberry.ID | None = None,
+        order_id: strawberry.ID | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[Annotated[WorkflowChange, strawberry.lazy("resolvers.workflow_types")], None]:  # noqa: F821
         raise _HUB_ONLY
         yield  # pragma: no cover - makes this an async generator
 

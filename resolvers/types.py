@@ -906,6 +906,23 @@ class Order:
 
         return await order_history(info, self.record.sales_order, first, after)
 
+    @strawberry.field(description="Internal roles: the workflow's audit trail for this order (its exceptions' "
+        "acknowledgements, owners, comments, snoozes, resolutions, and its escalations), oldest first.")
+    async def workflow_history(
+        self, info: Info
+    ) -> list[Annotated[WorkflowEntry, strawberry.lazy("resolvers.workflow_types")]]:  # noqa: F821
+        from .workflow_types import order_workflow_history
+
+        return await order_workflow_history(info, self.record.sales_order)
+
+    @strawberry.field(description="Internal roles: the order's latest priority escalation (see `active`), if any.")
+    async def escalation(
+        self, info: Info
+    ) -> Annotated[EscalationType, strawberry.lazy("resolvers.workflow_types")] | None:  # noqa: F821
+        from .workflow_types import order_escalation
+
+        return await order_escalation(info, self.record.sales_order)
+
     @strawberry.field(description="How far the order has come (derived from all five systems).")
     def stage(self, info: Info) -> OrderStage | None:
         view = _ctx(info).ready.get(self.record.sales_order)
