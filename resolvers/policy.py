@@ -41,6 +41,7 @@ from graphql import (
     GraphQLInterfaceType,
     GraphQLObjectType,
     GraphQLUnionType,
+    ObjectFieldNode,
     ValidationRule,
     get_named_type,
 )
@@ -275,10 +276,29 @@ def forbidden(message: str, node: Any = None, code: str = "FORBIDDEN") -> GraphQ
     return GraphQLError(message, node, extensions={"code": code})
 
 
+# Input fields only internal roles may set (a customer's document naming one is refused at
+# validation, a 4xx; set through variables, the resolver refuses it as FORBIDDEN).
+INTERNAL_INPUT_FIELDS: frozenset[tuple[str, str]] = frozenset(
+    {("ExceptionFilter", "status"), ("ExceptionFilter", "mine"), ("ExceptionFilter", "unassigned")}  # workflow
+)
+
+
 def validation_rule(viewer: Viewer, *, introspection: bool) -> type[ValidationRule]:
     """A graphql-core validation rule enforcing the declarations above for ``viewer``."""
 
     class PolicyRule(ValidationRule):
+        def enter_object_field(self, node: ObjectFieldNode, *_args: Any) -> None:
+            if not viewer.is_customer:
+                return
+            parent = self.context.get_parent_input_type()
+            if parent is None:
+                return
+            key = (get_named_type(parent).name, node.name.value)
+            if key in INTERNAL_INPUT_FIELDS:
+                self.context.report_error(
+                    forbidden(f"`{key[0]}.{key[1]}` is internal and not available to customers.", node)
+                )
+
         def enter_field(self, node: FieldNode, *_args: Any) -> None:
             ctx = self.context
             parent = ctx.get_parent_type()

@@ -540,3 +540,17 @@ async def test_the_internal_notice_rule_hears_the_workflow(secured, http) -> Non
     until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     await alice.data(SNOOZE, {**v, "m": "n-4", "u": iso(until)})
     assert await attended()
+
+
+async def test_a_customer_naming_a_workflow_filter_is_refused_before_execution(secured, http, plant) -> None:
+    """In the document: refused at validation (a 4xx, nothing runs); through variables: the
+    resolver refuses it. Either way FORBIDDEN, and no workflow state is read."""
+    url, _app = secured
+    customer = next(iter(plant.world.tables["A_Customer"].records())).customer
+    c = Client(http, url, token("customer", customer=customer))
+    for literal in ("{status: [NEW]}", "{mine: false}", "{unassigned: true}"):
+        status, doc = await c.post(f"{{ exceptions(filter: {literal}) {{ totalCount }} }}")
+        assert status == 400 and doc["errors"][0]["extensions"]["code"] == "FORBIDDEN" and "data" not in doc, doc
+    err = await c.error("query($f: ExceptionFilter) { exceptions(filter: $f) { totalCount } }", {"f": {"mine": True}})
+    assert err["extensions"]["code"] == "FORBIDDEN"
+    assert (await c.data("{ exceptions(filter: {kinds: [MACHINE_DOWN]}) { totalCount } }"))["exceptions"]["totalCount"] >= 0
