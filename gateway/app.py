@@ -35,6 +35,7 @@ from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token
 from .bus import Bus, LocalBus
 from .cache import RecordCache
 from .config import Config, SourceConfig
+from .connect import endpoint_settings
 from .exceptions import ExceptionTracker
 from .graphiql import render_graphiql
 from .graphql_http import GraphQLHttp
@@ -131,7 +132,11 @@ class Gateway:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300))
         endpoints = {
             name: SourceEndpoint(
-                base_url=s.base_url, timeout_seconds=s.timeout_seconds, batch_size=s.batch_size, policy=source_policy(s)
+                base_url=s.base_url,
+                timeout_seconds=s.timeout_seconds,
+                batch_size=s.batch_size,
+                policy=source_policy(s),
+                **endpoint_settings(s),  # the connector profile (rest, sap-odata) and its auth
             )
             for name, s in self.config.sources.items()
         }
