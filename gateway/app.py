@@ -46,6 +46,7 @@ from .metrics import Metrics
 from .response_cache import ResponseCache
 
 if TYPE_CHECKING:
+    from .reconcile import Reconciler
     from .redis_fence import InvalidationFence
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
@@ -81,6 +82,7 @@ class Gateway:
         self.processor: EventProcessor | None = None
         self.hub: Hub | None = None
         self.exceptions: ExceptionTracker | None = None
+        self.reconciler: Reconciler | None = None  # reconciliation polling, set at start
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
@@ -204,6 +206,14 @@ class Gateway:
             prediction_params=self.prediction_params,
         )
         self.exceptions.start()
+        # Reconciliation polling of the sources that poll (gateway/reconcile.py).
+        from .reconcile import Reconciler
+
+        self.reconciler = Reconciler(
+            self.config, self.sources, self.journal, self.registry,
+            clock=self.clock, plant_clock=self.domain_clock, wakeup=self.ingress.wakeup,
+        )
+        self.reconciler.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
         self._gc_task = (
             asyncio.create_task(self._freeze_periodically(), name="ordergraph-gc-freeze")
@@ -313,6 +323,8 @@ class Gateway:
             self.exceptions.on_changes(changes)
 
     async def stop(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         if getattr(self, "_prune_task", None) is not None:
             self._prune_task.cancel()
         if getattr(self, "_gc_task", None) is not None:
@@ -354,7 +366,10 @@ class Gateway:
             sources = {name: h.to_json() for name, h in self.sources.health(self.clock()).items()}
         degraded = sorted(n for n, h in sources.items() if h["breakerState"] != "CLOSED" or h["stale"])
         status = "unavailable" if not ready else "degraded" if degraded else "ready"
-        return ready, {"status": status, "degraded": degraded, "sources": sources}
+        report = {"status": status, "degraded": degraded, "sources": sources}
+        if self.reconciler is not None:
+            report["freshness"] = self.reconciler.freshness()  # per source: pushed, or polled as of when
+        return ready, report
 
     def context(self, request: Request | None = None, *, viewer: Viewer | None = None) -> Context:
         """A fresh per-request context for ``viewer``: new loaders over the shared cache."""

@@ -229,6 +229,8 @@ def _plant_events(sim, gateway_url: str, secrets: dict[str, str], args: argparse
         duplicate_rate=args.duplicate_rate,
         reorder_rate=args.reorder_rate,
         notification_rate=args.notification_rate,
+        muted=frozenset(getattr(args, "muted", ()) or ()),
+        drop_rate=getattr(args, "drop_rate", 0.0),
     )
     emitter.start()
     started = [emitter]
@@ -274,6 +276,7 @@ def _add_plant_event_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duplicate-rate", type=float, default=0.05, help="share of events sent twice (default 0.05)")
     p.add_argument("--reorder-rate", type=float, default=0.05, help="share of events sent out of order (default 0.05)")
     p.add_argument("--notification-rate", type=float, default=0.3, help="share of notification-only events (default 0.3)")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="share of webhooks lost for good (default 0)")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -366,6 +369,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = Config.for_plant(sim.url, host=args.host, port=args.port)
         for system, url in sim.system_urls.items():
             cfg.sources[system].base_url = url
+        _demo_erp(cfg, sim, args)
         await _apply_faults(sim, args.fault)
         cfg.events.journal_path = args.journal or str(Path(tempfile.mkdtemp(prefix="ordergraph-demo-")) / "journal.sqlite")
         _demo_auth(cfg, args)
@@ -376,6 +380,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         app = create_app(cfg, domain_clock=sim.world.now)
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"  plant (ERP, MES, WMS, QMS, TMS): {sim.url}")
+        if args.erp == "sap-odata":
+            print(f"  ERP as SAP S/4HANA (OData v2): {sim.sap_url()}/sap/opu/odata/sap/API_SALES_ORDER_SRV, "
+                  f"polled every {args.poll_seconds:g}s (no ERP webhooks)")
         print(f"  GraphiQL: {url}")
         _print_demo_tokens(cfg, sim.world, url)
         print(f"  journal: {cfg.events.journal_path}")
@@ -405,6 +412,19 @@ async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:
     except OSError as exc:
         print(f"ordergraph demo: the simulated plant cannot listen: {exc.strerror or exc}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _demo_erp(cfg: Config, sim: Any, args: argparse.Namespace) -> None:
+    """``--erp sap-odata``: the ERP read as SAP S/4HANA (OData v2) and, as for an ERP that
+    sends no webhooks, polled every ``--poll-seconds`` instead of pushing."""
+    if args.erp != "sap-odata":
+        return
+    erp = cfg.sources["erp"]
+    erp.profile = "sap-odata"
+    erp.base_url = sim.sap_url()
+    erp.pushes = False
+    erp.poll_seconds = args.poll_seconds
+    args.muted = {"erp"}
 
 
 def _demo_auth(cfg: Config, args: argparse.Namespace) -> None:
@@ -682,6 +702,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--open", action="store_true", help="no auth: requests without a token act as an integrator (demo only)")
     demo.add_argument("--persisted-only", action="store_true", help="accept only safelisted (persisted) operations")
     demo.add_argument("--journal", help="event journal file (default: a fresh temporary file)")
+    demo.add_argument(
+        "--erp", choices=("rest", "sap-odata"), default="rest",
+        help="how the ERP is read: the REST contract (default), or SAP S/4HANA's OData v2 APIs, polled for changes",
+    )
+    demo.add_argument("--poll-seconds", type=float, default=5.0, help="with --erp sap-odata: ERP poll interval (default 5)")
     _add_plant_event_options(demo)
     _add_fault_options(demo)
     demo.set_defaults(func=cmd_demo)

@@ -34,6 +34,7 @@ from .cache import RecordCache
 from .config import EventsConfig
 from .journal import Journal, JournalEvent, StoredEvent
 from .mapping import NAMESPACE_OF_ENTITY, impact_of, last_change_of
+from .reconcile_ids import POLLED, is_polled
 
 log = logging.getLogger("ordergraph.events")
 
@@ -370,15 +371,24 @@ class EventProcessor:
 
     async def apply(self, stored: StoredEvent) -> None:
         event = self._reparse(stored)
-        # The source spoke: it is alive (health, stale_sources), whatever its API says.
-        self.sources.note_event(event.system, stored.received_at)
+        polled = is_polled(stored.event_id)  # journaled by a reconciliation poll (gateway/reconcile.py)
+        if not polled:
+            # The source spoke: it is alive (health, stale_sources), whatever its API says.
+            self.sources.note_event(event.system, stored.received_at)
         impact = await impact_of(event, self.sources)
         now = self.plant_clock()
-        await self._learn_last_change(event, now)
+        if not polled:  # a poll's time is the source's own LastChangeDateTime
+            await self._learn_last_change(event, now)
         # A time beyond the skew (journaled before the door checked it) is not believed:
         # the event counts as of now.
         mark = event.occurred_at if event.occurred_at <= now + self.max_future else now
-        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark)
+        # One change, pushed and polled, reaches subscribers once: a poll that saw no newer
+        # state than what was applied changes nothing, nor does a push of what a poll applied.
+        seen = await self.journal.watermark(event.system, f"{POLLED}{event.entity}" if not polled else event.entity, event.key)
+        duplicate = seen is not None and seen >= mark and not event.reversal
+        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark) and not duplicate
+        if polled and fresh:
+            await self.journal.advance_watermark(event.system, f"{POLLED}{event.entity}", event.key, mark)
         customers = await self._customers(sorted(impact.orders))
         orders = [(so, customers.get(so)) for so in sorted(impact.orders)]
         if not fresh and not event.reversal:
