@@ -141,8 +141,13 @@ class Bench:
 
             reader = asyncio.create_task(read())
             await asyncio.sleep(1.0)
-            candidates = list(self.sim.world.orders_in_state("PACKED"))
-            rng.shuffle(candidates)
+            # Packed orders first (their goods issue changes the sales order), then any order
+            # whose next step happens to change it; changes of other systems are pushed.
+            packed = list(self.sim.world.orders_in_state("PACKED"))
+            others = [o for o in self.sim.world.sales_orders if o not in set(packed)]
+            rng.shuffle(packed)
+            rng.shuffle(others)
+            candidates = others + packed  # popped from the end
             triggered = 0
             while triggered < self.args.samples and candidates:
                 so = candidates.pop()

@@ -213,6 +213,7 @@ class Gateway:
             self.config, self.sources, self.journal, self.registry,
             clock=self.clock, plant_clock=self.domain_clock, wakeup=self.ingress.wakeup,
         )
+        self.processor.polled_sources = set(self.reconciler.pollers)
         self.reconciler.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
         self._gc_task = (

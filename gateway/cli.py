@@ -327,6 +327,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .app import create_app
     from .graphiql import assets_present
 
+    if args.erp == "sap-odata" and args.poll_seconds < 0.5:
+        print("ordergraph demo: --poll-seconds must be at least 0.5", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.drop_rate <= 1.0:
+        print("ordergraph demo: --drop-rate is a share between 0 and 1", file=sys.stderr)
+        return 2
     # Every port first, so a taken one is one line before anything starts or prints.
     plant_ports = [args.plant_port] + ([args.plant_port + 1 + i for i in range(5)] if args.fault else [])
     try:
@@ -513,6 +519,13 @@ def _customer_doubt(cfg: Config, customer: str) -> str | None:
 
         async with aiohttp.ClientSession() as session:
             connector = ErpConnector(SourceClient("erp", erp.base_url, session, timeout_seconds=3.0))
+            if erp.profile == "sap-odata":  # the ERP read as SAP S/4HANA (gateway/connect.py)
+                from sources.sap_erp import SapErpConnector
+
+                from .connect import endpoint_settings
+
+                odata = endpoint_settings(erp)
+                connector = SapErpConnector(connector.client, auth=odata["auth"], sap_client=odata["sap_client"])
             try:
                 return customer in await connector.customers([customer])
             except SourceError:

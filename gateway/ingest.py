@@ -182,6 +182,9 @@ class EventProcessor:
         # Scale-out: tells every replica what to drop before the 202 (gateway/redis_fence.py).
         self.fence: Any = None
         self.park_after = max(1, park_after)
+        # Sources a reconciliation poll reads (gateway/reconcile.py): their pushed events are
+        # checked against what a poll already applied.
+        self.polled_sources: set[str] = set()
         self.max_retry_seconds = max_retry_seconds
         self.processed = 0
         self.stale = 0
@@ -384,8 +387,10 @@ class EventProcessor:
         mark = event.occurred_at if event.occurred_at <= now + self.max_future else now
         # One change, pushed and polled, reaches subscribers once: a poll that saw no newer
         # state than what was applied changes nothing, nor does a push of what a poll applied.
-        seen = await self.journal.watermark(event.system, f"{POLLED}{event.entity}" if not polled else event.entity, event.key)
-        duplicate = seen is not None and seen >= mark and not event.reversal
+        duplicate = False
+        if (polled or event.system in self.polled_sources) and not event.reversal:
+            seen = await self.journal.watermark(event.system, event.entity if polled else f"{POLLED}{event.entity}", event.key)
+            duplicate = seen is not None and seen >= mark
         fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark) and not duplicate
         if polled and fresh:
             await self.journal.advance_watermark(event.system, f"{POLLED}{event.entity}", event.key, mark)
