@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
+import sys
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -20,7 +24,7 @@ from sources.sap_erp import Changed
 from sources.simulator.odata import Failure
 
 from .events_util import send_changes
-from .servers import REDIS_URL, running_gateway, running_plant
+from .servers import REDIS_URL, free_socket, running_gateway, running_plant
 from .ws_client import WsClient
 
 SO_SERVICE = "/sap/opu/odata/sap/API_SALES_ORDER_SRV"
@@ -421,3 +425,47 @@ async def test_redis_lease_basics(prefix):
     finally:
         await a.close()
         await b.close()
+
+
+# --- the demo, as a user runs it -----------------------------------------------------------------
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def test_demo_with_the_erp_as_sap_odata_runs_the_whole_product(tmp_path):
+    ports = []
+    for _ in range(2):
+        sock = free_socket()
+        ports.append(sock.getsockname()[1])
+        sock.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGRAPH_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "demo", "--erp", "sap-odata", "--poll-seconds", "1", "--open", "--no-assets",
+        "--orders", "100", "--port", str(ports[0]), "--plant-port", str(ports[1]), "--journal", str(tmp_path / "j.sqlite"),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{ports[0]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def ready():
+                try:
+                    async with http.get(base + "/readyz") as resp:
+                        body = await resp.json()
+                        return body if resp.status == 200 and (body.get("freshness", {}).get("erp", {}).get("asOf")) else None
+                except aiohttp.ClientError:
+                    return None
+
+            report = await _until(ready, timeout=90, step=0.3)
+            assert report["freshness"]["erp"]["how"] == "polled" and report["freshness"]["mes"]["how"] == "pushed"
+            query = "{ orders(first: 3) { totalCount nodes { id customer { name } } } }"
+            async with http.post(base + "/graphql", json={"query": query}) as resp:
+                body = await resp.json()
+            assert "errors" not in body, body
+            assert body["data"]["orders"]["totalCount"] == 100 and all(n["customer"]["name"] for n in body["data"]["orders"]["nodes"])
+            async with http.get(f"http://127.0.0.1:{ports[1]}/control/stats") as resp:
+                assert (await resp.json())["requests"]["erp"] > 0  # the ERP was read over OData
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert b"ERP as SAP S/4HANA (OData v2)" in out and b"Traceback" not in out
