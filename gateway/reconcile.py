@@ -241,10 +241,11 @@ class SourcePoller:
                     raise
                 except Exception as exc:
                     self.stats.failures += 1
+                    if self.stats.last_error is None:  # once per outage, not every interval
+                        level = logging.WARNING if isinstance(exc, SourceError) else logging.ERROR
+                        log.log(level, "poll of %s failed: %s; retrying every %gs (the watermark waits)", self.system, exc,
+                                self.interval, exc_info=not isinstance(exc, SourceError))
                     self.stats.last_error = str(exc)[:300]
-                    level = logging.WARNING if isinstance(exc, SourceError) else logging.ERROR
-                    log.log(level, "poll of %s failed: %s; next in %gs", self.system, exc, self.interval,
-                            exc_info=not isinstance(exc, SourceError))
             await asyncio.sleep(max(0.05, min(tick, due - loop.time())))
 
     async def watermark(self) -> dt.datetime | None:
@@ -301,6 +302,8 @@ class SourcePoller:
             return len(events)
 
     def _answered(self) -> None:
+        if self.stats.last_error is not None:
+            log.info("poll of %s answers again", self.system)
         self.stats.polls += 1
         self.stats.last_poll_at = self.clock()
         self.stats.last_error = None

@@ -313,6 +313,27 @@ async def test_poll_watermark_survives_a_restart(tmp_path):
             assert len(await _poll_events(gw.journal, second)) == 1
 
 
+async def test_a_failing_poll_holds_the_watermark_and_the_change_comes_when_sap_answers():
+    async with running_plant(orders=200) as plant:
+        erp = {"pushes": False, "poll_seconds": 0.5, "profile": "sap-odata", "base_url": plant.sap_url(), "retries": 0}
+        async with running_gateway(plant.url, sources={"erp": erp}, domain_clock=plant.world.now) as (_u, app):
+            gw = app.state.gateway
+            poller = gw.reconciler.pollers["erp"]
+            await _until(lambda: _true(poller.stats.polls > 0))
+            mark = await poller.watermark()
+            plant.odata.failures["A_SalesOrder"] = Failure(503, sap_error("/IWFND/CM_BEC/026", "Backend unavailable"))
+            so = _packed(plant.world)
+            await asyncio.sleep(1.1)
+            _change(plant.world, so)
+            await _until(lambda: _true(poller.stats.failures >= 2))
+            assert await poller.watermark() == mark and await _poll_events(gw.journal, so) == []
+            assert "503" in gw.readiness()[1]["freshness"]["erp"]["lastPollError"]
+            del plant.odata.failures["A_SalesOrder"]
+            await _until(lambda: _poll_events(gw.journal, so), timeout=30)
+            assert await poller.watermark() > mark
+            assert "lastPollError" not in gw.readiness()[1]["freshness"]["erp"]
+
+
 async def test_push_and_poll_of_the_same_change_reach_subscribers_once(http):
     async with running_plant(orders=200) as plant:
         erp = {"profile": "sap-odata", "poll_seconds": 3600.0}  # a sweep; the test runs it by hand
