@@ -141,13 +141,12 @@ class Bench:
 
             reader = asyncio.create_task(read())
             await asyncio.sleep(1.0)
-            # Packed orders first (their goods issue changes the sales order), then any order
-            # whose next step happens to change it; changes of other systems are pushed.
-            packed = list(self.sim.world.orders_in_state("PACKED"))
-            others = [o for o in self.sim.world.sales_orders if o not in set(packed)]
-            rng.shuffle(packed)
-            rng.shuffle(others)
-            candidates = others + packed  # popped from the end
+            # Orders whose next step changes the sales order: goods issue (PACKED), the
+            # delivery created after quality (QUALITY_RELEASED), proof of delivery
+            # (OUT_FOR_DELIVERY). Their changes of other systems are pushed as usual.
+            world = self.sim.world
+            candidates = [o for st in ("PACKED", "QUALITY_RELEASED", "OUT_FOR_DELIVERY") for o in world.orders_in_state(st)]
+            rng.shuffle(candidates)
             triggered = 0
             while triggered < self.args.samples and candidates:
                 so = candidates.pop()
