@@ -490,3 +490,28 @@ async def test_demo_with_the_erp_as_sap_odata_runs_the_whole_product(tmp_path):
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert b"ERP as SAP S/4HANA (OData v2)" in out and b"Traceback" not in out
+
+
+async def test_two_replicas_on_redis_one_polls_and_the_change_is_journaled_once(prefix):
+    async with running_plant(orders=200) as plant:
+        erp = {"pushes": False, "poll_seconds": 0.5, "profile": "sap-odata", "base_url": plant.sap_url()}
+
+        def scaleout(name: str) -> dict:
+            return {"redis_url": REDIS_URL, "key_prefix": prefix, "replica_id": name, "poll_seconds": 0.1, "lease_seconds": 2.0}
+
+        async with (
+            running_gateway(plant.url, sources={"erp": erp}, scaleout=scaleout("a"), domain_clock=plant.world.now) as (_ua, app_a),
+            running_gateway(plant.url, sources={"erp": erp}, scaleout=scaleout("b"), domain_clock=plant.world.now) as (_ub, app_b),
+        ):
+            pollers = [app_a.state.gateway.reconciler.pollers["erp"], app_b.state.gateway.reconciler.pollers["erp"]]
+            await _until(lambda: _true(any(p.stats.polls > 1 for p in pollers)))
+            await asyncio.sleep(1.0)
+            holders = [p for p in pollers if p.lease.held]
+            assert len(holders) == 1 and [p for p in pollers if p.stats.polls > 0] == holders
+            so = _packed(plant.world)
+            await asyncio.sleep(1.1)
+            _change(plant.world, so)
+            journal = app_b.state.gateway.journal
+            await _until(lambda: _poll_events(journal, so))
+            await asyncio.sleep(1.5)  # more polls: none journals it again
+            assert len(await _poll_events(journal, so)) == 1
