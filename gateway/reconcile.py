@@ -275,7 +275,9 @@ class SourcePoller:
                 if applied is not None and applied >= ch.changed_at:
                     self.stats.known += 1
                     continue
-                action = "Changed" if "Changed" in etype.actions else sorted(etype.actions - etype.reversals)[0]
+                # What the poll knows: the record changed (no more specific action, and never a reversal).
+                action = next((a for a in ("Changed", "StatusUpdated") if a in etype.actions), None)
+                action = action or sorted(etype.actions - etype.reversals)[0]
                 if applied is None and "Created" in etype.actions and ch.entity == "SalesOrder":
                     action = "Created"  # possibly new: it joins the listings
                 data = {etype.key_field: ch.key, **{k: v for k, v in ch.refs.items() if k != etype.key_field}}
