@@ -264,7 +264,7 @@ def sales_order_from_s4(row: dict[str, Any]) -> SalesOrder:
     r = _Row("A_SalesOrder", row, "SalesOrder")
     items: list[SalesOrderItem] = []
     for item_row in results(row.get("to_Item")) or []:
-        items.append(_sales_order_item(r.where, item_row))
+        items.append(_sales_order_item(r.where, item_row, r.date("RequestedDeliveryDate")))
     confirmed = [i.confirmed_delivery_date for i in items if i.confirmed_delivery_date is not None]
     credit = r.text("TotalCreditCheckStatus") or "A"  # blank: no credit check, so no block
     return SalesOrder(
@@ -293,7 +293,7 @@ def _required(r: _Row, value: Any, field: str) -> Any:
     return value
 
 
-def _sales_order_item(where: str, row: dict[str, Any]) -> SalesOrderItem:
+def _sales_order_item(where: str, row: dict[str, Any], requested: dt.date | None = None) -> SalesOrderItem:
     r = _Row(f"{where} A_SalesOrderItem", row, "SalesOrderItem")
     lines = results(row.get("to_ScheduleLine"))
     confirmed_date: dt.date | None = None
@@ -303,7 +303,7 @@ def _sales_order_item(where: str, row: dict[str, Any]) -> SalesOrderItem:
         confirmed_qty = 0.0
         for line in lines:
             lr = _Row(f"{r.where} A_SalesOrderScheduleLine", line, "ScheduleLine")
-            schedule_lines.append(_schedule_line(lr))
+            schedule_lines.append(_schedule_line(lr, requested))
             qty = lr.number("ConfdOrderQtyByMatlAvailCheck", 0.0) or 0.0
             if qty <= 0:
                 continue  # a line without a confirmed quantity promises nothing
@@ -327,12 +327,14 @@ def _sales_order_item(where: str, row: dict[str, Any]) -> SalesOrderItem:
     )
 
 
-def _schedule_line(r: _Row) -> SalesOrderScheduleLine:
-    """``A_SalesOrderScheduleLine`` → ``SalesOrderScheduleLine`` (its planning dates too;
-    ProductAvailabilityDate + ProductAvailabilityTime are one UTC date-time)."""
+def _schedule_line(r: _Row, requested: dt.date | None = None) -> SalesOrderScheduleLine:
+    """``A_SalesOrderScheduleLine`` → ``SalesOrderScheduleLine``. The planning dates
+    (ProductAvailabilityDate + ProductAvailabilityTime as one UTC date-time, LoadingDate,
+    GoodsIssueDate) are read where the release serves them and left empty otherwise; a line
+    without its own RequestedDeliveryDate takes the order's."""
     return SalesOrderScheduleLine(
         schedule_line=r.required("ScheduleLine"),
-        requested_delivery_date=_required(r, r.date("RequestedDeliveryDate"), "RequestedDeliveryDate"),
+        requested_delivery_date=_required(r, r.date("RequestedDeliveryDate") or requested, "RequestedDeliveryDate"),
         order_quantity=r.number("ScheduleLineOrderQuantity", required=True) or 0.0,
         order_quantity_unit=r.text("OrderQuantityUnit") or "PC",
         confirmed_delivery_date=r.date("ConfirmedDeliveryDate"),
