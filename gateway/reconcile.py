@@ -12,8 +12,8 @@ records the change per order and publishes it to subscribers.
   poll saw is not journaled; the processor drops a polled change a pushed event already
   applied, and a pushed event a poll already applied (the ``polled:`` watermark), so one
   change reaches a subscriber once whichever way it came first.
-- Watermark. The source's watermark (journal watermark ``__poll__``) advances only after
-  the changes up to it are journaled; it lives in the journal (SQLite file or Redis), so a
+- Watermark. Each entity set's watermark (journal watermark ``(system, "__poll__", set)``)
+  advances only after the changes up to it are journaled; it lives in the journal (SQLite file or Redis), so a
   restart resumes where the last poll ended. A first poll starts at now: history is the
   sources' business, not the poll's. ``poll_overlap_seconds`` re-reads a little before the
   watermark so a change committed late in the same second is not missed.
@@ -49,7 +49,7 @@ from .connect import poll_interval
 from .journal import JournalEvent
 from .reconcile_ids import POLL_ID_PREFIX, POLL_WATERMARK, POLLED, is_polled
 
-__all__ = ["POLLED", "LocalLease", "Reconciler", "RedisLease", "SourcePoller", "change_reader", "is_polled", "rest_changes"]
+__all__ = ["POLLED", "LocalLease", "Reconciler", "RedisLease", "SourcePoller", "change_readers", "is_polled", "rest_changes"]
 
 log = logging.getLogger("ordergraph.reconcile")
 
@@ -63,40 +63,49 @@ def _refs(data: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in data.items() if k in JOIN_KEYS and isinstance(v, str) and v}
 
 
-async def rest_changes(client: SourceClient, etypes: list[EventType], since: dt.datetime) -> list[Changed]:
-    """Records changed at or after ``since`` in every entity set of ``etypes`` that keeps a
-    change time (the REST contract's ``changedSince``), paged."""
+Reader = Callable[[dt.datetime], Awaitable[list[Changed]]]
+
+
+def _keeps_change_time(etype: EventType) -> bool:
+    rtype = etype.record_type
+    return rtype is not None and bool(rtype.ENTITY_SET) and "last_change_date_time" in {f.name for f in dataclasses.fields(rtype)}
+
+
+async def rest_changes(client: SourceClient, etype: EventType, since: dt.datetime) -> list[Changed]:
+    """Records of ``etype``'s entity set changed at or after ``since`` (the REST contract's
+    ``changedSince``), every page, oldest change first."""
     from sources.records import format_datetime
 
+    rtype = etype.record_type
+    assert rtype is not None
     out: list[Changed] = []
-    for etype in etypes:
-        rtype = etype.record_type
-        if rtype is None or not rtype.ENTITY_SET or "last_change_date_time" not in {f.name for f in dataclasses.fields(rtype)}:
-            continue
-        token: str | None = None
-        while True:
-            page = await client.list(
-                rtype, top=PAGE, skip_token=token, filters={"changedSince": format_datetime(since) or ""}
-            )
-            for record in page.records:
-                at = record.last_change_date_time
-                if at is not None:
-                    out.append(Changed(etype.entity, record.key, at, _refs(record.to_api())))
-            if not page.next_skip_token or not page.records:
-                break
-            token = page.next_skip_token
+    token: str | None = None
+    while True:
+        page = await client.list(rtype, top=PAGE, skip_token=token, filters={"changedSince": format_datetime(since) or ""})
+        for record in page.records:
+            at = record.last_change_date_time
+            if at is not None:
+                out.append(Changed(etype.entity, record.key, at, _refs(record.to_api())))
+        if not page.next_skip_token or not page.records:
+            break
+        token = page.next_skip_token
     out.sort(key=lambda c: c.changed_at)
     return out
 
 
-def change_reader(sources: Sources, system: str, registry: EventRegistry) -> Callable[[dt.datetime], Awaitable[list[Changed]]]:
-    """How to read ``system``'s changes since a time: OData delta or REST ``changedSince``."""
+def change_readers(sources: Sources, system: str, registry: EventRegistry) -> dict[str, Reader]:
+    """Per entity set of ``system`` that keeps a change time, how to read its changes since
+    a time: the OData delta read, or the REST contract's ``changedSince``."""
     connector = getattr(sources, system)
     if isinstance(connector, SapErpConnector):
-        return connector.changes_since
-    etypes = [t for t in registry.types() if t.system == system]
+        return {"A_SalesOrder": connector.changes_since}
     client = sources.client(system)
-    return lambda since: rest_changes(client, etypes, since)
+    readers: dict[str, Reader] = {}
+    for etype in registry.types():
+        if etype.system == system and _keeps_change_time(etype):
+            assert etype.record_type is not None
+            readers[etype.record_type.ENTITY_SET] = lambda since, t=etype: rest_changes(client, t, since)
+    return readers
 
 
 # --- the lease ----------------------------------------------------------------------------
@@ -189,7 +198,7 @@ class SourcePoller:
         self,
         system: str,
         interval: float,
-        read: Callable[[dt.datetime], Awaitable[list[Changed]]],
+        read: Reader | dict[str, Reader],
         journal: Any,
         registry: EventRegistry,
         *,
@@ -202,7 +211,8 @@ class SourcePoller:
     ) -> None:
         self.system = system
         self.interval = interval
-        self.read = read
+        # One watermark per entity set (journal watermark (system, "__poll__", <entity set>)).
+        self.readers: dict[str, Reader] = read if isinstance(read, dict) else {"": read}
         self.journal = journal
         self.registry = registry
         self.clock = clock
@@ -248,60 +258,69 @@ class SourcePoller:
                     self.stats.last_error = str(exc)[:300]
             await asyncio.sleep(max(0.05, min(tick, due - loop.time())))
 
-    async def watermark(self) -> dt.datetime | None:
-        return await self.journal.watermark(self.system, POLL_WATERMARK, "")
+    async def watermark(self, entity_set: str | None = None) -> dt.datetime | None:
+        """Where the poll of ``entity_set`` got to; without one, the least of the source's
+        (None until every entity set was polled once)."""
+        if entity_set is not None:
+            return await self.journal.watermark(self.system, POLL_WATERMARK, entity_set)
+        marks = [await self.journal.watermark(self.system, POLL_WATERMARK, name) for name in self.readers]
+        return None if any(m is None for m in marks) else min(m for m in marks if m is not None)
 
     async def poll_once(self) -> int:
-        """One poll: journal the changes since the watermark, then advance it. Returns the
-        number of changes journaled."""
+        """One poll of every entity set: journal the changes since its watermark, then
+        advance the watermark. Returns the number of changes journaled."""
         async with self._lock:
-            since = await self.watermark()
-            if since is None:
-                # First poll of this source: start now (the plant's time, as the sources').
-                now = self.plant_clock()
-                await self.journal.advance_watermark(self.system, POLL_WATERMARK, "", now)
-                self._answered()
-                return 0
-            changes = await self.read(since - self.overlap)
-            events: list[JournalEvent] = []
-            newest = since
-            received = self.clock()
-            for ch in changes:
-                newest = max(newest, ch.changed_at)
-                etype = self._types.get(ch.entity)
-                if etype is None:
-                    continue
-                applied = await self.journal.watermark(self.system, ch.entity, ch.key)
-                if applied is not None and applied >= ch.changed_at:
-                    self.stats.known += 1
-                    continue
-                # What the poll knows: the record changed (no more specific action, and never a reversal).
-                action = next((a for a in ("Changed", "StatusUpdated") if a in etype.actions), None)
-                action = action or sorted(etype.actions - etype.reversals)[0]
-                if applied is None and "Created" in etype.actions and ch.entity == "SalesOrder":
-                    action = "Created"  # possibly new: it joins the listings
-                data = {etype.key_field: ch.key, **{k: v for k, v in ch.refs.items() if k != etype.key_field}}
-                events.append(
-                    JournalEvent(
-                        source=self.system,
-                        event_id=f"{POLL_ID_PREFIX}{ch.entity}:{ch.key}:{ch.changed_at.isoformat()}",
-                        type=etype.type_for(action),
-                        subject=ch.key,
-                        occurred_at=ch.changed_at,
-                        data=data,
-                        received_at=received,
-                    )
-                )
-            if events:
-                results = await self.journal.append(events)
-                self.stats.journaled += sum(1 for r in results if not r.duplicate)
-                if self.wakeup is not None:
-                    self.wakeup.set()
-            # Only now, with every change up to it journaled, may the watermark move.
-            if newest > since:
-                await self.journal.advance_watermark(self.system, POLL_WATERMARK, "", newest)
+            journaled = 0
+            for name, read in self.readers.items():
+                journaled += await self._poll_set(name, read)
             self._answered()
-            return len(events)
+            return journaled
+
+    async def _poll_set(self, name: str, read: Reader) -> int:
+        since = await self.watermark(name)
+        if since is None:
+            # First poll of this entity set: start now (the plant's time, as the sources').
+            await self.journal.advance_watermark(self.system, POLL_WATERMARK, name, self.plant_clock())
+            return 0
+        changes = await read(since - self.overlap)
+        events: list[JournalEvent] = []
+        newest = since
+        received = self.clock()
+        for ch in changes:
+            newest = max(newest, ch.changed_at)
+            etype = self._types.get(ch.entity)
+            if etype is None:
+                continue
+            applied = await self.journal.watermark(self.system, ch.entity, ch.key)
+            if applied is not None and applied >= ch.changed_at:
+                self.stats.known += 1
+                continue
+            # What the poll knows: the record changed (no more specific action, and never a reversal).
+            action = next((a for a in ("Changed", "StatusUpdated") if a in etype.actions), None)
+            action = action or sorted(etype.actions - etype.reversals)[0]
+            if applied is None and "Created" in etype.actions and ch.entity == "SalesOrder":
+                action = "Created"  # possibly new: it joins the listings
+            data = {etype.key_field: ch.key, **{k: v for k, v in ch.refs.items() if k != etype.key_field}}
+            events.append(
+                JournalEvent(
+                    source=self.system,
+                    event_id=f"{POLL_ID_PREFIX}{ch.entity}:{ch.key}:{ch.changed_at.isoformat()}",
+                    type=etype.type_for(action),
+                    subject=ch.key,
+                    occurred_at=ch.changed_at,
+                    data=data,
+                    received_at=received,
+                )
+            )
+        if events:
+            results = await self.journal.append(events)
+            self.stats.journaled += sum(1 for r in results if not r.duplicate)
+            if self.wakeup is not None:
+                self.wakeup.set()
+        # Only now, with every change up to it journaled, may the watermark move.
+        if newest > since:
+            await self.journal.advance_watermark(self.system, POLL_WATERMARK, name, newest)
+        return len(events)
 
     def _answered(self) -> None:
         if self.stats.last_error is not None:
@@ -332,7 +351,7 @@ class Reconciler:
             self.pollers[system] = SourcePoller(
                 system,
                 interval,
-                change_reader(sources, system, registry),
+                change_readers(sources, system, registry),
                 journal,
                 registry,
                 clock=clock,

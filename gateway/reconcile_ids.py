@@ -1,6 +1,6 @@
 """Names the reconciliation poller (``gateway/reconcile.py``) and the event processor share."""
 
-POLL_WATERMARK = "__poll__"  # journal watermark (source, "__poll__", ""): where a source's poll got to
+POLL_WATERMARK = "__poll__"  # journal watermark (source, "__poll__", entity set): where its poll got to
 POLLED = "polled:"  # journal watermark (source, "polled:<entity>", key): the newest change a poll applied
 POLL_ID_PREFIX = "poll:"  # the ids of the events a poll journals
 

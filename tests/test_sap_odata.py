@@ -515,3 +515,19 @@ async def test_two_replicas_on_redis_one_polls_and_the_change_is_journaled_once(
             await _until(lambda: _poll_events(journal, so))
             await asyncio.sleep(1.5)  # more polls: none journals it again
             assert len(await _poll_events(journal, so)) == 1
+
+
+async def test_a_rest_source_is_polled_per_entity_set_with_changed_since():
+    async with running_plant(orders=200) as plant:
+        async with running_gateway(plant.url, sources={"mes": {"pushes": False, "poll_seconds": 0.5}}, domain_clock=plant.world.now) as (_u, app):
+            gw = app.state.gateway
+            poller = gw.reconciler.pollers["mes"]
+            assert set(poller.readers) == {"A_ProductionOrder", "A_WorkCenter"}
+            await _until(lambda: _true(poller.stats.polls > 0))
+            assert await poller.watermark("A_ProductionOrder") is not None and await poller.watermark("A_WorkCenter") is not None
+            so = plant.world.orders_in_state("RECEIVED")[0]
+            await asyncio.sleep(1.1)
+            changes = plant.world.advance_order(so)  # its production order is released; no webhook is sent
+            assert any(c.entity_set == "A_ProductionOrder" for c in changes)
+            events = await _until(lambda: _poll_events(gw.journal, so))
+            assert {e.type for e in events} == {"sap.s4.beh.productionorder.v1.ProductionOrder.Changed.v1"}
