@@ -207,6 +207,10 @@ class Bench:
         # the hostile viewer has a token, so its rate limit and document budget hold.
         overrides = self.ATTACK_OVERRIDES if mode == "attack" else self.OVERRIDES
         for s in SYSTEMS:
+            if s == "erp" and getattr(self.args, "erp", "rest") == "sap-odata":
+                # The ERP as SAP S/4HANA: OData v2 under /sap/opu/odata/sap on the plant's port.
+                lines += ["[sources.erp]", 'profile = "sap-odata"', f'base_url = "{self.plant.url}"', "max_connections = 100", ""]
+                continue
             lines += [f"[sources.{s}]", f'base_url = "{self.plant.url}/{s}"', "max_connections = 100", ""]
         if self.args.workers > 1:
             # Several processes act as one through Redis: their own key prefix per gateway.
@@ -997,6 +1001,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "replicas on the Redis at --redis-url",
     )
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --workers > 1 (keys under a per-run prefix, deleted after)")
+    p.add_argument("--erp", choices=("rest", "sap-odata"), default="rest", help="how ordergraph reads the ERP: the REST contract (default) or SAP's OData v2 (the peer always reads REST)")
     p.add_argument("--gateway-src", type=Path, help="run the gateway and plant from another checkout (e.g. a `git worktree` of a commit) to compare")
     return p.parse_args(argv)
 

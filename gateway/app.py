@@ -36,6 +36,7 @@ from .bus import Bus, LocalBus
 from .cache import RecordCache
 from .carriers import aftership_endpoint, edi214_endpoint, warn_if_development
 from .config import Config, SourceConfig
+from .connect import endpoint_settings
 from .exceptions import ExceptionTracker
 from .graphiql import render_graphiql
 from .graphql_http import GraphQLHttp
@@ -49,6 +50,7 @@ from .outbox import Outbox
 from .response_cache import ResponseCache
 
 if TYPE_CHECKING:
+    from .reconcile import Reconciler
     from .redis_fence import InvalidationFence
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
@@ -92,6 +94,7 @@ class Gateway:
         # workflow's store answers; until then nothing is acknowledged).
         self.is_acknowledged: Callable[[str], bool | Awaitable[bool]] = nothing_acknowledged
         self.workflow: WorkflowService | None = None  # workflow on exceptions (gateway/workflow.py)
+        self.reconciler: Reconciler | None = None  # reconciliation polling, set at start
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
@@ -156,7 +159,11 @@ class Gateway:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300))
         endpoints = {
             name: SourceEndpoint(
-                base_url=s.base_url, timeout_seconds=s.timeout_seconds, batch_size=s.batch_size, policy=source_policy(s)
+                base_url=s.base_url,
+                timeout_seconds=s.timeout_seconds,
+                batch_size=s.batch_size,
+                policy=source_policy(s),
+                **endpoint_settings(s),  # the connector profile (rest, sap-odata) and its auth
             )
             for name, s in self.config.sources.items()
         }
@@ -241,6 +248,15 @@ class Gateway:
         if self.notices is not None:
             self.notices.exceptions = self.exceptions
             await self.notices.start()
+        # Reconciliation polling of the sources that poll (gateway/reconcile.py).
+        from .reconcile import Reconciler
+
+        self.reconciler = Reconciler(
+            self.config, self.sources, self.journal, self.registry,
+            clock=self.clock, plant_clock=self.domain_clock, wakeup=self.ingress.wakeup,
+        )
+        self.processor.polled_sources = set(self.reconciler.pollers)
+        self.reconciler.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
         self._gc_task = (
             asyncio.create_task(self._freeze_periodically(), name="ordergraph-gc-freeze")
@@ -404,6 +420,8 @@ class Gateway:
             self.exceptions.on_changes(changes)
 
     async def stop(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         if getattr(self, "_prune_task", None) is not None:
             self._prune_task.cancel()
         if getattr(self, "_gc_task", None) is not None:
@@ -466,6 +484,8 @@ class Gateway:
             if not self.mqtt.connected.is_set() or self.shop_floor_stale:
                 degraded.append("mqtt")
         status = "unavailable" if not ready else "degraded" if degraded else "ready"
+        if self.reconciler is not None:
+            report["freshness"] = self.reconciler.freshness()  # per source: pushed, or polled as of when
         return ready, {"status": status, "degraded": degraded, **report}
 
     def context(self, request: Request | None = None, *, viewer: Viewer | None = None) -> Context:

@@ -256,6 +256,8 @@ def _plant_events(sim, gateway_url: str, secrets: dict[str, str], args: argparse
         reorder_rate=args.reorder_rate,
         notification_rate=args.notification_rate,
         exclude_entity_sets=frozenset({"A_WorkCenter"}) if mqtt_url else frozenset(),
+        muted=frozenset(getattr(args, "muted", ()) or ()),
+        drop_rate=getattr(args, "drop_rate", 0.0),
     )
     emitter.start()
     started: list = [emitter]
@@ -307,6 +309,7 @@ def _add_plant_event_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duplicate-rate", type=float, default=0.05, help="share of events sent twice (default 0.05)")
     p.add_argument("--reorder-rate", type=float, default=0.05, help="share of events sent out of order (default 0.05)")
     p.add_argument("--notification-rate", type=float, default=0.3, help="share of notification-only events (default 0.3)")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="share of webhooks lost for good (default 0)")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -357,6 +360,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .app import create_app
     from .graphiql import assets_present
 
+    if args.erp == "sap-odata" and args.poll_seconds < 0.5:
+        print("ordergraph demo: --poll-seconds must be at least 0.5", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.drop_rate <= 1.0:
+        print("ordergraph demo: --drop-rate is a share between 0 and 1", file=sys.stderr)
+        return 2
     # Every port first, so a taken one is one line before anything starts or prints.
     plant_ports = [args.plant_port] + ([args.plant_port + 1 + i for i in range(5)] if args.fault else [])
     try:
@@ -404,6 +413,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = Config.for_plant(sim.url, host=args.host, port=args.port)
         for system, url in sim.system_urls.items():
             cfg.sources[system].base_url = url
+        _demo_erp(cfg, sim, args)
         await _apply_faults(sim, args.fault)
         cfg.events.journal_path = args.journal or str(Path(tempfile.mkdtemp(prefix="ordergraph-demo-")) / "journal.sqlite")
         _demo_auth(cfg, args)
@@ -417,6 +427,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         app = create_app(cfg, domain_clock=sim.world.now, mailbox=mailbox)
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"  plant (ERP, MES, WMS, QMS, TMS): {sim.url}")
+        if args.erp == "sap-odata":
+            print(f"  ERP as SAP S/4HANA (OData v2): {sim.sap_url()}/sap/opu/odata/sap/API_SALES_ORDER_SRV, "
+                  f"polled every {args.poll_seconds:g}s (no ERP webhooks)")
         print(f"  GraphiQL: {url}")
         _print_demo_tokens(cfg, sim.world, url)
         print(f"  journal: {cfg.events.journal_path}")
@@ -519,6 +532,19 @@ async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:
         raise SystemExit(1) from None
 
 
+def _demo_erp(cfg: Config, sim: Any, args: argparse.Namespace) -> None:
+    """``--erp sap-odata``: the ERP read as SAP S/4HANA (OData v2) and, as for an ERP that
+    sends no webhooks, polled every ``--poll-seconds`` instead of pushing."""
+    if args.erp != "sap-odata":
+        return
+    erp = cfg.sources["erp"]
+    erp.profile = "sap-odata"
+    erp.base_url = sim.sap_url()
+    erp.pushes = False
+    erp.poll_seconds = args.poll_seconds
+    args.muted = {"erp"}
+
+
 def _demo_auth(cfg: Config, args: argparse.Namespace) -> None:
     """The demo runs with auth on (development HS256 secret) unless --open."""
     from .auth import DEV_SECRET
@@ -605,6 +631,13 @@ def _customer_doubt(cfg: Config, customer: str) -> str | None:
 
         async with aiohttp.ClientSession() as session:
             connector = ErpConnector(SourceClient("erp", erp.base_url, session, timeout_seconds=3.0))
+            if erp.profile == "sap-odata":  # the ERP read as SAP S/4HANA (gateway/connect.py)
+                from sources.sap_erp import SapErpConnector
+
+                from .connect import endpoint_settings
+
+                odata = endpoint_settings(erp)
+                connector = SapErpConnector(connector.client, auth=odata["auth"], sap_client=odata["sap_client"])
             try:
                 return customer in await connector.customers([customer])
             except SourceError:
@@ -883,6 +916,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--critical-minutes", type=float, default=2.0, help="notices: tell planning of a CRITICAL exception unacknowledged this long (default 2)"
     )
+        "--erp", choices=("rest", "sap-odata"), default="rest",
+        help="how the ERP is read: the REST contract (default), or SAP S/4HANA's OData v2 APIs, polled for changes",
+    )
+    demo.add_argument("--poll-seconds", type=float, default=5.0, help="with --erp sap-odata: ERP poll interval (default 5)")
     _add_plant_event_options(demo)
     _add_fault_options(demo)
     demo.set_defaults(func=cmd_demo)

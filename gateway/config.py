@@ -43,6 +43,27 @@ class SourceConfig:
     max_in_flight: int = 20  # bulkhead: calls in flight to this source
     stale_if_error: bool = True  # serve the last good record, marked stale, when it fails
     stale_after_seconds: float = 900.0  # no answered call and no event this long: stale
+    # --- connector profile (gateway/connect.py) ---
+    # "rest": the contract of sources/API.md. "sap-odata" (ERP only): SAP S/4HANA's OData
+    # v2 APIs (API_SALES_ORDER_SRV, API_BUSINESS_PARTNER); base_url is the SAP host
+    # (https://my-s4.example.com), the services are under /sap/opu/odata/sap.
+    profile: str = "rest"
+    sap_client: str = ""  # three digits, e.g. "100"; empty: the system's default client
+    username: str = ""  # basic auth (an SAP communication user)
+    password: str = ""
+    oauth_token_url: str = ""  # OAuth 2.0 client credentials (e.g. SAP BTP), instead of basic
+    oauth_client_id: str = ""
+    oauth_client_secret: str = ""
+    max_url_length: int = 8000  # a key batch's $filter is cut into requests under this
+    # --- reconciliation polling (gateway/reconcile.py) ---
+    # Read the changes since a durable watermark every poll_seconds. 0: off while the
+    # source pushes; for a source that does not push (pushes = false), 0 means 30 s. On a
+    # pushing source a slow poll (e.g. 300) is the sweep that heals missed webhooks.
+    pushes: bool = True
+    poll_seconds: float = 0.0
+    # Re-read this much before the watermark (source time): a change committed late in the
+    # same second is not missed; records already seen are not journaled twice.
+    poll_overlap_seconds: float = 2.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -449,6 +470,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     check_events(cfg.events)
     check_mqtt(cfg.mqtt)
     check_notices(cfg.notices)
+    check_sources(cfg.sources)
     return cfg
 
 
@@ -464,6 +486,31 @@ def check_notices(n: NoticesConfig) -> None:
         raise ConfigError("notices.timeout_seconds: must be positive")
     if n.internal_webhook_url and not n.internal_webhook_url.startswith(("http://", "https://")):
         raise ConfigError("notices.internal_webhook_url: must be an http(s) URL")
+
+
+PROFILES = ("rest", "sap-odata")
+
+
+def check_sources(sources: dict[str, SourceConfig]) -> None:
+    """Raise ConfigError for source settings that cannot work (profile, auth, polling)."""
+    for system, s in sources.items():
+        where = f"sources.{system}"
+        if s.profile not in PROFILES:
+            raise ConfigError(f"{where}.profile: {s.profile!r} is not one of {', '.join(PROFILES)}")
+        if s.profile == "sap-odata" and system != "erp":
+            raise ConfigError(f"{where}.profile: sap-odata is served for the ERP (sources.erp) only so far")
+        if s.sap_client and not (s.sap_client.isdigit() and len(s.sap_client) == 3):
+            raise ConfigError(f"{where}.sap_client: three digits, e.g. \"100\" (got {s.sap_client!r})")
+        if s.username and s.oauth_token_url:
+            raise ConfigError(f"{where}: set either username/password (basic) or oauth_token_url (OAuth), not both")
+        if s.oauth_token_url and not s.oauth_client_id:
+            raise ConfigError(f"{where}.oauth_client_id: needed with oauth_token_url")
+        if s.max_url_length < 256:
+            raise ConfigError(f"{where}.max_url_length: at least 256")
+        if s.poll_seconds < 0 or s.poll_overlap_seconds < 0:
+            raise ConfigError(f"{where}.poll_seconds and poll_overlap_seconds: must not be negative")
+        if 0 < s.poll_seconds < 0.5:
+            raise ConfigError(f"{where}.poll_seconds: at least 0.5 (or 0 for off)")
 
 
 def check_events(ev: EventsConfig) -> None:

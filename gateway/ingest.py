@@ -35,6 +35,7 @@ from .cache import RecordCache
 from .config import EventsConfig
 from .journal import Journal, JournalEvent, StoredEvent
 from .mapping import NAMESPACE_OF_ENTITY, impact_of, last_change_of
+from .reconcile_ids import POLLED, is_polled
 
 if TYPE_CHECKING:
     from .telemetry import EventTimeline
@@ -264,6 +265,9 @@ class EventProcessor:
         self.fence: Any = None
         self.timeline: EventTimeline | None = None  # set by the gateway (gateway/telemetry.py)
         self.park_after = max(1, park_after)
+        # Sources a reconciliation poll reads (gateway/reconcile.py): their pushed events are
+        # checked against what a poll already applied.
+        self.polled_sources: set[str] = set()
         self.max_retry_seconds = max_retry_seconds
         self.processed = 0
         self.stale = 0
@@ -471,15 +475,26 @@ class EventProcessor:
 
     async def _apply(self, stored: StoredEvent) -> None:
         event = self._reparse(stored)
-        # The source spoke: it is alive (health, stale_sources), whatever its API says.
-        self.sources.note_event(event.system, stored.received_at)
+        polled = is_polled(stored.event_id)  # journaled by a reconciliation poll (gateway/reconcile.py)
+        if not polled:
+            # The source spoke: it is alive (health, stale_sources), whatever its API says.
+            self.sources.note_event(event.system, stored.received_at)
         impact = await impact_of(event, self.sources)
         now = self.plant_clock()
-        await self._learn_last_change(event, now)
+        if not polled:  # a poll's time is the source's own LastChangeDateTime
+            await self._learn_last_change(event, now)
         # A time beyond the skew (journaled before the door checked it) is not believed:
         # the event counts as of now.
         mark = event.occurred_at if event.occurred_at <= now + self.max_future else now
-        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark)
+        # One change, pushed and polled, reaches subscribers once: a poll that saw no newer
+        # state than what was applied changes nothing, nor does a push of what a poll applied.
+        duplicate = False
+        if (polled or event.system in self.polled_sources) and not event.reversal:
+            seen = await self.journal.watermark(event.system, event.entity if polled else f"{POLLED}{event.entity}", event.key)
+            duplicate = seen is not None and seen >= mark
+        fresh = await self.journal.advance_watermark(event.system, event.entity, event.key, mark) and not duplicate
+        if polled and fresh:
+            await self.journal.advance_watermark(event.system, f"{POLLED}{event.entity}", event.key, mark)
         customers = await self._customers(sorted(impact.orders))
         orders = [(so, customers.get(so)) for so in sorted(impact.orders)]
         if not fresh and not event.reversal:

@@ -33,6 +33,12 @@ class SourceEndpoint:
     timeout_seconds: float = 5.0
     batch_size: int = 500
     policy: Policy | None = None  # budget, retries, breaker, bulkhead; None: defaults + timeout
+    # "rest" (sources/API.md) or, for the ERP, "sap-odata" (SAP S/4HANA's OData v2 APIs,
+    # sources/sap_erp.py; base_url is the SAP host, auth and sap_client as it needs).
+    profile: str = "rest"
+    auth: Any = None  # sources.odata.Auth (BasicAuth, ClientCredentials) for sap-odata
+    sap_client: str | None = None
+    max_url_length: int = 8000
 
 
 @dataclasses.dataclass(slots=True)
@@ -78,8 +84,20 @@ class Sources:
                 key_formats=key_formats,
             )
 
+        erp_endpoint = endpoints["erp"]
+        if erp_endpoint.profile == "sap-odata":
+            from .sap_erp import SapErpConnector
+
+            erp: ErpConnector = SapErpConnector(
+                client("erp"),
+                auth=erp_endpoint.auth,
+                sap_client=erp_endpoint.sap_client,
+                max_url_length=erp_endpoint.max_url_length,
+            )
+        else:
+            erp = ErpConnector(client("erp"))
         return cls(
-            erp=ErpConnector(client("erp")),
+            erp=erp,
             mes=MesConnector(client("mes")),
             wms=WmsConnector(client("wms")),
             qms=QmsConnector(client("qms")),

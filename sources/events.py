@@ -147,6 +147,10 @@ class EventRegistry:
         self.systems = sorted({t.system for t in types})
         self.limits = limits or EventLimits()
 
+    def types(self) -> list[EventType]:
+        """Every event type, as given."""
+        return list(self._by_prefix.values())
+
     def describe(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for t in self._by_prefix.values():

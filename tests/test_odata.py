@@ -101,6 +101,7 @@ def sales_order_row(n: int, **over) -> dict:
                 "SalesDocumentRjcnReason": "",
                 "to_ScheduleLine": [
                     {"SalesOrder": number, "SalesOrderItem": "20", "ScheduleLine": "1",
+                     "RequestedDeliveryDate": sap_date(dt.date(2026, 12, 1)), "ScheduleLineOrderQuantity": "3.000",
                      "ConfirmedDeliveryDate": sap_date(dt.date(2026, 12, 5)), "ConfdOrderQtyByMatlAvailCheck": "3.000"},
                 ],
             },
@@ -273,7 +274,8 @@ async def test_entity_by_key_with_expand_maps_to_a_sales_order(sap, session):
     assert order.last_change_date_time == dt.datetime(2023, 11, 14, 22, 20, 20, tzinfo=dt.UTC)
     assert order.overall_delivery_status == "A"  # blank: nothing delivered
     assert order.total_credit_check_status == "A"  # blank: no credit check, no block
-    assert [i.sales_order_item for i in order.items] == ["10", "20"]  # item 30 was rejected
+    # Item 30 was rejected: kept with its reason (the domain cuts it), as REST records are.
+    assert [(i.sales_order_item, i.rejection_reason) for i in order.items] == [("10", ""), ("20", ""), ("30", "50")]
     item = order.items[0]
     # The promise: the latest line with a confirmed quantity; line 3 confirms nothing.
     assert item.confirmed_delivery_date == dt.date(2026, 12, 10)

@@ -15,15 +15,18 @@ Covered fields (SAP name → record attribute):
     LastChangeDateTime; ``confirmed_delivery_date`` = the latest confirmed schedule line
     of the items.
 ``A_SalesOrderItem`` (``to_Item``) → ``SalesOrderItem``
-    SalesOrderItem, Material, RequestedQuantity, RequestedQuantityUnit, NetAmount;
-    items with a ``SalesDocumentRjcnReason`` are left out (rejected: nothing to deliver).
-``A_SalesOrderScheduleLine`` (``to_Item/to_ScheduleLine``)
-    ConfirmedDeliveryDate and ConfdOrderQtyByMatlAvailCheck → the item's
-    ``confirmed_delivery_date`` (latest line with a confirmed quantity) and
-    ``confirmed_quantity`` (their sum).
+    SalesOrderItem, Material, RequestedQuantity, RequestedQuantityUnit, NetAmount,
+    DeliveryStatus, SalesDocumentRjcnReason (a rejected item is kept with its reason).
+``A_SalesOrderScheduleLine`` (``to_Item/to_ScheduleLine``) → ``SalesOrderScheduleLine``
+    ScheduleLine, RequestedDeliveryDate, ScheduleLineOrderQuantity, OrderQuantityUnit,
+    ConfirmedDeliveryDate, ConfdOrderQtyByMatlAvailCheck, DeliveredQtyInOrderQtyUnit,
+    OpenConfdDelivQtyInOrdQtyUnit, ProductAvailabilityDate + ProductAvailabilityTime,
+    LoadingDate, GoodsIssueDate; the item's ``confirmed_delivery_date`` is the latest line
+    with a confirmed quantity and ``confirmed_quantity`` their sum.
 ``A_Customer`` / ``A_BusinessPartner`` (API_BUSINESS_PARTNER) → ``Customer``
     Customer, CustomerName (CustomerFullName, BusinessPartnerFullName as fall-backs),
-    Country of the first ``to_BusinessPartnerAddress``, LastChangeDate + LastChangeTime;
+    Country, Region and AddressTimeZone of the first ``to_BusinessPartnerAddress``,
+    LastChangeDate + LastChangeTime;
     Language (else the partner's CorrespondenceLanguage) for the language of notices;
     commercial priority from ``CustomerClassification`` (a mapping the plant sets; it is
     not a standard SAP field).
@@ -70,6 +73,7 @@ from ..records import (
     RecordError,
     SalesOrder,
     SalesOrderItem,
+    SalesOrderScheduleLine,
     UsageDecision,
 )
 from .values import (
@@ -261,9 +265,7 @@ def sales_order_from_s4(row: dict[str, Any]) -> SalesOrder:
     r = _Row("A_SalesOrder", row, "SalesOrder")
     items: list[SalesOrderItem] = []
     for item_row in results(row.get("to_Item")) or []:
-        item = _sales_order_item(r.where, item_row)
-        if item is not None:
-            items.append(item)
+        items.append(_sales_order_item(r.where, item_row, r.date("RequestedDeliveryDate")))
     confirmed = [i.confirmed_delivery_date for i in items if i.confirmed_delivery_date is not None]
     credit = r.text("TotalCreditCheckStatus") or "A"  # blank: no credit check, so no block
     return SalesOrder(
@@ -292,17 +294,17 @@ def _required(r: _Row, value: Any, field: str) -> Any:
     return value
 
 
-def _sales_order_item(where: str, row: dict[str, Any]) -> SalesOrderItem | None:
+def _sales_order_item(where: str, row: dict[str, Any], requested: dt.date | None = None) -> SalesOrderItem:
     r = _Row(f"{where} A_SalesOrderItem", row, "SalesOrderItem")
-    if r.text("SalesDocumentRjcnReason"):
-        return None  # rejected: it will not be delivered, so it is not outstanding
     lines = results(row.get("to_ScheduleLine"))
     confirmed_date: dt.date | None = None
     confirmed_qty: float | None = None
+    schedule_lines: list[SalesOrderScheduleLine] = []
     if lines is not None:
         confirmed_qty = 0.0
         for line in lines:
             lr = _Row(f"{r.where} A_SalesOrderScheduleLine", line, "ScheduleLine")
+            schedule_lines.append(_schedule_line(lr, requested))
             qty = lr.number("ConfdOrderQtyByMatlAvailCheck", 0.0) or 0.0
             if qty <= 0:
                 continue  # a line without a confirmed quantity promises nothing
@@ -310,6 +312,8 @@ def _sales_order_item(where: str, row: dict[str, Any]) -> SalesOrderItem | None:
             day = lr.date("ConfirmedDeliveryDate")
             if day is not None and (confirmed_date is None or day > confirmed_date):
                 confirmed_date = day
+    # A rejected item (SalesDocumentRjcnReason) is kept with its reason: the domain cuts
+    # what it will not deliver, as it does for the REST contract's records.
     return SalesOrderItem(
         sales_order_item=r.required("SalesOrderItem"),
         material=r.required("Material"),
@@ -318,6 +322,29 @@ def _sales_order_item(where: str, row: dict[str, Any]) -> SalesOrderItem | None:
         net_amount=r.number("NetAmount", 0.0) or 0.0,
         confirmed_delivery_date=confirmed_date,
         confirmed_quantity=confirmed_qty,
+        delivery_status=r.status("DeliveryStatus"),
+        rejection_reason=r.text("SalesDocumentRjcnReason") or "",
+        schedule_lines=schedule_lines,
+    )
+
+
+def _schedule_line(r: _Row, requested: dt.date | None = None) -> SalesOrderScheduleLine:
+    """``A_SalesOrderScheduleLine`` → ``SalesOrderScheduleLine``. The planning dates
+    (ProductAvailabilityDate + ProductAvailabilityTime as one UTC date-time, LoadingDate,
+    GoodsIssueDate) are read where the release serves them and left empty otherwise; a line
+    without its own RequestedDeliveryDate takes the order's."""
+    return SalesOrderScheduleLine(
+        schedule_line=r.required("ScheduleLine"),
+        requested_delivery_date=_required(r, r.date("RequestedDeliveryDate") or requested, "RequestedDeliveryDate"),
+        order_quantity=r.number("ScheduleLineOrderQuantity", required=True) or 0.0,
+        order_quantity_unit=r.text("OrderQuantityUnit") or "PC",
+        confirmed_delivery_date=r.date("ConfirmedDeliveryDate"),
+        confirmed_quantity=r.number("ConfdOrderQtyByMatlAvailCheck", 0.0) or 0.0,
+        delivered_quantity=r.number("DeliveredQtyInOrderQtyUnit", 0.0) or 0.0,
+        open_confirmed_quantity=r.number("OpenConfdDelivQtyInOrdQtyUnit", 0.0) or 0.0,
+        product_availability_date=r.date_time("ProductAvailabilityDate", "ProductAvailabilityTime", dt.UTC),
+        loading_date=r.date("LoadingDate"),
+        goods_issue_date=r.date("GoodsIssueDate"),
     )
 
 
@@ -343,10 +370,15 @@ def customer_from_s4(
     if not name:
         raise r.fail("CustomerName", "missing")
     country = r.text("Country") or None
-    if country is None and business_partner is not None:
+    region: str | None = None
+    time_zone: str | None = None
+    if business_partner is not None:
         addresses = results(business_partner.get("to_BusinessPartnerAddress")) or []
         if addresses:
-            country = _Row("A_BusinessPartnerAddress", addresses[0], "AddressID").text("Country") or None
+            address = _Row("A_BusinessPartnerAddress", addresses[0], "AddressID")
+            country = country or address.text("Country") or None
+            region = address.text("Region") or None
+            time_zone = address.text("AddressTimeZone") or None
     classification = r.text("CustomerClassification") or ""
     priority = priority_by_classification.get(classification, "NORMAL")
     if priority not in COMMERCIAL_PRIORITIES:
@@ -357,6 +389,8 @@ def customer_from_s4(
         customer_name=name,
         commercial_priority=priority,
         country=country,
+        region=region,
+        time_zone=time_zone,
         last_change_date_time=changed,
         language=r.text("Language") or (bp.text("CorrespondenceLanguage") if bp else None) or None,
     )

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from ..records import format_datetime, parse_date, parse_datetime
 from .faults import FaultInjector, add_control_routes
+from .odata import ODataRoutes, ODataState
 from .openapi import build_openapi
 from .world import SYSTEMS, Change, EntitySet, UnknownKey, World, find_entity_set
 
@@ -40,6 +41,7 @@ class _ServerState:
     requests: dict[str, int]
     openapi: dict[str, bytes]
     faults: FaultInjector = dataclasses.field(default_factory=FaultInjector)
+    odata: ODataState = dataclasses.field(default_factory=ODataState)  # the ERP as SAP serves it
 
 
 _STATE = web.AppKey("ordergraph_simulator", _ServerState)
@@ -346,9 +348,21 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/orders/{sales_order}/advance", _order_advance)
     app.router.add_post("/control/orders/{sales_order}/shortfall", _order_shortfall)
     add_control_routes(app, app[_STATE].faults)
+    _add_odata_routes(app, app[_STATE])
     app.router.add_get("/{system}/openapi.json", _openapi)
     app.router.add_get("/{system}/{entity_set}", _read_entity_set)
     return app
+
+
+def _add_odata_routes(app: web.Application, state: _ServerState) -> None:
+    """The ERP in SAP's OData v2 dialect (``odata.py``), under ``/sap/opu/odata/sap``; the
+    ERP's latency, faults and request count apply."""
+
+    async def serve(request: web.Request, system: str, answer: Any) -> web.StreamResponse:
+        state.requests[system] += 1
+        return await state.faults.serve(request, system, answer, state.world.latency_ms.get(system, 0.0))
+
+    ODataRoutes(state.world, state.odata, serve).add_to(app)
 
 
 def _system_app(state: _ServerState, system: str) -> web.Application:
@@ -356,6 +370,8 @@ def _system_app(state: _ServerState, system: str) -> web.Application:
     app = web.Application()
     app[_STATE] = state
     app.router.add_get("/healthz", _healthz)
+    if system == "erp":
+        _add_odata_routes(app, state)
     app.router.add_get(f"/{{system:{system}}}/openapi.json", _openapi)
     app.router.add_get(f"/{{system:{system}}}/{{entity_set}}", _read_entity_set)
     return app
@@ -408,6 +424,15 @@ class Simulator:
     def faults(self) -> FaultInjector:
         """Fault injection (same as ``/control/faults``)."""
         return self.app[_STATE].faults
+
+    @property
+    def odata(self) -> ODataState:
+        """The OData routes' settings: auth, page size, injected answers (``odata.py``)."""
+        return self.app[_STATE].odata
+
+    def sap_url(self) -> str:
+        """Where the ERP answers as SAP S/4HANA (``base_url`` of a ``sap-odata`` source)."""
+        return self.system_urls.get("erp", self.url).removesuffix("/erp")
 
     async def close(self) -> None:
         """Stop serving and release the ports (hung requests are released first)."""

@@ -49,6 +49,8 @@ class EmitterStats:
     notifications: int = 0
     retries: int = 0
     rejected: int = 0
+    muted: int = 0  # changes of systems that do not push
+    dropped: int = 0  # webhooks lost on purpose (drop_rate)
 
 
 class EventEmitter:
@@ -67,8 +69,15 @@ class EventEmitter:
         seed: int = 7,
         max_batch: int = 100,
         exclude_entity_sets: frozenset[str] = frozenset(),
+        muted: frozenset[str] | set[str] = frozenset(),
+        drop_rate: float = 0.0,
     ) -> None:
         self.world = world
+        # Systems that push nothing (a gateway polls them), and a share of webhooks lost
+        # for good (the gateway's reconciliation sweep must heal them).
+        self.muted = frozenset(muted)
+        self.drop_rate = drop_rate
+        self._drop_rng = random.Random(seed + 1)
         self.url = gateway_url.rstrip("/") + "/events"
         self.secrets = dict(secrets)
         self.source_prefix = source_prefix.rstrip("/")
@@ -142,6 +151,12 @@ class EventEmitter:
     def on_change(self, change: Change) -> None:
         """World listener: queue the change's event, with the configured imperfections."""
         if change.entity_set in self.exclude_entity_sets:
+            return
+        if change.system in self.muted:
+            self.stats.muted += 1
+            return
+        if self.drop_rate > 0 and self._drop_rng.random() < self.drop_rate:
+            self.stats.dropped += 1
             return
         notification = self.rng.random() < self.notification_rate
         try:

@@ -1,0 +1,549 @@
+"""The simulated plant's ERP as SAP S/4HANA serves it: OData v2 under ``/sap/opu/odata/sap``.
+
+The same world as the REST contract (``sources/API.md``), in SAP's public API names:
+
+- ``API_SALES_ORDER_SRV``: ``A_SalesOrder`` with ``to_Item`` (``A_SalesOrderItem``) and
+  ``to_Item/to_ScheduleLine`` (``A_SalesOrderScheduleLine``);
+- ``API_BUSINESS_PARTNER``: ``A_BusinessPartner`` with ``to_Customer`` and
+  ``to_BusinessPartnerAddress``, and ``A_Customer``.
+
+The dialect as SAP Gateway speaks it: ``d.results`` envelopes with ``__metadata``,
+``$filter`` with ``eq``/``ne``/``gt``/``ge``/``lt``/``le`` joined by ``or`` and ``and`` (and
+parentheses), ``$select``, ``$expand`` (navigations not asked for come back
+``__deferred``), ``$orderby``, ``$top``/``$skip``, server-driven paging (``__next`` with
+``$skiptoken``), ``$inlinecount=allpages`` (``__count`` as a string), entities by key
+(``A_SalesOrder('4000007')``), ``/Date(ms)/`` dates, ``/Date(ms+0000)/`` date-times,
+``PT..H..M..S`` times, decimals as strings, ``sap-client``, and SAP's error body
+``{"error": {"code", "message": {"lang", "value"}, "innererror": {"errordetails"}}}``.
+
+Authentication is off unless set on ``ODataState`` (tests): HTTP basic, or OAuth 2.0
+client credentials with tokens from ``/sap/bc/sec/oauth2/token``. ``ODataState.failures``
+answers an entity set with a given status, body and headers (401, 403, 500, a
+``sap-message``) for the tests; the plant's fault injection (``/control/faults`` for
+``erp``) applies to these routes too.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import itertools
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import orjson
+from aiohttp import web
+
+from ..odata.values import format_time, parse_datetime, parse_sap_timestamp
+from ..records import parse_date
+from ..records import parse_datetime as parse_iso_datetime
+from .world import World
+
+SERVICE_ROOT = "/sap/opu/odata/sap"
+TOKEN_PATH = "/sap/bc/sec/oauth2/token"
+DEFAULT_PAGE_SIZE = 1000  # server-driven paging: SAP Gateway's usual cap for a page
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PRIORITY_TO_CLASSIFICATION = {"STRATEGIC": "A", "HIGH": "B", "NORMAL": "C", "LOW": "D"}
+
+
+@dataclasses.dataclass
+class Failure:
+    """An injected answer for one entity set (tests)."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    times: int | None = None  # None: every time
+
+
+@dataclasses.dataclass
+class ODataState:
+    """Settings and records of the OData routes (``Simulator.odata``)."""
+
+    page_size: int = DEFAULT_PAGE_SIZE
+    basic: tuple[str, str] | None = None
+    client_credentials: tuple[str, str] | None = None
+    token_lifetime: int = 3600
+    tokens: set[str] = dataclasses.field(default_factory=set)
+    token_requests: int = 0
+    failures: dict[str, Failure] = dataclasses.field(default_factory=dict)
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)  # on every 2xx answer
+    requests: list[str] = dataclasses.field(default_factory=list)  # URLs, last 1,000
+    _ids: Any = dataclasses.field(default_factory=lambda: itertools.count(1))
+
+
+# --- Edm values ---------------------------------------------------------------------------
+
+
+def sap_date(value: str | None) -> str | None:
+    """REST ``YYYY-MM-DD`` → ``/Date(ms)/`` (midnight UTC), as SAP serves DATS fields."""
+    if not value:
+        return None
+    day = parse_date(value)
+    assert day is not None
+    return f"/Date({(dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC) - EPOCH) // dt.timedelta(milliseconds=1)})/"
+
+
+def sap_datetime_offset(value: str | None) -> str | None:
+    """REST ISO date-time → ``/Date(ms+0000)/`` (Edm.DateTimeOffset)."""
+    if not value:
+        return None
+    moment = parse_iso_datetime(value)
+    assert moment is not None
+    return f"/Date({(moment - EPOCH) // dt.timedelta(milliseconds=1)}+0000)/"
+
+
+def _date_and_time(value: str | None) -> tuple[str | None, str]:
+    """REST ISO date-time → (``/Date(ms)/`` of its UTC day, ``PT..H..M..S``)."""
+    if not value:
+        return None, "PT00H00M00S"
+    moment = parse_iso_datetime(value)
+    assert moment is not None
+    return sap_date(moment.date().isoformat()), format_time(moment.time().replace(microsecond=0))
+
+
+def _dec(value: Any, places: int = 3) -> str:
+    return f"{float(value or 0.0):.{places}f}"
+
+
+# --- records → SAP entities ------------------------------------------------------------------
+
+
+def sales_order_entity(so: dict[str, Any]) -> dict[str, Any]:
+    """A REST sales order (``SalesOrder.to_api()``) as ``A_SalesOrder`` with its items."""
+    items = []
+    for item in so.get("to_Item") or []:
+        lines = []
+        for line in item.get("to_ScheduleLine") or []:
+            day, time = _date_and_time(line.get("ProductAvailabilityDate"))
+            lines.append(
+                {
+                    "SalesOrder": so["SalesOrder"],
+                    "SalesOrderItem": item["SalesOrderItem"],
+                    "ScheduleLine": line["ScheduleLine"],
+                    "RequestedDeliveryDate": sap_date(line.get("RequestedDeliveryDate")),
+                    "ConfirmedDeliveryDate": sap_date(line.get("ConfirmedDeliveryDate")),
+                    "OrderQuantityUnit": line.get("OrderQuantityUnit") or "PC",
+                    "ScheduleLineOrderQuantity": _dec(line.get("ScheduleLineOrderQuantity")),
+                    "ConfdOrderQtyByMatlAvailCheck": _dec(line.get("ConfdOrderQtyByMatlAvailCheck")),
+                    "DeliveredQtyInOrderQtyUnit": _dec(line.get("DeliveredQtyInOrderQtyUnit")),
+                    "OpenConfdDelivQtyInOrdQtyUnit": _dec(line.get("OpenConfdDelivQtyInOrdQtyUnit")),
+                    "ProductAvailabilityDate": day,
+                    "ProductAvailabilityTime": time,
+                    "LoadingDate": sap_date(line.get("LoadingDate")),
+                    "GoodsIssueDate": sap_date(line.get("GoodsIssueDate")),
+                    "DelivBlockReasonForSchedLine": "",
+                }
+            )
+        items.append(
+            {
+                "SalesOrder": so["SalesOrder"],
+                "SalesOrderItem": item["SalesOrderItem"],
+                "SalesOrderItemCategory": "TAN",
+                "Material": item["Material"],
+                "RequestedQuantity": _dec(item.get("RequestedQuantity")),
+                "RequestedQuantityUnit": item.get("RequestedQuantityUnit") or "PC",
+                "NetAmount": _dec(item.get("NetAmount"), 2),
+                "TransactionCurrency": so.get("TransactionCurrency") or "EUR",
+                "DeliveryStatus": item.get("DeliveryStatus") or "A",
+                "SalesDocumentRjcnReason": item.get("SalesDocumentRjcnReason") or "",
+                "to_ScheduleLine": lines,
+            }
+        )
+    return {
+        "SalesOrder": so["SalesOrder"],
+        "SalesOrderType": so.get("SalesOrderType") or "OR",
+        "SalesOrganization": "1010",
+        "DistributionChannel": "10",
+        "OrganizationDivision": "00",
+        "SoldToParty": so["SoldToParty"],
+        "CreationDate": sap_date(so.get("SalesOrderDate")),
+        "SalesOrderDate": sap_date(so.get("SalesOrderDate")),
+        "PurchaseOrderByCustomer": so.get("PurchaseOrderByCustomer") or "",
+        "TotalNetAmount": _dec(so.get("TotalNetAmount"), 2),
+        "TransactionCurrency": so.get("TransactionCurrency") or "EUR",
+        "RequestedDeliveryDate": sap_date(so.get("RequestedDeliveryDate")),
+        "OverallSDProcessStatus": so.get("OverallSDProcessStatus") or "A",
+        "OverallDeliveryStatus": so.get("OverallDeliveryStatus") or "A",
+        "TotalCreditCheckStatus": so.get("TotalCreditCheckStatus") or "",
+        "TotalBlockStatus": so.get("TotalBlockStatus") or "",
+        "DeliveryBlockReason": so.get("DeliveryBlockReason") or "",
+        "LastChangeDateTime": sap_datetime_offset(so.get("LastChangeDateTime")),
+        "to_Item": items,
+    }
+
+
+def customer_entity(c: dict[str, Any]) -> dict[str, Any]:
+    """A REST customer as ``A_Customer``."""
+    return {
+        "Customer": c["Customer"],
+        "CustomerName": c.get("CustomerName") or "",
+        "CustomerFullName": c.get("CustomerName") or "",
+        "CustomerClassification": PRIORITY_TO_CLASSIFICATION.get(c.get("CommercialPriority") or "NORMAL", "C"),
+        "CustomerAccountGroup": "CUST",
+    }
+
+
+def business_partner_entity(c: dict[str, Any]) -> dict[str, Any]:
+    """A REST customer as ``A_BusinessPartner`` (the same number) with its customer role and
+    address; the change day and time are UTC (SAP's are the system's zone)."""
+    day, time = _date_and_time(c.get("LastChangeDateTime"))
+    return {
+        "BusinessPartner": c["Customer"],
+        "Customer": c["Customer"],
+        "BusinessPartnerCategory": "2",
+        "BusinessPartnerFullName": c.get("CustomerName") or "",
+        "OrganizationBPName1": c.get("CustomerName") or "",
+        "LastChangeDate": day,
+        "LastChangeTime": time,
+        "to_Customer": [customer_entity(c)],
+        "to_BusinessPartnerAddress": [
+            {
+                "BusinessPartner": c["Customer"],
+                "AddressID": "1",
+                "Country": c.get("Country") or "",
+                "Region": c.get("Region") or "",
+                "AddressTimeZone": c.get("AddressTimeZone") or "",
+            }
+        ],
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServedSet:
+    """One entity set served from one table of the world."""
+
+    table: str  # the world's entity set (REST name)
+    key: str  # SAP key field
+    render: Callable[[dict[str, Any]], dict[str, Any]]
+    lookups: dict[str, str]  # SAP field → the table's filter field, for indexed look-ups
+
+
+SERVED: dict[tuple[str, str], ServedSet] = {
+    ("API_SALES_ORDER_SRV", "A_SalesOrder"): ServedSet(
+        "A_SalesOrder", "SalesOrder", sales_order_entity, {"SalesOrder": "SalesOrder", "SoldToParty": "SoldToParty"}
+    ),
+    ("API_BUSINESS_PARTNER", "A_BusinessPartner"): ServedSet(
+        "A_Customer", "BusinessPartner", business_partner_entity, {"BusinessPartner": "Customer", "Customer": "Customer"}
+    ),
+    ("API_BUSINESS_PARTNER", "A_Customer"): ServedSet(
+        "A_Customer", "Customer", customer_entity, {"Customer": "Customer"}
+    ),
+}
+
+
+# --- $filter -------------------------------------------------------------------------------
+
+_TERM = re.compile(r"^([A-Za-z_0-9/]+) (eq|ne|gt|ge|lt|le) (.+)$")
+
+
+class FilterError(ValueError):
+    pass
+
+
+def _literal(text: str) -> Any:
+    text = text.strip()
+    if text.startswith("'") and text.endswith("'") and len(text) >= 2:
+        return text[1:-1].replace("''", "'")
+    m = re.fullmatch(r"(datetimeoffset|datetime)'([^']+)'", text)
+    if m:
+        raw = m.group(2)
+        if m.group(1) == "datetime" and not raw.endswith("Z") and "+" not in raw[10:]:
+            raw += "+00:00"
+        try:
+            return parse_datetime(raw.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FilterError(f"invalid {m.group(1)} literal {text!r}") from exc
+    if text in ("true", "false"):
+        return text == "true"
+    if text.endswith("M") and re.fullmatch(r"-?\d+(\.\d+)?M", text):
+        digits = text[:-1]
+        return parse_sap_timestamp(digits) if re.fullmatch(r"\d{14}", digits) else float(digits)
+    if text == "null":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise FilterError(f"literal not understood: {text!r}") from None
+
+
+def _split(text: str, word: str) -> list[str]:
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "'":
+            quoted = not quoted
+        elif not quoted and c == "(":
+            depth += 1
+        elif not quoted and c == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and text.startswith(word, i):
+            parts.append(text[start:i])
+            start = i + len(word)
+            i = start
+            continue
+        i += 1
+    if quoted or depth:
+        raise FilterError("unbalanced quotes or parentheses in $filter")
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _strip(text: str) -> str:
+    """Drop parentheses around the whole of ``text`` (``(a or b)`` → ``a or b``)."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        depth, quoted = 0, False
+        for i, c in enumerate(text):
+            if c == "'":
+                quoted = not quoted
+            elif not quoted and c == "(":
+                depth += 1
+            elif not quoted and c == ")":
+                depth -= 1
+                if depth == 0 and i != len(text) - 1:
+                    return text  # "(a) or (b)": the first parenthesis closes early
+        text = text[1:-1].strip()
+    return text
+
+
+Term = tuple[str, str, Any]
+
+
+def parse_filter(expression: str | None) -> list[list[Term]]:
+    """``a and (b or c)`` → conjunction of disjunctions of (field, op, value)."""
+    if not expression:
+        return []
+    out: list[list[Term]] = []
+    for conjunct in _split(_strip(expression.strip()), " and "):
+        terms: list[Term] = []
+        for t in _split(_strip(conjunct), " or "):
+            m = _TERM.match(_strip(t))
+            if m is None:
+                raise FilterError(f"$filter term not understood: {t[:80]!r}")
+            field, op, lit = m.groups()
+            terms.append((field, op, _literal(lit)))
+        out.append(terms)
+    return out
+
+
+def _sortable(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("/Date("):
+        return parse_datetime(value)
+    return value
+
+
+def _compare(have: Any, op: str, want: Any) -> bool:
+    have = _sortable(have)
+    if isinstance(want, float) and isinstance(have, str):
+        try:
+            have = float(have)
+        except ValueError:
+            return False
+    if op == "eq":
+        return have == want
+    if op == "ne":
+        return have != want
+    if have is None or want is None:
+        return False
+    try:
+        if op == "gt":
+            return have > want
+        if op == "ge":
+            return have >= want
+        if op == "lt":
+            return have < want
+        return have <= want
+    except TypeError:
+        raise FilterError(f"cannot compare {have!r} with {want!r}") from None
+
+
+# --- the routes ------------------------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    body = {
+        "error": {
+            "code": code,
+            "message": {"lang": "en", "value": message},
+            "innererror": {
+                "application": {"component_id": "", "service_namespace": "/SAP/", "service_version": "0001"},
+                "errordetails": [{"code": code, "message": message, "propertyref": "", "severity": "error", "target": ""}],
+            },
+        }
+    }
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+class ODataRoutes:
+    """Serves the world's ERP in SAP's OData v2 dialect."""
+
+    def __init__(self, world: World, state: ODataState, serve: Callable[..., Any]) -> None:
+        self.world = world
+        self.state = state
+        self._serve = serve  # (request, system, answer, ...) -> Response: latency and faults
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_post(TOKEN_PATH, self.token)
+        app.router.add_get(SERVICE_ROOT + "/{service}/{tail:.*}", self.handle)
+
+    # --- auth ----------------------------------------------------------------------------
+
+    def _refused(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization") or ""
+        st = self.state
+        if st.basic is not None and header.startswith("Basic "):
+            expected = "Basic " + base64.b64encode(f"{st.basic[0]}:{st.basic[1]}".encode()).decode()
+            return None if header == expected else "Logon failed: user name or password is wrong"
+        if st.client_credentials is not None and header.startswith("Bearer "):
+            return None if header.removeprefix("Bearer ") in st.tokens else "Token invalid or expired"
+        if st.basic is None and st.client_credentials is None:
+            return None
+        return "Logon required"
+
+    async def token(self, request: web.Request) -> web.Response:
+        st = self.state
+        st.token_requests += 1
+        form = await request.post()
+        cc = st.client_credentials
+        expected = "Basic " + base64.b64encode(":".join(cc).encode()).decode() if cc else None
+        if form.get("grant_type") != "client_credentials" or expected is None or request.headers.get("Authorization") != expected:
+            return web.json_response({"error": "invalid_client", "error_description": "Bad credentials"}, status=401)
+        token = f"sim-{next(st._ids)}"
+        st.tokens.add(token)
+        return web.json_response({"access_token": token, "token_type": "bearer", "expires_in": st.token_lifetime})
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.state.requests.append(str(request.rel_url))
+        del self.state.requests[:-1000]
+        return await self._serve(request, "erp", lambda: self.answer(request))
+
+    def answer(self, request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        tail = request.match_info["tail"]
+        m = re.fullmatch(r"([A-Za-z_0-9]+)(?:\((.*)\))?", tail)
+        if m is None:
+            return _error(404, "/IWBEP/CM_MGW_RT/020", f"Resource not found for segment '{tail[:80]}'")
+        name, key_literal = m.groups()
+        why = self._refused(request)
+        if why is not None:
+            return _error(401, "/IWFND/CM_CONSUMER/101", why)
+        failure = self.state.failures.get(name)
+        if failure is not None and (failure.times is None or failure.times > 0):
+            if failure.times is not None:
+                failure.times -= 1
+            return web.Response(status=failure.status, body=failure.body, headers=failure.headers, content_type="application/json")
+        served = SERVED.get((service.split(";")[0], name))
+        if served is None:
+            if not any(s == service.split(";")[0] for s, _ in SERVED):
+                return _error(404, "/IWFND/MED/170", f"No service found for namespace '/SAP/', name '{service}'")
+            return _error(404, "/IWBEP/CM_MGW_RT/020", f"Resource not found for segment '{name}'")
+        params = dict(parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True))
+        fmt = params.get("$format", "json")
+        if fmt != "json":
+            return _error(415, "/IWBEP/CM_MGW_RT/004", f"Format '{fmt}' not served by the simulated plant (use json)")
+        try:
+            if key_literal is not None:
+                return self._entity(served, service, name, key_literal, params)
+            return self._collection(request, served, service, name, params)
+        except FilterError as exc:
+            return _error(400, "/IWBEP/CM_MGW_RT/022", f"Invalid filter: {exc}")
+        except ValueError as exc:
+            return _error(400, "/IWBEP/CM_MGW_RT/000", str(exc))
+
+    def _rows(self, served: ServedSet, keys: list[str]) -> list[dict[str, Any]]:
+        table = self.world.table(served.table)
+        return [served.render(table.render(k)) for k in keys]
+
+    def _entity(self, served: ServedSet, service: str, name: str, key_literal: str, params: dict[str, str]) -> web.Response:
+        key = _literal(key_literal.split("=", 1)[-1]) if "=" in key_literal else _literal(key_literal)
+        table = self.world.table(served.table)
+        if not isinstance(key, str) or key not in table:
+            return _error(404, "/IWBEP/CM_MGW_RT/020", "Resource not found")
+        row = self._rows(served, [key])[0]
+        return self._json({"d": self._shape(row, params, service, name, served)})
+
+    def _collection(self, request: web.Request, served: ServedSet, service: str, name: str, params: dict[str, str]) -> web.Response:
+        table = self.world.table(served.table)
+        conjuncts = parse_filter(params.get("$filter"))
+        candidates: set[str] | None = None
+        rest: list[list[Term]] = []
+        for terms in conjuncts:
+            fields = {f for f, _, _ in terms}
+            if len(fields) == 1 and all(op == "eq" for _, op, _ in terms) and (field := next(iter(fields))) in served.lookups:
+                found = table.lookup(served.lookups[field], [v for _, _, v in terms if isinstance(v, str)])
+                candidates = found if candidates is None else candidates & found
+            else:
+                rest.append(terms)
+        keys = sorted(candidates) if candidates is not None else list(table.keys())
+        rows = self._rows(served, keys)
+        if rest:
+            rows = [r for r in rows if all(any(_compare(r.get(f), op, v) for f, op, v in terms) for terms in rest)]
+        if "$orderby" in params:
+            for clause in reversed([c.strip() for c in params["$orderby"].split(",") if c.strip()]):
+                field, _, direction = clause.partition(" ")
+                rows.sort(key=lambda r, f=field: (_sortable(r.get(f)) is None, _sortable(r.get(f)) or 0), reverse=direction.strip() == "desc")
+        count = len(rows)
+        if "$skiptoken" in params:
+            try:
+                start, end = int(params["$skiptoken"]), int(params.get("$top", count))
+            except ValueError:
+                raise ValueError(f"invalid $skiptoken {params['$skiptoken'][:40]!r}") from None
+            end = min(count, end)
+        else:
+            start = _whole(params, "$skip", 0)
+            end = count if "$top" not in params else min(count, start + _whole(params, "$top", 0))
+        page_end = min(end, start + self.state.page_size)
+        body: dict[str, Any] = {"results": [self._shape(r, params, service, name, served) for r in rows[start:page_end]]}
+        if params.get("$inlinecount") == "allpages":
+            body["__count"] = str(count)
+        if page_end < end:
+            nxt = {k: v for k, v in params.items() if k not in ("$skip", "$top", "$skiptoken", "$inlinecount")}
+            nxt.update({"$skiptoken": str(page_end), "$top": str(end)})
+            body["__next"] = f"{request.path}?" + "&".join(f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in nxt.items())
+        return self._json({"d": body})
+
+    def _json(self, obj: Any) -> web.Response:
+        return web.Response(body=orjson.dumps(obj), content_type="application/json", headers=self.state.headers)
+
+    def _shape(self, row: dict[str, Any], params: dict[str, str], service: str, name: str, served: ServedSet) -> dict[str, Any]:
+        expand = [e.strip() for e in params.get("$expand", "").split(",") if e.strip()]
+        select = [s.strip() for s in params.get("$select", "").split(",") if s.strip()]
+        uri = f"{SERVICE_ROOT}/{service}/{name}('{quote(str(row[served.key]))}')"
+        out: dict[str, Any] = {"__metadata": {"id": uri, "uri": uri, "type": f"{service.split(';')[0]}.{name}Type"}}
+        for field, value in row.items():
+            if select and field not in select and not any(e.split("/")[0] == field for e in expand):
+                continue
+            if field.startswith("to_"):
+                nested = [e.split("/", 1)[1] for e in expand if e.startswith(field + "/")]
+                if field in expand or nested:
+                    out[field] = {"results": [_expand(child, nested, f"{uri}/{field}") for child in value]}
+                else:
+                    out[field] = {"__deferred": {"uri": f"{uri}/{field}"}}
+            else:
+                out[field] = value
+        return out
+
+
+def _whole(params: dict[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a whole number, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _expand(row: dict[str, Any], expand: list[str], uri: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, value in row.items():
+        if field.startswith("to_"):
+            out[field] = {"results": value} if field in expand else {"__deferred": {"uri": f"{uri}/{field}"}}
+        else:
+            out[field] = value
+    return out
