@@ -916,6 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--critical-minutes", type=float, default=2.0, help="notices: tell planning of a CRITICAL exception unacknowledged this long (default 2)"
     )
+    demo.add_argument(
         "--erp", choices=("rest", "sap-odata"), default="rest",
         help="how the ERP is read: the REST contract (default), or SAP S/4HANA's OData v2 APIs, polled for changes",
     )
