@@ -197,6 +197,7 @@ def business_partner_entity(c: dict[str, Any]) -> dict[str, Any]:
         "BusinessPartnerCategory": "2",
         "BusinessPartnerFullName": c.get("CustomerName") or "",
         "OrganizationBPName1": c.get("CustomerName") or "",
+        "CorrespondenceLanguage": c.get("Language") or "",
         "LastChangeDate": day,
         "LastChangeTime": time,
         "to_Customer": [customer_entity(c)],
