@@ -48,6 +48,17 @@ class ErpConnector:
         return await self.client.list(SalesOrder, top=top, skip_token=skip_token, filters=filters)
 
 
+    async def list_customers(self, *, page_size: int = 1000) -> list[Customer]:
+        """Every customer, in number order (a paged listing)."""
+        out: list[Customer] = []
+        token: str | None = None
+        while True:
+            page = await self.client.list(Customer, top=page_size, skip_token=token)
+            out.extend(page.records)
+            if not page.next_skip_token or not page.records:
+                return out
+            token = page.next_skip_token
+
     async def sales_orders_of_customer(self, customer: str, *, page_size: int = 1000) -> frozenset[str]:
         """The numbers of every sales order of ``customer`` (a paged listing)."""
         numbers: set[str] = set()

@@ -555,7 +555,10 @@ def _disruptions(seed: int) -> list[tuple[str, str]]:
     world.set_speed(0)
     changes: list = []
     world.subscribe(changes.append)
-    driver = PlantDriver(world, speed=3600, breakdown_rate=0.2, shortage_rate=0.5, delay_rate=0.5, seed=seed)
+    # No new orders here (intake has its own tests): the disruptions alone.
+    driver = PlantDriver(
+        world, speed=3600, breakdown_rate=0.2, shortage_rate=0.5, delay_rate=0.5, seed=seed, intake_per_day=0
+    )
     for _ in range(12):
         driver.step()
     return [(c.change_type, c.key) for c in changes]

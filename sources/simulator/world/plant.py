@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...records import Record, WorkCenter
-from .clock import PlantClock, iso_utc
+from .clock import PlantClock, iso_utc, whole_seconds
 from .disruptions import Disruptions
 from .generation import Generation
 from .lifecycle import Lifecycle
@@ -151,7 +151,7 @@ class World:
         if customer not in self._master.ship_tos:
             raise UnknownKey(customer)
         rng = random.Random(seed if seed is not None else len(self._tracks))
-        self._generation.new_order(rng, RECEIVED, customer)
+        self._generation.new_order(rng, RECEIVED, customer, whole_seconds(self._clock.now()))
         return self._store.flush()
 
     def advance_order(self, sales_order: str) -> list[Change]:
@@ -221,6 +221,14 @@ class World:
     def delivery_summary(self) -> dict[str, int]:
         """Orders with a backorder open, with several deliveries, and with a cut (rejected) item."""
         return self._reports.delivery_summary()
+
+    def steady_intake_per_day(self) -> float:
+        """New orders per plant day that keep the number of open orders steady (see ``Reports``)."""
+        return self._reports.steady_intake_per_day()
+
+    def customers(self) -> list[str]:
+        """Customer numbers, in order."""
+        return list(self._master.ship_tos)
 
     def summary(self) -> dict[str, Any]:
         """Orders per lifecycle state, late orders, work centres down, record counts, clock."""
