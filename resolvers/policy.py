@@ -75,6 +75,7 @@ ROOT_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
     ("Query", "impact"): frozenset({Role.PLANNER, Role.INTEGRATOR}),  # what-if: planning tool
     ("Query", "sources"): INTERNAL_ROLES,  # source health: internal operations
     ("Query", "parkedEvents"): INTERNAL_ROLES,  # dead letters: internal operations
+    ("Query", "plantTime"): ALL_ROLES,  # the clock answers are judged at: no one's data
     ("Subscription", "orderUpdated"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "orderChanges"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "exceptionsChanged"): ALL_ROLES,  # hub Scope(customer)

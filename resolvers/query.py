@@ -299,3 +299,11 @@ class Query:
     )
     async def parked_events(self, info: Info, first: int = 50) -> list[ParkedEvent]:
         return await parked_events(info, first)
+
+    @strawberry.field(
+        description="The instant this answer's predictions, risks and exceptions are judged at: the plant's clock. "
+        "On a simulated plant (ordergraph demo) it runs faster than real time, so pages show it as plant time."
+    )
+    def plant_time(self, info: Info) -> dt.datetime:
+        info.context.cacheable = False  # the clock moves without an event
+        return info.context.now

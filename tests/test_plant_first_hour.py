@@ -253,3 +253,14 @@ def test_customers_lists_the_erp_customer_ids() -> None:
     )
     assert down.returncode == 1
     assert "cannot read customers" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_a_run_without_chromium_says_so_visibly() -> None:
+    env = dict(os.environ, ORDERGRAPH_CHROMIUM=str(ROOT / "no-such-chromium"))
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_browser_pages.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "BROWSER TESTS SKIPPED" in out.stdout
+    assert "apt-get install chromium" in out.stdout

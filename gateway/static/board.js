@@ -45,17 +45,18 @@ function renderRows() {
   totalsEl.textContent = `${list.length} open · ${money({ amount: total, currency: list[0] ? list[0].valueAtRisk.currency : "EUR" })} at risk`;
 }
 
-async function showDetail(id) {
+async function showDetail(id, scroll = true) {
   selected = id;
   renderRows();
   detail.hidden = false;
-  detail.replaceChildren(el("div", { class: "muted" }, "Loading…"));
+  if (scroll) detail.replaceChildren(el("div", { class: "muted" }, "Loading…"));
   try {
     const body = await ordergraph.query(DETAIL, { id });
     const x = body.data.exception;
     if (!x) { detail.replaceChildren(el("div", { class: "muted" }, "This exception is no longer known.")); return; }
     detail.replaceChildren(
-      el("div", { class: "row" }, el("span", { class: "title" }, words(x.kind)), el("span", { class: "muted" }, x.description)),
+      el("div", { class: "row" }, el("span", { class: "title" }, words(x.kind)), el("span", { class: "muted" }, x.description),
+        el("button", { class: "close", onclick: closeDetail }, "Close")),
       el("table", { id: "affected" },
         el("thead", {}, el("tr", {}, ["Order", "Customer", "Priority", "Severity", "Promised", "Predicted", "Days late", "Value at risk", "Stage"].map((h) => el("th", {}, h)))),
         el("tbody", {}, x.affected.map((a) => el("tr", { "data-order": a.orderId },
@@ -71,6 +72,14 @@ async function showDetail(id) {
   } catch (err) {
     detail.replaceChildren(el("div", { class: "error" }, err.message));
   }
+  // The detail sits above the list: bring it into view, wherever the clicked row was.
+  if (scroll) detail.scrollIntoView({ block: "start" });
+}
+
+function closeDetail() {
+  selected = null;
+  detail.hidden = true;
+  renderRows();
 }
 
 async function load() {
@@ -94,7 +103,7 @@ async function load() {
       if (t.action === "CLEARED" || !t.exception.open) open.delete(t.exception.id);
       else open.set(t.exception.id, t.exception);
       renderRows();
-      if (selected === t.exception.id) showDetail(selected);
+      if (selected === t.exception.id) showDetail(selected, false);  // refresh in place
     },
     onError(message) { statusEl.textContent = "error: " + message; },
     onStatus(s) { statusEl.textContent = s; },
@@ -104,8 +113,14 @@ async function load() {
 document.getElementById("signin").addEventListener("click", () => {
   ordergraph.setToken(document.getElementById("token").value);
   load();
+  startClock();
 });
+let clock = null;
+function startClock() {
+  if (clock === null) clock = ordergraph.plantClock(document.getElementById("clock"), 10);
+}
 if (ordergraph.token()) {
   document.getElementById("token").value = ordergraph.token();
   load();
+  startClock();
 }
