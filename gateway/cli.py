@@ -400,6 +400,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         scratch = None if args.journal else tempfile.TemporaryDirectory(prefix="ordergraph-demo-")
         cfg.events.journal_path = args.journal or str(Path(scratch.name) / "journal.sqlite")
         _demo_auth(cfg, args)
+        # A demo runs for hours of plant days: orders delivered a plant week ago leave the
+        # default listing (includeCompleted: true, or order(id:), still reads them).
+        cfg.gateway.list_completed_days = 7.0
         # Predictions and exceptions run on the plant's (accelerated) clock; cached answers
         # may lag that clock by at most one plant minute (source changes never lag).
         if args.speed > 0:

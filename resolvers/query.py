@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -50,6 +51,11 @@ class OrderFilter:
     delivery_risk: list[DeliveryRisk] | None = None
     confirmed_before: dt.date | None = strawberry.field(
         default=None, description="Confirmed delivery date strictly before this date."
+    )
+    include_completed: bool = strawberry.field(
+        default=False,
+        description="Also orders completed (delivered, or cut) longer ago than the gateway keeps them listed "
+        "([gateway] list_completed_days); a stage filter with DELIVERED includes them too.",
     )
 
 
@@ -175,7 +181,10 @@ async def list_orders(
     customer = policy.customer_filter(ctx.viewer, f.customer)
     if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
         return _empty_page(skip is not None)
-    filters = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
+    filters: dict[str, Any] = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
+    if ctx.list_completed_days > 0 and not f.include_completed and OrderStage.DELIVERED not in (f.stage or []):
+        # Orders finished long ago leave the working list; they stay readable by id.
+        filters["open_or_changed_since"] = ctx.now - dt.timedelta(days=ctx.list_completed_days)
 
     picked: list[SalesOrder] = []
     has_next = False

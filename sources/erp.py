@@ -34,6 +34,7 @@ class ErpConnector:
         sold_to_party: str | None = None,
         confirmed_before: dt.date | None = None,
         changed_since: dt.datetime | None = None,
+        open_or_changed_since: dt.datetime | None = None,
     ) -> Page:
         """One page of sales orders in number order, filtered at the source; InvalidKey for a
         customer that cannot be a key (``A,B`` would read two customers' orders)."""
@@ -45,6 +46,8 @@ class ErpConnector:
             filters["confirmedBefore"] = confirmed_before.isoformat()
         if changed_since:
             filters["changedSince"] = changed_since.isoformat()
+        if open_or_changed_since:
+            filters["openOrChangedSince"] = open_or_changed_since.isoformat()
         return await self.client.list(SalesOrder, top=top, skip_token=skip_token, filters=filters)
 
 

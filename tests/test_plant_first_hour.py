@@ -264,3 +264,47 @@ def test_a_run_without_chromium_says_so_visibly() -> None:
     assert out.returncode == 0, out.stdout[-2000:]
     assert "BROWSER TESTS SKIPPED" in out.stdout
     assert "apt-get install chromium" in out.stdout
+
+
+# --- completed orders leave the working list, and stay readable -----------------------------
+
+
+async def test_orders_completed_long_ago_leave_the_default_listing_but_stay_readable() -> None:
+    from .servers import GraphQLClient, running_gateway, running_plant
+
+    async with running_plant(orders=300, start=START) as sim:
+        world = sim.world
+        now = world.now()
+        week = dt.timedelta(days=7)
+        old = sorted(
+            so for so in world.sales_orders
+            if world.get("A_SalesOrder", so).overall_sd_process_status == "C"
+            and world.get("A_SalesOrder", so).last_change_date_time < now - week
+        )
+        recent_done = sorted(
+            so for so in world.sales_orders
+            if world.get("A_SalesOrder", so).overall_sd_process_status == "C" and so not in old
+        )
+        assert old and recent_done
+        async with aiohttp.ClientSession() as http:
+            # The source: openOrChangedSince on A_SalesOrder, refused elsewhere.
+            since = (now - week).strftime("%Y-%m-%dT%H:%M:%SZ")
+            async with http.get(f"{sim.url}/erp/A_SalesOrder", params={"openOrChangedSince": since, "$top": "1000"}) as r:
+                listed = {o["SalesOrder"] for o in (await r.json())["value"]}
+            assert listed == set(world.sales_orders) - set(old)
+            async with http.get(f"{sim.url}/mes/A_ProductionOrder", params={"openOrChangedSince": since}) as r:
+                assert r.status == 400
+
+            async with running_gateway(sim.url, domain_clock=world.now, list_completed_days=7) as (url, _app):
+                gql = GraphQLClient(url, http)
+                page = "{ orders(first: 500) { totalCount nodes { id } } }"
+                data = (await gql.query(page))["orders"]
+                ids = {n["id"] for n in data["nodes"]}
+                assert ids == set(world.sales_orders) - set(old) and data["totalCount"] == len(ids)
+                assert set(recent_done) <= ids  # delivered lately: still on the list
+                everything = await gql.query("{ orders(first: 500, filter: {includeCompleted: true}) { totalCount } }")
+                assert everything["orders"]["totalCount"] == len(world.sales_orders)
+                delivered = await gql.query("{ orders(first: 500, filter: {stage: [DELIVERED]}) { nodes { id } } }")
+                assert set(old) <= {n["id"] for n in delivered["orders"]["nodes"]}
+                one = await gql.query('query($id: ID!) { order(id: $id) { id stage } }', {"id": old[0]})
+                assert one["order"] == {"id": old[0], "stage": "DELIVERED"}

@@ -31,7 +31,7 @@ MAX_VALUES = 1000
 # aiohttp refuses request lines over 8 KiB by default, but 1,000 keys of up to ~20
 # characters need ~21 KiB; pass these to any runner that serves ``create_app``.
 SERVER_LIMITS: dict[str, int] = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
-_PAGING_PARAMS = ("$top", "$skiptoken", "changedSince", "confirmedBefore")
+_PAGING_PARAMS = ("$top", "$skiptoken", "changedSince", "confirmedBefore", "openOrChangedSince")
 
 
 @dataclasses.dataclass(slots=True)
@@ -99,7 +99,13 @@ def _parse_datetime_param(name: str, raw: str) -> dt.datetime:
 def _parse_query(entity_set: EntitySet, query: Any) -> dict[str, Any]:
     """Validate the query string; returns the arguments of ``Table.query``."""
     filters: dict[str, set[str]] = {}
-    args: dict[str, Any] = {"changed_since": None, "confirmed_before": None, "after": None, "top": None}
+    args: dict[str, Any] = {
+        "changed_since": None,
+        "confirmed_before": None,
+        "after": None,
+        "top": None,
+        "open_or_changed_since": None,
+    }
     for name, raw in query.items():
         if name == "$top":
             try:
@@ -116,6 +122,10 @@ def _parse_query(entity_set: EntitySet, query: Any) -> dict[str, Any]:
                 raise _BadRequest(str(exc)) from None
         elif name == "changedSince":
             args["changed_since"] = _parse_datetime_param(name, raw)
+        elif name == "openOrChangedSince":
+            if entity_set.name != "A_SalesOrder":
+                raise _BadRequest(f"openOrChangedSince is only supported on A_SalesOrder, not {entity_set.name}")
+            args["open_or_changed_since"] = _parse_datetime_param(name, raw)
         elif name == "confirmedBefore":
             if entity_set.name != "A_SalesOrder":
                 raise _BadRequest(f"confirmedBefore is only supported on A_SalesOrder, not {entity_set.name}")
