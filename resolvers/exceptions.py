@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from sources.records import COMMERCIAL_PRIORITIES, Customer
 
+from .downtime import held_by_downtime
 from .enums import ExceptionKind, Severity
 from .prediction import (
     Prediction,
@@ -144,6 +145,12 @@ class Detection:
     internal_text: str
     customer_text: str
     held: bool = False  # a block holds the order: the predicted date is only the earliest
+    slack: int = 0  # working days from predicted to promised delivery; negative when late
+
+    @property
+    def promise_holds(self) -> bool:
+        """The order is predicted to keep its promise (not late, not held by a block)."""
+        return self.days_late == 0 and not self.held
 
     @property
     def id(self) -> str:
@@ -167,6 +174,7 @@ class Detection:
             "internalText": self.internal_text,
             "customerText": self.customer_text,
             "held": self.held,
+            "slack": self.slack,
         }
 
     @classmethod
@@ -189,6 +197,7 @@ class Detection:
             internal_text=data["internalText"],
             customer_text=data["customerText"],
             held=bool(data.get("held", False)),
+            slack=int(data.get("slack", 0)),
         )
 
 
@@ -340,11 +349,17 @@ def _open_production(r: RuleInput) -> list:
 
 
 def machine_down(r: RuleInput) -> list[Finding]:
-    """MACHINE_DOWN: unfinished production stands on a work centre that is down."""
+    """MACHINE_DOWN: production the downtime holds stands on a work centre that is down: a
+    running order, or one scheduled to start before the machine is expected back (work
+    scheduled after that is not held). The order's value is at risk only when its promise
+    breaks (predicted late, or held by a block); an order the downtime holds that still
+    keeps its promise is listed as affected, with its slack, and puts nothing at risk."""
     out = []
     for po in _open_production(r):
         wc = r.view.work_center_for(po)
         if wc is None or not work_center_down(wc, r.now):
+            continue
+        if not held_by_downtime(po, wc, r.now, r.prediction_params.default_downtime_hours):
             continue
         out.append(
             Finding(
@@ -354,6 +369,7 @@ def machine_down(r: RuleInput) -> list[Finding]:
                 f"{_at(wc.down_since)}, expected up {_at(wc.expected_up_at)}; production order "
                 f"{po.manufacturing_order} ({po.status}) waits for it.",
                 "An equipment issue in our plant is holding up production of your order.",
+                value_at_risk=r.facts.value_at_risk if (r.facts.late or r.facts.held) else 0.0,
             )
         )
     return out
@@ -798,6 +814,7 @@ def detect(
                 work_centers=facts.work_centers,
                 internal_text=finding.internal_text,
                 customer_text=customer_text(facts, finding.customer_text),
+                slack=facts.slack,
                 held=facts.held,
             )
     return list(found.values())
@@ -851,6 +868,12 @@ def next_due(
             wc = view.work_center_for(po)
             if wc is not None and wc.state.upper() == "DOWN":
                 candidates += [wc.down_since, wc.expected_up_at]
+                if not production_started(po) and po.scheduled_start_date is not None:
+                    # A repair time unknown or passed counts as the default downtime from
+                    # now: from then on the downtime reaches this order's start (MACHINE_DOWN).
+                    candidates.append(
+                        po.scheduled_start_date - dt.timedelta(hours=prediction_params.default_downtime_hours)
+                    )
     if view.partially_shipped:
         # A schedule line nothing filled becomes owed (BACKORDER) once its goods-issue day is over.
         for item in view.sales_order.items:
