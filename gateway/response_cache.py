@@ -45,7 +45,9 @@ from .cache import RecordCache
 # Fields whose answer can change without an event naming a record the response read: the
 # exception tracker's state, the journal, what-ifs, source health, and how current a
 # section is (its ``stale`` mark turns with the clock and with a source's silence).
-UNCACHEABLE_FIELDS = frozenset({"exceptions", "exception", "impact", "sources", "history", "freshness"})
+UNCACHEABLE_FIELDS = frozenset(
+    {"exceptions", "exception", "impact", "sources", "history", "freshness", "impactComparison", "plantTime"}
+)
 
 
 class _Stored(NamedTuple):

@@ -73,6 +73,7 @@ ROOT_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
     # ids name the internal root-cause record (MACHINE_DOWN:mes:WC-20): internal lookups
     ("Query", "exception"): INTERNAL_ROLES,
     ("Query", "impact"): frozenset({Role.PLANNER, Role.INTEGRATOR}),  # what-if: planning tool
+    ("Query", "impactComparison"): frozenset({Role.PLANNER, Role.INTEGRATOR}),  # what-ifs side by side
     ("Query", "sources"): INTERNAL_ROLES,  # source health: internal operations
     ("Query", "parkedEvents"): INTERNAL_ROLES,  # dead letters: internal operations
     ("Query", "plantTime"): ALL_ROLES,  # the clock answers are judged at: no one's data

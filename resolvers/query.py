@@ -27,6 +27,7 @@ from .exception_types import (
     run_impact,
 )
 from .health import SourceStatus, source_statuses
+from .impact_compare import ImpactComparison, compare
 from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
 from .parked import ParkedEvent, parked_events
 from .types import Customer, DeliveryRisk, Order, OrderStage
@@ -296,6 +297,13 @@ class Query:
         return await run_impact(info.context, scenario)
 
     @strawberry.field(
+        description="What-if, side by side: up to 5 scenarios, each analysed as `impact` would at the same instant, "
+        "and every order any of them touches with its prediction under each. Changes nothing in the sources."
+    )
+    async def impact_comparison(self, info: Info, scenarios: list[ImpactScenario]) -> ImpactComparison:
+        return await compare(info.context, scenarios)
+
+    @strawberry.field(
         description="Internal roles only: each source system's health (breaker state, last success, last error, last event)."
     )
     def sources(self, info: Info) -> list[SourceStatus]:
@@ -315,4 +323,4 @@ class Query:
     )
     def plant_time(self, info: Info) -> dt.datetime:
         info.context.cacheable = False  # the clock moves without an event
-        return info.context.now
+        return info.context.now.replace(microsecond=0)
