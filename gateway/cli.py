@@ -243,6 +243,7 @@ def _plant_events(sim, gateway_url: str | None, secrets: dict[str, str], args: a
             speed=args.speed,
             breakdown_rate=args.breakdown_rate,
             intake_per_day=args.intake_per_day,
+            reversal_rate=args.reversal_rate,
             advance=False,
         )
         driver.start()
@@ -296,6 +297,12 @@ def _add_plant_event_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duplicate-rate", type=float, default=0.05, help="share of events sent twice (default 0.05)")
     p.add_argument("--reorder-rate", type=float, default=0.05, help="share of events sent out of order (default 0.05)")
     p.add_argument("--notification-rate", type=float, default=0.3, help="share of notification-only events (default 0.3)")
+    p.add_argument(
+        "--reversal-rate",
+        type=float,
+        default=0.02,
+        help="chance per second that a goods issue is reversed or a production confirmation cancelled (default 0.02)",
+    )
     p.add_argument(
         "--intake-per-day",
         type=float,

@@ -336,6 +336,28 @@ async def _order_shortfall(request: web.Request) -> web.Response:
     return _json(answer)
 
 
+def _amendment(lever: str):
+    """A control route taking something back on one order (``World.reverse_goods_issue``,
+    ``World.cancel_confirmation``): 404 for an unknown order, 409 when there is nothing
+    to take back."""
+
+    async def handler(request: web.Request) -> web.Response:
+        world = request.app[_STATE].world
+        sales_order = request.match_info["sales_order"]
+        try:
+            before = world.state_of(sales_order)
+            changes = getattr(world, lever)(sales_order)
+        except UnknownKey:
+            return _not_found(f"unknown sales order {sales_order!r}")
+        except ValueError as exc:
+            return _error(409, "Conflict", str(exc))
+        return _json(
+            {"salesOrder": sales_order, "from": before, "to": world.state_of(sales_order), "changes": _changes(changes)}
+        )
+
+    return handler
+
+
 # --- wiring ----------------------------------------------------------------------------------
 
 
@@ -355,6 +377,8 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/work-centers/{work_center}/up", _work_center_up)
     app.router.add_post("/control/orders/{sales_order}/advance", _order_advance)
     app.router.add_post("/control/orders/{sales_order}/shortfall", _order_shortfall)
+    app.router.add_post("/control/orders/{sales_order}/reverse-goods-issue", _amendment("reverse_goods_issue"))
+    app.router.add_post("/control/orders/{sales_order}/cancel-confirmation", _amendment("cancel_confirmation"))
     add_control_routes(app, app[_STATE].faults)
     app.router.add_get("/{system}/openapi.json", _openapi)
     app.router.add_get("/{system}/{entity_set}", _read_entity_set)

@@ -227,7 +227,9 @@ class PlantDriver:
 
     Per interval, each with its own chance: a work centre breaks down for 2–12 h, a
     component of production that has not started goes short for 1–5 days, a truck on its
-    way is delayed by 6–48 h. New orders arrive as a Poisson stream of ``intake_per_day``
+    way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed or a
+    production confirmation cancelled (``World.reverse_goods_issue`` /
+    ``cancel_confirmation``). New orders arrive as a Poisson stream of ``intake_per_day``
     per plant day (default: the steady rate, as many as the plant delivers, from its open
     orders and their lead time), from customers in proportion to their orders so far.
     Choices come from a seeded generator over sorted candidates, so the same world, seed
@@ -250,10 +252,12 @@ class PlantDriver:
         seed: int = 11,
         intake_per_day: float | None = None,
         advance: bool = True,
+        reversal_rate: float = 0.0,
     ) -> None:
         self.world = world
         self.speed = speed
         self.advance = advance
+        self.reversal_rate = reversal_rate
         self.intake_per_day = world.steady_intake_per_day() if intake_per_day is None else float(intake_per_day)
         if self.intake_per_day < 0 or not math.isfinite(self.intake_per_day):
             raise ValueError("intake_per_day must be a finite number >= 0")
@@ -298,6 +302,8 @@ class PlantDriver:
             self.short_component()
         if self.rng.random() < self.delay_rate:
             self.delay_truck()
+        if self.reversal_rate and self.rng.random() < self.reversal_rate:
+            self.take_back()
         if self.advance:
             hours = self.speed * self.interval / 3600.0
             self.world.advance_clock(hours)
@@ -305,6 +311,19 @@ class PlantDriver:
         else:
             self.world.tick()
             self.take_orders()
+
+    def take_back(self) -> bool:
+        """A goods issue posted by mistake is reversed, or a production confirmation is
+        cancelled (one of the two, by chance); False if nothing can be taken back."""
+        world = self.world
+        choices = [("reverse_goods_issue", world.reversible_goods_issues()),
+                   ("cancel_confirmation", world.cancellable_confirmations())]
+        choices = [(lever, orders) for lever, orders in choices if orders]
+        if not choices:
+            return False
+        lever, orders = self.rng.choice(choices)
+        getattr(world, lever)(self.rng.choice(orders))
+        return True
 
     def take_orders(self, days: float | None = None) -> int:
         """New orders for ``days`` of plant time (default: the plant time since the last

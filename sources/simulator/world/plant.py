@@ -10,6 +10,7 @@ together in ``__init__`` (the one place that shows who uses whom):
 - ``orders``, ``planning``, ``quantities``: an order's track, its plan and its quantities;
 - ``production``, ``shipping``, ``lifecycle``: the order's steps;
 - ``disruptions``: breakdowns, late components, carrier delays, planned shortfalls;
+- ``amendments``: goods-issue reversals and production confirmation cancellations;
 - ``generation``: a world built from a seed; ``scheduler``: what falls due as time moves;
 - ``reports``: order states, lateness and deliveries at a glance.
 
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...records import Record, WorkCenter
+from .amendments import Amendments
 from .clock import PlantClock, iso_utc, whole_seconds
 from .disruptions import Disruptions
 from .generation import Generation
@@ -63,6 +65,7 @@ class World:
         self._disruptions = Disruptions(self._store, self._clock, times, master.ship_tos, self._tracks)
         self._scheduler = Scheduler(self._clock, times, lifecycle, self._disruptions, self._tracks)
         self._reports = Reports(self._store, self._clock, master.ship_tos, self._tracks)
+        self._amendments = Amendments(self._store, self._clock, times, self._tracks)
 
     @classmethod
     def generate(
@@ -144,6 +147,26 @@ class World:
         """Make production of one item confirm ``quantity`` less than ordered, so the plant
         ships short (see ``Disruptions``); changes no record until production confirms."""
         return self._disruptions.plan_shortfall(sales_order, quantity, item=item, rest=rest)
+
+    def reverse_goods_issue(self, sales_order: str) -> list[Change]:
+        """Take back a goods issue the carrier has not picked up (see ``Amendments``);
+        ValueError when the order has none."""
+        self._amendments.reverse_goods_issue(sales_order)
+        return self._store.flush()
+
+    def cancel_confirmation(self, sales_order: str) -> list[Change]:
+        """Take back the last production confirmation (see ``Amendments``); ValueError when
+        the order has none that can be."""
+        self._amendments.cancel_confirmation(sales_order)
+        return self._store.flush()
+
+    def reversible_goods_issues(self) -> list[str]:
+        """Orders with a goods issue the carrier has not picked up yet."""
+        return self._amendments.reversible_goods_issues()
+
+    def cancellable_confirmations(self) -> list[str]:
+        """Orders with a production confirmation that can still be taken back."""
+        return self._amendments.cancellable_confirmations()
 
     def place_order(self, customer: str, *, seed: int | None = None) -> list[Change]:
         """A new order of ``customer`` arrives (state RECEIVED): a new sales order, its

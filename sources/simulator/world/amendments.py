@@ -1,0 +1,136 @@
+"""Amendments: a plant's records taken back after the fact, each a real source change with
+its event, and the order's steps after it planned again.
+
+- a goods-issue reversal (WMS ``OutboundDelivery.GoodsIssueReversed``): a goods issue
+  posted by mistake before the carrier picked the goods up is taken back; the ERP's
+  delivered quantities and the production orders' status follow, the order is packed
+  again and issues its goods again a few working hours later (on a new carrier label);
+- a confirmation cancellation (MES ``ProductionOrder.ConfirmationCancelled``): the last
+  confirmation of production is taken back; a final one sends the order back into
+  production, which confirms again after the work the cancelled yield stood for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from .clock import PlantClock, whole_seconds
+from .orders import (
+    GOODS_ISSUED,
+    IN_PRODUCTION,
+    PACKED,
+    PRODUCTION_COMPLETE,
+    OrderTrack,
+    Step,
+    track_of,
+)
+from .quantities import post_delivered_quantities
+from .store import RecordStore
+from .working_time import WorkingTime
+
+
+class Amendments:
+    """Reversals of goods issues and production confirmations."""
+
+    def __init__(self, store: RecordStore, clock: PlantClock, times: WorkingTime, tracks: dict[str, OrderTrack]) -> None:
+        self._store = store
+        self._clock = clock
+        self._times = times
+        self._tracks = tracks
+
+    def _now(self, track: OrderTrack) -> dt.datetime:
+        now = whole_seconds(self._clock.now())
+        return max(now, track.last_step_at) if track.last_step_at is not None else now
+
+    def reversible_goods_issues(self) -> list[str]:
+        """Sales orders with a goods issue the carrier has not picked up yet, in order."""
+        return [k for k, t in self._tracks.items() if any(p.state == GOODS_ISSUED for p in t.parts.values())]
+
+    def reverse_goods_issue(self, sales_order: str, *, redo_hours: float = 4.0) -> None:
+        """Take back the goods issue of the order's part that is goods-issued and not yet
+        with the carrier; it is issued again ``redo_hours`` working hours later."""
+        track = track_of(self._tracks, sales_order)
+        n = next((n for n, p in sorted(track.parts.items()) if p.state == GOODS_ISSUED), None)
+        if n is None:
+            raise ValueError(
+                f"order {sales_order} has no goods issue to reverse: it must be goods-issued and not yet picked up"
+            )
+        part = track.parts[n]
+        at = self._now(track)
+        delivery = self._store.delivery(part.delivery)
+        delivery.overall_goods_movement_status = "A"
+        delivery.actual_goods_movement_date = None
+        self._store.touch(delivery, "OutboundDelivery.GoodsIssueReversed", at, sales_order)
+        for line in delivery.items:
+            key = line.reference_sd_document_item
+            track.shipped[key] = max(0.0, track.shipped.get(key, 0.0) - line.actual_delivery_quantity)
+        order = self._store.sales_order(sales_order)
+        post_delivered_quantities(track, order)
+        self._store.touch(order, "SalesOrder.Changed", at, sales_order)
+        for po in self._store.production_orders(part.orders):
+            if po.status == "TECO":  # back to what goods issue found: made and in stock
+                po.status = "DELIVERED"
+                self._store.touch(po, "ProductionOrder.Changed", at, sales_order)
+        # The label stays with the carrier unused; the new goods issue prints a new one.
+        part.shipment = None
+        track.part = n
+        track.state = PACKED
+        redo = self._times.after("goods_issue", at, redo_hours, track.customer)
+        self._replan(track, n, "goods_issue", redo)
+
+    def cancellable_confirmations(self) -> list[str]:
+        """Sales orders whose production has a confirmation that can still be taken back
+        (partly confirmed, or confirmed and not yet inspected), in order."""
+        out = []
+        for key, track in self._tracks.items():
+            for part in track.parts.values():
+                if part.state not in (IN_PRODUCTION, PRODUCTION_COMPLETE):
+                    continue
+                pos = self._store.production_orders(part.orders)
+                if any(po.status in ("PARTIALLY_CONFIRMED", "CONFIRMED") for po in pos):
+                    out.append(key)
+                    break
+        return out
+
+    def cancel_confirmation(self, sales_order: str) -> None:
+        """Take back the last confirmation of the order's production: a partial one leaves
+        the order started with nothing confirmed; a final one sends it back into production
+        (partly confirmed), to confirm again after the work the cancelled yield stood for."""
+        track = track_of(self._tracks, sales_order)
+        at = self._now(track)
+        for n, part in sorted(track.parts.items()):
+            if part.state not in (IN_PRODUCTION, PRODUCTION_COMPLETE):
+                continue
+            pos = [po for po in self._store.production_orders(part.orders)
+                   if po.status in ("PARTIALLY_CONFIRMED", "CONFIRMED")]
+            if not pos:
+                continue
+            final = part.state == PRODUCTION_COMPLETE
+            undone = 0.0
+            for po in pos:
+                if po.status == "CONFIRMED":
+                    # The final confirmation goes; what was confirmed before it stays (half).
+                    kept = float(po.total_quantity // 2)
+                    undone = max(undone, (po.confirmed_yield_qty - kept) / po.total_quantity if po.total_quantity else 0)
+                    po.status = "PARTIALLY_CONFIRMED"
+                    po.confirmed_yield_qty = kept
+                    po.confirmed_scrap_qty = 0.0
+                    po.actual_end_date = None
+                else:
+                    po.status = "STARTED"
+                    po.confirmed_yield_qty = 0.0
+                self._store.touch(po, "ProductionOrder.ConfirmationCancelled", at, sales_order)
+            if final:
+                track.part = n
+                track.state = IN_PRODUCTION
+                hours = max(1.0, track.production_hours * undone)
+                self._replan(track, n, "confirm", self._times.after("confirm", at, hours, track.customer))
+            return
+        raise ValueError(f"order {sales_order} has no production confirmation to cancel")
+
+    def _replan(self, track: OrderTrack, n: int, name: str, due: dt.datetime) -> None:
+        """Step ``name`` of part ``n`` again at ``due``, the part's pending steps after it."""
+        pending = [s.due for s in track.schedule if s.part == n]
+        if pending and min(pending) < due:
+            track.shift(n, due - min(pending) + dt.timedelta(seconds=1))
+        track.add_steps([Step(name, due, n)])
