@@ -301,7 +301,7 @@ def _add_plant_event_options(p: argparse.ArgumentParser) -> None:
         "--reversal-rate",
         type=float,
         default=0.02,
-        help="chance per second that a goods issue is reversed or a production confirmation cancelled (default 0.02)",
+        help="chance per second of an order change: a goods issue reversed, a production confirmation cancelled or an item quantity changed (default 0.02)",
     )
     p.add_argument(
         "--intake-per-day",

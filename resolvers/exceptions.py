@@ -375,8 +375,17 @@ def machine_down(r: RuleInput) -> list[Finding]:
     return out
 
 
+def _planned_end(po: Any) -> dt.datetime:
+    """The end production is measured against: its scheduled end, or its basic (planned)
+    end when that is earlier — the plan the promise was made on, which a reschedule (a
+    larger quantity) does not move."""
+    planned = po.planned_end_date
+    return min(po.scheduled_end_date, planned) if planned is not None else po.scheduled_end_date
+
+
 def production_delay(r: RuleInput) -> list[Finding]:
-    """PRODUCTION_DELAY: a production order is expected to end well after its scheduled end.
+    """PRODUCTION_DELAY: a production order is expected to end well after its scheduled end
+    (or its basic end, when a reschedule moved the scheduled one later).
 
     The expected end is the prediction model's, for that production order alone (remaining
     work, downtime, late components).
@@ -386,16 +395,18 @@ def production_delay(r: RuleInput) -> list[Finding]:
     for po in _open_production(r):
         alone = dataclasses.replace(r.view, production_orders=[po], deliveries=[], shipments=[])
         end = predict(alone, r.now, r.prediction_params).production_end
-        if end is None or end <= po.scheduled_end_date + tolerance:
+        planned_end = _planned_end(po)
+        if end is None or end <= planned_end + tolerance:
             continue
         wc = r.view.work_center_for(po)
-        hours = (end - po.scheduled_end_date).total_seconds() / 3600
+        hours = (end - planned_end).total_seconds() / 3600
+        which = "scheduled" if planned_end == po.scheduled_end_date else "planned"
         out.append(
             Finding(
                 ExceptionKind.PRODUCTION_DELAY,
                 RootCause("mes", "WorkCenter", po.work_center, wc.work_center_text if wc else ""),
                 f"Production order {po.manufacturing_order} on {po.work_center} is expected to finish "
-                f"{_at(end)}, {hours:.0f} h after its scheduled end {_at(po.scheduled_end_date)}.",
+                f"{_at(end)}, {hours:.0f} h after its {which} end {_at(planned_end)}.",
                 "Production of your order is running behind schedule.",
             )
         )
@@ -864,7 +875,7 @@ def next_due(
                 candidates.append(po.scheduled_start_date)
                 candidates += [plant.day_start(c.expected_receipt_date) for c in view.components_for(po) if c.expected_receipt_date]
             # From then on the expected end passes the scheduled end by more than the tolerance.
-            candidates.append(plant.subtract_working_time(po.scheduled_end_date + tolerance, left))
+            candidates.append(plant.subtract_working_time(_planned_end(po) + tolerance, left))
             wc = view.work_center_for(po)
             if wc is not None and wc.state.upper() == "DOWN":
                 candidates += [wc.down_since, wc.expected_up_at]

@@ -134,5 +134,51 @@ def test_the_driver_takes_things_back_now_and_then_deterministically() -> None:
     first = run()
     kinds = {t for t, _ in first}
     assert {"OutboundDelivery.GoodsIssueReversed", "ProductionOrder.ConfirmationCancelled"} <= kinds
+    assert "ProductionOrder.Changed" in kinds  # a quantity change
     assert run() == first
 
+
+
+async def test_a_larger_quantity_on_running_production_is_a_production_delay(frozen) -> None:
+    plant, url, http = frozen
+    world = plant.world
+    gql = GraphQLClient(url, http)
+    running = [
+        (so, item) for so, item in world.changeable_quantities()
+        if world.get("A_ProductionOrder", _po_of(world, so, item)).status in ("STARTED", "PARTIALLY_CONFIRMED")
+    ]
+    so, item = running[0]
+    q = """query($id: ID!) { order(id: $id) { items { item quantity } netValue { amount } predictedDeliveryDate
+      exceptions { kind } history(first: 200) { entries { eventType } } } }"""
+    before = (await gql.query(q, {"id": so}))["order"]
+    qty = next(i["quantity"] for i in before["items"] if i["item"] == item)
+    told: list = []
+    world.subscribe(told.append)
+    async with http.post(f"{plant.url}/control/orders/{so}/quantity", json={"item": item, "quantity": qty * 4}) as resp:
+        assert resp.status == 200, await resp.text()
+    await send_changes(http, url, world, told)
+    after = (await gql.query(q, {"id": so}))["order"]
+    assert next(i["quantity"] for i in after["items"] if i["item"] == item) == qty * 4
+    assert after["netValue"]["amount"] > before["netValue"]["amount"]
+    assert after["predictedDeliveryDate"] > before["predictedDeliveryDate"]
+    # Four times the work on the schedule planned for one: production runs late.
+    assert "PRODUCTION_DELAY" in {x["kind"] for x in after["exceptions"]}
+    history = [e["eventType"] for e in after["history"]["entries"]]
+    assert sum("Changed" in t for t in history) > sum("Changed" in e["eventType"] for e in before["history"]["entries"])
+
+    # Nothing to change once production is confirmed; a bad body is a 400.
+    done = next(
+        so for so in world.orders_in_state("QUALITY_RELEASED") if world.get("A_SalesOrder", so).items
+    )
+    first_item = world.get("A_SalesOrder", done).items[0].sales_order_item
+    async with http.post(f"{plant.url}/control/orders/{done}/quantity", json={"item": first_item, "quantity": 3}) as resp:
+        assert resp.status == 409
+    async with http.post(f"{plant.url}/control/orders/{so}/quantity", json={"quantity": "many"}) as resp:
+        assert resp.status == 400
+
+
+def _po_of(world, so: str, item: str) -> str:
+    return next(
+        po.manufacturing_order for po in world.tables["A_ProductionOrder"].records()
+        if po.sales_order == so and po.sales_order_item == item and po.status not in ("TECO",)
+    )

@@ -358,6 +358,24 @@ def _amendment(lever: str):
     return handler
 
 
+async def _order_quantity(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order = request.match_info["sales_order"]
+    try:
+        body = await _body(request)
+        item, quantity = body.get("item"), body.get("quantity")
+        if not isinstance(item, str) or isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
+            raise _BadRequest('body must be {"item": "<item>", "quantity": <number>}')
+        changes = world.change_quantity(sales_order, item, float(quantity))
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    return _json({"salesOrder": sales_order, "item": item, "quantity": quantity, "changes": _changes(changes)})
+
+
 # --- wiring ----------------------------------------------------------------------------------
 
 
@@ -379,6 +397,7 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/orders/{sales_order}/shortfall", _order_shortfall)
     app.router.add_post("/control/orders/{sales_order}/reverse-goods-issue", _amendment("reverse_goods_issue"))
     app.router.add_post("/control/orders/{sales_order}/cancel-confirmation", _amendment("cancel_confirmation"))
+    app.router.add_post("/control/orders/{sales_order}/quantity", _order_quantity)
     add_control_routes(app, app[_STATE].faults)
     app.router.add_get("/{system}/openapi.json", _openapi)
     app.router.add_get("/{system}/{entity_set}", _read_entity_set)

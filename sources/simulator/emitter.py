@@ -227,9 +227,10 @@ class PlantDriver:
 
     Per interval, each with its own chance: a work centre breaks down for 2–12 h, a
     component of production that has not started goes short for 1–5 days, a truck on its
-    way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed or a
-    production confirmation cancelled (``World.reverse_goods_issue`` /
-    ``cancel_confirmation``). New orders arrive as a Poisson stream of ``intake_per_day``
+    way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed, a
+    production confirmation cancelled or an item's quantity changed
+    (``World.reverse_goods_issue`` / ``cancel_confirmation`` / ``change_quantity``). New
+    orders arrive as a Poisson stream of ``intake_per_day``
     per plant day (default: the steady rate, as many as the plant delivers, from its open
     orders and their lead time), from customers in proportion to their orders so far.
     Choices come from a seeded generator over sorted candidates, so the same world, seed
@@ -317,11 +318,22 @@ class PlantDriver:
         cancelled (one of the two, by chance); False if nothing can be taken back."""
         world = self.world
         choices = [("reverse_goods_issue", world.reversible_goods_issues()),
-                   ("cancel_confirmation", world.cancellable_confirmations())]
+                   ("cancel_confirmation", world.cancellable_confirmations()),
+                   ("change_quantity", world.changeable_quantities())]
         choices = [(lever, orders) for lever, orders in choices if orders]
         if not choices:
             return False
         lever, orders = self.rng.choice(choices)
+        if lever == "change_quantity":
+            # The customer orders more (mostly) or less of one item.
+            so, item = self.rng.choice(orders)
+            current = next(i for i in world.get("A_SalesOrder", so).items if i.sales_order_item == item)
+            factor = self.rng.choice((0.5, 1.5, 1.5, 2.0))
+            try:
+                world.change_quantity(so, item, max(1.0, float(round(current.requested_quantity * factor))))
+            except ValueError:
+                return False  # less than production already confirmed
+            return True
         getattr(world, lever)(self.rng.choice(orders))
         return True
 

@@ -7,26 +7,37 @@ its event, and the order's steps after it planned again.
   again and issues its goods again a few working hours later (on a new carrier label);
 - a confirmation cancellation (MES ``ProductionOrder.ConfirmationCancelled``): the last
   confirmation of production is taken back; a final one sends the order back into
-  production, which confirms again after the work the cancelled yield stood for.
+  production, which confirms again after the work the cancelled yield stood for;
+- a quantity change (ERP ``SalesOrder.Changed``, MES ``ProductionOrder.Changed``): the
+  customer orders more or less of an item made to order whose production is not yet
+  confirmed; the production order's quantity follows, and for more, the MES reschedules
+  its end by the extra work (its basic dates, the plan the promise was made on, stay), and
+  the plant really takes that much longer.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import operator
 
-from .clock import PlantClock, whole_seconds
+from .clock import PlantClock, hours_span, whole_seconds
 from .orders import (
     GOODS_ISSUED,
     IN_PRODUCTION,
+    MATERIAL_SHORTAGE,
     PACKED,
     PRODUCTION_COMPLETE,
+    RECEIVED,
+    RELEASED,
+    STATE_RANK,
     OrderTrack,
     Step,
     track_of,
 )
 from .quantities import post_delivered_quantities
 from .store import RecordStore
-from .working_time import WorkingTime
+from .working_time import PLANT_CALENDAR, WorkingTime
 
 
 class Amendments:
@@ -127,6 +138,72 @@ class Amendments:
                 self._replan(track, n, "confirm", self._times.after("confirm", at, hours, track.customer))
             return
         raise ValueError(f"order {sales_order} has no production confirmation to cancel")
+
+    def changeable_quantities(self) -> list[tuple[str, str]]:
+        """(sales order, item) whose quantity can still change: made to order, production not
+        yet confirmed, one delivery planned, in order."""
+        out = []
+        for key, track in self._tracks.items():
+            if track.planned_parts != 1 or len(track.parts) != 1:
+                continue
+            if track.parts[0].state not in (RECEIVED, MATERIAL_SHORTAGE, RELEASED, IN_PRODUCTION):
+                continue
+            for item, po_key in sorted(track.made_to_order.items()):
+                po = self._store.production_order(po_key)
+                if po.status in ("CREATED", "RELEASED", "STARTED", "PARTIALLY_CONFIRMED"):
+                    out.append((key, item))
+        return out
+
+    def change_quantity(self, sales_order: str, item: str, quantity: float) -> None:
+        """The customer now orders ``quantity`` of ``item`` (see the module's docstring)."""
+        track = track_of(self._tracks, sales_order)
+        if (sales_order, item) not in self.changeable_quantities():
+            raise ValueError(
+                f"item {item!r} of {sales_order} cannot change quantity: it must be made to order, its production "
+                "not yet confirmed, and the order planned to ship in one delivery"
+            )
+        po = self._store.production_order(track.made_to_order[item])
+        if not quantity > 0 or quantity != quantity or quantity > 100 * po.total_quantity:
+            raise ValueError("quantity must be a positive number (at most 100 times the current one)")
+        if po.confirmed_yield_qty >= quantity:
+            raise ValueError(f"quantity must be more than the {po.confirmed_yield_qty:g} already confirmed")
+        order = self._store.sales_order(sales_order)
+        line_item = next(i for i in order.items if i.sales_order_item == item)
+        old = line_item.requested_quantity
+        if quantity == old:
+            return
+        at = self._now(track)
+        ratio = quantity / old
+        line_item.requested_quantity = quantity
+        line_item.confirmed_quantity = quantity
+        line_item.net_amount = round(line_item.net_amount * ratio, 2)
+        for line in line_item.schedule_lines:
+            line.order_quantity = round(line.order_quantity * ratio, 3)
+            line.confirmed_quantity = round(line.confirmed_quantity * ratio, 3)
+            line.open_confirmed_quantity = max(line.confirmed_quantity - line.delivered_quantity, 0.0)
+        order.total_net_amount = round(sum(i.net_amount for i in order.items), 2)
+        self._store.touch(order, "SalesOrder.Changed", at, sales_order)
+        extra = track.production_hours * (ratio - 1)
+        po.total_quantity = quantity
+        if ratio > 1:
+            # The MES reschedules the end by the extra work; the basic dates stay the plan.
+            po.scheduled_end_date = whole_seconds(PLANT_CALENDAR.add_working_time(po.scheduled_end_date, hours_span(extra)))
+        self._store.touch(po, "ProductionOrder.Changed", at, sales_order)
+        for c in self._store.components(po.manufacturing_order):
+            c.required_quantity = round(c.required_quantity * ratio, 3)
+            c.available_quantity = round(c.available_quantity * ratio, 3)
+            self._store.touch(c, "ComponentAvailability.Changed", at, sales_order)
+        if ratio > 1 and STATE_RANK[track.parts[0].state] <= STATE_RANK[IN_PRODUCTION]:
+            # More to make: what follows production comes that much later (working time).
+            pending = [s for s in track.schedule if s.part == 0 and s.name in ("partial", "confirm")]
+            if pending:
+                first = min(s.due for s in pending)
+                delta = self._times.after("confirm", first, extra, track.customer) - first
+                for step in track.schedule:
+                    if step.part == 0 and step.due >= first:
+                        step.due = whole_seconds(step.due + delta)
+                track.schedule = collections.deque(sorted(track.schedule, key=operator.attrgetter("due")))
+        track.production_hours *= ratio
 
     def _replan(self, track: OrderTrack, n: int, name: str, due: dt.datetime) -> None:
         """Step ``name`` of part ``n`` again at ``due``, the part's pending steps after it."""

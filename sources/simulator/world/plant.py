@@ -160,6 +160,16 @@ class World:
         self._amendments.cancel_confirmation(sales_order)
         return self._store.flush()
 
+    def change_quantity(self, sales_order: str, item: str, quantity: float) -> list[Change]:
+        """The customer now orders ``quantity`` of ``item`` (see ``Amendments``); ValueError
+        when that item's quantity can no longer change."""
+        self._amendments.change_quantity(sales_order, item, quantity)
+        return self._store.flush()
+
+    def changeable_quantities(self) -> list[tuple[str, str]]:
+        """(sales order, item) whose quantity can still change."""
+        return self._amendments.changeable_quantities()
+
     def reversible_goods_issues(self) -> list[str]:
         """Orders with a goods issue the carrier has not picked up yet."""
         return self._amendments.reversible_goods_issues()
