@@ -427,6 +427,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         intake = next((r.intake_per_day for r in running if hasattr(r, "intake_per_day")), 0.0)
         if intake:
             print(f"  new orders arrive at about {intake:.0f} per plant day (--intake-per-day);")
+        if args.speed > 0 and args.reversal_rate > 0:
+            print("  now and then a goods issue is reversed, a confirmation cancelled or a quantity changed (--reversal-rate);")
         print(f"  the plant sends signed events to {url.rsplit('/', 1)[0]}/events;")
         print("  in GraphiQL, subscribe to orderChanges to watch orders move, or exceptionsChanged to watch")
         print("  machines break, lots go on hold, parts run short and trucks run late.")
