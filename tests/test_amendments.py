@@ -135,6 +135,7 @@ def test_the_driver_takes_things_back_now_and_then_deterministically() -> None:
     kinds = {t for t, _ in first}
     assert {"OutboundDelivery.GoodsIssueReversed", "ProductionOrder.ConfirmationCancelled"} <= kinds
     assert "ProductionOrder.Changed" in kinds  # a quantity change
+    assert "SalesOrder.Changed" in kinds
     assert run() == first
 
 
@@ -182,3 +183,67 @@ def _po_of(world, so: str, item: str) -> str:
         po.manufacturing_order for po in world.tables["A_ProductionOrder"].records()
         if po.sales_order == so and po.sales_order_item == item and po.status not in ("TECO",)
     )
+
+
+DATES = """query($id: ID!) { order(id: $id) { confirmedDeliveryDate predictedDeliveryDate deliveryRisk stage
+  items { scheduleLines { confirmedDeliveryDate goodsIssueDate } } history(first: 200) { entries { eventType } } } }"""
+
+
+async def test_a_postponed_date_moves_the_promise_and_the_plant_ships_later(frozen) -> None:
+    plant, url, http = frozen
+    world = plant.world
+    gql = GraphQLClient(url, http)
+    so = next(s for s in world.changeable_dates() if world.state_of(s) == "QUALITY_RELEASED")
+    before = (await gql.query(DATES, {"id": so}))["order"]
+    old = dt.date.fromisoformat(before["confirmedDeliveryDate"])
+    told: list = []
+    world.subscribe(told.append)
+    requested = old + dt.timedelta(days=14)
+    async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": requested.isoformat()}) as resp:
+        assert resp.status == 200, await resp.text()
+        confirmed = dt.date.fromisoformat((await resp.json())["confirmed"])
+    assert confirmed >= requested
+    await send_changes(http, url, world, told)
+    after = (await gql.query(DATES, {"id": so}))["order"]
+    assert after["confirmedDeliveryDate"] == confirmed.isoformat()
+    lines = [line for i in after["items"] for line in i["scheduleLines"]]
+    assert all(line["confirmedDeliveryDate"] == confirmed.isoformat() for line in lines)
+    assert min(line["goodsIssueDate"] for line in lines) > min(
+        line["goodsIssueDate"] for i in before["items"] for line in i["scheduleLines"]
+    )
+    assert after["deliveryRisk"] == "ON_TRACK"
+    assert len(after["history"]["entries"]) > len(before["history"]["entries"])
+    # The plant holds the goods: no goods issue before the new goods-issue day.
+    issue_day = min(dt.date.fromisoformat(line["goodsIssueDate"]) for line in lines)
+    while world.state_of(so) not in ("GOODS_ISSUED", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED"):
+        world.advance_clock(6)
+    delivery = world.tables["A_OutbDeliveryHeader"].lookup("ReferenceSDDocument", [so])
+    issued = [world.get("A_OutbDeliveryHeader", d).actual_goods_movement_date for d in delivery]
+    assert min(issued).date() >= issue_day - dt.timedelta(days=1)  # plant-local day, UTC instant
+
+
+async def test_a_date_pulled_in_beyond_what_the_plant_can_make_is_late_at_once(frozen) -> None:
+    plant, url, http = frozen
+    world = plant.world
+    gql = GraphQLClient(url, http)
+    candidates = [s for s in world.changeable_dates() if world.state_of(s) == "RELEASED"]
+    tomorrow = (world.now() + dt.timedelta(days=1)).date()
+    so = candidates[0]
+    before = (await gql.query(DATES, {"id": so}))["order"]
+    told: list = []
+    world.subscribe(told.append)
+    async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": tomorrow.isoformat()}) as resp:
+        assert resp.status == 200, await resp.text()
+    await send_changes(http, url, world, told)
+    after = (await gql.query(DATES, {"id": so}))["order"]
+    assert after["confirmedDeliveryDate"] < before["confirmedDeliveryDate"]
+    assert after["predictedDeliveryDate"] > after["confirmedDeliveryDate"]
+    assert after["deliveryRisk"] == "LATE"  # the new promise cannot be kept: said at once
+    # Refused: a date in the past, an order already shipping, a malformed body.
+    async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": "2000-01-01"}) as resp:
+        assert resp.status == 409
+    shipped = world.orders_in_state("IN_TRANSIT")[0]
+    async with http.post(f"{plant.url}/control/orders/{shipped}/date", json={"requested": "2030-01-01"}) as resp:
+        assert resp.status == 409
+    async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": "soon"}) as resp:
+        assert resp.status == 400

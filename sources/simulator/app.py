@@ -376,6 +376,32 @@ async def _order_quantity(request: web.Request) -> web.Response:
     return _json({"salesOrder": sales_order, "item": item, "quantity": quantity, "changes": _changes(changes)})
 
 
+async def _order_date(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order = request.match_info["sales_order"]
+    try:
+        body = await _body(request)
+        raw = body.get("requested")
+        try:
+            requested = parse_date(raw.strip()) if isinstance(raw, str) else None
+        except ValueError:
+            requested = None
+        if requested is None:
+            raise _BadRequest('body must be {"requested": "<ISO date>"}')
+        changes = world.change_date(sales_order, requested)
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    order = world.get("A_SalesOrder", sales_order)
+    return _json(
+        {"salesOrder": sales_order, "requested": requested.isoformat(),
+         "confirmed": order.confirmed_delivery_date.isoformat(), "changes": _changes(changes)}
+    )
+
+
 # --- wiring ----------------------------------------------------------------------------------
 
 
@@ -398,6 +424,7 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/orders/{sales_order}/reverse-goods-issue", _amendment("reverse_goods_issue"))
     app.router.add_post("/control/orders/{sales_order}/cancel-confirmation", _amendment("cancel_confirmation"))
     app.router.add_post("/control/orders/{sales_order}/quantity", _order_quantity)
+    app.router.add_post("/control/orders/{sales_order}/date", _order_date)
     add_control_routes(app, app[_STATE].faults)
     app.router.add_get("/{system}/openapi.json", _openapi)
     app.router.add_get("/{system}/{entity_set}", _read_entity_set)

@@ -229,7 +229,8 @@ class PlantDriver:
     component of production that has not started goes short for 1–5 days, a truck on its
     way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed, a
     production confirmation cancelled or an item's quantity changed
-    (``World.reverse_goods_issue`` / ``cancel_confirmation`` / ``change_quantity``). New
+    or a delivery date changed (``World.reverse_goods_issue`` / ``cancel_confirmation`` /
+    ``change_quantity`` / ``change_date``). New
     orders arrive as a Poisson stream of ``intake_per_day``
     per plant day (default: the steady rate, as many as the plant delivers, from its open
     orders and their lead time), from customers in proportion to their orders so far.
@@ -319,7 +320,8 @@ class PlantDriver:
         world = self.world
         choices = [("reverse_goods_issue", world.reversible_goods_issues()),
                    ("cancel_confirmation", world.cancellable_confirmations()),
-                   ("change_quantity", world.changeable_quantities())]
+                   ("change_quantity", world.changeable_quantities()),
+                   ("change_date", world.changeable_dates())]
         choices = [(lever, orders) for lever, orders in choices if orders]
         if not choices:
             return False
@@ -333,6 +335,16 @@ class PlantDriver:
                 world.change_quantity(so, item, max(1.0, float(round(current.requested_quantity * factor))))
             except ValueError:
                 return False  # less than production already confirmed
+            return True
+        if lever == "change_date":
+            # The customer postpones (mostly) or pulls in its delivery.
+            so = self.rng.choice(orders)
+            promised = world.get("A_SalesOrder", so).confirmed_delivery_date
+            days = self.rng.choice((-3, -1, 2, 3, 5, 7, 10))
+            try:
+                world.change_date(so, promised + dt.timedelta(days=days))
+            except ValueError:
+                return False  # not after today
             return True
         getattr(world, lever)(self.rng.choice(orders))
         return True

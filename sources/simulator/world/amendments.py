@@ -12,7 +12,12 @@ its event, and the order's steps after it planned again.
   customer orders more or less of an item made to order whose production is not yet
   confirmed; the production order's quantity follows, and for more, the MES reschedules
   its end by the extra work (its basic dates, the plan the promise was made on, stay), and
-  the plant really takes that much longer.
+  the plant really takes that much longer;
+- a date change (ERP ``SalesOrder.Changed``): the customer moves the requested delivery
+  date of an order not yet shipped and the ERP confirms it. Later: the schedule lines'
+  delivery, loading and goods-issue dates move with it and the plant holds the goods
+  until then. Earlier: the plant cannot work faster, so the new promise may break (the
+  order turns LATE at once, and DISPATCH_MISSED once its new ship day is over unshipped).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .orders import (
     IN_PRODUCTION,
     MATERIAL_SHORTAGE,
     PACKED,
+    PICKED,
     PRODUCTION_COMPLETE,
     RECEIVED,
     RELEASED,
@@ -35,6 +41,7 @@ from .orders import (
     Step,
     track_of,
 )
+from .planning import SHIPPING_STEPS
 from .quantities import post_delivered_quantities
 from .store import RecordStore
 from .working_time import PLANT_CALENDAR, WorkingTime
@@ -204,6 +211,58 @@ class Amendments:
                         step.due = whole_seconds(step.due + delta)
                 track.schedule = collections.deque(sorted(track.schedule, key=operator.attrgetter("due")))
         track.production_hours *= ratio
+
+    def changeable_dates(self) -> list[str]:
+        """Sales orders whose delivery date can still change: nothing picked yet, one
+        delivery planned, in order."""
+        return [
+            k for k, t in self._tracks.items()
+            if t.planned_parts == 1 and len(t.parts) == 1 and STATE_RANK[t.parts[0].state] < STATE_RANK[PICKED]
+        ]
+
+    def change_date(self, sales_order: str, requested: dt.date) -> dt.date:
+        """The customer asks for delivery on ``requested``; the ERP confirms the ship-to's
+        next receiving day from it. Returns the new confirmed date (see the module doc)."""
+        track = track_of(self._tracks, sales_order)
+        if sales_order not in self.changeable_dates():
+            raise ValueError(
+                f"order {sales_order} cannot change its date: nothing of it may be picked yet, and it must ship "
+                "in one delivery"
+            )
+        at = self._now(track)
+        receiving = self._times.receiving_calendar(track.customer)
+        if requested <= receiving.local_date(at):
+            raise ValueError("the requested date must be after today")
+        order = self._store.sales_order(sales_order)
+        old = order.confirmed_delivery_date
+        new = receiving.next_working_day(requested) if not receiving.is_working_day(requested) else requested
+        if old is None or new == old:
+            return new
+        days = dt.timedelta(days=(new - old).days)
+        order.requested_delivery_date = requested
+        order.confirmed_delivery_date = new
+        for item in order.items:
+            item.confirmed_delivery_date = new
+            for line in item.schedule_lines:
+                line.requested_delivery_date = requested
+                line.confirmed_delivery_date = new
+                if days > dt.timedelta(0):
+                    # Later: the plant loads and issues the goods that much later too.
+                    if line.goods_issue_date is not None:
+                        line.goods_issue_date = PLANT_CALENDAR.next_working_day(line.goods_issue_date + days)
+                    if line.loading_date is not None:
+                        line.loading_date = min(
+                            PLANT_CALENDAR.next_working_day(line.loading_date + days),
+                            line.goods_issue_date or line.loading_date + days,
+                        )
+        self._store.touch(order, "SalesOrder.Changed", at, sales_order)
+        if days > dt.timedelta(0):
+            # The goods wait in stock: the shipping steps move with the date, each in its working time.
+            for step in track.schedule:
+                if step.part == 0 and step.name in SHIPPING_STEPS:
+                    step.due = whole_seconds(self._times.place(step.name, step.due + days, track.customer, forward=True))
+            track.schedule = collections.deque(sorted(track.schedule, key=operator.attrgetter("due")))
+        return new
 
     def _replan(self, track: OrderTrack, n: int, name: str, due: dt.datetime) -> None:
         """Step ``name`` of part ``n`` again at ``due``, the part's pending steps after it."""

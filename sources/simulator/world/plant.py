@@ -166,6 +166,16 @@ class World:
         self._amendments.change_quantity(sales_order, item, quantity)
         return self._store.flush()
 
+    def change_date(self, sales_order: str, requested: dt.date) -> list[Change]:
+        """The customer asks for delivery on ``requested`` (see ``Amendments``); ValueError
+        when the order's date can no longer change."""
+        self._amendments.change_date(sales_order, requested)
+        return self._store.flush()
+
+    def changeable_dates(self) -> list[str]:
+        """Sales orders whose delivery date can still change."""
+        return self._amendments.changeable_dates()
+
     def changeable_quantities(self) -> list[tuple[str, str]]:
         """(sales order, item) whose quantity can still change."""
         return self._amendments.changeable_quantities()

@@ -111,6 +111,10 @@ class WorkingTime:
             return at
         return calendar.next_working_time(at) if forward else calendar.subtract_working_time(at, dt.timedelta(0))
 
+    def receiving_calendar(self, customer: str) -> FactoryCalendar:
+        """The ship-to's receiving days and hours."""
+        return self._ship_tos[customer].receiving
+
     def receiving_time(self, customer: str, at: dt.datetime) -> dt.datetime:
         """A carrier's estimate: within the ship-to's receiving hours, on a working day."""
         return whole_seconds(self._ship_tos[customer].receiving.next_working_time(at))
