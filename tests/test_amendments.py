@@ -247,3 +247,34 @@ async def test_a_date_pulled_in_beyond_what_the_plant_can_make_is_late_at_once(f
         assert resp.status == 409
     async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": "soon"}) as resp:
         assert resp.status == 400
+
+
+async def test_a_cancelled_item_owes_nothing_and_the_rest_of_the_order_goes_on(frozen) -> None:
+    plant, url, http = frozen
+    world = plant.world
+    gql = GraphQLClient(url, http)
+    so, item = next((s, i) for s, i in world.cancellable_items() if world.state_of(s) == "RELEASED")
+    q = """query($id: ID!) { order(id: $id) { stage netValue { amount }
+      items { item quantity openQuantity rejectionReason } production { orders { id status } } } }"""
+    before = (await gql.query(q, {"id": so}))["order"]
+    told: list = []
+    world.subscribe(told.append)
+    async with http.post(f"{plant.url}/control/orders/{so}/items/{item}/cancel") as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.post(f"{plant.url}/control/orders/{so}/items/{item}/cancel") as resp:
+        assert resp.status == 409  # once is enough
+    await send_changes(http, url, world, told)
+    after = (await gql.query(q, {"id": so}))["order"]
+    cancelled = next(i for i in after["items"] if i["item"] == item)
+    assert cancelled["rejectionReason"] and cancelled["openQuantity"] == 0
+    assert after["netValue"]["amount"] < before["netValue"]["amount"]
+    assert after["stage"] == before["stage"] == "PRODUCTION_RELEASED"  # the closed order does not hold it
+    # The rest is made and shipped; the cancelled item never is.
+    for _ in range(400):
+        world.advance_clock(4)
+        if world.state_of(so) in ("GOODS_ISSUED", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED"):
+            break
+    assert world.state_of(so) in ("GOODS_ISSUED", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED")
+    deliveries = world.tables["A_OutbDeliveryHeader"].lookup("ReferenceSDDocument", [so])
+    shipped_items = {line.reference_sd_document_item for d in deliveries for line in world.get("A_OutbDeliveryHeader", d).items}
+    assert item not in shipped_items and shipped_items

@@ -229,8 +229,8 @@ class PlantDriver:
     component of production that has not started goes short for 1–5 days, a truck on its
     way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed, a
     production confirmation cancelled or an item's quantity changed
-    or a delivery date changed (``World.reverse_goods_issue`` / ``cancel_confirmation`` /
-    ``change_quantity`` / ``change_date``). New
+    a delivery date changed or an item cancelled (``World.reverse_goods_issue`` /
+    ``cancel_confirmation`` / ``change_quantity`` / ``change_date`` / ``cancel_item``). New
     orders arrive as a Poisson stream of ``intake_per_day``
     per plant day (default: the steady rate, as many as the plant delivers, from its open
     orders and their lead time), from customers in proportion to their orders so far.
@@ -321,7 +321,8 @@ class PlantDriver:
         choices = [("reverse_goods_issue", world.reversible_goods_issues()),
                    ("cancel_confirmation", world.cancellable_confirmations()),
                    ("change_quantity", world.changeable_quantities()),
-                   ("change_date", world.changeable_dates())]
+                   ("change_date", world.changeable_dates()),
+                   ("cancel_item", world.cancellable_items())]
         choices = [(lever, orders) for lever, orders in choices if orders]
         if not choices:
             return False
@@ -345,6 +346,9 @@ class PlantDriver:
                 world.change_date(so, promised + dt.timedelta(days=days))
             except ValueError:
                 return False  # not after today
+            return True
+        if lever == "cancel_item":
+            world.cancel_item(*self.rng.choice(orders))
             return True
         getattr(world, lever)(self.rng.choice(orders))
         return True

@@ -17,7 +17,11 @@ its event, and the order's steps after it planned again.
   date of an order not yet shipped and the ERP confirms it. Later: the schedule lines'
   delivery, loading and goods-issue dates move with it and the plant holds the goods
   until then. Earlier: the plant cannot work faster, so the new promise may break (the
-  order turns LATE at once, and DISPATCH_MISSED once its new ship day is over unshipped).
+  order turns LATE at once, and DISPATCH_MISSED once its new ship day is over unshipped);
+- an item cancelled (ERP ``SalesOrder.Changed``, MES ``ProductionOrder.TechnicallyCompleted``):
+  the customer cancels one item of an order with others, before its production starts and
+  before anything of it is picked; it is rejected with reason ``CANCELLED_BY_CUSTOMER``,
+  its production order is closed without yield, and the rest of the order goes on.
 """
 
 from __future__ import annotations
@@ -46,9 +50,12 @@ from .quantities import post_delivered_quantities
 from .store import RecordStore
 from .working_time import PLANT_CALENDAR, WorkingTime
 
+CANCELLED_BY_CUSTOMER = "Z1"  # a customer-defined rejection reason, as plants add them
+
 
 class Amendments:
-    """Reversals of goods issues and production confirmations."""
+    """Order changes and reversals: goods issues, production confirmations, quantities,
+    dates and items."""
 
     def __init__(self, store: RecordStore, clock: PlantClock, times: WorkingTime, tracks: dict[str, OrderTrack]) -> None:
         self._store = store
@@ -263,6 +270,50 @@ class Amendments:
                     step.due = whole_seconds(self._times.place(step.name, step.due + days, track.customer, forward=True))
             track.schedule = collections.deque(sorted(track.schedule, key=operator.attrgetter("due")))
         return new
+
+    def cancellable_items(self) -> list[tuple[str, str]]:
+        """(sales order, item) the customer can still cancel alone, in order."""
+        out = []
+        for key, track in self._tracks.items():
+            if track.planned_parts != 1 or len(track.parts) != 1:
+                continue
+            order = self._store.sales_order(key)
+            live = [i for i in order.items if not i.rejection_reason]
+            if len(live) < 2:
+                continue
+            for item in live:
+                k = item.sales_order_item
+                if track.in_delivery.get(k, 0.0) > 0:
+                    continue
+                po_key = track.made_to_order.get(k)
+                if po_key is not None and self._store.production_order(po_key).status not in ("CREATED", "RELEASED"):
+                    continue
+                out.append((key, k))
+        return out
+
+    def cancel_item(self, sales_order: str, item: str) -> None:
+        """The customer cancels ``item`` (see the module's docstring)."""
+        track = track_of(self._tracks, sales_order)
+        if (sales_order, item) not in self.cancellable_items():
+            raise ValueError(
+                f"item {item!r} of {sales_order} cannot be cancelled alone: its production must not have started, "
+                "nothing of it picked, and the order must keep another item"
+            )
+        at = self._now(track)
+        order = self._store.sales_order(sales_order)
+        line_item = next(i for i in order.items if i.sales_order_item == item)
+        line_item.rejection_reason = CANCELLED_BY_CUSTOMER
+        post_delivered_quantities(track, order)
+        order.total_net_amount = round(sum(i.net_amount for i in order.items if not i.rejection_reason), 2)
+        self._store.touch(order, "SalesOrder.Changed", at, sales_order)
+        po_key = track.made_to_order.pop(item, None)
+        if po_key is not None:
+            po = self._store.production_order(po_key)
+            po.status = "TECO"
+            self._store.touch(po, "ProductionOrder.TechnicallyCompleted", at, sales_order)
+            for part in track.parts.values():
+                if po_key in part.orders:
+                    part.orders.remove(po_key)
 
     def _replan(self, track: OrderTrack, n: int, name: str, due: dt.datetime) -> None:
         """Step ``name`` of part ``n`` again at ``due``, the part's pending steps after it."""

@@ -172,6 +172,15 @@ class World:
         self._amendments.change_date(sales_order, requested)
         return self._store.flush()
 
+    def cancel_item(self, sales_order: str, item: str) -> list[Change]:
+        """The customer cancels one item (see ``Amendments``); ValueError when it cannot be."""
+        self._amendments.cancel_item(sales_order, item)
+        return self._store.flush()
+
+    def cancellable_items(self) -> list[tuple[str, str]]:
+        """(sales order, item) the customer can still cancel alone."""
+        return self._amendments.cancellable_items()
+
     def changeable_dates(self) -> list[str]:
         """Sales orders whose delivery date can still change."""
         return self._amendments.changeable_dates()
