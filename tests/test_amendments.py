@@ -5,6 +5,7 @@ uvicorn."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import aiohttp
@@ -34,11 +35,21 @@ async def frozen():
 
         async with running_gateway(plant.url, domain_clock=clock) as (url, app):
             async with aiohttp.ClientSession() as http:
-                yield plant, url, http
+                yield plant, url, http, app
+
+
+async def send(http, url: str, world, changes: list, app) -> None:
+    """Send the plant's changes as its webhooks do, and wait until the gateway applied them
+    (history and exceptions follow the event processor, after the 202)."""
+    await send_changes(http, url, world, changes)
+    gw = app.state.gateway
+    await gw.processor.drain()
+    await asyncio.wait_for(gw.processor.idle.wait(), 10)
+    await gw.exceptions.settled()
 
 
 async def test_a_goods_issue_reversal_moves_the_stage_back_and_the_order_ships_again(frozen) -> None:
-    plant, url, http = frozen
+    plant, url, http, app = frozen
     world = plant.world
     gql = GraphQLClient(url, http)
     so = world.reversible_goods_issues()[0]
@@ -59,7 +70,7 @@ async def test_a_goods_issue_reversal_moves_the_stage_back_and_the_order_ships_a
         assert resp.status == 409 and "no goods issue to reverse" in (await resp.json())["error"]["message"]
     # The plant's webhooks send what changed.
     assert [c.change_type for c in told] == types
-    await send_changes(http, url, world, told)
+    await send(http, url, world, told, app)
 
     after = (await gql.query(VIEW, {"id": so}))["order"]
     assert after["stage"] == "PACKED"  # back: the goods have not left the plant
@@ -75,14 +86,14 @@ async def test_a_goods_issue_reversal_moves_the_stage_back_and_the_order_ships_a
         if world.state_of(so) != "PACKED":
             break
     assert world.state_of(so) == "GOODS_ISSUED"
-    await send_changes(http, url, world, shipped)
+    await send(http, url, world, shipped, app)
     again = (await gql.query(VIEW, {"id": so}))["order"]
     assert again["stage"] == "GOODS_ISSUED"
     assert all(i["openQuantity"] == 0 for i in again["items"])
 
 
 async def test_a_cancelled_final_confirmation_sends_the_order_back_into_production(frozen) -> None:
-    plant, url, http = frozen
+    plant, url, http, app = frozen
     world = plant.world
     gql = GraphQLClient(url, http)
     so = next(s for s in world.cancellable_confirmations() if world.state_of(s) == "PRODUCTION_COMPLETE")
@@ -94,7 +105,7 @@ async def test_a_cancelled_final_confirmation_sends_the_order_back_into_producti
         assert resp.status == 200
         answer = await resp.json()
     assert answer["to"] == "IN_PRODUCTION"
-    await send_changes(http, url, world, told)
+    await send(http, url, world, told, app)
     after = (await gql.query(VIEW, {"id": so}))["order"]
     assert after["stage"] == "IN_PRODUCTION"
     made = {p["id"]: p for p in before["production"]["orders"]}
@@ -112,7 +123,7 @@ async def test_a_cancelled_final_confirmation_sends_the_order_back_into_producti
 
 
 async def test_cancel_confirmation_refuses_an_order_with_nothing_to_take_back(frozen) -> None:
-    plant, _url, http = frozen
+    plant, _url, http, _app = frozen
     delivered = plant.world.orders_in_state("DELIVERED")[0]
     async with http.post(f"{plant.url}/control/orders/{delivered}/cancel-confirmation") as resp:
         assert resp.status == 409
@@ -141,7 +152,7 @@ def test_the_driver_takes_things_back_now_and_then_deterministically() -> None:
 
 
 async def test_a_larger_quantity_on_running_production_is_a_production_delay(frozen) -> None:
-    plant, url, http = frozen
+    plant, url, http, app = frozen
     world = plant.world
     gql = GraphQLClient(url, http)
     running = [
@@ -157,7 +168,7 @@ async def test_a_larger_quantity_on_running_production_is_a_production_delay(fro
     world.subscribe(told.append)
     async with http.post(f"{plant.url}/control/orders/{so}/quantity", json={"item": item, "quantity": qty * 4}) as resp:
         assert resp.status == 200, await resp.text()
-    await send_changes(http, url, world, told)
+    await send(http, url, world, told, app)
     after = (await gql.query(q, {"id": so}))["order"]
     assert next(i["quantity"] for i in after["items"] if i["item"] == item) == qty * 4
     assert after["netValue"]["amount"] > before["netValue"]["amount"]
@@ -190,7 +201,7 @@ DATES = """query($id: ID!) { order(id: $id) { confirmedDeliveryDate predictedDel
 
 
 async def test_a_postponed_date_moves_the_promise_and_the_plant_ships_later(frozen) -> None:
-    plant, url, http = frozen
+    plant, url, http, app = frozen
     world = plant.world
     gql = GraphQLClient(url, http)
     so = next(s for s in world.changeable_dates() if world.state_of(s) == "QUALITY_RELEASED")
@@ -203,7 +214,7 @@ async def test_a_postponed_date_moves_the_promise_and_the_plant_ships_later(froz
         assert resp.status == 200, await resp.text()
         confirmed = dt.date.fromisoformat((await resp.json())["confirmed"])
     assert confirmed >= requested
-    await send_changes(http, url, world, told)
+    await send(http, url, world, told, app)
     after = (await gql.query(DATES, {"id": so}))["order"]
     assert after["confirmedDeliveryDate"] == confirmed.isoformat()
     lines = [line for i in after["items"] for line in i["scheduleLines"]]
@@ -223,7 +234,7 @@ async def test_a_postponed_date_moves_the_promise_and_the_plant_ships_later(froz
 
 
 async def test_a_date_pulled_in_beyond_what_the_plant_can_make_is_late_at_once(frozen) -> None:
-    plant, url, http = frozen
+    plant, url, http, app = frozen
     world = plant.world
     gql = GraphQLClient(url, http)
     candidates = [s for s in world.changeable_dates() if world.state_of(s) == "RELEASED"]
@@ -234,7 +245,7 @@ async def test_a_date_pulled_in_beyond_what_the_plant_can_make_is_late_at_once(f
     world.subscribe(told.append)
     async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": tomorrow.isoformat()}) as resp:
         assert resp.status == 200, await resp.text()
-    await send_changes(http, url, world, told)
+    await send(http, url, world, told, app)
     after = (await gql.query(DATES, {"id": so}))["order"]
     assert after["confirmedDeliveryDate"] < before["confirmedDeliveryDate"]
     assert after["predictedDeliveryDate"] > after["confirmedDeliveryDate"]
@@ -250,7 +261,7 @@ async def test_a_date_pulled_in_beyond_what_the_plant_can_make_is_late_at_once(f
 
 
 async def test_a_cancelled_item_owes_nothing_and_the_rest_of_the_order_goes_on(frozen) -> None:
-    plant, url, http = frozen
+    plant, url, http, app = frozen
     world = plant.world
     gql = GraphQLClient(url, http)
     so, item = next((s, i) for s, i in world.cancellable_items() if world.state_of(s) == "RELEASED")
@@ -263,7 +274,7 @@ async def test_a_cancelled_item_owes_nothing_and_the_rest_of_the_order_goes_on(f
         assert resp.status == 200, await resp.text()
     async with http.post(f"{plant.url}/control/orders/{so}/items/{item}/cancel") as resp:
         assert resp.status == 409  # once is enough
-    await send_changes(http, url, world, told)
+    await send(http, url, world, told, app)
     after = (await gql.query(q, {"id": so}))["order"]
     cancelled = next(i for i in after["items"] if i["item"] == item)
     assert cancelled["rejectionReason"] and cancelled["openQuantity"] == 0
