@@ -301,7 +301,7 @@ def _add_plant_event_options(p: argparse.ArgumentParser) -> None:
         "--reversal-rate",
         type=float,
         default=0.02,
-        help="chance per second of an order change: a goods issue reversed, a production confirmation cancelled, a quantity or date changed, an item cancelled (default 0.02)",
+        help="chance per second of an order change: a goods issue reversed, a production confirmation cancelled, a quantity or date changed, an item cancelled, more ordered after shipment (default 0.02)",
     )
     p.add_argument(
         "--intake-per-day",
@@ -429,7 +429,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  new orders arrive at about {intake:.0f} per plant day (--intake-per-day);")
         if args.speed > 0 and args.reversal_rate > 0:
             print("  now and then an order changes: a goods issue reversed, a confirmation cancelled, a quantity or date")
-            print("  changed, an item cancelled (--reversal-rate);")
+            print("  changed, an item cancelled, more ordered after shipment (--reversal-rate);")
         print(f"  the plant sends signed events to {url.rsplit('/', 1)[0]}/events;")
         print("  in GraphiQL, subscribe to orderChanges to watch orders move, or exceptionsChanged to watch")
         print("  machines break, lots go on hold, parts run short and trucks run late.")

@@ -41,7 +41,8 @@ async def frozen():
 async def send(http, url: str, world, changes: list, app) -> None:
     """Send the plant's changes as its webhooks do, and wait until the gateway applied them
     (history and exceptions follow the event processor, after the 202)."""
-    await send_changes(http, url, world, changes)
+    for start in range(0, len(changes), 200):  # within the gateway's body limit
+        await send_changes(http, url, world, changes[start : start + 200])
     gw = app.state.gateway
     await gw.processor.drain()
     await asyncio.wait_for(gw.processor.idle.wait(), 10)
@@ -289,3 +290,44 @@ async def test_a_cancelled_item_owes_nothing_and_the_rest_of_the_order_goes_on(f
     deliveries = world.tables["A_OutbDeliveryHeader"].lookup("ReferenceSDDocument", [so])
     shipped_items = {line.reference_sd_document_item for d in deliveries for line in world.get("A_OutbDeliveryHeader", d).items}
     assert item not in shipped_items and shipped_items
+
+
+async def test_more_ordered_after_shipment_reopens_the_order_and_ships_the_extra(frozen) -> None:
+    plant, url, http, app = frozen
+    world = plant.world
+    gql = GraphQLClient(url, http)
+    so, item = next((s, i) for s, i in world.amendable_after_shipment() if world.state_of(s) == "DELIVERED")
+    q = """query($id: ID!) { order(id: $id) { stage deliveryRisk
+      items { item quantity shippedQuantity openQuantity scheduleLines { confirmedQuantity confirmedDeliveryDate } }
+      history(first: 200) { entries { eventType } } } }"""
+    before = (await gql.query(q, {"id": so}))["order"]
+    assert before["stage"] == "DELIVERED"
+    told: list = []
+    world.subscribe(told.append)
+    async with http.post(f"{plant.url}/control/orders/{so}/items/{item}/amend", json={"extra": 3}) as resp:
+        assert resp.status == 200, await resp.text()
+    await send(http, url, world, told, app)
+    after = (await gql.query(q, {"id": so}))["order"]
+    # Goods left and quantity is owed again: never DELIVERED while the records say so.
+    assert after["stage"] == "PARTIALLY_DELIVERED"
+    amended = next(i for i in after["items"] if i["item"] == item)
+    assert amended["openQuantity"] == 3
+    assert len(amended["scheduleLines"]) == len(next(i for i in before["items"] if i["item"] == item)["scheduleLines"]) + 1
+    assert len(after["history"]["entries"]) > len(before["history"]["entries"])
+    # The plant makes and ships the extra; the gateway sees the order delivered again.
+    told.clear()
+    for _ in range(300):
+        world.advance_clock(4)
+        if world.state_of(so) == "DELIVERED" and len(told) > 5:
+            break
+    await send(http, url, world, told, app)
+    done = (await gql.query(q, {"id": so}))["order"]
+    assert done["stage"] == "DELIVERED"
+    assert next(i for i in done["items"] if i["item"] == item)["openQuantity"] == 0
+    # Refused when something is still owed, and for a malformed body.
+    async with http.post(f"{plant.url}/control/orders/{so}/items/{item}/amend", json={"extra": "lots"}) as resp:
+        assert resp.status == 400
+    open_order = world.orders_in_state("RELEASED")[0]
+    first = world.get("A_SalesOrder", open_order).items[0].sales_order_item
+    async with http.post(f"{plant.url}/control/orders/{open_order}/items/{first}/amend", json={"extra": 1}) as resp:
+        assert resp.status == 409

@@ -388,6 +388,24 @@ async def _item_cancel(request: web.Request) -> web.Response:
     return _json({"salesOrder": sales_order, "item": item, "changes": _changes(changes)})
 
 
+async def _item_amend(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order, item = request.match_info["sales_order"], request.match_info["item"]
+    try:
+        body = await _body(request)
+        extra = body.get("extra")
+        if isinstance(extra, bool) or not isinstance(extra, (int, float)):
+            raise _BadRequest('body must be {"extra": <quantity>}')
+        changes = world.amend_after_shipment(sales_order, item, float(extra))
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    return _json({"salesOrder": sales_order, "item": item, "extra": extra, "changes": _changes(changes)})
+
+
 async def _order_date(request: web.Request) -> web.Response:
     world = request.app[_STATE].world
     sales_order = request.match_info["sales_order"]
@@ -438,6 +456,7 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/orders/{sales_order}/quantity", _order_quantity)
     app.router.add_post("/control/orders/{sales_order}/date", _order_date)
     app.router.add_post("/control/orders/{sales_order}/items/{item}/cancel", _item_cancel)
+    app.router.add_post("/control/orders/{sales_order}/items/{item}/amend", _item_amend)
     add_control_routes(app, app[_STATE].faults)
     app.router.add_get("/{system}/openapi.json", _openapi)
     app.router.add_get("/{system}/{entity_set}", _read_entity_set)

@@ -229,8 +229,9 @@ class PlantDriver:
     component of production that has not started goes short for 1–5 days, a truck on its
     way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed, a
     production confirmation cancelled or an item's quantity changed
-    a delivery date changed or an item cancelled (``World.reverse_goods_issue`` /
-    ``cancel_confirmation`` / ``change_quantity`` / ``change_date`` / ``cancel_item``). New
+    a delivery date changed, an item cancelled or more ordered after shipment
+    (``World.reverse_goods_issue`` / ``cancel_confirmation`` / ``change_quantity`` /
+    ``change_date`` / ``cancel_item`` / ``amend_after_shipment``). New
     orders arrive as a Poisson stream of ``intake_per_day``
     per plant day (default: the steady rate, as many as the plant delivers, from its open
     orders and their lead time), from customers in proportion to their orders so far.
@@ -322,7 +323,8 @@ class PlantDriver:
                    ("cancel_confirmation", world.cancellable_confirmations()),
                    ("change_quantity", world.changeable_quantities()),
                    ("change_date", world.changeable_dates()),
-                   ("cancel_item", world.cancellable_items())]
+                   ("cancel_item", world.cancellable_items()),
+                   ("amend_after_shipment", world.amendable_after_shipment())]
         choices = [(lever, orders) for lever, orders in choices if orders]
         if not choices:
             return False
@@ -349,6 +351,10 @@ class PlantDriver:
             return True
         if lever == "cancel_item":
             world.cancel_item(*self.rng.choice(orders))
+            return True
+        if lever == "amend_after_shipment":
+            so, item = self.rng.choice(orders)
+            world.amend_after_shipment(so, item, float(self.rng.choice((1, 2, 5))))
             return True
         getattr(world, lever)(self.rng.choice(orders))
         return True

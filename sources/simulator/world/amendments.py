@@ -21,7 +21,11 @@ its event, and the order's steps after it planned again.
 - an item cancelled (ERP ``SalesOrder.Changed``, MES ``ProductionOrder.TechnicallyCompleted``):
   the customer cancels one item of an order with others, before its production starts and
   before anything of it is picked; it is rejected with reason ``CANCELLED_BY_CUSTOMER``,
-  its production order is closed without yield, and the rest of the order goes on.
+  its production order is closed without yield, and the rest of the order goes on;
+- an amendment after shipment (ERP ``SalesOrder.Changed``): the customer orders more of an
+  item after the goods left the plant; the ERP confirms the extra on a new schedule line
+  two weeks out, the order is open again (partly delivered), and the plant makes the extra
+  in a new production order and ships it in a new delivery.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import collections
 import datetime as dt
 import operator
 
+from ...records import SalesOrderScheduleLine
 from .clock import PlantClock, hours_span, whole_seconds
 from .orders import (
     GOODS_ISSUED,
@@ -314,6 +319,69 @@ class Amendments:
             for part in track.parts.values():
                 if po_key in part.orders:
                     part.orders.remove(po_key)
+
+    def amendable_after_shipment(self) -> list[tuple[str, str]]:
+        """(sales order, item made to order) the customer can still order more of after the
+        goods left the plant: one delivery planned, all of it shipped, nothing owed."""
+        out = []
+        for key, track in self._tracks.items():
+            if track.planned_parts != 1 or len(track.parts) != 1 or track.backorder_pending:
+                continue
+            if STATE_RANK[track.parts[0].state] < STATE_RANK[GOODS_ISSUED]:
+                continue
+            order = self._store.sales_order(key)
+            for item in order.items:
+                k = item.sales_order_item
+                if item.rejection_reason or k not in track.made_to_order:
+                    continue
+                if track.shipped.get(k, 0.0) >= item.requested_quantity:
+                    out.append((key, k))
+        return out
+
+    def amend_after_shipment(self, sales_order: str, item: str, extra: float) -> dt.date:
+        """The customer orders ``extra`` more of ``item`` after shipment (see the module's
+        docstring); returns the date the extra is confirmed for."""
+        track = track_of(self._tracks, sales_order)
+        if (sales_order, item) not in self.amendable_after_shipment():
+            raise ValueError(
+                f"item {item!r} of {sales_order} cannot be amended after shipment: all of the order must have left "
+                "the plant in one delivery, nothing owed, and the item be made to order"
+            )
+        if not extra > 0 or extra != extra or extra > 1e6:
+            raise ValueError("extra must be a positive quantity")
+        at = self._now(track)
+        order = self._store.sales_order(sales_order)
+        line_item = next(i for i in order.items if i.sales_order_item == item)
+        unit_price = line_item.net_amount / line_item.requested_quantity if line_item.requested_quantity else 0.0
+        receiving = self._times.receiving_calendar(track.customer)
+        confirmed = receiving.next_working_day(receiving.local_date(at) + dt.timedelta(days=14))
+        issue = PLANT_CALENDAR.next_working_day(PLANT_CALENDAR.local_date(at) + dt.timedelta(days=10))
+        line_item.requested_quantity += extra
+        line_item.confirmed_quantity = (line_item.confirmed_quantity or 0.0) + extra
+        line_item.net_amount = round(line_item.net_amount + unit_price * extra, 2)
+        line_item.schedule_lines.append(
+            SalesOrderScheduleLine(
+                schedule_line=str(len(line_item.schedule_lines) + 1),
+                requested_delivery_date=confirmed,
+                order_quantity=extra,
+                order_quantity_unit=line_item.requested_quantity_unit,
+                confirmed_delivery_date=confirmed,
+                confirmed_quantity=extra,
+                open_confirmed_quantity=extra,
+                loading_date=issue,
+                goods_issue_date=issue,
+            )
+        )
+        post_delivered_quantities(track, order)
+        order.overall_sd_process_status = "B"  # open again: something is owed
+        order.total_net_amount = round(sum(i.net_amount for i in order.items if not i.rejection_reason), 2)
+        self._store.touch(order, "SalesOrder.Changed", at, sales_order)
+        # The plant makes the extra again, as it makes a short shipment's rest.
+        track.rest = "reproduce"
+        track.backorder_pending = True
+        n = max(track.parts) + 1
+        track.add_steps([Step("backorder", self._times.after("backorder", at, 2.0, track.customer), n)])
+        return confirmed
 
     def _replan(self, track: OrderTrack, n: int, name: str, due: dt.datetime) -> None:
         """Step ``name`` of part ``n`` again at ``due``, the part's pending steps after it."""

@@ -177,6 +177,15 @@ class World:
         self._amendments.cancel_item(sales_order, item)
         return self._store.flush()
 
+    def amend_after_shipment(self, sales_order: str, item: str, extra: float) -> list[Change]:
+        """The customer orders ``extra`` more of ``item`` after shipment (see ``Amendments``)."""
+        self._amendments.amend_after_shipment(sales_order, item, extra)
+        return self._store.flush()
+
+    def amendable_after_shipment(self) -> list[tuple[str, str]]:
+        """(sales order, item) the customer can still order more of after shipment."""
+        return self._amendments.amendable_after_shipment()
+
     def cancellable_items(self) -> list[tuple[str, str]]:
         """(sales order, item) the customer can still cancel alone."""
         return self._amendments.cancellable_items()
