@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import difflib
 import logging
+import signal
 import sys
 import tempfile
 from collections.abc import Coroutine
@@ -443,9 +444,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if scratch is not None:
                 scratch.cleanup()
 
+    # SIGTERM (a service manager's stop) ends the demo like Ctrl-C, so the temporary
+    # journal is removed either way.
+    signal.signal(signal.SIGTERM, _terminate)
     with _quiet_interrupt():
         asyncio.run(main())
     return 0
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:

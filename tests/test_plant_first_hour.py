@@ -221,6 +221,18 @@ def test_demo_removes_its_temporary_journal_on_exit_and_keeps_a_named_one(tmp_pa
     assert "plant time (not real time)" in text
     assert "customer ids: 17100001" in text
 
+    # A service manager's stop (SIGTERM) cleans up too.
+    port, plant = _free_port(), _free_port()
+    proc = _start(["demo", "--orders", "60", "--port", str(port), "--plant-port", str(plant), "--no-assets"])
+    try:
+        banner = _wait_for_line(proc, "Ctrl-C stops")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        _stop(proc)
+    journal = Path(next(line for line in banner if "journal:" in line).split("journal:")[1].split(" (")[0].strip())
+    assert not journal.parent.exists()
+
     named = tmp_path / "kept.sqlite"
     port, plant = _free_port(), _free_port()
     proc = _start(
