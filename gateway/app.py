@@ -496,6 +496,7 @@ class Gateway:
             self.cache,
             self.domain_clock(),
             max_first=self.config.gateway.max_first,
+            list_completed_days=self.config.gateway.list_completed_days,
             journal=self.journal,
             exceptions=self.exceptions,
             viewer=viewer,

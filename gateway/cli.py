@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import difflib
 import logging
+import signal
 import sys
 import tempfile
 from collections.abc import Coroutine
@@ -242,36 +243,59 @@ def cmd_bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
-def _plant_events(sim, gateway_url: str, secrets: dict[str, str], args: argparse.Namespace) -> list:
-    """Start the plant's webhooks (and its accelerated clock when --speed > 0); with
+def _plant_events(sim, gateway_url: str | None, secrets: dict[str, str], args: argparse.Namespace) -> list:
+    """Start the plant's webhooks (when there is a gateway) and its clock at --speed; with
     ``--mqtt``, its shop floor (work-centre state) goes over Sparkplug B instead."""
     from sources.simulator.emitter import EventEmitter, PlantDriver
 
     mqtt_url = getattr(args, "mqtt", None)
-    emitter = EventEmitter(
-        sim.world,
-        gateway_url,
-        secrets,
-        duplicate_rate=args.duplicate_rate,
-        reorder_rate=args.reorder_rate,
-        notification_rate=args.notification_rate,
-        exclude_entity_sets=frozenset({"A_WorkCenter"}) if mqtt_url else frozenset(),
-        muted=frozenset(getattr(args, "muted", ()) or ()),
-        drop_rate=getattr(args, "drop_rate", 0.0),
-    )
-    emitter.start()
-    started: list = [emitter]
+    started: list[Any] = []
+    if gateway_url:
+        emitter = EventEmitter(
+            sim.world,
+            gateway_url,
+            secrets,
+            duplicate_rate=args.duplicate_rate,
+            reorder_rate=args.reorder_rate,
+            notification_rate=args.notification_rate,
+            exclude_entity_sets=frozenset({"A_WorkCenter"}) if mqtt_url else frozenset(),
+            muted=frozenset(getattr(args, "muted", ()) or ()),
+            drop_rate=getattr(args, "drop_rate", 0.0),
+        )
+        emitter.start()
+        started.append(emitter)
     if mqtt_url:
         from sources.simulator.sparkplug_edge import SparkplugEdge
 
         edge = SparkplugEdge(sim.world, mqtt_url, group=args.mqtt_group)
         edge.start()
         started.append(edge)
+    # The plant clock runs at --speed by itself (0: frozen; only the control API moves it),
+    # and /control/world reports that speed; the driver takes what falls due each second.
+    sim.world.set_speed(args.speed)
     if args.speed > 0:
-        driver = PlantDriver(sim.world, speed=args.speed, breakdown_rate=args.breakdown_rate)
+        driver = PlantDriver(
+            sim.world,
+            speed=args.speed,
+            breakdown_rate=args.breakdown_rate,
+            intake_per_day=args.intake_per_day,
+            reversal_rate=args.reversal_rate,
+            advance=False,
+        )
         driver.start()
         started.append(driver)
     return started
+
+
+def _clock_line(world: Any, speed: float) -> str:
+    """The banner's line on plant time: it is not real time."""
+    from sources.simulator.world.clock import iso_utc
+
+    if speed > 0:
+        how = f"runs {speed:g}x real time (a plant day every {86400 / speed / 60:.1f} real minutes)"
+    else:
+        how = "is frozen (--speed 0): only POST /control/clock/advance moves it"
+    return f"plant time (not real time) {iso_utc(world.now())}: the plant clock {how}"
 
 
 def _fault(text: str) -> tuple[str, Any]:
@@ -310,6 +334,18 @@ def _add_plant_event_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reorder-rate", type=float, default=0.05, help="share of events sent out of order (default 0.05)")
     p.add_argument("--notification-rate", type=float, default=0.3, help="share of notification-only events (default 0.3)")
     p.add_argument("--drop-rate", type=float, default=0.0, help="share of webhooks lost for good (default 0)")
+    p.add_argument(
+        "--reversal-rate",
+        type=float,
+        default=0.02,
+        help="chance per second of an order change: a goods issue reversed, a production confirmation cancelled, a quantity or date changed, an item cancelled, more ordered after shipment (default 0.02)",
+    )
+    p.add_argument(
+        "--intake-per-day",
+        type=float,
+        default=None,
+        help="new orders per plant day (default: as many as the plant delivers, from its open orders and lead time; 0 = none)",
+    )
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -340,9 +376,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print("  each system on its own port: " + ", ".join(f"{s.upper()} {u}" for s, u in sim.system_urls.items()))
         await _apply_faults(sim, args.fault)
         print(f"  OpenAPI: {sim.url}/erp/openapi.json (and per system); control API: {sim.url}/control/world")
-        running = []
+        running = _plant_events(sim, args.gateway_url, DEV_SECRETS, args)
+        print(f"  {_clock_line(sim.world, args.speed)}")
         if args.gateway_url:
-            running = _plant_events(sim, args.gateway_url, DEV_SECRETS, args)
             print(f"  sending signed CloudEvents to {args.gateway_url}/events (development secrets)")
         try:
             await asyncio.Event().wait()
@@ -415,11 +451,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             cfg.sources[system].base_url = url
         _demo_erp(cfg, sim, args)
         await _apply_faults(sim, args.fault)
-        cfg.events.journal_path = args.journal or str(Path(tempfile.mkdtemp(prefix="ordergraph-demo-")) / "journal.sqlite")
+        # Without --journal the journal is a temporary file, removed on exit with its
+        # cursor key and WAL files (a demo writes tens of MB in minutes).
+        scratch = None if args.journal else tempfile.TemporaryDirectory(prefix="ordergraph-demo-")
+        cfg.events.journal_path = args.journal or str(Path(scratch.name) / "journal.sqlite")
         _demo_auth(cfg, args)
         if args.mqtt:
             cfg.mqtt.url, cfg.mqtt.group = args.mqtt, args.mqtt_group
         mailbox = await _demo_notices(cfg, sim.world, args)
+        # A demo runs for hours of plant days: orders delivered a plant week ago leave the
+        # default listing (includeCompleted: true, or order(id:), still reads them).
+        cfg.gateway.list_completed_days = 7.0
         # Predictions and exceptions run on the plant's (accelerated) clock; cached answers
         # may lag that clock by at most one plant minute (source changes never lag).
         if args.speed > 0:
@@ -432,18 +474,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   f"polled every {args.poll_seconds:g}s (no ERP webhooks)")
         print(f"  GraphiQL: {url}")
         _print_demo_tokens(cfg, sim.world, url)
-        print(f"  journal: {cfg.events.journal_path}")
+        kept = "kept" if args.journal else "removed on exit; --journal FILE keeps one"
+        print(f"  journal: {cfg.events.journal_path} ({kept})")
         if mailbox is not None:
             print(f"  proactive notices: every customer's email goes to a local SMTP server on 127.0.0.1:{mailbox.port};")
             print(f"    {url.rsplit('/', 1)[0]}/notices lists the notices decided and the mail received (integrator token)")
-        print(f"  the plant runs at {args.speed:g}x and sends signed events to {url.rsplit('/', 1)[0]}/events;")
+        running = _plant_events(sim, url.rsplit("/", 1)[0], cfg.events.secrets, args)
+        print(f"  {_clock_line(sim.world, args.speed)};")
+        print("  dates and times on every page are the plant's, not your wall clock's.")
+        intake = next((r.intake_per_day for r in running if hasattr(r, "intake_per_day")), 0.0)
+        if intake:
+            print(f"  new orders arrive at about {intake:.0f} per plant day (--intake-per-day);")
+        if args.speed > 0 and args.reversal_rate > 0:
+            print("  now and then an order changes: a goods issue reversed, a confirmation cancelled, a quantity or date")
+            print("  changed, an item cancelled, more ordered after shipment (--reversal-rate);")
+        print(f"  the plant sends signed events to {url.rsplit('/', 1)[0]}/events;")
         print("  in GraphiQL, subscribe to orderChanges to watch orders move, or exceptionsChanged to watch")
         print("  machines break, lots go on hold, parts run short and trucks run late.")
         if args.mqtt:
             print(f"  shop floor over MQTT: the plant publishes Sparkplug B (spBv1.0/{args.mqtt_group}/...) to")
             print(f"  {args.mqtt}; the gateway consumes it. Watch it: mosquitto_sub -h <broker> -t 'spBv1.0/{args.mqtt_group}/#' -v")
         print("  Ctrl-C stops.", flush=True)
-        running = _plant_events(sim, url.rsplit("/", 1)[0], cfg.events.secrets, args)
         try:
             await _serve(app, args.host, args.port, sock)
         finally:
@@ -452,7 +503,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await sim.close()
             if mailbox is not None:
                 await mailbox.close()
+            if scratch is not None:
+                scratch.cleanup()
 
+    # SIGTERM (a service manager's stop) ends the demo like Ctrl-C, so the temporary
+    # journal is removed either way.
+    signal.signal(signal.SIGTERM, _terminate)
     with _quiet_interrupt():
         asyncio.run(main())
     return 0
@@ -521,6 +577,10 @@ async def _demo_notices(cfg: Config, world: Any, args: argparse.Namespace) -> An
     return sink
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 async def _plant_or_exit(*args: Any, **kwargs: Any) -> Any:
     """``start_simulator``; a port taken meanwhile is one line and exit status 1."""
     from sources.simulator.app import start_simulator
@@ -575,6 +635,8 @@ def _print_demo_tokens(cfg: Config, world: Any, url: str) -> None:
     print(f"  customer portal (sign in with the customer token): {base}/portal")
     print(f"  exceptions board (sign in with the integrator token): {base}/board")
     print("  more tokens: ordergraph token --role customer|service|planner|integrator [--customer ID] [--ttl S]")
+    ids = ", ".join(world.customers()[:5])
+    print(f"    customer ids: {ids}, … (all: ordergraph customers --erp-url {cfg.sources['erp'].base_url})")
     print("  first query to try, as the customer:")
     print(f"    TOKEN={customer_token}")
     print(f"    curl -s {url} -H 'content-type: application/json' -H \"Authorization: Bearer $TOKEN\" \\")
@@ -646,6 +708,46 @@ def _customer_doubt(cfg: Config, customer: str) -> str | None:
     if asyncio.run(ask()) is False:
         return f"ERP at {erp.base_url} knows no customer {customer!r}"
     return None
+
+
+def cmd_customers(args: argparse.Namespace) -> int:
+    """``ordergraph customers``: the ERP's customer ids (for ``token --role customer``)."""
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ordergraph customers: {exc}", file=sys.stderr)
+        return 2
+    base_url = args.erp_url or cfg.sources["erp"].base_url
+
+    async def read() -> list[Any]:
+        import aiohttp
+
+        from sources.client import SourceClient
+        from sources.erp import ErpConnector
+
+        async with aiohttp.ClientSession() as session:
+            connector = ErpConnector(SourceClient("erp", base_url, session, timeout_seconds=5.0))
+            return await connector.list_customers()
+
+    from sources.client import SourceError
+
+    try:
+        customers = asyncio.run(read())
+    except (SourceError, OSError) as exc:
+        print(f"ordergraph customers: cannot read customers from ERP at {base_url}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        import json
+
+        for c in customers:
+            print(json.dumps({"id": c.customer, "name": c.customer_name, "country": c.country,
+                              "commercialPriority": c.commercial_priority}))
+        return 0
+    print(f"{'ID':10}  {'PRIORITY':9}  {'COUNTRY':7}  NAME")
+    for c in customers:
+        print(f"{c.customer:10}  {c.commercial_priority or '':9}  {c.country or '':7}  {c.customer_name or ''}")
+    print(f"{len(customers)} customers at {base_url}. A token for one: ordergraph token --role customer --customer ID")
+    return 0
 
 
 def _journal_for_cli(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -996,6 +1098,14 @@ def build_parser() -> argparse.ArgumentParser:
     notices.add_argument("--limit", type=int, default=100, help="dead: list at most this many (default 100)")
     notices.add_argument("--json", action="store_true", help="dead: one JSON object per line")
     notices.set_defaults(func=cmd_notices)
+
+    customers = sub.add_parser(
+        "customers", help="list the ERP's customer ids (for `ordergraph token --role customer --customer ID`)"
+    )
+    customers.add_argument("--erp-url", help="ERP base URL (default: the configured one, e.g. the demo's plant)")
+    customers.add_argument("--config", help="TOML configuration file ([sources.erp] base_url)")
+    customers.add_argument("--json", action="store_true", help="one JSON object per line")
+    customers.set_defaults(func=cmd_customers)
 
     assets = sub.add_parser("assets", help="fetch GraphiQL's browser assets (npm) so GraphiQL works offline")
     assets.set_defaults(func=cmd_assets)

@@ -84,6 +84,10 @@ class GatewayConfig:
     max_body_bytes: int = 1_048_576  # HTTP bodies and WebSocket messages alike
     max_header_bytes: int = 32_768  # a request's line and headers: 431 beyond (gateway/server.py)
     max_first: int = 500  # cap on `first` in connections
+    # Completed orders (delivered, or cut) leave the default `orders` listing this many
+    # days after their last change; `includeCompleted: true` or a stage filter with
+    # DELIVERED lists them, `order(id:)` reads them. 0 (default): they stay listed.
+    list_completed_days: float = 0.0
     # The key cursors are sealed with (resolvers/cursors.py). Empty: a random key kept
     # beside the journal (<journal>.cursor-key), or in Redis for replicas ([scaleout]), so
     # every replica shares it and a restart keeps it. Set it (ORDERGRAPH_GATEWAY_CURSOR_SECRET)

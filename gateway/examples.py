@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 WHERE_IS_MY_ORDER = """# Where is my order? One order across all five systems.
+# Token: service, planner or integrator (production orders, work centres and batches are
+# internal; a customer token gets FORBIDDEN on those fields: use the MyOrders tab).
 query WhereIsMyOrder($id: ID! = "10000001") {
   order(id: $id) {
     id
@@ -27,6 +29,7 @@ query WhereIsMyOrder($id: ID! = "10000001") {
 """
 
 DASHBOARD = """# A dashboard page: 50 orders with their stage and risk.
+# Token: service, planner or integrator (net value and commercial priority are internal).
 query Dashboard($after: String) {
   orders(first: 50, after: $after) {
     totalCount
@@ -45,6 +48,7 @@ query Dashboard($after: String) {
 """
 
 LATE_ORDERS = """# Orders predicted to miss their promise.
+# Token: service, planner or integrator (commercial priority is internal).
 query LateOrders {
   orders(first: 20, filter: { deliveryRisk: [LATE] }) {
     nodes { id customer { name commercialPriority } confirmedDeliveryDate predictedDeliveryDate stage }
@@ -53,6 +57,7 @@ query LateOrders {
 """
 
 CUSTOMER_ORDERS = """# One customer's orders.
+# Token: service, planner or integrator (commercial priority is internal).
 query CustomerOrders($customer: ID! = "17100001") {
   customer(id: $customer) {
     name
@@ -63,6 +68,7 @@ query CustomerOrders($customer: ID! = "17100001") {
 """
 
 EXCEPTIONS_BOARD = """# The exceptions board: what is broken, which orders it hits, what is at risk.
+# Token: service, planner or integrator (root causes and values are internal).
 # Most severe first, then by value at risk. Subscribe to exceptionsChanged with
 # `after: transitionCursor` to keep the board live without missing a change.
 query ExceptionsBoard($filter: ExceptionFilter = {minSeverity: HIGH}, $after: String) {
@@ -97,6 +103,7 @@ query ExceptionsBoard($filter: ExceptionFilter = {minSeverity: HIGH}, $after: St
 """
 
 IMPACT_WHAT_IF = """# What if work centre WC-20 is down for 8 hours? Nothing changes in the plant.
+# Token: planner or integrator (impact is a planning tool).
 # Other scenarios (exactly one per question):
 #   {batchBlocked: {batch: "B0000123"}}
 #   {materialShort: {material: "RM-2010", quantity: 50, until: "2030-01-31"}}
@@ -128,7 +135,8 @@ query ImpactWhatIf($scenario: ImpactScenario! = {workCenterDown: {workCenter: "W
 }
 """
 
-EXCEPTIONS_LIVE = """# Exceptions as they are raised, updated and cleared: machines break, lots go on
+EXCEPTIONS_LIVE = """# Token: service, planner or integrator (descriptions and values are internal).
+# Exceptions as they are raised, updated and cleared: machines break, lots go on
 # hold, parts run short, trucks run late. Reconnect with `after` set to the last
 # `cursor` you saw to miss nothing.
 subscription ExceptionsLive($minSeverity: Severity = MEDIUM, $after: String) {
@@ -149,7 +157,8 @@ subscription ExceptionsLive($minSeverity: Severity = MEDIUM, $after: String) {
 }
 """
 
-MY_ORDERS = """# The customer portal: my orders, customer-safe fields only (works with a customer token).
+MY_ORDERS = """# The customer portal: my orders, customer-safe fields only.
+# Token: any; a customer token sees its own orders only (the demo prints one).
 query MyOrders($after: String) {
   orders(first: 20, after: $after) {
     totalCount
@@ -170,7 +179,8 @@ query MyOrders($after: String) {
 }
 """
 
-WORK_AN_EXCEPTION = """# Work an exception (internal roles): acknowledge it, then see its workflow and trail.
+WORK_AN_EXCEPTION = """# Token: service, planner or integrator (workflow is internal).
+# Work an exception: acknowledge it, then see its workflow and trail.
 # Send a new clientMutationId for each new action; the same one again replays the first
 # result (replayed: true). Also: assignException, commentOnException, snoozeException,
 # resolveException, reopenException, escalateOrder, withdrawEscalation.
@@ -180,6 +190,22 @@ mutation WorkAnException($id: ID! = "MACHINE_DOWN:mes:WC-20", $clientMutationId:
     entry { seq action actor at summary }
     workflow { status acknowledgedBy assignee { kind name } snoozedUntil trail { seq action actor at summary } }
     exception { id severity description }
+  }
+}
+"""
+
+ORDER_CHANGES = """# Token: any; a customer token gets its own orders' changes only.
+# Every change to the orders, live: the plant moves them, the gateway pushes each one.
+# Over WebSocket (graphql-transport-ws) the token goes in connection_init:
+#   {"type": "connection_init", "payload": {"Authorization": "Bearer <token>"}}
+# (GraphiQL does that with the Token field). Resume with `after` set to the last cursor.
+subscription OrderChanges($after: String) {
+  orderChanges(after: $after) {
+    cursor
+    eventType
+    occurredAt
+    sources
+    order { id stage deliveryRisk confirmedDeliveryDate predictedDeliveryDate }
   }
 }
 """
@@ -194,4 +220,5 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "ExceptionsLive": (EXCEPTIONS_LIVE, '{"minSeverity": "MEDIUM"}'),
     "MyOrders": (MY_ORDERS, "{}"),
     "WorkAnException": (WORK_AN_EXCEPTION, '{"id": "MACHINE_DOWN:mes:WC-20", "clientMutationId": "graphiql-1"}'),
+    "OrderChanges": (ORDER_CHANGES, "{}"),
 }

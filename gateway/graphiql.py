@@ -84,10 +84,15 @@ _PAGE = """<!doctype html>
   const fromLink = new URLSearchParams(location.hash.slice(1)).get('token');
   if (fromLink) history.replaceState(null, '', location.pathname + location.search);
   tokenInput.value = fromLink || localStorage.getItem('ordergraph-token') || '';
-  // /graphql?query=... opened in a browser: the query goes in the first tab (never run on load).
+  // /graphql?query=... opened in a browser: the query opens in the active tab (never run on
+  // load). On a first visit it is the first tab; after one, GraphiQL restores the tabs it
+  // stored and ignores defaultTabs, so the linked query also goes in as the `query` and
+  // `variables` props: GraphiQL then opens the stored tab with that text, or a new one.
   const linked = new URLSearchParams(location.search);
-  const tabs = linked.get('query')
-    ? [{{ query: linked.get('query'), variables: linked.get('variables') || '' }}, ...{tabs}]
+  const linkedQuery = linked.get('query');
+  const linkedVariables = linked.get('variables') || '';
+  const tabs = linkedQuery
+    ? [{{ query: linkedQuery, variables: linkedVariables }}, ...{tabs}]
     : {tabs};
   const headers = () => tokenInput.value ? {{ Authorization: 'Bearer ' + tokenInput.value.replace(/^Bearer\\s+/i, '') }} : {{}};
   let root = null;
@@ -100,7 +105,9 @@ _PAGE = """<!doctype html>
     if (wsClient) wsClient.dispose();
     wsClient = graphqlWs.createClient({{ url: wsUrl, connectionParams: headers, lazy: true }});
     const fetcher = GraphiQL.createFetcher({{ url: location.origin + '/graphql', headers: headers(), wsClient }});
-    const el = React.createElement(GraphiQL, {{ fetcher, defaultTabs: tabs, shouldPersistHeaders: false }});
+    const props = {{ fetcher, defaultTabs: tabs, shouldPersistHeaders: false }};
+    if (linkedQuery) Object.assign(props, {{ query: linkedQuery, variables: linkedVariables }});
+    const el = React.createElement(GraphiQL, props);
     if (!root) root = ReactDOM.createRoot(document.getElementById('graphiql'));
     root.render(el);
   }}

@@ -45,8 +45,12 @@ from .cache import RecordCache
 # Fields whose answer can change without an event naming a record the response read: the
 # exception tracker's state, the journal, what-ifs, source health, and how current a
 # section is (its ``stale`` mark turns with the clock and with a source's silence).
-# ... and the workflow on exceptions (people act on it, no source event says so).
-UNCACHEABLE_FIELDS = frozenset({"exceptions", "exception", "impact", "sources", "history", "freshness", "workflow", "workflowHistory", "escalation"})
+# ... and the workflow on exceptions (people act on it, no source event says so), what-ifs
+# side by side, and the plant's clock.
+UNCACHEABLE_FIELDS = frozenset(
+    {"exceptions", "exception", "impact", "sources", "history", "freshness", "workflow", "workflowHistory", "escalation"}
+    | {"impactComparison", "plantTime"}
+)
 
 
 class _Stored(NamedTuple):

@@ -26,6 +26,9 @@ class Context:
     loaders: Loaders
     now: dt.datetime
     max_first: int = 500
+    # completed orders leave the default `orders` listing this many days after their last
+    # change (0: they stay); they stay readable (order(id:), includeCompleted, stage filter)
+    list_completed_days: float = 0.0
     journal: Any = None  # gateway.journal.Journal, for Order.history
     # the gateway's exception tracker (open set, transitions), for exceptions and impact
     exceptions: ExceptionSource | None = None

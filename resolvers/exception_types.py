@@ -162,6 +162,20 @@ class AffectedOrder:
     def predicted_delivery_date(self) -> dt.date | None:
         return None if self.detection.held else self.detection.predicted_delivery_date
 
+    @strawberry.field(
+        description="True when the order is predicted to keep its promise despite this exception (not late, not "
+        "held by a block). MACHINE_DOWN counts value at risk only for orders whose promise breaks."
+    )
+    def promise_holds(self) -> bool:
+        return self.detection.promise_holds
+
+    @strawberry.field(
+        description="Working days from the predicted to the promised delivery date (ship-to's calendar); "
+        "negative when late. What the order can absorb before its promise breaks."
+    )
+    def slack_working_days(self) -> int:
+        return self.detection.slack
+
     @strawberry.field(description="What happens to this order, for the viewer (see customerDescription).")
     def description(self, info: Info) -> str:
         return text_for_viewer(info.context, self.detection.internal_text, self.detection.customer_text)
@@ -568,7 +582,10 @@ def transition_message(
 # --- impact analysis ---------------------------------------------------------------------------
 
 
-@strawberry.input(description="A work centre down for some hours from now.")
+@strawberry.input(
+    description="A work centre down for some hours from now; on one already down, that many hours more than it "
+    "is expected to be down (its expected-up time, else the default downtime)."
+)
 class WorkCenterDownInput:
     work_center: strawberry.ID
     hours: float

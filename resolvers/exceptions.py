@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from sources.records import COMMERCIAL_PRIORITIES, Customer
 
+from .downtime import held_by_downtime
 from .enums import ExceptionKind, Severity
 from .prediction import (
     Prediction,
@@ -144,6 +145,12 @@ class Detection:
     internal_text: str
     customer_text: str
     held: bool = False  # a block holds the order: the predicted date is only the earliest
+    slack: int = 0  # working days from predicted to promised delivery; negative when late
+
+    @property
+    def promise_holds(self) -> bool:
+        """The order is predicted to keep its promise (not late, not held by a block)."""
+        return self.days_late == 0 and not self.held
 
     @property
     def id(self) -> str:
@@ -167,6 +174,7 @@ class Detection:
             "internalText": self.internal_text,
             "customerText": self.customer_text,
             "held": self.held,
+            "slack": self.slack,
         }
 
     @classmethod
@@ -189,6 +197,7 @@ class Detection:
             internal_text=data["internalText"],
             customer_text=data["customerText"],
             held=bool(data.get("held", False)),
+            slack=int(data.get("slack", 0)),
         )
 
 
@@ -340,11 +349,17 @@ def _open_production(r: RuleInput) -> list:
 
 
 def machine_down(r: RuleInput) -> list[Finding]:
-    """MACHINE_DOWN: unfinished production stands on a work centre that is down."""
+    """MACHINE_DOWN: production the downtime holds stands on a work centre that is down: a
+    running order, or one scheduled to start before the machine is expected back (work
+    scheduled after that is not held). The order's value is at risk only when its promise
+    breaks (predicted late, or held by a block); an order the downtime holds that still
+    keeps its promise is listed as affected, with its slack, and puts nothing at risk."""
     out = []
     for po in _open_production(r):
         wc = r.view.work_center_for(po)
         if wc is None or not work_center_down(wc, r.now):
+            continue
+        if not held_by_downtime(po, wc, r.now, r.prediction_params.default_downtime_hours):
             continue
         out.append(
             Finding(
@@ -354,13 +369,23 @@ def machine_down(r: RuleInput) -> list[Finding]:
                 f"{_at(wc.down_since)}, expected up {_at(wc.expected_up_at)}; production order "
                 f"{po.manufacturing_order} ({po.status}) waits for it.",
                 "An equipment issue in our plant is holding up production of your order.",
+                value_at_risk=r.facts.value_at_risk if (r.facts.late or r.facts.held) else 0.0,
             )
         )
     return out
 
 
+def _planned_end(po: Any) -> dt.datetime:
+    """The end production is measured against: its scheduled end, or its basic (planned)
+    end when that is earlier — the plan the promise was made on, which a reschedule (a
+    larger quantity) does not move."""
+    planned = po.planned_end_date
+    return min(po.scheduled_end_date, planned) if planned is not None else po.scheduled_end_date
+
+
 def production_delay(r: RuleInput) -> list[Finding]:
-    """PRODUCTION_DELAY: a production order is expected to end well after its scheduled end.
+    """PRODUCTION_DELAY: a production order is expected to end well after its scheduled end
+    (or its basic end, when a reschedule moved the scheduled one later).
 
     The expected end is the prediction model's, for that production order alone (remaining
     work, downtime, late components).
@@ -370,16 +395,18 @@ def production_delay(r: RuleInput) -> list[Finding]:
     for po in _open_production(r):
         alone = dataclasses.replace(r.view, production_orders=[po], deliveries=[], shipments=[])
         end = predict(alone, r.now, r.prediction_params).production_end
-        if end is None or end <= po.scheduled_end_date + tolerance:
+        planned_end = _planned_end(po)
+        if end is None or end <= planned_end + tolerance:
             continue
         wc = r.view.work_center_for(po)
-        hours = (end - po.scheduled_end_date).total_seconds() / 3600
+        hours = (end - planned_end).total_seconds() / 3600
+        which = "scheduled" if planned_end == po.scheduled_end_date else "planned"
         out.append(
             Finding(
                 ExceptionKind.PRODUCTION_DELAY,
                 RootCause("mes", "WorkCenter", po.work_center, wc.work_center_text if wc else ""),
                 f"Production order {po.manufacturing_order} on {po.work_center} is expected to finish "
-                f"{_at(end)}, {hours:.0f} h after its scheduled end {_at(po.scheduled_end_date)}.",
+                f"{_at(end)}, {hours:.0f} h after its {which} end {_at(planned_end)}.",
                 "Production of your order is running behind schedule.",
             )
         )
@@ -798,6 +825,7 @@ def detect(
                 work_centers=facts.work_centers,
                 internal_text=finding.internal_text,
                 customer_text=customer_text(facts, finding.customer_text),
+                slack=facts.slack,
                 held=facts.held,
             )
     return list(found.values())
@@ -847,10 +875,16 @@ def next_due(
                 candidates.append(po.scheduled_start_date)
                 candidates += [plant.day_start(c.expected_receipt_date) for c in view.components_for(po) if c.expected_receipt_date]
             # From then on the expected end passes the scheduled end by more than the tolerance.
-            candidates.append(plant.subtract_working_time(po.scheduled_end_date + tolerance, left))
+            candidates.append(plant.subtract_working_time(_planned_end(po) + tolerance, left))
             wc = view.work_center_for(po)
             if wc is not None and wc.state.upper() == "DOWN":
                 candidates += [wc.down_since, wc.expected_up_at]
+                if not production_started(po) and po.scheduled_start_date is not None:
+                    # A repair time unknown or passed counts as the default downtime from
+                    # now: from then on the downtime reaches this order's start (MACHINE_DOWN).
+                    candidates.append(
+                        po.scheduled_start_date - dt.timedelta(hours=prediction_params.default_downtime_hours)
+                    )
     if view.partially_shipped:
         # A schedule line nothing filled becomes owed (BACKORDER) once its goods-issue day is over.
         for item in view.sales_order.items:

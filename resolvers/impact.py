@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 
 from sources.records import ComponentAvailability, Customer, InspectionLot
 
+from .downtime import expected_up, held_by_downtime
 from .enums import Severity
 from .exceptions import ExceptionParams, OrderFacts, order_facts, priority_rank
 from .prediction import PredictionParams, predict
@@ -39,7 +40,7 @@ WHAT_IF_LOT_PREFIX = "WHATIF-"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkCenterDown:
-    """A work centre down for ``hours`` from now."""
+    """A work centre down for ``hours`` from now; one already down: ``hours`` more than expected."""
 
     work_center: str
     hours: float
@@ -111,7 +112,7 @@ def apply(
     """Changed copies of the views the scenario touches, by sales order (others left out)."""
     match scenario:
         case WorkCenterDown():
-            return _work_center_down(scenario, views, now)
+            return _work_center_down(scenario, views, now, prediction_params.default_downtime_hours)
         case BatchBlocked():
             return _batch_blocked(scenario, views, now)
         case MaterialShort():
@@ -121,26 +122,33 @@ def apply(
     raise ScenarioError(f"unknown scenario {scenario!r}")
 
 
-def _work_center_down(s: WorkCenterDown, views: Sequence[OrderView], now: dt.datetime) -> dict[str, OrderView]:
+def _work_center_down(
+    s: WorkCenterDown, views: Sequence[OrderView], now: dt.datetime, default_downtime_hours: float
+) -> dict[str, OrderView]:
+    """The work centre down for ``hours`` from now; on one already down, ``hours`` more than
+    it is expected to be down (its expected-up time, or the default downtime when unknown).
+    The orders it touches: those whose production the (longer) downtime holds."""
     out = {}
     for view in views:
         wc = view.work_centers.get(s.work_center)
-        pegged = any(
-            po.work_center == s.work_center and not production_completed(po)
-            for po in view.active_production_orders
-        )
-        if wc is None or not pegged:
+        if wc is None:
             continue
         already_down = wc.state.upper() == "DOWN"
+        base = expected_up(wc, now, default_downtime_hours) if already_down else now
         down = dataclasses.replace(
             wc,
             state="DOWN",
             down_since=wc.down_since if already_down else now,
-            expected_up_at=now + dt.timedelta(hours=s.hours),
+            expected_up_at=base + dt.timedelta(hours=s.hours),
         )
-        out[view.sales_order.sales_order] = dataclasses.replace(
-            view, work_centers={**view.work_centers, s.work_center: down}
+        held = any(
+            po.work_center == s.work_center and held_by_downtime(po, down, now, default_downtime_hours)
+            for po in view.active_production_orders
         )
+        if held:
+            out[view.sales_order.sales_order] = dataclasses.replace(
+                view, work_centers={**view.work_centers, s.work_center: down}
+            )
     return out
 
 

@@ -74,12 +74,14 @@ ROOT_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
     # ids name the internal root-cause record (MACHINE_DOWN:mes:WC-20): internal lookups
     ("Query", "exception"): INTERNAL_ROLES,
     ("Query", "impact"): frozenset({Role.PLANNER, Role.INTEGRATOR}),  # what-if: planning tool
+    ("Query", "impactComparison"): frozenset({Role.PLANNER, Role.INTEGRATOR}),  # what-ifs side by side
     ("Query", "sources"): INTERNAL_ROLES,  # source health: internal operations
     ("Query", "parkedEvents"): INTERNAL_ROLES,  # dead letters: internal operations
     # federation subgraph ([federation] enabled): entities by key through the scoped loaders
     # (resolvers/federation.py); the SDL is schema knowledge, like introspection
     ("Query", "_entities"): ALL_ROLES,
     ("Query", "_service"): frozenset({Role.INTEGRATOR}),
+    ("Query", "plantTime"): ALL_ROLES,  # the clock answers are judged at: no one's data
     ("Subscription", "orderUpdated"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "orderChanges"): ALL_ROLES,  # hub Scope(customer)
     ("Subscription", "exceptionsChanged"): ALL_ROLES,  # hub Scope(customer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -26,6 +27,7 @@ from .exception_types import (
     run_impact,
 )
 from .health import SourceStatus, source_statuses
+from .impact_compare import ImpactComparison, compare
 from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
 from .parked import ParkedEvent, parked_events
 from .types import Customer, DeliveryRisk, Order, OrderStage
@@ -51,6 +53,11 @@ class OrderFilter:
     delivery_risk: list[DeliveryRisk] | None = None
     confirmed_before: dt.date | None = strawberry.field(
         default=None, description="Confirmed delivery date strictly before this date."
+    )
+    include_completed: bool = strawberry.field(
+        default=False,
+        description="Also orders completed (delivered, or cut) longer ago than the gateway keeps them listed "
+        "([gateway] list_completed_days); a stage filter with DELIVERED includes them too.",
     )
 
 
@@ -176,7 +183,10 @@ async def list_orders(
     customer = policy.customer_filter(ctx.viewer, f.customer)
     if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
         return _empty_page(skip is not None)
-    filters = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
+    filters: dict[str, Any] = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
+    if ctx.list_completed_days > 0 and not f.include_completed and OrderStage.DELIVERED not in (f.stage or []):
+        # Orders finished long ago leave the working list; they stay readable by id.
+        filters["open_or_changed_since"] = ctx.now - dt.timedelta(days=ctx.list_completed_days)
 
     picked: list[SalesOrder] = []
     has_next = False
@@ -290,6 +300,13 @@ class Query:
         return await run_impact(info.context, scenario)
 
     @strawberry.field(
+        description="What-if, side by side: up to 5 scenarios, each analysed as `impact` would at the same instant, "
+        "and every order any of them touches with its prediction under each. Changes nothing in the sources."
+    )
+    async def impact_comparison(self, info: Info, scenarios: list[ImpactScenario]) -> ImpactComparison:
+        return await compare(info.context, scenarios)
+
+    @strawberry.field(
         description="Internal roles only: each source system's health (breaker state, last success, last error, last event)."
     )
     def sources(self, info: Info) -> list[SourceStatus]:
@@ -302,3 +319,11 @@ class Query:
     )
     async def parked_events(self, info: Info, first: int = 50) -> list[ParkedEvent]:
         return await parked_events(info, first)
+
+    @strawberry.field(
+        description="The instant this answer's predictions, risks and exceptions are judged at: the plant's clock. "
+        "On a simulated plant (ordergraph demo) it runs faster than real time, so pages show it as plant time."
+    )
+    def plant_time(self, info: Info) -> dt.datetime:
+        info.context.cacheable = False  # the clock moves without an event
+        return info.context.now.replace(microsecond=0)

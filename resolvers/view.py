@@ -413,10 +413,19 @@ class OrderView:
     def _active_production_orders(self) -> list[ProductionOrder]:
         scrapped = self.scrapped_production_orders
         remade = {o.sales_order_item for o in self.production_orders if o.manufacturing_order not in scrapped}
+        # An item cancelled (rejected) before it was made: its production order, closed
+        # without yield, is out of play (nothing of it will be made or shipped).
+        cancelled = {i.sales_order_item for i in self.sales_order.items if i.rejection_reason}
         return [
             o
             for o in self.production_orders
             if not (o.manufacturing_order in scrapped and o.sales_order_item in remade)
+            and not (
+                o.sales_order_item in cancelled
+                and o.status in ("TECO", "CLOSED")
+                and o.confirmed_yield_qty <= 0
+                and o.actual_start_date is None
+            )
         ]
 
     @property

@@ -34,6 +34,7 @@ class ErpConnector:
         sold_to_party: str | None = None,
         confirmed_before: dt.date | None = None,
         changed_since: dt.datetime | None = None,
+        open_or_changed_since: dt.datetime | None = None,
     ) -> Page:
         """One page of sales orders in number order, filtered at the source; InvalidKey for a
         customer that cannot be a key (``A,B`` would read two customers' orders)."""
@@ -45,8 +46,21 @@ class ErpConnector:
             filters["confirmedBefore"] = confirmed_before.isoformat()
         if changed_since:
             filters["changedSince"] = changed_since.isoformat()
+        if open_or_changed_since:
+            filters["openOrChangedSince"] = open_or_changed_since.isoformat()
         return await self.client.list(SalesOrder, top=top, skip_token=skip_token, filters=filters)
 
+
+    async def list_customers(self, *, page_size: int = 1000) -> list[Customer]:
+        """Every customer, in number order (a paged listing)."""
+        out: list[Customer] = []
+        token: str | None = None
+        while True:
+            page = await self.client.list(Customer, top=page_size, skip_token=token)
+            out.extend(page.records)
+            if not page.next_skip_token or not page.records:
+                return out
+            token = page.next_skip_token
 
     async def sales_orders_of_customer(self, customer: str, *, page_size: int = 1000) -> frozenset[str]:
         """The numbers of every sales order of ``customer`` (a paged listing)."""

@@ -29,9 +29,17 @@ FLAGS = [
 ]
 
 
+def _chromium() -> str | None:
+    """The browser to drive: ORDERGRAPH_CHROMIUM (default /usr/bin/chromium) when it exists,
+    else a ``chromium`` on PATH (when ORDERGRAPH_CHROMIUM is not set)."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    return None if "ORDERGRAPH_CHROMIUM" in os.environ else shutil.which("chromium")
+
+
 def require_browser() -> None:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("Debian chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    if _chromium() is None:
+        pytest.skip(f"Debian chromium is not installed at {CHROMIUM} (.ci/run installs it: apt-get install chromium)")
     try:
         import playwright  # noqa: F401
     except ImportError:
@@ -47,7 +55,7 @@ async def browser_page(allowed_base_url: str) -> AsyncIterator:
     allowed = urlparse(allowed_base_url).netloc
     blocked: list[str] = []
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await pw.chromium.launch(executable_path=_chromium(), args=FLAGS)
         try:
             context = await browser.new_context(viewport={"width": 1400, "height": 900})
 

@@ -55,3 +55,23 @@ async def prefix() -> AsyncIterator[str]:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+# --- say it out loud when the browser tests did not run ---------------------------------
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001
+    """A skipped browser test (no Chromium, no Playwright, no GraphiQL assets) is easy to
+    miss among dots: name them at the end of every run, with what they need."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    browser = [r for r in skipped if "test_browser" in r.nodeid]
+    if not browser:
+        return
+    reasons = sorted({str(r.longrepr[2]).removeprefix("Skipped: ") for r in browser if isinstance(r.longrepr, tuple)})
+    terminalreporter.write_sep("=", f"{len(browser)} BROWSER TESTS SKIPPED", yellow=True, bold=True)
+    for reason in reasons:
+        terminalreporter.write_line(f"  {reason}")
+    terminalreporter.write_line(
+        "  They need Debian's chromium (apt-get install chromium, or ORDERGRAPH_CHROMIUM=/path) and"
+        " playwright (pip install -e '.[test]'); GraphiQL's also need `ordergraph assets`."
+    )

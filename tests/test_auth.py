@@ -361,11 +361,16 @@ def probe(root: Any, name: str, foreign: str) -> str | None:
 
 def _same_shape(answer: Any, foreign: str, missing: str) -> str:
     """The answer with the probed id blanked out; cursors are sealed with a fresh nonce each
-    time (resolvers/cursors.py), so they are blanked out too."""
+    time (resolvers/cursors.py), so they are blanked out too, and so is the clock
+    (plantTime: no one's data, and it moves between two probes)."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: "<cursor>" if k.lower().endswith("cursor") and isinstance(v, str) else walk(v) for k, v in value.items()}
+            return {
+                k: "<cursor>" if k.lower().endswith("cursor") and isinstance(v, str)
+                else "<clock>" if k == "plantTime" else walk(v)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [walk(v) for v in value]
         if isinstance(value, str):

@@ -34,7 +34,7 @@ query($id: ID!) {
     id kind severity open clearedAt affectedOrderCount
     valueAtRisk { amount }
     rootCause { system entity key label }
-    affected { orderId severity daysLate valueAtRisk { amount } }
+    affected { orderId severity daysLate valueAtRisk { amount } promiseHolds slackWorkingDays }
   }
 }
 """
@@ -124,6 +124,18 @@ def pegged(world: Any, work_center: str) -> set[str]:
     }
 
 
+def held_by_downtime(world: Any, work_center: str, up_at: dt.datetime) -> set[str]:
+    """Sales orders whose unfinished production on the work centre a downtime until
+    ``up_at`` holds: running, or scheduled to start before the machine is back."""
+    return {
+        po.sales_order
+        for po in world.tables["A_ProductionOrder"].records()
+        if po.work_center == work_center
+        and po.status not in FINISHED
+        and (po.status in STARTED or po.scheduled_start_date < up_at)
+    }
+
+
 def busiest_running_work_center(world: Any) -> str:
     """The work centre that is up and runs the most started production orders."""
     running: dict[str, int] = defaultdict(int)
@@ -203,17 +215,35 @@ async def test_machine_down_raises_on_exactly_the_pegged_orders_and_clears(froze
     down = (await gql.query(AFFECTED, {"id": f"MACHINE_DOWN:mes:{wc}"}))["exception"]
     assert down["open"] and down["kind"] == "MACHINE_DOWN"
     assert down["rootCause"] == {"system": "mes", "entity": "WorkCenter", "key": wc, "label": down["rootCause"]["label"]}
-    assert {a["orderId"] for a in down["affected"]} == orders  # exactly the pegged orders
-    assert down["affectedOrderCount"] == len(orders)
+    # Exactly the orders the downtime holds: running, or due to start before the repair;
+    # production scheduled after it is not held (and not listed).
+    up_at = world.get("A_WorkCenter", wc).expected_up_at
+    held = held_by_downtime(world, wc, up_at)
+    assert {a["orderId"] for a in down["affected"]} == held
+    assert down["affectedOrderCount"] == len(held)
+    assert held < orders  # this plant has work on it scheduled after the repair
 
     now = world.now().replace(microsecond=0)
-    facts = await orders_by_id(gql, orders, ORDER_FACTS)
+    facts = await orders_by_id(gql, held, ORDER_FACTS)
     for a in down["affected"]:
         severity, value = expected_severity(facts[a["orderId"]], now)
+        breaks = a["daysLate"] > 0 or facts[a["orderId"]]["predictedDeliveryDate"] is None
+        # Value at risk only where the promise breaks; the others are affected but safe.
+        assert a["promiseHolds"] is not breaks, a
+        assert a["valueAtRisk"]["amount"] == (pytest.approx(facts[a["orderId"]]["netValue"]["amount"]) if breaks else 0)
         if severity is None:  # held by a block
-            assert a["severity"] != "LOW" and a["valueAtRisk"]["amount"] == pytest.approx(value), a["orderId"]
+            assert a["severity"] != "LOW", a["orderId"]
             continue
-        assert (a["severity"], a["valueAtRisk"]["amount"]) == (severity, pytest.approx(value)), a["orderId"]
+        assert a["severity"] == severity, a["orderId"]
+        if not breaks:
+            c = facts[a["orderId"]]
+            ship_to = RECEIVING.for_place(c["customer"]["country"], c["customer"]["region"], c["customer"]["timeZone"])
+            slack = working_days(
+                ship_to, dt.date.fromisoformat(c["predictedDeliveryDate"]), dt.date.fromisoformat(c["confirmedDeliveryDate"])
+            )
+            assert a["slackWorkingDays"] == slack >= 0, a
+    # Both kinds are here: orders whose promise breaks, and affected orders that stay safe.
+    assert {a["promiseHolds"] for a in down["affected"]} == {True, False}
     assert down["severity"] == max((a["severity"] for a in down["affected"]), key=SEVERITIES.index)
     assert down["valueAtRisk"]["amount"] == pytest.approx(sum(a["valueAtRisk"]["amount"] for a in down["affected"]))
 
@@ -315,7 +345,7 @@ async def test_subscriber_sees_raise_and_clear_and_resumes_with_cursor(frozen) -
     assert last["data"]["exceptionsChanged"]["action"] == "RAISED"
     assert last["extensions"]["cursor"] == last["data"]["exceptionsChanged"]["cursor"]
     affected = {o["id"] for o in last["data"]["exceptionsChanged"]["exception"]["affectedOrders"]}
-    assert affected == pegged(plant.world, wc)
+    assert affected == held_by_downtime(plant.world, wc, plant.world.get("A_WorkCenter", wc).expected_up_at)
 
     # The second client saw the same first message, then went away.
     first = await offline.next("x", timeout=10)
@@ -437,7 +467,9 @@ async def test_impact_of_a_work_center_matches_what_then_happens(frozen) -> None
     plant, url, app, http = frozen
     gql = GraphQLClient(url, http)
     wc = busiest_running_work_center(plant.world)
-    orders = pegged(plant.world, wc)
+    # The orders 30 h of downtime holds: running, or due to start within them.
+    orders = held_by_downtime(plant.world, wc, plant.world.now() + dt.timedelta(hours=30))
+    assert orders < pegged(plant.world, wc)
     scenario = {"workCenterDown": {"workCenter": wc, "hours": 30}}
     what_if = (await gql.query(IMPACT, {"scenario": scenario}))["impact"]
     predicted = {o["orderId"]: o for o in what_if["orders"]}
@@ -555,7 +587,10 @@ def _disruptions(seed: int) -> list[tuple[str, str]]:
     world.set_speed(0)
     changes: list = []
     world.subscribe(changes.append)
-    driver = PlantDriver(world, speed=3600, breakdown_rate=0.2, shortage_rate=0.5, delay_rate=0.5, seed=seed)
+    # No new orders here (intake has its own tests): the disruptions alone.
+    driver = PlantDriver(
+        world, speed=3600, breakdown_rate=0.2, shortage_rate=0.5, delay_rate=0.5, seed=seed, intake_per_day=0
+    )
     for _ in range(12):
         driver.step()
     return [(c.change_type, c.key) for c in changes]

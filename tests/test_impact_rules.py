@@ -62,14 +62,17 @@ def test_work_center_down_matches_the_record_the_mes_would_send() -> None:
     result = analyse(WorkCenterDown("WC-20", 20), views, CUSTOMERS, NOW)
     assert views == before  # the sources' records are never touched
     by_so = {o.sales_order: o for o in result.orders}
-    assert set(by_so) == {"1", "2"}  # every order with unfinished production on WC-20
+    # The orders the downtime holds: next week's order on WC-20 is not held, not listed.
+    assert set(by_so) == {"1"}
     # What the MES reports when the machine really breaks now for 20 hours:
     broken = make_work_center("WC-20", "DOWN", down_since=NOW, expected_up_at=NOW + 20 * HOUR)
     actual = predict(dataclasses.replace(views[0], work_centers={"WC-20": broken}), NOW)
     assert by_so["1"].new.predicted == actual.predicted_delivery_date
     assert by_so["1"].new.predicted > by_so["1"].current.predicted
-    assert by_so["2"].delay_days == 0  # next week's order is not held up
     assert result.delayed_orders == 1
+    # Down for more than a week: next week's order is held too.
+    week = analyse(WorkCenterDown("WC-20", 24 * 9), views, CUSTOMERS, NOW)
+    assert {o.sales_order for o in week.orders} == {"1", "2"}
 
 
 def test_work_center_already_down_keeps_its_down_since() -> None:
@@ -77,6 +80,29 @@ def test_work_center_already_down_keeps_its_down_since() -> None:
     views = [order("1", orders=[running("m1")], work_centers=[down])]
     longer = analyse(WorkCenterDown("WC-20", 48), views, CUSTOMERS, NOW).orders[0]
     assert longer.new.predicted > longer.current.predicted
+
+
+def test_hours_on_a_machine_already_down_are_additional_hours() -> None:
+    # Down for 30 more hours already: a 1 h what-if means it comes back 1 h later, never sooner.
+    down = make_work_center("WC-20", "DOWN", down_since=NOW - 2 * HOUR, expected_up_at=NOW + 30 * HOUR)
+    unstarted = make_production_order("m2", "RELEASED", start=NOW + 20 * HOUR, work_center="WC-20")
+    views = [
+        order("1", orders=[running("m1")], work_centers=[down]),
+        order("2", orders=[unstarted], work_centers=[down]),
+    ]
+    result = analyse(WorkCenterDown("WC-20", 1), views, CUSTOMERS, NOW)
+    assert {o.sales_order for o in result.orders} == {"1", "2"}
+    for o in result.orders:
+        assert o.new.predicted >= o.current.predicted  # nothing gets earlier
+    later = make_work_center("WC-20", "DOWN", down_since=NOW - 2 * HOUR, expected_up_at=NOW + 31 * HOUR)
+    for view, o in zip(views, sorted(result.orders, key=lambda o: o.sales_order), strict=True):
+        expected = predict(dataclasses.replace(view, work_centers={"WC-20": later}), NOW)
+        assert o.new.predicted == expected.predicted_delivery_date
+    # With its repair time unknown, the default downtime from now counts, plus the hours.
+    unknown = make_work_center("WC-20", "DOWN", down_since=NOW - 2 * HOUR, expected_up_at=None)
+    views = [order("1", orders=[running("m1")], work_centers=[unknown])]
+    more = analyse(WorkCenterDown("WC-20", 1), views, CUSTOMERS, NOW).orders[0]
+    assert more.new.predicted >= more.current.predicted
 
 
 def test_batch_blocked_holds_unshipped_goods_only() -> None:

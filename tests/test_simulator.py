@@ -417,7 +417,7 @@ _WORLD_LAYERS = (
     {"planning", "quantities"},
     {"production"},
     {"shipping"},
-    {"lifecycle", "disruptions"},
+    {"lifecycle", "disruptions", "amendments"},
     {"generation", "scheduler", "reports"},
     {"plant"},
 )

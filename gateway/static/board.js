@@ -196,7 +196,8 @@ async function showDetail(id, refresh = false) {
     for (const input of detail.querySelectorAll("input[id], select[id]")) typed[input.id] = input.value;
     const focused = document.activeElement && detail.contains(document.activeElement) ? document.activeElement.id : null;
     detail.replaceChildren(
-      el("div", { class: "row" }, el("span", { class: "title" }, words(x.kind)), el("span", { class: "muted" }, x.description)),
+      el("div", { class: "row" }, el("span", { class: "title" }, words(x.kind)), el("span", { class: "muted" }, x.description),
+        el("button", { class: "close", onclick: closeDetail }, "Close")),
       el("div", { class: "wf", id: "workflow" },
         el("b", { id: "wf-status" }, words(w.status)), " · owner: ", el("span", { id: "wf-owner" }, owner(w)),
         " · acknowledged: ", w.acknowledged ? `${w.acknowledgedBy}, ${fmtTime(w.acknowledgedAt)}` : "not yet",
@@ -231,6 +232,14 @@ async function showDetail(id, refresh = false) {
   } catch (err) {
     detail.replaceChildren(el("div", { class: "error" }, err.message));
   }
+  // The detail sits above the list: bring it into view, wherever the clicked row was.
+  if (!refresh) detail.scrollIntoView({ block: "start" });
+}
+
+function closeDetail() {
+  selected = null;
+  detail.hidden = true;
+  renderRows();
 }
 
 function scheduleReload(delay) {
@@ -290,10 +299,16 @@ for (const button of document.querySelectorAll("#tabs button")) {
 document.getElementById("signin").addEventListener("click", () => {
   ordergraph.setToken(document.getElementById("token").value);
   load();
+  startClock();
 });
 // Ages move and snoozes run out with the clock alone: refresh the tab once a minute.
 setInterval(() => { if (subscription) scheduleReload(0); }, 60000);
+let clock = null;
+function startClock() {
+  if (clock === null) clock = ordergraph.plantClock(document.getElementById("clock"), 10);
+}
 if (ordergraph.token()) {
   document.getElementById("token").value = ordergraph.token();
   load();
+  startClock();
 }

@@ -109,9 +109,28 @@ const ordergraph = (() => {
     return new Date(value).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
   }
 
+  // An enum or a status code in words: IN_PRODUCTION -> "in production", InTransit -> "in transit".
   function words(value) {
-    return String(value || "").toLowerCase().replace(/_/g, " ");
+    return String(value || "").replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase().replace(/_/g, " ");
   }
 
-  return { token, setToken, query, subscribe, el, fmtDate, fmtTime, words };
+  // Shows the plant's clock (Query.plantTime) in ``node``, refreshed every ``seconds``: the
+  // instant answers are judged at. A simulated plant's clock runs faster than real time,
+  // so the dates on the page are plant time, not the wall clock's.
+  function plantClock(node, seconds) {
+    async function tick() {
+      try {
+        const body = await query("query PlantTime { plantTime }", {});
+        node.textContent = "plant time " + fmtTime(body.data.plantTime);
+        node.title = "Dates and times on this page are the plant's clock (" + body.data.plantTime +
+          "), which a simulated plant runs faster than real time.";
+      } catch (err) {
+        node.textContent = "";
+      }
+    }
+    tick();
+    return setInterval(tick, (seconds || 10) * 1000);
+  }
+
+  return { token, setToken, query, subscribe, el, fmtDate, fmtTime, words, plantClock };
 })();

@@ -21,9 +21,13 @@ let subscription = null;
 
 function milestoneStep(m) {
   const when = m.actual || m.expected || m.planned;
-  const label = m.actual ? "done " + fmtDate(m.actual) : m.expected ? "expected " + fmtDate(m.expected) : m.planned ? "planned " + fmtDate(m.planned) : "";
+  // A step the records say is done is "done", with its date when the records have one;
+  // "planned" is only for what has not happened yet.
+  const done = m.actual || m.status === "DONE";
+  const label = done ? (m.actual ? "done " + fmtDate(m.actual) : "done")
+    : m.expected ? "expected " + fmtDate(m.expected) : m.planned ? "planned " + fmtDate(m.planned) : "";
   return el("div", { class: "step " + m.status, title: `${words(m.kind)} — planned ${fmtTime(m.planned)}, expected ${fmtTime(m.expected)}, actual ${fmtTime(m.actual)}` },
-    el("b", {}, words(m.kind)), when ? label : words(m.status));
+    el("b", {}, words(m.kind)), when || done ? label : words(m.status));
 }
 
 function tracking(shipments) {
@@ -33,7 +37,7 @@ function tracking(shipments) {
     return el("div", { class: "tracking" },
       `${s.carrier} ${s.trackingNumber}: ${words(s.status)}`,
       s.deliveredAt ? ` · delivered ${fmtTime(s.deliveredAt)}` : s.estimatedDeliveryAt ? ` · ETA ${fmtTime(s.estimatedDeliveryAt)}` : "",
-      last ? el("span", { class: "muted" }, ` · last scan ${last.tag} ${last.location || ""} ${fmtTime(last.occurredAt)}`) : null);
+      last ? el("span", { class: "muted" }, ` · last scan ${words(last.tag)} ${last.location || ""} ${fmtTime(last.occurredAt)}`) : null);
   });
 }
 
@@ -42,6 +46,11 @@ function predicted(order) {
   if (order.predictedDeliveryDate) return "predicted " + fmtDate(order.predictedDeliveryDate);
   const held = (order.milestones || []).some((m) => m.status === "ON_HOLD");
   return held ? "on hold, awaiting release" : "predicted —";
+}
+
+function uniqueTexts(exceptions) {
+  const seen = new Set();
+  return exceptions.filter((x) => !seen.has(x.customerDescription) && seen.add(x.customerDescription));
 }
 
 function render(order) {
@@ -55,8 +64,9 @@ function render(order) {
       el("span", { class: "muted predicted" }, predicted(order))),
     el("div", { class: "timeline" }, (order.milestones || []).map(milestoneStep)),
     // customerDescription under Order.exceptions is this order's own text (with its new date).
+    // Two findings can read the same to a customer (e.g. two holds): each text once.
     order.exceptions && order.exceptions.length
-      ? el("ul", { class: "exceptions" }, order.exceptions.map((x) => el("li", { "data-kind": x.kind }, x.customerDescription)))
+      ? el("ul", { class: "exceptions" }, uniqueTexts(order.exceptions).map((x) => el("li", { "data-kind": x.kind }, x.customerDescription)))
       : null,
     tracking(order.logistics && order.logistics.shipments));
   return card;
@@ -105,8 +115,14 @@ async function load() {
 document.getElementById("signin").addEventListener("click", () => {
   ordergraph.setToken(document.getElementById("token").value);
   load();
+  startClock();
 });
+let clock = null;
+function startClock() {
+  if (clock === null) clock = ordergraph.plantClock(document.getElementById("clock"), 10);
+}
 if (ordergraph.token()) {
   document.getElementById("token").value = ordergraph.token();
   load();
+  startClock();
 }

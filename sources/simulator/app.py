@@ -32,7 +32,7 @@ MAX_VALUES = 1000
 # aiohttp refuses request lines over 8 KiB by default, but 1,000 keys of up to ~20
 # characters need ~21 KiB; pass these to any runner that serves ``create_app``.
 SERVER_LIMITS: dict[str, int] = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024}
-_PAGING_PARAMS = ("$top", "$skiptoken", "changedSince", "confirmedBefore")
+_PAGING_PARAMS = ("$top", "$skiptoken", "changedSince", "confirmedBefore", "openOrChangedSince")
 
 
 @dataclasses.dataclass(slots=True)
@@ -101,7 +101,13 @@ def _parse_datetime_param(name: str, raw: str) -> dt.datetime:
 def _parse_query(entity_set: EntitySet, query: Any) -> dict[str, Any]:
     """Validate the query string; returns the arguments of ``Table.query``."""
     filters: dict[str, set[str]] = {}
-    args: dict[str, Any] = {"changed_since": None, "confirmed_before": None, "after": None, "top": None}
+    args: dict[str, Any] = {
+        "changed_since": None,
+        "confirmed_before": None,
+        "after": None,
+        "top": None,
+        "open_or_changed_since": None,
+    }
     for name, raw in query.items():
         if name == "$top":
             try:
@@ -118,6 +124,10 @@ def _parse_query(entity_set: EntitySet, query: Any) -> dict[str, Any]:
                 raise _BadRequest(str(exc)) from None
         elif name == "changedSince":
             args["changed_since"] = _parse_datetime_param(name, raw)
+        elif name == "openOrChangedSince":
+            if entity_set.name != "A_SalesOrder":
+                raise _BadRequest(f"openOrChangedSince is only supported on A_SalesOrder, not {entity_set.name}")
+            args["open_or_changed_since"] = _parse_datetime_param(name, raw)
         elif name == "confirmedBefore":
             if entity_set.name != "A_SalesOrder":
                 raise _BadRequest(f"confirmedBefore is only supported on A_SalesOrder, not {entity_set.name}")
@@ -328,6 +338,102 @@ async def _order_shortfall(request: web.Request) -> web.Response:
     return _json(answer)
 
 
+def _amendment(lever: str):
+    """A control route taking something back on one order (``World.reverse_goods_issue``,
+    ``World.cancel_confirmation``): 404 for an unknown order, 409 when there is nothing
+    to take back."""
+
+    async def handler(request: web.Request) -> web.Response:
+        world = request.app[_STATE].world
+        sales_order = request.match_info["sales_order"]
+        try:
+            before = world.state_of(sales_order)
+            changes = getattr(world, lever)(sales_order)
+        except UnknownKey:
+            return _not_found(f"unknown sales order {sales_order!r}")
+        except ValueError as exc:
+            return _error(409, "Conflict", str(exc))
+        return _json(
+            {"salesOrder": sales_order, "from": before, "to": world.state_of(sales_order), "changes": _changes(changes)}
+        )
+
+    return handler
+
+
+async def _order_quantity(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order = request.match_info["sales_order"]
+    try:
+        body = await _body(request)
+        item, quantity = body.get("item"), body.get("quantity")
+        if not isinstance(item, str) or isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
+            raise _BadRequest('body must be {"item": "<item>", "quantity": <number>}')
+        changes = world.change_quantity(sales_order, item, float(quantity))
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    return _json({"salesOrder": sales_order, "item": item, "quantity": quantity, "changes": _changes(changes)})
+
+
+async def _item_cancel(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order, item = request.match_info["sales_order"], request.match_info["item"]
+    try:
+        changes = world.cancel_item(sales_order, item)
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    return _json({"salesOrder": sales_order, "item": item, "changes": _changes(changes)})
+
+
+async def _item_amend(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order, item = request.match_info["sales_order"], request.match_info["item"]
+    try:
+        body = await _body(request)
+        extra = body.get("extra")
+        if isinstance(extra, bool) or not isinstance(extra, (int, float)):
+            raise _BadRequest('body must be {"extra": <quantity>}')
+        changes = world.amend_after_shipment(sales_order, item, float(extra))
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    return _json({"salesOrder": sales_order, "item": item, "extra": extra, "changes": _changes(changes)})
+
+
+async def _order_date(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order = request.match_info["sales_order"]
+    try:
+        body = await _body(request)
+        raw = body.get("requested")
+        try:
+            requested = parse_date(raw.strip()) if isinstance(raw, str) else None
+        except ValueError:
+            requested = None
+        if requested is None:
+            raise _BadRequest('body must be {"requested": "<ISO date>"}')
+        changes = world.change_date(sales_order, requested)
+    except _BadRequest as exc:
+        return _bad_request(str(exc))
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    order = world.get("A_SalesOrder", sales_order)
+    return _json(
+        {"salesOrder": sales_order, "requested": requested.isoformat(),
+         "confirmed": order.confirmed_delivery_date.isoformat(), "changes": _changes(changes)}
+    )
+
+
 # --- wiring ----------------------------------------------------------------------------------
 
 
@@ -347,6 +453,12 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/work-centers/{work_center}/up", _work_center_up)
     app.router.add_post("/control/orders/{sales_order}/advance", _order_advance)
     app.router.add_post("/control/orders/{sales_order}/shortfall", _order_shortfall)
+    app.router.add_post("/control/orders/{sales_order}/reverse-goods-issue", _amendment("reverse_goods_issue"))
+    app.router.add_post("/control/orders/{sales_order}/cancel-confirmation", _amendment("cancel_confirmation"))
+    app.router.add_post("/control/orders/{sales_order}/quantity", _order_quantity)
+    app.router.add_post("/control/orders/{sales_order}/date", _order_date)
+    app.router.add_post("/control/orders/{sales_order}/items/{item}/cancel", _item_cancel)
+    app.router.add_post("/control/orders/{sales_order}/items/{item}/amend", _item_amend)
     add_control_routes(app, app[_STATE].faults)
     _add_odata_routes(app, app[_STATE])
     app.router.add_get("/{system}/openapi.json", _openapi)

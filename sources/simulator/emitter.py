@@ -13,12 +13,15 @@ lifecycle), so the demo shows orders moving and exceptions appearing and clearin
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
 import itertools
 import logging
+import math
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +38,7 @@ from .world import PLANT_CALENDAR, Change, World
 log = logging.getLogger("ordergraph.simulator.events")
 
 BATCH = "application/cloudevents-batch+json"
+HOLD_SECONDS = 0.5  # the longest an event is held back to arrive out of order
 EVENT_TYPES: dict[tuple[str, str], EventType] = {
     (t.system, t.entity): t
     for t in (*erp.EVENT_TYPES, *mes.EVENT_TYPES, *wms.EVENT_TYPES, *qms.EVENT_TYPES, *tms.EVENT_TYPES)
@@ -91,6 +95,7 @@ class EventEmitter:
         self.stats = EmitterStats()
         self._pending: list[dict[str, Any]] = []
         self._held: dict[str, Any] | None = None  # an event held back to arrive out of order
+        self._held_since = 0.0  # monotonic time it was held
         self._ids = itertools.count(1)
         # Event ids must stay unique across emitter restarts, or the gateway's dedupe
         # (source + id) would swallow new events as duplicates.
@@ -174,6 +179,7 @@ class EventEmitter:
             self._held = None
         elif self.rng.random() < self.reorder_rate:
             self._held = out.pop(0)
+            self._held_since = time.monotonic()
             self.stats.reordered += 1
         self._pending.extend(out)
         self._idle.clear()
@@ -187,7 +193,19 @@ class EventEmitter:
             if not self._pending:
                 self._idle.set()
                 self._wake.clear()
-                await self._wake.wait()
+                if self._held is None:
+                    await self._wake.wait()
+                    continue
+                # A held event arrives after the next change, or on its own once
+                # HOLD_SECONDS pass without one: it never waits for a change that may not come.
+                wait = self._held_since + HOLD_SECONDS - time.monotonic()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    continue
+                self._pending.append(self._held)
+                self._held = None
+                self._idle.clear()
                 continue
             # One request per system: each is signed with its own system's secret.
             system = self._pending[0]["source"].rsplit("/", 1)[-1]
@@ -225,12 +243,24 @@ class EventEmitter:
 
 
 class PlantDriver:
-    """Moves the plant forward on an accelerated clock, with the odd disruption.
+    """Moves the plant forward on an accelerated clock, with new orders and the odd disruption.
 
     Per interval, each with its own chance: a work centre breaks down for 2–12 h, a
     component of production that has not started goes short for 1–5 days, a truck on its
-    way is delayed by 6–48 h. Choices come from a seeded generator over sorted candidates,
-    so the same world, seed and steps give the same disruptions.
+    way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed, a
+    production confirmation cancelled or an item's quantity changed
+    a delivery date changed, an item cancelled or more ordered after shipment
+    (``World.reverse_goods_issue`` / ``cancel_confirmation`` / ``change_quantity`` /
+    ``change_date`` / ``cancel_item`` / ``amend_after_shipment``). New
+    orders arrive as a Poisson stream of ``intake_per_day``
+    per plant day (default: the steady rate, as many as the plant delivers, from its open
+    orders and their lead time), from customers in proportion to their orders so far.
+    Choices come from a seeded generator over sorted candidates, so the same world, seed
+    and steps give the same disruptions and orders.
+
+    ``advance=True`` moves the plant clock ``speed`` x the interval each step (a world whose
+    clock is stopped); ``advance=False`` leaves the clock to run by itself (``World.set_speed``)
+    and takes what fell due each step.
     """
 
     def __init__(
@@ -243,9 +273,24 @@ class PlantDriver:
         shortage_rate: float = 0.03,
         delay_rate: float = 0.03,
         seed: int = 11,
+        intake_per_day: float | None = None,
+        advance: bool = True,
+        reversal_rate: float = 0.0,
     ) -> None:
         self.world = world
         self.speed = speed
+        self.advance = advance
+        self.reversal_rate = reversal_rate
+        self.intake_per_day = world.steady_intake_per_day() if intake_per_day is None else float(intake_per_day)
+        if self.intake_per_day < 0 or not math.isfinite(self.intake_per_day):
+            raise ValueError("intake_per_day must be a finite number >= 0")
+        self.placed = 0
+        self._last_now = world.now()
+        counts = collections.Counter(
+            world.get("A_SalesOrder", so).sold_to_party for so in world.sales_orders
+        )
+        self._customers = sorted(world.customers())
+        self._weights = [counts.get(c, 0) + 1 for c in self._customers]
         self.interval = interval_seconds
         self.breakdown_rate = breakdown_rate
         self.shortage_rate = shortage_rate
@@ -280,7 +325,73 @@ class PlantDriver:
             self.short_component()
         if self.rng.random() < self.delay_rate:
             self.delay_truck()
-        self.world.advance_clock(self.speed * self.interval / 3600.0)
+        if self.reversal_rate and self.rng.random() < self.reversal_rate:
+            self.take_back()
+        if self.advance:
+            hours = self.speed * self.interval / 3600.0
+            self.world.advance_clock(hours)
+            self.take_orders(hours / 24)
+        else:
+            self.world.tick()
+            self.take_orders()
+
+    def take_back(self) -> bool:
+        """A goods issue posted by mistake is reversed, or a production confirmation is
+        cancelled (one of the two, by chance); False if nothing can be taken back."""
+        world = self.world
+        choices = [("reverse_goods_issue", world.reversible_goods_issues()),
+                   ("cancel_confirmation", world.cancellable_confirmations()),
+                   ("change_quantity", world.changeable_quantities()),
+                   ("change_date", world.changeable_dates()),
+                   ("cancel_item", world.cancellable_items()),
+                   ("amend_after_shipment", world.amendable_after_shipment())]
+        choices = [(lever, orders) for lever, orders in choices if orders]
+        if not choices:
+            return False
+        lever, orders = self.rng.choice(choices)
+        if lever == "change_quantity":
+            # The customer orders more (mostly) or less of one item.
+            so, item = self.rng.choice(orders)
+            current = next(i for i in world.get("A_SalesOrder", so).items if i.sales_order_item == item)
+            factor = self.rng.choice((0.5, 1.5, 1.5, 2.0))
+            try:
+                world.change_quantity(so, item, max(1.0, float(round(current.requested_quantity * factor))))
+            except ValueError:
+                return False  # less than production already confirmed
+            return True
+        if lever == "change_date":
+            # The customer postpones (mostly) or pulls in its delivery.
+            so = self.rng.choice(orders)
+            promised = world.get("A_SalesOrder", so).confirmed_delivery_date
+            days = self.rng.choice((-3, -1, 2, 3, 5, 7, 10))
+            try:
+                world.change_date(so, promised + dt.timedelta(days=days))
+            except ValueError:
+                return False  # not after today
+            return True
+        if lever == "cancel_item":
+            world.cancel_item(*self.rng.choice(orders))
+            return True
+        if lever == "amend_after_shipment":
+            so, item = self.rng.choice(orders)
+            world.amend_after_shipment(so, item, float(self.rng.choice((1, 2, 5))))
+            return True
+        getattr(world, lever)(self.rng.choice(orders))
+        return True
+
+    def take_orders(self, days: float | None = None) -> int:
+        """New orders for ``days`` of plant time (default: the plant time since the last
+        call), a Poisson count; how many."""
+        now = self.world.now()
+        if days is None:
+            days = max(0.0, (now - self._last_now).total_seconds() / 86400)
+        self._last_now = now
+        n = _poisson(self.rng, self.intake_per_day * days)
+        for _ in range(n):
+            customer = self.rng.choices(self._customers, self._weights)[0]
+            self.world.place_order(customer, seed=self.rng.randrange(2**31))
+        self.placed += n
+        return n
 
     def short_component(self) -> bool:
         """A component of not-yet-started production goes short; False if none can."""
@@ -312,3 +423,17 @@ class PlantDriver:
         reason = self.rng.choice(("Traffic congestion", "Weather delay", "Missed linehaul connection"))
         world.shipment_delayed(self.rng.choice(trucks), self.rng.choice([6, 12, 24, 48]), reason)
         return True
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson-distributed count with ``mean`` (Knuth's method; means here are small)."""
+    if mean <= 0:
+        return 0
+    if mean > 30:  # a long pause: the normal approximation is close enough
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1

@@ -12,6 +12,7 @@ above its own; ``tests/test_simulator.py`` checks it):
     shipping: as production, and quantities
     lifecycle: production, shipping, planning, quantities
     disruptions: production, shipping, orders, store, clock, working_time
+    amendments: orders, planning, quantities, store, clock, working_time
     generation: lifecycle, production, planning, quantities, ...
     scheduler: lifecycle, disruptions        reports: store, clock, orders
     plant: World, the only module that knows them all

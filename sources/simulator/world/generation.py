@@ -154,13 +154,14 @@ class Generation:
             record.expected_up_at = whole_seconds(self._start + hours_span(rng.uniform(2, 12)))
             self._store.touch(record, "WorkCenter.Down", record.down_since, None)
 
-    def new_order(self, rng: random.Random, target: str, customer: str) -> None:
+    def new_order(self, rng: random.Random, target: str, customer: str, now: dt.datetime | None = None) -> None:
         """A new order of ``customer``, now in state ``target``: its plan (flags, steps and
         their instants around the plant clock), its documents at its order date, and the
-        steps that fall before the plant clock's start taken."""
+        steps that fall before now taken. ``now``: the plant clock (default its start)."""
+        now = self._start if now is None else now
         plan = plan_order(rng, target)
         # Relative hours become instants on the calendars, with now_rel at the plant clock.
-        dues, at = self._times.lay_out(plan.names, plan.times, plan.now_rel, customer)
+        dues, at = self._times.lay_out(plan.names, plan.times, plan.now_rel, customer, now)
         ordered_at = whole_seconds(at(0.0))
         schedule = collections.deque(Step(name, whole_seconds(due)) for name, due in zip(plan.names, dues, strict=True))
         # Promised for a working day of the ship-to, when its receiving hours allow.
@@ -184,7 +185,7 @@ class Generation:
         track.production_hours = plan.production_hours
         track.exception_on_delay = rng.random() < 0.4
         track.extra_transit_hours = plan.extra_transit_hours
-        while track.schedule and track.schedule[0].due <= self._start:
+        while track.schedule and track.schedule[0].due <= now:
             step = track.schedule.popleft()
             self._lifecycle.apply(track, step.name, step.due, rng, part=step.part)
 

@@ -10,6 +10,7 @@ together in ``__init__`` (the one place that shows who uses whom):
 - ``orders``, ``planning``, ``quantities``: an order's track, its plan and its quantities;
 - ``production``, ``shipping``, ``lifecycle``: the order's steps;
 - ``disruptions``: breakdowns, late components, carrier delays, planned shortfalls;
+- ``amendments``: goods-issue reversals and production confirmation cancellations;
 - ``generation``: a world built from a seed; ``scheduler``: what falls due as time moves;
 - ``reports``: order states, lateness and deliveries at a glance.
 
@@ -25,7 +26,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...records import Record, WorkCenter
-from .clock import PlantClock, iso_utc
+from .amendments import Amendments
+from .clock import PlantClock, iso_utc, whole_seconds
 from .disruptions import Disruptions
 from .generation import Generation
 from .lifecycle import Lifecycle
@@ -63,6 +65,7 @@ class World:
         self._disruptions = Disruptions(self._store, self._clock, times, master.ship_tos, self._tracks)
         self._scheduler = Scheduler(self._clock, times, lifecycle, self._disruptions, self._tracks)
         self._reports = Reports(self._store, self._clock, master.ship_tos, self._tracks)
+        self._amendments = Amendments(self._store, self._clock, times, self._tracks)
 
     @classmethod
     def generate(
@@ -145,13 +148,71 @@ class World:
         ships short (see ``Disruptions``); changes no record until production confirms."""
         return self._disruptions.plan_shortfall(sales_order, quantity, item=item, rest=rest)
 
+    def reverse_goods_issue(self, sales_order: str) -> list[Change]:
+        """Take back a goods issue the carrier has not picked up (see ``Amendments``);
+        ValueError when the order has none."""
+        self._amendments.reverse_goods_issue(sales_order)
+        return self._store.flush()
+
+    def cancel_confirmation(self, sales_order: str) -> list[Change]:
+        """Take back the last production confirmation (see ``Amendments``); ValueError when
+        the order has none that can be."""
+        self._amendments.cancel_confirmation(sales_order)
+        return self._store.flush()
+
+    def change_quantity(self, sales_order: str, item: str, quantity: float) -> list[Change]:
+        """The customer now orders ``quantity`` of ``item`` (see ``Amendments``); ValueError
+        when that item's quantity can no longer change."""
+        self._amendments.change_quantity(sales_order, item, quantity)
+        return self._store.flush()
+
+    def change_date(self, sales_order: str, requested: dt.date) -> list[Change]:
+        """The customer asks for delivery on ``requested`` (see ``Amendments``); ValueError
+        when the order's date can no longer change."""
+        self._amendments.change_date(sales_order, requested)
+        return self._store.flush()
+
+    def cancel_item(self, sales_order: str, item: str) -> list[Change]:
+        """The customer cancels one item (see ``Amendments``); ValueError when it cannot be."""
+        self._amendments.cancel_item(sales_order, item)
+        return self._store.flush()
+
+    def amend_after_shipment(self, sales_order: str, item: str, extra: float) -> list[Change]:
+        """The customer orders ``extra`` more of ``item`` after shipment (see ``Amendments``)."""
+        self._amendments.amend_after_shipment(sales_order, item, extra)
+        return self._store.flush()
+
+    def amendable_after_shipment(self) -> list[tuple[str, str]]:
+        """(sales order, item) the customer can still order more of after shipment."""
+        return self._amendments.amendable_after_shipment()
+
+    def cancellable_items(self) -> list[tuple[str, str]]:
+        """(sales order, item) the customer can still cancel alone."""
+        return self._amendments.cancellable_items()
+
+    def changeable_dates(self) -> list[str]:
+        """Sales orders whose delivery date can still change."""
+        return self._amendments.changeable_dates()
+
+    def changeable_quantities(self) -> list[tuple[str, str]]:
+        """(sales order, item) whose quantity can still change."""
+        return self._amendments.changeable_quantities()
+
+    def reversible_goods_issues(self) -> list[str]:
+        """Orders with a goods issue the carrier has not picked up yet."""
+        return self._amendments.reversible_goods_issues()
+
+    def cancellable_confirmations(self) -> list[str]:
+        """Orders with a production confirmation that can still be taken back."""
+        return self._amendments.cancellable_confirmations()
+
     def place_order(self, customer: str, *, seed: int | None = None) -> list[Change]:
         """A new order of ``customer`` arrives (state RECEIVED): a new sales order, its
         production order and reservations, with keys after every existing one."""
         if customer not in self._master.ship_tos:
             raise UnknownKey(customer)
         rng = random.Random(seed if seed is not None else len(self._tracks))
-        self._generation.new_order(rng, RECEIVED, customer)
+        self._generation.new_order(rng, RECEIVED, customer, whole_seconds(self._clock.now()))
         return self._store.flush()
 
     def advance_order(self, sales_order: str) -> list[Change]:
@@ -221,6 +282,14 @@ class World:
     def delivery_summary(self) -> dict[str, int]:
         """Orders with a backorder open, with several deliveries, and with a cut (rejected) item."""
         return self._reports.delivery_summary()
+
+    def steady_intake_per_day(self) -> float:
+        """New orders per plant day that keep the number of open orders steady (see ``Reports``)."""
+        return self._reports.steady_intake_per_day()
+
+    def customers(self) -> list[str]:
+        """Customer numbers, in order."""
+        return list(self._master.ship_tos)
 
     def summary(self) -> dict[str, Any]:
         """Orders per lifecycle state, late orders, work centres down, record counts, clock."""

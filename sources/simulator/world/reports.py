@@ -9,7 +9,15 @@ from collections.abc import Mapping
 from ...records import Shipment
 from .clock import PlantClock
 from .master_data import ShipTo
-from .orders import DELIVERED, GOODS_ISSUED, LIFECYCLE_STATES, STATE_RANK, OrderTrack, track_of
+from .orders import (
+    DELIVERED,
+    GOODS_ISSUED,
+    LIFECYCLE_STATES,
+    RECEIVED,
+    STATE_RANK,
+    OrderTrack,
+    track_of,
+)
 from .store import RecordStore
 
 
@@ -103,3 +111,18 @@ class Reports:
             several += sum(1 for p in track.parts.values() if p.delivery is not None) > 1
             cut += any(i.rejection_reason for i in self._store.sales_order(key).items)
         return {"backorders": len(self.short_shipped()), "severalDeliveries": several, "itemsCut": cut}
+
+    def steady_intake_per_day(self) -> float:
+        """New orders per plant day that keep the open orders as many as they are: open
+        orders over the planned lead time (order to delivery) of the orders just received
+        (Little's law); 0 when no order is open or none was just received."""
+        open_orders = sum(1 for t in self._tracks.values() if t.state != DELIVERED)
+        leads = [
+            (t.schedule[-1].due - t.last_step_at).total_seconds() / 86400
+            for t in self._tracks.values()
+            if t.state == RECEIVED and t.schedule and t.last_step_at is not None
+        ]
+        leads = [d for d in leads if d > 0]
+        if not open_orders or not leads:
+            return 0.0
+        return open_orders / (sum(leads) / len(leads))

@@ -196,12 +196,14 @@ class Table:
         confirmed_before: dt.date | None = None,
         after: str | None = None,
         top: int | None = None,
+        open_or_changed_since: dt.datetime | None = None,
     ) -> tuple[list[dict[str, Any]], int, str | None]:
         """One page of matches, sorted by key: (rendered records, total count, last key).
 
         ``filters`` maps source field names to accepted values (AND across fields);
         ``after`` is the last key of the previous page; the returned last key is None when
-        this is the last page.
+        this is the last page. ``open_or_changed_since``: only sales orders not completed
+        (``OverallSDProcessStatus`` other than C) or changed since then.
         """
         keys: list[str]
         if filters:
@@ -214,6 +216,8 @@ class Table:
             keys = self._keys
         if changed_since is not None or confirmed_before is not None:
             keys = [k for k in keys if _matches(self._records[k], changed_since, confirmed_before)]
+        if open_or_changed_since is not None:
+            keys = [k for k in keys if _open_or_changed(self._records[k], open_or_changed_since)]
         count = len(keys)
         first = bisect.bisect_right(keys, after) if after is not None else 0
         page = keys[first:] if top is None else keys[first : first + top]
@@ -231,3 +235,11 @@ def _matches(record: Any, changed_since: dt.datetime | None, confirmed_before: d
         if confirmed is None or confirmed >= confirmed_before:
             return False
     return True
+
+
+def _open_or_changed(record: Any, since: dt.datetime) -> bool:
+    """Not completed, or completed but changed at or after ``since``."""
+    if getattr(record, "overall_sd_process_status", "A") != "C":
+        return True
+    changed = record.last_change_date_time
+    return changed is not None and changed >= since

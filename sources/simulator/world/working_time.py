@@ -48,20 +48,23 @@ class WorkingTime:
         self._ship_tos = ship_tos
 
     def lay_out(
-        self, names: list[str], times: list[float], now_rel: float, customer: str
+        self, names: list[str], times: list[float], now_rel: float, customer: str, now: dt.datetime | None = None
     ) -> tuple[list[dt.datetime], Callable[[float], dt.datetime]]:
         """Instants of an order's steps at relative hours ``times`` (``now_rel`` is the plant
         clock's start), each gap measured and each step placed on its calendar; and the
         instant of any relative position. Walks out from now both ways, so the order is in
-        the same state at the start whatever the calendars stretch."""
+        the same state at the start whatever the calendars stretch. ``now``: the instant
+        ``now_rel`` stands for (default the clock's start; an order placed later passes the
+        plant clock)."""
+        origin = self.start if now is None else now
         n = len(names)
         k = bisect.bisect_right(times, now_rel)  # steps at or before now
-        dues: list[dt.datetime] = [self.start] * n
-        t, pos = self.start, now_rel
+        dues: list[dt.datetime] = [origin] * n
+        t, pos = origin, now_rel
         for i in range(k, n):
             t = self.place(names[i], self.measure(names[i], t, times[i] - pos), customer, forward=True)
             dues[i], pos = t, times[i]
-        t, pos = self.start, now_rel
+        t, pos = origin, now_rel
         for i in range(k - 1, -1, -1):
             gap = names[i + 1] if i + 1 < n else None  # the gap after step i is its successor's
             t = self.place(names[i], self.measure(gap, t, times[i] - pos), customer, forward=False)
@@ -74,9 +77,9 @@ class WorkingTime:
             j = bisect.bisect_right(times, x)  # x lies in the gap before step j
             gap = names[j] if j < n else None
             if x >= now_rel:
-                base, pos = (dues[j - 1], times[j - 1]) if j > 0 and times[j - 1] >= now_rel else (self.start, now_rel)
+                base, pos = (dues[j - 1], times[j - 1]) if j > 0 and times[j - 1] >= now_rel else (origin, now_rel)
             else:
-                base, pos = (dues[j], times[j]) if j < n and times[j] <= now_rel else (self.start, now_rel)
+                base, pos = (dues[j], times[j]) if j < n and times[j] <= now_rel else (origin, now_rel)
             return self.measure(gap, base, x - pos)
 
         return dues, at
@@ -107,6 +110,10 @@ class WorkingTime:
         if calendar is None:
             return at
         return calendar.next_working_time(at) if forward else calendar.subtract_working_time(at, dt.timedelta(0))
+
+    def receiving_calendar(self, customer: str) -> FactoryCalendar:
+        """The ship-to's receiving days and hours."""
+        return self._ship_tos[customer].receiving
 
     def receiving_time(self, customer: str, at: dt.datetime) -> dt.datetime:
         """A carrier's estimate: within the ship-to's receiving hours, on a working day."""
