@@ -498,13 +498,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         try:
             await _serve(app, args.host, args.port, sock)
         finally:
-            for r in running:
-                await r.close()
-            await sim.close()
-            if mailbox is not None:
-                await mailbox.close()
-            if scratch is not None:
-                scratch.cleanup()
+            try:
+                for r in running:
+                    await r.close()
+                await sim.close()
+                if mailbox is not None:
+                    await mailbox.close()
+            finally:  # whatever stopping the parts raised, the scratch journal goes
+                if scratch is not None:
+                    scratch.cleanup()
 
     # SIGTERM (a service manager's stop) ends the demo like Ctrl-C, so the temporary
     # journal is removed either way.

@@ -128,6 +128,7 @@ class SapErpConnector(ErpConnector):
         sold_to_party: str | None = None,
         confirmed_before: dt.date | None = None,
         changed_since: dt.datetime | None = None,
+        open_or_changed_since: dt.datetime | None = None,
     ) -> Page:
         """One page in number order. ``SoldToParty`` and ``LastChangeDateTime`` filter at
         SAP; the confirmed date lives on the schedule lines, which ``A_SalesOrder`` cannot
@@ -138,6 +139,11 @@ class SapErpConnector(ErpConnector):
             filters.append(eq("SoldToParty", sold_to_party))
         if changed_since:
             filters.append(field_filter("LastChangeDateTime", "ge", changed_since, "datetimeoffset"))
+        if open_or_changed_since:  # not completed, or completed but changed since (the default listing)
+            filters.append(
+                field_filter("OverallSDProcessStatus", "ne", "C")
+                | field_filter("LastChangeDateTime", "ge", open_or_changed_since, "datetimeoffset")
+            )
         base = all_of(filters) if filters else None
         if confirmed_before is not None:
             everything = await self.sales.read_all(

@@ -479,11 +479,16 @@ async def test_demo_with_the_erp_as_sap_odata_runs_the_whole_product(tmp_path):
 
             report = await _until(ready, timeout=90, step=0.3)
             assert report["freshness"]["erp"]["how"] == "polled" and report["freshness"]["mes"]["how"] == "pushed"
-            query = "{ orders(first: 3) { totalCount nodes { id customer { name } } } }"
+            # Every order (the demo's default listing leaves out orders completed a plant week ago,
+            # which over OData is a $filter on OverallSDProcessStatus and LastChangeDateTime).
+            query = "{ orders(first: 3, filter: {includeCompleted: true}) { totalCount nodes { id customer { name } } } }"
             async with http.post(base + "/graphql", json={"query": query}) as resp:
                 body = await resp.json()
             assert "errors" not in body, body
             assert body["data"]["orders"]["totalCount"] == 100 and all(n["customer"]["name"] for n in body["data"]["orders"]["nodes"])
+            async with http.post(base + "/graphql", json={"query": "{ orders(first: 1) { totalCount } }"}) as r:
+                listed = (await r.json())["data"]["orders"]["totalCount"]
+            assert 0 < listed < 100  # open orders and those completed within the week
             async with http.get(f"http://127.0.0.1:{ports[1]}/control/stats") as resp:
                 assert (await resp.json())["requests"]["erp"] > 0  # the ERP was read over OData
     finally:
