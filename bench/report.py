@@ -50,6 +50,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append((label, ", ".join(f"{w} {x}×" for w, x in ratios), "met" if worst >= goal else "not met"))
         elif ratios:
             out.append((label, "n/a (no peer)", "n/a"))
+    out += cached_peer_targets(results)
     fresh = results.get("freshness") or {}
     if fresh.get("probes"):
         stale = fresh.get("stale_after_ack")
@@ -84,6 +85,76 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             )
         )
     return out
+
+
+def _rivals(results: dict[str, Any]) -> list[str]:
+    """The warm runs' rivals besides the uncached peer, in the order they were measured."""
+    names: list[str] = []
+    for r in results.get("throughput") or []:
+        names += [n for n in r.get("ratios") or {} if n != "peer" and n not in names]
+    return names
+
+
+def _ttl_label(name: str) -> str:
+    return f"peer, {name.removeprefix('peer-ttl')} TTL" if name.startswith("peer-ttl") else name.replace("ordergraph-w", "ordergraph --workers ")
+
+
+def _stale(results: dict[str, Any], workload: str, name: str) -> str:
+    t = ((results.get("freshness") or {}).get("by_workload") or {}).get(workload, {}).get(name)
+    if not t or not t["probes"]:
+        return "n/a"
+    return f"{t['stale']}/{t['probes']} ({100 * t['stale'] / t['probes']:.0f} %)"
+
+
+def cached_peer_targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Issue 19's goals against the peer with a response cache."""
+    out: list[tuple[str, str, str]] = []
+    warm = [r for r in results.get("throughput") or [] if r["cache"] == "warm" and r.get("ratios")]
+    ttl60 = next((n for n in _rivals(results) if n == "peer-ttl60s"), None)
+    if warm and ttl60 and all(ttl60 in r["ratios"] for r in warm):
+        worst = min(r["ratios"][ttl60] for r in warm)
+        out.append(("warm ≥ 3 × the peer with a 60 s response cache", ", ".join(f"{r['workload']} {r['ratios'][ttl60]}×" for r in warm), "met" if worst >= 3.0 else "not met"))
+    by = (results.get("freshness") or {}).get("by_workload") or {}
+    if by and any(len(v) > 1 for v in by.values()):
+        og = sum(v.get("ordergraph", {}).get("stale", 0) for v in by.values())
+        n = sum(v.get("ordergraph", {}).get("probes", 0) for v in by.values())
+        peers = []
+        for name in [x for x in _rivals(results) if x.startswith("peer-ttl")]:
+            st = sum(v.get(name, {}).get("stale", 0) for v in by.values())
+            pn = sum(v.get(name, {}).get("probes", 0) for v in by.values())
+            if pn:
+                peers.append(f"{_ttl_label(name)} {st}/{pn} ({100 * st / pn:.0f} %)")
+        out.append(("0 stale reads after a change and its accepted event", f"ordergraph {og}/{n}" + (f"; {'; '.join(peers)}" if peers else ""), "met" if og == 0 and n else "not met"))
+    return out
+
+
+def cached_peer_table(results: dict[str, Any]) -> list[str]:
+    """Section 3b: warm ordergraph against the peer with yoga's response cache, and --workers."""
+    rows = [r for r in results.get("throughput") or [] if r["cache"] == "warm" and r.get("ratios")]
+    rivals = _rivals(results)
+    if not rows or not rivals:
+        return []
+    ttls = [n for n in rivals if n.startswith("peer-ttl")]
+    cols = ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"]
+    head = " | ".join(f"{_ttl_label(n) if n != 'peer' else 'uncached peer'} req/s" for n in cols)
+    ratio_head = " | ".join(f"ordergraph / {_ttl_label(n)}" for n in ttls)
+    stale_head = " | ".join(f"stale: {_ttl_label(n) if n != 'peer' else 'uncached peer'}" for n in ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"])
+    lines = [
+        "**3b. Against the cache a team would add** (warm runs, the same rounds as above: every server in turn; "
+        "`peer, N s TTL` = the peer with `@graphql-yoga/plugin-response-cache`, one shared cache, entries kept N s; "
+        "stale = reads of a changed order right after the gateway's 202 for the change's events that still served the "
+        "old state, counted while each workload ran; cpu in parentheses)",
+        "",
+        f"| workload | c | {head} | {ratio_head} | {stale_head} |",
+        "| --- | ---: |" + " ---: |" * (len(cols) + len(ttls)) + " ---: |" * (len(cols)),
+    ]
+    for r in rows:
+        cells = [f"{_n(r.get(n, {}).get('requests_per_second'))} ({_n(r.get(n, {}).get('server_cpu'), 2)})" for n in cols]
+        ratios = [f"**{_n(r['ratios'].get(n), 2)}×**" for n in ttls]
+        stale = [_stale(results, r["workload"], n) for n in ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"]]
+        lines.append(f"| {r['workload']} | {r['concurrency']} | " + " | ".join(cells + ratios + stale) + " |")
+    lines.append("")
+    return lines
 
 
 def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
@@ -150,9 +221,10 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
                 f"| {r['workload']} | {r['cache']} | {r['concurrency']} | {_n(og.get('requests_per_second'))} | {_n(og.get('p50_ms'))} ms | {_n(og.get('p99_ms'))} ms | {_n(og.get('server_cpu'), 2)} "
                 f"| {_n(pe.get('requests_per_second'))} | {_n(pe.get('p50_ms'))} ms | {_n(pe.get('p99_ms'))} ms | {_n(pe.get('server_cpu'), 2)} | **{_n(r.get('ratio'), 2)}×** |"
             )
-        errors = sum(r.get(k, {}).get("errors", 0) for r in rows for k in ("ordergraph", "peer"))
-        lg = max((r.get(k, {}).get("loadgen_cpu", 0) for r in rows for k in ("ordergraph", "peer")), default=0)
-        plant = max((r.get(k, {}).get("plant_cpu", 0) for r in rows for k in ("ordergraph", "peer")), default=0)
+        every = ("ordergraph", "peer", *_rivals(results))
+        errors = sum(r.get(k, {}).get("errors", 0) for r in rows for k in every)
+        lg = max((r.get(k, {}).get("loadgen_cpu", 0) for r in rows for k in every), default=0)
+        plant = max((r.get(k, {}).get("plant_cpu", 0) for r in rows for k in every), default=0)
         lines.append(f"\nErrors (HTTP or GraphQL) over all runs: {errors}. Load generator used at most {lg:.2f} cores, the plant at most {plant:.2f}.")
         fresh = results.get("freshness") or {}
         drv = fresh.get("driver") or {}
@@ -173,6 +245,7 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
                 )
             )
         lines.append("")
+        lines += cached_peer_table(results)
     rows = results.get("subscriptions") or []
     if rows:
         lines += [

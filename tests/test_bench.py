@@ -74,6 +74,28 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
     fresh = results["freshness"]
     assert fresh["stale_after_ack"] == 0 and fresh["never_fresh"] == 0, fresh
 
+    # 3b. the warm runs against the peer with yoga's response cache (5 s and 60 s TTLs) and
+    # ordergraph as `serve --workers 2`: every workload measured for each, ratios to each,
+    # and every server's read right after the 202 checked against the sources
+    if HAVE_NODE:
+        rivals = {"peer", "peer-ttl5s", "peer-ttl60s"}
+        if not any("--also-workers" in n for n in results["notes"]):  # Redis reachable
+            rivals.add("ordergraph-w2")
+        for r in (r for r in rows if r["cache"] == "warm"):
+            assert set(r["ratios"]) == rivals, r.get("ratios")
+            for name in rivals:
+                assert r[name]["requests"] > 0 and r[name]["errors"] == 0
+                assert r["ratios"][name] == round(r["ordergraph"]["requests_per_second"] / r[name]["requests_per_second"], 2)
+        tallies = fresh["by_workload"]
+        assert set(tallies) <= {"where is my order", "dashboard page (50)", "customer's orders"} and tallies
+        for per_server in tallies.values():
+            assert set(per_server) == rivals | {"ordergraph"}
+            assert per_server["ordergraph"]["stale"] == 0 and per_server["ordergraph"]["probes"] > 0
+            assert per_server["peer"]["stale"] == 0  # the uncached peer reads the sources: the probe's control
+            assert per_server.get("ordergraph-w2", {"stale": 0})["stale"] == 0  # read-after-202 across replicas
+        # the cached peers answered some probe from their cache: the probe can see staleness
+        assert sum(t["peer-ttl60s"]["stale"] for t in tallies.values()) > 0
+
     # 4. subscriptions: two sizes from separate processes; every expected message delivered
     subs = results["subscriptions"]
     assert len(subs) == 2
@@ -116,5 +138,7 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
         assert r["ratio"] == round(r["on"]["requests_per_second"] / r["off"]["requests_per_second"], 3)
 
     table = md_file.read_text()
+    if HAVE_NODE:
+        assert "Against the cache a team would add" in table and "warm ≥ 3 × the peer with a 60 s response cache" in table
     for heading in ("Upstream calls per query", "Latency vs the critical path", "Throughput", "Subscriptions", "Event ingestion", "Under attack", "Tracing overhead", "Targets"):
         assert heading in table
