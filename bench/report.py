@@ -51,6 +51,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         elif ratios:
             out.append((label, "n/a (no peer)", "n/a"))
     out += cached_peer_targets(results)
+    soak = results.get("soak") or {}
+    if soak.get("windows"):
+        out.append(("soak: RSS growth after warm-up < 10 %", f"{soak['rss_growth_pct']} % over {soak['seconds']:g} s", "met" if (soak["rss_growth_pct"] or 0) < 10 else "not met"))
+        flat = soak["backlog_last"] <= max(soak["backlog_first"], 1.0) * 2 and soak["backlog_last"] < 100
+        out.append(("soak: event backlog flat", f"median {soak['backlog_first']:g} (first third) → {soak['backlog_last']:g} (last third), max {soak['backlog_max']:g}", "met" if flat else "not met"))
     fresh = results.get("freshness") or {}
     if fresh.get("probes"):
         stale = fresh.get("stale_after_ack")
@@ -153,6 +158,55 @@ def cached_peer_table(results: dict[str, Any]) -> list[str]:
         ratios = [f"**{_n(r['ratios'].get(n), 2)}×**" for n in ttls]
         stale = [_stale(results, r["workload"], n) for n in ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"]]
         lines.append(f"| {r['workload']} | {r['concurrency']} | " + " | ".join(cells + ratios + stale) + " |")
+    lines.append("")
+    return lines
+
+
+def scaleout_table(results: dict[str, Any]) -> list[str]:
+    """Redis commands per event and per request of `serve --workers N` (bench/scaleout.py)."""
+    so = results.get("scaleout")
+    if not so:
+        return []
+    lines = [
+        f"**8. Scale-out cost** (`serve --workers {so['workers']}` on one Redis; commands naming the replicas' key prefix, "
+        f"counted with MONITOR; idle: {so['idle_commands_per_second']} commands/s of polling and leases, subtracted)",
+        "",
+        "| phase | units | seconds | commands | per unit | by command (per unit) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for p in so["phases"]:
+        by = ", ".join(f"{k} {v:g}" for k, v in sorted((p.get("per_unit_by_command") or {}).items(), key=lambda kv: -kv[1]))
+        if p["units"] is None:
+            by = ", ".join(f"{k} {v}" for k, v in sorted(p["commands"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {p['phase']} | {_n(p['units'])} | {p['seconds']} | {p['total']:,} | {_n(p.get('per_unit'), 2)} | {by} |")
+    lines.append("")
+    return lines
+
+
+def soak_table(results: dict[str, Any]) -> list[str]:
+    """The soak's windows and its three figures (bench/soak.py)."""
+    s = results.get("soak")
+    if not s or not s.get("windows"):
+        return []
+    workloads = list(s["p99_drift"])
+    lines = [
+        f"**9. Soak** ({s['seconds']:g} s at twice the demo's load: {s['event_rate']:g} plant changes/s, "
+        f"{s['query_rate_per_workload']:g} req/s on each workload (open loop), {s['connected']:,} of {s['subscribers']:,} subscribers connected; "
+        f"{s.get('latency_ms', '?')} ms per source call; "
+        f"{s['window_s']:g}-second windows)",
+        "",
+        "| t | RSS | backlog | gateway cpu | " + " | ".join(f"{w} p50 / p99" for w in workloads) + " |",
+        "| ---: | ---: | ---: | ---: |" + " ---: |" * len(workloads),
+    ]
+    for r in s["samples"]:
+        cells = [f"{r[w]['p50_ms']:.0f} / {r[w]['p99_ms']:.0f} ms" for w in workloads]
+        lines.append(f"| {r['t_s']:g} s | {r['rss_bytes'] / 2**20:.1f} MiB | {_n(r['backlog'], 0)} | {r['gateway_cpu']:.2f} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"\nRSS after warm-up {s['rss_warm_bytes'] / 2**20:.1f} MiB → end {s['rss_end_bytes'] / 2**20:.1f} MiB (**{s['rss_growth_pct']} %**); "
+        f"backlog median first third {s['backlog_first']:g}, last third {s['backlog_last']:g}, max {s['backlog_max']:g}; p99 drift (last third / first third): "
+        + ", ".join(f"{w} **{d}×** ({s['p99_first_ms'][w]:.0f} → {s['p99_last_ms'][w]:.0f} ms)" for w, d in s["p99_drift"].items())
+        + f"; {sum(s['requests'].values()):,} requests, {s['errors']} errors; {s['messages']:,} messages to subscribers."
+    )
     lines.append("")
     return lines
 
@@ -310,6 +364,7 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
         errors = sum(r[k]["errors"] for r in rows for k in ("unloaded", "attacked"))
         lines.append(f"\nErrors of the normal workloads (HTTP or GraphQL): {errors}.")
         lines.append("")
+    lines += scaleout_table(results) + soak_table(results)
     tg = targets(results)
     if tg:
         lines += ["**Targets**", "", "| target | measured | status |", "| --- | --- | --- |"]

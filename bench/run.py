@@ -54,6 +54,8 @@ PEER_DIR = BENCH_DIR / "peer"
 DEFAULT_OUT = BENCH_DIR / "results"
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion", "attack", "tracing")
+# Run only when asked (--only): the soak takes ten minutes, scaleout needs Redis.
+EXTRA_SCENARIOS = ("soak", "scaleout")
 LEVELS = 3  # resolution levels of the full view and of a page: ERP → MES+WMS → MES+WMS+QMS+TMS
 # Upstream calls the batched ideal makes: one per source and resolution level.
 IDEAL_CALLS = {"erp": {"erp": 1}, "all": {"erp": 2, "mes": 2, "wms": 2, "qms": 1, "tms": 1}}
@@ -996,7 +998,8 @@ class Bench:
                 self.http = http
                 await self.start_plant()
                 await self.learn_plant()
-                await self.start_peer()
+                if scenarios - set(EXTRA_SCENARIOS):  # the soak and scaleout measure ordergraph alone
+                    await self.start_peer()
                 if "throughput" in scenarios:
                     await self.start_cached_peers()
                 meta["peer"] = "graphql-yoga 5 + dataloader 2 on Node" if self.peer else self.peer_note
@@ -1032,6 +1035,14 @@ class Bench:
 
                     self.stop_gateway()
                     await tracing_overhead(self)
+                if "scaleout" in scenarios:
+                    from .scaleout import scaleout_costs
+
+                    await scaleout_costs(self)
+                if "soak" in scenarios:
+                    from .soak import soak
+
+                    await soak(self)
                 meta["auth"] = self.auth_note
                 meta["loadavg_end"] = procs.loadavg()
         finally:
@@ -1060,7 +1071,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=20.0, help="per-call latency of every source (default 20 ms)")
     p.add_argument("--no-peer", action="store_true", help="skip the Node peer (ratios become n/a)")
     p.add_argument("--no-wrk", action="store_true", help="use the asyncio load generator even when wrk is installed")
-    p.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated scenarios (default all: {','.join(SCENARIOS)})")
+    p.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios (default: {','.join(SCENARIOS)}; also {','.join(EXTRA_SCENARIOS)}, see bench/README.md)",
+    )
     p.add_argument("--profile", action="store_true", help="record py-spy profiles of the gateway under the dashboard load")
     p.add_argument("--no-readme", action="store_true", help="do not update bench/README.md with this run's table")
     p.add_argument(
@@ -1095,9 +1110,9 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit()
     size = SIZES["tiny" if args.tiny else "quick" if args.quick else "full"]
     scenarios = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = scenarios - set(SCENARIOS)
+    unknown = scenarios - set(SCENARIOS) - set(EXTRA_SCENARIOS)
     if unknown:
-        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS + EXTRA_SCENARIOS)}", file=sys.stderr)
         return 2
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out_dir: Path = args.out
@@ -1117,7 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
         results = runner(bench.run(scenarios))
     finally:
         bench.stop_all()
-        if args.workers > 1 or args.also_workers > 1:
+        if args.workers > 1 or args.also_workers > 1 or "scaleout" in scenarios:
             with contextlib.suppress(Exception):  # no Redis: nothing was written there
                 runner(_delete_redis_keys(args.redis_url, bench.redis_prefix))
     table = report.markdown(results)
