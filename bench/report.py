@@ -171,14 +171,14 @@ def scaleout_table(results: dict[str, Any]) -> list[str]:
         f"**8. Scale-out cost** (`serve --workers {so['workers']}` on one Redis; commands naming the replicas' key prefix, "
         f"counted with MONITOR; idle: {so['idle_commands_per_second']} commands/s of polling and leases, subtracted)",
         "",
-        "| phase | units | seconds | commands | per unit | by command (per unit) |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| phase | units | seconds | commands | per unit | round trips per unit | by command (per unit; lua: = inside a script) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for p in so["phases"]:
         by = ", ".join(f"{k} {v:g}" for k, v in sorted((p.get("per_unit_by_command") or {}).items(), key=lambda kv: -kv[1]))
         if p["units"] is None:
             by = ", ".join(f"{k} {v}" for k, v in sorted(p["commands"].items(), key=lambda kv: -kv[1]))
-        lines.append(f"| {p['phase']} | {_n(p['units'])} | {p['seconds']} | {p['total']:,} | {_n(p.get('per_unit'), 2)} | {by} |")
+        lines.append(f"| {p['phase']} | {_n(p['units'])} | {p['seconds']} | {p['total']:,} | {_n(p.get('per_unit'), 2)} | {_n(p.get('round_trips_per_unit'), 2)} | {by} |")
     lines.append("")
     return lines
 

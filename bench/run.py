@@ -1000,6 +1000,8 @@ class Bench:
                 await self.learn_plant()
                 if scenarios - set(EXTRA_SCENARIOS):  # the soak and scaleout measure ordergraph alone
                     await self.start_peer()
+                else:
+                    self.peer_note = "not started (the soak and scaleout measure ordergraph alone)"
                 if "throughput" in scenarios:
                     await self.start_cached_peers()
                 meta["peer"] = "graphql-yoga 5 + dataloader 2 on Node" if self.peer else self.peer_note

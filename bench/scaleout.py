@@ -13,8 +13,9 @@ not), in phases:
 4. **hits**: the same bodies for some seconds at c = 16 with wrk (warm caches).
 
 Each phase's count, less the idle rate over its duration, divided by its events or
-requests, is the cost per unit. Round trips, not commands, bound a replica: a Lua script
-is one command here and one round trip.
+requests, is the cost per unit. Round trips (commands a replica sent) are counted apart
+from the commands its Lua scripts ran inside Redis (``lua:*``, shown by MONITOR too): the
+round trips bound a replica's latency, both load Redis's one thread.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class Monitor:
                 async for cmd in m.listen():
                     text = cmd.get("command", "")
                     if self.needle in text:
-                        self.counts[text.split(" ", 1)[0].upper()] += 1
+                        # commands run inside a script (MONITOR shows them too) are no round trip
+                        name = text.split(" ", 1)[0].upper()
+                        self.counts[f"lua:{name}" if cmd.get("client_type") == "lua" else name] += 1
         finally:
             await client.aclose()
 
@@ -111,6 +114,7 @@ async def scaleout_costs(bench: Bench) -> None:
         idle = _delta(c0, mon.snapshot())
         idle_s = time.monotonic() - t0
         idle_rate = sum(idle.values()) / idle_s
+        idle_trips = sum(v for k, v in idle.items() if not k.startswith("lua:")) / idle_s
         phases.append({"phase": "idle", "units": None, "seconds": round(idle_s, 2), "commands": idle, "total": sum(idle.values())})
 
         # 2. events, one per request, at a steady rate; then until the backlog is empty
@@ -128,7 +132,7 @@ async def scaleout_costs(bench: Bench) -> None:
                 break
             await asyncio.sleep(0.2)
         await mon.settle()
-        phases.append(_phase("events", accepted, c0, mon.snapshot(), time.monotonic() - t0, idle_rate))
+        phases.append(_phase("events", accepted, c0, mon.snapshot(), time.monotonic() - t0, idle_rate, idle_trips))
 
         # 3. misses: every body once; 4. hits: wrk on the same bodies
         bodies = [Q.body(Q.WHERE_IS_MY_ORDER, {"id": so}) for so in bench.hot]
@@ -136,11 +140,11 @@ async def scaleout_costs(bench: Bench) -> None:
         for i in range(0, len(bodies), 8):
             await asyncio.gather(*(bench.gql("ordergraph", gw, b) for b in bodies[i : i + 8]))
         await mon.settle()
-        phases.append(_phase("queries, caches cold (misses)", len(bodies), c0, mon.snapshot(), time.monotonic() - t0, idle_rate))
+        phases.append(_phase("queries, caches cold (misses)", len(bodies), c0, mon.snapshot(), time.monotonic() - t0, idle_rate, idle_trips))
         c0, t0 = mon.snapshot(), time.monotonic()
         out = await run_load(gw.url + "/graphql", bodies, connections=16, duration=hit_seconds, headers=bench.hdrs("ordergraph"), use_wrk=bench.use_wrk)
         await mon.settle()
-        row = _phase("queries, caches warm (mostly hits)", out["requests"], c0, mon.snapshot(), time.monotonic() - t0, idle_rate)
+        row = _phase("queries, caches warm (mostly hits)", out["requests"], c0, mon.snapshot(), time.monotonic() - t0, idle_rate, idle_trips)
         row["requests_per_second"] = out["requests_per_second"]
         row["errors"] = out["errors"]
         phases.append(row)
@@ -152,9 +156,12 @@ async def scaleout_costs(bench: Bench) -> None:
         say(f"   {p['phase']:<36} {p['units']:>6} units: {p['total']:>7} commands, {p['per_unit']} per unit (net of idle): {p['commands']}")
 
 
-def _phase(name: str, units: int, a: collections.Counter[str], b: collections.Counter[str], seconds: float, idle_rate: float) -> dict[str, Any]:
+def _phase(
+    name: str, units: int, a: collections.Counter[str], b: collections.Counter[str], seconds: float, idle_rate: float, idle_trips: float
+) -> dict[str, Any]:
     commands = _delta(a, b)
     total = sum(commands.values())
+    trips = sum(v for k, v in commands.items() if not k.startswith("lua:"))
     net = max(0.0, total - idle_rate * seconds)
     return {
         "phase": name,
@@ -162,6 +169,8 @@ def _phase(name: str, units: int, a: collections.Counter[str], b: collections.Co
         "seconds": round(seconds, 2),
         "commands": commands,
         "total": total,
+        "round_trips": trips,
         "per_unit": round(net / units, 2) if units else None,
+        "round_trips_per_unit": round(max(0.0, trips - idle_trips * seconds) / units, 2) if units else None,
         "per_unit_by_command": {k: round(v / units, 3) for k, v in commands.items()} if units else {},
     }
