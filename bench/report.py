@@ -101,7 +101,11 @@ def _rivals(results: dict[str, Any]) -> list[str]:
 
 
 def _ttl_label(name: str) -> str:
-    return f"peer, {name.removeprefix('peer-ttl')} TTL" if name.startswith("peer-ttl") else name.replace("ordergraph-w", "ordergraph --workers ")
+    if name.startswith("peer-ttl"):
+        return f"peer, {name.removeprefix('peer-ttl')} TTL"
+    if name.startswith("ordergraph-rttl"):
+        return f"ordergraph, {name.removeprefix('ordergraph-rttl')} response TTL"
+    return name.replace("ordergraph-w", "ordergraph --workers ")
 
 
 def _stale(results: dict[str, Any], workload: str, name: str) -> str:
@@ -109,6 +113,12 @@ def _stale(results: dict[str, Any], workload: str, name: str) -> str:
     if not t or not t["probes"]:
         return "n/a"
     return f"{t['stale']}/{t['probes']} ({100 * t['stale'] / t['probes']:.0f} %)"
+
+
+def _same_ttl_ratio(row: dict[str, Any], name: str) -> str:
+    peer = row.get(f"peer-ttl{name.removeprefix('ordergraph-rttl')}", {}).get("requests_per_second")
+    mine = row.get(name, {}).get("requests_per_second")
+    return f"{mine / peer:.2f}×" if mine and peer else "n/a"
 
 
 def cached_peer_targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -142,20 +152,27 @@ def cached_peer_table(results: dict[str, Any]) -> list[str]:
     ttls = [n for n in rivals if n.startswith("peer-ttl")]
     cols = ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"]
     head = " | ".join(f"{_ttl_label(n) if n != 'peer' else 'uncached peer'} req/s" for n in cols)
-    ratio_head = " | ".join(f"ordergraph / {_ttl_label(n)}" for n in ttls)
+    same = [n for n in rivals if n.startswith("ordergraph-rttl") and f"peer-ttl{n.removeprefix('ordergraph-rttl')}" in rivals]
+    ratio_head = " | ".join([f"ordergraph / {_ttl_label(n)}" for n in ttls] + [f"{_ttl_label(n)} / peer, same TTL" for n in same])
     stale_head = " | ".join(f"stale: {_ttl_label(n) if n != 'peer' else 'uncached peer'}" for n in ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"])
     lines = [
         "**3b. Against the cache a team would add** (warm runs, the same rounds as above: every server in turn; "
         "`peer, N s TTL` = the peer with `@graphql-yoga/plugin-response-cache`, one shared cache, entries kept N s; "
         "stale = reads of a changed order right after the gateway's 202 for the change's events that still served the "
-        "old state, counted while each workload ran; cpu in parentheses)",
+        "old state, counted while each workload ran; in parentheses: cores used, and CPU time per request = cores ÷ req/s)",
         "",
         f"| workload | c | {head} | {ratio_head} | {stale_head} |",
-        "| --- | ---: |" + " ---: |" * (len(cols) + len(ttls)) + " ---: |" * (len(cols)),
+        "| --- | ---: |" + " ---: |" * (len(cols) + len(ttls) + len(same)) + " ---: |" * (len(cols)),
     ]
     for r in rows:
-        cells = [f"{_n(r.get(n, {}).get('requests_per_second'))} ({_n(r.get(n, {}).get('server_cpu'), 2)})" for n in cols]
+        def cell(out: dict[str, Any]) -> str:
+            rps, cpu = out.get("requests_per_second"), out.get("server_cpu")
+            per = f", {1000 * cpu / rps:.2f} ms" if rps and cpu is not None else ""
+            return f"{_n(rps)} ({_n(cpu, 2)}{per})"
+
+        cells = [cell(r.get(n, {})) for n in cols]
         ratios = [f"**{_n(r['ratios'].get(n), 2)}×**" for n in ttls]
+        ratios += [_same_ttl_ratio(r, n) for n in same]
         stale = [_stale(results, r["workload"], n) for n in ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"]]
         lines.append(f"| {r['workload']} | {r['concurrency']} | " + " | ".join(cells + ratios + stale) + " |")
     lines.append("")

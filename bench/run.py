@@ -118,6 +118,7 @@ class Bench:
         # ordergraph as `serve --workers N`; servers() lists them while the warm runs last.
         self.cached_peers: list[tuple[str, Proc]] = []
         self.gateway_workers: Proc | None = None
+        self.gateway_rttl: Proc | None = None
         self.extra: list[tuple[str, Proc]] = []
         self.current_workload = ""
         self.starts = 0  # gateways started, for fresh journals
@@ -221,6 +222,9 @@ class Bench:
             f'journal_path = "{journal}"',
             "",
         ]
+        if mode.startswith("warm-rttl"):
+            # the whole-answer cache's clock bound set to the cached peer's TTL (bench 3b)
+            lines += ["[cache]", f"response_ttl_seconds = {mode.removeprefix('warm-rttl')}", ""]
         if mode.startswith("cold"):
             # Cold: entries expire after 1 µs, so every request reads its sources.
             lines += ["[cache]", "ttl_seconds = 0.000001", "response_ttl_seconds = 0", ""]
@@ -345,7 +349,7 @@ class Bench:
             self.gateway = None
 
     def stop_all(self) -> None:
-        for p in (self.gateway, self.gateway_workers, self.peer, *(p for _, p in self.cached_peers), self.plant):
+        for p in (self.gateway, self.gateway_workers, self.gateway_rttl, self.peer, *(p for _, p in self.cached_peers), self.plant):
             if p is not None:
                 p.stop()
 
@@ -611,8 +615,13 @@ class Bench:
                 self.extra.append((f"ordergraph-w{self.args.also_workers}", self.gateway_workers))
             else:
                 self.results["notes"].append(f"--also-workers {self.args.also_workers}: no Redis at {self.args.redis_url}; not measured")
+        if self.args.also_response_ttl > 0:
+            ttl = f"{self.args.also_response_ttl:g}"
+            self.gateway_rttl = await self.spawn_gateway(f"warm-rttl{ttl}", 1)
+            await self.settle(self.gateway_rttl)
+            self.extra.append((f"ordergraph-rttl{ttl}s", self.gateway_rttl))
         self.extra += self.cached_peers
-        gateways = [self.gateway.url] + ([self.gateway_workers.url] if self.gateway_workers else [])
+        gateways = [p.url for p in (self.gateway, self.gateway_workers, self.gateway_rttl) if p is not None]
         await self.plant_post("/bench/driver", {"gateways": gateways, "rate": self.size.event_rate, "orders": self.hot})
         probe = asyncio.create_task(self.freshness_probe())
         try:
@@ -622,9 +631,10 @@ class Bench:
             await asyncio.wait({probe})  # (suppressing CancelledError here would swallow our own)
             driver = await self.plant_post("/bench/driver/stop")
             self.extra = []
-            if self.gateway_workers is not None:
-                self.gateway_workers.stop()
-                self.gateway_workers = None
+            for attr in ("gateway_workers", "gateway_rttl"):
+                if getattr(self, attr) is not None:
+                    getattr(self, attr).stop()
+                    setattr(self, attr, None)
         self.results["freshness"]["driver"] = driver
         say(f"   plant sent {driver.get('events_sent', 0)} events ({driver.get('changes_per_second', 0)} changes/s, {driver.get('duplicates', 0)} duplicates, {driver.get('retries', 0)} retries)")
         f = self.results["freshness"]
@@ -1100,6 +1110,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2,
         help="in the warm runs, also run ordergraph as `serve --workers N` over Redis beside the one-process gateway "
         "(default 2; 0 or 1 for none; skipped with a note when Redis is unreachable)",
+    )
+    p.add_argument(
+        "--also-response-ttl",
+        type=float,
+        default=60.0,
+        help="in the warm runs, also ordergraph with [cache] response_ttl_seconds at this value (default 60, the cached "
+        "peer's longer TTL: the clock bound alike, events still drop answers at once; 0 for none)",
     )
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --workers > 1 (keys under a per-run prefix, deleted after)")
     p.add_argument("--gateway-src", type=Path, help="run the gateway and plant from another checkout (e.g. a `git worktree` of a commit) to compare")

@@ -80,7 +80,7 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
     # ordergraph as `serve --workers 2`: every workload measured for each, ratios to each,
     # and every server's read right after the 202 checked against the sources
     if HAVE_NODE:
-        rivals = {"peer", "peer-ttl5s", "peer-ttl60s"}
+        rivals = {"peer", "peer-ttl5s", "peer-ttl60s", "ordergraph-rttl60s"}
         if not any("--also-workers" in n for n in results["notes"]):  # Redis reachable
             rivals.add("ordergraph-w2")
         for r in (r for r in rows if r["cache"] == "warm"):
@@ -95,6 +95,7 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
             assert per_server["ordergraph"]["stale"] == 0 and per_server["ordergraph"]["probes"] > 0
             assert per_server["peer"]["stale"] == 0  # the uncached peer reads the sources: the probe's control
             assert per_server.get("ordergraph-w2", {"stale": 0})["stale"] == 0  # read-after-202 across replicas
+            assert per_server["ordergraph-rttl60s"]["stale"] == 0  # a longer clock bound, events still drop answers
         # the cached peers answered some probe from their cache: the probe can see staleness
         assert sum(t["peer-ttl60s"]["stale"] for t in tallies.values()) > 0
 
