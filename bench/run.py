@@ -1077,7 +1077,7 @@ async def _delete_redis_keys(url: str, prefix: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="ordergraph benchmark against a Node peer, in one run.")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
+    size.add_argument("--quick", action="store_true", help="small sizes, about five minutes")
     size.add_argument("--tiny", action="store_true", help="smallest sizes, seconds (the smoke test)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory (default bench/results)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="per-call latency of every source (default 20 ms)")
