@@ -7,6 +7,7 @@ like ``ordergraph simulate --speed 0``, and adds two routes for the harness:
   moving the given orders one lifecycle step at a time, at ``rate`` world changes per
   second; the plant's own ``EventEmitter`` posts every change to the gateway as a signed
   CloudEvent (with its usual duplicates, reordering and notification-only events);
+  ``"gateways": [URL, ...]`` instead sends every event to each of several gateways;
 - ``POST /bench/driver/stop`` stops it and answers what was sent.
 """
 
@@ -33,13 +34,16 @@ from .procs import raise_fd_limit
 class Driver:
     """Moves orders at a set rate of world changes; the emitter sends the events."""
 
-    def __init__(self, world: World, gateway: str, rate: float, orders: list[str], seed: int = 5) -> None:
+    def __init__(self, world: World, gateway: str | list[str], rate: float, orders: list[str], seed: int = 5) -> None:
         self.world = world
         self.rate = rate
         known = set(world.sales_orders)
         self.orders = [o for o in orders if o in known] or list(world.sales_orders)
         self.rng = random.Random(seed)
-        self.emitter = EventEmitter(world, gateway, DEV_SECRETS)
+        # One emitter per gateway: gateways measured side by side each get every event.
+        gateways = [gateway] if isinstance(gateway, str) else list(gateway)
+        self.emitters = [EventEmitter(world, g, DEV_SECRETS) for g in gateways]
+        self.emitter = self.emitters[0]
         self.changes = 0
         self.advances = 0
         self.started = time.monotonic()
@@ -50,7 +54,8 @@ class Driver:
         self.changes += 1
 
     def start(self) -> None:
-        self.emitter.start()
+        for e in self.emitters:
+            e.start()
         self._unsubscribe = self.world.subscribe(self._count)
         self.started = time.monotonic()
         self._task = asyncio.create_task(self._run())
@@ -74,10 +79,11 @@ class Driver:
                 await self._task
         if self._unsubscribe:
             self._unsubscribe()
-        with contextlib.suppress(TimeoutError):
-            await self.emitter.flush(timeout=30)
-        await self.emitter.close()
-        s = self.emitter.stats
+        for e in self.emitters:
+            with contextlib.suppress(TimeoutError):
+                await e.flush(timeout=30)
+            await e.close()
+        s = self.emitter.stats  # the first gateway's (every emitter sends the same changes)
         return {
             "seconds": round(seconds, 3),
             "advances": self.advances,
@@ -88,7 +94,8 @@ class Driver:
             "reordered": s.reordered,
             "notifications": s.notifications,
             "retries": s.retries,
-            "rejected": s.rejected,
+            "rejected": sum(e.stats.rejected for e in self.emitters),
+            "gateways": len(self.emitters),
         }
 
 
@@ -109,7 +116,7 @@ async def serve(host: str, port: int, orders: int, seed: int, latency_ms: float)
         body = orjson.loads(await request.read() or b"{}")
         if state["driver"] is not None:
             await state["driver"].stop()
-        driver = Driver(world, body["gateway"], float(body.get("rate", 20)), list(body.get("orders") or []))
+        driver = Driver(world, body.get("gateways") or body["gateway"], float(body.get("rate", 20)), list(body.get("orders") or []))
         driver.start()
         state["driver"] = driver
         return web.json_response({"started": True, "orders": len(driver.orders)})
@@ -127,7 +134,7 @@ async def serve(host: str, port: int, orders: int, seed: int, latency_ms: float)
             return web.json_response({"error": "no driver running"}, status=409)
         started = time.monotonic()
         changes = world.advance_order(request.match_info["sales_order"])
-        await driver.emitter.flush(timeout=30)
+        await asyncio.gather(*(e.flush(timeout=30) for e in driver.emitters))
         return web.json_response({"changes": len(changes), "acked_after_ms": round((time.monotonic() - started) * 1000, 1)})
 
     app.router.add_post("/bench/advance/{sales_order}", advance_acked)

@@ -50,6 +50,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append((label, ", ".join(f"{w} {x}×" for w, x in ratios), "met" if worst >= goal else "not met"))
         elif ratios:
             out.append((label, "n/a (no peer)", "n/a"))
+    out += cached_peer_targets(results)
+    soak = results.get("soak") or {}
+    if soak.get("windows"):
+        out.append(("soak: RSS growth after warm-up < 10 %", f"{soak['rss_growth_pct']} % over {soak['seconds']:g} s", "met" if (soak["rss_growth_pct"] or 0) < 10 else "not met"))
+        flat = soak["backlog_last"] <= max(soak["backlog_first"], 1.0) * 2 and soak["backlog_last"] < 100
+        out.append(("soak: event backlog flat", f"median {soak['backlog_first']:g} (first third) → {soak['backlog_last']:g} (last third), max {soak['backlog_max']:g}", "met" if flat else "not met"))
     fresh = results.get("freshness") or {}
     if fresh.get("probes"):
         stale = fresh.get("stale_after_ack")
@@ -84,6 +90,142 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             )
         )
     return out
+
+
+def _rivals(results: dict[str, Any]) -> list[str]:
+    """The warm runs' rivals besides the uncached peer, in the order they were measured."""
+    names: list[str] = []
+    for r in results.get("throughput") or []:
+        names += [n for n in r.get("ratios") or {} if n != "peer" and n not in names]
+    return names
+
+
+def _ttl_label(name: str) -> str:
+    if name.startswith("peer-ttl"):
+        return f"peer, {name.removeprefix('peer-ttl')} TTL"
+    if name.startswith("ordergraph-rttl"):
+        return f"ordergraph, {name.removeprefix('ordergraph-rttl')} response TTL"
+    return name.replace("ordergraph-w", "ordergraph --workers ")
+
+
+def _stale(results: dict[str, Any], workload: str, name: str) -> str:
+    t = ((results.get("freshness") or {}).get("by_workload") or {}).get(workload, {}).get(name)
+    if not t or not t["probes"]:
+        return "n/a"
+    return f"{t['stale']}/{t['probes']} ({100 * t['stale'] / t['probes']:.0f} %)"
+
+
+def _same_ttl_ratio(row: dict[str, Any], name: str) -> str:
+    peer = row.get(f"peer-ttl{name.removeprefix('ordergraph-rttl')}", {}).get("requests_per_second")
+    mine = row.get(name, {}).get("requests_per_second")
+    return f"{mine / peer:.2f}×" if mine and peer else "n/a"
+
+
+def cached_peer_targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Issue 19's goals against the peer with a response cache."""
+    out: list[tuple[str, str, str]] = []
+    warm = [r for r in results.get("throughput") or [] if r["cache"] == "warm" and r.get("ratios")]
+    ttl60 = next((n for n in _rivals(results) if n == "peer-ttl60s"), None)
+    if warm and ttl60 and all(ttl60 in r["ratios"] for r in warm):
+        worst = min(r["ratios"][ttl60] for r in warm)
+        out.append(("warm ≥ 3 × the peer with a 60 s response cache", ", ".join(f"{r['workload']} {r['ratios'][ttl60]}×" for r in warm), "met" if worst >= 3.0 else "not met"))
+    by = (results.get("freshness") or {}).get("by_workload") or {}
+    if by and any(len(v) > 1 for v in by.values()):
+        og = sum(v.get("ordergraph", {}).get("stale", 0) for v in by.values())
+        n = sum(v.get("ordergraph", {}).get("probes", 0) for v in by.values())
+        peers = []
+        for name in [x for x in _rivals(results) if x.startswith("peer-ttl")]:
+            st = sum(v.get(name, {}).get("stale", 0) for v in by.values())
+            pn = sum(v.get(name, {}).get("probes", 0) for v in by.values())
+            if pn:
+                peers.append(f"{_ttl_label(name)} {st}/{pn} ({100 * st / pn:.0f} %)")
+        out.append(("0 stale reads after a change and its accepted event", f"ordergraph {og}/{n}" + (f"; {'; '.join(peers)}" if peers else ""), "met" if og == 0 and n else "not met"))
+    return out
+
+
+def cached_peer_table(results: dict[str, Any]) -> list[str]:
+    """Section 3b: warm ordergraph against the peer with yoga's response cache, and --workers."""
+    rows = [r for r in results.get("throughput") or [] if r["cache"] == "warm" and r.get("ratios")]
+    rivals = _rivals(results)
+    if not rows or not rivals:
+        return []
+    ttls = [n for n in rivals if n.startswith("peer-ttl")]
+    cols = ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"]
+    head = " | ".join(f"{_ttl_label(n) if n != 'peer' else 'uncached peer'} req/s" for n in cols)
+    same = [n for n in rivals if n.startswith("ordergraph-rttl") and f"peer-ttl{n.removeprefix('ordergraph-rttl')}" in rivals]
+    ratio_head = " | ".join([f"ordergraph / {_ttl_label(n)}" for n in ttls] + [f"{_ttl_label(n)} / peer, same TTL" for n in same])
+    stale_head = " | ".join(f"stale: {_ttl_label(n) if n != 'peer' else 'uncached peer'}" for n in ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"])
+    lines = [
+        "**3b. Against the cache a team would add** (warm runs, the same rounds as above: every server in turn; "
+        "`peer, N s TTL` = the peer with `@graphql-yoga/plugin-response-cache`, one shared cache, entries kept N s; "
+        "stale = reads of a changed order right after the gateway's 202 for the change's events that still served the "
+        "old state, counted while each workload ran; in parentheses: cores used, and CPU time per request = cores ÷ req/s)",
+        "",
+        f"| workload | c | {head} | {ratio_head} | {stale_head} |",
+        "| --- | ---: |" + " ---: |" * (len(cols) + len(ttls) + len(same)) + " ---: |" * (len(cols)),
+    ]
+    for r in rows:
+        def cell(out: dict[str, Any]) -> str:
+            rps, cpu = out.get("requests_per_second"), out.get("server_cpu")
+            per = f", {1000 * cpu / rps:.2f} ms" if rps and cpu is not None else ""
+            return f"{_n(rps)} ({_n(cpu, 2)}{per})"
+
+        cells = [cell(r.get(n, {})) for n in cols]
+        ratios = [f"**{_n(r['ratios'].get(n), 2)}×**" for n in ttls]
+        ratios += [_same_ttl_ratio(r, n) for n in same]
+        stale = [_stale(results, r["workload"], n) for n in ["ordergraph", *[n for n in rivals if n.startswith("ordergraph")], *ttls, "peer"]]
+        lines.append(f"| {r['workload']} | {r['concurrency']} | " + " | ".join(cells + ratios + stale) + " |")
+    lines.append("")
+    return lines
+
+
+def scaleout_table(results: dict[str, Any]) -> list[str]:
+    """Redis commands per event and per request of `serve --workers N` (bench/scaleout.py)."""
+    so = results.get("scaleout")
+    if not so:
+        return []
+    lines = [
+        f"**8. Scale-out cost** (`serve --workers {so['workers']}` on one Redis; commands naming the replicas' key prefix, "
+        f"counted with MONITOR; idle: {so['idle_commands_per_second']} commands/s of polling and leases, subtracted)",
+        "",
+        "| phase | units | seconds | commands | per unit | round trips per unit | by command (per unit; lua: = inside a script) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for p in so["phases"]:
+        by = ", ".join(f"{k} {v:g}" for k, v in sorted((p.get("per_unit_by_command") or {}).items(), key=lambda kv: -kv[1]))
+        if p["units"] is None:
+            by = ", ".join(f"{k} {v}" for k, v in sorted(p["commands"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {p['phase']} | {_n(p['units'])} | {p['seconds']} | {p['total']:,} | {_n(p.get('per_unit'), 2)} | {_n(p.get('round_trips_per_unit'), 2)} | {by} |")
+    lines.append("")
+    return lines
+
+
+def soak_table(results: dict[str, Any]) -> list[str]:
+    """The soak's windows and its three figures (bench/soak.py)."""
+    s = results.get("soak")
+    if not s or not s.get("windows"):
+        return []
+    workloads = list(s["p99_drift"])
+    lines = [
+        f"**9. Soak** ({s['seconds']:g} s at twice the demo's load: {s['event_rate']:g} plant changes/s, "
+        f"{s['query_rate_per_workload']:g} req/s on each workload (open loop), {s['connected']:,} of {s['subscribers']:,} subscribers connected; "
+        f"{s.get('latency_ms', '?')} ms per source call; "
+        f"{s['window_s']:g}-second windows)",
+        "",
+        "| t | RSS | backlog | gateway cpu | " + " | ".join(f"{w} p50 / p99" for w in workloads) + " |",
+        "| ---: | ---: | ---: | ---: |" + " ---: |" * len(workloads),
+    ]
+    for r in s["samples"]:
+        cells = [f"{r[w]['p50_ms']:.0f} / {r[w]['p99_ms']:.0f} ms" for w in workloads]
+        lines.append(f"| {r['t_s']:g} s | {r['rss_bytes'] / 2**20:.1f} MiB | {_n(r['backlog'], 0)} | {r['gateway_cpu']:.2f} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"\nRSS after warm-up {s['rss_warm_bytes'] / 2**20:.1f} MiB → end {s['rss_end_bytes'] / 2**20:.1f} MiB (**{s['rss_growth_pct']} %**); "
+        f"backlog median first third {s['backlog_first']:g}, last third {s['backlog_last']:g}, max {s['backlog_max']:g}; p99 drift (last third / first third): "
+        + ", ".join(f"{w} **{d}×** ({s['p99_first_ms'][w]:.0f} → {s['p99_last_ms'][w]:.0f} ms)" for w, d in s["p99_drift"].items())
+        + f"; {sum(s['requests'].values()):,} requests, {s['errors']} errors; {s['messages']:,} messages to subscribers."
+    )
+    lines.append("")
+    return lines
 
 
 def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
@@ -150,9 +292,10 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
                 f"| {r['workload']} | {r['cache']} | {r['concurrency']} | {_n(og.get('requests_per_second'))} | {_n(og.get('p50_ms'))} ms | {_n(og.get('p99_ms'))} ms | {_n(og.get('server_cpu'), 2)} "
                 f"| {_n(pe.get('requests_per_second'))} | {_n(pe.get('p50_ms'))} ms | {_n(pe.get('p99_ms'))} ms | {_n(pe.get('server_cpu'), 2)} | **{_n(r.get('ratio'), 2)}×** |"
             )
-        errors = sum(r.get(k, {}).get("errors", 0) for r in rows for k in ("ordergraph", "peer"))
-        lg = max((r.get(k, {}).get("loadgen_cpu", 0) for r in rows for k in ("ordergraph", "peer")), default=0)
-        plant = max((r.get(k, {}).get("plant_cpu", 0) for r in rows for k in ("ordergraph", "peer")), default=0)
+        every = ("ordergraph", "peer", *_rivals(results))
+        errors = sum(r.get(k, {}).get("errors", 0) for r in rows for k in every)
+        lg = max((r.get(k, {}).get("loadgen_cpu", 0) for r in rows for k in every), default=0)
+        plant = max((r.get(k, {}).get("plant_cpu", 0) for r in rows for k in every), default=0)
         lines.append(f"\nErrors (HTTP or GraphQL) over all runs: {errors}. Load generator used at most {lg:.2f} cores, the plant at most {plant:.2f}.")
         fresh = results.get("freshness") or {}
         drv = fresh.get("driver") or {}
@@ -173,6 +316,7 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
                 )
             )
         lines.append("")
+        lines += cached_peer_table(results)
     rows = results.get("subscriptions") or []
     if rows:
         lines += [
@@ -237,6 +381,7 @@ def markdown(results: dict[str, Any], *, profiles: bool = True) -> str:
         errors = sum(r[k]["errors"] for r in rows for k in ("unloaded", "attacked"))
         lines.append(f"\nErrors of the normal workloads (HTTP or GraphQL): {errors}.")
         lines.append("")
+    lines += scaleout_table(results) + soak_table(results)
     tg = targets(results)
     if tg:
         lines += ["**Targets**", "", "| target | measured | status |", "| --- | --- | --- |"]

@@ -54,12 +54,16 @@ PEER_DIR = BENCH_DIR / "peer"
 DEFAULT_OUT = BENCH_DIR / "results"
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion", "attack", "tracing")
+# Run only when asked (--only): the soak takes ten minutes, scaleout needs Redis.
+EXTRA_SCENARIOS = ("soak", "scaleout")
 LEVELS = 3  # resolution levels of the full view and of a page: ERP → MES+WMS → MES+WMS+QMS+TMS
 # Upstream calls the batched ideal makes: one per source and resolution level.
 IDEAL_CALLS = {"erp": {"erp": 1}, "all": {"erp": 2, "mes": 2, "wms": 2, "qms": 1, "tms": 1}}
 SUBSCRIBERS_PER_PROCESS = 2500
 ATTACK_SECRET = "bench-attack-hs256-secret-not-for-production"  # the hostile viewer's tokens
 ATTACK_RATE = 50.0  # the hostile viewer's requests per second: the default per-viewer rate limit
+# Response-cache TTLs of the cached peers in the warm runs (seconds): what a team adds to yoga.
+PEER_CACHE_TTLS = (5, 60)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +114,13 @@ class Bench:
         self.gateway: Proc | None = None
         self.peer: Proc | None = None
         self.peer_note = ""
+        # The warm runs' extra rivals (section 3b): the peer with a TTL response cache, and
+        # ordergraph as `serve --workers N`; servers() lists them while the warm runs last.
+        self.cached_peers: list[tuple[str, Proc]] = []
+        self.gateway_workers: Proc | None = None
+        self.gateway_rttl: Proc | None = None
+        self.extra: list[tuple[str, Proc]] = []
+        self.current_workload = ""
         self.starts = 0  # gateways started, for fresh journals
         self.http: aiohttp.ClientSession | None = None
         self.headers: dict[str, str] = {}  # sent to ordergraph (auth, when it needs one)
@@ -155,7 +166,8 @@ class Bench:
         return True, ""
 
     def install_peer(self) -> None:
-        if (PEER_DIR / "node_modules" / "graphql-yoga").exists():
+        modules = PEER_DIR / "node_modules"
+        if (modules / "graphql-yoga").exists() and (modules / "@graphql-yoga" / "plugin-response-cache").exists():
             return
         say("installing the peer's packages (npm install in bench/peer) ...")
         out = subprocess.run(
@@ -172,20 +184,30 @@ class Bench:
             say(f"peer {why}")
             return
         await asyncio.to_thread(self.install_peer)
-        assert self.plant is not None
-        port = free_port()
-        self.peer = spawn(
-            "peer",
-            ["node", "server.js"],
-            f"http://127.0.0.1:{port}",
-            self.log_dir,
-            env={"PLANT_URL": self.plant.url, "PORT": str(port), "NODE_ENV": "production"},
-            cwd=PEER_DIR,
-        )
-        await self.peer.wait_ready()
+        self.peer = await self.spawn_peer("peer", 0)
         say(f"peer (graphql-yoga + dataloader, Node) up at {self.peer.url}")
 
-    def gateway_config(self, mode: str, port: int) -> Path:
+    async def spawn_peer(self, name: str, cache_ttl_s: float) -> Proc:
+        """A peer process; ``cache_ttl_s`` > 0 adds yoga's response cache with that TTL."""
+        assert self.plant is not None
+        port = free_port()
+        env = {"PLANT_URL": self.plant.url, "PORT": str(port), "NODE_ENV": "production"}
+        if cache_ttl_s > 0:
+            env["RESPONSE_CACHE_TTL_MS"] = str(int(cache_ttl_s * 1000))
+        proc = spawn(name, ["node", "server.js"], f"http://127.0.0.1:{port}", self.log_dir, env=env, cwd=PEER_DIR)
+        await proc.wait_ready()
+        return proc
+
+    async def start_cached_peers(self) -> None:
+        """The peer with `@graphql-yoga/plugin-response-cache` at each TTL of --peer-cache-ttl."""
+        if self.peer is None:
+            return
+        for ttl in self.args.peer_cache_ttl:
+            name = f"peer-ttl{ttl:g}s"
+            self.cached_peers.append((name, await self.spawn_peer(name, ttl)))
+            say(f"peer with a {ttl:g} s response cache (@graphql-yoga/plugin-response-cache) up at {self.cached_peers[-1][1].url}")
+
+    def gateway_config(self, mode: str, port: int, workers: int | None = None) -> Path:
         """The generated TOML for a gateway: ``cold`` keeps nothing between requests."""
         assert self.plant is not None
         self.starts += 1
@@ -200,6 +222,9 @@ class Bench:
             f'journal_path = "{journal}"',
             "",
         ]
+        if mode.startswith("warm-rttl"):
+            # the whole-answer cache's clock bound set to the cached peer's TTL (bench 3b)
+            lines += ["[cache]", f"response_ttl_seconds = {mode.removeprefix('warm-rttl')}", ""]
         if mode.startswith("cold"):
             # Cold: entries expire after 1 µs, so every request reads its sources.
             lines += ["[cache]", "ttl_seconds = 0.000001", "response_ttl_seconds = 0", ""]
@@ -212,7 +237,7 @@ class Bench:
                 lines += ["[sources.erp]", 'profile = "sap-odata"', f'base_url = "{self.plant.url}"', "max_connections = 100", ""]
                 continue
             lines += [f"[sources.{s}]", f'base_url = "{self.plant.url}/{s}"', "max_connections = 100", ""]
-        if self.args.workers > 1:
+        if (workers or self.args.workers) > 1:
             # Several processes act as one through Redis: their own key prefix per gateway.
             lines += ["[scaleout]", f'redis_url = "{self.args.redis_url}"', f'key_prefix = "{self.redis_prefix}{self.starts}:"', ""]
         if mode.endswith("-traced"):  # bench/tracing.py: every request traced, exported over OTLP/HTTP
@@ -288,20 +313,26 @@ class Bench:
         return lines[-1].split()[-1]
 
     async def start_gateway(self, mode: str) -> None:
+        self.gateway = await self.spawn_gateway(mode, self.args.workers)
+        await self.settle(self.gateway)
+
+    async def spawn_gateway(self, mode: str, workers: int) -> Proc:
+        """A gateway process (``workers`` > 1: `serve --workers N` over Redis), ready."""
         port = free_port()
-        config = self.gateway_config(mode, port)
-        self.gateway = spawn(
+        config = self.gateway_config(mode, port, workers)
+        proc = spawn(
             f"gateway-{self.starts}-{mode}",
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
-            + (["--workers", str(self.args.workers)] if self.args.workers > 1 else []),
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)] + (["--workers", str(workers)] if workers > 1 else []),
             f"http://127.0.0.1:{port}",
             self.log_dir,
             cwd=procs.SOURCE,
         )
-        await self.gateway.wait_ready()
+        await proc.wait_ready()
+        if self.gateway is None:
+            self.gateway = proc  # mint_token asks the first gateway
         await self.mint_token(config)
-        say(f"ordergraph gateway ({mode} cache) up at {self.gateway.url} [auth: {self.auth_note}]")
-        await self.settle(self.gateway)
+        say(f"ordergraph gateway ({mode} cache{f', {workers} workers' if workers > 1 else ''}) up at {proc.url} [auth: {self.auth_note}]")
+        return proc
 
     async def settle(self, proc: Proc, idle: float = 0.05, timeout: float = 120.0) -> None:
         """Wait until a freshly started server is idle (its start-up work, such as a first
@@ -322,7 +353,7 @@ class Bench:
             self.gateway = None
 
     def stop_all(self) -> None:
-        for p in (self.gateway, self.peer, self.plant):
+        for p in (self.gateway, self.gateway_workers, self.gateway_rttl, self.peer, *(p for _, p in self.cached_peers), self.plant):
             if p is not None:
                 p.stop()
 
@@ -334,10 +365,10 @@ class Bench:
             out.append(("ordergraph", self.gateway))
         if self.peer is not None:
             out.append(("peer", self.peer))
-        return out
+        return out + self.extra
 
     def hdrs(self, name: str) -> dict[str, str]:
-        return self.headers if name == "ordergraph" else {}
+        return self.headers if name.startswith("ordergraph") else {}
 
     async def gql(self, name: str, proc: Proc, body: bytes) -> dict[str, Any]:
         """Run one query that must succeed; one retry when an idle keep-alive was closed."""
@@ -519,8 +550,9 @@ class Bench:
         loads = {name: await self.workloads(name, proc) for name, proc in self.servers()}
 
         async def fill(name: str, proc: Proc, bodies: list[bytes]) -> None:
-            # warm mode: every body once through ordergraph, so the cache holds them
-            if mode == "warm" and name == "ordergraph":
+            # warm mode: every body once through each cache (ordergraph's, the cached
+            # peers'), so the caches hold them
+            if mode == "warm" and name != "peer":
                 for i in range(0, len(bodies), 16):
                     await asyncio.gather(*(self.gql(name, proc, b) for b in bodies[i : i + 16]))
 
@@ -529,6 +561,7 @@ class Bench:
             # round many requests long
             c = self.size.concurrency if workload == "where is my order" else max(1, self.size.concurrency // 2)
             bodies = {name: loads[name][workload] for name in loads}
+            self.current_workload = workload  # the freshness probe tallies per workload
             measured = await self.compare(
                 bodies,
                 connections=c,
@@ -540,6 +573,12 @@ class Bench:
                 say(f"   {workload:<20} c={c:<3} {name:<10} {out['requests_per_second']:8.1f} req/s  p50 {out['p50_ms']:7.1f} ms  p99 {out['p99_ms']:7.1f} ms  cpu {out['server_cpu']:.2f}  [{out['errors']} errors, {out['tool']}]")
             if "peer" in row and row["peer"]["requests_per_second"]:
                 row["ratio"] = round(row["ordergraph"]["requests_per_second"] / row["peer"]["requests_per_second"], 2)
+            if self.extra:  # ordergraph as a ratio to each rival of the warm runs
+                row["ratios"] = {
+                    name: round(row["ordergraph"]["requests_per_second"] / out["requests_per_second"], 2)
+                    for name, out in measured.items()
+                    if name != "ordergraph" and out["requests_per_second"]
+                }
             self.results["throughput"].append(row)
             if self.args.profile and workload.startswith("dashboard") and self.gateway is not None:
                 await self.profile(self.gateway, bodies["ordergraph"], c, f"{mode}-dashboard")
@@ -572,7 +611,22 @@ class Bench:
 
     async def warm_runs(self) -> None:
         assert self.gateway is not None
-        await self.plant_post("/bench/driver", {"gateway": self.gateway.url, "rate": self.size.event_rate, "orders": self.hot})
+        # The rivals of the warm runs: ordergraph as `serve --workers N`, the cached peers.
+        if self.args.also_workers > 1 and self.args.workers <= 1:
+            if await self.redis_reachable():
+                self.gateway_workers = await self.spawn_gateway("warm", self.args.also_workers)
+                await self.settle(self.gateway_workers)
+                self.extra.append((f"ordergraph-w{self.args.also_workers}", self.gateway_workers))
+            else:
+                self.results["notes"].append(f"--also-workers {self.args.also_workers}: no Redis at {self.args.redis_url}; not measured")
+        if self.args.also_response_ttl > 0:
+            ttl = f"{self.args.also_response_ttl:g}"
+            self.gateway_rttl = await self.spawn_gateway(f"warm-rttl{ttl}", 1)
+            await self.settle(self.gateway_rttl)
+            self.extra.append((f"ordergraph-rttl{ttl}s", self.gateway_rttl))
+        self.extra += self.cached_peers
+        gateways = [p.url for p in (self.gateway, self.gateway_workers, self.gateway_rttl) if p is not None]
+        await self.plant_post("/bench/driver", {"gateways": gateways, "rate": self.size.event_rate, "orders": self.hot})
         probe = asyncio.create_task(self.freshness_probe())
         try:
             await self.throughput("warm")
@@ -580,6 +634,11 @@ class Bench:
             probe.cancel()
             await asyncio.wait({probe})  # (suppressing CancelledError here would swallow our own)
             driver = await self.plant_post("/bench/driver/stop")
+            self.extra = []
+            for attr in ("gateway_workers", "gateway_rttl"):
+                if getattr(self, attr) is not None:
+                    getattr(self, attr).stop()
+                    setattr(self, attr, None)
         self.results["freshness"]["driver"] = driver
         say(f"   plant sent {driver.get('events_sent', 0)} events ({driver.get('changes_per_second', 0)} changes/s, {driver.get('duplicates', 0)} duplicates, {driver.get('retries', 0)} retries)")
         f = self.results["freshness"]
@@ -588,6 +647,17 @@ class Bench:
                 f"   freshness: {f['probes']} source changes; reads fresh after p50 {f['p50_ms']} ms, max {f['max_ms']} ms; "
                 f"{f['never_fresh']} never fresh within {f['timeout_s']} s; {f['stale_after_ack']} older right after the 202"
             )
+
+    async def redis_reachable(self) -> bool:
+        import redis.asyncio as redis
+
+        client = redis.from_url(self.args.redis_url, socket_connect_timeout=2)
+        try:
+            return bool(await client.ping())
+        except Exception:  # noqa: BLE001 - any failure means: not measured, with a note
+            return False
+        finally:
+            await client.aclose()
 
     async def freshness_probe(self) -> None:
         """Change an order at the source, then read it through the warm cache until it shows.
@@ -599,6 +669,9 @@ class Bench:
         pool = [so for so in self.orders[self.size.hot_orders : self.size.hot_orders + 60]]
         f = self.results["freshness"]
         f.update({"probes": 0, "never_fresh": 0, "stale_after_ack": 0, "acked_ms": [], "timeout_s": 10.0, "samples_ms": [], "errors": 0})
+        # every server's read right after the 202, per workload running at the time:
+        # {workload: {server: {"probes": n, "stale": n}}}
+        f["by_workload"] = {}
         rng = random.Random(3)
         try:
             while pool:
@@ -620,7 +693,12 @@ class Bench:
         assert self.gateway is not None
         name, gw = "ordergraph", self.gateway
         so = rng.choice(pool)
-        await self.gql(name, gw, Q.body(Q.PROBE, {"id": so}))  # cached now
+        others = [(n, p) for n, p in self.servers() if n != "ordergraph"]  # the warm runs' rivals too
+        body = Q.body(Q.PROBE, {"id": so})
+        await self.gql(name, gw, body)  # cached now
+        for n, p in others:
+            await self.gql(n, p, body)  # in a cached peer's cache now, like a viewer's earlier read
+        workload = self.current_workload
         t0 = time.monotonic()
         # Returns once the gateway answered 202 to the change's events (the plant's emitter,
         # with its duplicates, reordering and notification-only events, flushed).
@@ -630,12 +708,18 @@ class Bench:
             return
         # The read right after the 202 must show the change: never older than the last
         # accepted event.
-        first = self.normalise(await self.gql(name, gw, Q.body(Q.PROBE, {"id": so})))
+        first = self.normalise(await self.gql(name, gw, body))
+        firsts = {n: self.normalise(await self.gql(n, p, body)) for n, p in others}
         truth = await self.truth(so)
         f["probes"] += 1
         f["acked_ms"].append(answer.get("acked_after_ms", 0.0))
         if first != truth:
             f["stale_after_ack"] += 1
+        tally = f["by_workload"].setdefault(workload, {})
+        for n, seen in (("ordergraph", first), *firsts.items()):
+            t = tally.setdefault(n, {"probes": 0, "stale": 0})
+            t["probes"] += 1
+            t["stale"] += seen != truth
         while True:
             seen = self.normalise(await self.gql(name, gw, Q.body(Q.PROBE, {"id": so})))
             if seen == truth:
@@ -928,7 +1012,12 @@ class Bench:
                 self.http = http
                 await self.start_plant()
                 await self.learn_plant()
-                await self.start_peer()
+                if scenarios - set(EXTRA_SCENARIOS):  # the soak and scaleout measure ordergraph alone
+                    await self.start_peer()
+                else:
+                    self.peer_note = "not started (the soak and scaleout measure ordergraph alone)"
+                if "throughput" in scenarios:
+                    await self.start_cached_peers()
                 meta["peer"] = "graphql-yoga 5 + dataloader 2 on Node" if self.peer else self.peer_note
                 if scenarios & {"upstream", "latency", "throughput"}:
                     await self.start_gateway("cold")
@@ -962,6 +1051,14 @@ class Bench:
 
                     self.stop_gateway()
                     await tracing_overhead(self)
+                if "scaleout" in scenarios:
+                    from .scaleout import scaleout_costs
+
+                    await scaleout_costs(self)
+                if "soak" in scenarios:
+                    from .soak import soak
+
+                    await soak(self)
                 meta["auth"] = self.auth_note
                 meta["loadavg_end"] = procs.loadavg()
         finally:
@@ -984,13 +1081,17 @@ async def _delete_redis_keys(url: str, prefix: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="ordergraph benchmark against a Node peer, in one run.")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
+    size.add_argument("--quick", action="store_true", help="small sizes, about five minutes")
     size.add_argument("--tiny", action="store_true", help="smallest sizes, seconds (the smoke test)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory (default bench/results)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="per-call latency of every source (default 20 ms)")
     p.add_argument("--no-peer", action="store_true", help="skip the Node peer (ratios become n/a)")
     p.add_argument("--no-wrk", action="store_true", help="use the asyncio load generator even when wrk is installed")
-    p.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated scenarios (default all: {','.join(SCENARIOS)})")
+    p.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios (default: {','.join(SCENARIOS)}; also {','.join(EXTRA_SCENARIOS)}, see bench/README.md)",
+    )
     p.add_argument("--profile", action="store_true", help="record py-spy profiles of the gateway under the dashboard load")
     p.add_argument("--no-readme", action="store_true", help="do not update bench/README.md with this run's table")
     p.add_argument(
@@ -999,6 +1100,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="ordergraph gateway processes (`ordergraph serve --workers N`); more than one runs them as scale-out "
         "replicas on the Redis at --redis-url",
+    )
+    p.add_argument(
+        "--peer-cache-ttl",
+        type=lambda v: tuple(float(x) for x in v.split(",") if x.strip() and float(x) > 0),
+        default=PEER_CACHE_TTLS,
+        help="in the warm runs, also run the peer with @graphql-yoga/plugin-response-cache at these TTLs in seconds "
+        f"(default {','.join(str(t) for t in PEER_CACHE_TTLS)}; 0 for none)",
+    )
+    p.add_argument(
+        "--also-workers",
+        type=int,
+        default=2,
+        help="in the warm runs, also run ordergraph as `serve --workers N` over Redis beside the one-process gateway "
+        "(default 2; 0 or 1 for none; skipped with a note when Redis is unreachable)",
+    )
+    p.add_argument(
+        "--also-response-ttl",
+        type=float,
+        default=60.0,
+        help="in the warm runs, also ordergraph with [cache] response_ttl_seconds at this value (default 60, the cached "
+        "peer's longer TTL: the clock bound alike, events still drop answers at once; 0 for none)",
     )
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --workers > 1 (keys under a per-run prefix, deleted after)")
     p.add_argument("--erp", choices=("rest", "sap-odata"), default="rest", help="how ordergraph reads the ERP: the REST contract (default) or SAP's OData v2 (the peer always reads REST)")
@@ -1012,9 +1134,9 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit()
     size = SIZES["tiny" if args.tiny else "quick" if args.quick else "full"]
     scenarios = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = scenarios - set(SCENARIOS)
+    unknown = scenarios - set(SCENARIOS) - set(EXTRA_SCENARIOS)
     if unknown:
-        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS + EXTRA_SCENARIOS)}", file=sys.stderr)
         return 2
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out_dir: Path = args.out
@@ -1034,8 +1156,9 @@ def main(argv: list[str] | None = None) -> int:
         results = runner(bench.run(scenarios))
     finally:
         bench.stop_all()
-        if args.workers > 1:
-            runner(_delete_redis_keys(args.redis_url, bench.redis_prefix))
+        if args.workers > 1 or args.also_workers > 1 or "scaleout" in scenarios:
+            with contextlib.suppress(Exception):  # no Redis: nothing was written there
+                runner(_delete_redis_keys(args.redis_url, bench.redis_prefix))
     table = report.markdown(results)
     json_path = out_dir / f"{stamp}-{size.name}.json"
     md_path = out_dir / f"{stamp}-{size.name}.md"

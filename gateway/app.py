@@ -329,6 +329,9 @@ class Gateway:
                 gc.unfreeze()
                 gc.collect()
                 last_full = time.monotonic()
+            # Young garbage first (the handshakes' cycles, say): frozen, it would stay
+            # until the next full pass. A young collection walks only recent objects.
+            gc.collect(1)
             gc.freeze()
             await asyncio.sleep(interval)
 

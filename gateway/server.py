@@ -10,6 +10,7 @@ uvicorn with ``server_settings``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -29,7 +30,35 @@ def server_settings(config: Config) -> dict[str, Any]:
     protocol = header_limited_protocol(config.gateway.max_header_bytes)
     if protocol is not None:
         settings["http"] = protocol
+    ws = slim_websocket_protocol()
+    if ws is not None:
+        settings["ws"] = ws
     return settings
+
+
+@functools.cache
+def slim_websocket_protocol() -> type | None:
+    """uvicorn's sans-I/O WebSocket protocol (what it picks with websockets ≥ 14), letting go
+    of the handshake's request and response once the connection is accepted.
+
+    uvicorn keeps both, with their headers, for the connection's life though nothing reads
+    them after the 101: about 5 KiB per idle subscription (bench/README.md, memory per idle
+    subscription). None when that implementation is not installed (uvicorn's default then)."""
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:
+        return None
+
+    class SlimWebSocketsProtocol(WebSocketsSansIOProtocol):
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            # After the 101 went out only frames are exchanged; a refused handshake
+            # (initial_response) still needs its response, so only accepted ones let go.
+            if self.handshake_complete and self.initial_response is None and getattr(self, "response", None) is not None:
+                self.request = None
+                self.response = None
+
+    return SlimWebSocketsProtocol
 
 
 def header_limited_protocol(max_head_bytes: int) -> type | None:

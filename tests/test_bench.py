@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 HAVE_NODE = bool(shutil.which("node") and shutil.which("npm"))
 COUNTS = (1, 10, 50, 200)
@@ -74,6 +76,29 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
     fresh = results["freshness"]
     assert fresh["stale_after_ack"] == 0 and fresh["never_fresh"] == 0, fresh
 
+    # 3b. the warm runs against the peer with yoga's response cache (5 s and 60 s TTLs) and
+    # ordergraph as `serve --workers 2`: every workload measured for each, ratios to each,
+    # and every server's read right after the 202 checked against the sources
+    if HAVE_NODE:
+        rivals = {"peer", "peer-ttl5s", "peer-ttl60s", "ordergraph-rttl60s"}
+        if not any("--also-workers" in n for n in results["notes"]):  # Redis reachable
+            rivals.add("ordergraph-w2")
+        for r in (r for r in rows if r["cache"] == "warm"):
+            assert set(r["ratios"]) == rivals, r.get("ratios")
+            for name in rivals:
+                assert r[name]["requests"] > 0 and r[name]["errors"] == 0
+                assert r["ratios"][name] == round(r["ordergraph"]["requests_per_second"] / r[name]["requests_per_second"], 2)
+        tallies = fresh["by_workload"]
+        assert set(tallies) <= {"where is my order", "dashboard page (50)", "customer's orders"} and tallies
+        for per_server in tallies.values():
+            assert set(per_server) == rivals | {"ordergraph"}
+            assert per_server["ordergraph"]["stale"] == 0 and per_server["ordergraph"]["probes"] > 0
+            assert per_server["peer"]["stale"] == 0  # the uncached peer reads the sources: the probe's control
+            assert per_server.get("ordergraph-w2", {"stale": 0})["stale"] == 0  # read-after-202 across replicas
+            assert per_server["ordergraph-rttl60s"]["stale"] == 0  # a longer clock bound, events still drop answers
+        # the cached peers answered some probe from their cache: the probe can see staleness
+        assert sum(t["peer-ttl60s"]["stale"] for t in tallies.values()) > 0
+
     # 4. subscriptions: two sizes from separate processes; every expected message delivered
     subs = results["subscriptions"]
     assert len(subs) == 2
@@ -116,5 +141,57 @@ def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
         assert r["ratio"] == round(r["on"]["requests_per_second"] / r["off"]["requests_per_second"], 3)
 
     table = md_file.read_text()
+    if HAVE_NODE:
+        assert "Against the cache a team would add" in table and "warm ≥ 3 × the peer with a 60 s response cache" in table
     for heading in ("Upstream calls per query", "Latency vs the critical path", "Throughput", "Subscriptions", "Event ingestion", "Under attack", "Tracing overhead", "Targets"):
         assert heading in table
+
+
+def _redis_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_tiny_soak_and_scaleout_produce_their_figures(tmp_path: Path) -> None:
+    """``--only soak,scaleout`` (not in the default set): the soak's windows and summary, and
+    the Redis commands of ``serve --workers 2`` per event and per request."""
+    argv = [sys.executable, "-m", "bench", "--tiny", "--only", "soak,scaleout", "--out", str(tmp_path), "--no-readme"]
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    [json_file] = tmp_path.glob("*.json")
+    results = json.loads(json_file.read_text())
+    table = next(tmp_path.glob("*.md")).read_text()
+
+    soak = results["soak"]
+    workloads = {"where is my order", "dashboard page (50)", "customer's orders"}
+    assert soak["windows"] >= 2 and len(soak["samples"]) == soak["windows"]
+    assert soak["connected"] == soak["subscribers"] > 0
+    assert soak["event_rate"] == 2 * 23.0 and soak["driver"]["events_sent"] > 0 and soak["driver"]["rejected"] == 0
+    for s in soak["samples"]:
+        assert s["rss_bytes"] > 0 and s["backlog"] is not None and s["gateway_cpu"] >= 0
+        for w in workloads:
+            assert s[w]["requests"] > 0 and s[w]["p99_ms"] >= s[w]["p50_ms"] > 0
+    assert soak["errors"] == 0 and set(soak["p99_drift"]) == workloads
+    assert soak["rss_growth_pct"] is not None and soak["backlog_max"] >= soak["backlog_last"] >= 0
+    assert "Soak" in table and "soak: RSS growth after warm-up" in table
+
+    if not _redis_up():
+        assert any("scaleout: no Redis" in n for n in results["notes"])
+        pytest.skip("no Redis on 127.0.0.1:6379: the scale-out cost was not measured (the soak was)")
+    so = results["scaleout"]
+    assert so["workers"] == 2
+    phases = {p["phase"]: p for p in so["phases"]}
+    assert list(phases) == ["idle", "events", "queries, caches cold (misses)", "queries, caches warm (mostly hits)"]
+    events = phases["events"]
+    # every accepted event is journaled in Redis by a script call: commands were counted
+    assert events["units"] > 0 and events["per_unit"] > 0 and events["commands"].get("EVALSHA", 0) >= events["units"]
+    hits = phases["queries, caches warm (mostly hits)"]
+    assert hits["units"] > 0 and hits["errors"] == 0 and hits["per_unit"] is not None
+    # a replica reads the fence before answering from its caches: at most one GET per request
+    assert hits["commands"].get("GET", 0) <= hits["units"]
+    assert "Scale-out cost" in table

@@ -5,15 +5,22 @@
 // schema the benchmark queries, with simple versions of the derived fields.
 //
 //   PLANT_URL=http://127.0.0.1:8100 PORT=4000 node server.js
+//
+// RESPONSE_CACHE_TTL_MS=60000 adds what a team would add next: @graphql-yoga/plugin-response-cache,
+// one in-memory cache shared by every viewer (the bench has no sessions), entries kept for
+// the TTL. It cannot know when source data changes, so it may answer from an entry up to
+// the TTL old.
 
 import { createServer } from 'node:http';
 import DataLoader from 'dataloader';
 import { GraphQLError } from 'graphql';
 import { createSchema, createYoga } from 'graphql-yoga';
+import { useResponseCache } from '@graphql-yoga/plugin-response-cache';
 
 const PLANT = (process.env.PLANT_URL || 'http://127.0.0.1:8100').replace(/\/$/, '');
 const PORT = Number(process.env.PORT || 4000);
 const HOST = process.env.HOST || '127.0.0.1';
+const CACHE_TTL_MS = Number(process.env.RESPONSE_CACHE_TTL_MS || 0); // 0: no response cache
 const MAX_KEYS = 500; // keys per upstream call (the plant takes up to 1,000)
 
 // --- the source API -------------------------------------------------------------------
@@ -463,6 +470,7 @@ const yoga = createYoga({
   graphiql: false,
   landingPage: false,
   logging: 'warn',
+  plugins: CACHE_TTL_MS > 0 ? [useResponseCache({ session: () => null, ttl: CACHE_TTL_MS })] : [],
 });
 
 const server = createServer((req, res) => {
@@ -475,7 +483,8 @@ const server = createServer((req, res) => {
 });
 server.keepAliveTimeout = 65_000;
 server.listen(PORT, HOST, () => {
-  console.log(`peer gateway (graphql-yoga + dataloader) on http://${HOST}:${PORT}/graphql over ${PLANT}`);
+  const cache = CACHE_TTL_MS > 0 ? `, response cache TTL ${CACHE_TTL_MS} ms` : '';
+  console.log(`peer gateway (graphql-yoga + dataloader${cache}) on http://${HOST}:${PORT}/graphql over ${PLANT}`);
 });
 // Stop at once: open keep-alive connections from a load generator must not hold the exit.
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

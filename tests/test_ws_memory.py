@@ -1,0 +1,62 @@
+"""The WebSocket server protocol lets go of the handshake once a connection is accepted.
+
+uvicorn keeps the upgrade's request and response objects (with their headers) for a
+connection's whole life; `gateway/server.py` drops them after the 101, a few KiB per idle
+subscription (bench/README.md, memory per idle subscription). Real uvicorn, real clients.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from gateway.server import slim_websocket_protocol
+
+from .events_util import send_changes
+from .ws_client import WsClient
+
+ORDER_UPDATED = "subscription($id: ID!) { orderUpdated(id: $id) { id production { orders { status } } } }"
+
+
+def _live_protocols(cls: type) -> list:
+    return [o for o in gc.get_objects() if type(o) is cls]
+
+
+async def test_accepted_connections_keep_no_handshake_and_still_work(gql, http, plant, gateway):
+    cls = slim_websocket_protocol()
+    if cls is None:
+        pytest.skip("uvicorn's sans-I/O WebSocket protocol is not installed: uvicorn's default is used")
+    url, _app = gateway
+    data = await gql.query("{ orders(first: 1, filter: {stage: [PRODUCTION_RELEASED]}) { nodes { id } } }")
+    so = data["orders"]["nodes"][0]["id"]
+    ws = await WsClient.open(url)
+    await ws.subscribe("1", ORDER_UPDATED, {"id": so})
+    await ws.next("1")  # the current state first
+
+    live = _live_protocols(cls)
+    assert live, "the gateway's server does not run the slim protocol"
+    for protocol in live:
+        assert protocol.handshake_complete
+        assert protocol.request is None and protocol.response is None
+
+    # the connection still carries frames both ways after letting go of the handshake
+    changes = plant.world.advance_order(so)
+    assert changes
+    await send_changes(http, url, plant.world, changes)
+    msg = await ws.next("1", timeout=10)
+    assert msg["data"]["orderUpdated"]["id"] == so
+    await ws.send({"type": "ping"})
+    assert (await ws.recv())["type"] == "pong"
+    await ws.conn.close()
+
+
+async def test_a_refused_handshake_still_answers(gateway):
+    """The refusal path (no graphql-transport-ws subprotocol) is answered as before: 403."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    url, _app = gateway
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(url.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-ws"])
+    assert refused.value.response.status_code == 403
