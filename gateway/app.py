@@ -42,6 +42,7 @@ from .ingest import EventIngress, EventProcessor, Rejection
 from .journal import Journal
 from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
+from .order_index import OrderIndex
 from .response_cache import ResponseCache
 
 if TYPE_CHECKING:
@@ -105,6 +106,9 @@ class Gateway:
         self.telemetry = Telemetry(config.telemetry)
         self.timeline = EventTimeline()
         self.metrics.watch_record_cache(self.cache)
+        # Derived values of every order for filtered and sorted listings (issue 21): kept
+        # current by the cache's invalidations and written by the exception tracker.
+        self.index = OrderIndex(self.cache)
         self.schema = strawberry_schema
         if config.federation.enabled:  # an Apollo Federation v2 subgraph (resolvers/federation.py)
             from resolvers.federation import subgraph_schema
@@ -212,7 +216,10 @@ class Gateway:
             publish=self.hub.exceptions.publish,
             stale_sources=self.stale_sources,
             prediction_params=self.prediction_params,
+            index=self.index,
         )
+        self.index.compute = self.exceptions.derive_now
+        self.index.on_lost = self.exceptions.request_full
         self.exceptions.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
         self._gc_task = (
@@ -380,6 +387,7 @@ class Gateway:
             viewer=viewer,
             prediction_params=self.prediction_params,
             cursors=self.cursors,
+            index=self.index,
         )
 
     async def ws_viewer(self, init_payload: dict) -> Viewer:

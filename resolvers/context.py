@@ -48,6 +48,9 @@ class Context:
     # whether it may be cached at all (not when it depends on derived, event-less state).
     deps: set[Any] = dataclasses.field(default_factory=set)
     cacheable: bool = True
+    # the gateway's order index (gateway/order_index.py): listings filtered or sorted on
+    # derived values read it; None (or not yet usable) = read every order, as before
+    index: Any = None
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else
