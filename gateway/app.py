@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from starlette.applications import Starlette
@@ -82,6 +82,7 @@ class Gateway:
         self.processor: EventProcessor | None = None
         self.hub: Hub | None = None
         self.exceptions: ExceptionTracker | None = None
+        self.evaluator: Any = None  # scale-out: gateway/evaluator.py
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
@@ -220,7 +221,23 @@ class Gateway:
         )
         self.index.compute = self.exceptions.derive_now
         self.index.on_lost = self.exceptions.request_full
-        self.exceptions.start()
+        if scaleout.redis_url:
+            # One replica evaluates, the others follow it (gateway/evaluator.py).
+            from .evaluator import Evaluator
+
+            assert self.fence is not None
+            self.evaluator = Evaluator(
+                scaleout.redis_url,
+                prefix=scaleout.key_prefix,
+                replica_id=self.journal.replica_id,  # type: ignore[attr-defined]
+                tracker=self.exceptions,
+                index=self.index,
+                lease_seconds=scaleout.evaluator_lease_seconds,
+            )
+            self.evaluator.start_position = self.fence.applied
+            await self.evaluator.start()
+        else:
+            self.exceptions.start()
         self._prune_task = asyncio.create_task(self._prune_periodically(), name="ordergraph-journal-prune")
         self._gc_task = (
             asyncio.create_task(self._freeze_periodically(), name="ordergraph-gc-freeze")
@@ -310,6 +327,8 @@ class Gateway:
             invalidate_all=self.cache.invalidate_all,
         )
         await self.fence.start()
+        self.index.fence_applying = lambda: self.fence.applying if self.fence is not None else None
+        self.index.fence_started(self.fence.applied)
         self.journal = await RedisJournal.open(  # type: ignore[assignment]
             sc.redis_url,
             prefix=sc.key_prefix,
@@ -335,6 +354,8 @@ class Gateway:
         if getattr(self, "_gc_task", None) is not None:
             self._gc_task.cancel()
             gc.unfreeze()
+        if getattr(self, "evaluator", None) is not None:
+            await self.evaluator.stop()
         if self.exceptions is not None:
             await self.exceptions.stop()
         if self.processor is not None:

@@ -115,6 +115,9 @@ class ExceptionTracker:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Scale-out (gateway/evaluator.py): another replica evaluates; this one follows the
+        # journal's transitions (``follow``) and leaves the bus's orders to it.
+        self.following = False
 
     # --- what resolvers read (resolvers.exceptions.ExceptionSource) ----------------------
 
@@ -157,12 +160,16 @@ class ExceptionTracker:
 
     def on_changes(self, changes: list[Any]) -> None:
         """Bus handler: re-evaluate the orders these ``OrderChanged`` name (never blocks)."""
+        if self.following:
+            return
         self._pending.update(ch.sales_order for ch in changes)
         self._idle.clear()
         self._wake.set()
 
     def request_full(self) -> None:
         """Re-evaluate every order soon (e.g. when source health changes)."""
+        if self.following:
+            return
         self._full = True
         self._idle.clear()
         self._wake.set()
@@ -554,6 +561,47 @@ class ExceptionTracker:
             log.debug("exceptions: %s", ", ".join(f"{n} {a.lower()}" for a, n in sorted(counts.items())))
             if self.publish is not None:
                 self.publish(rows)
+
+
+# --- scale-out: following the evaluating replica (gateway/evaluator.py) ----------------------
+
+
+def follow(tracker: ExceptionTracker, rows: list[ExceptionTransition]) -> None:
+    """Apply transitions another replica journaled (cursor order) to ``tracker``'s open
+    set, as if it had evaluated them, and push them to this replica's subscribers."""
+    fresh = [row for row in rows if row.cursor > tracker._last_cursor]
+    for row in fresh:
+        record = ExceptionRecord.from_payload(row.payload)
+        old = tracker._open.get(row.exception_id)
+        for so in old.affected if old is not None else ():
+            ids = tracker._by_order.get(so)
+            if ids is not None:
+                ids.discard(row.exception_id)
+                if not ids:
+                    del tracker._by_order[so]
+        if row.action == "CLEARED":
+            tracker._open.pop(row.exception_id, None)
+            tracker._remember_closed(record)
+            continue
+        tracker._closed.pop(row.exception_id, None)
+        tracker._open[row.exception_id] = record
+        for so in record.affected:
+            tracker._by_order.setdefault(so, set()).add(row.exception_id)
+    if fresh:
+        tracker._last_cursor = fresh[-1].cursor
+        tracker.transitions += len(fresh)
+        if tracker.publish is not None:
+            tracker.publish(fresh)
+
+
+def reset(tracker: ExceptionTracker) -> None:
+    """Forget the open set (before evaluating again from the journal's)."""
+    tracker._open.clear()
+    tracker._closed.clear()
+    tracker._by_order.clear()
+    tracker._pending.clear()
+    tracker._due.clear()
+    tracker._timers.clear()
 
 
 def _customer_view(d: Detection) -> tuple[Any, ...]:

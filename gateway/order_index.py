@@ -49,6 +49,7 @@ from .cache import RecordCache
 log = logging.getLogger("ordergraph.index")
 
 Bucket = dict[str, list[tuple]]  # sort -> sorted keys (each ending with the sales order)
+NO_FENCE = float("inf")
 Compute = Callable[[list[str]], Awaitable[None]]  # recompute these orders into the index
 
 
@@ -58,14 +59,26 @@ class OrderIndex:
     def __init__(self, records: RecordCache) -> None:
         self.records = records
         self._values: dict[str, DerivedValues] = {}
-        self._tickets: dict[str, int] = {}
+        # Version of each stored value: (fence position, local ticket). The fence position
+        # (scale-out: the shared invalidation sequence, gateway/redis_fence.py) is how far
+        # the invalidations were applied when the value's reads began: comparable across
+        # replicas. The ticket orders this replica's own reads (0 for another replica's).
+        self._versions: dict[str, tuple[int, int]] = {}
         self._buckets: dict[tuple[OrderStage, DeliveryRisk], Bucket] = {}
         self._by_customer: dict[str, set[str]] = {}
         self._by_production_order: dict[str, str] = {}
         self._by_delivery: dict[str, str] = {}
         self._by_work_center: dict[str, set[str]] = {}
-        # Orders whose records were invalidated, with the ticket stamped then.
-        self._dirty: dict[str, int] = {}
+        # Orders whose records were invalidated: the ticket stamped then, and the fence
+        # sequence of the invalidation (``NO_FENCE`` when it came from elsewhere: then only
+        # a read of this replica's, after the ticket, clears the mark).
+        self._dirty: dict[str, tuple[int, float]] = {}
+        # Scale-out: the fence sequence being applied now (None when not in a fence message),
+        # and (ticket, sequence) of each applied message, to date this replica's reads.
+        self.fence_applying: Callable[[], int | None] = lambda: None
+        self._fence_log: list[tuple[int, int]] = []
+        # Scale-out: values this replica computed are handed here (to share with the others).
+        self.on_computed: Callable[[DerivedValues | str, int], None] | None = None
         self._complete = False  # every order known: a full evaluation finished
         self._built = False  # the buckets exist (built once, in bulk, after the first full pass)
         self._floor = 0  # everything computed at or before this ticket is suspect
@@ -99,7 +112,25 @@ class OrderIndex:
 
     def dirty(self) -> dict[str, int]:
         """Orders invalidated since their values were computed, with the invalidation's ticket."""
-        return dict(self._dirty)
+        return {so: mark[0] for so, mark in self._dirty.items()}
+
+    def suspect_before(self, position: int) -> None:
+        """Mark dirty every value read before the fence reached ``position``: it may miss an
+        invalidation this replica never saw (a value read from ``position`` on clears it)."""
+        stamp = self.records.ticket()
+        for so, (at, _ticket) in self._versions.items():
+            if at < position:
+                self._dirty[so] = (stamp, position)
+
+    def fence_started(self, applied: int) -> None:
+        """Scale-out: the fence starts at ``applied`` (reads from now on saw all before it)."""
+        self._fence_log.append((self.records.ticket(), applied))
+
+    def position_of(self, ticket: int) -> int:
+        """The fence sequence every read that began at ``ticket`` saw applied (0 without a fence)."""
+        log_ = self._fence_log
+        i = bisect.bisect_left(log_, (ticket, -1))
+        return log_[i - 1][1] if i else 0
 
     def stats(self) -> dict[str, int]:
         return {"orders": len(self._values), "dirty": len(self._dirty), "refreshed": self.refreshed, "lost": self.lost}
@@ -109,13 +140,38 @@ class OrderIndex:
     def put(self, values: DerivedValues, ticket: int) -> bool:
         """Store an order's values computed from records read after ``ticket``; False (and
         nothing changes) when values from a later read are already stored."""
+        position = self.position_of(ticket)
+        if not self._store(values, (position, ticket)):
+            return False
+        if self.on_computed is not None:
+            self.on_computed(values, position)
+        return True
+
+    def put_shared(self, values: DerivedValues | str, position: int) -> bool:
+        """Another replica's values (or, for a bare sales order number, its word that the
+        order does not exist), read after it applied the fence up to ``position``."""
+        if isinstance(values, str):
+            return self._drop(values, (position, 0))
+        return self._store(values, (position, 0))
+
+    def _fresh_enough(self, so: str, version: tuple[int, int]) -> bool:
+        """Whether a value of ``version`` is at least as new as the stored one; and clear
+        the order's dirty mark if the value's reads began after its invalidation."""
+        if self._versions.get(so, (0, 0)) > version:
+            return False
+        mark = self._dirty.get(so)
+        if mark is not None:
+            position, ticket = version
+            if (ticket and mark[0] < ticket) or mark[1] <= position:
+                del self._dirty[so]
+        return True
+
+    def _store(self, values: DerivedValues, version: tuple[int, int]) -> bool:
         so = values.sales_order
-        if self._tickets.get(so, 0) > ticket:
+        if not self._fresh_enough(so, version):
             return False
         old = self._values.get(so)
-        if self._dirty.get(so, 0) < ticket:
-            self._dirty.pop(so, None)
-        self._tickets[so] = ticket
+        self._versions[so] = version
         if old == values:
             return True
         if old is not None:
@@ -126,20 +182,24 @@ class OrderIndex:
 
     def discard(self, sales_order: str, ticket: int) -> None:
         """The order does not exist (as of a read after ``ticket``)."""
-        if self._tickets.get(sales_order, 0) > ticket:
-            return
-        if self._dirty.get(sales_order, 0) < ticket:
-            self._dirty.pop(sales_order, None)
+        position = self.position_of(ticket)
+        if self._drop(sales_order, (position, ticket)) and self.on_computed is not None:
+            self.on_computed(sales_order, position)
+
+    def _drop(self, sales_order: str, version: tuple[int, int]) -> bool:
+        if not self._fresh_enough(sales_order, version):
+            return False
         old = self._values.pop(sales_order, None)
-        self._tickets.pop(sales_order, None)
+        self._versions.pop(sales_order, None)
         if old is not None:
             self._unlink(old)
+        return True
 
     def complete(self, seen: Iterable[str], ticket: int) -> None:
         """A full evaluation that began at ``ticket`` saw exactly the orders ``seen``: drop
         the others (unless written since), and the index holds every order."""
         seen = set(seen)
-        for so in [so for so in self._values if so not in seen and self._tickets.get(so, 0) <= ticket]:
+        for so in [so for so in self._values if so not in seen and self._versions.get(so, (0, 0))[1] <= ticket]:
             self.discard(so, ticket)
         if ticket <= self._floor:
             return  # the cache was dropped wholesale meanwhile: not known to be whole
@@ -211,6 +271,11 @@ class OrderIndex:
 
     def _on_invalidate(self, keys: list[Hashable] | None) -> None:
         stamp = self.records.ticket()
+        fence_seq = self.fence_applying()
+        if fence_seq is not None:
+            self._fence_log.append((stamp, fence_seq))
+            if len(self._fence_log) > 20_000:  # older reads then count as position 0: safe
+                del self._fence_log[:10_000]
         if keys is None:
             self._floor = stamp
             if self._complete:
@@ -220,6 +285,7 @@ class OrderIndex:
             self._rebuild_asked = False
             return
         dirty = self._dirty
+        mark = (stamp, fence_seq if fence_seq is not None else NO_FENCE)
         for key in keys:
             if not (isinstance(key, tuple) and len(key) == 2):
                 continue
@@ -227,21 +293,21 @@ class OrderIndex:
             if namespace in (ns.SALES_ORDER, ns.PRODUCTION_ORDERS_BY_SALES_ORDER, ns.DELIVERIES_BY_SALES_ORDER):
                 # A sales order the index does not know yet (just created) is dirty too.
                 if namespace == ns.SALES_ORDER or k in self._values:
-                    dirty[k] = stamp
+                    dirty[k] = mark
             elif namespace in (ns.COMPONENTS_BY_PRODUCTION_ORDER, ns.LOTS_BY_PRODUCTION_ORDER):
                 so = self._by_production_order.get(k)
                 if so is not None:
-                    dirty[so] = stamp
+                    dirty[so] = mark
             elif namespace == ns.SHIPMENTS_BY_DELIVERY:
                 so = self._by_delivery.get(k)
                 if so is not None:
-                    dirty[so] = stamp
+                    dirty[so] = mark
             elif namespace == ns.WORK_CENTER:
                 for so in self._by_work_center.get(k, ()):
-                    dirty[so] = stamp
+                    dirty[so] = mark
             elif namespace == ns.CUSTOMER:
                 for so in self._by_customer.get(k, ()):
-                    dirty[so] = stamp
+                    dirty[so] = mark
 
     async def refresh(self) -> None:
         """Recompute every order that was dirty when this call began (a listing's first
@@ -249,7 +315,7 @@ class OrderIndex:
         start = self.records.ticket()
         if self._flight is not None:  # another listing's refresh: share it, then do the rest
             await asyncio.shield(self._flight)
-        todo = sorted(so for so, stamp in self._dirty.items() if stamp < start)
+        todo = sorted(so for so, mark in self._dirty.items() if mark[0] < start)
         if not todo or self.compute is None:
             return
         flight: asyncio.Future[None] = asyncio.get_running_loop().create_future()
