@@ -328,7 +328,8 @@ class Gateway:
         )
         await self.fence.start()
         self.index.fence_applying = lambda: self.fence.applying if self.fence is not None else None
-        self.index.fence_started(self.fence.applied)
+        self.index.fence_applied(self.fence.applied)
+        self.fence.on_applied = self.index.fence_applied
         self.journal = await RedisJournal.open(  # type: ignore[assignment]
             sc.redis_url,
             prefix=sc.key_prefix,

@@ -164,6 +164,8 @@ class Evaluator:
         self._flusher: asyncio.Task[None] | None = None
         self._lost = False
         self._complete_shared = False
+        self._clean_shared: int | None = None
+        self._clean_at = 0.0
         self._rebuild: asyncio.Task[None] | None = None
         # The fence position this replica started at (set by the gateway): shared values
         # read before it may miss invalidations this replica never saw.
@@ -254,8 +256,20 @@ class Evaluator:
 
     async def _flush_forever(self) -> None:
         self._complete_shared = False
+        lingering: set[str] = set()
+        last_look = time.monotonic()
         while True:
             try:
+                if time.monotonic() - last_look >= 1.0:
+                    # Orders dirty for a second that the tracker was not asked about (an
+                    # invalidated key reaches more orders than the bus names, e.g. finished
+                    # production on a work centre): evaluated here, so followers hear of them.
+                    dirty = set(self.index.dirty())
+                    todo = sorted(lingering & dirty)
+                    lingering = dirty - set(todo)
+                    last_look = time.monotonic()
+                    if todo:
+                        await self.tracker.derive_now(todo)
                 await self._flush()
             except asyncio.CancelledError:
                 raise
@@ -283,6 +297,14 @@ class Evaluator:
             await self._client.set(self.complete_key, self.replica_id)
             await self._client.publish(self._channel.channel, b"complete")
             self._complete_shared = True
+        # Nothing dirty here and everything shared: the followers' marks up to this fence
+        # position are answered (values that did not change are not sent again).
+        clean = self.index.clean_position() if self.index.usable and not self._outbox else None
+        # Again every second: a follower that just started waits for one.
+        if clean is not None and (clean != self._clean_shared or time.monotonic() - self._clean_at >= 1.0):
+            await self._client.publish(self._channel.channel, b"clean %d" % clean)
+            self._clean_shared = clean
+            self._clean_at = time.monotonic()
 
     # --- a follower: take what the evaluator shares -----------------------------------------
 
@@ -291,6 +313,10 @@ class Evaluator:
             return
         if data == b"complete":
             self._complete()
+            return
+        if data.startswith(b"clean "):
+            with contextlib.suppress(ValueError):
+                self.index.clean_upto(int(data[6:]))
             return
         for raw in data.split(b"\n"):
             try:

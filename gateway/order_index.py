@@ -122,9 +122,29 @@ class OrderIndex:
             if at < position:
                 self._dirty[so] = (stamp, position)
 
-    def fence_started(self, applied: int) -> None:
-        """Scale-out: the fence starts at ``applied`` (reads from now on saw all before it)."""
-        self._fence_log.append((self.records.ticket(), applied))
+    def fence_applied(self, applied: int) -> None:
+        """Scale-out: every fence sequence up to ``applied`` is applied here (at the start,
+        and after each message): reads from now on saw them all."""
+        log_ = self._fence_log
+        if log_ and log_[-1][1] >= applied:
+            return
+        log_.append((self.records.ticket(), applied))
+        if len(log_) > 20_000:  # older reads then count as position 0: safe
+            del log_[:10_000]
+
+    def clean_upto(self, position: int) -> int:
+        """Scale-out: the evaluator says every value it shared reflects every invalidation
+        up to fence ``position``: clear the marks of those. Returns how many cleared."""
+        done = [so for so, mark in self._dirty.items() if mark[1] <= position]
+        for so in done:
+            del self._dirty[so]
+        return len(done)
+
+    def clean_position(self) -> int | None:
+        """The fence position every value here reflects, if nothing is dirty (else None)."""
+        if self._dirty:
+            return None
+        return self.position_of(self.records.ticket())
 
     def position_of(self, ticket: int) -> int:
         """The fence sequence every read that began at ``ticket`` saw applied (0 without a fence)."""
@@ -141,9 +161,11 @@ class OrderIndex:
         """Store an order's values computed from records read after ``ticket``; False (and
         nothing changes) when values from a later read are already stored."""
         position = self.position_of(ticket)
+        so = values.sales_order
+        news = so in self._dirty or self._values.get(so) != values
         if not self._store(values, (position, ticket)):
             return False
-        if self.on_computed is not None:
+        if news and self.on_computed is not None:  # a sweep's unchanged values stay here
             self.on_computed(values, position)
         return True
 
@@ -272,10 +294,6 @@ class OrderIndex:
     def _on_invalidate(self, keys: list[Hashable] | None) -> None:
         stamp = self.records.ticket()
         fence_seq = self.fence_applying()
-        if fence_seq is not None:
-            self._fence_log.append((stamp, fence_seq))
-            if len(self._fence_log) > 20_000:  # older reads then count as position 0: safe
-                del self._fence_log[:10_000]
         if keys is None:
             self._floor = stamp
             if self._complete:

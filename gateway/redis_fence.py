@@ -64,6 +64,7 @@ class InvalidationFence(RedisChannel):
         self.wait_seconds = wait_seconds
         self.applied = 0  # every message up to this sequence is applied here
         self.applying: int | None = None  # the sequence whose invalidations run right now
+        self.on_applied: Callable[[int], Any] | None = None  # told each sequence applied here
         self.published = 0
         self.gets = 0  # GETs sent (shared by concurrent syncs)
         self.waits = 0  # syncs that had to wait for a message
@@ -201,6 +202,8 @@ class InvalidationFence(RedisChannel):
             finally:
                 self.applying = None
         self.applied = max(self.applied, seq)
+        if self.on_applied is not None:
+            self.on_applied(self.applied)
         self._advance()
 
     def _advance(self) -> None:
