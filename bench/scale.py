@@ -83,16 +83,18 @@ async def wait_for_line(proc: procs.Proc, text: str, timeout: float) -> float:
     raise RuntimeError(f"{proc.name}: no {text!r} after {timeout:.0f} s:\n{proc.log_tail()}")
 
 
-async def ask(http: aiohttp.ClientSession, url: str, query: str, variables: dict | None = None) -> float:
-    """Seconds for one answer; an error in it stops the run (a figure must be of a real answer)."""
+async def ask(http: aiohttp.ClientSession, url: str, query: str, variables: dict | None = None) -> tuple[float, str]:
+    """Seconds for one answer, and its first error ("" for a clean answer: only those are
+    figures; an answer with errors is counted and named in the table instead)."""
     body = {"query": query, **({"variables": variables} if variables else {})}
     t0 = time.perf_counter()
     async with http.post(url + "/graphql", json=body) as resp:
         data = await resp.json(content_type=None)
     took = time.perf_counter() - t0
     if resp.status != 200 or data.get("errors"):
-        raise RuntimeError(f"{query[:60]}…: {resp.status} {str(data)[:400]}")
-    return took
+        errors = data.get("errors") or [{}]
+        return took, str(errors[0].get("extensions", {}).get("code") or errors[0].get("message") or resp.status)
+    return took, ""
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -146,10 +148,21 @@ async def one_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: st
         async with aiohttp.ClientSession(timeout=timeout) as http:
             figures = {}
             for name, (query, variables) in questions.items():
-                cold = await ask(http, gateway.url, query, variables(0))
-                warm = [await ask(http, gateway.url, query, variables(i + 1)) for i in range(args.samples)]
-                figures[name] = {"cold": cold, "p50": statistics.median(warm), "p99": pct(warm, 99)}
-                print(f"  {name}: cold {cold * 1000:.0f} ms, p50 {figures[name]['p50'] * 1000:.0f} ms, p99 {figures[name]['p99'] * 1000:.0f} ms", flush=True)
+                cold, cold_error = await ask(http, gateway.url, query, variables(0))
+                answers = [await ask(http, gateway.url, query, variables(i + 1)) for i in range(args.samples)]
+                warm = [t for t, error in answers if not error] or [float("nan")]
+                errors = [e for e in [cold_error] + [e for _t, e in answers] if e]
+                figures[name] = {
+                    "cold": cold if not cold_error else float("nan"),
+                    "p50": statistics.median(warm),
+                    "p99": pct(warm, 99),
+                    "errors": len(errors),
+                    "error": errors[0] if errors else "",
+                    "slowest_s": max([cold] + [t for t, _e in answers]),
+                }
+                f = figures[name]
+                print(f"  {name}: cold {f['cold'] * 1000:.0f} ms, p50 {f['p50'] * 1000:.0f} ms, p99 {f['p99'] * 1000:.0f} ms"
+                      + (f", {f['errors']} errors ({f['error']}) after up to {f['slowest_s']:.0f} s" if errors else ""), flush=True)  # fmt: skip
         out["queries"] = figures
         out["rss_after_mb"] = gateway.rss() / 2**20
         out["load_after"] = loadavg()
@@ -158,6 +171,12 @@ async def one_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: st
         if gateway is not None:
             gateway.stop()
         plant.stop()
+
+
+def cell(f: dict[str, Any]) -> str:
+    if f.get("errors"):
+        return f"{f['errors']} errors ({f['error']}, after up to {f['slowest_s']:.0f} s)"
+    return f"{f['cold'] * 1000:.0f} · {f['p50'] * 1000:.0f} · {f['p99'] * 1000:.0f} ms"
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -171,7 +190,7 @@ def table(results: list[dict[str, Any]]) -> str:
         cells = [
             r["gateway"], f"{r['orders']:,}", f"{r['plant_ready_s']:.0f} s",
             f"{r['listening_s']:.1f} s / {r['ready_s']:.1f} s", f"{r['rss_ready_mb']:.0f} / {r['rss_after_mb']:.0f} MB",
-            *(f"{q[n]['cold'] * 1000:.0f} · {q[n]['p50'] * 1000:.0f} · {q[n]['p99'] * 1000:.0f} ms" for n in names),
+            *(cell(q[n]) for n in names),
             f"{r['load_before']} → {r['load_after']}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
