@@ -14,6 +14,7 @@ from sources.simulator.emitter import EventEmitter
 
 from .events_util import post_events
 from .servers import GraphQLClient, running_gateway
+from .test_order_index import _check
 from .test_scaleout import _scaleout, _send, _step, eventually
 
 LATE = "{ orders(first: 500, filter: {deliveryRisk: [LATE, AT_RISK]}) { totalCount nodes { id } } }"
@@ -74,6 +75,20 @@ async def test_one_replica_evaluates_the_other_follows_and_takes_over(plant, htt
             # A listing on the follower answers from the shared values.
             gql_a, gql_b = GraphQLClient(url_a, http), GraphQLClient(url_b, http)
             assert await gql_b.query(LATE) == await gql_a.query(LATE)
+
+            # Right after the evaluator's 202, with nothing processed (no processor runs, so
+            # no bus message and nothing re-evaluated or shared): the follower's listings,
+            # which check the fence first, are already current.
+            for gw in (a, b):
+                await gw.processor.stop()
+            shared = b.evaluator.applied
+            for so in plant.world.sales_orders[10:14]:
+                await _send(http, url_a, _step(plant, emitter, so))
+            await gql_b.query(LATE)  # the fence: the follower applied what A dropped
+            await _check(b, gql_b, "follower, right after the evaluator's 202")
+            assert b.evaluator.applied == shared and b.index.refreshed > 0  # it recomputed them itself
+            for gw in (a, b):
+                gw.processor.start()
 
             # The evaluator dies without a word (its lease is left to run out).
             await a.evaluator.stop(release=False)
