@@ -46,6 +46,7 @@ from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
 from .mqtt import ShopFloorConsumer, WorkCenterStaleness
 from .notices import NoticeEngine, nothing_acknowledged, outbox_path
+from .order_index import OrderIndex
 from .outbox import Outbox
 from .response_cache import ResponseCache
 
@@ -95,6 +96,7 @@ class Gateway:
         self.is_acknowledged: Callable[[str], bool | Awaitable[bool]] = nothing_acknowledged
         self.workflow: WorkflowService | None = None  # workflow on exceptions (gateway/workflow.py)
         self.reconciler: Reconciler | None = None  # reconciliation polling, set at start
+        self.evaluator: Any = None  # scale-out: gateway/evaluator.py
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
@@ -123,6 +125,9 @@ class Gateway:
         self.telemetry = Telemetry(config.telemetry)
         self.timeline = EventTimeline()
         self.metrics.watch_record_cache(self.cache)
+        # Derived values of every order for filtered and sorted listings (issue 21): kept
+        # current by the cache's invalidations and written by the exception tracker.
+        self.index = OrderIndex(self.cache)
         self.schema = strawberry_schema
         if config.federation.enabled:  # an Apollo Federation v2 subgraph (resolvers/federation.py)
             from resolvers.federation import subgraph_schema
@@ -236,9 +241,27 @@ class Gateway:
             publish=self.hub.exceptions.publish,
             stale_sources=self.stale_sources,
             prediction_params=self.prediction_params,
-            observe=self.notices.observe if self.notices is not None else None,
+            index=self.index,
         )
-        self.exceptions.start()
+        self.index.compute = self.exceptions.derive_now
+        self.index.on_lost = self.exceptions.request_full
+        if scaleout.redis_url:
+            # One replica evaluates, the others follow it (gateway/evaluator.py).
+            from .evaluator import Evaluator
+
+            assert self.fence is not None
+            self.evaluator = Evaluator(
+                scaleout.redis_url,
+                prefix=scaleout.key_prefix,
+                replica_id=self.journal.replica_id,  # type: ignore[attr-defined]
+                tracker=self.exceptions,
+                index=self.index,
+                lease_seconds=scaleout.evaluator_lease_seconds,
+            )
+            self.evaluator.start_position = self.fence.applied
+            await self.evaluator.start()
+        else:
+            self.exceptions.start()
         warn_if_development(self.config)
         if self.config.mqtt.url:
             self.mqtt = ShopFloorConsumer(
@@ -372,6 +395,9 @@ class Gateway:
             invalidate_all=self.cache.invalidate_all,
         )
         await self.fence.start()
+        self.index.fence_applying = lambda: self.fence.applying if self.fence is not None else None
+        self.index.fence_applied(self.fence.applied)
+        self.fence.on_applied = self.index.fence_applied
         self.journal = await RedisJournal.open(  # type: ignore[assignment]
             sc.redis_url,
             prefix=sc.key_prefix,
@@ -432,6 +458,8 @@ class Gateway:
             gc.unfreeze()
         if self.mqtt is not None:
             await self.mqtt.stop()
+        if getattr(self, "evaluator", None) is not None:
+            await self.evaluator.stop()
         if self.exceptions is not None:
             await self.exceptions.stop()
         if self.notices is not None:
@@ -508,6 +536,7 @@ class Gateway:
             cursors=self.cursors,
             stale_work_centers=self.shop_floor_stale,
             notices=self.notices,
+            index=self.index,
         )
 
     async def ws_viewer(self, init_payload: dict) -> Viewer:

@@ -169,6 +169,9 @@ class ScaleoutConfig:
     lease_seconds: float = 30.0
     # How often an idle replica looks for other replicas' events and expired leases.
     poll_seconds: float = 1.0
+    # One replica evaluates every order (exceptions, the order index) under this lease;
+    # when it dies another takes over after at most this long (gateway/evaluator.py).
+    evaluator_lease_seconds: float = 10.0
 
 
 @dataclasses.dataclass(slots=True)

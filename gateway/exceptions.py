@@ -40,10 +40,11 @@ from typing import Any
 import orjson
 
 from resolvers.context import Context
+from resolvers.derived import derive
 from resolvers.exception_types import load_orders
 from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.loaders import remember_listing
-from resolvers.prediction import PredictionParams
+from resolvers.prediction import PredictionParams, predict
 from sources.client import SourceError
 
 from .journal import ExceptionTransition
@@ -74,11 +75,15 @@ class ExceptionTracker:
         retry_seconds: float = 2.0,
         timer_seconds: float = 0.5,
         observe: Callable[[list[Any], dt.datetime], Awaitable[Any]] | None = None,
+        index: Any = None,
     ) -> None:
         self.context_factory = context_factory
         # Sees every (view, customer) pair evaluated, with the evaluation's time: the
         # proactive notices decide there (gateway/notices.py). Its failure is logged only.
         self.observe = observe
+        # The order index (gateway/order_index.py): each evaluated order's derived values
+        # are written there from the same views, so no order is evaluated twice.
+        self.index = index
         self.journal = journal
         self.clock = clock
         self.publish = publish
@@ -114,6 +119,9 @@ class ExceptionTracker:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Scale-out (gateway/evaluator.py): another replica evaluates; this one follows the
+        # journal's transitions (``follow``) and leaves the bus's orders to it.
+        self.following = False
 
     # --- what resolvers read (resolvers.exceptions.ExceptionSource) ----------------------
 
@@ -156,12 +164,16 @@ class ExceptionTracker:
 
     def on_changes(self, changes: list[Any]) -> None:
         """Bus handler: re-evaluate the orders these ``OrderChanged`` name (never blocks)."""
+        if self.following:
+            return
         self._pending.update(ch.sales_order for ch in changes)
         self._idle.clear()
         self._wake.set()
 
     def request_full(self) -> None:
         """Re-evaluate every order soon (e.g. when source health changes)."""
+        if self.following:
+            return
         self._full = True
         self._idle.clear()
         self._wake.set()
@@ -331,19 +343,23 @@ class ExceptionTracker:
         found: dict[str, list[Detection]] = {}
         token: str | None = None
         total: int | None = None
+        first_ticket: int | None = None
         while True:
             ctx = self.context_factory()
             ticket = ctx.cache.ticket()
+            first_ticket = ticket if first_ticket is None else first_ticket
             page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
             remember_listing(ctx.cache, page.records, ticket)
             total = page.count if total is None else total
             for so in page.records:
                 ctx.loaders.sales_order.prime(so.sales_order, so)
-            found.update(await self._detect(ctx, [so.sales_order for so in page.records]))
+            found.update(await self._detect(ctx, [so.sales_order for so in page.records], ticket))
             log.log(level, "exception tracker: evaluated %d/%d orders", len(found), total)
             if not page.next_skip_token or not page.records:
                 break
             token = page.records[-1].sales_order
+        if self.index is not None and first_ticket is not None:
+            self.index.complete(found, first_ticket)
         # Orders the listing no longer shows lose their exceptions too.
         await self._apply(set(found) | set(self._by_order), found)
         log.log(
@@ -361,12 +377,18 @@ class ExceptionTracker:
             found.update(await self._detect(self.context_factory(), ids[i : i + self.chunk_size]))
         await self._apply(orders, found)
 
-    async def _detect(self, ctx: Context, sales_orders: list[str]) -> dict[str, list[Detection]]:
+    async def _detect(
+        self, ctx: Context, sales_orders: list[str], ticket: int | None = None
+    ) -> dict[str, list[Detection]]:
+        # ``ticket``: taken before the first read of these orders' records (the order index
+        # keeps a value only if none of them was invalidated after it).
+        ticket = ctx.cache.ticket() if ticket is None else ticket
         loaded = await load_orders(ctx, sales_orders)
         self.evaluated += len(loaded)
         found = {}
         for view, customer in loaded:
             so = view.sales_order.sales_order
+            pred = predict(view, ctx.now, self.prediction_params)
             found[so] = detect(
                 view,
                 customer,
@@ -374,14 +396,51 @@ class ExceptionTracker:
                 params=self.params,
                 prediction_params=self.prediction_params,
                 stale_sources=self._stale,
+                prediction=pred,
             )
+            if self.index is not None:
+                self.index.put(
+                    derive(
+                        view, customer, ctx.now, detections=found[so], prediction_params=self.prediction_params,
+                        params=self.params, pred=pred,
+                    ),
+                    ticket,
+                )  # fmt: skip
             self._set_due(so, next_due(view, ctx.now, params=self.params, prediction_params=self.prediction_params))
+        if self.index is not None:
+            for so in set(sales_orders) - found.keys():  # no such order (any more)
+                self.index.discard(so, ticket)
         if self.observe is not None:
             try:
                 await self.observe(loaded, ctx.now)
             except Exception:
                 log.exception("notices: deciding for %d orders failed (they are decided again at their next evaluation)", len(loaded))
         return found
+
+    async def derive_now(self, sales_orders: list[str]) -> None:
+        """Recompute these orders into the order index now (a listing's refresh): the same
+        rules as an evaluation, without touching the open set (the bus brings these orders
+        to the tracker's own loop too)."""
+        for i in range(0, len(sales_orders), self.chunk_size):
+            ctx = self.context_factory()
+            ticket = ctx.cache.ticket()
+            chunk = sales_orders[i : i + self.chunk_size]
+            loaded = await load_orders(ctx, chunk)
+            for view, customer in loaded:
+                pred = predict(view, ctx.now, self.prediction_params)
+                detections = detect(
+                    view, customer, ctx.now, params=self.params, prediction_params=self.prediction_params,
+                    stale_sources=self._stale, prediction=pred,
+                )  # fmt: skip
+                self.index.put(
+                    derive(
+                        view, customer, ctx.now, detections=detections, prediction_params=self.prediction_params,
+                        params=self.params, pred=pred,
+                    ),
+                    ticket,
+                )  # fmt: skip
+            for so in set(chunk) - {view.sales_order.sales_order for view, _ in loaded}:
+                self.index.discard(so, ticket)
 
     # --- diff and transitions ------------------------------------------------------------
 
@@ -511,6 +570,47 @@ class ExceptionTracker:
             log.debug("exceptions: %s", ", ".join(f"{n} {a.lower()}" for a, n in sorted(counts.items())))
             if self.publish is not None:
                 self.publish(rows)
+
+
+# --- scale-out: following the evaluating replica (gateway/evaluator.py) ----------------------
+
+
+def follow(tracker: ExceptionTracker, rows: list[ExceptionTransition]) -> None:
+    """Apply transitions another replica journaled (cursor order) to ``tracker``'s open
+    set, as if it had evaluated them, and push them to this replica's subscribers."""
+    fresh = [row for row in rows if row.cursor > tracker._last_cursor]
+    for row in fresh:
+        record = ExceptionRecord.from_payload(row.payload)
+        old = tracker._open.get(row.exception_id)
+        for so in old.affected if old is not None else ():
+            ids = tracker._by_order.get(so)
+            if ids is not None:
+                ids.discard(row.exception_id)
+                if not ids:
+                    del tracker._by_order[so]
+        if row.action == "CLEARED":
+            tracker._open.pop(row.exception_id, None)
+            tracker._remember_closed(record)
+            continue
+        tracker._closed.pop(row.exception_id, None)
+        tracker._open[row.exception_id] = record
+        for so in record.affected:
+            tracker._by_order.setdefault(so, set()).add(row.exception_id)
+    if fresh:
+        tracker._last_cursor = fresh[-1].cursor
+        tracker.transitions += len(fresh)
+        if tracker.publish is not None:
+            tracker.publish(fresh)
+
+
+def reset(tracker: ExceptionTracker) -> None:
+    """Forget the open set (before evaluating again from the journal's)."""
+    tracker._open.clear()
+    tracker._closed.clear()
+    tracker._by_order.clear()
+    tracker._pending.clear()
+    tracker._due.clear()
+    tracker._timers.clear()
 
 
 def _customer_view(d: Detection) -> tuple[Any, ...]:

@@ -63,6 +63,8 @@ class InvalidationFence(RedisChannel):
         self._invalidate_all = invalidate_all
         self.wait_seconds = wait_seconds
         self.applied = 0  # every message up to this sequence is applied here
+        self.applying: int | None = None  # the sequence whose invalidations run right now
+        self.on_applied: Callable[[int], Any] | None = None  # told each sequence applied here
         self.published = 0
         self.gets = 0  # GETs sent (shared by concurrent syncs)
         self.waits = 0  # syncs that had to wait for a message
@@ -191,11 +193,17 @@ class InvalidationFence(RedisChannel):
         if seq in self._own:
             self._own.discard(seq)  # published here, after dropping the same keys locally
         else:
-            if keys:
-                self._invalidate(keys)
-            for namespace in namespaces:
-                self._invalidate_namespace(namespace)
+            self.applying = seq  # the order index dates its dirty marks by it
+            try:
+                if keys:
+                    self._invalidate(keys)
+                for namespace in namespaces:
+                    self._invalidate_namespace(namespace)
+            finally:
+                self.applying = None
         self.applied = max(self.applied, seq)
+        if self.on_applied is not None:
+            self.on_applied(self.applied)
         self._advance()
 
     def _advance(self) -> None:

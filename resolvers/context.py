@@ -60,6 +60,9 @@ class Context:
     # this request's snapshot of it (resolvers.workflow_types.workflow_view), read once.
     workflow: Any = None
     workflow_view: Any = None
+    # the gateway's order index (gateway/order_index.py): listings filtered or sorted on
+    # derived values read it; None (or not yet usable) = read every order, as before
+    index: Any = None
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else

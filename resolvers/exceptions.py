@@ -797,11 +797,13 @@ def detect(
     params: ExceptionParams = ExceptionParams(),
     prediction_params: PredictionParams = PredictionParams(),
     stale_sources: Iterable[str] = (),
+    prediction: Prediction | None = None,
 ) -> list[Detection]:
-    """Every exception hitting one order, one detection per exception id."""
+    """Every exception hitting one order, one detection per exception id (``prediction``:
+    the order's, when the caller has it already)."""
     if view.is_delivered:
         return []
-    facts = order_facts(view, customer, now, params=params, prediction_params=prediction_params)
+    facts = order_facts(view, customer, now, params=params, prediction_params=prediction_params, prediction=prediction)
     r = RuleInput(view, facts, now, params, prediction_params, frozenset(stale_sources))
     found: dict[str, Detection] = {}
     for rule in RULES.values():

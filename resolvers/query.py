@@ -13,7 +13,7 @@ from strawberry import Info
 
 from sources.records import SalesOrder
 
-from . import enums, fetch, policy, prediction, stage
+from . import enums, fetch, listing, policy, prediction, stage
 from .context import Context
 from .cursors import Cursors
 from .exception_types import (
@@ -167,7 +167,13 @@ def page_needs(info: Info) -> dict[str, bool]:
 
 
 async def list_orders(
-    ctx: Context, first: int, after: str | None, f: OrderFilter, *, prefetch: dict[str, bool] | None = None
+    ctx: Context,
+    first: int,
+    after: str | None,
+    f: OrderFilter,
+    *,
+    prefetch: dict[str, bool] | None = None,
+    sort: str = listing.derived.SALES_ORDER,
 ) -> OrderConnection:
     """A page of orders: ERP-side filters pushed down, derived filters applied here."""
     if first < 0:
@@ -176,17 +182,49 @@ async def list_orders(
         raise GraphQLError(
             f"`first` is at most {ctx.max_first}; page with `after`.", extensions={"code": "BAD_USER_INPUT"}
         )
-    skip = decode_cursor(ctx.cursors, after) if after else None
+    by_number = sort == listing.derived.SALES_ORDER
+    skip = decode_cursor(ctx.cursors, after) if after and by_number else None
+    position = listing.open_key(ctx, sort, after) if after and not by_number else None
     erp = ctx.sources.erp
     if f.customer is not None:
         ctx.check_key("Customer", str(f.customer), "filter.customer")
     customer = policy.customer_filter(ctx.viewer, f.customer)
     if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
-        return _empty_page(skip is not None)
+        return _empty_page(after is not None)
     filters: dict[str, Any] = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
     if ctx.list_completed_days > 0 and not f.include_completed and OrderStage.DELIVERED not in (f.stage or []):
         # Orders finished long ago leave the working list; they stay readable by id.
         filters["open_or_changed_since"] = ctx.now - dt.timedelta(days=ctx.list_completed_days)
+    if _derived(f) and ctx.index is not None and not ctx.index.usable:
+        ctx.index.wanted()
+    if not by_number or (_derived(f) and ctx.index is not None and ctx.index.usable):
+        # Derived values (issue 21): from the order index when it is usable, else read.
+        if ctx.index is not None and ctx.index.usable:
+            listed = await listing.indexed(ctx, first, position or ((skip,) if skip else None), f, customer, sort)
+        else:
+            if ctx.index is not None:
+                ctx.index.wanted()
+            listed = await listing.scanned(ctx, first, position, f, filters, sort)
+        ctx.cacheable = False  # depends on derived values, which change without a record's key
+        if prefetch:
+            await fetch.prefetch_page(ctx, listed.records, **prefetch)
+        edges = [
+            OrderEdge(
+                cursor=encode_cursor(ctx.cursors, so.sales_order) if by_number else listing.seal_key(ctx, sort, key),
+                node=Order(record=so),
+            )
+            for so, key in zip(listed.records, listed.keys, strict=True)
+        ]
+        return OrderConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=listed.has_next,
+                has_previous_page=after is not None,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            count_fn=listed.count,
+        )
 
     picked: list[SalesOrder] = []
     has_next = False
@@ -266,11 +304,20 @@ class Query:
             await fetch.prefetch_page(ctx, [so], **needs)
         return Order(record=so)
 
-    @strawberry.field(description="Orders in sales order number order, filtered and paged (Relay-style).")
+    @strawberry.field(
+        description="Orders, filtered and paged (Relay-style); in sales order number order unless `sort` says otherwise."
+    )
     async def orders(
-        self, info: Info, first: int = 50, after: str | None = None, filter: OrderFilter | None = None
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        filter: OrderFilter | None = None,
+        sort: listing.OrderSort = listing.OrderSort.SALES_ORDER,
     ) -> OrderConnection:
-        return await list_orders(info.context, first, after, filter or OrderFilter(), prefetch=page_needs(info))
+        return await list_orders(
+            info.context, first, after, filter or OrderFilter(), prefetch=page_needs(info), sort=sort.value
+        )
 
     @strawberry.field(description="One customer with its orders; null when it does not exist.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:

@@ -1,0 +1,235 @@
+"""The scale scenario: the same questions asked of plants of 2,000, 20,000 and 100,000 orders.
+
+``python -m bench.scale [--sizes 2000,20000,100000] [--gateway-src DIR] [--samples 30]``
+
+Per size, each part in its own process (the plant is ``bench.plant``, the gateway
+``ordergraph serve``): the plant's start to ready (generation included), the gateway's
+start to listening and to ready (the first evaluation of every order done: the log line
+``orders evaluated in``), the gateway's RSS once ready and after the queries, and for each
+question the first answer after ready (cold) and p50/p99 of ``--samples`` more (warm):
+
+- ``order``: one order's full view (a different order each time);
+- ``dashboard``: a dashboard page of 50 (the same page: the response cache may answer);
+- ``dashboard LATE``: a dashboard page filtered by delivery risk, with ``totalCount``;
+- ``exceptions``: the first page of 20 exceptions;
+- ``impact``: ``impact(workCenterDown: WC-20, 8 h)``.
+
+``--gateway-src`` measures another checkout (e.g. ``git worktree add /tmp/before main``)
+with this harness: before and after a change, on the same machine, one after the other.
+The machine's load average is recorded with each size: on a shared machine the figures
+are noisy, compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from . import procs
+from .procs import free_port, loadavg, spawn
+from .queries import DASHBOARD_FIELDS, FULL_FIELDS, WHERE_IS_MY_ORDER
+
+SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
+READY_LINE = "orders evaluated in"
+
+DASHBOARD = "query Dashboard { orders(first: 50) { pageInfo { hasNextPage endCursor } nodes {" + DASHBOARD_FIELDS + "} } }"
+DASHBOARD_LATE = (
+    "query DashboardLate { orders(first: 50, filter: {deliveryRisk: [LATE]}) { totalCount"
+    " pageInfo { hasNextPage endCursor } nodes { deliveryRisk predictedDeliveryDate" + DASHBOARD_FIELDS + "} } }"
+)
+EXCEPTIONS = (
+    "query Exceptions { exceptions(first: 20) { totalCount"
+    " edges { node { id kind severity valueAtRisk { amount } affectedOrderCount affected { orderId } } } } }"
+)
+IMPACT = (
+    'query Impact { impact(scenario: {workCenterDown: {workCenter: "WC-20", hours: 8}}) {'
+    " totals { orders delayedOrders } orders { orderId predictedDeliveryDate daysLate } } }"
+)
+_ = FULL_FIELDS  # the full view is WHERE_IS_MY_ORDER's selection
+
+
+def config(run_dir: Path, plant_url: str, port: int, tag: str) -> Path:
+    lines = [
+        "[gateway]", 'host = "127.0.0.1"', f"port = {port}", "graphiql = false", "",
+        "[events]", f'journal_path = "{run_dir / f"journal-{tag}.sqlite"}"', "",
+        "[auth]", 'mode = "open"', "",
+        "[limits]", "max_cost = 1000000000", "rate_per_second = 0", "",
+    ]  # fmt: skip
+    for s in SYSTEMS:
+        lines += [f"[sources.{s}]", f'base_url = "{plant_url}/{s}"', "max_connections = 100", ""]
+    path = run_dir / f"gateway-{tag}.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+async def wait_for_line(proc: procs.Proc, text: str, timeout: float) -> float:
+    """Monotonic time at which ``text`` appeared in the process's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
+        if text in proc.log_path.read_text(errors="replace"):
+            return time.monotonic()
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{proc.name}: no {text!r} after {timeout:.0f} s:\n{proc.log_tail()}")
+
+
+async def ask(http: aiohttp.ClientSession, url: str, query: str, variables: dict | None = None) -> tuple[float, str]:
+    """Seconds for one answer, and its first error ("" for a clean answer: only those are
+    figures; an answer with errors is counted and named in the table instead)."""
+    body = {"query": query, **({"variables": variables} if variables else {})}
+    t0 = time.perf_counter()
+    async with http.post(url + "/graphql", json=body) as resp:
+        data = await resp.json(content_type=None)
+    took = time.perf_counter() - t0
+    if resp.status != 200 or data.get("errors"):
+        errors = data.get("errors") or [{}]
+        return took, str(errors[0].get("extensions", {}).get("code") or errors[0].get("message") or resp.status)
+    return took, ""
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def one_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"orders": orders, "gateway": tag, "load_before": loadavg()}
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    t0 = time.monotonic()
+    plant = spawn(
+        f"plant-{orders}-{tag}",
+        [sys.executable, "-m", "bench.plant", "--port", str(port), "--orders", str(orders), "--latency-ms", str(args.latency_ms)],
+        f"http://127.0.0.1:{port}",
+        log_dir,
+        cwd=procs.SOURCE,
+    )
+    gateway = None
+    try:
+        await plant.wait_ready(timeout=1800)
+        out["plant_ready_s"] = time.monotonic() - t0
+        print(f"  plant of {orders} orders ready in {out['plant_ready_s']:.1f} s", flush=True)
+        gport = free_port()
+        cfg = config(run_dir, plant.url, gport, f"{orders}-{tag}")
+        t0 = time.monotonic()
+        gateway = spawn(
+            f"gateway-{orders}-{tag}",
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],
+            f"http://127.0.0.1:{gport}",
+            log_dir,
+            cwd=procs.SOURCE,
+        )
+        await gateway.wait_ready(timeout=300)
+        out["listening_s"] = time.monotonic() - t0
+        out["ready_s"] = await wait_for_line(gateway, READY_LINE, 1800) - t0
+        out["rss_ready_mb"] = gateway.rss() / 2**20
+        print(f"  gateway listening in {out['listening_s']:.1f} s, ready in {out['ready_s']:.1f} s, RSS {out['rss_ready_mb']:.0f} MB", flush=True)
+        rng = random.Random(orders)
+        ids = [str(10000001 + i) for i in rng.sample(range(orders), args.samples + 1)]
+        questions: dict[str, tuple[str, Any]] = {
+            "order": (WHERE_IS_MY_ORDER, lambda i: {"id": ids[i]}),
+            "dashboard": (DASHBOARD, lambda i: None),
+            "dashboard LATE": (DASHBOARD_LATE, lambda i: None),
+            "exceptions": (EXCEPTIONS, lambda i: None),
+            "impact": (IMPACT, lambda i: None),
+        }
+        timeout = aiohttp.ClientTimeout(total=600)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            figures = {}
+            for name, (query, variables) in questions.items():
+                cold, cold_error = await ask(http, gateway.url, query, variables(0))
+                answers = [await ask(http, gateway.url, query, variables(i + 1)) for i in range(args.samples)]
+                warm = [t for t, error in answers if not error] or [float("nan")]
+                errors = [e for e in [cold_error] + [e for _t, e in answers] if e]
+                figures[name] = {
+                    "cold": cold if not cold_error else float("nan"),
+                    "p50": statistics.median(warm),
+                    "p99": pct(warm, 99),
+                    "errors": len(errors),
+                    "error": errors[0] if errors else "",
+                    "slowest_s": max([cold] + [t for t, _e in answers]),
+                }
+                f = figures[name]
+                print(f"  {name}: cold {f['cold'] * 1000:.0f} ms, p50 {f['p50'] * 1000:.0f} ms, p99 {f['p99'] * 1000:.0f} ms"
+                      + (f", {f['errors']} errors ({f['error']}) after up to {f['slowest_s']:.0f} s" if errors else ""), flush=True)  # fmt: skip
+        out["queries"] = figures
+        out["rss_after_mb"] = gateway.rss() / 2**20
+        out["load_after"] = loadavg()
+        return out
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        plant.stop()
+
+
+def cell(f: dict[str, Any]) -> str:
+    if f.get("errors"):
+        return f"{f['errors']} errors ({f['error']}, after up to {f['slowest_s']:.0f} s)"
+    return f"{f['cold'] * 1000:.0f} · {f['p50'] * 1000:.0f} · {f['p99'] * 1000:.0f} ms"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    names = ["order", "dashboard", "dashboard LATE", "exceptions", "impact"]
+    head = "| gateway | orders | plant ready | gateway listening / ready | RSS ready / after | " + " | ".join(
+        f"{n} cold · p50 · p99" for n in names
+    ) + " | load avg (before → after) |"
+    lines = [head, "|" + " --- |" * (7 + len(names) - 1)]
+    for r in results:
+        q = r["queries"]
+        cells = [
+            r["gateway"], f"{r['orders']:,}", f"{r['plant_ready_s']:.0f} s",
+            f"{r['listening_s']:.1f} s / {r['ready_s']:.1f} s", f"{r['rss_ready_mb']:.0f} / {r['rss_after_mb']:.0f} MB",
+            *(cell(q[n]) for n in names),
+            f"{r['load_before']} → {r['load_after']}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="2000,20000,100000", help="plant sizes in orders, comma-separated")
+    p.add_argument("--samples", type=int, default=30, help="warm answers per question (p50/p99 over them)")
+    p.add_argument("--latency-ms", type=float, default=2.0, help="per-call latency of every simulated source")
+    p.add_argument("--gateway-src", type=Path, help="measure the gateway and plant of another checkout")
+    p.add_argument("--tag", default="", help="name of this gateway in the table (default: after, or before with --gateway-src)")
+    p.add_argument("--out", type=Path, default=procs.ROOT / "bench" / "results", help="results folder")
+    args = p.parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        p.error("--sizes: whole numbers separated by commas, e.g. 2000,20000")
+    if any(n < 100 for n in sizes):
+        p.error("--sizes: at least 100 orders each")
+    if args.gateway_src is not None:
+        if not (args.gateway_src / "gateway" / "cli.py").is_file():
+            p.error(f"--gateway-src {args.gateway_src}: not an ordergraph checkout")
+        procs.SOURCE = args.gateway_src.resolve()
+    tag = args.tag or ("before" if args.gateway_src else "after")
+    run_dir = args.out / f"scale-{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    procs.raise_fd_limit()
+    results = []
+    for n in sizes:
+        print(f"{tag}: {n} orders", flush=True)
+        results.append(asyncio.run(one_size(n, args, run_dir, tag)))
+        (run_dir / "scale.json").write_text(json.dumps(results, indent=2))
+    text = table(results)
+    (run_dir / "scale.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

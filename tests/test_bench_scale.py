@@ -1,0 +1,36 @@
+"""Smoke test of the scale scenario (``bench/scale.py``) at a tiny size: the real plant and
+gateway processes, every figure of the table present. It asserts no timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ("order", "dashboard", "dashboard LATE", "exceptions", "impact")
+
+
+def test_scale_run_produces_every_figure(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "bench.scale", "--sizes", "200,400", "--samples", "3", "--out", str(tmp_path)]
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    [json_file] = tmp_path.glob("scale-*/scale.json")
+    results = json.loads(json_file.read_text())
+    assert [r["orders"] for r in results] == [200, 400]
+    for r in results:
+        assert r["gateway"] == "after"
+        assert r["ready_s"] >= r["listening_s"] > 0 and r["plant_ready_s"] > 0
+        assert r["rss_ready_mb"] > 0 and r["load_before"] and r["load_after"]
+        assert set(r["queries"]) == set(QUESTIONS)
+        for q in r["queries"].values():
+            assert q["errors"] == 0 and q["cold"] > 0 and 0 < q["p50"] <= q["p99"]
+    table = (json_file.parent / "scale.md").read_text()
+    assert table.count("\n| after |") == 2
+
+
+def test_scale_refuses_bad_arguments(tmp_path: Path) -> None:
+    for bad in (["--sizes", "ten"], ["--sizes", "5"], ["--gateway-src", str(tmp_path)]):
+        run = subprocess.run([sys.executable, "-m", "bench.scale", *bad], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and "error:" in run.stderr, (bad, run.stderr)
