@@ -39,6 +39,9 @@ class SourceEndpoint:
     auth: Any = None  # sources.odata.Auth (BasicAuth, ClientCredentials) for sap-odata
     sap_client: str | None = None
     max_url_length: int = 8000
+    # "sap-odata" on the MES: base_url is the SAP host (production orders over OData) and
+    # rest_url the MES's REST contract for what SAP does not serve (work centres).
+    rest_url: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -69,11 +72,11 @@ class Sources:
         ``key_formats`` (default: SAP's shapes) decides which keys may be sent at all.
         """
 
-        def client(system: str) -> SourceClient:
+        def client(system: str, base_url: str | None = None) -> SourceClient:
             ep = endpoints[system]
             return SourceClient(
                 system,
-                ep.base_url,
+                base_url or ep.base_url,
                 session,
                 timeout_seconds=ep.timeout_seconds,
                 batch_size=ep.batch_size,
@@ -96,9 +99,22 @@ class Sources:
             )
         else:
             erp = ErpConnector(client("erp"))
+        mes_endpoint = endpoints["mes"]
+        if mes_endpoint.profile == "sap-odata":  # production orders from SAP, the rest over REST
+            from .sap_mes import SapMesConnector
+
+            mes: MesConnector = SapMesConnector(
+                client("mes", mes_endpoint.rest_url),
+                sap_url=mes_endpoint.base_url,
+                auth=mes_endpoint.auth,
+                sap_client=mes_endpoint.sap_client,
+                max_url_length=mes_endpoint.max_url_length,
+            )
+        else:
+            mes = MesConnector(client("mes"))
         return cls(
             erp=erp,
-            mes=MesConnector(client("mes")),
+            mes=mes,
             wms=WmsConnector(client("wms")),
             qms=QmsConnector(client("qms")),
             tms=TmsConnector(client("tms")),

@@ -33,7 +33,8 @@ Covered fields (SAP name → record attribute):
 ``A_ProductionOrder_2`` (API_PRODUCTION_ORDER_2_SRV) → ``ProductionOrder``
     ManufacturingOrder, Material, SalesOrder, SalesOrderItem, TotalQuantity,
     ProductionPlant, ProductionUnit, MfgOrderScheduledStartDate/Time,
-    MfgOrderScheduledEndDate/Time, MfgOrderActualReleaseDate, MfgOrderConfirmedYieldQty,
+    MfgOrderScheduledEndDate/Time, MfgOrderPlannedStartDate/Time, MfgOrderPlannedEndDate/Time,
+    MfgOrderActualReleaseDate, MfgOrderConfirmedYieldQty,
     MfgOrderPlannedScrapQty, MfgOrderConfirmedScrapQty (where served), LastChangeDateTime
     (SAP's decimal timestamp); the status from the OrderIs… flags; the work centre, actual
     start and end from ``to_ProductionOrderOperation`` (WorkCenter,
@@ -464,6 +465,8 @@ def production_order_from_s4(row: dict[str, Any], *, tz: dt.tzinfo = dt.UTC) -> 
         scheduled_start_date=_required(r, r.date_time("MfgOrderScheduledStartDate", "MfgOrderScheduledStartTime", tz), "MfgOrderScheduledStartDate"),
         scheduled_end_date=_required(r, r.date_time("MfgOrderScheduledEndDate", "MfgOrderScheduledEndTime", tz), "MfgOrderScheduledEndDate"),
         status=status,
+        planned_start_date=r.date_time("MfgOrderPlannedStartDate", "MfgOrderPlannedStartTime", tz),
+        planned_end_date=r.date_time("MfgOrderPlannedEndDate", "MfgOrderPlannedEndTime", tz),
         production_plant=r.text("ProductionPlant") or r.text("Plant") or "1000",
         production_unit=r.text("ProductionUnit") or "PC",
         actual_release_date=r.date_time("MfgOrderActualReleaseDate", "MfgOrderActualReleaseTime", tz),

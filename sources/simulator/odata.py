@@ -213,6 +213,102 @@ def business_partner_entity(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- MES as SAP serves it: API_PRODUCTION_ORDER_2_SRV ------------------------------------
+
+_PO_FLAGS = {  # the world's status → SAP's OrderIs… flags set for it
+    "CREATED": (),
+    "RELEASED": ("OrderIsReleased",),
+    "STARTED": ("OrderIsReleased",),
+    "PARTIALLY_CONFIRMED": ("OrderIsReleased", "OrderIsPartiallyConfirmed"),
+    "CONFIRMED": ("OrderIsReleased", "OrderIsConfirmed"),
+    "DELIVERED": ("OrderIsReleased", "OrderIsConfirmed", "OrderIsDelivered"),
+    "TECO": ("OrderIsReleased", "OrderIsConfirmed", "OrderIsTechnicallyCompleted"),
+    "CLOSED": ("OrderIsReleased", "OrderIsConfirmed", "OrderIsTechnicallyCompleted", "OrderIsClosed"),
+    "LOCKED": ("OrderIsReleased", "OrderIsLocked"),
+}
+_PO_ALL_FLAGS = ("OrderIsCreated", "OrderIsReleased", "OrderIsPartiallyReleased", "OrderIsPartiallyConfirmed",
+                 "OrderIsConfirmed", "OrderIsDelivered", "OrderIsTechnicallyCompleted", "OrderIsClosed", "OrderIsLocked")
+
+
+def sap_timestamp(value: str | None) -> str:
+    """REST ISO date-time → SAP's decimal ``TIMESTAMP`` (``"20261130081500"``, UTC); ``"0"`` when empty."""
+    if not value:
+        return "0"
+    moment = parse_iso_datetime(value)
+    assert moment is not None
+    return moment.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
+
+
+def production_order_operation_entity(po: dict[str, Any]) -> dict[str, Any]:
+    """The order's one operation (``A_ProductionOrderOperation_2``): the work centre and the
+    actual execution start and end. The world routes each order through one work centre."""
+    status = po.get("OrderStatus") or "CREATED"
+    start_day, start_time = _date_and_time(po.get("MfgOrderActualStartDate"))
+    end_day, end_time = _date_and_time(po.get("MfgOrderActualEndDate"))
+    return {
+        "ManufacturingOrder": po["ManufacturingOrder"],
+        "ManufacturingOrderSequence": "0",
+        "ManufacturingOrderOperation": "0010",
+        "WorkCenter": po.get("WorkCenter") or "",
+        "ProductionPlant": po.get("ProductionPlant") or "1000",
+        "OpPlannedTotalQuantity": _dec(po.get("TotalQuantity")),
+        "OpTotalConfirmedYieldQty": _dec(po.get("MfgOrderConfirmedYieldQty")),
+        "OpTotalConfirmedScrapQty": _dec(po.get("MfgOrderConfirmedScrapQty")),
+        "OperationIsFinallyConfirmed": "X" if status in ("CONFIRMED", "DELIVERED", "TECO", "CLOSED") else "",
+        "OpActualExecutionStartDate": start_day,
+        "OpActualExecutionStartTime": start_time,
+        "OpActualExecutionEndDate": end_day,
+        "OpActualExecutionEndTime": end_time,
+    }
+
+
+def production_order_item_entity(po: dict[str, Any]) -> dict[str, Any]:
+    """The order's one item (``A_ProductionOrderItem_2``): what it makes, into which batch."""
+    return {
+        "ManufacturingOrder": po["ManufacturingOrder"],
+        "ManufacturingOrderItem": "0001",
+        "Material": po.get("Material") or "",
+        "ProductionPlant": po.get("ProductionPlant") or "1000",
+        "Batch": po.get("Batch") or "",
+        "MfgOrderItemPlannedTotalQty": _dec(po.get("TotalQuantity")),
+        "ProductionUnit": po.get("ProductionUnit") or "PC",
+        "SalesOrder": po.get("SalesOrder") or "",
+        "SalesOrderItem": po.get("SalesOrderItem") or "",
+    }
+
+
+def production_order_entity(po: dict[str, Any]) -> dict[str, Any]:
+    """A REST production order as ``A_ProductionOrder_2`` with its operation and item; the
+    status as SAP's OrderIs… flags, dates as DATS + TIMS (UTC), LastChangeDateTime as
+    SAP's decimal timestamp."""
+    status = po.get("OrderStatus") or "CREATED"
+    flags = set(_PO_FLAGS.get(status, ()))
+    row: dict[str, Any] = {
+        "ManufacturingOrder": po["ManufacturingOrder"],
+        "ManufacturingOrderType": "PP01",
+        "ManufacturingOrderCategory": "10",
+        "Material": po.get("Material") or "",
+        "ProductionPlant": po.get("ProductionPlant") or "1000",
+        "SalesOrder": po.get("SalesOrder") or "",
+        "SalesOrderItem": po.get("SalesOrderItem") or "",
+        "TotalQuantity": _dec(po.get("TotalQuantity")),
+        "ProductionUnit": po.get("ProductionUnit") or "PC",
+        "MfgOrderConfirmedYieldQty": _dec(po.get("MfgOrderConfirmedYieldQty")),
+        "MfgOrderConfirmedScrapQty": _dec(po.get("MfgOrderConfirmedScrapQty")),
+        "MfgOrderPlannedScrapQty": _dec(po.get("MfgOrderPlannedScrapQty")),
+    }
+    for field in ("MfgOrderScheduledStart", "MfgOrderScheduledEnd", "MfgOrderPlannedStart", "MfgOrderPlannedEnd"):
+        day, time = _date_and_time(po.get(f"{field}Date"))
+        row[f"{field}Date"], row[f"{field}Time"] = day, time
+    day, time = _date_and_time(po.get("MfgOrderActualReleaseDate"))
+    row["MfgOrderActualReleaseDate"], row["MfgOrderActualReleaseTime"] = day, time
+    row.update({flag: flag in flags or (flag == "OrderIsCreated") for flag in _PO_ALL_FLAGS})
+    row["LastChangeDateTime"] = sap_timestamp(po.get("LastChangeDateTime"))
+    row["to_ProductionOrderOperation"] = [production_order_operation_entity(po)]
+    row["to_ProductionOrderItem"] = [production_order_item_entity(po)]
+    return row
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServedSet:
     """One entity set served from one table of the world."""
@@ -233,6 +329,26 @@ SERVED: dict[tuple[str, str], ServedSet] = {
     ("API_BUSINESS_PARTNER", "A_Customer"): ServedSet(
         "A_Customer", "Customer", customer_entity, {"Customer": "Customer"}
     ),
+    # The MES's production orders (one item and one operation each in the world).
+    ("API_PRODUCTION_ORDER_2_SRV", "A_ProductionOrder_2"): ServedSet(
+        "A_ProductionOrder", "ManufacturingOrder", production_order_entity,
+        {"ManufacturingOrder": "ManufacturingOrder", "SalesOrder": "SalesOrder"},
+    ),
+    ("API_PRODUCTION_ORDER_2_SRV", "A_ProductionOrderItem_2"): ServedSet(
+        "A_ProductionOrder", "ManufacturingOrder", production_order_item_entity,
+        {"ManufacturingOrder": "ManufacturingOrder", "Batch": "Batch"},
+    ),
+    ("API_PRODUCTION_ORDER_2_SRV", "A_ProductionOrderOperation_2"): ServedSet(
+        "A_ProductionOrder", "ManufacturingOrder", production_order_operation_entity,
+        {"ManufacturingOrder": "ManufacturingOrder", "WorkCenter": "WorkCenter"},
+    ),
+}
+
+# Which simulated system answers a service (its latency, faults and request count apply).
+SERVICE_SYSTEM: dict[str, str] = {
+    "API_SALES_ORDER_SRV": "erp",
+    "API_BUSINESS_PARTNER": "erp",
+    "API_PRODUCTION_ORDER_2_SRV": "mes",
 }
 
 
@@ -339,6 +455,8 @@ def _sortable(value: Any) -> Any:
 
 def _compare(have: Any, op: str, want: Any) -> bool:
     have = _sortable(have)
+    if isinstance(want, dt.datetime) and isinstance(have, str) and re.fullmatch(r"\d{14}(\.\d+)?", have):
+        have = parse_sap_timestamp(have)  # SAP's decimal TIMESTAMP against a date-time literal
     if isinstance(want, float) and isinstance(have, str):
         try:
             have = float(have)
@@ -382,10 +500,13 @@ def _error(status: int, code: str, message: str) -> web.Response:
 class ODataRoutes:
     """Serves the world's ERP in SAP's OData v2 dialect."""
 
-    def __init__(self, world: World, state: ODataState, serve: Callable[..., Any]) -> None:
+    def __init__(
+        self, world: World, state: ODataState, serve: Callable[..., Any], systems: frozenset[str] | None = None
+    ) -> None:
         self.world = world
         self.state = state
         self._serve = serve  # (request, system, answer, ...) -> Response: latency and faults
+        self.systems = systems  # None: every system's services; else only theirs (own ports)
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post(TOKEN_PATH, self.token)
@@ -422,7 +543,10 @@ class ODataRoutes:
     async def handle(self, request: web.Request) -> web.Response:
         self.state.requests.append(str(request.rel_url))
         del self.state.requests[:-1000]
-        return await self._serve(request, "erp", lambda: self.answer(request))
+        system = SERVICE_SYSTEM.get(request.match_info["service"].split(";")[0], "erp")
+        if self.systems is not None and system not in self.systems:
+            return _error(404, "/IWFND/MED/170", f"No service found for namespace '/SAP/', name '{request.match_info['service']}'")
+        return await self._serve(request, system, lambda: self.answer(request))
 
     def answer(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]

@@ -1,0 +1,157 @@
+"""The MES as SAP S/4HANA (``[sources.mes] profile = "sap-odata"``): production orders over
+``API_PRODUCTION_ORDER_2_SRV`` from the simulated plant's OData dialect, work centres still
+over the MES's REST contract; through the connector and through the real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.config import ConfigError, load_config
+from sources import SourceEndpoint, Sources
+from sources.sap_mes import SapMesConnector
+
+from .servers import GraphQLClient, running_gateway, running_plant
+from .test_sap_odata import _poll_events, _true, _until
+
+PO_SERVICE = "/sap/opu/odata/sap/API_PRODUCTION_ORDER_2_SRV"
+
+
+@pytest.fixture
+async def sim():
+    async with running_plant(orders=300) as s:
+        yield s
+
+
+@pytest.fixture
+async def session():
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def connect(session, sim, *, calls: list | None = None, **mes) -> Sources:
+    endpoints = {s: SourceEndpoint(u) for s, u in sim.system_urls.items()}
+    endpoints["mes"] = SourceEndpoint(sim.sap_url("mes"), profile="sap-odata", rest_url=sim.system_urls["mes"], **mes)
+    hook = (lambda *a: calls.append(a)) if calls is not None else None
+    return Sources.connect(session, endpoints, on_request=hook)
+
+
+async def test_same_production_orders_over_odata_as_over_rest_by_every_key(sim, session):
+    """Every look-up the MES answers (by order, sales order, batch, work centre) gives the
+    same records over SAP's OData as over REST; a batch of keys is one logical read cut into
+    URL-sized chunks that run at once; work centres still come over REST."""
+    rest = Sources.connect(session, {s: SourceEndpoint(u) for s, u in sim.system_urls.items()})
+    calls: list = []
+    odata = connect(session, sim, calls=calls, max_url_length=1500)
+    assert isinstance(odata.mes, SapMesConnector)
+    table = sim.world.table("A_ProductionOrder")
+    keys = table.keys()
+    expected = await rest.mes.production_orders(keys)
+    sim.world.set_latency({"mes": 30.0})  # overlapping chunks show as requests in flight together
+    sim.faults.max_in_flight["mes"] = 0
+    got = await odata.mes.production_orders(keys)
+    assert got == expected and len(got) == len(keys) > 300
+    statuses = {po.status for po in got.values()}
+    assert {"CREATED", "RELEASED", "STARTED", "PARTIALLY_CONFIRMED", "TECO"} <= statuses
+    assert len(calls) > 1 and all(c[0] == "mes" and c[1] == "A_ProductionOrder_2" for c in calls)
+    assert sim.faults.max_in_flight["mes"] > 1
+    assert all(len(u) <= 1500 and u.startswith(PO_SERVICE) for u in sim.odata.requests[-len(calls):])
+    sim.world.set_latency({"mes": 0.0})
+
+    sales_orders = sorted({po.sales_order for po in expected.values()})[:80]
+    assert await odata.mes.production_orders_for_sales_orders(sales_orders) == await rest.mes.production_orders_for_sales_orders(sales_orders)
+    batches = sorted({po.batch for po in expected.values() if po.batch})[:40]
+    by_batch = await odata.mes.production_orders_for_batches(batches)
+    assert by_batch == await rest.mes.production_orders_for_batches(batches) and any(by_batch.values())
+    work_centers = sorted({po.work_center for po in expected.values()})
+    by_wc = await odata.mes.production_orders_for_work_centers(work_centers)
+    assert by_wc == await rest.mes.production_orders_for_work_centers(work_centers) and any(by_wc.values())
+
+    # Work centres are not in SAP's APIs: the MES's REST contract answers them.
+    before = len(sim.odata.requests)
+    assert await odata.mes.work_centers(work_centers) == await rest.mes.work_centers(work_centers)
+    assert len(sim.odata.requests) == before
+    # Keys that cannot be keys are never sent; unknown ones are absent.
+    assert await odata.mes.production_orders(["x' or 1 eq 1", "999999999"]) == {}
+
+
+async def test_wire_format_is_sap_production_order_2(sim, session):
+    mo = sim.world.table("A_ProductionOrder").keys()[0]
+    url = f"{sim.sap_url('mes')}{PO_SERVICE}/A_ProductionOrder_2('{mo}')?$expand=to_ProductionOrderOperation&$format=json"
+    async with session.get(url) as resp:
+        body = orjson.loads(await resp.read())["d"]
+    assert body["__metadata"]["type"] == "API_PRODUCTION_ORDER_2_SRV.A_ProductionOrder_2Type"
+    assert body["MfgOrderScheduledStartDate"].startswith("/Date(") and body["MfgOrderScheduledStartTime"].startswith("PT")
+    assert isinstance(body["TotalQuantity"], str) and "." in body["TotalQuantity"]
+    assert isinstance(body["OrderIsReleased"], bool) and len(body["LastChangeDateTime"]) == 14
+    assert body["to_ProductionOrderOperation"]["results"][0]["WorkCenter"]
+    assert "__deferred" in body["to_ProductionOrderItem"]
+
+
+async def test_changes_since_reads_newer_production_orders(sim, session):
+    odata = connect(session, sim)
+    since = sim.world.now() - dt.timedelta(seconds=1)
+    assert await odata.mes.changes_since(since) == []
+    so = sim.world.orders_in_state("RECEIVED")[0]
+    changes = sim.world.advance_order(so)  # its production order is released
+    changed = {c.key for c in changes if c.entity_set == "A_ProductionOrder"}
+    assert changed
+    found = await odata.mes.changes_since(since)
+    assert {c.key for c in found} == changed
+    assert all(c.entity == "ProductionOrder" and c.changed_at > since and c.refs["SalesOrder"] == so for c in found)
+    assert [c.changed_at for c in found] == sorted(c.changed_at for c in found)
+
+
+def test_config_mes_sap_odata_needs_rest_url(tmp_path):
+    path = tmp_path / "og.toml"
+    path.write_text('[sources.mes]\nprofile = "sap-odata"\nbase_url = "https://s4.example.com"\n'
+                    'rest_url = "https://mes.example.com/mes"\nusername = "COMM"\npassword = "x"\n')
+    cfg = load_config(path, env={})
+    assert cfg.sources["mes"].profile == "sap-odata" and cfg.sources["mes"].rest_url == "https://mes.example.com/mes"
+    for bad, said in (
+        ('[sources.mes]\nprofile = "sap-odata"\n', "rest_url: needed"),
+        ('[sources.mes]\nprofile = "sap-odata"\nrest_url = "mes.local"\n', "rest_url: must be"),
+        ('[sources.tms]\nprofile = "sap-odata"\n', "served for"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=said):
+            load_config(path, env={})
+
+
+PRODUCTION = """query($id: ID!) { order(id: $id) { id production { status orders {
+  id status material totalQuantity confirmedYieldQuantity confirmedScrapQuantity workCenterId
+  workCenter { id state } scheduledStart scheduledEnd releasedAt startedAt completedAt batch } } } }"""
+
+
+async def test_gateway_with_the_mes_as_sap_answers_as_with_rest_and_polls_production_orders():
+    """The whole gateway with the MES on the sap-odata profile: orders' production reads the
+    same as over REST, and a production order's change reaches the journal by polling SAP."""
+    async with running_plant(orders=200) as plant, aiohttp.ClientSession() as http:
+        mes = {"profile": "sap-odata", "base_url": plant.sap_url("mes"), "rest_url": f"{plant.url}/mes",
+               "pushes": False, "poll_seconds": 0.5}
+        orders = sorted({po.sales_order for po in plant.world.table("A_ProductionOrder").records()})[:25]
+        async with running_gateway(plant.url, domain_clock=plant.world.now) as (rest_url, _app):
+            rest = GraphQLClient(rest_url, http)
+            expected = [await rest.query(PRODUCTION, {"id": so}) for so in orders]
+        async with running_gateway(plant.url, sources={"mes": mes}, domain_clock=plant.world.now) as (url, app):
+            gql = GraphQLClient(url, http)
+            seen = len(plant.odata.requests)
+            got = [await gql.query(PRODUCTION, {"id": so}) for so in orders]
+            assert got == expected
+            assert any(o["order"]["production"]["orders"] for o in got)
+            assert len(plant.odata.requests) > seen  # read from SAP, not the MES's REST
+            gw = app.state.gateway
+            poller = gw.reconciler.pollers["mes"]
+            assert set(poller.readers) == {"A_ProductionOrder", "A_WorkCenter"}
+            await _until(lambda: _true(poller.stats.polls > 0))
+            so = plant.world.orders_in_state("RECEIVED")[0]
+            await asyncio.sleep(1.1)  # SAP's timestamp counts whole seconds
+            changes = plant.world.advance_order(so)  # its production order is released; no webhook
+            assert any(c.entity_set == "A_ProductionOrder" for c in changes)
+            assert any("A_ProductionOrder_2" in u and "LastChangeDateTime" in u for u in plant.odata.requests)
+            events = await _until(lambda: _poll_events(gw.journal, so))
+            assert {e.type for e in events} == {"sap.s4.beh.productionorder.v1.ProductionOrder.Changed.v1"}
