@@ -44,8 +44,8 @@ class SourceConfig:
     stale_if_error: bool = True  # serve the last good record, marked stale, when it fails
     stale_after_seconds: float = 900.0  # no answered call and no event this long: stale
     # --- connector profile (gateway/connect.py) ---
-    # "rest": the contract of sources/API.md. "sap-odata" (ERP; MES below): SAP S/4HANA's OData
-    # v2 APIs (API_SALES_ORDER_SRV, API_BUSINESS_PARTNER); base_url is the SAP host
+    # "rest": the contract of sources/API.md. "sap-odata" (ERP, QMS; MES below): SAP S/4HANA's OData
+    # v2 APIs (API_SALES_ORDER_SRV, API_BUSINESS_PARTNER; QMS: API_INSPECTIONLOT_SRV); base_url is the SAP host
     # (https://my-s4.example.com), the services are under /sap/opu/odata/sap.
     profile: str = "rest"
     sap_client: str = ""  # three digits, e.g. "100"; empty: the system's default client
@@ -497,7 +497,8 @@ def check_notices(n: NoticesConfig) -> None:
 
 
 PROFILES = ("rest", "sap-odata")
-SAP_PROFILE_SYSTEMS = ("erp", "mes")  # the systems whose records SAP's OData APIs can serve
+SAP_PROFILE_SYSTEMS = ("erp", "mes", "qms")  # the systems whose records SAP's OData APIs can serve
+MIXED_PROFILE_SYSTEMS = ("mes",)  # sap-odata for part of what they serve: the rest over REST (rest_url)
 
 
 def check_sources(sources: dict[str, SourceConfig]) -> None:
@@ -510,7 +511,7 @@ def check_sources(sources: dict[str, SourceConfig]) -> None:
             raise ConfigError(
                 f"{where}.profile: sap-odata is served for {', '.join(f'sources.{x}' for x in SAP_PROFILE_SYSTEMS)} only so far"
             )
-        if s.profile == "sap-odata" and system != "erp" and not s.rest_url:
+        if s.profile == "sap-odata" and system in MIXED_PROFILE_SYSTEMS and not s.rest_url:
             raise ConfigError(
                 f"{where}.rest_url: needed with profile sap-odata: SAP serves this system's production orders, "
                 "not its work centres, which come over its REST contract (sources/API.md) from rest_url"

@@ -112,11 +112,23 @@ class Sources:
             )
         else:
             mes = MesConnector(client("mes"))
+        qms_endpoint = endpoints["qms"]
+        if qms_endpoint.profile == "sap-odata":  # inspection lots: all in SAP's API
+            from .sap_qms import SapQmsConnector
+
+            qms: QmsConnector = SapQmsConnector(
+                client("qms"),
+                auth=qms_endpoint.auth,
+                sap_client=qms_endpoint.sap_client,
+                max_url_length=qms_endpoint.max_url_length,
+            )
+        else:
+            qms = QmsConnector(client("qms"))
         return cls(
             erp=erp,
             mes=mes,
             wms=WmsConnector(client("wms")),
-            qms=QmsConnector(client("qms")),
+            qms=qms,
             tms=TmsConnector(client("tms")),
         )
 

@@ -1,6 +1,7 @@
-"""The MES as SAP S/4HANA (``[sources.mes] profile = "sap-odata"``): production orders over
-``API_PRODUCTION_ORDER_2_SRV`` from the simulated plant's OData dialect, work centres still
-over the MES's REST contract; through the connector and through the real gateway."""
+"""The MES and QMS as SAP S/4HANA (``profile = "sap-odata"``) against the simulated plant's
+OData dialect: production orders over ``API_PRODUCTION_ORDER_2_SRV`` (work centres still
+over the MES's REST contract) and inspection lots over ``API_INSPECTIONLOT_SRV``; through
+the connectors and through the real gateway."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import pytest
 
 from gateway.config import ConfigError, load_config
 from sources import SourceEndpoint, Sources
+from sources.resilience import Policy, SourceError
 from sources.sap_mes import SapMesConnector
+from sources.sap_qms import SapQmsConnector
+from sources.simulator.odata import Failure
 
 from .servers import GraphQLClient, running_gateway, running_plant
 from .test_sap_odata import _poll_events, _true, _until
@@ -31,6 +35,10 @@ async def sim():
 async def session():
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+def no_retries() -> Policy:
+    return Policy(timeout_seconds=5.0, retries=0, breaker_failures=1000, breaker_failure_rate=1.0)
 
 
 def connect(session, sim, *, calls: list | None = None, **mes) -> Sources:
@@ -106,14 +114,17 @@ async def test_changes_since_reads_newer_production_orders(sim, session):
     assert [c.changed_at for c in found] == sorted(c.changed_at for c in found)
 
 
-def test_config_mes_sap_odata_needs_rest_url(tmp_path):
+def test_config_mes_sap_odata_needs_rest_url_qms_does_not(tmp_path):
     path = tmp_path / "og.toml"
     path.write_text('[sources.mes]\nprofile = "sap-odata"\nbase_url = "https://s4.example.com"\n'
                     'rest_url = "https://mes.example.com/mes"\nusername = "COMM"\npassword = "x"\n')
     cfg = load_config(path, env={})
     assert cfg.sources["mes"].profile == "sap-odata" and cfg.sources["mes"].rest_url == "https://mes.example.com/mes"
+    path.write_text('[sources.qms]\nprofile = "sap-odata"\nbase_url = "https://s4.example.com"\n')
+    assert load_config(path, env={}).sources["qms"].profile == "sap-odata"  # all of it in SAP: no rest_url
     for bad, said in (
         ('[sources.mes]\nprofile = "sap-odata"\n', "rest_url: needed"),
+        ('[sources.wms]\nprofile = "sap-odata"\n', "served for"),
         ('[sources.mes]\nprofile = "sap-odata"\nrest_url = "mes.local"\n', "rest_url: must be"),
         ('[sources.tms]\nprofile = "sap-odata"\n', "served for"),
     ):
@@ -155,3 +166,65 @@ async def test_gateway_with_the_mes_as_sap_answers_as_with_rest_and_polls_produc
             assert any("A_ProductionOrder_2" in u and "LastChangeDateTime" in u for u in plant.odata.requests)
             events = await _until(lambda: _poll_events(gw.journal, so))
             assert {e.type for e in events} == {"sap.s4.beh.productionorder.v1.ProductionOrder.Changed.v1"}
+
+
+# --- the QMS as SAP: inspection lots (all of the QMS's reads are in SAP's API) ------------------
+
+
+async def test_same_inspection_lots_over_odata_as_over_rest_by_every_key(sim, session):
+    """Inspection lots with their usage decisions read the same over API_INSPECTIONLOT_SRV
+    as over REST, by lot, production order and batch; chunks run at once; a lot that says
+    it has a decision but comes without one is refused, never read as accepted."""
+    rest = Sources.connect(session, {s: SourceEndpoint(u) for s, u in sim.system_urls.items()})
+    endpoints = {s: SourceEndpoint(u) for s, u in sim.system_urls.items()}
+    endpoints["qms"] = SourceEndpoint(sim.sap_url("qms"), profile="sap-odata", max_url_length=1500, policy=no_retries())
+    calls: list = []
+    odata = Sources.connect(session, endpoints, on_request=lambda *a: calls.append(a))
+    assert isinstance(odata.qms, SapQmsConnector)
+    keys = sim.world.table("A_InspectionLot").keys()
+    expected = await rest.qms.inspection_lots(keys)
+    sim.world.set_latency({"qms": 30.0})
+    sim.faults.max_in_flight["qms"] = 0
+    got = await odata.qms.inspection_lots(keys)
+    assert got == expected and len(got) == len(keys) > 300
+    assert {lot.has_usage_decision for lot in got.values()} == {True, False}
+    assert any(lot.usage_decision and lot.usage_decision.quality_score for lot in got.values())
+    assert {c[1] for c in calls} == {"A_InspectionLot", "A_InspLotUsageDecision"} and all(c[0] == "qms" for c in calls)
+    assert sim.faults.max_in_flight["qms"] > 1
+    sim.world.set_latency({"qms": 0.0})
+    orders = sorted({lot.manufacturing_order for lot in expected.values()})[:60]
+    assert await odata.qms.inspection_lots_for_production_orders(orders) == await rest.qms.inspection_lots_for_production_orders(orders)
+    batches = sorted({lot.batch for lot in expected.values()})[:60]
+    assert await odata.qms.inspection_lots_for_batches(batches) == await rest.qms.inspection_lots_for_batches(batches)
+
+    since = sim.world.now() - dt.timedelta(days=3)
+    found = await odata.qms.changes_since(since)
+    changed = {k for k, lot in expected.items() if lot.last_change_date_time and lot.last_change_date_time > since}
+    assert found and {c.key for c in found} == changed
+    assert [c.changed_at for c in found] == sorted(c.changed_at for c in found)
+    assert all(c.refs["ManufacturingOrder"] == expected[c.key].manufacturing_order for c in found)
+
+    decided = next(k for k, lot in expected.items() if lot.has_usage_decision)
+    sim.odata.failures["A_InspLotUsageDecision"] = Failure(200, orjson.dumps({"d": {"results": []}}))
+    with pytest.raises(SourceError, match="InspectionLotHasUsageDecision"):
+        await odata.qms.inspection_lots([decided])
+
+
+async def test_gateway_with_the_qms_as_sap_answers_as_with_rest():
+    query = """query($id: ID!) { order(id: $id) { id quality { status inspectionLots { id material batch
+      productionOrder origin createdAt hasUsageDecision usageDecision { code codeGroup valuation decidedAt qualityScore } } } } }"""
+    async with running_plant(orders=120) as plant, aiohttp.ClientSession() as http:
+        orders = sorted({po.sales_order for po in plant.world.table("A_ProductionOrder").records()})[:20]
+        async with running_gateway(plant.url, domain_clock=plant.world.now) as (rest_url, _app):
+            expected = [await GraphQLClient(rest_url, http).query(query, {"id": so}) for so in orders]
+        assert any(o["order"]["quality"]["inspectionLots"] for o in expected)
+        qms = {"profile": "sap-odata", "base_url": plant.sap_url("qms"), "pushes": False, "poll_seconds": 0.5}
+        async with running_gateway(plant.url, sources={"qms": qms}, domain_clock=plant.world.now) as (url, app):
+            seen = len(plant.odata.requests)
+            got = [await GraphQLClient(url, http).query(query, {"id": so}) for so in orders]
+            assert got == expected and len(plant.odata.requests) > seen
+            poller = app.state.gateway.reconciler.pollers["qms"]
+            assert set(poller.readers) == {"A_InspectionLot"}
+            await _until(lambda: _true(poller.stats.polls > 1))
+            assert poller.stats.last_error is None
+            assert any("A_InspectionLot" in u and "ChangedDateTime" in u for u in plant.odata.requests)

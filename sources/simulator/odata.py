@@ -309,13 +309,59 @@ def production_order_entity(po: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# --- QMS as SAP serves it: API_INSPECTIONLOT_SRV --------------------------------------------
+
+VALUATION_CODES = {"ACCEPTED": "A", "REJECTED": "R"}
+
+
+def inspection_lot_entity(lot: dict[str, Any]) -> dict[str, Any]:
+    """A REST inspection lot as ``A_InspectionLot`` (its usage decision is
+    ``A_InspLotUsageDecision``, read by the same key)."""
+    created_day, created_time = _date_and_time(lot.get("InspectionLotCreatedOn"))
+    end_day, end_time = _date_and_time(lot.get("InspLotPlannedEndDate"))
+    return {
+        "InspectionLot": lot["InspectionLot"],
+        "Material": lot.get("Material") or "",
+        "Batch": lot.get("Batch") or "",
+        "Plant": lot.get("Plant") or "1000",
+        "InspectionLotOrigin": lot.get("InspectionLotOrigin") or "04",
+        "InspectionLotType": lot.get("InspectionLotOrigin") or "04",
+        "ManufacturingOrder": lot.get("ManufacturingOrder") or "",
+        "InspectionLotCreatedOn": created_day,
+        "InspectionLotCreatedOnTime": created_time,
+        "InspectionLotEndDate": end_day,
+        "InspectionLotEndTime": end_time,
+        "InspectionLotHasUsageDecision": bool(lot.get("InspectionLotHasUsageDecision")),
+        "ChangedDateTime": sap_datetime_offset(lot.get("LastChangeDateTime")),
+    }
+
+
+def usage_decision_entity(lot: dict[str, Any]) -> dict[str, Any] | None:
+    """The lot's ``A_InspLotUsageDecision``; ``None`` (no entity) before the decision."""
+    ud = lot.get("to_UsageDecision")
+    if not lot.get("InspectionLotHasUsageDecision") or not isinstance(ud, dict):
+        return None
+    day, time = _date_and_time(ud.get("UsageDecisionDate"))
+    score = ud.get("UsageDecisionQualityScore")
+    return {
+        "InspectionLot": lot["InspectionLot"],
+        "InspectionLotUsageDecisionCode": ud.get("UsageDecisionCode") or "",
+        "InspLotUsageDecisionCodeGroup": ud.get("UsageDecisionCodeGroup") or "",
+        "InspLotUsageDecisionValuation": VALUATION_CODES.get(ud.get("UsageDecisionValuation") or "", ""),
+        "InspectionLotUsageDecidedOn": day,
+        "InspLotUsageDecisionTime": time,
+        "InspectionLotQualityScore": None if score is None else _dec(score, 2),
+        "ChangedDateTime": sap_datetime_offset(lot.get("LastChangeDateTime")),
+    }
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServedSet:
     """One entity set served from one table of the world."""
 
     table: str  # the world's entity set (REST name)
     key: str  # SAP key field
-    render: Callable[[dict[str, Any]], dict[str, Any]]
+    render: Callable[[dict[str, Any]], dict[str, Any] | None]  # None: no entity for this record
     lookups: dict[str, str]  # SAP field → the table's filter field, for indexed look-ups
 
 
@@ -342,6 +388,14 @@ SERVED: dict[tuple[str, str], ServedSet] = {
         "A_ProductionOrder", "ManufacturingOrder", production_order_operation_entity,
         {"ManufacturingOrder": "ManufacturingOrder", "WorkCenter": "WorkCenter"},
     ),
+    # The QMS's inspection lots and their usage decisions.
+    ("API_INSPECTIONLOT_SRV", "A_InspectionLot"): ServedSet(
+        "A_InspectionLot", "InspectionLot", inspection_lot_entity,
+        {"InspectionLot": "InspectionLot", "ManufacturingOrder": "ManufacturingOrder", "Batch": "Batch"},
+    ),
+    ("API_INSPECTIONLOT_SRV", "A_InspLotUsageDecision"): ServedSet(
+        "A_InspectionLot", "InspectionLot", usage_decision_entity, {"InspectionLot": "InspectionLot"},
+    ),
 }
 
 # Which simulated system answers a service (its latency, faults and request count apply).
@@ -349,6 +403,7 @@ SERVICE_SYSTEM: dict[str, str] = {
     "API_SALES_ORDER_SRV": "erp",
     "API_BUSINESS_PARTNER": "erp",
     "API_PRODUCTION_ORDER_2_SRV": "mes",
+    "API_INSPECTIONLOT_SRV": "qms",
 }
 
 
@@ -583,14 +638,15 @@ class ODataRoutes:
 
     def _rows(self, served: ServedSet, keys: list[str]) -> list[dict[str, Any]]:
         table = self.world.table(served.table)
-        return [served.render(table.render(k)) for k in keys]
+        return [row for k in keys if (row := served.render(table.render(k))) is not None]
 
     def _entity(self, served: ServedSet, service: str, name: str, key_literal: str, params: dict[str, str]) -> web.Response:
         key = _literal(key_literal.split("=", 1)[-1]) if "=" in key_literal else _literal(key_literal)
         table = self.world.table(served.table)
-        if not isinstance(key, str) or key not in table:
+        rows = self._rows(served, [key]) if isinstance(key, str) and key in table else []
+        if not rows:
             return _error(404, "/IWBEP/CM_MGW_RT/020", "Resource not found")
-        row = self._rows(served, [key])[0]
+        row = rows[0]
         return self._json({"d": self._shape(row, params, service, name, served)})
 
     def _collection(self, request: web.Request, served: ServedSet, service: str, name: str, params: dict[str, str]) -> web.Response:
