@@ -58,6 +58,8 @@ class SourceConfig:
     # "sap-odata" on the MES is mixed: SAP serves production orders (API_PRODUCTION_ORDER_2_SRV
     # at base_url, the SAP host), not the shop floor, so work centres and their state keep
     # coming over the MES's REST contract (sources/API.md) at rest_url, which it then needs.
+    # So on the WMS: outbound deliveries (API_OUTBOUND_DELIVERY_SRV;v=0002) from SAP,
+    # component availability from rest_url; it must push (deliveries cannot be polled).
     rest_url: str = ""
     # --- reconciliation polling (gateway/reconcile.py) ---
     # Read the changes since a durable watermark every poll_seconds. 0: off while the
@@ -497,8 +499,8 @@ def check_notices(n: NoticesConfig) -> None:
 
 
 PROFILES = ("rest", "sap-odata")
-SAP_PROFILE_SYSTEMS = ("erp", "mes", "qms")  # the systems whose records SAP's OData APIs can serve
-MIXED_PROFILE_SYSTEMS = ("mes",)  # sap-odata for part of what they serve: the rest over REST (rest_url)
+SAP_PROFILE_SYSTEMS = ("erp", "mes", "wms", "qms")  # the systems whose records SAP's OData APIs can serve
+MIXED_PROFILE_SYSTEMS = ("mes", "wms")  # sap-odata for part of what they serve: the rest over REST (rest_url)
 
 
 def check_sources(sources: dict[str, SourceConfig]) -> None:
@@ -512,9 +514,15 @@ def check_sources(sources: dict[str, SourceConfig]) -> None:
                 f"{where}.profile: sap-odata is served for {', '.join(f'sources.{x}' for x in SAP_PROFILE_SYSTEMS)} only so far"
             )
         if s.profile == "sap-odata" and system in MIXED_PROFILE_SYSTEMS and not s.rest_url:
+            what = "production orders, not its work centres" if system == "mes" else "outbound deliveries, not its component availability"
             raise ConfigError(
-                f"{where}.rest_url: needed with profile sap-odata: SAP serves this system's production orders, "
-                "not its work centres, which come over its REST contract (sources/API.md) from rest_url"
+                f"{where}.rest_url: needed with profile sap-odata: SAP serves this system's {what}, "
+                "which come over its REST contract (sources/API.md) from rest_url"
+            )
+        if s.profile == "sap-odata" and system == "wms" and not s.pushes:
+            raise ConfigError(
+                f"{where}.pushes: must stay true with profile sap-odata: SAP's delivery header keeps a change day, "
+                "not a time, so deliveries cannot be polled; relay SAP's outbound delivery events to POST /events"
             )
         if s.rest_url and not s.rest_url.startswith(("http://", "https://")):
             raise ConfigError(f"{where}.rest_url: must be an http(s) URL")

@@ -39,8 +39,9 @@ class SourceEndpoint:
     auth: Any = None  # sources.odata.Auth (BasicAuth, ClientCredentials) for sap-odata
     sap_client: str | None = None
     max_url_length: int = 8000
-    # "sap-odata" on the MES: base_url is the SAP host (production orders over OData) and
-    # rest_url the MES's REST contract for what SAP does not serve (work centres).
+    # "sap-odata" on the MES / WMS: base_url is the SAP host (production orders / outbound
+    # deliveries over OData) and rest_url the system's REST contract for what SAP does not
+    # serve (work centres / component availability). The QMS's profile is all OData.
     rest_url: str = ""
 
 
@@ -112,6 +113,19 @@ class Sources:
             )
         else:
             mes = MesConnector(client("mes"))
+        wms_endpoint = endpoints["wms"]
+        if wms_endpoint.profile == "sap-odata":  # deliveries from SAP, components over REST
+            from .sap_wms import SapWmsConnector
+
+            wms: WmsConnector = SapWmsConnector(
+                client("wms", wms_endpoint.rest_url),
+                sap_url=wms_endpoint.base_url,
+                auth=wms_endpoint.auth,
+                sap_client=wms_endpoint.sap_client,
+                max_url_length=wms_endpoint.max_url_length,
+            )
+        else:
+            wms = WmsConnector(client("wms"))
         qms_endpoint = endpoints["qms"]
         if qms_endpoint.profile == "sap-odata":  # inspection lots: all in SAP's API
             from .sap_qms import SapQmsConnector
@@ -127,7 +141,7 @@ class Sources:
         return cls(
             erp=erp,
             mes=mes,
-            wms=WmsConnector(client("wms")),
+            wms=wms,
             qms=qms,
             tms=TmsConnector(client("tms")),
         )

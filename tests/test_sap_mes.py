@@ -6,6 +6,7 @@ the connectors and through the real gateway."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import aiohttp
@@ -17,6 +18,7 @@ from sources import SourceEndpoint, Sources
 from sources.resilience import Policy, SourceError
 from sources.sap_mes import SapMesConnector
 from sources.sap_qms import SapQmsConnector
+from sources.sap_wms import SapWmsConnector
 from sources.simulator.odata import Failure
 
 from .servers import GraphQLClient, running_gateway, running_plant
@@ -124,7 +126,6 @@ def test_config_mes_sap_odata_needs_rest_url_qms_does_not(tmp_path):
     assert load_config(path, env={}).sources["qms"].profile == "sap-odata"  # all of it in SAP: no rest_url
     for bad, said in (
         ('[sources.mes]\nprofile = "sap-odata"\n', "rest_url: needed"),
-        ('[sources.wms]\nprofile = "sap-odata"\n', "served for"),
         ('[sources.mes]\nprofile = "sap-odata"\nrest_url = "mes.local"\n', "rest_url: must be"),
         ('[sources.tms]\nprofile = "sap-odata"\n', "served for"),
     ):
@@ -228,3 +229,79 @@ async def test_gateway_with_the_qms_as_sap_answers_as_with_rest():
             await _until(lambda: _true(poller.stats.polls > 1))
             assert poller.stats.last_error is None
             assert any("A_InspectionLot" in u and "ChangedDateTime" in u for u in plant.odata.requests)
+
+
+# --- the WMS as SAP: outbound deliveries over OData, component availability over REST ----------
+
+
+async def test_same_deliveries_over_odata_as_over_rest_but_what_sap_does_not_keep(sim, session):
+    """Deliveries read over API_OUTBOUND_DELIVERY_SRV;v=0002 equal REST's, except what SAP's
+    header does not keep: picking and packing confirmation times are not known (empty, not
+    guessed) and the change time is its day. Components still come over REST."""
+    rest = Sources.connect(session, {s: SourceEndpoint(u) for s, u in sim.system_urls.items()})
+    endpoints = {s: SourceEndpoint(u) for s, u in sim.system_urls.items()}
+    endpoints["wms"] = SourceEndpoint(
+        sim.sap_url("wms"), profile="sap-odata", rest_url=sim.system_urls["wms"], max_url_length=1200
+    )
+    calls: list = []
+    odata = Sources.connect(session, endpoints, on_request=lambda *a: calls.append(a))
+    assert isinstance(odata.wms, SapWmsConnector)
+    keys = sim.world.table("A_OutbDeliveryHeader").keys()
+    expected = await rest.wms.deliveries(keys)
+    sim.world.set_latency({"wms": 30.0})
+    sim.faults.max_in_flight["wms"] = 0
+    got = await odata.wms.deliveries(keys)
+    assert sim.faults.max_in_flight["wms"] > 1 and {c[1] for c in calls} == {"A_OutbDeliveryHeader"}
+    sim.world.set_latency({"wms": 0.0})
+
+    def as_sap_keeps(d):
+        day = d.last_change_date_time.date() if d.last_change_date_time else None
+        return dataclasses.replace(
+            d, actual_picking_date_time=None, actual_packing_date_time=None,
+            last_change_date_time=dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC) if day else None,
+        )
+
+    assert got == {k: as_sap_keeps(d) for k, d in expected.items()} and len(got) == len(keys) > 50
+    assert any(d.actual_picking_date_time for d in expected.values())  # REST knows them; SAP's header does not
+    assert any(d.overall_goods_movement_status == "C" and d.actual_goods_movement_date for d in got.values())
+    orders = sorted({d.sales_order for d in expected.values()})[:50] + ["99999999"]
+    by_order = await odata.wms.deliveries_for_sales_orders(orders)
+    want = await rest.wms.deliveries_for_sales_orders(orders)
+    assert by_order == {k: [as_sap_keeps(d) for d in v] for k, v in want.items()} and by_order["99999999"] == []
+    before = len(sim.odata.requests)
+    mos = sorted({po for po in sim.world.table("A_ProductionOrder").keys()})[:30]
+    assert await odata.wms.components_for_production_orders(mos) == await rest.wms.components_for_production_orders(mos)
+    assert len(sim.odata.requests) == before  # component availability: the WMS's REST contract
+
+
+def test_config_wms_sap_odata_needs_rest_url_and_pushes(tmp_path):
+    path = tmp_path / "og.toml"
+    ok = '[sources.wms]\nprofile = "sap-odata"\nbase_url = "https://s4.example.com"\nrest_url = "https://wms.example.com/wms"\n'
+    path.write_text(ok)
+    assert load_config(path, env={}).sources["wms"].profile == "sap-odata"
+    for bad, said in (
+        ('[sources.wms]\nprofile = "sap-odata"\n', "component availability"),
+        (ok + "pushes = false\n", "pushes: must stay true"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=said):
+            load_config(path, env={})
+
+
+async def test_gateway_with_the_wms_as_sap_reads_deliveries_from_sap_and_sweeps_only_components():
+    async with running_plant(orders=120) as plant, aiohttp.ClientSession() as http:
+        wms = {"profile": "sap-odata", "base_url": plant.sap_url("wms"), "rest_url": f"{plant.url}/wms", "poll_seconds": 0.5}
+        orders = sorted({d.sales_order for d in plant.world.table("A_OutbDeliveryHeader").records()})[:20]
+        async with running_gateway(plant.url, domain_clock=plant.world.now) as (rest_url, _app):
+            expected = [await GraphQLClient(rest_url, http).query(DELIVERIES, {"id": so}) for so in orders]
+        async with running_gateway(plant.url, sources={"wms": wms}, domain_clock=plant.world.now) as (url, app):
+            seen = len(plant.odata.requests)
+            got = [await GraphQLClient(url, http).query(DELIVERIES, {"id": so}) for so in orders]
+            assert got == expected and any(o["order"]["logistics"]["deliveries"] for o in got)
+            assert any("A_OutbDeliveryItem" in u for u in plant.odata.requests[seen:])
+            assert set(app.state.gateway.reconciler.pollers["wms"].readers) == {"A_ComponentAvailability"}
+
+
+DELIVERIES = """query($id: ID!) { order(id: $id) { id logistics { status deliveries {
+  id deliveryDate shippingPoint pickingStatus packingStatus goodsMovementStatus goodsIssuedAt billOfLading
+  items { item salesOrder salesOrderItem material quantity unit batch } } } } }"""

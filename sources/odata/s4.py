@@ -44,7 +44,7 @@ Covered fields (SAP name → record attribute):
     OverallPackingStatus, OverallGoodsMovementStatus, ActualGoodsMovementDate/Time,
     BillOfLading, LastChangeDate (a day: SAP keeps no change time on the header); items
     DeliveryDocumentItem, ReferenceSDDocument(+Item), Material, ActualDeliveryQuantity,
-    Batch; the header's sales order is the first item's ReferenceSDDocument.
+    DeliveryQuantityUnit, Batch; the header's sales order is the first item's ReferenceSDDocument.
 ``A_InspectionLot`` / ``A_InspLotUsageDecision`` (API_INSPECTIONLOT_SRV) → ``InspectionLot``
     InspectionLot, Material, Batch, Plant, InspectionLotOrigin, ManufacturingOrder,
     InspectionLotCreatedOn/Time, InspectionLotEndDate/Time, InspectionLotHasUsageDecision,
@@ -511,6 +511,7 @@ def outbound_delivery_from_s4(row: dict[str, Any], *, tz: dt.tzinfo = dt.UTC) ->
                 reference_sd_document_item=ir.text("ReferenceSDDocumentItem") or "",
                 material=ir.required("Material"),
                 actual_delivery_quantity=ir.number("ActualDeliveryQuantity", 0.0) or 0.0,
+                delivery_quantity_unit=ir.text("DeliveryQuantityUnit") or "PC",
                 batch=ir.text("Batch") or None,
             )
         )

@@ -355,6 +355,55 @@ def usage_decision_entity(lot: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+# --- WMS as SAP serves it: API_OUTBOUND_DELIVERY_SRV;v=0002 --------------------------------
+
+
+def outbound_delivery_item_entity(d: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "DeliveryDocument": d["DeliveryDocument"],
+        "DeliveryDocumentItem": item["DeliveryDocumentItem"],
+        "ReferenceSDDocument": item.get("ReferenceSDDocument") or "",
+        "ReferenceSDDocumentItem": item.get("ReferenceSDDocumentItem") or "",
+        "Material": item.get("Material") or "",
+        "ActualDeliveryQuantity": _dec(item.get("ActualDeliveryQuantity")),
+        "DeliveryQuantityUnit": item.get("DeliveryQuantityUnit") or "PC",
+        "Batch": item.get("Batch") or "",
+        "Plant": "1000",
+    }
+
+
+def outbound_delivery_entity(d: dict[str, Any]) -> dict[str, Any]:
+    """A REST delivery as ``A_OutbDeliveryHeader`` with ``to_DeliveryDocumentItem``. SAP's
+    header keeps a change day (``LastChangeDate``), not a time, and no warehouse-task
+    confirmation times: the REST contract's picking and packing times have no field here."""
+    issued_day, issued_time = _date_and_time(d.get("ActualGoodsMovementDate"))
+    changed_day, _ = _date_and_time(d.get("LastChangeDateTime"))
+    return {
+        "DeliveryDocument": d["DeliveryDocument"],
+        "DeliveryDocumentType": "LF",
+        "ShipToParty": d.get("ShipToParty") or "",
+        "SoldToParty": d.get("ShipToParty") or "",
+        "DeliveryDate": sap_date(d.get("DeliveryDate")),
+        "ShippingPoint": d.get("ShippingPoint") or "1000",
+        "OverallPickingStatus": d.get("OverallPickingStatus") or "A",
+        "OverallPackingStatus": d.get("OverallPackingStatus") or "A",
+        "OverallGoodsMovementStatus": d.get("OverallGoodsMovementStatus") or "A",
+        "ActualGoodsMovementDate": issued_day,
+        "ActualGoodsMovementTime": issued_time,
+        "BillOfLading": d.get("BillOfLading") or "",
+        "LastChangeDate": changed_day,
+        "to_DeliveryDocumentItem": [outbound_delivery_item_entity(d, i) for i in d.get("to_DeliveryDocumentItem") or []],
+    }
+
+
+def _delivery_item_rows(d: dict[str, Any]) -> dict[str, Any] | None:
+    """``A_OutbDeliveryItem`` as an entity set: the first item stands for the delivery's
+    items in look-ups by ReferenceSDDocument (every item of a delivery in the world
+    references the same sales order)."""
+    items = d.get("to_DeliveryDocumentItem") or []
+    return outbound_delivery_item_entity(d, items[0]) if items else None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServedSet:
     """One entity set served from one table of the world."""
@@ -396,6 +445,14 @@ SERVED: dict[tuple[str, str], ServedSet] = {
     ("API_INSPECTIONLOT_SRV", "A_InspLotUsageDecision"): ServedSet(
         "A_InspectionLot", "InspectionLot", usage_decision_entity, {"InspectionLot": "InspectionLot"},
     ),
+    # The WMS's outbound deliveries (items also as their own entity set, for look-ups).
+    ("API_OUTBOUND_DELIVERY_SRV", "A_OutbDeliveryHeader"): ServedSet(
+        "A_OutbDeliveryHeader", "DeliveryDocument", outbound_delivery_entity, {"DeliveryDocument": "DeliveryDocument"},
+    ),
+    ("API_OUTBOUND_DELIVERY_SRV", "A_OutbDeliveryItem"): ServedSet(
+        "A_OutbDeliveryHeader", "DeliveryDocument", _delivery_item_rows,
+        {"DeliveryDocument": "DeliveryDocument", "ReferenceSDDocument": "ReferenceSDDocument"},
+    ),
 }
 
 # Which simulated system answers a service (its latency, faults and request count apply).
@@ -404,6 +461,7 @@ SERVICE_SYSTEM: dict[str, str] = {
     "API_BUSINESS_PARTNER": "erp",
     "API_PRODUCTION_ORDER_2_SRV": "mes",
     "API_INSPECTIONLOT_SRV": "qms",
+    "API_OUTBOUND_DELIVERY_SRV": "wms",  # ;v=0002 as SAP versions it
 }
 
 
