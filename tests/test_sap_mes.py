@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import os
+import signal
+import sys
 
 import aiohttp
 import orjson
@@ -21,8 +24,8 @@ from sources.sap_qms import SapQmsConnector
 from sources.sap_wms import SapWmsConnector
 from sources.simulator.odata import Failure
 
-from .servers import GraphQLClient, running_gateway, running_plant
-from .test_sap_odata import _poll_events, _true, _until
+from .servers import GraphQLClient, free_socket, running_gateway, running_plant
+from .test_sap_odata import ROOT, _poll_events, _true, _until
 
 PO_SERVICE = "/sap/opu/odata/sap/API_PRODUCTION_ORDER_2_SRV"
 
@@ -305,3 +308,49 @@ async def test_gateway_with_the_wms_as_sap_reads_deliveries_from_sap_and_sweeps_
 DELIVERIES = """query($id: ID!) { order(id: $id) { id logistics { status deliveries {
   id deliveryDate shippingPoint pickingStatus packingStatus goodsMovementStatus goodsIssuedAt billOfLading
   items { item salesOrder salesOrderItem material quantity unit batch } } } } }"""
+
+
+async def test_demo_with_every_sap_system_runs_over_odata(tmp_path):
+    """``ordergraph demo --sap-systems erp,mes,wms,qms``: one order's production, logistics and
+    quality read without errors, and the metrics show the reads went to SAP's entity sets."""
+    ports = []
+    for _ in range(2):
+        sock = free_socket()
+        ports.append(sock.getsockname()[1])
+        sock.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGRAPH_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "demo", "--sap-systems", "erp,mes,wms,qms", "--poll-seconds", "1", "--open",
+        "--no-assets", "--orders", "100", "--port", str(ports[0]), "--plant-port", str(ports[1]),
+        "--journal", str(tmp_path / "j.sqlite"),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{ports[0]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def ready():
+                try:
+                    async with http.get(base + "/readyz") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await _until(ready, timeout=90, step=0.3)
+            query = """{ orders(first: 20, filter: {includeCompleted: true}) { nodes { id
+              production { orders { id workCenter { id state } } }
+              logistics { deliveries { id items { quantity } } } quality { inspectionLots { id usageDecision { valuation } } } } } }"""
+            async with http.post(base + "/graphql", json={"query": query}) as resp:
+                body = await resp.json()
+            assert "errors" not in body, body
+            nodes = body["data"]["orders"]["nodes"]
+            assert any(n["production"]["orders"] and n["production"]["orders"][0]["workCenter"] for n in nodes)
+            assert any(n["logistics"]["deliveries"] for n in nodes) and any(n["quality"]["inspectionLots"] for n in nodes)
+            async with http.get(base + "/metrics") as resp:
+                metrics = await resp.text()
+            for entity_set in ("A_SalesOrder", "A_ProductionOrder_2", "A_OutbDeliveryHeader", "A_InspectionLot"):
+                assert f'entity_set="{entity_set}"' in metrics, entity_set
+            assert 'entity_set="A_WorkCenter"' in metrics  # the MES's REST contract, as the profile says
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert b"MES as SAP S/4HANA (OData v2)" in out and b"QMS as SAP" in out and b"Traceback" not in out
