@@ -33,8 +33,9 @@ class SourceEndpoint:
     timeout_seconds: float = 5.0
     batch_size: int = 500
     policy: Policy | None = None  # budget, retries, breaker, bulkhead; None: defaults + timeout
-    # "rest" (sources/API.md) or, for the ERP, "sap-odata" (SAP S/4HANA's OData v2 APIs,
-    # sources/sap_erp.py; base_url is the SAP host, auth and sap_client as it needs).
+    # "rest" (sources/API.md) or, for the ERP, MES, WMS and QMS, "sap-odata" (SAP S/4HANA's
+    # OData v2 APIs, sources/sap_{erp,mes,wms,qms}.py; base_url is the SAP host, auth and
+    # sap_client as it needs).
     profile: str = "rest"
     auth: Any = None  # sources.odata.Auth (BasicAuth, ClientCredentials) for sap-odata
     sap_client: str | None = None

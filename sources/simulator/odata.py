@@ -1,11 +1,20 @@
-"""The simulated plant's ERP as SAP S/4HANA serves it: OData v2 under ``/sap/opu/odata/sap``.
+"""The simulated plant's systems as SAP S/4HANA serves them: OData v2 under ``/sap/opu/odata/sap``.
 
 The same world as the REST contract (``sources/API.md``), in SAP's public API names:
 
-- ``API_SALES_ORDER_SRV``: ``A_SalesOrder`` with ``to_Item`` (``A_SalesOrderItem``) and
+- ``API_SALES_ORDER_SRV`` (ERP): ``A_SalesOrder`` with ``to_Item`` (``A_SalesOrderItem``) and
   ``to_Item/to_ScheduleLine`` (``A_SalesOrderScheduleLine``);
-- ``API_BUSINESS_PARTNER``: ``A_BusinessPartner`` with ``to_Customer`` and
-  ``to_BusinessPartnerAddress``, and ``A_Customer``.
+- ``API_BUSINESS_PARTNER`` (ERP): ``A_BusinessPartner`` with ``to_Customer`` and
+  ``to_BusinessPartnerAddress``, and ``A_Customer``;
+- ``API_PRODUCTION_ORDER_2_SRV`` (MES): ``A_ProductionOrder_2`` with
+  ``to_ProductionOrderOperation`` and ``to_ProductionOrderItem`` (one of each per order in
+  the world), also as ``A_ProductionOrderOperation_2`` / ``A_ProductionOrderItem_2``;
+- ``API_OUTBOUND_DELIVERY_SRV;v=0002`` (WMS): ``A_OutbDeliveryHeader`` with
+  ``to_DeliveryDocumentItem``, and ``A_OutbDeliveryItem``;
+- ``API_INSPECTIONLOT_SRV`` (QMS): ``A_InspectionLot`` and ``A_InspLotUsageDecision``.
+
+Each service is answered as its system (``SERVICE_SYSTEM``): that system's latency, faults
+and request count apply, and with separate ports it is served on that system's port.
 
 The dialect as SAP Gateway speaks it: ``d.results`` envelopes with ``__metadata``,
 ``$filter`` with ``eq``/``ne``/``gt``/``ge``/``lt``/``le`` joined by ``or`` and ``and`` (and
@@ -19,8 +28,8 @@ parentheses), ``$select``, ``$expand`` (navigations not asked for come back
 Authentication is off unless set on ``ODataState`` (tests): HTTP basic, or OAuth 2.0
 client credentials with tokens from ``/sap/bc/sec/oauth2/token``. ``ODataState.failures``
 answers an entity set with a given status, body and headers (401, 403, 500, a
-``sap-message``) for the tests; the plant's fault injection (``/control/faults`` for
-``erp``) applies to these routes too.
+``sap-message``) for the tests; the plant's fault injection (``/control/faults`` for the
+answering system) applies to these routes too.
 """
 
 from __future__ import annotations
