@@ -18,14 +18,15 @@ import pytest
 
 from gateway.config import ConfigError, load_config
 from sources import SourceEndpoint, Sources
-from sources.resilience import Policy, SourceError
+from sources.odata import BasicAuth, ODataError
+from sources.resilience import SOURCE_BAD_RESPONSE, Policy, SourceError
 from sources.sap_mes import SapMesConnector
 from sources.sap_qms import SapQmsConnector
 from sources.sap_wms import SapWmsConnector
 from sources.simulator.odata import Failure
 
 from .servers import GraphQLClient, free_socket, running_gateway, running_plant
-from .test_sap_odata import ROOT, _poll_events, _true, _until
+from .test_sap_odata import ROOT, _poll_events, _true, _until, sap_error
 
 PO_SERVICE = "/sap/opu/odata/sap/API_PRODUCTION_ORDER_2_SRV"
 
@@ -90,6 +91,24 @@ async def test_same_production_orders_over_odata_as_over_rest_by_every_key(sim, 
     assert len(sim.odata.requests) == before
     # Keys that cannot be keys are never sent; unknown ones are absent.
     assert await odata.mes.production_orders(["x' or 1 eq 1", "999999999"]) == {}
+
+
+async def test_mes_sap_errors_are_the_mes_s_typed_errors_and_basic_auth_is_sent(sim, session):
+    """A 403 of A_ProductionOrder_2 is the MES's typed error and counts on the MES's health
+    (one resilience for the OData and REST reads); basic auth goes with every request."""
+    sim.odata.basic = ("MESCOMM", "secret")
+    sources = connect(session, sim, policy=no_retries(), auth=BasicAuth("MESCOMM", "wrong"))
+    mo = sim.world.table("A_ProductionOrder").keys()[0]
+    with pytest.raises(ODataError) as err:
+        await sources.mes.production_orders([mo])
+    assert err.value.status == 401 and err.value.source == "mes"
+    sources = connect(session, sim, policy=no_retries(), auth=BasicAuth("MESCOMM", "secret"))
+    assert mo in await sources.mes.production_orders([mo])
+    sim.odata.failures["A_ProductionOrder_2"] = Failure(403, sap_error("/IWBEP/CM_MGW_RT/034", "No authorization"), times=1)
+    with pytest.raises(ODataError) as err:
+        await sources.mes.production_orders([mo])
+    assert err.value.status == 403 and err.value.code == SOURCE_BAD_RESPONSE and err.value.source == "mes"
+    assert sources.health()["mes"].last_error and not sources.health()["erp"].last_error
 
 
 async def test_wire_format_is_sap_production_order_2(sim, session):
