@@ -396,6 +396,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .app import create_app
     from .graphiql import assets_present
 
+    sap_systems = [x.strip() for x in (args.sap_systems or "").split(",") if x.strip()]
+    if unknown := [x for x in sap_systems if x not in ("erp", "mes", "wms", "qms")]:
+        print(f"ordergraph demo: --sap-systems takes erp, mes, wms, qms (not {', '.join(unknown)})", file=sys.stderr)
+        return 2
+    if "erp" in sap_systems:
+        args.erp = "sap-odata"
+    args.sap_systems = [x for x in sap_systems if x != "erp"]
     if args.erp == "sap-odata" and args.poll_seconds < 0.5:
         print("ordergraph demo: --poll-seconds must be at least 0.5", file=sys.stderr)
         return 2
@@ -450,6 +457,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for system, url in sim.system_urls.items():
             cfg.sources[system].base_url = url
         _demo_erp(cfg, sim, args)
+        _demo_sap_systems(cfg, sim, args)
         await _apply_faults(sim, args.fault)
         # Without --journal the journal is a temporary file, removed on exit with its
         # cursor key and WAL files (a demo writes tens of MB in minutes).
@@ -472,6 +480,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.erp == "sap-odata":
             print(f"  ERP as SAP S/4HANA (OData v2): {sim.sap_url()}/sap/opu/odata/sap/API_SALES_ORDER_SRV, "
                   f"polled every {args.poll_seconds:g}s (no ERP webhooks)")
+        for system in args.sap_systems:
+            what = {"mes": "production orders (work centres over REST)", "wms": "outbound deliveries (components over REST)",
+                    "qms": "inspection lots"}[system]
+            print(f"  {system.upper()} as SAP S/4HANA (OData v2): {what} from {sim.sap_url(system)}/sap/opu/odata/sap")
         print(f"  GraphiQL: {url}")
         _print_demo_tokens(cfg, sim.world, url)
         kept = "kept" if args.journal else "removed on exit; --journal FILE keeps one"
@@ -605,6 +617,18 @@ def _demo_erp(cfg: Config, sim: Any, args: argparse.Namespace) -> None:
     erp.pushes = False
     erp.poll_seconds = args.poll_seconds
     args.muted = {"erp"}
+
+
+def _demo_sap_systems(cfg: Config, sim: Any, args: argparse.Namespace) -> None:
+    """``--sap-systems mes,wms,qms``: those systems' SAP records read over OData from the
+    plant's SAP dialect (gateway/connect.py); the rest of the MES and WMS over REST. They
+    keep pushing events."""
+    for system in args.sap_systems:
+        source = cfg.sources[system]
+        if system in ("mes", "wms"):
+            source.rest_url = source.base_url
+        source.profile = "sap-odata"
+        source.base_url = sim.sap_url(system)
 
 
 def _demo_auth(cfg: Config, args: argparse.Namespace) -> None:
@@ -1025,6 +1049,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the ERP is read: the REST contract (default), or SAP S/4HANA's OData v2 APIs, polled for changes",
     )
     demo.add_argument("--poll-seconds", type=float, default=5.0, help="with --erp sap-odata: ERP poll interval (default 5)")
+    demo.add_argument(
+        "--sap-systems", default="", metavar="SYSTEMS",
+        help="comma-separated systems read as SAP S/4HANA over OData: erp (as --erp sap-odata), mes (production "
+        "orders; work centres over REST), wms (deliveries; components over REST), qms (inspection lots)",
+    )
     _add_plant_event_options(demo)
     _add_fault_options(demo)
     demo.set_defaults(func=cmd_demo)

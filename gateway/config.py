@@ -44,8 +44,8 @@ class SourceConfig:
     stale_if_error: bool = True  # serve the last good record, marked stale, when it fails
     stale_after_seconds: float = 900.0  # no answered call and no event this long: stale
     # --- connector profile (gateway/connect.py) ---
-    # "rest": the contract of sources/API.md. "sap-odata" (ERP only): SAP S/4HANA's OData
-    # v2 APIs (API_SALES_ORDER_SRV, API_BUSINESS_PARTNER); base_url is the SAP host
+    # "rest": the contract of sources/API.md. "sap-odata" (ERP, QMS; MES below): SAP S/4HANA's OData
+    # v2 APIs (API_SALES_ORDER_SRV, API_BUSINESS_PARTNER; QMS: API_INSPECTIONLOT_SRV); base_url is the SAP host
     # (https://my-s4.example.com), the services are under /sap/opu/odata/sap.
     profile: str = "rest"
     sap_client: str = ""  # three digits, e.g. "100"; empty: the system's default client
@@ -55,6 +55,12 @@ class SourceConfig:
     oauth_client_id: str = ""
     oauth_client_secret: str = ""
     max_url_length: int = 8000  # a key batch's $filter is cut into requests under this
+    # "sap-odata" on the MES is mixed: SAP serves production orders (API_PRODUCTION_ORDER_2_SRV
+    # at base_url, the SAP host), not the shop floor, so work centres and their state keep
+    # coming over the MES's REST contract (sources/API.md) at rest_url, which it then needs.
+    # So on the WMS: outbound deliveries (API_OUTBOUND_DELIVERY_SRV;v=0002) from SAP,
+    # component availability from rest_url; it must push (deliveries cannot be polled).
+    rest_url: str = ""
     # --- reconciliation polling (gateway/reconcile.py) ---
     # Read the changes since a durable watermark every poll_seconds. 0: off while the
     # source pushes; for a source that does not push (pushes = false), 0 means 30 s. On a
@@ -496,6 +502,8 @@ def check_notices(n: NoticesConfig) -> None:
 
 
 PROFILES = ("rest", "sap-odata")
+SAP_PROFILE_SYSTEMS = ("erp", "mes", "wms", "qms")  # the systems whose records SAP's OData APIs can serve
+MIXED_PROFILE_SYSTEMS = ("mes", "wms")  # sap-odata for part of what they serve: the rest over REST (rest_url)
 
 
 def check_sources(sources: dict[str, SourceConfig]) -> None:
@@ -504,8 +512,23 @@ def check_sources(sources: dict[str, SourceConfig]) -> None:
         where = f"sources.{system}"
         if s.profile not in PROFILES:
             raise ConfigError(f"{where}.profile: {s.profile!r} is not one of {', '.join(PROFILES)}")
-        if s.profile == "sap-odata" and system != "erp":
-            raise ConfigError(f"{where}.profile: sap-odata is served for the ERP (sources.erp) only so far")
+        if s.profile == "sap-odata" and system not in SAP_PROFILE_SYSTEMS:
+            raise ConfigError(
+                f"{where}.profile: sap-odata is served for {', '.join(f'sources.{x}' for x in SAP_PROFILE_SYSTEMS)} only so far"
+            )
+        if s.profile == "sap-odata" and system in MIXED_PROFILE_SYSTEMS and not s.rest_url:
+            what = "production orders, not its work centres" if system == "mes" else "outbound deliveries, not its component availability"
+            raise ConfigError(
+                f"{where}.rest_url: needed with profile sap-odata: SAP serves this system's {what}, "
+                "which come over its REST contract (sources/API.md) from rest_url"
+            )
+        if s.profile == "sap-odata" and system == "wms" and not s.pushes:
+            raise ConfigError(
+                f"{where}.pushes: must stay true with profile sap-odata: SAP's delivery header keeps a change day, "
+                "not a time, so deliveries cannot be polled; relay SAP's outbound delivery events to POST /events"
+            )
+        if s.rest_url and not s.rest_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.rest_url: must be an http(s) URL")
         if s.sap_client and not (s.sap_client.isdigit() and len(s.sap_client) == 3):
             raise ConfigError(f"{where}.sap_client: three digits, e.g. \"100\" (got {s.sap_client!r})")
         if s.username and s.oauth_token_url:

@@ -3,6 +3,8 @@
 ``[sources.erp] profile = "sap-odata"`` reads SAP S/4HANA's OData v2 APIs
 (``sources/sap_erp.py``) with basic auth (``username``/``password``) or OAuth 2.0 client
 credentials (``oauth_token_url``/``oauth_client_id``/``oauth_client_secret``).
+``[sources.mes] profile = "sap-odata"`` reads production orders from SAP
+(``sources/sap_mes.py``) and work centres from the MES's REST contract at ``rest_url``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def endpoint_settings(s: SourceConfig) -> dict[str, Any]:
         auth = ClientCredentials(s.oauth_token_url, s.oauth_client_id, s.oauth_client_secret)
     elif s.username:
         auth = BasicAuth(s.username, s.password)
-    return {"profile": "sap-odata", "auth": auth, "sap_client": s.sap_client or None, "max_url_length": s.max_url_length}
+    return {
+        "profile": "sap-odata", "auth": auth, "sap_client": s.sap_client or None, "max_url_length": s.max_url_length,
+        "rest_url": s.rest_url,  # mixed profiles (MES): what SAP does not serve, over REST
+    }
 
 
 def poll_interval(s: SourceConfig) -> float:

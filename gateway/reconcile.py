@@ -105,7 +105,11 @@ def change_readers(sources: Sources, system: str, registry: EventRegistry) -> di
         if etype.system == system and _keeps_change_time(etype):
             assert etype.record_type is not None
             readers[etype.record_type.ENTITY_SET] = lambda since, t=etype: rest_changes(client, t, since)
-    return readers
+    # A mixed SAP profile (sources/sap_mes.py) reads some entity sets' changes over OData;
+    # None: that entity set is not polled at all (sources/sap_wms.py).
+    if callable(own := getattr(connector, "change_readers", None)):
+        readers.update(own())
+    return {name: read for name, read in readers.items() if read is not None}
 
 
 # --- the lease ----------------------------------------------------------------------------

@@ -33,12 +33,17 @@ class SourceEndpoint:
     timeout_seconds: float = 5.0
     batch_size: int = 500
     policy: Policy | None = None  # budget, retries, breaker, bulkhead; None: defaults + timeout
-    # "rest" (sources/API.md) or, for the ERP, "sap-odata" (SAP S/4HANA's OData v2 APIs,
-    # sources/sap_erp.py; base_url is the SAP host, auth and sap_client as it needs).
+    # "rest" (sources/API.md) or, for the ERP, MES, WMS and QMS, "sap-odata" (SAP S/4HANA's
+    # OData v2 APIs, sources/sap_{erp,mes,wms,qms}.py; base_url is the SAP host, auth and
+    # sap_client as it needs).
     profile: str = "rest"
     auth: Any = None  # sources.odata.Auth (BasicAuth, ClientCredentials) for sap-odata
     sap_client: str | None = None
     max_url_length: int = 8000
+    # "sap-odata" on the MES / WMS: base_url is the SAP host (production orders / outbound
+    # deliveries over OData) and rest_url the system's REST contract for what SAP does not
+    # serve (work centres / component availability). The QMS's profile is all OData.
+    rest_url: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -69,11 +74,11 @@ class Sources:
         ``key_formats`` (default: SAP's shapes) decides which keys may be sent at all.
         """
 
-        def client(system: str) -> SourceClient:
+        def client(system: str, base_url: str | None = None) -> SourceClient:
             ep = endpoints[system]
             return SourceClient(
                 system,
-                ep.base_url,
+                base_url or ep.base_url,
                 session,
                 timeout_seconds=ep.timeout_seconds,
                 batch_size=ep.batch_size,
@@ -96,11 +101,49 @@ class Sources:
             )
         else:
             erp = ErpConnector(client("erp"))
+        mes_endpoint = endpoints["mes"]
+        if mes_endpoint.profile == "sap-odata":  # production orders from SAP, the rest over REST
+            from .sap_mes import SapMesConnector
+
+            mes: MesConnector = SapMesConnector(
+                client("mes", mes_endpoint.rest_url),
+                sap_url=mes_endpoint.base_url,
+                auth=mes_endpoint.auth,
+                sap_client=mes_endpoint.sap_client,
+                max_url_length=mes_endpoint.max_url_length,
+            )
+        else:
+            mes = MesConnector(client("mes"))
+        wms_endpoint = endpoints["wms"]
+        if wms_endpoint.profile == "sap-odata":  # deliveries from SAP, components over REST
+            from .sap_wms import SapWmsConnector
+
+            wms: WmsConnector = SapWmsConnector(
+                client("wms", wms_endpoint.rest_url),
+                sap_url=wms_endpoint.base_url,
+                auth=wms_endpoint.auth,
+                sap_client=wms_endpoint.sap_client,
+                max_url_length=wms_endpoint.max_url_length,
+            )
+        else:
+            wms = WmsConnector(client("wms"))
+        qms_endpoint = endpoints["qms"]
+        if qms_endpoint.profile == "sap-odata":  # inspection lots: all in SAP's API
+            from .sap_qms import SapQmsConnector
+
+            qms: QmsConnector = SapQmsConnector(
+                client("qms"),
+                auth=qms_endpoint.auth,
+                sap_client=qms_endpoint.sap_client,
+                max_url_length=qms_endpoint.max_url_length,
+            )
+        else:
+            qms = QmsConnector(client("qms"))
         return cls(
             erp=erp,
-            mes=MesConnector(client("mes")),
-            wms=WmsConnector(client("wms")),
-            qms=QmsConnector(client("qms")),
+            mes=mes,
+            wms=wms,
+            qms=qms,
             tms=TmsConnector(client("tms")),
         )
 

@@ -217,7 +217,7 @@ def test_config_profiles_and_polling_are_checked(tmp_path):
     assert cfg.sources["erp"].profile == "sap-odata" and cfg.sources["erp"].poll_seconds == 5
     for bad, said in (
         ('[sources.erp]\nprofile = "soap"\n', "profile"),
-        ('[sources.mes]\nprofile = "sap-odata"\n', "ERP"),
+        ('[sources.mes]\nprofile = "sap-odata"\n', "rest_url"),  # mixed: tests/test_sap_mes.py
         ('[sources.erp]\nsap_client = "1"\n', "sap_client"),
         ('[sources.erp]\npoll_seconds = -1\n', "poll_seconds"),
         ('[sources.erp]\nusername = "a"\noauth_token_url = "https://t"\noauth_client_id = "c"\n', "either"),

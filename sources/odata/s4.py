@@ -33,7 +33,8 @@ Covered fields (SAP name → record attribute):
 ``A_ProductionOrder_2`` (API_PRODUCTION_ORDER_2_SRV) → ``ProductionOrder``
     ManufacturingOrder, Material, SalesOrder, SalesOrderItem, TotalQuantity,
     ProductionPlant, ProductionUnit, MfgOrderScheduledStartDate/Time,
-    MfgOrderScheduledEndDate/Time, MfgOrderActualReleaseDate, MfgOrderConfirmedYieldQty,
+    MfgOrderScheduledEndDate/Time, MfgOrderPlannedStartDate/Time, MfgOrderPlannedEndDate/Time,
+    MfgOrderActualReleaseDate, MfgOrderConfirmedYieldQty,
     MfgOrderPlannedScrapQty, MfgOrderConfirmedScrapQty (where served), LastChangeDateTime
     (SAP's decimal timestamp); the status from the OrderIs… flags; the work centre, actual
     start and end from ``to_ProductionOrderOperation`` (WorkCenter,
@@ -43,7 +44,7 @@ Covered fields (SAP name → record attribute):
     OverallPackingStatus, OverallGoodsMovementStatus, ActualGoodsMovementDate/Time,
     BillOfLading, LastChangeDate (a day: SAP keeps no change time on the header); items
     DeliveryDocumentItem, ReferenceSDDocument(+Item), Material, ActualDeliveryQuantity,
-    Batch; the header's sales order is the first item's ReferenceSDDocument.
+    DeliveryQuantityUnit, Batch; the header's sales order is the first item's ReferenceSDDocument.
 ``A_InspectionLot`` / ``A_InspLotUsageDecision`` (API_INSPECTIONLOT_SRV) → ``InspectionLot``
     InspectionLot, Material, Batch, Plant, InspectionLotOrigin, ManufacturingOrder,
     InspectionLotCreatedOn/Time, InspectionLotEndDate/Time, InspectionLotHasUsageDecision,
@@ -464,6 +465,8 @@ def production_order_from_s4(row: dict[str, Any], *, tz: dt.tzinfo = dt.UTC) -> 
         scheduled_start_date=_required(r, r.date_time("MfgOrderScheduledStartDate", "MfgOrderScheduledStartTime", tz), "MfgOrderScheduledStartDate"),
         scheduled_end_date=_required(r, r.date_time("MfgOrderScheduledEndDate", "MfgOrderScheduledEndTime", tz), "MfgOrderScheduledEndDate"),
         status=status,
+        planned_start_date=r.date_time("MfgOrderPlannedStartDate", "MfgOrderPlannedStartTime", tz),
+        planned_end_date=r.date_time("MfgOrderPlannedEndDate", "MfgOrderPlannedEndTime", tz),
         production_plant=r.text("ProductionPlant") or r.text("Plant") or "1000",
         production_unit=r.text("ProductionUnit") or "PC",
         actual_release_date=r.date_time("MfgOrderActualReleaseDate", "MfgOrderActualReleaseTime", tz),
@@ -508,6 +511,7 @@ def outbound_delivery_from_s4(row: dict[str, Any], *, tz: dt.tzinfo = dt.UTC) ->
                 reference_sd_document_item=ir.text("ReferenceSDDocumentItem") or "",
                 material=ir.required("Material"),
                 actual_delivery_quantity=ir.number("ActualDeliveryQuantity", 0.0) or 0.0,
+                delivery_quantity_unit=ir.text("DeliveryQuantityUnit") or "PC",
                 batch=ir.text("Batch") or None,
             )
         )

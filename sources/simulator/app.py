@@ -22,9 +22,11 @@ from aiohttp import web
 
 from ..records import format_datetime, parse_date, parse_datetime
 from .faults import FaultInjector, add_control_routes
-from .odata import ODataRoutes, ODataState
+from .odata import SERVICE_SYSTEM, ODataRoutes, ODataState
 from .openapi import build_openapi
 from .world import SYSTEMS, Change, EntitySet, UnknownKey, World, find_entity_set
+
+SAP_SYSTEMS = frozenset(SERVICE_SYSTEM.values())  # the systems also served as SAP
 
 DEFAULT_TOP = 100
 MAX_TOP = 1000
@@ -466,15 +468,16 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     return app
 
 
-def _add_odata_routes(app: web.Application, state: _ServerState) -> None:
-    """The ERP in SAP's OData v2 dialect (``odata.py``), under ``/sap/opu/odata/sap``; the
-    ERP's latency, faults and request count apply."""
+def _add_odata_routes(app: web.Application, state: _ServerState, systems: frozenset[str] | None = None) -> None:
+    """The systems SAP can be (ERP, MES) in SAP's OData v2 dialect (``odata.py``), under
+    ``/sap/opu/odata/sap``; the answering system's latency, faults and request count apply.
+    ``systems``: only these systems' services (a system on its own port)."""
 
     async def serve(request: web.Request, system: str, answer: Any) -> web.StreamResponse:
         state.requests[system] += 1
         return await state.faults.serve(request, system, answer, state.world.latency_ms.get(system, 0.0))
 
-    ODataRoutes(state.world, state.odata, serve).add_to(app)
+    ODataRoutes(state.world, state.odata, serve, systems).add_to(app)
 
 
 def _system_app(state: _ServerState, system: str) -> web.Application:
@@ -482,8 +485,8 @@ def _system_app(state: _ServerState, system: str) -> web.Application:
     app = web.Application()
     app[_STATE] = state
     app.router.add_get("/healthz", _healthz)
-    if system == "erp":
-        _add_odata_routes(app, state)
+    if system in SAP_SYSTEMS:
+        _add_odata_routes(app, state, frozenset({system}))
     app.router.add_get(f"/{{system:{system}}}/openapi.json", _openapi)
     app.router.add_get(f"/{{system:{system}}}/{{entity_set}}", _read_entity_set)
     return app
@@ -542,9 +545,9 @@ class Simulator:
         """The OData routes' settings: auth, page size, injected answers (``odata.py``)."""
         return self.app[_STATE].odata
 
-    def sap_url(self) -> str:
-        """Where the ERP answers as SAP S/4HANA (``base_url`` of a ``sap-odata`` source)."""
-        return self.system_urls.get("erp", self.url).removesuffix("/erp")
+    def sap_url(self, system: str = "erp") -> str:
+        """Where ``system`` answers as SAP S/4HANA (``base_url`` of a ``sap-odata`` source)."""
+        return self.system_urls.get(system, self.url).removesuffix(f"/{system}")
 
     async def close(self) -> None:
         """Stop serving and release the ports (hung requests are released first)."""

@@ -1,11 +1,20 @@
-"""The simulated plant's ERP as SAP S/4HANA serves it: OData v2 under ``/sap/opu/odata/sap``.
+"""The simulated plant's systems as SAP S/4HANA serves them: OData v2 under ``/sap/opu/odata/sap``.
 
 The same world as the REST contract (``sources/API.md``), in SAP's public API names:
 
-- ``API_SALES_ORDER_SRV``: ``A_SalesOrder`` with ``to_Item`` (``A_SalesOrderItem``) and
+- ``API_SALES_ORDER_SRV`` (ERP): ``A_SalesOrder`` with ``to_Item`` (``A_SalesOrderItem``) and
   ``to_Item/to_ScheduleLine`` (``A_SalesOrderScheduleLine``);
-- ``API_BUSINESS_PARTNER``: ``A_BusinessPartner`` with ``to_Customer`` and
-  ``to_BusinessPartnerAddress``, and ``A_Customer``.
+- ``API_BUSINESS_PARTNER`` (ERP): ``A_BusinessPartner`` with ``to_Customer`` and
+  ``to_BusinessPartnerAddress``, and ``A_Customer``;
+- ``API_PRODUCTION_ORDER_2_SRV`` (MES): ``A_ProductionOrder_2`` with
+  ``to_ProductionOrderOperation`` and ``to_ProductionOrderItem`` (one of each per order in
+  the world), also as ``A_ProductionOrderOperation_2`` / ``A_ProductionOrderItem_2``;
+- ``API_OUTBOUND_DELIVERY_SRV;v=0002`` (WMS): ``A_OutbDeliveryHeader`` with
+  ``to_DeliveryDocumentItem``, and ``A_OutbDeliveryItem``;
+- ``API_INSPECTIONLOT_SRV`` (QMS): ``A_InspectionLot`` and ``A_InspLotUsageDecision``.
+
+Each service is answered as its system (``SERVICE_SYSTEM``): that system's latency, faults
+and request count apply, and with separate ports it is served on that system's port.
 
 The dialect as SAP Gateway speaks it: ``d.results`` envelopes with ``__metadata``,
 ``$filter`` with ``eq``/``ne``/``gt``/``ge``/``lt``/``le`` joined by ``or`` and ``and`` (and
@@ -19,8 +28,8 @@ parentheses), ``$select``, ``$expand`` (navigations not asked for come back
 Authentication is off unless set on ``ODataState`` (tests): HTTP basic, or OAuth 2.0
 client credentials with tokens from ``/sap/bc/sec/oauth2/token``. ``ODataState.failures``
 answers an entity set with a given status, body and headers (401, 403, 500, a
-``sap-message``) for the tests; the plant's fault injection (``/control/faults`` for
-``erp``) applies to these routes too.
+``sap-message``) for the tests; the plant's fault injection (``/control/faults`` for the
+answering system) applies to these routes too.
 """
 
 from __future__ import annotations
@@ -213,13 +222,204 @@ def business_partner_entity(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- MES as SAP serves it: API_PRODUCTION_ORDER_2_SRV ------------------------------------
+
+_PO_FLAGS = {  # the world's status → SAP's OrderIs… flags set for it
+    "CREATED": (),
+    "RELEASED": ("OrderIsReleased",),
+    "STARTED": ("OrderIsReleased",),
+    "PARTIALLY_CONFIRMED": ("OrderIsReleased", "OrderIsPartiallyConfirmed"),
+    "CONFIRMED": ("OrderIsReleased", "OrderIsConfirmed"),
+    "DELIVERED": ("OrderIsReleased", "OrderIsConfirmed", "OrderIsDelivered"),
+    "TECO": ("OrderIsReleased", "OrderIsConfirmed", "OrderIsTechnicallyCompleted"),
+    "CLOSED": ("OrderIsReleased", "OrderIsConfirmed", "OrderIsTechnicallyCompleted", "OrderIsClosed"),
+    "LOCKED": ("OrderIsReleased", "OrderIsLocked"),
+}
+_PO_ALL_FLAGS = ("OrderIsCreated", "OrderIsReleased", "OrderIsPartiallyReleased", "OrderIsPartiallyConfirmed",
+                 "OrderIsConfirmed", "OrderIsDelivered", "OrderIsTechnicallyCompleted", "OrderIsClosed", "OrderIsLocked")
+
+
+def sap_timestamp(value: str | None) -> str:
+    """REST ISO date-time → SAP's decimal ``TIMESTAMP`` (``"20261130081500"``, UTC); ``"0"`` when empty."""
+    if not value:
+        return "0"
+    moment = parse_iso_datetime(value)
+    assert moment is not None
+    return moment.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
+
+
+def production_order_operation_entity(po: dict[str, Any]) -> dict[str, Any]:
+    """The order's one operation (``A_ProductionOrderOperation_2``): the work centre and the
+    actual execution start and end. The world routes each order through one work centre."""
+    status = po.get("OrderStatus") or "CREATED"
+    start_day, start_time = _date_and_time(po.get("MfgOrderActualStartDate"))
+    end_day, end_time = _date_and_time(po.get("MfgOrderActualEndDate"))
+    return {
+        "ManufacturingOrder": po["ManufacturingOrder"],
+        "ManufacturingOrderSequence": "0",
+        "ManufacturingOrderOperation": "0010",
+        "WorkCenter": po.get("WorkCenter") or "",
+        "ProductionPlant": po.get("ProductionPlant") or "1000",
+        "OpPlannedTotalQuantity": _dec(po.get("TotalQuantity")),
+        "OpTotalConfirmedYieldQty": _dec(po.get("MfgOrderConfirmedYieldQty")),
+        "OpTotalConfirmedScrapQty": _dec(po.get("MfgOrderConfirmedScrapQty")),
+        "OperationIsFinallyConfirmed": "X" if status in ("CONFIRMED", "DELIVERED", "TECO", "CLOSED") else "",
+        "OpActualExecutionStartDate": start_day,
+        "OpActualExecutionStartTime": start_time,
+        "OpActualExecutionEndDate": end_day,
+        "OpActualExecutionEndTime": end_time,
+    }
+
+
+def production_order_item_entity(po: dict[str, Any]) -> dict[str, Any]:
+    """The order's one item (``A_ProductionOrderItem_2``): what it makes, into which batch."""
+    return {
+        "ManufacturingOrder": po["ManufacturingOrder"],
+        "ManufacturingOrderItem": "0001",
+        "Material": po.get("Material") or "",
+        "ProductionPlant": po.get("ProductionPlant") or "1000",
+        "Batch": po.get("Batch") or "",
+        "MfgOrderItemPlannedTotalQty": _dec(po.get("TotalQuantity")),
+        "ProductionUnit": po.get("ProductionUnit") or "PC",
+        "SalesOrder": po.get("SalesOrder") or "",
+        "SalesOrderItem": po.get("SalesOrderItem") or "",
+    }
+
+
+def production_order_entity(po: dict[str, Any]) -> dict[str, Any]:
+    """A REST production order as ``A_ProductionOrder_2`` with its operation and item; the
+    status as SAP's OrderIs… flags, dates as DATS + TIMS (UTC), LastChangeDateTime as
+    SAP's decimal timestamp."""
+    status = po.get("OrderStatus") or "CREATED"
+    flags = set(_PO_FLAGS.get(status, ()))
+    row: dict[str, Any] = {
+        "ManufacturingOrder": po["ManufacturingOrder"],
+        "ManufacturingOrderType": "PP01",
+        "ManufacturingOrderCategory": "10",
+        "Material": po.get("Material") or "",
+        "ProductionPlant": po.get("ProductionPlant") or "1000",
+        "SalesOrder": po.get("SalesOrder") or "",
+        "SalesOrderItem": po.get("SalesOrderItem") or "",
+        "TotalQuantity": _dec(po.get("TotalQuantity")),
+        "ProductionUnit": po.get("ProductionUnit") or "PC",
+        "MfgOrderConfirmedYieldQty": _dec(po.get("MfgOrderConfirmedYieldQty")),
+        "MfgOrderConfirmedScrapQty": _dec(po.get("MfgOrderConfirmedScrapQty")),
+        "MfgOrderPlannedScrapQty": _dec(po.get("MfgOrderPlannedScrapQty")),
+    }
+    for field in ("MfgOrderScheduledStart", "MfgOrderScheduledEnd", "MfgOrderPlannedStart", "MfgOrderPlannedEnd"):
+        day, time = _date_and_time(po.get(f"{field}Date"))
+        row[f"{field}Date"], row[f"{field}Time"] = day, time
+    day, time = _date_and_time(po.get("MfgOrderActualReleaseDate"))
+    row["MfgOrderActualReleaseDate"], row["MfgOrderActualReleaseTime"] = day, time
+    row.update({flag: flag in flags or (flag == "OrderIsCreated") for flag in _PO_ALL_FLAGS})
+    row["LastChangeDateTime"] = sap_timestamp(po.get("LastChangeDateTime"))
+    row["to_ProductionOrderOperation"] = [production_order_operation_entity(po)]
+    row["to_ProductionOrderItem"] = [production_order_item_entity(po)]
+    return row
+
+
+# --- QMS as SAP serves it: API_INSPECTIONLOT_SRV --------------------------------------------
+
+VALUATION_CODES = {"ACCEPTED": "A", "REJECTED": "R"}
+
+
+def inspection_lot_entity(lot: dict[str, Any]) -> dict[str, Any]:
+    """A REST inspection lot as ``A_InspectionLot`` (its usage decision is
+    ``A_InspLotUsageDecision``, read by the same key)."""
+    created_day, created_time = _date_and_time(lot.get("InspectionLotCreatedOn"))
+    end_day, end_time = _date_and_time(lot.get("InspLotPlannedEndDate"))
+    return {
+        "InspectionLot": lot["InspectionLot"],
+        "Material": lot.get("Material") or "",
+        "Batch": lot.get("Batch") or "",
+        "Plant": lot.get("Plant") or "1000",
+        "InspectionLotOrigin": lot.get("InspectionLotOrigin") or "04",
+        "InspectionLotType": lot.get("InspectionLotOrigin") or "04",
+        "ManufacturingOrder": lot.get("ManufacturingOrder") or "",
+        "InspectionLotCreatedOn": created_day,
+        "InspectionLotCreatedOnTime": created_time,
+        "InspectionLotEndDate": end_day,
+        "InspectionLotEndTime": end_time,
+        "InspectionLotHasUsageDecision": bool(lot.get("InspectionLotHasUsageDecision")),
+        "ChangedDateTime": sap_datetime_offset(lot.get("LastChangeDateTime")),
+    }
+
+
+def usage_decision_entity(lot: dict[str, Any]) -> dict[str, Any] | None:
+    """The lot's ``A_InspLotUsageDecision``; ``None`` (no entity) before the decision."""
+    ud = lot.get("to_UsageDecision")
+    if not lot.get("InspectionLotHasUsageDecision") or not isinstance(ud, dict):
+        return None
+    day, time = _date_and_time(ud.get("UsageDecisionDate"))
+    score = ud.get("UsageDecisionQualityScore")
+    return {
+        "InspectionLot": lot["InspectionLot"],
+        "InspectionLotUsageDecisionCode": ud.get("UsageDecisionCode") or "",
+        "InspLotUsageDecisionCodeGroup": ud.get("UsageDecisionCodeGroup") or "",
+        "InspLotUsageDecisionValuation": VALUATION_CODES.get(ud.get("UsageDecisionValuation") or "", ""),
+        "InspectionLotUsageDecidedOn": day,
+        "InspLotUsageDecisionTime": time,
+        "InspectionLotQualityScore": None if score is None else _dec(score, 2),
+        "ChangedDateTime": sap_datetime_offset(lot.get("LastChangeDateTime")),
+    }
+
+
+# --- WMS as SAP serves it: API_OUTBOUND_DELIVERY_SRV;v=0002 --------------------------------
+
+
+def outbound_delivery_item_entity(d: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "DeliveryDocument": d["DeliveryDocument"],
+        "DeliveryDocumentItem": item["DeliveryDocumentItem"],
+        "ReferenceSDDocument": item.get("ReferenceSDDocument") or "",
+        "ReferenceSDDocumentItem": item.get("ReferenceSDDocumentItem") or "",
+        "Material": item.get("Material") or "",
+        "ActualDeliveryQuantity": _dec(item.get("ActualDeliveryQuantity")),
+        "DeliveryQuantityUnit": item.get("DeliveryQuantityUnit") or "PC",
+        "Batch": item.get("Batch") or "",
+        "Plant": "1000",
+    }
+
+
+def outbound_delivery_entity(d: dict[str, Any]) -> dict[str, Any]:
+    """A REST delivery as ``A_OutbDeliveryHeader`` with ``to_DeliveryDocumentItem``. SAP's
+    header keeps a change day (``LastChangeDate``), not a time, and no warehouse-task
+    confirmation times: the REST contract's picking and packing times have no field here."""
+    issued_day, issued_time = _date_and_time(d.get("ActualGoodsMovementDate"))
+    changed_day, _ = _date_and_time(d.get("LastChangeDateTime"))
+    return {
+        "DeliveryDocument": d["DeliveryDocument"],
+        "DeliveryDocumentType": "LF",
+        "ShipToParty": d.get("ShipToParty") or "",
+        "SoldToParty": d.get("ShipToParty") or "",
+        "DeliveryDate": sap_date(d.get("DeliveryDate")),
+        "ShippingPoint": d.get("ShippingPoint") or "1000",
+        "OverallPickingStatus": d.get("OverallPickingStatus") or "A",
+        "OverallPackingStatus": d.get("OverallPackingStatus") or "A",
+        "OverallGoodsMovementStatus": d.get("OverallGoodsMovementStatus") or "A",
+        "ActualGoodsMovementDate": issued_day,
+        "ActualGoodsMovementTime": issued_time,
+        "BillOfLading": d.get("BillOfLading") or "",
+        "LastChangeDate": changed_day,
+        "to_DeliveryDocumentItem": [outbound_delivery_item_entity(d, i) for i in d.get("to_DeliveryDocumentItem") or []],
+    }
+
+
+def _delivery_item_rows(d: dict[str, Any]) -> dict[str, Any] | None:
+    """``A_OutbDeliveryItem`` as an entity set: the first item stands for the delivery's
+    items in look-ups by ReferenceSDDocument (every item of a delivery in the world
+    references the same sales order)."""
+    items = d.get("to_DeliveryDocumentItem") or []
+    return outbound_delivery_item_entity(d, items[0]) if items else None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServedSet:
     """One entity set served from one table of the world."""
 
     table: str  # the world's entity set (REST name)
     key: str  # SAP key field
-    render: Callable[[dict[str, Any]], dict[str, Any]]
+    render: Callable[[dict[str, Any]], dict[str, Any] | None]  # None: no entity for this record
     lookups: dict[str, str]  # SAP field → the table's filter field, for indexed look-ups
 
 
@@ -233,6 +433,44 @@ SERVED: dict[tuple[str, str], ServedSet] = {
     ("API_BUSINESS_PARTNER", "A_Customer"): ServedSet(
         "A_Customer", "Customer", customer_entity, {"Customer": "Customer"}
     ),
+    # The MES's production orders (one item and one operation each in the world).
+    ("API_PRODUCTION_ORDER_2_SRV", "A_ProductionOrder_2"): ServedSet(
+        "A_ProductionOrder", "ManufacturingOrder", production_order_entity,
+        {"ManufacturingOrder": "ManufacturingOrder", "SalesOrder": "SalesOrder"},
+    ),
+    ("API_PRODUCTION_ORDER_2_SRV", "A_ProductionOrderItem_2"): ServedSet(
+        "A_ProductionOrder", "ManufacturingOrder", production_order_item_entity,
+        {"ManufacturingOrder": "ManufacturingOrder", "Batch": "Batch"},
+    ),
+    ("API_PRODUCTION_ORDER_2_SRV", "A_ProductionOrderOperation_2"): ServedSet(
+        "A_ProductionOrder", "ManufacturingOrder", production_order_operation_entity,
+        {"ManufacturingOrder": "ManufacturingOrder", "WorkCenter": "WorkCenter"},
+    ),
+    # The QMS's inspection lots and their usage decisions.
+    ("API_INSPECTIONLOT_SRV", "A_InspectionLot"): ServedSet(
+        "A_InspectionLot", "InspectionLot", inspection_lot_entity,
+        {"InspectionLot": "InspectionLot", "ManufacturingOrder": "ManufacturingOrder", "Batch": "Batch"},
+    ),
+    ("API_INSPECTIONLOT_SRV", "A_InspLotUsageDecision"): ServedSet(
+        "A_InspectionLot", "InspectionLot", usage_decision_entity, {"InspectionLot": "InspectionLot"},
+    ),
+    # The WMS's outbound deliveries (items also as their own entity set, for look-ups).
+    ("API_OUTBOUND_DELIVERY_SRV", "A_OutbDeliveryHeader"): ServedSet(
+        "A_OutbDeliveryHeader", "DeliveryDocument", outbound_delivery_entity, {"DeliveryDocument": "DeliveryDocument"},
+    ),
+    ("API_OUTBOUND_DELIVERY_SRV", "A_OutbDeliveryItem"): ServedSet(
+        "A_OutbDeliveryHeader", "DeliveryDocument", _delivery_item_rows,
+        {"DeliveryDocument": "DeliveryDocument", "ReferenceSDDocument": "ReferenceSDDocument"},
+    ),
+}
+
+# Which simulated system answers a service (its latency, faults and request count apply).
+SERVICE_SYSTEM: dict[str, str] = {
+    "API_SALES_ORDER_SRV": "erp",
+    "API_BUSINESS_PARTNER": "erp",
+    "API_PRODUCTION_ORDER_2_SRV": "mes",
+    "API_INSPECTIONLOT_SRV": "qms",
+    "API_OUTBOUND_DELIVERY_SRV": "wms",  # ;v=0002 as SAP versions it
 }
 
 
@@ -339,6 +577,8 @@ def _sortable(value: Any) -> Any:
 
 def _compare(have: Any, op: str, want: Any) -> bool:
     have = _sortable(have)
+    if isinstance(want, dt.datetime) and isinstance(have, str) and re.fullmatch(r"\d{14}(\.\d+)?", have):
+        have = parse_sap_timestamp(have)  # SAP's decimal TIMESTAMP against a date-time literal
     if isinstance(want, float) and isinstance(have, str):
         try:
             have = float(have)
@@ -382,10 +622,13 @@ def _error(status: int, code: str, message: str) -> web.Response:
 class ODataRoutes:
     """Serves the world's ERP in SAP's OData v2 dialect."""
 
-    def __init__(self, world: World, state: ODataState, serve: Callable[..., Any]) -> None:
+    def __init__(
+        self, world: World, state: ODataState, serve: Callable[..., Any], systems: frozenset[str] | None = None
+    ) -> None:
         self.world = world
         self.state = state
         self._serve = serve  # (request, system, answer, ...) -> Response: latency and faults
+        self.systems = systems  # None: every system's services; else only theirs (own ports)
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post(TOKEN_PATH, self.token)
@@ -422,7 +665,10 @@ class ODataRoutes:
     async def handle(self, request: web.Request) -> web.Response:
         self.state.requests.append(str(request.rel_url))
         del self.state.requests[:-1000]
-        return await self._serve(request, "erp", lambda: self.answer(request))
+        system = SERVICE_SYSTEM.get(request.match_info["service"].split(";")[0], "erp")
+        if self.systems is not None and system not in self.systems:
+            return _error(404, "/IWFND/MED/170", f"No service found for namespace '/SAP/', name '{request.match_info['service']}'")
+        return await self._serve(request, system, lambda: self.answer(request))
 
     def answer(self, request: web.Request) -> web.Response:
         service = request.match_info["service"]
@@ -459,14 +705,15 @@ class ODataRoutes:
 
     def _rows(self, served: ServedSet, keys: list[str]) -> list[dict[str, Any]]:
         table = self.world.table(served.table)
-        return [served.render(table.render(k)) for k in keys]
+        return [row for k in keys if (row := served.render(table.render(k))) is not None]
 
     def _entity(self, served: ServedSet, service: str, name: str, key_literal: str, params: dict[str, str]) -> web.Response:
         key = _literal(key_literal.split("=", 1)[-1]) if "=" in key_literal else _literal(key_literal)
         table = self.world.table(served.table)
-        if not isinstance(key, str) or key not in table:
+        rows = self._rows(served, [key]) if isinstance(key, str) and key in table else []
+        if not rows:
             return _error(404, "/IWBEP/CM_MGW_RT/020", "Resource not found")
-        row = self._rows(served, [key])[0]
+        row = rows[0]
         return self._json({"d": self._shape(row, params, service, name, served)})
 
     def _collection(self, request: web.Request, served: ServedSet, service: str, name: str, params: dict[str, str]) -> web.Response:
