@@ -241,6 +241,7 @@ class Gateway:
             publish=self.hub.exceptions.publish,
             stale_sources=self.stale_sources,
             prediction_params=self.prediction_params,
+            observe=self.notices.observe if self.notices is not None else None,
             index=self.index,
         )
         self.index.compute = self.exceptions.derive_now
