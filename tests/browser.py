@@ -6,6 +6,7 @@ without internet. Screenshots go to ``tests/screenshots/`` (kept out of git; CI 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -79,3 +80,46 @@ async def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=False)
     return path
+
+
+# --- shared by the page tests -----------------------------------------------------------
+
+SECRET = "browser-test-secret-of-at-least-32-bytes"  # the page tests' gateways sign with it
+
+
+def token(role: str, customer: str | None = None, subject: str | None = None) -> str:
+    """A token for the page tests' gateways (``SECRET``)."""
+    from gateway.auth import mint_token
+
+    return mint_token(SECRET, role=role, customer=customer, subject=subject)
+
+
+@contextlib.asynccontextmanager
+async def secured_gateway(plant, **kwargs):  # type: ignore[no-untyped-def]
+    """The gateway under uvicorn in jwt mode (``SECRET``), on the plant's clock, with its
+    exceptions evaluated once."""
+    from gateway.config import AuthConfig
+
+    from .servers import running_gateway
+
+    auth = AuthConfig(mode="jwt", hs256_secret=SECRET)
+    async with running_gateway(plant.url, auth=auth, domain_clock=plant.world.now, **kwargs) as (url, app):
+        await app.state.gateway.exceptions.ready.wait()
+        yield url, app
+
+
+async def sign_in(page, url: str, path: str, tok: str) -> None:  # type: ignore[no-untyped-def]
+    """Open a page and sign in with ``tok`` in its token field."""
+    await page.goto(f"{url}/{path}", wait_until="networkidle")
+    await page.fill("#token", tok)
+    await page.click("#signin")
+
+
+async def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll an async predicate until it is truthy (its value), or fail naming ``what``."""
+    for _ in range(int(timeout / 0.1)):
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -3,7 +3,6 @@ Chromium), with real tokens, against the gateway under uvicorn and the simulated
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import pytest
@@ -12,6 +11,7 @@ from gateway.auth import mint_token
 from gateway.config import AuthConfig
 
 from .browser import browser_page, require_browser, screenshot
+from .browser import wait_for as _wait
 from .servers import running_gateway
 
 SECRET = "board-workflow-secret-of-at-least-32-bytes"
@@ -22,13 +22,6 @@ def _needs_browser():
     require_browser()
 
 
-async def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
-    for _ in range(int(timeout / 0.1)):
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_board_acknowledges_takes_snoozes_and_resolves_an_exception(plant, http, tmp_path):

@@ -4,20 +4,16 @@ links and tabs, the board's detail, the portal's words and its phone width, plan
 
 from __future__ import annotations
 
-import asyncio
 import urllib.parse
 
 import pytest
 
-from gateway.auth import mint_token
-from gateway.config import AuthConfig
 from gateway.graphiql import assets_present
 
-from .browser import browser_page, require_browser, screenshot
+from .browser import browser_page, require_browser, screenshot, secured_gateway, token
+from .browser import sign_in as _sign_in
+from .browser import wait_for as _wait
 from .events_util import send_changes
-from .servers import running_gateway
-
-SECRET = "browser-test-secret-of-at-least-32-bytes"
 
 
 @pytest.fixture(autouse=True)
@@ -27,29 +23,8 @@ def _needs_browser():
 
 @pytest.fixture
 async def secured(plant):
-    auth = AuthConfig(mode="jwt", hs256_secret=SECRET)
-    async with running_gateway(plant.url, auth=auth, domain_clock=plant.world.now) as (url, app):
-        await app.state.gateway.exceptions.ready.wait()
+    async with secured_gateway(plant) as (url, app):
         yield url, app
-
-
-def token(role: str, customer: str | None = None) -> str:
-    return mint_token(SECRET, role=role, customer=customer)
-
-
-async def _sign_in(page, url: str, path: str, tok: str) -> None:
-    await page.goto(f"{url}/{path}", wait_until="networkidle")
-    await page.fill("#token", tok)
-    await page.click("#signin")
-
-
-async def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
-    for _ in range(int(timeout / 0.1)):
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _gql(http, url: str, query: str, tok: str) -> dict:
