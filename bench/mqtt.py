@@ -49,7 +49,7 @@ from sources.sparkplug import DataType, Metric, Payload, encode_payload
 
 from .ingest import sales_order_event, signed_request
 from .loadgen import percentile
-from .procs import ROOT, child_env, free_port, spawn
+from .procs import ROOT, child_env, free_port, read_subscriber_client, spawn
 
 WORK_CENTERS = [f"WC-{n}0" for n in range(1, 9)]
 
@@ -250,18 +250,7 @@ async def latency(
         )
         clients.append({"proc": p, "count": 0, "ready": None, "result": None, "file": work / f"subs-{kind}-{i}.json"})
 
-    async def read(c: dict[str, Any]) -> None:
-        assert c["proc"].stdout is not None
-        async for raw in c["proc"].stdout:
-            line = raw.decode().strip()
-            if line.startswith("READY "):
-                c["ready"] = [int(x) for x in line.split()[1:3]]
-            elif line.startswith("COUNT "):
-                c["count"] = int(line.split()[1])
-            elif line.startswith("RESULT"):
-                c["result"] = json.loads(c["file"].read_text())
-
-    readers = [asyncio.create_task(read(c)) for c in clients]
+    readers = [asyncio.create_task(read_subscriber_client(c)) for c in clients]
     while any(c["ready"] is None for c in clients):
         if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):
             raise RuntimeError("a subscriber process died before it was ready")

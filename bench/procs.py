@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import resource
 import shutil
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -243,3 +245,18 @@ class CpuMeter:
 def _children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+async def read_subscriber_client(c: dict[str, Any]) -> None:
+    """Follow one subscriber client process's stdout (bench/subs.py):
+    ``READY connected failed``, ``COUNT n`` as messages arrive, ``RESULT`` once its
+    result file is written. Updates ``c``'s "ready", "count" and "result"."""
+    assert c["proc"].stdout is not None
+    async for raw in c["proc"].stdout:
+        line = raw.decode().strip()
+        if line.startswith("READY "):
+            c["ready"] = [int(x) for x in line.split()[1:3]]
+        elif line.startswith("COUNT "):
+            c["count"] = int(line.split()[1])
+        elif line.startswith("RESULT"):
+            c["result"] = json.loads(c["file"].read_text())

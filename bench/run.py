@@ -47,7 +47,16 @@ from . import procs, report
 from . import queries as Q
 from .ingest import sales_order_event, signed_request
 from .loadgen import have_wrk, percentile, run_load
-from .procs import CpuMeter, Proc, child_env, free_port, machine, raise_fd_limit, spawn
+from .procs import (
+    CpuMeter,
+    Proc,
+    child_env,
+    free_port,
+    machine,
+    raise_fd_limit,
+    read_subscriber_client,
+    spawn,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 PEER_DIR = BENCH_DIR / "peer"
@@ -67,6 +76,7 @@ PEER_CACHE_TTLS = (5, 60)
 
 
 @dataclasses.dataclass(frozen=True)
+
 class Size:
     """How big a run is."""
 
@@ -791,18 +801,7 @@ class Bench:
             )
             clients.append({"proc": p, "count": 0, "ready": None, "result": None, "file": self.run_dir / f"subs-{n}-{i}.json"})
 
-        async def read(c: dict[str, Any]) -> None:
-            assert c["proc"].stdout is not None
-            async for raw in c["proc"].stdout:
-                line = raw.decode().strip()
-                if line.startswith("READY "):
-                    c["ready"] = [int(x) for x in line.split()[1:3]]
-                elif line.startswith("COUNT "):
-                    c["count"] = int(line.split()[1])
-                elif line.startswith("RESULT"):
-                    c["result"] = json.loads(c["file"].read_text())
-
-        readers = [asyncio.create_task(read(c)) for c in clients]
+        readers = [asyncio.create_task(read_subscriber_client(c)) for c in clients]
         t_connect = time.monotonic()
         while any(c["ready"] is None for c in clients):
             if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):

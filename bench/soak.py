@@ -35,7 +35,7 @@ import aiohttp
 
 from . import procs
 from .loadgen import percentile
-from .procs import CpuMeter, child_env
+from .procs import CpuMeter, child_env, read_subscriber_client
 
 if TYPE_CHECKING:
     from .run import Bench
@@ -106,15 +106,7 @@ async def soak(bench: Bench) -> None:
         )
         clients.append({"proc": p, "ready": None, "count": 0, "file": bench.run_dir / f"soak-subs-{i}.json"})
 
-    async def read(c: dict[str, Any]) -> None:
-        async for raw in c["proc"].stdout:
-            line = raw.decode().strip()
-            if line.startswith("READY "):
-                c["ready"] = [int(x) for x in line.split()[1:3]]
-            elif line.startswith("COUNT "):
-                c["count"] = int(line.split()[1])
-
-    readers = [asyncio.create_task(read(c)) for c in clients]
+    readers = [asyncio.create_task(read_subscriber_client(c)) for c in clients]
     while any(c["ready"] is None for c in clients):
         if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):
             raise RuntimeError("a soak subscriber process died before it was ready")
