@@ -109,6 +109,34 @@ class Endpoint:
     created_at: float
     created_by: str
 
+    @classmethod
+    def new(
+        cls,
+        customer: str,
+        channel: str,
+        target: str,
+        *,
+        kinds: Iterable[str],
+        language: str | None,
+        created_by: str,
+        now: float,
+        endpoint_id: str | None,
+        secret: str | None,
+    ) -> Endpoint:
+        """A new endpoint (both outboxes' ``add_endpoint``): an id unless given, and a fresh
+        signing secret for a webhook unless given."""
+        return cls(
+            id=endpoint_id or f"ep_{uuid.uuid4().hex[:16]}",
+            customer=customer,
+            channel=channel,
+            target=target,
+            secret=(secret or new_secret()) if channel == "webhook" else "",
+            language=language,
+            kinds=tuple(kinds),
+            created_at=now,
+            created_by=created_by,
+        )
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Delivery:
@@ -448,17 +476,10 @@ class Outbox:
         secret: str | None = None,
     ) -> Endpoint:
         """Register an endpoint (an id given and known: replaced)."""
-        e = Endpoint(
-            id=endpoint_id or f"ep_{uuid.uuid4().hex[:16]}",
-            customer=customer,
-            channel=channel,
-            target=target,
-            secret=(secret or new_secret()) if channel == "webhook" else "",
-            language=language,
-            kinds=tuple(kinds),
-            created_at=now,
-            created_by=created_by,
-        )
+        e = Endpoint.new(
+            customer, channel, target, kinds=kinds, language=language, created_by=created_by, now=now,
+            endpoint_id=endpoint_id, secret=secret,
+        )  # fmt: skip
 
         def write(c: sqlite3.Connection) -> None:
             c.execute(

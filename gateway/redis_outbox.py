@@ -26,14 +26,13 @@ Durability is Redis's: see ``gateway/redis_journal.py`` on ``appendfsync``.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
 
-from .outbox import Decision, Delivery, Endpoint, Merge, Notice, new_notice_id, new_secret
+from .outbox import Decision, Delivery, Endpoint, Merge, Notice, new_notice_id
 
 _RECORD = """
 local P = ARGV[1]
@@ -427,17 +426,10 @@ class RedisOutbox:
         endpoint_id: str | None = None,
         secret: str | None = None,
     ) -> Endpoint:
-        e = Endpoint(
-            id=endpoint_id or f"ep_{uuid.uuid4().hex[:16]}",
-            customer=customer,
-            channel=channel,
-            target=target,
-            secret=(secret or new_secret()) if channel == "webhook" else "",
-            language=language,
-            kinds=tuple(kinds),
-            created_at=now,
-            created_by=created_by,
-        )
+        e = Endpoint.new(
+            customer, channel, target, kinds=kinds, language=language, created_by=created_by, now=now,
+            endpoint_id=endpoint_id, secret=secret,
+        )  # fmt: skip
         await self._put(e)
         return e
 
