@@ -136,3 +136,28 @@ def test_normal_form_ignores_alias_names_but_not_collisions_with_field_names():
     # `id: stage` collides with the field `id`: that is what validation must judge
     assert key("{ orders { nodes { id: stage id } } }") != key("{ orders { nodes { other: stage id } } }")
     assert key("{ orders(first: 1) { nodes { id } } }") != key("{ orders(first: 2) { nodes { id } } }")
+
+
+def test_a_garbage_collection_is_not_charged_to_the_document_being_checked() -> None:
+    """A full collection that happens to run while a viewer's document is checked is the
+    process's cost: it must not spend that viewer's document budget."""
+    import gc
+    import time
+
+    from gateway.limits import cpu_without_gc
+
+    heap = [[{"i": i}] for i in range(400_000)]  # something for a full collection to walk
+
+    def collect() -> int:
+        return gc.collect()
+
+    started = time.thread_time()
+    _, charged = cpu_without_gc(collect)
+    measured = time.thread_time() - started
+    assert measured > 0.005 and charged < measured / 4, (measured, charged)
+
+    def work() -> int:
+        return sum(len(str(x)) for x in heap[:50_000])
+
+    _, charged_work = cpu_without_gc(work)
+    assert charged_work > 0.005  # real work is still charged
