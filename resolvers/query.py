@@ -199,10 +199,15 @@ async def list_orders(
         ctx.index.wanted()
     if not by_number or (_derived(f) and ctx.index is not None and ctx.index.usable):
         # Derived values (issue 21): from the order index when it is usable, else read.
-        if ctx.index is not None and ctx.index.usable:
+        # The index holds every order; where the listing leaves long-completed orders out
+        # and the filter could still match one (no derived filter, or risk DELIVERED), the
+        # ERP's listing applies that cut, so read through it (the same set either way).
+        cut = "open_or_changed_since" in filters
+        completed_may_match = not _derived(f) or any(r.value == "DELIVERED" for r in f.delivery_risk or [])
+        if ctx.index is not None and ctx.index.usable and not (cut and completed_may_match):
             listed = await listing.indexed(ctx, first, position or ((skip,) if skip else None), f, customer, sort)
         else:
-            if ctx.index is not None:
+            if ctx.index is not None and not cut:
                 ctx.index.wanted()
             listed = await listing.scanned(ctx, first, position, f, filters, sort)
         ctx.cacheable = False  # depends on derived values, which change without a record's key

@@ -320,3 +320,12 @@ async def test_orders_completed_long_ago_leave_the_default_listing_but_stay_read
                 assert set(old) <= {n["id"] for n in delivered["orders"]["nodes"]}
                 one = await gql.query('query($id: ID!) { order(id: $id) { id stage } }', {"id": old[0]})
                 assert one["order"] == {"id": old[0], "stage": "DELIVERED"}
+                # The same list whatever the sort or a filter that can match a delivered order
+                # (the order index holds every order; the cut must hold there too).
+                await _app.state.gateway.exceptions.ready.wait()
+                for listing in ("sort: VALUE", "sort: PREDICTED_DATE", "filter: {deliveryRisk: [DELIVERED, LATE]}"):
+                    sorted_page = (await gql.query(f"{{ orders(first: 500, {listing}) {{ totalCount nodes {{ id }} }} }}"))["orders"]
+                    got = {n["id"] for n in sorted_page["nodes"]}
+                    assert not got & set(old), listing
+                    if listing.startswith("sort"):
+                        assert got == ids and sorted_page["totalCount"] == len(ids), listing
