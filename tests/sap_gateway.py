@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from sources.odata.values import parse_datetime, parse_sap_timestamp
+from sources.simulator.odata import parse_literal, row_matches
 
 SERVICE_ROOT = "/sap/opu/odata/sap"
 
@@ -126,12 +127,12 @@ class SapGateway:
             return _error(404, "/IWBEP/CM_MGW_RT/020", f"Resource not found for segment '{entity_set}'")
         key, rows = self.sets[(service, entity_set)]
         if key_literal is not None:
-            wanted = _literal(key_literal)
+            wanted = parse_literal(key_literal)
             found = [r for r in rows if r.get(key) == wanted]
             if not found:
                 return _error(404, "/IWBEP/CM_MGW_RT/020", "Resource not found")
             return self._json({"d": self._shape(found[0], params, service, entity_set)})
-        selected = [r for r in rows if _matches(r, params.get("$filter"))]
+        selected = [r for r in rows if row_matches(r, params.get("$filter"))]
         if "$orderby" in params:
             field, _, direction = params["$orderby"].partition(" ")
             selected.sort(key=lambda r: _sortable(r.get(field)), reverse=direction == "desc")
@@ -189,72 +190,12 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-_TERM = re.compile(r"^([A-Za-z_0-9]+) (eq|gt|ge) (.+)$")
-
-
-def _literal(text: str) -> Any:
-    if text.startswith("'"):
-        return text[1:-1].replace("''", "'")
-    if text.startswith("datetimeoffset'") or text.startswith("datetime'"):
-        return parse_datetime(text.split("'")[1] + ("" if text.endswith("Z'") else "+00:00"))
-    if text.endswith("M"):
-        return parse_sap_timestamp(text[:-1])
-    return text
-
-
-def _split(text: str, word: str) -> list[str]:
-    parts, depth, quoted, start, i = [], 0, False, 0, 0
-    while i < len(text):
-        c = text[i]
-        if c == "'":
-            quoted = not quoted
-        elif not quoted and c == "(":
-            depth += 1
-        elif not quoted and c == ")":
-            depth -= 1
-        elif not quoted and depth == 0 and text.startswith(word, i):
-            parts.append(text[start:i])
-            start = i + len(word)
-            i = start
-            continue
-        i += 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
-
-
-def _strip(text: str) -> str:
-    return text[1:-1] if text.startswith("(") and text.endswith(")") else text
-
-
 def _sortable(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("/Date("):
         return parse_datetime(value)
     if isinstance(value, str) and re.fullmatch(r"\d{14}", value):
         return parse_sap_timestamp(value)
     return value
-
-
-def _matches(row: dict[str, Any], expression: str | None) -> bool:
-    if not expression:
-        return True
-    for conjunct in _split(expression, " and "):
-        if not any(_term(row, t) for t in _split(_strip(conjunct), " or ")):
-            return False
-    return True
-
-
-def _term(row: dict[str, Any], text: str) -> bool:
-    m = _TERM.match(_strip(text))
-    if m is None:
-        raise ValueError(f"filter term not understood: {text!r}")
-    field, op, lit = m.groups()
-    want = _literal(lit)
-    have = _sortable(row.get(field))
-    if op == "eq":
-        return have == want
-    if have is None:
-        return False
-    return have > want if op == "gt" else have >= want
 
 
 @contextlib.asynccontextmanager

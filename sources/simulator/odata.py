@@ -602,6 +602,17 @@ def _compare(have: Any, op: str, want: Any) -> bool:
         raise FilterError(f"cannot compare {have!r} with {want!r}") from None
 
 
+
+def parse_literal(text: str) -> Any:
+    """One OData literal (``'x'``, ``datetimeoffset'…'``, ``20261130120000M``, numbers…)."""
+    return _literal(text)
+
+
+def row_matches(row: dict[str, Any], expression: str | None) -> bool:
+    """Whether ``row`` satisfies the ``$filter`` ``expression``, as the simulated SAP reads it."""
+    return all(any(_compare(row.get(f), op, v) for f, op, v in terms) for terms in parse_filter(expression))
+
+
 # --- the routes ------------------------------------------------------------------------------
 
 
