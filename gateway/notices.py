@@ -131,12 +131,13 @@ class NoticeEngine:
 
     async def stop(self) -> None:
         for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+            # asyncio.wait_for on Python 3.11 can swallow a cancel that arrives just as the
+            # loop is woken; cancel again until the task has really ended.
+            while not t.done():
+                t.cancel()
+                await asyncio.wait({t}, timeout=0.2)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("notices: a background task ended with %r", t.exception())
         self._tasks = []
         if self.session is not None:
             await self.session.close()
