@@ -53,6 +53,8 @@ from .response_cache import ResponseCache
 if TYPE_CHECKING:
     from .reconcile import Reconciler
     from .redis_fence import InvalidationFence
+from sources.tasks import stop_task
+
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .telemetry import EventTimeline, Telemetry
@@ -452,10 +454,9 @@ class Gateway:
     async def stop(self) -> None:
         if self.reconciler is not None:
             await self.reconciler.stop()
-        if getattr(self, "_prune_task", None) is not None:
-            self._prune_task.cancel()
+        await stop_task(getattr(self, "_prune_task", None))
         if getattr(self, "_gc_task", None) is not None:
-            self._gc_task.cancel()
+            await stop_task(self._gc_task)
             gc.unfreeze()
         if self.mqtt is not None:
             await self.mqtt.stop()

@@ -65,15 +65,31 @@ def _check_file(path: Path, sdl: str, flag: str) -> int:
     return 1
 
 
-async def _serve(app, host: str, port: int, sock: Any = None) -> None:
+def _server(app, host: str, port: int) -> Any:
     import uvicorn
 
     from .server import server_settings
 
     # the server's own limits: request heads, WebSocket messages (gateway/server.py)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", **server_settings(app.state.gateway.config))
-    server = uvicorn.Server(config)
+    return uvicorn.Server(config)
+
+
+async def _serve(app, host: str, port: int, sock: Any = None, server: Any = None) -> None:
+    server = server or _server(app, host, port)
     await server.serve(sockets=[sock] if sock is not None else None)
+
+
+def _stop_on_signals(server: Any) -> None:
+    """From now on Ctrl-C or SIGTERM asks ``server`` to stop gracefully, even before it
+    serves: a stop asked for while the gateway is still starting lets the start finish,
+    then shuts down cleanly (a cancelled start would leave half-open stores behind)."""
+
+    def ask(_signum: int, _frame: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGINT, ask)
+    signal.signal(signal.SIGTERM, ask)
 
 
 def _serve_workers(cfg: Any, host: str, port: int, workers: int, sock: Any) -> int:
@@ -461,8 +477,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         await _apply_faults(sim, args.fault)
         # Without --journal the journal is a temporary file, removed on exit with its
         # cursor key and WAL files (a demo writes tens of MB in minutes).
-        scratch = None if args.journal else tempfile.TemporaryDirectory(prefix="ordergraph-demo-")
-        cfg.events.journal_path = args.journal or str(Path(scratch.name) / "journal.sqlite")
+        scratch = None if args.journal else Path(tempfile.mkdtemp(prefix="ordergraph-demo-"))
+        cfg.events.journal_path = args.journal or str(scratch / "journal.sqlite")
         _demo_auth(cfg, args)
         if args.mqtt:
             cfg.mqtt.url, cfg.mqtt.group = args.mqtt, args.mqtt_group
@@ -475,6 +491,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.speed > 0:
             cfg.cache.response_ttl_seconds = min(cfg.cache.response_ttl_seconds, 60.0 / args.speed)
         app = create_app(cfg, domain_clock=sim.world.now, mailbox=mailbox)
+        server = _server(app, args.host, args.port)
+        _stop_on_signals(server)
         url = f"http://{args.host}:{args.port}/graphql"
         print(f"  plant (ERP, MES, WMS, QMS, TMS): {sim.url}")
         if args.erp == "sap-odata":
@@ -508,7 +526,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {args.mqtt}; the gateway consumes it. Watch it: mosquitto_sub -h <broker> -t 'spBv1.0/{args.mqtt_group}/#' -v")
         print("  Ctrl-C stops.", flush=True)
         try:
-            await _serve(app, args.host, args.port, sock)
+            await _serve(app, args.host, args.port, sock, server)
         finally:
             try:
                 for r in running:
@@ -518,7 +536,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     await mailbox.close()
             finally:  # whatever stopping the parts raised, the scratch journal goes
                 if scratch is not None:
-                    scratch.cleanup()
+                    _remove_scratch(scratch)
 
     # SIGTERM (a service manager's stop) ends the demo like Ctrl-C, so the temporary
     # journal is removed either way.
@@ -526,6 +544,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _quiet_interrupt():
         asyncio.run(main())
     return 0
+
+
+def _remove_scratch(path: Path, seconds: float = 5.0) -> None:
+    """Remove the demo's scratch directory. A Ctrl-C during start-up can leave the
+    journal's opening thread still creating its files there, so try again until it is
+    gone (bounded): the directory never outlives the demo."""
+    import shutil
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def _broker_problem(url: str, group: str) -> str | None:

@@ -47,6 +47,7 @@ import redis.asyncio as redis
 
 from resolvers.derived import DerivedValues
 from resolvers.enums import DeliveryRisk, OrderStage
+from sources.tasks import stop_task
 
 from .exceptions import ExceptionTracker, follow, reset
 from .order_index import OrderIndex
@@ -102,17 +103,6 @@ def unpack(raw: bytes) -> tuple[DerivedValues | str, int]:
         return values, int(data["p"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a shared index value: {exc}") from exc
-
-
-async def _cancel(task: asyncio.Task[Any] | None) -> None:
-    """Cancel until done: Python 3.11's wait_for (inside redis-py) can swallow a cancel."""
-    if task is None or task is asyncio.current_task():
-        return
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.5)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()
 
 
 class _IndexChannel(RedisChannel):
@@ -184,7 +174,7 @@ class Evaluator:
     async def stop(self, *, release: bool = True) -> None:
         """Stop; ``release=False`` leaves the lease to run out (what a crash does)."""
         for task in (self._task, self._follower, self._flusher, self._rebuild):
-            await _cancel(task)
+            await stop_task(task)
         self._task = self._follower = self._flusher = self._rebuild = None
         if self.leading:
             await self.tracker.stop()
@@ -226,7 +216,7 @@ class Evaluator:
     async def _promote(self) -> None:
         log.info("replica %s evaluates every order now (evaluator lease won)", self.replica_id)
         self.elections_won += 1
-        await _cancel(self._follower)
+        await stop_task(self._follower)
         self._follower = None
         self.leading = True
         self.tracker.following = False
@@ -244,7 +234,7 @@ class Evaluator:
         self.leading = False
         await self.tracker.stop()
         self.index.on_computed = None
-        await _cancel(self._flusher)
+        await stop_task(self._flusher)
         self._flusher = None
         self._follower = asyncio.create_task(self._follow(), name="ordergraph-evaluator-follow")
 

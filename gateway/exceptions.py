@@ -46,6 +46,7 @@ from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, de
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams, predict
 from sources.client import SourceError
+from sources.tasks import stop_task, wait_event
 
 from .journal import ExceptionTransition
 
@@ -154,13 +155,8 @@ class ExceptionTracker:
         self._task = asyncio.create_task(self._run(), name="ordergraph-exception-tracker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def on_changes(self, changes: list[Any]) -> None:
         """Bus handler: re-evaluate the orders these ``OrderChanged`` name (never blocks)."""
@@ -222,10 +218,7 @@ class ExceptionTracker:
                 waits = [self.poll_seconds] + ([next_sweep - loop.time()] if next_sweep else [])
                 if self._timers:
                     waits.append(self.timer_seconds)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, min(waits)))
-                except TimeoutError:
-                    pass
+                await wait_event(self._wake, max(0.0, min(waits)))
                 self._take_due()
             self._wake.clear()
             stale = self._read_stale()

@@ -29,6 +29,7 @@ from sources.client import SourceError
 from sources.events import EventError, EventRegistry, SourceEvent, system_of_source
 from sources.resilience import CIRCUIT_OPEN, BreakerState
 from sources.signing import HEADER, SignatureError, verify
+from sources.tasks import stop_task
 
 from .bus import Bus, OrderChanged
 from .cache import RecordCache
@@ -285,12 +286,7 @@ class EventProcessor:
         self._task = asyncio.create_task(self._run(), name="ordergraph-event-processor")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every journaled event is processed (tests, shutdown)."""

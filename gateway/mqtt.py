@@ -51,6 +51,7 @@ from sources.sparkplug import (
     SparkplugHost,
 )
 from sources.sparkplug.session import Command, Update
+from sources.tasks import stop_task
 
 from .config import MqttConfig
 from .ingest import EventIngress, Rejection
@@ -187,13 +188,8 @@ class ShopFloorConsumer:
         self._task = asyncio.create_task(self._run(), name="ordergraph-mqtt-consumer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         self.connected.clear()
 
     # --- the connection ----------------------------------------------------------------

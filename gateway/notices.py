@@ -50,6 +50,7 @@ from resolvers.notice_rules import (
     order_facts,
 )
 from resolvers.prediction import PredictionParams
+from sources.tasks import stop_task, wait_event
 
 from .notice_channels import DeliveryError, send_email, send_webhook
 from .outbox import INTERNAL, Decision, Endpoint, Notice
@@ -131,13 +132,7 @@ class NoticeEngine:
 
     async def stop(self) -> None:
         for t in self._tasks:
-            # asyncio.wait_for on Python 3.11 can swallow a cancel that arrives just as the
-            # loop is woken; cancel again until the task has really ended.
-            while not t.done():
-                t.cancel()
-                await asyncio.wait({t}, timeout=0.2)
-            if not t.cancelled() and t.exception() is not None:
-                log.warning("notices: a background task ended with %r", t.exception())
+            await stop_task(t)
         self._tasks = []
         if self.session is not None:
             await self.session.close()
@@ -269,10 +264,7 @@ class NoticeEngine:
                     log.warning("notices: delivery round failed (%s); retrying", exc, exc_info=True)
                     failing = True
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.tick_seconds)
 
     async def dispatch_once(self) -> int:
         """Release due notices and try every due delivery once; returns attempts made."""

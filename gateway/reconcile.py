@@ -43,6 +43,7 @@ from sources.client import SourceClient
 from sources.events import JOIN_KEYS, EventRegistry, EventType
 from sources.resilience import SourceError
 from sources.sap_erp import Changed, SapErpConnector
+from sources.tasks import stop_task
 
 from .config import Config
 from .connect import poll_interval
@@ -234,11 +235,8 @@ class SourcePoller:
         self._task = asyncio.create_task(self._run(), name=f"ordergraph-poll-{self.system}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self.lease.close()
 
     async def _run(self) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from sources.tasks import stop_task
+
 log = logging.getLogger("ordergraph.redis")
 
 
@@ -48,12 +50,8 @@ class RedisChannel:
 
     async def stop(self) -> None:
         """Stop listening and close the connections. Idempotent."""
-        if self._task is not None:
-            # Cancel until done: Python 3.11's wait_for (inside redis-py) can swallow a cancel.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=0.5)
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from resolvers.subscription import OrderChange, decode_change_cursor, encode_cha
 from resolvers.types import Order
 from sources import tracing
 from sources.resilience import request_budget
+from sources.tasks import stop_task
 
 from .bus import OrderChanged
 from .graphql_http import format_error
@@ -140,10 +140,7 @@ class FanOutWorker:
         self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

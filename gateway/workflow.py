@@ -17,7 +17,6 @@ every replica's subscribers in step, and answers the small read API other code u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -37,6 +36,7 @@ from resolvers.workflow import (
 )
 from resolvers.workflow_types import WorkflowChange
 from sources.resilience import request_budget
+from sources.tasks import stop_task, wait_event
 
 from .redis_channel import RedisChannel
 from .subscriptions import FanOutWorker, Scope, Sink, _field_args, _freeze
@@ -87,11 +87,8 @@ class WorkflowService:
         self._task = asyncio.create_task(self._run(), name="ordergraph-workflow")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._redis is not None:
             await self._redis.stop()
         await self.store.close()
@@ -169,8 +166,7 @@ class WorkflowService:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            await wait_event(self._wake, self.poll_seconds)
             self._wake.clear()
             try:
                 await self.pump()

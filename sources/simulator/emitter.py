@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import datetime as dt
 import itertools
@@ -32,6 +31,7 @@ import orjson
 from sources import erp, mes, qms, tms, wms
 from sources.events import EventType, cloud_event
 from sources.signing import HEADER, sign
+from sources.tasks import stop_task, wait_event
 
 from .world import PLANT_CALENDAR, Change, World
 
@@ -115,10 +115,7 @@ class EventEmitter:
     async def close(self) -> None:
         if self._unsubscribe:
             self._unsubscribe()
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         if self._session:
             await self._session.close()
 
@@ -200,8 +197,7 @@ class EventEmitter:
                 # HOLD_SECONDS pass without one: it never waits for a change that may not come.
                 wait = self._held_since + HOLD_SECONDS - time.monotonic()
                 if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
+                    await wait_event(self._wake, wait)
                     continue
                 self._pending.append(self._held)
                 self._held = None
@@ -302,10 +298,7 @@ class PlantDriver:
         self._task = asyncio.create_task(self._run(), name="plant-driver")
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -42,6 +42,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sources.tasks import stop_task
+
 from .world import SYSTEMS, find_entity_set
 
 MODES = ("none", "down", "slow", "hang", "error", "malformed", "missing_fields", "flap")
@@ -198,12 +200,7 @@ class FaultInjector:
     async def _end(self, system: str) -> None:
         self.faults.pop(system, None)
         task = self._flappers.pop(system, None)
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(task)
         # Let hung and slow requests go, then start a fresh episode.
         self._released[system].set()
         self._released[system] = asyncio.Event()
