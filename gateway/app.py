@@ -37,7 +37,7 @@ from .cache import RecordCache
 from .carriers import aftership_endpoint, edi214_endpoint, warn_if_development
 from .config import Config, SourceConfig
 from .connect import endpoint_settings
-from .exceptions import ExceptionTracker
+from .exception_tracker import ExceptionTracker
 from .graphiql import render_graphiql
 from .graphql_http import GraphQLHttp
 from .ingest import EventIngress, EventProcessor, Rejection

@@ -49,7 +49,7 @@ from resolvers.derived import DerivedValues
 from resolvers.enums import DeliveryRisk, OrderStage
 from sources.tasks import stop_task
 
-from .exceptions import ExceptionTracker, follow, reset
+from .exception_tracker import ExceptionTracker, follow, reset
 from .order_index import OrderIndex
 from .redis_channel import RedisChannel
 

@@ -7,7 +7,7 @@ buckets by (stage, delivery risk), each bucket holding one sorted list per sort:
 is a bisect into the matching buckets and a merge of as many entries as the page needs;
 ``totalCount`` is the sum of the buckets' lengths.
 
-Who writes it: the exception tracker (``gateway/exceptions.py``), in the same pass that
+Who writes it: the exception tracker (``gateway/exception_tracker.py``), in the same pass that
 evaluates an order's exceptions — every order at start and at each sweep, the orders the
 bus names, and each order again at its due time. Nothing evaluates an order twice.
 

@@ -11,7 +11,7 @@ from graphql import GraphQLError
 from sources import Sources
 
 from .cursors import Cursors, process_cursors
-from .exceptions import ExceptionSource
+from .exception_rules import ExceptionSource
 from .loaders import Cache, Loaders
 from .policy import Viewer, scope_loaders
 from .prediction import PredictionParams

@@ -17,7 +17,7 @@ from sources.records import Customer
 from . import loaders as ns
 from . import prediction, stage
 from .enums import DeliveryRisk, OrderStage
-from .exceptions import Detection, ExceptionParams, order_facts, priority_rank
+from .exception_rules import Detection, ExceptionParams, order_facts, priority_rank
 from .prediction import Prediction, PredictionParams
 from .view import OrderView
 

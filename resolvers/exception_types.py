@@ -1,8 +1,8 @@
 """GraphQL surface of exceptions and impact analysis.
 
-Thin types over the pure records of ``exceptions.py`` and ``impact.py``. The open set and
+Thin types over the pure records of ``exception_rules.py`` and ``impact.py``. The open set and
 the transitions come from the gateway's exception tracker (``info.context.exceptions``,
-typed as ``exceptions.ExceptionSource``); ``Order.exceptions`` and ``impact`` compute live
+typed as ``rules.ExceptionSource``); ``Order.exceptions`` and ``impact`` compute live
 from order views loaded through the request's loaders.
 """
 
@@ -21,7 +21,8 @@ from strawberry import Info
 from sources.records import Customer as CustomerRecord
 from sources.records import SalesOrder
 
-from . import enums, exceptions, fetch, impact, workflow
+from . import enums, fetch, impact, workflow
+from . import exception_rules as rules
 from .context import Context
 from .cursors import Cursors, process_cursors
 from .types import CommercialPriority, Money, Order
@@ -44,7 +45,7 @@ def _ctx(info: Info) -> Context:
     return info.context
 
 
-def _tracker(ctx: Context) -> exceptions.ExceptionSource:
+def _tracker(ctx: Context) -> rules.ExceptionSource:
     tracker = ctx.exceptions
     if tracker is None:
         raise GraphQLError("Exception tracking is not running in this gateway.", extensions={"code": "UNAVAILABLE"})
@@ -59,7 +60,7 @@ def _is_customer(ctx: Any) -> bool:
 def kind_for_viewer(ctx: Any, kind: enums.ExceptionKind) -> enums.ExceptionKind:
     """The kind a viewer sees: customers see both blocks as AWAITING_RELEASE (never their
     credit status)."""
-    return exceptions.customer_kind(kind) if _is_customer(ctx) else kind
+    return rules.customer_kind(kind) if _is_customer(ctx) else kind
 
 
 def text_for_viewer(ctx: Any, internal_text: str, customer_text: str) -> str:
@@ -72,7 +73,7 @@ def text_for_viewer(ctx: Any, internal_text: str, customer_text: str) -> str:
     return customer_text if viewer is not None and viewer.is_customer else internal_text
 
 
-def visible_to(ctx: Any, record: exceptions.ExceptionRecord) -> exceptions.ExceptionRecord | None:
+def visible_to(ctx: Any, record: rules.ExceptionRecord) -> rules.ExceptionRecord | None:
     """The exception as the viewer may see it: a customer sees only its own orders in it
     (and the severity, days late and value at risk of those), or nothing if none is."""
     viewer = getattr(ctx, "viewer", None)
@@ -119,7 +120,7 @@ class RootCause:
 
 @strawberry.type(description="One order an exception hits, with that order's severity and value at risk.")
 class AffectedOrder:
-    detection: strawberry.Private[exceptions.Detection]
+    detection: strawberry.Private[rules.Detection]
 
     @strawberry.field
     def order_id(self) -> strawberry.ID:
@@ -187,7 +188,7 @@ class AffectedOrder:
 
 @strawberry.type(description="An exception: one root cause and every order it hits.")
 class OrderException:
-    record: strawberry.Private[exceptions.ExceptionRecord]
+    record: strawberry.Private[rules.ExceptionRecord]
     # Read as one order's exception (Order.exceptions): its texts are that order's own.
     for_order: strawberry.Private[bool] = False
 
@@ -270,7 +271,7 @@ class OrderException:
             return self._detection().customer_text
         return self.record.customer_text
 
-    def _detection(self) -> exceptions.Detection:
+    def _detection(self) -> rules.Detection:
         return next(iter(self.record.affected.values()))
 
     @strawberry.field(description="Internal roles: acknowledgement, owner, snooze, resolution and audit trail.")
@@ -290,19 +291,19 @@ async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderExcept
         fetch.order_view(ctx, record), ctx.loaders.customer.load(record.sold_to_party)
     )
     tracker = ctx.exceptions
-    params = tracker.params if tracker else exceptions.ExceptionParams()
+    params = tracker.params if tracker else rules.ExceptionParams()
     pp = ctx.prediction_params
     stale = tracker.stale_sources() if tracker else frozenset()
     out = []
     from .workflow_types import workflow_view
 
     wf = await workflow_view(ctx)
-    for d in exceptions.detect(view, customer, ctx.now, params=params, prediction_params=pp, stale_sources=stale):
+    for d in rules.detect(view, customer, ctx.now, params=params, prediction_params=pp, stale_sources=stale):
         if wf is not None and d.sales_order in wf.escalated:
             d = workflow.escalate_detection(d)
         known = tracker.get(d.id) if tracker else None
         detected_at = known.detected_at if known is not None and known.open else ctx.now
-        record = exceptions.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})
+        record = rules.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})
         out.append(OrderException(record=record, for_order=True))
     out.sort(key=lambda e: e.record.sort_key())
     return out
@@ -350,7 +351,7 @@ class ExceptionConnection:
         return [e.node for e in self.edges]
 
 
-def encode_board_cursor(cursors: Cursors, record: exceptions.ExceptionRecord) -> str:
+def encode_board_cursor(cursors: Cursors, record: rules.ExceptionRecord) -> str:
     rank, value, eid = record.sort_key()
     return cursors.seal(BOARD_CURSOR, f"{rank}:{value!r}:{eid}")
 
@@ -382,7 +383,7 @@ def decode_transition_cursor(cursors: Cursors, cursor: str) -> int:
 
 
 def matches(
-    record: exceptions.ExceptionRecord,
+    record: rules.ExceptionRecord,
     *,
     kinds: set[enums.ExceptionKind] | None = None,
     min_severity: enums.Severity | None = None,
@@ -408,7 +409,7 @@ def _filter_kinds(ctx: Context, kinds: list[Any] | None) -> set[enums.ExceptionK
     out: set[enums.ExceptionKind] = set()
     for k in kinds:
         kind = enums.ExceptionKind(k.value)
-        out |= exceptions.kinds_matching(kind_for_viewer(ctx, kind))
+        out |= rules.kinds_matching(kind_for_viewer(ctx, kind))
     return out
 
 
@@ -532,7 +533,7 @@ def transition_message(
     UPDATED step that changed none of them (``payload["changed"]``) is not sent at all.
     ``escalated``: the orders escalated now (internal viewers see them one severity higher).
     """
-    record = exceptions.ExceptionRecord.from_payload(payload)
+    record = rules.ExceptionRecord.from_payload(payload)
     if escalated and (viewer is None or not viewer.is_customer):  # internal viewers: escalations count
         record = workflow.escalate_record(record, escalated)
     action = enums.ExceptionAction(payload.get("action", "RAISED"))
@@ -553,7 +554,7 @@ def transition_message(
                 return None
         if not own:
             gone = {
-                r["salesOrder"]: exceptions.Detection.from_payload(record.kind, record.root, r["detection"])
+                r["salesOrder"]: rules.Detection.from_payload(record.kind, record.root, r["detection"])
                 for r in removed
                 if r.get("customer") == viewer.customer and "detection" in r
             }
@@ -834,7 +835,7 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         [view for view, _ in loaded],
         {view.sales_order.sold_to_party: customer for view, customer in loaded},
         ctx.now,
-        params=tracker.params if tracker else exceptions.ExceptionParams(),
+        params=tracker.params if tracker else rules.ExceptionParams(),
         prediction_params=ctx.prediction_params,
     )
     from .workflow_types import escalated_impact, workflow_view

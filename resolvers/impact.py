@@ -31,7 +31,7 @@ from sources.records import ComponentAvailability, Customer, InspectionLot
 
 from .downtime import expected_up, held_by_downtime
 from .enums import Severity
-from .exceptions import ExceptionParams, OrderFacts, order_facts, priority_rank
+from .exception_rules import ExceptionParams, OrderFacts, order_facts, priority_rank
 from .prediction import PredictionParams, predict
 from .view import OrderView, lot_decided, lot_rejected, production_completed, production_started
 

@@ -40,7 +40,7 @@ from resolvers.enums import (
     ProductionStatus,
     QualityStatus,
 )
-from resolvers.exceptions import ship_by as planned_ship_day
+from resolvers.exception_rules import ship_by as planned_ship_day
 from resolvers.prediction import Prediction, PredictionParams, predict
 from resolvers.view import (
     DeliveryLeg,

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import orjson
 
 from .enums import Severity
-from .exceptions import Detection, ExceptionRecord
+from .exception_rules import Detection, ExceptionRecord
 
 MAX_TEXT = 2000  # comment, reason
 MAX_NAME = 100  # assignee

@@ -17,7 +17,7 @@ import pytest
 from gateway.auth import mint_token
 from gateway.config import AuthConfig, LimitsConfig
 from resolvers.enums import Severity
-from resolvers.exceptions import Detection, ExceptionKind, ExceptionRecord, RootCause
+from resolvers.exception_rules import Detection, ExceptionKind, ExceptionRecord, RootCause
 
 from .servers import running_gateway
 from .ws_client import WsClient

@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 
 from resolvers.enums import DeliveryRisk, ExceptionKind, MilestoneKind, MilestoneStatus, Severity
-from resolvers.exceptions import (
+from resolvers.exception_rules import (
     AWAITING_RELEASE_TEXT,
     RULES,
     RuleInput,

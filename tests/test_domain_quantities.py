@@ -14,7 +14,7 @@ from resolvers.enums import (
     MilestoneStatus,
     OrderStage,
 )
-from resolvers.exceptions import detect, next_due
+from resolvers.exception_rules import detect, next_due
 from resolvers.prediction import PredictionParams, delivery_risk, predict
 from resolvers.stage import logistics_status, milestones, stage
 from resolvers.view import OrderView, owed_quantity

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from resolvers.enums import ExceptionKind, Severity
-from resolvers.exceptions import (
+from resolvers.exception_rules import (
     RULES,
     Detection,
     ExceptionParams,

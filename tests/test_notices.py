@@ -389,7 +389,7 @@ async def test_critical_exception_unacknowledged_is_told_internally_once(tmp_pat
     from gateway.notices import NoticeEngine
     from gateway.outbox import Outbox
     from resolvers.enums import ExceptionKind, Severity
-    from resolvers.exceptions import Detection, ExceptionRecord, RootCause
+    from resolvers.exception_rules import Detection, ExceptionRecord, RootCause
 
     def record(eid_root: str, severity: Severity) -> ExceptionRecord:
         root = RootCause("mes", "WorkCenter", eid_root, "Press line")

@@ -162,8 +162,8 @@ def test_rules_refuse_what_no_one_could_mean() -> None:
 
 def test_escalation_raises_an_orders_severity_for_internal_viewers_only() -> None:
     from resolvers.enums import ExceptionKind, Severity
+    from resolvers.exception_rules import Detection, ExceptionRecord, RootCause
     from resolvers.exception_types import transition_message
-    from resolvers.exceptions import Detection, ExceptionRecord, RootCause
     from resolvers.policy import Role, Viewer
     from resolvers.workflow import escalate_record
 

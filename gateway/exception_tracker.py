@@ -5,12 +5,12 @@ The ``ExceptionTracker`` (owned by the ``Gateway``) keeps the open exceptions in
 1. On start it reloads the open set the journal remembers (and the recently cleared ones,
    and the last transition cursor), then evaluates every order once: the ERP listing is
    paged 500 at a time, each page's order views are batch-loaded through a fresh
-   ``Context`` and run through the pure rules (``resolvers/exceptions.py``). The result is
+   ``Context`` and run through the pure rules (``resolvers/exception_rules.py``). The result is
    diffed against what the journal remembered, so a restart raises what appeared and
    clears what went away while the gateway was down.
 2. Afterwards it re-evaluates only the orders named by the bus's ``OrderChanged`` (a burst
    of events within ``debounce_seconds`` is one evaluation), each order again at its next
-   due time (``resolvers.exceptions.next_due``: a scheduled start, an ETA or a ship-by day
+   due time (``resolvers.exception_rules.next_due``: a scheduled start, an ETA or a ship-by day
    passing — what changes with the clock alone), every order now and then
    (``sweep_seconds``: a backstop, and the prediction's slow drift) and when the set of
    stale sources (``stale_sources``, for DATA_STALE) changes. Due times are on the domain
@@ -41,8 +41,8 @@ import orjson
 
 from resolvers.context import Context
 from resolvers.derived import derive
+from resolvers.exception_rules import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.exception_types import load_orders
-from resolvers.exceptions import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams, predict
 from sources.client import SourceError
@@ -124,7 +124,7 @@ class ExceptionTracker:
         # journal's transitions (``follow``) and leaves the bus's orders to it.
         self.following = False
 
-    # --- what resolvers read (resolvers.exceptions.ExceptionSource) ----------------------
+    # --- what resolvers read (resolvers.exception_rules.ExceptionSource) ----------------------
 
     def open_exceptions(self) -> list[ExceptionRecord]:
         """Open exceptions, in no particular order."""

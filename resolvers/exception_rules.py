@@ -1087,7 +1087,7 @@ def priority_rank(commercial_priority: str) -> int:
 
 
 class ExceptionSource(Protocol):
-    """What resolvers need of the gateway's exception tracker (``gateway/exceptions.py``)."""
+    """What resolvers need of the gateway's exception tracker (``gateway/exception_tracker.py``)."""
 
     params: ExceptionParams
     prediction_params: PredictionParams
