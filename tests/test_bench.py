@@ -21,6 +21,7 @@ COUNTS = (1, 10, 50, 200)
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 
 
+@pytest.mark.timeout(960)  # the run itself is bounded at 900 s below
 def test_tiny_run_produces_every_figure(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "bench", "--tiny", "--out", str(tmp_path), "--no-readme"]
     if not HAVE_NODE:
