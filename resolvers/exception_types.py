@@ -24,7 +24,15 @@ from sources.records import SalesOrder
 from . import enums, fetch, impact, workflow
 from . import exception_rules as rules
 from .context import Context
-from .cursors import Cursors, process_cursors
+from .pagination import (
+    Cursors,
+    PageInfo,
+    decode_board_cursor,
+    encode_board_cursor,
+    encode_transition_cursor,
+    page_info,
+    process_cursors,
+)
 from .types import CommercialPriority, Money, Order
 from .view import OrderView, production_completed, production_started
 
@@ -33,8 +41,6 @@ ExceptionKind = strawberry.enum(enums.ExceptionKind, description="What went wron
 ExceptionAction = strawberry.enum(enums.ExceptionAction, description="A step in an exception's life.")
 WorkflowStatus = strawberry.enum(workflow.WorkflowStatus, description="Where an exception stands with the people handling it.")
 
-BOARD_CURSOR = "exceptions"  # cursor kinds (resolvers.cursors)
-TRANSITION_CURSOR = "transition"
 
 
 def _bad_input(message: str) -> GraphQLError:
@@ -339,7 +345,7 @@ class ExceptionEdge:
 @strawberry.type(description="A page of exceptions, most severe first, then by value at risk.")
 class ExceptionConnection:
     edges: list[ExceptionEdge]
-    page_info: Annotated[PageInfo, strawberry.lazy("resolvers.query")]  # noqa: F821
+    page_info: PageInfo
     total_count: int = strawberry.field(description="Exceptions matching the filter, over all pages.")
     total_value_at_risk: Money = strawberry.field(description="Their value at risk, over all pages.")
     transition_cursor: str = strawberry.field(
@@ -349,37 +355,6 @@ class ExceptionConnection:
     @strawberry.field
     def nodes(self) -> list[OrderException]:
         return [e.node for e in self.edges]
-
-
-def encode_board_cursor(cursors: Cursors, record: rules.ExceptionRecord) -> str:
-    rank, value, eid = record.sort_key()
-    return cursors.seal(BOARD_CURSOR, f"{rank}:{value!r}:{eid}")
-
-
-def decode_board_cursor(cursors: Cursors, cursor: str) -> tuple[int, float, str]:
-    text = cursors.open(BOARD_CURSOR, cursor, "use a cursor from a previous page")
-    try:
-        rank, value, eid = text.split(":", 2)
-        return int(rank), float(value), eid
-    except ValueError as exc:  # sealed by us, so never; but say so clearly
-        raise _bad_input("Invalid cursor: use a cursor from a previous page.") from exc
-
-
-def encode_transition_cursor(cursors: Cursors, cursor: int) -> str:
-    """The resume cursor of an exception transition (``exceptionsChanged(after:)``)."""
-    return cursors.seal(TRANSITION_CURSOR, str(cursor))
-
-
-def decode_transition_cursor(cursors: Cursors, cursor: str) -> int:
-    """Inverse of :func:`encode_transition_cursor`; a clear error for anything else."""
-    text = cursors.open(TRANSITION_CURSOR, cursor, "use the cursor of a message you received")
-    try:
-        value = int(text)
-        if value < 0:
-            raise ValueError(value)
-        return value
-    except ValueError as exc:
-        raise _bad_input("Invalid cursor: use the cursor of a message you received.") from exc
 
 
 def matches(
@@ -471,18 +446,13 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
     chosen.sort(key=lambda r: r.sort_key())
     rest = [r for r in chosen if start is None or r.sort_key() > start]
     page = rest[:first]
-    from .query import PageInfo
-
-    edges = [ExceptionEdge(cursor=encode_board_cursor(ctx.cursors, r), node=OrderException(record=r)) for r in page]
+    edges = [
+        ExceptionEdge(cursor=encode_board_cursor(ctx.cursors, r.sort_key()), node=OrderException(record=r)) for r in page
+    ]
     currency = next((r.currency for r in chosen), "EUR")
     return ExceptionConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rest) > first,
-            has_previous_page=start is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info([e.cursor for e in edges], has_next=len(rest) > first, has_previous=start is not None),
         total_count=len(chosen),
         total_value_at_risk=_money(sum(r.value_at_risk for r in chosen), currency),
         transition_cursor=encode_transition_cursor(ctx.cursors, cursor),

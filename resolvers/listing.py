@@ -21,16 +21,13 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 
-import orjson
 import strawberry
-from graphql import GraphQLError
 
 from sources.records import SalesOrder
 
 from . import derived, enums, fetch, prediction, stage
 from .context import Context
 
-SORTED_CURSOR = "order-sorted"
 SCAN_PAGE = 500
 
 
@@ -55,24 +52,6 @@ class Listed:
     keys: list[tuple]
     has_next: bool
     count: Callable[[], Awaitable[int]]
-
-
-def seal_key(ctx: Context, sort: str, key: tuple) -> str:
-    return ctx.cursors.seal(SORTED_CURSOR, orjson.dumps([sort, list(key)]).decode())
-
-
-def open_key(ctx: Context, sort: str, cursor: str) -> tuple:
-    """The position a sorted listing's cursor holds; BAD_USER_INPUT for another sort's."""
-    hint = "use a cursor from a previous page of the same sort"
-    raw = ctx.cursors.open(SORTED_CURSOR, cursor, hint)
-    try:
-        cursor_sort, key = orjson.loads(raw)
-        ok = cursor_sort == sort and isinstance(key, list) and key and isinstance(key[-1], str)
-    except (orjson.JSONDecodeError, ValueError, TypeError):
-        ok = False
-    if not ok:
-        raise GraphQLError(f"Invalid cursor: {hint}.", extensions={"code": "BAD_USER_INPUT"})
-    return tuple(key)
 
 
 def _wanted(f: Any) -> tuple[set[enums.OrderStage] | None, set[enums.DeliveryRisk] | None]:

@@ -15,7 +15,6 @@ from sources.records import SalesOrder
 
 from . import enums, fetch, listing, policy, prediction, stage
 from .context import Context
-from .cursors import Cursors
 from .exception_types import (
     ExceptionConnection,
     ExceptionFilter,
@@ -29,21 +28,19 @@ from .exception_types import (
 from .health import SourceStatus, source_statuses
 from .impact_compare import ImpactComparison, compare
 from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
+from .pagination import (
+    PageInfo,
+    decode_order_cursor,
+    decode_sorted_cursor,
+    encode_order_cursor,
+    encode_sorted_cursor,
+    page_info,
+)
 from .parked import ParkedEvent, parked_events
 from .types import Customer, DeliveryRisk, Order, OrderStage
 from .workflow_types import workflow_view
 
-ORDER_CURSOR = "order"
 SCAN_PAGE = 500  # page size when a derived filter (stage, risk) has to look at more orders
-
-
-def encode_cursor(cursors: Cursors, sales_order: str) -> str:
-    return cursors.seal(ORDER_CURSOR, sales_order)
-
-
-def decode_cursor(cursors: Cursors, cursor: str) -> str:
-    """The sales order number a cursor points at; a clear error for anything else."""
-    return cursors.open(ORDER_CURSOR, cursor, "use a cursor from a previous page")
 
 
 @strawberry.input(description="Filters on orders; all given filters must match.")
@@ -59,14 +56,6 @@ class OrderFilter:
         description="Also orders completed (delivered, or cut) longer ago than the gateway keeps them listed "
         "([gateway] list_completed_days); a stage filter with DELIVERED includes them too.",
     )
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -115,8 +104,7 @@ def _empty_page(has_previous: bool) -> OrderConnection:
     async def zero() -> int:
         return 0
 
-    info = PageInfo(has_next_page=False, has_previous_page=has_previous, start_cursor=None, end_cursor=None)
-    return OrderConnection(edges=[], page_info=info, count_fn=zero)
+    return OrderConnection(edges=[], page_info=page_info([], has_next=False, has_previous=has_previous), count_fn=zero)
 
 
 # Order fields that need every source's records: when a page selects any of them, the
@@ -183,8 +171,8 @@ async def list_orders(
             f"`first` is at most {ctx.max_first}; page with `after`.", extensions={"code": "BAD_USER_INPUT"}
         )
     by_number = sort == listing.derived.SALES_ORDER
-    skip = decode_cursor(ctx.cursors, after) if after and by_number else None
-    position = listing.open_key(ctx, sort, after) if after and not by_number else None
+    skip = decode_order_cursor(ctx.cursors, after) if after and by_number else None
+    position = decode_sorted_cursor(ctx.cursors, sort, after) if after and not by_number else None
     erp = ctx.sources.erp
     if f.customer is not None:
         ctx.check_key("Customer", str(f.customer), "filter.customer")
@@ -215,19 +203,16 @@ async def list_orders(
             await fetch.prefetch_page(ctx, listed.records, **prefetch)
         edges = [
             OrderEdge(
-                cursor=encode_cursor(ctx.cursors, so.sales_order) if by_number else listing.seal_key(ctx, sort, key),
+                cursor=encode_order_cursor(ctx.cursors, so.sales_order)
+                if by_number
+                else encode_sorted_cursor(ctx.cursors, sort, key),
                 node=Order(record=so),
             )
             for so, key in zip(listed.records, listed.keys, strict=True)
         ]
         return OrderConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=listed.has_next,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
+            page_info=page_info([e.cursor for e in edges], has_next=listed.has_next, has_previous=after is not None),
             count_fn=listed.count,
         )
 
@@ -281,15 +266,10 @@ async def list_orders(
                 return total
             token = page.records[-1].sales_order
 
-    edges = [OrderEdge(cursor=encode_cursor(ctx.cursors, so.sales_order), node=Order(record=so)) for so in picked]
+    edges = [OrderEdge(cursor=encode_order_cursor(ctx.cursors, so.sales_order), node=Order(record=so)) for so in picked]
     return OrderConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=skip is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info([e.cursor for e in edges], has_next=has_next, has_previous=skip is not None),
         count_fn=count,
     )
 

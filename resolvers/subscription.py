@@ -17,8 +17,8 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 
-from .cursors import Cursors
 from .exception_types import ExceptionTransition, Severity
+from .pagination import decode_history_cursor, encode_history_cursor
 from .types import Order
 
 
@@ -26,24 +26,6 @@ class HistorySource(Protocol):
     """What ``Order.history`` needs of the journal."""
 
     async def history(self, sales_order: str, *, first: int = 50, after_seq: int | None = None) -> list[Any]: ...
-
-
-CHANGE_CURSOR = "change"  # cursor kinds (resolvers.cursors)
-HISTORY_CURSOR = "history"
-
-
-def encode_change_cursor(cursors: Cursors, seq: int, sales_order: str) -> str:
-    """A resume cursor: the journal sequence and the order within it, sealed."""
-    return cursors.seal(CHANGE_CURSOR, f"{seq}:{sales_order}")
-
-
-def decode_change_cursor(cursors: Cursors, cursor: str) -> tuple[int, str]:
-    text = cursors.open(CHANGE_CURSOR, cursor, "use the cursor of a message you received")
-    try:
-        seq, so = text.split(":", 1)
-        return int(seq), so
-    except ValueError as exc:  # sealed by us, so never; but say so clearly
-        raise GraphQLError("Invalid cursor: use the cursor of a message you received.", extensions={"code": "BAD_USER_INPUT"}) from exc
 
 
 # Sales order event actions that name a block: a customer reads them as a plain change, so
@@ -98,18 +80,6 @@ class HistoryPage:
     end_cursor: str | None
 
 
-def _history_cursor(cursors: Cursors, seq: int) -> str:
-    return cursors.seal(HISTORY_CURSOR, str(seq))
-
-
-def _history_seq(cursors: Cursors, cursor: str) -> int:
-    text = cursors.open(HISTORY_CURSOR, cursor, "use a cursor from a previous page")
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise GraphQLError("Invalid cursor: use a cursor from a previous page.", extensions={"code": "BAD_USER_INPUT"}) from exc
-
-
 async def order_history(info: Info, sales_order: str, first: int, after: str | None) -> HistoryPage:
     """An order's timeline, oldest first, paged by journal cursor."""
     journal: HistorySource | None = getattr(info.context, "journal", None)
@@ -117,12 +87,12 @@ async def order_history(info: Info, sales_order: str, first: int, after: str | N
         return HistoryPage(entries=[], has_next_page=False, end_cursor=None)
     first = max(0, min(first, info.context.max_first))
     try:
-        rows = await journal.history(sales_order, first=first + 1, after_seq=_history_seq(info.context.cursors, after) if after else None)
+        rows = await journal.history(sales_order, first=first + 1, after_seq=decode_history_cursor(info.context.cursors, after) if after else None)
     except LookupError as exc:  # a cursor of another order, or pruned
         raise GraphQLError(f"Unknown cursor {after!r} for this order.", extensions={"code": "BAD_USER_INPUT"}) from exc
     entries = [
         HistoryEntry(
-            cursor=_history_cursor(info.context.cursors, r.seq),
+            cursor=encode_history_cursor(info.context.cursors, r.seq),
             source=r.source,
             event_type=r.type,
             subject=r.subject,
