@@ -11,6 +11,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 
+from sources.namespaces import LISTING_KEY, SALES_ORDER
 from sources.records import SalesOrder
 
 from . import enums, fetch, listing, policy, prediction, stage
@@ -27,7 +28,7 @@ from .exception_types import (
 )
 from .health import SourceStatus, source_statuses
 from .impact_compare import ImpactComparison, compare
-from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
+from .loaders import remember_listing
 from .pagination import (
     PageInfo,
     decode_order_cursor,

@@ -196,7 +196,7 @@ def test_index_is_current_at_the_202_by_ticket():
     """Unit: a value read before an invalidation never clears the order's dirty mark."""
     from gateway.order_index import OrderIndex
     from resolvers.enums import DeliveryRisk, OrderStage
-    from resolvers.loaders import PRODUCTION_ORDERS_BY_SALES_ORDER, SALES_ORDER
+    from sources.namespaces import PRODUCTION_ORDERS_BY_SALES_ORDER, SALES_ORDER
 
     cache = RecordCache()
     index = OrderIndex(cache)
