@@ -26,6 +26,7 @@ from .exception_types import (
     list_exceptions,
     run_impact,
 )
+from .fields import CROSS_SOURCE_FIELDS, ITEM_CROSS_SOURCE_FIELDS
 from .health import SourceStatus, source_statuses
 from .impact_compare import ImpactComparison, compare
 from .loaders import remember_listing
@@ -108,14 +109,6 @@ def _empty_page(has_previous: bool) -> OrderConnection:
     return OrderConnection(edges=[], page_info=page_info([], has_next=False, has_previous=has_previous), count_fn=zero)
 
 
-# Order fields that need every source's records: when a page selects any of them, the
-# page's views are assembled up front, level by level, for all its orders at once (the
-# sections alone stay lazy: each calls only its own sources).
-CROSS_SOURCE_FIELDS = frozenset({"stage", "milestones", "predictedDeliveryDate", "deliveryRisk", "exceptions"})
-# Item fields counted across MES and WMS (the rest of an item is ERP's own).
-ITEM_CROSS_SOURCE_FIELDS = frozenset(
-    {"producedQuantity", "shippedQuantity", "deliveredQuantity", "openQuantity", "openValue"}
-)
 
 
 def _needs_views(names: set[str], order_fields: list) -> bool:
