@@ -35,7 +35,7 @@ from resolvers.workflow import (
     Outcome,
     active_escalations,
 )
-from resolvers.workflow_types import WorkflowChange
+from resolvers.workflow_mutations import WorkflowChange
 from sources.resilience import request_budget
 from sources.tasks import stop_task, wait_event
 

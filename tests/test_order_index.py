@@ -15,7 +15,7 @@ from gateway.config import DEV_SECRETS
 from resolvers import derived
 from resolvers.context import Context
 from resolvers.exception_rules import detect
-from resolvers.exception_types import load_orders
+from resolvers.fetch import load_orders
 from sources.simulator.emitter import EventEmitter
 
 from .events_util import make_event, post_events
