@@ -57,7 +57,7 @@ class Context:
     # the gateway's notice engine (gateway/notices.py): endpoints and notices of customers
     notices: Any = None
     # Workflow on exceptions (resolvers.workflow.WorkflowSource, the gateway's service) and
-    # this request's snapshot of it (resolvers.workflow_types.workflow_view), read once.
+    # this request's snapshot of it (resolvers.fetch.workflow_view), read once.
     workflow: Any = None
     workflow_view: Any = None
     # the gateway's order index (gateway/order_index.py): listings filtered or sorted on
