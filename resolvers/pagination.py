@@ -107,6 +107,15 @@ def _bad_cursor(hint: str) -> GraphQLError:
     return GraphQLError(f"Invalid cursor: {hint}.", extensions={"code": "BAD_USER_INPUT"})
 
 
+def _open_int(cursors: Cursors, kind: str, cursor: str, hint: str) -> int:
+    """The number a cursor of ``kind`` holds (a journal or audit sequence)."""
+    text = cursors.open(kind, cursor, hint)
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise _bad_cursor(hint) from exc
+
+
 def encode_order_cursor(cursors: Cursors, sales_order: str) -> str:
     """The cursor of a page of orders in sales order number order."""
     return cursors.seal(ORDER_CURSOR, sales_order)
@@ -158,14 +167,10 @@ def encode_transition_cursor(cursors: Cursors, cursor: int) -> str:
 
 def decode_transition_cursor(cursors: Cursors, cursor: str) -> int:
     """Inverse of :func:`encode_transition_cursor`; a clear error for anything else."""
-    text = cursors.open(TRANSITION_CURSOR, cursor, _MESSAGE_HINT)
-    try:
-        value = int(text)
-        if value < 0:
-            raise ValueError(value)
-        return value
-    except ValueError as exc:
-        raise _bad_cursor(_MESSAGE_HINT) from exc
+    value = _open_int(cursors, TRANSITION_CURSOR, cursor, _MESSAGE_HINT)
+    if value < 0:
+        raise _bad_cursor(_MESSAGE_HINT)
+    return value
 
 
 def encode_change_cursor(cursors: Cursors, seq: int, sales_order: str) -> str:
@@ -188,11 +193,7 @@ def encode_history_cursor(cursors: Cursors, seq: int) -> str:
 
 
 def decode_history_cursor(cursors: Cursors, cursor: str) -> int:
-    text = cursors.open(HISTORY_CURSOR, cursor, _PAGE_HINT)
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise _bad_cursor(_PAGE_HINT) from exc
+    return _open_int(cursors, HISTORY_CURSOR, cursor, _PAGE_HINT)
 
 
 def encode_workflow_cursor(cursors: Cursors, seq: int) -> str:
@@ -201,11 +202,7 @@ def encode_workflow_cursor(cursors: Cursors, seq: int) -> str:
 
 
 def decode_workflow_cursor(cursors: Cursors, cursor: str) -> int:
-    text = cursors.open(WORKFLOW_CURSOR, cursor, _MESSAGE_HINT)
-    try:
-        return max(0, int(text))
-    except ValueError as exc:
-        raise _bad_cursor(_MESSAGE_HINT) from exc
+    return max(0, _open_int(cursors, WORKFLOW_CURSOR, cursor, _MESSAGE_HINT))
 
 
 # --- connections ----------------------------------------------------------------------------
