@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from resolvers.context import Context
-from resolvers.cursors import KEY_BYTES, Cursors, derive_key
+from resolvers.pagination import KEY_BYTES, Cursors, derive_key
 from resolvers.policy import Viewer
 from resolvers.prediction import PredictionParams
 from resolvers.schema import schema as strawberry_schema

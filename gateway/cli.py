@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import difflib
 import logging
+import os
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Coroutine
@@ -248,15 +250,21 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_bench(argv: list[str]) -> int:
-    """``ordergraph bench [--quick] ...``: the harness in ``bench/`` (a source checkout)."""
+    """``ordergraph bench [--quick] ...``: the harness in ``bench/`` (a source checkout),
+    run as ``python -m bench`` in a process of its own: the gateway does not import the
+    harness, which measures it from outside."""
     checkout = Path(__file__).resolve().parent.parent  # bench/ sits beside gateway/ in a checkout
     if not (checkout / "bench" / "run.py").exists():
         print("ordergraph bench needs a source checkout (bench/ is not installed): `python -m bench --help`", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(checkout))
-    from bench.run import main as bench_main
-
-    return bench_main(argv)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(checkout), env.get("PYTHONPATH", "")) if p)
+    harness = subprocess.Popen([sys.executable, "-m", "bench", *argv], env=env)
+    try:
+        return harness.wait()
+    except KeyboardInterrupt:
+        # The harness got the same Ctrl-C (one process group) and stops its servers itself.
+        return harness.wait()
 
 
 def _plant_events(sim, gateway_url: str | None, secrets: dict[str, str], args: argparse.Namespace) -> list:

@@ -94,7 +94,7 @@ class GatewayConfig:
     # days after their last change; `includeCompleted: true` or a stage filter with
     # DELIVERED lists them, `order(id:)` reads them. 0 (default): they stay listed.
     list_completed_days: float = 0.0
-    # The key cursors are sealed with (resolvers/cursors.py). Empty: a random key kept
+    # The key cursors are sealed with (resolvers/pagination.py). Empty: a random key kept
     # beside the journal (<journal>.cursor-key), or in Redis for replicas ([scaleout]), so
     # every replica shares it and a restart keeps it. Set it (ORDERGRAPH_GATEWAY_CURSOR_SECRET)
     # when replicas share no journal, or to rotate it (rotating ends every client's cursors).

@@ -42,7 +42,7 @@ import orjson
 from resolvers.context import Context
 from resolvers.derived import derive
 from resolvers.exception_rules import Detection, ExceptionParams, ExceptionRecord, detect, next_due
-from resolvers.exception_types import load_orders
+from resolvers.fetch import load_orders
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams, predict
 from sources.client import SourceError

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from resolvers.loaders import SALES_ORDER
 from sources import Sources, tracing
 from sources.client import SourceError
 from sources.events import EventError, EventRegistry, SourceEvent, system_of_source
+from sources.namespaces import SALES_ORDER
 from sources.resilience import CIRCUIT_OPEN, BreakerState
 from sources.signing import HEADER, SignatureError, verify
 from sources.tasks import stop_task

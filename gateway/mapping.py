@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from resolvers import loaders as ns
 from sources import Sources
+from sources import namespaces as ns
 from sources.events import SourceEvent
 
 # Production orders in these statuses no longer need their work centre.

@@ -40,9 +40,9 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from typing import Any
 
-from resolvers import loaders as ns
 from resolvers.derived import SALES_ORDER, SORTS, DerivedValues
 from resolvers.enums import DeliveryRisk, OrderStage
+from sources import namespaces as ns
 
 from .cache import RecordCache
 

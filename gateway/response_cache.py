@@ -17,7 +17,7 @@ started; otherwise they compute their own.
 What is not cached: responses with errors or with a value served stale (a source was
 down), operations that select fields whose answer changes without a source event (the
 exception tracker's state, the journal's history, what-ifs, source health, freshness; see
-``UNCACHEABLE_FIELDS``), and listings filtered on derived values. The clock: section
+``resolvers.fields.UNCACHEABLE_FIELDS``), and listings filtered on derived values. The clock: section
 statuses and predictions compare against "now", so an entry lives at most ``ttl_seconds``
 (default 5 s): a time-driven change (a scheduled start passing) shows up to that much
 later; a source change never does, because its event drops the entry at once.
@@ -40,17 +40,9 @@ from graphql import (
     OperationType,
 )
 
-from .cache import RecordCache
+from resolvers.fields import UNCACHEABLE_FIELDS
 
-# Fields whose answer can change without an event naming a record the response read: the
-# exception tracker's state, the journal, what-ifs, source health, and how current a
-# section is (its ``stale`` mark turns with the clock and with a source's silence).
-# ... and the workflow on exceptions (people act on it, no source event says so), what-ifs
-# side by side, and the plant's clock.
-UNCACHEABLE_FIELDS = frozenset(
-    {"exceptions", "exception", "impact", "sources", "history", "freshness", "workflow", "workflowHistory", "escalation"}
-    | {"impactComparison", "plantTime"}
-)
+from .cache import RecordCache
 
 
 class _Stored(NamedTuple):

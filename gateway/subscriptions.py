@@ -30,11 +30,17 @@ from graphql import (
 
 from resolvers import policy
 from resolvers.context import Context
-from resolvers.cursors import Cursors, process_cursors
 from resolvers.enums import Severity
-from resolvers.exception_types import decode_transition_cursor, transition_message
+from resolvers.exception_types import transition_message
+from resolvers.pagination import (
+    Cursors,
+    decode_change_cursor,
+    decode_transition_cursor,
+    encode_change_cursor,
+    process_cursors,
+)
 from resolvers.policy import Role, Viewer
-from resolvers.subscription import OrderChange, decode_change_cursor, encode_change_cursor
+from resolvers.subscription import OrderChange
 from resolvers.types import Order
 from sources import tracing
 from sources.resilience import request_budget

@@ -23,9 +23,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
+from graphql import DocumentNode, OperationDefinitionNode
 
 from resolvers.context import Context
+from resolvers.pagination import decode_workflow_cursor, encode_workflow_cursor
 from resolvers.workflow import (
     AuditEntry,
     Command,
@@ -34,7 +35,7 @@ from resolvers.workflow import (
     Outcome,
     active_escalations,
 )
-from resolvers.workflow_types import WorkflowChange
+from resolvers.workflow_mutations import WorkflowChange
 from sources.resilience import request_budget
 from sources.tasks import stop_task, wait_event
 
@@ -45,7 +46,6 @@ from .workflow_store import WorkflowStore
 log = logging.getLogger("ordergraph.workflow")
 
 WORKFLOW_CHANGED = "exceptionWorkflowChanged"
-WORKFLOW_CURSOR = "workflow"  # cursor kind (resolvers.cursors): an audit entry's seq
 
 
 class WorkflowService:
@@ -279,11 +279,7 @@ class WorkflowChannel(FanOutWorker):
     def _after(self, raw: Any) -> int | None:
         if raw is None:
             return None
-        text = self.hub.cursors.open(WORKFLOW_CURSOR, str(raw), "use the cursor of a message you received")
-        try:
-            return max(0, int(text))
-        except ValueError as exc:  # sealed by us, so never; but say so clearly
-            raise GraphQLError("Invalid cursor: use the cursor of a message you received.", extensions={"code": "BAD_USER_INPUT"}) from exc
+        return decode_workflow_cursor(self.hub.cursors, str(raw))
 
     async def _replay(self, sub: WorkflowSubscriber, after: int) -> None:
         """What the subscriber missed after ``after``, from the store; then the buffer."""
@@ -307,7 +303,7 @@ class WorkflowChannel(FanOutWorker):
 
     async def _payload(self, group: WorkflowGroup, entry: AuditEntry, ctx: Context) -> dict[str, Any]:
         payload = await self.hub._execute(group, WorkflowChange(entry_record=entry), ctx, group.variables)
-        cursor = self.hub.cursors.seal(WORKFLOW_CURSOR, str(entry.seq))
+        cursor = encode_workflow_cursor(self.hub.cursors, entry.seq)
         return {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor, "seq": entry.seq}}
 
     def unsubscribe(self, sub: WorkflowSubscriber) -> None:

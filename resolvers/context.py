@@ -10,9 +10,9 @@ from graphql import GraphQLError
 
 from sources import Sources
 
-from .cursors import Cursors, process_cursors
 from .exception_rules import ExceptionSource
 from .loaders import Cache, Loaders
+from .pagination import Cursors, process_cursors
 from .policy import Viewer, scope_loaders
 from .prediction import PredictionParams
 
@@ -36,7 +36,7 @@ class Context:
     viewer: Viewer = dataclasses.field(default_factory=Viewer.system)
     # the prediction model's lead times and calendars (the gateway's [calendar] settings)
     prediction_params: PredictionParams = dataclasses.field(default_factory=PredictionParams)
-    # seals and opens the cursors this request gives out and takes (resolvers.cursors)
+    # seals and opens the cursors this request gives out and takes (resolvers.pagination)
     cursors: Cursors = dataclasses.field(default_factory=process_cursors)
     # per-request memo of assembled order views, by sales order number
     views: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -57,7 +57,7 @@ class Context:
     # the gateway's notice engine (gateway/notices.py): endpoints and notices of customers
     notices: Any = None
     # Workflow on exceptions (resolvers.workflow.WorkflowSource, the gateway's service) and
-    # this request's snapshot of it (resolvers.workflow_types.workflow_view), read once.
+    # this request's snapshot of it (resolvers.fetch.workflow_view), read once.
     workflow: Any = None
     workflow_view: Any = None
     # the gateway's order index (gateway/order_index.py): listings filtered or sorted on

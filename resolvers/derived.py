@@ -12,9 +12,9 @@ import dataclasses
 import datetime as dt
 from collections.abc import Hashable
 
+from sources import namespaces as ns
 from sources.records import Customer
 
-from . import loaders as ns
 from . import prediction, stage
 from .enums import DeliveryRisk, OrderStage
 from .exception_rules import Detection, ExceptionParams, order_facts, priority_rank

@@ -2,39 +2,44 @@
 
 Thin types over the pure records of ``exception_rules.py`` and ``impact.py``. The open set and
 the transitions come from the gateway's exception tracker (``info.context.exceptions``,
-typed as ``rules.ExceptionSource``); ``Order.exceptions`` and ``impact`` compute live
-from order views loaded through the request's loaders.
+typed as ``rules.ExceptionSource``); ``Order.exceptions`` (``fetch.order_exceptions``) and
+``impact`` compute live from order views loaded through ``fetch`` and the request's loaders.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 
-from sources.records import Customer as CustomerRecord
-from sources.records import SalesOrder
-
 from . import enums, fetch, impact, workflow
 from . import exception_rules as rules
 from .context import Context
-from .cursors import Cursors, process_cursors
+from .pagination import (
+    Cursors,
+    PageInfo,
+    decode_board_cursor,
+    encode_board_cursor,
+    encode_transition_cursor,
+    page_info,
+    process_cursors,
+)
 from .types import CommercialPriority, Money, Order
-from .view import OrderView, production_completed, production_started
+from .workflow_types import (
+    ExceptionWorkflowType,
+    WorkflowStatus,
+    escalated_impact,
+    exception_workflow,
+)
 
 Severity = strawberry.enum(enums.Severity, description="How badly an exception threatens delivery promises.")
 ExceptionKind = strawberry.enum(enums.ExceptionKind, description="What went wrong (DOMAIN.md exception kinds).")
 ExceptionAction = strawberry.enum(enums.ExceptionAction, description="A step in an exception's life.")
-WorkflowStatus = strawberry.enum(workflow.WorkflowStatus, description="Where an exception stands with the people handling it.")
 
-BOARD_CURSOR = "exceptions"  # cursor kinds (resolvers.cursors)
-TRANSITION_CURSOR = "transition"
 
 
 def _bad_input(message: str) -> GraphQLError:
@@ -87,24 +92,6 @@ def visible_to(ctx: Any, record: rules.ExceptionRecord) -> rules.ExceptionRecord
 
 def _money(amount: float, currency: str) -> Money:
     return Money(amount=round(amount, 2), currency=currency)
-
-
-# --- loading orders --------------------------------------------------------------------------
-
-
-async def load_orders(ctx: Context, sales_orders: Iterable[str]) -> list[tuple[OrderView, CustomerRecord | None]]:
-    """Order views and customers of many orders at once (each source read batched).
-
-    Unknown sales orders are left out.
-    """
-    ids = sorted(set(sales_orders))
-    records = [so for so in await ctx.loaders.sales_order.load_many(ids) if so is not None]
-    views, customers = await asyncio.gather(
-        asyncio.gather(*(fetch.order_view(ctx, so) for so in records)),
-        ctx.loaders.customer.load_many(sorted({so.sold_to_party for so in records})),
-    )
-    by_id = {c.customer: c for c in customers if c is not None}
-    return [(view, by_id.get(view.sales_order.sold_to_party)) for view in views]
 
 
 # --- exceptions ------------------------------------------------------------------------------
@@ -275,38 +262,10 @@ class OrderException:
         return next(iter(self.record.affected.values()))
 
     @strawberry.field(description="Internal roles: acknowledgement, owner, snooze, resolution and audit trail.")
-    def workflow(
-        self, info: Info
-    ) -> Annotated[ExceptionWorkflowType, strawberry.lazy("resolvers.workflow_types")]:  # noqa: F821
-        from .workflow_types import exception_workflow
-
+    def workflow(self, info: Info) -> ExceptionWorkflowType:
         # Synchronous when the request's snapshot is read already (a board page: no
         # awaitable per row), else an awaitable that reads it.
         return exception_workflow(info, self.record.id)
-
-
-async def order_exceptions(ctx: Context, record: SalesOrder) -> list[OrderException]:
-    """``Order.exceptions``: computed live from the order's view, each restricted to this order."""
-    view, customer = await asyncio.gather(
-        fetch.order_view(ctx, record), ctx.loaders.customer.load(record.sold_to_party)
-    )
-    tracker = ctx.exceptions
-    params = tracker.params if tracker else rules.ExceptionParams()
-    pp = ctx.prediction_params
-    stale = tracker.stale_sources() if tracker else frozenset()
-    out = []
-    from .workflow_types import workflow_view
-
-    wf = await workflow_view(ctx)
-    for d in rules.detect(view, customer, ctx.now, params=params, prediction_params=pp, stale_sources=stale):
-        if wf is not None and d.sales_order in wf.escalated:
-            d = workflow.escalate_detection(d)
-        known = tracker.get(d.id) if tracker else None
-        detected_at = known.detected_at if known is not None and known.open else ctx.now
-        record = rules.ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d})
-        out.append(OrderException(record=record, for_order=True))
-    out.sort(key=lambda e: e.record.sort_key())
-    return out
 
 
 @strawberry.input(description="Which exceptions to list; all given filters must match.")
@@ -339,7 +298,7 @@ class ExceptionEdge:
 @strawberry.type(description="A page of exceptions, most severe first, then by value at risk.")
 class ExceptionConnection:
     edges: list[ExceptionEdge]
-    page_info: Annotated[PageInfo, strawberry.lazy("resolvers.query")]  # noqa: F821
+    page_info: PageInfo
     total_count: int = strawberry.field(description="Exceptions matching the filter, over all pages.")
     total_value_at_risk: Money = strawberry.field(description="Their value at risk, over all pages.")
     transition_cursor: str = strawberry.field(
@@ -349,37 +308,6 @@ class ExceptionConnection:
     @strawberry.field
     def nodes(self) -> list[OrderException]:
         return [e.node for e in self.edges]
-
-
-def encode_board_cursor(cursors: Cursors, record: rules.ExceptionRecord) -> str:
-    rank, value, eid = record.sort_key()
-    return cursors.seal(BOARD_CURSOR, f"{rank}:{value!r}:{eid}")
-
-
-def decode_board_cursor(cursors: Cursors, cursor: str) -> tuple[int, float, str]:
-    text = cursors.open(BOARD_CURSOR, cursor, "use a cursor from a previous page")
-    try:
-        rank, value, eid = text.split(":", 2)
-        return int(rank), float(value), eid
-    except ValueError as exc:  # sealed by us, so never; but say so clearly
-        raise _bad_input("Invalid cursor: use a cursor from a previous page.") from exc
-
-
-def encode_transition_cursor(cursors: Cursors, cursor: int) -> str:
-    """The resume cursor of an exception transition (``exceptionsChanged(after:)``)."""
-    return cursors.seal(TRANSITION_CURSOR, str(cursor))
-
-
-def decode_transition_cursor(cursors: Cursors, cursor: str) -> int:
-    """Inverse of :func:`encode_transition_cursor`; a clear error for anything else."""
-    text = cursors.open(TRANSITION_CURSOR, cursor, "use the cursor of a message you received")
-    try:
-        value = int(text)
-        if value < 0:
-            raise ValueError(value)
-        return value
-    except ValueError as exc:
-        raise _bad_input("Invalid cursor: use the cursor of a message you received.") from exc
 
 
 def matches(
@@ -414,7 +342,7 @@ def _filter_kinds(ctx: Context, kinds: list[Any] | None) -> set[enums.ExceptionK
 
 
 def _ready_view(ctx: Context) -> workflow.WorkflowView | None:
-    """The request's workflow snapshot, once read (resolvers.workflow_types.workflow_view)."""
+    """The request's workflow snapshot, once read (``fetch.workflow_view``)."""
     view = ctx.workflow_view
     return view if isinstance(view, workflow.WorkflowView) else None
 
@@ -471,18 +399,13 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
     chosen.sort(key=lambda r: r.sort_key())
     rest = [r for r in chosen if start is None or r.sort_key() > start]
     page = rest[:first]
-    from .query import PageInfo
-
-    edges = [ExceptionEdge(cursor=encode_board_cursor(ctx.cursors, r), node=OrderException(record=r)) for r in page]
+    edges = [
+        ExceptionEdge(cursor=encode_board_cursor(ctx.cursors, r.sort_key()), node=OrderException(record=r)) for r in page
+    ]
     currency = next((r.currency for r in chosen), "EUR")
     return ExceptionConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rest) > first,
-            has_previous_page=start is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info([e.cursor for e in edges], has_next=len(rest) > first, has_previous=start is not None),
         total_count=len(chosen),
         total_value_at_risk=_money(sum(r.value_at_risk for r in chosen), currency),
         transition_cursor=encode_transition_cursor(ctx.cursors, cursor),
@@ -777,42 +700,6 @@ def describe(s: impact.Scenario) -> str:
     return str(s)
 
 
-async def pegged_orders(ctx: Context, s: impact.Scenario) -> set[str]:
-    """The sales orders pegged to the scenario's record, from batched source look-ups."""
-    src = ctx.sources
-    match s:
-        case impact.WorkCenterDown():
-            found, pegged = await asyncio.gather(
-                src.mes.work_centers([s.work_center]), src.mes.production_orders_for_work_centers([s.work_center])
-            )
-            if s.work_center not in found:
-                raise _bad_input(f"Unknown work centre {s.work_center!r}.")
-            return {po.sales_order for po in pegged.get(s.work_center, []) if not production_completed(po)}
-        case impact.BatchBlocked():
-            made = (await src.mes.production_orders_for_batches([s.batch])).get(s.batch, [])
-            if not made:
-                raise _bad_input(f"No production order made batch {s.batch!r}.")
-            return {po.sales_order for po in made}
-        case impact.MaterialShort():
-            reservations = (await src.wms.components_for_materials([s.material])).get(s.material, [])
-            if not reservations:
-                raise _bad_input(f"No production order reserves material {s.material!r}.")
-            pos = await src.mes.production_orders(sorted({c.manufacturing_order for c in reservations}))
-            # Only production that has not started can still lose its components.
-            return {
-                po.sales_order
-                for po in pos.values()
-                if not production_started(po) and not production_completed(po)
-            }
-        case impact.ShipmentDelayed():
-            ship = (await src.tms.shipments([s.tracking_number])).get(s.tracking_number)
-            if ship is None:
-                raise _bad_input(f"Unknown tracking number {s.tracking_number!r}.")
-            doc = (await src.wms.deliveries([ship.delivery_document])).get(ship.delivery_document)
-            return {doc.sales_order} if doc is not None else set()
-    return set()
-
-
 async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnalysis:
     """``Query.impact``: pegged orders → their views (batched) → the pure analysis."""
     scenario = to_scenario(scenario_input)
@@ -828,7 +715,11 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
     ):
         if isinstance(value := getattr(scenario, attr, None), str):
             ctx.check_key(field, value, argument)
-    loaded = await load_orders(ctx, await pegged_orders(ctx, scenario))
+    try:
+        pegged = await fetch.pegged_orders(ctx, scenario)
+    except fetch.UnknownRecord as exc:  # an unknown work centre, batch, material or tracking number
+        raise _bad_input(str(exc)) from exc
+    loaded = await fetch.load_orders(ctx, pegged)
     tracker = ctx.exceptions
     result = impact.analyse(
         scenario,
@@ -838,9 +729,7 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         params=tracker.params if tracker else rules.ExceptionParams(),
         prediction_params=ctx.prediction_params,
     )
-    from .workflow_types import escalated_impact, workflow_view
-
-    wf = await workflow_view(ctx)
+    wf = await fetch.workflow_view(ctx)
     if wf is not None:  # escalated orders: one severity higher, ranked first
         result = escalated_impact(result, wf.escalated)
     currency = next((o.new.currency for o in result.orders), "EUR")

@@ -28,9 +28,9 @@ from strawberry.federation.schema_directives import Key
 from strawberry.types.info import Info
 
 from . import fetch, policy
+from .listing import needs_views, selection_names
 from .query import Query as BaseQuery
-from .query import _needs_views, _selection_names
-from .schema import Query  # the root fields of every module (resolvers/schema.py)
+from .schema import Query, build_schema  # the root fields of every module (resolvers/schema.py)
 from .types import Customer, Order
 
 FEDERATION_VERSION = "2.3"
@@ -107,8 +107,8 @@ async def resolve_entities(info: Info, representations: list[Any]) -> list[Any]:
             out[i] = value if policy.can_see(ctx.viewer, "Customer", value) else None
     if found:
         selections = [s for field in info.selected_fields for s in (field.selections or [])]
-        names = _selection_names(selections)
-        needs = {"views": _needs_views(names, selections), "customers": "customer" in names}
+        names = selection_names(selections)
+        needs = {"views": needs_views(names, selections), "customers": "customer" in names}
         if any(needs.values()):
             await fetch.prefetch_page(ctx, found, **needs)
     return out
@@ -131,8 +131,6 @@ class SubgraphQuery(Query):
 def build_subgraph_schema() -> strawberry.Schema:
     """The subgraph schema: ordergraph's Query and Subscription with the federation fields."""
     from strawberry.federation import Schema as FederationSchema
-
-    from .schema import build_schema
 
     class SubgraphSchema(FederationSchema):
         def entities_resolver(self, info: Info, representations: list[FederationAny]) -> list[FederationAny]:

@@ -1,4 +1,6 @@
-"""Fetching an order's records through the request's loaders.
+"""Data access for the resolvers: an order's records through the request's loaders, and
+the few reads that are not by an order (a listing page, a what-if's pegged orders, the
+request's workflow snapshot). Type modules read through here, never a source directly.
 
 Each function loads only what it needs, so a section's source is called only when one of
 its fields is selected; the loaders batch the calls of all orders of a request.
@@ -9,6 +11,7 @@ Resolution levels: ERP (sales order) → MES + WMS (production orders, deliverie
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from sources.records import (
@@ -22,8 +25,11 @@ from sources.records import (
     WorkCenter,
 )
 
+from . import impact, workflow
 from .context import Context
-from .view import OrderView
+from .exception_rules import ExceptionParams, ExceptionRecord, detect
+from .loaders import remember_listing
+from .view import OrderView, production_completed, production_started
 
 
 def _flatten(lists: list[list]) -> list:
@@ -193,3 +199,128 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
             deliveries=dels,
             shipments=[sh for d in dels for sh in ship_by[d.delivery_document]],
         )
+
+
+async def sales_order_page(
+    ctx: Context,
+    filters: dict[str, Any],
+    *,
+    top: int,
+    after: str | None = None,
+    prime: bool = False,
+    remember: bool = False,
+) -> Any:
+    """One page of the ERP's sales order listing (``filters`` applied by the ERP), after
+    sales order ``after``. ``prime``: the request's loader keeps its records (later reads
+    of them make no call); ``remember``: the shared cache keeps them, under a ticket taken
+    before the read, so a listing that raced an invalidation writes nothing back."""
+    ticket = ctx.cache.ticket() if remember else 0
+    page = await ctx.sources.erp.list_sales_orders(top=top, skip_token=after, **filters)
+    if remember:
+        remember_listing(ctx.cache, page.records, ticket)
+    if prime:
+        for so in page.records:
+            ctx.loaders.sales_order.prime(so.sales_order, so)
+    return page
+
+
+# --- orders by another record, and what hits them ------------------------------------------
+
+
+async def load_orders(ctx: Context, sales_orders: Iterable[str]) -> list[tuple[OrderView, Customer | None]]:
+    """Order views and customers of many orders at once (each source read batched).
+
+    Unknown sales orders are left out.
+    """
+    ids = sorted(set(sales_orders))
+    records = [so for so in await ctx.loaders.sales_order.load_many(ids) if so is not None]
+    views, customers = await asyncio.gather(
+        asyncio.gather(*(order_view(ctx, so) for so in records)),
+        ctx.loaders.customer.load_many(sorted({so.sold_to_party for so in records})),
+    )
+    by_id = {c.customer: c for c in customers if c is not None}
+    return [(view, by_id.get(view.sales_order.sold_to_party)) for view in views]
+
+
+class UnknownRecord(LookupError):
+    """A what-if names a record (work centre, batch, material, tracking number) no source knows."""
+
+
+async def pegged_orders(ctx: Context, s: impact.Scenario) -> set[str]:
+    """The sales orders pegged to a what-if scenario's record (``Query.impact``), from
+    batched source look-ups; ``UnknownRecord`` for a record the sources do not know."""
+    src = ctx.sources
+    match s:
+        case impact.WorkCenterDown():
+            found, pegged = await asyncio.gather(
+                src.mes.work_centers([s.work_center]), src.mes.production_orders_for_work_centers([s.work_center])
+            )
+            if s.work_center not in found:
+                raise UnknownRecord(f"Unknown work centre {s.work_center!r}.")
+            return {po.sales_order for po in pegged.get(s.work_center, []) if not production_completed(po)}
+        case impact.BatchBlocked():
+            made = (await src.mes.production_orders_for_batches([s.batch])).get(s.batch, [])
+            if not made:
+                raise UnknownRecord(f"No production order made batch {s.batch!r}.")
+            return {po.sales_order for po in made}
+        case impact.MaterialShort():
+            reservations = (await src.wms.components_for_materials([s.material])).get(s.material, [])
+            if not reservations:
+                raise UnknownRecord(f"No production order reserves material {s.material!r}.")
+            pos = await src.mes.production_orders(sorted({c.manufacturing_order for c in reservations}))
+            # Only production that has not started can still lose its components.
+            return {
+                po.sales_order
+                for po in pos.values()
+                if not production_started(po) and not production_completed(po)
+            }
+        case impact.ShipmentDelayed():
+            ship = (await src.tms.shipments([s.tracking_number])).get(s.tracking_number)
+            if ship is None:
+                raise UnknownRecord(f"Unknown tracking number {s.tracking_number!r}.")
+            doc = (await src.wms.deliveries([ship.delivery_document])).get(ship.delivery_document)
+            return {doc.sales_order} if doc is not None else set()
+    return set()
+
+
+async def workflow_view(ctx: Any) -> workflow.WorkflowView | None:
+    """The request's workflow snapshot (read once per request); None for customers or when
+    no workflow service runs."""
+    viewer = getattr(ctx, "viewer", None)
+    service = getattr(ctx, "workflow", None)
+    if service is None or (viewer is not None and viewer.is_customer):
+        return None
+    pending = ctx.workflow_view
+    if isinstance(pending, workflow.WorkflowView):
+        return pending
+    if pending is None:
+        # One read for the whole request, however many fields ask at once (a page of
+        # orders each resolving Order.exceptions): they all await this one future.
+        async def load() -> workflow.WorkflowView:
+            states, escalations = await asyncio.gather(service.states(), service.escalations())
+            return workflow.WorkflowView.of(service.now(), states, escalations)
+
+        pending = ctx.workflow_view = asyncio.ensure_future(load())
+    view = await pending
+    ctx.workflow_view = view
+    return view
+
+
+async def order_exceptions(ctx: Context, record: SalesOrder) -> list[ExceptionRecord]:
+    """``Order.exceptions``: detected live from the order's view, each restricted to this
+    order (escalated one severity for internal viewers when the order is escalated); the
+    tracker's first sighting as ``detected_at`` while it is open, else now."""
+    view, customer = await asyncio.gather(order_view(ctx, record), ctx.loaders.customer.load(record.sold_to_party))
+    tracker = ctx.exceptions
+    params = tracker.params if tracker else ExceptionParams()
+    stale = tracker.stale_sources() if tracker else frozenset()
+    wf = await workflow_view(ctx)
+    out = []
+    for d in detect(view, customer, ctx.now, params=params, prediction_params=ctx.prediction_params, stale_sources=stale):
+        if wf is not None and d.sales_order in wf.escalated:
+            d = workflow.escalate_detection(d)
+        known = tracker.get(d.id) if tracker else None
+        detected_at = known.detected_at if known is not None and known.open else ctx.now
+        out.append(ExceptionRecord(d.id, d.kind, d.root, detected_at, {d.sales_order: d}))
+    out.sort(key=lambda r: r.sort_key())
+    return out

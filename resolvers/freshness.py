@@ -16,11 +16,7 @@ from typing import Any, TypeVar
 import strawberry
 
 from sources.client import SourceError
-from sources.records import SalesOrder
-
-from . import fetch
-from .context import Context
-from .loaders import (
+from sources.namespaces import (
     COMPONENTS_BY_PRODUCTION_ORDER,
     DELIVERIES_BY_SALES_ORDER,
     LOTS_BY_PRODUCTION_ORDER,
@@ -30,6 +26,10 @@ from .loaders import (
     SOURCE_OF_NAMESPACE,
     WORK_CENTER,
 )
+from sources.records import SalesOrder
+
+from . import fetch
+from .context import Context
 
 T = TypeVar("T")
 

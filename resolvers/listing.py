@@ -1,7 +1,9 @@
-"""Order listings over derived values: filtered by stage or delivery risk, sorted by
-predicted date, days late, value or priority.
+"""Order listings: ``Query.orders`` and ``Customer.orders`` (``list_orders``), and the
+listings over derived values: filtered by stage or delivery risk, sorted by predicted
+date, days late, value or priority.
 
-With the gateway's order index (``gateway/order_index.py``, usable once the first
+A listing in sales order number order, filtered only on what the ERP filters, reads ERP
+pages (``fetch.sales_order_page``). With the gateway's order index (``gateway/order_index.py``, usable once the first
 evaluation of every order is done) a page costs about the page: the index names the
 candidates in order, and only they are read. The page's orders are checked against their
 live values (what their fields will show): one whose stage or risk moved with the clock
@@ -17,21 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-import orjson
 import strawberry
 from graphql import GraphQLError
+from strawberry import Info
 
+from sources.namespaces import LISTING_KEY, SALES_ORDER
 from sources.records import SalesOrder
 
-from . import derived, enums, fetch, prediction, stage
+from . import derived, enums, fetch, policy, prediction, stage
 from .context import Context
+from .fields import CROSS_SOURCE_FIELDS, ITEM_CROSS_SOURCE_FIELDS
+from .lazy import schema_type
+from .pagination import (
+    PageInfo,
+    decode_order_cursor,
+    decode_sorted_cursor,
+    encode_order_cursor,
+    encode_sorted_cursor,
+    page_info,
+)
 
-SORTED_CURSOR = "order-sorted"
-SCAN_PAGE = 500
+SCAN_PAGE = 500  # page size when a derived filter (stage, risk) has to look at more orders
 
 
 @strawberry.enum(description="The order of an order listing; ties go by sales order number.")
@@ -55,24 +68,6 @@ class Listed:
     keys: list[tuple]
     has_next: bool
     count: Callable[[], Awaitable[int]]
-
-
-def seal_key(ctx: Context, sort: str, key: tuple) -> str:
-    return ctx.cursors.seal(SORTED_CURSOR, orjson.dumps([sort, list(key)]).decode())
-
-
-def open_key(ctx: Context, sort: str, cursor: str) -> tuple:
-    """The position a sorted listing's cursor holds; BAD_USER_INPUT for another sort's."""
-    hint = "use a cursor from a previous page of the same sort"
-    raw = ctx.cursors.open(SORTED_CURSOR, cursor, hint)
-    try:
-        cursor_sort, key = orjson.loads(raw)
-        ok = cursor_sort == sort and isinstance(key, list) and key and isinstance(key[-1], str)
-    except (orjson.JSONDecodeError, ValueError, TypeError):
-        ok = False
-    if not ok:
-        raise GraphQLError(f"Invalid cursor: {hint}.", extensions={"code": "BAD_USER_INPUT"})
-    return tuple(key)
 
 
 def _wanted(f: Any) -> tuple[set[enums.OrderStage] | None, set[enums.DeliveryRisk] | None]:
@@ -154,13 +149,10 @@ async def scanned(
 ) -> Listed:
     """A sorted page without the index: every matching order read and derived (slow)."""
     stages, risks = _wanted(f)
-    erp = ctx.sources.erp
     matching: list[tuple[tuple, SalesOrder]] = []
     token: str | None = None
     while True:
-        page = await erp.list_sales_orders(top=SCAN_PAGE, skip_token=token, **filters)
-        for so in page.records:
-            ctx.loaders.sales_order.prime(so.sales_order, so)
+        page = await fetch.sales_order_page(ctx, filters, top=SCAN_PAGE, after=token, prime=True)
         views = await asyncio.gather(*(fetch.order_view(ctx, so) for so in page.records))
         for so, view in zip(page.records, views, strict=True):
             values = derived.derive(view, view.customer, ctx.now, prediction_params=ctx.prediction_params)
@@ -180,3 +172,224 @@ async def scanned(
         return total
 
     return Listed([so for _k, so in page_rows], [k for k, _so in page_rows], len(matching) > first, count)
+
+
+# --- Query.orders and Customer.orders -------------------------------------------------------
+
+
+@strawberry.input(description="Filters on orders; all given filters must match.")
+class OrderFilter:
+    customer: strawberry.ID | None = None
+    stage: list[Annotated[OrderStage, strawberry.lazy("resolvers.types")]] | None = None  # noqa: F821
+    delivery_risk: list[Annotated[DeliveryRisk, strawberry.lazy("resolvers.types")]] | None = None  # noqa: F821
+    confirmed_before: dt.date | None = strawberry.field(
+        default=None, description="Confirmed delivery date strictly before this date."
+    )
+    include_completed: bool = strawberry.field(
+        default=False,
+        description="Also orders completed (delivered, or cut) longer ago than the gateway keeps them listed "
+        "([gateway] list_completed_days); a stage filter with DELIVERED includes them too.",
+    )
+
+
+@strawberry.type
+class OrderEdge:
+    cursor: str
+    node: Annotated[Order, strawberry.lazy("resolvers.types")]  # noqa: F821
+
+
+@strawberry.type(description="A page of orders.")
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo
+    count_fn: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field
+    def nodes(self) -> list[Annotated[Order, strawberry.lazy("resolvers.types")]]:  # noqa: F821
+        return [e.node for e in self.edges]
+
+    @strawberry.field(description="Number of orders matching the filter, over all pages.")
+    async def total_count(self) -> int:
+        return await self.count_fn()
+
+
+def _derived(f: OrderFilter) -> bool:
+    return bool(f.stage) or bool(f.delivery_risk)
+
+
+async def _matches(ctx: Context, orders: list[SalesOrder], f: OrderFilter) -> list[bool]:
+    """Apply the derived filters (stage, delivery risk) to a batch of orders."""
+    views = await asyncio.gather(*(fetch.order_view(ctx, so) for so in orders))
+    stages = {enums.OrderStage(s.value) for s in f.stage or []}
+    risks = {enums.DeliveryRisk(r.value) for r in f.delivery_risk or []}
+    out = []
+    for view in views:
+        ok = True
+        if stages:
+            ok = stage.stage(view) in stages
+        if ok and risks:
+            pred = prediction.predict(view, ctx.now, ctx.prediction_params)
+            ok = prediction.delivery_risk(view, pred, ctx.now, ctx.prediction_params) in risks
+        out.append(ok)
+    return out
+
+
+def _empty_page(has_previous: bool) -> OrderConnection:
+    async def zero() -> int:
+        return 0
+
+    return OrderConnection(edges=[], page_info=page_info([], has_next=False, has_previous=has_previous), count_fn=zero)
+
+
+
+
+def needs_views(names: set[str], order_fields: list) -> bool:
+    """True when an order selection asks for anything derived from every source."""
+    if names & CROSS_SOURCE_FIELDS:
+        return True
+    return "items" in names and bool(selection_names(_children(order_fields, "items")) & ITEM_CROSS_SOURCE_FIELDS)
+
+
+def selection_names(selections: list) -> set[str]:
+    """The field names of a selection, fragments included."""
+    names: set[str] = set()
+    for sel in selections:
+        name = getattr(sel, "name", None)
+        if name is None:  # a fragment: its own selections count
+            names |= selection_names(getattr(sel, "selections", []) or [])
+        else:
+            names.add(name)
+    return names
+
+
+def _children(selections: list, name: str) -> list:
+    out = []
+    for sel in selections:
+        if getattr(sel, "name", None) == name:
+            out.extend(sel.selections or [])
+        elif getattr(sel, "name", None) is None:
+            out.extend(_children(getattr(sel, "selections", []) or [], name))
+    return out
+
+
+def page_needs(info: Info) -> dict[str, bool]:
+    """What this connection's selection asks of every order: a field derived from all
+    sources (``views``), the customer (``customers``)."""
+    top = [s for field in info.selected_fields for s in (field.selections or [])]
+    node_fields = _children(top, "nodes") + _children(_children(top, "edges"), "node")
+    names = selection_names(node_fields)
+    return {"views": needs_views(names, node_fields), "customers": "customer" in names}
+
+
+async def list_orders(
+    info: Info, first: int, after: str | None, f: OrderFilter, *, sort: str = derived.SALES_ORDER
+) -> OrderConnection:
+    """A page of orders (``Query.orders``, ``Customer.orders``): ERP-side filters pushed
+    down, derived filters applied here; what the page's selection needs of every order
+    (``page_needs``) is prefetched for all of them at once."""
+    ctx: Context = info.context
+    prefetch = page_needs(info)
+    order = schema_type(info, "Order")
+    if first < 0:
+        raise GraphQLError("`first` must not be negative.", extensions={"code": "BAD_USER_INPUT"})
+    if first > ctx.max_first:
+        raise GraphQLError(
+            f"`first` is at most {ctx.max_first}; page with `after`.", extensions={"code": "BAD_USER_INPUT"}
+        )
+    by_number = sort == derived.SALES_ORDER
+    skip = decode_order_cursor(ctx.cursors, after) if after and by_number else None
+    position = decode_sorted_cursor(ctx.cursors, sort, after) if after and not by_number else None
+    if f.customer is not None:
+        ctx.check_key("Customer", str(f.customer), "filter.customer")
+    customer = policy.customer_filter(ctx.viewer, f.customer)
+    if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
+        return _empty_page(after is not None)
+    filters: dict[str, Any] = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
+    if ctx.list_completed_days > 0 and not f.include_completed and enums.OrderStage.DELIVERED not in (f.stage or []):
+        # Orders finished long ago leave the working list; they stay readable by id.
+        filters["open_or_changed_since"] = ctx.now - dt.timedelta(days=ctx.list_completed_days)
+    if _derived(f) and ctx.index is not None and not ctx.index.usable:
+        ctx.index.wanted()
+    if not by_number or (_derived(f) and ctx.index is not None and ctx.index.usable):
+        # Derived values (issue 21): from the order index when it is usable, else read.
+        # The index holds every order; where the listing leaves long-completed orders out
+        # and the filter could still match one (no derived filter, or risk DELIVERED), the
+        # ERP's listing applies that cut, so read through it (the same set either way).
+        cut = "open_or_changed_since" in filters
+        completed_may_match = not _derived(f) or any(r.value == "DELIVERED" for r in f.delivery_risk or [])
+        if ctx.index is not None and ctx.index.usable and not (cut and completed_may_match):
+            listed = await indexed(ctx, first, position or ((skip,) if skip else None), f, customer, sort)
+        else:
+            if ctx.index is not None and not cut:
+                ctx.index.wanted()
+            listed = await scanned(ctx, first, position, f, filters, sort)
+        ctx.cacheable = False  # depends on derived values, which change without a record's key
+        if prefetch:
+            await fetch.prefetch_page(ctx, listed.records, **prefetch)
+        edges = [
+            OrderEdge(
+                cursor=encode_order_cursor(ctx.cursors, so.sales_order)
+                if by_number
+                else encode_sorted_cursor(ctx.cursors, sort, key),
+                node=order(record=so),
+            )
+            for so, key in zip(listed.records, listed.keys, strict=True)
+        ]
+        return OrderConnection(
+            edges=edges,
+            page_info=page_info([e.cursor for e in edges], has_next=listed.has_next, has_previous=after is not None),
+            count_fn=listed.count,
+        )
+
+    picked: list[SalesOrder] = []
+    has_next = False
+    source_count: int | None = None
+    if not _derived(f):
+        page = await fetch.sales_order_page(ctx, filters, top=first + 1, after=skip, remember=True)
+        source_count = page.count
+        picked = page.records[:first]
+        has_next = len(page.records) > first
+    else:
+        token = skip
+        while True:
+            page = await fetch.sales_order_page(ctx, filters, top=SCAN_PAGE, after=token, prime=True)
+            flags = await _matches(ctx, page.records, f)
+            for so, ok in zip(page.records, flags, strict=True):
+                if ok:
+                    if len(picked) == first:
+                        has_next = True
+                        break
+                    picked.append(so)
+            if has_next or not page.next_skip_token or not page.records:
+                break
+            token = page.records[-1].sales_order
+    for so in picked:
+        ctx.loaders.sales_order.prime(so.sales_order, so)
+    # The response cache: this page depends on its orders' records and on which orders
+    # exist; filters on derived or changeable values (stage, risk, dates) on anything.
+    if _derived(f) or f.confirmed_before is not None:
+        ctx.cacheable = False
+    else:
+        ctx.deps.add(LISTING_KEY)
+        ctx.deps.update((SALES_ORDER, so.sales_order) for so in picked)
+    if prefetch:
+        await fetch.prefetch_page(ctx, picked, **prefetch)
+
+    async def count() -> int:
+        if source_count is not None:
+            return source_count
+        total = 0
+        token: str | None = None
+        while True:
+            page = await fetch.sales_order_page(ctx, filters, top=SCAN_PAGE, after=token)
+            total += sum(await _matches(ctx, page.records, f))
+            if not page.next_skip_token or not page.records:
+                return total
+            token = page.records[-1].sales_order
+
+    edges = [OrderEdge(cursor=encode_order_cursor(ctx.cursors, so.sales_order), node=order(record=so)) for so in picked]
+    return OrderConnection(
+        edges=edges,
+        page_info=page_info([e.cursor for e in edges], has_next=has_next, has_previous=skip is not None),
+        count_fn=count,
+    )

@@ -91,7 +91,7 @@ ROOT_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
     ("Mutation", "registerNotificationEndpoint"): ALL_ROLES,
     ("Mutation", "setNotificationPreferences"): ALL_ROLES,
     ("Mutation", "removeNotificationEndpoint"): ALL_ROLES,
-    # workflow on exceptions (resolvers/workflow_types.py): people acting, internal only
+    # workflow on exceptions (resolvers/workflow_mutations.py): people acting, internal only
     ("Mutation", "acknowledgeException"): INTERNAL_ROLES,
     ("Mutation", "assignException"): INTERNAL_ROLES,
     ("Mutation", "commentOnException"): INTERNAL_ROLES,

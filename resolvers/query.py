@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import strawberry
-from graphql import GraphQLError
 from strawberry import Info
 
-from sources.records import SalesOrder
-
-from . import enums, fetch, listing, policy, prediction, stage
-from .context import Context
-from .cursors import Cursors
+from . import fetch, listing
 from .exception_types import (
     ExceptionConnection,
     ExceptionFilter,
@@ -28,270 +20,9 @@ from .exception_types import (
 )
 from .health import SourceStatus, source_statuses
 from .impact_compare import ImpactComparison, compare
-from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
+from .listing import OrderConnection, OrderFilter, list_orders, needs_views, selection_names
 from .parked import ParkedEvent, parked_events
-from .types import Customer, DeliveryRisk, Order, OrderStage
-from .workflow_types import workflow_view
-
-ORDER_CURSOR = "order"
-SCAN_PAGE = 500  # page size when a derived filter (stage, risk) has to look at more orders
-
-
-def encode_cursor(cursors: Cursors, sales_order: str) -> str:
-    return cursors.seal(ORDER_CURSOR, sales_order)
-
-
-def decode_cursor(cursors: Cursors, cursor: str) -> str:
-    """The sales order number a cursor points at; a clear error for anything else."""
-    return cursors.open(ORDER_CURSOR, cursor, "use a cursor from a previous page")
-
-
-@strawberry.input(description="Filters on orders; all given filters must match.")
-class OrderFilter:
-    customer: strawberry.ID | None = None
-    stage: list[OrderStage] | None = None
-    delivery_risk: list[DeliveryRisk] | None = None
-    confirmed_before: dt.date | None = strawberry.field(
-        default=None, description="Confirmed delivery date strictly before this date."
-    )
-    include_completed: bool = strawberry.field(
-        default=False,
-        description="Also orders completed (delivered, or cut) longer ago than the gateway keeps them listed "
-        "([gateway] list_completed_days); a stage filter with DELIVERED includes them too.",
-    )
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
-
-
-@strawberry.type
-class OrderEdge:
-    cursor: str
-    node: Order
-
-
-@strawberry.type(description="A page of orders.")
-class OrderConnection:
-    edges: list[OrderEdge]
-    page_info: PageInfo
-    count_fn: strawberry.Private[Callable[[], Awaitable[int]]]
-
-    @strawberry.field
-    def nodes(self) -> list[Order]:
-        return [e.node for e in self.edges]
-
-    @strawberry.field(description="Number of orders matching the filter, over all pages.")
-    async def total_count(self) -> int:
-        return await self.count_fn()
-
-
-def _derived(f: OrderFilter) -> bool:
-    return bool(f.stage) or bool(f.delivery_risk)
-
-
-async def _matches(ctx: Context, orders: list[SalesOrder], f: OrderFilter) -> list[bool]:
-    """Apply the derived filters (stage, delivery risk) to a batch of orders."""
-    views = await asyncio.gather(*(fetch.order_view(ctx, so) for so in orders))
-    stages = {enums.OrderStage(s.value) for s in f.stage or []}
-    risks = {enums.DeliveryRisk(r.value) for r in f.delivery_risk or []}
-    out = []
-    for view in views:
-        ok = True
-        if stages:
-            ok = stage.stage(view) in stages
-        if ok and risks:
-            pred = prediction.predict(view, ctx.now, ctx.prediction_params)
-            ok = prediction.delivery_risk(view, pred, ctx.now, ctx.prediction_params) in risks
-        out.append(ok)
-    return out
-
-
-def _empty_page(has_previous: bool) -> OrderConnection:
-    async def zero() -> int:
-        return 0
-
-    info = PageInfo(has_next_page=False, has_previous_page=has_previous, start_cursor=None, end_cursor=None)
-    return OrderConnection(edges=[], page_info=info, count_fn=zero)
-
-
-# Order fields that need every source's records: when a page selects any of them, the
-# page's views are assembled up front, level by level, for all its orders at once (the
-# sections alone stay lazy: each calls only its own sources).
-CROSS_SOURCE_FIELDS = frozenset({"stage", "milestones", "predictedDeliveryDate", "deliveryRisk", "exceptions"})
-# Item fields counted across MES and WMS (the rest of an item is ERP's own).
-ITEM_CROSS_SOURCE_FIELDS = frozenset(
-    {"producedQuantity", "shippedQuantity", "deliveredQuantity", "openQuantity", "openValue"}
-)
-
-
-def _needs_views(names: set[str], order_fields: list) -> bool:
-    """True when an order selection asks for anything derived from every source."""
-    if names & CROSS_SOURCE_FIELDS:
-        return True
-    return "items" in names and bool(_selection_names(_children(order_fields, "items")) & ITEM_CROSS_SOURCE_FIELDS)
-
-
-def _selection_names(selections: list) -> set[str]:
-    names: set[str] = set()
-    for sel in selections:
-        name = getattr(sel, "name", None)
-        if name is None:  # a fragment: its own selections count
-            names |= _selection_names(getattr(sel, "selections", []) or [])
-        else:
-            names.add(name)
-    return names
-
-
-def _children(selections: list, name: str) -> list:
-    out = []
-    for sel in selections:
-        if getattr(sel, "name", None) == name:
-            out.extend(sel.selections or [])
-        elif getattr(sel, "name", None) is None:
-            out.extend(_children(getattr(sel, "selections", []) or [], name))
-    return out
-
-
-def page_needs(info: Info) -> dict[str, bool]:
-    """What this connection's selection asks of every order: a field derived from all
-    sources (``views``), the customer (``customers``)."""
-    top = [s for field in info.selected_fields for s in (field.selections or [])]
-    node_fields = _children(top, "nodes") + _children(_children(top, "edges"), "node")
-    names = _selection_names(node_fields)
-    return {"views": _needs_views(names, node_fields), "customers": "customer" in names}
-
-
-async def list_orders(
-    ctx: Context,
-    first: int,
-    after: str | None,
-    f: OrderFilter,
-    *,
-    prefetch: dict[str, bool] | None = None,
-    sort: str = listing.derived.SALES_ORDER,
-) -> OrderConnection:
-    """A page of orders: ERP-side filters pushed down, derived filters applied here."""
-    if first < 0:
-        raise GraphQLError("`first` must not be negative.", extensions={"code": "BAD_USER_INPUT"})
-    if first > ctx.max_first:
-        raise GraphQLError(
-            f"`first` is at most {ctx.max_first}; page with `after`.", extensions={"code": "BAD_USER_INPUT"}
-        )
-    by_number = sort == listing.derived.SALES_ORDER
-    skip = decode_cursor(ctx.cursors, after) if after and by_number else None
-    position = listing.open_key(ctx, sort, after) if after and not by_number else None
-    erp = ctx.sources.erp
-    if f.customer is not None:
-        ctx.check_key("Customer", str(f.customer), "filter.customer")
-    customer = policy.customer_filter(ctx.viewer, f.customer)
-    if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
-        return _empty_page(after is not None)
-    filters: dict[str, Any] = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
-    if ctx.list_completed_days > 0 and not f.include_completed and OrderStage.DELIVERED not in (f.stage or []):
-        # Orders finished long ago leave the working list; they stay readable by id.
-        filters["open_or_changed_since"] = ctx.now - dt.timedelta(days=ctx.list_completed_days)
-    if _derived(f) and ctx.index is not None and not ctx.index.usable:
-        ctx.index.wanted()
-    if not by_number or (_derived(f) and ctx.index is not None and ctx.index.usable):
-        # Derived values (issue 21): from the order index when it is usable, else read.
-        # The index holds every order; where the listing leaves long-completed orders out
-        # and the filter could still match one (no derived filter, or risk DELIVERED), the
-        # ERP's listing applies that cut, so read through it (the same set either way).
-        cut = "open_or_changed_since" in filters
-        completed_may_match = not _derived(f) or any(r.value == "DELIVERED" for r in f.delivery_risk or [])
-        if ctx.index is not None and ctx.index.usable and not (cut and completed_may_match):
-            listed = await listing.indexed(ctx, first, position or ((skip,) if skip else None), f, customer, sort)
-        else:
-            if ctx.index is not None and not cut:
-                ctx.index.wanted()
-            listed = await listing.scanned(ctx, first, position, f, filters, sort)
-        ctx.cacheable = False  # depends on derived values, which change without a record's key
-        if prefetch:
-            await fetch.prefetch_page(ctx, listed.records, **prefetch)
-        edges = [
-            OrderEdge(
-                cursor=encode_cursor(ctx.cursors, so.sales_order) if by_number else listing.seal_key(ctx, sort, key),
-                node=Order(record=so),
-            )
-            for so, key in zip(listed.records, listed.keys, strict=True)
-        ]
-        return OrderConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=listed.has_next,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-            count_fn=listed.count,
-        )
-
-    picked: list[SalesOrder] = []
-    has_next = False
-    source_count: int | None = None
-    if not _derived(f):
-        ticket = ctx.cache.ticket()
-        page = await erp.list_sales_orders(top=first + 1, skip_token=skip, **filters)
-        remember_listing(ctx.cache, page.records, ticket)
-        source_count = page.count
-        picked = page.records[:first]
-        has_next = len(page.records) > first
-    else:
-        token = skip
-        while True:
-            page = await erp.list_sales_orders(top=SCAN_PAGE, skip_token=token, **filters)
-            for so in page.records:
-                ctx.loaders.sales_order.prime(so.sales_order, so)
-            flags = await _matches(ctx, page.records, f)
-            for so, ok in zip(page.records, flags, strict=True):
-                if ok:
-                    if len(picked) == first:
-                        has_next = True
-                        break
-                    picked.append(so)
-            if has_next or not page.next_skip_token or not page.records:
-                break
-            token = page.records[-1].sales_order
-    for so in picked:
-        ctx.loaders.sales_order.prime(so.sales_order, so)
-    # The response cache: this page depends on its orders' records and on which orders
-    # exist; filters on derived or changeable values (stage, risk, dates) on anything.
-    if _derived(f) or f.confirmed_before is not None:
-        ctx.cacheable = False
-    else:
-        ctx.deps.add(LISTING_KEY)
-        ctx.deps.update((SALES_ORDER, so.sales_order) for so in picked)
-    if prefetch:
-        await fetch.prefetch_page(ctx, picked, **prefetch)
-
-    async def count() -> int:
-        if source_count is not None:
-            return source_count
-        total = 0
-        token: str | None = None
-        while True:
-            page = await erp.list_sales_orders(top=SCAN_PAGE, skip_token=token, **filters)
-            total += sum(await _matches(ctx, page.records, f))
-            if not page.next_skip_token or not page.records:
-                return total
-            token = page.records[-1].sales_order
-
-    edges = [OrderEdge(cursor=encode_cursor(ctx.cursors, so.sales_order), node=Order(record=so)) for so in picked]
-    return OrderConnection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=skip is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
-        count_fn=count,
-    )
+from .types import Customer, Order
 
 
 @strawberry.type
@@ -303,8 +34,8 @@ class Query:
         if so is None:
             return None
         selections = [s for field in info.selected_fields for s in (field.selections or [])]
-        names = _selection_names(selections)
-        needs = {"views": _needs_views(names, selections), "customers": "customer" in names}
+        names = selection_names(selections)
+        needs = {"views": needs_views(names, selections), "customers": "customer" in names}
         if any(needs.values()):
             await fetch.prefetch_page(ctx, [so], **needs)
         return Order(record=so)
@@ -320,9 +51,7 @@ class Query:
         filter: OrderFilter | None = None,
         sort: listing.OrderSort = listing.OrderSort.SALES_ORDER,
     ) -> OrderConnection:
-        return await list_orders(
-            info.context, first, after, filter or OrderFilter(), prefetch=page_needs(info), sort=sort.value
-        )
+        return await list_orders(info, first, after, filter or OrderFilter(), sort=sort.value)
 
     @strawberry.field(description="One customer with its orders; null when it does not exist.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
@@ -336,12 +65,12 @@ class Query:
     async def exceptions(
         self, info: Info, filter: ExceptionFilter | None = None, first: int = 50, after: str | None = None
     ) -> ExceptionConnection:
-        await workflow_view(info.context)  # escalations and workflow filters (internal viewers)
+        await fetch.workflow_view(info.context)  # escalations and workflow filters (internal viewers)
         return list_exceptions(info.context, filter or ExceptionFilter(), first, after)
 
     @strawberry.field(description="One open or recently cleared exception by id, e.g. MACHINE_DOWN:mes:WC-20.")
     async def exception(self, info: Info, id: strawberry.ID) -> OrderException | None:
-        await workflow_view(info.context)
+        await fetch.workflow_view(info.context)
         return get_exception(info.context, str(id))
 
     @strawberry.field(

@@ -16,7 +16,7 @@ from .execution import plain_method, register_leaf_reads
 from .notice_types import NoticeMutation, NoticeQuery
 from .query import Query as BaseQuery
 from .subscription import Subscription
-from .workflow_types import Mutation as WorkflowMutation
+from .workflow_mutations import Mutation as WorkflowMutation
 
 # The root types, each merged from the modules that contribute fields to it.
 Query = merge_types("Query", (BaseQuery, NoticeQuery))

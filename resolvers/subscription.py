@@ -1,4 +1,4 @@
-"""Live updates: the ``Subscription`` root and ``Order.history``.
+"""Live updates: the ``Subscription`` root (``Order.history`` is in ``history.py``).
 
 The gateway's subscription hub (``gateway/subscriptions.py``) drives these fields: for
 each change it executes the subscriber's selection once, with the changed ``Order`` (or
@@ -11,56 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 
-from .cursors import Cursors
 from .exception_types import ExceptionTransition, Severity
+from .history import event_type_for_viewer
 from .types import Order
-
-
-class HistorySource(Protocol):
-    """What ``Order.history`` needs of the journal."""
-
-    async def history(self, sales_order: str, *, first: int = 50, after_seq: int | None = None) -> list[Any]: ...
-
-
-CHANGE_CURSOR = "change"  # cursor kinds (resolvers.cursors)
-HISTORY_CURSOR = "history"
-
-
-def encode_change_cursor(cursors: Cursors, seq: int, sales_order: str) -> str:
-    """A resume cursor: the journal sequence and the order within it, sealed."""
-    return cursors.seal(CHANGE_CURSOR, f"{seq}:{sales_order}")
-
-
-def decode_change_cursor(cursors: Cursors, cursor: str) -> tuple[int, str]:
-    text = cursors.open(CHANGE_CURSOR, cursor, "use the cursor of a message you received")
-    try:
-        seq, so = text.split(":", 1)
-        return int(seq), so
-    except ValueError as exc:  # sealed by us, so never; but say so clearly
-        raise GraphQLError("Invalid cursor: use the cursor of a message you received.", extensions={"code": "BAD_USER_INPUT"}) from exc
-
-
-# Sales order event actions that name a block: a customer reads them as a plain change, so
-# the timeline never tells a customer about its credit status.
-_BLOCK_ACTIONS = ("CreditBlocked", "CreditReleased", "DeliveryBlocked", "DeliveryUnblocked")
-
-
-def event_type_for_viewer(ctx: Any, event_type: str) -> str:
-    """The CloudEvents type as the viewer may read it (blocks are "Changed" for customers)."""
-    viewer = getattr(ctx, "viewer", None)
-    if viewer is None or not viewer.is_customer:
-        return event_type
-    for action in _BLOCK_ACTIONS:
-        marker = f".SalesOrder.{action}."
-        if marker in event_type:
-            return event_type.replace(marker, ".SalesOrder.Changed.")
-    return event_type
 
 
 @strawberry.type(description="One change to one order, as reported by a source system.")
@@ -74,65 +33,6 @@ class OrderChange:
     @strawberry.field(name="eventType", description="The CloudEvents type, e.g. ...ProductionOrder.Released.v1.")
     def event_type_for_viewer(self, info: Info) -> str:
         return event_type_for_viewer(info.context, self.event_type)
-
-
-@strawberry.type(description="One entry of an order's cross-system timeline (from the journal).")
-class HistoryEntry:
-    cursor: str
-    source: str
-    event_type: strawberry.Private[str]
-    subject: str | None
-    occurred_at: dt.datetime
-    received_at: dt.datetime
-    stale: bool = strawberry.field(description="Arrived after a newer event on the same record: kept, not applied.")
-
-    @strawberry.field(name="eventType")
-    def event_type_for_viewer(self, info: Info) -> str:
-        return event_type_for_viewer(info.context, self.event_type)
-
-
-@strawberry.type
-class HistoryPage:
-    entries: list[HistoryEntry]
-    has_next_page: bool
-    end_cursor: str | None
-
-
-def _history_cursor(cursors: Cursors, seq: int) -> str:
-    return cursors.seal(HISTORY_CURSOR, str(seq))
-
-
-def _history_seq(cursors: Cursors, cursor: str) -> int:
-    text = cursors.open(HISTORY_CURSOR, cursor, "use a cursor from a previous page")
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise GraphQLError("Invalid cursor: use a cursor from a previous page.", extensions={"code": "BAD_USER_INPUT"}) from exc
-
-
-async def order_history(info: Info, sales_order: str, first: int, after: str | None) -> HistoryPage:
-    """An order's timeline, oldest first, paged by journal cursor."""
-    journal: HistorySource | None = getattr(info.context, "journal", None)
-    if journal is None:
-        return HistoryPage(entries=[], has_next_page=False, end_cursor=None)
-    first = max(0, min(first, info.context.max_first))
-    try:
-        rows = await journal.history(sales_order, first=first + 1, after_seq=_history_seq(info.context.cursors, after) if after else None)
-    except LookupError as exc:  # a cursor of another order, or pruned
-        raise GraphQLError(f"Unknown cursor {after!r} for this order.", extensions={"code": "BAD_USER_INPUT"}) from exc
-    entries = [
-        HistoryEntry(
-            cursor=_history_cursor(info.context.cursors, r.seq),
-            source=r.source,
-            event_type=r.type,
-            subject=r.subject,
-            occurred_at=r.occurred_at,
-            received_at=r.received_at,
-            stale=r.stale,
-        )
-        for r in rows[:first]
-    ]
-    return HistoryPage(entries=entries, has_next_page=len(rows) > first, end_cursor=entries[-1].cursor if entries else None)
 
 
 @strawberry.type
@@ -181,7 +81,7 @@ class Subscription:
         exception_id: strawberry.ID | None = None,
         order_id: strawberry.ID | None = None,
         after: str | None = None,
-    ) -> AsyncGenerator[Annotated[WorkflowChange, strawberry.lazy("resolvers.workflow_types")], None]:  # noqa: F821
+    ) -> AsyncGenerator[Annotated[WorkflowChange, strawberry.lazy("resolvers.workflow_mutations")], None]:  # noqa: F821
         raise _HUB_ONLY
         yield  # pragma: no cover - makes this an async generator
 

@@ -47,7 +47,11 @@ from . import enums, fetch, prediction, stage
 from . import freshness as fresh
 from .context import Context
 from .freshness import Freshness
+from .history import HistoryPage, order_history
+from .lazy import schema_type
+from .listing import OrderConnection, OrderFilter, list_orders
 from .view import ItemQuantities, OrderView
+from .workflow_types import EscalationType, WorkflowEntry, order_escalation, order_workflow_history
 
 # The pure enums become GraphQL enums (strawberry only adds a definition to the class).
 ProductionStatus = strawberry.enum(enums.ProductionStatus, description="Sum-up of an order's production.")
@@ -135,13 +139,11 @@ class Customer:
         info: Info,
         first: int = 50,
         after: str | None = None,
-        filter: Annotated[OrderFilter, strawberry.lazy("resolvers.query")] | None = None,  # noqa: F821
-    ) -> Annotated[OrderConnection, strawberry.lazy("resolvers.query")]:  # noqa: F821
-        from .query import OrderFilter, list_orders, page_needs
-
+        filter: OrderFilter | None = None,
+    ) -> OrderConnection:
         f = filter or OrderFilter()
         f.customer = strawberry.ID(self.record.customer)
-        return await list_orders(_ctx(info), first, after, f, prefetch=page_needs(info))
+        return await list_orders(info, first, after, f)
 
 
 # --- ERP: the order itself -------------------------------------------------------
@@ -901,26 +903,20 @@ class Order:
     @strawberry.field(description="The order's cross-system timeline from the event journal, oldest first.")
     async def history(
         self, info: Info, first: int = 50, after: str | None = None
-    ) -> Annotated[HistoryPage, strawberry.lazy("resolvers.subscription")]:  # noqa: F821
-        from .subscription import order_history
-
+    ) -> HistoryPage:
         return await order_history(info, self.record.sales_order, first, after)
 
     @strawberry.field(description="Internal roles: the workflow's audit trail for this order (its exceptions' "
         "acknowledgements, owners, comments, snoozes, resolutions, and its escalations), oldest first.")
     async def workflow_history(
         self, info: Info
-    ) -> list[Annotated[WorkflowEntry, strawberry.lazy("resolvers.workflow_types")]]:  # noqa: F821
-        from .workflow_types import order_workflow_history
-
+    ) -> list[WorkflowEntry]:
         return await order_workflow_history(info, self.record.sales_order)
 
     @strawberry.field(description="Internal roles: the order's latest priority escalation (see `active`), if any.")
     async def escalation(
         self, info: Info
-    ) -> Annotated[EscalationType, strawberry.lazy("resolvers.workflow_types")] | None:  # noqa: F821
-        from .workflow_types import order_escalation
-
+    ) -> EscalationType | None:
         return await order_escalation(info, self.record.sales_order)
 
     @strawberry.field(description="How far the order has come (derived from all five systems).")
@@ -977,9 +973,9 @@ class Order:
     async def exceptions(
         self, info: Info
     ) -> list[Annotated[OrderException, strawberry.lazy("resolvers.exception_types")]] | None:  # noqa: F821
-        from .exception_types import order_exceptions
-
-        return await order_exceptions(_ctx(info), self.record)
+        # OrderException links back to orders, so its module sits above this one: named here.
+        node = schema_type(info, "OrderException")
+        return [node(record=r, for_order=True) for r in await fetch.order_exceptions(_ctx(info), self.record)]
 
 
 def _predicted_date(pred: prediction.Prediction) -> dt.date | None:

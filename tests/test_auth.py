@@ -361,7 +361,7 @@ def probe(root: Any, name: str, foreign: str) -> str | None:
 
 def _same_shape(answer: Any, foreign: str, missing: str) -> str:
     """The answer with the probed id blanked out; cursors are sealed with a fresh nonce each
-    time (resolvers/cursors.py), so they are blanked out too, and so is the clock
+    time (resolvers/pagination.py), so they are blanked out too, and so is the clock
     (plantTime: no one's data, and it moves between two probes)."""
 
     def walk(value: Any) -> Any:

@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The harness's own smoke runs take most of a minute each: `-m "not slow"` skips them
+# locally; CI runs them.
+pytestmark = pytest.mark.slow
+
 HAVE_NODE = bool(shutil.which("node") and shutil.which("npm"))
 COUNTS = (1, 10, 50, 200)
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")

@@ -361,7 +361,7 @@ async def test_subscriber_sees_raise_and_clear_and_resumes_with_cursor(frozen) -
     assert set(gone["removedOrderIds"]) == affected
 
     # Reconnect with the cursor of the first message: everything after it, in order.
-    from resolvers.exception_types import decode_transition_cursor
+    from resolvers.pagination import decode_transition_cursor
 
     cursors = app.state.gateway.cursors  # cursors are sealed with the gateway's key
     after = decode_transition_cursor(cursors, resume_from)

@@ -25,7 +25,7 @@ async def _run(schema, doc, context, variables, executor_class, middleware=None)
     if is_awaitable(result):
         result = await result
     # Serialized: the order of keys is part of the answer. Cursors are sealed with a fresh
-    # nonce each time (resolvers/cursors.py): the same position reads differently.
+    # nonce each time (resolvers/pagination.py): the same position reads differently.
     return orjson.dumps(_opaque(result.data)), orjson.dumps([e.formatted for e in result.errors or []])
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import Config
-from resolvers.loaders import SALES_ORDER
+from sources.namespaces import SALES_ORDER
 from sources.resilience import BreakerState, CircuitBreaker, RetryBudget
 
 from .events_util import make_event, post_events

@@ -15,7 +15,7 @@ from gateway.config import DEV_SECRETS
 from resolvers import derived
 from resolvers.context import Context
 from resolvers.exception_rules import detect
-from resolvers.exception_types import load_orders
+from resolvers.fetch import load_orders
 from sources.simulator.emitter import EventEmitter
 
 from .events_util import make_event, post_events
@@ -196,7 +196,7 @@ def test_index_is_current_at_the_202_by_ticket():
     """Unit: a value read before an invalidation never clears the order's dirty mark."""
     from gateway.order_index import OrderIndex
     from resolvers.enums import DeliveryRisk, OrderStage
-    from resolvers.loaders import PRODUCTION_ORDERS_BY_SALES_ORDER, SALES_ORDER
+    from sources.namespaces import PRODUCTION_ORDERS_BY_SALES_ORDER, SALES_ORDER
 
     cache = RecordCache()
     index = OrderIndex(cache)

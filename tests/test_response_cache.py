@@ -16,7 +16,7 @@ from gateway.auth import mint_token
 from gateway.cache import RecordCache
 from gateway.config import AuthConfig
 from gateway.response_cache import ResponseCache
-from resolvers import loaders as ns
+from sources import namespaces as ns
 from sources.simulator.emitter import EventEmitter
 
 from .events_util import post_events

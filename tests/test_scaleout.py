@@ -22,7 +22,7 @@ from gateway.config import DEV_SECRETS
 from gateway.journal import JournalEvent, UnknownCursor
 from gateway.redis_bus import RedisBus, bus_channel
 from gateway.redis_journal import RedisJournal
-from resolvers.subscription import decode_change_cursor
+from resolvers.pagination import decode_change_cursor
 from sources.simulator.emitter import EventEmitter
 
 from .events_util import post_events
