@@ -287,6 +287,10 @@ class World:
         """New orders per plant day that keep the number of open orders steady (see ``Reports``)."""
         return self._reports.steady_intake_per_day()
 
+    def open_orders(self) -> int:
+        """How many orders are not delivered yet."""
+        return self._reports.open_orders()
+
     def customers(self) -> list[str]:
         """Customer numbers, in order."""
         return list(self._master.ship_tos)
