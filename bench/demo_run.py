@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     result["intake"] = result["end"]["orders"] - result["start"]["orders"]
+    for key in ("start", "end"):
+        snap = result[key]
+        snap["openOrders"] = snap["orders"] - snap["plantStates"].get("DELIVERED", 0)
     intake_line = next((line for line in banner if "new orders arrive" in line), "")
     result["intakePerPlantDay"] = float(m.group(1)) if (m := re.search(r"about (\d+)", intake_line)) else None
     if args.json:
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['minutes']} real minutes; plant clock {result['start']['plantClock']} -> {result['end']['plantClock']}")
     print(f"orders {result['start']['orders']} -> {result['end']['orders']} (intake {result['intake']}, "
           f"configured ~{result['intakePerPlantDay']} per plant day)")
+    opened, closed = result["start"]["openOrders"], result["end"]["openOrders"]
+    print(f"open orders {opened} -> {closed} ({(closed - opened) / max(opened, 1):+.1%})")
     for key in ("stages", "risks", "plantStates"):
         names = sorted(set(result["start"][key]) | set(result["end"][key]))
         print(f"{key}:")
