@@ -451,7 +451,7 @@ def analyse(
     for view in views:
         so = view.sales_order.sales_order
         new_view = changed.get(so)
-        if new_view is None or view.is_delivered:
+        if new_view is None or view.is_delivered or view.is_cancelled:
             continue
         customer = customers.get(view.sales_order.sold_to_party)
 

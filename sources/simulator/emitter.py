@@ -249,9 +249,9 @@ class PlantDriver:
     component of production that has not started goes short for 1–5 days, a truck on its
     way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed, a
     production confirmation cancelled or an item's quantity changed
-    a delivery date changed, an item cancelled or more ordered after shipment
+    a delivery date changed, an item or a whole order cancelled or more ordered after shipment
     (``World.reverse_goods_issue`` / ``cancel_confirmation`` / ``change_quantity`` /
-    ``change_date`` / ``cancel_item`` / ``amend_after_shipment``). New
+    ``change_date`` / ``cancel_item`` / ``amend_after_shipment`` / ``cancel_order``). New
     orders arrive as a Poisson stream of ``intake_per_day``
     per plant day (default: the steady rate, as many as the plant is due to deliver over the
     next days, estimated again each plant day), from customers in proportion to their orders so far.
@@ -346,7 +346,8 @@ class PlantDriver:
                    ("change_quantity", world.changeable_quantities()),
                    ("change_date", world.changeable_dates()),
                    ("cancel_item", world.cancellable_items()),
-                   ("amend_after_shipment", world.amendable_after_shipment())]
+                   ("amend_after_shipment", world.amendable_after_shipment()),
+                   ("cancel_order", world.cancellable_orders())]
         choices = [(lever, orders) for lever, orders in choices if orders]
         if not choices:
             return False

@@ -2,7 +2,9 @@
 
 The levers (a work centre down, a component short, a carrier delay, a planned scrap) and
 their ends (repair, the late goods' arrival), and the rule that holds production while a
-work centre is down or a component is still missing.
+work centre is down or a component is still missing. A breakdown also reschedules the work
+centre's queue behind it (``sources.work_queue``), and a repair gives back what the
+downtime did not take.
 """
 
 from __future__ import annotations

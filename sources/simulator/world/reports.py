@@ -11,6 +11,7 @@ from ...records import Shipment
 from .clock import PlantClock
 from .master_data import ShipTo
 from .orders import (
+    CANCELLED,
     DELIVERED,
     GOODS_ISSUED,
     LIFECYCLE_STATES,
@@ -57,7 +58,7 @@ class Reports:
 
     def states(self) -> dict[str, int]:
         """How many orders are in each lifecycle state."""
-        states = dict.fromkeys(LIFECYCLE_STATES, 0)
+        states = dict.fromkeys((*LIFECYCLE_STATES, CANCELLED), 0)
         for track in self._tracks.values():
             states[track.state] += 1
         return states
@@ -67,7 +68,7 @@ class Reports:
         track = track_of(self._tracks, sales_order)
         order = self._store.sales_order(sales_order)
         promise = order.confirmed_delivery_date
-        if track.state == DELIVERED or promise is None:
+        if track.closed or promise is None:
             return False
         receiving = self._ship_tos[track.customer].receiving
         if promise < receiving.local_date(self._clock.now()):
@@ -115,7 +116,7 @@ class Reports:
 
     def open_orders(self) -> int:
         """How many orders are not delivered yet."""
-        return sum(1 for t in self._tracks.values() if t.state != DELIVERED)
+        return sum(1 for t in self._tracks.values() if not t.closed)
 
     def steady_intake_per_day(self, horizon_days: float = 5.0) -> float:
         """New orders per plant day that keep the open orders as many as they are: as many
@@ -125,7 +126,7 @@ class Reports:
         open. Counting what falls due, not the whole lead time, matters in a world built
         mid-flight: most open orders are well on their way, so the plant first delivers
         faster than a stream of new orders over their full lead time would."""
-        open_tracks = [t for t in self._tracks.values() if t.state != DELIVERED]
+        open_tracks = [t for t in self._tracks.values() if not t.closed]
         if not open_tracks:
             return 0.0
         until = self._clock.now() + dt.timedelta(days=horizon_days)
