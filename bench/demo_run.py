@@ -1,5 +1,6 @@
 """A demo run measured: start ``ordergraph demo``, read the plant and the gateway at the
-start and after ``--minutes``, and print order intake and the stage and risk distribution.
+start and after ``--minutes``, and print order intake, open orders (neither delivered nor
+cancelled) and the stage and risk distribution.
 
     python -m bench.demo_run --minutes 10 [--port 8300 --plant-port 8400] [--json]
 
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     result["intake"] = result["end"]["orders"] - result["start"]["orders"]
     for key in ("start", "end"):
         snap = result[key]
-        snap["openOrders"] = snap["orders"] - snap["plantStates"].get("DELIVERED", 0)
+        closed = snap["plantStates"].get("DELIVERED", 0) + snap["plantStates"].get("CANCELLED", 0)
+        snap["openOrders"] = snap["orders"] - closed
     intake_line = next((line for line in banner if "new orders arrive" in line), "")
     result["intakePerPlantDay"] = float(m.group(1)) if (m := re.search(r"about (\d+)", intake_line)) else None
     if args.json:
