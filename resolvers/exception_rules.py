@@ -350,8 +350,9 @@ def _open_production(r: RuleInput) -> list:
 
 def machine_down(r: RuleInput) -> list[Finding]:
     """MACHINE_DOWN: production the downtime holds stands on a work centre that is down: a
-    running order, or one scheduled to start before the machine is expected back (work
-    scheduled after that is not held). The order's value is at risk only when its promise
+    running order, one scheduled to start before the machine is expected back, or one the
+    MES rescheduled behind the downtime in the queue (``downtime.held_by_downtime``; work
+    the downtime leaves where the plan had it is not held). The order's value is at risk only when its promise
     breaks (predicted late, or held by a block); an order the downtime holds that still
     keeps its promise is listed as affected, with its slack, and puts nothing at risk."""
     out = []
