@@ -1,5 +1,6 @@
 """A demo run measured: start ``ordergraph demo``, read the plant and the gateway at the
-start and after ``--minutes``, and print order intake and the stage and risk distribution.
+start and after ``--minutes``, and print order intake, open orders (neither delivered nor
+cancelled) and the stage and risk distribution.
 
     python -m bench.demo_run --minutes 10 [--port 8300 --plant-port 8400] [--json]
 
@@ -98,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     result["intake"] = result["end"]["orders"] - result["start"]["orders"]
+    for key in ("start", "end"):
+        snap = result[key]
+        closed = snap["plantStates"].get("DELIVERED", 0) + snap["plantStates"].get("CANCELLED", 0)
+        snap["openOrders"] = snap["orders"] - closed
     intake_line = next((line for line in banner if "new orders arrive" in line), "")
     result["intakePerPlantDay"] = float(m.group(1)) if (m := re.search(r"about (\d+)", intake_line)) else None
     if args.json:
@@ -106,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['minutes']} real minutes; plant clock {result['start']['plantClock']} -> {result['end']['plantClock']}")
     print(f"orders {result['start']['orders']} -> {result['end']['orders']} (intake {result['intake']}, "
           f"configured ~{result['intakePerPlantDay']} per plant day)")
+    opened, closed = result["start"]["openOrders"], result["end"]["openOrders"]
+    print(f"open orders {opened} -> {closed} ({(closed - opened) / max(opened, 1):+.1%})")
     for key in ("stages", "risks", "plantStates"):
         names = sorted(set(result["start"][key]) | set(result["end"][key]))
         print(f"{key}:")

@@ -95,7 +95,7 @@ def derive(
     so = view.sales_order
     p = pred if pred is not None else prediction.predict(view, now, prediction_params)
     risk = prediction.delivery_risk(view, p, now, prediction_params)
-    if view.is_delivered:
+    if view.is_delivered or view.is_cancelled:
         days_late = 0
     else:
         days_late = order_facts(view, customer, now, params=params, prediction_params=prediction_params, prediction=p).days_late

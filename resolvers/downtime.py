@@ -1,7 +1,10 @@
 """Which production a work centre's downtime holds, one rule for the exceptions
-(MACHINE_DOWN) and the what-if (``impact``): a running production order, or one scheduled
-to start before the machine is expected back. Work scheduled after the repair is not held
-(the prediction lets it start on time: ``prediction._production_run``)."""
+(MACHINE_DOWN) and the what-if (``impact``): a running production order, one scheduled to
+start before the machine is expected back, or one queued behind it: the MES rescheduled
+its start past its basic (planned) start while the machine is down (``sources.work_queue``:
+a breakdown pushes the queue until idle time absorbs it). Work the downtime leaves where
+the plan had it is not held (the prediction lets it start on time:
+``prediction._production_run``)."""
 
 from __future__ import annotations
 
@@ -28,4 +31,8 @@ def held_by_downtime(
     if production_started(order):
         return True
     start = order.scheduled_start_date
-    return start is None or start < expected_up(work_center, now, default_downtime_hours)
+    if start is None or start < expected_up(work_center, now, default_downtime_hours):
+        return True
+    # Queued behind the downtime: rescheduled later than planned while the machine is down.
+    planned = order.planned_start_date
+    return planned is not None and start > planned

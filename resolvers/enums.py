@@ -76,6 +76,8 @@ class OrderStage(Enum):
     # is made again, waits for its own date, or is cut. Not complete.
     PARTIALLY_DELIVERED = "PARTIALLY_DELIVERED"
     DELIVERED = "DELIVERED"
+    # The customer cancelled the whole order (every item rejected) before anything shipped.
+    CANCELLED = "CANCELLED"
 
 
 class MilestoneKind(Enum):
@@ -113,6 +115,7 @@ class DeliveryRisk(Enum):
     AT_RISK = "AT_RISK"
     LATE = "LATE"
     DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"  # nothing will be delivered: the customer cancelled the order
 
 
 class ExceptionKind(Enum):
@@ -134,6 +137,9 @@ class ExceptionKind(Enum):
     CARRIER_DELAY = "CARRIER_DELAY"
     DELIVERY_ATTEMPT_FAILED = "DELIVERY_ATTEMPT_FAILED"
     ETA_BEYOND_PROMISE = "ETA_BEYOND_PROMISE"
+    # The promise (e.g. a date the customer pulled in) comes before the plant's own plan
+    # can ship: the schedule line plans goods issue after the ship-by day.
+    PROMISE_BEFORE_PLAN = "PROMISE_BEFORE_PLAN"
     SHIPMENT_OVERDUE = "SHIPMENT_OVERDUE"  # the carrier's ETA passed and it is not delivered
     BACKORDER = "BACKORDER"  # shipped short: quantity owed after goods issue
     DATA_STALE = "DATA_STALE"

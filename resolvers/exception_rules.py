@@ -350,8 +350,9 @@ def _open_production(r: RuleInput) -> list:
 
 def machine_down(r: RuleInput) -> list[Finding]:
     """MACHINE_DOWN: production the downtime holds stands on a work centre that is down: a
-    running order, or one scheduled to start before the machine is expected back (work
-    scheduled after that is not held). The order's value is at risk only when its promise
+    running order, one scheduled to start before the machine is expected back, or one the
+    MES rescheduled behind the downtime in the queue (``downtime.held_by_downtime``; work
+    the downtime leaves where the plan had it is not held). The order's value is at risk only when its promise
     breaks (predicted late, or held by a block); an order the downtime holds that still
     keeps its promise is listed as affected, with its slack, and puts nothing at risk."""
     out = []
@@ -696,6 +697,35 @@ def eta_beyond_promise(r: RuleInput) -> list[Finding]:
     return out
 
 
+def promise_before_plan(r: RuleInput) -> list[Finding]:
+    """PROMISE_BEFORE_PLAN: nothing of the order is in a delivery yet, and a schedule line
+    plans its goods issue after the ship-by day the promise leaves (e.g. the customer
+    pulled the date in and the ERP confirmed it): the plan cannot keep the promise."""
+    view = r.view
+    if r.facts.shipped or view.deliveries:
+        return []
+    day = r.facts.ship_by
+    planned = [
+        line.goods_issue_date
+        for item in view.sales_order.items
+        if not item.rejection_reason
+        for line in item.schedule_lines
+        if line.goods_issue_date is not None
+    ]
+    late = max(planned, default=None)
+    if late is None or late <= day:
+        return []
+    return [
+        Finding(
+            ExceptionKind.PROMISE_BEFORE_PLAN,
+            _sales_order_root(r),
+            f"Sales order {r.facts.sales_order} is promised for {r.facts.promised} (ship by {day}), but its "
+            f"schedule plans goods issue on {late}.",
+            "The requested date comes before we can ship; we are working on it.",
+        )
+    ]
+
+
 def shipment_overdue(r: RuleInput) -> list[Finding]:
     """SHIPMENT_OVERDUE: goods left the plant, the carrier's ETA passed, not delivered."""
     out = []
@@ -759,6 +789,7 @@ RULES: dict[ExceptionKind, Rule] = {
     ExceptionKind.ETA_BEYOND_PROMISE: eta_beyond_promise,
     ExceptionKind.SHIPMENT_OVERDUE: shipment_overdue,
     ExceptionKind.BACKORDER: backorder,
+    ExceptionKind.PROMISE_BEFORE_PLAN: promise_before_plan,
     ExceptionKind.DATA_STALE: data_stale,
 }
 
@@ -800,8 +831,9 @@ def detect(
     prediction: Prediction | None = None,
 ) -> list[Detection]:
     """Every exception hitting one order, one detection per exception id (``prediction``:
-    the order's, when the caller has it already)."""
-    if view.is_delivered:
+    the order's, when the caller has it already). None once it is delivered or cancelled:
+    its exceptions close."""
+    if view.is_delivered or view.is_cancelled:
         return []
     facts = order_facts(view, customer, now, params=params, prediction_params=prediction_params, prediction=prediction)
     r = RuleInput(view, facts, now, params, prediction_params, frozenset(stale_sources))
@@ -851,7 +883,7 @@ def next_due(
     Re-evaluating then finds what became true; evaluating a little early only finds the
     next due time (the prediction's own slow drift is left to the periodic sweep).
     """
-    if view.is_delivered:
+    if view.is_delivered or view.is_cancelled:
         return None
     plant = prediction_params.plant
     ship_to = prediction_params.ship_to(view.customer)
@@ -924,6 +956,7 @@ _HEADLINES: dict[ExceptionKind, str] = {
     ExceptionKind.ETA_BEYOND_PROMISE: "{label} ETA for shipment {key} is after the promise",
     ExceptionKind.SHIPMENT_OVERDUE: "{label} shipment {key} is past its ETA",
     ExceptionKind.BACKORDER: "Sales order {key} shipped short",
+    ExceptionKind.PROMISE_BEFORE_PLAN: "Sales order {key} is promised before its plan can ship",
     ExceptionKind.DATA_STALE: "{label} has been silent for too long",
 }
 _CUSTOMER_TEXTS: dict[ExceptionKind, str] = {
@@ -943,6 +976,7 @@ _CUSTOMER_TEXTS: dict[ExceptionKind, str] = {
     ExceptionKind.ETA_BEYOND_PROMISE: "The carrier expects to deliver after the promised date.",
     ExceptionKind.SHIPMENT_OVERDUE: "A delivery is taking longer than the carrier expected.",
     ExceptionKind.BACKORDER: "Part of an order has shipped; the rest is still to come.",
+    ExceptionKind.PROMISE_BEFORE_PLAN: "The requested date comes before we can ship; we are working on it.",
     ExceptionKind.DATA_STALE: "Status information may be delayed.",
 }
 _ENTITY_WORDS = {"OutboundDelivery": "Delivery", "SalesOrder": "Sales order"}

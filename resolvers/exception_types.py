@@ -533,12 +533,21 @@ class ShipmentDelayedInput:
     hours: float
 
 
+@strawberry.input(
+    description="One order's production not started yet moved to the front of its work centres' queues: it "
+    "gains, the orders it passes wait for its work (less idle time in the plan)."
+)
+class ExpediteInput:
+    order: strawberry.ID
+
+
 @strawberry.input(one_of=True, description="Exactly one what-if scenario.")
 class ImpactScenario:
     work_center_down: WorkCenterDownInput | None = strawberry.UNSET
     batch_blocked: BatchBlockedInput | None = strawberry.UNSET
     material_short: MaterialShortInput | None = strawberry.UNSET
     shipment_delayed: ShipmentDelayedInput | None = strawberry.UNSET
+    expedite: ExpediteInput | None = strawberry.UNSET
 
 
 @strawberry.type(description="How many orders end up at one severity.")
@@ -576,7 +585,8 @@ class OrderImpact:
     def predicted_delivery_date(self) -> dt.date | None:
         return None if self.impact.new.held else self.impact.new.predicted
 
-    @strawberry.field(description="Calendar days the predicted delivery moves.")
+    @strawberry.field(description="Calendar days the predicted delivery moves: later when positive, earlier "
+                      "(the order gains) when negative.")
     def delay_days(self) -> int:
         return self.impact.delay_days
 
@@ -618,9 +628,21 @@ class ImpactTotals:
     def orders(self) -> int:
         return len(self.result.orders)
 
-    @strawberry.field(description="Orders whose predicted delivery moves.")
+    @strawberry.field(description="Orders whose predicted delivery moves later (who loses).")
     def delayed_orders(self) -> int:
         return self.result.delayed_orders
+
+    @strawberry.field(description="Orders whose predicted delivery moves earlier (who gains, e.g. by expedite).")
+    def earlier_orders(self) -> int:
+        return self.result.earlier_orders
+
+    @strawberry.field(description="Value no longer at risk under the scenario, over the orders that gain.")
+    def value_at_risk_relieved(self) -> Money:
+        return _money(self.result.value_at_risk_relieved, self.currency)
+
+    @strawberry.field(description="Value newly at risk under the scenario, over the orders that lose.")
+    def value_at_risk_added(self) -> Money:
+        return _money(self.result.value_at_risk_added, self.currency)
 
     @strawberry.field(description="Orders predicted late under the scenario.")
     def late_orders(self) -> int:
@@ -667,12 +689,14 @@ def to_scenario(s: ImpactScenario) -> impact.Scenario:
             ("batchBlocked", s.batch_blocked),
             ("materialShort", s.material_short),
             ("shipmentDelayed", s.shipment_delayed),
+            ("expedite", s.expedite),
         )
         if value is not None and value is not strawberry.UNSET
     ]
     if len(given) != 1:
         raise _bad_input(
-            "ImpactScenario takes exactly one of workCenterDown, batchBlocked, materialShort, shipmentDelayed."
+            "ImpactScenario takes exactly one of workCenterDown, batchBlocked, materialShort, shipmentDelayed, "
+            "expedite."
         )
     value = given[0][1]
     match value:
@@ -684,6 +708,8 @@ def to_scenario(s: ImpactScenario) -> impact.Scenario:
             return impact.MaterialShort(value.material, value.quantity, value.until)
         case ShipmentDelayedInput():
             return impact.ShipmentDelayed(value.tracking_number, value.hours)
+        case ExpediteInput():
+            return impact.Expedite(str(value.order))
     raise _bad_input("Unknown scenario.")  # pragma: no cover - the input type allows no other
 
 
@@ -697,6 +723,8 @@ def describe(s: impact.Scenario) -> str:
             return f"{s.quantity:g} of {s.material} missing until {s.until.isoformat()}"
         case impact.ShipmentDelayed():
             return f"Shipment {s.tracking_number} {s.hours:g} h late"
+        case impact.Expedite():
+            return f"Order {s.sales_order} expedited: its production to the front of its work centres' queues"
     return str(s)
 
 
@@ -712,6 +740,7 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         ("Batch", "batchBlocked.batch", "batch"),
         ("Material", "materialShort.material", "material"),
         ("TrackingNumber", "shipmentDelayed.trackingNumber", "tracking_number"),
+        ("SalesOrder", "expedite.order", "sales_order"),
     ):
         if isinstance(value := getattr(scenario, attr, None), str):
             ctx.check_key(field, value, argument)

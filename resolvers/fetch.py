@@ -280,6 +280,19 @@ async def pegged_orders(ctx: Context, s: impact.Scenario) -> set[str]:
                 raise UnknownRecord(f"Unknown tracking number {s.tracking_number!r}.")
             doc = (await src.wms.deliveries([ship.delivery_document])).get(ship.delivery_document)
             return {doc.sales_order} if doc is not None else set()
+        case impact.Expedite():
+            # The order, and every order queued on the work centres of its production not
+            # started yet.
+            if (await ctx.loaders.sales_order.load(s.sales_order)) is None:
+                raise UnknownRecord(f"Unknown order {s.sales_order!r}.")
+            own = (await src.mes.production_orders_for_sales_orders([s.sales_order])).get(s.sales_order, [])
+            waiting = sorted({po.work_center for po in own if not production_started(po) and not production_completed(po)})
+            if not waiting:
+                raise UnknownRecord(f"Order {s.sales_order} has no production left to expedite.")
+            queues = await src.mes.production_orders_for_work_centers(waiting)
+            return {s.sales_order} | {
+                po.sales_order for wc in waiting for po in queues.get(wc, []) if not production_completed(po)
+            }
     return set()
 
 

@@ -5,8 +5,10 @@ the prediction model (``prediction.py``) runs on the copies, and the result comp
 current and the new prediction per order. The scenarios and how they act on the records:
 
 - ``WorkCenterDown(work_center, hours)``: the work centre goes DOWN now (or stays down since
-  when it went down) and is expected up ``hours`` from now, exactly as the MES reports it
-  when a machine breaks. Every order with unfinished production on it is affected.
+  when it went down) and is expected up ``hours`` from now (on one already down: ``hours``
+  after it is expected up now), exactly as the MES reports it when a machine breaks, and
+  the MES reschedules its queue behind the downtime. The orders whose production the
+  downtime holds or the queue pushes are affected.
 - ``BatchBlocked(batch)``: the batch is put on quality hold now: a new inspection lot
   without usage decision. Orders whose goods already left the plant are not delayed.
 - ``MaterialShort(material, quantity, until)``: ``quantity`` of the component goes missing
@@ -15,6 +17,14 @@ current and the new prediction per order. The scenarios and how they act on the 
   production keeps its material; the orders whose reservations are hit are affected.
 - ``ShipmentDelayed(tracking_number, hours)``: the carrier's ETA (and ETA window) moves
   ``hours`` later; without an ETA, the current predicted delivery + ``hours`` becomes one.
+- ``Expedite(sales_order)``: the order's production not started yet moves to the front of
+  each of its work centres' queues; the jobs it passes wait for its work (less idle time).
+  The result shows who gains (delivery earlier), who loses (later) and the value at risk
+  relieved and added.
+
+A work centre works through its queue in sequence (``sources.work_queue``): a downtime
+pushes the running job and the queue behind it, each order by its own delay, until idle
+time in the plan absorbs it, as the simulated MES reschedules when a machine breaks.
 
 Per order the result carries current and new predicted dates, days late, value at risk
 and severity (``exceptions.order_facts``); orders are ranked by commercial priority
@@ -27,7 +37,9 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from sources.records import ComponentAvailability, Customer, InspectionLot
+from sources.records import ComponentAvailability, Customer, InspectionLot, ProductionOrder
+from sources.work_queue import Job, downtime_delays, shifted
+from sources.work_queue import expedite as expedite_queue
 
 from .downtime import expected_up, held_by_downtime
 from .enums import Severity
@@ -70,7 +82,14 @@ class ShipmentDelayed:
     hours: float
 
 
-Scenario = WorkCenterDown | BatchBlocked | MaterialShort | ShipmentDelayed
+@dataclasses.dataclass(frozen=True, slots=True)
+class Expedite:
+    """One order's production moved to the front of its work centres' queues."""
+
+    sales_order: str
+
+
+Scenario = WorkCenterDown | BatchBlocked | MaterialShort | ShipmentDelayed | Expedite
 
 
 class ScenarioError(ValueError):
@@ -93,6 +112,9 @@ def validate(scenario: Scenario) -> None:
                 raise ScenarioError("materialShort.material must not be empty.")
             if not quantity > 0:
                 raise ScenarioError("materialShort.quantity must be greater than 0.")
+        case Expedite(sales_order=so):
+            if not so:
+                raise ScenarioError("expedite.order must not be empty.")
         case ShipmentDelayed(tracking_number=tn, hours=hours):
             if not tn:
                 raise ScenarioError("shipmentDelayed.trackingNumber must not be empty.")
@@ -112,44 +134,119 @@ def apply(
     """Changed copies of the views the scenario touches, by sales order (others left out)."""
     match scenario:
         case WorkCenterDown():
-            return _work_center_down(scenario, views, now, prediction_params.default_downtime_hours)
+            return _work_center_down(scenario, views, now, prediction_params)
         case BatchBlocked():
             return _batch_blocked(scenario, views, now)
         case MaterialShort():
             return _material_short(scenario, views)
         case ShipmentDelayed():
             return _shipment_delayed(scenario, views, now, prediction_params)
+        case Expedite():
+            return _expedite(scenario, views, now, prediction_params)
     raise ScenarioError(f"unknown scenario {scenario!r}")
 
 
 def _work_center_down(
-    s: WorkCenterDown, views: Sequence[OrderView], now: dt.datetime, default_downtime_hours: float
+    s: WorkCenterDown, views: Sequence[OrderView], now: dt.datetime, params: PredictionParams
 ) -> dict[str, OrderView]:
     """The work centre down for ``hours`` from now; on one already down, ``hours`` more than
     it is expected to be down (its expected-up time, or the default downtime when unknown).
-    The orders it touches: those whose production the (longer) downtime holds."""
+    The MES reschedules its queue behind the (longer) downtime (``sources.work_queue``):
+    each production order not started yet that it delays gets its new scheduled start and
+    end. The orders it touches: those whose production the downtime holds or pushes."""
+    record = next((v.work_centers[s.work_center] for v in views if s.work_center in v.work_centers), None)
+    if record is None:
+        return {}
+    already_down = record.state.upper() == "DOWN"
+    base = expected_up(record, now, params.default_downtime_hours) if already_down else now
+    down = dataclasses.replace(
+        record,
+        state="DOWN",
+        down_since=record.down_since if already_down else now,
+        expected_up_at=base + dt.timedelta(hours=s.hours),
+    )
+    assert down.expected_up_at is not None
+    mine = [
+        po
+        for view in views
+        for po in view.active_production_orders
+        if po.work_center == s.work_center and not production_completed(po)
+    ]
+    jobs = [Job(po.manufacturing_order, po.scheduled_start_date, po.scheduled_end_date, production_started(po))
+            for po in mine]
+    pushed = {
+        key: start
+        for key, start in downtime_delays(jobs, now=now, up_at=down.expected_up_at, plant=params.plant).items()
+        if isinstance(start, dt.datetime)
+    }
     out = {}
     for view in views:
-        wc = view.work_centers.get(s.work_center)
-        if wc is None:
+        if s.work_center not in view.work_centers:
             continue
-        already_down = wc.state.upper() == "DOWN"
-        base = expected_up(wc, now, default_downtime_hours) if already_down else now
-        down = dataclasses.replace(
-            wc,
-            state="DOWN",
-            down_since=wc.down_since if already_down else now,
-            expected_up_at=base + dt.timedelta(hours=s.hours),
-        )
-        held = any(
-            po.work_center == s.work_center and held_by_downtime(po, down, now, default_downtime_hours)
+        orders = [_rescheduled(po, pushed.get(po.manufacturing_order), params) for po in view.production_orders]
+        touched = any(
+            po.work_center == s.work_center
+            and (po.manufacturing_order in pushed or held_by_downtime(po, down, now, params.default_downtime_hours))
             for po in view.active_production_orders
         )
-        if held:
+        if touched:
             out[view.sales_order.sales_order] = dataclasses.replace(
-                view, work_centers={**view.work_centers, s.work_center: down}
+                view, production_orders=orders, work_centers={**view.work_centers, s.work_center: down}
             )
     return out
+
+
+def _rescheduled(po: ProductionOrder, start: dt.datetime | None, params: PredictionParams) -> ProductionOrder:
+    """The production order moved to start at ``start`` (None or not later: as it is)."""
+    if start is None or start <= po.scheduled_start_date:
+        return po
+    work = params.plant.working_time_between(po.scheduled_start_date, po.scheduled_end_date)
+    return dataclasses.replace(
+        po, scheduled_start_date=start, scheduled_end_date=params.plant.add_working_time(start, work)
+    )
+
+
+def _expedite(s: Expedite, views: Sequence[OrderView], now: dt.datetime, params: PredictionParams) -> dict[str, OrderView]:
+    """The order's production not started yet goes to the front of each of its work
+    centres' queues (``sources.work_queue.expedite``): it starts earlier, and the jobs it
+    passes start later by its work, less idle time. The orders it touches: the expedited one
+    and every order whose production moves."""
+    mine = next((v for v in views if v.sales_order.sales_order == s.sales_order), None)
+    if mine is None:
+        return {}
+    front = {
+        po.work_center: set()
+        for po in mine.active_production_orders
+        if not production_started(po) and not production_completed(po)
+    }
+    for po in mine.active_production_orders:
+        if po.work_center in front and not production_started(po) and not production_completed(po):
+            front[po.work_center].add(po.manufacturing_order)
+    shifts: dict[str, dt.timedelta] = {}
+    for wc, keys in front.items():
+        jobs = [
+            Job(po.manufacturing_order, po.scheduled_start_date, po.scheduled_end_date, production_started(po))
+            for view in views
+            for po in view.active_production_orders
+            if po.work_center == wc and not production_completed(po)
+        ]
+        shifts.update(expedite_queue(jobs, keys, now=now, plant=params.plant))
+    out = {}
+    for view in views:
+        if not any(po.manufacturing_order in shifts for po in view.production_orders):
+            continue
+        orders = [_moved(po, shifts.get(po.manufacturing_order), params) for po in view.production_orders]
+        out[view.sales_order.sales_order] = dataclasses.replace(view, production_orders=orders)
+    return out
+
+
+def _moved(po: ProductionOrder, shift: dt.timedelta | None, params: PredictionParams) -> ProductionOrder:
+    """The production order moved by a working-time ``shift`` (negative: earlier)."""
+    if not shift:
+        return po
+    start = shifted(po.scheduled_start_date, shift, params.plant)
+    work = params.plant.working_time_between(po.scheduled_start_date, po.scheduled_end_date)
+    return dataclasses.replace(po, scheduled_start_date=start, scheduled_end_date=params.plant.add_working_time(start, work))
 
 
 def _batch_blocked(s: BatchBlocked, views: Sequence[OrderView], now: dt.datetime) -> dict[str, OrderView]:
@@ -282,8 +379,23 @@ class ImpactResult:
 
     @property
     def delayed_orders(self) -> int:
-        """Orders whose predicted delivery date moves."""
+        """Orders whose predicted delivery date moves later."""
         return sum(1 for o in self.orders if o.delay_days > 0)
+
+    @property
+    def earlier_orders(self) -> int:
+        """Orders whose predicted delivery date moves earlier (who gains, e.g. by expedite)."""
+        return sum(1 for o in self.orders if o.delay_days < 0)
+
+    @property
+    def value_at_risk_relieved(self) -> float:
+        """Value no longer at risk under the scenario, over the orders that gain."""
+        return round(sum(max(0.0, o.current.value_at_risk - o.new.value_at_risk) for o in self.orders), 2)
+
+    @property
+    def value_at_risk_added(self) -> float:
+        """Value newly at risk under the scenario, over the orders that lose."""
+        return round(sum(max(0.0, o.new.value_at_risk - o.current.value_at_risk) for o in self.orders), 2)
 
     @property
     def late_orders(self) -> int:
@@ -339,7 +451,7 @@ def analyse(
     for view in views:
         so = view.sales_order.sales_order
         new_view = changed.get(so)
-        if new_view is None or view.is_delivered:
+        if new_view is None or view.is_delivered or view.is_cancelled:
             continue
         customer = customers.get(view.sales_order.sold_to_party)
 

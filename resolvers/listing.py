@@ -305,7 +305,8 @@ async def list_orders(
     if customer is policy.NO_MATCH:  # another customer's (or an unknown) id, for a customer viewer
         return _empty_page(after is not None)
     filters: dict[str, Any] = {"sold_to_party": customer, "confirmed_before": f.confirmed_before}
-    if ctx.list_completed_days > 0 and not f.include_completed and enums.OrderStage.DELIVERED not in (f.stage or []):
+    finished = {enums.OrderStage.DELIVERED, enums.OrderStage.CANCELLED}
+    if ctx.list_completed_days > 0 and not f.include_completed and not finished & {enums.OrderStage(s.value) for s in f.stage or []}:
         # Orders finished long ago leave the working list; they stay readable by id.
         filters["open_or_changed_since"] = ctx.now - dt.timedelta(days=ctx.list_completed_days)
     if _derived(f) and ctx.index is not None and not ctx.index.usable:
@@ -316,7 +317,7 @@ async def list_orders(
         # and the filter could still match one (no derived filter, or risk DELIVERED), the
         # ERP's listing applies that cut, so read through it (the same set either way).
         cut = "open_or_changed_since" in filters
-        completed_may_match = not _derived(f) or any(r.value == "DELIVERED" for r in f.delivery_risk or [])
+        completed_may_match = not _derived(f) or any(r.value in ("DELIVERED", "CANCELLED") for r in f.delivery_risk or [])
         if ctx.index is not None and ctx.index.usable and not (cut and completed_may_match):
             listed = await indexed(ctx, first, position or ((skip,) if skip else None), f, customer, sort)
         else:

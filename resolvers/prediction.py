@@ -108,7 +108,7 @@ class Prediction:
     ready_to_ship_at: dt.datetime | None  # expected (or actual) goods issue
     drivers: tuple[str, ...] = ()
     # Blocks holding the order until release ("credit_block", "delivery_block"): the dates
-    # are then the earliest possible, not a prediction.
+    # are then the earliest possible, not a prediction; "cancelled": nothing to predict.
     held_by: tuple[str, ...] = ()
     materials_available: dt.datetime | None = None
     production_start: dt.datetime | None = None
@@ -155,6 +155,9 @@ def predict(
 ) -> Prediction:
     """Predict when the order will be delivered, following the module's model."""
     ship_to = params.ship_to(view.customer)
+    if view.is_cancelled:
+        # Nothing will be delivered: no date to predict (the API shows none).
+        return Prediction(view.promised_delivery_date, None, ("cancelled",), held_by=("cancelled",))
     if view.is_delivered:
         delivered_at = view.delivered_at or now
         shipped_at = view.goods_issued_at
@@ -243,6 +246,8 @@ def delivery_risk(
     """
     if view.is_delivered:
         return DeliveryRisk.DELIVERED
+    if view.is_cancelled:
+        return DeliveryRisk.CANCELLED
     ship_to = params.ship_to(view.customer)
     promised = view.promised_delivery_date
     # An undelivered order past its promise is late whatever a stale prediction says.

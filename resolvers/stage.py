@@ -250,7 +250,10 @@ def _item_stage(view: OrderView, order: ProductionOrder) -> OrderStage:
 
 def stage(view: OrderView) -> OrderStage:
     """The furthest stage the order as a whole has reached (its least advanced item);
-    PARTIALLY_DELIVERED while goods left the plant and quantity is still owed."""
+    PARTIALLY_DELIVERED while goods left the plant and quantity is still owed; CANCELLED
+    once the customer cancelled the whole order."""
+    if view.is_cancelled:
+        return OrderStage.CANCELLED
     if view.partially_shipped:
         return OrderStage.PARTIALLY_DELIVERED
     leg_stages = [(leg, _leg_stage(leg)) for leg in view.legs]

@@ -480,6 +480,17 @@ class OrderView:
         return max(self.shipments, key=shipment_last_activity, default=None)
 
     @property
+    def is_cancelled(self) -> bool:
+        """True when the customer cancelled the whole order: every item rejected before
+        any goods left the plant."""
+        items = self.sales_order.items
+        return (
+            bool(items)
+            and all(i.rejection_reason for i in items)
+            and not any(leg.goods_issued for leg in self.legs)
+        )
+
+    @property
     def is_delivered(self) -> bool:
         """True when every delivery of the order is delivered by its carrier."""
         legs = self.legs

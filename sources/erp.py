@@ -81,6 +81,8 @@ EVENT_TYPES = [
         prefix="sap.s4.beh.salesorder.v1.SalesOrder.",
         key_field="SalesOrder",
         record_type=SalesOrder,
-        actions=frozenset({"Created", "Changed", "CreditBlocked", "CreditReleased", "DeliveryBlocked", "DeliveryUnblocked"}),
+        actions=frozenset(
+            {"Created", "Changed", "Cancelled", "CreditBlocked", "CreditReleased", "DeliveryBlocked", "DeliveryUnblocked"}
+        ),
     ),
 ]

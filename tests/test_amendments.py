@@ -201,6 +201,40 @@ DATES = """query($id: ID!) { order(id: $id) { confirmedDeliveryDate predictedDel
   items { scheduleLines { confirmedDeliveryDate goodsIssueDate } } history(first: 200) { entries { eventType } } } }"""
 
 
+EXCEPTIONS = 'query($id: ID!) { order(id: $id) { exceptions { id kind daysLate } } }'
+
+
+async def test_a_date_pulled_in_before_the_plan_raises_its_exception_before_the_ship_by_day(frozen) -> None:
+    plant, url, http, app = frozen
+    world = plant.world
+    gql = GraphQLClient(url, http)
+    today = world.now().date()
+    so, planned = next(
+        (s, line.goods_issue_date)
+        for s in world.changeable_dates()
+        if world.state_of(s) in ("RECEIVED", "RELEASED")
+        for line in world.get("A_SalesOrder", s).items[0].schedule_lines
+        if line.goods_issue_date and line.goods_issue_date >= today + dt.timedelta(days=12)
+    )
+    assert not {e["kind"] for e in (await gql.query(EXCEPTIONS, {"id": so}))["order"]["exceptions"]} & {
+        "PROMISE_BEFORE_PLAN", "DISPATCH_MISSED"}
+    told: list = []
+    world.subscribe(told.append)
+    requested = today + dt.timedelta(days=7)  # its ship-by day is days ahead, before the planned goods issue
+    async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": requested.isoformat()}) as resp:
+        assert resp.status == 200, await resp.text()
+    await send(http, url, world, told, app)
+    order = (await gql.query(DATES, {"id": so}))["order"]
+    assert order["confirmedDeliveryDate"] < planned.isoformat()
+    assert order["deliveryRisk"] == "LATE"
+    found = {e["kind"]: e for e in (await gql.query(EXCEPTIONS, {"id": so}))["order"]["exceptions"]}
+    assert "PROMISE_BEFORE_PLAN" in found and found["PROMISE_BEFORE_PLAN"]["daysLate"] > 0
+    assert "DISPATCH_MISSED" not in found  # the ship-by day has not come yet
+    record = (await gql.query('query($id: ID!) { exception(id: $id) { open rootCause { system entity key } } }',
+                              {"id": found["PROMISE_BEFORE_PLAN"]["id"]}))["exception"]
+    assert record["open"] and record["rootCause"] == {"system": "erp", "entity": "SalesOrder", "key": so}
+
+
 async def test_a_postponed_date_moves_the_promise_and_the_plant_ships_later(frozen) -> None:
     plant, url, http, app = frozen
     world = plant.world
@@ -251,6 +285,9 @@ async def test_a_date_pulled_in_beyond_what_the_plant_can_make_is_late_at_once(f
     assert after["confirmedDeliveryDate"] < before["confirmedDeliveryDate"]
     assert after["predictedDeliveryDate"] > after["confirmedDeliveryDate"]
     assert after["deliveryRisk"] == "LATE"  # the new promise cannot be kept: said at once
+    # ... and raises its exceptions at once: the plan cannot ship for it, and its ship-by day is over.
+    found = (await gql.query(EXCEPTIONS, {"id": so}))["order"]["exceptions"]
+    assert {e["kind"] for e in found} >= {"PROMISE_BEFORE_PLAN", "DISPATCH_MISSED"}
     # Refused: a date in the past, an order already shipping, a malformed body.
     async with http.post(f"{plant.url}/control/orders/{so}/date", json={"requested": "2000-01-01"}) as resp:
         assert resp.status == 409
@@ -331,3 +368,43 @@ async def test_more_ordered_after_shipment_reopens_the_order_and_ships_the_extra
     first = world.get("A_SalesOrder", open_order).items[0].sales_order_item
     async with http.post(f"{plant.url}/control/orders/{open_order}/items/{first}/amend", json={"extra": 1}) as resp:
         assert resp.status == 409
+
+
+async def test_a_cancelled_order_leaves_the_work_its_exceptions_close_and_history_keeps_it(frozen) -> None:
+    plant, url, http, app = frozen
+    world = plant.world
+    gql = GraphQLClient(url, http)
+    so = next(s for s in world.cancellable_orders() if world.state_of(s) == "MATERIAL_SHORTAGE")
+    q = """query($id: ID!) { order(id: $id) { stage deliveryRisk predictedDeliveryDate
+      items { item openQuantity rejectionReason } exceptions { id }
+      history(first: 200) { entries { eventType } } } }"""
+    before = (await gql.query(q, {"id": so}))["order"]
+    assert before["stage"] == "AWAITING_MATERIAL" and before["exceptions"]
+    raised = [e["id"] for e in before["exceptions"]]
+    told: list = []
+    world.subscribe(told.append)
+    async with http.post(f"{plant.url}/control/orders/{so}/cancel") as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.post(f"{plant.url}/control/orders/{so}/cancel") as resp:
+        assert resp.status == 409  # once is enough
+    async with http.post(f"{plant.url}/control/orders/99999999/cancel") as resp:
+        assert resp.status == 404
+    await send(http, url, world, told, app)
+
+    after = (await gql.query(q, {"id": so}))["order"]
+    assert after["stage"] == "CANCELLED" and after["deliveryRisk"] == "CANCELLED"
+    assert after["predictedDeliveryDate"] is None  # nothing will be delivered: no date
+    assert all(i["rejectionReason"] and i["openQuantity"] == 0 for i in after["items"])
+    assert after["exceptions"] == []
+    for eid in raised:  # the exceptions it was in no longer list it
+        record = (await gql.query('query($id: ID!) { exception(id: $id) { open affectedOrders { id } } }',
+                                  {"id": eid}))["exception"]
+        assert record is None or not record["open"] or {"id": so} not in record["affectedOrders"]
+    assert any(e["eventType"].endswith("SalesOrder.Cancelled.v1") for e in after["history"]["entries"])
+    listed = await gql.query('{ orders(first: 500, filter: {stage: [CANCELLED]}) { nodes { id } } }')
+    assert {"id": so} in listed["orders"]["nodes"]
+    # Nothing more happens to it in the plant: no production, no shipment.
+    world.advance_clock(24 * 14)
+    assert world.state_of(so) == "CANCELLED"
+    assert not world.tables["A_OutbDeliveryHeader"].lookup("ReferenceSDDocument", [so])
+    assert so not in world.cancellable_orders()

@@ -526,6 +526,10 @@ STAGE_CASES: dict[OrderStage, Callable[[], OrderView]] = {
         deliveries=[shipped_delivery()],
         shipments=[make_shipment(tag="Delivered", delivered_at=NOW)],
     ),
+    OrderStage.CANCELLED: lambda: make_view(
+        sales_order=make_sales_order(items=[make_item("10", 100, rejection_reason="Z1")]),
+        orders=[make_production_order(status="TECO")],
+    ),
 }
 
 
@@ -831,3 +835,25 @@ def test_material_shortage_milestone_expects_the_receipt() -> None:
     # The order was due to start at NOW + 1 h; by NOW + 2 h that plan has passed.
     later = by_kind(milestones(view, NOW + 2 * HOUR))
     assert later[MilestoneKind.MATERIALS_AVAILABLE].status is MilestoneStatus.OVERDUE
+
+
+def test_a_cancelled_order_has_no_prediction_no_risk_and_no_exceptions() -> None:
+    from resolvers.enums import DeliveryRisk
+    from resolvers.exception_rules import detect, next_due
+    from resolvers.prediction import delivery_risk
+
+    cancelled = STAGE_CASES[OrderStage.CANCELLED]()
+    p = predict(cancelled, NOW)
+    assert p.held_by == ("cancelled",)  # no date to give: the API shows none
+    assert delivery_risk(cancelled, p, NOW) is DeliveryRisk.CANCELLED
+    assert detect(cancelled, None, NOW) == [] and next_due(cancelled, NOW) is None
+    # The same order with its item still wanted is open, and late past its promise.
+    wanted = make_view(sales_order=make_sales_order(items=[make_item("10", 100)]),
+                       orders=[make_production_order(status="RELEASED")])
+    assert stage(wanted) is not OrderStage.CANCELLED
+    assert delivery_risk(wanted, predict(wanted, NOW), NOW) is not DeliveryRisk.CANCELLED
+    # Every item cut after part of it shipped is not a cancelled order: what left is on its way.
+    shipped = STAGE_CASES[OrderStage.PARTIALLY_DELIVERED]()
+    for item in shipped.sales_order.items:
+        item.rejection_reason = "Z1"
+    assert stage(shipped) is not OrderStage.CANCELLED

@@ -392,6 +392,18 @@ async def _item_cancel(request: web.Request) -> web.Response:
     return _json({"salesOrder": sales_order, "item": item, "changes": _changes(changes)})
 
 
+async def _order_cancel(request: web.Request) -> web.Response:
+    world = request.app[_STATE].world
+    sales_order = request.match_info["sales_order"]
+    try:
+        changes = world.cancel_order(sales_order)
+    except UnknownKey:
+        return _not_found(f"unknown sales order {sales_order!r}")
+    except ValueError as exc:
+        return _error(409, "Conflict", str(exc))
+    return _json({"salesOrder": sales_order, "changes": _changes(changes)})
+
+
 async def _item_amend(request: web.Request) -> web.Response:
     world = request.app[_STATE].world
     sales_order, item = request.match_info["sales_order"], request.match_info["item"]
@@ -460,6 +472,7 @@ def create_app(world: World, latency_ms: dict[str, float] | float = 3.0) -> web.
     app.router.add_post("/control/orders/{sales_order}/quantity", _order_quantity)
     app.router.add_post("/control/orders/{sales_order}/date", _order_date)
     app.router.add_post("/control/orders/{sales_order}/items/{item}/cancel", _item_cancel)
+    app.router.add_post("/control/orders/{sales_order}/cancel", _order_cancel)
     app.router.add_post("/control/orders/{sales_order}/items/{item}/amend", _item_amend)
     add_control_routes(app, app[_STATE].faults)
     _add_odata_routes(app, app[_STATE])

@@ -238,6 +238,10 @@ class EventEmitter:
             return False
 
 
+# Plant days over which the default intake closes a gap in the open orders.
+_INTAKE_CORRECTION_DAYS = 5.0
+
+
 class PlantDriver:
     """Moves the plant forward on an accelerated clock, with new orders and the odd disruption.
 
@@ -245,12 +249,12 @@ class PlantDriver:
     component of production that has not started goes short for 1–5 days, a truck on its
     way is delayed by 6–48 h; with ``reversal_rate``, a goods issue is reversed, a
     production confirmation cancelled or an item's quantity changed
-    a delivery date changed, an item cancelled or more ordered after shipment
+    a delivery date changed, an item or a whole order cancelled or more ordered after shipment
     (``World.reverse_goods_issue`` / ``cancel_confirmation`` / ``change_quantity`` /
-    ``change_date`` / ``cancel_item`` / ``amend_after_shipment``). New
+    ``change_date`` / ``cancel_item`` / ``amend_after_shipment`` / ``cancel_order``). New
     orders arrive as a Poisson stream of ``intake_per_day``
-    per plant day (default: the steady rate, as many as the plant delivers, from its open
-    orders and their lead time), from customers in proportion to their orders so far.
+    per plant day (default: the steady rate, as many as the plant is due to deliver over the
+    next days, estimated again each plant day), from customers in proportion to their orders so far.
     Choices come from a seeded generator over sorted candidates, so the same world, seed
     and steps give the same disruptions and orders.
 
@@ -277,7 +281,12 @@ class PlantDriver:
         self.speed = speed
         self.advance = advance
         self.reversal_rate = reversal_rate
+        # The default rate follows what the plant is due to deliver: estimated again each
+        # plant day, so open orders stay about as many as they were however long it runs.
+        self._steady = intake_per_day is None
         self.intake_per_day = world.steady_intake_per_day() if intake_per_day is None else float(intake_per_day)
+        self._rated_at = world.now()
+        self._open_target = world.open_orders() if self._steady else 0
         if self.intake_per_day < 0 or not math.isfinite(self.intake_per_day):
             raise ValueError("intake_per_day must be a finite number >= 0")
         self.placed = 0
@@ -337,7 +346,8 @@ class PlantDriver:
                    ("change_quantity", world.changeable_quantities()),
                    ("change_date", world.changeable_dates()),
                    ("cancel_item", world.cancellable_items()),
-                   ("amend_after_shipment", world.amendable_after_shipment())]
+                   ("amend_after_shipment", world.amendable_after_shipment()),
+                   ("cancel_order", world.cancellable_orders())]
         choices = [(lever, orders) for lever, orders in choices if orders]
         if not choices:
             return False
@@ -379,6 +389,12 @@ class PlantDriver:
         if days is None:
             days = max(0.0, (now - self._last_now).total_seconds() / 86400)
         self._last_now = now
+        if self._steady and now - self._rated_at >= dt.timedelta(days=1):
+            # What falls due, plus a gentle pull toward the open orders there were at the
+            # start (new orders deliver later than the world built mid-flight did).
+            drift = (self._open_target - self.world.open_orders()) / _INTAKE_CORRECTION_DAYS
+            self.intake_per_day = max(0.0, self.world.steady_intake_per_day() + drift)
+            self._rated_at = now
         n = _poisson(self.rng, self.intake_per_day * days)
         for _ in range(n):
             customer = self.rng.choices(self._customers, self._weights)[0]

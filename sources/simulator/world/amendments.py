@@ -72,9 +72,44 @@ class Amendments:
         now = whole_seconds(self._clock.now())
         return max(now, track.last_step_at) if track.last_step_at is not None else now
 
+    def _live(self):
+        """(sales order, track) of the orders not cancelled, in order."""
+        return ((k, t) for k, t in self._tracks.items() if not t.cancelled)
+
+    def cancellable_orders(self) -> list[str]:
+        """Sales orders the customer can still cancel whole: nothing of them picked yet."""
+        return [
+            k for k, t in self._live()
+            if not t.in_delivery and all(STATE_RANK[p.state] < STATE_RANK[PICKED] for p in t.parts.values())
+        ]
+
+    def cancel_order(self, sales_order: str) -> None:
+        """The customer cancels the whole order before anything of it is picked: the ERP
+        rejects every item (``CANCELLED_BY_CUSTOMER``) and completes the order, the MES
+        technically completes its production not yet confirmed, and nothing more happens
+        to it (its goods already made stay in stock)."""
+        track = track_of(self._tracks, sales_order)
+        if sales_order not in self.cancellable_orders():
+            raise ValueError(f"order {sales_order} cannot be cancelled: it is cancelled already, or picking started")
+        at = self._now(track)
+        order = self._store.sales_order(sales_order)
+        for item in order.items:
+            item.rejection_reason = item.rejection_reason or CANCELLED_BY_CUSTOMER
+        post_delivered_quantities(track, order)
+        order.total_net_amount = 0.0
+        order.overall_sd_process_status = "C"  # nothing left to process
+        self._store.touch(order, "SalesOrder.Cancelled", at, sales_order)
+        for part in track.parts.values():
+            for po in self._store.production_orders(part.orders):
+                if po.status in ("CREATED", "RELEASED", "STARTED", "PARTIALLY_CONFIRMED"):
+                    po.status = "TECO"
+                    self._store.touch(po, "ProductionOrder.TechnicallyCompleted", at, sales_order)
+        track.schedule.clear()
+        track.cancelled = True
+
     def reversible_goods_issues(self) -> list[str]:
         """Sales orders with a goods issue the carrier has not picked up yet, in order."""
-        return [k for k, t in self._tracks.items() if any(p.state == GOODS_ISSUED for p in t.parts.values())]
+        return [k for k, t in self._live() if any(p.state == GOODS_ISSUED for p in t.parts.values())]
 
     def reverse_goods_issue(self, sales_order: str, *, redo_hours: float = 4.0) -> None:
         """Take back the goods issue of the order's part that is goods-issued and not yet
@@ -112,7 +147,7 @@ class Amendments:
         """Sales orders whose production has a confirmation that can still be taken back
         (partly confirmed, or confirmed and not yet inspected), in order."""
         out = []
-        for key, track in self._tracks.items():
+        for key, track in self._live():
             for part in track.parts.values():
                 if part.state not in (IN_PRODUCTION, PRODUCTION_COMPLETE):
                     continue
@@ -162,7 +197,7 @@ class Amendments:
         """(sales order, item) whose quantity can still change: made to order, production not
         yet confirmed, one delivery planned, in order."""
         out = []
-        for key, track in self._tracks.items():
+        for key, track in self._live():
             if track.planned_parts != 1 or len(track.parts) != 1:
                 continue
             if track.parts[0].state not in (RECEIVED, MATERIAL_SHORTAGE, RELEASED, IN_PRODUCTION):
@@ -228,7 +263,7 @@ class Amendments:
         """Sales orders whose delivery date can still change: nothing picked yet, one
         delivery planned, in order."""
         return [
-            k for k, t in self._tracks.items()
+            k for k, t in self._live()
             if t.planned_parts == 1 and len(t.parts) == 1 and STATE_RANK[t.parts[0].state] < STATE_RANK[PICKED]
         ]
 
@@ -279,7 +314,7 @@ class Amendments:
     def cancellable_items(self) -> list[tuple[str, str]]:
         """(sales order, item) the customer can still cancel alone, in order."""
         out = []
-        for key, track in self._tracks.items():
+        for key, track in self._live():
             if track.planned_parts != 1 or len(track.parts) != 1:
                 continue
             order = self._store.sales_order(key)
@@ -324,7 +359,7 @@ class Amendments:
         """(sales order, item made to order) the customer can still order more of after the
         goods left the plant: one delivery planned, all of it shipped, nothing owed."""
         out = []
-        for key, track in self._tracks.items():
+        for key, track in self._live():
             if track.planned_parts != 1 or len(track.parts) != 1 or track.backorder_pending:
                 continue
             if STATE_RANK[track.parts[0].state] < STATE_RANK[GOODS_ISSUED]:

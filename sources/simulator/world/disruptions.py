@@ -2,7 +2,9 @@
 
 The levers (a work centre down, a component short, a carrier delay, a planned scrap) and
 their ends (repair, the late goods' arrival), and the rule that holds production while a
-work centre is down or a component is still missing.
+work centre is down or a component is still missing. A breakdown also reschedules the work
+centre's queue behind it (``sources.work_queue``), and a repair gives back what the
+downtime did not take.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ...records import ComponentAvailability, Shipment, TrackingEvent, WorkCenter
+from ...records import ComponentAvailability, ProductionOrder, Shipment, TrackingEvent, WorkCenter
+from ...work_queue import Job, downtime_delays
 from .clock import PlantClock, hours_span, whole_seconds
 from .master_data import ShipTo
 from .orders import DELIVERED, OrderTrack, Step, track_of
@@ -20,6 +23,10 @@ from .production import PRODUCTION_STEPS
 from .shipping import set_eta
 from .store import RecordStore, UnknownKey
 from .working_time import PLANT_CALENDAR, WorkingTime
+
+# Production order statuses in a work centre's queue: waiting to start, and running.
+_QUEUED = frozenset({"CREATED", "RELEASED"})
+_RUNNING = frozenset({"STARTED", "PARTIALLY_CONFIRMED"})
 
 
 class Disruptions:
@@ -40,6 +47,9 @@ class Disruptions:
         self._tracks = tracks
         # Receipts of shortages raised by ``component_short``: reservation -> when it arrives.
         self._receipts: dict[str, dt.datetime] = {}
+        # Queues rescheduled behind a down work centre: work centre -> production order ->
+        # its (start, end) before, so a repair can give back what the downtime did not take.
+        self._pushed: dict[str, dict[str, tuple[dt.datetime, dt.datetime]]] = {}
 
     def work_center_down(self, work_center: str, hours: float) -> None:
         """Take a work centre down for ``hours``; production on it pauses until it is up."""
@@ -52,6 +62,38 @@ class Disruptions:
             record.down_since = now
         record.expected_up_at = whole_seconds(now + hours_span(hours))
         self._store.touch(record, "WorkCenter.Down", now, None)
+        self._push_queue(work_center, now, record.expected_up_at)
+
+    def _push_queue(self, work_center: str, now: dt.datetime, up_at: dt.datetime) -> None:
+        """The MES reschedules the work centre's queue behind the down period
+        (``sources.work_queue``): each production order not started yet that the downtime
+        delays starts (and ends) that much later, its basic dates kept as the plan, and its
+        order's steps from the start on move with it. A running order stands still while
+        the machine is down (``held_until``); what it carries passes to the queue."""
+        jobs: list[Job] = []
+        where: dict[str, tuple[OrderTrack, int, ProductionOrder]] = {}
+        for track in self._tracks.values():
+            for n, part in track.parts.items():
+                for po in self._store.production_orders(part.orders):
+                    if po.work_center != work_center or po.status not in _QUEUED | _RUNNING:
+                        continue
+                    jobs.append(Job(po.manufacturing_order, po.scheduled_start_date, po.scheduled_end_date,
+                                    running=po.status in _RUNNING))
+                    where[po.manufacturing_order] = (track, n, po)
+        delays = downtime_delays(jobs, now=now, up_at=up_at, plant=PLANT_CALENDAR)
+        pushed = self._pushed.setdefault(work_center, {})
+        for key, new_start in sorted(delays.items()):
+            track, n, po = where[key]
+            if not isinstance(new_start, dt.datetime) or new_start <= po.scheduled_start_date:
+                continue  # a running order (held step by step), or one already planned later
+            pushed.setdefault(key, (po.scheduled_start_date, po.scheduled_end_date))
+            work = PLANT_CALENDAR.working_time_between(po.scheduled_start_date, po.scheduled_end_date)
+            po.scheduled_start_date = whole_seconds(new_start)
+            po.scheduled_end_date = whole_seconds(PLANT_CALENDAR.add_working_time(new_start, work))
+            self._store.touch(po, "ProductionOrder.Changed", now, track.sales_order)
+            start = next((s.due for s in track.schedule if s.name == "start" and s.part == n), None)
+            if start is not None and start < po.scheduled_start_date:
+                track.shift(n, po.scheduled_start_date - start, production=True)
 
     def work_center_up(self, work_center: str) -> None:
         """Bring a work centre back up (no change when it is already up)."""
@@ -76,10 +118,47 @@ class Disruptions:
             self._set_up(record, record.expected_up_at)
 
     def _set_up(self, record: WorkCenter, at: dt.datetime) -> None:
+        down_since = record.down_since
         record.state = "UP"
         record.down_since = None
         record.expected_up_at = None
         self._store.touch(record, "WorkCenter.Up", at, None)
+        self._pull_queue(record.work_center, down_since or at, at)
+
+    def _pull_queue(self, work_center: str, down_since: dt.datetime, up_at: dt.datetime) -> None:
+        """Back up earlier than expected: the MES reschedules the queue it pushed again, for
+        the downtime there really was (never before the start planned before it)."""
+        pushed = self._pushed.pop(work_center, {})
+        if not pushed:
+            return
+        jobs = []
+        where = {}
+        for track in self._tracks.values():
+            for n, part in track.parts.items():
+                for po in self._store.production_orders(part.orders):
+                    if po.work_center != work_center:
+                        continue
+                    if po.manufacturing_order in pushed and po.status in _QUEUED:
+                        start, end = pushed[po.manufacturing_order]
+                        jobs.append(Job(po.manufacturing_order, start, end))
+                        where[po.manufacturing_order] = (track, n, po)
+                    elif po.status in _RUNNING:
+                        jobs.append(Job(po.manufacturing_order, po.scheduled_start_date, po.scheduled_end_date, True))
+        delays = downtime_delays(jobs, now=down_since, up_at=up_at, plant=PLANT_CALENDAR)
+        for key, (track, n, po) in sorted(where.items()):
+            start, end = pushed[key]
+            new_start = delays.get(key)
+            target = max(start, new_start) if isinstance(new_start, dt.datetime) else start
+            target = whole_seconds(target)
+            if target >= po.scheduled_start_date:
+                continue
+            work = PLANT_CALENDAR.working_time_between(po.scheduled_start_date, po.scheduled_end_date)
+            pending = next((s.due for s in track.schedule if s.name == "start" and s.part == n), None)
+            po.scheduled_start_date = target
+            po.scheduled_end_date = whole_seconds(PLANT_CALENDAR.add_working_time(target, work))
+            self._store.touch(po, "ProductionOrder.Changed", up_at, track.sales_order)
+            if pending is not None and pending > max(target, up_at):
+                track.shift(n, max(target, up_at) - pending, production=True)
 
     def component_short(self, reservation: str, quantity: float, until: dt.date) -> None:
         """A component goes short by ``quantity`` until ``until`` (a late supplier delivery).

@@ -50,6 +50,8 @@ LIFECYCLE_STATES = (
 )
 # How far along the lifecycle each state is (an order's state is its least advanced part's).
 STATE_RANK = {s: i for i, s in enumerate(LIFECYCLE_STATES)}
+# Off the lifecycle: the customer cancelled the whole order before anything of it shipped.
+CANCELLED = "CANCELLED"
 
 
 @dataclasses.dataclass(slots=True)
@@ -107,11 +109,15 @@ class OrderTrack:
     forced_scrap: dict[str, float] = dataclasses.field(default_factory=dict)  # control lever
     rest: str = ""  # what happens to a short-shipped rest: "reproduce", "cancel" or "" (chance)
     backorder_pending: bool = False
+    cancelled: bool = False  # the whole order, by the customer (its parts keep where they were)
     overall: str | None = None  # the order's state, kept while no part changes (read often)
 
     @property
     def state(self) -> str:
-        """The current part's state while a step runs; otherwise the order's."""
+        """The current part's state while a step runs; otherwise the order's (CANCELLED
+        once the customer cancelled it)."""
+        if self.cancelled:
+            return CANCELLED
         if self.overall is None:
             unfinished = [p.state for p in self.parts.values() if p.state != DELIVERED]
             self.overall = min(unfinished, key=STATE_RANK.__getitem__) if unfinished else DELIVERED
@@ -132,6 +138,11 @@ class OrderTrack:
         self.parts[n] = part
         self.overall = None
         return part
+
+    @property
+    def closed(self) -> bool:
+        """Delivered, or cancelled: nothing more happens to it."""
+        return self.cancelled or self.state == DELIVERED
 
     @property
     def lots(self) -> list[str]:

@@ -10,7 +10,8 @@ together in ``__init__`` (the one place that shows who uses whom):
 - ``orders``, ``planning``, ``quantities``: an order's track, its plan and its quantities;
 - ``production``, ``shipping``, ``lifecycle``: the order's steps;
 - ``disruptions``: breakdowns, late components, carrier delays, planned shortfalls;
-- ``amendments``: goods-issue reversals and production confirmation cancellations;
+- ``amendments``: goods-issue reversals, production confirmation cancellations and the
+  customer's changes (quantities, dates, items or the whole order cancelled, more ordered);
 - ``generation``: a world built from a seed; ``scheduler``: what falls due as time moves;
 - ``reports``: order states, lateness and deliveries at a glance.
 
@@ -182,6 +183,16 @@ class World:
         self._amendments.amend_after_shipment(sales_order, item, extra)
         return self._store.flush()
 
+    def cancel_order(self, sales_order: str) -> list[Change]:
+        """The customer cancels the whole order (see ``Amendments``); ValueError when it
+        cannot be (picking started, or cancelled already)."""
+        self._amendments.cancel_order(sales_order)
+        return self._store.flush()
+
+    def cancellable_orders(self) -> list[str]:
+        """Sales orders the customer can still cancel whole."""
+        return self._amendments.cancellable_orders()
+
     def amendable_after_shipment(self) -> list[tuple[str, str]]:
         """(sales order, item) the customer can still order more of after shipment."""
         return self._amendments.amendable_after_shipment()
@@ -286,6 +297,10 @@ class World:
     def steady_intake_per_day(self) -> float:
         """New orders per plant day that keep the number of open orders steady (see ``Reports``)."""
         return self._reports.steady_intake_per_day()
+
+    def open_orders(self) -> int:
+        """How many orders are not delivered yet."""
+        return self._reports.open_orders()
 
     def customers(self) -> list[str]:
         """Customer numbers, in order."""

@@ -4,12 +4,14 @@ records)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 from ...records import Shipment
 from .clock import PlantClock
 from .master_data import ShipTo
 from .orders import (
+    CANCELLED,
     DELIVERED,
     GOODS_ISSUED,
     LIFECYCLE_STATES,
@@ -56,7 +58,7 @@ class Reports:
 
     def states(self) -> dict[str, int]:
         """How many orders are in each lifecycle state."""
-        states = dict.fromkeys(LIFECYCLE_STATES, 0)
+        states = dict.fromkeys((*LIFECYCLE_STATES, CANCELLED), 0)
         for track in self._tracks.values():
             states[track.state] += 1
         return states
@@ -66,7 +68,7 @@ class Reports:
         track = track_of(self._tracks, sales_order)
         order = self._store.sales_order(sales_order)
         promise = order.confirmed_delivery_date
-        if track.state == DELIVERED or promise is None:
+        if track.closed or promise is None:
             return False
         receiving = self._ship_tos[track.customer].receiving
         if promise < receiving.local_date(self._clock.now()):
@@ -112,17 +114,29 @@ class Reports:
             cut += any(i.rejection_reason for i in self._store.sales_order(key).items)
         return {"backorders": len(self.short_shipped()), "severalDeliveries": several, "itemsCut": cut}
 
-    def steady_intake_per_day(self) -> float:
-        """New orders per plant day that keep the open orders as many as they are: open
-        orders over the planned lead time (order to delivery) of the orders just received
-        (Little's law); 0 when no order is open or none was just received."""
-        open_orders = sum(1 for t in self._tracks.values() if t.state != DELIVERED)
+    def open_orders(self) -> int:
+        """How many orders are not delivered yet."""
+        return sum(1 for t in self._tracks.values() if not t.closed)
+
+    def steady_intake_per_day(self, horizon_days: float = 5.0) -> float:
+        """New orders per plant day that keep the open orders as many as they are: as many
+        as the plant is due to deliver per day over the next ``horizon_days`` (open orders
+        whose last step falls due by then). When none is due then: open orders over the
+        planned lead time of the orders just received (Little's law); 0 when no order is
+        open. Counting what falls due, not the whole lead time, matters in a world built
+        mid-flight: most open orders are well on their way, so the plant first delivers
+        faster than a stream of new orders over their full lead time would."""
+        open_tracks = [t for t in self._tracks.values() if not t.closed]
+        if not open_tracks:
+            return 0.0
+        until = self._clock.now() + dt.timedelta(days=horizon_days)
+        due = sum(1 for t in open_tracks if t.schedule and t.schedule[-1].due <= until)
+        if due:
+            return due / horizon_days
         leads = [
             (t.schedule[-1].due - t.last_step_at).total_seconds() / 86400
-            for t in self._tracks.values()
+            for t in open_tracks
             if t.state == RECEIVED and t.schedule and t.last_step_at is not None
         ]
         leads = [d for d in leads if d > 0]
-        if not open_orders or not leads:
-            return 0.0
-        return open_orders / (sum(leads) / len(leads))
+        return len(open_tracks) / (sum(leads) / len(leads)) if leads else 0.0

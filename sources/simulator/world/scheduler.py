@@ -67,7 +67,14 @@ class Scheduler:
                 self._disruptions.repair_if_due(key, now)
                 continue
             track = self._tracks[key]
-            if not track.schedule or track.schedule[0].due != due:
+            if not track.schedule:
+                continue
+            if track.schedule[0].due != due:
+                # An earlier repair pulled the order's schedule in meanwhile (a rescheduled
+                # queue): its step is due now, at this point in time order.
+                if track.schedule[0].due < due:
+                    track.schedule[0].due = due
+                    heapq.heappush(heap, (due, _STEP, key))
                 continue
             step = track.schedule[0]
             # Held by a down machine or a late part, then into the step's working time.
