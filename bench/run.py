@@ -64,7 +64,7 @@ DEFAULT_OUT = BENCH_DIR / "results"
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion", "attack", "tracing")
 # Run only when asked (--only): the soak takes ten minutes, scaleout needs Redis.
-EXTRA_SCENARIOS = ("soak", "scaleout")
+EXTRA_SCENARIOS = ("soak", "scaleout", "apply")
 LEVELS = 3  # resolution levels of the full view and of a page: ERP → MES+WMS → MES+WMS+QMS+TMS
 # Upstream calls the batched ideal makes: one per source and resolution level.
 IDEAL_CALLS = {"erp": {"erp": 1}, "all": {"erp": 2, "mes": 2, "wms": 2, "qms": 1, "tms": 1}}
@@ -1058,6 +1058,10 @@ class Bench:
                     from .soak import soak
 
                     await soak(self)
+                if "apply" in scenarios:
+                    from .apply import apply_rate
+
+                    await apply_rate(self)
                 meta["auth"] = self.auth_note
                 meta["loadavg_end"] = procs.loadavg()
         finally:

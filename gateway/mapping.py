@@ -61,6 +61,11 @@ class Lookups:
     def found(self, kind: str) -> dict[str, Any]:
         return self.by_kind.setdefault(kind, {})
 
+    def merge(self, other: Lookups) -> None:
+        """Take what ``other`` read too."""
+        for kind, found in other.by_kind.items():
+            self.found(kind).update(found)
+
     def record(self, entity: str, key: str) -> tuple[bool, Any]:
         """(read already, the record or None) of the record an event of ``entity`` names."""
         kind = _KIND_OF_ENTITY.get(entity)
@@ -107,6 +112,27 @@ async def _read_round(sources: Sources, lookups: Lookups, wanted: dict[str, set[
             into[key] = found.get(key)
 
 
+def first_read(e: SourceEvent, *, orders: bool) -> tuple[str, str] | None:
+    """The read (kind, key) the event's impact needs first, or None when the event itself
+    names what it touches (its record or its join keys)."""
+    rec, refs = e.record, e.refs
+    if e.entity == "ProductionOrder" and not (getattr(rec, "sales_order", None) or refs.get("SalesOrder")):
+        return ("po", e.key)
+    if e.entity == "WorkCenter" and orders:
+        return ("wc_pos", e.key)
+    if e.entity == "ComponentAvailability" and not (getattr(rec, "manufacturing_order", None) or refs.get("ManufacturingOrder")):
+        return ("comp", e.key)
+    if e.entity == "OutboundDelivery" and not (
+        getattr(rec, "sales_order", None) or refs.get("ReferenceSDDocument") or refs.get("SalesOrder")
+    ):
+        return ("dlv", e.key)
+    if e.entity == "InspectionLot" and not (getattr(rec, "manufacturing_order", None) or refs.get("ManufacturingOrder")):
+        return ("lot", e.key)
+    if e.entity == "Shipment" and not (getattr(rec, "delivery_document", None) or refs.get("DeliveryDocument")):
+        return ("ship", e.key)
+    return None
+
+
 async def impacts_of(
     events: Sequence[SourceEvent], sources: Sources, *, orders: bool = True, lookups: Lookups | None = None
 ) -> tuple[list[Impact], Lookups]:
@@ -118,21 +144,8 @@ async def impacts_of(
     out = [Impact() for _ in events]
     first: dict[str, set[str]] = {}
     for e in events:
-        rec, refs = e.record, e.refs
-        if e.entity == "ProductionOrder" and not (getattr(rec, "sales_order", None) or refs.get("SalesOrder")):
-            first.setdefault("po", set()).add(e.key)
-        elif e.entity == "WorkCenter" and orders:
-            first.setdefault("wc_pos", set()).add(e.key)
-        elif e.entity == "ComponentAvailability" and not (getattr(rec, "manufacturing_order", None) or refs.get("ManufacturingOrder")):
-            first.setdefault("comp", set()).add(e.key)
-        elif e.entity == "OutboundDelivery" and not (
-            getattr(rec, "sales_order", None) or refs.get("ReferenceSDDocument") or refs.get("SalesOrder")
-        ):
-            first.setdefault("dlv", set()).add(e.key)
-        elif e.entity == "InspectionLot" and not (getattr(rec, "manufacturing_order", None) or refs.get("ManufacturingOrder")):
-            first.setdefault("lot", set()).add(e.key)
-        elif e.entity == "Shipment" and not (getattr(rec, "delivery_document", None) or refs.get("DeliveryDocument")):
-            first.setdefault("ship", set()).add(e.key)
+        if (read := first_read(e, orders=orders)) is not None:
+            first.setdefault(read[0], set()).add(read[1])
     await _read_round(sources, lookups, first)
 
     def mo_of(e: SourceEvent, kind: str) -> str | None:

@@ -4,8 +4,8 @@ Stages of one batch (up to ``batch_size`` journaled events, oldest first):
 
 1. the parsed event: as the door parsed it (``StoredEvent.event``), else parsed once from
    the journaled row (a poll's, another replica's, or one from before a restart);
-2. the impact: the one the door computed before the 202 (``accepted``), else computed for
-   the batch's other events together (``mapping.impacts_of``: one round of look-ups);
+2. the impact, for the batch's events together (``mapping.impacts_of``: at most two rounds
+   of look-ups), reusing what the door read for their keys before the 202 (``accepted``);
 3. the records seen for the first time: their last change at the source (one round,
    reusing what step 2 read), so an event older than its record is stale;
 4. the orders' customers (one read for the batch);
@@ -40,7 +40,7 @@ from .bus import Bus, OrderChanged
 from .cache import RecordCache
 from .invalidation import CacheInvalidation
 from .journal import Journal, Processed, StoredEvent, WatermarkKey
-from .mapping import NAMESPACE_OF_ENTITY, Impact, Lookups, impacts_of, last_changes_of
+from .mapping import NAMESPACE_OF_ENTITY, Lookups, first_read, impacts_of, last_changes_of
 from .reconcile_ids import POLLED, is_polled
 
 if TYPE_CHECKING:
@@ -90,8 +90,8 @@ class EventProcessor:
         self.invalidation = invalidation or CacheInvalidation(cache)
         # Events applied together: one round of look-ups, one journal write, one publish.
         self.batch_size = max(1, batch_size)
-        # Impacts the door computed (and whose keys it dropped) before the 202, by seq.
-        self._door: OrderedDict[int, Impact] = OrderedDict()
+        # What the door read for an event's impact (whose keys it dropped) before the 202.
+        self._door: OrderedDict[int, Lookups] = OrderedDict()
         self.batches = 0  # batches applied whole (more than one event)
         self.timeline: EventTimeline | None = None  # set by the gateway (gateway/telemetry.py)
         self.park_after = max(1, park_after)
@@ -134,30 +134,32 @@ class EventProcessor:
                 await asyncio.sleep(0.01)
 
     async def accepted(self, events: list[tuple[int, SourceEvent]], budget_seconds: float = 1.0) -> None:
-        """Before ``POST /events`` answers: the impact of its new events (one round of
-        look-ups for all of them), their cache keys dropped here and in every replica, and
-        the impacts kept for applying the events (computed once).
+        """Before ``POST /events`` answers: the cache keys its new events touch, dropped here
+        and in every replica (one round of look-ups for all of them; a notification-only
+        production order names no sales order). What the look-ups read is kept for applying
+        the events, so no record is read twice and no key dropped twice.
 
         Where the look-ups fail or take longer than ``budget_seconds``, the entities' whole
-        namespaces go instead: the reads after the 202 must not serve a record older than
-        the event. Applying them follows asynchronously."""
+        namespaces go instead (of the events that needed them): the reads after the 202
+        must not serve a record older than the event. Applying follows asynchronously."""
         parsed = [e for _, e in events]
         try:
             async with asyncio.timeout(budget_seconds):
-                impacts, _ = await impacts_of(parsed, self.sources)
+                impacts, lookups = await impacts_of(parsed, self.sources, orders=False)
         except (SourceError, TimeoutError) as exc:
+            unknown = [e for e in parsed if first_read(e, orders=False) is not None]
             log.warning("events %s: their cache keys are unknown (%s); dropping their namespaces",
-                        ", ".join(e.id for e in parsed[:5]), exc)  # fmt: skip
-            namespaces = {ns for e in parsed if (ns := NAMESPACE_OF_ENTITY.get(e.entity)) is not None}
-            await self.invalidation.drop_everywhere(set(), namespaces)
+                        ", ".join(e.id for e in unknown[:5]), _why(exc))  # fmt: skip
+            known = [e for e in parsed if first_read(e, orders=False) is None]
+            impacts, _ = await impacts_of(known, self.sources, orders=False)  # reads nothing
+            namespaces = {ns for e in unknown if (ns := NAMESPACE_OF_ENTITY.get(e.entity)) is not None}
+            await self.invalidation.drop_everywhere({k for i in impacts for k in i.keys}, namespaces)
             return
-        keys: set[tuple[str, str]] = set()
-        for (seq, _), impact in zip(events, impacts, strict=True):
-            keys |= impact.keys
-            self._door[seq] = impact
+        for seq, _ in events:
+            self._door[seq] = lookups
             if len(self._door) > _DOOR_KEPT:
                 self._door.popitem(last=False)
-        await self.invalidation.drop_everywhere(keys)
+        await self.invalidation.drop_everywhere({k for i in impacts for k in i.keys})
 
     async def _run(self) -> None:
         while True:
@@ -330,12 +332,10 @@ class EventProcessor:
                 # The source spoke: it is alive (health, stale_sources), whatever its API says.
                 self.sources.note_event(event.system, stored.received_at)
         door = [self._door.get(s.seq) for s in batch]
-        todo = [i for i, impact in enumerate(door) if impact is None]
         lookups = Lookups()
-        computed, lookups = await impacts_of([events[i] for i in todo], self.sources, lookups=lookups)
-        impacts: list[Impact] = [impact or Impact() for impact in door]
-        for i, impact in zip(todo, computed, strict=True):
-            impacts[i] = impact
+        for read in dict.fromkeys(d for d in door if d is not None):
+            lookups.merge(read)
+        impacts, lookups = await impacts_of(events, self.sources, lookups=lookups)
         now = self.plant_clock()
         learned = await self._last_changes(events, polled, now, lookups)
         customers = await self._customers(sorted({so for impact in impacts for so in impact.orders}))

@@ -373,6 +373,8 @@ class SQLiteJournal:
     ``async with``). All methods are coroutines and never block the event loop.
     """
 
+    publishes = False  # record_processed records only: the processor publishes on the bus
+
     def __init__(
         self,
         conn: sqlite3.Connection,
