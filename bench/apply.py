@@ -1,8 +1,8 @@
 """Event apply rate: ``python -m bench --only apply`` — how fast the processor applies events.
 
 One fresh warm gateway, no queries and no subscribers: the plant's driver offers plant
-changes at ``APPLY_LOAD_FACTOR`` times the default demo's rate (more than the processor of
-round one could apply), every change a signed CloudEvent. The harness samples the event
+changes at ``--apply-factor`` times the default demo's rate (default 4: more than the
+processor of round one could apply), every change a signed CloudEvent. The harness samples the event
 backlog (``ordergraph_event_backlog``) every second while the driver runs, then until the
 backlog is empty. With a backlog throughout, the processor never waited for work, so
 
@@ -34,12 +34,13 @@ async def apply_rate(bench: Bench) -> None:
     from .run import say
 
     seconds, most_wait = APPLY_SIZES[bench.size.name]
-    rate = APPLY_LOAD_FACTOR * DEMO_CHANGES_PER_SECOND
+    factor = float(getattr(bench.args, "apply_factor", APPLY_LOAD_FACTOR))
+    rate = factor * DEMO_CHANGES_PER_SECOND
     bench.stop_gateway()
     await bench.start_gateway("warm")
     gw = bench.gateway
     assert gw is not None
-    say(f"apply: {seconds:g} s of plant changes at {rate:g}/s ({APPLY_LOAD_FACTOR:g}x the demo's), no queries; then until the backlog is empty")
+    say(f"apply: {seconds:g} s of plant changes at {rate:g}/s ({factor:g}x the demo's), no queries; then until the backlog is empty")
     samples: list[dict[str, Any]] = []
     t0 = time.monotonic()
     await bench.plant_post("/bench/driver", {"gateway": gw.url, "rate": rate, "orders": bench.orders})

@@ -1127,6 +1127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --workers > 1 (keys under a per-run prefix, deleted after)")
     p.add_argument("--erp", choices=("rest", "sap-odata"), default="rest", help="how ordergraph reads the ERP: the REST contract (default) or SAP's OData v2 (the peer always reads REST)")
+    p.add_argument("--apply-factor", type=float, default=4.0, help="--only apply: the plant changes offered, as a multiple of the demo's rate (default 4)")
     p.add_argument("--gateway-src", type=Path, help="run the gateway and plant from another checkout (e.g. a `git worktree` of a commit) to compare")
     return p.parse_args(argv)
 

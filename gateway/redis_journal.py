@@ -13,7 +13,8 @@ effects also publishes its bus message, in one script. What changes with several
   now: its own pending entries (a retry), then entries other replicas took but left idle
   longer than the lease (``XAUTOCLAIM``: a dead replica's events are taken over), then new
   ones (``XREADGROUP >``). Reading its pending entries again renews this replica's lease.
-- **Exactly once.** :meth:`mark_processed_and_publish` is one script: if the event is
+- **Exactly once.** :meth:`record_processed` runs one script per event (pipelined for a
+  batch), as :meth:`mark_processed_and_publish` does for one: if the event is
   already recorded (another replica finished it first, e.g. after a lease ran out under a
   slow source) it changes nothing and returns 0; otherwise it records the change rows,
   ``XACK``\\s the entry and ``PUBLISH``\\es the bus message. Each event's effects are
