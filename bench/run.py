@@ -64,7 +64,7 @@ DEFAULT_OUT = BENCH_DIR / "results"
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 SCENARIOS = ("upstream", "latency", "throughput", "subscriptions", "ingestion", "attack", "tracing")
 # Run only when asked (--only): the soak takes ten minutes, scaleout needs Redis.
-EXTRA_SCENARIOS = ("soak", "scaleout")
+EXTRA_SCENARIOS = ("soak", "scaleout", "apply")
 LEVELS = 3  # resolution levels of the full view and of a page: ERP → MES+WMS → MES+WMS+QMS+TMS
 # Upstream calls the batched ideal makes: one per source and resolution level.
 IDEAL_CALLS = {"erp": {"erp": 1}, "all": {"erp": 2, "mes": 2, "wms": 2, "qms": 1, "tms": 1}}
@@ -1058,6 +1058,10 @@ class Bench:
                     from .soak import soak
 
                     await soak(self)
+                if "apply" in scenarios:
+                    from .apply import apply_rate
+
+                    await apply_rate(self)
                 meta["auth"] = self.auth_note
                 meta["loadavg_end"] = procs.loadavg()
         finally:
@@ -1123,6 +1127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --workers > 1 (keys under a per-run prefix, deleted after)")
     p.add_argument("--erp", choices=("rest", "sap-odata"), default="rest", help="how ordergraph reads the ERP: the REST contract (default) or SAP's OData v2 (the peer always reads REST)")
+    p.add_argument("--apply-factor", type=float, default=4.0, help="--only apply: the plant changes offered, as a multiple of the demo's rate (default 4)")
     p.add_argument("--gateway-src", type=Path, help="run the gateway and plant from another checkout (e.g. a `git worktree` of a commit) to compare")
     return p.parse_args(argv)
 

@@ -40,7 +40,7 @@ from .connect import endpoint_settings
 from .exception_tracker import ExceptionTracker
 from .graphiql import render_graphiql
 from .graphql_http import GraphQLHttp
-from .ingest import EventIngress, EventProcessor, Rejection
+from .ingress import EventIngress, events_endpoint
 from .journal import Journal
 from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
@@ -48,6 +48,7 @@ from .mqtt import ShopFloorConsumer, WorkCenterStaleness
 from .notices import NoticeEngine, nothing_acknowledged, outbox_path
 from .order_index import OrderIndex
 from .outbox import Outbox
+from .processor import EventProcessor
 from .response_cache import ResponseCache
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Gateway:
         self._own_bus = bus is None  # scale-out replaces our own LocalBus with a RedisBus
         self.registry = event_registry(config.events.limits())
         self.journal: Journal | None = None
+        self.replica_id: str | None = None  # scale-out: this replica's name in the journal's group
         self.ingress: EventIngress | None = None
         self.processor: EventProcessor | None = None
         self.hub: Hub | None = None
@@ -191,7 +193,9 @@ class Gateway:
         else:
             if ev.journal_path != ":memory:":
                 Path(ev.journal_path).parent.mkdir(parents=True, exist_ok=True)
-            self.journal = await Journal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
+            from .sqlite_journal import SQLiteJournal
+
+            self.journal = await SQLiteJournal.open(ev.journal_path, retention_days=ev.retention_days, max_events=ev.max_events)
         assert self.journal is not None
         now = self.domain_clock()  # the plant's time, which business times follow
         ceiling = now + dt.timedelta(seconds=ev.max_future_seconds)
@@ -229,7 +233,7 @@ class Gateway:
         self.ingress.timeline = self.processor.timeline = self.hub.timeline = self.timeline
         self.hub.on_lag = self.metrics.on_push_lag
         self.metrics.watch_subscriptions(self.hub)
-        self.ingress.before_ack = self.processor.invalidate_now
+        self.ingress.before_ack = self.processor.accepted
         self.processor.fence = self.fence
         self.http.before_read = self.fence.sync if self.fence is not None else None
         self.hub.start()
@@ -256,7 +260,7 @@ class Gateway:
             self.evaluator = Evaluator(
                 scaleout.redis_url,
                 prefix=scaleout.key_prefix,
-                replica_id=self.journal.replica_id,  # type: ignore[attr-defined]
+                replica_id=self.replica_id,
                 tracker=self.exceptions,
                 index=self.index,
                 lease_seconds=scaleout.evaluator_lease_seconds,
@@ -401,7 +405,7 @@ class Gateway:
         self.index.fence_applying = lambda: self.fence.applying if self.fence is not None else None
         self.index.fence_applied(self.fence.applied)
         self.fence.on_applied = self.index.fence_applied
-        self.journal = await RedisJournal.open(  # type: ignore[assignment]
+        journal = await RedisJournal.open(
             sc.redis_url,
             prefix=sc.key_prefix,
             replica_id=sc.replica_id or None,
@@ -409,6 +413,7 @@ class Gateway:
             retention_days=ev.retention_days,
             max_events=ev.max_events,
         )
+        self.journal, self.replica_id = journal, journal.replica_id
 
     async def _start_workflow(self) -> None:
         """Workflow on exceptions: SQLite beside the journal, or the replicas' Redis."""
@@ -442,10 +447,8 @@ class Gateway:
         return w is not None and (w.acknowledged or w.resolved or w.snoozed(self.workflow.now()))
 
     def _on_bus(self, changes: list) -> None:
-        # Changes published by any replica: drop their cache keys here too, then fan out.
-        keys = {k for ch in changes for k in ch.invalidated}
-        if keys:
-            self.cache.invalidate(keys)
+        # Changes published by any replica: fan out. Their cache keys are dropped already
+        # (gateway/invalidation.py; other replicas' by the fence or RedisBus.invalidate).
         if self.hub is not None:
             self.hub.on_changes(changes)
         if self.exceptions is not None:
@@ -643,31 +646,6 @@ def create_app(
             return HTMLResponse(render_graphiql())
         return await gateway.http.handle(request)
 
-    async def events_endpoint(request: Request) -> Response:
-        assert gateway.ingress is not None
-        limit = config.events.max_body_bytes
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            return JSONResponse({"error": f"body over {limit} bytes"}, status_code=413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return JSONResponse({"error": f"body over {limit} bytes"}, status_code=413)
-        try:
-            accepted = await gateway.ingress.accept(
-                bytes(body),
-                request.headers.get("content-type", ""),
-                request.headers.get("x-ordergraph-signature"),
-                trace_headers=request.headers,  # traceparent of the request (events may carry their own)
-            )
-        except Rejection as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
-        return JSONResponse(
-            {"accepted": accepted.accepted, "duplicates": accepted.duplicates, "cursors": accepted.cursors},
-            status_code=202,
-        )
-
     async def graphql_ws(websocket: WebSocket) -> None:
         assert gateway.hub is not None
         slots: list[str] = []
@@ -754,7 +732,7 @@ def create_app(
             Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_ws),
             Route("/graphql/stream", graphql_stream, methods=["GET", "POST"]),
-            Route("/events", events_endpoint, methods=["POST"]),
+            Route("/events", events_endpoint(lambda: gateway.ingress), methods=["POST"]),
             Route("/carriers/aftership", aftership_endpoint(gateway), methods=["POST"]),
             Route("/carriers/edi214", edi214_endpoint(gateway), methods=["POST"]),
             Route("/portal", page),

@@ -37,7 +37,7 @@ from sources.signing import SignatureError
 
 from .auth import bearer_token
 from .config import CarriersConfig
-from .ingest import Rejection
+from .ingress import Rejection, read_body
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -66,15 +66,10 @@ def _error(status: int, message: str, **where: object) -> JSONResponse:
 
 
 async def _body(request: Request, limit: int) -> bytes | Response:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        return _error(413, f"body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return _error(413, f"body over {limit} bytes")
-    return bytes(body)
+    try:
+        return await read_body(request, limit)
+    except Rejection as exc:
+        return _error(exc.status, exc.message)
 
 
 def _zone(gateway: Gateway) -> dt.tzinfo:

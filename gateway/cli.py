@@ -838,10 +838,10 @@ def _journal_for_cli(args: argparse.Namespace) -> tuple[str, str, str]:
 
 
 async def _open_journal_for_cli(kind: str, where: str, prefix: str) -> Any:
-    from .journal import Journal
+    from .sqlite_journal import SQLiteJournal
 
     if kind == "sqlite":
-        return await Journal.open(where)
+        return await SQLiteJournal.open(where)
     from redis.exceptions import RedisError
 
     from .redis_journal import RedisJournal

@@ -54,7 +54,7 @@ from sources.sparkplug.session import Command, Update
 from sources.tasks import stop_task
 
 from .config import MqttConfig
-from .ingest import EventIngress, Rejection
+from .ingress import EventIngress, Rejection
 
 log = logging.getLogger("ordergraph.mqtt")
 

@@ -5,8 +5,8 @@ interval the gateway reads the records changed since a durable watermark — ODa
 ``LastChangeDateTime gt datetimeoffset'…'`` for ``profile = "sap-odata"``, the REST
 contract's ``changedSince`` otherwise — and journals each changed record as an event
 (``poll:<entity>:<key>:<time>``, notification-only: keys and join keys). From there the
-event path is the pushed one (``gateway/ingest.py``): the processor invalidates the cache,
-records the change per order and publishes it to subscribers.
+event path is the pushed one (``gateway/processor.py``): the processor invalidates the
+cache, records the change per order and publishes it to subscribers.
 
 - Dedup. A record whose newest applied change (its watermark) is not older than what the
   poll saw is not journaled; the processor drops a polled change a pushed event already

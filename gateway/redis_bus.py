@@ -11,7 +11,7 @@ A message is one JSON object::
      "changes": [OrderChanged.to_json(), ...],
      "invalidate": [[namespace, key], ...]}   # record-cache keys every replica drops
 
-``RedisJournal.mark_processed_and_publish`` publishes from inside the Lua script that
+``RedisJournal.record_processed`` (and ``mark_processed_and_publish``) publishes from inside the Lua script that
 records the change, so message order on the channel is exactly the order in which changes
 became visible in the journal; ``pos`` then replaces each change's ``seq`` (it is the
 resume cursor). ``invalidate`` also travels when an event changed no order (a work centre

@@ -1,7 +1,7 @@
 """Read-after-202 across replicas: a shared invalidation sequence on Redis.
 
 One replica answers ``POST /events`` with 202 only after it dropped the cache keys the
-events touch (``EventProcessor.invalidate_now``). Other replicas learn of the change when
+events touch (``EventProcessor.accepted``, through ``gateway/invalidation.py``). Other replicas learn of the change when
 the processed change reaches them over the bus, which can be later: a client that got the
 202 from replica A and then reads through replica B could still be served B's older cached
 answer. The fence closes that:

@@ -1,7 +1,8 @@
 """The scale-out event journal on Redis, shared by every gateway replica.
 
-Same async interface as :class:`gateway.journal.Journal` (the SQLite default), so ingestion,
-the subscription hub and ``Order.history`` use either. What changes with several replicas:
+Satisfies :class:`gateway.journal.Journal`, as the SQLite default does, so ingestion, the
+subscription hub and ``Order.history`` use either. It ``publishes``: recording an event's
+effects also publishes its bus message, in one script. What changes with several replicas:
 
 - **One seq space, one dedupe.** ``append`` runs one Lua script: per event, look up
   ``source``+``id`` in the dedupe hash; if new, ``INCR`` the seq counter and ``XADD`` the
@@ -12,7 +13,8 @@ the subscription hub and ``Order.history`` use either. What changes with several
   now: its own pending entries (a retry), then entries other replicas took but left idle
   longer than the lease (``XAUTOCLAIM``: a dead replica's events are taken over), then new
   ones (``XREADGROUP >``). Reading its pending entries again renews this replica's lease.
-- **Exactly once.** :meth:`mark_processed_and_publish` is one script: if the event is
+- **Exactly once.** :meth:`record_processed` runs one script per event (pipelined for a
+  batch), as :meth:`mark_processed_and_publish` does for one: if the event is
   already recorded (another replica finished it first, e.g. after a lease ran out under a
   slow source) it changes nothing and returns 0; otherwise it records the change rows,
   ``XACK``\\s the entry and ``PUBLISH``\\es the bus message. Each event's effects are
@@ -71,8 +73,11 @@ from .journal import (
     JournalEvent,
     OrderChangeRow,
     ParkedEvent,
+    ParsedEvents,
+    Processed,
     StoredEvent,
     UnknownCursor,
+    WatermarkKey,
     _from_us,
     _to_us,
 )
@@ -320,6 +325,9 @@ class RedisJournal:
         self.retention_days = retention_days
         self.max_events = max_events
         self.taken_over = 0  # events this replica claimed from others after their lease
+        # Opened with ``publish``: record_processed publishes each event's changes itself.
+        self.publishes = channel is not None
+        self._parsed = ParsedEvents()
         self._r = client
         self._closed = False
         self._k_seq = f"{prefix}seq"
@@ -458,7 +466,11 @@ class RedisJournal:
                 fields += ["data", orjson.dumps(event.data)]
             args += [len(fields), _dedupe_field(event.source, event.event_id), *fields]
         result = await self._append(keys=[self._k_seq, self._k_dedupe, self._k_events], args=args)
-        return [Appended(seq=int(seq), duplicate=bool(dup)) for seq, dup in result]
+        out = [Appended(seq=int(seq), duplicate=bool(dup)) for seq, dup in result]
+        for event, appended in zip(events, out, strict=True):
+            if not appended.duplicate:
+                self._parsed.keep(appended.seq, event.event)
+        return out
 
     async def mark_processed(
         self, seq: int, orders: list[tuple[str, str | None]], *, stale: bool = False
@@ -484,6 +496,31 @@ class RedisJournal:
         """
         return await self._record(seq, orders, stale=False, changes=changes, invalidate=invalidate)
 
+    async def record_processed(self, batch: Sequence[Processed]) -> list[bool]:
+        """Record a batch of applied events (see ``Journal``): one script per event, all in
+        one pipeline, in order; each publishes its changes when the journal ``publishes``.
+        False for an event another replica had recorded already (nothing published)."""
+        self._check_open()
+        if not batch:
+            return []
+        stored = await self._get_many([p.seq for p in batch])
+        async with self._r.pipeline(transaction=False) as pipe:
+            for p, event in zip(batch, stored, strict=True):
+                if event is None:
+                    raise KeyError(f"no journaled event with seq {p.seq}")
+                keys, args = self._record_call(
+                    event, list(p.orders), stale=p.stale, changes=p.changes, invalidate=p.invalidate
+                )
+                await self._mark(keys=keys, args=args, client=pipe)
+            try:
+                results = await pipe.execute()
+            except ResponseError as exc:
+                if "UNKNOWN_SEQ" in str(exc):  # pruned between the read and the scripts
+                    raise KeyError(str(exc)) from exc
+                raise
+        self._parsed.done([p.seq for p in batch])
+        return [int(pos) > 0 for pos in results]
+
     async def _record(
         self,
         seq: int,
@@ -497,6 +534,27 @@ class RedisJournal:
         stored = await self.get(seq)
         if stored is None:
             raise KeyError(f"no journaled event with seq {seq}")
+        keys, args = self._record_call(stored, orders, stale=stale, changes=changes, invalidate=invalidate)
+        try:
+            pos = await self._mark(keys=keys, args=args)
+        except ResponseError as exc:
+            if "UNKNOWN_SEQ" in str(exc):  # pruned between get() and the script
+                raise KeyError(f"no journaled event with seq {seq}") from exc
+            raise
+        self._parsed.done([seq])
+        return int(pos)
+
+    def _record_call(
+        self,
+        stored: StoredEvent,
+        orders: list[tuple[str, str | None]],
+        *,
+        stale: bool,
+        changes: Sequence[OrderChanged] | None,
+        invalidate: Iterable[CacheKey],
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the recording script (``_MARK``) for one event."""
+        seq = stored.seq
         by_order = dict(sorted(orders))
         done_tail = orjson.dumps({"stale": stale, "orders": sorted(by_order.items())}).decode()[1:]
         change = orjson.dumps(
@@ -523,24 +581,16 @@ class RedisJournal:
         ]
         for so, customer in by_order.items():
             args += [so, customer or ""]
-        try:
-            pos = await self._mark(
-                keys=[
-                    self._k_events,
-                    self._k_done,
-                    self._k_pos,
-                    self._k_changes,
-                    self._k_all,
-                    self._k_replay,
-                    self._k_replay_claims,
-                ],
-                args=args,
-            )
-        except ResponseError as exc:
-            if "UNKNOWN_SEQ" in str(exc):  # pruned between get() and the script
-                raise KeyError(f"no journaled event with seq {seq}") from exc
-            raise
-        return int(pos)
+        keys = [
+            self._k_events,
+            self._k_done,
+            self._k_pos,
+            self._k_changes,
+            self._k_all,
+            self._k_replay,
+            self._k_replay_claims,
+        ]
+        return keys, args
 
     async def unprocessed(self, limit: int = 1000) -> list[StoredEvent]:
         """The events this replica should process now, oldest first (each handed to one replica).
@@ -554,7 +604,7 @@ class RedisJournal:
         if limit <= 0:
             return []
         try:
-            return await self._hand_out(limit)
+            return [self._parsed.attach(e) for e in await self._hand_out(limit)]
         except (RedisConnectionError, RedisTimeoutError) as exc:
             # Redis away: nothing to hand out now. The processor polls again, and whatever
             # this replica had taken stays in its pending list (or goes to another replica).
@@ -652,6 +702,7 @@ class RedisJournal:
             if "UNKNOWN_SEQ" in str(exc):
                 raise KeyError(f"no journaled event with seq {seq}") from exc
             raise
+        self._parsed.done([seq])
         return bool(result)
 
     async def parked(self, *, limit: int = 1000, after_seq: int = 0) -> list[ParkedEvent]:
@@ -837,6 +888,28 @@ class RedisJournal:
             keys=[self._k_wm], args=[_watermark_field(source, entity, key), occurred_us]
         )
         return bool(result)
+
+    async def watermarks(self, keys: Sequence[WatermarkKey]) -> list[datetime | None]:
+        """The watermarks of many records, in one round trip."""
+        self._check_open()
+        if not keys:
+            return []
+        values = await self._r.hmget(self._k_wm, [_watermark_field(*k) for k in keys])
+        return [None if v is None else _from_us(int(v)) for v in values]
+
+    async def advance_watermarks(self, marks: Sequence[tuple[WatermarkKey, datetime]]) -> list[bool]:
+        """``advance_watermark`` for each mark: one script each, pipelined in order (one
+        round trip), each atomic across replicas."""
+        self._check_open()
+        if not marks:
+            return []
+        async with self._r.pipeline(transaction=False) as pipe:
+            for key, occurred_at in marks:
+                await self._watermark(
+                    keys=[self._k_wm], args=[_watermark_field(*key), _to_us(occurred_at, "occurred_at")], client=pipe
+                )
+            results = await pipe.execute()
+        return [bool(r) for r in results]
 
     async def cap_watermarks(self, ceiling: datetime, to: datetime) -> int:
         """Lower every watermark later than ``ceiling`` to ``to``; returns how many (see

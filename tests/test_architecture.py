@@ -129,7 +129,7 @@ def test_each_room_imports_only_the_rooms_below_it() -> None:
 
 def test_cache_namespaces_come_from_sources_not_the_loaders() -> None:
     graph = _graph()
-    event_path = ["gateway.ingest", "gateway.mapping", "gateway.order_index", "gateway.cache"]
+    event_path = ["gateway.ingress", "gateway.processor", "gateway.invalidation", "gateway.mapping", "gateway.order_index", "gateway.cache"]
     assert not [m for m in event_path if "resolvers.loaders" in graph[m]]
     assert graph["sources.namespaces"] == set()
 

@@ -163,9 +163,10 @@ def _redis_up() -> bool:
 
 
 def test_tiny_soak_and_scaleout_produce_their_figures(tmp_path: Path) -> None:
-    """``--only soak,scaleout`` (not in the default set): the soak's windows and summary, and
-    the Redis commands of ``serve --workers 2`` per event and per request."""
-    argv = [sys.executable, "-m", "bench", "--tiny", "--only", "soak,scaleout", "--out", str(tmp_path), "--no-readme"]
+    """``--only soak,scaleout,apply`` (not in the default set): the soak's windows and summary,
+    the processor's apply rate, and the Redis commands of ``serve --workers 2`` per event and
+    per request."""
+    argv = [sys.executable, "-m", "bench", "--tiny", "--only", "soak,scaleout,apply", "--out", str(tmp_path), "--no-readme"]
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     [json_file] = tmp_path.glob("*.json")
@@ -184,6 +185,11 @@ def test_tiny_soak_and_scaleout_produce_their_figures(tmp_path: Path) -> None:
     assert soak["errors"] == 0 and set(soak["p99_drift"]) == workloads
     assert soak["rss_growth_pct"] is not None and soak["backlog_max"] >= soak["backlog_last"] >= 0
     assert "Soak" in table and "soak: RSS growth after warm-up" in table
+
+    apply = results["apply"]
+    # every event the driver offered was applied: the backlog emptied, at a measured rate
+    assert apply["new_events"] > 0 and apply["driver"]["rejected"] == 0
+    assert apply["samples"][-1]["backlog"] == 0 and apply["applied_events_per_second"] > 0
 
     if not _redis_up():
         assert any("scaleout: no Redis" in n for n in results["notes"])

@@ -19,7 +19,8 @@ import pytest
 from gateway.auth import DEV_SECRET, mint_token
 from gateway.cli import main as cli_main
 from gateway.config import AuthConfig
-from gateway.journal import Journal, JournalEvent
+from gateway.journal import JournalEvent
+from gateway.sqlite_journal import SQLiteJournal
 from sources.simulator.faults import parse_fault_option
 
 from .events_util import make_event, post_events, send_changes
@@ -100,7 +101,7 @@ async def test_a_poison_event_in_the_journal_does_not_block_after_a_restart(plan
     now = dt.datetime.now(dt.UTC)
     so = plant.world.sales_orders[0]
     # As the gateway before the door checks journaled it: then the gateway stopped.
-    async with await Journal.open(path) as journal:
+    async with await SQLiteJournal.open(path) as journal:
         poison, good = await journal.append(
             [
                 JournalEvent("erp", "poison", "sap.s4.beh.salesorder.v1.SalesOrder.Changed.v1", "1" * 70_000, now,

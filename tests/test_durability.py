@@ -10,7 +10,7 @@ import sys
 
 import aiohttp
 
-from gateway.journal import Journal
+from gateway.sqlite_journal import SQLiteJournal
 
 from .events_util import make_event, post_events
 from .servers import free_socket
@@ -70,7 +70,7 @@ async def test_sigkill_after_202_loses_nothing(plant, http, tmp_path):
         if proc.poll() is None:
             proc.kill()
 
-    journal = await Journal.open(journal_path)
+    journal = await SQLiteJournal.open(journal_path)
     try:
         assert await journal.count() == 20
     finally:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.journal import Journal, JournalEvent
+from gateway.journal import JournalEvent
 from gateway.redis_journal import RedisJournal
+from gateway.sqlite_journal import SQLiteJournal
 
 from .events_util import make_event, post_events
 from .servers import REDIS_URL, running_gateway
@@ -59,12 +60,12 @@ async def _assert_capped_at_start(plant, gateway_settings: dict, read_mark) -> N
 
 async def test_a_stored_far_future_mark_is_lowered_at_start_sqlite(plant, tmp_path):
     path = tmp_path / "journal.sqlite"
-    async with await Journal.open(path) as journal:
+    async with await SQLiteJournal.open(path) as journal:
         await journal.advance_watermark("mes", "WorkCenter", "WC-20", FAR_FUTURE)
         await journal.advance_watermark("mes", "WorkCenter", "WC-30", dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
 
     async def read_mark():
-        async with await Journal.open(path) as j:
+        async with await SQLiteJournal.open(path) as j:
             assert await j.watermark("mes", "WorkCenter", "WC-30") == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
             return await j.watermark("mes", "WorkCenter", "WC-20")
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import journal as journal_module
-from gateway.journal import Journal, JournalEvent, UnknownCursor
+from gateway import sqlite_journal as journal_module
+from gateway.journal import JournalEvent, UnknownCursor
+from gateway.sqlite_journal import SQLiteJournal
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 6, 8, 0, tzinfo=UTC)
@@ -41,16 +42,16 @@ def event(
 
 @pytest.fixture
 async def journal(tmp_path: Path):
-    j = await Journal.open(tmp_path / "journal.db")
+    j = await SQLiteJournal.open(tmp_path / "journal.db")
     yield j
     await j.close()
 
 
-async def seqs_of(j: Journal, *events: JournalEvent) -> list[int]:
+async def seqs_of(j: SQLiteJournal, *events: JournalEvent) -> list[int]:
     return [a.seq for a in await j.append(list(events))]
 
 
-async def test_append_assigns_increasing_seqs_and_dedupes(journal: Journal):
+async def test_append_assigns_increasing_seqs_and_dedupes(journal: SQLiteJournal):
     first = await journal.append([event("a"), event("b"), event("a")])
     assert [a.duplicate for a in first] == [False, False, True]
     assert first[0].seq < first[1].seq
@@ -65,7 +66,7 @@ async def test_append_assigns_increasing_seqs_and_dedupes(journal: Journal):
     assert await journal.last_seq() == second[2].seq
 
 
-async def test_stored_event_round_trips(journal: Journal):
+async def test_stored_event_round_trips(journal: SQLiteJournal):
     cest = timezone(timedelta(hours=2))
     original = JournalEvent(
         source="qms",
@@ -102,7 +103,7 @@ def _fields(e: JournalEvent) -> dict:
     return {name: getattr(e, name) for name in JournalEvent.__slots__}
 
 
-async def test_bad_batch_is_atomic_and_does_not_fail_its_neighbours(journal: Journal):
+async def test_bad_batch_is_atomic_and_does_not_fail_its_neighbours(journal: SQLiteJournal):
     naive = JournalEvent(**{**_fields(event("bad")), "occurred_at": datetime(2024, 5, 6, 8)})
     good, bad = await asyncio.gather(
         journal.append([event("good")]),
@@ -120,7 +121,7 @@ async def test_bad_batch_is_atomic_and_does_not_fail_its_neighbours(journal: Jou
 
 async def test_everything_survives_close_and_reopen(tmp_path: Path):
     path = tmp_path / "journal.db"
-    j = await Journal.open(path)
+    j = await SQLiteJournal.open(path)
     # WAL (file header bytes 18-19 == 2) and synchronous=FULL (2): commits are fsynced.
     assert path.read_bytes()[18:20] == b"\x02\x02"
     assert await j._read(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == 2
@@ -133,7 +134,7 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path):
     with pytest.raises(RuntimeError, match="closed"):
         await j.count()
 
-    j = await Journal.open(path)
+    j = await SQLiteJournal.open(path)
     try:
         assert await j.count() == 3
         assert [e.seq for e in await j.unprocessed()] == seqs[1:]
@@ -155,7 +156,7 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path):
         await j.close()
 
 
-async def test_unprocessed_then_mark_processed(journal: Journal):
+async def test_unprocessed_then_mark_processed(journal: SQLiteJournal):
     s1, s2, s3 = await seqs_of(journal, event("a"), event("b"), event("c"))
     assert [e.seq for e in await journal.unprocessed()] == [s1, s2, s3]
     assert [e.seq for e in await journal.unprocessed(limit=2)] == [s1, s2]
@@ -181,7 +182,7 @@ async def test_unprocessed_then_mark_processed(journal: Journal):
     assert len(await journal.changes_after(0, include_stale=True)) == 2
 
 
-async def _order_fixture(j: Journal) -> list[int]:
+async def _order_fixture(j: SQLiteJournal) -> list[int]:
     s = await seqs_of(j, *(event(f"e{i}") for i in range(5)))
     await j.mark_processed(s[0], [("SO1", "C1")])
     await j.mark_processed(s[1], [("SO2", "C2")])
@@ -191,7 +192,7 @@ async def _order_fixture(j: Journal) -> list[int]:
     return s
 
 
-async def test_changes_after_filters_and_orders(journal: Journal):
+async def test_changes_after_filters_and_orders(journal: SQLiteJournal):
     s = await _order_fixture(journal)
 
     def pairs(rows):
@@ -249,7 +250,7 @@ async def test_changes_after_filters_and_orders(journal: Journal):
     assert resumed == pairs(await journal.changes_after(0, customer="C1"))
 
 
-async def test_history_is_oldest_first_by_business_time_and_pages(journal: Journal):
+async def test_history_is_oldest_first_by_business_time_and_pages(journal: SQLiteJournal):
     # Heard of out of business order: seq order differs from occurred_at order.
     s = await seqs_of(
         journal,
@@ -278,7 +279,7 @@ async def test_history_is_oldest_first_by_business_time_and_pages(journal: Journ
         await journal.history("SO1", after_seq=s[4])  # an event of another order
 
 
-async def test_watermarks_reject_older_events(journal: Journal):
+async def test_watermarks_reject_older_events(journal: SQLiteJournal):
     key = ("mes", "ProductionOrder", "1000123")
     assert await journal.watermark(*key) is None
     assert await journal.advance_watermark(*key, T0)
@@ -304,7 +305,7 @@ async def test_watermarks_reject_older_events(journal: Journal):
 
 
 async def test_watermark_table_is_the_truth_behind_the_cache(
-    journal: Journal, monkeypatch: pytest.MonkeyPatch
+    journal: SQLiteJournal, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(journal_module, "_WATERMARK_CACHE_SIZE", 1)
     assert await journal.advance_watermark("erp", "SalesOrder", "A", T0)
@@ -316,7 +317,7 @@ async def test_watermark_table_is_the_truth_behind_the_cache(
 
 async def test_prune_by_age_keeps_unprocessed(tmp_path: Path):
     now = T0 + timedelta(days=10)
-    j = await Journal.open(tmp_path / "journal.db", retention_days=1)
+    j = await SQLiteJournal.open(tmp_path / "journal.db", retention_days=1)
     try:
         old = now - timedelta(days=3)
         s = await seqs_of(
@@ -341,7 +342,7 @@ async def test_prune_by_age_keeps_unprocessed(tmp_path: Path):
 
 
 async def test_prune_to_max_events_keeps_unprocessed_and_never_reuses_seqs(tmp_path: Path):
-    j = await Journal.open(tmp_path / "journal.db", max_events=5)
+    j = await SQLiteJournal.open(tmp_path / "journal.db", max_events=5)
     try:
         s = await seqs_of(j, *(event(f"e{i}") for i in range(10)))
         for seq in s:
@@ -366,11 +367,11 @@ async def test_prune_to_max_events_keeps_unprocessed_and_never_reuses_seqs(tmp_p
         await j.close()
 
 
-async def _all(j: Journal):
+async def _all(j: SQLiteJournal):
     return [e for seq in range(1, await j.last_seq() + 1) if (e := await j.get(seq))]
 
 
-async def test_exception_transitions_and_open_exceptions(journal: Journal):
+async def test_exception_transitions_and_open_exceptions(journal: SQLiteJournal):
     at = T0
     c1 = await journal.record_exception_transition("A", "LATE", "RAISED", {"v": 1}, at)
     c2 = await journal.record_exception_transition("B", "QUALITY", "RAISED", {"v": 2}, at)
@@ -395,7 +396,7 @@ async def test_exception_transitions_and_open_exceptions(journal: Journal):
         await journal.record_exception_transition("A", "LATE", "OPENED", {}, at)  # type: ignore[arg-type]
 
 
-async def test_concurrent_appends_share_commits(journal: Journal):
+async def test_concurrent_appends_share_commits(journal: SQLiteJournal):
     before = journal.commits
     results = await asyncio.gather(*(journal.append([event(f"c{i}")]) for i in range(200)))
     seqs = [r.seq for [r] in results]
@@ -407,12 +408,12 @@ async def test_concurrent_appends_share_commits(journal: Journal):
 
 async def test_close_commits_queued_writes(tmp_path: Path):
     path = tmp_path / "journal.db"
-    j = await Journal.open(path)
+    j = await SQLiteJournal.open(path)
     pending = asyncio.create_task(j.append([event("in-flight")]))
     await asyncio.sleep(0)  # let it queue
     await j.close()
     [appended] = await pending
-    j = await Journal.open(path)
+    j = await SQLiteJournal.open(path)
     try:
         stored = await j.get(appended.seq)
         assert stored is not None and stored.event_id == "in-flight"
@@ -421,7 +422,7 @@ async def test_close_commits_queued_writes(tmp_path: Path):
 
 
 async def test_in_memory_journal():
-    j = await Journal.open(":memory:")
+    j = await SQLiteJournal.open(":memory:")
     try:
         [a] = await j.append([event("a")])
         assert (await j.get(a.seq)) is not None
@@ -432,10 +433,11 @@ async def test_in_memory_journal():
 _KILLED_WRITER = r"""
 import asyncio, os, signal, sys
 from datetime import datetime, timezone
-from gateway.journal import Journal, JournalEvent
+from gateway.journal import JournalEvent
+from gateway.sqlite_journal import SQLiteJournal
 
 async def main(path):
-    journal = await Journal.open(path)
+    journal = await SQLiteJournal.open(path)
     now = datetime.now(timezone.utc)
 
     def event(i):
@@ -476,7 +478,7 @@ async def test_acknowledged_appends_survive_sigkill(tmp_path: Path):
     # Killed before close: the commits live in the WAL, which reopening must recover.
     assert (tmp_path / "journal.db-wal").stat().st_size > 0
 
-    j = await Journal.open(path)
+    j = await SQLiteJournal.open(path)
     try:
         for i, seq in acknowledged:
             stored = await j.get(seq)

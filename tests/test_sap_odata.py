@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from gateway.config import ConfigError, load_config
-from gateway.journal import Journal
 from gateway.reconcile import RedisLease, SourcePoller
+from gateway.sqlite_journal import SQLiteJournal
 from sources import SourceEndpoint, Sources
 from sources.odata import BasicAuth, ClientCredentials, ODataClient, ODataError, Query
 from sources.resilience import SOURCE_BAD_RESPONSE, SOURCE_UNAVAILABLE, Policy
@@ -402,7 +402,7 @@ async def test_one_replica_polls_under_a_redis_lease_taken_over_when_the_holder_
 
         return read
 
-    journal = await Journal.open(str(tmp_path / "j.sqlite"))
+    journal = await SQLiteJournal.open(str(tmp_path / "j.sqlite"))
     pollers = {
         name: SourcePoller(
             "erp", 0.5, reader(name), journal, _registry(),
