@@ -25,7 +25,6 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
-    execute,
 )
 
 from resolvers import policy
@@ -33,6 +32,7 @@ from resolvers.context import Context
 from resolvers.cursors import Cursors, process_cursors
 from resolvers.enums import Severity
 from resolvers.exception_types import decode_transition_cursor, transition_message
+from resolvers.execution import execute
 from resolvers.policy import Role, Viewer
 from resolvers.subscription import OrderChange, decode_change_cursor, encode_change_cursor
 from resolvers.types import Order

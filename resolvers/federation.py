@@ -128,8 +128,9 @@ class SubgraphQuery(Query):
         return Service(sdl=subgraph_sdl())
 
 
-def build_subgraph_schema() -> strawberry.Schema:
-    """The subgraph schema: ordergraph's Query and Subscription with the federation fields."""
+def build_subgraph_schema(fast: bool = False) -> strawberry.Schema:
+    """The subgraph schema: ordergraph's Query and Subscription with the federation fields
+    (``fast``: for the fast executor, as in ``build_schema``)."""
     from strawberry.federation import Schema as FederationSchema
 
     from .schema import build_schema
@@ -140,7 +141,7 @@ def build_subgraph_schema() -> strawberry.Schema:
 
     with entity_keys():
         built = build_schema(
-            lambda **kw: SubgraphSchema(**kw, federation_version=FEDERATION_VERSION), query=SubgraphQuery
+            lambda **kw: SubgraphSchema(**kw, federation_version=FEDERATION_VERSION), query=SubgraphQuery, fast=fast
         )
         sdl = built.as_str().rstrip() + "\n"
     _SDL[0] = sdl
@@ -148,14 +149,14 @@ def build_subgraph_schema() -> strawberry.Schema:
 
 
 _SDL: list[str] = [""]
-_SCHEMA: list[strawberry.Schema] = []
+_SCHEMA: dict[bool, strawberry.Schema] = {}
 
 
-def subgraph_schema() -> strawberry.Schema:
-    """The subgraph schema, built once per process (on first use)."""
-    if not _SCHEMA:
-        _SCHEMA.append(build_subgraph_schema())
-    return _SCHEMA[0]
+def subgraph_schema(fast: bool = False) -> strawberry.Schema:
+    """The subgraph schema, built once per process and executor (on first use)."""
+    if fast not in _SCHEMA:
+        _SCHEMA[fast] = build_subgraph_schema(fast)
+    return _SCHEMA[fast]
 
 
 def subgraph_sdl() -> str:
