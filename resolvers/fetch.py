@@ -9,7 +9,6 @@ Resolution levels: ERP (sales order) → MES + WMS (production orders, deliverie
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from sources.records import (
     ComponentAvailability,
@@ -105,28 +104,6 @@ async def _assemble(ctx: Context, so: SalesOrder) -> OrderView:
     )
 
 
-async def load_all(loader: Any, keys: list[str]) -> dict[str, Any]:
-    """Every key through the loader's batch function in one call, without a future per
-    key (a page asks for hundreds); the loader (an ``aiodataloader.DataLoader``; its cache
-    is read to skip keys this request already has) is primed with the answers, so any
-    later ``load`` in the request gets them. Raises the first per-key error (a source
-    fault)."""
-    unique = [k for k in dict.fromkeys(keys) if loader.get_cache_key(k) not in loader._cache]
-    out: dict[str, Any] = {}
-    if unique:
-        values = await loader.batch_load_fn(unique)
-        for key, value in zip(unique, values, strict=True):
-            loader.prime(key, value)  # an error too: the fields' own paths report it, no new call
-            out[key] = value
-        for value in values:
-            if isinstance(value, Exception):
-                raise value
-    for key in dict.fromkeys(keys):
-        if key not in out:  # already loaded in this request
-            out[key] = await loader.load(key)
-    return out
-
-
 async def prefetch_customers(ctx: Context, orders: list[SalesOrder]) -> None:
     """The customers of a page in one load, so ``Order.customer`` answers synchronously
     from ``ctx.ready_customers`` (the loader's own path reports a fault)."""
@@ -162,8 +139,8 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
     customer_ids = sorted({so.sold_to_party for so in todo})
     try:
         pos_by, dels_by, ship_tos = await asyncio.gather(
-            load_all(ctx.loaders.production_orders, keys),
-            load_all(ctx.loaders.deliveries, keys),
+            ctx.loaders.production_orders.load_all(keys),
+            ctx.loaders.deliveries.load_all(keys),
             ctx.loaders.customer.load_many(customer_ids),
         )
         pos_l = [pos_by[k] for k in keys]
@@ -172,10 +149,10 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
         wc_ids = sorted({po.work_center for pos in pos_l for po in pos})
         dds = [d.delivery_document for dels in dels_l for d in dels]
         wcs_by, comp_by, lot_by, ship_by = await asyncio.gather(
-            load_all(ctx.loaders.work_center, wc_ids),
-            load_all(ctx.loaders.components, mos),
-            load_all(ctx.loaders.inspection_lots, mos),
-            load_all(ctx.loaders.shipments, dds),
+            ctx.loaders.work_center.load_all(wc_ids),
+            ctx.loaders.components.load_all(mos),
+            ctx.loaders.inspection_lots.load_all(mos),
+            ctx.loaders.shipments.load_all(dds),
         )
     except Exception:  # SourceError and friends: the per-field paths report them
         return
