@@ -70,6 +70,30 @@ async def order_view(ctx: Context, so: SalesOrder) -> OrderView:
     return await pending
 
 
+async def production_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of MES only: production orders and their work centres."""
+    pos = await production_orders(ctx, so.sales_order)
+    return OrderView(sales_order=so, production_orders=pos, work_centers=await work_centers(ctx, pos))
+
+
+async def materials_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of its production orders and their components."""
+    pos, comps = await asyncio.gather(production_orders(ctx, so.sales_order), components(ctx, so.sales_order))
+    return OrderView(sales_order=so, production_orders=pos, components=comps)
+
+
+async def quality_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of its production orders and their inspection lots."""
+    pos, lots = await asyncio.gather(production_orders(ctx, so.sales_order), inspection_lots(ctx, so.sales_order))
+    return OrderView(sales_order=so, production_orders=pos, inspection_lots=lots)
+
+
+async def logistics_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of its deliveries and shipments."""
+    dels, ships = await asyncio.gather(deliveries(ctx, so.sales_order), shipments(ctx, so.sales_order))
+    return OrderView(sales_order=so, deliveries=dels, shipments=ships)
+
+
 async def ship_to(ctx: Context, so: SalesOrder) -> Customer | None:
     """The order's ship-to (its customer), whose delivery calendar dates its delivery; None
     when it cannot be read (the prediction then falls back to the default calendar)."""
