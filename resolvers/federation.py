@@ -27,9 +27,9 @@ from strawberry.federation.schema import FederationAny
 from strawberry.federation.schema_directives import Key
 from strawberry.types.info import Info
 
-from . import fetch, policy
+from . import policy
+from .orders import build_orders, field_needs
 from .query import Query as BaseQuery
-from .query import _needs_views, _selection_names
 from .schema import Query  # the root fields of every module (resolvers/schema.py)
 from .types import Customer, Order
 
@@ -97,8 +97,7 @@ async def resolve_entities(info: Info, representations: list[Any]) -> list[Any]:
         if isinstance(rec, BaseException):
             out[i] = rec
         elif rec is not None and policy.can_see_order(ctx.viewer, rec):
-            out[i] = Order(record=rec)
-            found.append(rec)
+            found.append((i, rec))
     for (i, _), rec in zip(customers, loaded[1], strict=True):
         if isinstance(rec, BaseException):
             out[i] = rec
@@ -106,11 +105,9 @@ async def resolve_entities(info: Info, representations: list[Any]) -> list[Any]:
             value = Customer(record=rec)
             out[i] = value if policy.can_see(ctx.viewer, "Customer", value) else None
     if found:
-        selections = [s for field in info.selected_fields for s in (field.selections or [])]
-        names = _selection_names(selections)
-        needs = {"views": _needs_views(names, selections), "customers": "customer" in names}
-        if any(needs.values()):
-            await fetch.prefetch_page(ctx, found, **needs)
+        built = await build_orders(ctx, [rec for _, rec in found], field_needs(info))
+        for (i, _), order in zip(found, built, strict=True):
+            out[i] = order
     return out
 
 

@@ -29,6 +29,7 @@ from .exception_types import (
 from .health import SourceStatus, source_statuses
 from .impact_compare import ImpactComparison, compare
 from .loaders import LISTING_KEY, SALES_ORDER, remember_listing
+from .orders import NOTHING, Needs, build_orders, field_needs, page_needs
 from .parked import ParkedEvent, parked_events
 from .types import Customer, DeliveryRisk, Order, OrderStage
 from .workflow_types import workflow_view
@@ -119,60 +120,13 @@ def _empty_page(has_previous: bool) -> OrderConnection:
     return OrderConnection(edges=[], page_info=info, count_fn=zero)
 
 
-# Order fields that need every source's records: when a page selects any of them, the
-# page's views are assembled up front, level by level, for all its orders at once (the
-# sections alone stay lazy: each calls only its own sources).
-CROSS_SOURCE_FIELDS = frozenset({"stage", "milestones", "predictedDeliveryDate", "deliveryRisk", "exceptions"})
-# Item fields counted across MES and WMS (the rest of an item is ERP's own).
-ITEM_CROSS_SOURCE_FIELDS = frozenset(
-    {"producedQuantity", "shippedQuantity", "deliveredQuantity", "openQuantity", "openValue"}
-)
-
-
-def _needs_views(names: set[str], order_fields: list) -> bool:
-    """True when an order selection asks for anything derived from every source."""
-    if names & CROSS_SOURCE_FIELDS:
-        return True
-    return "items" in names and bool(_selection_names(_children(order_fields, "items")) & ITEM_CROSS_SOURCE_FIELDS)
-
-
-def _selection_names(selections: list) -> set[str]:
-    names: set[str] = set()
-    for sel in selections:
-        name = getattr(sel, "name", None)
-        if name is None:  # a fragment: its own selections count
-            names |= _selection_names(getattr(sel, "selections", []) or [])
-        else:
-            names.add(name)
-    return names
-
-
-def _children(selections: list, name: str) -> list:
-    out = []
-    for sel in selections:
-        if getattr(sel, "name", None) == name:
-            out.extend(sel.selections or [])
-        elif getattr(sel, "name", None) is None:
-            out.extend(_children(getattr(sel, "selections", []) or [], name))
-    return out
-
-
-def page_needs(info: Info) -> dict[str, bool]:
-    """What this connection's selection asks of every order: a field derived from all
-    sources (``views``), the customer (``customers``)."""
-    top = [s for field in info.selected_fields for s in (field.selections or [])]
-    node_fields = _children(top, "nodes") + _children(_children(top, "edges"), "node")
-    names = _selection_names(node_fields)
-    return {"views": _needs_views(names, node_fields), "customers": "customer" in names}
-
-
 async def list_orders(
     ctx: Context,
     first: int,
     after: str | None,
     f: OrderFilter,
     *,
-    prefetch: dict[str, bool] | None = None,
+    prefetch: Needs = NOTHING,
     sort: str = listing.derived.SALES_ORDER,
 ) -> OrderConnection:
     """A page of orders: ERP-side filters pushed down, derived filters applied here."""
@@ -211,14 +165,13 @@ async def list_orders(
                 ctx.index.wanted()
             listed = await listing.scanned(ctx, first, position, f, filters, sort)
         ctx.cacheable = False  # depends on derived values, which change without a record's key
-        if prefetch:
-            await fetch.prefetch_page(ctx, listed.records, **prefetch)
+        nodes = await build_orders(ctx, listed.records, prefetch)
         edges = [
             OrderEdge(
                 cursor=encode_cursor(ctx.cursors, so.sales_order) if by_number else listing.seal_key(ctx, sort, key),
-                node=Order(record=so),
+                node=node,
             )
-            for so, key in zip(listed.records, listed.keys, strict=True)
+            for so, key, node in zip(listed.records, listed.keys, nodes, strict=True)
         ]
         return OrderConnection(
             edges=edges,
@@ -266,8 +219,7 @@ async def list_orders(
     else:
         ctx.deps.add(LISTING_KEY)
         ctx.deps.update((SALES_ORDER, so.sales_order) for so in picked)
-    if prefetch:
-        await fetch.prefetch_page(ctx, picked, **prefetch)
+    nodes = await build_orders(ctx, picked, prefetch)
 
     async def count() -> int:
         if source_count is not None:
@@ -281,7 +233,9 @@ async def list_orders(
                 return total
             token = page.records[-1].sales_order
 
-    edges = [OrderEdge(cursor=encode_cursor(ctx.cursors, so.sales_order), node=Order(record=so)) for so in picked]
+    edges = [
+        OrderEdge(cursor=encode_cursor(ctx.cursors, so.sales_order), node=node) for so, node in zip(picked, nodes, strict=True)
+    ]
     return OrderConnection(
         edges=edges,
         page_info=PageInfo(
@@ -300,14 +254,8 @@ class Query:
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         ctx = info.context
         so = await ctx.loaders.sales_order.load(ctx.check_key("SalesOrder", str(id), "id"))
-        if so is None:
-            return None
-        selections = [s for field in info.selected_fields for s in (field.selections or [])]
-        names = _selection_names(selections)
-        needs = {"views": _needs_views(names, selections), "customers": "customer" in names}
-        if any(needs.values()):
-            await fetch.prefetch_page(ctx, [so], **needs)
-        return Order(record=so)
+        (order,) = await build_orders(ctx, [so], field_needs(info))
+        return order
 
     @strawberry.field(
         description="Orders, filtered and paged (Relay-style); in sales order number order unless `sort` says otherwise."
