@@ -25,6 +25,7 @@ from . import enums, fetch, impact, workflow
 from . import exception_rules as rules
 from .context import Context
 from .cursors import Cursors, process_cursors
+from .orders import build_orders, field_needs
 from .types import CommercialPriority, Money, Order
 from .view import OrderView, production_completed, production_started
 
@@ -253,7 +254,7 @@ class OrderException:
     async def affected_orders(self, info: Info) -> list[Order]:
         ids = [d.sales_order for d in self.record.orders()]
         recs = await _ctx(info).loaders.sales_order.load_many(ids)
-        return [Order(record=rec) for rec in recs if rec is not None]
+        return await build_orders(_ctx(info), [rec for rec in recs if rec is not None], field_needs(info))  # type: ignore[return-value]
 
     @strawberry.field(description="What happened, for the viewer (see customerDescription).")
     def description(self, info: Info) -> str:
