@@ -4,6 +4,7 @@ strawberry's own resolvers. Same data, same errors, same nulls, same customer sc
 from __future__ import annotations
 
 import logging
+import os
 import tomllib
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from resolvers.execution import (
 )
 from resolvers.schema import build_schema
 
-from .servers import running_gateway
+from .servers import TEST_EXECUTOR, running_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,23 +64,20 @@ ORDER_DERIVED = """
 """
 
 
-def _context(gw, viewer=None):
+def _context(gw, now, viewer=None):
     """A fresh request context at one fixed instant (derived times count from ``now``)."""
     ctx = gw.context(None, viewer=viewer) if viewer is not None else gw.context(None)
-    ctx.now = NOW[0]
+    ctx.now = now
     return ctx
 
 
-NOW: list = []
-
-
-async def _same(fast, standard, gw, query, variables=None, viewer=None):
+async def _same(fast, standard, gw, now, query, variables=None, viewer=None):
     """One query through both schemas, each with a fresh request context; returns the
     (equal) answer."""
     doc = parse(query)
     middleware = policy.middleware(viewer) if viewer is not None else None
-    a = await _run(fast, doc, _context(gw, viewer), variables or {}, middleware)
-    b = await _run(standard, doc, _context(gw, viewer), variables or {}, middleware)
+    a = await _run(fast, doc, _context(gw, now, viewer), variables or {}, middleware)
+    b = await _run(standard, doc, _context(gw, now, viewer), variables or {}, middleware)
     assert a == b, query
     return orjson.loads(a[0]), orjson.loads(a[1])
 
@@ -93,7 +91,10 @@ async def test_fast_executor_answers_as_strawberrys_own_resolvers(plant):
     async with running_gateway(plant.url, sources={s: quiet for s in ("erp", "mes", "wms", "qms", "tms")}) as (_url, app):
         gw = app.state.gateway
         await gw.exceptions.settled(30)
-        NOW[:] = [gw.context(None).now]
+        now = gw.context(None).now
+        # The gateway runs what it is set to (ORDERGRAPH_TEST_EXECUTOR runs these tests on either).
+        assert gw.executor == (os.environ.get(TEST_EXECUTOR) or "fast")
+        assert uses_fast_path(gw.schema._schema) == (gw.executor == "fast")
         fast, standard = build_schema(fast=True)._schema, build_schema()._schema
         assert uses_fast_path(fast) and not uses_fast_path(standard)
         # Not the same resolvers: the fast schema calls the methods directly.
@@ -104,32 +105,32 @@ async def test_fast_executor_answers_as_strawberrys_own_resolvers(plant):
         customer = plant.world.get("A_SalesOrder", some[0]).sold_to_party
         other = next(so for so in plant.world.sales_orders if plant.world.get("A_SalesOrder", so).sold_to_party != customer)
         for so in some:
-            data, _ = await _same(fast, standard, gw, Q.WHERE_IS_MY_ORDER, {"id": so})
+            data, _ = await _same(fast, standard, gw, now, Q.WHERE_IS_MY_ORDER, {"id": so})
             assert data["order"]["id"] == so
-            await _same(fast, standard, gw, "query($id: ID!) { order(id: $id) {" + ORDER_DERIVED + "} }", {"id": so})
-        data, _ = await _same(fast, standard, gw, Q.WHERE_IS_MY_ORDER, {"id": "99999999"})
+            await _same(fast, standard, gw, now, "query($id: ID!) { order(id: $id) {" + ORDER_DERIVED + "} }", {"id": so})
+        data, _ = await _same(fast, standard, gw, now, Q.WHERE_IS_MY_ORDER, {"id": "99999999"})
         assert data == {"order": None}  # missing: null
-        data, _ = await _same(fast, standard, gw, Q.DASHBOARD, {"first": 50})
+        data, _ = await _same(fast, standard, gw, now, Q.DASHBOARD, {"first": 50})
         assert len(data["orders"]["nodes"]) == 50
-        await _same(fast, standard, gw, Q.CUSTOMER_ORDERS, {"id": customer})
-        await _same(fast, standard, gw, Q.FULL_LIST, {"first": 20})
-        await _same(fast, standard, gw, "{ orders(first: 30) { nodes {" + ORDER_DERIVED + "} } }")
-        await _same(fast, standard, gw, "{ orders(first: 3) { nodes { __typename id netValue { __typename amount currency } } } }")
-        await _same(fast, standard, gw, "{ orders(first: 10, sort: DAYS_LATE) { totalCount nodes { id stage deliveryRisk } } }")
+        await _same(fast, standard, gw, now, Q.CUSTOMER_ORDERS, {"id": customer})
+        await _same(fast, standard, gw, now, Q.FULL_LIST, {"first": 20})
+        await _same(fast, standard, gw, now, "{ orders(first: 30) { nodes {" + ORDER_DERIVED + "} } }")
+        await _same(fast, standard, gw, now, "{ orders(first: 3) { nodes { __typename id netValue { __typename amount currency } } } }")
+        await _same(fast, standard, gw, now, "{ orders(first: 10, sort: DAYS_LATE) { totalCount nodes { id stage deliveryRisk } } }")
         data, _ = await _same(
-            fast, standard, gw, "{ exceptions(first: 10) { totalCount edges { node { id kind severity daysLate valueAtRisk { amount } } } } }"
+            fast, standard, gw, now, "{ exceptions(first: 10) { totalCount edges { node { id kind severity daysLate valueAtRisk { amount } } } } }"
         )
         assert data["exceptions"]["edges"]
-        _, errors = await _same(fast, standard, gw, "{ orders(first: -1) { nodes { id } } }")
+        _, errors = await _same(fast, standard, gw, now, "{ orders(first: -1) { nodes { id } } }")
         assert b"BAD_USER_INPUT" in orjson.dumps(errors)
 
         # A customer viewer (the policy middleware): its own orders, and nothing of another's.
         viewer = policy.Viewer(policy.Role.CUSTOMER, customer=customer)
-        data, _ = await _same(fast, standard, gw, Q.CUSTOMER_ORDERS, {"id": customer}, viewer)
+        data, _ = await _same(fast, standard, gw, now, Q.CUSTOMER_ORDERS, {"id": customer}, viewer)
         assert data["customer"]["orders"]["nodes"]
-        data, _ = await _same(fast, standard, gw, Q.WHERE_IS_MY_ORDER, {"id": other}, viewer)
+        data, _ = await _same(fast, standard, gw, now, Q.WHERE_IS_MY_ORDER, {"id": other}, viewer)
         assert data["order"] is None
-        data, _ = await _same(fast, standard, gw, "{ orders(first: 20) { nodes {" + ORDER_DERIVED + "} } }", {}, viewer)
+        data, _ = await _same(fast, standard, gw, now, "{ orders(first: 20) { nodes {" + ORDER_DERIVED + "} } }", {}, viewer)
         assert data["orders"]["nodes"]
 
         # A source fault: QMS answers 500; its fields are null with a typed error, the rest answers.
@@ -141,9 +142,9 @@ async def test_fast_executor_answers_as_strawberrys_own_resolvers(plant):
             ):
                 gw.cache.invalidate_all()
                 doc = parse(query)
-                a = await _run(fast, doc, _context(gw), variables)
+                a = await _run(fast, doc, _context(gw, now), variables)
                 gw.cache.invalidate_all()
-                b = await _run(standard, doc, _context(gw), variables)
+                b = await _run(standard, doc, _context(gw, now), variables)
                 assert a == b, query
                 assert b"qms" in a[1], query
 
