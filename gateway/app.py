@@ -23,11 +23,12 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from resolvers import execution
 from resolvers.context import Context
 from resolvers.pagination import KEY_BYTES, Cursors, derive_key
 from resolvers.policy import Viewer
 from resolvers.prediction import PredictionParams
-from resolvers.schema import schema as strawberry_schema
+from resolvers.schema import build_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
 from sources.keys import KeyFormats
 
@@ -35,7 +36,7 @@ from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token
 from .bus import Bus, LocalBus
 from .cache import RecordCache
 from .carriers import aftership_endpoint, edi214_endpoint, warn_if_development
-from .config import Config, SourceConfig
+from .config import Config, ConfigError, SourceConfig
 from .connect import endpoint_settings
 from .exception_tracker import ExceptionTracker
 from .graphiql import render_graphiql
@@ -70,6 +71,19 @@ LOCAL_POLL_SECONDS = 2.0
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+
+def choose_executor(setting: str) -> str:
+    """The executor to run (``[gateway] executor``): "fast" unless the setting says
+    "standard", or the installed graphql-core or strawberry are not the versions the fast
+    executor was tested with (then the standard one, with a warning)."""
+    if setting not in execution.EXECUTORS:
+        raise ConfigError(f"gateway.executor: {setting!r} is not 'fast' or 'standard'")
+    if setting == "fast" and (mismatch := execution.fast_path_mismatch()) is not None:
+        log.warning("the fast executor was tested with other versions (%s): running the standard executor", mismatch)
+        return "standard"
+    return setting
 
 
 class Gateway:
@@ -132,11 +146,13 @@ class Gateway:
         # Derived values of every order for filtered and sorted listings (issue 21): kept
         # current by the cache's invalidations and written by the exception tracker.
         self.index = OrderIndex(self.cache)
-        self.schema = strawberry_schema
+        self.executor = choose_executor(config.gateway.executor)
+        fast = self.executor == "fast"
+        self.schema = build_schema(fast=fast)
         if config.federation.enabled:  # an Apollo Federation v2 subgraph (resolvers/federation.py)
             from resolvers.federation import subgraph_schema
 
-            self.schema = subgraph_schema()
+            self.schema = subgraph_schema(fast=fast)
         self.session: aiohttp.ClientSession | None = None
         self.sources: Sources | None = None
         # Identity and limits: the request stage (auth → Viewer, limits) before execution.

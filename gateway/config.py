@@ -106,6 +106,10 @@ class GatewayConfig:
     # Processes serving the same port (``ordergraph serve --workers``); more than one needs
     # [scaleout] redis_url: they share state through Redis like replicas.
     workers: int = 1
+    # "fast": graphql-core's executor with plain reads taken directly (resolvers/execution.py;
+    # the standard path instead when graphql-core or strawberry differ from the tested
+    # versions); "standard": graphql-core's executor over strawberry's own resolvers.
+    executor: str = "fast"
 
 
 DEV_SECRETS = {s: f"dev-secret-{s}" for s in SYSTEMS}
@@ -475,6 +479,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             _apply(getattr(cfg, parts[0]), {"_".join(parts[1:]): value}, f"env {name}")
     if cfg.auth.mode not in ("jwt", "open"):
         raise ConfigError(f"auth.mode: {cfg.auth.mode!r} is not 'jwt' or 'open'")
+    if cfg.gateway.executor not in ("fast", "standard"):
+        raise ConfigError(f"gateway.executor: {cfg.gateway.executor!r} is not 'fast' or 'standard'")
     try:
         cfg.calendar.plant_calendar()
         cfg.calendar.delivery_calendar()

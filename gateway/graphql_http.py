@@ -23,7 +23,6 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
-    execute,
     parse,
     validate,
 )
@@ -32,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from resolvers import policy
-from resolvers.execution import FastExecutor, is_awaitable
+from resolvers.execution import execute
 from sources import tracing
 from sources.resilience import request_budget
 
@@ -363,8 +362,6 @@ class GraphQLHttp:
                 variable_values=prepared.variables,
                 operation_name=prepared.op_name,
                 middleware=policy.middleware(context.viewer),
-                executor_class=FastExecutor,
-                is_awaitable=is_awaitable,
             )
             if not isinstance(result, ExecutionResult):
                 result = await result

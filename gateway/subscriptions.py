@@ -25,13 +25,15 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
-    execute,
 )
 
 from resolvers import policy
 from resolvers.context import Context
 from resolvers.enums import Severity
 from resolvers.exception_types import transition_message
+from resolvers.execution import execute
+from resolvers.needs import Needs, document_needs
+from resolvers.orders import build_orders
 from resolvers.pagination import (
     Cursors,
     decode_change_cursor,
@@ -117,6 +119,15 @@ class Group:
     customer: str | None  # orderChanges(customer) or the viewer's own customer
     scope: Scope = dataclasses.field(default_factory=Scope)
     subscribers: dict[int, Subscriber] = dataclasses.field(default_factory=dict)
+    needs: Needs | None = None  # what its selection asks of the order (resolvers/orders.py)
+
+    def order_needs(self) -> Needs:
+        """What this subscription's selection asks of every order it pushes: its views,
+        its customer (read once from the document)."""
+        if self.needs is None:
+            path = (self.field,) if self.field == ORDER_UPDATED else (self.field, "order")
+            self.needs = document_needs(self.document, self.operation_name, path)
+        return self.needs
 
 
 def root_field(op: OperationDefinitionNode) -> tuple[str, dict[str, Any]]:
@@ -323,7 +334,8 @@ class Hub(FanOutWorker):
                 ctx = self.context_factory(viewer=group.scope.viewer)
                 hidden = group.order.startswith("\x00")
                 rec = None if hidden else await ctx.loaders.sales_order.load(group.order)
-                payload = await self._execute(group, Order(record=rec) if rec else None, ctx, variables)
+                (order,) = await build_orders(ctx, [rec], group.order_needs())
+                payload = await self._execute(group, order, ctx, variables)
                 self._send(sub, so, payload, encode_change_cursor(self.cursors, seq, so))
                 last = (seq, so)
         elif group.field == ORDER_CHANGES and resume is not None:
@@ -334,11 +346,12 @@ class Hub(FanOutWorker):
                     break
                 ctx = self.context_factory(viewer=group.scope.viewer)
                 recs = await ctx.loaders.sales_order.load_many([r.sales_order for r in rows])
-                for r, rec in zip(rows, recs, strict=True):
+                orders = await build_orders(ctx, recs, group.order_needs())
+                for r, order in zip(rows, orders, strict=True):
                     cursor = encode_change_cursor(self.cursors, r.seq, r.sales_order)
                     root = OrderChange(
                         cursor=cursor,
-                        order=Order(record=rec) if rec else None,
+                        order=order,
                         sources=[r.source],
                         event_type=r.type,
                         occurred_at=r.occurred_at,
@@ -405,23 +418,41 @@ class Hub(FanOutWorker):
             return
         recs = await ctx.loaders.sales_order.load_many(sorted({ch.sales_order for ch, _ in jobs}))
         by_so = {r.sales_order: r for r in recs if r is not None}
-        scoped: dict[str, Context] = {}  # one context per scope: the policy layer's viewer
+        scoped: dict[Any, Context] = {}  # one context per scope: the policy layer's viewer
+        # Each scope's orders are built once, for all its groups, with what their
+        # selections ask (views, customers) fetched for every changed order at once.
+        wanted: dict[Any, tuple[dict[str, Any], Needs]] = {}
+        runs: list[tuple[OrderChanged, Group]] = []
+        for ch, groups in jobs:
+            rec = by_so.get(ch.sales_order)
+            for group in groups:
+                viewer = group.scope.viewer
+                if viewer.is_customer and (rec is None or not policy.can_see_order(viewer, rec)):
+                    continue  # routed by a stale customer: nothing of another customer's order leaves
+                key = group.scope.key
+                if key not in scoped:
+                    scoped[key] = self.context_factory(viewer=viewer)
+                records, needs = wanted.get(key, ({}, Needs()))
+                if rec is not None:
+                    records[rec.sales_order] = rec
+                wanted[key] = (records, needs | group.order_needs())
+                runs.append((ch, group))
+        keys = list(wanted)
+        each = await asyncio.gather(*(build_orders(scoped[k], list(wanted[k][0].values()), wanted[k][1]) for k in keys))
+        built: dict[tuple[Any, str], Order | None] = {
+            (k, so): order for k, orders in zip(keys, each, strict=True) for so, order in zip(wanted[k][0], orders, strict=True)
+        }
 
         async def run(ch: OrderChanged, group: Group) -> None:
-            rec = by_so.get(ch.sales_order)
-            viewer = group.scope.viewer
-            if viewer.is_customer and (rec is None or not policy.can_see_order(viewer, rec)):
-                return  # routed by a stale customer: nothing of another customer's order leaves
-            gctx = scoped.get(group.scope.key)
-            if gctx is None:
-                gctx = scoped[group.scope.key] = self.context_factory(viewer=viewer)
+            gctx = scoped[group.scope.key]
+            order = built.get((group.scope.key, ch.sales_order))
             cursor = encode_change_cursor(self.cursors, ch.seq, ch.sales_order)
             if group.field == ORDER_UPDATED:
-                root: Any = Order(record=rec) if rec else None
+                root: Any = order
             else:
                 root = OrderChange(
                     cursor=cursor,
-                    order=Order(record=rec) if rec else None,
+                    order=order,
                     sources=[ch.source],
                     event_type=ch.type,
                     occurred_at=ch.occurred_at,
@@ -436,7 +467,7 @@ class Hub(FanOutWorker):
                     sub.sink.offer(sub.id, ch.sales_order, payload)
                     self.deliveries += 1
 
-        await asyncio.gather(*(run(ch, g) for ch, groups in jobs for g in groups))
+        await asyncio.gather(*(run(ch, g) for ch, g in runs))
 
     async def _execute(self, group: Group, root: Any, ctx: Context, variables: dict[str, Any]) -> dict[str, Any]:
         self.executions += 1

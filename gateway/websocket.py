@@ -24,11 +24,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType, execute
+from graphql import ExecutionResult, GraphQLError, OperationType
 from graphql.execution.values import get_variable_values
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from resolvers import policy
+from resolvers.execution import execute
 from resolvers.policy import Viewer
 from sources import SourceError, tracing
 from sources.resilience import request_budget

@@ -19,6 +19,8 @@ from strawberry import Info
 from . import enums, fetch, impact, workflow
 from . import exception_rules as rules
 from .context import Context
+from .needs import field_needs
+from .orders import build_orders
 from .pagination import (
     Cursors,
     PageInfo,
@@ -240,7 +242,7 @@ class OrderException:
     async def affected_orders(self, info: Info) -> list[Order]:
         ids = [d.sales_order for d in self.record.orders()]
         recs = await _ctx(info).loaders.sales_order.load_many(ids)
-        return [Order(record=rec) for rec in recs if rec is not None]
+        return await build_orders(_ctx(info), [rec for rec in recs if rec is not None], field_needs(info))  # type: ignore[return-value]
 
     @strawberry.field(description="What happened, for the viewer (see customerDescription).")
     def description(self, info: Info) -> str:

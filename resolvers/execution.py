@@ -1,4 +1,6 @@
-"""A faster graphql-core executor for the fields that make up most of a page: leaves.
+"""The fast executor: graphql-core's executor with the fields that make up most of a page,
+leaves, taken in one step; behind ``[gateway] executor`` ("fast", the default, or
+"standard": graphql-core's executor over strawberry's own resolvers).
 
 A 50-order dashboard page resolves ~900 fields, most of them scalars and enums read
 straight off a record (``id``, ``confirmedDeliveryDate``, ``status``). For each,
@@ -10,24 +12,58 @@ reads without arguments (a resolver that takes ``info`` gets one that carries on
 ``context``, all this project's field resolvers read); anything else, any ``None`` (for
 the null checks), any error (an ``info`` attribute missing from the shim included), and
 every request with middleware (customer viewers) goes through graphql-core's own path,
-which then reports exactly as before.
+which then reports exactly as before. ``enable_fast_path`` also calls argument-less
+resolver methods directly instead of through strawberry's per-field wrapper.
+
+Both lean on graphql-core's ``Executor`` internals and on how strawberry wraps resolvers,
+so they are pinned (``PINS``, the same as ``pyproject.toml``): with other versions
+installed, ``fast_path_mismatch`` says so and the gateway runs the standard path. What the
+fast path found is kept on the schema it was built for (``schema.extensions[FAST_PATH]``),
+so each schema carries its own; ``tests/test_execution.py`` proves both paths answer alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import operator
 import types
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
-from graphql import GraphQLLeafType, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, Undefined
+import strawberry
+from graphql import (
+    GraphQLLeafType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    Undefined,
+)
+from graphql import execute as graphql_execute
 from graphql.execution.executor import Executor
 from strawberry.types.field import StrawberryField
+from strawberry.types.info import Info
+
+# The versions the fast path was tested with; pyproject.toml pins the same (a test checks).
+PINS = {"graphql-core": "==3.3.2", "strawberry-graphql": ">=0.341.2,<0.342"}
+EXECUTORS = ("fast", "standard")
+FAST_PATH = "ordergraph.fast_path"  # the key of a schema's FastPath in its extensions
 
 # (type name, field name) -> (getter(source, context), leaf type, nullable)
 LeafReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLLeafType, bool]]
+# (type name, field name) -> (getter(source, context), object type, declared type)
+ObjectReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLObjectType, Any]]
 _NOT_FAST = object()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FastPath:
+    """What ``FastExecutor`` may take on one schema: its plain leaf and object reads."""
+
+    leaves: LeafReads
+    objects: ObjectReads
 
 
 class ContextOnly:
@@ -38,10 +74,54 @@ class ContextOnly:
     def __init__(self, context: Any) -> None:
         self.context = context
 
-_leaf_reads: dict[int, LeafReads] = {}
-# (type name, field name) -> (getter(source, context), object type, declared type)
-ObjectReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLObjectType, Any]]
-_object_reads: dict[int, ObjectReads] = {}
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def _satisfies(installed: str, spec: str) -> bool:
+    have = _version(installed)
+    for clause in spec.split(","):
+        op = clause[:2] if clause[:2] in ("==", ">=", "<=") else clause[:1]
+        want = _version(clause[len(op) :])
+        if not {"==": have == want, ">=": have >= want, "<=": have <= want, "<": have < want, ">": have > want}[op]:
+            return False
+    return True
+
+
+def fast_path_mismatch() -> str | None:
+    """None when the installed graphql-core and strawberry are the ones the fast path was
+    tested with (``PINS``); else what differs, in one line."""
+    wrong = []
+    for package, spec in PINS.items():
+        try:
+            installed = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            installed = "none"
+        if installed == "none" or not _satisfies(installed, spec):
+            wrong.append(f"{package} {installed} (tested: {spec})")
+    return "; ".join(wrong) or None
+
+
+def enable_fast_path(built: strawberry.Schema) -> int:
+    """Make ``built`` run on the fast path: its argument-less resolver methods called
+    directly, its plain reads found for ``FastExecutor`` and kept on the schema. Returns
+    how many fields the fast path takes."""
+    direct_resolvers(built)
+    return register_leaf_reads(built._schema)
+
+
+def uses_fast_path(schema: GraphQLSchema) -> bool:
+    """True when ``schema`` was built for the fast executor."""
+    return FAST_PATH in schema.extensions
+
+
+def execute(schema: GraphQLSchema, document: Any, **kwargs: Any) -> Any:
+    """graphql-core's ``execute`` with the executor ``schema`` was built for: the one call
+    every path (HTTP, SSE, WebSocket, subscription fan-out) executes through."""
+    if FAST_PATH in schema.extensions:
+        return graphql_execute(schema, document, executor_class=FastExecutor, is_awaitable=is_awaitable, **kwargs)
+    return graphql_execute(schema, document, **kwargs)
 
 
 def register_leaf_reads(schema: GraphQLSchema) -> int:
@@ -63,8 +143,7 @@ def register_leaf_reads(schema: GraphQLSchema) -> int:
                 getter = _plain_getter(gfield)
                 if getter is not None:
                     objects[(t.name, name)] = (getter, named, gfield.type)
-    _leaf_reads[id(schema)] = reads
-    _object_reads[id(schema)] = objects
+    schema.extensions[FAST_PATH] = FastPath(reads, objects)
     return len(reads) + len(objects)
 
 
@@ -82,6 +161,33 @@ def plain_method(field: StrawberryField) -> tuple[Callable[..., Any], str | None
         return None
     info = resolver.info_parameter
     return resolver.wrapped_func, (info.name if info is not None else None)
+
+
+def _direct(field: StrawberryField) -> Callable[[Any, GraphQLResolveInfo], Any] | None:
+    """A plain call of ``field``'s resolver method, when strawberry's wrapper adds nothing."""
+    method = plain_method(field)
+    if method is None:
+        return None
+    fn, info_name = method
+    if info_name is None:
+        return lambda source, _info: fn(source)
+    return lambda source, info: fn(source, **{info_name: Info(_raw_info=info, _field=field)})
+
+
+def direct_resolvers(built: strawberry.Schema) -> int:
+    """Call argument-less resolver methods directly instead of through strawberry's
+    per-field wrapper (argument conversion, extension chain, ``Info`` for fields that do
+    not take one): about 15 % of a page's CPU, for the same answers. Returns how many."""
+    count = 0
+    for t in built._schema.type_map.values():
+        if not isinstance(t, GraphQLObjectType) or t.name.startswith("__"):
+            continue
+        for gfield in t.fields.values():
+            definition = (gfield.extensions or {}).get("strawberry-definition")
+            if isinstance(definition, StrawberryField) and (fast := _direct(definition)) is not None:
+                gfield.resolve = fast
+                count += 1
+    return count
 
 
 def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
@@ -134,8 +240,9 @@ class FastExecutor(Executor):
             return _NOT_FAST
 
     def execute_fields(self, parent_type, source_value, path, grouped_field_set, position_context):  # type: ignore[no-untyped-def]
-        reads = _leaf_reads.get(id(self.schema))
-        if reads is not None and not self.middleware_manager:
+        fast_path = self.schema.extensions.get(FAST_PATH)
+        if fast_path is not None and not self.middleware_manager:
+            reads = fast_path.leaves
             type_name = parent_type.name
             plan = []
             for response_name, field_details_list in grouped_field_set.items():
@@ -158,15 +265,16 @@ class FastExecutor(Executor):
     def execute_field(self, parent_type, source, field_details_list, path, position_context):  # type: ignore[no-untyped-def]
         if not self.middleware_manager:
             node = field_details_list[0].node
-            if not node.arguments:
+            fast_path = self.schema.extensions.get(FAST_PATH)
+            if not node.arguments and fast_path is not None:
                 key = (parent_type.name, node.name.value)
-                fast = _leaf_reads.get(id(self.schema), {}).get(key)
+                fast = fast_path.leaves.get(key)
                 if fast is not None:
                     out = self._leaf(fast, source)
                     if out is not _NOT_FAST:
                         return out
                 else:
-                    obj = _object_reads.get(id(self.schema), {}).get(key)
+                    obj = fast_path.objects.get(key)
                     if obj is not None:
                         out = self._object(obj, source, field_details_list, path, position_context)
                         if out is not _NOT_FAST:

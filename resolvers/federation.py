@@ -27,8 +27,9 @@ from strawberry.federation.schema import FederationAny
 from strawberry.federation.schema_directives import Key
 from strawberry.types.info import Info
 
-from . import fetch, policy
-from .listing import needs_views, selection_names
+from . import policy
+from .needs import field_needs
+from .orders import build_orders
 from .query import Query as BaseQuery
 from .schema import Query, build_schema  # the root fields of every module (resolvers/schema.py)
 from .types import Customer, Order
@@ -97,8 +98,7 @@ async def resolve_entities(info: Info, representations: list[Any]) -> list[Any]:
         if isinstance(rec, BaseException):
             out[i] = rec
         elif rec is not None and policy.can_see_order(ctx.viewer, rec):
-            out[i] = Order(record=rec)
-            found.append(rec)
+            found.append((i, rec))
     for (i, _), rec in zip(customers, loaded[1], strict=True):
         if isinstance(rec, BaseException):
             out[i] = rec
@@ -106,11 +106,9 @@ async def resolve_entities(info: Info, representations: list[Any]) -> list[Any]:
             value = Customer(record=rec)
             out[i] = value if policy.can_see(ctx.viewer, "Customer", value) else None
     if found:
-        selections = [s for field in info.selected_fields for s in (field.selections or [])]
-        names = selection_names(selections)
-        needs = {"views": needs_views(names, selections), "customers": "customer" in names}
-        if any(needs.values()):
-            await fetch.prefetch_page(ctx, found, **needs)
+        built = await build_orders(ctx, [rec for _, rec in found], field_needs(info))
+        for (i, _), order in zip(found, built, strict=True):
+            out[i] = order
     return out
 
 
@@ -128,8 +126,9 @@ class SubgraphQuery(Query):
         return Service(sdl=subgraph_sdl())
 
 
-def build_subgraph_schema() -> strawberry.Schema:
-    """The subgraph schema: ordergraph's Query and Subscription with the federation fields."""
+def build_subgraph_schema(fast: bool = False) -> strawberry.Schema:
+    """The subgraph schema: ordergraph's Query and Subscription with the federation fields
+    (``fast``: for the fast executor, as in ``build_schema``)."""
     from strawberry.federation import Schema as FederationSchema
 
     class SubgraphSchema(FederationSchema):
@@ -138,7 +137,7 @@ def build_subgraph_schema() -> strawberry.Schema:
 
     with entity_keys():
         built = build_schema(
-            lambda **kw: SubgraphSchema(**kw, federation_version=FEDERATION_VERSION), query=SubgraphQuery
+            lambda **kw: SubgraphSchema(**kw, federation_version=FEDERATION_VERSION), query=SubgraphQuery, fast=fast
         )
         sdl = built.as_str().rstrip() + "\n"
     _SDL[0] = sdl
@@ -146,14 +145,14 @@ def build_subgraph_schema() -> strawberry.Schema:
 
 
 _SDL: list[str] = [""]
-_SCHEMA: list[strawberry.Schema] = []
+_SCHEMA: dict[bool, strawberry.Schema] = {}
 
 
-def subgraph_schema() -> strawberry.Schema:
-    """The subgraph schema, built once per process (on first use)."""
-    if not _SCHEMA:
-        _SCHEMA.append(build_subgraph_schema())
-    return _SCHEMA[0]
+def subgraph_schema(fast: bool = False) -> strawberry.Schema:
+    """The subgraph schema, built once per process and executor (on first use)."""
+    if fast not in _SCHEMA:
+        _SCHEMA[fast] = build_subgraph_schema(fast)
+    return _SCHEMA[fast]
 
 
 def subgraph_sdl() -> str:

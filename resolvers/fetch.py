@@ -77,6 +77,30 @@ async def order_view(ctx: Context, so: SalesOrder) -> OrderView:
     return await pending
 
 
+async def production_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of MES only: production orders and their work centres."""
+    pos = await production_orders(ctx, so.sales_order)
+    return OrderView(sales_order=so, production_orders=pos, work_centers=await work_centers(ctx, pos))
+
+
+async def materials_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of its production orders and their components."""
+    pos, comps = await asyncio.gather(production_orders(ctx, so.sales_order), components(ctx, so.sales_order))
+    return OrderView(sales_order=so, production_orders=pos, components=comps)
+
+
+async def quality_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of its production orders and their inspection lots."""
+    pos, lots = await asyncio.gather(production_orders(ctx, so.sales_order), inspection_lots(ctx, so.sales_order))
+    return OrderView(sales_order=so, production_orders=pos, inspection_lots=lots)
+
+
+async def logistics_view(ctx: Context, so: SalesOrder) -> OrderView:
+    """The order's view of its deliveries and shipments."""
+    dels, ships = await asyncio.gather(deliveries(ctx, so.sales_order), shipments(ctx, so.sales_order))
+    return OrderView(sales_order=so, deliveries=dels, shipments=ships)
+
+
 async def ship_to(ctx: Context, so: SalesOrder) -> Customer | None:
     """The order's ship-to (its customer), whose delivery calendar dates its delivery; None
     when it cannot be read (the prediction then falls back to the default calendar)."""
@@ -109,28 +133,6 @@ async def _assemble(ctx: Context, so: SalesOrder) -> OrderView:
         deliveries=dels,
         shipments=_flatten(ships),
     )
-
-
-async def load_all(loader: Any, keys: list[str]) -> dict[str, Any]:
-    """Every key through the loader's batch function in one call, without a future per
-    key (a page asks for hundreds); the loader (an ``aiodataloader.DataLoader``; its cache
-    is read to skip keys this request already has) is primed with the answers, so any
-    later ``load`` in the request gets them. Raises the first per-key error (a source
-    fault)."""
-    unique = [k for k in dict.fromkeys(keys) if loader.get_cache_key(k) not in loader._cache]
-    out: dict[str, Any] = {}
-    if unique:
-        values = await loader.batch_load_fn(unique)
-        for key, value in zip(unique, values, strict=True):
-            loader.prime(key, value)  # an error too: the fields' own paths report it, no new call
-            out[key] = value
-        for value in values:
-            if isinstance(value, Exception):
-                raise value
-    for key in dict.fromkeys(keys):
-        if key not in out:  # already loaded in this request
-            out[key] = await loader.load(key)
-    return out
 
 
 async def prefetch_customers(ctx: Context, orders: list[SalesOrder]) -> None:
@@ -168,8 +170,8 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
     customer_ids = sorted({so.sold_to_party for so in todo})
     try:
         pos_by, dels_by, ship_tos = await asyncio.gather(
-            load_all(ctx.loaders.production_orders, keys),
-            load_all(ctx.loaders.deliveries, keys),
+            ctx.loaders.production_orders.load_all(keys),
+            ctx.loaders.deliveries.load_all(keys),
             ctx.loaders.customer.load_many(customer_ids),
         )
         pos_l = [pos_by[k] for k in keys]
@@ -178,10 +180,10 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
         wc_ids = sorted({po.work_center for pos in pos_l for po in pos})
         dds = [d.delivery_document for dels in dels_l for d in dels]
         wcs_by, comp_by, lot_by, ship_by = await asyncio.gather(
-            load_all(ctx.loaders.work_center, wc_ids),
-            load_all(ctx.loaders.components, mos),
-            load_all(ctx.loaders.inspection_lots, mos),
-            load_all(ctx.loaders.shipments, dds),
+            ctx.loaders.work_center.load_all(wc_ids),
+            ctx.loaders.components.load_all(mos),
+            ctx.loaders.inspection_lots.load_all(mos),
+            ctx.loaders.shipments.load_all(dds),
         )
     except Exception:  # SourceError and friends: the per-field paths report them
         return

@@ -33,8 +33,8 @@ from sources.records import SalesOrder
 
 from . import derived, enums, fetch, policy, prediction, stage
 from .context import Context
-from .fields import CROSS_SOURCE_FIELDS, ITEM_CROSS_SOURCE_FIELDS
 from .lazy import schema_type
+from .needs import build, page_needs
 from .pagination import (
     PageInfo,
     decode_order_cursor,
@@ -243,50 +243,12 @@ def _empty_page(has_previous: bool) -> OrderConnection:
 
 
 
-def needs_views(names: set[str], order_fields: list) -> bool:
-    """True when an order selection asks for anything derived from every source."""
-    if names & CROSS_SOURCE_FIELDS:
-        return True
-    return "items" in names and bool(selection_names(_children(order_fields, "items")) & ITEM_CROSS_SOURCE_FIELDS)
-
-
-def selection_names(selections: list) -> set[str]:
-    """The field names of a selection, fragments included."""
-    names: set[str] = set()
-    for sel in selections:
-        name = getattr(sel, "name", None)
-        if name is None:  # a fragment: its own selections count
-            names |= selection_names(getattr(sel, "selections", []) or [])
-        else:
-            names.add(name)
-    return names
-
-
-def _children(selections: list, name: str) -> list:
-    out = []
-    for sel in selections:
-        if getattr(sel, "name", None) == name:
-            out.extend(sel.selections or [])
-        elif getattr(sel, "name", None) is None:
-            out.extend(_children(getattr(sel, "selections", []) or [], name))
-    return out
-
-
-def page_needs(info: Info) -> dict[str, bool]:
-    """What this connection's selection asks of every order: a field derived from all
-    sources (``views``), the customer (``customers``)."""
-    top = [s for field in info.selected_fields for s in (field.selections or [])]
-    node_fields = _children(top, "nodes") + _children(_children(top, "edges"), "node")
-    names = selection_names(node_fields)
-    return {"views": needs_views(names, node_fields), "customers": "customer" in names}
-
-
 async def list_orders(
     info: Info, first: int, after: str | None, f: OrderFilter, *, sort: str = derived.SALES_ORDER
 ) -> OrderConnection:
     """A page of orders (``Query.orders``, ``Customer.orders``): ERP-side filters pushed
     down, derived filters applied here; what the page's selection needs of every order
-    (``page_needs``) is prefetched for all of them at once."""
+    (``page_needs``) is prefetched for all of them at once (``needs.build``)."""
     ctx: Context = info.context
     prefetch = page_needs(info)
     order = schema_type(info, "Order")
@@ -325,16 +287,15 @@ async def list_orders(
                 ctx.index.wanted()
             listed = await scanned(ctx, first, position, f, filters, sort)
         ctx.cacheable = False  # depends on derived values, which change without a record's key
-        if prefetch:
-            await fetch.prefetch_page(ctx, listed.records, **prefetch)
+        nodes = await build(order, ctx, listed.records, prefetch)
         edges = [
             OrderEdge(
                 cursor=encode_order_cursor(ctx.cursors, so.sales_order)
                 if by_number
                 else encode_sorted_cursor(ctx.cursors, sort, key),
-                node=order(record=so),
+                node=node,
             )
-            for so, key in zip(listed.records, listed.keys, strict=True)
+            for so, key, node in zip(listed.records, listed.keys, nodes, strict=True)
         ]
         return OrderConnection(
             edges=edges,
@@ -373,8 +334,7 @@ async def list_orders(
     else:
         ctx.deps.add(LISTING_KEY)
         ctx.deps.update((SALES_ORDER, so.sales_order) for so in picked)
-    if prefetch:
-        await fetch.prefetch_page(ctx, picked, **prefetch)
+    nodes = await build(order, ctx, picked, prefetch)
 
     async def count() -> int:
         if source_count is not None:
@@ -388,7 +348,10 @@ async def list_orders(
                 return total
             token = page.records[-1].sales_order
 
-    edges = [OrderEdge(cursor=encode_order_cursor(ctx.cursors, so.sales_order), node=order(record=so)) for so in picked]
+    edges = [
+        OrderEdge(cursor=encode_order_cursor(ctx.cursors, so.sales_order), node=node)
+        for so, node in zip(picked, nodes, strict=True)
+    ]
     return OrderConnection(
         edges=edges,
         page_info=page_info([e.cursor for e in edges], has_next=has_next, has_previous=skip is not None),

@@ -38,6 +38,39 @@ from sources.namespaces import (
 )
 
 
+class Loader(DataLoader):
+    """An ``aiodataloader.DataLoader`` that keeps its futures in a map of its own, so it can
+    say which keys this request has already asked for, and load many keys in one call."""
+
+    def __init__(self, batch_load_fn: Callable[[list[Any]], Any]) -> None:
+        self._futures: dict[Any, Any] = {}
+        super().__init__(batch_load_fn, cache_map=self._futures)
+
+    def has(self, key: Any) -> bool:
+        """True when this request already asked for ``key`` (answered or under way)."""
+        return self.get_cache_key(key) in self._futures
+
+    async def load_all(self, keys: list[Any]) -> dict[Any, Any]:
+        """Every key through the batch function in one call, without a future per key (a
+        page asks for hundreds); the answers are primed, so any later ``load`` in the
+        request gets them. Keys already asked for come from ``load``. Raises the first
+        per-key error (a source fault)."""
+        unique = [k for k in dict.fromkeys(keys) if not self.has(k)]
+        out: dict[Any, Any] = {}
+        if unique:
+            values = await self.batch_load_fn(unique)
+            for key, value in zip(unique, values, strict=True):
+                self.prime(key, value)  # an error too: the fields' own paths report it, no new call
+                out[key] = value
+            for value in values:
+                if isinstance(value, Exception):
+                    raise value
+        for key in dict.fromkeys(keys):
+            if key not in out:  # already loaded in this request
+                out[key] = await self.load(key)
+        return out
+
+
 class Cache(Protocol):
     """What loaders need of the shared record cache (``gateway.cache.RecordCache``)."""
 
@@ -73,7 +106,7 @@ def cached_loader(
     clock: Callable[[], dt.datetime] | None = None,
     served: ServedLog | None = None,
     stale_if_error: Callable[[], bool] = lambda: False,
-) -> DataLoader:
+) -> Loader:
     """A DataLoader whose batch function reads through the shared cache.
 
     ``clock`` (wall time, not the domain clock) stamps fetched values; ``served`` (if
@@ -121,7 +154,7 @@ def cached_loader(
                     cache.put(ck, value, ticket, fetched_at)
         return [out[ck] for ck in cache_keys]
 
-    return DataLoader(batch)
+    return Loader(batch)
 
 
 def owned_orders_loader(
@@ -131,7 +164,7 @@ def owned_orders_loader(
     clock: Callable[[], dt.datetime],
     served: ServedLog,
     stale_if_error: Callable[[], bool],
-) -> DataLoader:
+) -> Loader:
     """A DataLoader of each customer's sales order numbers (a frozenset), through the cache.
 
     A new sales order (the listing key invalidated) may belong to any customer, so a
@@ -171,7 +204,7 @@ def owned_orders_loader(
                 cache.put(key, (ticket, answer), ticket, fetched_at)
         return [out[k] for k in keys]
 
-    return DataLoader(batch)
+    return Loader(batch)
 
 
 def remember_listing(cache: Cache, records: Sequence[Any], ticket: int) -> None:
@@ -193,7 +226,7 @@ class Loaders:
         # How each key was served in this request: the resolvers' freshness marks.
         self.served: ServedLog = {}
 
-        def loader(namespace: str, fetch: Fetch, default: Callable[[], Any]) -> DataLoader:
+        def loader(namespace: str, fetch: Fetch, default: Callable[[], Any]) -> Loader:
             client = sources.client(SOURCE_OF_NAMESPACE[namespace])
             return cached_loader(
                 cache,

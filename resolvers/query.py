@@ -20,7 +20,9 @@ from .exception_types import (
 )
 from .health import SourceStatus, source_statuses
 from .impact_compare import ImpactComparison, compare
-from .listing import OrderConnection, OrderFilter, list_orders, needs_views, selection_names
+from .listing import OrderConnection, OrderFilter, list_orders
+from .needs import field_needs
+from .orders import build_orders
 from .parked import ParkedEvent, parked_events
 from .types import Customer, Order
 
@@ -31,14 +33,8 @@ class Query:
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
         ctx = info.context
         so = await ctx.loaders.sales_order.load(ctx.check_key("SalesOrder", str(id), "id"))
-        if so is None:
-            return None
-        selections = [s for field in info.selected_fields for s in (field.selections or [])]
-        names = selection_names(selections)
-        needs = {"views": needs_views(names, selections), "customers": "customer" in names}
-        if any(needs.values()):
-            await fetch.prefetch_page(ctx, [so], **needs)
-        return Order(record=so)
+        (order,) = await build_orders(ctx, [so], field_needs(info))
+        return order
 
     @strawberry.field(
         description="Orders, filtered and paged (Relay-style); in sales order number order unless `sort` says otherwise."

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import strawberry
-from graphql import GraphQLInputObjectType, GraphQLObjectType, GraphQLResolveInfo
+from graphql import GraphQLInputObjectType
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
-from strawberry.types.field import StrawberryField
-from strawberry.types.info import Info
 
-from .execution import plain_method, register_leaf_reads
+from .execution import enable_fast_path
 from .notice_types import NoticeMutation, NoticeQuery
 from .query import Query as BaseQuery
 from .subscription import Subscription
@@ -23,9 +20,13 @@ Query = merge_types("Query", (BaseQuery, NoticeQuery))
 Mutation = merge_types("Mutation", (WorkflowMutation, NoticeMutation))
 
 
-def build_schema(schema_class: Callable[..., strawberry.Schema] = strawberry.Schema, query: type = Query) -> strawberry.Schema:
+def build_schema(
+    schema_class: Callable[..., strawberry.Schema] = strawberry.Schema, query: type = Query, *, fast: bool = False
+) -> strawberry.Schema:
     """Build the ordergraph schema (``schema.graphql`` is printed from this). ``schema_class``
-    and ``query``: the federation subgraph's (resolvers/federation.py) builds on the same."""
+    and ``query``: the federation subgraph's (resolvers/federation.py) builds on the same.
+    ``fast``: for the fast executor (resolvers/execution.py); else strawberry's own
+    resolvers under graphql-core's executor. Both print the same SDL."""
     built = schema_class(
         query=query, mutation=Mutation, subscription=Subscription, config=StrawberryConfig(auto_camel_case=True)
     )
@@ -35,36 +36,9 @@ def build_schema(schema_class: Callable[..., strawberry.Schema] = strawberry.Sch
         definition = getattr(t, "extensions", None) and t.extensions.get("strawberry-definition")
         if isinstance(t, GraphQLInputObjectType) and getattr(definition, "is_one_of", False):
             t.is_one_of = True
-    direct_resolvers(built)
-    register_leaf_reads(built._schema)
+    if fast:
+        enable_fast_path(built)
     return built
-
-
-def _direct(field: StrawberryField) -> Callable[[Any, GraphQLResolveInfo], Any] | None:
-    """A plain call of ``field``'s resolver method, when strawberry's wrapper adds nothing."""
-    method = plain_method(field)
-    if method is None:
-        return None
-    fn, info_name = method
-    if info_name is None:
-        return lambda source, _info: fn(source)
-    return lambda source, info: fn(source, **{info_name: Info(_raw_info=info, _field=field)})
-
-
-def direct_resolvers(built: strawberry.Schema) -> int:
-    """Call argument-less resolver methods directly instead of through strawberry's
-    per-field wrapper (argument conversion, extension chain, ``Info`` for fields that do
-    not take one): about 15 % of a page's CPU, for the same answers. Returns how many."""
-    count = 0
-    for t in built._schema.type_map.values():
-        if not isinstance(t, GraphQLObjectType) or t.name.startswith("__"):
-            continue
-        for gfield in t.fields.values():
-            definition = (gfield.extensions or {}).get("strawberry-definition")
-            if isinstance(definition, StrawberryField) and (fast := _direct(definition)) is not None:
-                gfield.resolve = fast
-                count += 1
-    return count
 
 
 schema = build_schema()

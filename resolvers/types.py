@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from strawberry import Info
@@ -52,6 +52,8 @@ from .lazy import schema_type
 from .listing import OrderConnection, OrderFilter, list_orders
 from .view import ItemQuantities, OrderView
 from .workflow_types import EscalationType, WorkflowEntry, order_escalation, order_workflow_history
+
+T = TypeVar("T")
 
 # The pure enums become GraphQL enums (strawberry only adds a definition to the class).
 ProductionStatus = strawberry.enum(enums.ProductionStatus, description="Sum-up of an order's production.")
@@ -252,18 +254,9 @@ class OrderItem:
         return self._quantity(info, lambda q: Money(amount=q.open_value, currency=currency))
 
     def _quantity(self, info: Info, read: Callable[[ItemQuantities], Any]) -> Any:
-        """One of the item's cross-system quantities: from the view assembled with the page
-        (no await), else from the order's view (an awaitable)."""
-        ctx = _ctx(info)
+        """One of the item's cross-system quantities, from the order's view."""
         key = self.record.sales_order_item
-        view = ctx.ready.get(self.order.sales_order)
-        if view is not None:
-            return _pick_quantity(view, key, read)
-
-        async def load() -> Any:
-            return _pick_quantity(await fetch.order_view(ctx, self.order), key, read)
-
-        return load()
+        return on_view(_ctx(info), self.order, lambda view: _pick_quantity(view, key, read))
 
 
 def _pick_quantity(view: OrderView, item: str, read: Callable[[ItemQuantities], Any]) -> Any:
@@ -355,14 +348,10 @@ class ProductionOrder:
     @strawberry.field(description="The work centre with its live state (one more MES read).")
     def work_center(self, info: Info) -> WorkCenter | None:
         ctx = _ctx(info)
+        wc = self.record.work_center
         view = ctx.ready.get(self.record.sales_order)
-        if view is not None and self.record.work_center in view.work_centers:
-            return WorkCenter(record=view.work_centers[self.record.work_center])
-        return self._work_center(ctx)  # type: ignore[return-value]
-
-    async def _work_center(self, ctx: Context) -> WorkCenter | None:
-        rec = await ctx.loaders.work_center.load(self.record.work_center)
-        return WorkCenter(record=rec) if rec else None
+        known = view.work_centers.get(wc, _MISSING) if view is not None else _MISSING
+        return when_ready(known, lambda: ctx.loaders.work_center.load(wc), _work_center)
 
     @strawberry.field
     def scheduled_start(self) -> dt.datetime:
@@ -396,16 +385,7 @@ class ProductionSection:
     @strawberry.field(description="Sum-up of the order's production orders.")
     def status(self, info: Info) -> ProductionStatus | None:
         ctx = _ctx(info)
-        view = ctx.ready.get(self.order.sales_order)
-        if view is not None:  # prefetched with its page: no await
-            return stage.production_status(view, ctx.now)
-        return self._status(ctx)
-
-    async def _status(self, ctx: Context) -> ProductionStatus | None:
-        pos = await fetch.production_orders(ctx, self.order.sales_order)
-        wcs = await fetch.work_centers(ctx, pos)
-        view = OrderView(sales_order=self.order, production_orders=pos, work_centers=wcs)
-        return stage.production_status(view, ctx.now)
+        return on_view(ctx, self.order, lambda view: stage.production_status(view, ctx.now), fetch.production_view)
 
     @strawberry.field
     def orders(self, info: Info) -> list[ProductionOrder] | None:
@@ -462,17 +442,7 @@ class MaterialsSection:
 
     @strawberry.field
     def status(self, info: Info) -> MaterialsStatus | None:
-        ctx = _ctx(info)
-        view = ctx.ready.get(self.order.sales_order)
-        if view is not None:
-            return stage.materials_status(view)
-        return self._status(ctx)
-
-    async def _status(self, ctx: Context) -> MaterialsStatus | None:
-        pos, comps = await _gather(
-            fetch.production_orders(ctx, self.order.sales_order), fetch.components(ctx, self.order.sales_order)
-        )
-        return stage.materials_status(OrderView(sales_order=self.order, production_orders=pos, components=comps))
+        return on_view(_ctx(info), self.order, stage.materials_status, fetch.materials_view)
 
     @strawberry.field
     def components(self, info: Info) -> list[ComponentAvailability] | None:
@@ -554,17 +524,7 @@ class QualitySection:
 
     @strawberry.field
     def status(self, info: Info) -> QualityStatus | None:
-        ctx = _ctx(info)
-        view = ctx.ready.get(self.order.sales_order)
-        if view is not None:
-            return stage.quality_status(view)
-        return self._status(ctx)
-
-    async def _status(self, ctx: Context) -> QualityStatus | None:
-        pos, lots = await _gather(
-            fetch.production_orders(ctx, self.order.sales_order), fetch.inspection_lots(ctx, self.order.sales_order)
-        )
-        return stage.quality_status(OrderView(sales_order=self.order, production_orders=pos, inspection_lots=lots))
+        return on_view(_ctx(info), self.order, stage.quality_status, fetch.quality_view)
 
     @strawberry.field
     def inspection_lots(self, info: Info) -> list[InspectionLot] | None:
@@ -757,17 +717,7 @@ class LogisticsSection:
 
     @strawberry.field
     def status(self, info: Info) -> LogisticsStatus | None:
-        ctx = _ctx(info)
-        view = ctx.ready.get(self.order.sales_order)
-        if view is not None:
-            return stage.logistics_status(view)
-        return self._status(ctx)
-
-    async def _status(self, ctx: Context) -> LogisticsStatus | None:
-        dels, ships = await _gather(
-            fetch.deliveries(ctx, self.order.sales_order), fetch.shipments(ctx, self.order.sales_order)
-        )
-        return stage.logistics_status(OrderView(sales_order=self.order, deliveries=dels, shipments=ships))
+        return on_view(_ctx(info), self.order, stage.logistics_status, fetch.logistics_view)
 
     @strawberry.field
     def deliveries(self, info: Info) -> list[OutboundDelivery] | None:
@@ -779,13 +729,7 @@ class LogisticsSection:
 
     @strawberry.field(description="The carrier's latest ETA, once shipped.")
     def eta(self, info: Info) -> dt.datetime | None:
-        view = _ctx(info).ready.get(self.order.sales_order)
-        if view is not None:
-            return _latest_eta(view.shipments)
-        return self._eta(_ctx(info))
-
-    async def _eta(self, ctx: Context) -> dt.datetime | None:
-        return _latest_eta(await fetch.shipments(ctx, self.order.sales_order))
+        return _records(_ctx(info), self.order, lambda v: v.shipments, fetch.shipments, _latest_eta)
 
     @strawberry.field(description=FRESH_DOC)
     async def freshness(self, info: Info) -> list[Freshness]:
@@ -822,16 +766,7 @@ class Order:
 
     @strawberry.field
     def customer(self, info: Info) -> Customer | None:
-        ctx = _ctx(info)
-        ready = ctx.ready_customers
-        if self.record.sold_to_party in ready:  # prefetched with its page: no await
-            rec = ready[self.record.sold_to_party]
-            return Customer(record=rec) if rec else None
-        return self._customer(ctx)  # type: ignore[return-value]
-
-    async def _customer(self, ctx: Context) -> Customer | None:
-        rec = await ctx.loaders.customer.load(self.record.sold_to_party)
-        return Customer(record=rec) if rec else None
+        return _on_customer(_ctx(info), self.record, lambda rec: Customer(record=rec) if rec else None)
 
     @strawberry.field
     def purchase_order_by_customer(self) -> str | None:
@@ -855,15 +790,7 @@ class Order:
 
     @strawberry.field(description="Inherited from the customer.")
     def commercial_priority(self, info: Info) -> CommercialPriority | None:
-        ctx = _ctx(info)
-        if self.record.sold_to_party in ctx.ready_customers:  # prefetched with its page
-            rec = ctx.ready_customers[self.record.sold_to_party]
-            return CommercialPriority(rec.commercial_priority if rec else "NORMAL")
-        return self._commercial_priority(ctx)  # type: ignore[return-value]
-
-    async def _commercial_priority(self, ctx: Context) -> CommercialPriority | None:
-        rec = await ctx.loaders.customer.load(self.record.sold_to_party)
-        return CommercialPriority(rec.commercial_priority if rec else "NORMAL")
+        return _on_customer(_ctx(info), self.record, lambda rec: CommercialPriority(rec.commercial_priority if rec else "NORMAL"))
 
     @strawberry.field
     def items(self) -> list[OrderItem]:
@@ -921,24 +848,12 @@ class Order:
 
     @strawberry.field(description="How far the order has come (derived from all five systems).")
     def stage(self, info: Info) -> OrderStage | None:
-        view = _ctx(info).ready.get(self.record.sales_order)
-        if view is not None:
-            return stage.stage(view)
-        return self._stage(_ctx(info))
-
-    async def _stage(self, ctx: Context) -> OrderStage | None:
-        return stage.stage(await fetch.order_view(ctx, self.record))
+        return on_view(_ctx(info), self.record, stage.stage)
 
     @strawberry.field(description="Lifecycle milestones, each planned / expected / actual.")
     def milestones(self, info: Info) -> list[Milestone] | None:
         ctx = _ctx(info)
-        view = ctx.ready.get(self.record.sales_order)
-        if view is not None:
-            return _milestones(ctx, view)
-        return self._milestones(ctx)
-
-    async def _milestones(self, ctx: Context) -> list[Milestone] | None:
-        return _milestones(ctx, await fetch.order_view(ctx, self.record))
+        return on_view(ctx, self.record, lambda view: _milestones(ctx, view))
 
     @strawberry.field(
         description="When the order is predicted to reach the customer (the ship-to's local date). "
@@ -946,25 +861,12 @@ class Order:
     )
     def predicted_delivery_date(self, info: Info) -> dt.date | None:
         ctx = _ctx(info)
-        view = ctx.ready.get(self.record.sales_order)
-        if view is not None:
-            return _predicted_date(_predict(ctx, view))
-        return self._predicted_delivery_date(ctx)
-
-    async def _predicted_delivery_date(self, ctx: Context) -> dt.date | None:
-        return _predicted_date(_predict(ctx, await fetch.order_view(ctx, self.record)))
+        return on_view(ctx, self.record, lambda view: _predicted_date(_predict(ctx, view)))
 
     @strawberry.field(description="Predicted delivery against the confirmed date.")
     def delivery_risk(self, info: Info) -> DeliveryRisk | None:
         ctx = _ctx(info)
-        view = ctx.ready.get(self.record.sales_order)
-        if view is not None:
-            return prediction.delivery_risk(view, _predict(ctx, view), ctx.now, ctx.prediction_params)
-        return self._delivery_risk(ctx)
-
-    async def _delivery_risk(self, ctx: Context) -> DeliveryRisk | None:
-        view = await fetch.order_view(ctx, self.record)
-        return prediction.delivery_risk(view, _predict(ctx, view), ctx.now, ctx.prediction_params)
+        return on_view(ctx, self.record, lambda view: prediction.delivery_risk(view, _predict(ctx, view), ctx.now, ctx.prediction_params))
 
     @strawberry.field(
         description="Exceptions hitting this order, computed live from its records; each restricted to this "
@@ -1004,6 +906,54 @@ def _latest_eta(ships: list) -> dt.datetime | None:
     return max(etas) if etas else None
 
 
+# --- one body per derived field ---------------------------------------------------------
+#
+# A derived field is one pure function of what it reads (the order's view, a section's
+# records, the customer). When the order was built with its view (resolvers/orders.py:
+# a page's views and customers assembled for all its orders at once), the field answers
+# at once, with no await, which the fast executor takes in one step; otherwise, as for a
+# lone section or after a source fault in the prefetch, it loads only what it reads and
+# answers the same function's result as an awaitable (a fault then lands on its own path).
+
+_MISSING: Any = object()
+
+
+def when_ready(value: Any, load: Callable[[], Awaitable[Any]], compute: Callable[[Any], T]) -> T | Awaitable[T]:
+    """``compute(value)`` now, or, when ``value`` is ``_MISSING``, ``compute(await load())``."""
+    if value is not _MISSING:
+        return compute(value)
+
+    async def later() -> T:
+        return compute(await load())
+
+    return later()
+
+
+def on_view(
+    ctx: Context,
+    order: SalesOrder,
+    compute: Callable[[OrderView], T],
+    assemble: Callable[[Context, SalesOrder], Awaitable[OrderView]] = fetch.order_view,
+) -> T | Awaitable[T]:
+    """``compute`` over the order's view: the one built with it, else one ``assemble``d
+    (every system's records, or a section's own: ``fetch.production_view`` ...)."""
+    return when_ready(ctx.ready.get(order.sales_order, _MISSING), lambda: assemble(ctx, order), compute)
+
+
+def _records(
+    ctx: Context,
+    order: SalesOrder,
+    records: Callable[[OrderView], list[Any]],
+    fetch_records: Callable[[Context, str], Awaitable[list[Any]]],
+    compute: Callable[[list[Any]], T],
+) -> T | Awaitable[T]:
+    """``compute`` over one section's records: from the order's view, else from the
+    loaders (only that section's records)."""
+    view = ctx.ready.get(order.sales_order)
+    known = records(view) if view is not None else _MISSING
+    return when_ready(known, lambda: fetch_records(ctx, order.sales_order), compute)
+
+
 def _from_view(
     ctx: Context,
     order: SalesOrder,
@@ -1012,19 +962,16 @@ def _from_view(
     wrap: Callable[..., Any],
     keep: Callable[[Any], bool] | None = None,
 ) -> Any:
-    """A section's records wrapped for GraphQL: from the view assembled with the page
-    when there is one (no await), else from the loaders (an awaitable)."""
-    view = ctx.ready.get(order.sales_order)
-    if view is not None:
-        return [wrap(record=r) for r in records(view) if keep is None or keep(r)]
-
-    async def load() -> list[Any]:
-        return [wrap(record=r) for r in await fetch_records(ctx, order.sales_order) if keep is None or keep(r)]
-
-    return load()
+    """A section's records wrapped for GraphQL (those ``keep`` passes)."""
+    return _records(ctx, order, records, fetch_records, lambda rs: [wrap(record=r) for r in rs if keep is None or keep(r)])
 
 
-async def _gather(*aws):
-    import asyncio
+def _on_customer(ctx: Context, order: SalesOrder, compute: Callable[[CustomerRecord | None], T]) -> T | Awaitable[T]:
+    """``compute`` over the order's customer record: the one loaded with its page, else
+    from the loader."""
+    party = order.sold_to_party
+    return when_ready(ctx.ready_customers.get(party, _MISSING), lambda: ctx.loaders.customer.load(party), compute)
 
-    return await asyncio.gather(*aws)
+
+def _work_center(rec: WorkCenterRecord | None) -> WorkCenter | None:
+    return WorkCenter(record=rec) if rec else None

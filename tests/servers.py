@@ -18,6 +18,10 @@ from gateway.server import server_settings
 
 # Scale-out tests talk to a real Redis here (.ci/run starts one); without it they skip.
 REDIS_URL = os.environ.get("ORDERGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# "standard" runs the gateways of the tests on graphql-core's executor over strawberry's own
+# resolvers ([gateway] executor); unset, the default (fast). .ci/run runs the graph and
+# subscription tests under both.
+TEST_EXECUTOR = "ORDERGRAPH_TEST_EXECUTOR"
 
 
 def free_socket() -> socket.socket:
@@ -94,6 +98,8 @@ async def running_gateway(
     ``domain_clock``: the clock of predictions and exceptions (e.g. the plant's).
     ``notices``: settings of the ``[notices]`` section; ``mailbox``: an SMTP sink for /notices.
     """
+    if "executor" not in gateway and os.environ.get(TEST_EXECUTOR):
+        gateway["executor"] = os.environ[TEST_EXECUTOR]  # the graph tests under either executor
     cfg = Config.for_plant(plant_url, **gateway)
     cfg.events.journal_path = journal_path
     cfg.auth = auth or AuthConfig(mode="open")

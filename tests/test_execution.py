@@ -1,26 +1,42 @@
-"""FastExecutor answers exactly as graphql-core's own executor: same data, same errors."""
+"""The fast executor answers exactly as the standard path: graphql-core's own executor over
+strawberry's own resolvers. Same data, same errors, same nulls, same customer scoping."""
 
 from __future__ import annotations
 
+import logging
+import os
+import tomllib
+from pathlib import Path
+
 import orjson
+import pytest
 import strawberry
-from graphql import execute, parse
-from graphql.execution.executor import Executor
+from graphql import parse
 
 from bench import queries as Q
+from gateway.app import choose_executor
+from gateway.config import ConfigError, load_config
 from resolvers import policy
-from resolvers.execution import FastExecutor, is_awaitable, register_leaf_reads
+from resolvers.execution import (
+    FAST_PATH,
+    PINS,
+    enable_fast_path,
+    execute,
+    fast_path_mismatch,
+    is_awaitable,
+    uses_fast_path,
+)
+from resolvers.schema import build_schema
+
+from .servers import TEST_EXECUTOR, running_gateway
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-async def _run(schema, doc, context, variables, executor_class, middleware=None):
+async def _run(schema, doc, context, variables, middleware=None, root=None):
+    """Through the one seam every path executes by: the schema picks its executor."""
     result = execute(
-        schema,
-        doc,
-        context_value=context,
-        variable_values=variables,
-        middleware=middleware,
-        executor_class=executor_class,
-        is_awaitable=is_awaitable if executor_class is FastExecutor else None,
+        schema, doc, context_value=context, variable_values=variables, middleware=middleware, root_value=root
     )
     if is_awaitable(result):
         result = await result
@@ -37,34 +53,141 @@ def _opaque(value):
     return value
 
 
-async def test_same_answers_as_graphql_core_on_the_real_schema(gateway, plant):
-    _url, app = gateway
-    gw = app.state.gateway
-    schema = gw.schema._schema
-    some = plant.world.sales_orders[:5]
-    customer = plant.world.get("A_SalesOrder", some[0]).sold_to_party
-    cases = [
-        (Q.WHERE_IS_MY_ORDER, {"id": so}) for so in some
-    ] + [
-        (Q.WHERE_IS_MY_ORDER, {"id": "99999999"}),  # missing: null
-        (Q.DASHBOARD, {"first": 50}),
-        (Q.CUSTOMER_ORDERS, {"id": customer}),
-        (Q.FULL_LIST, {"first": 20}),
-        ("{ orders(first: 10) { nodes { id stage deliveryRisk predictedDeliveryDate milestones { kind status } } } }", {}),
-        ("{ orders(first: 3) { nodes { __typename id netValue { __typename amount currency } } } }", {}),
-    ]
-    for query, variables in cases:
-        doc = parse(query)
-        fast = await _run(schema, doc, gw.context(None), variables, FastExecutor)
-        plain = await _run(schema, doc, gw.context(None), variables, Executor)
-        assert fast == plain, query
-    # A customer viewer (middleware): graphql-core's path throughout, same answer.
-    viewer = policy.Viewer(policy.Role.CUSTOMER, customer=customer)
-    doc = parse(Q.CUSTOMER_ORDERS)
-    ctx1, ctx2 = gw.context(None, viewer=viewer), gw.context(None, viewer=viewer)
-    fast = await _run(schema, doc, ctx1, {"id": customer}, FastExecutor, policy.middleware(viewer))
-    plain = await _run(schema, doc, ctx2, {"id": customer}, Executor, policy.middleware(viewer))
-    assert fast == plain and orjson.loads(fast[0])["customer"]["orders"]["nodes"]
+ORDER_DERIVED = """
+  id stage deliveryRisk predictedDeliveryDate commercialPriority
+  milestones { kind status planned expected actual source }
+  items { item producedQuantity shippedQuantity deliveredQuantity openQuantity openValue { amount currency } }
+  production { status orders { id workCenter { id state } } }
+  materials { status shortages { material shortageQuantity } }
+  quality { status inspectionLots { id usageDecision { valuation } } }
+  logistics { status eta }
+"""
+
+
+def _context(gw, now, viewer=None):
+    """A fresh request context at one fixed instant (derived times count from ``now``)."""
+    ctx = gw.context(None, viewer=viewer) if viewer is not None else gw.context(None)
+    ctx.now = now
+    return ctx
+
+
+async def _same(fast, standard, gw, now, query, variables=None, viewer=None):
+    """One query through both schemas, each with a fresh request context; returns the
+    (equal) answer."""
+    doc = parse(query)
+    middleware = policy.middleware(viewer) if viewer is not None else None
+    a = await _run(fast, doc, _context(gw, now, viewer), variables or {}, middleware)
+    b = await _run(standard, doc, _context(gw, now, viewer), variables or {}, middleware)
+    assert a == b, query
+    return orjson.loads(a[0]), orjson.loads(a[1])
+
+
+async def test_fast_executor_answers_as_strawberrys_own_resolvers(plant):
+    """The direct resolvers under FastExecutor against strawberry's own resolvers under
+    graphql-core's executor, on the real schema and the same plant: pages, one order,
+    derived fields read from a page's views and from one order's own loads, nulls, bad
+    input, customer scoping and a source fault."""
+    quiet = {"retries": 0, "breaker_failures": 100_000, "stale_if_error": False}
+    async with running_gateway(plant.url, sources={s: quiet for s in ("erp", "mes", "wms", "qms", "tms")}) as (_url, app):
+        gw = app.state.gateway
+        await gw.exceptions.settled(30)
+        now = gw.context(None).now
+        # The gateway runs what it is set to (ORDERGRAPH_TEST_EXECUTOR runs these tests on either).
+        assert gw.executor == (os.environ.get(TEST_EXECUTOR) or "fast")
+        assert uses_fast_path(gw.schema._schema) == (gw.executor == "fast")
+        fast, standard = build_schema(fast=True)._schema, build_schema()._schema
+        assert uses_fast_path(fast) and not uses_fast_path(standard)
+        # Not the same resolvers: the fast schema calls the methods directly.
+        assert fast.type_map["Order"].fields["stage"].resolve is not standard.type_map["Order"].fields["stage"].resolve
+        assert len(fast.extensions[FAST_PATH].leaves) > 100
+
+        some = plant.world.sales_orders[:5]
+        customer = plant.world.get("A_SalesOrder", some[0]).sold_to_party
+        other = next(so for so in plant.world.sales_orders if plant.world.get("A_SalesOrder", so).sold_to_party != customer)
+        for so in some:
+            data, _ = await _same(fast, standard, gw, now, Q.WHERE_IS_MY_ORDER, {"id": so})
+            assert data["order"]["id"] == so
+            await _same(fast, standard, gw, now, "query($id: ID!) { order(id: $id) {" + ORDER_DERIVED + "} }", {"id": so})
+        data, _ = await _same(fast, standard, gw, now, Q.WHERE_IS_MY_ORDER, {"id": "99999999"})
+        assert data == {"order": None}  # missing: null
+        data, _ = await _same(fast, standard, gw, now, Q.DASHBOARD, {"first": 50})
+        assert len(data["orders"]["nodes"]) == 50
+        await _same(fast, standard, gw, now, Q.CUSTOMER_ORDERS, {"id": customer})
+        await _same(fast, standard, gw, now, Q.FULL_LIST, {"first": 20})
+        await _same(fast, standard, gw, now, "{ orders(first: 30) { nodes {" + ORDER_DERIVED + "} } }")
+        await _same(fast, standard, gw, now, "{ orders(first: 3) { nodes { __typename id netValue { __typename amount currency } } } }")
+        await _same(fast, standard, gw, now, "{ orders(first: 10, sort: DAYS_LATE) { totalCount nodes { id stage deliveryRisk } } }")
+        data, _ = await _same(
+            fast, standard, gw, now, "{ exceptions(first: 10) { totalCount edges { node { id kind severity daysLate valueAtRisk { amount } } } } }"
+        )
+        assert data["exceptions"]["edges"]
+        _, errors = await _same(fast, standard, gw, now, "{ orders(first: -1) { nodes { id } } }")
+        assert b"BAD_USER_INPUT" in orjson.dumps(errors)
+
+        # A customer viewer (the policy middleware): its own orders, and nothing of another's.
+        viewer = policy.Viewer(policy.Role.CUSTOMER, customer=customer)
+        data, _ = await _same(fast, standard, gw, now, Q.CUSTOMER_ORDERS, {"id": customer}, viewer)
+        assert data["customer"]["orders"]["nodes"]
+        data, _ = await _same(fast, standard, gw, now, Q.WHERE_IS_MY_ORDER, {"id": other}, viewer)
+        assert data["order"] is None
+        data, _ = await _same(fast, standard, gw, now, "{ orders(first: 20) { nodes {" + ORDER_DERIVED + "} } }", {}, viewer)
+        assert data["orders"]["nodes"]
+
+        # A source fault: QMS answers 500; its fields are null with a typed error, the rest answers.
+        async with plant_fault(plant, {"qms": {"mode": "error"}}):
+            for query, variables in (
+                (Q.WHERE_IS_MY_ORDER, {"id": some[0]}),
+                ("{ orders(first: 10) { nodes {" + ORDER_DERIVED + "} } }", {}),
+                (Q.DASHBOARD, {"first": 10}),
+            ):
+                gw.cache.invalidate_all()
+                doc = parse(query)
+                a = await _run(fast, doc, _context(gw, now), variables)
+                gw.cache.invalidate_all()
+                b = await _run(standard, doc, _context(gw, now), variables)
+                assert a == b, query
+                assert b"qms" in a[1], query
+
+
+class plant_fault:
+    """The plant's systems sick for the block (``/control/faults``)."""
+
+    def __init__(self, plant, spec):
+        self.plant, self.spec = plant, spec
+
+    async def __aenter__(self):
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.post(f"{self.plant.url}/control/faults", json=self.spec) as resp:
+            assert resp.status == 200
+
+    async def __aexit__(self, *exc):
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.delete(f"{self.plant.url}/control/faults") as resp:
+            assert resp.status == 200
+
+
+def test_pins_in_pyproject_are_the_tested_versions_and_installed():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for package, spec in PINS.items():
+        assert f"{package}{spec}" in deps, package
+    assert fast_path_mismatch() is None  # what this environment runs is what was tested
+
+
+def test_executor_setting(tmp_path, monkeypatch, caplog):
+    assert choose_executor("fast") == "fast" and choose_executor("standard") == "standard"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[gateway]\nexecutor = "quick"\n')
+    with pytest.raises(ConfigError, match="gateway.executor: 'quick' is not 'fast' or 'standard'"):
+        load_config(bad, env={})
+    with pytest.raises(ConfigError):
+        choose_executor("quick")
+    # Other versions installed than the fast path was tested with: the standard path, said.
+    monkeypatch.setitem(PINS, "graphql-core", "==0.0.1")
+    with caplog.at_level(logging.WARNING, logger="ordergraph.gateway"):
+        assert choose_executor("fast") == "standard"
+    assert "graphql-core 3.3.2 (tested: ==0.0.1)" in caplog.text
 
 
 @strawberry.type
@@ -118,8 +241,9 @@ class Root:
 
 
 async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
-    schema = strawberry.Schema(query=Root)._schema
-    assert register_leaf_reads(schema) >= 4
+    standard = strawberry.Schema(query=Root)
+    fast = strawberry.Schema(query=Root)
+    assert enable_fast_path(fast) >= 4
     for query in (
         "{ things { name note optional } }",  # all plain leaves: one loop per object
         "{ things { name broken } }",  # an error with its path
@@ -131,8 +255,6 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
         "{ things { name maybeInner { missing } brokenInner { value } } }",  # ... and stops at a nullable one
     ):
         doc = parse(query)
-        fast = await _run(schema, doc, None, {}, FastExecutor)
-        plain = await _run(schema, doc, None, {}, Executor)
-        assert fast == plain, query
-    data, errors = await _run(schema, parse("{ things { name broken } }"), None, {}, FastExecutor)
+        assert await _run(fast._schema, doc, None, {}) == await _run(standard._schema, doc, None, {}), query
+    data, errors = await _run(fast._schema, parse("{ things { name broken } }"), None, {})
     assert b"no luck" in errors and b'"path":["things",0,"broken"]' in errors

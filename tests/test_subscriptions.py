@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import datetime as dt
 import json
 
+from gateway.bus import OrderChanged
+
 from .events_util import send_changes
+from .servers import plant_stats, reset_plant_stats
 from .ws_client import WsClient
 
 ORDER_UPDATED = "subscription($id: ID!, $after: String) { orderUpdated(id: $id, after: $after) { id production { orders { status } } } }"
@@ -169,3 +174,42 @@ async def test_sse_subscription(gql, http, plant, gateway):
         await _advance_and_send(plant, url, http, order["id"])
         second = await next_event()
         assert second["extensions"]["cursor"] != first["extensions"]["cursor"]
+
+
+async def test_fan_out_builds_a_batch_of_changed_orders_at_once(http, plant, gateway):
+    """Changes to several orders of one customer, pushed to a subscription that selects
+    derived fields: the orders are built with their views for all of them at once, so the
+    plant sees at most one call per source and level, however many orders changed."""
+    url, app = gateway
+    gw = app.state.gateway
+    customers = collections.Counter(plant.world.get("A_SalesOrder", so).sold_to_party for so in plant.world.sales_orders)
+    customer = customers.most_common(1)[0][0]
+    orders = [so for so in plant.world.sales_orders if plant.world.get("A_SalesOrder", so).sold_to_party == customer][:8]
+    assert len(orders) >= 4
+    ws = await WsClient.open(url)
+    await ws.subscribe(
+        "c",
+        "subscription($c: ID) { orderChanges(customer: $c) { order { id stage deliveryRisk customer { name } production { status } } } }",
+        {"c": customer},
+    )
+    while customer not in gw.hub.by_customer:
+        await asyncio.sleep(0.01)
+    seq = 1_000_000
+    calls = []
+    for batch in (orders[:2], orders):
+        gw.cache.invalidate_all()
+        await reset_plant_stats(http, plant.url)
+        now = dt.datetime.now(dt.UTC)
+        await gw.hub.fan_out(
+            [OrderChanged(seq + i, so, customer, "erp", "SalesOrder.Changed", now) for i, so in enumerate(batch)]
+        )
+        seq += len(batch)
+        pushed = [(await ws.next("c"))["data"]["orderChanges"]["order"] for _ in batch]
+        assert sorted(p["id"] for p in pushed) == sorted(batch)
+        assert all(p["stage"] and p["deliveryRisk"] and p["customer"]["name"] and p["production"] for p in pushed)
+        calls.append(await plant_stats(http, plant.url))
+    few, many = calls
+    assert many["erp"] <= 2 and many["mes"] <= 2 and many["wms"] <= 2, many
+    assert many.get("qms", 0) <= 1 and many.get("tms", 0) <= 1, many
+    assert sum(many.values()) <= sum(few.values()) + 1, (few, many)  # + TMS: the larger batch may have shipments
+    await ws.close()
