@@ -69,6 +69,7 @@ class ExceptionTracker:
         params: ExceptionParams = ExceptionParams(),
         prediction_params: PredictionParams = PredictionParams(),
         chunk_size: int = 500,
+        page_concurrency: int = 2,
         sweep_seconds: float = 300.0,
         poll_seconds: float = 5.0,
         debounce_seconds: float = 0.1,
@@ -93,6 +94,7 @@ class ExceptionTracker:
         self.params = params
         self.prediction_params = prediction_params
         self.chunk_size = chunk_size
+        self.page_concurrency = page_concurrency
         self.sweep_seconds = sweep_seconds
         self.poll_seconds = poll_seconds
         self.debounce_seconds = debounce_seconds
@@ -337,20 +339,49 @@ class ExceptionTracker:
         token: str | None = None
         total: int | None = None
         first_ticket: int | None = None
-        while True:
-            ctx = self.context_factory()
-            ticket = ctx.cache.ticket()
-            first_ticket = ticket if first_ticket is None else first_ticket
-            page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
-            remember_listing(ctx.cache, page.records, ticket)
-            total = page.count if total is None else total
-            for so in page.records:
-                ctx.loaders.sales_order.prime(so.sales_order, so)
-            found.update(await self._detect(ctx, [so.sales_order for so in page.records], ticket))
+        # Pages overlap (``page_concurrency`` at a time): while one page's rules run, the
+        # sources already answer the next page's reads. One diff at the end either way.
+        slots = asyncio.Semaphore(max(1, self.page_concurrency))
+        running: set[asyncio.Task[dict[str, list[Detection]]]] = set()
+
+        async def detect_page(ctx: Context, sales_orders: list[str], ticket: int) -> dict[str, list[Detection]]:
+            try:
+                page_found = await self._detect(ctx, sales_orders, ticket)
+            finally:
+                slots.release()
+            found.update(page_found)
             log.log(level, "exception tracker: evaluated %d/%d orders", len(found), total)
-            if not page.next_skip_token or not page.records:
-                break
-            token = page.records[-1].sales_order
+            return page_found
+
+        try:
+            while True:
+                await slots.acquire()
+                for task in [t for t in running if t.done()]:
+                    running.discard(task)
+                    task.result()  # a page's failure ends the pass (the caller retries)
+                ctx = self.context_factory()
+                ticket = ctx.cache.ticket()
+                first_ticket = ticket if first_ticket is None else first_ticket
+                try:
+                    page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
+                except BaseException:
+                    slots.release()
+                    raise
+                remember_listing(ctx.cache, page.records, ticket)
+                total = page.count if total is None else total
+                for so in page.records:
+                    ctx.loaders.sales_order.prime(so.sales_order, so)
+                running.add(asyncio.create_task(detect_page(ctx, [so.sales_order for so in page.records], ticket)))
+                if not page.next_skip_token or not page.records:
+                    break
+                token = page.records[-1].sales_order
+            if running:
+                await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
         if self.index is not None and first_ticket is not None:
             self.index.complete(found, first_ticket)
         # Orders the listing no longer shows lose their exceptions too.
