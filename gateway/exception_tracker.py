@@ -98,6 +98,7 @@ class ExceptionTracker:
         self.chunk_size = chunk_size
         self.page_concurrency = page_concurrency
         self.freeze_gc = freeze_gc  # freeze the heap page by page during the first pass
+        self.pages_in_flight = 0  # pages of a full evaluation being evaluated now
         self.sweep_seconds = sweep_seconds
         self.poll_seconds = poll_seconds
         self.debounce_seconds = debounce_seconds
@@ -264,6 +265,7 @@ class ExceptionTracker:
                             self._reevaluation_failing = False
             except SourceError as exc:
                 log.warning("exception sweep could not finish (%s); retrying", exc)
+                self._full = True  # the whole pass again (it was taken off before it began)
                 await asyncio.sleep(self.retry_seconds)
             except Exception:
                 log.exception("exception sweep failed")
@@ -348,9 +350,11 @@ class ExceptionTracker:
         running: set[asyncio.Task[dict[str, list[Detection]]]] = set()
 
         async def detect_page(ctx: Context, sales_orders: list[str], ticket: int) -> dict[str, list[Detection]]:
+            self.pages_in_flight += 1
             try:
                 page_found = await self._detect(ctx, sales_orders, ticket)
             finally:
+                self.pages_in_flight -= 1
                 slots.release()
             if self.freeze_gc and not self.ready.is_set():
                 # The first pass allocates most of what the gateway keeps: out of the
