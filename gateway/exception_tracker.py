@@ -99,6 +99,7 @@ class ExceptionTracker:
         self.page_concurrency = page_concurrency
         self.freeze_gc = freeze_gc  # freeze the heap page by page during the first pass
         self.pages_in_flight = 0  # pages of a full evaluation being evaluated now
+        self.record_slice = 1000  # transitions journaled (and their payloads alive) at a time
         self.sweep_seconds = sweep_seconds
         self.poll_seconds = poll_seconds
         self.debounce_seconds = debounce_seconds
@@ -532,8 +533,11 @@ class ExceptionTracker:
                 steps.append(("RAISED", record, None))
             elif _material(old) != _material(record):
                 steps.append(("UPDATED", record, old))
-        if steps:
-            await self._record(steps, now)
+        # In slices, each journaled and pushed before the next is built: the first pass
+        # raises every open exception at once (tens of thousands with 100,000 orders), and
+        # all their payloads alive together were the start-up's memory peak.
+        for i in range(0, len(steps), self.record_slice):
+            await self._record(steps[i : i + self.record_slice], now)
 
     def _remember_closed(self, record: ExceptionRecord) -> None:
         self._closed.pop(record.id, None)
