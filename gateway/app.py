@@ -265,6 +265,7 @@ class Gateway:
             prediction_params=self.prediction_params,
             observe=self.notices.observe if self.notices is not None else None,
             index=self.index,
+            freeze_gc=self.config.gateway.gc_freeze_seconds > 0,
         )
         self.index.compute = self.exceptions.derive_now
         self.index.on_lost = self.exceptions.request_full

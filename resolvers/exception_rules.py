@@ -393,8 +393,12 @@ def production_delay(r: RuleInput) -> list[Finding]:
     """
     out = []
     tolerance = dt.timedelta(hours=r.params.production_delay_tolerance_hours)
+    view = r.view
     for po in _open_production(r):
-        alone = dataclasses.replace(r.view, production_orders=[po], deliveries=[], shipments=[])
+        if view.production_orders == [po] and not view.deliveries and not view.shipments:
+            alone = view  # already that production order alone: its prediction is at hand
+        else:
+            alone = dataclasses.replace(view, production_orders=[po], deliveries=[], shipments=[])
         end = predict(alone, r.now, r.prediction_params).production_end
         planned_end = _planned_end(po)
         if end is None or end <= planned_end + tolerance:

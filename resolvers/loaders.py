@@ -61,6 +61,12 @@ class Loader(DataLoader):
             values = await self.batch_load_fn(unique)
             for key, value in zip(unique, values, strict=True):
                 self.prime(key, value)  # an error too: the fields' own paths report it, no new call
+                if isinstance(value, Exception):
+                    # Marked as seen: a later load still raises it, but a fault no field asks
+                    # about is not logged as "Future exception was never retrieved" per key.
+                    primed = self._futures.get(self.get_cache_key(key))
+                    if primed is not None and primed.done():
+                        primed.exception()
                 out[key] = value
             for value in values:
                 if isinstance(value, Exception):

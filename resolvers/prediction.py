@@ -153,7 +153,18 @@ def _shipped(view: OrderView) -> bool:
 def predict(
     view: OrderView, now: dt.datetime, params: PredictionParams = PredictionParams()
 ) -> Prediction:
-    """Predict when the order will be delivered, following the module's model."""
+    """Predict when the order will be delivered, following the module's model (kept with
+    the view for the same time and parameters: the exception rules, the order index and
+    the notices each ask for it in one evaluation)."""
+    memo = view._memo.get("prediction")
+    if memo is not None and memo[0] == now and memo[1] is params:
+        return memo[2]
+    prediction = _predict(view, now, params)
+    view._memo["prediction"] = (now, params, prediction)
+    return prediction
+
+
+def _predict(view: OrderView, now: dt.datetime, params: PredictionParams) -> Prediction:
     ship_to = params.ship_to(view.customer)
     if view.is_cancelled:
         # Nothing will be delivered: no date to predict (the API shows none).

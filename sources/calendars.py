@@ -121,6 +121,16 @@ class FactoryCalendar:
     subdivision: str | None = None
     working_days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     shifts: tuple[tuple[int, int], ...] = ((0, 24 * 60),)
+    # The hash, once computed: a calendar keys the shift cache on every working-time step
+    # (hashing the fields' tuples each time was a visible share of a prediction).
+    _hash: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if not h:
+            h = hash((self.time_zone, self.country, self.subdivision, self.working_days, self.shifts)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def validate(self) -> FactoryCalendar:
         """Raise ``CalendarError`` unless the calendar can work; returns itself."""
@@ -150,7 +160,7 @@ class FactoryCalendar:
 
     def local_date(self, at: dt.datetime) -> dt.date:
         """The calendar date of an instant in this calendar's zone."""
-        return at.astimezone(self.zone).date()
+        return at.astimezone(_zone(self.time_zone)).date()
 
     def day_start(self, day: dt.date) -> dt.datetime:
         """Local midnight of ``day`` as an aware instant (UTC)."""

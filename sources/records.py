@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
+import sys
 import typing
 from functools import cache
 from typing import Any, ClassVar, TypeVar
@@ -57,7 +59,11 @@ def parse_datetime(value: Any) -> dt.datetime | None:
 def format_datetime(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    # isoformat is several times faster than strftime (the simulator renders every record);
+    # in UTC it ends in "+00:00", which becomes "Z"
+    return value.isoformat(timespec="seconds")[:-6] + "Z"
 
 
 @dataclasses.dataclass(slots=True)
@@ -94,10 +100,7 @@ class Record:
 
     def to_api(self) -> dict[str, Any]:
         """Render this record in the source's own field names."""
-        out: dict[str, Any] = {}
-        for name, field_name, kind, _required in _fields(type(self)):
-            out[field_name] = _render(kind, getattr(self, name))
-        return out
+        return _renderer(type(self))(self)
 
     @property
     def key(self) -> str:
@@ -178,10 +181,52 @@ def _fast_datetime(value: Any) -> dt.datetime | None:
     return parse_datetime(value)
 
 
-def _fast_date(value: Any) -> dt.date | None:
-    if value.__class__ is str and len(value) == 10:
-        return _fromiso_date(value)
-    return parse_date(value)
+# Shared values: a plant's records repeat the same strings (plants, statuses, materials,
+# units, customer and order numbers), dates and timestamps over and over; each parsed
+# anew would be its own object, kept as long as the record cache keeps the record (most of
+# the gateway's memory with 100,000 orders). Strings are interned (freed again when no
+# record uses them); dates, timestamps and numbers come from small memos, emptied when full.
+_intern = sys.intern
+_MEMO_LIMIT = 65_536
+_DATES: dict[str, dt.date] = {}
+_DATETIMES: dict[str, dt.datetime] = {}
+_FLOATS: dict[float, float] = {}
+_ZERO = 0.0
+
+
+def _shared_date(value: Any) -> dt.date | None:
+    if value.__class__ is not str:
+        return parse_date(value)
+    parsed = _DATES.get(value)
+    if parsed is None:
+        if len(value) != 10:
+            return parse_date(value)
+        if len(_DATES) >= _MEMO_LIMIT:
+            _DATES.clear()
+        parsed = _DATES[value] = _fromiso_date(value)
+    return parsed
+
+
+def _shared_datetime_z(value: str) -> dt.datetime:
+    """A source timestamp ending in "Z" (3.11's fromisoformat gives an aware UTC time)."""
+    parsed = _DATETIMES.get(value)
+    if parsed is None:
+        if len(_DATETIMES) >= _MEMO_LIMIT:
+            _DATETIMES.clear()
+        parsed = _DATETIMES[value] = _fromiso_datetime(value)
+    return parsed
+
+
+def _shared_float(value: int | float) -> float:
+    if not value:  # 0 or 0.0 shared; -0.0 keeps its sign
+        return _ZERO if value.__class__ is int or math.copysign(1.0, value) > 0 else value
+    shared = _FLOATS.get(value)  # an int finds its float (3 == 3.0, same hash)
+    if shared is None:
+        if len(_FLOATS) >= _MEMO_LIMIT:
+            _FLOATS.clear()
+        shared = float(value)
+        _FLOATS[shared] = shared
+    return shared
 
 
 class _Unusual(Exception):
@@ -193,16 +238,16 @@ def _fast_expression(kind: Any, var: str, env: dict[str, Any]) -> str:
         inner = _fast_expression(kind[1], "x", env)
         return f"([{inner} for x in {var}] if {var}.__class__ is list else _unusual())"
     if kind is str:
-        return f"({var} if {var}.__class__ is str else _unusual())"
+        return f"(_intern({var}) if {var}.__class__ is str else _unusual())"
     if kind is float:
-        return f"(float({var}) if {var}.__class__ is float or {var}.__class__ is int else _unusual())"
+        return f"(_float({var}) if {var}.__class__ is float or {var}.__class__ is int else _unusual())"
     if kind is int:
         return f"({var} if {var}.__class__ is int else _unusual())"
     if kind is bool:
         return f"({var} if {var}.__class__ is bool else _unusual())"
     if kind is dt.datetime:
         # The sources' form ends in "Z": fromisoformat gives an aware UTC time directly.
-        return f"(_fromiso({var}) if {var}.__class__ is str and {var}[-1:] == 'Z' else _datetime({var}))"
+        return f"(_datetime_z({var}) if {var}.__class__ is str and {var}[-1:] == 'Z' else _datetime({var}))"
     if kind is dt.date:
         return f"_date({var})"
     if isinstance(kind, type) and issubclass(kind, Record):
@@ -226,8 +271,10 @@ def _parser(cls: type[R]) -> Any:
         "_slow": cls._from_api_checked,
         "_unusual": _unusual,
         "_datetime": _fast_datetime,
-        "_date": _fast_date,
-        "_fromiso": _fromiso_datetime,
+        "_date": _shared_date,
+        "_datetime_z": _shared_datetime_z,
+        "_intern": _intern,
+        "_float": _shared_float,
     }
     defaults = {f.name: f for f in dataclasses.fields(cls)}
     lines = ["def parse(data):", "    if data.__class__ is not dict:", "        return _slow(data)", "    try:", "        g = data.get", "        o = _new(_cls)"]
@@ -264,6 +311,37 @@ def _default_expression(f: dataclasses.Field, env: dict[str, Any]) -> str:
 def _parser_with_init(cls: type[R]) -> Any:
     """A record with a required attribute that no source field fills: the checked parse."""
     return cls._from_api_checked
+
+
+@cache
+def _renderer(cls: type) -> Any:
+    """One render function for ``cls`` (the simulator renders every record of its plant):
+    the generic ``_render`` below, unrolled per field; anything unusual still goes to it."""
+    env: dict[str, Any] = {"_render": _render, "_dt": format_datetime, "_plain": frozenset({str, int, float, bool})}
+    lines = ["def render(o):", "    out = {}"]
+    for i, (name, field_name, kind, _required) in enumerate(_fields(cls)):
+        env[f"_k{i}"] = kind
+        inner = kind[1] if isinstance(kind, tuple) else None
+        if kind in (str, int, float, bool):
+            expr = f"v if v.__class__ in _plain else _render(_k{i}, v)"
+        elif kind is dt.datetime:
+            expr = "_dt(v)"
+        elif kind is dt.date:
+            expr = "v.isoformat()"
+        elif isinstance(kind, type) and issubclass(kind, Record):
+            env[f"_r{i}"] = _renderer(kind)
+            expr = f"_r{i}(v) if v.__class__ is _k{i} else _render(_k{i}, v)"
+        elif isinstance(inner, type) and issubclass(inner, Record):
+            env[f"_r{i}"] = _renderer(inner)
+            env[f"_i{i}"] = inner
+            expr = f"[_r{i}(x) if x.__class__ is _i{i} else _render(_i{i}, x) for x in v]"
+        else:
+            expr = f"_render(_k{i}, v)"
+        lines.append(f"    v = o.{name}")
+        lines.append(f"    out[{field_name!r}] = None if v is None else ({expr})")
+    lines.append("    return out")
+    exec("\n".join(lines), env)  # noqa: S102 - generated from the record's own field list
+    return env["render"]
 
 
 def _render(kind: Any, value: Any) -> Any:

@@ -71,10 +71,29 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph_here() -> dict[str, set[str]]:
     modules = _modules()
     known = set(modules)
     return {name: _imports(name, path, known) for name, path in modules.items()}
+
+
+_GRAPH: list[dict[str, set[str]]] = []
+
+
+def _graph() -> dict[str, set[str]]:
+    """The import graph, parsed in a fresh interpreter (once per test run): CPython 3.11.7's
+    ``ast.parse`` can fail with "AST constructor recursion depth mismatch" in a process
+    whose earlier tests left deep asyncio stacks behind."""
+    if not _GRAPH:
+        code = (
+            "import json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from tests.test_architecture import _graph_here; "
+            "print(json.dumps({k: sorted(v) for k, v in _graph_here().items()}))"
+        )
+        run = subprocess.run([sys.executable, "-c", code, str(ROOT)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        _GRAPH.append({k: set(v) for k, v in json.loads(run.stdout).items()})
+    return _GRAPH[0]
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:

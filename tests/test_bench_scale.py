@@ -23,11 +23,13 @@ def test_scale_run_produces_every_figure(tmp_path: Path) -> None:
         assert r["gateway"] == "after"
         assert r["ready_s"] >= r["listening_s"] > 0 and r["plant_ready_s"] > 0
         assert r["rss_ready_mb"] > 0 and r["load_before"] and r["load_after"]
+        assert r["plant_cpu_s"] > 0 and r["ready_cpu_s"] > 0  # CPU to ready, apart from the load
         assert set(r["queries"]) == set(QUESTIONS)
         for q in r["queries"].values():
             assert q["errors"] == 0 and q["cold"] > 0 and 0 < q["p50"] <= q["p99"]
     table = (json_file.parent / "scale.md").read_text()
     assert table.count("\n| after |") == 2
+    assert table.count(" s CPU)") == 4  # plant and gateway, both sizes
 
 
 def test_scale_refuses_bad_arguments(tmp_path: Path) -> None:

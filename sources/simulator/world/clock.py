@@ -20,7 +20,7 @@ def hours_span(h: float) -> dt.timedelta:
 
 def whole_seconds(value: dt.datetime) -> dt.datetime:
     """Record times are whole seconds, as the JSON renders them."""
-    return value.replace(microsecond=0)
+    return value if not value.microsecond else value.replace(microsecond=0)
 
 
 def _check_speed(factor: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import math
 import random
 
@@ -44,6 +45,9 @@ from .production import Production, make_short
 from .quantities import add_schedule_lines, split_lines
 from .store import RecordStore
 from .working_time import PLANT_CALENDAR, RECEIVING_CALENDAR, WorkingTime
+
+# Items per order 1-4 with weights 40, 30, 20, 10, summed once (the same draws as the weights).
+_ITEM_COUNT_CUM_WEIGHTS = list(itertools.accumulate((40, 30, 20, 10)))
 
 
 class Generation:
@@ -141,8 +145,9 @@ class Generation:
         customers = list(self._master.ship_tos)
         targets = state_quota(count)
         rng.shuffle(targets)
+        cum_weights = list(itertools.accumulate(customer_weights))  # what choices() sums each time
         for target in targets:
-            customer = rng.choices(customers, customer_weights)[0]
+            customer = rng.choices(customers, cum_weights=cum_weights)[0]
             self.new_order(rng, target, customer)
 
     def _take_work_centers_down(self, rng: random.Random) -> None:
@@ -203,7 +208,7 @@ class Generation:
         baseline: dict[str, dt.datetime],
     ) -> OrderTrack:
         so_key = self._numbers.next("sales_order")
-        n_items = rng.choices((1, 2, 3, 4), (40, 30, 20, 10))[0]
+        n_items = rng.choices((1, 2, 3, 4), cum_weights=_ITEM_COUNT_CUM_WEIGHTS)[0]
         cap = 250_000.0 / n_items
         items: list[SalesOrderItem] = []
         requested = confirmed

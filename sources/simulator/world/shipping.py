@@ -8,6 +8,7 @@ estimates (pickup, delays, en route, out for delivery, failed attempts, delivery
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 
 from ...records import (
@@ -38,6 +39,9 @@ from .working_time import PLANT_CALENDAR, WorkingTime
 
 # Carriers and their share of shipments.
 CARRIERS = (("UPS", 3), ("DHL Freight", 3), ("DB Schenker", 2), ("Kuehne+Nagel", 1), ("DSV", 1))
+# The carriers and their weights summed once (the same draws as passing the weights).
+_CARRIER_NAMES = [c for c, _ in CARRIERS]
+_CARRIER_CUM_WEIGHTS = list(itertools.accumulate(w for _, w in CARRIERS))
 PLANT_LOCATION = "Plant 1000, Stuttgart, DE"
 # Who signs for deliveries at the ship-tos.
 SIGNERS = ("M. Keller", "A. Rossi", "J. Novak", "S. Larsen", "P. Dubois", "K. Weber", "L. Garcia", "T. Smith")
@@ -140,7 +144,7 @@ class Shipping:
             if po.status != "TECO":
                 po.status = "TECO"
                 self._store.touch(po, "ProductionOrder.TechnicallyCompleted", at, track.sales_order)
-        carrier = rng.choices([c for c, _ in CARRIERS], [w for _, w in CARRIERS])[0]
+        carrier = rng.choices(_CARRIER_NAMES, cum_weights=_CARRIER_CUM_WEIGHTS)[0]
         # The carrier's first estimate knows nothing of delays still to come.
         deliver = track.due_of("deliver") or at + hours_span(48)
         eta = deliver - hours_span(track.extra_transit_hours) + hours_span(rng.uniform(-3, 3))

@@ -1,0 +1,84 @@
+"""The start-up evaluation at scale (issue 21): the bulk path it reads orders with, its
+pages in flight side by side, and what a source fault in the middle of a pass leaves.
+Real plant and gateway on loopback; no timing thresholds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.cache import RecordCache
+from resolvers import fetch
+from resolvers.context import Context
+from resolvers.fetch import load_orders
+
+from .servers import running_gateway
+
+
+def _fresh(gw) -> Context:
+    """A context over an empty record cache: every record read from the plant."""
+    return Context.create(gw.sources, RecordCache(), gw.domain_clock(), prediction_params=gw.prediction_params)
+
+
+async def test_bulk_views_are_the_per_order_views(plant, http):
+    """load_orders assembles a page level by level for all orders at once; each view (and
+    customer) is the one the per-order path assembles on its own."""
+    plant.world.set_speed(0)
+    async with running_gateway(plant.url, domain_clock=plant.world.now) as (_url, app):
+        gw = app.state.gateway
+        ids = sorted(plant.world.sales_orders)
+        bulk = await load_orders(_fresh(gw), ids + ["99999999"])  # an unknown order is left out
+        assert [view.sales_order.sales_order for view, _c in bulk] == ids
+        ctx = _fresh(gw)
+        records = await ctx.loaders.sales_order.load_many(ids)
+        alone = await asyncio.gather(*(fetch.order_view(ctx, so) for so in records))
+        customers = {c.customer: c for c in await ctx.loaders.customer.load_many(sorted({so.sold_to_party for so in records}))}
+        assert [view for view, _c in bulk] == alone
+        assert [c for _v, c in bulk] == [customers[so.sold_to_party] for so in records]
+        # The views are whole: production, materials, quality and logistics all present.
+        assert any(view.components for view, _c in bulk) and any(view.shipments for view, _c in bulk)
+        assert any(view.inspection_lots for view, _c in bulk)
+
+
+async def test_pages_in_flight_evaluate_every_order_once(plant, http):
+    """Several small pages at a time give the same index and open set as the start's pass,
+    and each order is evaluated exactly once per pass."""
+    plant.world.set_speed(0)  # the clock stands still: the second pass must agree with the first
+    async with running_gateway(plant.url, domain_clock=plant.world.now) as (_url, app):
+        gw = app.state.gateway
+        tracker = gw.exceptions
+        await tracker.settled(60)
+        before_index = {so: gw.index.get(so) for so in plant.world.sales_orders}
+        before_open = {r.id: sorted(r.affected) for r in tracker.open_exceptions()}
+        assert before_open, "the plant has open exceptions to compare"
+        tracker.chunk_size, tracker.page_concurrency = 23, 3
+        evaluated = tracker.evaluated
+        tracker.request_full()
+        await tracker.settled(60)
+        assert tracker.evaluated - evaluated == len(plant.world.sales_orders)
+        assert {so: gw.index.get(so) for so in plant.world.sales_orders} == before_index
+        assert {r.id: sorted(r.affected) for r in tracker.open_exceptions()} == before_open
+
+
+async def test_a_source_fault_mid_pass_ends_it_and_the_retry_finishes(plant, http):
+    """The first pass with QMS failing (no last good answer to fall back on): pages fail
+    while others are in flight; nothing is half-applied, the gateway does not claim its
+    index, and once QMS answers the retried pass evaluates every order."""
+    plant.world.set_speed(0)
+    async with http.post(f"{plant.url}/control/faults", json={"qms": {"mode": "error"}}) as resp:
+        assert resp.status == 200
+    async with running_gateway(plant.url, domain_clock=plant.world.now) as (_url, app):
+        gw = app.state.gateway
+        tracker = gw.exceptions
+        tracker.chunk_size, tracker.page_concurrency, tracker.retry_seconds = 23, 3, 0.2
+        while tracker.full_evaluations < 3:  # failed passes, retried
+            await asyncio.sleep(0.05)
+        assert not tracker.ready.is_set()
+        assert not gw.index.usable
+        assert tracker.open_exceptions() == []
+        async with http.delete(f"{plant.url}/control/faults") as resp:
+            assert resp.status == 200
+        await tracker.settled(60)
+        assert tracker.pages_in_flight == 0  # no page of any pass left running
+        assert gw.index.usable
+        assert {so for so in plant.world.sales_orders if gw.index.get(so) is None} == set()
+        assert tracker.open_exceptions()
