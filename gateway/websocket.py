@@ -24,17 +24,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType, execute
-from graphql.execution.values import get_variable_values
+from graphql import GraphQLError, OperationType
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from resolvers import policy
 from resolvers.policy import Viewer
 from sources import SourceError, tracing
-from sources.resilience import request_budget
 
-from .graphql_http import DocumentCache, RequestError, check_declared, check_params, format_error
-from .subscriptions import Hub, Scope, SubscribeError, Subscriber
+from .errors import RequestError
+from .operation import Operation, Operations, Transport
+from .subscriptions import Hub, Scope, SubscribeError, Subscriber, subscribe_refusal
 
 log = logging.getLogger("ordergraph.ws")
 
@@ -110,8 +108,7 @@ class Connection:
         self,
         ws: WebSocket,
         hub: Hub,
-        documents: DocumentCache,
-        context_factory: Callable[..., Any],
+        operations: Operations,
         *,
         authenticate: Callable[[dict[str, Any]], Awaitable[Viewer]] | None = None,
         admit_operation: Callable[[Viewer], None] | None = None,
@@ -122,8 +119,7 @@ class Connection:
     ) -> None:
         self.ws = ws
         self.hub = hub
-        self.documents = documents
-        self.context_factory = context_factory
+        self.operations = operations  # the document, execute and format stages
         self.authenticate = authenticate
         self.admit_operation = admit_operation  # per-viewer rate limit; raises RequestError
         self.viewer: Viewer | None = None
@@ -319,64 +315,27 @@ class Connection:
     async def _start_operation(self, sub_id: str, payload: dict[str, Any]) -> None:
         try:
             try:
-                query, variables, op_name = check_params(self.documents.resolve_persisted(payload))
-            except RequestError as exc:
+                op = await self.operations.document(Operation(payload, self.viewer, Transport.SOCKET))
+            except RequestError as exc:  # a bad document, the viewer's document budget, a full worker
                 self._fail(sub_id, exc.message, exc.errors)
                 return
-            try:
-                doc, errors = await self.documents.get(query, self.viewer, variables)
-            except RequestError as exc:  # the viewer's document budget, a full worker
-                self._fail(sub_id, exc.message, exc.errors)
-                return
-            if doc is None:
-                self._fail(sub_id, "", [e.formatted for e in errors])
-                return
-            from .graphql_http import select_operation
-
-            try:
-                op = select_operation(doc, op_name)
-                check_declared(op, variables)
-            except RequestError as exc:
-                self._fail(sub_id, exc.message, exc.errors)
-                return
-            coerced = get_variable_values(self.hub.schema, op.variable_definitions or (), variables)
-            if isinstance(coerced, list):
-                self._fail(sub_id, "", [e.formatted for e in coerced])
-                return
-            tracing.set_attributes(**{"graphql.operation": op.operation.value, "graphql.operation_name": op_name or ""})
-            if op.operation is not OperationType.SUBSCRIPTION:
-                ctx = self.context_factory(viewer=self.viewer)
-                with request_budget(), tracing.span("graphql.execute"):  # each source's time budget holds for the whole operation
-                    result = execute(
-                        self.hub.schema,
-                        doc,
-                        context_value=ctx,
-                        variable_values=variables,
-                        operation_name=op_name,
-                        middleware=policy.middleware(ctx.viewer),
-                    )
-                    if not isinstance(result, ExecutionResult):
-                        result = await result
-                out: dict[str, Any] = {"data": result.data}
-                if result.errors:
-                    out["errors"] = [format_error(e, self.viewer) for e in result.errors]
+            tracing.set_attributes(**{"graphql.operation": op.kind.value, "graphql.operation_name": op.name or ""})
+            if op.kind is not OperationType.SUBSCRIPTION:
+                result = await self.operations.answer(op)
+                out = self.operations.format(result, self.viewer)
                 self.queue.put_control({"id": sub_id, "type": "next", "payload": out})
                 self.queue.put_control({"id": sub_id, "type": "complete"})
                 self.subscribers.pop(sub_id, None)
                 return
             assert self.scope is not None
-            sub = await self.hub.subscribe(sub_id, self, query, doc, op, op_name, variables, dict(getattr(coerced, 'coerced', coerced)), self.scope)
+            sub = await self.hub.subscribe(sub_id, self, op, self.scope)
             if sub_id in self.subscribers:
                 self.subscribers[sub_id] = sub
             else:  # completed while starting
                 self.hub.unsubscribe(sub)
-        except (SubscribeError, GraphQLError) as exc:
-            if isinstance(exc, GraphQLError):
-                self._fail(sub_id, exc.message, [{**exc.formatted, "extensions": {"code": "BAD_USER_INPUT", **(exc.extensions or {})}}])
-            else:
-                self._fail(sub_id, str(exc))
-        except SourceError as exc:  # the replay or the ownership check could not read its source
-            self._fail(sub_id, "", [{"message": f"Cannot start the subscription: {exc.code.replace('_', ' ').lower()} ({exc.source}); retry shortly.", "extensions": {"code": exc.code, "source": exc.source}}])
+        except (SubscribeError, SourceError, GraphQLError) as exc:
+            refusal = subscribe_refusal(exc)
+            self._fail(sub_id, refusal.message, refusal.errors)
         except asyncio.CancelledError:
             raise
         except Exception:
