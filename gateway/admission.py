@@ -30,7 +30,7 @@ from starlette.requests import Request
 
 from resolvers.policy import Viewer
 
-from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
+from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token_from_init
 from .config import LimitsConfig
 from .errors import RequestError, coded
 
@@ -128,14 +128,22 @@ class Admission:
                 "RATE_LIMITED",
             )
 
-    def connect(self, viewer: Viewer) -> str | None:
-        """Count a WebSocket connection of ``viewer``: its slot ("" when uncounted), or None
-        when the viewer is over the cap."""
+    async def admit_socket(self, init_payload: dict[str, Any]) -> Viewer:
+        """The viewer of a WebSocket's ``connection_init`` payload, or RequestError(401/503)."""
+        return await self.viewer(token_from_init(init_payload))
+
+    def connect(self, viewer: Viewer) -> str:
+        """Count a live connection (an SSE stream or a WebSocket) of ``viewer``: its slot
+        ("" when uncounted), to give back with ``disconnect``; RequestError(429) over the cap."""
         key = rate_key(viewer)
         if key is None:
             return ""
-        if self.connections.get(key, 0) >= self.limits.connections_per_viewer:
-            return None
+        cap = self.limits.connections_per_viewer
+        if self.connections.get(key, 0) >= cap:
+            raise coded(
+                RequestError(429, f"Too many connections: at most {cap} streams and WebSockets per viewer."),
+                "TOO_MANY_CONNECTIONS",
+            )
         self.connections[key] = self.connections.get(key, 0) + 1
         return key
 

@@ -32,14 +32,13 @@ from sources import Policy, SourceEndpoint, Sources, event_registry
 from sources.keys import KeyFormats
 
 from .admission import PREFLIGHT_HEADERS, Admission
-from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token_from_init
+from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
 from .bus import Bus, LocalBus
 from .cache import RecordCache
 from .carriers import aftership_endpoint, edi214_endpoint, warn_if_development
 from .config import Config, SourceConfig
 from .connect import endpoint_settings
 from .documents import GuardedDocuments, Safelist
-from .errors import RequestError
 from .exception_tracker import ExceptionTracker
 from .graphiql import render_graphiql
 from .graphql_http import GraphQLHttp
@@ -61,7 +60,7 @@ from sources.tasks import stop_task
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .telemetry import EventTimeline, Telemetry
-from .websocket import Connection, ConnectionRefused
+from .websocket import Connection
 from .workflow import WorkflowChannel, WorkflowService
 
 log = logging.getLogger("ordergraph.gateway")
@@ -549,13 +548,6 @@ class Gateway:
             index=self.index,
         )
 
-    async def ws_viewer(self, init_payload: dict) -> Viewer:
-        """The viewer of a WebSocket's ``connection_init``; PermissionError → close 4403."""
-        try:
-            return await self.admission.viewer(token_from_init(init_payload))
-        except RequestError as exc:
-            raise PermissionError(exc.message.removeprefix("Unauthorized: ")) from exc
-
     async def internal_viewer(self, request: Request) -> bool:
         """Whether the request carries the token of an internal role (in open mode, no token
         acts as an integrator, as everywhere)."""
@@ -672,47 +664,22 @@ def create_app(
         )
 
     async def graphql_ws(websocket: WebSocket) -> None:
-        assert gateway.hub is not None
-        slots: list[str] = []
-
-        async def authenticate(payload: dict) -> Viewer:
-            viewer = await gateway.ws_viewer(payload)
-            slot = gateway.admission.connect(viewer)
-            if slot is None:
-                cap = config.limits.connections_per_viewer
-                raise ConnectionRefused(4429, f"Too many connections: at most {cap} per viewer")
-            slots.append(slot)
-            return viewer
-
-        assert gateway.operations is not None
+        assert gateway.hub is not None and gateway.operations is not None
         conn = Connection(
             websocket,
             gateway.hub,
             gateway.operations,
-            authenticate=authenticate,
-            admit_operation=gateway.admission.take,
             init_timeout=subs.connection_init_timeout_seconds,
             max_subscriptions=subs.max_per_connection,
             queue_size=subs.queue_size,
             max_message_bytes=config.gateway.max_body_bytes,
         )
-        try:
-            await conn.run()
-        finally:
-            for slot in slots:
-                gateway.admission.disconnect(slot)
+        await conn.run()
 
     async def graphql_stream(request: Request) -> Response:
         assert gateway.hub is not None and gateway.operations is not None
         return await stream_endpoint(
-            request,
-            gateway.hub,
-            gateway.operations,
-            queue_size=subs.queue_size,
-            keepalive_seconds=subs.keepalive_seconds,
-            connect=gateway.admission.connect,
-            disconnect=gateway.admission.disconnect,
-            max_connections=config.limits.connections_per_viewer,
+            request, gateway.hub, gateway.operations, queue_size=subs.queue_size, keepalive_seconds=subs.keepalive_seconds
         )
 
     async def page(request: Request) -> Response:

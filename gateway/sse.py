@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from resolvers.policy import Viewer
 from sources import SourceError, tracing
 
-from .errors import RequestError, coded
+from .errors import RequestError
 from .operation import Operation, Operations, Transport
 from .subscriptions import Hub, Scope, SubscribeError, subscribe_refusal
 
@@ -59,43 +59,30 @@ def _event(kind: str, data: Any) -> bytes:
 
 
 async def stream_endpoint(
-    request: Request,
-    hub: Hub,
-    operations: Operations,
-    *,
-    queue_size: int,
-    keepalive_seconds: float = 15.0,
-    connect: Callable[[Viewer], str | None] | None = None,
-    disconnect: Callable[[str], None] | None = None,
-    max_connections: int = 0,
+    request: Request, hub: Hub, operations: Operations, *, queue_size: int, keepalive_seconds: float = 15.0
 ) -> Response:
     """Serve one subscription as an SSE stream: the pipeline's admit, read and document
-    stages, then the hub.
-
-    ``connect``/``disconnect`` count the viewer's live connections (the same cap as its
-    WebSockets, ``gateway.admission.Admission``): over it, 429."""
+    stages, then the hub. A stream counts against its viewer's connection cap (the same
+    as its WebSockets, ``Admission.connect``): over it, 429."""
+    admission = operations.admission
     slot: str | None = None
     streaming = False
     try:
         viewer = await operations.admit(request) or Viewer.system()  # CSRF, token, rate limit
-        if connect is not None:
-            slot = connect(viewer)
-            if slot is None:
-                raise coded(
-                    RequestError(429, f"Too many connections: at most {max_connections} streams and WebSockets per viewer."),
-                    "TOO_MANY_CONNECTIONS",
-                )
+        if admission is not None:
+            slot = admission.connect(viewer)
         with tracing.operation("graphql.subscribe", request.headers):  # the start: document, replay (off: no-op)
             params = await operations.read(request)
             op = await operations.document(Operation(params, viewer, Transport.STREAM, request.method))
+            disconnect = admission.disconnect if admission is not None else None
             response = await _open_stream(op, viewer, hub, queue_size, keepalive_seconds, slot, disconnect)
         streaming = isinstance(response, StreamingResponse)  # the stream releases the slot when it ends
         return response
     except RequestError as exc:
         return JSONResponse(exc.payload(), status_code=exc.status, headers=exc.headers)
     finally:
-        if not streaming and slot and disconnect is not None:
-            disconnect(slot)  # refused or failed before the stream began
+        if not streaming and slot and admission is not None:
+            admission.disconnect(slot)  # refused or failed before the stream began
 
 
 async def _open_stream(

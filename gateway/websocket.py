@@ -7,8 +7,9 @@ Protocol rules enforced (close codes as the protocol defines them): 4400 invalid
 to handle (never a dropped connection without a close frame). Each connection has one
 bounded, coalescing outbound queue, so a slow client never holds up the hub.
 
-Identity: the token rides in the ``connection_init`` payload; a refused token closes with
-4403, too many connections of one viewer with 4429, and when the token expires the
+Admission (``gateway/admission.py``): the token rides in the ``connection_init`` payload;
+a refused token closes with 4403, too many connections of one viewer with 4429, each
+``subscribe`` spends the viewer's rate budget, and when the token expires the
 connection closes with 4403 "Forbidden: token expired" (reconnect with a fresh token and
 the last cursor: nothing is lost).
 """
@@ -20,7 +21,6 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -38,15 +38,6 @@ log = logging.getLogger("ordergraph.ws")
 
 PROTOCOL = "graphql-transport-ws"
 SLOW_CLIENT_CLOSE = 4499  # our own code: the client fell too far behind; resume with its cursor
-
-
-class ConnectionRefused(Exception):
-    """``authenticate`` refuses the connection with this close code and reason."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class OutboundQueue:
@@ -110,8 +101,6 @@ class Connection:
         hub: Hub,
         operations: Operations,
         *,
-        authenticate: Callable[[dict[str, Any]], Awaitable[Viewer]] | None = None,
-        admit_operation: Callable[[Viewer], None] | None = None,
         init_timeout: float = 10.0,
         max_subscriptions: int = 100,
         queue_size: int = 1000,
@@ -120,8 +109,8 @@ class Connection:
         self.ws = ws
         self.hub = hub
         self.operations = operations  # the document, execute and format stages
-        self.authenticate = authenticate
-        self.admit_operation = admit_operation  # per-viewer rate limit; raises RequestError
+        self.admission = operations.admission  # identity, connection cap, rate (None: open)
+        self.slot: str | None = None  # this connection's place in its viewer's cap
         self.viewer: Viewer | None = None
         self.expiry: asyncio.Task[None] | None = None
         self.init_timeout = init_timeout
@@ -184,6 +173,9 @@ class Connection:
                 if sub is not None:
                     self.hub.unsubscribe(sub)
             self.subscribers.clear()
+            if self.slot is not None and self.admission is not None:
+                self.admission.disconnect(self.slot)
+                self.slot = None
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
@@ -249,14 +241,17 @@ class Connection:
         if payload is not None and not isinstance(payload, dict):
             await self.close(4400, "Invalid connection_init payload")
             return
-        try:
-            viewer = await self.authenticate(payload or {}) if self.authenticate else Viewer.system()
-        except PermissionError as exc:
-            await self.close(4403, f"Forbidden: {exc}"[:120])  # a close reason is at most 123 bytes
-            return
-        except ConnectionRefused as exc:
-            await self.close(exc.code, exc.reason[:120])
-            return
+        viewer = Viewer.system()
+        if self.admission is not None:
+            try:
+                viewer = await self.admission.admit_socket(payload or {})
+                self.slot = self.admission.connect(viewer)
+            except RequestError as exc:
+                if exc.status == 429:
+                    await self.close(4429, exc.message[:120])
+                else:  # a close reason is at most 123 bytes
+                    await self.close(4403, f"Forbidden: {exc.message.removeprefix('Unauthorized: ')}"[:120])
+                return
         self.viewer = viewer
         self.scope = Scope.of(viewer)
         if viewer.expires_at is not None:
@@ -283,9 +278,9 @@ class Connection:
         if len(self.subscribers) >= self.max_subscriptions:
             self._error(sub_id, f"At most {self.max_subscriptions} subscriptions per connection.")
             return
-        if self.admit_operation is not None and self.viewer is not None:
+        if self.admission is not None and self.viewer is not None:
             try:
-                self.admit_operation(self.viewer)
+                self.admission.take(self.viewer)
             except RequestError as exc:
                 self._error(sub_id, exc.message, exc.errors)
                 return
