@@ -449,7 +449,7 @@ class Hub(Channel[OrderGroup]):
                 ctx = self.context(group.scope.viewer)
                 rec = None if isinstance(group.order, Hidden) else await ctx.loaders.sales_order.load(group.order)
                 cursor = encode_change_cursor(self.cursors, seq, so)
-                self.send(sub, so, await self.execute(group, Order(record=rec) if rec else None, ctx, variables, cursor))
+                self.send(sub, so, await self.execute(group, change_root(group.field, rec, cursor), ctx, variables, cursor))
                 last = (seq, so)
         elif group.field == ORDER_CHANGES and resume is not None:
             pos = resume
@@ -461,13 +461,7 @@ class Hub(Channel[OrderGroup]):
                 recs = await ctx.loaders.sales_order.load_many([r.sales_order for r in rows])
                 for r, rec in zip(rows, recs, strict=True):
                     cursor = encode_change_cursor(self.cursors, r.seq, r.sales_order)
-                    root = OrderChange(
-                        cursor=cursor,
-                        order=Order(record=rec) if rec else None,
-                        sources=[r.source],
-                        event_type=r.type,
-                        occurred_at=r.occurred_at,
-                    )
+                    root = change_root(group.field, rec, cursor, r)
                     self.send(sub, r.sales_order, await self.execute(group, root, ctx, variables, cursor))
                     pos = (r.seq, r.sales_order)
             last = pos
@@ -535,20 +529,21 @@ class Hub(Channel[OrderGroup]):
             if gctx is None:
                 gctx = scoped[group.scope.key] = self.context(viewer)
             cursor = encode_change_cursor(self.cursors, ch.seq, ch.sales_order)
-            if group.field == ORDER_UPDATED:
-                root: Any = Order(record=rec) if rec else None
-            else:
-                root = OrderChange(
-                    cursor=cursor,
-                    order=Order(record=rec) if rec else None,
-                    sources=[ch.source],
-                    event_type=ch.type,
-                    occurred_at=ch.occurred_at,
-                )
-            payload = await self.execute(group, root, gctx, group.variables, cursor)
+            payload = await self.execute(group, change_root(group.field, rec, cursor, ch), gctx, group.variables, cursor)
             self.deliver(group, (ch.seq, ch.sales_order), ch.sales_order, payload)
 
         await asyncio.gather(*(run(ch, g) for ch, groups in jobs for g in groups))
+
+
+def change_root(field: str, rec: Any, cursor: str, change: Any = None) -> Any:
+    """The root value of an order channel's message: the ``Order`` (orderUpdated) or the
+    ``OrderChange`` (orderChanges; ``change``: a journal row or an ``OrderChanged``)."""
+    order = Order(record=rec) if rec else None
+    if field == ORDER_UPDATED:
+        return order
+    return OrderChange(
+        cursor=cursor, order=order, sources=[change.source], event_type=change.type, occurred_at=change.occurred_at
+    )
 
 
 # --- exceptionsChanged: the exception transition channel ------------------------------------
