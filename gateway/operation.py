@@ -24,7 +24,6 @@ builds one ``Operations`` at start and hands it to HTTP (``gateway/graphql_http.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import functools
 import logging
@@ -63,6 +62,9 @@ JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
+_NO_VARIABLES: dict[str, Any] = {}  # shared, never written
+
+
 class Transport(enum.Enum):
     """Where an operation came from, which decides the kinds of operation it may run."""
 
@@ -71,21 +73,27 @@ class Transport(enum.Enum):
     SOCKET = "ws"  # graphql-transport-ws: any kind
 
 
-@dataclasses.dataclass(slots=True)
 class Operation:
-    """One GraphQL operation as it passes the stages; each stage fills in what it learned."""
+    """One GraphQL operation as it passes the stages; each stage fills in what it learned.
 
-    params: dict[str, Any]
-    viewer: Viewer | None = None
-    transport: Transport = Transport.HTTP
-    method: str = "POST"
-    # the document stage
-    query: str = ""
-    variables: dict[str, Any] = dataclasses.field(default_factory=dict)
-    name: str | None = None
-    document: DocumentNode | None = None
-    definition: OperationDefinitionNode | None = None
-    coerced: dict[str, Any] = dataclasses.field(default_factory=dict)
+    (A plain class with slots: made once per request, it costs less than a dataclass.)"""
+
+    __slots__ = ("params", "viewer", "transport", "method", "query", "variables", "name", "document", "definition", "coerced")
+
+    def __init__(
+        self, params: dict[str, Any], viewer: Viewer | None = None, transport: Transport = Transport.HTTP, method: str = "POST"
+    ) -> None:
+        self.params = params
+        self.viewer = viewer
+        self.transport = transport
+        self.method = method  # GET never runs a mutation
+        # the document stage
+        self.query = ""
+        self.variables: dict[str, Any] = _NO_VARIABLES
+        self.name: str | None = None
+        self.document: DocumentNode | None = None
+        self.definition: OperationDefinitionNode | None = None
+        self.coerced: dict[str, Any] = _NO_VARIABLES
 
     @property
     def kind(self) -> OperationType:
@@ -238,14 +246,15 @@ class Operations:
                 self._refuse_mutation_over_get(query, name)
             raise document_refusal(errors)
         definition = select_operation(doc, name)
-        _check_kind(op, definition.operation)
+        if definition.operation is not OperationType.QUERY or op.transport is not Transport.HTTP:
+            _check_kind(op, definition.operation)
         check_declared(definition, variables)
         coerced = get_variable_values(self.schema, definition.variable_definitions or (), variables)
         if isinstance(coerced, list):
             raise document_refusal(coerced)
         op.query, op.variables, op.name = query, variables, name
         op.document, op.definition = doc, definition
-        op.coerced = dict(getattr(coerced, "coerced", coerced))
+        op.coerced = coerced if isinstance(coerced, dict) else dict(coerced.coerced)
         return op
 
     def _refuse_mutation_over_get(self, query: str, name: str | None) -> None:
