@@ -32,21 +32,23 @@ from resolvers.schema import build_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
 from sources.keys import KeyFormats
 
-from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token, token_from_init
+from .admission import PREFLIGHT_HEADERS, Admission
+from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
 from .bus import Bus, LocalBus
 from .cache import RecordCache
 from .carriers import aftership_endpoint, edi214_endpoint, warn_if_development
 from .config import Config, ConfigError, SourceConfig
 from .connect import endpoint_settings
+from .documents import GuardedDocuments, Safelist
 from .exception_tracker import ExceptionTracker
 from .graphiql import render_graphiql
 from .graphql_http import GraphQLHttp
 from .ingress import EventIngress, events_endpoint
 from .journal import Journal
-from .limits import PREFLIGHT_HEADERS, Guard, GuardedDocuments, Safelist
 from .metrics import Metrics
 from .mqtt import ShopFloorConsumer, WorkCenterStaleness
 from .notices import NoticeEngine, nothing_acknowledged, outbox_path
+from .operation import Operations
 from .order_index import OrderIndex
 from .outbox import Outbox
 from .processor import EventProcessor
@@ -60,7 +62,7 @@ from sources.tasks import stop_task
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .telemetry import EventTimeline, Telemetry
-from .websocket import Connection, ConnectionRefused
+from .websocket import Connection
 from .workflow import WorkflowChannel, WorkflowService
 
 log = logging.getLogger("ordergraph.gateway")
@@ -155,27 +157,22 @@ class Gateway:
             self.schema = subgraph_schema(fast=fast)
         self.session: aiohttp.ClientSession | None = None
         self.sources: Sources | None = None
-        # Identity and limits: the request stage (auth → Viewer, limits) before execution.
+        # The operation pipeline's stages that need no sources (gateway/operation.py):
+        # admission (CSRF, identity, rate) and the document checks. The pipeline itself is
+        # composed at start, once the fence and the sources exist.
         self.auth = Authenticator(config.auth)
-        self.guard = Guard(self.auth, config.limits, csrf=config.auth.csrf_prevention)
+        self.admission = Admission(self.auth, config.limits, csrf=config.auth.csrf_prevention)
         self.safelist = Safelist.load(config.limits.persisted_queries or None)
-        documents = GuardedDocuments(
+        self.documents = GuardedDocuments(
             self.schema._schema,
             config.limits,
             max_first=config.gateway.max_first,
             safelist=self.safelist,
             introspection_roles=config.auth.introspection_roles,
         )
-        self.metrics.watch_documents(documents)
-        self.http = GraphQLHttp(
-            self.schema._schema,
-            self.context,
-            max_body_bytes=config.gateway.max_body_bytes,
-            observe=self.metrics.on_graphql_request,
-            documents=documents,
-            admit=self.guard.admit,
-            responses=self.responses,
-        )
+        self.metrics.watch_documents(self.documents)
+        self.operations: Operations | None = None
+        self.http: GraphQLHttp | None = None
 
     async def start(self) -> None:
         """Open the pooled HTTP session and the connectors."""
@@ -224,8 +221,19 @@ class Gateway:
             )
         self.ingress = EventIngress(ev, self.registry, self.journal, self.clock, plant_clock=self.domain_clock)
         self.cursors = Cursors(await self._cursor_key())
-        self.hub = Hub(self.schema._schema, self.context, self.journal, self.cursors)
-        await self._start_workflow()
+        # One pipeline for every transport and the subscription fan-out.
+        self.operations = Operations(
+            self.schema._schema,
+            self.context,
+            documents=self.documents,
+            admission=self.admission,
+            responses=self.responses,
+            fence=self.fence.sync if self.fence is not None else None,  # scale-out: read after 202
+            max_body_bytes=self.config.gateway.max_body_bytes,
+        )
+        self.http = GraphQLHttp(self.operations, observe=self.metrics.on_graphql_request)
+        workflow_channel = await self._start_workflow(self.operations, self.cursors)
+        self.hub = Hub(self.operations, self.journal, self.cursors, workflow=workflow_channel)
         self.bus.subscribe(self._on_bus)
         await self.bus.start()
         # Scale-out: other replicas' events. SQLite: events replayed by `ordergraph events
@@ -251,7 +259,6 @@ class Gateway:
         self.metrics.watch_subscriptions(self.hub)
         self.ingress.before_ack = self.processor.accepted
         self.processor.fence = self.fence
-        self.http.before_read = self.fence.sync if self.fence is not None else None
         self.hub.start()
         self.processor.start()
         await self._start_notices()
@@ -432,7 +439,7 @@ class Gateway:
         )
         self.journal, self.replica_id = journal, journal.replica_id
 
-    async def _start_workflow(self) -> None:
+    async def _start_workflow(self, operations: Operations, cursors: Cursors) -> WorkflowChannel:
         """Workflow on exceptions: SQLite beside the journal, or the replicas' Redis."""
         from .workflow_store import (
             RedisWorkflowStore,
@@ -441,7 +448,6 @@ class Gateway:
             sqlite_path,
         )
 
-        assert self.hub is not None
         sc = self.config.scaleout
         store: WorkflowStore
         if sc.redis_url:
@@ -451,10 +457,11 @@ class Gateway:
         self.workflow = WorkflowService(
             store, clock=self.clock, redis_url=sc.redis_url or None, poll_seconds=sc.poll_seconds if sc.redis_url else LOCAL_POLL_SECONDS
         )
-        self.hub.workflow = WorkflowChannel(self.hub, self.workflow)
-        self.workflow.channel = self.hub.workflow
+        channel = WorkflowChannel(operations, cursors, self.workflow)
+        self.workflow.channel = channel
         await self.workflow.start()
         self.is_acknowledged = self._attended
+        return channel
 
     async def _attended(self, exception_id: str) -> bool:
         """For the internal notice rule: someone has acted on the exception — acknowledged it,
@@ -507,7 +514,7 @@ class Gateway:
             await self.session.close()
             self.session = None
         await self.auth.close()
-        self.http.documents.close()
+        self.documents.close()
         await self.telemetry.stop()
 
     def stale_sources(self) -> set[str]:
@@ -560,19 +567,6 @@ class Gateway:
             notices=self.notices,
             index=self.index,
         )
-
-    async def ws_viewer(self, init_payload: dict) -> Viewer:
-        """The viewer of a WebSocket's ``connection_init``; PermissionError → close 4403."""
-        from .graphql_http import RequestError
-
-        try:
-            return await self.guard.viewer(token_from_init(init_payload))
-        except RequestError as exc:
-            raise PermissionError(exc.message.removeprefix("Unauthorized: ")) from exc
-
-    async def http_viewer(self, request: Request) -> Viewer:
-        """The viewer of an HTTP request (CSRF, token, rate limit); RequestError when refused."""
-        return await self.guard.admit(request)
 
     async def internal_viewer(self, request: Request) -> bool:
         """Whether the request carries the token of an internal role (in open mode, no token
@@ -661,52 +655,26 @@ def create_app(
             and not any(request.headers.get(h) for h in PREFLIGHT_HEADERS)
         ):
             return HTMLResponse(render_graphiql())
+        assert gateway.http is not None
         return await gateway.http.handle(request)
 
     async def graphql_ws(websocket: WebSocket) -> None:
-        assert gateway.hub is not None
-        slots: list[str] = []
-
-        async def authenticate(payload: dict) -> Viewer:
-            viewer = await gateway.ws_viewer(payload)
-            slot = gateway.guard.connect(viewer)
-            if slot is None:
-                cap = config.limits.connections_per_viewer
-                raise ConnectionRefused(4429, f"Too many connections: at most {cap} per viewer")
-            slots.append(slot)
-            return viewer
-
+        assert gateway.hub is not None and gateway.operations is not None
         conn = Connection(
             websocket,
             gateway.hub,
-            gateway.http.documents,
-            gateway.context,
-            authenticate=authenticate,
-            admit_operation=gateway.guard.take,
+            gateway.operations,
             init_timeout=subs.connection_init_timeout_seconds,
             max_subscriptions=subs.max_per_connection,
             queue_size=subs.queue_size,
             max_message_bytes=config.gateway.max_body_bytes,
         )
-        try:
-            await conn.run()
-        finally:
-            for slot in slots:
-                gateway.guard.disconnect(slot)
+        await conn.run()
 
     async def graphql_stream(request: Request) -> Response:
-        assert gateway.hub is not None
+        assert gateway.hub is not None and gateway.operations is not None
         return await stream_endpoint(
-            request,
-            gateway.hub,
-            gateway.http.documents,
-            gateway.http_viewer,
-            max_body_bytes=config.gateway.max_body_bytes,
-            queue_size=subs.queue_size,
-            keepalive_seconds=subs.keepalive_seconds,
-            connect=gateway.guard.connect,
-            disconnect=gateway.guard.disconnect,
-            max_connections=config.limits.connections_per_viewer,
+            request, gateway.hub, gateway.operations, queue_size=subs.queue_size, keepalive_seconds=subs.keepalive_seconds
         )
 
     async def page(request: Request) -> Response:

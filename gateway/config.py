@@ -212,7 +212,7 @@ class AuthConfig:
 
 @dataclasses.dataclass(slots=True)
 class LimitsConfig:
-    """Hostile-query limits (``gateway/limits.py``); ``gateway.max_first`` caps `first`."""
+    """Hostile-query limits (``gateway/admission.py``, ``gateway/documents.py``); ``gateway.max_first`` caps `first`."""
 
     max_depth: int = 12
     max_aliases: int = 30

@@ -144,7 +144,7 @@ class Metrics:
         self.registry.register(Collector())
 
     def watch_documents(self, documents: Any) -> None:
-        """Export the document stage's work (``gateway.limits.GuardedDocuments``)."""
+        """Export the document stage's work (``gateway.documents.GuardedDocuments``)."""
 
         class Collector:
             def collect(self) -> Any:

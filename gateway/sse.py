@@ -12,27 +12,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from graphql import GraphQLError, OperationType
-from graphql.execution.values import get_variable_values
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from resolvers.policy import Viewer
 from sources import SourceError, tracing
 
-from .graphql_http import (
-    DocumentCache,
-    RequestError,
-    check_declared,
-    check_params,
-    read_params,
-    select_operation,
-)
-from .subscriptions import Hub, Scope, SubscribeError
+from .errors import RequestError
+from .operation import Operation, Operations, Transport
+from .subscriptions import Hub, Scope, SubscribeError, subscribe_refusal
 
 
 class StreamSink:
@@ -66,92 +59,47 @@ def _event(kind: str, data: Any) -> bytes:
 
 
 async def stream_endpoint(
-    request: Request,
-    hub: Hub,
-    documents: DocumentCache,
-    authenticate: Callable[[Request], Awaitable[Viewer]],
-    *,
-    max_body_bytes: int,
-    queue_size: int,
-    keepalive_seconds: float = 15.0,
-    connect: Callable[[Viewer], str | None] | None = None,
-    disconnect: Callable[[str], None] | None = None,
-    max_connections: int = 0,
+    request: Request, hub: Hub, operations: Operations, *, queue_size: int, keepalive_seconds: float = 15.0
 ) -> Response:
-    """Serve one subscription as an SSE stream.
-
-    ``connect``/``disconnect`` count the viewer's live connections (the same cap as its
-    WebSockets, ``gateway.limits.Guard``): over it, 429."""
+    """Serve one subscription as an SSE stream: the pipeline's admit, read and document
+    stages, then the hub. A stream counts against its viewer's connection cap (the same
+    as its WebSockets, ``Admission.connect``): over it, 429."""
+    admission = operations.admission
     slot: str | None = None
     streaming = False
     try:
-        viewer = await authenticate(request)  # CSRF, token, rate limit: RequestError
-        if connect is not None:
-            slot = connect(viewer)
-            if slot is None:
-                raise _coded(
-                    RequestError(429, f"Too many connections: at most {max_connections} streams and WebSockets per viewer."),
-                    "TOO_MANY_CONNECTIONS",
-                )
+        viewer = await operations.admit(request) or Viewer.system()  # CSRF, token, rate limit
+        if admission is not None:
+            slot = admission.connect(viewer)
         with tracing.operation("graphql.subscribe", request.headers):  # the start: document, replay (off: no-op)
-            response = await _open_stream(request, viewer, hub, documents, max_body_bytes, queue_size, keepalive_seconds, slot, disconnect)
+            params = await operations.read(request)
+            op = await operations.document(Operation(params, viewer, Transport.STREAM, request.method))
+            disconnect = admission.disconnect if admission is not None else None
+            response = await _open_stream(op, viewer, hub, queue_size, keepalive_seconds, slot, disconnect)
         streaming = isinstance(response, StreamingResponse)  # the stream releases the slot when it ends
         return response
     except RequestError as exc:
-        errors = exc.errors or [{"message": exc.message}]
-        return JSONResponse({"errors": errors}, status_code=exc.status, headers=exc.headers)
+        return JSONResponse(exc.payload(), status_code=exc.status, headers=exc.headers)
     finally:
-        if not streaming and slot and disconnect is not None:
-            disconnect(slot)  # refused or failed before the stream began
-
-
-def _coded(exc: RequestError, code: str) -> RequestError:
-    exc.errors = [{"message": exc.message, "extensions": {"code": code}}]
-    return exc
+        if not streaming and slot and admission is not None:
+            admission.disconnect(slot)  # refused or failed before the stream began
 
 
 async def _open_stream(
-    request: Request,
+    op: Operation,
     viewer: Viewer,
     hub: Hub,
-    documents: DocumentCache,
-    max_body_bytes: int,
     queue_size: int,
     keepalive_seconds: float,
     slot: str | None,
     disconnect: Callable[[str], None] | None,
 ) -> Response:
-    try:
-        scope = Scope.of(viewer)
-        params = await read_params(request, max_body_bytes)
-        query, variables, op_name = check_params(documents.resolve_persisted(params))
-        doc, errors = await documents.get(query, viewer, variables)
-        if doc is None:
-            return JSONResponse({"errors": [e.formatted for e in errors]}, status_code=400)
-        op = select_operation(doc, op_name)
-        if op.operation is not OperationType.SUBSCRIPTION:
-            raise RequestError(400, "/graphql/stream serves subscriptions; send queries to /graphql.")
-        check_declared(op, variables)
-        coerced = get_variable_values(hub.schema, op.variable_definitions or (), variables)
-        if isinstance(coerced, list):
-            return JSONResponse({"errors": [e.formatted for e in coerced]}, status_code=400)
-    except RequestError as exc:
-        errors = exc.errors or [{"message": exc.message}]
-        return JSONResponse({"errors": errors}, status_code=exc.status, headers=exc.headers)
-
     sink = StreamSink(queue_size)
     try:
-        sub = await hub.subscribe("sse", sink, query, doc, op, op_name, variables, dict(getattr(coerced, "coerced", coerced)), scope)
-    except SubscribeError as exc:
-        return JSONResponse({"errors": [{"message": str(exc), "extensions": {"code": "BAD_REQUEST"}}]}, status_code=400)
-    except SourceError as exc:  # the replay or the ownership check could not read its source
-        return JSONResponse(
-            {"errors": [{"message": f"Cannot start the subscription: {exc.code.replace('_', ' ').lower()} ({exc.source}); retry shortly.", "extensions": {"code": exc.code, "source": exc.source}}]},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-    except GraphQLError as exc:  # a bad argument, e.g. an `after` cursor we never gave out
-        return JSONResponse({"errors": [{**exc.formatted, "extensions": {"code": "BAD_USER_INPUT", **(exc.extensions or {})}}]}, status_code=400)
+        sub = await hub.subscribe("sse", sink, op, Scope.of(viewer))
+    except (SubscribeError, SourceError, GraphQLError) as exc:
+        refusal = subscribe_refusal(exc)
+        return JSONResponse(refusal.payload(), status_code=refusal.status, headers=refusal.headers)
 
     async def body() -> AsyncIterator[bytes]:
         messages = sink.messages()

@@ -1,5 +1,9 @@
 """The subscription hub: from ``OrderChanged`` on the bus to every interested subscriber.
 
+Every channel (order changes here, exception transitions here, workflow entries in
+``gateway/workflow.py``) is a ``Channel``: groups of subscribers, replay then live, each
+message executed once per group through the operation pipeline (``Operations.run``).
+
 - Subscribers with the same document, variables (less ``after``) and scope form a group;
   a group's selection is executed once per change and the result goes to all of them.
 - Groups are indexed by order and by customer, so a change costs work in proportion to the
@@ -16,22 +20,15 @@ import asyncio
 import collections
 import dataclasses
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from graphql import (
-    DocumentNode,
-    ExecutionResult,
-    GraphQLError,
-    GraphQLSchema,
-    OperationDefinitionNode,
-)
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 
 from resolvers import policy
 from resolvers.context import Context
 from resolvers.enums import Severity
 from resolvers.exception_types import transition_message
-from resolvers.execution import execute
 from resolvers.needs import Needs, document_needs
 from resolvers.orders import build_orders
 from resolvers.pagination import (
@@ -44,13 +41,14 @@ from resolvers.pagination import (
 from resolvers.policy import Role, Viewer
 from resolvers.subscription import OrderChange
 from resolvers.types import Order
-from sources import tracing
+from sources import SourceError, tracing
 from sources.resilience import request_budget
 from sources.tasks import stop_task
 
 from .bus import OrderChanged
-from .graphql_http import format_error
+from .errors import RequestError
 from .journal import Journal
+from .operation import Operation, Operations
 
 if TYPE_CHECKING:
     from .telemetry import EventTimeline
@@ -72,7 +70,36 @@ class SubscribeError(Exception):
     """A subscription that cannot start; the message is safe to show the client."""
 
 
-@dataclasses.dataclass(slots=True, frozen=True)
+def subscribe_refusal(exc: SubscribeError | SourceError | GraphQLError) -> RequestError:
+    """What a transport answers when a subscription cannot start (SSE: the status; a
+    WebSocket: an ``error`` message with the errors)."""
+    if isinstance(exc, SubscribeError):
+        refusal = RequestError(400, str(exc))
+        refusal.errors = [{"message": str(exc), "extensions": {"code": "BAD_REQUEST"}}]
+    elif isinstance(exc, SourceError):  # the replay or the ownership check could not read its source
+        message = f"Cannot start the subscription: {exc.code.replace('_', ' ').lower()} ({exc.source}); retry shortly."
+        refusal = RequestError(503, message, {"Retry-After": "5"})
+        refusal.errors = [{"message": message, "extensions": {"code": exc.code, "source": exc.source}}]
+    else:  # a bad argument, e.g. an `after` cursor we never gave out
+        refusal = RequestError(400, exc.message)
+        refusal.errors = [{**exc.formatted, "extensions": {"code": "BAD_USER_INPUT", **(exc.extensions or {})}}]
+    return refusal
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hidden:
+    """An order or customer the subscriber may not see. Its subscription behaves exactly
+    as one for an order or customer that does not exist: no replay, no live message."""
+
+    key: str
+
+
+def visible(key: str | Hidden) -> str:
+    """The key as the subscriber gave it (a hidden key is shown as given, like a missing one)."""
+    return key.key if isinstance(key, Hidden) else key
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scope:
     """Who is subscribing: internal viewers see all orders; a customer only its own.
 
@@ -99,42 +126,36 @@ class Scope:
         return Viewer(Role(self.role), subject="subscription-hub")
 
 
-@dataclasses.dataclass(eq=False, slots=True)
-class Subscriber:
-    id: str
-    sink: Sink
-    group: Group
-    replaying: bool = True
-    buffer: list[tuple[tuple[int, str], dict[str, Any], str]] = dataclasses.field(default_factory=list)
+# --- the generic channel ---------------------------------------------------------------------
 
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Group:
+    """Subscribers with the same document, variables (less ``after``) and scope: one
+    execution per message serves them all. Channels add what they route on."""
+
     key: tuple[Any, ...]
-    field: str
     document: DocumentNode
     operation_name: str | None
     variables: dict[str, Any]
-    order: str | None  # orderUpdated(id)
-    customer: str | None  # orderChanges(customer) or the viewer's own customer
-    scope: Scope = dataclasses.field(default_factory=Scope)
+    scope: Scope
     subscribers: dict[int, Subscriber] = dataclasses.field(default_factory=dict)
-    needs: Needs | None = None  # what its selection asks of the order (resolvers/orders.py)
-
-    def order_needs(self) -> Needs:
-        """What this subscription's selection asks of every order it pushes: its views,
-        its customer (read once from the document)."""
-        if self.needs is None:
-            path = (self.field,) if self.field == ORDER_UPDATED else (self.field, "order")
-            self.needs = document_needs(self.document, self.operation_name, path)
-        return self.needs
 
 
-def root_field(op: OperationDefinitionNode) -> tuple[str, dict[str, Any]]:
-    sels = op.selection_set.selections
-    if len(sels) != 1 or not hasattr(sels[0], "name"):
-        raise SubscribeError("A subscription selects exactly one root field.")
-    return sels[0].name.value, {}  # type: ignore[union-attr]
+G = TypeVar("G", bound=Group)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Subscriber:
+    """One subscription. While ``replaying``, live messages wait in ``buffer`` as
+    ``(position, message key, payload)``; positions order the channel's messages."""
+
+    id: str
+    sink: Sink
+    group: Any
+    channel: Channel[Any]
+    replaying: bool = True
+    buffer: list[tuple[Any, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
 
 
 class FanOutWorker:
@@ -171,33 +192,169 @@ class FanOutWorker:
         raise NotImplementedError
 
 
-class Hub(FanOutWorker):
-    """Fan-out of order changes to subscription groups."""
+class Channel(FanOutWorker, Generic[G]):
+    """A subscription channel: groups of subscribers, resume by replay, then live.
+
+    ``join`` puts a subscriber in its group; ``open`` replays what it missed (the
+    channel's own ``replay``, returning the position it reached) while live messages
+    wait in its buffer, then flushes the buffer past that position and goes live.
+    ``deliver`` hands one group's message to its subscribers (or their buffers); every
+    message carries its cursor, so a subscriber that reconnects misses nothing.
+    """
+
+    def __init__(self, operations: Operations, cursors: Cursors | None = None) -> None:
+        super().__init__()
+        self.operations = operations
+        self.cursors = cursors or process_cursors()  # the gateway's key: resume anywhere
+        self.groups: dict[tuple[Any, ...], G] = {}
+        self.executions = 0  # group executions (shared resolutions)
+        self.deliveries = 0  # messages offered to sinks
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(g.subscribers) for g in self.groups.values())
+
+    def context(self, viewer: Viewer | None = None) -> Context:
+        """A fresh context (loaders over the shared cache) for ``viewer``."""
+        return self.operations.context_factory(viewer=viewer)  # type: ignore[no-any-return]
+
+    def join(self, sub_id: str, sink: Sink, key: tuple[Any, ...], make_group: Callable[[], G], *, replaying: bool = True) -> Subscriber:
+        """A new subscriber in the group of ``key`` (made by ``make_group`` if new)."""
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = make_group()
+            self.index(group)
+        sub = Subscriber(sub_id, sink, group, self, replaying)
+        group.subscribers[id(sub)] = sub
+        return sub
+
+    async def open(self, sub: Subscriber, replay: Callable[[Subscriber], Awaitable[Any]]) -> Subscriber:
+        """Replay (one request to each source), then go live; on failure, leave."""
+        try:
+            with request_budget():
+                last = await replay(sub)
+            self.go_live(sub, last)
+        except BaseException:
+            self.leave(sub)
+            raise
+        return sub
+
+    def go_live(self, sub: Subscriber, last: Any) -> None:
+        """Flush what arrived during the replay, minus what it covered (up to ``last``)."""
+        for position, key, payload in sub.buffer:
+            if last is None or position > last:
+                self.send(sub, key, payload)
+        sub.buffer.clear()
+        sub.replaying = False
+
+    def leave(self, sub: Subscriber) -> None:
+        group = sub.group
+        group.subscribers.pop(id(sub), None)
+        if not group.subscribers and self.groups.get(group.key) is group:
+            del self.groups[group.key]
+            self.unindex(group)
+
+    def index(self, group: G) -> None:
+        """Route messages to a new group (channels with indexes override)."""
+
+    def unindex(self, group: G) -> None:
+        """Stop routing to a group that lost its last subscriber."""
+
+    def send(self, sub: Subscriber, key: str, payload: dict[str, Any]) -> None:
+        sub.sink.offer(sub.id, key, payload)
+        self.deliveries += 1
+
+    def deliver(self, group: G, position: Any, key: str, payload: dict[str, Any]) -> None:
+        """One message of ``group``: to each live subscriber, or the buffer of a replaying one."""
+        for sub in list(group.subscribers.values()):
+            if sub.replaying:
+                sub.buffer.append((position, key, payload))
+            else:
+                self.send(sub, key, payload)
+
+    async def execute(self, group: G, root: Any, ctx: Context, variables: dict[str, Any], cursor: str) -> dict[str, Any]:
+        """The group's selection on ``root`` (execute and format stages), with its cursor."""
+        self.executions += 1
+        payload = await self.operations.run(group.document, group.operation_name, variables, ctx, root)
+        payload["extensions"] = {**payload.get("extensions", {}), "cursor": cursor}
+        return payload
+
+
+def root_field(op: OperationDefinitionNode) -> str:
+    sels = op.selection_set.selections
+    if len(sels) != 1 or not hasattr(sels[0], "name"):
+        raise SubscribeError("A subscription selects exactly one root field.")
+    return sels[0].name.value  # type: ignore[union-attr]
+
+
+def shared_key(field: str, op: Operation, scope: Scope, *route: Any) -> tuple[Any, ...]:
+    """A group's key: subscribers share a group on all of this (``after`` apart)."""
+    return (field, op.query, op.name, _freeze({k: v for k, v in op.variables.items() if k != "after"}), scope.key, *route)
+
+
+def field_args(op: Operation) -> dict[str, Any]:
+    """Arguments of the single root field, with variables substituted."""
+    from graphql import Undefined, value_from_ast_untyped
+
+    assert op.definition is not None
+    field = op.definition.selection_set.selections[0]
+    out: dict[str, Any] = {}
+    for arg in getattr(field, "arguments", ()) or ():
+        value = value_from_ast_untyped(arg.value, op.coerced)
+        if value is not Undefined and value is not None:
+            out[arg.name.value] = value
+    return out
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+# --- orderUpdated and orderChanges: the order channel ----------------------------------------
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class OrderGroup(Group):
+    field: str = ORDER_UPDATED
+    order: str | Hidden | None = None  # orderUpdated(id)
+    customer: str | Hidden | None = None  # orderChanges(customer) or the viewer's own customer
+    needs: Needs | None = None  # what its selection asks of the order (resolvers/needs.py)
+
+    def order_needs(self) -> Needs:
+        """What this subscription's selection asks of every order it pushes: its views,
+        its customer (read once from the document)."""
+        if self.needs is None:
+            path = (self.field,) if self.field == ORDER_UPDATED else (self.field, "order")
+            self.needs = document_needs(self.document, self.operation_name, path)
+        return self.needs
+
+
+class Hub(Channel[OrderGroup]):
+    """Fan-out of order changes to subscription groups; the door of every channel
+    (``subscribe`` routes by root field, ``unsubscribe`` to the subscriber's channel)."""
 
     task_name = "ordergraph-subscription-hub"
 
     def __init__(
-        self, schema: GraphQLSchema, context_factory: Callable[..., Context], journal: Journal, cursors: Cursors | None = None
+        self, operations: Operations, journal: Journal, cursors: Cursors | None = None, *, workflow: Channel[Any] | None = None
     ) -> None:
-        super().__init__()
-        self.schema = schema
-        self.context_factory = context_factory
+        super().__init__(operations, cursors)
         self.journal = journal
-        self.cursors = cursors or process_cursors()  # the gateway's key: resume anywhere
-        self.groups: dict[tuple[Any, ...], Group] = {}
-        self.by_order: dict[str, set[Group]] = collections.defaultdict(set)
-        self.by_customer: dict[str, set[Group]] = collections.defaultdict(set)
-        self.all_orders: set[Group] = set()
+        self.by_order: dict[str | Hidden, set[OrderGroup]] = collections.defaultdict(set)
+        self.by_customer: dict[str | Hidden, set[OrderGroup]] = collections.defaultdict(set)
+        self.all_orders: set[OrderGroup] = set()
         # Set by the gateway: event trace contexts and accept times (gateway/telemetry.py),
         # and the event-to-push lag metric (seconds from accepted to offered to subscribers).
         self.timeline: EventTimeline | None = None
         self.on_lag: Callable[[float], None] | None = None
-        self.executions = 0  # group executions (shared resolutions)
-        self.deliveries = 0  # messages offered to sinks
         # exceptionsChanged: a second, small channel fed by the exception tracker
-        self.exceptions = ExceptionChannel(self)
-        # exceptionWorkflowChanged: gateway/workflow.py's WorkflowChannel, set by the gateway
-        self.workflow: Any = None
+        self.exceptions = ExceptionChannel(operations, journal, self.cursors)
+        # exceptionWorkflowChanged: gateway/workflow.py's WorkflowChannel
+        self.workflow = workflow
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -224,93 +381,66 @@ class Hub(FanOutWorker):
 
     # --- subscribe / unsubscribe -------------------------------------------------------
 
-    async def subscribe(
-        self,
-        sub_id: str,
-        sink: Sink,
-        query: str,
-        document: DocumentNode,
-        op: OperationDefinitionNode,
-        operation_name: str | None,
-        variables: dict[str, Any],
-        coerced: dict[str, Any],
-        scope: Scope,
-    ) -> Subscriber:
-        """Start a subscription; replays from ``after`` before going live."""
-        field, _ = root_field(op)
+    async def subscribe(self, sub_id: str, sink: Sink, op: Operation, scope: Scope) -> Subscriber:
+        """Start a subscription of a prepared operation; replays from ``after`` before going live."""
+        assert op.definition is not None
+        field = root_field(op.definition)
         if field == "exceptionWorkflowChanged" and self.workflow is not None:  # gateway/workflow.py
-            return await self.workflow.subscribe(  # type: ignore[no-any-return]
-                sub_id, sink, query, document, op, operation_name, variables, coerced, scope
-            )
+            return await self.workflow.subscribe(sub_id, sink, op, scope)  # type: ignore[attr-defined, no-any-return]
         if field == EXCEPTIONS_CHANGED:
-            return await self.exceptions.subscribe(  # type: ignore[return-value]
-                sub_id, sink, query, document, op, operation_name, variables, coerced, scope
-            )
-        args = _field_args(op, coerced)
+            return await self.exceptions.subscribe(sub_id, sink, op, scope)
+        args = field_args(op)
         after = args.get("after")
         resume = decode_change_cursor(self.cursors, after) if after else None
-        checks = self.context_factory(viewer=scope.viewer)
+        checks = self.context(scope.viewer)
+        order: str | Hidden | None
+        customer: str | Hidden | None
         if field == ORDER_UPDATED:
             order = checks.check_key("SalesOrder", str(args["id"]), "id")
             customer = scope.customer
             if customer is not None and not await self._owns(checks, order):
-                order = f"\x00hidden:{order}"  # looks like an order that does not exist
+                order = Hidden(order)
         elif field == ORDER_CHANGES:
             order = None
             customer = str(args["customer"]) if args.get("customer") is not None else None
             if customer is not None:
                 checks.check_key("Customer", customer, "customer")
             if scope.customer is not None:
-                if customer is not None and customer != scope.customer:
-                    customer = f"\x00hidden:{customer}"
-                else:
-                    customer = scope.customer
+                customer = Hidden(customer) if customer is not None and customer != scope.customer else scope.customer
         else:
             raise SubscribeError(f"Unknown subscription field {field!r}.")
 
-        shared_vars = {k: v for k, v in variables.items() if k != "after"}
-        key = (field, query, operation_name, _freeze(shared_vars), scope.key, order, customer)
-        group = self.groups.get(key)
-        if group is None:
-            group = Group(key, field, document, operation_name, shared_vars, order, customer, scope)
-            self.groups[key] = group
-            if order is not None:
-                self.by_order[order].add(group)
-            elif customer is not None:
-                self.by_customer[customer].add(group)
-            else:
-                self.all_orders.add(group)
-        sub = Subscriber(sub_id, sink, group)
-        group.subscribers[id(sub)] = sub
-        try:
-            with request_budget():  # the replay is one request to each source
-                await self._replay(sub, resume, variables)
-        except BaseException:
-            self.unsubscribe(sub)
-            raise
-        return sub
+        assert op.document is not None
+        key = shared_key(field, op, scope, order, customer)
+        shared_vars = {k: v for k, v in op.variables.items() if k != "after"}
+        sub = self.join(
+            sub_id, sink, key,
+            lambda: OrderGroup(key, op.document, op.name, shared_vars, scope, field=field, order=order, customer=customer),  # type: ignore[arg-type]
+        )
+        return await self.open(sub, lambda s: self._replay(s, resume, op.variables))
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        if isinstance(sub, ExceptionSubscriber):
-            self.exceptions.unsubscribe(sub)
-            return
-        if self.workflow is not None and not isinstance(sub, Subscriber):  # a workflow subscriber
-            self.workflow.unsubscribe(sub)
-            return
-        group = sub.group
-        group.subscribers.pop(id(sub), None)
-        if not group.subscribers:
-            self.groups.pop(group.key, None)
-            if group.order is not None:
-                self.by_order[group.order].discard(group)
-                if not self.by_order[group.order]:
-                    del self.by_order[group.order]
-            elif group.customer is not None:
-                self.by_customer[group.customer].discard(group)
-                if not self.by_customer[group.customer]:
-                    del self.by_customer[group.customer]
-            else:
-                self.all_orders.discard(group)
+        sub.channel.leave(sub)
+
+    def index(self, group: OrderGroup) -> None:
+        if group.order is not None:
+            self.by_order[group.order].add(group)
+        elif group.customer is not None:
+            self.by_customer[group.customer].add(group)
+        else:
+            self.all_orders.add(group)
+
+    def unindex(self, group: OrderGroup) -> None:
+        if group.order is not None:
+            self.by_order[group.order].discard(group)
+            if not self.by_order[group.order]:
+                del self.by_order[group.order]
+        elif group.customer is not None:
+            self.by_customer[group.customer].discard(group)
+            if not self.by_customer[group.customer]:
+                del self.by_customer[group.customer]
+        else:
+            self.all_orders.discard(group)
 
     @staticmethod
     async def _owns(ctx: Context, order: str) -> bool:
@@ -321,8 +451,10 @@ class Hub(FanOutWorker):
 
     # --- replay --------------------------------------------------------------------
 
-    async def _replay(self, sub: Subscriber, resume: tuple[int, str] | None, variables: dict[str, Any]) -> None:
-        group = sub.group
+    async def _replay(self, sub: Subscriber, resume: tuple[int, str] | None, variables: dict[str, Any]) -> tuple[int, str] | None:
+        """What the subscriber missed after ``resume`` (orderUpdated: the current state
+        first); the position reached."""
+        group: OrderGroup = sub.group
         last: tuple[int, str] | None = None
         if group.field == ORDER_UPDATED and group.order is not None:
             rows = await self._rows_after(resume or (0, ""), sales_order=group.order)
@@ -330,13 +462,12 @@ class Hub(FanOutWorker):
                 # Current state first, with the cursor of the latest change we know of.
                 if not rows:
                     rows = await self._latest_row(group.order)
-                seq, so = (rows[-1].seq, rows[-1].sales_order) if rows else (0, group.order)
-                ctx = self.context_factory(viewer=group.scope.viewer)
-                hidden = group.order.startswith("\x00")
-                rec = None if hidden else await ctx.loaders.sales_order.load(group.order)
+                seq, so = (rows[-1].seq, rows[-1].sales_order) if rows else (0, visible(group.order))
+                ctx = self.context(group.scope.viewer)
+                rec = None if isinstance(group.order, Hidden) else await ctx.loaders.sales_order.load(group.order)
                 (order,) = await build_orders(ctx, [rec], group.order_needs())
-                payload = await self._execute(group, order, ctx, variables)
-                self._send(sub, so, payload, encode_change_cursor(self.cursors, seq, so))
+                cursor = encode_change_cursor(self.cursors, seq, so)
+                self.send(sub, so, await self.execute(group, change_root(group.field, order, cursor), ctx, variables, cursor))
                 last = (seq, so)
         elif group.field == ORDER_CHANGES and resume is not None:
             pos = resume
@@ -344,39 +475,27 @@ class Hub(FanOutWorker):
                 rows = await self._rows_after(pos, customer=group.customer)
                 if not rows:
                     break
-                ctx = self.context_factory(viewer=group.scope.viewer)
+                ctx = self.context(group.scope.viewer)
                 recs = await ctx.loaders.sales_order.load_many([r.sales_order for r in rows])
                 orders = await build_orders(ctx, recs, group.order_needs())
                 for r, order in zip(rows, orders, strict=True):
                     cursor = encode_change_cursor(self.cursors, r.seq, r.sales_order)
-                    root = OrderChange(
-                        cursor=cursor,
-                        order=order,
-                        sources=[r.source],
-                        event_type=r.type,
-                        occurred_at=r.occurred_at,
-                    )
-                    payload = await self._execute(group, root, ctx, variables)
-                    self._send(sub, r.sales_order, payload, cursor)
+                    root = change_root(group.field, order, cursor, r)
+                    self.send(sub, r.sales_order, await self.execute(group, root, ctx, variables, cursor))
                     pos = (r.seq, r.sales_order)
-                last = pos
-        # Go live: flush what arrived meanwhile, minus what the replay covered.
-        for key, payload, order in sub.buffer:
-            if last is None or key > last:
-                sub.sink.offer(sub.id, order, payload)
-        sub.buffer.clear()
-        sub.replaying = False
+            last = pos
+        return last
 
-    async def _rows_after(self, pos: tuple[int, str], *, sales_order: str | None = None, customer: str | None = None) -> list:
-        if sales_order is not None and sales_order.startswith("\x00"):
-            return []
-        if customer is not None and customer.startswith("\x00"):
-            return []
+    async def _rows_after(
+        self, pos: tuple[int, str], *, sales_order: str | Hidden | None = None, customer: str | Hidden | None = None
+    ) -> list:
+        if isinstance(sales_order, Hidden) or isinstance(customer, Hidden):
+            return []  # as for an order or customer without changes
         rows = await self.journal.changes_after(pos[0] - 1 if pos[0] > 0 else 0, sales_order=sales_order, customer=customer)
         rows = sorted(rows, key=lambda r: (r.seq, r.sales_order))
         return [r for r in rows if (r.seq, r.sales_order) > pos]
 
-    async def _latest_row(self, order: str) -> list:
+    async def _latest_row(self, order: str | Hidden) -> list:
         rows: list = []
         pos = (0, "")
         while True:
@@ -402,7 +521,7 @@ class Hub(FanOutWorker):
                     self.on_lag(lag)
 
     async def _fan_out(self, changes: list[OrderChanged]) -> None:
-        ctx = self.context_factory()
+        ctx = self.context()
         jobs = []
         for ch in changes:
             groups = set(self.by_order.get(ch.sales_order, ()))
@@ -422,7 +541,7 @@ class Hub(FanOutWorker):
         # Each scope's orders are built once, for all its groups, with what their
         # selections ask (views, customers) fetched for every changed order at once.
         wanted: dict[Any, tuple[dict[str, Any], Needs]] = {}
-        runs: list[tuple[OrderChanged, Group]] = []
+        runs: list[tuple[OrderChanged, OrderGroup]] = []
         for ch, groups in jobs:
             rec = by_so.get(ch.sales_order)
             for group in groups:
@@ -431,7 +550,7 @@ class Hub(FanOutWorker):
                     continue  # routed by a stale customer: nothing of another customer's order leaves
                 key = group.scope.key
                 if key not in scoped:
-                    scoped[key] = self.context_factory(viewer=viewer)
+                    scoped[key] = self.context(viewer)
                 records, needs = wanted.get(key, ({}, Needs()))
                 if rec is not None:
                     records[rec.sales_order] = rec
@@ -443,104 +562,39 @@ class Hub(FanOutWorker):
             (k, so): order for k, orders in zip(keys, each, strict=True) for so, order in zip(wanted[k][0], orders, strict=True)
         }
 
-        async def run(ch: OrderChanged, group: Group) -> None:
+        async def run(ch: OrderChanged, group: OrderGroup) -> None:
             gctx = scoped[group.scope.key]
             order = built.get((group.scope.key, ch.sales_order))
             cursor = encode_change_cursor(self.cursors, ch.seq, ch.sales_order)
-            if group.field == ORDER_UPDATED:
-                root: Any = order
-            else:
-                root = OrderChange(
-                    cursor=cursor,
-                    order=order,
-                    sources=[ch.source],
-                    event_type=ch.type,
-                    occurred_at=ch.occurred_at,
-                )
-            payload = await self._execute(group, root, gctx, group.variables)
-            payload = {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor}}
-            key = (ch.seq, ch.sales_order)
-            for sub in list(group.subscribers.values()):
-                if sub.replaying:
-                    sub.buffer.append((key, payload, ch.sales_order))
-                else:
-                    sub.sink.offer(sub.id, ch.sales_order, payload)
-                    self.deliveries += 1
+            payload = await self.execute(group, change_root(group.field, order, cursor, ch), gctx, group.variables, cursor)
+            self.deliver(group, (ch.seq, ch.sales_order), ch.sales_order, payload)
 
         await asyncio.gather(*(run(ch, g) for ch, g in runs))
 
-    async def _execute(self, group: Group, root: Any, ctx: Context, variables: dict[str, Any]) -> dict[str, Any]:
-        self.executions += 1
-        result = execute(
-            self.schema,
-            group.document,
-            root_value=root,
-            context_value=ctx,
-            variable_values=variables,
-            operation_name=group.operation_name,
-            middleware=policy.middleware(ctx.viewer),
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
-        payload: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [format_error(e, ctx.viewer) for e in result.errors]
-        return payload
 
-    def _send(self, sub: Subscriber, order: str, payload: dict[str, Any], cursor: str) -> None:
-        payload = {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor}}
-        sub.sink.offer(sub.id, order, payload)
-        self.deliveries += 1
-
-
-def _field_args(op: OperationDefinitionNode, coerced: dict[str, Any]) -> dict[str, Any]:
-    """Arguments of the single root field, with variables substituted."""
-    from graphql import Undefined, value_from_ast_untyped
-
-    field = op.selection_set.selections[0]
-    out: dict[str, Any] = {}
-    for arg in getattr(field, "arguments", ()) or ():
-        value = value_from_ast_untyped(arg.value, coerced)
-        if value is not Undefined and value is not None:
-            out[arg.name.value] = value
-    return out
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
+def change_root(field: str, order: Order | None, cursor: str, change: Any = None) -> Any:
+    """The root value of an order channel's message: the ``Order`` (orderUpdated; built by
+    ``build_orders``) or the ``OrderChange`` (orderChanges; ``change``: a journal row or an
+    ``OrderChanged``)."""
+    if field == ORDER_UPDATED:
+        return order
+    return OrderChange(
+        cursor=cursor, order=order, sources=[change.source], event_type=change.type, occurred_at=change.occurred_at
+    )
 
 
 # --- exceptionsChanged: the exception transition channel ------------------------------------
 
 
 @dataclasses.dataclass(eq=False, slots=True)
-class ExceptionGroup:
+class ExceptionGroup(Group):
     """Subscribers of exceptionsChanged with the same document, variables and scope."""
 
-    key: tuple[Any, ...]
-    document: DocumentNode
-    operation_name: str | None
-    variables: dict[str, Any]
-    min_severity: Severity | None
-    customer: str | None
-    scope: Scope
-    subscribers: dict[int, ExceptionSubscriber] = dataclasses.field(default_factory=dict)
+    min_severity: Severity | None = None
+    customer: str | Hidden | None = None
 
 
-@dataclasses.dataclass(eq=False, slots=True)
-class ExceptionSubscriber:
-    id: str
-    sink: Sink
-    group: ExceptionGroup
-    replaying: bool = True
-    buffer: list[tuple[int, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
-
-
-class ExceptionChannel(FanOutWorker):
+class ExceptionChannel(Channel[ExceptionGroup]):
     """Fan-out of exception transitions (from the tracker) to exceptionsChanged groups.
 
     Same guarantees as the order channel: one execution per transition and group, each
@@ -550,110 +604,68 @@ class ExceptionChannel(FanOutWorker):
 
     task_name = "ordergraph-exception-hub"
 
-    def __init__(self, hub: Hub) -> None:
-        super().__init__()
-        self.hub = hub
-        self.groups: dict[tuple[Any, ...], ExceptionGroup] = {}
-
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(g.subscribers) for g in self.groups.values())
+    def __init__(self, operations: Operations, journal: Journal, cursors: Cursors | None = None) -> None:
+        super().__init__(operations, cursors)
+        self.journal = journal
 
     def publish(self, transitions: list[Any]) -> None:
         """Tracker handler: journaled transitions, in cursor order (never blocks)."""
         self.enqueue(transitions)
 
-    async def subscribe(
-        self,
-        sub_id: str,
-        sink: Sink,
-        query: str,
-        document: DocumentNode,
-        op: OperationDefinitionNode,
-        operation_name: str | None,
-        variables: dict[str, Any],
-        coerced: dict[str, Any],
-        scope: Scope,
-    ) -> ExceptionSubscriber:
+    async def subscribe(self, sub_id: str, sink: Sink, op: Operation, scope: Scope) -> Subscriber:
         """Start an exceptionsChanged subscription; replays from ``after`` before going live."""
-        args = _field_args(op, coerced)
-        after = decode_transition_cursor(self.hub.cursors, str(args["after"])) if args.get("after") else None
+        args = field_args(op)
+        after = decode_transition_cursor(self.cursors, str(args["after"])) if args.get("after") else None
         raw = args.get("minSeverity")
         min_severity = Severity(getattr(raw, "value", raw)) if raw is not None else None
-        customer = str(args["customer"]) if args.get("customer") is not None else None
+        customer: str | Hidden | None = str(args["customer"]) if args.get("customer") is not None else None
         if customer is not None:
-            self.hub.context_factory(viewer=scope.viewer).check_key("Customer", customer, "customer")
+            self.context(scope.viewer).check_key("Customer", customer, "customer")
         if scope.customer is not None:
             # A customer sees its own orders' exceptions only, whatever it asks for.
-            customer = scope.customer if customer in (None, scope.customer) else f"\x00hidden:{customer}"
-        shared_vars = {k: v for k, v in variables.items() if k != "after"}
-        key = (EXCEPTIONS_CHANGED, query, operation_name, _freeze(shared_vars), scope.key, customer)
-        group = self.groups.get(key)
-        if group is None:
-            group = ExceptionGroup(key, document, operation_name, shared_vars, min_severity, customer, scope)
-            self.groups[key] = group
-        sub = ExceptionSubscriber(sub_id, sink, group)
-        group.subscribers[id(sub)] = sub
-        try:
-            with request_budget():
-                await self._replay(sub, after, variables)
-        except BaseException:
-            self.unsubscribe(sub)
-            raise
-        return sub
+            customer = scope.customer if customer in (None, scope.customer) else Hidden(str(customer))
+        key = shared_key(EXCEPTIONS_CHANGED, op, scope, customer)
+        shared_vars = {k: v for k, v in op.variables.items() if k != "after"}
+        assert op.document is not None
+        sub = self.join(
+            sub_id, sink, key,
+            lambda: ExceptionGroup(key, op.document, op.name, shared_vars, scope, min_severity=min_severity, customer=customer),  # type: ignore[arg-type]
+        )
+        return await self.open(sub, lambda s: self._replay(s, after, op.variables))
 
-    def unsubscribe(self, sub: ExceptionSubscriber) -> None:
-        group = sub.group
-        group.subscribers.pop(id(sub), None)
-        if not group.subscribers:
-            self.groups.pop(group.key, None)
-
-    async def _replay(self, sub: ExceptionSubscriber, after: int | None, variables: dict[str, Any]) -> None:
+    async def _replay(self, sub: Subscriber, after: int | None, variables: dict[str, Any]) -> int | None:
         last = after
         if after is not None:
             while True:
-                rows = await self.hub.journal.exception_transitions_after(last, limit=500)
+                rows = await self.journal.exception_transitions_after(last, limit=500)
                 if not rows:
                     break
-                ctx = self.hub.context_factory(viewer=sub.group.scope.viewer)
+                ctx = self.context(sub.group.scope.viewer)
                 for row in rows:
                     payload = await self._message(sub.group, row, ctx, variables)
                     if payload is not None:
-                        sub.sink.offer(sub.id, row.exception_id, payload)
-                        self.hub.deliveries += 1
+                        self.send(sub, row.exception_id, payload)
                     last = row.cursor
-        # Go live: what arrived meanwhile, minus what the replay covered.
-        for cursor, exception_id, payload in sub.buffer:
-            if last is None or cursor > last:
-                sub.sink.offer(sub.id, exception_id, payload)
-        sub.buffer.clear()
-        sub.replaying = False
+        return last
 
     async def fan_out(self, transitions: list[Any]) -> None:
         """Execute each matching group once per transition, in cursor order."""
         with request_budget():
-            await self._fan_out(transitions)
-
-    async def _fan_out(self, transitions: list[Any]) -> None:
-        contexts: dict[str, Context] = {}
-        for row in transitions:
-            for group in list(self.groups.values()):
-                ctx = contexts.get(group.scope.key)
-                if ctx is None:
-                    ctx = contexts[group.scope.key] = self.hub.context_factory(viewer=group.scope.viewer)
-                payload = await self._message(group, row, ctx, group.variables)
-                if payload is None:
-                    continue
-                for sub in list(group.subscribers.values()):
-                    if sub.replaying:
-                        sub.buffer.append((row.cursor, row.exception_id, payload))
-                    else:
-                        sub.sink.offer(sub.id, row.exception_id, payload)
-                        self.hub.deliveries += 1
+            contexts: dict[str, Context] = {}
+            for row in transitions:
+                for group in list(self.groups.values()):
+                    ctx = contexts.get(group.scope.key)
+                    if ctx is None:
+                        ctx = contexts[group.scope.key] = self.context(group.scope.viewer)
+                    payload = await self._message(group, row, ctx, group.variables)
+                    if payload is not None:
+                        self.deliver(group, row.cursor, row.exception_id, payload)
 
     async def _message(
         self, group: ExceptionGroup, row: Any, ctx: Context, variables: dict[str, Any]
     ) -> dict[str, Any] | None:
+        if isinstance(group.customer, Hidden):
+            return None  # as for a customer no exception hits
         viewer = group.scope.viewer
         root = transition_message(
             row.payload,
@@ -662,14 +674,13 @@ class ExceptionChannel(FanOutWorker):
             min_severity=group.min_severity,
             customer=group.customer,
             viewer=viewer if viewer.is_customer else None,
-            cursors=self.hub.cursors,
+            cursors=self.cursors,
             # escalated orders (gateway/workflow.py), as exceptions shows them to internal viewers
             escalated=ctx.workflow.escalated_now() if ctx.workflow is not None and not viewer.is_customer else frozenset(),
         )
         if root is None:
             return None
-        payload = await self.hub._execute(group, root, ctx, variables)  # type: ignore[arg-type]
-        return {**payload, "extensions": {**payload.get("extensions", {}), "cursor": root.cursor}}
+        return await self.execute(group, root, ctx, variables, root.cursor)
 
 
-__all__ = ["ExceptionChannel", "GraphQLError", "Hub", "Scope", "SubscribeError", "Subscriber"]
+__all__ = ["Channel", "ExceptionChannel", "GraphQLError", "Group", "Hidden", "Hub", "Scope", "SubscribeError", "Subscriber"]

@@ -7,8 +7,9 @@ Protocol rules enforced (close codes as the protocol defines them): 4400 invalid
 to handle (never a dropped connection without a close frame). Each connection has one
 bounded, coalescing outbound queue, so a slow client never holds up the hub.
 
-Identity: the token rides in the ``connection_init`` payload; a refused token closes with
-4403, too many connections of one viewer with 4429, and when the token expires the
+Admission (``gateway/admission.py``): the token rides in the ``connection_init`` payload;
+a refused token closes with 4403, too many connections of one viewer with 4429, each
+``subscribe`` spends the viewer's rate budget, and when the token expires the
 connection closes with 4403 "Forbidden: token expired" (reconnect with a fresh token and
 the last cursor: nothing is lost).
 """
@@ -20,36 +21,23 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType
-from graphql.execution.values import get_variable_values
+from graphql import GraphQLError, OperationType
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from resolvers import policy
-from resolvers.execution import execute
 from resolvers.policy import Viewer
 from sources import SourceError, tracing
-from sources.resilience import request_budget
 
-from .graphql_http import DocumentCache, RequestError, check_declared, check_params, format_error
-from .subscriptions import Hub, Scope, SubscribeError, Subscriber
+from .errors import RequestError
+from .operation import Operation, Operations, Transport
+from .subscriptions import Hub, Scope, SubscribeError, Subscriber, subscribe_refusal
 
 log = logging.getLogger("ordergraph.ws")
 
 PROTOCOL = "graphql-transport-ws"
 SLOW_CLIENT_CLOSE = 4499  # our own code: the client fell too far behind; resume with its cursor
-
-
-class ConnectionRefused(Exception):
-    """``authenticate`` refuses the connection with this close code and reason."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class OutboundQueue:
@@ -111,11 +99,8 @@ class Connection:
         self,
         ws: WebSocket,
         hub: Hub,
-        documents: DocumentCache,
-        context_factory: Callable[..., Any],
+        operations: Operations,
         *,
-        authenticate: Callable[[dict[str, Any]], Awaitable[Viewer]] | None = None,
-        admit_operation: Callable[[Viewer], None] | None = None,
         init_timeout: float = 10.0,
         max_subscriptions: int = 100,
         queue_size: int = 1000,
@@ -123,10 +108,9 @@ class Connection:
     ) -> None:
         self.ws = ws
         self.hub = hub
-        self.documents = documents
-        self.context_factory = context_factory
-        self.authenticate = authenticate
-        self.admit_operation = admit_operation  # per-viewer rate limit; raises RequestError
+        self.operations = operations  # the document, execute and format stages
+        self.admission = operations.admission  # identity, connection cap, rate (None: open)
+        self.slot: str | None = None  # this connection's place in its viewer's cap
         self.viewer: Viewer | None = None
         self.expiry: asyncio.Task[None] | None = None
         self.init_timeout = init_timeout
@@ -189,6 +173,9 @@ class Connection:
                 if sub is not None:
                     self.hub.unsubscribe(sub)
             self.subscribers.clear()
+            if self.slot is not None and self.admission is not None:
+                self.admission.disconnect(self.slot)
+                self.slot = None
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
@@ -254,14 +241,17 @@ class Connection:
         if payload is not None and not isinstance(payload, dict):
             await self.close(4400, "Invalid connection_init payload")
             return
-        try:
-            viewer = await self.authenticate(payload or {}) if self.authenticate else Viewer.system()
-        except PermissionError as exc:
-            await self.close(4403, f"Forbidden: {exc}"[:120])  # a close reason is at most 123 bytes
-            return
-        except ConnectionRefused as exc:
-            await self.close(exc.code, exc.reason[:120])
-            return
+        viewer = Viewer.system()
+        if self.admission is not None:
+            try:
+                viewer = await self.admission.admit_socket(payload or {})
+                self.slot = self.admission.connect(viewer)
+            except RequestError as exc:
+                if exc.status == 429:
+                    await self.close(4429, exc.message[:120])
+                else:  # a close reason is at most 123 bytes
+                    await self.close(4403, f"Forbidden: {exc.message.removeprefix('Unauthorized: ')}"[:120])
+                return
         self.viewer = viewer
         self.scope = Scope.of(viewer)
         if viewer.expires_at is not None:
@@ -288,9 +278,9 @@ class Connection:
         if len(self.subscribers) >= self.max_subscriptions:
             self._error(sub_id, f"At most {self.max_subscriptions} subscriptions per connection.")
             return
-        if self.admit_operation is not None and self.viewer is not None:
+        if self.admission is not None and self.viewer is not None:
             try:
-                self.admit_operation(self.viewer)
+                self.admission.take(self.viewer)
             except RequestError as exc:
                 self._error(sub_id, exc.message, exc.errors)
                 return
@@ -320,64 +310,27 @@ class Connection:
     async def _start_operation(self, sub_id: str, payload: dict[str, Any]) -> None:
         try:
             try:
-                query, variables, op_name = check_params(self.documents.resolve_persisted(payload))
-            except RequestError as exc:
+                op = await self.operations.document(Operation(payload, self.viewer, Transport.SOCKET))
+            except RequestError as exc:  # a bad document, the viewer's document budget, a full worker
                 self._fail(sub_id, exc.message, exc.errors)
                 return
-            try:
-                doc, errors = await self.documents.get(query, self.viewer, variables)
-            except RequestError as exc:  # the viewer's document budget, a full worker
-                self._fail(sub_id, exc.message, exc.errors)
-                return
-            if doc is None:
-                self._fail(sub_id, "", [e.formatted for e in errors])
-                return
-            from .graphql_http import select_operation
-
-            try:
-                op = select_operation(doc, op_name)
-                check_declared(op, variables)
-            except RequestError as exc:
-                self._fail(sub_id, exc.message, exc.errors)
-                return
-            coerced = get_variable_values(self.hub.schema, op.variable_definitions or (), variables)
-            if isinstance(coerced, list):
-                self._fail(sub_id, "", [e.formatted for e in coerced])
-                return
-            tracing.set_attributes(**{"graphql.operation": op.operation.value, "graphql.operation_name": op_name or ""})
-            if op.operation is not OperationType.SUBSCRIPTION:
-                ctx = self.context_factory(viewer=self.viewer)
-                with request_budget(), tracing.span("graphql.execute"):  # each source's time budget holds for the whole operation
-                    result = execute(
-                        self.hub.schema,
-                        doc,
-                        context_value=ctx,
-                        variable_values=variables,
-                        operation_name=op_name,
-                        middleware=policy.middleware(ctx.viewer),
-                    )
-                    if not isinstance(result, ExecutionResult):
-                        result = await result
-                out: dict[str, Any] = {"data": result.data}
-                if result.errors:
-                    out["errors"] = [format_error(e, self.viewer) for e in result.errors]
+            tracing.set_attributes(**{"graphql.operation": op.kind.value, "graphql.operation_name": op.name or ""})
+            if op.kind is not OperationType.SUBSCRIPTION:
+                result = await self.operations.answer(op)
+                out = self.operations.format(result, self.viewer)
                 self.queue.put_control({"id": sub_id, "type": "next", "payload": out})
                 self.queue.put_control({"id": sub_id, "type": "complete"})
                 self.subscribers.pop(sub_id, None)
                 return
             assert self.scope is not None
-            sub = await self.hub.subscribe(sub_id, self, query, doc, op, op_name, variables, dict(getattr(coerced, 'coerced', coerced)), self.scope)
+            sub = await self.hub.subscribe(sub_id, self, op, self.scope)
             if sub_id in self.subscribers:
                 self.subscribers[sub_id] = sub
             else:  # completed while starting
                 self.hub.unsubscribe(sub)
-        except (SubscribeError, GraphQLError) as exc:
-            if isinstance(exc, GraphQLError):
-                self._fail(sub_id, exc.message, [{**exc.formatted, "extensions": {"code": "BAD_USER_INPUT", **(exc.extensions or {})}}])
-            else:
-                self._fail(sub_id, str(exc))
-        except SourceError as exc:  # the replay or the ownership check could not read its source
-            self._fail(sub_id, "", [{"message": f"Cannot start the subscription: {exc.code.replace('_', ' ').lower()} ({exc.source}); retry shortly.", "extensions": {"code": exc.code, "source": exc.source}}])
+        except (SubscribeError, SourceError, GraphQLError) as exc:
+            refusal = subscribe_refusal(exc)
+            self._fail(sub_id, refusal.message, refusal.errors)
         except asyncio.CancelledError:
             raise
         except Exception:

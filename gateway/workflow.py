@@ -23,8 +23,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from graphql import DocumentNode, OperationDefinitionNode
-
 from resolvers.context import Context
 from resolvers.pagination import decode_workflow_cursor, encode_workflow_cursor
 from resolvers.workflow import (
@@ -39,8 +37,9 @@ from resolvers.workflow_mutations import WorkflowChange
 from sources.resilience import request_budget
 from sources.tasks import stop_task, wait_event
 
+from .operation import Operation, Operations
 from .redis_channel import RedisChannel
-from .subscriptions import FanOutWorker, Scope, Sink, _field_args, _freeze
+from .subscriptions import Channel, Group, Scope, Sink, Subscriber, field_args, shared_key
 from .workflow_store import WorkflowStore
 
 log = logging.getLogger("ordergraph.workflow")
@@ -199,27 +198,12 @@ class _WakeChannel(RedisChannel):
 
 
 @dataclasses.dataclass(eq=False, slots=True)
-class WorkflowGroup:
-    key: tuple[Any, ...]
-    document: DocumentNode
-    operation_name: str | None
-    variables: dict[str, Any]
-    exception_id: str | None
-    sales_order: str | None
-    scope: Scope
-    subscribers: dict[int, WorkflowSubscriber] = dataclasses.field(default_factory=dict)
+class WorkflowGroup(Group):
+    exception_id: str | None = None
+    sales_order: str | None = None
 
 
-@dataclasses.dataclass(eq=False, slots=True)
-class WorkflowSubscriber:
-    id: str
-    sink: Sink
-    group: WorkflowGroup
-    replaying: bool = False
-    buffer: list[tuple[int, dict[str, Any]]] = dataclasses.field(default_factory=list)
-
-
-class WorkflowChannel(FanOutWorker):
+class WorkflowChannel(Channel[WorkflowGroup]):
     """Fan-out of audit entries to ``exceptionWorkflowChanged`` groups (internal viewers
     only: the policy layer refuses the field to customers). One execution per entry and
     group; each message carries ``extensions.cursor`` (and ``seq``): a subscriber that
@@ -228,89 +212,55 @@ class WorkflowChannel(FanOutWorker):
 
     task_name = "ordergraph-workflow-hub"
 
-    def __init__(self, hub: Any, service: WorkflowService) -> None:
-        super().__init__()
-        self.hub = hub
+    def __init__(self, operations: Operations, cursors: Any, service: WorkflowService) -> None:
+        super().__init__(operations, cursors)
         self.service = service
-        self.groups: dict[tuple[Any, ...], WorkflowGroup] = {}
-
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(g.subscribers) for g in self.groups.values())
 
     def publish(self, entries: list[AuditEntry]) -> None:
         self.enqueue(entries)
 
-    async def subscribe(
-        self,
-        sub_id: str,
-        sink: Sink,
-        query: str,
-        document: DocumentNode,
-        op: OperationDefinitionNode,
-        operation_name: str | None,
-        variables: dict[str, Any],
-        coerced: dict[str, Any],
-        scope: Scope,
-    ) -> WorkflowSubscriber:
-        args = _field_args(op, coerced)
+    async def subscribe(self, sub_id: str, sink: Sink, op: Operation, scope: Scope) -> Subscriber:
+        args = field_args(op)
         exception_id = str(args["exceptionId"]) if args.get("exceptionId") is not None else None
         sales_order = str(args["orderId"]) if args.get("orderId") is not None else None
         if sales_order is not None:
-            self.hub.context_factory(viewer=scope.viewer).check_key("SalesOrder", sales_order, "orderId")
+            self.context(scope.viewer).check_key("SalesOrder", sales_order, "orderId")
         after = self._after(args.get("after"))
-        shared_vars = {k: v for k, v in variables.items() if k != "after"}
-        key = (WORKFLOW_CHANGED, query, operation_name, _freeze(shared_vars), scope.key)
-        group = self.groups.get(key)
-        if group is None:
-            group = WorkflowGroup(key, document, operation_name, shared_vars, exception_id, sales_order, scope)
-            self.groups[key] = group
-        sub = WorkflowSubscriber(sub_id, sink, group, replaying=after is not None)
-        group.subscribers[id(sub)] = sub
-        if after is not None:
-            try:
-                with request_budget():
-                    await self._replay(sub, after)
-            except BaseException:
-                self.unsubscribe(sub)
-                raise
-        return sub
+        key = shared_key(WORKFLOW_CHANGED, op, scope)
+        shared_vars = {k: v for k, v in op.variables.items() if k != "after"}
+        sub = self.join(
+            sub_id, sink, key,
+            lambda: WorkflowGroup(key, op.document, op.name, shared_vars, scope, exception_id=exception_id, sales_order=sales_order),  # type: ignore[arg-type]
+            replaying=after is not None,
+        )
+        if after is None:
+            return sub
+        return await self.open(sub, lambda s: self._replay(s, after))
 
     def _after(self, raw: Any) -> int | None:
         if raw is None:
             return None
-        return decode_workflow_cursor(self.hub.cursors, str(raw))
+        return decode_workflow_cursor(self.cursors, str(raw))
 
-    async def _replay(self, sub: WorkflowSubscriber, after: int) -> None:
-        """What the subscriber missed after ``after``, from the store; then the buffer."""
+    async def _replay(self, sub: Subscriber, after: int) -> int:
+        """What the subscriber missed after ``after``, from the store; the last seq seen."""
         last = after
-        ctx = self.hub.context_factory(viewer=sub.group.scope.viewer)
+        ctx = self.context(sub.group.scope.viewer)
         while True:
             entries = await self.service.store.entries_after(last)
             if not entries:
                 break
             for entry in entries:
                 if _matches(sub.group, entry):
-                    sub.sink.offer(sub.id, f"workflow:{entry.seq}", await self._payload(sub.group, entry, ctx))
-                    self.hub.deliveries += 1
+                    self.send(sub, f"workflow:{entry.seq}", await self._payload(sub.group, entry, ctx))
                 last = entry.seq
-        for seq, payload in sub.buffer:
-            if seq > last:
-                sub.sink.offer(sub.id, f"workflow:{seq}", payload)
-                self.hub.deliveries += 1
-        sub.buffer.clear()
-        sub.replaying = False
+        return last
 
     async def _payload(self, group: WorkflowGroup, entry: AuditEntry, ctx: Context) -> dict[str, Any]:
-        payload = await self.hub._execute(group, WorkflowChange(entry_record=entry), ctx, group.variables)
-        cursor = encode_workflow_cursor(self.hub.cursors, entry.seq)
-        return {**payload, "extensions": {**payload.get("extensions", {}), "cursor": cursor, "seq": entry.seq}}
-
-    def unsubscribe(self, sub: WorkflowSubscriber) -> None:
-        group = sub.group
-        group.subscribers.pop(id(sub), None)
-        if not group.subscribers:
-            self.groups.pop(group.key, None)
+        cursor = encode_workflow_cursor(self.cursors, entry.seq)
+        payload = await self.execute(group, WorkflowChange(entry_record=entry), ctx, group.variables, cursor)
+        payload["extensions"]["seq"] = entry.seq
+        return payload
 
     async def fan_out(self, entries: list[AuditEntry]) -> None:
         with request_budget():
@@ -321,15 +271,9 @@ class WorkflowChannel(FanOutWorker):
                         continue
                     ctx = contexts.get(group.scope.key)
                     if ctx is None:
-                        ctx = contexts[group.scope.key] = self.hub.context_factory(viewer=group.scope.viewer)
-                    payload = await self._payload(group, entry, ctx)
-                    for sub in list(group.subscribers.values()):
-                        if sub.replaying:
-                            sub.buffer.append((entry.seq, payload))
-                            continue
-                        # a key of its own: a slow client's sink coalesces by key, and no entry may be lost
-                        sub.sink.offer(sub.id, f"workflow:{entry.seq}", payload)
-                        self.hub.deliveries += 1
+                        ctx = contexts[group.scope.key] = self.context(group.scope.viewer)
+                    # a key of its own per entry: a slow client's sink coalesces by key, and no entry may be lost
+                    self.deliver(group, entry.seq, f"workflow:{entry.seq}", await self._payload(group, entry, ctx))
 
 
 def _matches(group: WorkflowGroup, entry: AuditEntry) -> bool:

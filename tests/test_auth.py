@@ -191,7 +191,7 @@ async def test_connections_per_viewer_are_capped(plant, http):
         await a.close()
         await asyncio.sleep(0)  # let the server see the close
         for _ in range(50):
-            if _app.state.gateway.guard.connections.get("sub:svc-1", 0) < 2:
+            if _app.state.gateway.admission.connections.get("sub:svc-1", 0) < 2:
                 break
             await asyncio.sleep(0.05)
         d = await WsClient.open(url, init={"token": tok})  # a slot is free again

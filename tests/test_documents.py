@@ -42,7 +42,7 @@ async def guarded(plant):
     # Tokens up to 20,000 so the shape checks, not the parser, meet the attack.
     limits = LimitsConfig(max_tokens=20_000, rate_per_second=1000, rate_burst=1000)
     async with running_gateway(plant.url, auth=AuthConfig(mode="jwt", hs256_secret=SECRET), limits=limits) as (url, app):
-        yield url, app.state.gateway.http.documents
+        yield url, app.state.gateway.documents
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_a_garbage_collection_is_not_charged_to_the_document_being_checked() -> 
     import gc
     import time
 
-    from gateway.limits import cpu_without_gc
+    from gateway.documents import cpu_without_gc
 
     heap = [[{"i": i}] for i in range(400_000)]  # something for a full collection to walk
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from gateway.admission import RateLimiter
 from gateway.auth import mint_token
 from gateway.config import AuthConfig, LimitsConfig
+from gateway.documents import Safelist, sha256
 from gateway.examples import EXAMPLES
-from gateway.limits import RateLimiter, Safelist, sha256
 
 from .events_util import make_event, post_events
 from .servers import plant_stats, reset_plant_stats, running_gateway

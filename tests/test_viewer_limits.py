@@ -130,7 +130,7 @@ async def test_undeclared_variables_are_refused(secured, http):
 async def test_sse_streams_share_the_websocket_cap_per_viewer(plant, http):
     limits = LimitsConfig(connections_per_viewer=2, rate_per_second=1000, rate_burst=1000)
     async with running_gateway(plant.url, auth=AuthConfig(mode="jwt", hs256_secret=SECRET), limits=limits) as (url, app):
-        guard = app.state.gateway.guard
+        guard = app.state.gateway.admission
         viewer = bearer(subject="greedy")
         body = {"query": "subscription { orderChanges { cursor } }"}
         opened: list[Any] = []

@@ -1,18 +1,6 @@
-"""Hostile queries and hostile clients: the gateway's admission stage.
+"""The document stage: is this document one we will run, for this viewer, at this cost?
 
-Request stage (``Guard``), before any GraphQL work, in this order:
-1. CSRF prevention (as Apollo Router does by default): a browser "simple" request — a GET,
-   or a POST whose Content-Type is missing, ``application/x-www-form-urlencoded``,
-   ``multipart/form-data`` or ``text/plain`` — is refused unless it carries a header a
-   browser would not send cross-site without a CORS preflight: ``Apollo-Require-Preflight``,
-   ``X-Apollo-Operation-Name``, ``X-Ordergraph-CSRF`` or ``Authorization``. A JSON POST is
-   never simple. (POSTs other than JSON then get 415 anyway: we only speak JSON.) A browser
-   that opens ``/graphql`` or ``/graphql?query=...`` gets the GraphiQL page (the query in
-   the editor), which runs it with a proper POST.
-2. Identity: the bearer token → ``Viewer`` (401 with ``WWW-Authenticate`` when refused).
-3. Rate limit per viewer: a token bucket; 429 with ``Retry-After`` when empty.
-
-Document stage (``GuardedDocuments``, cached per query text and role; a new document is
+``GuardedDocuments``, cached per query text and role; a new document is
 parsed and checked in one worker thread, within its viewer's document budget):
 - persisted operations: with ``persisted_only`` a document must be on the safelist (the
   sha256 of its text, Apollo's ``extensions.persistedQuery.sha256Hash`` format; the demo's
@@ -73,19 +61,17 @@ from graphql import (
     specified_rules,
     validate,
 )
-from starlette.requests import Request
 
 from resolvers import policy
 from resolvers.policy import Viewer
 from sources import tracing
 
-from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
+from .admission import rate_key
 from .config import LimitsConfig
-from .graphql_http import DocumentCache, RequestError
+from .errors import RequestError, coded
 from .shape import Shape, measure_shape
 
-log = logging.getLogger("ordergraph.limits")
-
+log = logging.getLogger("ordergraph.documents")
 
 # --- the CPU a document costs, without the garbage collector's share ---------------------
 # A collection runs in whichever thread happens to allocate at the time; with a large heap a
@@ -114,9 +100,6 @@ def cpu_without_gc(fn: Any, *args: Any) -> tuple[Any, float]:
     result = fn(*args)
     spent = time.thread_time() - started - (getattr(_gc_time, "total", 0.0) - gc_before)
     return result, max(spent, 0.0)
-
-SIMPLE_CONTENT_TYPES = frozenset({"", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
-PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "x-ordergraph-csrf", "authorization")
 
 
 def _limit_error(message: str, code: str, node: Any = None) -> GraphQLError:
@@ -366,6 +349,43 @@ def shape_errors(shape: Shape, limits: LimitsConfig) -> list[GraphQLError]:
     return errors
 
 
+
+class DocumentCache:
+    """Parsed and validated documents by query text, so hot queries skip both steps
+    (the plain stage; the gateway's is ``GuardedDocuments``)."""
+
+    def __init__(self, schema: GraphQLSchema, maxsize: int = 1024) -> None:
+        self.schema = schema
+        self._docs: LRUCache[str, tuple[DocumentNode | None, list[GraphQLError]]] = LRUCache(maxsize)
+
+    def resolve_persisted(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Fill in a persisted operation's query (``GuardedDocuments``)."""
+        return params
+
+    def close(self) -> None:
+        """Release what the cache holds beyond memory (``GuardedDocuments``: its worker)."""
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The token limit of a parse (``GuardedDocuments``: the configured one)."""
+        return None
+
+    async def get(self, query: str, viewer: Any = None, variables: Any = None) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        """The parsed, validated document (``viewer`` matters in ``GuardedDocuments``)."""
+        hit = self._docs.get(query)
+        if hit is not None:
+            return hit
+        try:
+            parsed: DocumentNode | None = parse(query)
+        except GraphQLError as exc:
+            entry: tuple[DocumentNode | None, list[GraphQLError]] = (None, [exc])
+        else:
+            errors = validate(self.schema, parsed)
+            entry = (parsed if not errors else None, list(errors))
+        self._docs[query] = entry
+        return entry
+
+
 class DocumentBudget:
     """Seconds of document work per viewer: a token bucket of ``rate`` seconds a second,
     up to ``burst``. A viewer may start new work while its bucket is positive; the work's
@@ -452,6 +472,10 @@ class GuardedDocuments(DocumentCache):
             for role in policy.Role
         }
 
+    @property
+    def max_tokens(self) -> int | None:
+        return self.limits.max_tokens
+
     def close(self) -> None:
         """Stop the worker thread (the gateway's shutdown)."""
         if self._executor is not None:
@@ -517,7 +541,7 @@ class GuardedDocuments(DocumentCache):
                     return entry
                 if (wait := self.budget.wait(who)) is not None:
                     retry = max(1, math.ceil(wait))
-                    raise _coded(
+                    raise coded(
                         RequestError(
                             429,
                             f"Document budget spent: new documents may take at most "
@@ -542,7 +566,7 @@ class GuardedDocuments(DocumentCache):
         if pending is not None:
             return await asyncio.shield(pending)
         if len(self._pending) >= self.max_waiting:
-            raise _coded(RequestError(503, "Too many new documents at once; retry shortly.", {"Retry-After": "1"}), "BUSY")
+            raise coded(RequestError(503, "Too many new documents at once; retry shortly.", {"Retry-After": "1"}), "BUSY")
         # A task of its own: a requester that goes away does not cancel the check others joined.
         task = asyncio.ensure_future(self._run_check(key, viewer.role, who))
         self._pending[key] = task
@@ -635,118 +659,44 @@ def _call(fn: Any, *args: Any) -> Any:
     return fn(*args)
 
 
-# --- rate limits ---------------------------------------------------------------------------
+# --- the operation in the document -----------------------------------------------------------
 
 
-class RateLimiter:
-    """A token bucket per viewer: ``rate`` tokens a second, up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int, *, clock: Any = time.monotonic, maxsize: int = 100_000) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self.clock = clock
-        self.buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize)
-        self.refused = 0
-
-    def take(self, key: str) -> float | None:
-        """Take one token; None when granted, else the seconds until the next one."""
-        if self.rate <= 0:
-            return None
-        now = self.clock()
-        tokens, last = self.buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self.buckets[key] = (tokens, now)
-            self.refused += 1
-            return (1.0 - tokens) / self.rate
-        self.buckets[key] = (tokens - 1.0, now)
-        return None
+def check_params(params: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+    """``(query, variables, operationName)`` of a request's parameters, or RequestError(400)."""
+    query = params.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestError(400, "Missing `query`: send a GraphQL document as a string.")
+    variables = params.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise RequestError(400, "`variables` must be a JSON object.")
+    op_name = params.get("operationName")
+    if op_name is not None and not isinstance(op_name, str):
+        raise RequestError(400, "`operationName` must be a string.")
+    return query, variables, op_name
 
 
-def rate_key(viewer: Viewer) -> str | None:
-    """Whose budget: the token's subject. The open demo viewer (no token) is no identity,
-    so it has no budget of its own: no rate limit, no connection cap (demo, tests, bench)."""
-    if viewer == Viewer.open_demo():
-        return None
-    return f"sub:{viewer.subject}"
+def select_operation(doc: DocumentNode, name: str | None) -> OperationDefinitionNode:
+    """The operation of ``doc`` to run, or RequestError(400)."""
+    ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
+    if name:
+        for op in ops:
+            if op.name and op.name.value == name:
+                return op
+        raise RequestError(400, f"Unknown operation named {name!r}.")
+    if len(ops) != 1:
+        raise RequestError(400, "Must provide operationName when the document has several operations.")
+    return ops[0]
 
 
-# --- the request stage ---------------------------------------------------------------------
-
-
-def csrf_refusal(request: Request) -> str | None:
-    """Why a request looks like a cross-site "simple" request, or None when it does not."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if request.method == "POST" and content_type not in SIMPLE_CONTENT_TYPES:
-        return None
-    if any(request.headers.get(h) for h in PREFLIGHT_HEADERS):
-        return None
-    return (
-        "This request could be a cross-site request forgery (a browser 'simple' request: "
-        f"{request.method} without a preflight header). Send the operation as POST with "
-        "Content-Type: application/json, or add the header `Apollo-Require-Preflight: true`."
-    )
-
-
-class Guard:
-    """CSRF → identity → rate limit, for HTTP requests and WebSocket connections."""
-
-    def __init__(self, auth: Authenticator, limits: LimitsConfig, *, csrf: bool = True) -> None:
-        self.auth = auth
-        self.limits = limits
-        self.csrf = csrf
-        self.rate = RateLimiter(limits.rate_per_second, limits.rate_burst)
-        self.connections: dict[str, int] = {}
-
-    async def admit(self, request: Request) -> Viewer:
-        """The viewer of an HTTP GraphQL request, or RequestError (400/401/429/503)."""
-        if self.csrf and (why := csrf_refusal(request)) is not None:
-            raise _coded(RequestError(400, why), "CSRF_PREVENTED")
-        viewer = await self.viewer(bearer_token(request.headers.get("authorization")))
-        self.take(viewer)
-        return viewer
-
-    async def viewer(self, token: str | None) -> Viewer:
-        """The viewer of a token, as a RequestError(401/503) when refused."""
-        try:
-            return await self.auth.viewer(token)
-        except AuthError as exc:
-            raise _coded(RequestError(401, f"Unauthorized: {exc.message}", {"WWW-Authenticate": exc.www_authenticate}), "UNAUTHENTICATED") from exc
-        except AuthUnavailable as exc:
-            raise _coded(RequestError(503, f"Cannot check tokens right now: {exc}", {"Retry-After": "5"}), "AUTH_UNAVAILABLE") from exc
-
-    def take(self, viewer: Viewer) -> None:
-        """Spend one request of the viewer's budget, or RequestError(429) with Retry-After."""
-        key = rate_key(viewer)
-        wait = self.rate.take(key) if key is not None else None
-        if wait is not None:
-            retry = max(1, math.ceil(wait))
-            raise _coded(
-                RequestError(429, f"Rate limit: at most {self.limits.rate_per_second:g} requests a second; retry in {retry} s.", {"Retry-After": str(retry)}),
-                "RATE_LIMITED",
-            )
-
-    def connect(self, viewer: Viewer) -> str | None:
-        """Count a WebSocket connection of ``viewer``: its slot ("" when uncounted), or None
-        when the viewer is over the cap."""
-        key = rate_key(viewer)
-        if key is None:
-            return ""
-        if self.connections.get(key, 0) >= self.limits.connections_per_viewer:
-            return None
-        self.connections[key] = self.connections.get(key, 0) + 1
-        return key
-
-    def disconnect(self, key: str) -> None:
-        if not key:
-            return
-        left = self.connections.get(key, 0) - 1
-        if left > 0:
-            self.connections[key] = left
-        else:
-            self.connections.pop(key, None)
-
-
-def _coded(exc: RequestError, code: str) -> RequestError:
-    exc.errors = [{"message": exc.message, "extensions": {"code": code}}]
-    return exc
+def check_declared(op: OperationDefinitionNode, variables: dict[str, Any]) -> None:
+    """RequestError(400) for variables ``op`` does not declare: kept with a subscription for
+    its whole life, padding there pinned memory for nothing."""
+    declared = {v.variable.name.value for v in op.variable_definitions or ()}
+    extra = sorted(k for k in variables if k not in declared)
+    if extra:
+        names = ", ".join(f"${k}" for k in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise coded(
+            RequestError(400, f"The operation does not declare {names}: send only the variables it declares."),
+            "UNDECLARED_VARIABLES",
+        )
