@@ -7,9 +7,11 @@ same error into their own frames.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from graphql import GraphQLError
+from starlette.requests import Request
 
 
 class RequestError(Exception):
@@ -44,3 +46,18 @@ def document_refusal(errors: list[GraphQLError]) -> RequestError:
     exc = RequestError(400, message)
     exc.errors = [{**e.formatted, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED", **(e.extensions or {})}} for e in errors]
     return exc
+
+
+async def read_capped(request: Request, limit: int, too_large: Callable[[], Exception]) -> bytes:
+    """The request body, read once; ``too_large()`` is raised as soon as it is over
+    ``limit`` bytes (a declared Content-Length over it is refused before reading). Shared
+    by the GraphQL pipeline and the event door, each with its own refusal."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large()
+    return bytes(body)

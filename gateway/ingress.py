@@ -27,6 +27,7 @@ from sources.events import EventError, EventRegistry, SourceEvent, system_of_sou
 from sources.signing import HEADER, SignatureError, verify
 
 from .config import EventsConfig
+from .errors import read_capped
 from .journal import Journal, JournalEvent
 
 if TYPE_CHECKING:
@@ -211,15 +212,7 @@ class EventIngress:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, read once; ``Rejection(413)`` as soon as it is over ``limit`` bytes
     (a declared Content-Length over it is refused before reading)."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise Rejection(413, f"body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Rejection(413, f"body over {limit} bytes")
-    return bytes(body)
+    return await read_capped(request, limit, lambda: Rejection(413, f"body over {limit} bytes"))
 
 
 def events_endpoint(ingress: Callable[[], EventIngress | None]) -> Callable[[Request], Awaitable[Response]]:

@@ -52,7 +52,7 @@ from sources.resilience import request_budget
 
 from .admission import Admission
 from .documents import DocumentCache, check_declared, check_params, select_operation
-from .errors import RequestError, document_refusal
+from .errors import RequestError, document_refusal, read_capped
 from .response_cache import ResponseCache
 
 log = logging.getLogger("ordergraph.operation")
@@ -138,14 +138,7 @@ async def read_params(request: Request, max_body_bytes: int) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (JSON, "application/graphql+json", GRAPHQL_RESPONSE):
         raise RequestError(415, f"POST needs Content-Type: {JSON} (got {content_type or 'none'!r}).")
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_body_bytes:
-        raise RequestError(413, f"Request body over {max_body_bytes} bytes.")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body_bytes:
-            raise RequestError(413, f"Request body over {max_body_bytes} bytes.")
+    body = await read_capped(request, max_body_bytes, lambda: RequestError(413, f"Request body over {max_body_bytes} bytes."))
     try:
         params = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,22 @@ async def gateway(plant):
         # that count source calls see only their own.
         await app.state.gateway.exceptions.settled(30)
         yield url, app
+
+
+@pytest.fixture
+async def frozen_world():
+    """A plant whose clock stands still, and a gateway whose domain rules run on it (its
+    tracker's start-up pass done): (plant, url, app, http)."""
+    async with running_plant() as plant:
+        plant.world.set_speed(0)
+
+        def clock() -> dt.datetime:
+            return plant.world.now().replace(microsecond=0)
+
+        async with running_gateway(plant.url, domain_clock=clock) as (url, app):
+            async with aiohttp.ClientSession() as session:
+                await app.state.gateway.exceptions.settled(30)
+                yield plant, url, app, session
 
 
 @pytest.fixture

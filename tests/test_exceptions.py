@@ -69,18 +69,9 @@ query($scenario: ImpactScenario!) {
 
 
 @pytest.fixture
-async def frozen():
-    """A plant whose clock stands still, and a gateway whose domain rules run on it."""
-    async with running_plant() as plant:
-        plant.world.set_speed(0)
-
-        def clock() -> dt.datetime:
-            return plant.world.now().replace(microsecond=0)
-
-        async with running_gateway(plant.url, domain_clock=clock) as (url, app):
-            async with aiohttp.ClientSession() as http:
-                await app.state.gateway.exceptions.settled(30)
-                yield plant, url, app, http
+def frozen(frozen_world):
+    """conftest's plant whose clock stands still, and a gateway whose domain rules run on it."""
+    return frozen_world
 
 
 # --- helpers ---------------------------------------------------------------------------------

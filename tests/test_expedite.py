@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import aiohttp
 import pytest
 
 from sources.records import ProductionOrder
 
-from .servers import GraphQLClient, running_gateway, running_plant
+from .servers import GraphQLClient
 
 IMPACT = """
 query($scenario: ImpactScenario!) {
@@ -26,17 +25,10 @@ query($scenario: ImpactScenario!) {
 
 
 @pytest.fixture
-async def frozen():
-    async with running_plant() as plant:
-        plant.world.set_speed(0)
-
-        def clock() -> dt.datetime:
-            return plant.world.now().replace(microsecond=0)
-
-        async with running_gateway(plant.url, domain_clock=clock) as (url, app):
-            async with aiohttp.ClientSession() as http:
-                await app.state.gateway.exceptions.settled(30)
-                yield plant, url, http
+def frozen(frozen_world):
+    """conftest's frozen plant and gateway: (plant, url, http)."""
+    plant, url, _app, http = frozen_world
+    return plant, url, http
 
 
 def _waiting(world, wc: str) -> list[ProductionOrder]:

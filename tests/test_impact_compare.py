@@ -3,13 +3,11 @@ under uvicorn: each column is what `impact` answers alone, nothing changes at th
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 
-import aiohttp
 import pytest
 
-from .servers import GraphQLClient, running_gateway, running_plant
+from .servers import GraphQLClient
 
 ROW = """orderId predictedDeliveryDate currentPredictedDeliveryDate delayDays daysLate severity valueAtRisk { amount }"""
 COMPARE = f"""
@@ -29,17 +27,10 @@ query($scenario: ImpactScenario!) {{
 
 
 @pytest.fixture
-async def frozen():
-    async with running_plant() as plant:
-        plant.world.set_speed(0)
-
-        def clock() -> dt.datetime:
-            return plant.world.now().replace(microsecond=0)
-
-        async with running_gateway(plant.url, domain_clock=clock) as (url, app):
-            async with aiohttp.ClientSession() as http:
-                await app.state.gateway.exceptions.settled(30)
-                yield plant, url, http
+def frozen(frozen_world):
+    """conftest's frozen plant and gateway: (plant, url, http)."""
+    plant, url, _app, http = frozen_world
+    return plant, url, http
 
 
 def _busiest(world) -> str:
