@@ -64,6 +64,22 @@ class Context:
     # derived values read it; None (or not yet usable) = read every order, as before
     index: Any = None
 
+    def release(self) -> None:
+        """Let go of what this request assembled (its views, predictions, customers and the
+        loaders' records), once its answer is written. graphql-core's executor keeps the
+        context in a reference cycle (the executor and its resolve-info helpers), so without
+        this a request's records would wait for the cyclic collector; the gateway freezes
+        the heap every few seconds (``gateway/app.py``), and a request in flight at a freeze
+        (a what-if over a work centre's whole queue takes seconds) would keep every view it
+        assembled for minutes."""
+        self.views = {}
+        self.ready = {}
+        self.predictions = {}
+        self.ready_customers = {}
+        self.workflow_view = None
+        self.deps = set()
+        self.loaders.release()
+
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else
         BAD_USER_INPUT: a key travels in comma-separated batch filters, so ``A,B`` as one

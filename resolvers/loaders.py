@@ -262,3 +262,11 @@ class Loaders:
         self.deliveries = loader(DELIVERIES_BY_SALES_ORDER, sources.wms.deliveries_for_sales_orders, list)
         self.inspection_lots = loader(LOTS_BY_PRODUCTION_ORDER, sources.qms.inspection_lots_for_production_orders, list)
         self.shipments = loader(SHIPMENTS_BY_DELIVERY, sources.tms.shipments_for_deliveries, list)
+        self._own = [v for v in vars(self).values() if isinstance(v, Loader)]  # before any scoping
+
+    def release(self) -> None:
+        """Drop what this request loaded (each loader's futures, the served log): the
+        request is answered. The shared cache keeps its records."""
+        for loader in self._own:
+            loader.clear_all()
+        self.served.clear()  # the loaders log into this dict
