@@ -5,7 +5,8 @@ configuration) over the bench plant; its RSS once idle, then ``count`` WebSocket
 connections (``bench.subs``, up to 5,000 per client process) each holding one
 ``orderChanges`` subscription, nothing sent to them; the RSS again once all are subscribed
 (plus a second's settling). Prints the growth per connection in KiB. ``--gateway-src DIR``
-runs another checkout's gateway and plant (a before/after comparison: run it twice).
+runs another checkout's gateway and plant (a before/after comparison: run it twice). With ``ORDERGRAPH_DEBUG_TRACEMALLOC=PREFIX`` set
+the gateway writes a tracemalloc snapshot before and after (``gateway/memdebug.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import contextlib
 import datetime as dt
 import json
 import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -35,6 +38,10 @@ async def measure(bench: Bench, count: int) -> dict[str, float]:
     assert gw is not None
     await bench.settle(gw)
     rss0 = gw.rss()
+    snapshots = bool(os.environ.get("ORDERGRAPH_DEBUG_TRACEMALLOC"))
+    if snapshots:  # gateway/memdebug.py: a tracemalloc snapshot before and after
+        os.kill(gw.pid, signal.SIGUSR2)
+        await asyncio.sleep(5)
     n_procs = max(1, math.ceil(count / PER_PROCESS))
     clients = []
     for i in range(n_procs):
@@ -56,6 +63,9 @@ async def measure(bench: Bench, count: int) -> dict[str, float]:
     await asyncio.sleep(1.0)
     await bench.settle(gw)
     rss1 = gw.rss()
+    if snapshots:
+        os.kill(gw.pid, signal.SIGUSR2)
+        await asyncio.sleep(10)
     connected = sum(c["ready"][0] for c in clients)
     for c in clients:
         c["proc"].stdin.write(b"STOP\n")
