@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import json
 import math
+import os
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -124,6 +126,8 @@ async def soak(bench: Bench) -> None:
         for w, bodies in loads.items()
     ]
     samples: list[dict[str, Any]] = []
+    snapshots = bool(os.environ.get("ORDERGRAPH_DEBUG_TRACEMALLOC"))
+    warm_k = max(1, math.ceil(warmup_share * seconds / window_s))
     t0 = time.monotonic()
     try:
         for k in range(1, math.ceil(seconds / window_s) + 1):
@@ -142,6 +146,9 @@ async def soak(bench: Bench) -> None:
                 lat = sorted(cur["latencies"])
                 row[w] = {"requests": len(lat), "errors": cur["errors"], "p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1)}
             samples.append(row)
+            if snapshots and (k == warm_k or k == math.ceil(seconds / window_s)):
+                # gateway/memdebug.py: a tracemalloc snapshot after the warm-up and at the end
+                os.kill(gw.pid, signal.SIGUSR2)
             say(
                 f"   t={row['t_s']:6.1f} s  RSS {row['rss_bytes'] / 2**20:7.1f} MiB  backlog {row['backlog']}  cpu {cpu:.2f}  "
                 + "  ".join(f"{w.split()[0]} p99 {row[w]['p99_ms']:.0f} ms" for w in loads)

@@ -49,6 +49,8 @@ log = logging.getLogger("ordergraph.ws")
 PROTOCOL = "graphql-transport-ws"
 SLOW_CLIENT_CLOSE = 4499  # our own code: the client fell too far behind; resume with its cursor
 
+TRACE_HEADERS = (b"traceparent", b"tracestate", b"baggage")
+
 ASGIScope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -193,6 +195,9 @@ class Connection:
             return
         await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL})
         self.accepted = True
+        # After the handshake only the trace context of its headers is read (each
+        # operation's span continues it); the rest would stay for the connection's life.
+        self.asgi["headers"] = [h for h in self.asgi.get("headers", ()) if h[0] in TRACE_HEADERS]
         self.init_timer = asyncio.get_running_loop().call_later(self.init_timeout, self._init_timed_out)
         try:
             while not self.closed:
@@ -263,6 +268,13 @@ class Connection:
 
     async def _write(self) -> None:
         """Send what is queued, then end (the next message queued starts a new writer)."""
+        try:
+            await self._drain()
+        finally:
+            if self.writer is asyncio.current_task():
+                self.writer = None  # a finished task would stay referenced for nothing
+
+    async def _drain(self) -> None:
         queue = self.queue
         while True:
             if queue.overflowed:
@@ -323,6 +335,9 @@ class Connection:
                 return
         self.viewer = viewer
         self.scope = Scope.of(viewer)
+        if self.init_timer is not None:  # initialised in time
+            self.init_timer.cancel()
+            self.init_timer = None
         if viewer.expires_at is not None:
             # Token expiry is wall-clock time, like the token's own `exp`.
             delay = max(0.0, (viewer.expires_at - dt.datetime.now(dt.UTC)).total_seconds())

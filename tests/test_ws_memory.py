@@ -11,6 +11,7 @@ import asyncio
 import gc
 
 import pytest
+from websockets.http11 import Request
 
 from gateway.server import slim_websocket_protocol
 
@@ -37,9 +38,16 @@ async def test_accepted_connections_keep_no_handshake_and_still_work(gql, http, 
 
     live = _live_protocols(cls)
     assert live, "the gateway's server does not run the slim protocol"
+    from websockets.protocol import Protocol
+
     for protocol in live:
         assert protocol.handshake_complete
         assert protocol.request is None and protocol.response is None
+        # websockets' frame parser no longer holds the handshake request in its frame
+        assert protocol.conn.parser.gi_code is Protocol.parse.__code__
+        assert not any(isinstance(v, Request) for v in protocol.conn.parser.gi_frame.f_locals.values())
+        # and the scope kept only the trace context of the handshake's headers
+        assert not [h for h in protocol.scope["headers"] if h[0] not in (b"traceparent", b"tracestate", b"baggage")]
 
     # the connection still carries frames both ways after letting go of the handshake
     changes = plant.world.advance_order(so)
