@@ -56,6 +56,9 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+_CLOSING: set[asyncio.Task[None]] = set()  # closes started by a timer, until they finish
+
+
 class SocketFirst(Starlette):
     """Starlette, except that a WebSocket to ``socket_path`` goes straight to ``socket_app``.
 
@@ -253,9 +256,11 @@ class Connection:
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     def _later(self, close: tuple[int, str]) -> None:
-        # A timer's close runs as a task of its own (a close awaits the send).
+        # A timer's close runs as a task of its own (a close awaits the send), held until done.
         if not self.closed:
-            asyncio.get_running_loop().create_task(self.close(*close))
+            task = asyncio.get_running_loop().create_task(self.close(*close))
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
 
     def _init_timed_out(self) -> None:
         self.init_timer = None
