@@ -336,6 +336,8 @@ class Bench:
             f"http://127.0.0.1:{port}",
             self.log_dir,
             cwd=procs.SOURCE,
+            # gateway/memdebug.py's opt-in snapshots (child_env drops ORDERGRAPH_* otherwise)
+            env={k: v for k, v in os.environ.items() if k.startswith("ORDERGRAPH_DEBUG_TRACEMALLOC")},
         )
         await proc.wait_ready()
         if self.gateway is None:

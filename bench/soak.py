@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import json
 import math
+import os
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -77,6 +79,28 @@ async def _open_loop(
         await asyncio.wait(inflight, timeout=30)
 
 
+CACHE_METRICS = {
+    "record_cache_entries": "ordergraph_record_cache_entries",
+    "response_cache_entries": "ordergraph_response_cache_entries",
+    "response_cache_bytes": "ordergraph_response_cache_bytes",
+}
+
+
+async def _cache_sizes(bench: Bench) -> dict[str, float | None]:
+    """The caches' sizes from the gateway's ``/metrics`` (summed over their labels)."""
+    assert bench.http is not None and bench.gateway is not None
+    out: dict[str, float | None] = dict.fromkeys(CACHE_METRICS)
+    with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+        async with bench.http.get(bench.gateway.url + "/metrics") as resp:
+            text = await resp.text()
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            for key, metric in CACHE_METRICS.items():
+                if name == metric:
+                    out[key] = (out[key] or 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 async def soak(bench: Bench) -> None:
     """The soak scenario: results in ``bench.results["soak"]``."""
     seconds, window_s, n_subs, warmup_share = SOAK_SIZES[bench.size.name]
@@ -124,6 +148,8 @@ async def soak(bench: Bench) -> None:
         for w, bodies in loads.items()
     ]
     samples: list[dict[str, Any]] = []
+    snapshots = bool(os.environ.get("ORDERGRAPH_DEBUG_TRACEMALLOC"))
+    warm_k = max(1, math.ceil(warmup_share * seconds / window_s))
     t0 = time.monotonic()
     try:
         for k in range(1, math.ceil(seconds / window_s) + 1):
@@ -135,6 +161,8 @@ async def soak(bench: Bench) -> None:
                 "rss_bytes": gw.rss(),
                 "backlog": await bench.metric("ordergraph_event_backlog"),
                 "gateway_cpu": cpu,
+                # the bounded caches, to tell their filling (warm-up) from growth
+                **await _cache_sizes(bench),
             }
             for w, ws in windows.items():
                 cur = ws[-1]
@@ -142,8 +170,12 @@ async def soak(bench: Bench) -> None:
                 lat = sorted(cur["latencies"])
                 row[w] = {"requests": len(lat), "errors": cur["errors"], "p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1)}
             samples.append(row)
+            if snapshots and (k == warm_k or k == math.ceil(seconds / window_s)):
+                # gateway/memdebug.py: a tracemalloc snapshot after the warm-up and at the end
+                os.kill(gw.pid, signal.SIGUSR2)
             say(
                 f"   t={row['t_s']:6.1f} s  RSS {row['rss_bytes'] / 2**20:7.1f} MiB  backlog {row['backlog']}  cpu {cpu:.2f}  "
+                f"caches {row['record_cache_entries']} records, {row['response_cache_entries']} answers  "
                 + "  ".join(f"{w.split()[0]} p99 {row[w]['p99_ms']:.0f} ms" for w in loads)
             )
     finally:
@@ -171,7 +203,8 @@ async def soak(bench: Bench) -> None:
     }
     s = bench.results["soak"]
     say(
-        f"   RSS growth after warm-up {s['rss_growth_pct']} %; backlog first third {s['backlog_first']} -> last third {s['backlog_last']} "
+        f"   RSS growth after warm-up {s['rss_growth_pct']} % (after the caches' steady state at t={s['caches_steady_t_s']} s: "
+        f"{s['rss_growth_after_caches_pct']} %); caches at warm-up {s['caches_warm']}, at the end {s['caches_end']}; backlog first third {s['backlog_first']} -> last third {s['backlog_last']} "
         f"(max {s['backlog_max']}); p99 drift " + ", ".join(f"{w} {d}x" for w, d in s["p99_drift"].items())
     )
 
@@ -190,6 +223,17 @@ def summarize(samples: list[dict[str, Any]], workloads: list[str], *, seconds: f
         return xs[len(xs) // 2]
 
     backlogs = [s["backlog"] or 0 for s in samples]
+    # The caches are bounded: filling them is warm-up, not a leak. "Caches steady" is the
+    # first window after the warm-up share from which the record cache's entries stay within
+    # 10 % of their final count (the response cache is left out: events empty it again and
+    # again, and it holds at most 10,000 answers); growth is also given from there.
+    steady = None
+    final = samples[-1].get("record_cache_entries") or 0
+    for i in range(warm, len(samples)):
+        if all(abs((r.get("record_cache_entries") or 0) - final) <= 0.1 * final for r in samples[i:]):
+            steady = i
+            break
+    steady_base = samples[steady]["rss_bytes"] if steady is not None and steady < len(samples) - 1 else None
     return {
         "seconds": seconds,
         "window_s": window_s,
@@ -198,6 +242,11 @@ def summarize(samples: list[dict[str, Any]], workloads: list[str], *, seconds: f
         "rss_end_bytes": samples[-1]["rss_bytes"],
         "rss_max_bytes": max(s["rss_bytes"] for s in samples[warm:]),
         "rss_growth_pct": round(100 * (samples[-1]["rss_bytes"] - base) / base, 1) if base else None,
+        "caches_steady_t_s": samples[steady]["t_s"] if steady_base else None,
+        "rss_caches_steady_bytes": steady_base,
+        "rss_growth_after_caches_pct": round(100 * (samples[-1]["rss_bytes"] - steady_base) / steady_base, 1) if steady_base else None,
+        "caches_warm": {k: samples[warm].get(k) for k in CACHE_METRICS},
+        "caches_end": {k: samples[-1].get(k) for k in CACHE_METRICS},
         "backlog_first": med([b for b in backlogs[:third]]),
         "backlog_last": med([b for b in backlogs[-third:]]),
         "backlog_max": max(backlogs),

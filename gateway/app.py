@@ -19,9 +19,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket
 
 from resolvers import execution
 from resolvers.context import Context
@@ -62,7 +61,7 @@ from sources.tasks import stop_task
 from .sse import stream_endpoint
 from .subscriptions import Hub, Scope
 from .telemetry import EventTimeline, Telemetry
-from .websocket import Connection
+from .websocket import Connection, SocketFirst
 from .workflow import WorkflowChannel, WorkflowService
 
 log = logging.getLogger("ordergraph.gateway")
@@ -658,10 +657,13 @@ def create_app(
         assert gateway.http is not None
         return await gateway.http.handle(request)
 
-    async def graphql_ws(websocket: WebSocket) -> None:
+    async def graphql_ws(scope: Any, receive: Any, send: Any) -> None:
+        # A plain ASGI app (SocketFirst below): no Starlette frames kept per idle connection.
         assert gateway.hub is not None and gateway.operations is not None
         conn = Connection(
-            websocket,
+            scope,
+            receive,
+            send,
             gateway.hub,
             gateway.operations,
             init_timeout=subs.connection_init_timeout_seconds,
@@ -712,10 +714,11 @@ def create_app(
             await gateway.stop()
 
     STATIC_DIR.mkdir(exist_ok=True)
-    app = Starlette(
+    app = SocketFirst(
+        socket_path="/graphql",
+        socket_app=graphql_ws,
         routes=[
             Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql_ws),
             Route("/graphql/stream", graphql_stream, methods=["GET", "POST"]),
             Route("/events", events_endpoint(lambda: gateway.ingress), methods=["POST"]),
             Route("/carriers/aftership", aftership_endpoint(gateway), methods=["POST"]),

@@ -10,6 +10,7 @@ uvicorn with ``server_settings``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any
@@ -36,20 +37,135 @@ def server_settings(config: Config) -> dict[str, Any]:
     return settings
 
 
+class Inbox:
+    """What uvicorn's WebSocket protocol uses of its receive ``asyncio.Queue`` (``put_nowait``,
+    ``get``, ``empty``, ``qsize``), without the three deques and the ``Event`` every queue
+    allocates (about 3 KiB per connection, most of them for an idle one)."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        if self._waiters:
+            for waiter in self._waiters:  # each getter looks again; one takes the item
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+        return self._items.pop(0)
+
+
+class Flag:
+    """``asyncio.Event``'s ``set``, ``clear``, ``is_set`` and ``wait`` with no deque until
+    someone waits (uvicorn's ``writable`` flag, waited on only while the socket's buffer is
+    full)."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        self._value = True
+        if self._waiters:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            self._waiters.remove(waiter)
+
+
+def release_handshake_parser(conn: Any) -> bool:
+    """Give a websockets ``ServerProtocol`` past its handshake a fresh frame parser.
+
+    ``ServerProtocol.parse`` reads the handshake request into a local variable and then
+    parses frames with ``yield from Protocol.parse()``, so the request, with all its headers,
+    lives as long as the connection. When that generator waits at a frame boundary (inside
+    ``Protocol.parse``, in ``at_eof``, nothing buffered), a fresh ``Protocol.parse`` is in
+    exactly the same state, without the handshake. Anywhere else (a frame half read) this
+    changes nothing and returns False: the caller may try again later."""
+    from websockets.protocol import Protocol
+    from websockets.server import ServerProtocol
+    from websockets.streams import StreamReader
+
+    old = conn.parser
+    inner = getattr(old, "gi_yieldfrom", None)
+    innermost = getattr(inner, "gi_yieldfrom", None)
+    if (
+        getattr(old, "gi_code", None) is not ServerProtocol.parse.__code__
+        or getattr(inner, "gi_code", None) is not Protocol.parse.__code__
+        or getattr(innermost, "gi_code", None) is not StreamReader.at_eof.__code__
+        or conn.reader.buffer
+        or conn.reader.eof
+    ):
+        return False
+    fresh = Protocol.parse(conn)
+    next(fresh)  # runs to the same wait in at_eof
+    conn.parser = fresh
+    old.close()
+    return True
+
+
 @functools.cache
 def slim_websocket_protocol() -> type | None:
-    """uvicorn's sans-I/O WebSocket protocol (what it picks with websockets ≥ 14), letting go
-    of the handshake's request and response once the connection is accepted.
-
-    uvicorn keeps both, with their headers, for the connection's life though nothing reads
-    them after the 101: about 5 KiB per idle subscription (bench/README.md, memory per idle
-    subscription). None when that implementation is not installed (uvicorn's default then)."""
+    """uvicorn's sans-I/O WebSocket protocol (what it picks with websockets ≥ 14), holding
+    less for an idle connection: it lets go of the handshake's request and response once
+    the connection is accepted (uvicorn keeps both, with their headers, for the
+    connection's life though nothing reads them after the 101), gives websockets' protocol
+    a frame parser that no longer holds the request (``release_handshake_parser``), and
+    uses a lean receive queue and ``writable`` flag (``Inbox``, ``Flag``): about 5 + 3 + 4
+    KiB per idle subscription (bench/README.md, memory per idle subscription). None when
+    that implementation is not installed (uvicorn's default then)."""
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:
         return None
 
     class SlimWebSocketsProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.queue = Inbox()  # type: ignore[assignment]
+            self.writable = Flag()  # type: ignore[assignment]
+            self.writable.set()
+            self.parser_released = False
+
         async def send(self, message: Any) -> None:
             await super().send(message)
             # After the 101 went out only frames are exchanged; a refused handshake
@@ -57,6 +173,12 @@ def slim_websocket_protocol() -> type | None:
             if self.handshake_complete and self.initial_response is None and getattr(self, "response", None) is not None:
                 self.request = None
                 self.response = None
+                self.parser_released = release_handshake_parser(self.conn)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self.parser_released and self.handshake_complete and self.initial_response is None and getattr(self, "response", 1) is None:
+                self.parser_released = release_handshake_parser(self.conn)
 
     return SlimWebSocketsProtocol
 

@@ -1,4 +1,4 @@
-"""graphql-transport-ws over Starlette WebSockets (the legacy ``graphql-ws`` is refused).
+"""graphql-transport-ws, served as a plain ASGI WebSocket app (the legacy ``graphql-ws`` is refused).
 
 Protocol rules enforced (close codes as the protocol defines them): 4400 invalid message
 (not JSON, no type, a binary frame), 4401 subscribe before ``connection_ack``, 4408 no
@@ -12,6 +12,13 @@ a refused token closes with 4403, too many connections of one viewer with 4429, 
 ``subscribe`` spends the viewer's rate budget, and when the token expires the
 connection closes with 4403 "Forbidden: token expired" (reconnect with a fresh token and
 the last cursor: nothing is lost).
+
+Memory per idle connection (bench/README.md, "Memory per idle subscription"): the server's
+ASGI task is the connection's only task while it is idle. It reads; the init timeout and
+the token's expiry are timer handles (``loop.call_later``), and a writer task exists only
+while there are messages to send. The app (``gateway/app.py``) hands ``/graphql``
+WebSockets straight to ``Connection`` rather than through Starlette's routing and
+middleware, whose frames and ``WebSocket`` object every idle connection kept alive.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 from graphql import GraphQLError, OperationType
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette._utils import get_route_path
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
 
 from resolvers.policy import Viewer
 from sources import SourceError, tracing
@@ -39,6 +49,36 @@ log = logging.getLogger("ordergraph.ws")
 PROTOCOL = "graphql-transport-ws"
 SLOW_CLIENT_CLOSE = 4499  # our own code: the client fell too far behind; resume with its cursor
 
+TRACE_HEADERS = (b"traceparent", b"tracestate", b"baggage")
+
+ASGIScope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+_CLOSING: set[asyncio.Task[None]] = set()  # closes started by a timer, until they finish
+
+
+class SocketFirst(Starlette):
+    """Starlette, except that a WebSocket to ``socket_path`` goes straight to ``socket_app``.
+
+    Starlette's middleware does nothing for a WebSocket here (CORS and the error pages are
+    HTTP's) and its routing would only find that one route, but every frame of that chain
+    and its ``WebSocket`` object would stay alive for as long as the connection is open.
+    """
+
+    def __init__(self, *args: Any, socket_path: str, socket_app: Callable[[ASGIScope, Receive, Send], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.socket_path = socket_path
+        self.socket_app = socket_app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "websocket" and get_route_path(scope) == self.socket_path:
+            scope["app"] = self
+            await self.socket_app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+
 
 class OutboundQueue:
     """Pending messages of one connection.
@@ -49,11 +89,13 @@ class OutboundQueue:
     so it can resume from its last cursor without loss.
     """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("limit", "items", "latest", "notify", "overflowed", "coalesced", "_n")
+
+    def __init__(self, limit: int, notify: Callable[[], None]) -> None:
         self.limit = limit
         self.items: collections.OrderedDict[tuple[str, str, int], dict[str, Any]] = collections.OrderedDict()
         self.latest: dict[tuple[str, str], tuple[str, str, int]] = {}
-        self.ready = asyncio.Event()
+        self.notify = notify  # called on every message queued (and on overflow)
         self.overflowed = False
         self.coalesced = 0
         self._n = 0
@@ -70,18 +112,18 @@ class OutboundQueue:
             return
         if len(self.items) >= 2 * self.limit:
             self.overflowed = True
-            self.ready.set()
+            self.notify()
             return
         self._n += 1
         key = (sub_id, order, self._n)
         self.items[key] = message
         self.latest[(sub_id, order)] = key
-        self.ready.set()
+        self.notify()
 
     def put_control(self, message: dict[str, Any]) -> None:
         self._n += 1
         self.items[("", "", self._n)] = message
-        self.ready.set()
+        self.notify()
 
     def pop(self) -> dict[str, Any] | None:
         if not self.items:
@@ -93,11 +135,19 @@ class OutboundQueue:
 
 
 class Connection:
-    """One graphql-transport-ws connection."""
+    """One graphql-transport-ws connection, on the server's ASGI ``receive`` and ``send``."""
+
+    __slots__ = (
+        "asgi", "_receive", "_send", "hub", "operations", "admission", "slot", "viewer", "expiry", "init_timeout",
+        "init_timer", "max_subscriptions", "max_message_bytes", "queue", "scope", "init_received", "subscribers",
+        "tasks", "closed", "accepted", "client_gone", "writer", "__weakref__",
+    )
 
     def __init__(
         self,
-        ws: WebSocket,
+        asgi: ASGIScope,
+        receive: Receive,
+        send: Send,
         hub: Hub,
         operations: Operations,
         *,
@@ -106,25 +156,31 @@ class Connection:
         queue_size: int = 1000,
         max_message_bytes: int = 1_048_576,
     ) -> None:
-        self.ws = ws
+        self.asgi = asgi  # the server's scope of this WebSocket (path, headers, subprotocols)
+        self._receive = receive
+        self._send = send
         self.hub = hub
         self.operations = operations  # the document, execute and format stages
         self.admission = operations.admission  # identity, connection cap, rate (None: open)
         self.slot: str | None = None  # this connection's place in its viewer's cap
         self.viewer: Viewer | None = None
-        self.expiry: asyncio.Task[None] | None = None
+        self.expiry: asyncio.TimerHandle | None = None
         self.init_timeout = init_timeout
+        self.init_timer: asyncio.TimerHandle | None = None
         self.max_subscriptions = max_subscriptions
         # The same limit as an HTTP body ([gateway] max_body_bytes); the server's own frame
         # limit (uvicorn ws_max_size, set from it by `ordergraph serve`) stops bigger ones
         # before they are read whole.
         self.max_message_bytes = max_message_bytes
-        self.queue = OutboundQueue(queue_size)
+        self.queue = OutboundQueue(queue_size, self._wake_writer)
         self.scope: Scope | None = None
         self.init_received = False
         self.subscribers: dict[str, Subscriber | None] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.closed = False
+        self.accepted = False
+        self.client_gone = False  # the client's close or disconnect was received
+        self.writer: asyncio.Task[None] | None = None  # only while messages wait to be sent
 
     # Sink
     def offer(self, sub_id: str, order: str, payload: dict[str, Any]) -> None:
@@ -132,19 +188,28 @@ class Connection:
             self.queue.put(sub_id, order, {"id": sub_id, "type": "next", "payload": payload})
 
     async def run(self) -> None:
-        if PROTOCOL not in self.ws.scope.get("subprotocols", []):
-            await self.ws.close(code=4406, reason="Subprotocol not acceptable: use graphql-transport-ws")
+        message = await self._receive()
+        if message["type"] != "websocket.connect":  # the client left during the handshake
             return
-        await self.ws.accept(subprotocol=PROTOCOL)
-        writer = asyncio.create_task(self._writer())
-        init_timer = asyncio.create_task(self._init_timer())
+        if PROTOCOL not in self.asgi.get("subprotocols", ()):
+            # Before the accept the server answers the handshake with a 403.
+            with contextlib.suppress(Exception):
+                await self._send({"type": "websocket.close", "code": 4406, "reason": "Subprotocol not acceptable: use graphql-transport-ws"})
+            return
+        await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL})
+        self.accepted = True
+        # After the handshake only the trace context of its headers is read (each
+        # operation's span continues it); the rest would stay for the connection's life.
+        self.asgi["headers"] = [h for h in self.asgi.get("headers", ()) if h[0] in TRACE_HEADERS]
+        self.init_timer = asyncio.get_running_loop().call_later(self.init_timeout, self._init_timed_out)
         try:
             while not self.closed:
                 try:
-                    message = await self.ws.receive()
-                except (WebSocketDisconnect, RuntimeError):
+                    message = await self._receive()
+                except (OSError, RuntimeError):
                     break
                 if message["type"] == "websocket.disconnect":
+                    self.client_gone = True
                     break
                 text = message.get("text")
                 if text is None:  # a binary frame: graphql-transport-ws speaks JSON text only
@@ -163,10 +228,10 @@ class Connection:
                     break
         finally:
             self.closed = True
-            init_timer.cancel()
+            if self.init_timer is not None:
+                self.init_timer.cancel()
             if self.expiry is not None:
                 self.expiry.cancel()
-            writer.cancel()
             for task in self.tasks.values():
                 task.cancel()
             for sub in self.subscribers.values():
@@ -176,37 +241,58 @@ class Connection:
             if self.slot is not None and self.admission is not None:
                 self.admission.disconnect(self.slot)
                 self.slot = None
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            writer = self.writer
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        if self.ws.client_state == WebSocketState.CONNECTED:
+        if self.accepted and not self.client_gone:
             with contextlib.suppress(Exception):
-                await self.ws.close(code=code, reason=reason)
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
-    async def _init_timer(self) -> None:
-        await asyncio.sleep(self.init_timeout)
+    def _later(self, close: tuple[int, str]) -> None:
+        # A timer's close runs as a task of its own (a close awaits the send), held until done.
+        if not self.closed:
+            task = asyncio.get_running_loop().create_task(self.close(*close))
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+    def _init_timed_out(self) -> None:
+        self.init_timer = None
         if self.scope is None:
-            await self.close(4408, "Connection initialisation timeout")
+            self._later((4408, "Connection initialisation timeout"))
 
-    async def _writer(self) -> None:
+    def _wake_writer(self) -> None:
+        if not self.closed and (self.writer is None or self.writer.done()):
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Send what is queued, then end (the next message queued starts a new writer)."""
+        try:
+            await self._drain()
+        finally:
+            if self.writer is asyncio.current_task():
+                self.writer = None  # a finished task would stay referenced for nothing
+
+    async def _drain(self) -> None:
+        queue = self.queue
         while True:
-            await self.queue.ready.wait()
-            self.queue.ready.clear()
-            if self.queue.overflowed:
+            if queue.overflowed:
                 await self.close(SLOW_CLIENT_CLOSE, "Too slow: resume with the last cursor you received")
                 return
-            while (message := self.queue.pop()) is not None:
-                if self.closed:
-                    return
-                try:
-                    await self.ws.send_text(orjson.dumps(message).decode())
-                except Exception:
-                    self.closed = True
-                    return
+            message = queue.pop()
+            if message is None or self.closed:
+                return
+            try:
+                await self._send({"type": "websocket.send", "text": orjson.dumps(message).decode()})
+            except Exception:
+                self.closed = True
+                return
 
     async def _handle(self, text: str) -> None:
         try:
@@ -254,14 +340,14 @@ class Connection:
                 return
         self.viewer = viewer
         self.scope = Scope.of(viewer)
+        if self.init_timer is not None:  # initialised in time
+            self.init_timer.cancel()
+            self.init_timer = None
         if viewer.expires_at is not None:
-            self.expiry = asyncio.create_task(self._expire(viewer.expires_at))
+            # Token expiry is wall-clock time, like the token's own `exp`.
+            delay = max(0.0, (viewer.expires_at - dt.datetime.now(dt.UTC)).total_seconds())
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._later, (4403, "Forbidden: token expired"))
         self.queue.put_control({"type": "connection_ack"})
-
-    async def _expire(self, at: dt.datetime) -> None:
-        # Token expiry is wall-clock time, like the token's own `exp`.
-        await asyncio.sleep(max(0.0, (at - dt.datetime.now(dt.UTC)).total_seconds()))
-        await self.close(4403, "Forbidden: token expired")
 
     async def _on_subscribe(self, msg: dict[str, Any]) -> None:
         if self.scope is None:
@@ -300,7 +386,7 @@ class Connection:
 
     async def _start(self, sub_id: str, payload: dict[str, Any]) -> None:
         # One span per operation on the socket, continuing the trace of the handshake's traceparent.
-        traced = tracing.Operation.start("graphql.subscribe", self.ws.headers) if tracing.enabled() else None
+        traced = tracing.Operation.start("graphql.subscribe", Headers(scope=self.asgi)) if tracing.enabled() else None
         try:
             await self._start_operation(sub_id, payload)
         finally:

@@ -180,10 +180,13 @@ def test_tiny_soak_and_scaleout_produce_their_figures(tmp_path: Path) -> None:
     assert soak["event_rate"] == 2 * 23.0 and soak["driver"]["events_sent"] > 0 and soak["driver"]["rejected"] == 0
     for s in soak["samples"]:
         assert s["rss_bytes"] > 0 and s["backlog"] is not None and s["gateway_cpu"] >= 0
+        # the bounded caches' sizes, to tell their filling from growth
+        assert s["record_cache_entries"] > 0 and s["response_cache_entries"] is not None
         for w in workloads:
             assert s[w]["requests"] > 0 and s[w]["p99_ms"] >= s[w]["p50_ms"] > 0
     assert soak["errors"] == 0 and set(soak["p99_drift"]) == workloads
     assert soak["rss_growth_pct"] is not None and soak["backlog_max"] >= soak["backlog_last"] >= 0
+    assert soak["caches_end"]["record_cache_entries"] == soak["samples"][-1]["record_cache_entries"]
     assert "Soak" in table and "soak: RSS growth after warm-up" in table
 
     apply = results["apply"]
