@@ -138,6 +138,8 @@ class Gateway:
             self.cache,
             ttl_seconds=min(config.cache.response_ttl_seconds, config.cache.ttl_seconds),
             maxsize=config.cache.response_maxsize,
+            max_seconds=min(config.cache.response_max_seconds, config.cache.ttl_seconds),
+            domain_clock=self.domain_clock,
         )
         self.metrics = Metrics()
         self.metrics.watch_response_cache(self.responses)

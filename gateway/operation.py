@@ -303,7 +303,14 @@ class Operations:
                 return body, "field_errors"
             shared = body
             if context.cacheable and not any(s.stale for s in context.loaders.served.values()):
-                responses.put(key, body, (*context.loaders.served, *context.deps), ticket)
+                responses.put(
+                    key,
+                    body,
+                    (*context.loaders.served, *context.deps),
+                    ticket,
+                    clock_read=context.clock_read,
+                    valid_until=context.valid_until,
+                )
             return body, "ok"
         finally:
             responses.end(key, fut, shared)

@@ -17,15 +17,23 @@ started; otherwise they compute their own.
 What is not cached: responses with errors or with a value served stale (a source was
 down), operations that select fields whose answer changes without a source event (the
 exception tracker's state, the journal's history, what-ifs, source health, freshness; see
-``resolvers.fields.UNCACHEABLE_FIELDS``), and listings filtered on derived values. The clock: section
-statuses and predictions compare against "now", so an entry lives at most ``ttl_seconds``
-(default 5 s): a time-driven change (a scheduled start passing) shows up to that much
-later; a source change never does, because its event drops the entry at once.
+``resolvers.fields.UNCACHEABLE_FIELDS``), and listings filtered on derived values.
+
+The clock. A rule that compares with "now" through the request context's ``now`` marks the
+answer as moving with the clock: such an entry lives at most ``ttl_seconds`` (default 5 s;
+a time-driven change, such as a prediction drifting, shows up to that much later). A rule
+that instead records the instant its value changes by the clock alone
+(``Context.clock_bound``: a scheduled start or an announced downtime passing) keeps the
+answer exact: the entry lives until the earliest such instant on the domain clock, checked
+at every hit, and at most ``max_seconds`` (the record cache's own bound). A source change
+never shows late, because its event drops the entry at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
@@ -48,7 +56,12 @@ from .cache import RecordCache
 class _Stored(NamedTuple):
     body: bytes
     deps: frozenset[Hashable]
-    expires: float
+    expires: float  # on ``clock`` (monotonic seconds)
+    until: float  # on the domain clock (POSIX seconds): the answer holds before this; inf = ever
+
+
+def _domain_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _field_names(doc: DocumentNode) -> set[str]:
@@ -89,9 +102,15 @@ class ResponseCache:
         maxsize: int = 10_000,
         max_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        max_seconds: float | None = None,
+        domain_clock: Callable[[], dt.datetime] = _domain_now,
     ) -> None:
         self.records = records
         self.ttl_seconds = ttl_seconds
+        # how long an answer may live whose clock dependence is all recorded as instants
+        # (``valid_until``), or that did not read the clock at all
+        self.max_seconds = ttl_seconds if max_seconds is None else max(ttl_seconds, max_seconds)
+        self.domain_clock = domain_clock
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.clock = clock
@@ -125,7 +144,9 @@ class ResponseCache:
         if stored is None:
             self.misses += 1
             return None
-        if stored.expires <= self.clock():
+        if stored.expires <= self.clock() or (
+            stored.until != math.inf and stored.until <= self.domain_clock().timestamp()
+        ):
             self._drop(key)
             self.misses += 1
             return None
@@ -136,8 +157,20 @@ class ResponseCache:
     def ticket(self) -> int:
         return self.records.ticket()
 
-    def put(self, key: Hashable, body: bytes, deps: Iterable[Hashable], ticket: int) -> bool:
-        """Store ``body`` computed since ``ticket`` from ``deps``, unless one was invalidated since."""
+    def put(
+        self,
+        key: Hashable,
+        body: bytes,
+        deps: Iterable[Hashable],
+        ticket: int,
+        *,
+        clock_read: bool = True,
+        valid_until: dt.datetime | None = None,
+    ) -> bool:
+        """Store ``body`` computed since ``ticket`` from ``deps``, unless one was invalidated
+        since. ``clock_read``: something in it moves with the clock (it lives at most
+        ``ttl_seconds``); else it lives until ``valid_until`` (domain clock), at most
+        ``max_seconds``."""
         deps = frozenset(deps)
         if self.records.overtaken(deps, ticket):
             self.refused += 1
@@ -146,7 +179,14 @@ class ResponseCache:
             return False
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = _Stored(body, deps, self.clock() + self.ttl_seconds)
+        if clock_read:
+            expires, until = self.clock() + self.ttl_seconds, math.inf
+        else:
+            expires = self.clock() + self.max_seconds
+            until = valid_until.timestamp() if valid_until is not None else math.inf
+            if until <= self.domain_clock().timestamp():
+                return False  # the clock already passed it: the answer no longer holds
+        self._entries[key] = _Stored(body, deps, expires, until)
         self._bytes += len(body)
         for dep in deps:
             self._by_dep.setdefault(dep, set()).add(key)
