@@ -20,7 +20,7 @@ from starlette.responses import Response
 from sources import tracing
 
 from .errors import RequestError
-from .operation import GRAPHQL_RESPONSE, JSON, Operation, Operations
+from .operation import GRAPHQL_RESPONSE, JSON, Operation, Operations, parse_body
 
 
 def negotiate(accept: str | None) -> str:
@@ -56,8 +56,18 @@ class GraphQLHttp:
         try:
             media_type = negotiate(request.headers.get("accept"))
             viewer = await ops.admit(request)
-            params = await ops.read(request)
-            op = await ops.document(Operation(params, viewer, method=request.method))
+            raw = None
+            if request.method == "POST":
+                raw = await ops.read_body(request)
+                if traced is None and (body := await ops.stored(raw, viewer)) is not None:
+                    outcome = "cached"
+                    return Response(body, status_code=200, media_type=media_type)
+                params = parse_body(raw)
+            else:
+                params = await ops.read(request)
+            op = Operation(params, viewer, method=request.method)
+            op.raw = raw
+            op = await ops.document(op)
             if traced is not None:
                 traced.span.update_name(f"{op.kind.value} {op.display_name}".strip())
                 traced.span.set_attributes(op.span_attributes())
