@@ -42,7 +42,7 @@ from .connect import endpoint_settings
 from .documents import GuardedDocuments, Safelist
 from .exception_tracker import ExceptionTracker
 from .graphiql import render_graphiql
-from .graphql_http import GraphQLHttp
+from .graphql_http import GraphQLHttp, GraphQLPostFirst
 from .ingress import EventIngress, events_endpoint
 from .journal import Journal
 from .metrics import Metrics
@@ -732,7 +732,8 @@ def create_app(
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         lifespan=lifespan,
-        middleware=cors_middleware(config.auth.cors_origins),
+        # POST /graphql skips the router (gateway/graphql_http.py GraphQLPostFirst)
+        middleware=[*cors_middleware(config.auth.cors_origins), Middleware(GraphQLPostFirst, http=lambda: gateway.http)],
     )
     app.state.gateway = gateway
     return app
