@@ -241,6 +241,12 @@ class Operations:
         # the viewer's scope, so a repeated body skips them (``stored``). The entry itself is
         # still looked up, and checked, in the response cache.
         self._keys: dict[tuple[bytes, Any], Any] = {}
+        # Answers read since stored and then dropped by an event are computed again at once
+        # (ResponseCache.refresh), at most ``refresh_limit`` at a time.
+        self.refresh_limit = 4
+        self._refreshing: set[asyncio.Task[Any]] = set()
+        if responses is not None:
+            responses.refresh = self._refresh
 
     async def stored(self, raw: bytes, viewer: Viewer | None) -> bytes | None:
         """The stored response for a POST body this viewer's scope sent before (after the
@@ -307,6 +313,27 @@ class Operations:
         result = await self.answer(op)
         return orjson.dumps(self.format(result, op.viewer)), "field_errors" if result.errors else "ok"
 
+    def _refresh(self, key: Any, op: Operation) -> None:
+        """Compute the dropped answer of ``op`` again, in the background (its next reader
+        joins the computation or finds it stored); skipped when enough are running."""
+        if len(self._refreshing) >= self.refresh_limit or self.responses is None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self._recompute(op))
+        except RuntimeError:  # no loop (a dropped answer outside the gateway's loop)
+            return
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _recompute(self, op: Operation) -> None:
+        try:
+            if self.fence is not None:
+                await self.fence()
+            assert self.responses is not None
+            await self._cached(op, self.responses)
+        except Exception:  # a source down, a timeout: the next reader computes it
+            log.debug("refreshing a dropped answer failed", exc_info=True)
+
     async def _cached(self, op: Operation, responses: ResponseCache) -> tuple[bytes, str]:
         """The response body from the response cache, or computed (and stored when it may be)."""
         viewer = op.viewer
@@ -343,6 +370,7 @@ class Operations:
                     ticket,
                     clock_read=context.clock_read,
                     valid_until=context.valid_until,
+                    recipe=op,
                 )
             return body, "ok"
         finally:

@@ -125,6 +125,15 @@ class ResponseCache:
         self.stores = 0
         self.refused = 0  # computed, but a dependency was invalidated meanwhile
         self.invalidated = 0
+        # Refresh after an event: an entry that was read since it was stored and is then
+        # dropped by an event is computed again at once (``refresh(key, recipe)``, set by the
+        # operation pipeline), so its next reader finds it or joins that computation instead
+        # of waiting for the sources. The recomputation is an ordinary one: it starts after
+        # the invalidation, and ``put`` refuses it if another one overtakes it.
+        self.refresh: Callable[[Hashable, Any], None] | None = None
+        self._recipes: dict[Hashable, Any] = {}
+        self._read: set[Hashable] = set()
+        self.refreshed = 0
         records.listeners.append(self._on_invalidate)
 
     @property
@@ -152,6 +161,7 @@ class ResponseCache:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
+        self._read.add(key)
         return stored.body
 
     def ticket(self) -> int:
@@ -166,11 +176,12 @@ class ResponseCache:
         *,
         clock_read: bool = True,
         valid_until: dt.datetime | None = None,
+        recipe: Any = None,
     ) -> bool:
         """Store ``body`` computed since ``ticket`` from ``deps``, unless one was invalidated
         since. ``clock_read``: something in it moves with the clock (it lives at most
         ``ttl_seconds``); else it lives until ``valid_until`` (domain clock), at most
-        ``max_seconds``."""
+        ``max_seconds``. ``recipe``: what ``refresh`` needs to compute it again."""
         deps = frozenset(deps)
         if self.records.overtaken(deps, ticket):
             self.refused += 1
@@ -187,6 +198,8 @@ class ResponseCache:
             if until <= self.domain_clock().timestamp():
                 return False  # the clock already passed it: the answer no longer holds
         self._entries[key] = _Stored(body, deps, expires, until)
+        if recipe is not None:
+            self._recipes[key] = recipe
         self._bytes += len(body)
         for dep in deps:
             self._by_dep.setdefault(dep, set()).add(key)
@@ -223,16 +236,25 @@ class ResponseCache:
             self.invalidated += len(self._entries)
             self._entries.clear()
             self._by_dep.clear()
+            self._recipes.clear()
+            self._read.clear()
             self._bytes = 0
             return
+        refresh = self.refresh
         for dep in keys:
             for key in self._by_dep.pop(dep, ()):
                 if key in self._entries:
+                    recipe = self._recipes.get(key) if key in self._read else None
                     self._drop(key)
                     self.invalidated += 1
+                    if refresh is not None and recipe is not None:
+                        self.refreshed += 1
+                        refresh(key, recipe)
 
     def _drop(self, key: Hashable) -> None:
         stored = self._entries.pop(key, None)
+        self._recipes.pop(key, None)
+        self._read.discard(key)
         if stored is None:
             return
         self._bytes -= len(stored.body)
@@ -253,6 +275,7 @@ class ResponseCache:
             "stores": self.stores,
             "refused": self.refused,
             "invalidated": self.invalidated,
+            "refreshed": self.refreshed,
         }
 
     def __len__(self) -> int:
