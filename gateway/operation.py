@@ -259,7 +259,7 @@ class Operations:
             return None
         if self.fence is not None:
             await self.fence()
-        return responses.get(key)
+        return responses.get(key, count_miss=False)  # a miss is counted by the full path
 
     # --- document ------------------------------------------------------------------------
 

@@ -148,16 +148,18 @@ class ResponseCache:
             hit = self._cacheable[query] = cacheable_document(doc)
         return hit
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable, *, count_miss: bool = True) -> bytes | None:
+        """The stored body of ``key`` while it holds; a miss is counted unless the caller
+        will look again (``count_miss=False``)."""
         stored = self._entries.get(key)
         if stored is None:
-            self.misses += 1
+            self.misses += count_miss
             return None
         if stored.expires <= self.clock() or (
             stored.until != math.inf and stored.until <= self.domain_clock().timestamp()
         ):
             self._drop(key)
-            self.misses += 1
+            self.misses += count_miss
             return None
         self._entries.move_to_end(key)
         self.hits += 1
