@@ -41,7 +41,7 @@ from .connect import endpoint_settings
 from .documents import GuardedDocuments, Safelist
 from .exception_tracker import ExceptionTracker
 from .graphiql import render_graphiql
-from .graphql_http import GraphQLHttp
+from .graphql_http import GraphQLHttp, GraphQLPostFirst
 from .ingress import EventIngress, events_endpoint
 from .journal import Journal
 from .metrics import Metrics
@@ -137,6 +137,8 @@ class Gateway:
             self.cache,
             ttl_seconds=min(config.cache.response_ttl_seconds, config.cache.ttl_seconds),
             maxsize=config.cache.response_maxsize,
+            max_seconds=min(config.cache.response_max_seconds, config.cache.ttl_seconds),
+            domain_clock=self.domain_clock,
         )
         self.metrics = Metrics()
         self.metrics.watch_response_cache(self.responses)
@@ -733,7 +735,8 @@ def create_app(
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         lifespan=lifespan,
-        middleware=cors_middleware(config.auth.cors_origins),
+        # POST /graphql skips the router (gateway/graphql_http.py GraphQLPostFirst)
+        middleware=[*cors_middleware(config.auth.cors_origins), Middleware(GraphQLPostFirst, http=lambda: gateway.http)],
     )
     app.state.gateway = gateway
     return app

@@ -80,6 +80,10 @@ class CacheConfig:
     # they read; at most this long (and never longer than ttl_seconds), since section
     # statuses and predictions also move with the clock. 0 turns the response cache off.
     response_ttl_seconds: float = 5.0
+    # Answers that did not read the clock, or whose rules recorded the instant their value
+    # changes by the clock (a scheduled start passing), live until that instant, at most
+    # this long (and never longer than ttl_seconds); events still drop them at once.
+    response_max_seconds: float = 60.0
     response_maxsize: int = 10_000
 
 

@@ -77,7 +77,7 @@ class Operation:
 
     (A plain class with slots: made once per request, it costs less than a dataclass.)"""
 
-    __slots__ = ("params", "viewer", "transport", "method", "query", "variables", "name", "document", "definition", "coerced")
+    __slots__ = ("params", "viewer", "transport", "method", "query", "variables", "name", "document", "definition", "coerced", "raw")
 
     def __init__(
         self, params: dict[str, Any], viewer: Viewer | None = None, transport: Transport = Transport.HTTP, method: str = "POST"
@@ -93,6 +93,7 @@ class Operation:
         self.document: DocumentNode | None = None
         self.definition: OperationDefinitionNode | None = None
         self.coerced: dict[str, Any] = _NO_VARIABLES
+        self.raw: bytes | None = None  # the POST body the parameters came from (HTTP)
 
     @property
     def kind(self) -> OperationType:
@@ -135,10 +136,19 @@ async def read_params(request: Request, max_body_bytes: int) -> dict[str, Any]:
                 raise RequestError(400, f"`extensions` is not valid JSON: {exc}") from exc
         return params
 
+    return parse_body(await read_body(request, max_body_bytes))
+
+
+async def read_body(request: Request, max_body_bytes: int) -> bytes:
+    """The JSON body of a POST, read once and capped, or RequestError (415, 413)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (JSON, "application/graphql+json", GRAPHQL_RESPONSE):
         raise RequestError(415, f"POST needs Content-Type: {JSON} (got {content_type or 'none'!r}).")
-    body = await read_capped(request, max_body_bytes, lambda: RequestError(413, f"Request body over {max_body_bytes} bytes."))
+    return await read_capped(request, max_body_bytes, lambda: RequestError(413, f"Request body over {max_body_bytes} bytes."))
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The GraphQL request parameters of a POST's JSON body, or RequestError(400)."""
     try:
         params = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -225,6 +235,31 @@ class Operations:
         # Bound once here: the hot path pays no extra call per stage.
         self.admit: Callable[[Request], Awaitable[Viewer | None]] = admission.admit if admission is not None else _no_viewer
         self.read: Callable[[Request], Awaitable[dict[str, Any]]] = functools.partial(read_params, max_body_bytes=max_body_bytes)
+        self.read_body: Callable[[Request], Awaitable[bytes]] = functools.partial(read_body, max_body_bytes=max_body_bytes)
+        # The response-cache key of each POST body a scope sent whose document passed the
+        # document stage: the stages from read to the key are a function of the body and of
+        # the viewer's scope, so a repeated body skips them (``stored``). The entry itself is
+        # still looked up, and checked, in the response cache.
+        self._keys: dict[tuple[bytes, Any], Any] = {}
+        # Answers read since stored and then dropped by an event are computed again at once
+        # (ResponseCache.refresh), at most ``refresh_limit`` at a time.
+        self.refresh_limit = 4
+        self._refreshing: set[asyncio.Task[Any]] = set()
+        if responses is not None:
+            responses.refresh = self._refresh
+
+    async def stored(self, raw: bytes, viewer: Viewer | None) -> bytes | None:
+        """The stored response for a POST body this viewer's scope sent before (after the
+        fence, as ``respond``), or None: then the stages run as for any request."""
+        responses = self.responses
+        if responses is None or not self._keys:
+            return None
+        key = self._keys.get((raw, (viewer.role.value, viewer.customer) if viewer is not None else None))
+        if key is None:
+            return None
+        if self.fence is not None:
+            await self.fence()
+        return responses.get(key, count_miss=False)  # a miss is counted by the full path
 
     # --- document ------------------------------------------------------------------------
 
@@ -282,11 +317,36 @@ class Operations:
             release(context)
         return orjson.dumps(self.format(result, op.viewer)), "field_errors" if result.errors else "ok"
 
+    def _refresh(self, key: Any, op: Operation) -> None:
+        """Compute the dropped answer of ``op`` again, in the background (its next reader
+        joins the computation or finds it stored); skipped when enough are running."""
+        if len(self._refreshing) >= self.refresh_limit or self.responses is None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self._recompute(op))
+        except RuntimeError:  # no loop (a dropped answer outside the gateway's loop)
+            return
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _recompute(self, op: Operation) -> None:
+        try:
+            if self.fence is not None:
+                await self.fence()
+            assert self.responses is not None
+            await self._cached(op, self.responses)
+        except Exception:  # a source down, a timeout: the next reader computes it
+            log.debug("refreshing a dropped answer failed", exc_info=True)
+
     async def _cached(self, op: Operation, responses: ResponseCache) -> tuple[bytes, str]:
         """The response body from the response cache, or computed (and stored when it may be)."""
         viewer = op.viewer
         scope = (viewer.role.value, viewer.customer) if viewer is not None else None
         key = (op.query, op.name, orjson.dumps(op.variables, option=orjson.OPT_SORT_KEYS), scope)
+        if op.raw is not None and op.transport is Transport.HTTP:
+            if len(self._keys) >= 2 * responses.maxsize:
+                self._keys.clear()
+            self._keys[(op.raw, scope)] = key
         body = responses.get(key)
         if body is not None:
             return body, "cached"
@@ -308,7 +368,15 @@ class Operations:
                 return body, "field_errors"
             shared = body
             if context.cacheable and not any(s.stale for s in context.loaders.served.values()):
-                responses.put(key, body, (*context.loaders.served, *context.deps), ticket)
+                responses.put(
+                    key,
+                    body,
+                    (*context.loaders.served, *context.deps),
+                    ticket,
+                    clock_read=context.clock_read,
+                    valid_until=context.valid_until,
+                    recipe=op,
+                )
             return body, "ok"
         finally:
             responses.end(key, fut, shared)

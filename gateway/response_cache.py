@@ -17,15 +17,23 @@ started; otherwise they compute their own.
 What is not cached: responses with errors or with a value served stale (a source was
 down), operations that select fields whose answer changes without a source event (the
 exception tracker's state, the journal's history, what-ifs, source health, freshness; see
-``resolvers.fields.UNCACHEABLE_FIELDS``), and listings filtered on derived values. The clock: section
-statuses and predictions compare against "now", so an entry lives at most ``ttl_seconds``
-(default 5 s): a time-driven change (a scheduled start passing) shows up to that much
-later; a source change never does, because its event drops the entry at once.
+``resolvers.fields.UNCACHEABLE_FIELDS``), and listings filtered on derived values.
+
+The clock. A rule that compares with "now" through the request context's ``now`` marks the
+answer as moving with the clock: such an entry lives at most ``ttl_seconds`` (default 5 s;
+a time-driven change, such as a prediction drifting, shows up to that much later). A rule
+that instead records the instant its value changes by the clock alone
+(``Context.clock_bound``: a scheduled start or an announced downtime passing) keeps the
+answer exact: the entry lives until the earliest such instant on the domain clock, checked
+at every hit, and at most ``max_seconds`` (the record cache's own bound). A source change
+never shows late, because its event drops the entry at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
@@ -48,7 +56,12 @@ from .cache import RecordCache
 class _Stored(NamedTuple):
     body: bytes
     deps: frozenset[Hashable]
-    expires: float
+    expires: float  # on ``clock`` (monotonic seconds)
+    until: float  # on the domain clock (POSIX seconds): the answer holds before this; inf = ever
+
+
+def _domain_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _field_names(doc: DocumentNode) -> set[str]:
@@ -89,9 +102,15 @@ class ResponseCache:
         maxsize: int = 10_000,
         max_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        max_seconds: float | None = None,
+        domain_clock: Callable[[], dt.datetime] = _domain_now,
     ) -> None:
         self.records = records
         self.ttl_seconds = ttl_seconds
+        # how long an answer may live whose clock dependence is all recorded as instants
+        # (``valid_until``), or that did not read the clock at all
+        self.max_seconds = ttl_seconds if max_seconds is None else max(ttl_seconds, max_seconds)
+        self.domain_clock = domain_clock
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.clock = clock
@@ -106,6 +125,15 @@ class ResponseCache:
         self.stores = 0
         self.refused = 0  # computed, but a dependency was invalidated meanwhile
         self.invalidated = 0
+        # Refresh after an event: an entry that was read since it was stored and is then
+        # dropped by an event is computed again at once (``refresh(key, recipe)``, set by the
+        # operation pipeline), so its next reader finds it or joins that computation instead
+        # of waiting for the sources. The recomputation is an ordinary one: it starts after
+        # the invalidation, and ``put`` refuses it if another one overtakes it.
+        self.refresh: Callable[[Hashable, Any], None] | None = None
+        self._recipes: dict[Hashable, Any] = {}
+        self._read: set[Hashable] = set()
+        self.refreshed = 0
         records.listeners.append(self._on_invalidate)
 
     @property
@@ -120,24 +148,42 @@ class ResponseCache:
             hit = self._cacheable[query] = cacheable_document(doc)
         return hit
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable, *, count_miss: bool = True) -> bytes | None:
+        """The stored body of ``key`` while it holds; a miss is counted unless the caller
+        will look again (``count_miss=False``)."""
         stored = self._entries.get(key)
         if stored is None:
-            self.misses += 1
+            self.misses += count_miss
             return None
-        if stored.expires <= self.clock():
+        if stored.expires <= self.clock() or (
+            stored.until != math.inf and stored.until <= self.domain_clock().timestamp()
+        ):
             self._drop(key)
-            self.misses += 1
+            self.misses += count_miss
             return None
         self._entries.move_to_end(key)
         self.hits += 1
+        self._read.add(key)
         return stored.body
 
     def ticket(self) -> int:
         return self.records.ticket()
 
-    def put(self, key: Hashable, body: bytes, deps: Iterable[Hashable], ticket: int) -> bool:
-        """Store ``body`` computed since ``ticket`` from ``deps``, unless one was invalidated since."""
+    def put(
+        self,
+        key: Hashable,
+        body: bytes,
+        deps: Iterable[Hashable],
+        ticket: int,
+        *,
+        clock_read: bool = True,
+        valid_until: dt.datetime | None = None,
+        recipe: Any = None,
+    ) -> bool:
+        """Store ``body`` computed since ``ticket`` from ``deps``, unless one was invalidated
+        since. ``clock_read``: something in it moves with the clock (it lives at most
+        ``ttl_seconds``); else it lives until ``valid_until`` (domain clock), at most
+        ``max_seconds``. ``recipe``: what ``refresh`` needs to compute it again."""
         deps = frozenset(deps)
         if self.records.overtaken(deps, ticket):
             self.refused += 1
@@ -146,7 +192,16 @@ class ResponseCache:
             return False
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = _Stored(body, deps, self.clock() + self.ttl_seconds)
+        if clock_read:
+            expires, until = self.clock() + self.ttl_seconds, math.inf
+        else:
+            expires = self.clock() + self.max_seconds
+            until = valid_until.timestamp() if valid_until is not None else math.inf
+            if until <= self.domain_clock().timestamp():
+                return False  # the clock already passed it: the answer no longer holds
+        self._entries[key] = _Stored(body, deps, expires, until)
+        if recipe is not None:
+            self._recipes[key] = recipe
         self._bytes += len(body)
         for dep in deps:
             self._by_dep.setdefault(dep, set()).add(key)
@@ -183,16 +238,25 @@ class ResponseCache:
             self.invalidated += len(self._entries)
             self._entries.clear()
             self._by_dep.clear()
+            self._recipes.clear()
+            self._read.clear()
             self._bytes = 0
             return
+        refresh = self.refresh
         for dep in keys:
             for key in self._by_dep.pop(dep, ()):
                 if key in self._entries:
+                    recipe = self._recipes.get(key) if key in self._read else None
                     self._drop(key)
                     self.invalidated += 1
+                    if refresh is not None and recipe is not None:
+                        self.refreshed += 1
+                        refresh(key, recipe)
 
     def _drop(self, key: Hashable) -> None:
         stored = self._entries.pop(key, None)
+        self._recipes.pop(key, None)
+        self._read.discard(key)
         if stored is None:
             return
         self._bytes -= len(stored.body)
@@ -213,6 +277,7 @@ class ResponseCache:
             "stores": self.stores,
             "refused": self.refused,
             "invalidated": self.invalidated,
+            "refreshed": self.refreshed,
         }
 
     def __len__(self) -> int:

@@ -24,7 +24,10 @@ class Context:
     sources: Sources
     cache: Cache
     loaders: Loaders
-    now: dt.datetime
+    # "Now" of the domain rules, read through ``now`` (below), which marks the answer as
+    # moving with the clock; rules that record when their answer changes (``clock_bound``)
+    # read ``instant`` instead.
+    instant: dt.datetime
     max_first: int = 500
     # completed orders leave the default `orders` listing this many days after their last
     # change (0: they stay); they stay readable (order(id:), includeCompleted, stage filter)
@@ -51,6 +54,12 @@ class Context:
     # whether it may be cached at all (not when it depends on derived, event-less state).
     deps: set[Any] = dataclasses.field(default_factory=set)
     cacheable: bool = True
+    # For the response cache: whether anything read the clock without saying until when its
+    # answer holds (``now``: the entry then lives at most ``response_ttl_seconds``), and the
+    # earliest instant at which a value the rules compared with the clock changes (None:
+    # no such instant recorded).
+    clock_read: bool = False
+    valid_until: dt.datetime | None = None
     # Work centres whose shop-floor data is unreliable (MQTT: a death or a seq gap), by id;
     # the production section's freshness says STALE for orders on them (gateway/mqtt.py).
     stale_work_centers: Any = dataclasses.field(default_factory=dict)
@@ -79,6 +88,21 @@ class Context:
         self.workflow_view = None
         self.deps = set()
         self.loaders.release()
+    @property
+    def now(self) -> dt.datetime:
+        """The request's "now"; reading it marks the answer as moving with the clock."""
+        self.clock_read = True
+        return self.instant
+
+    @now.setter
+    def now(self, value: dt.datetime) -> None:
+        self.instant = value
+
+    def clock_bound(self, until: dt.datetime | None) -> None:
+        """Record that a value of this answer, computed at ``instant``, holds until ``until``
+        (exclusive) whatever else happens with the clock; None = it holds for good."""
+        if until is not None and (self.valid_until is None or until < self.valid_until):
+            self.valid_until = until
 
     def check_key(self, field: str, value: str, argument: str) -> str:
         """``value`` when it can be a ``field`` key of the sources (``sources/keys.py``), else
@@ -96,4 +120,4 @@ class Context:
         if kwargs.get("cursors") is None:
             kwargs.pop("cursors", None)
         loaders = scope_loaders(Loaders(sources, cache), viewer)
-        return cls(sources=sources, cache=cache, loaders=loaders, now=now, viewer=viewer, **kwargs)
+        return cls(sources=sources, cache=cache, loaders=loaders, instant=now, viewer=viewer, **kwargs)

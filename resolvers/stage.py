@@ -130,6 +130,35 @@ def _order_production_status(
     return ProductionStatus.NOT_RELEASED
 
 
+def production_status_until(view: OrderView, now: dt.datetime) -> dt.datetime | None:
+    """The earliest instant after ``now`` at which ``production_status`` could change with
+    the clock alone (no record changing): a released order's scheduled start passing (it
+    becomes due, and a down work centre then interrupts it), or an announced downtime of a
+    due order's work centre beginning. None when no such instant lies ahead."""
+    if view.from_stock:
+        return None
+    until: dt.datetime | None = None
+    for order in view.active_production_orders:
+        if production_completed(order):
+            continue
+        at: dt.datetime | None = None
+        started = production_started(order)
+        if not started and production_released(order) and not order.scheduled_start_date <= now:
+            at = order.scheduled_start_date
+        elif started or production_released(order):
+            wc = view.work_center_for(order)
+            if (
+                wc is not None
+                and wc.state.upper() == "DOWN"
+                and wc.down_since is not None
+                and not wc.down_since <= now
+            ):
+                at = wc.down_since
+        if at is not None and (until is None or at < until):
+            until = at
+    return until
+
+
 def materials_status(view: OrderView) -> MaterialsStatus:
     """WMS component state: CONSUMED once every production order started, SHORTAGE if a
     component of an unstarted order is short (or in unusable stock), else AVAILABLE."""

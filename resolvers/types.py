@@ -385,7 +385,7 @@ class ProductionSection:
     @strawberry.field(description="Sum-up of the order's production orders.")
     def status(self, info: Info) -> ProductionStatus | None:
         ctx = _ctx(info)
-        return on_view(ctx, self.order, lambda view: stage.production_status(view, ctx.now), fetch.production_view)
+        return on_view(ctx, self.order, lambda view: _production_status(ctx, view), fetch.production_view)
 
     @strawberry.field
     def orders(self, info: Info) -> list[ProductionOrder] | None:
@@ -927,6 +927,12 @@ def when_ready(value: Any, load: Callable[[], Awaitable[Any]], compute: Callable
         return compute(await load())
 
     return later()
+
+
+def _production_status(ctx: Context, view: OrderView) -> enums.ProductionStatus:
+    """The section's status, and until when it holds by the clock (for the response cache)."""
+    ctx.clock_bound(stage.production_status_until(view, ctx.instant))
+    return stage.production_status(view, ctx.instant)
 
 
 def on_view(

@@ -216,3 +216,29 @@ async def test_identical_requests_in_flight_share_one_computation(gql, http, pla
     assert responses.stores == 1 or responses.shared + responses.hits >= 7
     calls = await plant_stats(http, plant.url)
     assert calls.get("erp", 0) <= 2, calls  # not eight times the sources
+
+
+async def test_an_answer_read_since_stored_is_computed_again_when_an_event_drops_it(gql, http, plant, gateway):
+    """The entry goes at the 202 (never served after it), and is computed again without
+    waiting for a reader: the next read finds the new state stored. An answer nobody read
+    is only dropped."""
+    url, app = gateway
+    gw = app.state.gateway
+    responses = gw.responses
+    so = await _order_at(gql, "PRODUCTION_RELEASED")
+    before = (await gql.query(ORDER_VIEW, {"id": so}))["order"]
+    await gql.query(ORDER_VIEW, {"id": so})  # read once from the cache: worth refreshing
+    customer = plant.world.get("A_SalesOrder", so).sold_to_party
+    await gql.query(CUSTOMER_ORDERS, {"id": customer})  # stored, never read from the cache
+    refreshed, stores = responses.refreshed, responses.stores
+
+    changes = plant.world.advance_order(so)
+    await _post_changes(http, url, plant, changes, notification=False)
+    assert responses.refreshed == refreshed + 1  # the order's view, not the unread listing
+    while gw.operations._refreshing:
+        await asyncio.sleep(0.01)
+    assert responses.stores == stores + 1
+    hits = responses.hits
+    after = (await gql.query(ORDER_VIEW, {"id": so}))["order"]
+    assert responses.hits == hits + 1
+    assert after["production"]["orders"][0]["status"] != before["production"]["orders"][0]["status"]
