@@ -25,6 +25,7 @@ so each schema carries its own; ``tests/test_execution.py`` proves both paths an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import operator
 import types
@@ -55,9 +56,11 @@ PINS = {"graphql-core": "==3.3.2", "strawberry-graphql": ">=0.341.2,<0.342"}
 EXECUTORS = ("fast", "standard")
 FAST_PATH = "ordergraph.fast_path"  # the key of a schema's FastPath in its extensions
 
-# (type name, field name) -> (getter(source, context), leaf type, nullable)
+# A getter is called as getter(source, shim): shim is the request's ContextOnly (made once
+# per request), what a resolver that takes ``info`` gets.
+# (type name, field name) -> (getter(source, shim), leaf type, nullable)
 LeafReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLLeafType, bool]]
-# (type name, field name) -> (getter(source, context), object type, declared type)
+# (type name, field name) -> (getter(source, shim), object type, declared type)
 ObjectReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLObjectType, Any]]
 _NOT_FAST = object()
 
@@ -68,7 +71,7 @@ class FastPath:
 
     leaves: LeafReads
     objects: ObjectReads
-    # (type name, field name) -> getter(source, context): every argument-less synchronous
+    # (type name, field name) -> getter(source, shim): every argument-less synchronous
     # read, whatever it returns; the compiled plans (``Plan``) look here.
     reads: dict[tuple[str, str], Callable[[Any, Any], Any]] = dataclasses.field(default_factory=dict)
 
@@ -207,7 +210,7 @@ def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
         return None
     if definition.base_resolver is None:  # a plain attribute
         attr = operator.attrgetter(definition.python_name)
-        return lambda source, _context: attr(source)
+        return lambda source, _shim: attr(source)
     method = plain_method(definition)
     if method is None:
         return None
@@ -215,8 +218,11 @@ def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return None
     if info_name is None:
-        return lambda source, _context: fn(source)
-    return lambda source, context: fn(source, **{info_name: ContextOnly(context)})
+        return lambda source, _shim: fn(source)
+    parameters = list(inspect.signature(fn).parameters.values())
+    if len(parameters) == 2 and parameters[1].name == info_name and parameters[1].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        return fn  # called as fn(source, shim): no wrapper at all
+    return lambda source, shim: fn(source, **{info_name: shim})
 
 
 _AWAITABLE: dict[type, bool] = {}
@@ -358,7 +364,7 @@ class FastExecutor(Executor):
     def _leaf(self, fast: tuple[Callable[[Any, Any], Any], GraphQLLeafType, bool], source: Any) -> Any:
         """The completed value of one plain leaf, or ``_NOT_FAST`` for graphql-core's path."""
         try:
-            value = fast[0](source, self.context_value)
+            value = fast[0](source, self._shim)
             if value is None:
                 return None if fast[2] else _NOT_FAST  # non-null: graphql-core reports it
             if value.__class__ is types.CoroutineType:
@@ -369,18 +375,38 @@ class FastExecutor(Executor):
         except Exception:  # graphql-core's path reports it
             return _NOT_FAST
 
+    @functools.cached_property
+    def _shim(self) -> ContextOnly:
+        """What the plain getters get as ``info``: this request's context, made once."""
+        return ContextOnly(self.context_value)
+
+    @functools.cached_property
+    def _plan_memo(self) -> dict[int, Any]:
+        """This request's plans: by the id of a grouped field set, and by the id of a
+        field's node list for its sub-selection (each entry keeps its key object alive)."""
+        return {}
+
     def execute_fields(self, parent_type, source_value, path, grouped_field_set, position_context):  # type: ignore[no-untyped-def]
         if self.middleware_manager or FAST_PATH not in self.schema.extensions:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
-        memo = self.__dict__.get("_plan_memo")
-        if memo is None:
-            memo = self.__dict__["_plan_memo"] = {}
+        memo = self._plan_memo
         # The grouped field set of a selection is one object for the whole request
         # (graphql-core memoizes it), so its plan is looked up once per request.
         known = memo.get(id(grouped_field_set))
         if known is None:
             known = memo[id(grouped_field_set)] = (grouped_field_set, plan_for(self.schema, parent_type, grouped_field_set))
         return self._run_plan(known[1], parent_type, source_value, path, grouped_field_set)
+
+    def _child(self, object_type, fdl):  # type: ignore[no-untyped-def]
+        """``(grouped sub-fields, their plan)`` of a plain object field's selection, once
+        per request; None when the selection defers (graphql-core's path)."""
+        memo = self._plan_memo
+        known = memo.get(id(fdl))
+        if known is None:
+            grouped, defer_usages, _forbidden = self.collect_subfields(object_type, fdl)
+            child = None if defer_usages else (grouped, plan_for(self.schema, object_type, grouped))
+            known = memo[id(fdl)] = (fdl, child)
+        return known[1]
 
     def _fallback(self, parent_type, source, grouped_field_set, response_name, path):  # type: ignore[no-untyped-def]
         """graphql-core's own execution of one field, with its path built now."""
@@ -394,7 +420,7 @@ class FastExecutor(Executor):
         unless it is needed); any field off the plain path runs graphql-core's own code."""
         results: dict[str, Any] = {}
         awaitable_fields: list[str] = []
-        context = self.context_value
+        context = self._shim
         is_awaitable = self.is_awaitable
         try:
             for kind, response_name, getter, a, b in plan:
@@ -421,14 +447,14 @@ class FastExecutor(Executor):
                     out = self._plan_object(getter, a, b, source, context, grouped[response_name], path, response_name, parent_type.name)
                     if out is not _NOT_FAST:
                         results[response_name] = out
-                        if is_awaitable(out):
+                        if out.__class__ is types.CoroutineType:
                             awaitable_fields.append(response_name)
                         continue
                 elif kind is _OBJECT_LIST:  # a: (item type, item nullable), b: declared type
                     out = self._plan_object_list(getter, a, b, source, context, grouped[response_name], path, response_name, parent_type.name)
                     if out is not _NOT_FAST:
                         results[response_name] = out
-                        if is_awaitable(out):
+                        if out.__class__ is types.CoroutineType:
                             awaitable_fields.append(response_name)
                         continue
                 elif kind is _LEAF_LIST:  # a: serializer, b: (nullable, items nullable)
@@ -460,11 +486,6 @@ class FastExecutor(Executor):
 
         return get_results()
 
-    def _subfields(self, object_type, field_details_list):  # type: ignore[no-untyped-def]
-        """The grouped sub-fields, or None when the selection defers (graphql-core's path)."""
-        grouped, defer_usages, _forbidden = self.collect_subfields(object_type, field_details_list)
-        return None if defer_usages else grouped
-
     def _plan_object(self, getter, object_type, declared, source, context, fdl, path, response_name, type_name):  # type: ignore[no-untyped-def]
         """A plain object read and its sub-selection, errors handled as graphql-core's
         ``execute_field`` handles them; ``_NOT_FAST`` for graphql-core's own path."""
@@ -477,16 +498,16 @@ class FastExecutor(Executor):
         if value.__class__ is types.CoroutineType:
             value.close()  # not ready: graphql-core awaits it
             return _NOT_FAST
-        grouped = self._subfields(object_type, fdl)
-        if grouped is None:
+        child = self._child(object_type, fdl)
+        if child is None:
             return _NOT_FAST
         field_path = Path(path, response_name, type_name)
         try:
-            result = self.execute_fields(object_type, value, field_path, grouped, None)
+            result = self._run_plan(child[1], object_type, value, field_path, child[0])
         except Exception as raw_error:
             self.handle_field_error(raw_error, declared, fdl, field_path)
             return None
-        if self.is_awaitable(result):
+        if result.__class__ is types.CoroutineType:  # what _run_plan returns when it waits
 
             async def await_result() -> Any:
                 try:
@@ -514,14 +535,15 @@ class FastExecutor(Executor):
             return _NOT_FAST
         if not item_nullable and None in values:
             return _NOT_FAST  # graphql-core reports the null item
-        grouped = self._subfields(object_type, fdl)
-        if grouped is None:
+        child = self._child(object_type, fdl)
+        if child is None:
             return _NOT_FAST
+        grouped, plan = child
         field_path = Path(path, response_name, type_name)
         completed: list[Any] = []
         awaitable_indices: list[int] = []
-        execute_fields = self.execute_fields
-        is_awaitable = self.is_awaitable
+        run_plan = self._run_plan
+        coroutine = types.CoroutineType
         handle = self.handle_field_error
         try:
             for index, value in enumerate(values):
@@ -530,11 +552,11 @@ class FastExecutor(Executor):
                     continue
                 item_path = Path(field_path, index, None)
                 try:
-                    out = execute_fields(object_type, value, item_path, grouped, None)
+                    out = run_plan(plan, object_type, value, item_path, grouped)
                 except Exception as raw_error:
                     handle(raw_error, item_declared, fdl, item_path)
                     out = None
-                if is_awaitable(out):
+                if out.__class__ is coroutine:
                     out = self._await_item(out, item_declared, fdl, item_path)
                     awaitable_indices.append(index)
                 completed.append(out)
@@ -592,7 +614,7 @@ class FastExecutor(Executor):
         completion dispatch); errors below it are handled as graphql-core handles them."""
         getter, object_type, declared = obj
         try:
-            value = getter(source, self.context_value)
+            value = getter(source, self._shim)
         except Exception:
             return _NOT_FAST
         if value is None:
