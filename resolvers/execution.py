@@ -25,6 +25,7 @@ so each schema carries its own; ``tests/test_execution.py`` proves both paths an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import operator
 import types
@@ -34,7 +35,10 @@ from typing import Any
 
 import strawberry
 from graphql import (
+    GraphQLEnumType,
+    GraphQLID,
     GraphQLLeafType,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLResolveInfo,
@@ -43,6 +47,7 @@ from graphql import (
 )
 from graphql import execute as graphql_execute
 from graphql.execution.executor import Executor
+from graphql.pyutils import Path, gather_with_cancel
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
@@ -51,9 +56,11 @@ PINS = {"graphql-core": "==3.3.2", "strawberry-graphql": ">=0.341.2,<0.342"}
 EXECUTORS = ("fast", "standard")
 FAST_PATH = "ordergraph.fast_path"  # the key of a schema's FastPath in its extensions
 
-# (type name, field name) -> (getter(source, context), leaf type, nullable)
+# A getter is called as getter(source, shim): shim is the request's ContextOnly (made once
+# per request), what a resolver that takes ``info`` gets.
+# (type name, field name) -> (getter(source, shim), leaf type, nullable)
 LeafReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLLeafType, bool]]
-# (type name, field name) -> (getter(source, context), object type, declared type)
+# (type name, field name) -> (getter(source, shim), object type, declared type)
 ObjectReads = dict[tuple[str, str], tuple[Callable[[Any, Any], Any], GraphQLObjectType, Any]]
 _NOT_FAST = object()
 
@@ -64,6 +71,9 @@ class FastPath:
 
     leaves: LeafReads
     objects: ObjectReads
+    # (type name, field name) -> getter(source, shim): every argument-less synchronous
+    # read, whatever it returns; the compiled plans (``Plan``) look here.
+    reads: dict[tuple[str, str], Callable[[Any, Any], Any]] = dataclasses.field(default_factory=dict)
 
 
 class ContextOnly:
@@ -128,12 +138,16 @@ def register_leaf_reads(schema: GraphQLSchema) -> int:
     """Find the fields ``FastExecutor`` may take; returns how many."""
     reads: LeafReads = {}
     objects: ObjectReads = {}
+    getters: dict[tuple[str, str], Callable[[Any, Any], Any]] = {}
     for t in schema.type_map.values():
         if not isinstance(t, GraphQLObjectType) or t.name.startswith("__"):
             continue
         for name, gfield in t.fields.items():
             if gfield.args:
                 continue
+            plain = _plain_getter(gfield)
+            if plain is not None:
+                getters[(t.name, name)] = plain
             named = gfield.type.of_type if isinstance(gfield.type, GraphQLNonNull) else gfield.type
             if isinstance(named, GraphQLLeafType):
                 getter = _plain_getter(gfield)
@@ -143,7 +157,7 @@ def register_leaf_reads(schema: GraphQLSchema) -> int:
                 getter = _plain_getter(gfield)
                 if getter is not None:
                     objects[(t.name, name)] = (getter, named, gfield.type)
-    schema.extensions[FAST_PATH] = FastPath(reads, objects)
+    schema.extensions[FAST_PATH] = FastPath(reads, objects, getters)
     return len(reads) + len(objects)
 
 
@@ -196,7 +210,7 @@ def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
         return None
     if definition.base_resolver is None:  # a plain attribute
         attr = operator.attrgetter(definition.python_name)
-        return lambda source, _context: attr(source)
+        return lambda source, _shim: attr(source)
     method = plain_method(definition)
     if method is None:
         return None
@@ -204,8 +218,11 @@ def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return None
     if info_name is None:
-        return lambda source, _context: fn(source)
-    return lambda source, context: fn(source, **{info_name: ContextOnly(context)})
+        return lambda source, _shim: fn(source)
+    parameters = list(inspect.signature(fn).parameters.values())
+    if len(parameters) == 2 and parameters[1].name == info_name and parameters[1].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        return fn  # called as fn(source, shim): no wrapper at all
+    return lambda source, shim: fn(source, **{info_name: shim})
 
 
 _AWAITABLE: dict[type, bool] = {}
@@ -221,6 +238,125 @@ def is_awaitable(value: Any) -> bool:
     return known
 
 
+# --- plans compiled per selection --------------------------------------------------------
+#
+# A plan is what ``FastExecutor`` does for one grouped selection set of one object type:
+# one entry per response name, ``(kind, response name, getter, a, b)``. It depends only on
+# the schema and the document's field nodes (fields with arguments are left to
+# graphql-core), so it is compiled once and kept across requests, keyed by the type and
+# the identity of the field nodes (the plan holds them, so an id is not reused while the
+# plan lives). Documents come from the gateway's document cache: the same nodes every time.
+
+_LEAF, _TYPENAME, _OBJECT, _OBJECT_LIST, _LEAF_LIST, _GRAPHQL = range(6)
+Plan = tuple[tuple[int, str, Any, Any, Any], ...]
+_PLANS: dict[tuple[Any, ...], tuple[Plan, Any]] = {}
+_PLANS_MAX = 4096
+
+
+def plan_for(schema: GraphQLSchema, parent_type: GraphQLObjectType, grouped: Any) -> Plan:
+    """The compiled plan of ``grouped`` (graphql-core's grouped field set) on ``parent_type``."""
+    nodes = tuple(tuple(fd.node for fd in fdl) for fdl in grouped.values())
+    key = (parent_type, tuple(grouped), tuple(id(n) for group in nodes for n in group))
+    known = _PLANS.get(key)
+    if known is not None:
+        return known[0]
+    plan = compile_plan(schema, parent_type, grouped)
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = (plan, nodes)
+    return plan
+
+
+def compile_plan(schema: GraphQLSchema, parent_type: GraphQLObjectType, grouped: Any) -> Plan:
+    """One entry per response name of ``grouped``: how to read and complete it."""
+    reads = schema.extensions[FAST_PATH].reads
+    plan = []
+    for response_name, fdl in grouped.items():
+        node = fdl[0].node
+        name = node.name.value
+        entry: tuple[int, str, Any, Any, Any] = (_GRAPHQL, response_name, None, None, None)
+        gfield = parent_type.fields.get(name)
+        if name == "__typename":
+            entry = (_TYPENAME, response_name, None, parent_type.name, None)
+        elif gfield is not None and not node.arguments and (getter := reads.get((parent_type.name, name))) is not None:
+            entry = _entry(response_name, getter, gfield.type)
+        plan.append(entry)
+    return tuple(plan)
+
+
+def _entry(response_name: str, getter: Any, declared: Any) -> tuple[int, str, Any, Any, Any]:
+    nullable = not isinstance(declared, GraphQLNonNull)
+    named = declared if nullable else declared.of_type
+    if isinstance(named, GraphQLLeafType):
+        return (_LEAF, response_name, getter, serializer(named), nullable)
+    if isinstance(named, GraphQLObjectType) and named.is_type_of is None:
+        return (_OBJECT, response_name, getter, named, declared)
+    if isinstance(named, GraphQLList):
+        item_declared = named.of_type
+        item_nullable = not isinstance(item_declared, GraphQLNonNull)
+        item = item_declared if item_nullable else item_declared.of_type
+        if isinstance(item, GraphQLLeafType):
+            return (_LEAF_LIST, response_name, getter, serializer(item), (nullable, item_nullable))
+        if isinstance(item, GraphQLObjectType) and item.is_type_of is None:
+            return (_OBJECT_LIST, response_name, getter, (item, item_nullable, item_declared), declared)
+    return (_GRAPHQL, response_name, None, None, None)
+
+
+def serializer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
+    """``leaf.coerce_output_value``, with the common cases answered by a lookup: a Python
+    enum member by a table built from the type's own values, a ``str`` for String and ID
+    as itself (graphql-core returns it unchanged)."""
+    coerce = leaf.coerce_output_value
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if isinstance(leaf, GraphQLEnumType) and isinstance(wrapped, type):
+        names: dict[Any, str] = {}
+        for member in wrapped:  # the first name whose value equals, as the type's own loop
+            for name, value in leaf.values.items():
+                if member.value == value.value:
+                    names.setdefault(member, name)
+                    break
+        get = names.get
+
+        def enum_name(value: Any) -> Any:
+            if value.__class__ is wrapped:
+                out = get(value)
+                if out is not None:
+                    return out
+            return coerce(value)
+
+        return enum_name
+    if leaf.name in ("String", GraphQLID.name):
+        return lambda value: value if value.__class__ is str else coerce(value)
+    return coerce
+
+
+def _leaf_list(getter: Any, serialize: Any, nullability: tuple[bool, bool], source: Any, context: Any) -> Any:
+    """A plain list of leaves, or ``_NOT_FAST`` for graphql-core to report whatever is off."""
+    nullable, items_nullable = nullability
+    try:
+        values = getter(source, context)
+        if values is None:
+            return None if nullable else _NOT_FAST
+        if values.__class__ is not list and values.__class__ is not tuple:
+            if values.__class__ is types.CoroutineType:
+                values.close()
+            return _NOT_FAST
+        out = []
+        for value in values:
+            if value is None:
+                if not items_nullable:
+                    return _NOT_FAST
+                out.append(None)
+                continue
+            done = serialize(value)
+            if done is None or done is Undefined:
+                return _NOT_FAST
+            out.append(done)
+        return out
+    except Exception:
+        return _NOT_FAST
+
+
 class FastExecutor(Executor):
     """graphql-core's executor, with plain leaf reads taken in one step, and objects
     whose selected fields are all plain leaves completed in one loop."""
@@ -228,7 +364,7 @@ class FastExecutor(Executor):
     def _leaf(self, fast: tuple[Callable[[Any, Any], Any], GraphQLLeafType, bool], source: Any) -> Any:
         """The completed value of one plain leaf, or ``_NOT_FAST`` for graphql-core's path."""
         try:
-            value = fast[0](source, self.context_value)
+            value = fast[0](source, self._shim)
             if value is None:
                 return None if fast[2] else _NOT_FAST  # non-null: graphql-core reports it
             if value.__class__ is types.CoroutineType:
@@ -239,28 +375,220 @@ class FastExecutor(Executor):
         except Exception:  # graphql-core's path reports it
             return _NOT_FAST
 
+    @functools.cached_property
+    def _shim(self) -> ContextOnly:
+        """What the plain getters get as ``info``: this request's context, made once."""
+        return ContextOnly(self.context_value)
+
+    @functools.cached_property
+    def _plan_memo(self) -> dict[int, Any]:
+        """This request's plans: by the id of a grouped field set, and by the id of a
+        field's node list for its sub-selection (each entry keeps its key object alive)."""
+        return {}
+
     def execute_fields(self, parent_type, source_value, path, grouped_field_set, position_context):  # type: ignore[no-untyped-def]
-        fast_path = self.schema.extensions.get(FAST_PATH)
-        if fast_path is not None and not self.middleware_manager:
-            reads = fast_path.leaves
-            type_name = parent_type.name
-            plan = []
-            for response_name, field_details_list in grouped_field_set.items():
-                node = field_details_list[0].node
-                fast = None if node.arguments else reads.get((type_name, node.name.value))
-                if fast is None:
-                    break
-                plan.append((response_name, fast))
+        if self.middleware_manager or FAST_PATH not in self.schema.extensions:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        memo = self._plan_memo
+        # The grouped field set of a selection is one object for the whole request
+        # (graphql-core memoizes it), so its plan is looked up once per request.
+        known = memo.get(id(grouped_field_set))
+        if known is None:
+            known = memo[id(grouped_field_set)] = (grouped_field_set, plan_for(self.schema, parent_type, grouped_field_set))
+        return self._run_plan(known[1], parent_type, source_value, path, grouped_field_set)
+
+    def _child(self, object_type, fdl):  # type: ignore[no-untyped-def]
+        """``(grouped sub-fields, their plan)`` of a plain object field's selection, once
+        per request; None when the selection defers (graphql-core's path)."""
+        memo = self._plan_memo
+        known = memo.get(id(fdl))
+        if known is None:
+            grouped, defer_usages, _forbidden = self.collect_subfields(object_type, fdl)
+            child = None if defer_usages else (grouped, plan_for(self.schema, object_type, grouped))
+            known = memo[id(fdl)] = (fdl, child)
+        return known[1]
+
+    def _fallback(self, parent_type, source, grouped_field_set, response_name, path):  # type: ignore[no-untyped-def]
+        """graphql-core's own execution of one field, with its path built now."""
+        return Executor.execute_field(
+            self, parent_type, source, grouped_field_set[response_name], Path(path, response_name, parent_type.name), None
+        )
+
+    def _run_plan(self, plan, parent_type, source, path, grouped):  # type: ignore[no-untyped-def]
+        """One object's fields by its compiled plan: graphql-core's ``execute_fields`` with
+        each plain field read, completed and stored in a step (no resolve info, no path
+        unless it is needed); any field off the plain path runs graphql-core's own code."""
+        results: dict[str, Any] = {}
+        awaitable_fields: list[str] = []
+        context = self._shim
+        is_awaitable = self.is_awaitable
+        try:
+            for kind, response_name, getter, a, b in plan:
+                if kind is _LEAF:  # a: serializer, b: nullable
+                    try:
+                        value = getter(source, context)
+                        if value is None:
+                            if b:
+                                results[response_name] = None
+                                continue
+                        elif value.__class__ is types.CoroutineType:
+                            value.close()  # not ready (e.g. a lone order's view): graphql-core awaits it
+                        else:
+                            out = a(value)
+                            if out is not None and out is not Undefined:
+                                results[response_name] = out
+                                continue
+                    except Exception:  # graphql-core's path reports it
+                        pass
+                elif kind is _TYPENAME:
+                    results[response_name] = a
+                    continue
+                elif kind is _OBJECT:  # a: object type, b: declared type
+                    out = self._plan_object(getter, a, b, source, context, grouped[response_name], path, response_name, parent_type.name)
+                    if out is not _NOT_FAST:
+                        results[response_name] = out
+                        if out.__class__ is types.CoroutineType:
+                            awaitable_fields.append(response_name)
+                        continue
+                elif kind is _OBJECT_LIST:  # a: (item type, item nullable), b: declared type
+                    out = self._plan_object_list(getter, a, b, source, context, grouped[response_name], path, response_name, parent_type.name)
+                    if out is not _NOT_FAST:
+                        results[response_name] = out
+                        if out.__class__ is types.CoroutineType:
+                            awaitable_fields.append(response_name)
+                        continue
+                elif kind is _LEAF_LIST:  # a: serializer, b: (nullable, items nullable)
+                    out = _leaf_list(getter, a, b, source, context)
+                    if out is not _NOT_FAST:
+                        results[response_name] = out
+                        continue
+                result = self._fallback(parent_type, source, grouped, response_name, path)
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                # As graphql-core: settle what other fields started, they may fail too.
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                field = awaitable_fields[0]
+                results[field] = await results[field]
             else:
-                results = {}
-                for response_name, fast in plan:
-                    out = self._leaf(fast, source_value)
-                    if out is _NOT_FAST:
-                        break
-                    results[response_name] = out
+                awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+                results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
+
+        return get_results()
+
+    def _plan_object(self, getter, object_type, declared, source, context, fdl, path, response_name, type_name):  # type: ignore[no-untyped-def]
+        """A plain object read and its sub-selection, errors handled as graphql-core's
+        ``execute_field`` handles them; ``_NOT_FAST`` for graphql-core's own path."""
+        try:
+            value = getter(source, context)
+        except Exception:
+            return _NOT_FAST
+        if value is None:
+            return None if declared.__class__ is not GraphQLNonNull else _NOT_FAST
+        if value.__class__ is types.CoroutineType:
+            value.close()  # not ready: graphql-core awaits it
+            return _NOT_FAST
+        child = self._child(object_type, fdl)
+        if child is None:
+            return _NOT_FAST
+        field_path = Path(path, response_name, type_name)
+        try:
+            result = self._run_plan(child[1], object_type, value, field_path, child[0])
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, declared, fdl, field_path)
+            return None
+        if result.__class__ is types.CoroutineType:  # what _run_plan returns when it waits
+
+            async def await_result() -> Any:
+                try:
+                    return await result
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, declared, fdl, field_path)
+                    return None
+
+            return await_result()
+        return result
+
+    def _plan_object_list(self, getter, item, declared, source, context, fdl, path, response_name, type_name):  # type: ignore[no-untyped-def]
+        """A plain list of objects, each item's sub-selection by its plan; errors as
+        graphql-core's ``complete_iterable_value`` handles them."""
+        object_type, item_nullable, item_declared = item
+        try:
+            values = getter(source, context)
+        except Exception:
+            return _NOT_FAST
+        if values is None:
+            return None if declared.__class__ is not GraphQLNonNull else _NOT_FAST
+        if values.__class__ is not list and values.__class__ is not tuple:
+            if values.__class__ is types.CoroutineType:
+                values.close()  # not ready: graphql-core awaits it
+            return _NOT_FAST
+        if not item_nullable and None in values:
+            return _NOT_FAST  # graphql-core reports the null item
+        child = self._child(object_type, fdl)
+        if child is None:
+            return _NOT_FAST
+        grouped, plan = child
+        field_path = Path(path, response_name, type_name)
+        completed: list[Any] = []
+        awaitable_indices: list[int] = []
+        run_plan = self._run_plan
+        coroutine = types.CoroutineType
+        handle = self.handle_field_error
+        try:
+            for index, value in enumerate(values):
+                if value is None:
+                    completed.append(None)
+                    continue
+                item_path = Path(field_path, index, None)
+                try:
+                    out = run_plan(plan, object_type, value, item_path, grouped)
+                except Exception as raw_error:
+                    handle(raw_error, item_declared, fdl, item_path)
+                    out = None
+                if out.__class__ is coroutine:
+                    out = self._await_item(out, item_declared, fdl, item_path)
+                    awaitable_indices.append(index)
+                completed.append(out)
+        except Exception as raw_error:
+            if awaitable_indices:
+                self.settle_in_background([completed[i] for i in awaitable_indices])
+            self.handle_field_error(raw_error, declared, fdl, field_path)
+            return None
+        if not awaitable_indices:
+            return completed
+
+        async def get_completed() -> list[Any]:
+            try:
+                if len(awaitable_indices) == 1:
+                    completed[awaitable_indices[0]] = await completed[awaitable_indices[0]]
                 else:
-                    return results
-        return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+                    awaited = await gather_with_cancel(*(completed[i] for i in awaitable_indices))
+                    for i, sub in zip(awaitable_indices, awaited, strict=True):
+                        completed[i] = sub
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, declared, fdl, field_path)
+                return None  # type: ignore[return-value]
+            return completed
+
+        return get_completed()
+
+    async def _await_item(self, awaitable, item_declared, fdl, item_path):  # type: ignore[no-untyped-def]
+        try:
+            return await awaitable
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, item_declared, fdl, item_path)
+            return None
 
     def execute_field(self, parent_type, source, field_details_list, path, position_context):  # type: ignore[no-untyped-def]
         if not self.middleware_manager:
@@ -286,7 +614,7 @@ class FastExecutor(Executor):
         completion dispatch); errors below it are handled as graphql-core handles them."""
         getter, object_type, declared = obj
         try:
-            value = getter(source, self.context_value)
+            value = getter(source, self._shim)
         except Exception:
             return _NOT_FAST
         if value is None:

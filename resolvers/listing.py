@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Annotated, Any
@@ -192,10 +193,31 @@ class OrderFilter:
     )
 
 
+def _edge_cursor(self) -> str:  # strawberry passes the edge as ``self``
+    return self.sealed_cursor()
+
+
 @strawberry.type
 class OrderEdge:
-    cursor: str
+    """An order of a page and its cursor. The cursor is sealed (an AEAD with a fresh nonce,
+    resolvers/pagination.py) when first read, once: a page whose selection reads only
+    ``nodes`` and ``pageInfo`` seals two cursors, not one per order."""
+
+    cursor: str = strawberry.field(resolver=_edge_cursor)
     node: Annotated[Order, strawberry.lazy("resolvers.types")]  # noqa: F821
+    seal: strawberry.Private[Callable[[], str]]
+    sealed: strawberry.Private[str | None] = None
+
+    def sealed_cursor(self) -> str:
+        if self.sealed is None:
+            self.sealed = self.seal()
+        return self.sealed
+
+
+def _end_cursors(edges: list[OrderEdge]) -> list[str]:
+    """The first and last edge's cursors (what ``page_info`` reads), the same strings the
+    edges answer."""
+    return [edges[0].sealed_cursor(), edges[-1].sealed_cursor()] if edges else []
 
 
 @strawberry.type(description="A page of orders.")
@@ -290,16 +312,16 @@ async def list_orders(
         nodes = await build(order, ctx, listed.records, prefetch)
         edges = [
             OrderEdge(
-                cursor=encode_order_cursor(ctx.cursors, so.sales_order)
+                seal=functools.partial(encode_order_cursor, ctx.cursors, so.sales_order)
                 if by_number
-                else encode_sorted_cursor(ctx.cursors, sort, key),
+                else functools.partial(encode_sorted_cursor, ctx.cursors, sort, key),
                 node=node,
             )
             for so, key, node in zip(listed.records, listed.keys, nodes, strict=True)
         ]
         return OrderConnection(
             edges=edges,
-            page_info=page_info([e.cursor for e in edges], has_next=listed.has_next, has_previous=after is not None),
+            page_info=page_info(_end_cursors(edges), has_next=listed.has_next, has_previous=after is not None),
             count_fn=listed.count,
         )
 
@@ -349,11 +371,11 @@ async def list_orders(
             token = page.records[-1].sales_order
 
     edges = [
-        OrderEdge(cursor=encode_order_cursor(ctx.cursors, so.sales_order), node=node)
+        OrderEdge(seal=functools.partial(encode_order_cursor, ctx.cursors, so.sales_order), node=node)
         for so, node in zip(picked, nodes, strict=True)
     ]
     return OrderConnection(
         edges=edges,
-        page_info=page_info([e.cursor for e in edges], has_next=has_next, has_previous=skip is not None),
+        page_info=page_info(_end_cursors(edges), has_next=has_next, has_previous=skip is not None),
         count_fn=count,
     )

@@ -3,6 +3,7 @@ strawberry's own resolvers. Same data, same errors, same nulls, same customer sc
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import tomllib
@@ -16,7 +17,7 @@ from graphql import parse
 from bench import queries as Q
 from gateway.app import choose_executor
 from gateway.config import ConfigError, load_config
-from resolvers import policy
+from resolvers import execution, policy
 from resolvers.execution import (
     FAST_PATH,
     PINS,
@@ -233,11 +234,49 @@ class Thing:
         return self.name.upper()
 
 
+@strawberry.enum
+class Mood(enum.Enum):
+    CALM = "calm"
+    BUSY = "busy"
+
+
+@strawberry.type
+class Shelf:
+    """Lists of leaves and of objects read plainly: what the compiled plans take whole."""
+
+    label: str
+    mood: Mood
+    moods: list[Mood]
+    tags: list[str | None]
+    strict_tags: list[str]
+    items: list[Thing]
+    maybe_items: list[Thing | None] | None
+    strict_items: list[Thing] | None = None
+
+    @strawberry.field
+    def broken_items(self) -> list[Thing] | None:
+        raise ValueError("no shelf")
+
+    @strawberry.field
+    def bad_mood(self) -> Mood | None:
+        return "grumpy"  # type: ignore[return-value]
+
+
 @strawberry.type
 class Root:
     @strawberry.field
     def things(self) -> list[Thing]:
         return [Thing(name="a"), Thing(name="b", note="n")]
+
+    @strawberry.field
+    def shelves(self) -> list[Shelf]:
+        items = [Thing(name="a"), Thing(name="bb", note="n")]
+        return [
+            Shelf(label="one", mood=Mood.CALM, moods=[Mood.BUSY, Mood.CALM], tags=["x", None], strict_tags=["y"],
+                  items=items, maybe_items=[items[0], None]),
+            Shelf(label="two", mood=Mood.BUSY, moods=[], tags=[], strict_tags=["z", None],  # type: ignore[list-item]
+                  items=[], maybe_items=None, strict_items=[items[1], None]),  # type: ignore[list-item]
+        ]
 
 
 async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
@@ -253,8 +292,35 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
         "{ things { name inner { value } maybeInner { value } } }",  # plain objects
         "{ things { name inner { value missing } } }",  # a null bubbles up through an object
         "{ things { name maybeInner { missing } brokenInner { value } } }",  # ... and stops at a nullable one
+        "{ things { __typename t: __typename name } }",  # the type's name, aliased too
+        "{ shelves { label mood moods tags } }",  # enums and lists of leaves, null items allowed
+        "{ shelves { label strictTags } }",  # a null item in a non-null list: the shelf goes null
+        "{ shelves { label items { name inner { value } } maybeItems { name } } }",  # lists of objects
+        "{ shelves { label items { name broken } } }",  # an error in an item: the item goes null ...
+        "{ shelves { label items { name missing } } }",  # ... and so the non-null list and its shelf
+        "{ shelves { label maybeItems { name missing } } }",  # ... a nullable item stops it
+        "{ shelves { label strictItems { name } } }",  # a null item in a non-null item list
+        "{ shelves { label brokenItems { name } } }",  # a list read that raises
+        "{ shelves { label items { name later } maybeItems { later } } }",  # awaitable fields in items
+        "{ shelves { label items { later missing } } }",  # an awaitable and a null in one item
+        "{ shelves { label badMood } }",  # a value the enum cannot serialize
+        "{ shelves { ... on Shelf { label } ...F } } fragment F on Shelf { mood items { name } }",  # fragments
     ):
         doc = parse(query)
         assert await _run(fast._schema, doc, None, {}) == await _run(standard._schema, doc, None, {}), query
     data, errors = await _run(fast._schema, parse("{ things { name broken } }"), None, {})
     assert b"no luck" in errors and b'"path":["things",0,"broken"]' in errors
+    data, errors = await _run(fast._schema, parse("{ shelves { label items { name broken } } }"), None, {})
+    assert b'"path":["shelves",0,"items",0,"broken"]' in errors
+    # A plan is compiled once per selection and kept: a second request compiles nothing.
+    doc = parse("{ shelves { label moods items { name } } }")
+    await _run(fast._schema, doc, None, {})
+    before = dict(execution._PLANS)
+    await _run(fast._schema, doc, None, {})
+    assert execution._PLANS == before and any(key[0].name == "Shelf" for key in before)
+    # Skip and include decide the selection before it is compiled: each shape its own plan.
+    skip = parse("query($s: Boolean!) { shelves { label @skip(if: $s) mood } }")
+    for flag in (True, False, True):
+        a = await _run(fast._schema, skip, None, {"s": flag})
+        assert a == await _run(standard._schema, skip, None, {"s": flag})
+        assert (b"label" in a[0]) is not flag

@@ -126,13 +126,19 @@ async def test_paging_walks_all_orders(gql, http, plant):
     total = None
     while True:
         data = await gql.query(
-            "query($after: String) { orders(first: 70, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id } } } }",
+            "query($after: String) { orders(first: 70, after: $after) { totalCount pageInfo { hasNextPage startCursor endCursor } edges { cursor node { id } } } }",
             {"after": after},
         )
         conn = data["orders"]
         total = conn["totalCount"]
         seen += [e["node"]["id"] for e in conn["edges"]]
+        # Each edge's cursor is sealed once: the page's ends are the very same strings.
+        assert conn["pageInfo"]["startCursor"] == conn["edges"][0]["cursor"]
         assert conn["pageInfo"]["endCursor"] == conn["edges"][-1]["cursor"]
+        middle = conn["edges"][len(conn["edges"]) // 2]
+        resumed = await gql.query("query($after: String) { orders(first: 1, after: $after) { nodes { id } } }", {"after": middle["cursor"]})
+        following = conn["edges"][len(conn["edges"]) // 2 + 1 :]
+        assert [n["id"] for n in resumed["orders"]["nodes"]] == [e["node"]["id"] for e in following[:1]] or not following
         if not conn["pageInfo"]["hasNextPage"]:
             break
         after = conn["pageInfo"]["endCursor"]
