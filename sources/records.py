@@ -66,17 +66,9 @@ def format_datetime(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="seconds")[:-6] + "Z"
 
 
+@dataclasses.dataclass(slots=True)
 class Record:
-    """Base of all source records.
-
-    Records parsed from a source are checked whole up front but converted field by field:
-    the fields the gateway has read so far are converted at once, the others keep their
-    checked raw value (``_raw``) and are converted the first time something reads them
-    (``__getattr__``, see "lazy parsers" below). Either way a record holds the same values
-    as the eager parse, and a record that does not fit is refused at once.
-    """
-
-    __slots__ = ("_raw",)
+    """Base of all source records."""
 
     SOURCE: ClassVar[str] = ""
     ENTITY_SET: ClassVar[str] = ""
@@ -85,32 +77,7 @@ class Record:
     @classmethod
     def from_api(cls: type[R], data: dict[str, Any]) -> R:
         """Parse one source JSON object; raise RecordError when it does not fit."""
-        return _lazy_plan(cls).parse(data)
-
-    @classmethod
-    def from_api_eager(cls: type[R], data: dict[str, Any]) -> R:
-        """``from_api`` with every field converted at once (the compiled eager parser)."""
         return _parser(cls)(data)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when an attribute is not set: a field a lazy parse left raw.
-        if name != "_raw":
-            try:
-                raw = object.__getattribute__(self, "_raw")
-            except AttributeError:
-                raw = None
-            if raw is not None:
-                position = raw[0].positions.get(name)
-                if position is not None:
-                    value = raw[0].convert[position](raw[position])
-                    object.__setattr__(self, name, value)
-                    raw[0].owner.read(name)
-                    return value
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __getstate__(self) -> Any:
-        """Copies and pickles carry the converted values, never the raw ones."""
-        return None, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def _from_api_checked(cls: type[R], data: dict[str, Any]) -> R:
@@ -266,9 +233,9 @@ class _Unusual(Exception):
     """A value the fast path does not take: use the generic parse."""
 
 
-def _fast_expression(kind: Any, var: str, env: dict[str, Any], lazy: bool = False) -> str:
+def _fast_expression(kind: Any, var: str, env: dict[str, Any]) -> str:
     if isinstance(kind, tuple):
-        inner = _fast_expression(kind[1], "x", env, lazy)
+        inner = _fast_expression(kind[1], "x", env)
         return f"([{inner} for x in {var}] if {var}.__class__ is list else _unusual())"
     if kind is str:
         return f"(_intern({var}) if {var}.__class__ is str else _unusual())"
@@ -284,9 +251,6 @@ def _fast_expression(kind: Any, var: str, env: dict[str, Any], lazy: bool = Fals
     if kind is dt.date:
         return f"_date({var})"
     if isinstance(kind, type) and issubclass(kind, Record):
-        if lazy:  # the nested type's current lazy parser
-            env[f"_plan_{kind.__name__}"] = _lazy_plan(kind)
-            return f"_plan_{kind.__name__}.parse({var})"
         name = f"_parse_{kind.__name__}"
         env[name] = _parser(kind)
         return f"{name}({var})"
@@ -342,157 +306,6 @@ def _default_expression(f: dataclasses.Field, env: dict[str, Any]) -> str:
         return f"_factory_{f.name}()"
     env[f"_default_{f.name}"] = f.default
     return f"_default_{f.name}"
-
-
-# --- lazy parsers -----------------------------------------------------------------------
-# A page reads a few of each record's 20-30 fields. The lazy parser of a record type checks
-# every field as the eager one would (present when required, the right JSON type, dates and
-# timestamps that parse: the same fast-path tests, and on any doubt the eager parser, so a
-# record that does not fit raises the same RecordError at the same moment), converts the
-# fields the gateway has read so far, and keeps the others' raw values in a tuple. Reading
-# such a field converts it (same converters as the eager parser) and marks it read: the
-# parser is regenerated with it among the converted fields, so after the first pages the
-# parse converts exactly what the gateway reads. Nested records are always converted (to
-# lazy records of their own). Scalar raw values only: nothing mutable of the payload is kept.
-
-
-class _LayoutOf:
-    """One generated lazy parser's layout: which raw tuple position holds which field."""
-
-    __slots__ = ("convert", "owner", "positions")
-
-    def __init__(self, owner: _LazyPlan, positions: dict[str, int], convert: dict[int, Any]) -> None:
-        self.owner = owner
-        self.positions = positions
-        self.convert = convert
-
-
-class _LazyPlan:
-    """The lazy parser of one record type and the fields read so far."""
-
-    def __init__(self, cls: type[Record]) -> None:
-        self.cls = cls
-        self.read_fields: set[str] = set()
-        self.eager = _parser(cls)
-        self.parse: Any = self._compile()
-
-    def read(self, name: str) -> None:
-        if name not in self.read_fields:
-            self.read_fields.add(name)
-            self.parse = self._compile()
-
-    def _compile(self) -> Any:
-        cls = self.cls
-        eager = self.eager
-        if eager == _parser_with_init(cls):
-            return eager
-        env: dict[str, Any] = {
-            "_new": object.__new__,
-            "_cls": cls,
-            "_eager": eager,
-            "_unusual": _unusual,
-            "_datetime": _fast_datetime,
-            "_date": _shared_date,
-            "_datetime_z": _shared_datetime_z,
-            "_intern": _intern,
-            "_float": _shared_float,
-            "_DATES": _DATES,
-            "_DATETIMES": _DATETIMES,
-        }
-        defaults = {f.name: f for f in dataclasses.fields(cls)}
-        lines = ["def parse(data):", "    if data.__class__ is not dict:", "        return _eager(data)", "    try:", "        g = data.get", "        o = _new(_cls)"]
-        positions: dict[str, int] = {}
-        convert: dict[int, Any] = {}
-        kept: list[str] = []
-        set_names = set()
-        for name, field_name, kind, required in _fields(cls):
-            set_names.add(name)
-            f = defaults[name]
-            lazy = name not in self.read_fields and _lazy_kind(kind)
-            lines.append(f"        v = g({field_name!r})")
-            if lazy:
-                check = _check_expression(kind, "v")
-                if required:
-                    lines.append("        if v is None or not " + check + ":")
-                else:
-                    lines.append("        if v is not None and not " + check + ":")
-                lines.append("            return _eager(data)")
-                var = f"r{len(kept)}"
-                lines.append(f"        {var} = v")
-                kept.append(var)
-                positions[name] = len(kept)  # position 0 holds the layout
-                convert[len(kept)] = _converter(f, kind)
-                continue
-            lines.append("        if v is not None:")
-            lines.append(f"            o.{name} = {_fast_expression(kind, 'v', env, lazy=True)}")
-            lines.append("        else:")
-            if required:
-                lines.append("            return _eager(data)")
-            else:
-                lines.append(f"            o.{name} = {_default_expression(f, env)}")
-        for name, f in defaults.items():  # attributes without a source field: their defaults
-            if name not in set_names:
-                lines.append(f"        o.{name} = {_default_expression(f, env)}")
-        if kept:
-            env["_layout"] = _LayoutOf(self, positions, convert)
-            lines.append(f"        o._raw = (_layout, {', '.join(kept)},)")
-        lines += ["        return o", "    except Exception:", "        return _eager(data)"]
-        exec("\n".join(lines), env)  # noqa: S102 - generated from the record's own field list
-        return env["parse"]
-
-
-def _lazy_kind(kind: Any) -> bool:
-    """Fields that may stay raw: scalars (nested records are converted, as lazy records)."""
-    return kind in (str, float, int, bool, dt.date, dt.datetime)
-
-
-def _check_expression(kind: Any, var: str) -> str:
-    """True when the eager fast path would convert ``var`` (raises or is False otherwise).
-
-    Dates and timestamps are parsed once into the shared memos, so a later conversion is a
-    look-up; anything else is the same class test as the fast path."""
-    if kind is str:
-        return f"{var}.__class__ is str"
-    if kind is float:
-        return f"({var}.__class__ is float or {var}.__class__ is int)"
-    if kind is int:
-        return f"{var}.__class__ is int"
-    if kind is bool:
-        return f"{var}.__class__ is bool"
-    if kind is dt.datetime:  # the fast path's own conversion when the memo does not know it
-        convert = f"(_datetime_z({var}) if {var}.__class__ is str and {var}[-1:] == 'Z' else _datetime({var}))"
-        return f"({var} in _DATETIMES or {convert} or True)"
-    if kind is dt.date:
-        return f"({var} in _DATES or _date({var}) or True)"
-    raise AssertionError(kind)
-
-
-def _converter(f: dataclasses.Field, kind: Any) -> Any:
-    """The eager fast path's conversion of one checked raw value (its default for None)."""
-    if f.default_factory is not dataclasses.MISSING:
-        factory = f.default_factory
-        default_of: Any = lambda: factory()  # noqa: E731
-    else:
-        value = f.default
-        default_of = lambda: value  # noqa: E731
-    if kind is str:
-        fn: Any = _intern
-    elif kind is float:
-        fn = _shared_float
-    elif kind is dt.datetime:
-        def fn(v: Any) -> Any:
-            return _shared_datetime_z(v) if v.__class__ is str and v[-1:] == "Z" else _fast_datetime(v)
-    elif kind is dt.date:
-        fn = _shared_date
-    else:  # int, bool: as sent
-        def fn(v: Any) -> Any:
-            return v
-    return lambda v: default_of() if v is None else fn(v)
-
-
-@cache
-def _lazy_plan(cls: type[R]) -> _LazyPlan:
-    return _LazyPlan(cls)
 
 
 def _parser_with_init(cls: type[R]) -> Any:
