@@ -88,6 +88,7 @@ class Context:
         self.workflow_view = None
         self.deps = set()
         self.loaders.release()
+
     @property
     def now(self) -> dt.datetime:
         """The request's "now"; reading it marks the answer as moving with the clock."""
