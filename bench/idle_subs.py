@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import math
@@ -55,10 +54,7 @@ async def measure(bench: Bench, count: int) -> dict[str, float]:
         clients.append({"proc": p, "ready": None, "count": 0, "file": bench.run_dir / f"idle-subs-{count}-{i}.json"})
     readers = [asyncio.create_task(read_subscriber_client(c)) for c in clients]
     t0 = time.monotonic()
-    while any(c["ready"] is None for c in clients):
-        if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):
-            raise RuntimeError("a subscriber process died before it was ready")
-        await asyncio.sleep(0.2)
+    await procs.subscribers_ready(clients)
     connect_s = time.monotonic() - t0
     await asyncio.sleep(1.0)
     await bench.settle(gw)
@@ -67,13 +63,7 @@ async def measure(bench: Bench, count: int) -> dict[str, float]:
         os.kill(gw.pid, signal.SIGUSR2)
         await asyncio.sleep(10)
     connected = sum(c["ready"][0] for c in clients)
-    for c in clients:
-        c["proc"].stdin.write(b"STOP\n")
-        with contextlib.suppress(ConnectionError):
-            await c["proc"].stdin.drain()
-    await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), timeout=120)
-    for c in clients:
-        await c["proc"].wait()
+    await procs.stop_subscriber_clients(clients, readers, tolerant=True)
     bench.stop_gateway()
     row = {
         "count": count,

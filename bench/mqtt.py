@@ -47,6 +47,7 @@ import aiomqtt
 
 from sources.sparkplug import DataType, Metric, Payload, encode_payload
 
+from . import procs
 from .ingest import sales_order_event, signed_request
 from .loadgen import percentile
 from .procs import ROOT, child_env, free_port, read_subscriber_client, spawn
@@ -251,10 +252,7 @@ async def latency(
         clients.append({"proc": p, "count": 0, "ready": None, "result": None, "file": work / f"subs-{kind}-{i}.json"})
 
     readers = [asyncio.create_task(read_subscriber_client(c)) for c in clients]
-    while any(c["ready"] is None for c in clients):
-        if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):
-            raise RuntimeError("a subscriber process died before it was ready")
-        await asyncio.sleep(0.2)
+    await procs.subscribers_ready(clients)
     connected = sum(c["ready"][0] for c in clients)
     await asyncio.sleep(1.0)
     since = time.time()
@@ -295,11 +293,7 @@ async def latency(
         if got != last:
             last, still = got, time.monotonic()
         await asyncio.sleep(0.2)
-    for c in clients:
-        c["proc"].stdin.write(b"STOP\n")
-        with contextlib.suppress(ConnectionError):
-            await c["proc"].stdin.drain()
-    await asyncio.wait_for(asyncio.gather(*readers), timeout=120)
+    await procs.stop_subscriber_clients(clients, readers)
     latencies = sorted(x for c in clients for x in (c["result"] or {}).get("latencies_ms", []))
     row = {
         "kind": kind,

@@ -260,3 +260,27 @@ async def read_subscriber_client(c: dict[str, Any]) -> None:
             c["count"] = int(line.split()[1])
         elif line.startswith("RESULT"):
             c["result"] = json.loads(c["file"].read_text())
+
+
+async def subscribers_ready(clients: list[dict[str, Any]], what: str = "a subscriber process") -> None:
+    """Wait until every subscriber client process has said READY; fail when one died first."""
+    while any(c["ready"] is None for c in clients):
+        if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):
+            raise RuntimeError(f"{what} died before it was ready")
+        await asyncio.sleep(0.2)
+
+
+async def stop_subscriber_clients(
+    clients: list[dict[str, Any]], readers: list[asyncio.Task[None]], *, tolerant: bool = False
+) -> None:
+    """Ask every subscriber client process to write its result and stop, follow their
+    output to the end (``tolerant``: a reader that failed does not fail the run) and reap
+    them."""
+    for c in clients:
+        assert c["proc"].stdin is not None
+        c["proc"].stdin.write(b"STOP\n")
+        with contextlib.suppress(ConnectionError):
+            await c["proc"].stdin.drain()
+    await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=tolerant), timeout=120)
+    for c in clients:
+        await c["proc"].wait()

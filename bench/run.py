@@ -805,10 +805,7 @@ class Bench:
 
         readers = [asyncio.create_task(read_subscriber_client(c)) for c in clients]
         t_connect = time.monotonic()
-        while any(c["ready"] is None for c in clients):
-            if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):
-                raise RuntimeError("a subscriber process died before it was ready")
-            await asyncio.sleep(0.2)
+        await procs.subscribers_ready(clients)
         connected = sum(c["ready"][0] for c in clients)
         failed = sum(c["ready"][1] for c in clients)
         connect_s = time.monotonic() - t_connect
@@ -854,14 +851,7 @@ class Bench:
                 break
             await asyncio.sleep(0.2)
         cpu = meter.read()["gateway"]
-        for c in clients:
-            assert c["proc"].stdin is not None
-            c["proc"].stdin.write(b"STOP\n")
-            with contextlib.suppress(ConnectionError):
-                await c["proc"].stdin.drain()
-        await asyncio.wait_for(asyncio.gather(*readers), timeout=120)
-        for c in clients:
-            await c["proc"].wait()
+        await procs.stop_subscriber_clients(clients, readers)
         latencies = sorted(x for c in clients for x in (c["result"] or {}).get("latencies_ms", []))
         delivered = sum((c["result"] or {}).get("received", 0) for c in clients)
         row = {

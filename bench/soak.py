@@ -131,10 +131,7 @@ async def soak(bench: Bench) -> None:
         clients.append({"proc": p, "ready": None, "count": 0, "file": bench.run_dir / f"soak-subs-{i}.json"})
 
     readers = [asyncio.create_task(read_subscriber_client(c)) for c in clients]
-    while any(c["ready"] is None for c in clients):
-        if any(c["proc"].returncode is not None and c["ready"] is None for c in clients):
-            raise RuntimeError("a soak subscriber process died before it was ready")
-        await asyncio.sleep(0.2)
+    await procs.subscribers_ready(clients, "a soak subscriber process")
     connected = sum(c["ready"][0] for c in clients)
     for c in clients:
         c["proc"].stdin.write(f"START {time.time()}\n".encode())
@@ -182,13 +179,7 @@ async def soak(bench: Bench) -> None:
         stop.set()
         await asyncio.gather(*senders, return_exceptions=True)
         driver = await bench.plant_post("/bench/driver/stop")
-        for c in clients:
-            c["proc"].stdin.write(b"STOP\n")
-            with contextlib.suppress(ConnectionError):
-                await c["proc"].stdin.drain()
-        await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), timeout=120)
-        for c in clients:
-            await c["proc"].wait()
+        await procs.stop_subscriber_clients(clients, readers, tolerant=True)
     results = [json.loads(c["file"].read_text()) for c in clients if c["file"].exists()]
     bench.results["soak"] = summarize(samples, list(loads), seconds=seconds, window_s=window_s, warmup_share=warmup_share) | {
         "event_rate": rate,

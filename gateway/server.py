@@ -37,6 +37,16 @@ def server_settings(config: Config) -> dict[str, Any]:
     return settings
 
 
+async def _park(waiters: list[asyncio.Future[None]]) -> None:
+    """Wait on a new future in ``waiters`` until someone wakes it (``Inbox``, ``Flag``)."""
+    waiter = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    finally:
+        waiters.remove(waiter)
+
+
 class Inbox:
     """What uvicorn's WebSocket protocol uses of its receive ``asyncio.Queue`` (``put_nowait``,
     ``get``, ``empty``, ``qsize``), without the three deques and the ``Event`` every queue
@@ -63,14 +73,9 @@ class Inbox:
 
     async def get(self) -> Any:
         while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
+            if self._waiters is None:  # made only once someone waits
                 self._waiters = []
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
+            await _park(self._waiters)
         return self._items.pop(0)
 
 
@@ -99,17 +104,11 @@ class Flag:
         self._value = False
 
     async def wait(self) -> bool:
-        if self._value:
-            return True
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        try:
-            await waiter
-            return True
-        finally:
-            self._waiters.remove(waiter)
+        if not self._value:
+            if self._waiters is None:  # made only once someone waits
+                self._waiters = []
+            await _park(self._waiters)
+        return True
 
 
 def release_handshake_parser(conn: Any) -> bool:
