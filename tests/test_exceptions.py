@@ -214,12 +214,10 @@ async def test_machine_down_raises_on_exactly_the_pegged_orders_and_clears(froze
     assert {a["orderId"] for a in down["affected"]} == held
     assert down["affectedOrderCount"] == len(held)
     assert held <= orders
-    # The queue behind the repair is listed too: work the plant rescheduled to after it.
-    assert any(
-        po.sales_order in held and po.scheduled_start_date > po.planned_start_date >= up_at
-        for po in world.tables["A_ProductionOrder"].records()
-        if po.work_center == wc
-    )
+    # The queue behind the repair (work the plant rescheduled past its planned start) is
+    # part of ``held`` and so of the equality above; whether the busiest work centre has
+    # such work at this moment depends on the hour the plant was generated at, so its
+    # presence is not asserted here (tests/test_work_queue.py builds that case on purpose).
 
     now = world.now().replace(microsecond=0)
     facts = await orders_by_id(gql, held, ORDER_FACTS)

@@ -74,7 +74,7 @@ async def test_a_what_if_leaves_no_views_to_the_cyclic_collector(still_gateway) 
     wc = _busiest(plant.world)
     body, garbage = await _cyclic_garbage_of(http, url, IMPACT, {"wc": wc})
     assert "errors" not in body, body
-    assert body["data"]["impact"]["totals"]["orders"] > 10  # the queue's orders were assembled
+    assert body["data"]["impact"]["totals"]["orders"] > 0  # the queue's orders were assembled (how many depends on the hour)
     views = [o for o in garbage if isinstance(o, OrderView)]
     kinds = collections.Counter(type(o).__name__ for o in garbage)
     assert views == [], kinds.most_common(8)
