@@ -162,7 +162,15 @@ async def test_portal_manages_own_notification_endpoints_and_notices_page_lists_
                     left.remove(kind)
                     # Saved, and the card drawn again from what was saved, before the next click.
                     await _wait(lambda: _has_kinds(engine, a, tuple(left)), what=f"kinds {left} saved")
-                    await page.wait_for_selector(f"{email_row} input[value={kind}]:not(:checked)")
+                    # Every box as saved: a list read before the save must not be drawn over it.
+                    await page.wait_for_function(
+                        """([target, left]) => {
+                            const row = [...document.querySelectorAll('#notifications .endpoint')].find((r) => r.textContent.includes(target));
+                            const boxes = row ? [...row.querySelectorAll('input[type=checkbox]')] : [];
+                            return boxes.length === 4 && boxes.every((b) => b.checked === left.includes(b.value)); }""",
+                        arg=["orders@portal-test.example", left],
+                        timeout=15000,
+                    )
                 assert await _kinds_of(engine, a, "email") == ("DELIVERED",)
                 await page.click("#notifications .endpoint:has-text('127.0.0.1:9') button:text('Remove')")
                 await page.wait_for_selector("#notifications .message:has-text('Removed')")

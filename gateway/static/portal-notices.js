@@ -20,14 +20,26 @@
     if (msg) msg.replaceWith(el("div", { class: "message" + (error ? " error" : "") }, text));
   }
 
+  // Draw only what was read after the last change: a list read while another change was on
+  // its way, or overtaken by a later read, would show (and a click on it would save) choices
+  // that are no longer the customer's.
+  let reads = 0;
+  let changing = 0;
+
   async function act(query, variables, done) {
+    let body;
+    changing++;
     try {
-      const body = await ordergraph.query(query, variables);
+      body = await ordergraph.query(query, variables);
       if (body.errors) throw new Error(body.errors.map((e) => e.message).join("; "));
-      await load(done ? done(body.data) : "");
     } catch (err) {
+      changing--;
+      await load(); // show what is saved, not the click that was refused
       say(err.message, true);
+      return;
     }
+    changing--;
+    await load(done ? done(body.data) : "");
   }
 
   function kindBoxes(selected, onChange) {
@@ -75,10 +87,13 @@
 
   async function load(message) {
     if (!ordergraph.token()) return;
+    const read = ++reads;
     let data;
     try {
       data = (await ordergraph.query(LIST)).data;
+      if (read !== reads || changing) return; // a later read or change will draw
     } catch (err) {
+      if (read !== reads || changing) return;
       box.hidden = false;
       box.replaceChildren(el("div", { class: "empty error" }, "Notifications: " + err.message));
       return;
