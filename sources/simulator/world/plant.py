@@ -39,7 +39,7 @@ from .production import Production
 from .reports import Reports
 from .scheduler import Scheduler
 from .shipping import Shipping
-from .store import Change, Listener, RecordStore, UnknownKey
+from .store import Change, Listener, RecordStore, UnknownKey, gc_paused
 from .tables import SYSTEMS, Table
 from .working_time import WorkingTime
 
@@ -247,10 +247,12 @@ class World:
     # --- reading -----------------------------------------------------------------------
 
     def prerender(self) -> None:
-        """Render every record's JSON once, so first reads cost what later reads cost."""
-        for table in self.tables.values():
-            for key in table.keys():
-                table.render(key)
+        """Render every record's JSON once, so first reads cost what later reads cost
+        (millions of long-lived dicts: the cyclic collector waits, see ``gc_paused``)."""
+        with gc_paused():
+            for table in self.tables.values():
+                for key in table.keys():
+                    table.render(key)
 
     def table(self, entity_set: str) -> Table:
         """The table of one entity set (KeyError when unknown)."""

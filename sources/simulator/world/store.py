@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import gc
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -70,6 +71,23 @@ class UnknownKey(KeyError):
 Listener = Callable[[Change], None]
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No automatic cyclic garbage collection inside (restored as it was after).
+
+    Building a world allocates millions of long-lived objects and frees almost none in
+    cycles; every full collection meanwhile walks all of them again (a third of the CPU
+    of generating 20,000 orders). Reference counting still frees what dies.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class RecordStore:
     """The records of the five source systems, one ``Table`` per entity set."""
 
@@ -84,17 +102,19 @@ class RecordStore:
     @contextlib.contextmanager
     def loading(self) -> Iterator[None]:
         """Bulk-load: no indexing on every put and no changes queued; every table sorts
-        and indexes once at the end (generation touches records often)."""
-        self._loading = True
-        for table in self.tables.values():
-            table.begin_bulk()
-        try:
-            yield
-        finally:
-            self._loading = False
-            self._pending.clear()
+        and indexes once at the end (generation touches records often). The cyclic
+        garbage collector waits meanwhile (``gc_paused``)."""
+        with gc_paused():
+            self._loading = True
             for table in self.tables.values():
-                table.end_bulk()
+                table.begin_bulk()
+            try:
+                yield
+            finally:
+                self._loading = False
+                self._pending.clear()
+                for table in self.tables.values():
+                    table.end_bulk()
 
     def touch(self, record: Record, change_type: str, at: dt.datetime, sales_order: str | None) -> None:
         """Stamp a changed record, re-index it and queue its Change."""
