@@ -31,6 +31,8 @@ _ZERO = dt.timedelta(0)
 # after this many days (a calendar with working days and shifts finds time within a week
 # or two, whatever its holidays).
 _SEARCH_DAYS = 3660
+# Days whose working intervals one calendar keeps (about eleven years; then it starts over).
+_DAYS_KEPT = 4096
 
 WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
@@ -124,6 +126,11 @@ class FactoryCalendar:
     # The hash, once computed: a calendar keys the shift cache on every working-time step
     # (hashing the fields' tuples each time was a visible share of a prediction).
     _hash: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
+    # The working intervals per day, once computed (see ``shifts_on``): a plain dict on the
+    # calendar, read once per day walked by every working-time step.
+    _days: dict[dt.date, tuple[tuple[dt.datetime, dt.datetime], ...]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __hash__(self) -> int:
         h = self._hash
@@ -233,14 +240,23 @@ class FactoryCalendar:
 
     def shifts_on(self, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
         """The working intervals that start on ``day`` (UTC instants); none off work."""
-        return _shifts_on(self, day)
+        shifts = self._days.get(day)
+        if shifts is None:
+            if len(self._days) >= _DAYS_KEPT:
+                self._days.clear()
+            shifts = self._days[day] = _shifts_on(self, day)
+        return shifts
 
     def _intervals_from(self, at: dt.datetime):
         """Working intervals ending after ``at``, in time order (a night shift of the day
         before included)."""
         day = self.local_date(at) - _DAY
+        days = self._days
         for _ in range(_SEARCH_DAYS):
-            for start, end in self.shifts_on(day):
+            shifts = days.get(day)
+            if shifts is None:
+                shifts = self.shifts_on(day)
+            for start, end in shifts:
                 if end > at:
                     yield start, end
             day += _DAY
@@ -249,8 +265,12 @@ class FactoryCalendar:
     def _intervals_before(self, at: dt.datetime):
         """Working intervals starting before ``at``, latest first."""
         day = self.local_date(at) + _DAY
+        days = self._days
         for _ in range(_SEARCH_DAYS):
-            for start, end in reversed(self.shifts_on(day)):
+            shifts = days.get(day)
+            if shifts is None:
+                shifts = self.shifts_on(day)
+            for start, end in reversed(shifts):
                 if start < at:
                     yield start, end
             day -= _DAY
@@ -328,7 +348,6 @@ class FactoryCalendar:
         return _for_place(self, country.upper(), region or None, time_zone or None)
 
 
-@functools.lru_cache(maxsize=4096)
 def _shifts_on(calendar: FactoryCalendar, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
     if not calendar.is_working_day(day):
         return ()
