@@ -56,14 +56,26 @@ def parse_datetime(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+# Instants already written (the simulator renders millions of timestamps, three in four a
+# repeat: the documents of one order share their instants); emptied when full.
+_FORMATTED: dict[dt.datetime, str] = {}
+
+
 def format_datetime(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is not dt.UTC:
-        value = value.astimezone(dt.UTC)
+    text = _FORMATTED.get(value)
+    if text is not None:
+        return text
+    utc = value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
     # isoformat is several times faster than strftime (the simulator renders every record);
     # in UTC it ends in "+00:00", which becomes "Z"
-    return value.isoformat(timespec="seconds")[:-6] + "Z"
+    text = utc.isoformat(timespec="seconds")[:-6] + "Z"
+    if value.tzinfo is not None:  # a naive time is local time: not memoised
+        if len(_FORMATTED) >= _MEMO_LIMIT:
+            _FORMATTED.clear()
+        _FORMATTED[value] = text
+    return text
 
 
 @dataclasses.dataclass(slots=True)
