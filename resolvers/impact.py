@@ -190,9 +190,7 @@ def _work_center_down(
             for po in view.active_production_orders
         )
         if touched:
-            out[view.sales_order.sales_order] = dataclasses.replace(
-                view, production_orders=orders, work_centers={**view.work_centers, s.work_center: down}
-            )
+            out[view.sales_order.sales_order] = view.rescheduled(orders, {**view.work_centers, s.work_center: down})
     return out
 
 

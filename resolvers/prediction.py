@@ -204,13 +204,14 @@ def _predict(view: OrderView, now: dt.datetime, params: PredictionParams) -> Pre
     ends: list[dt.datetime] = []
     releases: list[dt.datetime] = []
     for order in view.active_production_orders:
-        start, end, receipt = _production_run(view, order, now, params, drivers_)
+        start, end, receipt, release, drivers = _order_run(view, order, now, params)
+        drivers_ += drivers
         if start is not None:
             starts.append(start)
         if receipt is not None:
             receipts.append(receipt)
         ends.append(end)
-        releases.append(_quality_release(view, order, end, now, params, drivers_))
+        releases.append(release)
 
     held = hold_reasons(view)
     drivers_ += held
@@ -354,6 +355,26 @@ def scheduled_work(order: ProductionOrder, plant: FactoryCalendar) -> dt.timedel
     return work if work > dt.timedelta(0) else scheduled_duration(order)
 
 
+def _order_run(
+    view: OrderView, order: ProductionOrder, now: dt.datetime, params: PredictionParams
+) -> tuple[dt.datetime | None, dt.datetime, dt.datetime | None, dt.datetime, tuple[str, ...]]:
+    """One production order's run (start if not started, end, receipt of short
+    components), its quality release and their drivers. Kept with the view per production
+    order and the record of its work centre (``runs``), so a rescheduled copy of the view
+    (``OrderView.rescheduled``: the what-if) reuses the runs of the orders it did not move."""
+    runs = view._memo.setdefault("runs", {})
+    work_center = view.work_center_for(order)
+    kept = runs.get(order.manufacturing_order)
+    if kept is not None and kept[0] is order and kept[1] is work_center and kept[2] == now and kept[3] is params:
+        return kept[4]
+    drivers: list[str] = []
+    start, end, receipt = _production_run(view, order, now, params, drivers)
+    release = _quality_release(view, order, end, now, params, drivers)
+    run = (start, end, receipt, release, tuple(drivers))
+    runs[order.manufacturing_order] = (order, work_center, now, params, run)
+    return run
+
+
 def _production_run(
     view: OrderView,
     order: ProductionOrder,
@@ -437,7 +458,15 @@ def open_lines_ship_day(view: OrderView) -> dt.date | None:
     """The latest planned goods-issue day of the later schedule lines (after the order's
     first shipping day: a split) whose quantity no delivery takes yet. Lines fill in order,
     so an item's open quantity sits on its last lines. The first day itself does not hold
-    an order back: a plant ahead of plan ships early."""
+    an order back: a plant ahead of plan ships early. Kept with the view ("lines_day"): the
+    prediction and the ship-by day each ask."""
+    memo = view._memo
+    if "lines_day" not in memo:
+        memo["lines_day"] = _open_lines_ship_day(view)
+    return memo["lines_day"]
+
+
+def _open_lines_ship_day(view: OrderView) -> dt.date | None:
     items = view.sales_order.items
     first = min((ln.goods_issue_date for i in items for ln in i.schedule_lines if ln.goods_issue_date), default=None)
     days = []

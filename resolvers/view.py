@@ -10,7 +10,7 @@ them the same way.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sources.records import (
@@ -342,6 +342,30 @@ class OrderView:
     # Derived joins, computed once per view (a page's rules ask for them hundreds of
     # times). Views are never changed in place: ``dataclasses.replace`` starts a new memo.
     _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    # The derived joins that do not depend on when production is scheduled or on the work
+    # centres' states: lots, deliveries and shipments, quantities, scrapped orders, the ship
+    # day of open schedule lines; and the
+    # prediction's runs per production order ("runs"), each kept with the production order
+    # and work centre record it was computed from (the copy shares them: a run of an order it
+    # did not move is computed once for both views).
+    _SCHEDULE_FREE = ("latest_lot", "legs", "quantities", "scrapped", "lines_day", "runs")
+
+    def rescheduled(self, production_orders: list[ProductionOrder], work_centers: dict[str, WorkCenter]) -> OrderView:
+        """A copy with production orders moved in time (the same orders, statuses and
+        quantities; other dates) and work centres in other states, keeping the derived joins
+        that do not depend on either (a what-if reads both views: computed once)."""
+        # Computed here once for both views (the current view's prediction reads them too).
+        _ = self.legs, self.item_quantities, self.scrapped_production_orders
+        self.latest_lot("")
+        self._memo.setdefault("runs", {})
+        from .prediction import open_lines_ship_day  # the prediction model imports this module
+
+        open_lines_ship_day(self)
+        new = replace(self, production_orders=production_orders, work_centers=work_centers)
+        for key in self._SCHEDULE_FREE:
+            new._memo[key] = self._memo[key]
+        return new
 
     @property
     def promised_delivery_date(self) -> dt.date:

@@ -17,6 +17,7 @@ holidays (the model's arithmetic without any calendar).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -217,6 +218,9 @@ class FactoryCalendar:
         """
         if b < a:
             return -self.working_days_between(b, a)
+        counted = _working_days_until(self, a, b)
+        if counted is not None:
+            return counted[1] - counted[0]
         days = (b - a).days
         if days > 60:  # whole weeks at once, then the rest day by day
             weeks = days // 7 - 1
@@ -278,13 +282,22 @@ class FactoryCalendar:
 
     def is_working_time(self, at: dt.datetime) -> bool:
         """True while a shift runs."""
-        start, _end = next(self._intervals_from(at))
+        start, _end = self._next_interval(at)
         return start <= at
 
     def next_working_time(self, at: dt.datetime) -> dt.datetime:
         """``at`` during a shift, else the start of the next shift."""
-        start, _end = next(self._intervals_from(at))
+        start, _end = self._next_interval(at)
         return max(start, at)
+
+    def _next_interval(self, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        tl = _timeline(self)
+        if tl is not None:
+            try:
+                return tl.next_interval(at)
+            except _Overlap:
+                _no_timeline(self)
+        return next(self._intervals_from(at))
 
     def add_working_time(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
         """The instant ``duration`` of working time after ``at`` (shifts only).
@@ -294,6 +307,12 @@ class FactoryCalendar:
         """
         if duration < _ZERO:
             return self.subtract_working_time(at, -duration)
+        tl = _timeline(self)
+        if tl is not None:
+            try:
+                return tl.add(at, duration)
+            except _Overlap:
+                _no_timeline(self)
         left = duration
         for start, end in self._intervals_from(at):
             begin = max(start, at)
@@ -305,6 +324,12 @@ class FactoryCalendar:
     def subtract_working_time(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
         """The instant ``duration`` of working time before ``at``; zero gives the last
         working instant at or before ``at`` (the end of the last shift when off work)."""
+        tl = _timeline(self)
+        if tl is not None:
+            try:
+                return tl.subtract(at, duration)
+            except _Overlap:
+                _no_timeline(self)
         left = duration
         for start, end in self._intervals_before(at):
             finish = min(end, at)
@@ -317,6 +342,12 @@ class FactoryCalendar:
         """Working time from ``a`` to ``b``; negative if ``b`` < ``a``."""
         if b < a:
             return -self.working_time_between(b, a)
+        tl = _timeline(self)
+        if tl is not None:
+            try:
+                return tl.between(a, b)
+            except _Overlap:
+                _no_timeline(self)
         total = _ZERO
         for start, end in self._intervals_from(a):
             if start >= b:
@@ -363,6 +394,202 @@ def _shifts_on(calendar: FactoryCalendar, day: dt.date) -> tuple[tuple[dt.dateti
             out.append((s, e))
     out.sort()
     return tuple(out)
+
+
+# --- working time by lookup -------------------------------------------------------------
+#
+# The working-time steps above walk the calendar day by day (each step of a prediction
+# walked a day or more of shifts). A timeline lists a calendar's working intervals of a run
+# of days once, with the working time before each, so a step is a binary search and a
+# subtraction. The answers are the walk's, to the microsecond: the same intervals
+# (``_shifts_on``) in the same order, counted with the same exact ``timedelta`` arithmetic.
+# Calendars whose intervals overlap (overlapping shifts) keep the walk.
+
+_BLOCK_DAYS = 64  # a timeline starts this many days either side of its first question, then doubles
+_SPAN_DAYS = 4 * _SEARCH_DAYS  # asked beyond: it starts again around the question
+
+
+class _Overlap(Exception):
+    """A calendar whose working intervals overlap: its steps walk day by day."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Span:
+    """Working intervals of the days ``first`` to ``last`` (inclusive), in time order and not
+    overlapping; ``worked[i]`` is the working time before interval ``i`` (from ``first``).
+
+    A step forwards from an instant at or after ``lo`` reads no interval before the span (a
+    night shift of the day before ``first`` ends before then); a step back from one before
+    ``hi`` none after it (the days after ``last`` start later)."""
+
+    first: dt.date
+    last: dt.date
+    lo: dt.datetime
+    hi: dt.datetime
+    starts: list[dt.datetime]
+    ends: list[dt.datetime]
+    worked: list[dt.timedelta]
+
+    @classmethod
+    def build(cls, calendar: FactoryCalendar, first: dt.date, last: dt.date) -> _Span:
+        starts: list[dt.datetime] = []
+        ends: list[dt.datetime] = []
+        worked = [_ZERO]
+        day = first
+        shifts_on = _shifts_on.__wrapped__  # not through the day cache: a span reads each day once
+        while day <= last:
+            for start, end in shifts_on(calendar, day):
+                if ends and start < ends[-1]:
+                    raise _Overlap
+                starts.append(start)
+                ends.append(end)
+                worked.append(worked[-1] + (end - start))
+            day += _DAY
+        lo, hi = calendar.day_start(first + 2 * _DAY), calendar.day_start(last)
+        return cls(first, last, lo, hi, starts, ends, worked)
+
+    def after(self, at: dt.datetime) -> int | None:
+        """The first interval that ends after ``at`` (None: not in the span)."""
+        if at < self.lo:
+            return None
+        i = bisect.bisect_right(self.ends, at)
+        return i if i < len(self.ends) else None
+
+    def worked_until(self, at: dt.datetime, i: int) -> dt.timedelta:
+        """Working time from the span's start until ``at``; ``i`` = ``after(at)``."""
+        start = self.starts[i]
+        return self.worked[i] + (at - start) if start < at else self.worked[i]
+
+
+class _Timeline:
+    """One calendar's working time by lookup: a span of days around the questions asked,
+    grown (doubled) towards a question beyond it, started again around one far from it.
+    The span is replaced whole, so a reader on another thread always holds a consistent one.
+    Like the walk, a step gives up after ``_SEARCH_DAYS`` days without the working time."""
+
+    __slots__ = ("calendar", "span")
+
+    def __init__(self, calendar: FactoryCalendar) -> None:
+        self.calendar = calendar
+        self.span: _Span | None = None
+
+    def _cover(self, first: dt.date, last: dt.date) -> _Span:
+        """A span that holds the days ``first`` to ``last``."""
+        span = self.span
+        if span is not None and span.first <= first and last <= span.last:
+            return span
+        if span is not None and (max(last, span.last) - min(first, span.first)).days <= _SPAN_DAYS:
+            grow = max((span.last - span.first).days, _BLOCK_DAYS) * _DAY
+            lo = span.first if first >= span.first else min(first, span.first - grow)
+            hi = span.last if last <= span.last else max(last, span.last + grow)
+        else:
+            lo, hi = first - _BLOCK_DAYS * _DAY, last + _BLOCK_DAYS * _DAY
+        span = _Span.build(self.calendar, lo, hi)
+        self.span = span
+        return span
+
+    def _forward(self, at: dt.datetime) -> tuple[_Span, int]:
+        """A span with an interval that ends after ``at``, and its index."""
+        span = self.span
+        if span is not None and (i := span.after(at)) is not None:
+            return span, i
+        day = self.calendar.local_date(at)
+        ahead = 2
+        while ahead <= _SEARCH_DAYS + 2:
+            span = self._cover(day - 2 * _DAY, day + ahead * _DAY)
+            i = span.after(at)
+            if i is not None:
+                return span, i
+            ahead = max(2 * ahead, (span.last - day).days + 1)
+        raise CalendarError("the calendar has no working time")
+
+    def next_interval(self, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        span, i = self._forward(at)
+        return span.starts[i], span.ends[i]
+
+    def between(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
+        """Working time from ``a`` to ``b`` >= ``a``."""
+        span, j = self._forward(b)
+        i = span.after(a)
+        if i is None:  # ``a`` before the span: one that holds both
+            span = self._cover(self.calendar.local_date(a) - 2 * _DAY, span.last)
+            i, j = span.after(a), span.after(b)
+            assert i is not None and j is not None
+        return span.worked_until(b, j) - span.worked_until(a, i)
+
+    def add(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
+        """``duration`` >= 0 of working time after ``at``."""
+        span, i = self._forward(at)
+        while True:
+            target = span.worked_until(at, i) + duration
+            # The interval where the working time is reached: the first that ends at or after it.
+            j = bisect.bisect_left(span.worked, target, lo=i + 1) - 1
+            if j < len(span.starts):
+                return span.starts[j] + (target - span.worked[j])
+            day = self.calendar.local_date(at)
+            if (span.last - day).days > _SEARCH_DAYS:
+                raise CalendarError("the calendar has no working time")
+            span = self._cover(day - 2 * _DAY, span.last + _DAY)
+            i = span.after(at)
+            assert i is not None
+
+    def subtract(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
+        """``duration`` >= 0 of working time before ``at``."""
+        day = self.calendar.local_date(at)
+        span = self._cover(day - 2 * _DAY, day + 2 * _DAY)
+        while True:
+            last = bisect.bisect_left(span.starts, at) - 1  # the last interval that starts before ``at``
+            if last >= 0:
+                target = span.worked[last] + (min(span.ends[last], at) - span.starts[last]) - duration
+                # The latest interval where it is reached: the last that starts at or before it.
+                j = bisect.bisect_right(span.worked, target, hi=last + 1) - 1
+                if j >= 0:
+                    return span.starts[j] + (target - span.worked[j])
+            if (day - span.first).days > _SEARCH_DAYS:
+                raise CalendarError("the calendar has no working time")
+            span = self._cover(span.first - _DAY, day + 2 * _DAY)
+
+
+_TIMELINES: dict[FactoryCalendar, _Timeline | None] = {}
+# Per calendar: the first day's ordinal and, per day from it, the working days up to it.
+_DAY_COUNTS: dict[FactoryCalendar, tuple[int, list[int]]] = {}
+
+
+def _working_days_until(calendar: FactoryCalendar, a: dt.date, b: dt.date) -> tuple[int, int] | None:
+    """Working days up to and including ``a`` and ``b`` (``a`` <= ``b``), counted from the
+    same day; None when the days lie too far apart for a table (then they are counted)."""
+    first, counts = _DAY_COUNTS.get(calendar) or (0, [])
+    i, j = a.toordinal() - first, b.toordinal() - first
+    if i < 0 or j >= len(counts):
+        lo = min(a.toordinal(), first if counts else a.toordinal())
+        hi = max(b.toordinal(), first + len(counts) - 1 if counts else b.toordinal())
+        if hi - lo > _SPAN_DAYS:  # far from the table's days: a table of its own days only
+            lo, hi = a.toordinal(), b.toordinal()
+            if hi - lo > _SPAN_DAYS:
+                return None
+        grow = max(hi - lo, _BLOCK_DAYS)
+        first = max(1, lo - grow if i < 0 or not counts else lo)
+        last = min(dt.date.max.toordinal(), hi + grow if j >= len(counts) or not counts else hi)
+        counts, total = [], 0
+        for ordinal in range(first, last + 1):
+            total += calendar.is_working_day(dt.date.fromordinal(ordinal))
+            counts.append(total)
+        _DAY_COUNTS[calendar] = (first, counts)
+        i, j = a.toordinal() - first, b.toordinal() - first
+    return counts[i], counts[j]
+
+
+def _timeline(calendar: FactoryCalendar) -> _Timeline | None:
+    """The calendar's timeline (None: one with overlapping shifts keeps the day-by-day walk)."""
+    try:
+        return _TIMELINES[calendar]
+    except KeyError:
+        tl = _TIMELINES[calendar] = _Timeline(calendar)
+        return tl
+
+
+def _no_timeline(calendar: FactoryCalendar) -> None:
+    _TIMELINES[calendar] = None
 
 
 @functools.lru_cache(maxsize=1024)
