@@ -132,7 +132,9 @@ class Gateway:
         self.prediction_params = PredictionParams(
             plant=config.calendar.plant_calendar(), delivery=config.calendar.delivery_calendar()
         )
-        self.cache = RecordCache(maxsize=config.cache.maxsize, ttl_seconds=config.cache.ttl_seconds)
+        self.cache = RecordCache(
+            maxsize=config.cache.maxsize, ttl_seconds=config.cache.ttl_seconds, ttl_jitter=config.cache.ttl_jitter
+        )
         self.responses = ResponseCache(
             self.cache,
             ttl_seconds=min(config.cache.response_ttl_seconds, config.cache.ttl_seconds),
