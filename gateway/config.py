@@ -76,6 +76,9 @@ class SourceConfig:
 class CacheConfig:
     maxsize: int = 200_000
     ttl_seconds: float = 300.0
+    # Each record's lifetime is shortened by a random share of up to this much of
+    # ttl_seconds, so records read together do not all expire (and get re-read) at once.
+    ttl_jitter: float = 0.2
     # Whole responses (gateway/response_cache.py), dropped by the events that touch what
     # they read; at most this long (and never longer than ttl_seconds), since section
     # statuses and predictions also move with the clock. 0 turns the response cache off.
@@ -107,6 +110,9 @@ class GatewayConfig:
     # Move long-lived objects out of the garbage collector's full passes this often
     # (gateway/app.py: Gateway._freeze_periodically); 0 = Python's default behaviour.
     gc_freeze_seconds: float = 5.0
+    # ...and unfreeze and collect everything this often: cycles that died while frozen wait
+    # for this pass, and their memory (the RSS) grows until it runs.
+    gc_full_seconds: float = 60.0
     # Processes serving the same port (``ordergraph serve --workers``); more than one needs
     # [scaleout] redis_url: they share state through Redis like replicas.
     workers: int = 1
