@@ -35,6 +35,9 @@ log = logging.getLogger("ordergraph.auth")
 
 HMAC_ALGORITHMS = frozenset({"HS256"})
 JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
+# The open demo viewer, made once: a Viewer is frozen, and every tokenless request of the
+# open mode (the benchmark's load) would otherwise build one, and rate_key another.
+OPEN_DEMO = Viewer.open_demo()
 DEV_SECRET = "ordergraph-development-secret-not-for-production"  # `ordergraph demo` / `token`
 
 
@@ -188,7 +191,7 @@ class Authenticator:
         """The viewer of ``token`` (None: no token sent); AuthError when refused."""
         if not token:
             if self.open:
-                return Viewer.open_demo()
+                return OPEN_DEMO
             raise AuthError("a bearer token is required (Authorization: Bearer <token>)", missing=True)
         claims = await self.verify(token)
         return self.viewer_from_claims(claims)
