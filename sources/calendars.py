@@ -436,7 +436,7 @@ class _Span:
         ends: list[dt.datetime] = []
         worked = [_ZERO]
         day = first
-        shifts_on = _shifts_on.__wrapped__  # not through the day cache: a span reads each day once
+        shifts_on = _shifts_on  # not through the day cache: a span reads each day once
         while day <= last:
             for start, end in shifts_on(calendar, day):
                 if ends and start < ends[-1]:
