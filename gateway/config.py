@@ -111,7 +111,8 @@ class GatewayConfig:
     # (gateway/app.py: Gateway._freeze_periodically); 0 = Python's default behaviour.
     gc_freeze_seconds: float = 5.0
     # ...and unfreeze and collect everything this often: cycles that died while frozen wait
-    # for this pass, and their memory (the RSS) grows until it runs.
+    # for this pass, and their memory (the RSS) grows until it runs. Passes are spaced at
+    # least 100 times their own CPU apart (a big plant's heap takes seconds to walk).
     gc_full_seconds: float = 60.0
     # Processes serving the same port (``ordergraph serve --workers``); more than one needs
     # [scaleout] redis_url: they share state through Redis like replicas.
