@@ -290,13 +290,21 @@ class FactoryCalendar:
         start, _end = self._next_interval(at)
         return max(start, at)
 
-    def _next_interval(self, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    def _by_lookup(self, step: str, *args: Any) -> Any:
+        """``step`` of this calendar's timeline (see below); None when it has none (its
+        intervals overlap, so the caller walks day by day)."""
         tl = _timeline(self)
         if tl is not None:
             try:
-                return tl.next_interval(at)
+                return getattr(tl, step)(*args)
             except _Overlap:
                 _no_timeline(self)
+        return None
+
+    def _next_interval(self, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        found = self._by_lookup("next_interval", at)
+        if found is not None:
+            return found
         return next(self._intervals_from(at))
 
     def add_working_time(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
@@ -307,12 +315,9 @@ class FactoryCalendar:
         """
         if duration < _ZERO:
             return self.subtract_working_time(at, -duration)
-        tl = _timeline(self)
-        if tl is not None:
-            try:
-                return tl.add(at, duration)
-            except _Overlap:
-                _no_timeline(self)
+        found = self._by_lookup("add", at, duration)
+        if found is not None:
+            return found
         left = duration
         for start, end in self._intervals_from(at):
             begin = max(start, at)
@@ -324,12 +329,9 @@ class FactoryCalendar:
     def subtract_working_time(self, at: dt.datetime, duration: dt.timedelta) -> dt.datetime:
         """The instant ``duration`` of working time before ``at``; zero gives the last
         working instant at or before ``at`` (the end of the last shift when off work)."""
-        tl = _timeline(self)
-        if tl is not None:
-            try:
-                return tl.subtract(at, duration)
-            except _Overlap:
-                _no_timeline(self)
+        found = self._by_lookup("subtract", at, duration)
+        if found is not None:
+            return found
         left = duration
         for start, end in self._intervals_before(at):
             finish = min(end, at)
@@ -342,12 +344,9 @@ class FactoryCalendar:
         """Working time from ``a`` to ``b``; negative if ``b`` < ``a``."""
         if b < a:
             return -self.working_time_between(b, a)
-        tl = _timeline(self)
-        if tl is not None:
-            try:
-                return tl.between(a, b)
-            except _Overlap:
-                _no_timeline(self)
+        found = self._by_lookup("between", a, b)
+        if found is not None:
+            return found
         total = _ZERO
         for start, end in self._intervals_from(a):
             if start >= b:
