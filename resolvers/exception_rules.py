@@ -43,7 +43,6 @@ from .enums import ExceptionKind, Severity
 from .prediction import (
     Prediction,
     PredictionParams,
-    open_lines_ship_day,
     predict,
     rest_taken_care_of,
     scheduled_work,
@@ -54,6 +53,7 @@ from .view import (
     component_short,
     lot_decided,
     lot_rejected,
+    open_lines_ship_day,
     owed_quantity,
     production_completed,
     production_started,

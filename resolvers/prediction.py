@@ -57,6 +57,7 @@ from resolvers.view import (
     component_short,
     lot_decided,
     lot_rejected,
+    open_lines_ship_day,
     production_completed,
     production_started,
     scheduled_duration,
@@ -452,34 +453,6 @@ def rest_taken_care_of(view: OrderView, order: ProductionOrder) -> bool:
         and other.manufacturing_order not in scrapped
         for other in view.production_orders
     )
-
-
-def open_lines_ship_day(view: OrderView) -> dt.date | None:
-    """The latest planned goods-issue day of the later schedule lines (after the order's
-    first shipping day: a split) whose quantity no delivery takes yet. Lines fill in order,
-    so an item's open quantity sits on its last lines. The first day itself does not hold
-    an order back: a plant ahead of plan ships early. Kept with the view ("lines_day"): the
-    prediction and the ship-by day each ask."""
-    memo = view._memo
-    if "lines_day" not in memo:
-        memo["lines_day"] = _open_lines_ship_day(view)
-    return memo["lines_day"]
-
-
-def _open_lines_ship_day(view: OrderView) -> dt.date | None:
-    items = view.sales_order.items
-    first = min((ln.goods_issue_date for i in items for ln in i.schedule_lines if ln.goods_issue_date), default=None)
-    days = []
-    open_items = {q.item: q.uncovered for q in view.item_quantities if q.uncovered > 0}
-    for item in items:
-        rest = open_items.get(item.sales_order_item, 0.0)
-        for line in reversed(item.schedule_lines):
-            if rest <= 0:
-                break
-            if line.goods_issue_date is not None and first is not None and line.goods_issue_date > first:
-                days.append(line.goods_issue_date)
-            rest -= line.order_quantity
-    return max(days, default=None)
 
 
 def _quality_release(

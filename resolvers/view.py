@@ -359,8 +359,6 @@ class OrderView:
         _ = self.legs, self.item_quantities, self.scrapped_production_orders
         self.latest_lot("")
         self._memo.setdefault("runs", {})
-        from .prediction import open_lines_ship_day  # the prediction model imports this module
-
         open_lines_ship_day(self)
         new = replace(self, production_orders=production_orders, work_centers=work_centers)
         for key in self._SCHEDULE_FREE:
@@ -552,3 +550,31 @@ class OrderView:
             if at is not None:
                 times.append(at)
         return max(times, default=None)
+
+
+def open_lines_ship_day(view: OrderView) -> dt.date | None:
+    """The latest planned goods-issue day of the later schedule lines (after the order's
+    first shipping day: a split) whose quantity no delivery takes yet. Lines fill in order,
+    so an item's open quantity sits on its last lines. The first day itself does not hold
+    an order back: a plant ahead of plan ships early. Kept with the view ("lines_day"): the
+    prediction and the ship-by day each ask."""
+    memo = view._memo
+    if "lines_day" not in memo:
+        memo["lines_day"] = _open_lines_ship_day(view)
+    return memo["lines_day"]
+
+
+def _open_lines_ship_day(view: OrderView) -> dt.date | None:
+    items = view.sales_order.items
+    first = min((ln.goods_issue_date for i in items for ln in i.schedule_lines if ln.goods_issue_date), default=None)
+    days = []
+    open_items = {q.item: q.uncovered for q in view.item_quantities if q.uncovered > 0}
+    for item in items:
+        rest = open_items.get(item.sales_order_item, 0.0)
+        for line in reversed(item.schedule_lines):
+            if rest <= 0:
+                break
+            if line.goods_issue_date is not None and first is not None and line.goods_issue_date > first:
+                days.append(line.goods_issue_date)
+            rest -= line.order_quantity
+    return max(days, default=None)
