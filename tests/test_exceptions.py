@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from gateway.config import CalendarConfig
 from sources.simulator.emitter import EVENT_TYPES, PlantDriver
 from sources.simulator.world import World
+from sources.simulator.world.working_time import PLANT_CALENDAR
 
 from .events_util import make_event, post_events
 from .servers import GraphQLClient, running_gateway, running_plant
@@ -645,9 +647,11 @@ async def test_shortage_and_late_truck_raise_and_clear_exceptions(frozen) -> Non
     await settle(app)
     assert (await gql.query(AFFECTED, {"id": f"CARRIER_DELAY:tms:{truck}"}))["exception"]["open"]
 
-    # Three days later the part is in. (Only this order's changes are sent: the rest of the
-    # plant moved on too, but this test looks at this order only.)
-    later = world.advance_clock(72)
+    # The part is in at the plant's first working time of its day (three days on: past the
+    # hour the test runs at, and past a weekend). (Only this order's changes are sent: the
+    # rest of the plant moved on too, but this test looks at this order only.)
+    arrival = PLANT_CALENDAR.next_working_time(PLANT_CALENDAR.day_start(part.expected_receipt_date))
+    later = world.advance_clock(math.ceil((arrival - world.now()).total_seconds() / 3600) + 1)
     assert ("ComponentAvailability.Received", part.reservation) in [(c.change_type, c.key) for c in later]
     await emit(http, url, [c.to_json() for c in later if c.sales_order == so])
     await settle(app)
