@@ -16,6 +16,8 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 
+from sources.memory import gc_paused
+
 from . import enums, fetch, impact, workflow
 from . import exception_rules as rules
 from .context import Context
@@ -752,14 +754,15 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
         raise _bad_input(str(exc)) from exc
     loaded = await fetch.load_orders(ctx, pegged)
     tracker = ctx.exceptions
-    result = impact.analyse(
-        scenario,
-        [view for view, _ in loaded],
-        {view.sales_order.sold_to_party: customer for view, customer in loaded},
-        ctx.now,
-        params=tracker.params if tracker else rules.ExceptionParams(),
-        prediction_params=ctx.prediction_params,
-    )
+    with gc_paused():  # synchronous bulk work over the whole queue (sources.memory)
+        result = impact.analyse(
+            scenario,
+            [view for view, _ in loaded],
+            {view.sales_order.sold_to_party: customer for view, customer in loaded},
+            ctx.now,
+            params=tracker.params if tracker else rules.ExceptionParams(),
+            prediction_params=ctx.prediction_params,
+        )
     wf = await fetch.workflow_view(ctx)
     if wf is not None:  # escalated orders: one severity higher, ranked first
         result = escalated_impact(result, wf.escalated)

@@ -7,6 +7,8 @@ import datetime as dt
 import strawberry
 from strawberry import Info
 
+from sources.memory import gc_paused
+
 from . import fetch, listing
 from .exception_types import (
     ExceptionConnection,
@@ -62,7 +64,8 @@ class Query:
         self, info: Info, filter: ExceptionFilter | None = None, first: int = 50, after: str | None = None
     ) -> ExceptionConnection:
         await fetch.workflow_view(info.context)  # escalations and workflow filters (internal viewers)
-        return list_exceptions(info.context, filter or ExceptionFilter(), first, after)
+        with gc_paused():  # synchronous: filters and sorts the whole open set (sources.memory)
+            return list_exceptions(info.context, filter or ExceptionFilter(), first, after)
 
     @strawberry.field(description="One open or recently cleared exception by id, e.g. MACHINE_DOWN:mes:WC-20.")
     async def exception(self, info: Info, id: strawberry.ID) -> OrderException | None:
