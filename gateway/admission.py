@@ -59,17 +59,28 @@ class RateLimiter:
 
     def take(self, key: str) -> float | None:
         """Take one token; None when granted, else the seconds until the next one."""
-        if self.rate <= 0:
+        if self.try_take(key):
             return None
+        self.refused += 1
+        tokens, _now = self._tokens(key)
+        return (1.0 - tokens) / self.rate
+
+    def try_take(self, key: str) -> bool:
+        """Take one token when there is one; when not, change nothing (the caller then goes
+        the full way, whose ``take`` refuses and counts it)."""
+        if self.rate <= 0:
+            return True
+        tokens, now = self._tokens(key)
+        if tokens < 1.0:
+            return False
+        self.buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def _tokens(self, key: str) -> tuple[float, float]:
+        """The bucket's tokens now (refilled since its last take), and now."""
         now = self.clock()
         tokens, last = self.buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self.buckets[key] = (tokens, now)
-            self.refused += 1
-            return (1.0 - tokens) / self.rate
-        self.buckets[key] = (tokens - 1.0, now)
-        return None
+        return min(float(self.burst), tokens + (now - last) * self.rate), now
 
 
 def rate_key(viewer: Viewer) -> str | None:

@@ -9,6 +9,9 @@
   accept that one algorithm only. ``alg: none`` and algorithm confusion (an RSA public
   key used as an HMAC secret, a key of one family with another's ``alg``) are refused.
 - Issuer, audience and expiry are required and checked.
+- A verified token's viewer is kept (``VERIFIED_KEEP_SECONDS``, never past its expiry), so
+  a client sending the same token with every request pays for the signature check once a
+  minute, not per request; a key removed from the JWKS stops its tokens within that time.
 
 The token comes in ``Authorization: Bearer ...`` on HTTP and in the graphql-transport-ws
 ``connection_init`` payload (``Authorization``/``authorization``/``token``, or the same
@@ -26,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import jwt
+from cachetools import LRUCache
 
 from resolvers.policy import Role, Viewer
 
@@ -158,6 +162,12 @@ class JwksCache:
         return keys
 
 
+# How long a verified token's viewer is kept before its signature is checked again, and
+# how many are kept (least recently used go first).
+VERIFIED_KEEP_SECONDS = 60.0
+VERIFIED_MAXSIZE = 10_000
+
+
 class Authenticator:
     """Turns a bearer token into a ``Viewer`` according to ``AuthConfig``."""
 
@@ -166,6 +176,9 @@ class Authenticator:
             raise ValueError(f"auth.mode must be 'jwt' or 'open', not {config.mode!r}")
         self.config = config
         self.open = config.mode == "open"
+        # token -> (viewer, kept until: POSIX seconds, the JWKS fetch it was checked
+        # against), see VERIFIED_KEEP_SECONDS
+        self._verified: LRUCache[str, tuple[Viewer, float, float | None]] = LRUCache(VERIFIED_MAXSIZE)
         self.jwks = (
             JwksCache(
                 config.jwks_url,
@@ -193,8 +206,32 @@ class Authenticator:
             if self.open:
                 return OPEN_DEMO
             raise AuthError("a bearer token is required (Authorization: Bearer <token>)", missing=True)
+        if (known := self.verified(token)) is not None:
+            return known
         claims = await self.verify(token)
-        return self.viewer_from_claims(claims)
+        viewer = self.viewer_from_claims(claims)
+        now = time.time()
+        until = now + VERIFIED_KEEP_SECONDS
+        if viewer.expires_at is not None:
+            until = min(until, viewer.expires_at.timestamp())
+        if until > now:
+            self._verified[token] = (viewer, until, self._jwks_fetch())
+        return viewer
+
+    def _jwks_fetch(self) -> float | None:
+        return self.jwks.fetched_at if self.jwks is not None else None
+
+    def verified(self, token: str) -> Viewer | None:
+        """The viewer of a token verified less than ``VERIFIED_KEEP_SECONDS`` ago, not
+        expired since, against the signing keys still in use (a JWKS fetched again, e.g. a
+        key rotated out, checks every token again), or None: then ``viewer`` checks it."""
+        kept = self._verified.get(token)
+        if kept is None:
+            return None
+        if kept[1] <= time.time() or kept[2] != self._jwks_fetch():
+            self._verified.pop(token, None)
+            return None
+        return kept[0]
 
     async def verify(self, token: str) -> dict[str, Any]:
         """Check signature, algorithm, issuer, audience and expiry; the claims."""

@@ -73,7 +73,7 @@ def _server(app, host: str, port: int) -> Any:
     from .server import server_settings
 
     # the server's own limits: request heads, WebSocket messages (gateway/server.py)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", **server_settings(app.state.gateway.config))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", **server_settings(app.state.gateway.config, app))
     return uvicorn.Server(config)
 
 

@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sources import tracing
 
+from .admission import SIMPLE_CONTENT_TYPES, rate_key
+from .auth import OPEN_DEMO, bearer_token
 from .errors import RequestError
 from .operation import GRAPHQL_RESPONSE, JSON, Operation, Operations, parse_body
 
@@ -48,6 +50,7 @@ class GraphQLHttp:
     def __init__(self, operations: Operations, *, observe: Callable[[str, float], None] | None = None) -> None:
         self.operations = operations
         self.observe = observe  # (outcome, seconds) of each request: the metrics
+        self.answered_at_once = 0  # requests the HTTP server answered with ``at_once``
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -83,6 +86,67 @@ class GraphQLHttp:
                 self.observe(outcome, time.perf_counter() - started)
             if traced is not None:
                 traced.end(**{"ordergraph.outcome": outcome})
+
+
+    def at_once(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[str, bytes] | None:
+        """The (media type, body) of a response-cache hit for a whole ``POST /graphql``
+        request, decided synchronously from its headers and body, or None: then the request
+        goes the full way (``handle``), which answers it exactly alike.
+
+        The HTTP server calls this before any ASGI work (``gateway/server.py``): a repeated
+        question answered from the cache then costs the parse of its head and one write.
+        Only the plain case is taken: no tracing, no scale-out fence, a JSON body, no
+        ``Origin`` (CORS), the open demo viewer or a token verified less than a minute ago
+        (``Authenticator.verified``), a token of the viewer's rate budget, an ``Accept`` we
+        serve, and an answer stored for this body and viewer scope. Every refusal on the way
+        (CSRF, 401, 429, 406, an oversized body) is the full path's to give."""
+        ops = self.operations
+        responses = ops.responses
+        if responses is None or not ops._keys or ops.fence is not None or tracing.enabled():
+            return None
+        if len(body) > ops.max_body_bytes:
+            return None
+        started = time.perf_counter()
+        authorization = accept = None
+        content_type = b""
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"origin":
+                return None
+        try:
+            if content_type.split(b";")[0].strip().lower().decode("latin-1") in SIMPLE_CONTENT_TYPES:
+                return None  # a browser's "simple" request: the full path's CSRF check
+            media_type = negotiate(accept.decode("latin-1") if accept is not None else None)
+        except (RequestError, UnicodeDecodeError):
+            return None
+        admission = ops.admission
+        viewer = None
+        if admission is not None:
+            token = bearer_token(authorization.decode("latin-1")) if authorization is not None else None
+            if token is None:
+                if not admission.auth.open:
+                    return None
+                viewer = OPEN_DEMO
+            elif (viewer := admission.auth.verified(token)) is None:
+                return None
+        key = ops._keys.get((body, (viewer.role.value, viewer.customer) if viewer is not None else None))
+        if key is None or not responses.holds(key):
+            return None
+        if viewer is not None and admission is not None and (rk := rate_key(viewer)) is not None:
+            if not admission.rate.try_take(rk):
+                return None
+        stored = responses.get(key, count_miss=False)
+        if stored is None:
+            return None
+        self.answered_at_once += 1
+        if self.observe is not None:
+            self.observe("cached", time.perf_counter() - started)
+        return media_type, stored
 
 
 class GraphQLPostFirst:

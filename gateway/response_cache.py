@@ -155,9 +155,7 @@ class ResponseCache:
         if stored is None:
             self.misses += count_miss
             return None
-        if stored.expires <= self.clock() or (
-            stored.until != math.inf and stored.until <= self.domain_clock().timestamp()
-        ):
+        if not self._holds(stored):
             self._drop(key)
             self.misses += count_miss
             return None
@@ -165,6 +163,16 @@ class ResponseCache:
         self.hits += 1
         self._read.add(key)
         return stored.body
+
+    def holds(self, key: Hashable) -> bool:
+        """Whether ``get(key)`` would answer now; nothing counted, nothing moved."""
+        stored = self._entries.get(key)
+        return stored is not None and self._holds(stored)
+
+    def _holds(self, stored: _Stored) -> bool:
+        return stored.expires > self.clock() and (
+            stored.until == math.inf or stored.until > self.domain_clock().timestamp()
+        )
 
     def ticket(self) -> int:
         return self.records.ticket()

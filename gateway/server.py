@@ -13,22 +13,35 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .config import Config
 
 log = logging.getLogger("ordergraph.server")
 
+# A POST body larger than this is never answered at once (``GraphQLHttp.at_once``): the
+# bodies the response cache answers are small, and a larger one streams to the full path.
+AT_ONCE_MAX_BODY = 16_384
 
-def server_settings(config: Config) -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.Config`` that apply the gateway's limits."""
+
+def server_settings(config: Config, app: Any = None) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.Config`` that apply the gateway's limits; with the
+    gateway's ``app``, a repeated ``POST /graphql`` is also answered from the response
+    cache before any ASGI work (``GraphQLHttp.at_once``)."""
+    gateway = getattr(getattr(app, "state", None), "gateway", None)
+
+    def at_once() -> Any:
+        http = getattr(gateway, "http", None)
+        return http.at_once if http is not None else None
+
     settings: dict[str, Any] = {
         "ws_max_size": config.gateway.max_body_bytes,
         "ws_per_message_deflate": False,
         # h11 (when httptools is missing) refuses a head larger than this with a 400
         "h11_max_incomplete_event_size": config.gateway.max_header_bytes,
     }
-    protocol = header_limited_protocol(config.gateway.max_header_bytes)
+    protocol = header_limited_protocol(config.gateway.max_header_bytes, at_once if gateway is not None else None)
     if protocol is not None:
         settings["http"] = protocol
     ws = slim_websocket_protocol()
@@ -182,13 +195,24 @@ def slim_websocket_protocol() -> type | None:
     return SlimWebSocketsProtocol
 
 
-def header_limited_protocol(max_head_bytes: int) -> type | None:
+def header_limited_protocol(max_head_bytes: int, at_once: Callable[[], Any] | None = None) -> type | None:
     """uvicorn's httptools protocol, refusing a request line and headers over
-    ``max_head_bytes`` with 431 (None when httptools is not installed)."""
+    ``max_head_bytes`` with 431 (None when httptools is not installed).
+
+    With ``at_once`` (a getter of ``GraphQLHttp.at_once``, None while the gateway starts):
+    a ``POST /graphql`` waits for its whole body (up to ``AT_ONCE_MAX_BODY``) before its
+    ASGI task is made, and when ``at_once`` finds its answer in the response cache, the
+    answer is written at once: the same status line, headers and body the ASGI path writes,
+    without the task, the scope's request and response objects and the middleware. Anything
+    else (a miss, a larger body, ``Expect: 100-continue``, a pipelined request, a socket
+    whose buffer is full) goes the usual way."""
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+        from uvicorn.protocols.utils import get_client_addr
     except ImportError:
         return None
+
+    status_ok = STATUS_LINE[200]
 
     class HeaderLimitedHttpTools(HttpToolsProtocol):
         """Counts the bytes of each request's head as they arrive; past the limit the
@@ -198,6 +222,8 @@ def header_limited_protocol(max_head_bytes: int) -> type | None:
             super().__init__(*args, **kwargs)
             self._in_head = True
             self._head_bytes = 0
+            self._from_head = False
+            self._held: tuple[Any, Any] | None = None  # (cycle, app) of a POST /graphql awaiting its body
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
@@ -209,12 +235,78 @@ def header_limited_protocol(max_head_bytes: int) -> type | None:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            super().on_headers_complete()
+            self._from_head = True
+            try:
+                super().on_headers_complete()
+            finally:
+                self._from_head = False
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            scope = cycle.scope
+            if (
+                self._from_head
+                and at_once is not None
+                and app is self.app
+                and scope["method"] == "POST"
+                and scope["path"] == "/graphql"
+                and not scope["query_string"]
+                and not self.expect_100_continue
+            ):
+                self._held = (cycle, app)  # started, or answered, when its body is in
+                return
+            super()._start_asgi_task(cycle, app)
+
+        def _release(self) -> None:
+            held, self._held = self._held, None
+            if held is not None:
+                super()._start_asgi_task(*held)
+
+        def on_body(self, body: bytes) -> None:
+            super().on_body(body)
+            if self._held is not None and len(self._held[0].body) > AT_ONCE_MAX_BODY:
+                self._release()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._in_head = True  # the next bytes on this connection are the next request's head
             self._head_bytes = 0
+            if self._held is None:
+                return
+            cycle = self._held[0]
+            answer = None
+            if not self.flow.write_paused and not self.transport.is_closing():
+                try:
+                    answer_now = at_once()
+                    answer = answer_now(cycle.scope["headers"], bytes(cycle.body)) if answer_now is not None else None
+                except Exception:  # never fatal here: the full path answers (or reports) it
+                    log.exception("answering a cached POST /graphql at once failed; it goes the full way")
+                    answer = None
+            if answer is None:
+                self._release()
+                return
+            self._held = None
+            self._answer(cycle, *answer)
+
+        def _answer(self, cycle: Any, media_type: str, body: bytes) -> None:
+            """Write a 200 with ``body`` as uvicorn's ``RequestResponseCycle.send`` writes
+            what Starlette's ``Response(body, media_type=...)`` sends."""
+            head = [status_ok]
+            for name, value in self.server_state.default_headers:
+                head += [name.lower(), b": ", value, b"\r\n"]
+            head += [b"content-length: ", str(len(body)).encode(), b"\r\ncontent-type: ", media_type.encode(), b"\r\n"]
+            if not cycle.keep_alive:
+                head.append(b"connection: close\r\n")
+            head += [b"\r\n", body]
+            if self.access_log:
+                scope = cycle.scope
+                self.access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d', get_client_addr(scope), "POST", "/graphql", scope["http_version"], 200
+                )
+            cycle.response_started = cycle.response_complete = True
+            self.transport.write(b"".join(head))
+            if not cycle.keep_alive:
+                self.transport.close()
+            self.on_response_complete()
 
         def _refuse_head(self) -> None:
             message = f"Request line and headers over {max_head_bytes} bytes.".encode()

@@ -38,7 +38,7 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
     port = sock.getsockname()[1]
     gateway = getattr(app.state, "gateway", None)
     # the gateway's server limits (request heads, WebSocket messages), as `ordergraph serve` sets them
-    settings = server_settings(gateway.config) if gateway is not None else {"ws_per_message_deflate": False}
+    settings = server_settings(gateway.config, app) if gateway is not None else {"ws_per_message_deflate": False}
     config = uvicorn.Config(app, log_level="warning", lifespan="on", **settings)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
