@@ -30,6 +30,7 @@ from resolvers.prediction import PredictionParams
 from resolvers.schema import build_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
 from sources.keys import KeyFormats
+from sources.memory import release_free_memory
 
 from .admission import PREFLIGHT_HEADERS, Admission
 from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
@@ -393,6 +394,7 @@ class Gateway:
                 started = time.process_time()
                 gc.unfreeze()
                 freed = gc.collect()
+                release_free_memory()  # what the pass and the bursts since freed (sources/memory.py)
                 last_full = time.monotonic()
                 took = time.process_time() - started
                 full_every = max(self.config.gateway.gc_full_seconds or 300.0, 100 * took)
