@@ -233,6 +233,12 @@ def header_limited_protocol(max_head_bytes: int, at_once: Callable[[], Any] | No
             if self._in_head and self._head_bytes > max_head_bytes and not self.transport.is_closing():
                 self._refuse_head()
 
+        def on_message_begin(self) -> None:
+            # A request answered at once may have armed the keep-alive timeout while the
+            # next (pipelined) request was already in the same read: not while it runs.
+            self._unset_keepalive_if_required()
+            super().on_message_begin()
+
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._from_head = True
