@@ -58,50 +58,42 @@ async def build(order_type: Any, ctx: Context, records: Sequence[SalesOrder | No
     return [order_type(record=r) if r is not None else None for r in records]
 
 
-# --- strawberry's selections (a query's info) ---------------------------------------------
+# --- a query's selection (the field's AST nodes in its info) --------------------------------
+# Read from graphql-core's AST under the field, not from strawberry's ``selected_fields``:
+# that converts the whole selection (arguments, directives) on every call, 8 % of a cold
+# order's CPU. Documents are parsed once and cached (``gateway/documents.py``), so the same
+# field nodes come back with every request for a document: what they ask is kept per node.
+
+_SELECTION_NEEDS: dict[tuple[int, bool], tuple[Any, Needs]] = {}
+_SELECTION_NEEDS_MAX = 4096
 
 
-def selection_names(selections: list) -> set[str]:
-    """The field names of a selection, fragments expanded."""
-    names: set[str] = set()
-    for sel in selections:
-        name = getattr(sel, "name", None)
-        if name is None:  # a fragment: its own selections count
-            names |= selection_names(getattr(sel, "selections", []) or [])
-        else:
-            names.add(name)
-    return names
-
-
-def children(selections: list, name: str) -> list:
-    """The selections under the fields called ``name``, fragments expanded."""
-    out = []
-    for sel in selections:
-        if getattr(sel, "name", None) == name:
-            out.extend(sel.selections or [])
-        elif getattr(sel, "name", None) is None:
-            out.extend(children(getattr(sel, "selections", []) or [], name))
-    return out
-
-
-def needs_of(order_fields: list) -> Needs:
-    """What a selection of Order fields (strawberry's) asks of every order."""
-    names = selection_names(order_fields)
-    views = bool(names & CROSS_SOURCE_FIELDS) or (
-        "items" in names and bool(selection_names(children(order_fields, "items")) & ITEM_CROSS_SOURCE_FIELDS)
-    )
-    return Needs(views=views, customers="customer" in names)
+def _selection_needs(info: Info, page: bool) -> Needs:
+    raw = info._raw_info
+    nodes = raw.field_nodes
+    key = (id(nodes[0]), page)
+    kept = _SELECTION_NEEDS.get(key)
+    if kept is not None and kept[0] is nodes[0]:
+        return kept[1]
+    fragments = raw.fragments
+    top = [s for node in nodes if node.selection_set is not None for s in node.selection_set.selections]
+    if page:
+        top = _ast_children(top, "nodes", fragments) + _ast_children(_ast_children(top, "edges", fragments), "node", fragments)
+    needs = _ast_needs(top, fragments)
+    if len(_SELECTION_NEEDS) >= _SELECTION_NEEDS_MAX:
+        _SELECTION_NEEDS.clear()
+    _SELECTION_NEEDS[key] = (nodes[0], needs)  # the node itself: its id is not reused while kept
+    return needs
 
 
 def field_needs(info: Info) -> Needs:
     """What the selection of a field returning orders (``order``, ``_entities``) asks."""
-    return needs_of([s for field in info.selected_fields for s in (field.selections or [])])
+    return _selection_needs(info, page=False)
 
 
 def page_needs(info: Info) -> Needs:
     """What a connection's selection (``nodes`` or ``edges { node }``) asks of every order."""
-    top = [s for field in info.selected_fields for s in (field.selections or [])]
-    return needs_of(children(top, "nodes") + children(children(top, "edges"), "node"))
+    return _selection_needs(info, page=True)
 
 
 # --- a subscription's document (graphql-core's AST) ----------------------------------------
@@ -118,6 +110,13 @@ def document_needs(document: DocumentNode, operation_name: str | None, path: Seq
     selections: list[Any] = list(op.selection_set.selections)
     for name in path:
         selections = _ast_children(selections, name, fragments)
+    return _ast_needs(selections, fragments)
+
+
+def _ast_needs(selections: list, fragments: dict[str, FragmentDefinitionNode]) -> Needs:
+    """What a selection of Order fields (AST, fragments expanded) asks of every order.
+    Directives are not evaluated: a field under ``@skip`` still counts (a prefetch too
+    many, never too few)."""
     names = _ast_names(selections, fragments)
     views = bool(names & CROSS_SOURCE_FIELDS) or (
         "items" in names and bool(_ast_names(_ast_children(selections, "items", fragments), fragments) & ITEM_CROSS_SOURCE_FIELDS)
