@@ -11,6 +11,7 @@ Resolution levels: ERP (sales order) → MES + WMS (production orders, deliverie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -158,6 +159,32 @@ async def prefetch_page(ctx: Context, orders: list[SalesOrder], *, views: bool, 
         await prefetch_customers(ctx, orders)
 
 
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a read's failure as seen: the view's own path reads and reports it again."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def read_ahead(ctx: Context, sales_order: str) -> None:
+    """The reads of one order's view that need only its number (MES production orders and
+    WMS deliveries, by sales order), made beside its ERP read rather than after it: a full
+    view of one order then waits for two levels of source calls, not three. The view
+    (``prefetch_views``) then finds them in the request's loaders: no call is added, except
+    for a number that turns out not to exist. A customer viewer reads ahead only for an
+    order it owns (its scoped loader's check, from its cached listing). A failure here is
+    left to the view's own path (the loaders forget a failed key, which is then read again
+    and reported there)."""
+    owns = getattr(ctx.loaders.sales_order, "owns", None)
+    with contextlib.suppress(Exception):
+        if owns is not None and not await owns(sales_order):
+            return
+        await asyncio.gather(
+            ctx.loaders.production_orders.load_all([sales_order]),
+            ctx.loaders.deliveries.load_all([sales_order]),
+            return_exceptions=True,
+        )
+
+
 async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
     """Assemble the views of a whole page level by level: two awaits for all orders
     instead of a chain of tasks per order. Derived fields then read ``ctx.ready``
@@ -168,22 +195,26 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
         return
     keys = [so.sales_order for so in todo]
     customer_ids = sorted({so.sold_to_party for so in todo})
+    # The customers are read beside both levels: the second level does not wait for them
+    # (for one order read ahead, ``read_ahead``, they are the only read left after the ERP's).
+    customers_read = asyncio.ensure_future(ctx.loaders.customer.load_many(customer_ids))
+    customers_read.add_done_callback(_retrieved)
     try:
-        pos_by, dels_by, ship_tos = await asyncio.gather(
+        pos_by, dels_by = await asyncio.gather(
             ctx.loaders.production_orders.load_all(keys),
             ctx.loaders.deliveries.load_all(keys),
-            ctx.loaders.customer.load_many(customer_ids),
         )
         pos_l = [pos_by[k] for k in keys]
         dels_l = [dels_by[k] for k in keys]
         mos = [po.manufacturing_order for pos in pos_l for po in pos]
         wc_ids = sorted({po.work_center for pos in pos_l for po in pos})
         dds = [d.delivery_document for dels in dels_l for d in dels]
-        wcs_by, comp_by, lot_by, ship_by = await asyncio.gather(
+        wcs_by, comp_by, lot_by, ship_by, ship_tos = await asyncio.gather(
             ctx.loaders.work_center.load_all(wc_ids),
             ctx.loaders.components.load_all(mos),
             ctx.loaders.inspection_lots.load_all(mos),
             ctx.loaders.shipments.load_all(dds),
+            customers_read,
         )
     except Exception:  # SourceError and friends: the per-field paths report them
         return
