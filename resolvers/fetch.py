@@ -165,24 +165,42 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def read_ahead(ctx: Context, sales_order: str) -> None:
-    """The reads of one order's view that need only its number (MES production orders and
-    WMS deliveries, by sales order), made beside its ERP read rather than after it: a full
-    view of one order then waits for two levels of source calls, not three. The view
-    (``prefetch_views``) then finds them in the request's loaders: no call is added, except
-    for a number that turns out not to exist. A customer viewer reads ahead only for an
-    order it owns (its scoped loader's check, from its cached listing). A failure here is
-    left to the view's own path (the loaders forget a failed key, which is then read again
-    and reported there)."""
+async def read_ahead(ctx: Context, sales_orders: list[str]) -> None:
+    """The reads of these orders' views, made beside the ERP read that names them rather
+    than level after level behind it: by sales order number, their MES production orders and
+    WMS deliveries; and, where the order index (``ctx.index``) knows an order, its customer,
+    work centres, components, inspection lots and shipments by the ids it last saw. Every
+    read is a read of the sources now, through the request's loaders: the view
+    (``prefetch_views``) then finds what it needs there, and reads only what changed since
+    the index saw it (a new production order, say) or an id the index did not know. A
+    full view of one order then waits for one level of source calls instead of three. A
+    number that turns out not to exist costs the reads made for it; nothing else is added.
+    A customer viewer reads ahead only for orders it owns (its scoped loader's check, from
+    its cached listing). A failure here is left to the view's own path (the loaders forget a
+    failed key, which is then read again and reported there)."""
     owns = getattr(ctx.loaders.sales_order, "owns", None)
     with contextlib.suppress(Exception):
-        if owns is not None and not await owns(sales_order):
+        if owns is not None:
+            flags = await asyncio.gather(*(owns(so) for so in sales_orders))
+            sales_orders = [so for so, ok in zip(sales_orders, flags, strict=True) if ok]
+        if not sales_orders:
             return
-        await asyncio.gather(
-            ctx.loaders.production_orders.load_all([sales_order]),
-            ctx.loaders.deliveries.load_all([sales_order]),
-            return_exceptions=True,
-        )
+        index = ctx.index if ctx.index is not None and ctx.index.usable else None
+        known = [v for so in sales_orders if (v := index.get(so)) is not None] if index is not None else []
+        loaders = ctx.loaders
+        reads = [loaders.production_orders.load_all(sales_orders), loaders.deliveries.load_all(sales_orders)]
+        if known:
+            mos = sorted({mo for v in known for mo in v.production_orders})
+            wcs = sorted({wc for v in known for wc in v.work_centers})
+            dds = sorted({dd for v in known for dd in v.deliveries})
+            reads.append(loaders.customer.load_many(sorted({v.customer for v in known})))
+            if mos:
+                reads += [loaders.components.load_all(mos), loaders.inspection_lots.load_all(mos)]
+            if wcs:
+                reads.append(loaders.work_center.load_all(wcs))
+            if dds:
+                reads.append(loaders.shipments.load_all(dds))
+        await asyncio.gather(*reads, return_exceptions=True)
 
 
 async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:

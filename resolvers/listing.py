@@ -329,7 +329,15 @@ async def list_orders(
     has_next = False
     source_count: int | None = None
     if not _derived(f):
+        ahead = None
+        if prefetch.views and ctx.index is not None and ctx.index.usable:
+            # The page as the index last saw it: its views' reads start beside the ERP's
+            # listing (fetch.read_ahead); the listing still decides which orders are shown.
+            guess = ctx.index.select(customer=customer, confirmed_before=f.confirmed_before, after=(skip,) if skip else None, limit=first)
+            ahead = asyncio.ensure_future(fetch.read_ahead(ctx, [v.sales_order for v in guess]))
         page = await fetch.sales_order_page(ctx, filters, top=first + 1, after=skip, remember=True)
+        if ahead is not None:
+            await ahead
         source_count = page.count
         picked = page.records[:first]
         has_next = len(page.records) > first

@@ -38,7 +38,7 @@ class Query:
         key = ctx.check_key("SalesOrder", str(id), "id")
         needs = field_needs(info)
         if needs.views:  # the view's reads by order number start with the ERP read
-            so, _ = await asyncio.gather(ctx.loaders.sales_order.load(key), fetch.read_ahead(ctx, key))
+            so, _ = await asyncio.gather(ctx.loaders.sales_order.load(key), fetch.read_ahead(ctx, [key]))
         else:
             so = await ctx.loaders.sales_order.load(key)
         (order,) = await build_orders(ctx, [so], needs)

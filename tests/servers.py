@@ -81,6 +81,7 @@ async def running_gateway(
     limits: LimitsConfig | None = None,
     sources: dict[str, dict[str, Any]] | None = None,
     events: dict[str, Any] | None = None,
+    cache: dict[str, Any] | None = None,
     clock: Any = None,
     domain_clock: Any = None,
     notices: dict[str, Any] | None = None,
@@ -94,7 +95,9 @@ async def running_gateway(
     default is ``mode = "jwt"``; tests/test_auth.py uses real tokens). ``limits``: the
     ``[limits]`` section. ``sources``: settings per source system (e.g. ``{"mes":
     {"base_url": ..., "timeout_seconds": 0.3}}``). ``events``: settings of the ``[events]``
-    section (e.g. ``park_after_failures``). ``clock``: the gateway's clock.
+    section (e.g. ``park_after_failures``). ``cache``: settings of the ``[cache]`` section
+    (e.g. ``{"ttl_seconds": 1e-6}``: every request reads its sources). ``clock``: the
+    gateway's clock.
     ``domain_clock``: the clock of predictions and exceptions (e.g. the plant's).
     ``notices``: settings of the ``[notices]`` section; ``mailbox``: an SMTP sink for /notices.
     """
@@ -109,6 +112,8 @@ async def running_gateway(
         setattr(cfg.scaleout, key, value)
     for key, value in (events or {}).items():
         setattr(cfg.events, key, value)
+    for key, value in (cache or {}).items():
+        setattr(cfg.cache, key, value)
     for system, settings in (sources or {}).items():
         for key, value in settings.items():
             setattr(cfg.sources[system], key, value)
