@@ -349,3 +349,26 @@ def test_ties_and_escalations_merge_by_the_shown_key() -> None:
         "A",
         "B",
     ]
+
+
+async def test_the_collector_waits_for_the_end_of_the_step_only() -> None:
+    """``Query.exceptions`` pauses the cyclic collector while graphql-core completes the
+    page in the same step; the loop enables it again once the step is over, and leaves it
+    alone when it was off already."""
+    import asyncio
+    import gc
+
+    from sources.memory import gc_paused_for_this_step
+
+    assert gc.isenabled()
+    gc_paused_for_this_step()
+    assert not gc.isenabled()
+    await asyncio.sleep(0)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        gc_paused_for_this_step()
+        await asyncio.sleep(0)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
