@@ -43,12 +43,11 @@ _first = itemgetter(0)
 class BoardEntry:
     """One record on the board, with what the board reads of it often (computed once)."""
 
-    __slots__ = ("_work_centers", "customers", "key", "record")
+    __slots__ = ("_work_centers", "key", "record")
 
     def __init__(self, record: ExceptionRecord) -> None:
         self.record = record
         self.key: Key = record.sort_key()
-        self.customers = frozenset(record.customers)
         self._work_centers: frozenset[str] | None = None
 
     @property
@@ -88,7 +87,7 @@ class Board:
             ids.discard(exception_id)
             if not ids:
                 del self._by_order[so]
-        for customer in entry.customers:
+        for customer in entry.record.customers:
             ids = self._by_customer[customer]
             ids.discard(exception_id)
             if not ids:
@@ -112,7 +111,7 @@ class Board:
         eid = entry.record.id
         for so in entry.record.affected:
             self._by_order.setdefault(so, set()).add(eid)
-        for customer in entry.customers:
+        for customer in entry.record.customers:
             self._by_customer.setdefault(customer, set()).add(eid)
 
     def with_orders(self, orders: Collection[str]) -> set[str]:
