@@ -42,6 +42,7 @@ import orjson
 
 from resolvers.context import Context
 from resolvers.derived import derive
+from resolvers.exception_board import Board, OrderedRecords, Records
 from resolvers.exception_rules import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.fetch import load_orders
 from resolvers.loaders import remember_listing
@@ -111,8 +112,10 @@ class ExceptionTracker:
         self.evaluated = 0  # orders evaluated so far
         self.transitions = 0  # transitions recorded so far
         self.shared_steps = 0  # steps another replica had journaled already (scale-out)
-        self._open: dict[str, ExceptionRecord] = {}
-        self._closed: collections.OrderedDict[str, ExceptionRecord] = collections.OrderedDict()
+        # Both keep their records in board order as they change (resolvers/exception_board.py):
+        # records in them are replaced, never changed in place (``_apply`` works on copies).
+        self._open: Records = Records()
+        self._closed: OrderedRecords = OrderedRecords()
         self._by_order: dict[str, set[str]] = {}
         self._last_cursor = 0
         self._stale: frozenset[str] = frozenset()
@@ -141,6 +144,10 @@ class ExceptionTracker:
     def closed_exceptions(self) -> list[ExceptionRecord]:
         """Recently cleared exceptions (at most ``closed_limit``)."""
         return list(self._closed.values())
+
+    def board(self, closed: bool = False) -> Board:
+        """The open (or recently cleared) exceptions in board order, up to date."""
+        return (self._closed if closed else self._open).board()
 
     def get(self, exception_id: str) -> ExceptionRecord | None:
         """An open or recently cleared exception by id."""

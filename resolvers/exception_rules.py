@@ -1142,6 +1142,11 @@ class ExceptionSource(Protocol):
         """An open or recently cleared exception by id."""
         ...
 
+    def board(self, closed: bool = False) -> Any:
+        """The open (or recently cleared) exceptions in board order, up to date with every
+        change (``resolvers.exception_board.Board``)."""
+        ...
+
     def stale_sources(self) -> frozenset[str]:
         """Source systems currently considered stale (DATA_STALE)."""
         ...

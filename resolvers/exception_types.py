@@ -19,6 +19,7 @@ from strawberry import Info
 from sources.memory import gc_paused
 
 from . import enums, fetch, impact, workflow
+from . import exception_board as board
 from . import exception_rules as rules
 from .context import Context
 from .needs import field_needs
@@ -303,11 +304,26 @@ class ExceptionEdge:
 class ExceptionConnection:
     edges: list[ExceptionEdge]
     page_info: PageInfo
-    total_count: int = strawberry.field(description="Exceptions matching the filter, over all pages.")
-    total_value_at_risk: Money = strawberry.field(description="Their value at risk, over all pages.")
-    transition_cursor: str = strawberry.field(
+    # The request's choice from the board: counted and summed only when asked.
+    selection: strawberry.Private[board.Selection]
+
+    @strawberry.field(description="Exceptions matching the filter, over all pages.")
+    def total_count(self) -> int:
+        return self.selection.count()
+
+    @strawberry.field(description="Their value at risk, over all pages.")
+    def total_value_at_risk(self) -> Money:
+        amount, currency = self.selection.totals()
+        return _money(amount, currency)
+
+    # Resolvers too (after the totals), so the schema lists the fields in the same order.
+    transition: strawberry.Private[str]
+
+    @strawberry.field(
         description="Subscribe to exceptionsChanged with `after` set to this to get every change since this answer."
     )
+    def transition_cursor(self) -> str:
+        return self.transition
 
     @strawberry.field
     def nodes(self) -> list[OrderException]:
@@ -373,7 +389,9 @@ def _workflow_filter(ctx: Context, f: ExceptionFilter) -> Any:
 
 
 def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | None) -> ExceptionConnection:
-    """``Query.exceptions``: the tracker's open set (plus recently cleared), filtered and paged."""
+    """``Query.exceptions``: the tracker's open set (plus recently cleared), filtered and
+    paged. The tracker keeps both in board order (``resolvers/exception_board.py``): a page
+    costs what it shows, not the whole set's sort; the answer is the same."""
     if first < 0:
         raise _bad_input("`first` must not be negative.")
     if first > ctx.max_first:
@@ -381,38 +399,53 @@ def list_exceptions(ctx: Context, f: ExceptionFilter, first: int, after: str | N
     start = decode_board_cursor(ctx.cursors, after) if after else None
     tracker = _tracker(ctx)
     cursor = tracker.last_cursor  # read first: the records below are at least this fresh
-    records = tracker.open_exceptions()
+    boards = [tracker.board()]
     if not f.open_only:
-        records += tracker.closed_exceptions()
-    visible = [v for r in records if (v := visible_to(ctx, r)) is not None]
+        boards.append(tracker.board(closed=True))
     wf = _workflow_filter(ctx, f)
-    if (view := _ready_view(ctx)) is not None:  # escalated orders count one severity higher (internal viewers)
-        visible = [workflow.escalate_record(r, view.escalated) for r in visible]
-    chosen = [
-        r
-        for r in visible
-        if matches(
-            r,
-            kinds=_filter_kinds(ctx, f.kinds),
-            min_severity=enums.Severity(f.min_severity.value) if f.min_severity else None,
-            customer=str(f.customer) if f.customer is not None else None,
-            work_center=str(f.work_center) if f.work_center is not None else None,
+    view = _ready_view(ctx)  # escalated orders count one severity higher (internal viewers)
+    escalated = view.escalated if view is not None else frozenset()
+    kinds = _filter_kinds(ctx, f.kinds)
+    min_severity = enums.Severity(f.min_severity.value) if f.min_severity else None
+    customer = str(f.customer) if f.customer is not None else None
+    work_center = str(f.work_center) if f.work_center is not None else None
+
+    def show(record: rules.ExceptionRecord) -> rules.ExceptionRecord | None:
+        v = visible_to(ctx, record)
+        if v is not None and view is not None:
+            v = workflow.escalate_record(v, escalated)
+        return v
+
+    def chosen(r: rules.ExceptionRecord) -> bool:
+        return matches(r, kinds=kinds, min_severity=min_severity, customer=customer, work_center=work_center) and (
+            wf is None or wf(r.id)
         )
-        and (wf is None or wf(r.id))
-    ]
-    chosen.sort(key=lambda r: r.sort_key())
-    rest = [r for r in chosen if start is None or r.sort_key() > start]
-    page = rest[:first]
+
+    # A customer viewer sees only records of its own orders (restricted to them); a
+    # customer filter keeps only records of that customer: both read that customer's alone.
+    customers = {ctx.viewer.customer} if _is_customer(ctx) else {customer} if customer is not None else None
+    chosen_page = board.select(
+        boards,
+        first=first,
+        start=start,
+        show=show,
+        chosen=chosen,
+        escalated=escalated,
+        customers=customers,
+        min_rank=min_severity.rank if min_severity is not None else None,
+        kinds=kinds,
+        work_center=work_center,
+        keep_id=wf,
+    )
     edges = [
-        ExceptionEdge(cursor=encode_board_cursor(ctx.cursors, r.sort_key()), node=OrderException(record=r)) for r in page
+        ExceptionEdge(cursor=encode_board_cursor(ctx.cursors, key), node=OrderException(record=r))
+        for key, r in chosen_page.page
     ]
-    currency = next((r.currency for r in chosen), "EUR")
     return ExceptionConnection(
         edges=edges,
-        page_info=page_info([e.cursor for e in edges], has_next=len(rest) > first, has_previous=start is not None),
-        total_count=len(chosen),
-        total_value_at_risk=_money(sum(r.value_at_risk for r in chosen), currency),
-        transition_cursor=encode_transition_cursor(ctx.cursors, cursor),
+        page_info=page_info([e.cursor for e in edges], has_next=chosen_page.has_next, has_previous=start is not None),
+        selection=chosen_page,
+        transition=encode_transition_cursor(ctx.cursors, cursor),
     )
 
 

@@ -8,7 +8,7 @@ import datetime as dt
 import strawberry
 from strawberry import Info
 
-from sources.memory import gc_paused
+from sources.memory import gc_paused, gc_paused_for_this_step
 
 from . import fetch, listing
 from .exception_types import (
@@ -70,7 +70,10 @@ class Query:
         self, info: Info, filter: ExceptionFilter | None = None, first: int = 50, after: str | None = None
     ) -> ExceptionConnection:
         await fetch.workflow_view(info.context)  # escalations and workflow filters (internal viewers)
-        with gc_paused():  # synchronous: filters and sorts the whole open set (sources.memory)
+        # The page's fields complete in this step, synchronously: no full collections walking
+        # the answer meanwhile (its orders grow with the plant; sources.memory).
+        gc_paused_for_this_step()
+        with gc_paused():  # synchronous: the board brought up to date and read (sources.memory)
             return list_exceptions(info.context, filter or ExceptionFilter(), first, after)
 
     @strawberry.field(description="One open or recently cleared exception by id, e.g. MACHINE_DOWN:mes:WC-20.")

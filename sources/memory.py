@@ -3,6 +3,7 @@ collector paused, and the C heap's free pages given back afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -59,3 +60,18 @@ def release_free_memory() -> bool:
         return False
     _MALLOC_TRIM(0)
     return True
+
+
+def gc_paused_for_this_step() -> None:
+    """No automatic cyclic garbage collection until the event loop's current step ends.
+
+    For a resolver whose answer graphql-core completes synchronously right after it returns
+    (a board page's fields carry every order each exception hits: tens of thousands at
+    100,000 orders): each automatic full collection meanwhile walks the answer built so
+    far, so the answer's cost grew faster than its size. The collector is enabled again by
+    a callback the loop runs once this step is over, whatever the completion does; if it
+    was disabled already, nothing changes.
+    """
+    if gc.isenabled():
+        gc.disable()
+        asyncio.get_running_loop().call_soon(gc.enable)
