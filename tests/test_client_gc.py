@@ -1,5 +1,6 @@
 """A source answer is decoded and parsed with the cyclic collector paused (sources/client.py),
-and the collector runs again afterwards, also when the answer does not parse."""
+and the collector runs again afterwards, also when the answer does not parse; the loaders'
+per-key loops likewise (resolvers/loaders.py)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,33 @@ async def test_a_paused_collector_stays_paused(source: Any) -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_the_loaders_per_key_loops_run_with_the_collector_paused() -> None:
+    """Storing what a source answered and priming the request's futures: paused, then on."""
+    from gateway.cache import RecordCache
+    from resolvers.loaders import cached_loader
+
+    cache = RecordCache()
+    seen: list[bool] = []
+    put = cache.put
+
+    def spy(*args: Any, **kwargs: Any) -> bool:
+        seen.append(gc.isenabled())
+        return put(*args, **kwargs)
+
+    cache.put = spy  # type: ignore[method-assign]
+
+    async def fetch(keys: list[str]) -> dict[str, str]:
+        assert gc.isenabled()  # awaiting the source: the collector runs
+        return {k: k.upper() for k in keys}
+
+    loader = cached_loader(cache, "mes.work_center", fetch, lambda: None)
+    assert await loader.load_all(["a", "b"]) == {"a": "A", "b": "B"}
+    assert seen == [False, False]
+    assert gc.isenabled()
+    assert await loader.load("a") == "A"  # primed: no new call
+    again = cached_loader(cache, "mes.work_center", fetch, lambda: None)
+    assert await again.load_all(["a", "b"]) == {"a": "A", "b": "B"}  # from the cache
+    assert seen == [False, False]
+    assert gc.isenabled()
