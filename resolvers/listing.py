@@ -333,7 +333,13 @@ async def list_orders(
         if prefetch.views and ctx.index is not None and ctx.index.usable:
             # The page as the index last saw it: its views' reads start beside the ERP's
             # listing (fetch.read_ahead); the listing still decides which orders are shown.
-            guess = ctx.index.select(customer=customer, confirmed_before=f.confirmed_before, after=(skip,) if skip else None, limit=first)
+            # (Where the listing leaves long-finished orders out, the guess leaves out every
+            # finished one: the index does not know when they finished; a recently finished
+            # order on the page is then read with the view, one level later.)
+            open_only = {s for s in enums.OrderStage if s not in finished} if "open_or_changed_since" in filters else None
+            guess = ctx.index.select(
+                stages=open_only, customer=customer, confirmed_before=f.confirmed_before, after=(skip,) if skip else None, limit=first
+            )
             ahead = asyncio.ensure_future(fetch.read_ahead(ctx, [v.sales_order for v in guess]))
         page = await fetch.sales_order_page(ctx, filters, top=first + 1, after=skip, remember=True)
         if ahead is not None:
