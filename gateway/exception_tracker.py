@@ -347,6 +347,24 @@ class ExceptionTracker:
 
     async def _evaluate_all(self) -> None:
         """Every order, page by page; one diff at the end so each exception moves once."""
+        if not self.freeze_gc or self.ready.is_set():
+            await self._evaluate_pages()
+            return
+        # The first pass (with the heap frozen page by page, ``freeze_gc``) runs with the
+        # cyclic collector's automatic passes paused: it allocates most of what the gateway
+        # keeps, and each pass still walked what the pages in flight held, more often and
+        # longer the larger the plant (6.8 of 57 CPU seconds at 100,000 orders, 1.1 of 11 at
+        # 20,000). Reference counting frees what dies meanwhile; the cycles that die wait for
+        # the gateway's freeze loop, as those frozen with a page do (gateway/app.py).
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            await self._evaluate_pages()
+        finally:
+            if enabled:
+                gc.enable()
+
+    async def _evaluate_pages(self) -> None:
         self.full_evaluations += 1
         started = time.perf_counter()
         level = logging.DEBUG if self.ready.is_set() else logging.INFO  # progress of the first one

@@ -1,0 +1,153 @@
+"""CPU seconds of the gateway's start to ready (the first evaluation of every order), in process.
+
+    python -m bench.startup_cpu --plant http://127.0.0.1:8100 [--profile out.prof]
+    python -m bench.startup_cpu --orders 2000 [--fingerprint]
+
+Starts a ``Gateway`` on the scale scenario's configuration (``bench/scale.py``: an SQLite
+journal in a temporary directory, open auth) against a plant and waits for the exception
+tracker's first evaluation of every order (the ``orders evaluated in`` line), then prints
+the process's CPU seconds from before ``Gateway.start`` to ready (``resource.getrusage``:
+on a shared machine the wall clock says little), the wall seconds and the peak RSS.
+
+``--plant``: a running ``python -m bench.plant`` (its own process, as ``bench.scale`` runs
+it). ``--orders``: a simulated plant started in this process with its clock stopped at a
+fixed start (the same records every run; its CPU is counted too), for ``--fingerprint``: a
+hash of the open exceptions and of the order index's values once ready, to compare two
+checkouts (``PYTHONPATH=/other/checkout``). ``--profile`` writes a cProfile of start to
+ready. Numbers only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import datetime as dt
+import gc
+import hashlib
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.app import Gateway
+from gateway.config import load_config
+
+from .scale import config
+
+START = dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.UTC)  # a Monday afternoon (bench/impact_cpu.py)
+
+
+class GcTimes:
+    """CPU seconds and count of the cyclic collector's passes, by generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.seconds[info["generation"]] += time.thread_time() - self._started
+            self.count[info["generation"]] += 1
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"gen{g} {n} passes {s:.2f} s"
+            for g, (n, s) in enumerate(zip(self.count, self.seconds, strict=True))
+        )
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def fingerprint(gw: Gateway) -> str:
+    """The open exceptions (their payloads) and every order's derived values, hashed."""
+    assert gw.exceptions is not None
+    h = hashlib.sha256()
+    for record in sorted(gw.exceptions.open_exceptions(), key=lambda r: r.id):
+        h.update(orjson.dumps(record.to_payload(), option=orjson.OPT_SORT_KEYS))
+    for so in sorted(gw.index._values):
+        h.update(repr(gw.index._values[so]).encode())
+    return f"{len(gw.exceptions.open_exceptions())} open, {len(gw.index)} indexed, sha256 {h.hexdigest()[:16]}"
+
+
+async def measure(args: argparse.Namespace) -> None:
+    sim: Any = None
+    domain_clock: Any = None
+    plant_url = args.plant
+    if plant_url is None:
+        from sources.simulator.app import start_simulator
+
+        sim = await start_simulator(
+            "127.0.0.1", 0, orders=args.orders, latency_ms=0.0, start=START, prerender=False
+        )
+        sim.world.set_speed(0)
+        plant_url = sim.url
+        # The plant's clock ran a moment before it stopped: the domain rules' "now" is its
+        # minute (the same every run), so two checkouts' answers compare byte for byte.
+        pinned = sim.world.now().replace(second=0, microsecond=0)
+        print(f"plant clock pinned at {pinned.isoformat()}")
+
+        def domain_clock() -> dt.datetime:
+            return pinned
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = load_config(config(Path(tmp), plant_url, 0, "startup"))
+            gw = Gateway(cfg, domain_clock=domain_clock)
+            profile = cProfile.Profile(time.process_time) if args.profile else None
+            gc_times = GcTimes()
+            gc.callbacks.append(gc_times)
+            c0, t0 = cpu(), time.perf_counter()
+            if profile is not None:
+                profile.enable()
+            await gw.start()
+            assert gw.exceptions is not None
+            await gw.exceptions.ready.wait()
+            if profile is not None:
+                profile.disable()
+            c1, t1 = cpu(), time.perf_counter()
+            gc.callbacks.remove(gc_times)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"{gw.exceptions.evaluated} orders evaluated: start to ready CPU {c1 - c0:.2f} s, wall {t1 - t0:.2f} s;"
+                f" peak RSS {rss:.0f} MB; record cache {len(gw.cache)} entries"
+            )
+            print(f"collector: {gc_times}")
+            if args.fingerprint:
+                print("fingerprint:", fingerprint(gw))
+            if profile is not None:
+                profile.dump_stats(args.profile)
+            await gw.stop()
+    finally:
+        if sim is not None:
+            await sim.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--plant", help="URL of a running bench.plant (else one is started in process)")
+    p.add_argument("--orders", type=int, default=2000, help="orders of the in-process plant")
+    p.add_argument("--fingerprint", action="store_true")
+    p.add_argument("--profile", help="write a cProfile of start to ready here")
+    args = p.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(measure(args))
+    else:
+        uvloop.run(measure(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The exception tracker's first evaluation of every order runs with the cyclic collector's
+automatic passes paused (when the gateway freezes its heap, ``freeze_gc``): each pass walked
+what the pages in flight held, a growing share of the start-up's CPU as the plant grows.
+The collector is restored afterwards, also when the pass fails, and later sweeps leave it on.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import pytest
+
+from gateway.exception_tracker import ExceptionTracker
+from gateway.sqlite_journal import SQLiteJournal
+
+
+async def _tracker(
+    frozen_world: Any, freeze_gc: bool, seen: list[bool], context_factory: Any = None
+) -> ExceptionTracker:
+    _plant, _url, app, _http = frozen_world
+    gw = app.state.gateway
+
+    async def observe(loaded: list[Any], _now: Any) -> None:
+        seen.append(gc.isenabled())  # while each page's orders are evaluated
+
+    journal = await SQLiteJournal.open(":memory:")
+    tracker = ExceptionTracker(
+        context_factory or gw.context,
+        journal,
+        clock=gw.domain_clock,
+        prediction_params=gw.prediction_params,
+        observe=observe,
+        chunk_size=100,
+        freeze_gc=freeze_gc,
+    )
+    return tracker
+
+
+@pytest.fixture
+def collector_on():
+    enabled = gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()  # what the tracker's pages froze
+        (gc.enable if enabled else gc.disable)()
+
+
+async def test_first_pass_pauses_the_collector_and_sweeps_do_not(frozen_world, collector_on):
+    seen: list[bool] = []
+    tracker = await _tracker(frozen_world, True, seen)
+    await tracker._evaluate_all()
+    assert len(seen) >= 3 and not any(seen)  # every page of the first pass: paused
+    assert gc.isenabled()  # and on again once it is done
+    first = {r.id: r.to_payload() for r in tracker.open_exceptions()}
+    assert first  # the plant has exceptions: the pass did evaluate
+
+    tracker.ready.set()  # a later sweep: the collector stays on
+    seen.clear()
+    await tracker._evaluate_all()
+    assert seen and all(seen)
+    assert {r.id: r.to_payload() for r in tracker.open_exceptions()} == first
+
+
+async def test_without_heap_freezing_the_collector_stays_on(frozen_world, collector_on):
+    seen: list[bool] = []
+    tracker = await _tracker(frozen_world, False, seen)
+    await tracker._evaluate_all()
+    assert seen and all(seen)
+
+
+async def test_a_failed_first_pass_restores_the_collector(frozen_world, collector_on):
+    _plant, _url, app, _http = frozen_world
+    calls = 0
+
+    def failing_after_a_page() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError("source gone")
+        return app.state.gateway.context()
+
+    seen: list[bool] = []
+    tracker = await _tracker(frozen_world, True, seen, context_factory=failing_after_a_page)
+    with pytest.raises(RuntimeError):
+        await tracker._evaluate_all()
+    assert gc.isenabled()
+
+
+async def test_a_paused_collector_stays_paused(frozen_world, collector_on):
+    seen: list[bool] = []
+    tracker = await _tracker(frozen_world, True, seen)
+    gc.disable()
+    await tracker._evaluate_all()
+    assert not gc.isenabled()  # as it was before the pass
