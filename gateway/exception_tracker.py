@@ -48,7 +48,6 @@ from resolvers.fetch import load_orders
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams, predict
 from sources.client import SourceError
-from sources.memory import release_free_memory
 from sources.tasks import stop_task, wait_event
 
 from .journal import ExceptionTransition
@@ -249,7 +248,6 @@ class ExceptionTracker:
                 if self._full:
                     self._full = False
                     await self._evaluate_all()
-                    release_free_memory()  # the pass's burst of reads, freed (sources/memory.py)
                 elif self._pending:
                     # Events come in bursts (one plant step changes many records): gather
                     # a burst into one evaluation rather than one per event.
