@@ -106,6 +106,9 @@ class ExceptionTracker:
         self.debounce_seconds = debounce_seconds
         self.closed_limit = closed_limit
         self.retry_seconds = retry_seconds
+        # A page of a pass over every order is tried this many times before the pass ends.
+        self.page_attempts = 3
+        self.page_retries = 0  # pages (and listing pages) tried again
         self.timer_seconds = timer_seconds
         self.ready = asyncio.Event()  # the first evaluation of every order is done
         self.evaluated = 0  # orders evaluated so far
@@ -378,7 +381,24 @@ class ExceptionTracker:
         async def detect_page(ctx: Context, sales_orders: list[str], ticket: int) -> dict[str, list[Detection]]:
             self.pages_in_flight += 1
             try:
-                page_found = await self._detect(ctx, sales_orders, ticket)
+                for attempt in range(1, self.page_attempts + 1):
+                    try:
+                        page_found = await self._detect(ctx, sales_orders, ticket)
+                        break
+                    except SourceError as exc:
+                        # One slow or failed answer costs this page, not the whole pass (at
+                        # 100,000 orders a pass is a minute of work): tried again a few times
+                        # with a fresh request context, then the pass ends (the caller retries).
+                        if attempt == self.page_attempts:
+                            raise
+                        self.page_retries += 1
+                        log.warning(
+                            "exception evaluation of %d orders: %s; trying again in %g s (%d of %d)",
+                            len(sales_orders), exc, self.retry_seconds, attempt + 1, self.page_attempts,
+                        )  # fmt: skip
+                        await asyncio.sleep(self.retry_seconds)
+                        ctx = self.context_factory()
+                        ticket = ctx.cache.ticket()
             finally:
                 self.pages_in_flight -= 1
                 slots.release()
@@ -402,7 +422,19 @@ class ExceptionTracker:
                 ticket = ctx.cache.ticket()
                 first_ticket = ticket if first_ticket is None else first_ticket
                 try:
-                    page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
+                    for attempt in range(1, self.page_attempts + 1):
+                        try:
+                            page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
+                            break
+                        except SourceError as exc:
+                            if attempt == self.page_attempts:
+                                raise
+                            self.page_retries += 1
+                            log.warning(
+                                "exception evaluation: the order listing after %s: %s; trying again in %g s (%d of %d)",
+                                token or "the start", exc, self.retry_seconds, attempt + 1, self.page_attempts,
+                            )  # fmt: skip
+                            await asyncio.sleep(self.retry_seconds)
                 except BaseException:
                     slots.release()
                     raise
