@@ -36,7 +36,7 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -53,6 +53,7 @@ from sources.tasks import stop_task, wait_event
 from .journal import ExceptionTransition
 
 log = logging.getLogger("ordergraph.exceptions")
+T = TypeVar("T")
 
 Publish = Callable[[list[Any]], None]  # journal ExceptionTransition rows, in cursor order
 
@@ -381,24 +382,15 @@ class ExceptionTracker:
         async def detect_page(ctx: Context, sales_orders: list[str], ticket: int) -> dict[str, list[Detection]]:
             self.pages_in_flight += 1
             try:
-                for attempt in range(1, self.page_attempts + 1):
-                    try:
-                        page_found = await self._detect(ctx, sales_orders, ticket)
-                        break
-                    except SourceError as exc:
-                        # One slow or failed answer costs this page, not the whole pass (at
-                        # 100,000 orders a pass is a minute of work): tried again a few times
-                        # with a fresh request context, then the pass ends (the caller retries).
-                        if attempt == self.page_attempts:
-                            raise
-                        self.page_retries += 1
-                        log.warning(
-                            "exception evaluation of %d orders: %s; trying again in %g s (%d of %d)",
-                            len(sales_orders), exc, self.retry_seconds, attempt + 1, self.page_attempts,
-                        )  # fmt: skip
-                        await asyncio.sleep(self.retry_seconds)
-                        ctx = self.context_factory()
-                        ticket = ctx.cache.ticket()
+                # One slow or failed answer costs this page, not the whole pass (at 100,000
+                # orders a pass is a minute of work): tried again with a fresh request context.
+                async def attempt(n: int) -> dict[str, list[Detection]]:
+                    if n == 1:
+                        return await self._detect(ctx, sales_orders, ticket)
+                    fresh = self.context_factory()
+                    return await self._detect(fresh, sales_orders, fresh.cache.ticket())
+
+                page_found = await self._with_retries(f"exception evaluation of {len(sales_orders)} orders", attempt)
             finally:
                 self.pages_in_flight -= 1
                 slots.release()
@@ -422,19 +414,10 @@ class ExceptionTracker:
                 ticket = ctx.cache.ticket()
                 first_ticket = ticket if first_ticket is None else first_ticket
                 try:
-                    for attempt in range(1, self.page_attempts + 1):
-                        try:
-                            page = await ctx.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=token)
-                            break
-                        except SourceError as exc:
-                            if attempt == self.page_attempts:
-                                raise
-                            self.page_retries += 1
-                            log.warning(
-                                "exception evaluation: the order listing after %s: %s; trying again in %g s (%d of %d)",
-                                token or "the start", exc, self.retry_seconds, attempt + 1, self.page_attempts,
-                            )  # fmt: skip
-                            await asyncio.sleep(self.retry_seconds)
+                    page = await self._with_retries(
+                        f"exception evaluation: the order listing after {token or 'the start'}",
+                        lambda _n, c=ctx, t=token: c.sources.erp.list_sales_orders(top=self.chunk_size, skip_token=t),
+                    )
                 except BaseException:
                     slots.release()
                     raise
@@ -464,6 +447,21 @@ class ExceptionTracker:
             time.perf_counter() - started,
             len(self._open),
         )
+
+    async def _with_retries(self, what: str, call: Callable[[int], Awaitable[T]]) -> T:
+        """``call(attempt)`` (1, 2, ...) tried up to ``page_attempts`` times while a source
+        fails, ``retry_seconds`` apart; the last failure is raised (the pass ends)."""
+        attempt = 1
+        while True:
+            try:
+                return await call(attempt)
+            except SourceError as exc:
+                if attempt >= self.page_attempts:
+                    raise
+                self.page_retries += 1
+                attempt += 1
+                log.warning("%s: %s; trying again in %g s (%d of %d)", what, exc, self.retry_seconds, attempt, self.page_attempts)
+                await asyncio.sleep(self.retry_seconds)
 
     async def _evaluate(self, orders: set[str]) -> None:
         ids = sorted(orders)
