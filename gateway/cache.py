@@ -27,7 +27,7 @@ import datetime as dt
 import itertools
 import random
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 _MISSING = object()
@@ -153,6 +153,39 @@ class RecordCache:
         if len(last_good) > self._last_good_maxsize:
             self._evict(last_good, self._last_good_maxsize)
         return True
+
+    def put_many(self, items: Sequence[tuple[Hashable, Any]], ticket: int, fetched_at: dt.datetime) -> int:
+        """``put`` for one source answer's keys (one ticket, one fetch time), each
+        refused on its own as ``put`` would; returns how many were stored. A cold page
+        stores ~600 records at once: the checks shared by all of them run once."""
+        if ticket <= self._floor:
+            self.refused_writes += len(items)
+            return 0
+        invalidated = self._invalidated
+        floors = self._namespace_floor
+        data = self._data
+        last_good = self._last_good
+        ttl = self.ttl_seconds
+        jitter = ttl * self.ttl_jitter
+        rng = self._rng
+        now = self._timer()
+        maxsize, last_good_maxsize = self.maxsize, self._last_good_maxsize
+        stored = 0
+        for key, value in items:
+            if invalidated.get(key, 0) >= ticket or (floors and self._below_namespace_floor(key, ticket)):
+                self.refused_writes += 1
+                continue
+            entry = Entry(value, fetched_at)
+            data.pop(key, None)  # re-inserted last: the oldest entries stay first
+            data[key] = (entry, now + ttl - jitter * rng() if jitter else now + ttl)
+            if len(data) > maxsize:
+                self._evict(data, maxsize)
+            last_good.pop(key, None)
+            last_good[key] = entry
+            if len(last_good) > last_good_maxsize:
+                self._evict(last_good, last_good_maxsize)
+            stored += 1
+        return stored
 
     @staticmethod
     def _evict(store: dict[Hashable, Any], maxsize: int) -> None:

@@ -85,6 +85,7 @@ class Cache(Protocol):
     def ticket(self) -> int: ...
     def get_entries(self, keys: Sequence[Hashable]) -> tuple[dict[Hashable, Any], list[Hashable]]: ...
     def put(self, key: Hashable, value: Any, ticket: int, fetched_at: dt.datetime | None = None) -> bool: ...
+    def put_many(self, items: Sequence[tuple[Hashable, Any]], ticket: int, fetched_at: dt.datetime) -> int: ...
     def last_good(self, key: Hashable) -> Any: ...
     def overtaken(self, keys: Iterable[Hashable], ticket: int) -> bool: ...
 
@@ -158,13 +159,16 @@ def cached_loader(
                         log[ck] = Served(source, last.fetched_at, stale=True)
             else:
                 with gc_paused():
+                    served_now = Served(source, fetched_at)
+                    answered = []
                     for ck in missing:
                         value = fetched.get(ck[1])
                         if value is None:
                             value = default()
                         out[ck] = value
-                        log[ck] = Served(source, fetched_at)
-                        cache.put(ck, value, ticket, fetched_at)
+                        log[ck] = served_now
+                        answered.append((ck, value))
+                    cache.put_many(answered, ticket, fetched_at)
         return [out[ck] for ck in cache_keys]
 
     return Loader(batch)
@@ -224,8 +228,7 @@ def remember_listing(cache: Cache, records: Sequence[Any], ticket: int) -> None:
     """Keep the sales orders a listing answered (read under ``ticket``) in the shared cache:
     the next look-up of one of them, and the event path's customer of an order, then need
     no call. The ticket fences a listing that raced an invalidation, as for any read."""
-    for rec in records:
-        cache.put((SALES_ORDER, rec.sales_order), rec, ticket)
+    cache.put_many([((SALES_ORDER, rec.sales_order), rec) for rec in records], ticket, dt.datetime.now(dt.UTC))
 
 
 def _none() -> None:

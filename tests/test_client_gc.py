@@ -91,13 +91,13 @@ async def test_the_loaders_per_key_loops_run_with_the_collector_paused() -> None
 
     cache = RecordCache()
     seen: list[bool] = []
-    put = cache.put
+    put_many = cache.put_many
 
-    def spy(*args: Any, **kwargs: Any) -> bool:
-        seen.append(gc.isenabled())
-        return put(*args, **kwargs)
+    def spy(items: Any, *args: Any, **kwargs: Any) -> int:
+        seen.extend(gc.isenabled() for _ in items)
+        return put_many(items, *args, **kwargs)
 
-    cache.put = spy  # type: ignore[method-assign]
+    cache.put_many = spy  # type: ignore[method-assign]
 
     async def fetch(keys: list[str]) -> dict[str, str]:
         assert gc.isenabled()  # awaiting the source: the collector runs

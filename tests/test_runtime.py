@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from gateway.app import SERVING_MIDDLE_THRESHOLD
+
 from .servers import running_gateway
 
 
 async def test_long_lived_objects_leave_the_collectors_full_passes(plant):
     gc.unfreeze()
+    before = gc.get_threshold()
     async with running_gateway(plant.url, gc_freeze_seconds=0.05) as (_url, app):
         await app.state.gateway.exceptions.settled(30)
         for _ in range(100):
@@ -17,7 +20,11 @@ async def test_long_lived_objects_leave_the_collectors_full_passes(plant):
                 break
             await asyncio.sleep(0.05)
         assert gc.get_freeze_count() > 0
+        # Serving: the middle generation is collected less often than Python's default.
+        assert gc.get_threshold()[1] == SERVING_MIDDLE_THRESHOLD != before[1]
+        assert gc.get_threshold()[0::2] == before[0::2]
     assert gc.get_freeze_count() == 0  # a stopped gateway leaves the process as it found it
+    assert gc.get_threshold() == before
 
 
 async def test_freezing_can_be_turned_off(plant):
