@@ -71,6 +71,18 @@ STATIC_DIR = Path(__file__).parent / "static"
 LOCAL_POLL_SECONDS = 2.0
 # Young passes per middle-generation pass while serving (Python: 10); see _freeze_periodically.
 SERVING_MIDDLE_THRESHOLD = 100
+_serving = {"gateways": 0, "before": gc.get_threshold()}
+
+
+def _serving_collector(step: int) -> None:
+    """Serving thresholds while any gateway of this process serves (several run at once in
+    tests and replicas benches); Python's own back when the last one stops."""
+    if step > 0 and _serving["gateways"] == 0:
+        _serving["before"] = before = gc.get_threshold()
+        gc.set_threshold(before[0], SERVING_MIDDLE_THRESHOLD, before[2])
+    _serving["gateways"] += step
+    if step < 0 and _serving["gateways"] == 0:
+        gc.set_threshold(*_serving["before"])
 
 
 def utc_now() -> dt.datetime:
@@ -395,9 +407,8 @@ class Gateway:
         # again; with 100 most have died by then. Cold dashboard pages: the collector's share
         # of the CPU 12-14 % -> 8-9 %, full passes ~20 -> 0-2 per 15 s (bench/README.md).
         # What still dies in cycles is collected before each freeze (``gc.collect(1)`` below).
-        self._gc_threshold_before = gc.get_threshold()
-        young, _middle, old = self._gc_threshold_before
-        gc.set_threshold(young, SERVING_MIDDLE_THRESHOLD, old)
+        _serving_collector(+1)
+        self._gc_serving = True
         interval = self.config.gateway.gc_freeze_seconds
         full_every = self.config.gateway.gc_full_seconds or 300.0
         last_full = time.monotonic()
@@ -513,8 +524,9 @@ class Gateway:
         if getattr(self, "_gc_task", None) is not None:
             await stop_task(self._gc_task)
             gc.unfreeze()
-            if getattr(self, "_gc_threshold_before", None) is not None:
-                gc.set_threshold(*self._gc_threshold_before)
+            if getattr(self, "_gc_serving", False):
+                self._gc_serving = False
+                _serving_collector(-1)
         if self.mqtt is not None:
             await self.mqtt.stop()
         if getattr(self, "evaluator", None) is not None:

@@ -34,10 +34,13 @@ _MISSING = object()
 
 
 class Entry(NamedTuple):
-    """A cached value and when its source answered it."""
+    """A cached value, when its source answered it, and when it expires from the TTL cache
+    (``time.monotonic`` of the cache's timer; one object per record, not two: a cold page
+    stores ~600 of them)."""
 
     value: Any
     fetched_at: dt.datetime
+    expires: float = 0.0
 
 
 class RecordCache:
@@ -62,7 +65,7 @@ class RecordCache:
         self.ttl_jitter = min(max(ttl_jitter, 0.0), 1.0)
         self._rng = rng
         self._timer = timer
-        self._data: dict[Hashable, tuple[Entry, float]] = {}  # key -> (entry, expires at)
+        self._data: dict[Hashable, Entry] = {}  # key -> entry (with its expiry)
         # Not the TTL cache: survives invalidation and expiry, bounded (oldest out).
         self._last_good: dict[Hashable, Entry] = {}
         self._last_good_maxsize = last_good_maxsize or maxsize
@@ -90,11 +93,11 @@ class RecordCache:
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         stored = self._data.get(key)
-        if stored is None or stored[1] <= self._timer():
+        if stored is None or stored.expires <= self._timer():
             self.misses += 1
             return default
         self.hits += 1
-        return stored[0].value
+        return stored.value
 
     def get_many(self, keys: Iterable[Hashable]) -> tuple[dict[Hashable, Any], list[Hashable]]:
         """Split keys into (found values, missing keys)."""
@@ -111,11 +114,11 @@ class RecordCache:
             stored = data.get(k)
             if stored is None:
                 missing.append(k)
-            elif stored[1] <= now:
+            elif stored.expires <= now:
                 del data[k]
                 missing.append(k)
             else:
-                found[k] = stored[0]
+                found[k] = stored
         self.hits += len(found)
         self.misses += len(missing)
         if found or missing:  # one loader batch: one namespace (for /metrics)
@@ -138,13 +141,13 @@ class RecordCache:
         if ticket <= self._floor or self._invalidated.get(key, 0) >= ticket or self._below_namespace_floor(key, ticket):
             self.refused_writes += 1
             return False
-        entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC))
-        data = self._data
-        data.pop(key, None)  # re-inserted last: the oldest entries stay first
         ttl = self.ttl_seconds
         if self.ttl_jitter:
             ttl -= ttl * self.ttl_jitter * self._rng()
-        data[key] = (entry, self._timer() + ttl)
+        entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC), self._timer() + ttl)
+        data = self._data
+        data.pop(key, None)  # re-inserted last: the oldest entries stay first
+        data[key] = entry
         if len(data) > self.maxsize:
             self._evict(data, self.maxsize)
         last_good = self._last_good
@@ -175,9 +178,9 @@ class RecordCache:
             if invalidated.get(key, 0) >= ticket or (floors and self._below_namespace_floor(key, ticket)):
                 self.refused_writes += 1
                 continue
-            entry = Entry(value, fetched_at)
+            entry = Entry(value, fetched_at, now + (ttl - jitter * rng()) if jitter else now + ttl)
             data.pop(key, None)  # re-inserted last: the oldest entries stay first
-            data[key] = (entry, now + ttl - jitter * rng() if jitter else now + ttl)
+            data[key] = entry
             if len(data) > maxsize:
                 self._evict(data, maxsize)
             last_good.pop(key, None)
@@ -250,7 +253,7 @@ class RecordCache:
 
     def keys(self) -> list[Hashable]:
         now = self._timer()
-        return [k for k, (_e, expires) in self._data.items() if expires > now]
+        return [k for k, entry in self._data.items() if entry.expires > now]
 
     def __len__(self) -> int:
         return len(self._data)
