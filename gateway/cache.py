@@ -167,22 +167,16 @@ class RecordCache:
         if ticket <= self._floor or self._invalidated.get(key, 0) >= ticket or self._below_namespace_floor(key, ticket):
             self.refused_writes += 1
             return False
+        if _SCANNING.get():
+            return self._put_scanning(key, value, fetched_at)
         entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC))
         data = self._data
         last_good = self._last_good
-        if _SCANNING.get():
-            # A pass over every order: replace what is held, add only while there is room,
-            # never evict (module docstring).
-            stored = data.pop(key, None) is not None or len(data) < self.maxsize
-            if stored:
-                data[key] = (entry, self._expiry())
-            else:
-                self.scan_skipped += 1
-            if last_good.pop(key, None) is not None or len(last_good) < self._last_good_maxsize:
-                last_good[key] = entry
-            return stored
         data.pop(key, None)  # re-inserted last: the oldest entries stay first
-        data[key] = (entry, self._expiry())
+        ttl = self.ttl_seconds
+        if self.ttl_jitter:
+            ttl -= ttl * self.ttl_jitter * self._rng()
+        data[key] = (entry, self._timer() + ttl)
         if len(data) > self.maxsize:
             self.evictions += self._evict(data, self.maxsize)
         last_good.pop(key, None)
@@ -191,12 +185,28 @@ class RecordCache:
             self._evict(last_good, self._last_good_maxsize)
         return True
 
-    def _expiry(self) -> float:
-        """When an entry stored now expires: ``ttl_seconds`` less its random share of jitter."""
-        ttl = self.ttl_seconds
-        if self.ttl_jitter:
-            ttl -= ttl * self.ttl_jitter * self._rng()
-        return self._timer() + ttl
+    def _put_scanning(self, key: Hashable, value: Any, fetched_at: dt.datetime | None) -> bool:
+        """``put`` in a pass over every order (fences already checked): replace what is
+        held, add only while there is room, never evict (module docstring)."""
+        data = self._data
+        last_good = self._last_good
+        keep = len(data) < self.maxsize or key in data
+        keep_good = len(last_good) < self._last_good_maxsize or key in last_good
+        if not keep:
+            self.scan_skipped += 1
+            if not keep_good:
+                return False
+        entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC))
+        if keep:
+            data.pop(key, None)  # re-inserted last, as any write
+            ttl = self.ttl_seconds
+            if self.ttl_jitter:
+                ttl -= ttl * self.ttl_jitter * self._rng()
+            data[key] = (entry, self._timer() + ttl)
+        if keep_good:
+            last_good.pop(key, None)
+            last_good[key] = entry
+        return keep
 
     @staticmethod
     def _evict(store: dict[Hashable, Any], maxsize: int) -> int:
