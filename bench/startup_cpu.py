@@ -1,7 +1,7 @@
 """CPU seconds of the gateway's start to ready (the first evaluation of every order), in process.
 
     python -m bench.startup_cpu --plant http://127.0.0.1:8100 [--profile out.prof]
-    python -m bench.startup_cpu --orders 2000 [--fingerprint]
+    python -m bench.startup_cpu --orders 2000 [--fingerprint] [--first-questions]
 
 Starts a ``Gateway`` on the scale scenario's configuration (``bench/scale.py``: an SQLite
 journal in a temporary directory, open auth) against a plant and waits for the exception
@@ -14,7 +14,8 @@ it). ``--orders``: a simulated plant started in this process with its clock stop
 fixed start (the same records every run; its CPU is counted too), for ``--fingerprint``: a
 hash of the open exceptions and of the order index's values once ready, to compare two
 checkouts (``PYTHONPATH=/other/checkout``). ``--profile`` writes a cProfile of start to
-ready. Numbers only; nothing is asserted.
+ready. ``--first-questions``: then the scale scenario's exceptions and impact questions once
+each (CPU, record cache misses). Numbers only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -79,6 +80,33 @@ def fingerprint(gw: Gateway) -> str:
     return f"{len(gw.exceptions.open_exceptions())} open, {len(gw.index)} indexed, sha256 {h.hexdigest()[:16]}"
 
 
+async def first_questions(gw: Gateway) -> None:
+    """The scale scenario's exceptions and impact questions once each right after ready, as
+    the HTTP path computes them (no response cache): CPU and the record cache's misses."""
+    from gateway.operation import Operation
+    from resolvers.policy import Role, Viewer
+
+    from .scale import EXCEPTIONS, IMPACT
+
+    ops = gw.operations
+    assert ops is not None
+    viewer = Viewer(role=Role.INTEGRATOR, subject="bench")  # open mode's viewer without a token
+    for name, query in (("exceptions", EXCEPTIONS), ("impact", IMPACT)):
+        op = await ops.document(Operation({"query": query}, viewer))
+        context = gw.context(viewer=viewer)
+        misses, c0 = gw.cache.misses, time.process_time()
+        try:
+            result = await ops.answer(op, context)
+            assert not result.errors, result.errors
+            orjson.dumps(ops.format(result))
+        finally:
+            context.release()
+        print(
+            f"first {name} after ready: CPU {time.process_time() - c0:.2f} s,"
+            f" {gw.cache.misses - misses} record cache misses"
+        )
+
+
 async def measure(args: argparse.Namespace) -> None:
     sim: Any = None
     domain_clock: Any = None
@@ -120,10 +148,14 @@ async def measure(args: argparse.Namespace) -> None:
             print(
                 f"{gw.exceptions.evaluated} orders evaluated: start to ready CPU {c1 - c0:.2f} s, wall {t1 - t0:.2f} s;"
                 f" peak RSS {rss:.0f} MB; record cache {len(gw.cache)} entries"
+                f" ({getattr(gw.cache, 'evictions', '?')} evicted,"
+                f" {getattr(gw.cache, 'scan_skipped', '?')} not kept by the pass)"
             )
             print(f"collector: {gc_times}")
             if args.fingerprint:
                 print("fingerprint:", fingerprint(gw))
+            if args.first_questions:
+                await first_questions(gw)
             if profile is not None:
                 profile.dump_stats(args.profile)
             await gw.stop()
@@ -140,6 +172,7 @@ def main() -> None:
     p.add_argument("--orders", type=int, default=2000, help="orders of the in-process plant")
     p.add_argument("--fingerprint", action="store_true")
     p.add_argument("--profile", help="write a cProfile of start to ready here")
+    p.add_argument("--first-questions", action="store_true", help="then ask exceptions and impact once each")
     args = p.parse_args()
     try:
         import uvloop

@@ -50,6 +50,7 @@ from resolvers.prediction import PredictionParams, predict
 from sources.client import SourceError
 from sources.tasks import stop_task, wait_event
 
+from .cache import scanning
 from .journal import ExceptionTransition
 
 log = logging.getLogger("ordergraph.exceptions")
@@ -348,7 +349,15 @@ class ExceptionTracker:
             log.info("exception tracker: %d exceptions open from the journal", len(self._open))
 
     async def _evaluate_all(self) -> None:
-        """Every order, page by page; one diff at the end so each exception moves once."""
+        """Every order, page by page; one diff at the end so each exception moves once.
+
+        The pass reads the whole plant through the record cache: its writes keep what fits
+        and never evict (``gateway.cache.scanning``; at 100,000 orders the plant's records
+        are 3.7 times the default cache)."""
+        with scanning():
+            await self._evaluate_all_scanning()
+
+    async def _evaluate_all_scanning(self) -> None:
         if not self.freeze_gc or self.ready.is_set():
             await self._evaluate_pages()
             return

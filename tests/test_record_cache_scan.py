@@ -1,0 +1,159 @@
+"""A pass over every order keeps what fits in the record cache and evicts nothing
+(``gateway.cache.scanning``): at 100,000 orders the start-up pass read 3.7 times the
+cache's ``maxsize`` and evicted most of what it stored, unread. Inside a scan a write
+replaces a held key, adds a new one only while there is room, and is fenced by
+invalidations as any write; outside it (questions, and tasks not started by the scan)
+writes evict as before. The tracker's answers do not depend on what the cache kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.cache import RecordCache, scanning
+from gateway.exception_tracker import ExceptionTracker
+from gateway.sqlite_journal import SQLiteJournal
+
+
+def keys(n: int, start: int = 0) -> list[tuple[str, str]]:
+    return [("mes.po_by_so", str(i)) for i in range(start, start + n)]
+
+
+def test_a_scan_keeps_what_fits_and_evicts_nothing():
+    cache = RecordCache(maxsize=10)
+    ticket = cache.ticket()
+    with scanning():
+        stored = [cache.put(k, k[1], ticket) for k in keys(25)]
+    assert stored == [True] * 10 + [False] * 15
+    assert cache.evictions == 0 and cache.scan_skipped == 15
+    found, missing = cache.get_entries(keys(25))
+    assert sorted(found) == sorted(keys(10)) and len(missing) == 15  # the first ten, unevicted
+    assert all(cache.last_good(k) is not None for k in keys(10))
+    assert all(cache.last_good(k) is None for k in keys(15, 10))  # the last-good store's bound too
+
+
+def test_a_scan_replaces_a_held_key_with_the_newer_answer_when_full():
+    cache = RecordCache(maxsize=10)
+    old = cache.ticket()
+    for k in keys(10):
+        cache.put(k, "old", old)
+    new = cache.ticket()
+    with scanning():
+        assert cache.put(keys(10)[3], "new", new)
+        assert not cache.put(("mes.po_by_so", "99"), "new", new)  # full: not added
+    assert cache.get(keys(10)[3]) == "new" and cache.last_good(keys(10)[3]).value == "new"
+    assert len(cache) == 10 and cache.evictions == 0
+    assert cache.get(keys(10)[0]) == "old"  # nothing else moved
+
+
+def test_an_expired_key_the_scan_reads_again_is_kept_again_when_full():
+    now = [1000.0]
+    cache = RecordCache(maxsize=10, ttl_seconds=300.0, ttl_jitter=0.0, timer=lambda: now[0])
+    ticket = cache.ticket()
+    for k in keys(10):
+        cache.put(k, "old", ticket)
+    now[0] += 301.0  # all expired, still held
+    _found, missing = cache.get_entries(keys(1))  # the scan's read drops the expired entry
+    assert missing == keys(1)
+    with scanning():
+        assert cache.put(keys(1)[0], "fresh", cache.ticket())
+    assert cache.get(keys(1)[0]) == "fresh"
+
+
+def test_a_scan_write_that_raced_an_invalidation_is_refused():
+    cache = RecordCache(maxsize=10)
+    ticket = cache.ticket()  # the scan's read began
+    cache.invalidate(keys(1))  # an event changed the record meanwhile
+    with scanning():
+        assert not cache.put(keys(1)[0], "old answer", ticket)  # room enough, still fenced
+        assert cache.overtaken(keys(1), ticket)
+    assert cache.get(keys(1)[0]) is None and cache.refused_writes == 1
+    before_all = cache.ticket()
+    cache.invalidate_all()
+    with scanning():
+        assert not cache.put(keys(1, 5)[0], "old answer", before_all)
+    assert cache.get(keys(1, 5)[0]) is None
+
+
+def test_writes_outside_a_scan_still_evict_the_oldest():
+    cache = RecordCache(maxsize=10)
+    ticket = cache.ticket()
+    with scanning():
+        for k in keys(10):
+            cache.put(k, k[1], ticket)
+    for k in keys(1, 100):  # a question after the pass: room is made as before
+        assert cache.put(k, k[1], ticket)
+    assert cache.evictions == 2  # a tenth of maxsize less one, then the new key: 9 left + 1
+    assert len(cache) == 9 and cache.get(keys(1, 100)[0]) == "100"
+    assert cache.get(keys(1)[0]) is None  # the oldest went first
+
+
+async def test_tasks_started_in_a_scan_scan_and_others_do_not():
+    cache = RecordCache(maxsize=10)
+    ticket = cache.ticket()
+    for k in keys(10):
+        cache.put(k, k[1], ticket)
+    question_may_write = asyncio.Event()
+
+    async def question() -> bool:  # started before the scan, runs while it does
+        await question_may_write.wait()
+        return cache.put(("mes.po_by_so", "q"), "q", cache.ticket())
+
+    async def page() -> bool:  # a page of the pass: a task the scan started
+        return cache.put(("mes.po_by_so", "p"), "p", cache.ticket())
+
+    asked = asyncio.create_task(question())
+    with scanning():
+        assert not await asyncio.create_task(page())  # full: not kept, nothing evicted
+        assert cache.evictions == 0
+        question_may_write.set()
+        assert await asked  # the question's write makes room, as always
+    assert cache.evictions > 0 and cache.get(("mes.po_by_so", "q")) == "q"
+    assert cache.get(("mes.po_by_so", "p")) is None
+
+
+async def _open_exceptions(gw: Any, cache: RecordCache, *, ready: bool = False) -> tuple[dict[str, Any], ExceptionTracker]:
+    """A tracker's pass over every order with ``cache`` as the gateway's record cache."""
+    shared = gw.cache
+    gw.cache = cache
+    try:
+        tracker = ExceptionTracker(
+            gw.context, await SQLiteJournal.open(":memory:"), clock=gw.domain_clock,
+            prediction_params=gw.prediction_params, chunk_size=100,
+        )  # fmt: skip
+        if ready:
+            tracker.ready.set()
+        await tracker._evaluate_all()
+        return {r.id: r.to_payload() for r in tracker.open_exceptions()}, tracker
+    finally:
+        gw.cache = shared
+
+
+async def test_the_pass_evicts_nothing_and_finds_the_same_exceptions(frozen_world):
+    _plant, _url, app, _http = frozen_world
+    gw = app.state.gateway
+    roomy = RecordCache(maxsize=1_000_000)
+    expected, whole = await _open_exceptions(gw, roomy)
+    assert expected and roomy.evictions == 0
+    held = len(roomy)
+    assert held > 1000  # the plant's records, several per order
+
+    small = RecordCache(maxsize=held // 3)
+    first, tracker = await _open_exceptions(gw, small)
+    assert first == expected  # what the cache kept changes no answer
+    assert tracker.evaluated == whole.evaluated  # every order was evaluated
+    assert small.evictions == 0 and len(small) == small.maxsize
+    assert small.scan_skipped >= held - small.maxsize  # the rest was read, used, not kept
+
+    # A question read some records since: a sweep (after ready) does not push them out.
+    question = [k for k in roomy.keys() if k not in set(small.keys())][:50]
+    ticket = small.ticket()
+    for k in question:
+        small.put(k, roomy.get(k), ticket)
+    assert small.evictions > 0  # the question made room, as writes outside a scan do
+    evicted = small.evictions
+    swept, _ = await _open_exceptions(gw, small, ready=True)
+    assert swept == expected
+    assert small.evictions == evicted
+    assert all(small.get(k) is not None for k in question)
