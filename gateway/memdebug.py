@@ -16,8 +16,9 @@ two with ``python -m gateway.memdebug --stats OLD.json NEW.json``. With
 counts are written, without a collection first (the heap as it is);
 ``ORDERGRAPH_DEBUG_TRACEMALLOC_LATE=1`` starts tracing at the first signal instead of at
 start (what a soak allocates after its warm-up, without slowing the warm-up);
-``ORDERGRAPH_DEBUG_TRACEMALLOC_SIZES=1`` adds the bytes each main structure holds (a walk
-of everything it reaches: a second or more with a full record cache).
+``ORDERGRAPH_DEBUG_TRACEMALLOC_SIZES=1`` (or a file ``<prefix>.sizes`` present at the
+signal) adds the bytes each main structure holds: a walk of everything it reaches, seconds
+with a full record cache, which a loaded gateway feels (take it at the end of a run).
 Tracing every allocation slows the process several times over: a diagnostic, never a
 production setting.
 """
@@ -67,7 +68,7 @@ def tracemalloc_from_env(root: Any = None) -> bool:
             gc.collect()
             tracemalloc.take_snapshot().dump(path)
         with open(path + ".json", "w") as f:
-            json.dump(memory_counts(root), f, indent=1, sort_keys=True)
+            json.dump(memory_counts(root, sizes=bool(os.environ.get(f"{ENV}_SIZES")) or os.path.exists(f"{prefix}.sizes")), f, indent=1, sort_keys=True)
         log.warning("memory snapshot written to %s", path)
 
     signal.signal(signal.SIGUSR2, dump)
@@ -204,8 +205,9 @@ def _structure_sizes(root: Any) -> dict[str, int]:
     return out
 
 
-def memory_counts(root: Any = None) -> dict[str, Any]:
-    """What the process holds now (see the module's docstring)."""
+def memory_counts(root: Any = None, *, sizes: bool = False) -> dict[str, Any]:
+    """What the process holds now (see the module's docstring); ``sizes``: with each
+    structure's bytes too."""
     frozen = gc.get_freeze_count()
     gc.unfreeze()  # the frozen objects too (the gateway freezes what is alive every few seconds)
     try:
@@ -223,7 +225,7 @@ def memory_counts(root: Any = None) -> dict[str, Any]:
         "mallinfo2": _mallinfo2(),
         "pymalloc": _pymalloc(),
         "containers": _containers(root),
-        "sizes": _structure_sizes(root) if os.environ.get(f"{ENV}_SIZES") else {},
+        "sizes": _structure_sizes(root) if sizes else {},
     }
 
 
