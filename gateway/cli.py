@@ -80,7 +80,7 @@ def _server(app, host: str, port: int) -> Any:
 async def _serve(app, host: str, port: int, sock: Any = None, server: Any = None) -> None:
     from .memdebug import tracemalloc_from_env
 
-    tracemalloc_from_env()  # off unless ORDERGRAPH_DEBUG_TRACEMALLOC is set (gateway/memdebug.py)
+    tracemalloc_from_env(getattr(app.state, "gateway", None))  # off unless ORDERGRAPH_DEBUG_TRACEMALLOC is set (gateway/memdebug.py)
     server = server or _server(app, host, port)
     await server.serve(sockets=[sock] if sock is not None else None)
 

@@ -380,6 +380,11 @@ class EventProcessor:
                 self.processed += 1
         for stored in batch:
             self._door.pop(stored.seq, None)
+        if self.timeline is not None:
+            # What no fan-out will ask about again: its accept time is not needed (the
+            # timeline would otherwise keep one entry per event until its bound).
+            fanned = {p.seq for p, new in zip(done, recorded, strict=True) if new and not p.stale and p.changes}
+            self.timeline.forget([s.seq for s in batch if s.seq not in fanned])
         if not self.journal.publishes:
             changes = [c for p, new in zip(done, recorded, strict=True) if new and not p.stale for c in p.changes]
             if changes:

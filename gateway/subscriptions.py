@@ -515,10 +515,13 @@ class Hub(Channel[OrderGroup]):
         with request_budget(), tracing.span("event.fanout", {"ordergraph.changes": len(changes)}, parent=parent):
             await self._fan_out(changes)  # a hung source holds up a batch of changes one budget long
             tracing.set_attributes(deliveries=self.deliveries - delivered)
-        if timeline is not None and self.on_lag is not None and self.deliveries > delivered:
-            for seq in sorted({ch.seq for ch in changes}):
-                if (lag := timeline.lag(seq)) is not None:
-                    self.on_lag(lag)
+        if timeline is not None:
+            seqs = sorted({ch.seq for ch in changes})
+            if self.on_lag is not None and self.deliveries > delivered:
+                for seq in seqs:
+                    if (lag := timeline.lag(seq)) is not None:
+                        self.on_lag(lag)
+            timeline.forget(seqs)  # fanned out: their entries are not asked for again
 
     async def _fan_out(self, changes: list[OrderChanged]) -> None:
         ctx = self.context()

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -144,6 +144,18 @@ class EventTimeline:
         """Seconds since the event of ``seq`` was accepted here (None: not accepted here)."""
         entry = self._entries.get(seq)
         return time.perf_counter() - entry[0] if entry else None
+
+    def forget(self, seqs: Iterable[int]) -> None:
+        """Drop what is kept for ``seqs``: applied without a fan-out, or fanned out. The
+        bound (``maxsize``) is for what is never told (e.g. an event another replica
+        applied); without this every event's entry stayed until the bound pushed it out,
+        and the timeline grew with every event until it held ``maxsize`` of them."""
+        entries = self._entries
+        for seq in seqs:
+            entries.pop(seq, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def current_context() -> otel_context.Context | None:
