@@ -60,6 +60,20 @@ def _cpu(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return min(seconds), statistics.median(seconds)
 
 
+
+async def answer_on_gateway_path(gw: Any, op: Any, viewer: Any = None) -> None:
+    """Answer a prepared document as ``Operations.respond`` does when the response cache
+    does not answer: the executor with the policy middleware, the response's
+    serialisation, the context's release."""
+    ops = gw.operations
+    context = gw.context() if viewer is None else gw.context(viewer=viewer)
+    try:
+        result = await ops.answer(op, context)
+        assert not result.errors, result.errors
+        orjson.dumps(ops.format(result))
+    finally:
+        context.release()
+
 async def measure(orders: int, repeat: int, profile_path: str | None = None) -> None:
     sim = await start_simulator("127.0.0.1", 0, orders=orders, latency_ms=0.0, start=START)
     sim.world.set_speed(0)
@@ -121,16 +135,9 @@ async def measure(orders: int, repeat: int, profile_path: str | None = None) -> 
             # middleware, the response's serialisation, the context's release (what
             # ``Operations.respond`` does when the response cache does not answer).
             op = await gw.operations.document(Operation({"query": EXCEPTIONS}))
-            ops = gw.operations
 
             async def answer() -> None:
-                context = gw.context()
-                try:
-                    result = await ops.answer(op, context)
-                    assert not result.errors, result.errors
-                    orjson.dumps(ops.format(result))
-                finally:
-                    context.release()
+                await answer_on_gateway_path(gw, op)
 
             collections = [0, 0, 0]
 

@@ -86,6 +86,7 @@ async def first_questions(gw: Gateway) -> None:
     from gateway.operation import Operation
     from resolvers.policy import Role, Viewer
 
+    from .board_cpu import answer_on_gateway_path
     from .scale import EXCEPTIONS, IMPACT
 
     ops = gw.operations
@@ -93,14 +94,8 @@ async def first_questions(gw: Gateway) -> None:
     viewer = Viewer(role=Role.INTEGRATOR, subject="bench")  # open mode's viewer without a token
     for name, query in (("exceptions", EXCEPTIONS), ("impact", IMPACT)):
         op = await ops.document(Operation({"query": query}, viewer))
-        context = gw.context(viewer=viewer)
         misses, c0 = gw.cache.misses, time.process_time()
-        try:
-            result = await ops.answer(op, context)
-            assert not result.errors, result.errors
-            orjson.dumps(ops.format(result))
-        finally:
-            context.release()
+        await answer_on_gateway_path(gw, op, viewer)
         print(
             f"first {name} after ready: CPU {time.process_time() - c0:.2f} s,"
             f" {gw.cache.misses - misses} record cache misses"
