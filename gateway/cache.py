@@ -167,36 +167,16 @@ class RecordCache:
 
     def put(self, key: Hashable, value: Any, ticket: int, fetched_at: dt.datetime | None = None) -> bool:
         """Store ``value`` read under ``ticket``, unless the key was invalidated since."""
-        if ticket <= self._floor or self._invalidated.get(key, 0) >= ticket or self._below_namespace_floor(key, ticket):
-            self.refused_writes += 1
-            return False
-        if _SCANNING.get():
-            return self._put_scanning(key, value, fetched_at)
-        ttl = self.ttl_seconds
-        if self.ttl_jitter:
-            ttl -= ttl * self.ttl_jitter * self._rng()
-        entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC), self._timer() + ttl)
-        data = self._data
-        data.pop(key, None)  # re-inserted last: the oldest entries stay first
-        data[key] = entry
-        if len(data) > self.maxsize:
-            self.evictions += self._evict(data, self.maxsize)
-        last_good = self._last_good
-        last_good.pop(key, None)
-        last_good[key] = entry
-        if len(last_good) > self._last_good_maxsize:
-            self._evict(last_good, self._last_good_maxsize)
-        return True
+        return self.put_many(((key, value),), ticket, fetched_at or dt.datetime.now(dt.UTC)) == 1
 
     def put_many(self, items: Sequence[tuple[Hashable, Any]], ticket: int, fetched_at: dt.datetime) -> int:
-        """``put`` for one source answer's keys (one ticket, one fetch time), each
-        refused on its own as ``put`` would; returns how many were stored. A cold page
-        stores ~600 records at once: the checks shared by all of them run once."""
+        """Store one source answer's values (one ticket, one fetch time), each key refused
+        on its own when it was invalidated since the ticket; returns how many were stored.
+        A cold page stores ~600 records at once: what they share is looked up once."""
         if ticket <= self._floor:
             self.refused_writes += len(items)
             return 0
-        if _SCANNING.get():  # a pass over every order: keep what fits (module docstring)
-            return sum(self.put(key, value, ticket, fetched_at) for key, value in items)
+        scanning = _SCANNING.get()  # a pass over every order: keep what fits (module docstring)
         invalidated = self._invalidated
         floors = self._namespace_floor
         data = self._data
@@ -211,6 +191,9 @@ class RecordCache:
             if invalidated.get(key, 0) >= ticket or (floors and self._below_namespace_floor(key, ticket)):
                 self.refused_writes += 1
                 continue
+            if scanning:
+                stored += self._put_scanning(key, value, fetched_at)
+                continue
             entry = Entry(value, fetched_at, now + (ttl - jitter * rng()) if jitter else now + ttl)
             data.pop(key, None)  # re-inserted last: the oldest entries stay first
             data[key] = entry
@@ -223,7 +206,7 @@ class RecordCache:
             stored += 1
         return stored
 
-    def _put_scanning(self, key: Hashable, value: Any, fetched_at: dt.datetime | None) -> bool:
+    def _put_scanning(self, key: Hashable, value: Any, fetched_at: dt.datetime) -> bool:
         """``put`` in a pass over every order (fences already checked): replace what is
         held, add only while there is room, never evict (module docstring)."""
         data = self._data
@@ -240,7 +223,7 @@ class RecordCache:
             if self.ttl_jitter:
                 ttl -= ttl * self.ttl_jitter * self._rng()
             expires = self._timer() + ttl
-        entry = Entry(value, fetched_at or dt.datetime.now(dt.UTC), expires)
+        entry = Entry(value, fetched_at, expires)
         if keep:
             data.pop(key, None)  # re-inserted last, as any write
             data[key] = entry
