@@ -372,3 +372,49 @@ async def test_the_collector_waits_for_the_end_of_the_step_only() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+# --- an exception's affected orders, kept sorted between reads ------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_affected_orders_kept_sorted_agree_with_a_fresh_sort(seed: int) -> None:
+    """``ExceptionRecord.orders`` keeps its last sort while the map holds the same
+    detections; after every kind of change the map sees (a detection added, replaced by a
+    different or an equal one, removed, the map emptied, rebuilt in another order, a copy
+    or a replace()d record), it equals a fresh sort, and a caller changing the list it was
+    given changes nothing."""
+    rng = random.Random(seed)
+    kind, root = ROOTS[0]
+
+    def fresh(record: ExceptionRecord) -> list[Detection]:
+        return sorted(record.affected.values(), key=lambda d: (-d.severity.rank, -d.value_at_risk, d.sales_order))
+
+    record = ExceptionRecord(f"{kind.value}:mes:WC-10", kind, root, T0)
+    records = [record]
+    kept_hits = 0
+    for _ in range(600):
+        target = rng.choice(records)
+        step = rng.randrange(9)
+        so = rng.choice(ORDERS)
+        if step <= 2:
+            target.affected[so] = _detection(rng, kind, root, so)
+        elif step == 3 and so in target.affected:
+            target.affected[so] = dataclasses.replace(target.affected[so])  # equal, not identical
+        elif step == 4:
+            target.affected.pop(so, None)
+        elif step == 5 and rng.random() < 0.05:
+            target.affected.clear()
+        elif step == 6:
+            items = list(target.affected.items())
+            rng.shuffle(items)
+            target.affected = dict(items)
+        elif step == 7 and len(records) < 4:
+            records.append(rng.choice([target.copy(), dataclasses.replace(target, affected=dict(target.affected))]))
+        got = target.orders()
+        again = target.orders()
+        assert got == fresh(target) and again == got and again is not got
+        kept_hits += target._ordered is not None and target._ordered[1] is not got
+        got.reverse()  # the caller's list is its own
+        assert target.orders() == fresh(target)
+    assert kept_hits > 0
