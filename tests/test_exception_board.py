@@ -378,9 +378,9 @@ async def test_the_collector_waits_for_the_end_of_the_step_only() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_affected_orders_kept_sorted_agree_with_a_fresh_sort(seed: int) -> None:
-    """``ExceptionRecord.orders`` keeps its last sort while the map holds the same
-    detections; after every kind of change the map sees (a detection added, replaced by a
+def test_affected_orders_and_aggregates_kept_agree_with_a_fresh_computation(seed: int) -> None:
+    """``ExceptionRecord.orders`` and the aggregates (severity, values, days late) are kept
+    while the map holds the same detections; after every kind of change the map sees (a detection added, replaced by a
     different or an equal one, removed, the map emptied, rebuilt in another order, a copy
     or a replace()d record), it equals a fresh sort, and a caller changing the list it was
     given changes nothing."""
@@ -411,10 +411,19 @@ def test_affected_orders_kept_sorted_agree_with_a_fresh_sort(seed: int) -> None:
             target.affected = dict(items)
         elif step == 7 and len(records) < 4:
             records.append(rng.choice([target.copy(), dataclasses.replace(target, affected=dict(target.affected))]))
+        values = list(target.affected.values())
+        for _ in range(2):  # computed, then kept
+            assert target.severity == max((d.severity for d in values), key=lambda s: s.rank, default=S.LOW)
+            assert target.value_at_risk == round(sum(d.value_at_risk for d in values), 2)
+            assert target.net_value == round(sum(d.net_value for d in values), 2)
+            assert target.days_late == max((d.days_late for d in values), default=0)
+            assert target.sort_key() == (-target.severity.rank, -target.value_at_risk, target.id)
         got = target.orders()
+        kept = target._kept
         again = target.orders()
         assert got == fresh(target) and again == got and again is not got
-        kept_hits += target._ordered is not None and target._ordered[1] is not got
+        kept_hits += target._kept is kept
         got.reverse()  # the caller's list is its own
         assert target.orders() == fresh(target)
+        assert ExceptionRecord.from_payload(target.to_payload()).orders() == fresh(target)
     assert kept_hits > 0
