@@ -27,6 +27,7 @@ import datetime as dt
 import gc
 import hashlib
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -80,9 +81,11 @@ def fingerprint(gw: Gateway) -> str:
     return f"{len(gw.exceptions.open_exceptions())} open, {len(gw.index)} indexed, sha256 {h.hexdigest()[:16]}"
 
 
-async def first_questions(gw: Gateway) -> None:
+async def first_questions(gw: Gateway, repeat: int = 0, profile_prefix: str | None = None) -> None:
     """The scale scenario's exceptions and impact questions once each right after ready, as
-    the HTTP path computes them (no response cache): CPU and the record cache's misses."""
+    the HTTP path computes them (no response cache): CPU and the record cache's misses.
+    ``repeat``: then each question ``repeat`` times more (warm), min and median CPU, and
+    with ``profile_prefix`` a cProfile of those runs per question (``PREFIX-NAME.prof``)."""
     from gateway.operation import Operation
     from resolvers.policy import Role, Viewer
 
@@ -100,6 +103,25 @@ async def first_questions(gw: Gateway) -> None:
             f"first {name} after ready: CPU {time.process_time() - c0:.2f} s,"
             f" {gw.cache.misses - misses} record cache misses"
         )
+    for name, query in (("exceptions", EXCEPTIONS), ("impact", IMPACT)) if repeat else ():
+        op = await ops.document(Operation({"query": query}, viewer))
+        profile = cProfile.Profile(time.process_time) if profile_prefix else None
+        times = []
+        misses = gw.cache.misses
+        for _ in range(repeat):
+            c0 = time.process_time()
+            if profile is not None:
+                profile.enable()
+            await answer_on_gateway_path(gw, op, viewer)
+            if profile is not None:
+                profile.disable()
+            times.append(time.process_time() - c0)
+        print(
+            f"{name} warm x{repeat}: CPU min {min(times) * 1000:.1f} ms, median"
+            f" {statistics.median(times) * 1000:.1f} ms, {gw.cache.misses - misses} record cache misses"
+        )
+        if profile is not None:
+            profile.dump_stats(f"{profile_prefix}-{name}.prof")
 
 
 async def measure(args: argparse.Namespace) -> None:
@@ -150,7 +172,7 @@ async def measure(args: argparse.Namespace) -> None:
             if args.fingerprint:
                 print("fingerprint:", fingerprint(gw))
             if args.first_questions:
-                await first_questions(gw)
+                await first_questions(gw, args.repeat_questions, args.questions_profile)
             if profile is not None:
                 profile.dump_stats(args.profile)
             await gw.stop()
@@ -168,6 +190,11 @@ def main() -> None:
     p.add_argument("--fingerprint", action="store_true")
     p.add_argument("--profile", help="write a cProfile of start to ready here")
     p.add_argument("--first-questions", action="store_true", help="then ask exceptions and impact once each")
+    p.add_argument(
+        "--repeat-questions", type=int, default=0, metavar="N",
+        help="with --first-questions: then each question N times more, warm (min and median CPU)",
+    )
+    p.add_argument("--questions-profile", metavar="PREFIX", help="cProfile the repeated questions to PREFIX-NAME.prof")
     args = p.parse_args()
     try:
         import uvloop
