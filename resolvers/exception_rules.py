@@ -1017,6 +1017,9 @@ class ExceptionRecord:
         orders the first 20 exceptions hold 34,000. The check is one list comparison in C:
         identical (or equal: detections are frozen values) detections in the same map order
         give the same answers, so any change to the map, in place or not, computes again."""
+        if not self.affected:  # cleared: one shared answer (thousands are kept a while)
+            self._kept = None
+            return _NONE_AFFECTED
         values = list(self.affected.values())
         kept = self._kept
         if kept is None or kept.values != values:
@@ -1152,6 +1155,18 @@ class _OverAffected:
         self.net_value: float | None = None
         self.days_late: int | None = None
         self.ordered: list[Detection] | None = None
+
+
+def _none_affected() -> _OverAffected:
+    out = _OverAffected([])
+    # as the properties compute them over no orders (the sums are the int 0, as ever)
+    out.severity, out.days_late, out.ordered = Severity.LOW, 0, []
+    out.value_at_risk = out.net_value = round(sum(()), 2)
+    return out
+
+
+# Shared: its values are filled in, so no reader writes to it (orders() copies its list).
+_NONE_AFFECTED = _none_affected()
 
 
 def _affected_order(d: Detection) -> tuple[int, float, str]:
