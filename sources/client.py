@@ -182,7 +182,8 @@ class SourceClient:
 
     def _parse(self, record_type: type[R], rows: Iterable[Any]) -> list[R]:
         try:
-            return [record_type.from_api(row) for row in rows]
+            parse = record_type.parser()
+            return [parse(row) for row in rows]
         except RecordError as exc:
             raise SourceError(self.name, "SOURCE_BAD_RESPONSE", str(exc)) from exc
 
