@@ -23,7 +23,14 @@ its collections per generation, young/middle/full), the calls of one round under
 cProfile per answer, and a fingerprint of the answers (a hash of their JSON, the cursors
 opened: they are sealed with a fresh nonce each time) so that a
 change can be shown to leave the answers byte-identical. Compare two checkouts one after
-the other (``PYTHONPATH=/other/checkout``). Numbers only.
+the other (run it from each checkout's root). Numbers only.
+
+Instruction counts, steadier than CPU time on a shared machine (one workload; the timed
+rounds only, the plant's child not traced):
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=cg.out \
+        python -m bench.page_cpu --workload dashboard --repeat 3 --callgrind
+    grep summary cg.out   # Ir of 3 x 6 answers
 """
 
 from __future__ import annotations
@@ -82,6 +89,12 @@ class _Collector:
         else:
             self.seconds += time.process_time() - self._t0
             self.collections[info["generation"]] += 1
+
+
+def _instrument(on: bool) -> None:
+    """Callgrind's instrumentation of this process on or off (blocking on purpose: nothing
+    else may run between the switch and the rounds)."""
+    subprocess.run(["callgrind_control", f"--instr={'on' if on else 'off'}", str(os.getpid())], check=True, capture_output=True)
 
 
 _END_CURSOR = re.compile(rb'"endCursor":"([^"]+)"')
@@ -200,11 +213,15 @@ async def measure(args: argparse.Namespace, plant: tuple[str, str] | None) -> di
                 seconds = []
                 collector = _Collector()
                 gc.callbacks.append(collector)
+                if args.callgrind:  # instructions of the timed rounds only (see --callgrind)
+                    _instrument(True)
                 for _ in range(args.repeat):
                     t0 = time.process_time()
                     for op in ops:
                         await answer_on_gateway_path(gw, op)
                     seconds.append((time.process_time() - t0) / len(ops))
+                if args.callgrind:
+                    _instrument(False)
                 gc.callbacks.remove(collector)
                 answers_timed = args.repeat * len(ops)
                 profile = cProfile.Profile(time.process_time)  # CPU seconds, as measured above
@@ -238,6 +255,12 @@ def main() -> None:
     p.add_argument("--workload", action="append", choices=WORKLOADS, help="only this workload (repeatable)")
     p.add_argument("--plant", choices=("process", "inline"), default="process")
     p.add_argument("--profile", help="write a cProfile of one round here (-<workload> added when several)")
+    p.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="under `valgrind --tool=callgrind --instr-atstart=no`: instrument only the timed rounds"
+        " (one workload; instructions per answer = the summary's Ir / (repeat x documents))",
+    )
     p.add_argument("--dump", help="write each workload's answers to DUMP-<workload>.json")
     p.add_argument("--serve-plant", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
