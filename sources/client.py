@@ -230,7 +230,11 @@ def group_by(records: Iterable[Record], attr: str, keys: Iterable[str]) -> dict[
     """Group records by an attribute, with an empty list for every asked key."""
     out: dict[str, list[Any]] = {k: [] for k in keys}
     for r in records:
-        out.setdefault(getattr(r, attr), []).append(r)
+        key = getattr(r, attr)
+        group = out.get(key)
+        if group is None:  # a record for a key not asked (setdefault without a list per record)
+            group = out[key] = []
+        group.append(r)
     return out
 
 
