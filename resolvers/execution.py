@@ -319,11 +319,13 @@ def serializer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
                 if member.value == value.value:
                     names.setdefault(member, name)
                     break
-        get = names.get
+        # By the member's own name: one member per name in its class (an alias is the same
+        # member), and no Python-level Enum.__hash__ per value (five a dashboard row).
+        get = {member._name_: name for member, name in names.items()}.get
 
         def enum_name(value: Any) -> Any:
             if value.__class__ is wrapped:
-                out = get(value)
+                out = get(value._name_)
                 if out is not None:
                     return out
             return coerce(value)
