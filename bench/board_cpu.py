@@ -61,16 +61,16 @@ def _cpu(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 
 
-async def answer_on_gateway_path(gw: Any, op: Any, viewer: Any = None) -> None:
+async def answer_on_gateway_path(gw: Any, op: Any, viewer: Any = None) -> bytes:
     """Answer a prepared document as ``Operations.respond`` does when the response cache
     does not answer: the executor with the policy middleware, the response's
-    serialisation, the context's release."""
+    serialisation, the context's release. Returns the serialised response."""
     ops = gw.operations
     context = gw.context() if viewer is None else gw.context(viewer=viewer)
     try:
         result = await ops.answer(op, context)
         assert not result.errors, result.errors
-        orjson.dumps(ops.format(result))
+        return orjson.dumps(ops.format(result))
     finally:
         context.release()
 

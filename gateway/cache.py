@@ -70,6 +70,10 @@ class Entry(NamedTuple):
     expires: float = 0.0
 
 
+# ``Entry(...)`` without the NamedTuple's Python ``__new__`` (a frame per record stored).
+_new_entry = tuple.__new__
+
+
 class RecordCache:
     """A TTL cache with race-safe, event-driven invalidation.
 
@@ -194,7 +198,7 @@ class RecordCache:
             if scanning:
                 stored += self._put_scanning(key, value, fetched_at)
                 continue
-            entry = Entry(value, fetched_at, now + (ttl - jitter * rng()) if jitter else now + ttl)
+            entry = _new_entry(Entry, (value, fetched_at, now + (ttl - jitter * rng()) if jitter else now + ttl))
             data.pop(key, None)  # re-inserted last: the oldest entries stay first
             data[key] = entry
             if len(data) > maxsize:

@@ -227,6 +227,10 @@ def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
 
 _AWAITABLE: dict[type, bool] = {}
 
+# ``Path(prev, key, typename)`` without the NamedTuple's Python ``__new__``: the same Path,
+# one frame less for each object and list item of an answer (~600 a dashboard page).
+_new_path = tuple.__new__
+
 
 def is_awaitable(value: Any) -> bool:
     """graphql-core's question, answered once per class (this project returns no
@@ -315,11 +319,13 @@ def serializer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
                 if member.value == value.value:
                     names.setdefault(member, name)
                     break
-        get = names.get
+        # By the member's own name: one member per name in its class (an alias is the same
+        # member), and no Python-level Enum.__hash__ per value (five a dashboard row).
+        get = {member._name_: name for member, name in names.items()}.get
 
         def enum_name(value: Any) -> Any:
             if value.__class__ is wrapped:
-                out = get(value)
+                out = get(value._name_)
                 if out is not None:
                     return out
             return coerce(value)
@@ -501,7 +507,7 @@ class FastExecutor(Executor):
         child = self._child(object_type, fdl)
         if child is None:
             return _NOT_FAST
-        field_path = Path(path, response_name, type_name)
+        field_path = _new_path(Path, (path, response_name, type_name))
         try:
             result = self._run_plan(child[1], object_type, value, field_path, child[0])
         except Exception as raw_error:
@@ -550,7 +556,7 @@ class FastExecutor(Executor):
                 if value is None:
                     completed.append(None)
                     continue
-                item_path = Path(field_path, index, None)
+                item_path = _new_path(Path, (field_path, index, None))
                 try:
                     out = run_plan(plan, object_type, value, item_path, grouped)
                 except Exception as raw_error:

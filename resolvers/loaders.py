@@ -47,28 +47,42 @@ class Loader(DataLoader):
         self._futures: dict[Any, Any] = {}
         super().__init__(batch_load_fn, cache_map=self._futures)
 
+    @staticmethod
+    def get_cache_key(key: Any) -> Any:
+        """A key is its own cache key (``has`` and ``load_all`` read the map by key)."""
+        return key
+
     def has(self, key: Any) -> bool:
         """True when this request already asked for ``key`` (answered or under way)."""
-        return self.get_cache_key(key) in self._futures
+        return key in self._futures
 
     async def load_all(self, keys: list[Any]) -> dict[Any, Any]:
         """Every key through the batch function in one call, without a future per key (a
         page asks for hundreds); the answers are primed, so any later ``load`` in the
         request gets them. Keys already asked for come from ``load``. Raises the first
         per-key error (a source fault)."""
-        unique = [k for k in dict.fromkeys(keys) if not self.has(k)]
+        futures = self._futures
+        unique = [k for k in dict.fromkeys(keys) if k not in futures]
         out: dict[Any, Any] = {}
         if unique:
             values = await self.batch_load_fn(unique)
+            new_future = self.loop.create_future
             with gc_paused():  # a future per key, thousands at once (sources.memory)
                 for key, value in zip(unique, values, strict=True):
-                    self.prime(key, value)  # an error too: the fields' own paths report it, no new call
-                    if isinstance(value, Exception):
+                    # ``prime`` inline (a page primes hundreds of keys): a key some ``load``
+                    # asked for meanwhile keeps its future; an error is primed too (the
+                    # fields' own paths report it, no new call).
+                    primed = futures.get(key)
+                    if primed is None:
+                        primed = futures[key] = new_future()
+                        if isinstance(value, Exception):
+                            primed.set_exception(value)
+                        else:
+                            primed.set_result(value)
+                    if isinstance(value, Exception) and primed.done():
                         # Marked as seen: a later load still raises it, but a fault no field asks
                         # about is not logged as "Future exception was never retrieved" per key.
-                        primed = self._futures.get(self.get_cache_key(key))
-                        if primed is not None and primed.done():
-                            primed.exception()
+                        primed.exception()
                     out[key] = value
             for value in values:
                 if isinstance(value, Exception):

@@ -943,7 +943,10 @@ def on_view(
 ) -> T | Awaitable[T]:
     """``compute`` over the order's view: the one built with it, else one ``assemble``d
     (every system's records, or a section's own: ``fetch.production_view`` ...)."""
-    return when_ready(ctx.ready.get(order.sales_order, _MISSING), lambda: assemble(ctx, order), compute)
+    view = ctx.ready.get(order.sales_order, _MISSING)
+    if view is not _MISSING:  # as when_ready, without a loader closure per field of a page
+        return compute(view)
+    return when_ready(view, lambda: assemble(ctx, order), compute)
 
 
 def _records(
@@ -956,8 +959,9 @@ def _records(
     """``compute`` over one section's records: from the order's view, else from the
     loaders (only that section's records)."""
     view = ctx.ready.get(order.sales_order)
-    known = records(view) if view is not None else _MISSING
-    return when_ready(known, lambda: fetch_records(ctx, order.sales_order), compute)
+    if view is not None:  # as when_ready, without a loader closure
+        return compute(records(view))
+    return when_ready(_MISSING, lambda: fetch_records(ctx, order.sales_order), compute)
 
 
 def _from_view(
@@ -976,7 +980,10 @@ def _on_customer(ctx: Context, order: SalesOrder, compute: Callable[[CustomerRec
     """``compute`` over the order's customer record: the one loaded with its page, else
     from the loader."""
     party = order.sold_to_party
-    return when_ready(ctx.ready_customers.get(party, _MISSING), lambda: ctx.loaders.customer.load(party), compute)
+    customer = ctx.ready_customers.get(party, _MISSING)
+    if customer is not _MISSING:  # as when_ready, without a loader closure
+        return compute(customer)
+    return when_ready(customer, lambda: ctx.loaders.customer.load(party), compute)
 
 
 def _work_center(rec: WorkCenterRecord | None) -> WorkCenter | None:

@@ -484,6 +484,10 @@ class OrderView:
     def partially_shipped(self) -> bool:
         """True when goods of the order left the plant but quantity is still owed: the ERP's
         OverallDeliveryStatus B. A short shipment stays so until the rest ships or is cut."""
+        if not any(leg.goods_issued for leg in self.legs):
+            # Nothing shipped: only a leg whose goods left counts as shipped. Most orders
+            # (in production, or picking) need no quantities then: a page's stages ask.
+            return False
         quantities = self.item_quantities
         return any(q.shipped > 0 for q in quantities) and any(q.open > 0 for q in quantities)
 

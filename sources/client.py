@@ -182,7 +182,8 @@ class SourceClient:
 
     def _parse(self, record_type: type[R], rows: Iterable[Any]) -> list[R]:
         try:
-            return [record_type.from_api(row) for row in rows]
+            parse = record_type.parser()
+            return [parse(row) for row in rows]
         except RecordError as exc:
             raise SourceError(self.name, "SOURCE_BAD_RESPONSE", str(exc)) from exc
 
@@ -229,7 +230,11 @@ def group_by(records: Iterable[Record], attr: str, keys: Iterable[str]) -> dict[
     """Group records by an attribute, with an empty list for every asked key."""
     out: dict[str, list[Any]] = {k: [] for k in keys}
     for r in records:
-        out.setdefault(getattr(r, attr), []).append(r)
+        key = getattr(r, attr)
+        group = out.get(key)
+        if group is None:  # a record for a key not asked (setdefault without a list per record)
+            group = out[key] = []
+        group.append(r)
     return out
 
 

@@ -77,3 +77,21 @@ def test_a_batch_read_before_an_invalidation_does_not_bring_the_old_value_back()
     assert cache.put_many([(("mes.po", "1"), "old"), (("mes.po", "2"), "fine")], ticket, FETCHED) == 1
     assert cache.get(("mes.po", "1")) is None
     assert cache.get(("mes.po", "2")) == "fine"
+
+
+def test_a_written_entry_is_an_entry_with_its_value_fetch_time_and_jittered_expiry():
+    """``put_many`` builds its entries without the NamedTuple's ``__new__``: still an
+    ``Entry``, with the value, the fetch time and the expiry (the TTL less its jitter)."""
+    from gateway.cache import Entry
+
+    clock = Clock()
+    draws = random.Random(5)
+    cache = RecordCache(ttl_seconds=60.0, ttl_jitter=0.2, timer=clock, rng=random.Random(5).random)
+    value = object()
+    assert cache.put_many([(("mes.po", "1"), value), (("mes.po", "2"), None)], cache.ticket(), FETCHED) == 2
+    for key, expected in ((("mes.po", "1"), value), (("mes.po", "2"), None)):
+        entry = cache.last_good(key)
+        assert type(entry) is Entry and len(entry) == 3
+        assert entry == Entry(expected, FETCHED, clock.now + 60.0 - 12.0 * draws.random())
+        assert entry.value is expected and entry.fetched_at is FETCHED
+    assert cache.get(("mes.po", "1")) is value

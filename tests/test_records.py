@@ -92,3 +92,23 @@ def test_parsed_records_share_repeated_values(world):
     # Numbers: an integer becomes its float; zero is shared, a negative zero keeps its sign.
     assert R._shared_float(3) == 3.0 and type(R._shared_float(3)) is float
     assert str(R._shared_float(-0.0)) == "-0.0" and str(R._shared_float(0)) == "0.0"
+
+
+@pytest.mark.parametrize("amount", [3, 3.0, 0, 0.0, -0.0, 2.5, -7, 1e300])
+def test_the_parsers_inline_memo_look_ups_give_the_shared_values(world, amount):
+    """The compiled parser looks the memos up inline and calls the shared-value functions
+    only on a miss: the first parse (a miss) and the second (a hit) give the same value,
+    type and sign as ``_shared_float``, ``_shared_date`` and ``_shared_datetime_z``."""
+    so = world.tables["A_SalesOrder"].get(world.sales_orders[0])
+    data = {**so.to_api(), "TotalNetAmount": amount, "SalesOrderDate": "2031-02-03", "LastChangeDateTime": "2031-02-03T04:05:06Z"}
+    first, second = R.SalesOrder.from_api(dict(data)), R.SalesOrder.from_api(dict(data))
+    for parsed in (first, second):
+        assert parsed == R.SalesOrder._from_api_checked(data)
+        assert type(parsed.total_net_amount) is float
+        assert repr(parsed.total_net_amount) == repr(R._shared_float(amount)) == repr(float(amount))
+        assert parsed.sales_order_date == dt.date(2031, 2, 3)
+        assert parsed.last_change_date_time == dt.datetime(2031, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+    assert first.sales_order_date is second.sales_order_date is R._shared_date("2031-02-03")
+    assert first.last_change_date_time is second.last_change_date_time
+    if amount:
+        assert first.total_net_amount is second.total_net_amount is R._shared_float(amount)
