@@ -30,7 +30,7 @@ from resolvers.prediction import PredictionParams
 from resolvers.schema import build_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
 from sources.keys import KeyFormats
-from sources.memory import bound_heap_top, release_free_memory
+from sources.memory import release_free_memory
 
 from .admission import PREFLIGHT_HEADERS, Admission
 from .auth import Authenticator, AuthError, AuthUnavailable, bearer_token
@@ -409,9 +409,6 @@ class Gateway:
         # What still dies in cycles is collected before each freeze (``gc.collect(1)`` below).
         _serving_collector(+1)
         self._gc_serving = True
-        # And glibc's heap top bounded from now on (start-up's bulk keeps glibc's own
-        # adaptive thresholds): see sources/memory.bound_heap_top.
-        bound_heap_top()
         interval = self.config.gateway.gc_freeze_seconds
         full_every = self.config.gateway.gc_full_seconds or 300.0
         last_full = time.monotonic()

@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import itertools
 import json
@@ -40,8 +42,6 @@ import tempfile
 import tracemalloc
 import types
 from typing import Any
-
-from sources.memory import heap_totals
 
 log = logging.getLogger("ordergraph.memdebug")
 
@@ -74,6 +74,21 @@ def tracemalloc_from_env(root: Any = None) -> bool:
     signal.signal(signal.SIGUSR2, dump)
     log.warning("tracemalloc on (%d frames): SIGUSR2 writes a snapshot to %s.<pid>.<n>", frames, prefix)
     return True
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2() -> dict[str, int]:
+    """glibc's heap totals (every arena): ``uordblks`` in use, ``fordblks`` free, ``hblkhd``
+    in mmap'ed blocks; empty elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+        fn.restype = _Mallinfo2
+        info = fn()
+        return {name: int(getattr(info, name)) for name, _ in _Mallinfo2._fields_}
+    return {}
 
 
 def _pymalloc() -> dict[str, int]:
@@ -207,7 +222,7 @@ def memory_counts(root: Any = None, *, sizes: bool = False) -> dict[str, Any]:
         "gc_counts": list(gc.get_count()),
         "gc_frozen": frozen,
         "types": dict(kinds.most_common(60)),
-        "mallinfo2": heap_totals(),
+        "mallinfo2": _mallinfo2(),
         "pymalloc": _pymalloc(),
         "containers": _containers(root),
         "sizes": _structure_sizes(root) if sizes else {},

@@ -31,17 +31,12 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-
-
 def _libc_malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None elsewhere (musl, macOS, Windows)."""
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
@@ -49,50 +44,6 @@ def _libc_malloc_trim() -> Callable[[int], int] | None:
 
 
 _MALLOC_TRIM = _libc_malloc_trim()
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-# What the serving gateway asks of glibc (bound_heap_top): allocations from this size are
-# mapped on their own and unmapped when freed; free space at the heap's top beyond the
-# second is given back at once.
-MMAP_THRESHOLD = 1 << 20
-TRIM_THRESHOLD = 2 << 20
-
-
-def bound_heap_top(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
-    """Fix glibc's mmap and trim thresholds for this process; False where there is no
-    glibc ``mallopt``.
-
-    By default glibc raises both as the process frees large blocks: after a block of
-    n MiB was mapped and freed, blocks up to n MiB come from the heap and up to 2n MiB of
-    free space stays at the heap's top. The gateway frees blocks of several MiB now and then
-    (a sweep's source answers, a big answer's buffer), after which the free top of the heap
-    stayed resident: in a 10-minute soak it grew 3.2 -> 11.5 MB and was most of the
-    resident growth that no live object explained. Fixed thresholds keep it bounded; the
-    cost is a map and unmap per block of 1 MiB or more, a few per large answer."""
-    mallopt = getattr(_libc(), "mallopt", None)
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
-
-
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def heap_totals() -> dict[str, int]:
-    """glibc's heap totals (``mallinfo2``, every arena): ``uordblks`` in use, ``fordblks``
-    free, ``keepcost`` free at the top of the heap, ``hblkhd`` in mapped blocks; empty
-    elsewhere."""
-    fn = getattr(_libc(), "mallinfo2", None)
-    if fn is None:
-        return {}
-    fn.restype = _Mallinfo2
-    info = fn()
-    return {name: int(getattr(info, name)) for name, _ in _Mallinfo2._fields_}
 
 
 def release_free_memory() -> bool:
