@@ -60,6 +60,7 @@ from resolvers.pagination import ORDER_CURSOR, SORTED_CURSOR
 from . import queries as Q
 from .board_cpu import START, answer_on_gateway_path
 from .run import SIZES
+from .startup_cpu import GcTimes
 
 WORKLOADS = ("dashboard", "order", "customer")
 
@@ -73,22 +74,6 @@ async def _serve_plant(orders: int) -> None:
     print(sim.url, sim.world.now().isoformat(), flush=True)
     await asyncio.to_thread(sys.stdin.read)
     await sim.close()
-
-
-class _Collector:
-    """The cyclic collector's CPU time and collections per generation (``gc.callbacks``)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.collections = [0, 0, 0]
-        self._t0 = 0.0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._t0 = time.process_time()
-        else:
-            self.seconds += time.process_time() - self._t0
-            self.collections[info["generation"]] += 1
 
 
 def _instrument(on: bool) -> None:
@@ -211,7 +196,7 @@ async def measure(args: argparse.Namespace, plant: tuple[str, str] | None) -> di
                     digest.update(answer)
                 dumps[name] = b"\n".join(answers)
                 seconds = []
-                collector = _Collector()
+                collector = GcTimes()
                 gc.callbacks.append(collector)
                 if args.callgrind:  # instructions of the timed rounds only (see --callgrind)
                     _instrument(True)
@@ -233,8 +218,8 @@ async def measure(args: argparse.Namespace, plant: tuple[str, str] | None) -> di
                 print(
                     f"  {name:<10} {len(ops):3} documents: CPU min {min(seconds) * 1000:7.3f} ms,"
                     f" median {statistics.median(seconds) * 1000:7.3f} ms; {calls:,.0f} calls;"
-                    f" collector {collector.seconds / answers_timed * 1000:.3f} ms"
-                    f" ({'/'.join(f'{n / answers_timed:.2f}' for n in collector.collections)} collections);"
+                    f" collector {sum(collector.seconds) / answers_timed * 1000:.3f} ms"
+                    f" ({'/'.join(f'{n / answers_timed:.2f}' for n in collector.count)} collections);"
                     f" answers {digest.hexdigest()[:16]}",
                     flush=True,
                 )
