@@ -169,7 +169,12 @@ def _connect(path: str) -> sqlite3.Connection:
                 f"journal {path!r} has schema version {version}; this gateway knows up to "
                 f"{_SCHEMA_VERSION}"
             )
-        conn.executescript(_SCHEMA)
+        if version < _SCHEMA_VERSION:
+            # New or older: create or complete the schema, in one transaction that ends by
+            # setting the version (every change to _SCHEMA bumps _SCHEMA_VERSION). A current
+            # journal needs nothing, so opening it takes no write lock: a reader beside a
+            # busy gateway (``ordergraph events parked``) does not wait on its commits.
+            conn.executescript(_SCHEMA)
     except BaseException:
         conn.close()
         raise

@@ -156,6 +156,42 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path):
         await j.close()
 
 
+async def test_a_current_journal_opens_while_another_connection_holds_the_write_lock(tmp_path: Path):
+    """Opening a journal already at the current schema version takes no write lock (a
+    reader such as ``ordergraph events parked`` beside a gateway in the middle of a
+    commit); a new one is created, and an older version is brought up to date."""
+    import sqlite3
+
+    path = tmp_path / "journal.db"
+    j = await SQLiteJournal.open(path)
+    seqs = await seqs_of(j, event("a"))
+    await j.close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # as the gateway's writer holds it during a commit
+        writer.execute("UPDATE events SET processed = processed")
+        started = asyncio.get_running_loop().time()
+        reader = await SQLiteJournal.open(path)
+        try:
+            assert await reader.count() == 1 and (await reader.get(seqs[0])) is not None
+        finally:
+            await reader.close()
+        assert asyncio.get_running_loop().time() - started < 4  # not the 5 s busy timeout
+        writer.execute("ROLLBACK")
+        # An older journal (version 1: before the dead letters) is completed on open.
+        writer.execute("DROP TABLE dead_letters")
+        writer.execute("PRAGMA user_version = 1")
+    finally:
+        writer.close()
+    j = await SQLiteJournal.open(path)
+    try:
+        assert await j._read(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == journal_module._SCHEMA_VERSION
+        assert await j._read(lambda conn: conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]) == 0
+        assert await j.count() == 1
+    finally:
+        await j.close()
+
+
 async def test_unprocessed_then_mark_processed(journal: SQLiteJournal):
     s1, s2, s3 = await seqs_of(journal, event("a"), event("b"), event("c"))
     assert [e.seq for e in await journal.unprocessed()] == [s1, s2, s3]
