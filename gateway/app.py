@@ -133,6 +133,7 @@ class Gateway:
         self.evaluator: Any = None  # scale-out: gateway/evaluator.py
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
+        self.gc_full_passes = 0  # the freeze loop's full collections (gateway/app.py)
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
         # The shop floor over MQTT ([mqtt]; gateway/mqtt.py) and the work centres whose
         # shop-floor picture it lost (a death or a seq gap), shown as STALE in freshness.
@@ -412,8 +413,19 @@ class Gateway:
         interval = self.config.gateway.gc_freeze_seconds
         full_every = self.config.gateway.gc_full_seconds or 300.0
         last_full = time.monotonic()
+        took = 0.0
+        sweeps = self.exceptions.full_evaluations_done
         while True:
-            if time.monotonic() - last_full > full_every:
+            # A sweep over every order (every ``sweep_seconds``) leaves its pages' cycles
+            # (request contexts, loaders, futures) behind, frozen by the passes below while
+            # it ran: collected at once rather than up to ``full_every`` later, so the heap
+            # the sweep grew is reused by what follows instead of growing again (the soak's
+            # RSS rose in the windows holding the sweeps, bench/README.md). Still at least
+            # 100 times the pass's own length apart.
+            since = time.monotonic() - last_full
+            swept = self.exceptions.full_evaluations_done != sweeps
+            if since > full_every or (swept and since > 100 * took):
+                sweeps = self.exceptions.full_evaluations_done
                 started = time.process_time()
                 gc.unfreeze()
                 freed = gc.collect()
@@ -421,6 +433,7 @@ class Gateway:
                 last_full = time.monotonic()
                 took = time.process_time() - started
                 full_every = max(self.config.gateway.gc_full_seconds or 300.0, 100 * took)
+                self.gc_full_passes += 1
                 log.debug("full collection: %d freed, %.1f ms CPU; next in %.0f s", freed, took * 1000, full_every)
             # Young garbage first (the handshakes' cycles, say): frozen, it would stay
             # until the next full pass. A young collection walks only recent objects.

@@ -221,6 +221,13 @@ class RecordCache:
             self.scan_skipped += 1
             if not keep_good:
                 return False
+        # A sweep re-reads every record whose TTL ran out, and most have not changed: the
+        # copy held stays (equal, so no reader can tell) and the sweep's new one dies with
+        # its page. Otherwise each sweep swapped every long-lived record for a new object
+        # allocated among the sweep's temporaries, keeping their memory in use after it.
+        held = last_good.get(key)
+        if held is not None and held.value == value:
+            value = held.value
         expires = 0.0  # only for the last-good store: never read there
         if keep:
             ttl = self.ttl_seconds

@@ -130,6 +130,7 @@ class ExceptionTracker:
         self._timers: list[tuple[dt.datetime, str]] = []
         self.timer_wakeups = 0  # orders re-evaluated because their due time came
         self.full_evaluations = 0  # evaluations of every order (start, sweeps, stale sources)
+        self.full_evaluations_done = 0  # of those, finished (the gateway collects after each)
         self._full = False
         self._busy = False
         self._wake = asyncio.Event()
@@ -449,6 +450,7 @@ class ExceptionTracker:
             self.index.complete(found, first_ticket)
         # Orders the listing no longer shows lose their exceptions too.
         await self._apply(set(found) | set(self._by_order), found)
+        self.full_evaluations_done += 1
         log.log(
             level,
             "exception tracker: %d orders evaluated in %.1f s; %d exceptions open",

@@ -157,3 +157,26 @@ async def test_the_pass_evicts_nothing_and_finds_the_same_exceptions(frozen_worl
     assert swept == expected
     assert small.evictions == evicted
     assert all(small.get(k) is not None for k in question)
+
+
+def test_a_scan_keeps_the_held_object_when_the_record_did_not_change():
+    """The sweep re-reads records whose TTL ran out: an equal answer keeps the object held
+    (the sweep's copy dies with its page), a changed one replaces it."""
+    now = [1000.0]
+    cache = RecordCache(maxsize=10, ttl_seconds=300.0, ttl_jitter=0.0, timer=lambda: now[0])
+    held = {"qty": [1.0, 2.0]}
+    changed_before = {"qty": [3.0]}
+    cache.put(keys(1)[0], held, cache.ticket())
+    cache.put(keys(1, 1)[0], changed_before, cache.ticket())
+    now[0] += 301.0  # expired
+    cache.get_entries(keys(2))
+    copy, changed = {"qty": [1.0, 2.0]}, {"qty": [4.0]}
+    with scanning():
+        ticket = cache.ticket()
+        assert cache.put(keys(1)[0], copy, ticket)
+        assert cache.put(keys(1, 1)[0], changed, ticket)
+    assert cache.get(keys(1)[0]) is held and cache.last_good(keys(1)[0]).value is held
+    assert cache.get(keys(1, 1)[0]) is changed and cache.last_good(keys(1, 1)[0]).value is changed
+    # outside a scan a write stores what it was given
+    cache.put(keys(1)[0], copy, cache.ticket())
+    assert cache.get(keys(1)[0]) is copy

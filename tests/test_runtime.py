@@ -33,3 +33,26 @@ async def test_freezing_can_be_turned_off(plant):
         await app.state.gateway.exceptions.settled(30)
         await asyncio.sleep(0.2)
         assert gc.get_freeze_count() == 0
+
+
+async def test_a_sweep_over_every_order_is_followed_by_a_full_collection(plant):
+    """A sweep's cycles are collected when it ends, not at the next periodic full pass."""
+    gc.unfreeze()
+    async with running_gateway(plant.url, gc_freeze_seconds=0.05, gc_full_seconds=3600) as (_url, app):
+        gateway = app.state.gateway
+        await gateway.exceptions.settled(30)
+        for _ in range(100):  # the freeze loop is serving
+            if gc.get_freeze_count() > 0:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        passes = gateway.gc_full_passes
+        assert passes == 0  # the periodic one is an hour away
+        done = gateway.exceptions.full_evaluations_done
+        gateway.exceptions.request_full()
+        for _ in range(200):
+            if gateway.exceptions.full_evaluations_done > done and gateway.gc_full_passes > passes:
+                break
+            await asyncio.sleep(0.05)
+        assert gateway.exceptions.full_evaluations_done == done + 1
+        assert gateway.gc_full_passes == passes + 1
