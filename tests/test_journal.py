@@ -340,6 +340,23 @@ async def test_watermarks_reject_older_events(journal: SQLiteJournal):
         await journal.advance_watermark(*key, datetime(2024, 1, 1))
 
 
+async def test_cached_watermarks_share_the_source_and_entity_names(journal: SQLiteJournal):
+    """Each event's JSON brings new strings; the cache keeps one copy of each system's and
+    entity's name however many records it holds (tens of thousands in a soak)."""
+    import json
+
+    marks = []
+    for i in range(3):
+        event = json.loads(json.dumps({"source": "mes", "entity": "ProductionOrder", "key": str(1000 + i)}))
+        marks.append(((event["source"], event["entity"], event["key"]), T0))
+    assert await journal.advance_watermarks(marks) == [True] * 3
+    assert await journal.advance_watermark(*json.loads('["mes", "ProductionOrder", "2000"]'), T0)
+    keys = list(journal._watermarks)
+    assert len(keys) == 4
+    assert len({id(k[0]) for k in keys}) == 1 and len({id(k[1]) for k in keys}) == 1
+    assert await journal.watermark("mes", "ProductionOrder", "1001") == T0  # found by an equal key
+
+
 async def test_watermark_table_is_the_truth_behind_the_cache(
     journal: SQLiteJournal, monkeypatch: pytest.MonkeyPatch
 ):
