@@ -50,13 +50,44 @@ async def test_pages_in_flight_evaluate_every_order_once(plant, http):
         before_index = {so: gw.index.get(so) for so in plant.world.sales_orders}
         before_open = {r.id: sorted(r.affected) for r in tracker.open_exceptions()}
         assert before_open, "the plant has open exceptions to compare"
-        tracker.chunk_size, tracker.page_concurrency = 23, 3
+        tracker.chunk_size, tracker.page_concurrency = 23, 3  # a sweep: one page of 23 at a time
         evaluated = tracker.evaluated
         tracker.request_full()
         await tracker.settled(60)
         assert tracker.evaluated - evaluated == len(plant.world.sales_orders)
         assert {so: gw.index.get(so) for so in plant.world.sales_orders} == before_index
         assert {r.id: sorted(r.affected) for r in tracker.open_exceptions()} == before_open
+
+
+async def test_sweeps_after_the_start_run_one_small_page_at_a_time(plant, http):
+    """The sweeps are background work: one page of ``sweep_chunk_size`` orders at a time
+    (the first pass keeps its wide pages side by side), and every order still once."""
+    plant.world.set_speed(0)
+    async with running_gateway(plant.url, domain_clock=plant.world.now) as (_url, app):
+        gw = app.state.gateway
+        tracker = gw.exceptions
+        await tracker.settled(60)
+        before_index = {so: gw.index.get(so) for so in plant.world.sales_orders}
+        tracker.sweep_chunk_size = 7
+        pages: list[int] = []
+        in_flight, most = [0], [0]
+        detect = tracker._detect
+
+        async def watched(ctx, sales_orders, ticket=None):
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            pages.append(len(sales_orders))
+            try:
+                return await detect(ctx, sales_orders, ticket)
+            finally:
+                in_flight[0] -= 1
+
+        tracker._detect = watched
+        tracker.request_full()
+        await tracker.settled(60)
+        assert most[0] == 1 and max(pages) == 7
+        assert sum(pages) == len(plant.world.sales_orders)
+        assert {so: gw.index.get(so) for so in plant.world.sales_orders} == before_index
 
 
 async def test_a_source_fault_mid_pass_ends_it_and_the_retry_finishes(plant, http):
