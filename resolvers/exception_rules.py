@@ -1023,7 +1023,11 @@ class ExceptionRecord:
         values = list(self.affected.values())
         kept = self._kept
         if kept is None or kept.values != values:
-            kept = self._kept = _OverAffected(values)
+            kept = _OverAffected(values)
+            # A cleared exception keeps its last orders for the record, and thousands are
+            # kept a while: read once when journaled, rarely after. Computed when read.
+            if self.cleared_at is None:
+                self._kept = kept
         return kept
 
     @property

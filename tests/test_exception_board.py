@@ -428,3 +428,20 @@ def test_affected_orders_and_aggregates_kept_agree_with_a_fresh_computation(seed
         assert target.orders() == fresh(target)
         assert ExceptionRecord.from_payload(target.to_payload()).orders() == fresh(target)
     assert kept_hits > 0
+
+
+def test_a_cleared_exception_answers_its_aggregates_without_keeping_them() -> None:
+    """Thousands of cleared exceptions are kept a while with their last orders: their
+    aggregates are computed when read (the same answers), not held beside them."""
+    rng = random.Random(7)
+    kind, root = ROOTS[0]
+    record = ExceptionRecord(f"{kind.value}:mes:WC-10", kind, root, T0)
+    for so in ORDERS[:5]:
+        record.affected[so] = _detection(rng, kind, root, so)
+    open_answers = (record.severity, record.value_at_risk, record.days_late, record.orders())
+    assert record._kept is not None
+    cleared = record.copy()
+    cleared.cleared_at = T0
+    assert (cleared.severity, cleared.value_at_risk, cleared.days_late, cleared.orders()) == open_answers
+    assert cleared.to_payload()["affected"] == record.to_payload()["affected"]
+    assert cleared._kept is None
