@@ -113,3 +113,40 @@ async def test_a_source_fault_mid_pass_ends_it_and_the_retry_finishes(plant, htt
         assert gw.index.usable
         assert {so for so in plant.world.sales_orders if gw.index.get(so) is None} == set()
         assert tracker.open_exceptions()
+
+
+async def test_an_evaluation_gives_way_to_questions_between_slices_of_its_rules(plant, http, monkeypatch):
+    """A page's rules (hundreds of orders) run in slices of ``yield_every`` orders with the
+    event loop's other work between them, not as one long step; the answers are the same."""
+    import gateway.exception_tracker as tracker_module
+
+    plant.world.set_speed(0)
+    async with running_gateway(plant.url, domain_clock=plant.world.now) as (_url, app):
+        gw = app.state.gateway
+        tracker = gw.exceptions
+        await tracker.settled(60)
+        ids = sorted(plant.world.sales_orders)
+        alone = await tracker._detect(tracker.context_factory(), ids)
+        tracker.yield_every = 10
+        ticks = [0]
+        seen: list[int] = []
+        detect = tracker_module.detect
+
+        def watched(*args, **kwargs):
+            seen.append(ticks[0])
+            return detect(*args, **kwargs)
+
+        async def ticker():
+            while True:
+                ticks[0] += 1
+                await asyncio.sleep(0)
+
+        monkeypatch.setattr(tracker_module, "detect", watched)
+        running = asyncio.create_task(ticker())
+        try:
+            sliced = await tracker._detect(tracker.context_factory(), ids)
+        finally:
+            running.cancel()
+        assert len(seen) == len(ids) > 20
+        assert len(set(seen)) >= len(ids) // 10  # another task ran between the slices
+        assert sliced == alone
