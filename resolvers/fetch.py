@@ -30,6 +30,7 @@ from . import impact, workflow
 from .context import Context
 from .exception_rules import ExceptionParams, ExceptionRecord, detect
 from .loaders import remember_listing
+from .queued import UnknownWorkCenter
 from .view import OrderView, production_completed, production_started
 
 
@@ -310,6 +311,11 @@ async def pegged_orders(ctx: Context, s: impact.Scenario) -> set[str]:
     src = ctx.sources
     match s:
         case impact.WorkCenterDown():
+            if ctx.queued is not None:  # kept between requests (resolvers/queued.py)
+                try:
+                    return await ctx.queued.pegged(ctx, s.work_center)
+                except UnknownWorkCenter:
+                    raise UnknownRecord(f"Unknown work centre {s.work_center!r}.") from None
             found, pegged = await asyncio.gather(
                 src.mes.work_centers([s.work_center]), src.mes.production_orders_for_work_centers([s.work_center])
             )

@@ -1,0 +1,101 @@
+"""A what-if's pegged orders for a work centre down, kept between requests
+(``resolvers/queued.py``), are the orders reading the MES's whole queue answers: on a
+simulated plant whose clock moves (production orders released, started, confirmed,
+rescheduled by a breakdown), with the record cache invalidated as the event path does for
+production order events, for random work centres; a wholesale drop, the cache's lifetime
+and an unknown work centre behave as the MES read does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import aiohttp
+import pytest
+
+from gateway.cache import RecordCache
+from resolvers import fetch, impact
+from resolvers.context import Context
+from resolvers.queued import QueuedOrders
+from sources import SourceEndpoint, Sources
+from sources import namespaces as ns
+
+from .servers import running_plant
+
+SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
+NOW = dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.UTC)
+
+
+def invalidated_by(changes) -> set[tuple[str, str]]:
+    """The record cache keys the event path drops for these changes' production order
+    events (``gateway/mapping.py``: a ProductionOrder event names its sales order's list)."""
+    return {
+        (ns.PRODUCTION_ORDERS_BY_SALES_ORDER, c.record.sales_order)
+        for c in changes
+        if c.entity_set == "A_ProductionOrder" and c.record.sales_order
+    }
+
+
+async def test_kept_queues_are_what_reading_the_mes_answers() -> None:
+    async with running_plant(orders=600) as plant, aiohttp.ClientSession() as http:
+        world = plant.world
+        world.set_speed(0)
+        sources = Sources.connect(http, {s: SourceEndpoint(base_url=f"{plant.url}/{s}") for s in SYSTEMS})
+        cache = RecordCache(maxsize=10**6)
+        clock = [0.0]
+        queued = QueuedOrders(cache, ttl_seconds=300, clock=lambda: clock[0])
+        work_centers = sorted(wc.work_center for wc in world.tables["A_WorkCenter"].records())
+        every_order = sorted(so.sales_order for so in world.tables["A_SalesOrder"].records())
+
+        async def both(wc: str) -> tuple[set[str], set[str]]:
+            scenario = impact.WorkCenterDown(wc, 8)
+            kept = await fetch.pegged_orders(Context.create(sources, cache, NOW, queued=queued), scenario)
+            read = await fetch.pegged_orders(Context.create(sources, RecordCache(), NOW), scenario)
+            return kept, read
+
+        # Every order's production orders in the cache: an invalidation missed would leave
+        # an old list there, and the kept set would go wrong with it.
+        await Context.create(sources, cache, NOW).loaders.production_orders.load_all(every_order)
+        for wc in work_centers:
+            kept, read = await both(wc)
+            assert kept == read, wc
+        assert queued.full_reads == len(work_centers)
+        first = {wc: (await both(wc))[1] for wc in work_centers}
+
+        rng = random.Random(21)
+        moved = 0
+        for step in range(10):
+            if step == 3:
+                changes = world.work_center_down(rng.choice(work_centers), 6)
+            else:
+                changes = world.advance_clock(rng.choice([2, 6, 12, 30]))
+            cache.invalidate(invalidated_by(changes))
+            for wc in rng.sample(work_centers, 4):
+                kept, read = await both(wc)
+                assert kept == read, (step, wc)
+                moved += len(read ^ first[wc])
+        assert queued.full_reads == len(work_centers)  # kept throughout: nothing read whole again
+        assert queued.rechecked > 0
+        assert moved > 0  # orders joined and left queues: the comparison compared something
+
+        # Without the invalidation the kept set would be the old one: the test can fail.
+        changes = world.advance_clock(48)
+        stale = [wc for wc in work_centers if (pair := await both(wc))[0] != pair[1]]
+        assert stale
+        cache.invalidate(invalidated_by(changes))
+        for wc in work_centers:
+            kept, read = await both(wc)
+            assert kept == read, wc
+
+        # A wholesale drop forgets every set (read whole again), as does the cache's lifetime.
+        cache.invalidate_all()
+        kept, read = await both(work_centers[0])
+        assert kept == read and queued.full_reads == len(work_centers) + 1
+        clock[0] += 301
+        kept, read = await both(work_centers[1])
+        assert kept == read and queued.full_reads == len(work_centers) + 2
+
+        with pytest.raises(fetch.UnknownRecord, match="Unknown work centre"):
+            await fetch.pegged_orders(
+                Context.create(sources, cache, NOW, queued=queued), impact.WorkCenterDown("WC-NOPE", 8)
+            )
