@@ -10,9 +10,11 @@ against a plant, waits for ready, then asks the scale scenario's ``impact`` ques
 - cold: once right after ready (the start-up pass's records; at 100,000 orders most of the
   work centre's queue is not in the record cache), CPU (``time.process_time``), wall and
   record cache misses;
-- warm: ``--rounds`` rounds of A and B, alternated (A first in even rounds): A without the
-  kept queues (``Gateway.queued`` off: the work centre's production orders read from the
-  MES on every what-if, as before), B with them; min and median CPU and wall per side.
+- warm: ``--rounds`` rounds of A and B, alternated (A first in even rounds): A as before
+  this branch (``Gateway.queued`` off: the work centre's production orders read from the
+  MES on every what-if; the collector not paused for the answer's completion nor the
+  views' assembly), B as now; min and median CPU and wall per side, and the collector's
+  passes.
 
 ``--fingerprint`` (with ``--orders``: the in-process plant with its clock pinned) hashes
 the answers of several scenarios (work centres up and down, hours) under A and under B and
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import hashlib
 import statistics
 import tempfile
@@ -36,7 +39,7 @@ from gateway.config import load_config
 
 from .board_cpu import answer_on_gateway_path
 from .scale import IMPACT, config
-from .startup_cpu import START
+from .startup_cpu import START, GcTimes
 
 SCENARIOS = [(wc, hours) for wc in ("WC-10", "WC-20", "WC-30", "WC-40", "WC-NONE") for hours in (1, 8, 200)]
 # Every field of the answer (the scenario, every total, every field of every order), for
@@ -50,6 +53,19 @@ FULL = (
     " delayDays currentDaysLate daysLate newlyLate currentSeverity severity valueAtRisk { amount currency }"
     " netValue { amount currency } } } }"
 )
+
+
+def before(yes: bool) -> None:
+    """Side A: the what-if as before this branch (besides ``Gateway.queued`` off): the
+    collector not paused for the answer's completion nor the views' assembly."""
+    import contextlib
+
+    from resolvers import exception_types, fetch
+    from sources import memory
+
+    exception_types.gc_paused_for_this_step = (lambda: None) if yes else memory.gc_paused_for_this_step
+    if hasattr(fetch, "gc_paused"):
+        fetch.gc_paused = contextlib.nullcontext if yes else memory.gc_paused
 
 
 async def full_answer(gw: Gateway, wc: str, hours: float) -> bytes:
@@ -117,28 +133,37 @@ async def measure(args: argparse.Namespace) -> None:
             if args.fingerprint:
                 for side, queued in (("A", None), ("B", kept), ("A", None), ("B", kept)):
                     gw.queued = queued
+                    before(side == "A")
                     h = hashlib.sha256()
                     for wc, hours in SCENARIOS:
                         h.update(await full_answer(gw, wc, hours))
                     print(f"fingerprint {side}: {len(SCENARIOS)} scenarios, sha256 {h.hexdigest()[:16]}")
+            gc_times = {side: GcTimes() for side in ("A", "B")}
             sides: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
             profiles = {side: cProfile.Profile(time.process_time) for side in sides} if args.profile else {}
             for r in range(args.rounds):
                 for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
                     gw.queued = kept if side == "B" else None
+                    before(side == "A")
                     p = profiles.get(side)
                     if p is not None:
                         p.enable()
-                    _, cpu, wall, _ = await ask(gw, IMPACT)
+                    gc.callbacks.append(gc_times[side])
+                    try:
+                        _, cpu, wall, _ = await ask(gw, IMPACT)
+                    finally:
+                        gc.callbacks.remove(gc_times[side])
                     if p is not None:
                         p.disable()
                     sides[side].append((cpu, wall))
             gw.queued = kept
+            before(False)
             for side, runs in sides.items():
                 cpus, walls = [c for c, _ in runs], [w for _, w in runs]
                 print(
                     f"warm {side} x{len(runs)}: CPU min {min(cpus) * 1000:.0f} median {statistics.median(cpus) * 1000:.0f} ms;"
-                    f" wall min {min(walls) * 1000:.0f} median {statistics.median(walls) * 1000:.0f} ms"
+                    f" wall min {min(walls) * 1000:.0f} median {statistics.median(walls) * 1000:.0f} ms;"
+                    f" collector: {gc_times[side]}"
                 )
                 if side in profiles:
                     profiles[side].dump_stats(f"{args.profile}-warm-{side}.prof")

@@ -16,7 +16,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import Info
 
-from sources.memory import gc_paused
+from sources.memory import gc_paused, gc_paused_for_this_step
 
 from . import enums, fetch, impact, workflow
 from . import exception_board as board
@@ -797,6 +797,10 @@ async def run_impact(ctx: Context, scenario_input: ImpactScenario) -> ImpactAnal
             prediction_params=ctx.prediction_params,
         )
     wf = await fetch.workflow_view(ctx)
+    # No await from here: graphql-core completes the answer (a field set per affected order,
+    # the whole queue) right after this returns, in the same step of the event loop; each
+    # automatic collection meanwhile would walk the answer built so far (sources.memory).
+    gc_paused_for_this_step()
     if wf is not None:  # escalated orders: one severity higher, ranked first
         result = escalated_impact(result, wf.escalated)
     currency = next((o.new.currency for o in result.orders), "EUR")

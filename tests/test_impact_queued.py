@@ -8,6 +8,7 @@ and an unknown work centre behave as the MES read does."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import random
 
 import aiohttp
@@ -17,10 +18,11 @@ from gateway.cache import RecordCache
 from resolvers import fetch, impact
 from resolvers.context import Context
 from resolvers.queued import QueuedOrders
+from resolvers.view import production_completed
 from sources import SourceEndpoint, Sources
 from sources import namespaces as ns
 
-from .servers import running_plant
+from .servers import GraphQLClient, running_plant
 
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 NOW = dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.UTC)
@@ -99,3 +101,45 @@ async def test_kept_queues_are_what_reading_the_mes_answers() -> None:
             await fetch.pegged_orders(
                 Context.create(sources, cache, NOW, queued=queued), impact.WorkCenterDown("WC-NOPE", 8)
             )
+
+
+# --- the collector while the answer is completed ---------------------------------------------
+
+
+@pytest.fixture
+def collector_on():
+    enabled = gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        (gc.enable if enabled else gc.disable)()
+
+
+async def test_the_answer_is_completed_with_the_collector_paused(frozen_world, collector_on, monkeypatch) -> None:
+    """graphql-core completes a field set per affected order right after ``run_impact``
+    returns (the whole queue at 100,000 orders): no automatic collection walks it
+    meanwhile; the collector is on again for the next request."""
+    plant, url, _app, http = frozen_world
+    seen: list[bool] = []
+    delay_days = impact.OrderImpact.delay_days
+
+    def recording(self: impact.OrderImpact) -> int:
+        seen.append(gc.isenabled())
+        return delay_days.fget(self)
+
+    queues: dict[str, int] = {}
+    for po in plant.world.tables["A_ProductionOrder"].records():
+        if not production_completed(po):
+            queues[po.work_center] = queues.get(po.work_center, 0) + 1
+    wc = max(queues, key=lambda w: queues[w])
+    gql = GraphQLClient(url, http)
+    query = "query($wc: ID!) { impact(scenario: {workCenterDown: {workCenter: $wc, hours: 40}}) { orders { orderId delayDays } } }"
+    data = await gql.query(query, {"wc": wc})
+    answered = len(data["impact"]["orders"])
+    assert answered  # the downtime touches orders: their fields were completed
+    monkeypatch.setattr(impact.OrderImpact, "delay_days", property(recording))
+    data = await gql.query(query.replace("hours: 40", "hours: 41"), {"wc": wc})
+    assert len(seen) >= len(data["impact"]["orders"]) > 0
+    assert not any(seen)
+    assert gc.isenabled()
