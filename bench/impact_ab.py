@@ -41,6 +41,7 @@ from .board_cpu import answer_on_gateway_path
 from .scale import IMPACT, config
 from .startup_cpu import START, GcTimes
 
+FREEZE_SECONDS = 5.0  # the scale configuration's [gateway] gc_freeze_seconds (the default)
 SCENARIOS = [(wc, hours) for wc in ("WC-10", "WC-20", "WC-30", "WC-40", "WC-NONE") for hours in (1, 8, 200)]
 # Every field of the answer (the scenario, every total, every field of every order), for
 # the fingerprint; an unknown work centre answers an error, which is hashed too.
@@ -55,15 +56,18 @@ FULL = (
 )
 
 
-def before(yes: bool) -> None:
+def before(gw: Gateway, yes: bool) -> None:
     """Side A: the what-if as before this branch (besides ``Gateway.queued`` off): the
-    collector not paused for the answer's completion nor the views' assembly."""
+    collector not paused for the answer's completion nor the views' assembly, the views
+    not frozen."""
     import contextlib
 
     from resolvers import exception_types, fetch
     from sources import memory
 
     exception_types.gc_paused_for_this_step = (lambda: None) if yes else memory.gc_paused_for_this_step
+    # New contexts read it (``Context.freeze_gc``); the freeze loop read it once at its start.
+    gw.config.gateway.gc_freeze_seconds = 0.0 if yes else FREEZE_SECONDS
     if hasattr(fetch, "gc_paused"):
         fetch.gc_paused = contextlib.nullcontext if yes else memory.gc_paused
 
@@ -118,6 +122,7 @@ async def measure(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = load_config(config(Path(tmp), plant_url, 0, "impact_ab"))
             gw = Gateway(cfg, domain_clock=domain_clock)
+            assert cfg.gateway.gc_freeze_seconds == FREEZE_SECONDS
             await gw.start()
             assert gw.exceptions is not None
             await gw.exceptions.ready.wait()
@@ -133,7 +138,7 @@ async def measure(args: argparse.Namespace) -> None:
             if args.fingerprint:
                 for side, queued in (("A", None), ("B", kept), ("A", None), ("B", kept)):
                     gw.queued = queued
-                    before(side == "A")
+                    before(gw, side == "A")
                     h = hashlib.sha256()
                     for wc, hours in SCENARIOS:
                         h.update(await full_answer(gw, wc, hours))
@@ -144,7 +149,7 @@ async def measure(args: argparse.Namespace) -> None:
             for r in range(args.rounds):
                 for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
                     gw.queued = kept if side == "B" else None
-                    before(side == "A")
+                    before(gw, side == "A")
                     p = profiles.get(side)
                     if p is not None:
                         p.enable()
@@ -157,7 +162,7 @@ async def measure(args: argparse.Namespace) -> None:
                         p.disable()
                     sides[side].append((cpu, wall))
             gw.queued = kept
-            before(False)
+            before(gw, False)
             for side, runs in sides.items():
                 cpus, walls = [c for c, _ in runs], [w for _, w in runs]
                 print(

@@ -613,6 +613,7 @@ class Gateway:
             notices=self.notices,
             index=self.index,
             queued=self.queued,
+            freeze_gc=self.config.gateway.gc_freeze_seconds > 0,
         )
 
     async def internal_viewer(self, request: Request) -> bool:

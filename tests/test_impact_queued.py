@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import random
+import sys
 
 import aiohttp
 import pytest
@@ -143,3 +144,28 @@ async def test_the_answer_is_completed_with_the_collector_paused(frozen_world, c
     assert len(seen) >= len(data["impact"]["orders"]) > 0
     assert not any(seen)
     assert gc.isenabled()
+
+
+async def test_the_views_leave_the_full_passes_when_the_gateway_freezes_its_heap(frozen_world, monkeypatch) -> None:
+    """With ``[gateway] gc_freeze_seconds`` the queue's views are frozen once assembled
+    (out of the automatic full passes the rest of the request sets off); without it the
+    what-if leaves the collector alone. The answer is the same."""
+    _plant, url, app, http = frozen_world
+    gw = app.state.gateway
+    frozen: list[int] = []
+
+    def freeze() -> None:  # the what-if's freezes only (the gateway's loop freezes every few seconds)
+        if sys._getframe(1).f_code.co_name == "run_impact":
+            frozen.append(sum(1 for o in gc.get_objects() if type(o).__name__ == "OrderView"))
+
+    monkeypatch.setattr(gc, "freeze", freeze)
+
+    gql = GraphQLClient(url, http)
+    query = "query($h: Float!) { impact(scenario: {workCenterDown: {workCenter: \"WC-10\", hours: $h}}) { orders { orderId daysLate } } }"
+    assert gw.config.gateway.gc_freeze_seconds > 0
+    with_freeze = await gql.query(query, {"h": 7})
+    assert len(frozen) == 1 and frozen[0] > 0  # once, with the views alive
+    monkeypatch.setattr(gw.config.gateway, "gc_freeze_seconds", 0.0)
+    without = await gql.query(query, {"h": 7.0 + 1e-9})
+    assert len(frozen) == 1
+    assert [o["orderId"] for o in with_freeze["impact"]["orders"]] == [o["orderId"] for o in without["impact"]["orders"]]
