@@ -54,6 +54,7 @@ class QueuedOrders:
         # Sets from reads that began at or before this ticket are not kept (the cache was
         # dropped wholesale after they began).
         self._floor = 0
+        self._reading = 0  # whole reads under way (their sets are not kept yet)
         self.full_reads = 0  # sets read whole from the MES
         self.rechecked = 0  # orders read again after an invalidation
         records.listeners.append(self._on_invalidate)
@@ -64,8 +65,8 @@ class QueuedOrders:
             self._sets.clear()
             self._changed.clear()
             return
-        if not self._sets:
-            return
+        if not self._sets and not self._reading:
+            return  # no set kept nor being read: nothing to keep current
         stamp = None
         changed = self._changed
         for key in keys:
@@ -83,9 +84,13 @@ class QueuedOrders:
             kept = None
         if kept is None:
             ticket = self.records.ticket()
-            found, listing = await asyncio.gather(
-                src.mes.work_centers([work_center]), src.mes.production_orders_for_work_centers([work_center])
-            )
+            self._reading += 1
+            try:
+                found, listing = await asyncio.gather(
+                    src.mes.work_centers([work_center]), src.mes.production_orders_for_work_centers([work_center])
+                )
+            finally:
+                self._reading -= 1
             if work_center not in found:
                 raise UnknownWorkCenter(work_center)
             queued = {po.sales_order for po in listing.get(work_center, []) if not production_completed(po)}

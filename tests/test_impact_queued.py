@@ -169,3 +169,31 @@ async def test_the_views_leave_the_full_passes_when_the_gateway_freezes_its_heap
     without = await gql.query(query, {"h": 7.0 + 1e-9})
     assert len(frozen) == 1
     assert [o["orderId"] for o in with_freeze["impact"]["orders"]] == [o["orderId"] for o in without["impact"]["orders"]]
+
+
+async def test_a_change_during_the_first_read_is_read_again() -> None:
+    """An invalidation that lands while a work centre's queue is read whole (no set kept
+    yet) is kept for the next what-if, which reads that order again."""
+    async with running_plant(orders=300) as plant, aiohttp.ClientSession() as http:
+        world = plant.world
+        world.set_speed(0)
+        sources = Sources.connect(http, {s: SourceEndpoint(base_url=f"{plant.url}/{s}") for s in SYSTEMS})
+        cache = RecordCache(maxsize=10**6)
+        queued = QueuedOrders(cache, ttl_seconds=300)
+        queue = [po for po in world.tables["A_ProductionOrder"].records() if not production_completed(po)]
+        wc = queue[0].work_center
+        so = queue[0].sales_order
+        listing = sources.mes.production_orders_for_work_centers
+
+        async def racing(work_centers):  # the MES answers, then an event for ``so`` lands
+            answer = await listing(work_centers)
+            cache.invalidate([(ns.PRODUCTION_ORDERS_BY_SALES_ORDER, so)])
+            return answer
+
+        sources.mes.production_orders_for_work_centers = racing
+        ctx = Context.create(sources, cache, NOW, queued=queued)
+        assert so in await fetch.pegged_orders(ctx, impact.WorkCenterDown(wc, 8))
+        sources.mes.production_orders_for_work_centers = listing
+        before = queued.rechecked
+        await fetch.pegged_orders(Context.create(sources, cache, NOW, queued=queued), impact.WorkCenterDown(wc, 8))
+        assert queued.rechecked == before + 1
