@@ -27,6 +27,7 @@ from resolvers.context import Context
 from resolvers.pagination import KEY_BYTES, Cursors, derive_key
 from resolvers.policy import Viewer
 from resolvers.prediction import PredictionParams
+from resolvers.queued import QueuedOrders
 from resolvers.schema import build_schema
 from sources import Policy, SourceEndpoint, Sources, event_registry
 from sources.keys import KeyFormats
@@ -167,6 +168,9 @@ class Gateway:
         # Derived values of every order for filtered and sorted listings (issue 21): kept
         # current by the cache's invalidations and written by the exception tracker.
         self.index = OrderIndex(self.cache)
+        # The orders queued on each work centre, for a what-if's pegged orders (issue 21):
+        # kept current by the same invalidations.
+        self.queued = QueuedOrders(self.cache, ttl_seconds=config.cache.ttl_seconds)
         self.executor = choose_executor(config.gateway.executor)
         fast = self.executor == "fast"
         self.schema = build_schema(fast=fast)
@@ -621,6 +625,8 @@ class Gateway:
             stale_work_centers=self.shop_floor_stale,
             notices=self.notices,
             index=self.index,
+            queued=self.queued,
+            freeze_gc=self.config.gateway.gc_freeze_seconds > 0,
         )
 
     async def internal_viewer(self, request: Request) -> bool:

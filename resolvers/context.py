@@ -72,6 +72,12 @@ class Context:
     # the gateway's order index (gateway/order_index.py): listings filtered or sorted on
     # derived values read it; None (or not yet usable) = read every order, as before
     index: Any = None
+    # the gateway's queued orders per work centre (resolvers/queued.py), for a what-if's
+    # pegged orders; None = read the work centre's production orders on every what-if
+    queued: Any = None
+    # whether the gateway freezes its heap (``[gateway] gc_freeze_seconds``): bulk work may
+    # then freeze what it keeps until its answer is written (``gc.freeze()``)
+    freeze_gc: bool = False
 
     def release(self) -> None:
         """Let go of what this request assembled (its views, predictions, customers and the

@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
+from sources.memory import gc_paused
 from sources.records import (
     ComponentAvailability,
     Customer,
@@ -30,6 +31,7 @@ from . import impact, workflow
 from .context import Context
 from .exception_rules import ExceptionParams, ExceptionRecord, detect
 from .loaders import remember_listing
+from .queued import UnknownWorkCenter
 from .view import OrderView, production_completed, production_started
 
 
@@ -239,17 +241,18 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
     wcs = list(wcs_by.values())
     wc_by = {w.work_center: w for w in wcs if w is not None}
     customers = dict(zip(customer_ids, ship_tos, strict=True))
-    for so, pos, dels in zip(todo, pos_l, dels_l, strict=True):
-        ctx.ready[so.sales_order] = OrderView(
-            sales_order=so,
-            customer=customers.get(so.sold_to_party),
-            production_orders=pos,
-            work_centers={po.work_center: wc_by[po.work_center] for po in pos if po.work_center in wc_by},
-            components=[c for po in pos for c in comp_by[po.manufacturing_order]],
-            inspection_lots=[lot for po in pos for lot in lot_by[po.manufacturing_order]],
-            deliveries=dels,
-            shipments=[sh for d in dels for sh in ship_by[d.delivery_document]],
-        )
+    with gc_paused():  # a view per order, thousands at once for a what-if (sources.memory)
+        for so, pos, dels in zip(todo, pos_l, dels_l, strict=True):
+            ctx.ready[so.sales_order] = OrderView(
+                sales_order=so,
+                customer=customers.get(so.sold_to_party),
+                production_orders=pos,
+                work_centers={po.work_center: wc_by[po.work_center] for po in pos if po.work_center in wc_by},
+                components=[c for po in pos for c in comp_by[po.manufacturing_order]],
+                inspection_lots=[lot for po in pos for lot in lot_by[po.manufacturing_order]],
+                deliveries=dels,
+                shipments=[sh for d in dels for sh in ship_by[d.delivery_document]],
+            )
 
 
 async def sales_order_page(
@@ -310,6 +313,11 @@ async def pegged_orders(ctx: Context, s: impact.Scenario) -> set[str]:
     src = ctx.sources
     match s:
         case impact.WorkCenterDown():
+            if ctx.queued is not None:  # kept between requests (resolvers/queued.py)
+                try:
+                    return await ctx.queued.pegged(ctx, s.work_center)
+                except UnknownWorkCenter:
+                    raise UnknownRecord(f"Unknown work centre {s.work_center!r}.") from None
             found, pegged = await asyncio.gather(
                 src.mes.work_centers([s.work_center]), src.mes.production_orders_for_work_centers([s.work_center])
             )

@@ -1,0 +1,198 @@
+"""The what-if's CPU and wall time per answer, cold and warm, one gateway, two ways alternated.
+
+    python -m bench.impact_ab --plant http://127.0.0.1:8100 [--rounds 5] [--profile PREFIX]
+    python -m bench.impact_ab --orders 2000 --fingerprint
+
+Starts a ``Gateway`` as ``bench.startup_cpu`` does (the scale scenario's configuration)
+against a plant, waits for ready, then asks the scale scenario's ``impact`` question
+(``bench.scale.IMPACT``) on the HTTP path's executor (no response cache):
+
+- cold: once right after ready (the start-up pass's records; at 100,000 orders most of the
+  work centre's queue is not in the record cache), CPU (``time.process_time``), wall and
+  record cache misses;
+- warm: ``--rounds`` rounds of A and B, alternated (A first in even rounds): A as before
+  this branch (``Gateway.queued`` off: the work centre's production orders read from the
+  MES on every what-if; the collector not paused for the answer's completion nor the
+  views' assembly), B as now; min and median CPU and wall per side, and the collector's
+  passes.
+
+``--fingerprint`` (with ``--orders``: the in-process plant with its clock pinned) hashes
+the answers of several scenarios (work centres up and down, hours) under A and under B and
+checks they are byte-identical. Numbers only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import hashlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.app import Gateway
+from gateway.config import load_config
+
+from .board_cpu import answer_on_gateway_path
+from .scale import IMPACT, config
+from .startup_cpu import START, GcTimes
+
+FREEZE_SECONDS = 5.0  # the scale configuration's [gateway] gc_freeze_seconds (the default)
+SCENARIOS = [(wc, hours) for wc in ("WC-10", "WC-20", "WC-30", "WC-40", "WC-NONE") for hours in (1, 8, 200)]
+# Every field of the answer (the scenario, every total, every field of every order), for
+# the fingerprint; an unknown work centre answers an error, which is hashed too.
+FULL = (
+    "query Impact($wc: ID!, $hours: Float!) { impact(scenario: {workCenterDown: {workCenter: $wc, hours: $hours}}) {"
+    " scenario evaluatedAt totals { orders delayedOrders earlierOrders valueAtRiskRelieved { amount currency }"
+    " valueAtRiskAdded { amount currency } lateOrders newlyLateOrders maxDaysLate valueAtRisk { amount currency }"
+    " addedValueAtRisk { amount currency } bySeverity { severity orders } }"
+    " orders { orderId commercialPriority confirmedDeliveryDate currentPredictedDeliveryDate predictedDeliveryDate"
+    " delayDays currentDaysLate daysLate newlyLate currentSeverity severity valueAtRisk { amount currency }"
+    " netValue { amount currency } } } }"
+)
+
+
+def before(gw: Gateway, yes: bool) -> None:
+    """Side A: the what-if as before this branch (besides ``Gateway.queued`` off): the
+    collector not paused for the answer's completion nor the views' assembly, the views
+    not frozen."""
+    import contextlib
+
+    from resolvers import exception_types, fetch
+    from sources import memory
+
+    exception_types.gc_paused_for_this_step = (lambda: None) if yes else memory.gc_paused_for_this_step
+    # New contexts read it (``Context.freeze_gc``); the freeze loop read it once at its start.
+    gw.config.gateway.gc_freeze_seconds = 0.0 if yes else FREEZE_SECONDS
+    if hasattr(fetch, "gc_paused"):
+        fetch.gc_paused = contextlib.nullcontext if yes else memory.gc_paused
+
+
+async def full_answer(gw: Gateway, wc: str, hours: float) -> bytes:
+    """The serialised answer (data and errors) of ``FULL`` for one scenario."""
+    import orjson
+
+    from gateway.operation import Operation
+    from resolvers.policy import Role, Viewer
+
+    viewer = Viewer(role=Role.INTEGRATOR, subject="bench")
+    ops = gw.operations
+    assert ops is not None
+    op = await ops.document(Operation({"query": FULL, "variables": {"wc": wc, "hours": hours}}, viewer))
+    context = gw.context(viewer=viewer)
+    try:
+        return orjson.dumps(ops.format(await ops.answer(op, context)))
+    finally:
+        context.release()
+
+
+async def ask(gw: Gateway, query: str) -> tuple[bytes, float, float, int]:
+    from gateway.operation import Operation
+    from resolvers.policy import Role, Viewer
+
+    viewer = Viewer(role=Role.INTEGRATOR, subject="bench")
+    ops = gw.operations
+    assert ops is not None
+    op = await ops.document(Operation({"query": query}, viewer))
+    misses, c0, t0 = gw.cache.misses, time.process_time(), time.perf_counter()
+    body = await answer_on_gateway_path(gw, op, viewer)
+    return body, time.process_time() - c0, time.perf_counter() - t0, gw.cache.misses - misses
+
+
+async def measure(args: argparse.Namespace) -> None:
+    sim: Any = None
+    domain_clock: Any = None
+    plant_url = args.plant
+    if plant_url is None:
+        from sources.simulator.app import start_simulator
+
+        sim = await start_simulator("127.0.0.1", 0, orders=args.orders, latency_ms=0.0, start=START, prerender=False)
+        sim.world.set_speed(0)
+        plant_url = sim.url
+        pinned = sim.world.now().replace(second=0, microsecond=0)
+
+        def domain_clock() -> Any:
+            return pinned
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = load_config(config(Path(tmp), plant_url, 0, "impact_ab"))
+            gw = Gateway(cfg, domain_clock=domain_clock)
+            assert cfg.gateway.gc_freeze_seconds == FREEZE_SECONDS
+            await gw.start()
+            assert gw.exceptions is not None
+            await gw.exceptions.ready.wait()
+            kept = getattr(gw, "queued", None)
+            profile = cProfile.Profile(time.process_time) if args.profile else None
+            if profile is not None:
+                profile.enable()
+            body, cpu, wall, misses = await ask(gw, IMPACT)
+            if profile is not None:
+                profile.disable()
+                profile.dump_stats(f"{args.profile}-cold.prof")
+            print(f"cold: CPU {cpu * 1000:.0f} ms, wall {wall * 1000:.0f} ms, {misses} record cache misses, {len(body)} bytes")
+            if args.fingerprint:
+                for side, queued in (("A", None), ("B", kept), ("A", None), ("B", kept)):
+                    gw.queued = queued
+                    before(gw, side == "A")
+                    h = hashlib.sha256()
+                    for wc, hours in SCENARIOS:
+                        h.update(await full_answer(gw, wc, hours))
+                    print(f"fingerprint {side}: {len(SCENARIOS)} scenarios, sha256 {h.hexdigest()[:16]}")
+            gc_times = {side: GcTimes() for side in ("A", "B")}
+            sides: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+            profiles = {side: cProfile.Profile(time.process_time) for side in sides} if args.profile else {}
+            for r in range(args.rounds):
+                for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                    gw.queued = kept if side == "B" else None
+                    before(gw, side == "A")
+                    p = profiles.get(side)
+                    if p is not None:
+                        p.enable()
+                    gc.callbacks.append(gc_times[side])
+                    try:
+                        _, cpu, wall, _ = await ask(gw, IMPACT)
+                    finally:
+                        gc.callbacks.remove(gc_times[side])
+                    if p is not None:
+                        p.disable()
+                    sides[side].append((cpu, wall))
+            gw.queued = kept
+            before(gw, False)
+            for side, runs in sides.items():
+                cpus, walls = [c for c, _ in runs], [w for _, w in runs]
+                print(
+                    f"warm {side} x{len(runs)}: CPU min {min(cpus) * 1000:.0f} median {statistics.median(cpus) * 1000:.0f} ms;"
+                    f" wall min {min(walls) * 1000:.0f} median {statistics.median(walls) * 1000:.0f} ms;"
+                    f" collector: {gc_times[side]}"
+                )
+                if side in profiles:
+                    profiles[side].dump_stats(f"{args.profile}-warm-{side}.prof")
+            await gw.stop()
+    finally:
+        if sim is not None:
+            await sim.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--plant", help="URL of a running bench.plant (else one is started in process)")
+    p.add_argument("--orders", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--fingerprint", action="store_true")
+    p.add_argument("--profile", metavar="PREFIX")
+    args = p.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(measure(args))
+    else:
+        uvloop.run(measure(args))
+
+
+if __name__ == "__main__":
+    main()
