@@ -233,6 +233,18 @@ class Thing:
     async def later(self) -> str:
         return self.name.upper()
 
+    @strawberry.field
+    def not_ready(self) -> str:
+        return self.later()  # type: ignore[return-value]  # a coroutine from a plain method
+
+    @strawberry.field
+    def code(self) -> strawberry.ID:
+        return len(self.name)  # type: ignore[return-value]  # not a str: the ID type coerces it
+
+    @strawberry.field
+    def seen_by(self, info: strawberry.Info) -> str:
+        return f"{self.name} for {info.context}"
+
 
 @strawberry.enum
 class Mood(enum.Enum):
@@ -305,6 +317,13 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
         "{ shelves { label items { later missing } } }",  # an awaitable and a null in one item
         "{ shelves { label badMood } }",  # a value the enum cannot serialize
         "{ shelves { ... on Shelf { label } ...F } } fragment F on Shelf { mood items { name } }",  # fragments
+        # items whose every field is a plain leaf: completed in one loop, any field off it
+        # sends its item to the plan (graphql-core's path for that field)
+        "{ shelves { items { __typename t: __typename n: name name note code seenBy } } }",
+        "{ shelves { items { name notReady } maybeItems { code notReady } } }",  # not ready: awaited
+        "{ shelves { items { name missing } maybeItems { note missing } } }",  # a null for a non-null leaf
+        "{ shelves { items { name broken } maybeItems { name broken } } }",  # a leaf raising
+        "{ shelves { items { code first: name note optional } strictItems { code } } }",
     ):
         doc = parse(query)
         assert await _run(fast._schema, doc, None, {}) == await _run(standard._schema, doc, None, {}), query
@@ -312,6 +331,26 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
     assert b"no luck" in errors and b'"path":["things",0,"broken"]' in errors
     data, errors = await _run(fast._schema, parse("{ shelves { label items { name broken } } }"), None, {})
     assert b'"path":["shelves",0,"items",0,"broken"]' in errors
+    # Items whose fields are all plain leaves complete in the list's own loop: no plan run per item.
+    runs = []
+    plan_run = execution.FastExecutor._run_plan
+
+    def counted(self, plan, parent_type, *args):  # type: ignore[no-untyped-def]
+        runs.append(parent_type.name)
+        return plan_run(self, plan, parent_type, *args)
+
+    execution.FastExecutor._run_plan = counted  # type: ignore[method-assign]
+    try:
+        data, errors = await _run(fast._schema, parse("{ shelves { items { name code } maybeItems { name } } }"), None, {})
+        assert orjson.loads(data)["shelves"][0]["items"] == [{"name": "a", "code": "1"}, {"name": "bb", "code": "2"}]
+        assert runs == ["Root", "Shelf", "Shelf"]
+        runs.clear()
+        data, errors = await _run(fast._schema, parse("{ shelves { maybeItems { name code broken } } }"), None, {})
+        assert runs == ["Root", "Shelf", "Thing", "Shelf"]  # ... only an item with a field off the plain path
+        assert orjson.loads(data)["shelves"][0] == {"maybeItems": [None, None]}
+        assert b'"path":["shelves",0,"maybeItems",0,"broken"]' in errors
+    finally:
+        execution.FastExecutor._run_plan = plan_run  # type: ignore[method-assign]
     # A plan is compiled once per selection and kept: a second request compiles nothing.
     doc = parse("{ shelves { label moods items { name } } }")
     await _run(fast._schema, doc, None, {})
