@@ -1088,6 +1088,26 @@ class ExceptionRecord:
             kept.ordered = sorted(kept.values, key=_affected_order)
         return list(kept.ordered)
 
+    def orders_as(self, make: Callable[[Detection], Any]) -> list[Any]:
+        """``[make(d) for d in self.orders()]``, kept with the aggregates while the map is
+        unchanged (a new list each call, of the same kept objects: ``make`` must build a
+        value nobody changes, and be one function per use, the key it is kept by).
+
+        A board page wraps each affected order of its exceptions for the schema on every
+        request (34,000 at 100,000 orders); kept, a page copies a list instead."""
+        kept = self._over_affected()
+        if kept is _NONE_AFFECTED:  # shared by every cleared exception: nothing written to it
+            return []
+        views = kept.views
+        if views is None:
+            views = kept.views = {}
+        made = views.get(make)
+        if made is None:
+            if kept.ordered is None:
+                kept.ordered = sorted(kept.values, key=_affected_order)
+            made = views[make] = [make(d) for d in kept.ordered]
+        return list(made)
+
     @property
     def internal_text(self) -> str:
         """Internal one-line description: the root cause and how many orders it hits."""
@@ -1150,7 +1170,7 @@ class _OverAffected:
     """An exception's aggregates over one state of its affected map, each computed when
     first read (None until then)."""
 
-    __slots__ = ("values", "severity", "value_at_risk", "net_value", "days_late", "ordered")
+    __slots__ = ("values", "severity", "value_at_risk", "net_value", "days_late", "ordered", "views")
 
     def __init__(self, values: list[Detection]) -> None:
         self.values = values
@@ -1159,6 +1179,7 @@ class _OverAffected:
         self.net_value: float | None = None
         self.days_late: int | None = None
         self.ordered: list[Detection] | None = None
+        self.views: dict[Any, list[Any]] | None = None  # orders_as: by the function that made them
 
 
 def _none_affected() -> _OverAffected:

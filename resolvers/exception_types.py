@@ -179,6 +179,11 @@ class AffectedOrder:
         return self.detection.customer_text
 
 
+def _affected_order_of(detection: rules.Detection) -> AffectedOrder:
+    """One affected order for the schema: kept with its exception (``orders_as``)."""
+    return AffectedOrder(detection=detection)
+
+
 @strawberry.type(description="An exception: one root cause and every order it hits.")
 class OrderException:
     record: strawberry.Private[rules.ExceptionRecord]
@@ -240,7 +245,7 @@ class OrderException:
 
     @strawberry.field(description="Each affected order with its own severity, days late and value at risk.")
     def affected(self) -> list[AffectedOrder]:
-        return [AffectedOrder(detection=d) for d in self.record.orders()]
+        return self.record.orders_as(_affected_order_of)
 
     @strawberry.field(description="The affected orders, most severe first.")
     async def affected_orders(self, info: Info) -> list[Order]:

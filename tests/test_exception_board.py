@@ -17,7 +17,7 @@ import pytest
 from gateway.exception_tracker import ExceptionTracker, follow, reset
 from gateway.sqlite_journal import SQLiteJournal
 from resolvers import enums, workflow
-from resolvers.exception_rules import Detection, ExceptionRecord, RootCause
+from resolvers.exception_rules import _NONE_AFFECTED, Detection, ExceptionRecord, RootCause
 from resolvers.exception_types import (
     ExceptionFilter,
     _filter_kinds,
@@ -392,7 +392,17 @@ def test_affected_orders_and_aggregates_kept_agree_with_a_fresh_computation(seed
 
     record = ExceptionRecord(f"{kind.value}:mes:WC-10", kind, root, T0)
     records = [record]
-    kept_hits = 0
+    kept_hits = view_hits = 0
+
+    @dataclasses.dataclass(eq=False)
+    class Wrapped:
+        detection: Detection
+
+    def wrap(d: Detection) -> Wrapped:
+        return Wrapped(d)
+
+    def other_wrap(d: Detection) -> tuple[str, Detection]:
+        return ("other", d)
     for _ in range(600):
         target = rng.choice(records)
         step = rng.randrange(9)
@@ -427,7 +437,22 @@ def test_affected_orders_and_aggregates_kept_agree_with_a_fresh_computation(seed
         got.reverse()  # the caller's list is its own
         assert target.orders() == fresh(target)
         assert ExceptionRecord.from_payload(target.to_payload()).orders() == fresh(target)
-    assert kept_hits > 0
+        # orders_as: the orders made into something else, once per state of the map
+        # (the same objects while it holds), always in the order of a fresh sort
+        made = target.orders_as(wrap)
+        assert [w.detection for w in made] == fresh(target)
+        assert all(w.detection is d for w, d in zip(made, target.orders(), strict=True))
+        again = target.orders_as(wrap)
+        assert again == made and again is not made
+        if target.affected:
+            view_hits += all(a is b for a, b in zip(again, made, strict=True))
+        else:
+            assert target._kept is None  # a cleared record writes nothing to the shared answer
+        made.clear()  # the caller's list is its own
+        assert [w.detection for w in target.orders_as(wrap)] == fresh(target)
+        assert target.orders_as(other_wrap) == [("other", d) for d in fresh(target)]
+    assert kept_hits > 0 and view_hits > 0
+    assert _NONE_AFFECTED.views is None
 
 
 def test_a_cleared_exception_answers_its_aggregates_without_keeping_them() -> None:
