@@ -1088,25 +1088,25 @@ class ExceptionRecord:
             kept.ordered = sorted(kept.values, key=_affected_order)
         return list(kept.ordered)
 
-    def orders_as(self, make: Callable[[Detection], Any]) -> list[Any]:
-        """``[make(d) for d in self.orders()]``, kept with the aggregates while the map is
-        unchanged (a new list each call, of the same kept objects: ``make`` must build a
-        value nobody changes, and be one function per use, the key it is kept by).
+    def orders_view(self, make: Callable[[list[Detection]], Any]) -> Any:
+        """``make(self.orders())``, kept with the aggregates while the map is unchanged: the
+        same object each call, so ``make`` must build a value nobody changes (a tuple), and
+        be one function per use, the key it is kept by.
 
         A board page wraps each affected order of its exceptions for the schema on every
-        request (34,000 at 100,000 orders); kept, a page copies a list instead."""
+        request (34,000 at 100,000 orders); kept, a page reads the same wrappers again."""
         kept = self._over_affected()
         if kept is _NONE_AFFECTED:  # shared by every cleared exception: nothing written to it
-            return []
+            return make([])
         views = kept.views
         if views is None:
             views = kept.views = {}
-        made = views.get(make)
-        if made is None:
+        made = views.get(make, views)
+        if made is views:
             if kept.ordered is None:
                 kept.ordered = sorted(kept.values, key=_affected_order)
-            made = views[make] = [make(d) for d in kept.ordered]
-        return list(made)
+            made = views[make] = make(list(kept.ordered))
+        return made
 
     @property
     def internal_text(self) -> str:
@@ -1179,7 +1179,7 @@ class _OverAffected:
         self.net_value: float | None = None
         self.days_late: int | None = None
         self.ordered: list[Detection] | None = None
-        self.views: dict[Any, list[Any]] | None = None  # orders_as: by the function that made them
+        self.views: dict[Any, Any] | None = None  # orders_view: by the function that made them
 
 
 def _none_affected() -> _OverAffected:

@@ -23,6 +23,7 @@ from . import enums, fetch, impact, workflow
 from . import exception_board as board
 from . import exception_rules as rules
 from .context import Context
+from .execution import KeptItems
 from .needs import field_needs
 from .orders import build_orders
 from .pagination import (
@@ -179,9 +180,11 @@ class AffectedOrder:
         return self.detection.customer_text
 
 
-def _affected_order_of(detection: rules.Detection) -> AffectedOrder:
-    """One affected order for the schema: kept with its exception (``orders_as``)."""
-    return AffectedOrder(detection=detection)
+def _affected_orders(detections: list[rules.Detection]) -> KeptItems:
+    """An exception's affected orders for the schema, kept with it (``orders_view``) while
+    its orders are the same: ``AffectedOrder`` reads nothing but its frozen detection
+    without ``info``, so the fast executor may keep their completed fields too."""
+    return KeptItems(AffectedOrder(detection=d) for d in detections)
 
 
 @strawberry.type(description="An exception: one root cause and every order it hits.")
@@ -245,7 +248,7 @@ class OrderException:
 
     @strawberry.field(description="Each affected order with its own severity, days late and value at risk.")
     def affected(self) -> list[AffectedOrder]:
-        return self.record.orders_as(_affected_order_of)
+        return self.record.orders_view(_affected_orders)  # type: ignore[no-any-return]
 
     @strawberry.field(description="The affected orders, most severe first.")
     async def affected_orders(self, info: Info) -> list[Order]:

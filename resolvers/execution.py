@@ -382,6 +382,22 @@ def _leaf_list(getter: Any, serialize: Any, nullability: tuple[bool, bool], sour
         return _NOT_FAST
 
 
+class KeptItems(tuple):  # type: ignore[type-arg]
+    """A list field's items, kept by its resolver and returned again while they stand: a
+    promise to ``FastExecutor`` that these objects never change and that each of their
+    fields read without ``info`` (a one-argument read) answers from the object alone.
+
+    The executor then keeps, with the tuple itself, the completed items of a selection
+    whose fields are all such reads (or ``__typename``) and completed without a null or
+    an error, and answers the next request with the same selection over the same tuple
+    from them: a new list of the same completed items (dicts that nobody changes: an
+    answer is serialized as it is). graphql-core's own path reads it as any tuple."""
+
+    # No __slots__: an instance has a __dict__, the completed selections by flat plan.
+
+
+_KEPT_SELECTIONS = 8  # completed selections kept per KeptItems (each distinct selection one)
+
 # The flat form of a plan whose every entry is a plain leaf or ``__typename``, one entry per
 # response name: (response name, read, read takes the shim, serializer, nullable, the
 # serializer returns a str unchanged); read is None for ``__typename`` (its name is in the
@@ -416,6 +432,11 @@ def _flat(plan: Plan) -> Flat | None:
             _FLAT.clear()
         known = _FLAT[id(plan)] = (plan, flat)
     return known[1]
+
+
+def _context_free(flat: Flat) -> bool:
+    """True when no read of ``flat`` takes the request's context (``info``)."""
+    return not any(shim for _name, read, shim, *_ in flat if read is not None)
 
 
 class FastExecutor(Executor):
@@ -590,7 +611,8 @@ class FastExecutor(Executor):
             return _NOT_FAST
         if values is None:
             return None if declared.__class__ is not GraphQLNonNull else _NOT_FAST
-        if values.__class__ is not list and values.__class__ is not tuple:
+        kept = values.__class__ is KeptItems
+        if values.__class__ is not list and values.__class__ is not tuple and not kept:
             if values.__class__ is types.CoroutineType:
                 values.close()  # not ready: graphql-core awaits it
             return _NOT_FAST
@@ -600,13 +622,21 @@ class FastExecutor(Executor):
         if child is None:
             return _NOT_FAST
         grouped, plan = child
+        flat = _flat(plan)
+        if kept and flat is not None and _context_free(flat):
+            memo = values.__dict__
+            done = memo.get(id(flat))
+            if done is not None and done[0] is flat:
+                return list(done[1])  # this selection over these items, completed before
+        else:
+            memo = None
         field_path = Path(path, response_name, type_name)
         completed: list[Any] = []
         awaitable_indices: list[int] = []
         run_plan = self._run_plan
         coroutine = types.CoroutineType
         handle = self.handle_field_error
-        flat = _flat(plan)
+        each_plain = True  # every item completed in the flat loop (nothing reported)
         try:
             for index, value in enumerate(values):
                 if value is None:
@@ -646,6 +676,7 @@ class FastExecutor(Executor):
                     if row is not None:
                         completed.append(row)
                         continue
+                each_plain = False
                 item_path = _new_path(Path, (field_path, index, None))
                 try:
                     out = run_plan(plan, object_type, value, item_path, grouped)
@@ -662,6 +693,10 @@ class FastExecutor(Executor):
             self.handle_field_error(raw_error, declared, fdl, field_path)
             return None
         if not awaitable_indices:
+            if memo is not None and each_plain:
+                if len(memo) >= _KEPT_SELECTIONS:
+                    memo.clear()
+                memo[id(flat)] = (flat, tuple(completed))  # keeps flat alive: its id is not reused
             return completed
 
         async def get_completed() -> list[Any]:

@@ -245,6 +245,14 @@ class Thing:
     def seen_by(self, info: strawberry.Info) -> str:
         return f"{self.name} for {info.context}"
 
+    @strawberry.field
+    def size(self) -> int:
+        READS.append(self.name)
+        return len(self.name)
+
+
+READS: list[str] = []  # Thing.size's reads
+
 
 @strawberry.enum
 class Mood(enum.Enum):
@@ -274,11 +282,23 @@ class Shelf:
         return "grumpy"  # type: ignore[return-value]
 
 
+KEPT = execution.KeptItems([Thing(name="k1"), Thing(name="k22", note="n")])  # never changed
+MAYBE_KEPT = execution.KeptItems([*KEPT, None])
+
+
 @strawberry.type
 class Root:
     @strawberry.field
     def things(self) -> list[Thing]:
         return [Thing(name="a"), Thing(name="b", note="n")]
+
+    @strawberry.field
+    def kept(self) -> list[Thing]:
+        return KEPT  # type: ignore[return-value]
+
+    @strawberry.field
+    def maybe_kept(self) -> list[Thing | None]:
+        return MAYBE_KEPT  # type: ignore[return-value]
 
     @strawberry.field
     def shelves(self) -> list[Shelf]:
@@ -351,6 +371,40 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
         assert b'"path":["shelves",0,"maybeItems",0,"broken"]' in errors
     finally:
         execution.FastExecutor._run_plan = plan_run  # type: ignore[method-assign]
+    # Items a resolver keeps (KeptItems): a selection of context-free plain leaves completed
+    # once and answered again from the tuple; any other selection read each time.
+    for query in (
+        "{ kept { size name __typename } maybeKept { size code note } }",
+        "{ kept { s: size name seenBy } }",  # a read that takes info: not kept
+        "{ kept { size broken } }",  # an error: reported every time
+        "{ kept { size missing } maybeKept { size note } }",  # a null for a non-null field
+        "{ kept { size notReady } }",  # not ready
+        "{ kept { size inner { value } } }",  # not all leaves
+    ):
+        doc = parse(query)
+        expected = await _run(standard._schema, doc, None, {})
+        READS.clear()
+        assert await _run(fast._schema, doc, None, {}) == expected, query
+        first = list(READS)
+        assert first, query
+        READS.clear()
+        assert await _run(fast._schema, doc, None, {}) == expected, query
+        assert READS == ([] if query.startswith("{ kept { size name __typename }") else first), query
+    # ... but only the same tuple: new KeptItems of the same objects are read again
+    READS.clear()
+    for _ in range(2):
+        await _run(fast._schema, parse("{ things { size } }"), None, {})
+    assert READS == ["a", "b"] * 2
+    READS.clear()
+    doc = parse("{ a: kept { size } b: kept { n: name size } }")  # two selections: each its own
+    expected = await _run(standard._schema, doc, None, {})
+    READS.clear()
+    assert await _run(fast._schema, doc, None, {}) == expected
+    assert await _run(fast._schema, doc, None, {}) == expected
+    assert READS == ["k1", "k22"] * 2  # once per selection
+    for n in range(3 * execution._KEPT_SELECTIONS):  # many selections: a few kept at a time
+        await _run(fast._schema, parse("{ kept { " + " ".join(f"a{i}: size" for i in range(n + 1)) + " } }"), None, {})
+        assert len(KEPT.__dict__) <= execution._KEPT_SELECTIONS
     # A plan is compiled once per selection and kept: a second request compiles nothing.
     doc = parse("{ shelves { label moods items { name } } }")
     await _run(fast._schema, doc, None, {})
