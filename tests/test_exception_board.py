@@ -6,6 +6,7 @@ every viewer and filter. Pure: no plant, no server."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import random
@@ -466,3 +467,26 @@ def test_a_cleared_exception_answers_its_aggregates_without_keeping_them() -> No
     assert (cleared.severity, cleared.value_at_risk, cleared.days_late, cleared.orders()) == open_answers
     assert cleared.to_payload()["affected"] == record.to_payload()["affected"]
     assert cleared._kept is None
+
+
+async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeypatch) -> None:
+    """The first evaluation's exceptions are put in board order before ``ready``: the first
+    page asked for after ready finds the board up to date (no catch-up left to it)."""
+    journal = await SQLiteJournal.open(tmp_path / "journal.db")
+    t = ExceptionTracker(lambda: None, journal, clock=Clock(), closed_limit=5)  # type: ignore[arg-type,return-value]
+    rng = random.Random(3)
+
+    async def evaluate_all() -> None:
+        await t._apply(set(ORDERS), _found(rng, set(ORDERS)))
+
+    monkeypatch.setattr(t, "_evaluate_all", evaluate_all)
+    monkeypatch.setattr(t, "_read_stale", lambda: frozenset())
+    try:
+        t.start()
+        await asyncio.wait_for(t.ready.wait(), 10)
+        assert t._open and not t._open._changed  # nothing noted and not yet in the board
+        assert sorted(t._open._board.entries) == sorted(t._open)
+        _board_whole(t)
+    finally:
+        await t.stop()
+        await journal.close()
