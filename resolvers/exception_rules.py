@@ -1035,7 +1035,7 @@ class ExceptionRecord:
         """The most severe of its orders (LOW when none is left)."""
         kept = self._over_affected()
         if kept.severity is None:
-            kept.severity = max((d.severity for d in kept.values), key=lambda s: s.rank, default=Severity.LOW)
+            kept.severity = _most_severe(kept.values)
         return kept.severity
 
     @property
@@ -1194,8 +1194,21 @@ def _none_affected() -> _OverAffected:
 _NONE_AFFECTED = _none_affected()
 
 
+# -Severity.rank by the member's name: a C lookup, not the property (a list search) and not
+# the member's own hash (Enum.__hash__ is Python); the sort of a large exception's orders
+# and its severity call these once per order.
+_NEGATIVE_RANK = {s._name_: -s.rank for s in Severity}
+_BY_NAME = {s._name_: s for s in Severity}
+
+
 def _affected_order(d: Detection) -> tuple[int, float, str]:
-    return (-d.severity.rank, -d.value_at_risk, d.sales_order)
+    return (_NEGATIVE_RANK[d.severity._name_], -d.value_at_risk, d.sales_order)
+
+
+def _most_severe(values: list[Detection]) -> Severity:
+    """The highest-ranked severity of ``values`` (LOW when there are none)."""
+    names = {d.severity._name_ for d in values}
+    return _BY_NAME[min(names, key=_NEGATIVE_RANK.__getitem__)] if names else Severity.LOW
 
 
 def aggregate(detections: Iterable[Detection], detected_at: dt.datetime) -> dict[str, ExceptionRecord]:
