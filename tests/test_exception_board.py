@@ -470,8 +470,8 @@ def test_a_cleared_exception_answers_its_aggregates_without_keeping_them() -> No
 
 
 async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeypatch) -> None:
-    """The first evaluation's exceptions are put in board order before ``ready``: the first
-    page asked for after ready finds the board up to date (no catch-up left to it)."""
+    """The first evaluation's exceptions are put in board order, and each one's orders in
+    page order, before ``ready``: the first page asked for after ready finds both done."""
     journal = await SQLiteJournal.open(tmp_path / "journal.db")
     t = ExceptionTracker(lambda: None, journal, clock=Clock(), closed_limit=5)  # type: ignore[arg-type,return-value]
     rng = random.Random(3)
@@ -486,6 +486,10 @@ async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeyp
         await asyncio.wait_for(t.ready.wait(), 10)
         assert t._open and not t._open._changed  # nothing noted and not yet in the board
         assert sorted(t._open._board.entries) == sorted(t._open)
+        for record in t._open.values():  # ... and each one's orders sorted for its pages
+            assert record._kept is not None and record._kept.ordered == sorted(
+                record.affected.values(), key=lambda d: (-d.severity.rank, -d.value_at_risk, d.sales_order)
+            )
         _board_whole(t)
     finally:
         await t.stop()
