@@ -237,6 +237,15 @@ class ExceptionTracker:
                 await asyncio.sleep(self.retry_seconds)
         if waiting_for is not None:
             log.info("first exception evaluation done: the sources answer again")
+        # The board's order of every exception found (each one's severity and value at risk
+        # over all its orders, and the indexes by order and customer) and each one's orders
+        # in page order are made here, once, not by the first page asked for after ready (a
+        # third of a second at 100,000 orders); later changes catch up on the next read
+        # (resolvers/exception_board.py, ExceptionRecord._over_affected).
+        self.board()
+        self.board(closed=True)
+        for record in self._open.values():  # each one's orders sorted, most severe first
+            record.orders()
         self.ready.set()
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_seconds if self.sweep_seconds > 0 else None

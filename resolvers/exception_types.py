@@ -23,6 +23,7 @@ from . import enums, fetch, impact, workflow
 from . import exception_board as board
 from . import exception_rules as rules
 from .context import Context
+from .execution import KeptItems
 from .needs import field_needs
 from .orders import build_orders
 from .pagination import (
@@ -179,6 +180,13 @@ class AffectedOrder:
         return self.detection.customer_text
 
 
+def _affected_orders(detections: list[rules.Detection]) -> KeptItems:
+    """An exception's affected orders for the schema, kept with it (``orders_view``) while
+    its orders are the same: ``AffectedOrder`` reads nothing but its frozen detection
+    without ``info``, so the fast executor may keep their completed fields too."""
+    return KeptItems(AffectedOrder(detection=d) for d in detections)
+
+
 @strawberry.type(description="An exception: one root cause and every order it hits.")
 class OrderException:
     record: strawberry.Private[rules.ExceptionRecord]
@@ -240,7 +248,7 @@ class OrderException:
 
     @strawberry.field(description="Each affected order with its own severity, days late and value at risk.")
     def affected(self) -> list[AffectedOrder]:
-        return [AffectedOrder(detection=d) for d in self.record.orders()]
+        return self.record.orders_view(_affected_orders)  # type: ignore[no-any-return]
 
     @strawberry.field(description="The affected orders, most severe first.")
     async def affected_orders(self, info: Info) -> list[Order]:

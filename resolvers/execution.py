@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import itertools
 import operator
 import types
 from collections.abc import Callable
@@ -210,7 +211,7 @@ def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
         return None
     if definition.base_resolver is None:  # a plain attribute
         attr = operator.attrgetter(definition.python_name)
-        return lambda source, _shim: attr(source)
+        return _one_argument(lambda source, _shim: attr(source), attr)
     method = plain_method(definition)
     if method is None:
         return None
@@ -218,11 +219,21 @@ def _plain_getter(gfield: Any) -> Callable[[Any, Any], Any] | None:
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return None
     if info_name is None:
-        return lambda source, _shim: fn(source)
+        return _one_argument(lambda source, _shim: fn(source), fn)
     parameters = list(inspect.signature(fn).parameters.values())
     if len(parameters) == 2 and parameters[1].name == info_name and parameters[1].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
         return fn  # called as fn(source, shim): no wrapper at all
     return lambda source, shim: fn(source, **{info_name: shim})
+
+
+# A getter that ignores its ``shim`` carries the one-argument call it wraps here: the flat
+# loop of ``_plan_object_list`` calls that directly (one frame less per item and field).
+_ONE_ARGUMENT = "_ordergraph_one_argument"
+
+
+def _one_argument(getter: Callable[[Any, Any], Any], read: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+    setattr(getter, _ONE_ARGUMENT, read)
+    return getter
 
 
 _AWAITABLE: dict[type, bool] = {}
@@ -332,8 +343,16 @@ def serializer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
 
         return enum_name
     if leaf.name in ("String", GraphQLID.name):
-        return lambda value: value if value.__class__ is str else coerce(value)
+        return _passes_str(lambda value: value if value.__class__ is str else coerce(value))
     return coerce
+
+
+_PASSES_STR = "_ordergraph_passes_str"  # a serializer that returns a str unchanged
+
+
+def _passes_str(serialize: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    setattr(serialize, _PASSES_STR, True)
+    return serialize
 
 
 def _leaf_list(getter: Any, serialize: Any, nullability: tuple[bool, bool], source: Any, context: Any) -> Any:
@@ -361,6 +380,63 @@ def _leaf_list(getter: Any, serialize: Any, nullability: tuple[bool, bool], sour
         return out
     except Exception:
         return _NOT_FAST
+
+
+class KeptItems(tuple):  # type: ignore[type-arg]
+    """A list field's items, kept by its resolver and returned again while they stand: a
+    promise to ``FastExecutor`` that these objects never change and that each of their
+    fields read without ``info`` (a one-argument read) answers from the object alone.
+
+    The executor then keeps, with the tuple itself, the completed items of a selection
+    whose fields are all such reads (or ``__typename``) and completed without a null or
+    an error, and answers the next request with the same selection over the same tuple
+    from them: a new list of the same completed items (dicts that nobody changes: an
+    answer is serialized as it is). graphql-core's own path reads it as any tuple."""
+
+    # No __slots__: an instance has a __dict__, the completed selections by flat plan.
+
+
+_KEPT_SELECTIONS = 8  # completed selections kept per KeptItems (each distinct selection one)
+
+# The flat form of a plan whose every entry is a plain leaf or ``__typename``, one entry per
+# response name: (response name, read, read takes the shim, serializer, nullable, the
+# serializer returns a str unchanged); read is None for ``__typename`` (its name is in the
+# serializer's place).
+Flat = tuple[tuple[str, Any, bool, Any, bool, bool], ...]
+_FLAT: dict[int, tuple[Plan, Flat | None]] = {}
+
+
+def _flat(plan: Plan) -> Flat | None:
+    """``plan``'s flat form when every entry is a plain leaf or ``__typename`` (an object
+    of it completes in one loop, with nothing to await and no path unless a field is off
+    the plain path), else None. Made once per plan (kept by its id, with the plan: an id
+    is not reused while the plan lives)."""
+    known = _FLAT.get(id(plan))
+    if known is None or known[0] is not plan:
+        flat: Flat | None = None
+        if all(entry[0] is _LEAF or entry[0] is _TYPENAME for entry in plan):
+            flat = tuple(
+                (name, None, False, a, False, False)
+                if kind is _TYPENAME
+                else (
+                    name,
+                    getattr(getter, _ONE_ARGUMENT, getter),
+                    not hasattr(getter, _ONE_ARGUMENT),
+                    a,
+                    b,
+                    getattr(a, _PASSES_STR, False),
+                )
+                for kind, name, getter, a, b in plan
+            )
+        if len(_FLAT) >= _PLANS_MAX:
+            _FLAT.clear()
+        known = _FLAT[id(plan)] = (plan, flat)
+    return known[1]
+
+
+def _context_free(flat: Flat) -> bool:
+    """True when no read of ``flat`` takes the request's context (``info``)."""
+    return not any(shim for _name, read, shim, *_ in flat if read is not None)
 
 
 class FastExecutor(Executor):
@@ -535,27 +611,72 @@ class FastExecutor(Executor):
             return _NOT_FAST
         if values is None:
             return None if declared.__class__ is not GraphQLNonNull else _NOT_FAST
-        if values.__class__ is not list and values.__class__ is not tuple:
+        kept = values.__class__ is KeptItems
+        if values.__class__ is not list and values.__class__ is not tuple and not kept:
             if values.__class__ is types.CoroutineType:
                 values.close()  # not ready: graphql-core awaits it
             return _NOT_FAST
-        if not item_nullable and None in values:
-            return _NOT_FAST  # graphql-core reports the null item
+        if not item_nullable and any(map(operator.is_, values, itertools.repeat(None))):
+            return _NOT_FAST  # graphql-core reports the null item (found by identity: no __eq__ per item)
         child = self._child(object_type, fdl)
         if child is None:
             return _NOT_FAST
         grouped, plan = child
+        flat = _flat(plan)
+        if kept and flat is not None and _context_free(flat):
+            memo = values.__dict__
+            done = memo.get(id(flat))
+            if done is not None and done[0] is flat:
+                return list(done[1])  # this selection over these items, completed before
+        else:
+            memo = None
         field_path = Path(path, response_name, type_name)
         completed: list[Any] = []
         awaitable_indices: list[int] = []
         run_plan = self._run_plan
         coroutine = types.CoroutineType
         handle = self.handle_field_error
+        each_plain = True  # every item completed in the flat loop (nothing reported)
         try:
             for index, value in enumerate(values):
                 if value is None:
                     completed.append(None)
                     continue
+                if flat is not None:
+                    # Every selected field a plain leaf (or __typename): the item's fields
+                    # read, completed and stored here, as _run_plan would store them; any
+                    # field off the plain path sends the whole item to _run_plan below.
+                    row: dict[str, Any] | None = {}
+                    try:
+                        for name, read, shim, serialize, nullable, passes_str in flat:
+                            if read is None:
+                                row[name] = serialize  # type: ignore[index]
+                                continue
+                            leaf = read(value, context) if shim else read(value)
+                            if leaf is None:
+                                if nullable:
+                                    row[name] = None  # type: ignore[index]
+                                    continue
+                                row = None
+                                break
+                            if leaf.__class__ is coroutine:
+                                leaf.close()  # not ready: graphql-core awaits it
+                                row = None
+                                break
+                            if passes_str and leaf.__class__ is str:
+                                row[name] = leaf  # type: ignore[index]
+                                continue
+                            out = serialize(leaf)
+                            if out is None or out is Undefined:
+                                row = None
+                                break
+                            row[name] = out  # type: ignore[index]
+                    except Exception:  # graphql-core's path reports it
+                        row = None
+                    if row is not None:
+                        completed.append(row)
+                        continue
+                each_plain = False
                 item_path = _new_path(Path, (field_path, index, None))
                 try:
                     out = run_plan(plan, object_type, value, item_path, grouped)
@@ -572,6 +693,10 @@ class FastExecutor(Executor):
             self.handle_field_error(raw_error, declared, fdl, field_path)
             return None
         if not awaitable_indices:
+            if memo is not None and each_plain:
+                if len(memo) >= _KEPT_SELECTIONS:
+                    memo.clear()
+                memo[id(flat)] = (flat, tuple(completed))  # keeps flat alive: its id is not reused
             return completed
 
         async def get_completed() -> list[Any]:

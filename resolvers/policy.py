@@ -469,7 +469,7 @@ class CustomerGuard:
         return self._filter(await pending, type_name, info)
 
     def _filter(self, value: Any, type_name: str, info: Any) -> Any:
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):  # a list field's items (a tuple: KeptItems)
             kept = [v for v in value if can_see(self.viewer, type_name, v)]
             if len(kept) != len(value):
                 self._report(info)

@@ -6,6 +6,7 @@ every viewer and filter. Pure: no plant, no server."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import random
@@ -17,7 +18,7 @@ import pytest
 from gateway.exception_tracker import ExceptionTracker, follow, reset
 from gateway.sqlite_journal import SQLiteJournal
 from resolvers import enums, workflow
-from resolvers.exception_rules import Detection, ExceptionRecord, RootCause
+from resolvers.exception_rules import _NONE_AFFECTED, Detection, ExceptionRecord, RootCause
 from resolvers.exception_types import (
     ExceptionFilter,
     _filter_kinds,
@@ -392,7 +393,17 @@ def test_affected_orders_and_aggregates_kept_agree_with_a_fresh_computation(seed
 
     record = ExceptionRecord(f"{kind.value}:mes:WC-10", kind, root, T0)
     records = [record]
-    kept_hits = 0
+    kept_hits = view_hits = 0
+
+    @dataclasses.dataclass(eq=False)
+    class Wrapped:
+        detection: Detection
+
+    def wrap(ds: list[Detection]) -> tuple[Wrapped, ...]:
+        return tuple(Wrapped(d) for d in ds)
+
+    def other_wrap(ds: list[Detection]) -> tuple[tuple[str, Detection], ...]:
+        return tuple(("other", d) for d in ds)
     for _ in range(600):
         target = rng.choice(records)
         step = rng.randrange(9)
@@ -427,7 +438,18 @@ def test_affected_orders_and_aggregates_kept_agree_with_a_fresh_computation(seed
         got.reverse()  # the caller's list is its own
         assert target.orders() == fresh(target)
         assert ExceptionRecord.from_payload(target.to_payload()).orders() == fresh(target)
-    assert kept_hits > 0
+        # orders_view: the orders made into something else, once per state of the map
+        # (the same object while it holds), always in the order of a fresh sort
+        made = target.orders_view(wrap)
+        assert [w.detection for w in made] == fresh(target)
+        assert all(w.detection is d for w, d in zip(made, target.orders(), strict=True))
+        if target.affected:
+            view_hits += target.orders_view(wrap) is made
+        else:
+            assert target._kept is None  # a cleared record writes nothing to the shared answer
+        assert target.orders_view(other_wrap) == tuple(("other", d) for d in fresh(target))
+    assert kept_hits > 0 and view_hits > 0
+    assert _NONE_AFFECTED.views is None
 
 
 def test_a_cleared_exception_answers_its_aggregates_without_keeping_them() -> None:
@@ -445,3 +467,30 @@ def test_a_cleared_exception_answers_its_aggregates_without_keeping_them() -> No
     assert (cleared.severity, cleared.value_at_risk, cleared.days_late, cleared.orders()) == open_answers
     assert cleared.to_payload()["affected"] == record.to_payload()["affected"]
     assert cleared._kept is None
+
+
+async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeypatch) -> None:
+    """The first evaluation's exceptions are put in board order, and each one's orders in
+    page order, before ``ready``: the first page asked for after ready finds both done."""
+    journal = await SQLiteJournal.open(tmp_path / "journal.db")
+    t = ExceptionTracker(lambda: None, journal, clock=Clock(), closed_limit=5)  # type: ignore[arg-type,return-value]
+    rng = random.Random(3)
+
+    async def evaluate_all() -> None:
+        await t._apply(set(ORDERS), _found(rng, set(ORDERS)))
+
+    monkeypatch.setattr(t, "_evaluate_all", evaluate_all)
+    monkeypatch.setattr(t, "_read_stale", lambda: frozenset())
+    try:
+        t.start()
+        await asyncio.wait_for(t.ready.wait(), 10)
+        assert t._open and not t._open._changed  # nothing noted and not yet in the board
+        assert sorted(t._open._board.entries) == sorted(t._open)
+        for record in t._open.values():  # ... and each one's orders sorted for its pages
+            assert record._kept is not None and record._kept.ordered == sorted(
+                record.affected.values(), key=lambda d: (-d.severity.rank, -d.value_at_risk, d.sales_order)
+            )
+        _board_whole(t)
+    finally:
+        await t.stop()
+        await journal.close()

@@ -233,6 +233,26 @@ class Thing:
     async def later(self) -> str:
         return self.name.upper()
 
+    @strawberry.field
+    def not_ready(self) -> str:
+        return self.later()  # type: ignore[return-value]  # a coroutine from a plain method
+
+    @strawberry.field
+    def code(self) -> strawberry.ID:
+        return len(self.name)  # type: ignore[return-value]  # not a str: the ID type coerces it
+
+    @strawberry.field
+    def seen_by(self, info: strawberry.Info) -> str:
+        return f"{self.name} for {info.context}"
+
+    @strawberry.field
+    def size(self) -> int:
+        READS.append(self.name)
+        return len(self.name)
+
+
+READS: list[str] = []  # Thing.size's reads
+
 
 @strawberry.enum
 class Mood(enum.Enum):
@@ -262,11 +282,23 @@ class Shelf:
         return "grumpy"  # type: ignore[return-value]
 
 
+KEPT = execution.KeptItems([Thing(name="k1"), Thing(name="k22", note="n")])  # never changed
+MAYBE_KEPT = execution.KeptItems([*KEPT, None])
+
+
 @strawberry.type
 class Root:
     @strawberry.field
     def things(self) -> list[Thing]:
         return [Thing(name="a"), Thing(name="b", note="n")]
+
+    @strawberry.field
+    def kept(self) -> list[Thing]:
+        return KEPT  # type: ignore[return-value]
+
+    @strawberry.field
+    def maybe_kept(self) -> list[Thing | None]:
+        return MAYBE_KEPT  # type: ignore[return-value]
 
     @strawberry.field
     def shelves(self) -> list[Shelf]:
@@ -305,6 +337,13 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
         "{ shelves { label items { later missing } } }",  # an awaitable and a null in one item
         "{ shelves { label badMood } }",  # a value the enum cannot serialize
         "{ shelves { ... on Shelf { label } ...F } } fragment F on Shelf { mood items { name } }",  # fragments
+        # items whose every field is a plain leaf: completed in one loop, any field off it
+        # sends its item to the plan (graphql-core's path for that field)
+        "{ shelves { items { __typename t: __typename n: name name note code seenBy } } }",
+        "{ shelves { items { name notReady } maybeItems { code notReady } } }",  # not ready: awaited
+        "{ shelves { items { name missing } maybeItems { note missing } } }",  # a null for a non-null leaf
+        "{ shelves { items { name broken } maybeItems { name broken } } }",  # a leaf raising
+        "{ shelves { items { code first: name note optional } strictItems { code } } }",
     ):
         doc = parse(query)
         assert await _run(fast._schema, doc, None, {}) == await _run(standard._schema, doc, None, {}), query
@@ -312,6 +351,60 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
     assert b"no luck" in errors and b'"path":["things",0,"broken"]' in errors
     data, errors = await _run(fast._schema, parse("{ shelves { label items { name broken } } }"), None, {})
     assert b'"path":["shelves",0,"items",0,"broken"]' in errors
+    # Items whose fields are all plain leaves complete in the list's own loop: no plan run per item.
+    runs = []
+    plan_run = execution.FastExecutor._run_plan
+
+    def counted(self, plan, parent_type, *args):  # type: ignore[no-untyped-def]
+        runs.append(parent_type.name)
+        return plan_run(self, plan, parent_type, *args)
+
+    execution.FastExecutor._run_plan = counted  # type: ignore[method-assign]
+    try:
+        data, errors = await _run(fast._schema, parse("{ shelves { items { name code } maybeItems { name } } }"), None, {})
+        assert orjson.loads(data)["shelves"][0]["items"] == [{"name": "a", "code": "1"}, {"name": "bb", "code": "2"}]
+        assert runs == ["Root", "Shelf", "Shelf"]
+        runs.clear()
+        data, errors = await _run(fast._schema, parse("{ shelves { maybeItems { name code broken } } }"), None, {})
+        assert runs == ["Root", "Shelf", "Thing", "Shelf"]  # ... only an item with a field off the plain path
+        assert orjson.loads(data)["shelves"][0] == {"maybeItems": [None, None]}
+        assert b'"path":["shelves",0,"maybeItems",0,"broken"]' in errors
+    finally:
+        execution.FastExecutor._run_plan = plan_run  # type: ignore[method-assign]
+    # Items a resolver keeps (KeptItems): a selection of context-free plain leaves completed
+    # once and answered again from the tuple; any other selection read each time.
+    for query in (
+        "{ kept { size name __typename } maybeKept { size code note } }",
+        "{ kept { s: size name seenBy } }",  # a read that takes info: not kept
+        "{ kept { size broken } }",  # an error: reported every time
+        "{ kept { size missing } maybeKept { size note } }",  # a null for a non-null field
+        "{ kept { size notReady } }",  # not ready
+        "{ kept { size inner { value } } }",  # not all leaves
+    ):
+        doc = parse(query)
+        expected = await _run(standard._schema, doc, None, {})
+        READS.clear()
+        assert await _run(fast._schema, doc, None, {}) == expected, query
+        first = list(READS)
+        assert first, query
+        READS.clear()
+        assert await _run(fast._schema, doc, None, {}) == expected, query
+        assert READS == ([] if query.startswith("{ kept { size name __typename }") else first), query
+    # ... but only the same tuple: new KeptItems of the same objects are read again
+    READS.clear()
+    for _ in range(2):
+        await _run(fast._schema, parse("{ things { size } }"), None, {})
+    assert READS == ["a", "b"] * 2
+    READS.clear()
+    doc = parse("{ a: kept { size } b: kept { n: name size } }")  # two selections: each its own
+    expected = await _run(standard._schema, doc, None, {})
+    READS.clear()
+    assert await _run(fast._schema, doc, None, {}) == expected
+    assert await _run(fast._schema, doc, None, {}) == expected
+    assert READS == ["k1", "k22"] * 2  # once per selection
+    for n in range(3 * execution._KEPT_SELECTIONS):  # many selections: a few kept at a time
+        await _run(fast._schema, parse("{ kept { " + " ".join(f"a{i}: size" for i in range(n + 1)) + " } }"), None, {})
+        assert len(KEPT.__dict__) <= execution._KEPT_SELECTIONS
     # A plan is compiled once per selection and kept: a second request compiles nothing.
     doc = parse("{ shelves { label moods items { name } } }")
     await _run(fast._schema, doc, None, {})
