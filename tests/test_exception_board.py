@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import random
+import time
 import types
 from typing import Any
 
@@ -478,12 +480,34 @@ async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeyp
 
     async def evaluate_all() -> None:
         await t._apply(set(ORDERS), _found(rng, set(ORDERS)))
+        t._first_pass = (len(ORDERS), time.perf_counter())  # as _evaluate_pages leaves it
 
+    steps: list[str] = []
+    board = t.board
+
+    def noted_board(closed: bool = False) -> Any:
+        steps.append("board")
+        return board(closed)
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "orders evaluated in" in record.getMessage():
+                steps.append("ready line")
+
+    lines = Lines()
+    logger = logging.getLogger("ordergraph.exceptions")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(lines)
+    monkeypatch.setattr(t, "board", noted_board)
     monkeypatch.setattr(t, "_evaluate_all", evaluate_all)
     monkeypatch.setattr(t, "_read_stale", lambda: frozenset())
     try:
         t.start()
         await asyncio.wait_for(t.ready.wait(), 10)
+        # the ready line (operators', the scale bench's) comes once the board's work is done
+        assert steps.count("ready line") == 1 and "board" in steps[: steps.index("ready line")]
+        assert "board" not in steps[steps.index("ready line") :]  # all of it before the line
         assert t._open and not t._open._changed  # nothing noted and not yet in the board
         assert sorted(t._open._board.entries) == sorted(t._open)
         for record in t._open.values():  # ... and each one's orders sorted for its pages
@@ -492,5 +516,7 @@ async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeyp
             )
         _board_whole(t)
     finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
         await t.stop()
         await journal.close()
