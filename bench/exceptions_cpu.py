@@ -20,7 +20,6 @@ Numbers only; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import gc
 import hashlib
@@ -28,14 +27,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import load_config
 
 from .board_cpu import answer_on_gateway_path
 from .scale import EXCEPTIONS, config
-from .startup_cpu import START, GcTimes
+from .startup_cpu import GcTimes, pinned_plant, run
 
 
 def drop_kept(gw: Gateway) -> None:
@@ -50,21 +48,7 @@ async def measure(args: argparse.Namespace) -> None:
     from gateway.operation import Operation
     from resolvers.policy import Role, Viewer
 
-    sim: Any = None
-    domain_clock: Any = None
-    plant_url = args.plant
-    if plant_url is None:
-        from sources.simulator.app import start_simulator
-
-        sim = await start_simulator(
-            "127.0.0.1", 0, orders=args.orders, latency_ms=0.0, start=START, prerender=False
-        )
-        sim.world.set_speed(0)
-        plant_url = sim.url
-        pinned = sim.world.now().replace(second=0, microsecond=0)
-
-        def domain_clock() -> Any:
-            return pinned
+    sim, plant_url, domain_clock = await pinned_plant(args.plant, args.orders)
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -155,13 +139,7 @@ def main() -> None:
     p.add_argument("--orders", type=int, default=2000, help="orders of the in-process plant")
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--profile", metavar="PREFIX", help="cProfile to PREFIX-cold.prof, PREFIX-warm.prof, ...")
-    args = p.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(measure(args))
-    else:
-        uvloop.run(measure(args))
+    run(measure, p.parse_args())
 
 
 if __name__ == "__main__":

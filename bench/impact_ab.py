@@ -24,7 +24,6 @@ checks they are byte-identical. Numbers only.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import gc
 import hashlib
@@ -32,14 +31,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import load_config
 
 from .board_cpu import answer_on_gateway_path
 from .scale import IMPACT, config
-from .startup_cpu import START, GcTimes
+from .startup_cpu import GcTimes, pinned_plant, run
 
 FREEZE_SECONDS = 5.0  # the scale configuration's [gateway] gc_freeze_seconds (the default)
 SCENARIOS = [(wc, hours) for wc in ("WC-10", "WC-20", "WC-30", "WC-40", "WC-NONE") for hours in (1, 8, 200)]
@@ -104,19 +102,7 @@ async def ask(gw: Gateway, query: str) -> tuple[bytes, float, float, int]:
 
 
 async def measure(args: argparse.Namespace) -> None:
-    sim: Any = None
-    domain_clock: Any = None
-    plant_url = args.plant
-    if plant_url is None:
-        from sources.simulator.app import start_simulator
-
-        sim = await start_simulator("127.0.0.1", 0, orders=args.orders, latency_ms=0.0, start=START, prerender=False)
-        sim.world.set_speed(0)
-        plant_url = sim.url
-        pinned = sim.world.now().replace(second=0, microsecond=0)
-
-        def domain_clock() -> Any:
-            return pinned
+    sim, plant_url, domain_clock = await pinned_plant(args.plant, args.orders)
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -185,13 +171,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--fingerprint", action="store_true")
     p.add_argument("--profile", metavar="PREFIX")
-    args = p.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(measure(args))
-    else:
-        uvloop.run(measure(args))
+    run(measure, p.parse_args())
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,25 +134,34 @@ async def first_questions(gw: Gateway, repeat: int = 0, profile_prefix: str | No
             profile.dump_stats(f"{profile_prefix}-{name}.prof")
 
 
+async def pinned_plant(plant_url: str | None, orders: int) -> tuple[Any, str, Callable[[], dt.datetime] | None]:
+    """``(simulator, URL, domain clock)``: the plant at ``plant_url`` with the gateway's own
+    clock (simulator None), or else one of ``orders`` orders started in this process with its
+    clock stopped. The plant's clock ran a moment before it stopped: the domain rules' "now"
+    is its minute (the same every run), so two checkouts' answers compare byte for byte."""
+    if plant_url is not None:
+        return None, plant_url, None
+    from sources.simulator.app import start_simulator
+
+    sim = await start_simulator("127.0.0.1", 0, orders=orders, latency_ms=0.0, start=START, prerender=False)
+    sim.world.set_speed(0)
+    pinned = sim.world.now().replace(second=0, microsecond=0)
+    print(f"plant clock pinned at {pinned.isoformat()}")
+    return sim, sim.url, lambda: pinned
+
+
+def run(measure: Callable[[argparse.Namespace], Awaitable[None]], args: argparse.Namespace) -> None:
+    """``measure(args)`` on uvloop when installed (as ``ordergraph serve``), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(measure(args))
+    else:
+        uvloop.run(measure(args))
+
+
 async def measure(args: argparse.Namespace) -> None:
-    sim: Any = None
-    domain_clock: Any = None
-    plant_url = args.plant
-    if plant_url is None:
-        from sources.simulator.app import start_simulator
-
-        sim = await start_simulator(
-            "127.0.0.1", 0, orders=args.orders, latency_ms=0.0, start=START, prerender=False
-        )
-        sim.world.set_speed(0)
-        plant_url = sim.url
-        # The plant's clock ran a moment before it stopped: the domain rules' "now" is its
-        # minute (the same every run), so two checkouts' answers compare byte for byte.
-        pinned = sim.world.now().replace(second=0, microsecond=0)
-        print(f"plant clock pinned at {pinned.isoformat()}")
-
-        def domain_clock() -> dt.datetime:
-            return pinned
+    sim, plant_url, domain_clock = await pinned_plant(args.plant, args.orders)
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -204,13 +214,7 @@ def main() -> None:
         help="with --first-questions: then each question N times more, warm (min and median CPU)",
     )
     p.add_argument("--questions-profile", metavar="PREFIX", help="cProfile the repeated questions to PREFIX-NAME.prof")
-    args = p.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(measure(args))
-    else:
-        uvloop.run(measure(args))
+    run(measure, p.parse_args())
 
 
 if __name__ == "__main__":
