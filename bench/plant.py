@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from gateway.config import DEV_SECRETS
-from sources.simulator.app import SERVER_LIMITS, create_app
+from sources.simulator.app import SERVER_LIMITS, create_app, keep_world_out_of_collections
 from sources.simulator.emitter import EventEmitter
 from sources.simulator.world import World
 
@@ -109,6 +109,7 @@ async def serve(host: str, port: int, orders: int, seed: int, latency_ms: float)
         return world
 
     world = await asyncio.to_thread(build)
+    keep_world_out_of_collections()  # its collections would stall the gateways it serves
     app = create_app(world, latency_ms)
     state: dict[str, Driver | None] = {"driver": None}
 

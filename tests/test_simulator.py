@@ -541,3 +541,22 @@ def _check_order_consistency(world: World, so: str) -> None:
         statuses.add(expected)
     assert order.overall_delivery_status == ("C" if statuses == {"C"} else "A" if statuses == {"A"} else "B")
     assert (order.overall_sd_process_status == "C") == (world.state_of(so) == "DELIVERED")
+
+
+def test_a_served_world_leaves_the_collectors_generations():
+    """A plant process serving one world (``ordergraph simulate``, ``bench.plant``) freezes
+    it: no collection walks its objects again (the first ones after generation stalled the
+    gateway reading the plant for 1.4 s and 3.5 s at 100,000 orders)."""
+    import gc
+
+    from sources.simulator.app import keep_world_out_of_collections
+    from sources.simulator.world import World
+
+    world = World.generate(orders=50)
+    try:
+        keep_world_out_of_collections()
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(world.sales_orders) * 10  # the world's records and more
+        assert sum(gc.get_count()) < frozen // 100  # nothing of it left to walk
+    finally:
+        gc.unfreeze()
