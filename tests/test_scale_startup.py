@@ -5,6 +5,7 @@ Real plant and gateway on loopback; no timing thresholds."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from gateway.cache import RecordCache
 from resolvers import fetch
@@ -150,3 +151,32 @@ async def test_an_evaluation_gives_way_to_questions_between_slices_of_its_rules(
         assert len(seen) == len(ids) > 20
         assert len(set(seen)) >= len(ids) // 10  # another task ran between the slices
         assert sliced == alone
+
+
+async def test_orders_due_during_the_first_pass_are_evaluated_before_ready(plant, http, monkeypatch):
+    """Orders whose due time comes while the first pass runs (a minute at 100,000 orders)
+    are evaluated again before the gateway says it is ready, not by the first questions'
+    time: at ready nothing is pending, and those orders have their time-driven exceptions."""
+    from gateway.exception_tracker import ExceptionTracker
+
+    plant.world.set_speed(0)
+    offset = [dt.timedelta(0)]
+    first_pass = ExceptionTracker._evaluate_pages
+
+    async def pass_that_takes_17_hours(self):
+        await first_pass(self)
+        if not self.ready.is_set():
+            offset[0] = dt.timedelta(hours=17)  # the domain clock moved on meanwhile
+
+    monkeypatch.setattr(ExceptionTracker, "_evaluate_pages", pass_that_takes_17_hours)
+    async with running_gateway(plant.url, domain_clock=lambda: plant.world.now() + offset[0]) as (_url, app):
+        tracker = app.state.gateway.exceptions
+        await asyncio.wait_for(tracker.ready.wait(), 60)
+        assert offset[0], "the first pass ran"
+        assert tracker.caught_up > 0 and tracker.timer_wakeups >= tracker.caught_up
+        assert not tracker._pending  # nothing left for after ready
+        open_at_ready = {r.id: sorted(r.affected) for r in tracker.open_exceptions()}
+        # A full evaluation on the same clock finds nothing the catch-up missed.
+        tracker.request_full()
+        await tracker.settled(60)
+        assert {r.id: sorted(r.affected) for r in tracker.open_exceptions()} == open_at_ready
