@@ -56,3 +56,19 @@ async def test_a_sweep_over_every_order_is_followed_by_a_full_collection(plant):
             await asyncio.sleep(0.05)
         assert gateway.exceptions.full_evaluations_done == done + 1
         assert gateway.gc_full_passes == passes + 1
+
+
+def test_long_full_passes_that_free_almost_nothing_are_put_off():
+    """A full collection over a big plant's heap (1.2 s at 100,000 orders) that frees almost
+    nothing waits twice as long next time, up to a bound; garbage found, or a short pass
+    (a small plant: the soak's memory), keeps the normal spacing."""
+    from gateway.app import FULL_PASS_MAX_BACKOFF, full_pass_spacing
+
+    walked = 2_300_000
+    spacing, backoff = full_pass_spacing(60.0, 1.2, 4_905, walked, 1)
+    assert (spacing, backoff) == (240.0, 2)  # 100 x its length, then doubled
+    for _ in range(10):
+        spacing, backoff = full_pass_spacing(60.0, 1.2, 4_905, walked, backoff)
+    assert backoff == FULL_PASS_MAX_BACKOFF and spacing == 120.0 * FULL_PASS_MAX_BACKOFF
+    assert full_pass_spacing(60.0, 1.2, walked // 50, walked, backoff) == (120.0, 1)  # it found garbage
+    assert full_pass_spacing(60.0, 0.03, 10, 200_000, 4) == (60.0, 1)  # short: as before
