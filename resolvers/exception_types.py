@@ -114,6 +114,10 @@ class RootCause:
 
 @strawberry.type(description="One order an exception hits, with that order's severity and value at risk.")
 class AffectedOrder:
+    # One per affected order of every open exception, made before ready and kept with it
+    # (``affected_orders``): no instance dict, one object each (78,000 at 100,000 orders).
+    __slots__ = ("detection",)
+
     detection: strawberry.Private[rules.Detection]
 
     @strawberry.field

@@ -522,6 +522,7 @@ async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeyp
             wrapped = next(iter(kept.views.values()))
             assert affected_orders(record) is wrapped
             assert [a.detection for a in wrapped] == kept.ordered
+            assert all(not hasattr(a, "__dict__") for a in wrapped)  # one object each, no instance dict
         _board_whole(t)
     finally:
         logger.removeHandler(lines)
