@@ -44,6 +44,7 @@ from resolvers.context import Context
 from resolvers.derived import derive
 from resolvers.exception_board import Board, OrderedRecords, Records
 from resolvers.exception_rules import Detection, ExceptionParams, ExceptionRecord, detect, next_due
+from resolvers.exception_types import affected_orders
 from resolvers.fetch import load_orders
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams, predict
@@ -247,8 +248,8 @@ class ExceptionTracker:
         # (resolvers/exception_board.py, ExceptionRecord._over_affected).
         self.board()
         self.board(closed=True)
-        for record in self._open.values():  # each one's orders sorted, most severe first
-            record.orders()
+        for record in self._open.values():  # each one's orders sorted, most severe first,
+            affected_orders(record)  # and wrapped for the schema (OrderException.affected)
         if self._first_pass is not None:
             # The first pass's line (the gateway's ready, for operators and the scale bench)
             # comes after the board's work too, not before a half-second step at 100,000

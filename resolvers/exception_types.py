@@ -114,6 +114,10 @@ class RootCause:
 
 @strawberry.type(description="One order an exception hits, with that order's severity and value at risk.")
 class AffectedOrder:
+    # One per affected order of every open exception, made before ready and kept with it
+    # (``affected_orders``): no instance dict, one object each (78,000 at 100,000 orders).
+    __slots__ = ("detection",)
+
     detection: strawberry.Private[rules.Detection]
 
     @strawberry.field
@@ -187,6 +191,14 @@ def _affected_orders(detections: list[rules.Detection]) -> KeptItems:
     return KeptItems(AffectedOrder(detection=d) for d in detections)
 
 
+def affected_orders(record: rules.ExceptionRecord) -> KeptItems:
+    """``OrderException.affected``: the record's affected orders in page order, wrapped for
+    the schema once per state of its orders (``ExceptionRecord.orders_view``). The exception
+    tracker calls it for every open exception before its ready line, so the first page asked
+    for after ready does not wrap each of its orders (34,000 at 100,000 orders) itself."""
+    return record.orders_view(_affected_orders)  # type: ignore[no-any-return]
+
+
 @strawberry.type(description="An exception: one root cause and every order it hits.")
 class OrderException:
     record: strawberry.Private[rules.ExceptionRecord]
@@ -248,7 +260,7 @@ class OrderException:
 
     @strawberry.field(description="Each affected order with its own severity, days late and value at risk.")
     def affected(self) -> list[AffectedOrder]:
-        return self.record.orders_view(_affected_orders)  # type: ignore[no-any-return]
+        return affected_orders(self.record)
 
     @strawberry.field(description="The affected orders, most severe first.")
     async def affected_orders(self, info: Info) -> list[Order]:

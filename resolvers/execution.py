@@ -439,6 +439,72 @@ def _context_free(flat: Flat) -> bool:
     return not any(shim for _name, read, shim, *_ in flat if read is not None)
 
 
+def _complete_kept(values: KeptItems, flat: Flat) -> list[dict[str, Any]] | None:
+    """Every item of ``values`` completed by ``flat`` (a context-free selection: each read
+    takes the item alone), a field at a time over all items: the loop per item, with a call
+    and its checks per field, done by ``map`` in C. The same dicts, keys in the same order,
+    as the loop of ``_plan_object_list`` makes; None when any item is null, any read raises,
+    is not ready or is null for a non-null field, or any value does not serialize: then the
+    loop per item completes them (and reports what is to be reported). Its reads may run
+    twice then, which ``KeptItems`` allows: their reads answer from the item alone.
+
+    The first page of exceptions after ready completes each of its affected orders once
+    (34,000 at 100,000 orders): the one step of that answer that grows with it."""
+    if any(map(operator.is_, values, itertools.repeat(None))):
+        return None
+    names: list[str] = []
+    columns: list[Any] = []
+    try:
+        for name, read, _shim, serialize, nullable, passes_str in flat:
+            names.append(name)
+            if read is None:  # __typename: its name in the serializer's place
+                columns.append([serialize] * len(values))
+                continue
+            column: list[Any] = []
+            try:
+                column.extend(map(read, values))
+            except Exception:  # the loop per item reports it
+                _close_coroutines(column)
+                return None
+            kinds = set(map(type, column))
+            if passes_str and kinds == _STR_ONLY:
+                columns.append(column)  # as the loop stores a str such a serializer passes
+                continue
+            if types.CoroutineType in kinds:
+                _close_coroutines(column)  # not ready: the loop per item sends it to graphql-core
+                return None
+            if _NONE_TYPE in kinds and not nullable:
+                return None
+            out = []
+            for leaf in column:
+                if leaf is None:
+                    out.append(None)
+                elif passes_str and leaf.__class__ is str:
+                    out.append(leaf)
+                else:
+                    done = serialize(leaf)
+                    if done is None or done is Undefined:
+                        return None
+                    out.append(done)
+            columns.append(out)
+    except Exception:  # the loop per item reports it
+        return None
+    if len(names) == 1:
+        only = names[0]
+        return [{only: leaf} for leaf in columns[0]]
+    return list(map(dict, map(zip, itertools.repeat(names), zip(*columns, strict=True))))
+
+
+def _close_coroutines(column: list[Any]) -> None:
+    for leaf in column:
+        if leaf.__class__ is types.CoroutineType:
+            leaf.close()
+
+
+_STR_ONLY = {str}
+_NONE_TYPE = type(None)
+
+
 class FastExecutor(Executor):
     """graphql-core's executor, with plain leaf reads taken in one step, and objects
     whose selected fields are all plain leaves completed in one loop."""
@@ -628,6 +694,12 @@ class FastExecutor(Executor):
             done = memo.get(id(flat))
             if done is not None and done[0] is flat:
                 return list(done[1])  # this selection over these items, completed before
+            whole = _complete_kept(values, flat)
+            if whole is not None:
+                if len(memo) >= _KEPT_SELECTIONS:
+                    memo.clear()
+                memo[id(flat)] = (flat, tuple(whole))  # keeps flat alive: its id is not reused
+                return whole
         else:
             memo = None
         field_path = Path(path, response_name, type_name)

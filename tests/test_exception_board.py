@@ -26,6 +26,7 @@ from resolvers.exception_types import (
     _filter_kinds,
     _ready_view,
     _workflow_filter,
+    affected_orders,
     list_exceptions,
     matches,
     visible_to,
@@ -473,7 +474,8 @@ def test_a_cleared_exception_answers_its_aggregates_without_keeping_them() -> No
 
 async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeypatch) -> None:
     """The first evaluation's exceptions are put in board order, and each one's orders in
-    page order, before ``ready``: the first page asked for after ready finds both done."""
+    page order and wrapped for the schema, before ``ready``: the first page asked for after
+    ready finds all of it done."""
     journal = await SQLiteJournal.open(tmp_path / "journal.db")
     t = ExceptionTracker(lambda: None, journal, clock=Clock(), closed_limit=5)  # type: ignore[arg-type,return-value]
     rng = random.Random(3)
@@ -511,9 +513,16 @@ async def test_the_board_is_in_order_when_the_tracker_is_ready(tmp_path, monkeyp
         assert t._open and not t._open._changed  # nothing noted and not yet in the board
         assert sorted(t._open._board.entries) == sorted(t._open)
         for record in t._open.values():  # ... and each one's orders sorted for its pages
-            assert record._kept is not None and record._kept.ordered == sorted(
+            kept = record._kept
+            assert kept is not None and kept.ordered == sorted(
                 record.affected.values(), key=lambda d: (-d.severity.rank, -d.value_at_risk, d.sales_order)
             )
+            # ... and wrapped for the schema (OrderException.affected): the page reads them
+            assert kept.views is not None and len(kept.views) == 1
+            wrapped = next(iter(kept.views.values()))
+            assert affected_orders(record) is wrapped
+            assert [a.detection for a in wrapped] == kept.ordered
+            assert all(not hasattr(a, "__dict__") for a in wrapped)  # one object each, no instance dict
         _board_whole(t)
     finally:
         logger.removeHandler(lines)

@@ -419,6 +419,47 @@ async def test_errors_and_nulls_are_reported_as_graphql_core_reports_them():
         assert (b"label" in a[0]) is not flag
 
 
+async def test_a_kept_selection_is_completed_a_field_at_a_time_as_the_loop_per_item_completes_it():
+    """The first completion of a kept selection (``_complete_kept``: each field read over
+    every item by ``map``) answers what graphql-core answers, keys in the same order; any
+    item or field it cannot complete whole leaves the list to the loop per item."""
+    standard = strawberry.Schema(query=Root)
+    fast = strawberry.Schema(query=Root)
+    enable_fast_path(fast)
+    whole: list[bool] = []
+    complete = execution._complete_kept
+
+    def noted(values, flat):  # type: ignore[no-untyped-def]
+        out = complete(values, flat)
+        whole.append(out is not None)
+        return out
+
+    execution._complete_kept = noted  # type: ignore[assignment]
+    try:
+        for query, completed_whole, kept_then in (
+            ("{ kept { size } }", True, True),  # one field
+            ("{ kept { __typename t: __typename n: name size code note c: code } }", True, True),  # aliases, an ID from an int
+            ("{ kept { note name } }", True, True),  # a nullable field null in one item
+            ("{ kept { optional size } }", True, True),
+            ("{ kept { size missing } }", False, False),  # a null for a non-null field
+            ("{ kept { size broken } }", False, False),  # a read raising
+            ("{ kept { size notReady } }", False, False),  # not ready (its coroutines closed)
+            ("{ maybeKept { size name } }", False, True),  # a null item: the loop completes and keeps it
+        ):
+            for kept in (KEPT, MAYBE_KEPT):
+                kept.__dict__.clear()  # as a tuple not read before
+            doc = parse(query)
+            whole.clear()
+            expected = await _run(standard._schema, doc, None, {})
+            assert await _run(fast._schema, doc, None, {}) == expected, query
+            assert whole == [completed_whole], query
+            whole.clear()
+            assert await _run(fast._schema, doc, None, {}) == expected, query  # kept, or per item again
+            assert whole == ([] if kept_then else [False]), query
+    finally:
+        execution._complete_kept = complete  # type: ignore[assignment]
+
+
 def test_the_enum_serializers_answer_what_graphql_core_answers_for_every_member():
     """``serializer`` names a Python enum member by a table (keyed by the member's own
     name): the same name graphql-core's ``coerce_output_value`` gives, for every member of
