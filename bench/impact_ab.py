@@ -116,11 +116,19 @@ async def measure(args: argparse.Namespace) -> None:
             profile = cProfile.Profile(time.process_time) if args.profile else None
             if profile is not None:
                 profile.enable()
-            body, cpu, wall, misses = await ask(gw, IMPACT)
+            cold_gc = GcTimes()
+            gc.callbacks.append(cold_gc)
+            try:
+                body, cpu, wall, misses = await ask(gw, IMPACT)
+            finally:
+                gc.callbacks.remove(cold_gc)
             if profile is not None:
                 profile.disable()
                 profile.dump_stats(f"{args.profile}-cold.prof")
-            print(f"cold: CPU {cpu * 1000:.0f} ms, wall {wall * 1000:.0f} ms, {misses} record cache misses, {len(body)} bytes")
+            print(
+                f"cold: CPU {cpu * 1000:.0f} ms, wall {wall * 1000:.0f} ms, {misses} record cache misses,"
+                f" {len(body)} bytes; collector: {cold_gc}"
+            )
             if args.fingerprint:
                 for side, queued in (("A", None), ("B", kept), ("A", None), ("B", kept)):
                     gw.queued = queued
