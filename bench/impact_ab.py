@@ -24,6 +24,7 @@ checks they are byte-identical. Numbers only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import hashlib
@@ -116,11 +117,27 @@ async def measure(args: argparse.Namespace) -> None:
             profile = cProfile.Profile(time.process_time) if args.profile else None
             if profile is not None:
                 profile.enable()
-            body, cpu, wall, misses = await ask(gw, IMPACT)
+            cold_gc = GcTimes()
+            gc.callbacks.append(cold_gc)
+            try:
+                body, cpu, wall, misses = await ask(gw, IMPACT)
+            finally:
+                gc.callbacks.remove(cold_gc)
             if profile is not None:
                 profile.disable()
                 profile.dump_stats(f"{args.profile}-cold.prof")
-            print(f"cold: CPU {cpu * 1000:.0f} ms, wall {wall * 1000:.0f} ms, {misses} record cache misses, {len(body)} bytes")
+            print(
+                f"cold: CPU {cpu * 1000:.0f} ms, wall {wall * 1000:.0f} ms, {misses} record cache misses,"
+                f" {len(body)} bytes; collector: {cold_gc}"
+            )
+            # Side A sets [gateway] gc_freeze_seconds to 0; the gateway's freeze loop reads it
+            # once when it starts (after the start-up's work has settled): started during an
+            # A round, it would collect and freeze on every turn of the event loop from then
+            # on, in both sides' rounds. So the rounds wait for it to start.
+            for _ in range(1200):
+                if getattr(gw, "_gc_serving", False):
+                    break
+                await asyncio.sleep(0.05)
             if args.fingerprint:
                 for side, queued in (("A", None), ("B", kept), ("A", None), ("B", kept)):
                     gw.queued = queued

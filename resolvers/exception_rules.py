@@ -255,8 +255,14 @@ def order_facts(
     params: ExceptionParams = ExceptionParams(),
     prediction_params: PredictionParams = PredictionParams(),
     prediction: Prediction | None = None,
+    like: OrderFacts | None = None,
 ) -> OrderFacts:
-    """Promise, prediction, slack, severity and value at risk of one order."""
+    """Promise, prediction, slack, severity and value at risk of one order.
+
+    ``like``: the facts of the same order's view before ``OrderView.rescheduled`` (the
+    same records, other production dates and work centre states; a what-if asks for both):
+    its ship-by day, whether it shipped or ships soon and its work centres do not depend
+    on either, so they are taken from it instead of worked out again."""
     so = view.sales_order
     p = prediction if prediction is not None else predict(view, now, prediction_params)
     # Promise and prediction are the ship-to's dates, counted on its delivery calendar; the
@@ -272,13 +278,16 @@ def order_facts(
     days_late = max(1, ship_to.working_days_between(promised, max(predicted, today))) if late else 0
     held = bool(p.held_by)
     priority = (customer.commercial_priority if customer else None) or "NORMAL"
-    is_shipped = shipped(view)
-    day = ship_by(view, prediction_params)
-    soon = (
-        not is_shipped
-        and plant.local_date(now) <= day
-        and plant.day_start(day) <= now + dt.timedelta(hours=params.ships_soon_hours)
-    )
+    if like is not None:
+        is_shipped, day, soon = like.shipped, like.ship_by, like.ships_soon
+    else:
+        is_shipped = shipped(view)
+        day = ship_by(view, prediction_params)
+        soon = (
+            not is_shipped
+            and plant.local_date(now) <= day
+            and plant.day_start(day) <= now + dt.timedelta(hours=params.ships_soon_hours)
+        )
     in_jeopardy = late or held or slack <= params.medium_slack_working_days
     value = so.total_net_amount if in_jeopardy and not view.is_delivered else 0.0
     level = severity(
@@ -290,8 +299,10 @@ def order_facts(
         ships_soon=soon,
         params=params,
     )
-    work_centers = tuple(
-        sorted({po.work_center for po in view.active_production_orders if not production_completed(po)})
+    work_centers = (
+        like.work_centers
+        if like is not None
+        else tuple(sorted({po.work_center for po in view.active_production_orders if not production_completed(po)}))
     )
     return OrderFacts(
         sales_order=so.sales_order,

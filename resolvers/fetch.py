@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Iterable
 from typing import Any
 
@@ -205,11 +206,18 @@ async def read_ahead(ctx: Context, sales_orders: list[str]) -> None:
         await asyncio.gather(*reads, return_exceptions=True)
 
 
-async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
+def _freeze_gc(freeze: bool) -> None:
+    """``gc.freeze()`` when asked (``load_orders``'s ``freeze``)."""
+    if freeze:
+        gc.freeze()
+
+
+async def prefetch_views(ctx: Context, orders: list[SalesOrder], *, freeze: bool = False) -> None:
     """Assemble the views of a whole page level by level: two awaits for all orders
     instead of a chain of tasks per order. Derived fields then read ``ctx.ready``
     synchronously. On a source fault nothing is stored and each field falls back to its
-    own path, which reports the fault on its own path."""
+    own path, which reports the fault on its own path. ``freeze``: the heap frozen after
+    each level's reads (``load_orders``)."""
     todo = [so for so in orders if so.sales_order not in ctx.ready]
     if not todo:
         return
@@ -224,6 +232,7 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
             ctx.loaders.production_orders.load_all(keys),
             ctx.loaders.deliveries.load_all(keys),
         )
+        _freeze_gc(freeze)
         pos_l = [pos_by[k] for k in keys]
         dels_l = [dels_by[k] for k in keys]
         mos = [po.manufacturing_order for pos in pos_l for po in pos]
@@ -238,6 +247,7 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder]) -> None:
         )
     except Exception:  # SourceError and friends: the per-field paths report them
         return
+    _freeze_gc(freeze)
     wcs = list(wcs_by.values())
     wc_by = {w.work_center: w for w in wcs if w is not None}
     customers = dict(zip(customer_ids, ship_tos, strict=True))
@@ -281,17 +291,25 @@ async def sales_order_page(
 # --- orders by another record, and what hits them ------------------------------------------
 
 
-async def load_orders(ctx: Context, sales_orders: Iterable[str]) -> list[tuple[OrderView, Customer | None]]:
+async def load_orders(
+    ctx: Context, sales_orders: Iterable[str], *, freeze: bool = False
+) -> list[tuple[OrderView, Customer | None]]:
     """Order views and customers of many orders at once (each source read batched).
 
-    Unknown sales orders are left out.
+    Unknown sales orders are left out. ``freeze`` (a what-if over a work centre's whole
+    queue): the heap frozen (``gc.freeze()``, O(1)) after each level of reads, so the
+    records just read (kept by the record cache; tens of thousands on a what-if's first
+    read at 100,000 orders) are out of the collector's passes that the next level's
+    allocations set off; the gateway's freeze loop does the same every few seconds and its
+    full pass reclaims what died in cycles meanwhile (gateway/app.py).
     """
     ids = sorted(set(sales_orders))
     records = [so for so in await ctx.loaders.sales_order.load_many(ids) if so is not None]
+    _freeze_gc(freeze)
     # Level by level for all orders at once (no task per order: the start-up evaluation
     # assembles every order of the plant this way); on a source fault nothing is kept and
     # the per-order path below raises it.
-    await prefetch_views(ctx, records)
+    await prefetch_views(ctx, records, freeze=freeze)
     missing = [so for so in records if so.sales_order not in ctx.ready]
     assembled, customers = await asyncio.gather(
         asyncio.gather(*(order_view(ctx, so) for so in missing)),

@@ -445,6 +445,10 @@ def analyse(
     """
     validate(scenario)
     changed = apply(scenario, views, now, prediction_params)
+    # A work centre down only moves production in time and changes the work centre's
+    # state (``OrderView.rescheduled``): the new view's facts that depend on neither are
+    # the current view's (``order_facts``'s ``like``).
+    rescheduled = isinstance(scenario, WorkCenterDown)
     out = []
     for view in views:
         so = view.sales_order.sales_order
@@ -452,10 +456,15 @@ def analyse(
         if new_view is None or view.is_delivered or view.is_cancelled:
             continue
         customer = customers.get(view.sales_order.sold_to_party)
-
-        def facts(v: OrderView, customer: Customer | None = customer) -> OrderFacts:
-            return order_facts(v, customer, now, params=params, prediction_params=prediction_params)
-
-        out.append(OrderImpact(so, facts(view), facts(new_view)))
+        current = order_facts(view, customer, now, params=params, prediction_params=prediction_params)
+        new = order_facts(
+            new_view,
+            customer,
+            now,
+            params=params,
+            prediction_params=prediction_params,
+            like=current if rescheduled else None,
+        )
+        out.append(OrderImpact(so, current, new))
     out.sort(key=rank_key)
     return ImpactResult(scenario, out)

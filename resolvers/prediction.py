@@ -455,6 +455,22 @@ def rest_taken_care_of(view: OrderView, order: ProductionOrder) -> bool:
     )
 
 
+# The plant's next working time after the last "now" asked (``_next_working_time``): the
+# same for every production order of an evaluation (a what-if asks for it twice per order).
+_NEXT_WORKING: tuple[FactoryCalendar, dt.datetime, dt.datetime] | None = None
+
+
+def _next_working_time(plant: FactoryCalendar, now: dt.datetime) -> dt.datetime:
+    """``plant.next_working_time(now)``, kept for the last calendar and instant asked."""
+    global _NEXT_WORKING
+    kept = _NEXT_WORKING
+    if kept is not None and kept[1] is now and kept[0] is plant:
+        return kept[2]
+    at = plant.next_working_time(now)
+    _NEXT_WORKING = (plant, now, at)
+    return at
+
+
 def _quality_release(
     view: OrderView,
     order: ProductionOrder,
@@ -468,7 +484,7 @@ def _quality_release(
     lead = dt.timedelta(hours=params.quality_lead_hours)
     lot = view.latest_lot(order.manufacturing_order)
     # Not before the plant works again (a release falls due at the end of a shift, at latest).
-    earliest = plant.next_working_time(now)
+    earliest = _next_working_time(plant, now)
     if lot is None:
         return max(plant.add_working_time(production_end, lead), earliest)
     if not lot_decided(lot):

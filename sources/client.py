@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from . import tracing
 from .keys import KeyFormats
-from .memory import gc_paused
+from .memory import frozen_read, gc_paused
 from .records import R, Record, RecordError
 from .resilience import Policy, Resilience, SourceError, utc_now
 
@@ -168,6 +168,7 @@ class SourceClient:
                     outcome = "error"
                     data["value"] = self._parse(record_type, data["value"])
                     outcome = "ok"
+                frozen_read()  # inside sources.memory.reads_frozen only (a what-if's bulk reads)
             return data
         except (TimeoutError, asyncio.CancelledError):
             # Cancelled is how the call's budget (resilience deadline) ends an attempt.

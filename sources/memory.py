@@ -9,6 +9,7 @@ import ctypes
 import ctypes.util
 import gc
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 
 @contextlib.contextmanager
@@ -75,3 +76,32 @@ def gc_paused_for_this_step() -> None:
     if gc.isenabled():
         gc.disable()
         asyncio.get_running_loop().call_soon(gc.enable)
+
+
+# Set by ``reads_frozen``: source answers parsed in this context are frozen (``frozen_read``).
+_READS_FROZEN: ContextVar[bool] = ContextVar("ordergraph_reads_frozen", default=False)
+
+
+@contextlib.contextmanager
+def reads_frozen() -> Iterator[None]:
+    """Inside (in this task and the tasks it starts meanwhile, which copy its context: a
+    request's loaders' batches), each source answer's records are frozen once parsed
+    (``frozen_read``). For bulk reads whose records live on in the record cache (a what-if
+    reading a work centre's whole queue: tens of thousands of records at 100,000 orders):
+    the collector's young and middle passes after each answer would otherwise walk the
+    records parsed so far again, and move them on to the full passes."""
+    token = _READS_FROZEN.set(True)
+    try:
+        yield
+    finally:
+        _READS_FROZEN.reset(token)
+
+
+def frozen_read() -> None:
+    """``gc.freeze()`` (O(1)) inside ``reads_frozen``; nothing elsewhere. A source client
+    calls it right after parsing an answer, before the collector runs again. What the
+    freeze keeps from the collector and dies in a cycle waits for the gateway's next full
+    pass, as with its freeze loop every few seconds (gateway/app.py); acyclic garbage is
+    still freed at once."""
+    if _READS_FROZEN.get():
+        gc.freeze()
