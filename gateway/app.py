@@ -76,7 +76,7 @@ SERVING_MIDDLE_THRESHOLD = 100
 # A full collection that walks a large heap (seconds at 100,000 orders) and finds almost no
 # garbage is put off longer each time (``full_pass_spacing``), up to this many times its
 # normal spacing; one that finds garbage resets it.
-FULL_PASS_LONG_SECONDS = 0.1  # passes shorter than this keep the normal spacing
+FULL_PASS_LONG_SECONDS = 0.25  # shorter passes keep the normal spacing (the soak's: 25-105 ms)
 FULL_PASS_LOW_YIELD = 0.005  # "almost none": under half a percent of the objects walked
 FULL_PASS_MAX_BACKOFF = 16
 
