@@ -24,16 +24,13 @@ import cProfile
 import gc
 import hashlib
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from gateway.app import Gateway
-from gateway.config import load_config
 
 from .board_cpu import answer_on_gateway_path
-from .scale import EXCEPTIONS, config
-from .startup_cpu import GcTimes, pinned_plant, run
+from .scale import EXCEPTIONS
+from .startup_cpu import GcTimes, profiling, ready_scale_gateway, run, scale_gateway
 
 
 def drop_kept(gw: Gateway) -> None:
@@ -49,92 +46,77 @@ async def measure(args: argparse.Namespace) -> None:
     from resolvers.exception_types import affected_orders
     from resolvers.policy import Role, Viewer
 
-    sim, plant_url, domain_clock = await pinned_plant(args.plant, args.orders)
-
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = load_config(config(Path(tmp), plant_url, 0, "exceptions"))
-            gw = Gateway(cfg, domain_clock=domain_clock)
-            await gw.start()
-            assert gw.exceptions is not None
-            await gw.exceptions.ready.wait()
-            ops = gw.operations
-            assert ops is not None
-            viewer = Viewer(role=Role.INTEGRATOR, subject="bench")
-            op = await ops.document(Operation({"query": EXCEPTIONS}, viewer))
-            records = gw.exceptions.open_exceptions()
-            print(
-                f"{gw.exceptions.evaluated} orders evaluated; {len(records)} open exceptions holding"
-                f" {sum(len(r.affected) for r in records)} detections"
-            )
-            profile = cProfile.Profile(time.process_time) if args.profile else None
-            cold_gc = GcTimes()
-            gc.callbacks.append(cold_gc)
-            c0 = time.process_time()
-            if profile is not None:
-                profile.enable()
+    async with scale_gateway(args, "exceptions") as gw:
+        await ready_scale_gateway(gw)
+        assert gw.exceptions is not None
+        ops = gw.operations
+        assert ops is not None
+        viewer = Viewer(role=Role.INTEGRATOR, subject="bench")
+        op = await ops.document(Operation({"query": EXCEPTIONS}, viewer))
+        records = gw.exceptions.open_exceptions()
+        print(
+            f"{gw.exceptions.evaluated} orders evaluated; {len(records)} open exceptions holding"
+            f" {sum(len(r.affected) for r in records)} detections"
+        )
+        profile = cProfile.Profile(time.process_time) if args.profile else None
+        cold_gc = GcTimes()
+        gc.callbacks.append(cold_gc)
+        c0 = time.process_time()
+        with profiling(profile):
             first = await answer_on_gateway_path(gw, op, viewer)
-            if profile is not None:
-                profile.disable()
-                profile.dump_stats(f"{args.profile}-cold.prof")
-            cold = time.process_time() - c0
-            gc.callbacks.remove(cold_gc)
-            import orjson
+        if profile is not None:
+            profile.dump_stats(f"{args.profile}-cold.prof")
+        cold = time.process_time() - c0
+        gc.callbacks.remove(cold_gc)
+        import orjson
 
-            page = orjson.loads(first)["data"]["exceptions"]
-            items = sum(len(e["node"]["affected"]) for e in page["edges"])
-            digests = {hashlib.sha256(first).hexdigest()[:16]}
-            print(f"page: {len(page['edges'])} exceptions, {items} affected orders, {len(first)} bytes")
-            print(
-                f"cold (first after ready): CPU {cold * 1000:.1f} ms, {cold * 1e6 / max(1, items):.2f} us per affected order;"
-                f" collector {cold_gc}"
-            )
-            for name, before in (("warm", None), ("kept dropped", drop_kept)):
-                times = []
-                gc_times = GcTimes()
-                gc.callbacks.append(gc_times)
-                profile = cProfile.Profile(time.process_time) if args.profile else None
-                for _ in range(args.repeat):
-                    if before is not None:
-                        before(gw)
-                    c0 = time.process_time()
-                    if profile is not None:
-                        profile.enable()
+        page = orjson.loads(first)["data"]["exceptions"]
+        items = sum(len(e["node"]["affected"]) for e in page["edges"])
+        digests = {hashlib.sha256(first).hexdigest()[:16]}
+        print(f"page: {len(page['edges'])} exceptions, {items} affected orders, {len(first)} bytes")
+        print(
+            f"cold (first after ready): CPU {cold * 1000:.1f} ms, {cold * 1e6 / max(1, items):.2f} us per affected order;"
+            f" collector {cold_gc}"
+        )
+        for name, before in (("warm", None), ("kept dropped", drop_kept)):
+            times = []
+            gc_times = GcTimes()
+            gc.callbacks.append(gc_times)
+            profile = cProfile.Profile(time.process_time) if args.profile else None
+            for _ in range(args.repeat):
+                if before is not None:
+                    before(gw)
+                c0 = time.process_time()
+                with profiling(profile):
                     out = await answer_on_gateway_path(gw, op, viewer)
-                    if profile is not None:
-                        profile.disable()
-                    times.append(time.process_time() - c0)
-                    digests.add(hashlib.sha256(out).hexdigest()[:16])
-                gc.callbacks.remove(gc_times)
-                if profile is not None:
-                    profile.dump_stats(f"{args.profile}-{name.replace(' ', '-')}.prof")
-                lo, med = min(times), statistics.median(times)
-                print(
-                    f"{name} x{args.repeat}: CPU min {lo * 1000:.1f} ms, median {med * 1000:.1f} ms"
-                    f" ({lo * 1e6 / max(1, items):.2f} / {med * 1e6 / max(1, items):.2f} us per affected order);"
-                    f" collector {gc_times}"
-                )
-            print(f"answers: sha256 {', '.join(sorted(digests))} ({'all equal' if len(digests) == 1 else 'DIFFER'})")
-            # What the tracker does once as its first evaluation ends (the board in order, each
-            # exception's orders sorted and wrapped), done again here from scratch: its CPU at ready.
-            tracker = gw.exceptions
-            drop_kept(gw)
-            c0 = time.process_time()
-            tracker._open._board = type(tracker._open._board)()
-            tracker._open._changed.update(tracker._open)
-            tracker.board()
-            c1 = time.process_time()
-            for record in tracker.open_exceptions():
-                affected_orders(record)
-            c2 = time.process_time()
+                times.append(time.process_time() - c0)
+                digests.add(hashlib.sha256(out).hexdigest()[:16])
+            gc.callbacks.remove(gc_times)
+            if profile is not None:
+                profile.dump_stats(f"{args.profile}-{name.replace(' ', '-')}.prof")
+            lo, med = min(times), statistics.median(times)
             print(
-                f"at ready, again: the board {(c1 - c0) * 1000:.1f} ms,"
-                f" each exception's orders sorted and wrapped {(c2 - c1) * 1000:.1f} ms"
+                f"{name} x{args.repeat}: CPU min {lo * 1000:.1f} ms, median {med * 1000:.1f} ms"
+                f" ({lo * 1e6 / max(1, items):.2f} / {med * 1e6 / max(1, items):.2f} us per affected order);"
+                f" collector {gc_times}"
             )
-            await gw.stop()
-    finally:
-        if sim is not None:
-            await sim.close()
+        print(f"answers: sha256 {', '.join(sorted(digests))} ({'all equal' if len(digests) == 1 else 'DIFFER'})")
+        # What the tracker does once as its first evaluation ends (the board in order, each
+        # exception's orders sorted and wrapped), done again here from scratch: its CPU at ready.
+        tracker = gw.exceptions
+        drop_kept(gw)
+        c0 = time.process_time()
+        tracker._open._board = type(tracker._open._board)()
+        tracker._open._changed.update(tracker._open)
+        tracker.board()
+        c1 = time.process_time()
+        for record in tracker.open_exceptions():
+            affected_orders(record)
+        c2 = time.process_time()
+        print(
+            f"at ready, again: the board {(c1 - c0) * 1000:.1f} ms,"
+            f" each exception's orders sorted and wrapped {(c2 - c1) * 1000:.1f} ms"
+        )
 
 
 def main() -> None:

@@ -29,16 +29,13 @@ import cProfile
 import gc
 import hashlib
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from gateway.app import Gateway
-from gateway.config import load_config
 
 from .board_cpu import answer_on_gateway_path
-from .scale import IMPACT, config
-from .startup_cpu import GcTimes, pinned_plant, run
+from .scale import IMPACT
+from .startup_cpu import GcTimes, profiling, ready_scale_gateway, run, scale_gateway
 
 FREEZE_SECONDS = 5.0  # the scale configuration's [gateway] gc_freeze_seconds (the default)
 SCENARIOS = [(wc, hours) for wc in ("WC-10", "WC-20", "WC-30", "WC-40", "WC-NONE") for hours in (1, 8, 200)]
@@ -103,82 +100,65 @@ async def ask(gw: Gateway, query: str) -> tuple[bytes, float, float, int]:
 
 
 async def measure(args: argparse.Namespace) -> None:
-    sim, plant_url, domain_clock = await pinned_plant(args.plant, args.orders)
-
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = load_config(config(Path(tmp), plant_url, 0, "impact_ab"))
-            gw = Gateway(cfg, domain_clock=domain_clock)
-            assert cfg.gateway.gc_freeze_seconds == FREEZE_SECONDS
-            await gw.start()
-            assert gw.exceptions is not None
-            await gw.exceptions.ready.wait()
-            kept = getattr(gw, "queued", None)
-            profile = cProfile.Profile(time.process_time) if args.profile else None
-            if profile is not None:
-                profile.enable()
-            cold_gc = GcTimes()
-            gc.callbacks.append(cold_gc)
-            try:
+    async with scale_gateway(args, "impact_ab") as gw:
+        assert gw.config.gateway.gc_freeze_seconds == FREEZE_SECONDS
+        await ready_scale_gateway(gw)
+        kept = getattr(gw, "queued", None)
+        profile = cProfile.Profile(time.process_time) if args.profile else None
+        cold_gc = GcTimes()
+        gc.callbacks.append(cold_gc)
+        try:
+            with profiling(profile):
                 body, cpu, wall, misses = await ask(gw, IMPACT)
-            finally:
-                gc.callbacks.remove(cold_gc)
-            if profile is not None:
-                profile.disable()
-                profile.dump_stats(f"{args.profile}-cold.prof")
-            print(
-                f"cold: CPU {cpu * 1000:.0f} ms, wall {wall * 1000:.0f} ms, {misses} record cache misses,"
-                f" {len(body)} bytes; collector: {cold_gc}"
-            )
-            # Side A sets [gateway] gc_freeze_seconds to 0; the gateway's freeze loop reads it
-            # once when it starts (after the start-up's work has settled): started during an
-            # A round, it would collect and freeze on every turn of the event loop from then
-            # on, in both sides' rounds. So the rounds wait for it to start.
-            for _ in range(1200):
-                if getattr(gw, "_gc_serving", False):
-                    break
-                await asyncio.sleep(0.05)
-            if args.fingerprint:
-                for side, queued in (("A", None), ("B", kept), ("A", None), ("B", kept)):
-                    gw.queued = queued
-                    before(gw, side == "A")
-                    h = hashlib.sha256()
-                    for wc, hours in SCENARIOS:
-                        h.update(await full_answer(gw, wc, hours))
-                    print(f"fingerprint {side}: {len(SCENARIOS)} scenarios, sha256 {h.hexdigest()[:16]}")
-            gc_times = {side: GcTimes() for side in ("A", "B")}
-            sides: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
-            profiles = {side: cProfile.Profile(time.process_time) for side in sides} if args.profile else {}
-            for r in range(args.rounds):
-                for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                    gw.queued = kept if side == "B" else None
-                    before(gw, side == "A")
-                    p = profiles.get(side)
-                    if p is not None:
-                        p.enable()
-                    gc.callbacks.append(gc_times[side])
-                    try:
+        finally:
+            gc.callbacks.remove(cold_gc)
+        if profile is not None:
+            profile.dump_stats(f"{args.profile}-cold.prof")
+        print(
+            f"cold: CPU {cpu * 1000:.0f} ms, wall {wall * 1000:.0f} ms, {misses} record cache misses,"
+            f" {len(body)} bytes; collector: {cold_gc}"
+        )
+        # Side A sets [gateway] gc_freeze_seconds to 0; the gateway's freeze loop reads it
+        # once when it starts (after the start-up's work has settled): started during an
+        # A round, it would collect and freeze on every turn of the event loop from then
+        # on, in both sides' rounds. So the rounds wait for it to start.
+        for _ in range(1200):
+            if getattr(gw, "_gc_serving", False):
+                break
+            await asyncio.sleep(0.05)
+        if args.fingerprint:
+            for side, queued in (("A", None), ("B", kept), ("A", None), ("B", kept)):
+                gw.queued = queued
+                before(gw, side == "A")
+                h = hashlib.sha256()
+                for wc, hours in SCENARIOS:
+                    h.update(await full_answer(gw, wc, hours))
+                print(f"fingerprint {side}: {len(SCENARIOS)} scenarios, sha256 {h.hexdigest()[:16]}")
+        gc_times = {side: GcTimes() for side in ("A", "B")}
+        sides: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+        profiles = {side: cProfile.Profile(time.process_time) for side in sides} if args.profile else {}
+        for r in range(args.rounds):
+            for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                gw.queued = kept if side == "B" else None
+                before(gw, side == "A")
+                gc.callbacks.append(gc_times[side])
+                try:
+                    with profiling(profiles.get(side)):
                         _, cpu, wall, _ = await ask(gw, IMPACT)
-                    finally:
-                        gc.callbacks.remove(gc_times[side])
-                    if p is not None:
-                        p.disable()
-                    sides[side].append((cpu, wall))
-            gw.queued = kept
-            before(gw, False)
-            for side, runs in sides.items():
-                cpus, walls = [c for c, _ in runs], [w for _, w in runs]
-                print(
-                    f"warm {side} x{len(runs)}: CPU min {min(cpus) * 1000:.0f} median {statistics.median(cpus) * 1000:.0f} ms;"
-                    f" wall min {min(walls) * 1000:.0f} median {statistics.median(walls) * 1000:.0f} ms;"
-                    f" collector: {gc_times[side]}"
-                )
-                if side in profiles:
-                    profiles[side].dump_stats(f"{args.profile}-warm-{side}.prof")
-            await gw.stop()
-    finally:
-        if sim is not None:
-            await sim.close()
+                finally:
+                    gc.callbacks.remove(gc_times[side])
+                sides[side].append((cpu, wall))
+        gw.queued = kept
+        before(gw, False)
+        for side, runs in sides.items():
+            cpus, walls = [c for c, _ in runs], [w for _, w in runs]
+            print(
+                f"warm {side} x{len(runs)}: CPU min {min(cpus) * 1000:.0f} median {statistics.median(cpus) * 1000:.0f} ms;"
+                f" wall min {min(walls) * 1000:.0f} median {statistics.median(walls) * 1000:.0f} ms;"
+                f" collector: {gc_times[side]}"
+            )
+            if side in profiles:
+                profiles[side].dump_stats(f"{args.profile}-warm-{side}.prof")
 
 
 def main() -> None:

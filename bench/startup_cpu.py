@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import datetime as dt
 import gc
@@ -30,7 +31,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,41 @@ async def pinned_plant(plant_url: str | None, orders: int) -> tuple[Any, str, Ca
     return sim, sim.url, lambda: pinned
 
 
+@contextlib.asynccontextmanager
+async def scale_gateway(args: argparse.Namespace, tag: str) -> AsyncIterator[Gateway]:
+    """A ``Gateway`` (not started) on the scale scenario's configuration against
+    ``args.plant``, else a pinned in-process plant of ``args.orders`` (``pinned_plant``);
+    stopped after the block, and the in-process plant closed."""
+    sim, plant_url, domain_clock = await pinned_plant(args.plant, args.orders)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            gw = Gateway(load_config(config(Path(tmp), plant_url, 0, tag)), domain_clock=domain_clock)
+            yield gw
+            await gw.stop()
+    finally:
+        if sim is not None:
+            await sim.close()
+
+
+async def ready_scale_gateway(gw: Gateway) -> None:
+    """Start ``gw`` and wait until its first evaluation of every order is done."""
+    await gw.start()
+    assert gw.exceptions is not None
+    await gw.exceptions.ready.wait()
+
+
+@contextlib.contextmanager
+def profiling(profile: cProfile.Profile | None) -> Iterator[None]:
+    """``profile`` (None: nothing) enabled inside the block."""
+    if profile is not None:
+        profile.enable()
+    try:
+        yield
+    finally:
+        if profile is not None:
+            profile.disable()
+
+
 def run(measure: Callable[[argparse.Namespace], Awaitable[None]], args: argparse.Namespace) -> None:
     """``measure(args)`` on uvloop when installed (as ``ordergraph serve``), else asyncio."""
     try:
@@ -161,43 +197,30 @@ def run(measure: Callable[[argparse.Namespace], Awaitable[None]], args: argparse
 
 
 async def measure(args: argparse.Namespace) -> None:
-    sim, plant_url, domain_clock = await pinned_plant(args.plant, args.orders)
-
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = load_config(config(Path(tmp), plant_url, 0, "startup"))
-            gw = Gateway(cfg, domain_clock=domain_clock)
-            profile = cProfile.Profile(time.process_time) if args.profile else None
-            gc_times = GcTimes()
-            gc.callbacks.append(gc_times)
-            c0, t0 = cpu(), time.perf_counter()
-            if profile is not None:
-                profile.enable()
-            await gw.start()
-            assert gw.exceptions is not None
-            await gw.exceptions.ready.wait()
-            if profile is not None:
-                profile.disable()
-            c1, t1 = cpu(), time.perf_counter()
-            gc.callbacks.remove(gc_times)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(
-                f"{gw.exceptions.evaluated} orders evaluated: start to ready CPU {c1 - c0:.2f} s, wall {t1 - t0:.2f} s;"
-                f" peak RSS {rss:.0f} MB; record cache {len(gw.cache)} entries"
-                f" ({getattr(gw.cache, 'evictions', '?')} evicted,"
-                f" {getattr(gw.cache, 'scan_skipped', '?')} not kept by the pass)"
-            )
-            print(f"collector: {gc_times}")
-            if args.fingerprint:
-                print("fingerprint:", fingerprint(gw))
-            if args.first_questions:
-                await first_questions(gw, args.repeat_questions, args.questions_profile)
-            if profile is not None:
-                profile.dump_stats(args.profile)
-            await gw.stop()
-    finally:
-        if sim is not None:
-            await sim.close()
+    async with scale_gateway(args, "startup") as gw:
+        profile = cProfile.Profile(time.process_time) if args.profile else None
+        gc_times = GcTimes()
+        gc.callbacks.append(gc_times)
+        c0, t0 = cpu(), time.perf_counter()
+        with profiling(profile):
+            await ready_scale_gateway(gw)
+        assert gw.exceptions is not None
+        c1, t1 = cpu(), time.perf_counter()
+        gc.callbacks.remove(gc_times)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"{gw.exceptions.evaluated} orders evaluated: start to ready CPU {c1 - c0:.2f} s, wall {t1 - t0:.2f} s;"
+            f" peak RSS {rss:.0f} MB; record cache {len(gw.cache)} entries"
+            f" ({getattr(gw.cache, 'evictions', '?')} evicted,"
+            f" {getattr(gw.cache, 'scan_skipped', '?')} not kept by the pass)"
+        )
+        print(f"collector: {gc_times}")
+        if args.fingerprint:
+            print("fingerprint:", fingerprint(gw))
+        if args.first_questions:
+            await first_questions(gw, args.repeat_questions, args.questions_profile)
+        if profile is not None:
+            profile.dump_stats(args.profile)
 
 
 def main() -> None:
