@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import uuid
 from collections.abc import AsyncIterator
 
@@ -92,3 +93,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
         "  They need Debian's chromium (apt-get install chromium, or ORDERGRAPH_CHROMIUM=/path) and"
         " playwright (pip install -e '.[test]'); GraphiQL's also need `ordergraph assets`."
     )
+
+
+@pytest.fixture
+def collector_on():
+    """The cyclic collector on for the test (a test of when the gateway pauses it), restored
+    after, with anything the code under test froze unfrozen."""
+    enabled = gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        (gc.enable if enabled else gc.disable)()

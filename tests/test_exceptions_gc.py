@@ -37,17 +37,6 @@ async def _tracker(
     return tracker
 
 
-@pytest.fixture
-def collector_on():
-    enabled = gc.isenabled()
-    gc.enable()
-    try:
-        yield
-    finally:
-        gc.unfreeze()  # what the tracker's pages froze
-        (gc.enable if enabled else gc.disable)()
-
-
 async def test_first_pass_pauses_the_collector_and_sweeps_do_not(frozen_world, collector_on):
     seen: list[bool] = []
     tracker = await _tracker(frozen_world, True, seen)

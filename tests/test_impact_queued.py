@@ -107,16 +107,6 @@ async def test_kept_queues_are_what_reading_the_mes_answers() -> None:
 # --- the collector while the answer is completed ---------------------------------------------
 
 
-@pytest.fixture
-def collector_on():
-    enabled = gc.isenabled()
-    gc.enable()
-    try:
-        yield
-    finally:
-        (gc.enable if enabled else gc.disable)()
-
-
 async def test_the_answer_is_completed_with_the_collector_paused(frozen_world, collector_on, monkeypatch) -> None:
     """graphql-core completes a field set per affected order right after ``run_impact``
     returns (the whole queue at 100,000 orders): no automatic collection walks it
