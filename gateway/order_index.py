@@ -69,6 +69,7 @@ class OrderIndex:
         self._by_production_order: dict[str, str] = {}
         self._by_delivery: dict[str, str] = {}
         self._by_work_center: dict[str, set[str]] = {}
+        self._by_queue: dict[str, set[str]] = {}  # work centre -> orders waiting on it (``queued_on``)
         # Orders whose records were invalidated: the ticket stamped then, and the fence
         # sequence of the invalidation (``NO_FENCE`` when it came from elsewhere: then only
         # a read of this replica's, after the ticket, clears the mark).
@@ -254,6 +255,8 @@ class OrderIndex:
             self._by_delivery[dd] = so
         for wc in v.work_centers:
             self._by_work_center.setdefault(wc, set()).add(so)
+        for wc in v.queued_on:
+            self._by_queue.setdefault(wc, set()).add(so)
         if self._built:
             bucket = self._buckets.get((v.stage, v.risk))
             if bucket is None:
@@ -280,6 +283,12 @@ class OrderIndex:
                 on.discard(so)
                 if not on:
                     del self._by_work_center[wc]
+        for wc in v.queued_on:
+            on = self._by_queue.get(wc)
+            if on is not None:
+                on.discard(so)
+                if not on:
+                    del self._by_queue[wc]
         if self._built:
             bucket = self._buckets[(v.stage, v.risk)]
             for s in SORTS:
@@ -403,6 +412,11 @@ class OrderIndex:
             v = values[key[-1]]
             if wanted(v):
                 yield v
+
+    def queued_on(self, work_center: str) -> set[str]:
+        """The orders with a production order on ``work_center`` not completed, as the
+        values hold them (``refresh`` first for the listings' guarantee)."""
+        return set(self._by_queue.get(work_center, ()))
 
     def count(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from sources import namespaces as ns
 from sources.records import Customer
@@ -19,7 +19,7 @@ from . import prediction, stage
 from .enums import DeliveryRisk, OrderStage
 from .exception_rules import Detection, ExceptionParams, order_facts, priority_rank
 from .prediction import Prediction, PredictionParams
-from .view import OrderView
+from .view import OrderView, production_completed
 
 # Sorts a planner asks for, each in its useful direction; ties by sales order number.
 SALES_ORDER = "SALES_ORDER"  # number order (the ERP listing's order)
@@ -50,6 +50,9 @@ class DerivedValues:
     production_orders: tuple[str, ...] = ()
     work_centers: tuple[str, ...] = ()
     deliveries: tuple[str, ...] = ()
+    # The work centres with a production order of this order not completed: the queues it
+    # waits in (a ``workCenterDown`` what-if's pegged orders, ``resolvers/queued.py``).
+    queued_on: tuple[str, ...] = ()
 
     def sort_key(self, sort: str) -> tuple:
         """The position of this order in a listing sorted by ``sort``."""
@@ -64,20 +67,22 @@ class DerivedValues:
             return (priority_rank(self.priority), -self.days_late, so)
         return (so,)
 
-    def cache_keys(self) -> list[Hashable]:
-        """The record-cache keys the values were computed from."""
-        so = self.sales_order
-        keys: list[Hashable] = [
-            (ns.SALES_ORDER, so),
-            (ns.CUSTOMER, self.customer),
-            (ns.PRODUCTION_ORDERS_BY_SALES_ORDER, so),
-            (ns.DELIVERIES_BY_SALES_ORDER, so),
-        ]
-        keys += [(ns.COMPONENTS_BY_PRODUCTION_ORDER, mo) for mo in self.production_orders]
-        keys += [(ns.LOTS_BY_PRODUCTION_ORDER, mo) for mo in self.production_orders]
-        keys += [(ns.WORK_CENTER, wc) for wc in self.work_centers]
-        keys += [(ns.SHIPMENTS_BY_DELIVERY, dd) for dd in self.deliveries]
-        return keys
+
+def own_cache_keys(sales_order: str, production_orders: Iterable[str], deliveries: Iterable[str]) -> list[Hashable]:
+    """The record-cache keys of one order's own records: the order, its production orders
+    (their components and inspection lots) and its deliveries (their shipments); not its
+    customer's nor its work centres', which other orders share."""
+    so = sales_order
+    mos = tuple(production_orders)
+    keys: list[Hashable] = [
+        (ns.SALES_ORDER, so),
+        (ns.PRODUCTION_ORDERS_BY_SALES_ORDER, so),
+        (ns.DELIVERIES_BY_SALES_ORDER, so),
+    ]
+    keys += [(ns.COMPONENTS_BY_PRODUCTION_ORDER, mo) for mo in mos]
+    keys += [(ns.LOTS_BY_PRODUCTION_ORDER, mo) for mo in mos]
+    keys += [(ns.SHIPMENTS_BY_DELIVERY, dd) for dd in deliveries]
+    return keys
 
 
 def derive(
@@ -114,4 +119,10 @@ def derive(
         production_orders=tuple(po.manufacturing_order for po in view.production_orders),
         work_centers=tuple(sorted({po.work_center for po in view.production_orders if po.work_center})),
         deliveries=tuple(d.delivery_document for d in view.deliveries),
+        queued_on=queued_on(view),
     )
+
+
+def queued_on(view: OrderView) -> tuple[str, ...]:
+    """The work centres with a production order of the order not completed, sorted."""
+    return tuple(sorted({po.work_center for po in view.production_orders if po.work_center and not production_completed(po)}))

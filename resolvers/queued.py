@@ -2,9 +2,14 @@
 orders, ``fetch.pegged_orders``), kept between requests instead of read and parsed whole
 on every what-if.
 
-The first what-if on a work centre reads its production orders from the MES (as before):
-the orders with a production order on it that is not completed. The set is kept with the
-record cache's ticket taken before that read. From then on the record cache's
+The first what-if on a work centre takes its queue whole: the orders with a production
+order on it that is not completed. Once the gateway has evaluated every order, the order
+index holds each order's queues (``DerivedValues.queued_on``), made current as a listing
+makes it (``OrderIndex.refresh``: no value older than the last accepted event): the set
+is taken from there, with no read. Before that (or after a wholesale drop of the cache,
+until the index is whole again) it is read from the MES: its listing of the work centre's
+production orders, some 24,000 records at 100,000 orders, 0.4 s of parsing on the first
+what-if. The set is kept with the record cache's ticket taken before it was taken. From then on the record cache's
 invalidations (``POST /events``, the Redis bus and fence: every replica's cache) name the
 sales orders whose production orders changed (``PRODUCTION_ORDERS_BY_SALES_ORDER``); the
 next what-if on the work centre reads just those orders' production orders through the
@@ -56,6 +61,7 @@ class QueuedOrders:
         self._floor = 0
         self._reading = 0  # whole reads under way (their sets are not kept yet)
         self.full_reads = 0  # sets read whole from the MES
+        self.from_index = 0  # sets taken whole from the order index
         self.rechecked = 0  # orders read again after an invalidation
         records.listeners.append(self._on_invalidate)
 
@@ -86,15 +92,19 @@ class QueuedOrders:
             ticket = self.records.ticket()
             self._reading += 1
             try:
-                found, listing = await asyncio.gather(
-                    src.mes.work_centers([work_center]), src.mes.production_orders_for_work_centers([work_center])
+                index = ctx.index
+                whole = (
+                    self._from_index(index, work_center)
+                    if index is not None and index.usable
+                    else self._read_whole(src, work_center)
                 )
+                found, queued = await asyncio.gather(src.mes.work_centers([work_center]), whole)
+                if work_center in found and queued is None:
+                    queued = await self._read_whole(src, work_center)
             finally:
                 self._reading -= 1
             if work_center not in found:
                 raise UnknownWorkCenter(work_center)
-            queued = {po.sales_order for po in listing.get(work_center, []) if not production_completed(po)}
-            self.full_reads += 1
             self._store(work_center, queued, ticket, self.clock())
             return set(queued)
         queued, since, read_at = kept
@@ -118,6 +128,24 @@ class QueuedOrders:
         self.rechecked += len(again)
         self._store(work_center, queued, ticket, read_at)
         return set(queued)
+
+    async def _read_whole(self, src: Any, work_center: str) -> set[str]:
+        """The work centre's queue from the MES's listing of its production orders."""
+        listing = await src.mes.production_orders_for_work_centers([work_center])
+        self.full_reads += 1
+        return {po.sales_order for po in listing.get(work_center, []) if not production_completed(po)}
+
+    async def _from_index(self, index: Any, work_center: str) -> set[str] | None:
+        """The work centre's queue from the order index (every order's ``queued_on``), made
+        current as a listing makes it (``OrderIndex.refresh``); None while the index is not
+        whole (before the first evaluation of every order ends, or after a wholesale drop)."""
+        if index is None or not index.usable:
+            return None
+        await index.refresh()
+        if not index.usable:
+            return None
+        self.from_index += 1
+        return index.queued_on(work_center)
 
     def _store(self, work_center: str, queued: set[str], ticket: int, read_at: float) -> None:
         if ticket <= self._floor:

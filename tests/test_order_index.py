@@ -1,7 +1,9 @@
 """The order index (gateway/order_index.py) against a full recomputation from the sources,
 after random event sequences: new orders, lifecycle steps, work centres down and up,
 carrier delays, duplicates, out-of-order events and a reversal — each checked right after
-the 202 (before the event is processed) and again once everything settled."""
+the 202 (before the event is processed) and again once everything settled. A what-if's
+queue per work centre, taken from the index (resolvers/queued.py), is checked with it
+against the MES's own listing."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import pytest
 
 from gateway.cache import RecordCache
 from gateway.config import DEV_SECRETS
-from resolvers import derived
+from resolvers import derived, fetch, impact
 from resolvers.context import Context
 from resolvers.exception_rules import detect
 from resolvers.fetch import load_orders
+from resolvers.view import production_completed
 from sources.simulator.emitter import EventEmitter
 
 from .events_util import make_event, post_events
@@ -67,6 +70,22 @@ async def _check(gw, gql: GraphQLClient, step: str) -> None:
         want = sorted(so for so, v in expected.items() if v.risk.value == risk)
         assert data["orders"]["totalCount"] == len(want), (step, risk)
         assert [e["node"]["id"] for e in data["orders"]["edges"]] == want, (step, risk)
+    await _check_queues(gw, sorted({wc for v in expected.values() for wc in v.work_centers}), step)
+
+
+async def _check_queues(gw, work_centers: list[str], step: str) -> None:
+    """A ``workCenterDown`` what-if's pegged orders (its first on a work centre taken from
+    the index, later ones kept and rechecked) are what the MES's listing says."""
+    assert len(work_centers) > 1
+    listing = await gw.sources.mes.production_orders_for_work_centers(work_centers)
+    for wc, pos in listing.items():
+        ctx = gw.context()
+        try:
+            got = await fetch.pegged_orders(ctx, impact.WorkCenterDown(wc, 8))
+        finally:
+            ctx.release()
+        assert got == {po.sales_order for po in pos if not production_completed(po)}, (step, wc)
+    assert gw.queued.full_reads == 0 and gw.queued.from_index > 0  # no queue read whole from the MES
 
 
 @pytest.mark.parametrize("seed", [21, 2021])
