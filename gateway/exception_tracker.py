@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import orjson
 
 from resolvers.context import Context
-from resolvers.derived import derive
+from resolvers.derived import derive, own_cache_keys, queued_on
 from resolvers.exception_board import Board, OrderedRecords, Records
 from resolvers.exception_rules import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.exception_types import affected_orders
@@ -449,9 +449,9 @@ class ExceptionTracker:
                 # orders a pass is a minute of work): tried again with a fresh request context.
                 async def attempt(n: int) -> dict[str, list[Detection]]:
                     if n == 1:
-                        return await self._detect(ctx, sales_orders, ticket)
+                        return await self._detect(ctx, sales_orders, ticket, spare=first)
                     fresh = self.context_factory()
-                    return await self._detect(fresh, sales_orders, fresh.cache.ticket())
+                    return await self._detect(fresh, sales_orders, fresh.cache.ticket(), spare=first)
 
                 page_found = await self._with_retries(f"exception evaluation of {len(sales_orders)} orders", attempt)
             finally:
@@ -467,6 +467,7 @@ class ExceptionTracker:
             log.log(level, "exception tracker: evaluated %d/%d orders", len(found), total)
             return page_found
 
+        cache = None
         try:
             while True:
                 await slots.acquire()
@@ -474,6 +475,7 @@ class ExceptionTracker:
                     running.discard(task)
                     task.result()  # a page's failure ends the pass (the caller retries)
                 ctx = self.context_factory()
+                cache = ctx.cache
                 ticket = ctx.cache.ticket()
                 first_ticket = ticket if first_ticket is None else first_ticket
                 try:
@@ -499,6 +501,8 @@ class ExceptionTracker:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+            if first and cache is not None:
+                cache.spare_done()
         if self.index is not None and first_ticket is not None:
             self.index.complete(found, first_ticket)
         # Orders the listing no longer shows lose their exceptions too.
@@ -538,10 +542,13 @@ class ExceptionTracker:
         await self._apply(orders, found)
 
     async def _detect(
-        self, ctx: Context, sales_orders: list[str], ticket: int | None = None
+        self, ctx: Context, sales_orders: list[str], ticket: int | None = None, *, spare: bool = False
     ) -> dict[str, list[Detection]]:
         # ``ticket``: taken before the first read of these orders' records (the order index
-        # keeps a value only if none of them was invalidated after it).
+        # keeps a value only if none of them was invalidated after it). ``spare`` (the first
+        # pass): the records of orders with no production left to do are named to the
+        # record cache as the ones to give up when it is full (``RecordCache.spare``), so
+        # it keeps those of the orders still in production.
         ticket = ctx.cache.ticket() if ticket is None else ticket
         loaded = await load_orders(ctx, sales_orders)
         self.evaluated += len(loaded)
@@ -572,6 +579,15 @@ class ExceptionTracker:
                     ticket,
                 )  # fmt: skip
             self._set_due(so, next_due(view, ctx.now, params=self.params, prediction_params=self.prediction_params))
+            if spare and not queued_on(view):
+                ctx.cache.spare(
+                    own_cache_keys(
+                        so,
+                        (po.manufacturing_order for po in view.production_orders),
+                        (d.delivery_document for d in view.deliveries),
+                    ),
+                    first=view.is_delivered or view.is_cancelled,
+                )
         if self.index is not None:
             for so in set(sales_orders) - found.keys():  # no such order (any more)
                 self.index.discard(so, ticket)

@@ -4,6 +4,10 @@ cache's ``maxsize`` and evicted most of what it stored, unread. Inside a scan a 
 replaces a held key, adds a new one only while there is room, and is fenced by
 invalidations as any write; outside it (questions, and tasks not started by the scan)
 writes evict as before. The tracker's answers do not depend on what the cache kept.
+
+When the plant's records do not all fit, the first pass keeps those of the orders still in
+production: it names the records of the others as the ones to give up (``spare``),
+delivered and cancelled orders' first.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from typing import Any
 from gateway.cache import RecordCache, scanning
 from gateway.exception_tracker import ExceptionTracker
 from gateway.sqlite_journal import SQLiteJournal
+from resolvers.derived import own_cache_keys
+from resolvers.view import production_completed
+from sources import namespaces as ns
 
 
 def keys(n: int, start: int = 0) -> list[tuple[str, str]]:
@@ -113,14 +120,16 @@ async def test_tasks_started_in_a_scan_scan_and_others_do_not():
     assert cache.get(("mes.po_by_so", "p")) is None
 
 
-async def _open_exceptions(gw: Any, cache: RecordCache, *, ready: bool = False) -> tuple[dict[str, Any], ExceptionTracker]:
+async def _open_exceptions(
+    gw: Any, cache: RecordCache, *, ready: bool = False, chunk_size: int = 100
+) -> tuple[dict[str, Any], ExceptionTracker]:
     """A tracker's pass over every order with ``cache`` as the gateway's record cache."""
     shared = gw.cache
     gw.cache = cache
     try:
         tracker = ExceptionTracker(
             gw.context, await SQLiteJournal.open(":memory:"), clock=gw.domain_clock,
-            prediction_params=gw.prediction_params, chunk_size=100,
+            prediction_params=gw.prediction_params, chunk_size=chunk_size,
         )  # fmt: skip
         if ready:
             tracker.ready.set()
@@ -144,7 +153,8 @@ async def test_the_pass_evicts_nothing_and_finds_the_same_exceptions(frozen_worl
     assert first == expected  # what the cache kept changes no answer
     assert tracker.evaluated == whole.evaluated  # every order was evaluated
     assert small.evictions == 0 and len(small) == small.maxsize
-    assert small.scan_skipped >= held - small.maxsize  # the rest was read, used, not kept
+    # The rest was read, used, and not kept, or kept in place of a spared one.
+    assert small.scan_skipped + small.spared >= held - small.maxsize
 
     # A question read some records since: a sweep (after ready) does not push them out.
     question = [k for k in roomy.keys() if k not in set(small.keys())][:50]
@@ -157,6 +167,62 @@ async def test_the_pass_evicts_nothing_and_finds_the_same_exceptions(frozen_worl
     assert swept == expected
     assert small.evictions == evicted
     assert all(small.get(k) is not None for k in question)
+
+
+def test_a_scan_gives_up_spared_keys_for_room_most_expendable_first():
+    cache = RecordCache(maxsize=10)
+    ticket = cache.ticket()
+    with scanning():
+        for k in keys(10):
+            cache.put(k, k[1], ticket)
+        cache.spare(keys(3), first=False)
+        cache.spare([("mes.po_by_so", "gone")] + keys(2, 5), first=True)  # one not held: skipped
+        stored = [cache.put(k, k[1], ticket) for k in keys(7, 10)]
+    assert stored == [True] * 5 + [False] * 2
+    assert cache.spared == 5 and cache.scan_skipped == 2 and cache.evictions == 0
+    held = set(cache.keys())
+    assert held == set(keys(10)) - set(keys(2, 5)) - set(keys(3)) | set(keys(5, 10))
+    assert all(cache.last_good(k) is None for k in keys(3) + keys(2, 5))  # their memory goes too
+    cache.spare(keys(2, 7))
+    cache.spare_done()  # the pass is over: nothing spared any more
+    with scanning():
+        assert not cache.put(("mes.po_by_so", "late"), "late", ticket)
+    assert cache.spared == 5
+
+
+async def test_the_first_pass_keeps_the_records_of_orders_in_production(frozen_world):
+    _plant, _url, app, _http = frozen_world
+    gw = app.state.gateway
+    roomy = RecordCache(maxsize=1_000_000)
+    expected, _ = await _open_exceptions(gw, roomy)
+    held = len(roomy)
+    in_production = []
+    for key in roomy.keys():
+        if key[0] != ns.PRODUCTION_ORDERS_BY_SALES_ORDER:
+            continue
+        pos = roomy.get(key)
+        if any(not production_completed(po) for po in pos):
+            deliveries = roomy.get((ns.DELIVERIES_BY_SALES_ORDER, key[1]))
+            in_production += own_cache_keys(
+                key[1], [po.manufacturing_order for po in pos], [d.delivery_document for d in deliveries]
+            )
+    shared = [k for k in roomy.keys() if k[0] in (ns.CUSTOMER, ns.WORK_CENTER)]
+    # Room for those and the pages in flight, 20 orders each (a page's records are stored
+    # as it reads them, and the records it names spare only make room for later pages).
+    room = len(in_production) + len(shared) + 3 * 20 * held // len(expected_orders(roomy))
+    assert room < held * 0.7  # the others' records must make way: the test can fail
+
+    small = RecordCache(maxsize=room)
+    first, _ = await _open_exceptions(gw, small, chunk_size=20)
+    assert first == expected
+    assert small.spared > 0 and small.evictions == 0
+    kept = set(small.keys())
+    assert set(in_production) <= kept  # every order still in production: all its records
+    assert not any(small._spare)  # the names are forgotten with the pass
+
+
+def expected_orders(cache: RecordCache) -> list[str]:
+    return [k[1] for k in cache.keys() if k[0] == ns.SALES_ORDER]
 
 
 def test_a_scan_keeps_the_held_object_when_the_record_did_not_change():
@@ -194,3 +260,4 @@ def test_a_full_cache_drops_a_hundredth_at_a_time():
     for i in range(1001, 1011):  # the room made: no eviction until full again
         cache.put(("mes.po_by_so", str(i)), i, ticket)
     assert cache.evictions == 11 and len(cache) == 1000
+

@@ -74,12 +74,12 @@ async def test_sweeps_after_the_start_run_one_small_page_at_a_time(plant, http):
         in_flight, most = [0], [0]
         detect = tracker._detect
 
-        async def watched(ctx, sales_orders, ticket=None):
+        async def watched(ctx, sales_orders, ticket=None, *, spare=False):
             in_flight[0] += 1
             most[0] = max(most[0], in_flight[0])
             pages.append(len(sales_orders))
             try:
-                return await detect(ctx, sales_orders, ticket)
+                return await detect(ctx, sales_orders, ticket, spare=spare)
             finally:
                 in_flight[0] -= 1
 
