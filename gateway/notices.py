@@ -212,7 +212,9 @@ class NoticeEngine:
             return 0
         from resolvers.enums import Severity
 
-        records = {r.id: r for r in self.exceptions.open_exceptions() if r.severity is Severity.CRITICAL}
+        # The board's CRITICAL prefix, not every open exception's severity (29,000 of them
+        # at 100,000 orders: 90 ms each round, the first one right after ready).
+        records = {e.record.id: e.record for e in self.exceptions.board().at_least(Severity.CRITICAL.rank)}
         unacked = set()
         for eid in records:
             try:

@@ -125,6 +125,11 @@ class Board:
         """Ids of the records hitting an order of ``customer``."""
         return self._by_customer.get(customer, set())
 
+    def at_least(self, rank: int) -> Iterator[BoardEntry]:
+        """Entries of severity rank ``rank`` or more, in board order: the board's prefix
+        (severity leads the key), found by bisection."""
+        return self.walk(0, bisect.bisect_left(self.keys, (-rank + 1,)))
+
     def walk(self, lo: int = 0, hi: int | None = None) -> Iterator[BoardEntry]:
         """Entries from position ``lo`` to ``hi``, in board order."""
         entries = self.entries

@@ -240,6 +240,10 @@ def _board_whole(tracker: ExceptionTracker) -> None:
         assert board.keys == sorted(r.sort_key() for r in records.values())
         assert {eid: e.record for eid, e in board.entries.items()} == dict(records)
         assert all(board.entries[eid].record is r for eid, r in records.items())
+        for severity in S:  # each severity's prefix (the notices' CRITICAL check)
+            assert [e.record.id for e in board.at_least(severity.rank)] == [
+                r.id for r in sorted(records.values(), key=lambda r: r.sort_key()) if r.severity.rank >= severity.rank
+            ]
     assert not set(tracker._open) & set(tracker._closed)
 
 

@@ -389,6 +389,7 @@ async def test_critical_exception_unacknowledged_is_told_internally_once(tmp_pat
     from gateway.notices import NoticeEngine
     from gateway.outbox import Outbox
     from resolvers.enums import ExceptionKind, Severity
+    from resolvers.exception_board import Board
     from resolvers.exception_rules import Detection, ExceptionRecord, RootCause
 
     def record(eid_root: str, severity: Severity) -> ExceptionRecord:
@@ -401,12 +402,14 @@ async def test_critical_exception_unacknowledged_is_told_internally_once(tmp_pat
         r.affected[d.sales_order] = d
         return r
 
-    class OpenExceptions:  # what the tracker answers: its open set
+    class OpenExceptions:  # what the tracker answers: its open set, in board order
         def __init__(self) -> None:
             self.records = [record("WC-10", Severity.CRITICAL), record("WC-20", Severity.CRITICAL), record("WC-30", Severity.HIGH)]
 
-        def open_exceptions(self) -> list[ExceptionRecord]:
-            return self.records
+        def board(self) -> Board:
+            board = Board()
+            board.rebuild(self.records)
+            return board
 
     sink = await SmtpSink().start()
     outbox = await Outbox.open(str(tmp_path / "n.sqlite"))
