@@ -56,7 +56,7 @@ def page_records(page: int, per_order: float = 7.4) -> list[tuple[tuple[str, str
 
 
 def replay(mode: str, orders: int) -> tuple[float, RecordCache]:
-    cache = RecordCache()  # the default maxsize, 200,000
+    cache = RecordCache()  # the default maxsize (gateway.cache.DEFAULT_MAXSIZE)
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -18,6 +18,8 @@ from sources.calendars import CalendarError, FactoryCalendar, parse_shift, parse
 from sources.events import EventLimits
 from sources.keys import KeyFormats, check_patterns
 
+from .cache import DEFAULT_MAXSIZE
+
 SYSTEMS = ("erp", "mes", "wms", "qms", "tms")
 
 
@@ -74,7 +76,7 @@ class SourceConfig:
 
 @dataclasses.dataclass(slots=True)
 class CacheConfig:
-    maxsize: int = 200_000
+    maxsize: int = DEFAULT_MAXSIZE  # records kept (gateway/cache.py)
     ttl_seconds: float = 300.0
     # Each record's lifetime is shortened by a random share of up to this much of
     # ttl_seconds, so records read together do not all expire (and get re-read) at once.
