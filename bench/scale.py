@@ -55,6 +55,7 @@ IMPACT = (
     " totals { orders delayedOrders } orders { orderId predictedDeliveryDate daysLate } } }"
 )
 _ = FULL_FIELDS  # the full view is WHERE_IS_MY_ORDER's selection
+QUESTIONS = ("order", "dashboard", "dashboard LATE", "exceptions", "impact")
 
 
 def config(run_dir: Path, plant_url: str, port: int, tag: str) -> Path:
@@ -102,7 +103,19 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def one_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: str) -> dict[str, Any]:
+class Size:
+    """One size's plant and gateway, running; ``out`` collects its figures."""
+
+    def __init__(self, out: dict[str, Any], plant: procs.Proc, gateway: procs.Proc, questions: dict[str, tuple[str, Any]]):
+        self.out, self.plant, self.gateway, self.questions = out, plant, gateway, questions
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        self.plant.stop()
+
+
+async def start_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: str) -> Size:
+    """The plant and the gateway of one size, started one after the other, the gateway ready."""
     out: dict[str, Any] = {"orders": orders, "gateway": tag, "load_before": loadavg()}
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -140,42 +153,81 @@ async def one_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: st
             f"  gateway listening in {out['listening_s']:.1f} s, ready in {out['ready_s']:.1f} s"
             f" ({out['ready_cpu_s']:.1f} s CPU), RSS {out['rss_ready_mb']:.0f} MB", flush=True,
         )  # fmt: skip
-        rng = random.Random(orders)
-        ids = [str(10000001 + i) for i in rng.sample(range(orders), args.samples + 1)]
-        questions: dict[str, tuple[str, Any]] = {
-            "order": (WHERE_IS_MY_ORDER, lambda i: {"id": ids[i]}),
-            "dashboard": (DASHBOARD, lambda i: None),
-            "dashboard LATE": (DASHBOARD_LATE, lambda i: None),
-            "exceptions": (EXCEPTIONS, lambda i: None),
-            "impact": (IMPACT, lambda i: None),
-        }
-        timeout = aiohttp.ClientTimeout(total=600)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            figures = {}
-            for name, (query, variables) in questions.items():
-                cold, cold_error = await ask(http, gateway.url, query, variables(0))
-                answers = [await ask(http, gateway.url, query, variables(i + 1)) for i in range(args.samples)]
-                warm = [t for t, error in answers if not error] or [float("nan")]
-                errors = [e for e in [cold_error] + [e for _t, e in answers] if e]
-                figures[name] = {
+    except BaseException:
+        if gateway is not None:
+            gateway.stop()
+        plant.stop()
+        raise
+    rng = random.Random(orders)
+    ids = [str(10000001 + i) for i in rng.sample(range(orders), args.samples + 1)]
+    questions: dict[str, tuple[str, Any]] = {
+        "order": (WHERE_IS_MY_ORDER, lambda i: {"id": ids[i]}),
+        "dashboard": (DASHBOARD, lambda i: None),
+        "dashboard LATE": (DASHBOARD_LATE, lambda i: None),
+        "exceptions": (EXCEPTIONS, lambda i: None),
+        "impact": (IMPACT, lambda i: None),
+    }
+    return Size(out, plant, gateway, questions)
+
+
+async def ask_sizes(sizes: list[Size], samples: int) -> None:
+    """Each question's cold answer, then its warm ones, asked of every size in turn: with
+    several sizes running together (``--together``), the sizes' answers to one question are
+    minutes closer in time than one size after another, on a machine whose speed drifts."""
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        for name in QUESTIONS:
+            colds, answers = [], [[] for _ in sizes]
+            for size in sizes:
+                query, variables = size.questions[name]
+                colds.append(await ask(http, size.gateway.url, query, variables(0)))
+            for i in range(samples):
+                for size, got in zip(sizes, answers, strict=True):
+                    query, variables = size.questions[name]
+                    got.append(await ask(http, size.gateway.url, query, variables(i + 1)))
+            for size, (cold, cold_error), got in zip(sizes, colds, answers, strict=True):
+                warm = [t for t, error in got if not error] or [float("nan")]
+                errors = [e for e in [cold_error] + [e for _t, e in got] if e]
+                f = size.out.setdefault("queries", {})[name] = {
                     "cold": cold if not cold_error else float("nan"),
                     "p50": statistics.median(warm),
                     "p99": pct(warm, 99),
                     "errors": len(errors),
                     "error": errors[0] if errors else "",
-                    "slowest_s": max([cold] + [t for t, _e in answers]),
+                    "slowest_s": max([cold] + [t for t, _e in got]),
                 }
-                f = figures[name]
-                print(f"  {name}: cold {f['cold'] * 1000:.0f} ms, p50 {f['p50'] * 1000:.0f} ms, p99 {f['p99'] * 1000:.0f} ms"
+                print(f"  {size.out['orders']} orders, {name}: cold {f['cold'] * 1000:.0f} ms, p50 {f['p50'] * 1000:.0f} ms,"
+                      f" p99 {f['p99'] * 1000:.0f} ms"
                       + (f", {f['errors']} errors ({f['error']}) after up to {f['slowest_s']:.0f} s" if errors else ""), flush=True)  # fmt: skip
-        out["queries"] = figures
-        out["rss_after_mb"] = gateway.rss() / 2**20
-        out["load_after"] = loadavg()
-        return out
+    for size in sizes:
+        size.out["rss_after_mb"] = size.gateway.rss() / 2**20
+        size.out["load_after"] = loadavg()
+
+
+async def measure(sizes: list[int], args: argparse.Namespace, run_dir: Path, tag: str) -> list[dict[str, Any]]:
+    """Every size's figures: one size after another, or (``args.together``) all started
+    first, one after another, then asked in turn."""
+    results: list[dict[str, Any]] = []
+    running: list[Size] = []
+    try:
+        for n in sizes:
+            print(f"{tag}: {n} orders", flush=True)
+            size = await start_size(n, args, run_dir, tag)
+            running.append(size)
+            if not args.together:
+                await ask_sizes([size], args.samples)
+                size.stop()
+                running.remove(size)
+                results.append(size.out)
+                (run_dir / "scale.json").write_text(json.dumps(results, indent=2))
+        if args.together:
+            print(f"{tag}: asking {', '.join(str(n) for n in sizes)} orders in turn", flush=True)
+            await ask_sizes(running, args.samples)
+            results = [size.out for size in running]
     finally:
-        if gateway is not None:
-            gateway.stop()
-        plant.stop()
+        for size in running:
+            size.stop()
+    return results
 
 
 def cell(f: dict[str, Any]) -> str:
@@ -191,7 +243,7 @@ def _cpu(r: dict[str, Any], key: str) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    names = ["order", "dashboard", "dashboard LATE", "exceptions", "impact"]
+    names = list(QUESTIONS)
     head = "| gateway | orders | plant ready (CPU) | gateway listening / ready (CPU) | RSS ready / after | " + " | ".join(
         f"{n} cold · p50 · p99" for n in names
     ) + " | load avg (before → after) |"
@@ -217,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gateway-src", type=Path, help="measure the gateway and plant of another checkout")
     p.add_argument("--tag", default="", help="name of this gateway in the table (default: after, or before with --gateway-src)")
     p.add_argument("--out", type=Path, default=procs.ROOT / "bench" / "results", help="results folder")
+    p.add_argument(
+        "--together", action="store_true",
+        help="start every size first (one after another), then ask each question of the sizes in turn",
+    )  # fmt: skip
     args = p.parse_args(argv)
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -232,11 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.out / f"scale-{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
     run_dir.mkdir(parents=True, exist_ok=True)
     procs.raise_fd_limit()
-    results = []
-    for n in sizes:
-        print(f"{tag}: {n} orders", flush=True)
-        results.append(asyncio.run(one_size(n, args, run_dir, tag)))
-        (run_dir / "scale.json").write_text(json.dumps(results, indent=2))
+    results = asyncio.run(measure(sizes, args, run_dir, tag))
+    (run_dir / "scale.json").write_text(json.dumps(results, indent=2))
     text = table(results)
     (run_dir / "scale.md").write_text(text + "\n")
     print(text)

@@ -266,11 +266,7 @@ class OrderIndex:
 
     def _unlink(self, v: DerivedValues) -> None:
         so = v.sales_order
-        owned = self._by_customer.get(v.customer)
-        if owned is not None:
-            owned.discard(so)
-            if not owned:
-                del self._by_customer[v.customer]
+        _discard(self._by_customer, v.customer, so)
         for mo in v.production_orders:
             if self._by_production_order.get(mo) == so:
                 del self._by_production_order[mo]
@@ -278,17 +274,9 @@ class OrderIndex:
             if self._by_delivery.get(dd) == so:
                 del self._by_delivery[dd]
         for wc in v.work_centers:
-            on = self._by_work_center.get(wc)
-            if on is not None:
-                on.discard(so)
-                if not on:
-                    del self._by_work_center[wc]
+            _discard(self._by_work_center, wc, so)
         for wc in v.queued_on:
-            on = self._by_queue.get(wc)
-            if on is not None:
-                on.discard(so)
-                if not on:
-                    del self._by_queue[wc]
+            _discard(self._by_queue, wc, so)
         if self._built:
             bucket = self._buckets[(v.stage, v.risk)]
             for s in SORTS:
@@ -434,3 +422,12 @@ class OrderIndex:
                 if (not stages or stage in stages) and (not risks or risk in risks)
             )
         return sum(1 for _ in self._matching(stages, risks, customer, confirmed_before, SALES_ORDER, None))
+
+
+def _discard(index: dict[str, set[str]], key: str, sales_order: str) -> None:
+    """Take ``sales_order`` out of ``index[key]``, and the key out once its set is empty."""
+    on = index.get(key)
+    if on is not None:
+        on.discard(sales_order)
+        if not on:
+            del index[key]

@@ -8,14 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ("order", "dashboard", "dashboard LATE", "exceptions", "impact")
 
 
-def test_scale_run_produces_every_figure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("together", [False, True])
+def test_scale_run_produces_every_figure(tmp_path: Path, together: bool) -> None:
     argv = [sys.executable, "-m", "bench.scale", "--sizes", "200,400", "--samples", "3", "--out", str(tmp_path)]
-    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(argv + ["--together"] * together, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    # Together: both sizes started first, then each question asked of both in turn.
+    lines = run.stdout.splitlines()
+    started = [i for i, line in enumerate(lines) if "ready in" in line and "gateway" in line]
+    asked = [i for i, line in enumerate(lines) if " orders, order: cold" in line]
+    assert len(started) == 2 and len(asked) == 2
+    assert (started[1] < asked[0]) == together
     [json_file] = tmp_path.glob("scale-*/scale.json")
     results = json.loads(json_file.read_text())
     assert [r["orders"] for r in results] == [200, 400]

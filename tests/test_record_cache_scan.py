@@ -83,12 +83,18 @@ def test_a_scan_write_that_raced_an_invalidation_is_refused():
     assert cache.get(keys(1, 5)[0]) is None
 
 
-def test_writes_outside_a_scan_still_evict_the_oldest():
-    cache = RecordCache(maxsize=10)
+def filled_by_a_scan(n: int = 10) -> tuple[RecordCache, int]:
+    """A cache of ``n`` entries that a scan filled, and the scan's ticket."""
+    cache = RecordCache(maxsize=n)
     ticket = cache.ticket()
     with scanning():
-        for k in keys(10):
+        for k in keys(n):
             cache.put(k, k[1], ticket)
+    return cache, ticket
+
+
+def test_writes_outside_a_scan_still_evict_the_oldest():
+    cache, ticket = filled_by_a_scan()
     for k in keys(1, 100):  # a question after the pass: room is made as before
         assert cache.put(k, k[1], ticket)
     assert cache.evictions == 2  # a tenth of maxsize less one, then the new key: 9 left + 1
@@ -170,11 +176,8 @@ async def test_the_pass_evicts_nothing_and_finds_the_same_exceptions(frozen_worl
 
 
 def test_a_scan_gives_up_spared_keys_for_room_most_expendable_first():
-    cache = RecordCache(maxsize=10)
-    ticket = cache.ticket()
+    cache, ticket = filled_by_a_scan()
     with scanning():
-        for k in keys(10):
-            cache.put(k, k[1], ticket)
         cache.spare(keys(3), first=False)
         cache.spare([("mes.po_by_so", "gone")] + keys(2, 5), first=True)  # one not held: skipped
         stored = [cache.put(k, k[1], ticket) for k in keys(7, 10)]
