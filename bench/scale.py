@@ -1,6 +1,6 @@
 """The scale scenario: the same questions asked of plants of 2,000, 20,000 and 100,000 orders.
 
-``python -m bench.scale [--sizes 2000,20000,100000] [--gateway-src DIR] [--samples 30]``
+``python -m bench.scale [--sizes 2000,20000,100000] [--gateway-src DIR] [--samples 30] [--together]``
 
 Per size, each part in its own process (the plant is ``bench.plant``, the gateway
 ``ordergraph serve``): the plant's start to ready (generation included), the gateway's
@@ -17,7 +17,9 @@ question the first answer after ready (cold) and p50/p99 of ``--samples`` more (
 ``--gateway-src`` measures another checkout (e.g. ``git worktree add /tmp/before main``)
 with this harness: before and after a change, on the same machine, one after the other.
 The machine's load average is recorded with each size: on a shared machine the figures
-are noisy, compare ratios within one run.
+are noisy, compare ratios within one run. ``--together`` starts every size first, then asks
+each question of the sizes in turn (``ask_sizes``), so the answers a growth ratio divides
+are minutes closer in time.
 """
 
 from __future__ import annotations

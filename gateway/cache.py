@@ -38,8 +38,11 @@ of the orders still in production: the orders a what-if over a work centre's que
 (its first answer at 100,000 orders read 43,000 records again, a second of CPU, because
 the pass had kept the lowest-numbered orders, most of them long delivered) and most of
 those a "where is my order?" asks about. A spared record is a later miss, never an older
-answer. The names are forgotten when the pass ends (``spare_done``): later passes and
-questions keep what fits, as before.
+answer. Records named before they are read (the components, inspection lots and shipments of an
+order whose production orders just showed it done) are not stored at all once the store is
+full: storing them only to give them up again cost the first pass at 100,000 orders
+seconds of CPU. The names are forgotten when the pass ends (``spare_done``): later passes
+and questions keep what fits, as before.
 """
 
 from __future__ import annotations
@@ -59,11 +62,12 @@ _MISSING = object()
 # A full store drops its oldest 1/EVICT_SHARE at a time (``RecordCache._evict``).
 EVICT_SHARE = 100
 
-# Entries kept by default (``[cache] maxsize``). At 100,000 orders the orders still in
-# production (35,000) have some 240,000 records, kept by the first pass (``spare`` above)
-# with room for the pages in flight; the gateway holds 754 MiB at ready with it (650 with
-# 200,000, which kept 80 % of them). A 20,000-order plant's 148,000 records all fit.
-DEFAULT_MAXSIZE = 300_000
+# Entries kept by default (``[cache] maxsize``). A 20,000-order plant's 148,000 records
+# all fit. At 100,000 orders the orders still in production (35,000) have some 240,000
+# records; the first pass keeps 80 % of them (``spare`` above). 300,000 kept them all (the
+# first what-if's misses 10,254 -> 705) but cost 100 MiB more at ready and 10-15 % more
+# CPU to ready (the memory kept, in every page of the pass), for ~150 ms on that answer.
+DEFAULT_MAXSIZE = 200_000
 
 # Set by ``scanning()`` for the task that runs a pass over every order and the tasks it
 # starts (asyncio copies the context into each): their writes never evict.
@@ -138,6 +142,7 @@ class RecordCache:
         self.scan_skipped = 0  # new keys a scan's write did not keep: the store was full
         # Keys the first pass may give up for room, most expendable first (``spare``).
         self._spare: tuple[collections.deque[Hashable], ...] = (collections.deque(), collections.deque())
+        self._spared: set[Hashable] = set()  # the keys in those, each once
         self.spared = 0  # entries a scan's write replaced this way
         # Told of every invalidation: the keys (``None`` = everything), after they dropped.
         self.listeners: list[Callable[[list[Hashable] | None], None]] = []
@@ -238,7 +243,7 @@ class RecordCache:
         held, add only while there is room, never evict (module docstring)."""
         data = self._data
         last_good = self._last_good
-        keep = len(data) < self.maxsize or key in data or self._make_room()
+        keep = len(data) < self.maxsize or key in data or (key not in self._spared and self._make_room())
         keep_good = len(last_good) < self._last_good_maxsize or key in last_good
         if not keep:
             self.scan_skipped += 1
@@ -268,21 +273,30 @@ class RecordCache:
 
     def spare(self, keys: Iterable[Hashable], *, first: bool = False) -> None:
         """Keys a scan may give up when a new key finds the store full (module docstring);
-        ``first``: before any named without it. Names only: nothing is dropped now."""
-        self._spare[0 if first else 1].extend(keys)
+        ``first``: before any named without it. Names only: nothing is dropped now. A key
+        named before it is written is not stored at all once the store is full."""
+        spared = self._spared
+        queue = self._spare[0 if first else 1]
+        for key in keys:
+            if key not in spared:
+                spared.add(key)
+                queue.append(key)
 
     def spare_done(self) -> None:
         """Forget the keys named by ``spare`` (the pass that named them is over)."""
         for keys in self._spare:
             keys.clear()
+        self._spared.clear()
 
     def _make_room(self) -> bool:
         """Drop one spared entry (and its last-good copy: the same records), if any is
         still held; True when there is room now."""
         data = self._data
+        spared = self._spared
         for keys in self._spare:
             while keys:
                 key = keys.popleft()
+                spared.discard(key)
                 if data.pop(key, None) is not None:
                     self._last_good.pop(key, None)
                     self.spared += 1

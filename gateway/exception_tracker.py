@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import orjson
 
 from resolvers.context import Context
-from resolvers.derived import derive, own_cache_keys, queued_on
+from resolvers.derived import derive, order_cache_keys, queued_on
 from resolvers.exception_board import Board, OrderedRecords, Records
 from resolvers.exception_rules import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.exception_types import affected_orders
@@ -548,9 +548,10 @@ class ExceptionTracker:
         # keeps a value only if none of them was invalidated after it). ``spare`` (the first
         # pass): the records of orders with no production left to do are named to the
         # record cache as the ones to give up when it is full (``RecordCache.spare``), so
-        # it keeps those of the orders still in production.
+        # it keeps those of the orders still in production: their documents as they are
+        # read (``load_orders``), the orders' own records once evaluated.
         ticket = ctx.cache.ticket() if ticket is None else ticket
-        loaded = await load_orders(ctx, sales_orders)
+        loaded = await load_orders(ctx, sales_orders, spare_done=spare)
         self.evaluated += len(loaded)
         found = {}
         for n, (view, customer) in enumerate(loaded):
@@ -579,15 +580,8 @@ class ExceptionTracker:
                     ticket,
                 )  # fmt: skip
             self._set_due(so, next_due(view, ctx.now, params=self.params, prediction_params=self.prediction_params))
-            if spare and not queued_on(view):
-                ctx.cache.spare(
-                    own_cache_keys(
-                        so,
-                        (po.manufacturing_order for po in view.production_orders),
-                        (d.delivery_document for d in view.deliveries),
-                    ),
-                    first=view.is_delivered or view.is_cancelled,
-                )
+            if spare and not queued_on(view):  # its documents' keys were named as they were read
+                ctx.cache.spare(order_cache_keys(so), first=view.is_delivered or view.is_cancelled)
         if self.index is not None:
             for so in set(sales_orders) - found.keys():  # no such order (any more)
                 self.index.discard(so, ticket)

@@ -72,14 +72,20 @@ def own_cache_keys(sales_order: str, production_orders: Iterable[str], deliverie
     """The record-cache keys of one order's own records: the order, its production orders
     (their components and inspection lots) and its deliveries (their shipments); not its
     customer's nor its work centres', which other orders share."""
+    return order_cache_keys(sales_order) + documents_cache_keys(production_orders, deliveries)
+
+
+def order_cache_keys(sales_order: str) -> list[Hashable]:
+    """The keys an order's view reads first: the order, its production orders, its deliveries."""
     so = sales_order
+    return [(ns.SALES_ORDER, so), (ns.PRODUCTION_ORDERS_BY_SALES_ORDER, so), (ns.DELIVERIES_BY_SALES_ORDER, so)]
+
+
+def documents_cache_keys(production_orders: Iterable[str], deliveries: Iterable[str]) -> list[Hashable]:
+    """The keys read next: each production order's components and inspection lots, each
+    delivery's shipments."""
     mos = tuple(production_orders)
-    keys: list[Hashable] = [
-        (ns.SALES_ORDER, so),
-        (ns.PRODUCTION_ORDERS_BY_SALES_ORDER, so),
-        (ns.DELIVERIES_BY_SALES_ORDER, so),
-    ]
-    keys += [(ns.COMPONENTS_BY_PRODUCTION_ORDER, mo) for mo in mos]
+    keys: list[Hashable] = [(ns.COMPONENTS_BY_PRODUCTION_ORDER, mo) for mo in mos]
     keys += [(ns.LOTS_BY_PRODUCTION_ORDER, mo) for mo in mos]
     keys += [(ns.SHIPMENTS_BY_DELIVERY, dd) for dd in deliveries]
     return keys

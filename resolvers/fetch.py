@@ -30,6 +30,7 @@ from sources.records import (
 
 from . import impact, workflow
 from .context import Context
+from .derived import documents_cache_keys
 from .exception_rules import ExceptionParams, ExceptionRecord, detect
 from .loaders import remember_listing
 from .queued import UnknownWorkCenter
@@ -212,12 +213,17 @@ def _freeze_gc(freeze: bool) -> None:
         gc.freeze()
 
 
-async def prefetch_views(ctx: Context, orders: list[SalesOrder], *, freeze: bool = False) -> None:
+async def prefetch_views(
+    ctx: Context, orders: list[SalesOrder], *, freeze: bool = False, spare_done: bool = False
+) -> None:
     """Assemble the views of a whole page level by level: two awaits for all orders
     instead of a chain of tasks per order. Derived fields then read ``ctx.ready``
     synchronously. On a source fault nothing is stored and each field falls back to its
     own path, which reports the fault on its own path. ``freeze``: the heap frozen after
-    each level's reads (``load_orders``)."""
+    each level's reads (``load_orders``). ``spare_done`` (the first pass over every
+    order): once the production orders are read, the second level's records of the orders
+    with no production left to do are named to the record cache as the ones it may give up
+    (``RecordCache.spare``): once it is full, they are not stored at all."""
     todo = [so for so in orders if so.sales_order not in ctx.ready]
     if not todo:
         return
@@ -235,6 +241,13 @@ async def prefetch_views(ctx: Context, orders: list[SalesOrder], *, freeze: bool
         _freeze_gc(freeze)
         pos_l = [pos_by[k] for k in keys]
         dels_l = [dels_by[k] for k in keys]
+        if spare_done:
+            ctx.cache.spare(
+                key
+                for pos, dels in zip(pos_l, dels_l, strict=True)
+                if not any(not production_completed(po) for po in pos)
+                for key in documents_cache_keys((po.manufacturing_order for po in pos), (d.delivery_document for d in dels))
+            )
         mos = [po.manufacturing_order for pos in pos_l for po in pos]
         wc_ids = sorted({po.work_center for pos in pos_l for po in pos})
         dds = [d.delivery_document for dels in dels_l for d in dels]
@@ -292,7 +305,7 @@ async def sales_order_page(
 
 
 async def load_orders(
-    ctx: Context, sales_orders: Iterable[str], *, freeze: bool = False
+    ctx: Context, sales_orders: Iterable[str], *, freeze: bool = False, spare_done: bool = False
 ) -> list[tuple[OrderView, Customer | None]]:
     """Order views and customers of many orders at once (each source read batched).
 
@@ -309,7 +322,7 @@ async def load_orders(
     # Level by level for all orders at once (no task per order: the start-up evaluation
     # assembles every order of the plant this way); on a source fault nothing is kept and
     # the per-order path below raises it.
-    await prefetch_views(ctx, records, freeze=freeze)
+    await prefetch_views(ctx, records, freeze=freeze, spare_done=spare_done)
     missing = [so for so in records if so.sales_order not in ctx.ready]
     assembled, customers = await asyncio.gather(
         asyncio.gather(*(order_view(ctx, so) for so in missing)),

@@ -186,6 +186,13 @@ def test_a_scan_gives_up_spared_keys_for_room_most_expendable_first():
     held = set(cache.keys())
     assert held == set(keys(10)) - set(keys(2, 5)) - set(keys(3)) | set(keys(5, 10))
     assert all(cache.last_good(k) is None for k in keys(3) + keys(2, 5))  # their memory goes too
+    # Named before it is written (an idle order's documents): not stored once full, and
+    # nothing given up for it.
+    cache.spare([("mes.po_by_so", "idle")])
+    cache.spare(keys(1, 12))
+    with scanning():
+        assert not cache.put(("mes.po_by_so", "idle"), "idle", ticket)
+    assert cache.spared == 5 and cache.scan_skipped == 3 and len(cache) == 10
     cache.spare(keys(2, 7))
     cache.spare_done()  # the pass is over: nothing spared any more
     with scanning():
