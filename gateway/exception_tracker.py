@@ -41,13 +41,14 @@ from typing import Any, TypeVar
 import orjson
 
 from resolvers.context import Context
-from resolvers.derived import derive, order_cache_keys, queued_on
+from resolvers.derived import derive, order_cache_keys
 from resolvers.exception_board import Board, OrderedRecords, Records
 from resolvers.exception_rules import Detection, ExceptionParams, ExceptionRecord, detect, next_due
 from resolvers.exception_types import affected_orders
 from resolvers.fetch import load_orders
 from resolvers.loaders import remember_listing
 from resolvers.prediction import PredictionParams, predict
+from resolvers.view import production_left
 from sources.client import SourceError
 from sources.tasks import stop_task, wait_event
 
@@ -580,7 +581,7 @@ class ExceptionTracker:
                     ticket,
                 )  # fmt: skip
             self._set_due(so, next_due(view, ctx.now, params=self.params, prediction_params=self.prediction_params))
-            if spare and not queued_on(view):  # its documents' keys were named as they were read
+            if spare and not production_left(view.production_orders):  # its documents' keys were named as read
                 ctx.cache.spare(order_cache_keys(so), first=view.is_delivered or view.is_cancelled)
         if self.index is not None:
             for so in set(sales_orders) - found.keys():  # no such order (any more)

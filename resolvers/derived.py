@@ -68,13 +68,6 @@ class DerivedValues:
         return (so,)
 
 
-def own_cache_keys(sales_order: str, production_orders: Iterable[str], deliveries: Iterable[str]) -> list[Hashable]:
-    """The record-cache keys of one order's own records: the order, its production orders
-    (their components and inspection lots) and its deliveries (their shipments); not its
-    customer's nor its work centres', which other orders share."""
-    return order_cache_keys(sales_order) + documents_cache_keys(production_orders, deliveries)
-
-
 def order_cache_keys(sales_order: str) -> list[Hashable]:
     """The keys an order's view reads first: the order, its production orders, its deliveries."""
     so = sales_order

@@ -34,7 +34,7 @@ from .derived import documents_cache_keys
 from .exception_rules import ExceptionParams, ExceptionRecord, detect
 from .loaders import remember_listing
 from .queued import UnknownWorkCenter
-from .view import OrderView, production_completed, production_started
+from .view import OrderView, production_completed, production_left, production_started
 
 
 def _flatten(lists: list[list]) -> list:
@@ -245,7 +245,7 @@ async def prefetch_views(
             ctx.cache.spare(
                 key
                 for pos, dels in zip(pos_l, dels_l, strict=True)
-                if not any(not production_completed(po) for po in pos)
+                if not production_left(pos)
                 for key in documents_cache_keys((po.manufacturing_order for po in pos), (d.delivery_document for d in dels))
             )
         mos = [po.manufacturing_order for pos in pos_l for po in pos]

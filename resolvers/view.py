@@ -57,6 +57,11 @@ def production_completed(order: ProductionOrder) -> bool:
     return order.status in COMPLETED_PRODUCTION_STATUSES
 
 
+def production_left(orders: list[ProductionOrder]) -> bool:
+    """True while any of the production orders is not completed."""
+    return any(not production_completed(po) for po in orders)
+
+
 def production_started(order: ProductionOrder) -> bool:
     """True once the production order has started (status or an actual start date)."""
     return order.status in STARTED_PRODUCTION_STATUSES or order.actual_start_date is not None

@@ -18,8 +18,8 @@ from typing import Any
 from gateway.cache import RecordCache, scanning
 from gateway.exception_tracker import ExceptionTracker
 from gateway.sqlite_journal import SQLiteJournal
-from resolvers.derived import own_cache_keys
-from resolvers.view import production_completed
+from resolvers.derived import documents_cache_keys, order_cache_keys
+from resolvers.view import production_left
 from sources import namespaces as ns
 
 
@@ -211,10 +211,10 @@ async def test_the_first_pass_keeps_the_records_of_orders_in_production(frozen_w
         if key[0] != ns.PRODUCTION_ORDERS_BY_SALES_ORDER:
             continue
         pos = roomy.get(key)
-        if any(not production_completed(po) for po in pos):
+        if production_left(pos):
             deliveries = roomy.get((ns.DELIVERIES_BY_SALES_ORDER, key[1]))
-            in_production += own_cache_keys(
-                key[1], [po.manufacturing_order for po in pos], [d.delivery_document for d in deliveries]
+            in_production += order_cache_keys(key[1]) + documents_cache_keys(
+                [po.manufacturing_order for po in pos], [d.delivery_document for d in deliveries]
             )
     shared = [k for k in roomy.keys() if k[0] in (ns.CUSTOMER, ns.WORK_CENTER)]
     # Room for those and the pages in flight, 20 orders each (a page's records are stored
