@@ -527,6 +527,12 @@ async def test_flapping_source_under_load_hangs_nothing_and_leaks_nothing() -> N
         assert _tasks() <= warm_tasks
         assert all(c.resilience.in_flight == 0 and len(c.resilience.flights) == 0 for c in s.gateway.sources.clients())
         assert all(n == 0 for n in s.plant.faults.in_flight.values())
-        # Pooled connections to the plant stay within the bulkheads.
+        # Pooled connections to the plant stay within the bulkheads. A connection the
+        # client just closed keeps its server task a moment longer (seen at 26 of 25 on a
+        # loaded machine): given up to 2 s to end, as the tasks above are.
+        for _ in range(100):
+            if _connections() <= bulkhead * len(SYSTEMS):
+                break
+            await asyncio.sleep(0.02)
         assert _connections() <= bulkhead * len(SYSTEMS)
     assert _fds() <= cold_fds
