@@ -449,6 +449,50 @@ async def test_exception_transitions_and_open_exceptions(journal: SQLiteJournal)
         await journal.record_exception_transition("A", "LATE", "OPENED", {}, at)  # type: ignore[arg-type]
 
 
+
+async def test_a_schema_2_journal_keeps_its_open_exceptions(tmp_path: Path):
+    """Schema 2 kept each open exception's payload in ``open_exceptions``; opening such a
+    journal moves it to ``open_exception_cursors`` (the payload read from the log) in one
+    transaction, and the open set and what follows are as before."""
+    import sqlite3
+
+    path = tmp_path / "journal.db"
+    j = await SQLiteJournal.open(path)
+    try:
+        await j.record_exception_transition("A", "LATE", "RAISED", {"v": 1}, T0)
+        await j.record_exception_transition("B", "QUALITY", "RAISED", {"v": 2}, T0)
+        await j.record_exception_transition("A", "LATE", "RAISED", {"v": 3}, T0)
+        await j.record_exception_transition("C", "SHORT", "RAISED", {"v": 4}, T0)
+        await j.record_exception_transition("C", "SHORT", "CLEARED", {}, T0)
+    finally:
+        await j.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:  # back to schema 2's table, as a gateway of that version left it
+        conn.executescript(
+            "BEGIN;"
+            "CREATE TABLE open_exceptions (exception_id TEXT PRIMARY KEY, cursor INTEGER NOT NULL,"
+            " payload BLOB NOT NULL) WITHOUT ROWID;"
+            "INSERT INTO open_exceptions SELECT o.exception_id, o.cursor, t.payload"
+            " FROM open_exception_cursors o JOIN exception_transitions t ON t.cursor = o.cursor;"
+            "DROP TABLE open_exception_cursors;"
+            "PRAGMA user_version = 2;"
+            "COMMIT;"
+        )
+        assert conn.execute("SELECT count(*) FROM open_exceptions").fetchone()[0] == 2
+    finally:
+        conn.close()
+    j = await SQLiteJournal.open(path)
+    try:
+        assert await j._read(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == journal_module._SCHEMA_VERSION
+        tables = await j._read(lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
+        assert "open_exceptions" not in tables and "open_exception_cursors" in tables
+        assert await j.open_exceptions() == {"B": {"v": 2}, "A": {"v": 3}}
+        await j.record_exception_transition("B", "QUALITY", "CLEARED", {}, T0)
+        await j.record_exception_transition("D", "LATE", "RAISED", {"v": 5}, T0)
+        assert await j.open_exceptions() == {"A": {"v": 3}, "D": {"v": 5}}
+    finally:
+        await j.close()
+
 async def test_concurrent_appends_share_commits(journal: SQLiteJournal):
     before = journal.commits
     results = await asyncio.gather(*(journal.append([event(f"c{i}")]) for i in range(200)))
