@@ -56,7 +56,7 @@ async def test_accepted_connections_keep_no_handshake_and_still_work(gql, http, 
     msg = await ws.next("1", timeout=10)
     assert msg["data"]["orderUpdated"]["id"] == so
     await ws.send({"type": "ping"})
-    assert (await ws.recv())["type"] == "pong"
+    assert (await ws.pong())["type"] == "pong"
     await ws.conn.close()
 
 
@@ -83,7 +83,7 @@ async def test_an_idle_connection_runs_no_task_of_its_own(gql, http, plant, gate
     await ws.subscribe("1", ORDER_UPDATED, {"id": so})
     await ws.next("1")
     await ws.send({"type": "ping"})
-    assert (await ws.recv())["type"] == "pong"
+    assert (await ws.pong())["type"] == "pong"
     await asyncio.sleep(0.05)  # the writer ends once its queue is empty
 
     def own_tasks() -> list[asyncio.Task]:  # tasks running gateway/websocket.py's code (not the client's)

@@ -45,6 +45,15 @@ class WsClient:
                 assert msg["type"] == "next", msg
                 return msg["payload"]
 
+    async def pong(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next `pong`, past any `next` of a subscription (the plant's clock runs:
+        an order may change again meanwhile)."""
+        while True:
+            msg = await self.recv(timeout)
+            if msg["type"] == "pong":
+                return msg
+            assert msg["type"] == "next", msg
+
     async def nothing(self, timeout: float = 0.3) -> bool:
         """True when no message arrives within ``timeout``."""
         try:
