@@ -695,6 +695,11 @@ class ExceptionTracker:
         while len(self._closed) > self.closed_limit:
             self._closed.popitem(last=False)
 
+    async def _record(self, steps: list[tuple[str, ExceptionRecord, ExceptionRecord | None]], at: dt.datetime) -> None:
+        """Journal ``steps`` (one write each, queued at once: group commit), then push them."""
+        built = await self._payloads(steps)
+        self._publish_steps(built, await self._journal_steps(built, at), at)
+
     async def _payloads(self, steps: list[tuple[str, ExceptionRecord, ExceptionRecord | None]]) -> list[_Step]:
         """Each step with its payload and fingerprint; the loop turns every hundred steps
         (the journal's writer is served meanwhile: its next commit starts)."""
