@@ -79,6 +79,10 @@ SERVING_MIDDLE_THRESHOLD = 100
 FULL_PASS_LONG_SECONDS = 0.25  # shorter passes keep the normal spacing (the soak's: 25-105 ms)
 FULL_PASS_LOW_YIELD = 0.005  # "almost none": under half a percent of the objects walked
 FULL_PASS_MAX_BACKOFF = 16
+# A full pass that falls due waits until no operation has run for this long (at most
+# ``[gateway] gc_full_defer_seconds``), looking this often.
+FULL_PASS_QUIET_SECONDS = 1.0
+FULL_PASS_QUIET_POLL = 0.1
 
 
 def full_pass_spacing(base_seconds: float, took: float, freed: int, walked: int, backoff: int) -> tuple[float, int]:
@@ -158,6 +162,7 @@ class Gateway:
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.gc_full_passes = 0  # the freeze loop's full collections (gateway/app.py)
+        self.gc_full_due: float | None = None  # since when a full pass waits for a quiet moment
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
         # The shop floor over MQTT ([mqtt]; gateway/mqtt.py) and the work centres whose
         # shop-floor picture it lost (a death or a seq gap), shown as STALE in freshness.
@@ -426,6 +431,11 @@ class Gateway:
         times their own length apart: the collector never takes more than 1 % of the loop.
         A long pass that found almost no garbage is put off longer each time, up to 16 times
         (``full_pass_spacing``): a big plant's heap holds few cycles, each pass a pause.
+        A pass that falls due while operations run waits for a quiet moment (no operation
+        for ``FULL_PASS_QUIET_SECONDS``), at most ``gc_full_defer_seconds``: the first pass
+        after start-up walks the whole heap the first evaluation froze (4.3 s at 100,000
+        orders on a slow machine), and it landed inside a what-if that then took twice as
+        long (bench/README.md). Under load that never pauses it runs when the wait is up.
         """
         assert self.exceptions is not None
         with contextlib.suppress(TimeoutError):
@@ -454,7 +464,10 @@ class Gateway:
             # 100 times the pass's own length apart.
             since = time.monotonic() - last_full
             swept = self.exceptions.full_evaluations_done != sweeps
-            if since > full_every or (swept and since > 100 * took * backoff):
+            if self.gc_full_due is None and (since > full_every or (swept and since > 100 * took * backoff)):
+                self.gc_full_due = time.monotonic()
+            if self.gc_full_due is not None and self._quiet_or_overdue(self.gc_full_due):
+                self.gc_full_due = None
                 sweeps = self.exceptions.full_evaluations_done
                 started = time.process_time()
                 walked = gc.get_freeze_count() + sum(gc.get_count())
@@ -471,7 +484,26 @@ class Gateway:
             # until the next full pass. A young collection walks only recent objects.
             gc.collect(1)
             gc.freeze()
-            await asyncio.sleep(interval)
+            if self.gc_full_due is None:
+                await asyncio.sleep(interval)
+            else:
+                await self._quiet_moment(interval, self.gc_full_due)
+
+    def _quiet_or_overdue(self, due_since: float) -> bool:
+        """True when the full pass due since ``due_since`` may run now: no operation has run
+        for ``FULL_PASS_QUIET_SECONDS``, or it has waited ``gc_full_defer_seconds``."""
+        operations = self.operations
+        if operations is None or operations.quiet_seconds() >= FULL_PASS_QUIET_SECONDS:
+            return True
+        return time.monotonic() - due_since >= self.config.gateway.gc_full_defer_seconds
+
+    async def _quiet_moment(self, seconds: float, due_since: float) -> None:
+        """Sleep ``seconds``, or less: until the waiting full pass may run."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(FULL_PASS_QUIET_POLL, left))
+            if self._quiet_or_overdue(due_since):
+                return
 
     async def _prune_periodically(self, interval_seconds: float = 3600.0) -> None:
         """Keep the journal within its retention (age and size), once an hour."""

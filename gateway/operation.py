@@ -247,6 +247,17 @@ class Operations:
         self._refreshing: set[asyncio.Task[Any]] = set()
         if responses is not None:
             responses.refresh = self._refresh
+        # Operations executing now, and when the last one ended or a stored answer was
+        # served: the freeze loop's full collection waits for a quiet moment (``quiet_seconds``).
+        self.running = 0
+        self.last_running = time.monotonic()
+
+    def quiet_seconds(self) -> float:
+        """Seconds since an operation last ran or a stored answer was served; 0 while one
+        runs. ``Gateway._freeze_periodically`` holds a long full collection (seconds on a
+        big plant's heap, a pause every request in flight waits for) until this is long
+        enough, or until it has waited ``[gateway] gc_full_defer_seconds``."""
+        return 0.0 if self.running else time.monotonic() - self.last_running
 
     async def stored(self, raw: bytes, viewer: Viewer | None) -> bytes | None:
         """The stored response for a POST body this viewer's scope sent before (after the
@@ -254,6 +265,7 @@ class Operations:
         responses = self.responses
         if responses is None or not self._keys:
             return None
+        self.last_running = time.monotonic()  # someone waits for this answer too
         key = self._keys.get((raw, (viewer.role.value, viewer.customer) if viewer is not None else None))
         if key is None:
             return None
@@ -400,17 +412,22 @@ class Operations:
         """The one call into graphql-core (``resolvers.execution.execute``: the executor the
         schema was built for, ``[gateway] executor``), with the policy middleware of the
         context's viewer."""
-        result = execute(
-            self.schema,
-            document,
-            root_value=root,
-            context_value=context,
-            variable_values=variables,
-            operation_name=name,
-            middleware=policy.middleware(context.viewer),
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
+        self.running += 1
+        try:
+            result = execute(
+                self.schema,
+                document,
+                root_value=root,
+                context_value=context,
+                variable_values=variables,
+                operation_name=name,
+                middleware=policy.middleware(context.viewer),
+            )
+            if not isinstance(result, ExecutionResult):
+                result = await result
+        finally:
+            self.running -= 1
+            self.last_running = time.monotonic()
         return result
 
     @staticmethod

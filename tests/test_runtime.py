@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import aiohttp
+
 from gateway.app import SERVING_MIDDLE_THRESHOLD
 
-from .servers import running_gateway
+from .servers import GraphQLClient, running_gateway
 
 
 async def test_long_lived_objects_leave_the_collectors_full_passes(plant):
@@ -72,3 +74,67 @@ def test_long_full_passes_that_free_almost_nothing_are_put_off():
     assert backoff == FULL_PASS_MAX_BACKOFF and spacing == 120.0 * FULL_PASS_MAX_BACKOFF
     assert full_pass_spacing(60.0, 1.2, walked // 50, walked, backoff) == (120.0, 1)  # it found garbage
     assert full_pass_spacing(60.0, 0.03, 10, 200_000, 4) == (60.0, 1)  # short: as before
+
+
+async def _busy(client: GraphQLClient, stop: asyncio.Event) -> int:
+    """Ask one order's view back to back until ``stop``: operations keep running."""
+    asked = 0
+    while not stop.is_set():
+        await client.query("{ orders(first: 3) { edges { node { id stage } } } }")
+        asked += 1
+    return asked
+
+
+async def _wait_for(condition, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+async def test_a_full_pass_due_while_operations_run_waits_for_a_quiet_moment(plant, monkeypatch):
+    """The first full pass after start-up walks the whole heap (seconds at 100,000 orders):
+    it waits while answers are being computed, and runs once none has run for a second."""
+    import gateway.app as app_module
+
+    monkeypatch.setattr(app_module, "full_pass_spacing", lambda *_args: (0.2, 1))
+    gc.unfreeze()
+    async with running_gateway(plant.url, gc_freeze_seconds=0.05, gc_full_seconds=0.2, cache={"ttl_seconds": 1e-6}) as (url, app):
+        gateway = app.state.gateway
+        await gateway.exceptions.settled(30)
+        assert await _wait_for(lambda: gateway.gc_full_passes > 0, 30)  # quiet: it ran
+        async with aiohttp.ClientSession() as session:
+            stop = asyncio.Event()
+            load = asyncio.create_task(_busy(GraphQLClient(url, session), stop))
+            assert await _wait_for(lambda: gateway.gc_full_due is not None, 30)
+            passes = gateway.gc_full_passes
+            await asyncio.sleep(1.5)  # the pass is due and answers keep coming: it waits
+            assert gateway.gc_full_passes == passes
+            assert gateway.gc_full_due is not None
+            stop.set()
+            assert await load > 10
+            assert await _wait_for(lambda: gateway.gc_full_passes > passes, 10)  # quiet again
+            assert gateway.gc_full_due is None or gateway.gc_full_passes > passes + 1
+
+
+async def test_a_full_pass_waits_no_longer_than_gc_full_defer_seconds(plant, monkeypatch):
+    """Under load that never pauses the pass still runs, once it has waited its limit."""
+    import gateway.app as app_module
+
+    monkeypatch.setattr(app_module, "full_pass_spacing", lambda *_args: (0.2, 1))
+    gc.unfreeze()
+    async with running_gateway(
+        plant.url, gc_freeze_seconds=0.05, gc_full_seconds=0.2, gc_full_defer_seconds=0.5, cache={"ttl_seconds": 1e-6}
+    ) as (url, app):
+        gateway = app.state.gateway
+        await gateway.exceptions.settled(30)
+        async with aiohttp.ClientSession() as session:
+            stop = asyncio.Event()
+            load = asyncio.create_task(_busy(GraphQLClient(url, session), stop))
+            assert await _wait_for(lambda: gateway.gc_full_due is not None, 30)
+            passes = gateway.gc_full_passes
+            ran = await _wait_for(lambda: gateway.gc_full_passes >= passes + 2, 10)
+            stop.set()
+            await load
+            assert ran  # two passes while the load never paused for a second
