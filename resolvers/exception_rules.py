@@ -44,6 +44,7 @@ from .prediction import (
     Prediction,
     PredictionParams,
     predict,
+    production_end_alone,
     rest_taken_care_of,
     scheduled_work,
 )
@@ -406,11 +407,7 @@ def production_delay(r: RuleInput) -> list[Finding]:
     tolerance = dt.timedelta(hours=r.params.production_delay_tolerance_hours)
     view = r.view
     for po in _open_production(r):
-        if view.production_orders == [po] and not view.deliveries and not view.shipments:
-            alone = view  # already that production order alone: its prediction is at hand
-        else:
-            alone = dataclasses.replace(view, production_orders=[po], deliveries=[], shipments=[])
-        end = predict(alone, r.now, r.prediction_params).production_end
+        end = production_end_alone(view, po, r.now, r.prediction_params)
         planned_end = _planned_end(po)
         if end is None or end <= planned_end + tolerance:
             continue

@@ -46,6 +46,7 @@ lists its drivers, e.g. ``work_center_down:WC-20``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -244,6 +245,23 @@ def _predict(view: OrderView, now: dt.datetime, params: PredictionParams) -> Pre
         goods_issue=goods_issue,
         delivery=delivery,
     )
+
+
+def production_end_alone(
+    view: OrderView, order: ProductionOrder, now: dt.datetime, params: PredictionParams
+) -> dt.datetime | None:
+    """``predict(...).production_end`` of ``view`` with ``order`` its only production order
+    and no deliveries or shipments: the expected end of that order alone (PRODUCTION_DELAY's
+    question), without the rest of such a prediction (picking, schedule lines, transit: two
+    thirds of that rule's CPU at start-up, bench/README.md). Such a view is never delivered
+    or shipped (it has no delivery legs); a whole order cancelled predicts no end."""
+    if view.production_orders == [order] and not view.deliveries and not view.shipments:
+        return predict(view, now, params).production_end  # the view's own, already at hand
+    alone = dataclasses.replace(view, production_orders=[order], deliveries=[], shipments=[])
+    if alone.is_cancelled:
+        return None
+    ends = [_production_run(alone, o, now, params, [])[1] for o in alone.active_production_orders]
+    return max(ends, default=None)
 
 
 def delivery_risk(
