@@ -263,9 +263,31 @@ def order_facts(
     ``like``: the facts of the same order's view before ``OrderView.rescheduled`` (the
     same records, other production dates and work centre states; a what-if asks for both):
     its ship-by day, whether it shipped or ships soon and its work centres do not depend
-    on either, so they are taken from it instead of worked out again."""
-    so = view.sales_order
+    on either, so they are taken from it instead of worked out again.
+
+    Kept with the view for the same instant, customer, parameters and prediction: the
+    exception rules and the order index's derived values each ask (``derive``)."""
     p = prediction if prediction is not None else predict(view, now, prediction_params)
+    if like is None:
+        kept = view._memo.get("facts")
+        if kept is not None and kept[0] == now and kept[1] is customer and kept[2] is params and kept[3] is prediction_params and kept[4] is p:
+            return kept[5]
+    facts = _order_facts(view, customer, now, params, prediction_params, p, like)
+    if like is None:
+        view._memo["facts"] = (now, customer, params, prediction_params, p, facts)
+    return facts
+
+
+def _order_facts(
+    view: OrderView,
+    customer: Customer | None,
+    now: dt.datetime,
+    params: ExceptionParams,
+    prediction_params: PredictionParams,
+    p: Prediction,
+    like: OrderFacts | None,
+) -> OrderFacts:
+    so = view.sales_order
     # Promise and prediction are the ship-to's dates, counted on its delivery calendar; the
     # ship-by day is the plant's.
     ship_to = prediction_params.ship_to(view.customer if view.customer is not None else customer)

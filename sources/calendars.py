@@ -132,6 +132,11 @@ class FactoryCalendar:
     _days: dict[dt.date, tuple[tuple[dt.datetime, dt.datetime], ...]] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Local midnight (UTC instant) and whether it is a working day, per day asked: every
+    # order's evaluation asks for a few (ship-by day, promise, receipts), over a few hundred
+    # distinct days; each computed is a zone lookup or a holiday set's.
+    _starts: dict[dt.date, dt.datetime] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+    _working: dict[dt.date, bool] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __hash__(self) -> int:
         h = self._hash
@@ -172,7 +177,12 @@ class FactoryCalendar:
 
     def day_start(self, day: dt.date) -> dt.datetime:
         """Local midnight of ``day`` as an aware instant (UTC)."""
-        return dt.datetime(day.year, day.month, day.day, tzinfo=self.zone).astimezone(dt.UTC)
+        start = self._starts.get(day)
+        if start is None:
+            if len(self._starts) >= _DAYS_KEPT:
+                self._starts.clear()
+            start = self._starts[day] = dt.datetime(day.year, day.month, day.day, tzinfo=self.zone).astimezone(dt.UTC)
+        return start
 
     def day_end(self, day: dt.date) -> dt.datetime:
         """The end of ``day`` (the next local midnight) as an aware instant (UTC)."""
@@ -184,7 +194,12 @@ class FactoryCalendar:
 
     def is_working_day(self, day: dt.date) -> bool:
         """True on a working weekday that is not a public holiday."""
-        return day.weekday() in self.working_days and not self.is_holiday(day)
+        working = self._working.get(day)
+        if working is None:
+            if len(self._working) >= _DAYS_KEPT:
+                self._working.clear()
+            working = self._working[day] = day.weekday() in self.working_days and not self.is_holiday(day)
+        return working
 
     def next_working_day(self, day: dt.date) -> dt.date:
         """``day`` if it is a working day, else the first working day after it."""
