@@ -500,10 +500,13 @@ class OrderView:
     def all_items_in_deliveries(self) -> bool:
         """True when every produced item and every ordered quantity (rejected items aside)
         is in a delivery; False for a partial or short shipment."""
-        legs = self.legs
-        return all(
-            any(leg.covers(order) for leg in legs) for order in self.active_production_orders
-        ) and not any(q.uncovered > 0 for q in self.item_quantities)
+        covered = self._memo.get("covered")
+        if covered is None:
+            legs = self.legs
+            covered = self._memo["covered"] = all(
+                any(leg.covers(order) for leg in legs) for order in self.active_production_orders
+            ) and not any(q.uncovered > 0 for q in self.item_quantities)
+        return covered
 
     @property
     def latest_shipment(self) -> Shipment | None:
@@ -513,19 +516,26 @@ class OrderView:
     @property
     def is_cancelled(self) -> bool:
         """True when the customer cancelled the whole order: every item rejected before
-        any goods left the plant."""
-        items = self.sales_order.items
-        return (
-            bool(items)
-            and all(i.rejection_reason for i in items)
-            and not any(leg.goods_issued for leg in self.legs)
-        )
+        any goods left the plant. (Kept with the view, as ``is_delivered``: every rule asks.)"""
+        cancelled = self._memo.get("cancelled")
+        if cancelled is None:
+            items = self.sales_order.items
+            cancelled = self._memo["cancelled"] = (
+                bool(items)
+                and all(i.rejection_reason for i in items)
+                and not any(leg.goods_issued for leg in self.legs)
+            )
+        return cancelled
 
     @property
     def is_delivered(self) -> bool:
-        """True when every delivery of the order is delivered by its carrier."""
-        legs = self.legs
-        return bool(legs) and all(leg.delivered for leg in legs) and self.all_items_in_deliveries
+        """True when every delivery of the order is delivered by its carrier. (Kept with the
+        view: the prediction, every exception rule, the derived values and the due time ask.)"""
+        delivered = self._memo.get("delivered")
+        if delivered is None:
+            legs = self.legs
+            delivered = self._memo["delivered"] = bool(legs) and all(leg.delivered for leg in legs) and self.all_items_in_deliveries
+        return delivered
 
     @property
     def delivered_at(self) -> dt.datetime | None:
