@@ -116,7 +116,7 @@ async def first_questions(gw: Gateway, repeat: int = 0, profile_prefix: str | No
         op = await ops.document(Operation({"query": query}, viewer))
         profile = cProfile.Profile(time.process_time) if profile_prefix else None
         times, walls = [], []
-        misses = gw.cache.misses
+        misses, passes = gw.cache.misses, gw.gc_full_passes
         for _ in range(repeat):
             c0, t0 = time.process_time(), time.perf_counter()
             if profile is not None:
@@ -128,8 +128,9 @@ async def first_questions(gw: Gateway, repeat: int = 0, profile_prefix: str | No
             walls.append(time.perf_counter() - t0)
         print(
             f"{name} warm x{repeat}: CPU min {min(times) * 1000:.1f} ms, median"
-            f" {statistics.median(times) * 1000:.1f} ms (wall median {statistics.median(walls) * 1000:.1f} ms),"
-            f" {gw.cache.misses - misses} record cache misses"
+            f" {statistics.median(times) * 1000:.1f} ms (wall median {statistics.median(walls) * 1000:.1f} ms,"
+            f" max {max(walls) * 1000:.1f} ms), {gw.cache.misses - misses} record cache misses,"
+            f" {gw.gc_full_passes - passes} full collections of the freeze loop meanwhile"
         )
         if profile is not None:
             profile.dump_stats(f"{profile_prefix}-{name}.prof")
