@@ -79,8 +79,13 @@ SERVING_MIDDLE_THRESHOLD = 100
 FULL_PASS_LONG_SECONDS = 0.25  # shorter passes keep the normal spacing (the soak's: 25-105 ms)
 FULL_PASS_LOW_YIELD = 0.005  # "almost none": under half a percent of the objects walked
 FULL_PASS_MAX_BACKOFF = 16
-# A full pass that falls due waits until no operation has run for this long (at most
-# ``[gateway] gc_full_defer_seconds``), looking this often.
+# A full pass expected to take this long or more (its last one's CPU; the first one's
+# estimated from the objects frozen: 2.3 million walked in 1.2 s at 100,000 orders) waits
+# until no operation has run for FULL_PASS_QUIET_SECONDS (at most ``[gateway]
+# gc_full_defer_seconds``), looking every FULL_PASS_QUIET_POLL. Shorter ones (a small
+# plant's: 25-105 ms in the soak, whose memory depends on them) run when due.
+FULL_PASS_WAIT_SECONDS = 0.25
+FULL_PASS_SECONDS_PER_OBJECT = 5e-7
 FULL_PASS_QUIET_SECONDS = 1.0
 FULL_PASS_QUIET_POLL = 0.1
 
@@ -431,8 +436,9 @@ class Gateway:
         times their own length apart: the collector never takes more than 1 % of the loop.
         A long pass that found almost no garbage is put off longer each time, up to 16 times
         (``full_pass_spacing``): a big plant's heap holds few cycles, each pass a pause.
-        A pass that falls due while operations run waits for a quiet moment (no operation
-        for ``FULL_PASS_QUIET_SECONDS``), at most ``gc_full_defer_seconds``: the first pass
+        A long pass (``FULL_PASS_WAIT_SECONDS``) that falls due while operations run waits
+        for a quiet moment (no operation for ``FULL_PASS_QUIET_SECONDS``), at most
+        ``gc_full_defer_seconds``: the first pass
         after start-up walks the whole heap the first evaluation froze (4.3 s at 100,000
         orders on a slow machine), and it landed inside a what-if that then took twice as
         long (bench/README.md). Under load that never pauses it runs when the wait is up.
@@ -466,7 +472,7 @@ class Gateway:
             swept = self.exceptions.full_evaluations_done != sweeps
             if self.gc_full_due is None and (since > full_every or (swept and since > 100 * took * backoff)):
                 self.gc_full_due = time.monotonic()
-            if self.gc_full_due is not None and self._quiet_or_overdue(self.gc_full_due):
+            if self.gc_full_due is not None and (self._full_pass_short(took) or self._quiet_or_overdue(self.gc_full_due)):
                 self.gc_full_due = None
                 sweeps = self.exceptions.full_evaluations_done
                 started = time.process_time()
@@ -488,6 +494,12 @@ class Gateway:
                 await asyncio.sleep(interval)
             else:
                 await self._quiet_moment(interval, self.gc_full_due)
+
+    def _full_pass_short(self, took: float) -> bool:
+        """True when the next full pass is expected to be short: the last one's CPU, or for
+        the first the objects frozen times FULL_PASS_SECONDS_PER_OBJECT."""
+        expected = took if self.gc_full_passes else gc.get_freeze_count() * FULL_PASS_SECONDS_PER_OBJECT
+        return expected < FULL_PASS_WAIT_SECONDS
 
     def _quiet_or_overdue(self, due_since: float) -> bool:
         """True when the full pass due since ``due_since`` may run now: no operation has run

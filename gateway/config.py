@@ -116,9 +116,10 @@ class GatewayConfig:
     # for this pass, and their memory (the RSS) grows until it runs. Passes are spaced at
     # least 100 times their own CPU apart (a big plant's heap takes seconds to walk).
     gc_full_seconds: float = 60.0
-    # A full pass that falls due while operations run waits for a quiet second (none
-    # running, none ended in the last second), at most this long: on a big plant's heap the
-    # pass is a pause of seconds that every answer in flight would wait for.
+    # A long full pass (a quarter second or more: a big plant's heap, seconds at 100,000
+    # orders, a pause every answer in flight would wait for) that falls due while
+    # operations run waits for a quiet second (none running, none ended in the last
+    # second), at most this long. Short passes run when due.
     gc_full_defer_seconds: float = 300.0
     # Processes serving the same port (``ordergraph serve --workers``); more than one needs
     # [scaleout] redis_url: they share state through Redis like replicas.

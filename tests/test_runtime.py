@@ -99,6 +99,7 @@ async def test_a_full_pass_due_while_operations_run_waits_for_a_quiet_moment(pla
     import gateway.app as app_module
 
     monkeypatch.setattr(app_module, "full_pass_spacing", lambda *_args: (0.2, 1))
+    monkeypatch.setattr(app_module, "FULL_PASS_WAIT_SECONDS", 0.0)  # this small heap's passes count as long
     gc.unfreeze()
     async with running_gateway(plant.url, gc_freeze_seconds=0.05, gc_full_seconds=0.2, cache={"ttl_seconds": 1e-6}) as (url, app):
         gateway = app.state.gateway
@@ -123,6 +124,7 @@ async def test_a_full_pass_waits_no_longer_than_gc_full_defer_seconds(plant, mon
     import gateway.app as app_module
 
     monkeypatch.setattr(app_module, "full_pass_spacing", lambda *_args: (0.2, 1))
+    monkeypatch.setattr(app_module, "FULL_PASS_WAIT_SECONDS", 0.0)
     gc.unfreeze()
     async with running_gateway(
         plant.url, gc_freeze_seconds=0.05, gc_full_seconds=0.2, gc_full_defer_seconds=0.5, cache={"ttl_seconds": 1e-6}
@@ -138,3 +140,25 @@ async def test_a_full_pass_waits_no_longer_than_gc_full_defer_seconds(plant, mon
             stop.set()
             await load
             assert ran  # two passes while the load never paused for a second
+
+
+async def test_a_short_full_pass_runs_when_due_under_load(plant, monkeypatch):
+    """Only a long pass waits for quiet: a short one (a small plant's, tens of ms, on which
+    the soak's memory depends) runs when due, answers in flight or not."""
+    import gateway.app as app_module
+
+    monkeypatch.setattr(app_module, "full_pass_spacing", lambda *_args: (0.2, 1))
+    monkeypatch.setattr(app_module, "FULL_PASS_WAIT_SECONDS", 1e9)  # every pass counts as short
+    gc.unfreeze()
+    async with running_gateway(plant.url, gc_freeze_seconds=0.05, gc_full_seconds=0.2, cache={"ttl_seconds": 1e-6}) as (url, app):
+        gateway = app.state.gateway
+        await gateway.exceptions.settled(30)
+        async with aiohttp.ClientSession() as session:
+            stop = asyncio.Event()
+            load = asyncio.create_task(_busy(GraphQLClient(url, session), stop))
+            await asyncio.sleep(0.3)
+            passes = gateway.gc_full_passes
+            ran = await _wait_for(lambda: gateway.gc_full_passes >= passes + 2, 10)
+            stop.set()
+            await load
+            assert ran  # two passes while answers kept coming, with no wait limit reached (300 s)
