@@ -215,7 +215,7 @@ async def measure(args: argparse.Namespace) -> None:
             f" ({getattr(gw.cache, 'evictions', '?')} evicted,"
             f" {getattr(gw.cache, 'scan_skipped', '?')} not kept by the pass)"
         )
-        print(f"collector: {gc_times}")
+        print(f"collector: {gc_times}; {gc.get_freeze_count()} objects frozen")
         if args.fingerprint:
             print("fingerprint:", fingerprint(gw))
         if args.first_questions:
