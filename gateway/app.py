@@ -438,10 +438,10 @@ class Gateway:
         (``full_pass_spacing``): a big plant's heap holds few cycles, each pass a pause.
         A long pass (``FULL_PASS_WAIT_SECONDS``) that falls due while operations run waits
         for a quiet moment (no operation for ``FULL_PASS_QUIET_SECONDS``), at most
-        ``gc_full_defer_seconds``: the first pass
-        after start-up walks the whole heap the first evaluation froze (4.3 s at 100,000
-        orders on a slow machine), and it landed inside a what-if that then took twice as
-        long (bench/README.md). Under load that never pauses it runs when the wait is up.
+        ``gc_full_defer_seconds``: the first pass after start-up walks the whole heap the
+        first evaluation froze (4.3 s at 100,000 orders on a slow machine), and it landed
+        inside a what-if that then took twice as long (bench/README.md). Under load that
+        never pauses it runs when the wait is up.
         """
         assert self.exceptions is not None
         with contextlib.suppress(TimeoutError):

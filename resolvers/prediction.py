@@ -252,9 +252,11 @@ def production_end_alone(
 ) -> dt.datetime | None:
     """``predict(...).production_end`` of ``view`` with ``order`` its only production order
     and no deliveries or shipments: the expected end of that order alone (PRODUCTION_DELAY's
-    question), without the rest of such a prediction (picking, schedule lines, transit: two
-    thirds of that rule's CPU at start-up, bench/README.md). Such a view is never delivered
-    or shipped (it has no delivery legs); a whole order cancelled predicts no end."""
+    question), without the rest of such a prediction (picking, schedule lines, transit and
+    the ship-to's calendar, which the rule computed and dropped for every open production
+    order). Such a view is never delivered or shipped (it has no delivery legs); a whole
+    order cancelled predicts no end. ``tests/test_production_end.py`` holds it to the full
+    prediction's answer."""
     if view.production_orders == [order] and not view.deliveries and not view.shipments:
         return predict(view, now, params).production_end  # the view's own, already at hand
     alone = dataclasses.replace(view, production_orders=[order], deliveries=[], shipments=[])
