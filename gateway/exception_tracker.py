@@ -672,22 +672,7 @@ class ExceptionTracker:
                 steps.append(("RAISED", record, None))
             elif _material(old) != _material(record):
                 steps.append(("UPDATED", record, old))
-        # In slices: the first pass raises every open exception at once (tens of thousands
-        # with 100,000 orders), and all their payloads alive together were the start-up's
-        # memory peak. While one slice's writes are committed (the SQLite journal commits on
-        # its own thread: 2.1 s of the 6.7 s this took at 100,000 orders, the loop waiting),
-        # the next slice's payloads are built; its writes are queued once the slice before
-        # is journaled and pushed, so steps still reach subscribers in cursor order.
-        n = self.record_slice
-        built = await self._payloads(steps[:n])
-        for i in range(0, len(steps), n):
-            writes = asyncio.ensure_future(self._journal_steps(built, now))
-            try:
-                following = steps[i + n : i + 2 * n]
-                next_built = await self._payloads(following) if following else []
-            finally:
-                self._publish_steps(built, await writes, now)
-            built = next_built
+        await self._record(steps, now)
 
     def _remember_closed(self, record: ExceptionRecord) -> None:
         self._closed.pop(record.id, None)
@@ -696,9 +681,25 @@ class ExceptionTracker:
             self._closed.popitem(last=False)
 
     async def _record(self, steps: list[tuple[str, ExceptionRecord, ExceptionRecord | None]], at: dt.datetime) -> None:
-        """Journal ``steps`` (one write each, queued at once: group commit), then push them."""
-        built = await self._payloads(steps)
-        self._publish_steps(built, await self._journal_steps(built, at), at)
+        """Journal ``steps`` (each slice's writes queued at once: group commit), then push
+        them, in cursor order.
+
+        In slices: the first pass raises every open exception at once (tens of thousands
+        with 100,000 orders), and all their payloads alive together were the start-up's
+        memory peak. While one slice's writes are committed (the SQLite journal commits on
+        its own thread: 2.1 s of the 6.7 s this took at 100,000 orders, the loop waiting),
+        the next slice's payloads are built; its writes are queued once the slice before
+        is journaled and pushed, so steps still reach subscribers in cursor order."""
+        n = self.record_slice
+        built = await self._payloads(steps[:n])
+        for i in range(0, len(steps), n):
+            writes = asyncio.ensure_future(self._journal_steps(built, at))
+            try:
+                following = steps[i + n : i + 2 * n]
+                next_built = await self._payloads(following) if following else []
+            finally:
+                self._publish_steps(built, await writes, at)
+            built = next_built
 
     async def _payloads(self, steps: list[tuple[str, ExceptionRecord, ExceptionRecord | None]]) -> list[_Step]:
         """Each step with its payload and fingerprint; the loop turns every hundred steps
