@@ -499,6 +499,9 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"auth.mode: {cfg.auth.mode!r} is not 'jwt' or 'open'")
     if cfg.gateway.executor not in ("fast", "standard"):
         raise ConfigError(f"gateway.executor: {cfg.gateway.executor!r} is not 'fast' or 'standard'")
+    for name in ("gc_freeze_seconds", "gc_full_seconds", "gc_full_defer_seconds"):
+        if not getattr(cfg.gateway, name) >= 0:  # NaN too
+            raise ConfigError(f"gateway.{name}: must be a number of seconds, 0 or more")
     try:
         cfg.calendar.plant_calendar()
         cfg.calendar.delivery_calendar()

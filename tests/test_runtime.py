@@ -6,6 +6,7 @@ import asyncio
 import gc
 
 import aiohttp
+import pytest
 
 from gateway.app import SERVING_MIDDLE_THRESHOLD
 
@@ -162,3 +163,15 @@ async def test_a_short_full_pass_runs_when_due_under_load(plant, monkeypatch):
             stop.set()
             await load
             assert ran  # two passes while answers kept coming, with no wait limit reached (300 s)
+
+
+@pytest.mark.parametrize("setting", ["gc_freeze_seconds = -1", "gc_full_seconds = nan", "gc_full_defer_seconds = -300"])
+def test_negative_collector_settings_are_a_clear_config_error(tmp_path, setting: str) -> None:
+    from gateway.config import ConfigError, load_config
+
+    path = tmp_path / "ordergraph.toml"
+    path.write_text(f"[gateway]\n{setting}\n")
+    with pytest.raises(ConfigError, match=f"gateway.{setting.split()[0]}: must be a number of seconds, 0 or more"):
+        load_config(path, env={})
+    path.write_text("[gateway]\ngc_full_defer_seconds = 0\n")  # no wait at all: allowed
+    assert load_config(path, env={}).gateway.gc_full_defer_seconds == 0
