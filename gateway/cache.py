@@ -20,7 +20,7 @@ through invalidations and expiry: when a source fails, the loaders serve it, mar
 (stale-if-error).
 
 A pass over every order (the exception tracker's start-up pass and its sweeps) reads the
-whole plant through this cache: at 100,000 orders some 740,000 records, 3.7 times the
+whole plant through this cache: at 100,000 orders some 740,000 records, 2.5 times the
 default ``maxsize``. Inside ``scanning()`` a write never evicts: it replaces a key already
 held (the newer answer wins, as always), and stores a new key only while there is room
 (fewer than ``maxsize`` entries); past it the answer is used by its reader and not kept.
@@ -64,10 +64,11 @@ EVICT_SHARE = 100
 
 # Entries kept by default (``[cache] maxsize``). A 20,000-order plant's 148,000 records
 # all fit. At 100,000 orders the orders still in production (35,000) have some 240,000
-# records; the first pass keeps 80 % of them (``spare`` above). 300,000 kept them all (the
-# first what-if's misses 10,254 -> 705) but cost 100 MiB more at ready and 10-15 % more
-# CPU to ready (the memory kept, in every page of the pass), for ~150 ms on that answer.
-DEFAULT_MAXSIZE = 200_000
+# records: 300,000 keeps them all, so the first what-if over a work centre's queue reads
+# none again (200,000 kept 80 % of them: 10,300 misses, that answer 100-250 ms slower than
+# the next). It costs ~140 MB more RSS at 100,000 orders (~795 MB after the scale
+# scenario's questions, within the 1 GiB goal) and no more CPU to ready (bench/README.md).
+DEFAULT_MAXSIZE = 300_000
 
 # Set by ``scanning()`` for the task that runs a pass over every order and the tasks it
 # starts (asyncio copies the context into each): their writes never evict.
