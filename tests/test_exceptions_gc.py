@@ -6,6 +6,7 @@ The collector is restored afterwards, also when the pass fails, and later sweeps
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import Any
 
@@ -84,3 +85,29 @@ async def test_a_paused_collector_stays_paused(frozen_world, collector_on):
     gc.disable()
     await tracker._evaluate_all()
     assert not gc.isenabled()  # as it was before the pass
+
+
+async def test_from_the_first_pass_end_to_ready_the_collector_walks_nothing(frozen_world, collector_on):
+    """What the first pass's end allocates (the diff, the journal's steps) and the board's
+    work before ready are frozen, not walked by the collector's passes: they grew with the
+    plant (two full passes, 0.24 s, at 100,000 orders; none at 20,000)."""
+    seen: list[bool] = []
+    tracker = await _tracker(frozen_world, True, seen)
+    collections: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        # From the last page's end (the first pass's line is kept) until the ready line.
+        if phase == "start" and tracker._first_pass is not None and not tracker.ready.is_set():
+            collections.append(info["generation"])
+
+    gc.callbacks.append(watch)
+    try:
+        tracker.start()
+        await asyncio.wait_for(tracker.ready.wait(), 60)
+    finally:
+        gc.callbacks.remove(watch)
+        await tracker.stop()
+    assert seen and not any(seen)  # the pages ran with the collector paused
+    assert tracker.open_exceptions()  # and found exceptions, which the board then ranked
+    assert collections == []
+    assert gc.isenabled()
