@@ -1,6 +1,6 @@
 """The scale scenario: the same questions asked of plants of 2,000, 20,000 and 100,000 orders.
 
-``python -m bench.scale [--sizes 2000,20000,100000] [--gateway-src DIR] [--samples 30] [--together]``
+``python -m bench.scale [--sizes 2000,20000,100000] [--gateway-src DIR] [--samples 30] [--together [--ready-rounds N]]``
 
 Per size, each part in its own process (the plant is ``bench.plant``, the gateway
 ``ordergraph serve``): the plant's start to ready (generation included), the gateway's
@@ -19,7 +19,10 @@ with this harness: before and after a change, on the same machine, one after the
 The machine's load average is recorded with each size: on a shared machine the figures
 are noisy, compare ratios within one run. ``--together`` starts every size first, then asks
 each question of the sizes in turn (``ask_sizes``), so the answers a growth ratio divides
-are minutes closer in time.
+are minutes closer in time. ``--ready-rounds N`` then starts each size's gateway again,
+the sizes in turn, until each has started N times (its plant keeps running; a new journal
+each start): start to ready, its CPU and RSS are the median of the N starts (each one is in
+``scale.json``), so their growth does not hang on two starts a minute apart.
 """
 
 from __future__ import annotations
@@ -116,6 +119,38 @@ class Size:
         self.plant.stop()
 
 
+async def start_gateway(out: dict[str, Any], plant_url: str, run_dir: Path, name: str) -> procs.Proc:
+    """One gateway against a running plant (a journal of its own), up to its ready line: its
+    listening and ready seconds, CPU and RSS go to ``out``, and to ``out["ready_rounds"]``."""
+    port = free_port()
+    cfg = config(run_dir, plant_url, port, name)
+    t0 = time.monotonic()
+    gateway = spawn(
+        f"gateway-{name}",
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],
+        f"http://127.0.0.1:{port}",
+        run_dir / "logs",
+        cwd=procs.SOURCE,
+    )
+    try:
+        await gateway.wait_ready(timeout=300)
+        listening = time.monotonic() - t0
+        ready = await wait_for_line(gateway, READY_LINE, 1800) - t0
+    except BaseException:
+        gateway.stop()
+        raise
+    rnd = {"listening_s": listening, "ready_s": ready, "rss_ready_mb": gateway.rss() / 2**20, "ready_cpu_s": gateway.cpu()}
+    rounds = out.setdefault("ready_rounds", [])
+    rounds.append(rnd)
+    # One start: its own figures. Several (``--ready-rounds``): the median of each.
+    out.update({k: statistics.median(r[k] for r in rounds) for k in rnd})
+    print(
+        f"  gateway listening in {listening:.1f} s, ready in {ready:.1f} s ({rnd['ready_cpu_s']:.1f} s CPU),"
+        f" RSS {rnd['rss_ready_mb']:.0f} MB" + (f" (start {len(rounds)})" if len(rounds) > 1 else ""), flush=True,
+    )  # fmt: skip
+    return gateway
+
+
 async def start_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: str) -> Size:
     """The plant and the gateway of one size, started one after the other, the gateway ready."""
     out: dict[str, Any] = {"orders": orders, "gateway": tag, "load_before": loadavg()}
@@ -130,34 +165,13 @@ async def start_size(orders: int, args: argparse.Namespace, run_dir: Path, tag: 
         log_dir,
         cwd=procs.SOURCE,
     )
-    gateway = None
     try:
         await plant.wait_ready(timeout=1800)
         out["plant_ready_s"] = time.monotonic() - t0
         out["plant_cpu_s"] = plant.cpu()  # generation and pre-rendering: CPU, not the machine's load
         print(f"  plant of {orders} orders ready in {out['plant_ready_s']:.1f} s ({out['plant_cpu_s']:.1f} s CPU)", flush=True)
-        gport = free_port()
-        cfg = config(run_dir, plant.url, gport, f"{orders}-{tag}")
-        t0 = time.monotonic()
-        gateway = spawn(
-            f"gateway-{orders}-{tag}",
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],
-            f"http://127.0.0.1:{gport}",
-            log_dir,
-            cwd=procs.SOURCE,
-        )
-        await gateway.wait_ready(timeout=300)
-        out["listening_s"] = time.monotonic() - t0
-        out["ready_s"] = await wait_for_line(gateway, READY_LINE, 1800) - t0
-        out["rss_ready_mb"] = gateway.rss() / 2**20
-        out["ready_cpu_s"] = gateway.cpu()
-        print(
-            f"  gateway listening in {out['listening_s']:.1f} s, ready in {out['ready_s']:.1f} s"
-            f" ({out['ready_cpu_s']:.1f} s CPU), RSS {out['rss_ready_mb']:.0f} MB", flush=True,
-        )  # fmt: skip
+        gateway = await start_gateway(out, plant.url, run_dir, f"{orders}-{tag}")
     except BaseException:
-        if gateway is not None:
-            gateway.stop()
         plant.stop()
         raise
     rng = random.Random(orders)
@@ -222,6 +236,14 @@ async def measure(sizes: list[int], args: argparse.Namespace, run_dir: Path, tag
                 running.remove(size)
                 results.append(size.out)
                 (run_dir / "scale.json").write_text(json.dumps(results, indent=2))
+        for k in range(2, args.ready_rounds + 1):
+            # The gateways started again in turn, each against its plant (still running),
+            # with a new journal: start to ready's growth from one size to the next is
+            # then a median of starts minutes apart, not of two on a drifting machine.
+            for size in running:
+                print(f"{tag}: {size.out['orders']} orders, start {k} of {args.ready_rounds}", flush=True)
+                size.gateway.stop()
+                size.gateway = await start_gateway(size.out, size.plant.url, run_dir, f"{size.out['orders']}-{tag}-{k}")
         if args.together:
             print(f"{tag}: asking {', '.join(str(n) for n in sizes)} orders in turn", flush=True)
             await ask_sizes(running, args.samples)
@@ -244,6 +266,11 @@ def _cpu(r: dict[str, Any], key: str) -> str:
     return f" ({r[key]:.0f} s CPU)" if key in r else ""
 
 
+def _rounds(r: dict[str, Any]) -> str:
+    n = len(r.get("ready_rounds", ()))
+    return f", median of {n} starts" if n > 1 else ""
+
+
 def table(results: list[dict[str, Any]]) -> str:
     names = list(QUESTIONS)
     head = "| gateway | orders | plant ready (CPU) | gateway listening / ready (CPU) | RSS ready / after | " + " | ".join(
@@ -254,7 +281,7 @@ def table(results: list[dict[str, Any]]) -> str:
         q = r["queries"]
         cells = [
             r["gateway"], f"{r['orders']:,}", f"{r['plant_ready_s']:.0f} s" + _cpu(r, "plant_cpu_s"),
-            f"{r['listening_s']:.1f} s / {r['ready_s']:.1f} s" + _cpu(r, "ready_cpu_s"),
+            f"{r['listening_s']:.1f} s / {r['ready_s']:.1f} s" + _cpu(r, "ready_cpu_s") + _rounds(r),
             f"{r['rss_ready_mb']:.0f} / {r['rss_after_mb']:.0f} MB",
             *(cell(q[n]) for n in names),
             f"{r['load_before']} → {r['load_after']}",
@@ -275,7 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         "--together", action="store_true",
         help="start every size first (one after another), then ask each question of the sizes in turn",
     )  # fmt: skip
+    p.add_argument(
+        "--ready-rounds", type=int, default=1, metavar="N",
+        help="with --together: start each size's gateway N times in turn, start to ready the median (default 1)",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.ready_rounds < 1:
+        p.error("--ready-rounds: at least 1")
+    if args.ready_rounds > 1 and not args.together:
+        p.error("--ready-rounds needs --together (the sizes' gateways start again in turn)")
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
