@@ -167,6 +167,7 @@ class Gateway:
         # Scale-out: read-after-202 across replicas (gateway/redis_fence.py)
         self.fence: InvalidationFence | None = None
         self.gc_full_passes = 0  # the freeze loop's full collections (gateway/app.py)
+        self.gc_full_seconds = 0.0  # and their CPU seconds
         self.gc_full_due: float | None = None  # since when a full pass waits for a quiet moment
         self.cursors: Cursors | None = None  # set at start: the key may live in Redis
         # The shop floor over MQTT ([mqtt]; gateway/mqtt.py) and the work centres whose
@@ -198,6 +199,7 @@ class Gateway:
         self.telemetry = Telemetry(config.telemetry)
         self.timeline = EventTimeline()
         self.metrics.watch_record_cache(self.cache)
+        self.metrics.watch_full_collections(self)
         # Derived values of every order for filtered and sorted listings (issue 21): kept
         # current by the cache's invalidations and written by the exception tracker.
         self.index = OrderIndex(self.cache)
@@ -485,6 +487,7 @@ class Gateway:
                 base = self.config.gateway.gc_full_seconds or 300.0
                 full_every, backoff = full_pass_spacing(base, took, freed, walked, backoff)
                 self.gc_full_passes += 1
+                self.gc_full_seconds += took
                 log.debug("full collection: %d of %d freed, %.1f ms CPU; next in %.0f s", freed, walked, took * 1000, full_every)
             # Young garbage first (the handshakes' cycles, say): frozen, it would stay
             # until the next full pass. A young collection walks only recent objects.

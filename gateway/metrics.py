@@ -97,6 +97,30 @@ class Metrics:
 
         self.registry.register(Collector())
 
+    def watch_full_collections(self, gateway: Any) -> None:
+        """Export the freeze loop's full collections (``gateway.app.Gateway``): each one a
+        pause of the event loop that grows with the heap (seconds at 100,000 orders)."""
+
+        class Collector:
+            def collect(self) -> Any:
+                yield CounterMetricFamily(
+                    "ordergraph_gc_full_collections",
+                    "Full cyclic garbage collections of the freeze loop (each pauses every request and subscriber).",
+                    value=gateway.gc_full_passes,
+                )
+                yield CounterMetricFamily(
+                    "ordergraph_gc_full_collection_seconds",
+                    "CPU seconds spent in those full collections.",
+                    value=gateway.gc_full_seconds,
+                )
+                yield GaugeMetricFamily(
+                    "ordergraph_gc_full_collection_waiting",
+                    "1 while a long full collection waits for a quiet moment (no operation for a second).",
+                    value=0 if gateway.gc_full_due is None else 1,
+                )
+
+        self.registry.register(Collector())
+
     def watch_subscriptions(self, hub: Any, connections: Callable[[], int] | None = None) -> None:
         """Export live subscriptions (``gateway.subscriptions.Hub``)."""
 

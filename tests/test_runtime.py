@@ -114,10 +114,23 @@ async def test_a_full_pass_due_while_operations_run_waits_for_a_quiet_moment(pla
             await asyncio.sleep(1.5)  # the pass is due and answers keep coming: it waits
             assert gateway.gc_full_passes == passes
             assert gateway.gc_full_due is not None
+            assert await _metric(session, url, "ordergraph_gc_full_collection_waiting") == 1  # operators see it
             stop.set()
             assert await load > 10
             assert await _wait_for(lambda: gateway.gc_full_passes > passes, 10)  # quiet again
             assert gateway.gc_full_due is None or gateway.gc_full_passes > passes + 1
+            # /metrics counts the passes and their CPU (a scrape is not an operation: no wait)
+            counted = await _metric(session, url, "ordergraph_gc_full_collections_total")
+            assert passes < counted <= gateway.gc_full_passes
+            assert await _metric(session, url, "ordergraph_gc_full_collection_seconds_total") > 0
+
+
+async def _metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with session.get(f"{url}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    [value] = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+    return float(value)
 
 
 async def test_a_full_pass_waits_no_longer_than_gc_full_defer_seconds(plant, monkeypatch):
