@@ -103,6 +103,16 @@ async def ask(http: aiohttp.ClientSession, url: str, query: str, variables: dict
     return took, ""
 
 
+async def full_collections(http: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+    """The gateway's full collections so far and their CPU seconds (``/metrics``)."""
+    async with http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("ordergraph_gc_full_collection"))
+    return float(values.get("ordergraph_gc_full_collections_total", 0)), float(
+        values.get("ordergraph_gc_full_collection_seconds_total", 0)
+    )
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
@@ -194,6 +204,7 @@ async def ask_sizes(sizes: list[Size], samples: int) -> None:
     async with aiohttp.ClientSession(timeout=timeout) as http:
         for name in QUESTIONS:
             colds, answers = [], [[] for _ in sizes]
+            passes = [await full_collections(http, size.gateway.url) for size in sizes]
             for size in sizes:
                 query, variables = size.questions[name]
                 colds.append(await ask(http, size.gateway.url, query, variables(0)))
@@ -201,8 +212,9 @@ async def ask_sizes(sizes: list[Size], samples: int) -> None:
                 for size, got in zip(sizes, answers, strict=True):
                     query, variables = size.questions[name]
                     got.append(await ask(http, size.gateway.url, query, variables(i + 1)))
-            for size, (cold, cold_error), got in zip(sizes, colds, answers, strict=True):
+            for size, (cold, cold_error), got, before in zip(sizes, colds, answers, passes, strict=True):
                 warm = [t for t, error in got if not error] or [float("nan")]
+                gcs = [a - b for a, b in zip(await full_collections(http, size.gateway.url), before, strict=True)]
                 errors = [e for e in [cold_error] + [e for _t, e in got] if e]
                 f = size.out.setdefault("queries", {})[name] = {
                     "cold": cold if not cold_error else float("nan"),
@@ -211,9 +223,14 @@ async def ask_sizes(sizes: list[Size], samples: int) -> None:
                     "errors": len(errors),
                     "error": errors[0] if errors else "",
                     "slowest_s": max([cold] + [t for t, _e in got]),
+                    # the gateway's full collections from the cold answer to the last (each a
+                    # pause of every answer in flight), and their CPU seconds
+                    "full_collections": gcs[0],
+                    "full_collection_s": gcs[1],
                 }
                 print(f"  {size.out['orders']} orders, {name}: cold {f['cold'] * 1000:.0f} ms, p50 {f['p50'] * 1000:.0f} ms,"
                       f" p99 {f['p99'] * 1000:.0f} ms"
+                      + (f", {gcs[0]:.0f} full collections ({gcs[1]:.1f} s CPU) meanwhile" if gcs[0] else "")
                       + (f", {f['errors']} errors ({f['error']}) after up to {f['slowest_s']:.0f} s" if errors else ""), flush=True)  # fmt: skip
     for size in sizes:
         size.out["rss_after_mb"] = size.gateway.rss() / 2**20
@@ -257,7 +274,8 @@ async def measure(sizes: list[int], args: argparse.Namespace, run_dir: Path, tag
 def cell(f: dict[str, Any]) -> str:
     if f.get("errors"):
         return f"{f['errors']} errors ({f['error']}, after up to {f['slowest_s']:.0f} s)"
-    return f"{f['cold'] * 1000:.0f} · {f['p50'] * 1000:.0f} · {f['p99'] * 1000:.0f} ms"
+    gcs = f" ({f['full_collections']:.0f} full GC)" if f.get("full_collections") else ""
+    return f"{f['cold'] * 1000:.0f} · {f['p50'] * 1000:.0f} · {f['p99'] * 1000:.0f} ms" + gcs
 
 
 def _cpu(r: dict[str, Any], key: str) -> str:

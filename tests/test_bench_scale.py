@@ -45,6 +45,7 @@ def test_scale_run_produces_every_figure(tmp_path: Path, together: bool) -> None
         assert r["ready_cpu_s"] == statistics.median(x["ready_cpu_s"] for x in rounds)
         for q in r["queries"].values():
             assert q["errors"] == 0 and q["cold"] > 0 and 0 < q["p50"] <= q["p99"]
+            assert q["full_collections"] >= 0 and q["full_collection_s"] >= 0  # read from /metrics
     table = (json_file.parent / "scale.md").read_text()
     assert table.count("\n| after |") == 2
     assert table.count(" s CPU)") == 4  # plant and gateway, both sizes
