@@ -273,6 +273,17 @@ def default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _transition(entry_id: bytes, f: dict[bytes, bytes]) -> ExceptionTransition:
+    return ExceptionTransition(
+        cursor=_seq_of(entry_id),
+        exception_id=f[b"id"].decode(),
+        kind=f[b"kind"].decode(),
+        action=f[b"action"].decode(),  # type: ignore[arg-type]
+        payload=orjson.loads(f[b"payload"]),
+        at=_from_us(int(f[b"at"])),
+    )
+
+
 def _seq_of(entry_id: bytes | str) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(text.split("-", 1)[0])
@@ -953,17 +964,32 @@ class RedisJournal:
         """Exception transitions with ``cursor > after``, oldest first."""
         self._check_open()
         entries = await self._r.xrange(self._k_exc[1], f"{after + 1}-0", "+", count=limit)
-        return [
-            ExceptionTransition(
-                cursor=_seq_of(entry_id),
-                exception_id=f[b"id"].decode(),
-                kind=f[b"kind"].decode(),
-                action=f[b"action"].decode(),  # type: ignore[arg-type]
-                payload=orjson.loads(f[b"payload"]),
-                at=_from_us(int(f[b"at"])),
-            )
-            for entry_id, f in entries
-        ]
+        return [_transition(entry_id, f) for entry_id, f in entries]
+
+    async def cleared_exceptions_before(self, before: int | None, limit: int = 1000) -> list[ExceptionTransition]:
+        """CLEARED transitions with ``cursor < before`` (None: every one), newest first (see
+        ``SQLiteJournal.cleared_exceptions_before``): the log is walked back from ``before``
+        in slices, and only CLEARED steps' payloads are parsed."""
+        self._check_open()
+        found: list[ExceptionTransition] = []
+        end = "+" if before is None else f"{before - 1}-0"
+        while len(found) < limit and end != "-1-0":
+            entries = await self._r.xrevrange(self._k_exc[1], end, "-", count=1000)
+            if not entries:
+                break
+            for entry_id, f in entries:
+                if f[b"action"] == b"CLEARED":
+                    found.append(_transition(entry_id, f))
+                    if len(found) >= limit:
+                        break
+            end = f"{_seq_of(entries[-1][0]) - 1}-0"
+        return found
+
+    async def last_exception_cursor(self) -> int:
+        """The cursor of the latest exception transition (0 when there is none)."""
+        self._check_open()
+        entries = await self._r.xrevrange(self._k_exc[1], "+", "-", count=1)
+        return _seq_of(entries[0][0]) if entries else 0
 
     async def open_exceptions(self) -> dict[str, dict[str, Any]]:
         """Exceptions whose latest transition is RAISED: id -> latest payload, oldest first."""

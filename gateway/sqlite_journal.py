@@ -905,17 +905,31 @@ class SQLiteJournal:
                 " FROM exception_transitions WHERE cursor > ? ORDER BY cursor LIMIT ?",
                 (after, limit),
             ).fetchall()
-            return [
-                ExceptionTransition(
-                    cursor=cursor,
-                    exception_id=exception_id,
-                    kind=kind,
-                    action=action,
-                    payload=orjson.loads(payload),
-                    at=_from_us(at),
-                )
-                for cursor, exception_id, kind, action, payload, at in rows
-            ]
+            return [_transition(*row) for row in rows]
+
+        return await self._read(read)
+
+    async def cleared_exceptions_before(self, before: int | None, limit: int = 1000) -> list[ExceptionTransition]:
+        """CLEARED transitions with ``cursor < before`` (None: every one), newest first: the
+        exception tracker's start reads the recently cleared exceptions from the log's end
+        instead of reading (and parsing) the whole log, which grows with the plant's history."""
+
+        def read(conn: sqlite3.Connection) -> list[ExceptionTransition]:
+            rows = conn.execute(
+                "SELECT cursor, exception_id, kind, action, payload, at FROM exception_transitions"
+                " WHERE action = 'CLEARED' AND cursor < ? ORDER BY cursor DESC LIMIT ?",
+                (2**62 if before is None else before, limit),
+            ).fetchall()
+            return [_transition(*row) for row in rows]
+
+        return await self._read(read)
+
+    async def last_exception_cursor(self) -> int:
+        """The cursor of the latest exception transition (0 when there is none)."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            (last,) = conn.execute("SELECT max(cursor) FROM exception_transitions").fetchone()
+            return int(last or 0)
 
         return await self._read(read)
 
@@ -947,6 +961,12 @@ class SQLiteJournal:
             total += deleted
             if deleted < _PRUNE_SLICE:
                 return total
+
+
+def _transition(cursor: int, exception_id: str, kind: str, action: Any, payload: bytes, at: int) -> ExceptionTransition:
+    return ExceptionTransition(
+        cursor=cursor, exception_id=exception_id, kind=kind, action=action, payload=orjson.loads(payload), at=_from_us(at)
+    )
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:
