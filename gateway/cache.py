@@ -66,7 +66,7 @@ EVICT_SHARE = 100
 # all fit. At 100,000 orders the orders still in production (35,000) have some 240,000
 # records: 300,000 keeps them all, so the first what-if over a work centre's queue reads
 # none again (200,000 kept 80 % of them: 10,300 misses, that answer 100-250 ms slower than
-# the next). It costs ~140 MB more RSS at 100,000 orders (~795 MB after the scale
+# the next). It costs ~140 MB more RSS at 100,000 orders (~800 MB after the scale
 # scenario's questions, within the 1 GiB goal) and no more CPU to ready (bench/README.md).
 DEFAULT_MAXSIZE = 300_000
 
