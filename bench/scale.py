@@ -19,7 +19,8 @@ with this harness: before and after a change, on the same machine, one after the
 The machine's load average is recorded with each size: on a shared machine the figures
 are noisy, compare ratios within one run. ``--together`` starts every size first, then asks
 each question of the sizes in turn (``ask_sizes``), so the answers a growth ratio divides
-are minutes closer in time. ``--ready-rounds N`` then starts each size's gateway again,
+are minutes closer in time, after each gateway's first full collection after start-up
+(``settle_collectors``; ``--no-settle`` asks at once). ``--ready-rounds N`` then starts each size's gateway again,
 the sizes in turn, until each has started N times (its plant keeps running; a new journal
 each start): start to ready, its CPU and RSS are the median of the N starts (each one is in
 ``scale.json``), so their growth does not hang on two starts a minute apart.
@@ -108,13 +109,44 @@ async def ask(http: aiohttp.ClientSession, url: str, query: str, variables: dict
 
 
 async def full_collections(http: aiohttp.ClientSession, url: str) -> tuple[float, float]:
-    """The gateway's full collections so far and their CPU seconds (``/metrics``)."""
+    """The gateway's full collections so far and their CPU seconds (``/metrics``; 0, 0 for
+    a gateway without those metrics)."""
+    return await _full_collections(http, url) or (0.0, 0.0)
+
+
+async def _full_collections(http: aiohttp.ClientSession, url: str) -> tuple[float, float] | None:
     async with http.get(url + "/metrics") as resp:
         text = await resp.text()
     values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("ordergraph_gc_full_collection"))
-    return float(values.get("ordergraph_gc_full_collections_total", 0)), float(
-        values.get("ordergraph_gc_full_collection_seconds_total", 0)
-    )
+    if "ordergraph_gc_full_collections_total" not in values:
+        return None
+    return float(values["ordergraph_gc_full_collections_total"]), float(values["ordergraph_gc_full_collection_seconds_total"])
+
+
+async def settle_collectors(sizes: list[Size], timeout: float = 600.0) -> None:
+    """Wait until every gateway has run its first full collection after start-up (due a
+    minute after ready, ``[gateway] gc_full_seconds``, once no answer has been computed for
+    a second). With several gateways on the same cores (``--together``), one's first pass
+    otherwise ran beside another's answer: the 20,000-order gateway's (0.7-0.8 s of CPU) in
+    the quiet second the 100,000-order what-if gave it, which that what-if then shared its
+    cores with (its cold answer 12-14 % slower than the next). The pass's own cost is kept:
+    ``first_full_collection_cpu_s`` per size. Gateways without the metric are not waited for."""
+    timeout_at = time.monotonic() + timeout
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        pending = list(sizes)
+        while pending:
+            for size in list(pending):
+                got = await _full_collections(http, size.gateway.url)
+                if got is None or got[0] >= 1:
+                    pending.remove(size)
+                    if got is not None:
+                        size.out["first_full_collection_cpu_s"] = got[1]
+                        print(f"  {size.out['orders']} orders: first full collection done after"
+                              f" {time.monotonic() - t0:.0f} s ({got[1]:.1f} s CPU)", flush=True)  # fmt: skip
+            if pending and time.monotonic() > timeout_at:
+                raise RuntimeError(f"no full collection within {timeout:.0f} s: {[s.out['orders'] for s in pending]}")
+            await asyncio.sleep(1.0)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -266,6 +298,9 @@ async def measure(sizes: list[int], args: argparse.Namespace, run_dir: Path, tag
                 size.gateway.stop()
                 size.gateway = await start_gateway(size.out, size.plant.url, run_dir, f"{size.out['orders']}-{tag}-{k}")
         if args.together:
+            if args.settle:
+                print(f"{tag}: waiting for each gateway's first full collection", flush=True)
+                await settle_collectors(running)
             print(f"{tag}: asking {', '.join(str(n) for n in sizes)} orders in turn", flush=True)
             await ask_sizes(running, args.samples)
             results = [size.out for size in running]
@@ -327,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ready-rounds", type=int, default=1, metavar="N",
         help="with --together: start each size's gateway N times in turn, start to ready the median (default 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-settle", dest="settle", action="store_false",
+        help="with --together: ask at once, not after each gateway's first full collection",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.ready_rounds < 1:

@@ -30,6 +30,8 @@ def test_scale_run_produces_every_figure(tmp_path: Path, together: bool) -> None
     assert (started[1] < asked[0]) == together
     if together:  # the second starts come after both first ones, 200 then 400
         assert [lines[i].endswith("(start 2)") for i in started] == [False, False, True, True]
+        settled = [i for i, line in enumerate(lines) if "first full collection done" in line]
+        assert len(settled) == 2 and started[-1] < min(settled) and max(settled) < asked[0]
     [json_file] = tmp_path.glob("scale-*/scale.json")
     results = json.loads(json_file.read_text())
     assert [r["orders"] for r in results] == [200, 400]
@@ -39,6 +41,8 @@ def test_scale_run_produces_every_figure(tmp_path: Path, together: bool) -> None
         assert r["rss_ready_mb"] > 0 and r["load_before"] and r["load_after"]
         assert r["plant_cpu_s"] > 0 and r["ready_cpu_s"] > 0  # CPU to ready, apart from the load
         assert set(r["queries"]) == set(QUESTIONS)
+        # together: asked once each gateway had run its first full collection after start-up
+        assert ("first_full_collection_cpu_s" in r) == together
         rounds = r["ready_rounds"]
         assert len(rounds) == (2 if together else 1)
         assert r["ready_s"] == statistics.median(x["ready_s"] for x in rounds)
