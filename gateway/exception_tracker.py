@@ -147,6 +147,7 @@ class ExceptionTracker:
         self.full_evaluations_done = 0  # of those, finished (the gateway collects after each)
         self.caught_up = 0  # orders due or changed during the first pass, evaluated before ready
         self._first_pass: tuple[int, float] | None = None  # (orders, perf_counter at its start)
+        self._listed: int | None = None  # orders the running pass's listing counts
         self._full = False
         self._busy = False
         self._wake = asyncio.Event()
@@ -509,6 +510,7 @@ class ExceptionTracker:
                     raise
                 remember_listing(ctx.cache, page.records, ticket)
                 total = page.count if total is None else total
+                self._listed = total
                 for so in page.records:
                     ctx.loaders.sales_order.prime(so.sales_order, so)
                 running.add(asyncio.create_task(detect_page(ctx, [so.sales_order for so in page.records], ticket)))
@@ -574,6 +576,15 @@ class ExceptionTracker:
         ticket = ctx.cache.ticket() if ticket is None else ticket
         loaded = await load_orders(ctx, sales_orders, spare_done=spare)
         self.evaluated += len(loaded)
+        if spare and loaded and self._listed and not ctx.cache.spare_at_once:
+            # The records this page's orders occupy (each order's own three keys, two per
+            # production order, one per delivery), times the plant's orders: will they fit?
+            keys = sum(3 + 2 * len(view.production_orders) + len(view.deliveries) for view, _ in loaded)
+            if ctx.cache.expect_scan(keys * self._listed // len(loaded)):
+                log.info(
+                    "record cache: the plant's ~%d records do not fit in %d; the first pass keeps those of orders"
+                    " still in production", keys * self._listed // len(loaded), ctx.cache.maxsize,
+                )  # fmt: skip
         found = {}
         for n, (view, customer) in enumerate(loaded):
             if n and not n % self.yield_every:
